@@ -8,8 +8,10 @@
 
 pub mod allowlist;
 pub mod normalize;
+mod record;
 mod types;
 
 pub use allowlist::{AllowEntry, AllowKind, AllowMatch, Allowlist};
 pub use normalize::{NormalizeError, Normalized, normalize_any, normalize_as};
+pub use record::{Evidence, Indicator, IndicatorId, SourceRef};
 pub use types::{Category, Kind, ParseEnumError, Status, Tlp};
