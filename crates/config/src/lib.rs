@@ -1,1 +1,590 @@
-//! placeholder
+//! kanki's configuration: one TOML file read by every subcommand.
+//!
+//! Every key has a default that runs on a laptop, so no file is needed to
+//! start. [`DEFAULT_TOML`] is the complete, commented configuration that
+//! `kanki config default` prints; a test keeps it equal to [`Config::default`].
+//! Errors name the key and the line ([`ConfigError`]).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use kanki_feeds::Format;
+use kanki_indicators::{Category, Tlp};
+use serde::{Deserialize, Serialize};
+
+mod duration;
+
+pub use duration::HumanDuration;
+
+/// The complete default configuration, with a comment on every key.
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where all state lives: the SQLite database, the policy snapshot.
+    pub data_dir: PathBuf,
+    pub log: LogConfig,
+    pub api: ApiConfig,
+    pub storage: StorageConfig,
+    pub indicators: IndicatorsConfig,
+    pub allowlist: AllowlistConfig,
+    pub policy: PolicyConfig,
+    pub export: ExportConfig,
+    pub feeds: Vec<FeedConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./kanki-data"),
+            log: LogConfig::default(),
+            api: ApiConfig::default(),
+            storage: StorageConfig::default(),
+            indicators: IndicatorsConfig::default(),
+            allowlist: AllowlistConfig::default(),
+            policy: PolicyConfig::default(),
+            export: ExportConfig::default(),
+            feeds: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A tracing filter, e.g. `info` or `kanki=debug,info`. `RUST_LOG` wins.
+    pub level: String,
+    /// `text` for people, `json` for log shippers.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Address of the operator's HTTP API, `/metrics` and `/healthz`.
+    pub listen: SocketAddr,
+    /// Largest file accepted by the import upload endpoint, in bytes.
+    pub max_upload_bytes: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            max_upload_bytes: 512 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite`: one file in the data directory (the embedded default).
+    pub backend: Backend,
+    /// SQLite's `synchronous` setting: `full` survives power loss, `normal`
+    /// survives a killed process but may lose the last commits on power loss.
+    pub synchronous: Synchronous,
+    /// How long a writer waits for another writer before giving up.
+    pub busy_timeout: HumanDuration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: Backend::Sqlite,
+            synchronous: Synchronous::Full,
+            busy_timeout: HumanDuration::secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndicatorsConfig {
+    /// How long a listing lives after its source last saw it, unless the
+    /// source sets its own `ttl`.
+    pub default_ttl: HumanDuration,
+    /// Confidence (0–100) given to rows whose source says nothing.
+    pub default_confidence: u8,
+    /// TLP marking of indicators whose source sets none.
+    pub default_tlp: Tlp,
+    /// How often `kanki serve` expires listings whose time is up.
+    pub expire_every: HumanDuration,
+}
+
+impl Default for IndicatorsConfig {
+    fn default() -> Self {
+        IndicatorsConfig {
+            default_ttl: HumanDuration::secs(30 * 86400),
+            default_confidence: 50,
+            default_tlp: Tlp::Clear,
+            expire_every: HumanDuration::secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AllowlistConfig {
+    /// Names never listed, exactly these names.
+    pub exact: Vec<String>,
+    /// Names never listed, with everything below them.
+    pub suffix: Vec<String>,
+    /// A top-sites file (Tranco `rank,domain` CSV or one domain a line):
+    /// each domain and its `www.` name are never listed.
+    pub top_sites: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// How often `kanki serve` checks the store for list changes and
+    /// rebuilds the policy snapshot when there are some.
+    pub refresh_every: HumanDuration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            refresh_every: HumanDuration::secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    /// The address the `hosts` export points listed names at.
+    pub hosts_address: String,
+    pub rpz: RpzExportConfig,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            hosts_address: "0.0.0.0".into(),
+            rpz: RpzExportConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RpzExportConfig {
+    /// Zone name (origin) of the exported RPZ.
+    pub origin: String,
+    /// `nxdomain`, `nodata`, `passthru`, `drop`, or `cname:NAME` for a
+    /// walled garden (`cname:*.garden.example.` keeps the query name).
+    #[serde(deserialize_with = "de_rpz_action")]
+    pub action: String,
+    /// Also write `*.name` triggers so subdomains of a listed name match.
+    pub wildcards: bool,
+    /// TTL of the zone's records, in seconds.
+    pub ttl: u32,
+    /// SOA primary name server and responsible mailbox.
+    pub soa_mname: String,
+    pub soa_rname: String,
+    /// SOA timers, in seconds.
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    pub minimum: u32,
+}
+
+impl Default for RpzExportConfig {
+    fn default() -> Self {
+        RpzExportConfig {
+            origin: "rpz.kanki".into(),
+            action: "nxdomain".into(),
+            wildcards: true,
+            ttl: 300,
+            soa_mname: "localhost.".into(),
+            soa_rname: "hostmaster.localhost.".into(),
+            refresh: 300,
+            retry: 60,
+            expire: 604800,
+            minimum: 60,
+        }
+    }
+}
+
+fn de_rpz_action<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    check_rpz_action(&s).map_err(serde::de::Error::custom)?;
+    Ok(s)
+}
+
+/// Checks an RPZ action spelling: `nxdomain`, `nodata`, `passthru`, `drop`
+/// or `cname:NAME`.
+pub fn check_rpz_action(s: &str) -> Result<(), String> {
+    match s {
+        "nxdomain" | "nodata" | "passthru" | "drop" => Ok(()),
+        _ => match s.strip_prefix("cname:") {
+            Some(target) if !target.is_empty() && !target.contains(char::is_whitespace) => Ok(()),
+            _ => Err(format!(
+                "invalid RPZ action {s:?}: use nxdomain, nodata, passthru, drop or cname:NAME"
+            )),
+        },
+    }
+}
+
+/// One source of indicators imported on a schedule by `kanki serve`, or
+/// named by `kanki import --source`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawFeed")]
+pub struct FeedConfig {
+    /// The source's name, shown with every indicator it lists.
+    pub name: String,
+    pub format: FormatName,
+    /// Where to read it: a local file ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// ... or an http(s) URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// How often to import it.
+    pub every: HumanDuration,
+    /// Category of rows that carry none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
+    /// Time to live after the source last saw an indicator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tlp: Option<Tlp>,
+    /// Whether the hosts of this source's URL indicators go on the DNS-level
+    /// list. Turn off for sources whose URLs are mostly on compromised but
+    /// legitimate sites (blocking the host would take the real site down).
+    pub list_url_hosts: bool,
+    /// A disabled feed keeps its indicators but is not fetched.
+    pub enabled: bool,
+}
+
+/// A feed format name checked against the formats kanki reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormatName(pub Format);
+
+impl Serialize for FormatName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for FormatName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map(FormatName).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    name: String,
+    format: FormatName,
+    path: Option<PathBuf>,
+    url: Option<String>,
+    #[serde(default = "default_every")]
+    every: HumanDuration,
+    category: Option<Category>,
+    ttl: Option<HumanDuration>,
+    confidence: Option<u8>,
+    tlp: Option<Tlp>,
+    #[serde(default = "yes")]
+    list_url_hosts: bool,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn default_every() -> HumanDuration {
+    HumanDuration::secs(3600)
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl TryFrom<RawFeed> for FeedConfig {
+    type Error = String;
+    fn try_from(r: RawFeed) -> Result<Self, String> {
+        let name = r.name.trim().to_string();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "feed name {:?} must be non-empty and use only letters, digits, '-', '_' and '.'",
+                r.name
+            ));
+        }
+        match (&r.path, &r.url) {
+            (Some(_), Some(_)) => {
+                return Err(format!("feed {name:?} has both `path` and `url`; give one"));
+            }
+            (None, None) => return Err(format!("feed {name:?} needs a `path` or a `url`")),
+            (None, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                return Err(format!("feed {name:?}: url {u:?} must start with http:// or https://"));
+            }
+            _ => {}
+        }
+        if r.every.0.as_secs() < 10 {
+            return Err(format!("feed {name:?}: `every` must be at least 10s"));
+        }
+        if let Some(c) = r.confidence
+            && c > 100
+        {
+            return Err(format!("feed {name:?}: confidence {c} is over 100"));
+        }
+        Ok(FeedConfig {
+            name,
+            format: r.format,
+            path: r.path,
+            url: r.url,
+            every: r.every,
+            category: r.category,
+            ttl: r.ttl,
+            confidence: r.confidence,
+            tlp: r.tlp,
+            list_url_hosts: r.list_url_hosts,
+            enabled: r.enabled,
+        })
+    }
+}
+
+/// A configuration that cannot be used, with where the problem is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: Option<PathBuf>,
+    /// The dotted key path, e.g. `api.listen` or `feeds[1].every`.
+    pub key: Option<String>,
+    /// 1-based line and column.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(file) = &self.file {
+            write!(f, "{}", file.display())?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+                if let Some(col) = self.column {
+                    write!(f, ":{col}")?;
+                }
+            }
+            write!(f, ": ")?;
+        } else if let Some(line) = self.line {
+            write!(f, "line {line}: ")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "key `{key}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+impl Config {
+    /// Parses and validates a configuration text. `file` is used in errors.
+    pub fn from_toml_str(text: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
+        let err = |key: Option<String>, span: Option<std::ops::Range<usize>>, message: String| {
+            let (line, column) = match span {
+                Some(s) => {
+                    let (l, c) = line_col(text, s.start);
+                    (Some(l), Some(c))
+                }
+                None => (None, None),
+            };
+            ConfigError {
+                file: file.map(Path::to_path_buf),
+                key,
+                line,
+                column,
+                message,
+            }
+        };
+        let de = toml::de::Deserializer::parse(text)
+            .map_err(|e| err(None, e.span(), e.message().to_string()))?;
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let key = (path != ".").then_some(path);
+            let inner = e.into_inner();
+            err(key, inner.span(), inner.message().to_string())
+        })?;
+        if let Err((key, needle, message)) = config.validate() {
+            let span = needle.and_then(|n| nth_occurrence(text, &n.0, n.1)).map(|o| o..o);
+            return Err(err(Some(key), span, message));
+        }
+        Ok(config)
+    }
+
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: Some(path.to_path_buf()),
+            key: None,
+            line: None,
+            column: None,
+            message: format!("cannot read configuration: {e}"),
+        })?;
+        Config::from_toml_str(&text, Some(path))
+    }
+
+    /// Checks that span several keys. On error: the key path, a text to find
+    /// in the file (and which occurrence) to point at its line, and the message.
+    #[allow(clippy::type_complexity)]
+    fn validate(&self) -> Result<(), (String, Option<(String, usize)>, String)> {
+        let mut seen = std::collections::HashMap::new();
+        for (i, feed) in self.feeds.iter().enumerate() {
+            let n = seen.entry(feed.name.as_str()).or_insert(0usize);
+            *n += 1;
+            if *n > 1 {
+                return Err((
+                    format!("feeds[{i}].name"),
+                    Some((format!("\"{}\"", feed.name), *n)),
+                    format!("feed name {:?} is used more than once", feed.name),
+                ));
+            }
+        }
+        if self.indicators.default_confidence > 100 {
+            return Err((
+                "indicators.default_confidence".into(),
+                Some(("default_confidence".into(), 1)),
+                "confidence is 0 to 100".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The feed of that name, if configured.
+    pub fn feed(&self, name: &str) -> Option<&FeedConfig> {
+        self.feeds.iter().find(|f| f.name == name)
+    }
+
+    /// The database file in the data directory.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("kanki.sqlite3")
+    }
+
+    /// The persisted policy snapshot in the data directory.
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.data_dir.join("policy.snapshot")
+    }
+}
+
+fn nth_occurrence(text: &str, needle: &str, n: usize) -> Option<usize> {
+    text.match_indices(needle).nth(n.saturating_sub(1)).map(|(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_commented_default_is_the_default() {
+        let parsed = Config::from_toml_str(DEFAULT_TOML, None).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn the_issue_example_works_as_written() {
+        let text = r#"
+data_dir = "./kanki-data"
+
+[api]
+listen = "127.0.0.1:8080"
+
+[[feeds]]
+name = "urlhaus"
+format = "urlhaus"
+path = "/var/lib/feeds/urlhaus.csv"   # or url = "https://..."
+every = "5m"
+"#;
+        let c = Config::from_toml_str(text, None).unwrap();
+        assert_eq!(c.feeds.len(), 1);
+        assert_eq!(c.feeds[0].every.as_secs(), 300);
+        assert_eq!(c.feeds[0].format.0, Format::Urlhaus);
+        assert!(c.feeds[0].list_url_hosts);
+    }
+
+    fn error_of(text: &str) -> ConfigError {
+        Config::from_toml_str(text, Some(Path::new("kanki.toml"))).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let e = error_of("data_dir = \"x\"\n\n[api]\nlisten = \"not an address\"\n");
+        assert_eq!(e.key.as_deref(), Some("api.listen"));
+        assert_eq!(e.line, Some(4));
+        assert!(e.to_string().starts_with("kanki.toml:4:"), "{e}");
+
+        let e = error_of("[api]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n");
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("unknown field `lisen`"), "{e}");
+
+        let e = error_of("[[feeds]]\nname = \"a\"\nformat = \"csvx\"\npath = \"/x\"\n");
+        assert_eq!(e.key.as_deref(), Some("feeds[0].format"), "{e}");
+        assert!(e.message.contains("unknown feed format"), "{e}");
+        assert_eq!(e.line, Some(3), "{e}");
+
+        let e = error_of("[[feeds]]\nname = \"a\"\nformat = \"plain\"\npath = \"/x\"\nevery = \"often\"\n");
+        assert_eq!(e.key.as_deref(), Some("feeds[0].every"), "{e}");
+        assert_eq!(e.line, Some(5), "{e}");
+
+        let e = error_of("[[feeds]]\nname = \"a\"\nformat = \"plain\"\n");
+        assert!(e.message.contains("needs a `path` or a `url`"), "{e}");
+
+        let e = error_of(
+            "[[feeds]]\nname = \"a\"\nformat = \"plain\"\npath = \"/x\"\n\n[[feeds]]\nname = \"a\"\nformat = \"plain\"\npath = \"/y\"\n",
+        );
+        assert_eq!(e.key.as_deref(), Some("feeds[1].name"), "{e}");
+        assert_eq!(e.line, Some(7), "{e}");
+
+        let e = error_of("[export.rpz]\naction = \"block\"\n");
+        assert_eq!(e.key.as_deref(), Some("export.rpz.action"), "{e}");
+
+        let e = error_of("data_dir = \n");
+        assert_eq!(e.line, Some(1), "{e}");
+    }
+}
