@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn csv_with_header_and_quoting() {
         let mut out = Vec::new();
-        assert_eq!(write_csv(&mut out, &sample()).unwrap(), 2);
+        assert_eq!(write_csv(&mut out, sample().iter()).unwrap(), 2);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "id,kind,value,host,category,status,status_reason,confidence,first_seen,last_seen,expires_at,tlp,tags,sources\n\
@@ -207,7 +207,10 @@ mod tests {
         assert_eq!(back, records);
 
         let mut out = Vec::new();
-        assert_eq!(write_json(&mut out, &Vec::<Indicator>::new()).unwrap(), 0);
+        assert_eq!(
+            write_json(&mut out, Vec::<Indicator>::new().iter()).unwrap(),
+            0
+        );
         assert_eq!(out, b"[\n]\n");
         let empty: Vec<Indicator> = serde_json::from_slice(&out).unwrap();
         assert!(empty.is_empty());

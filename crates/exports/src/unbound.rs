@@ -84,20 +84,26 @@ pub fn write_unbound<W: Write>(
     let mut w = BufWriter::with_capacity(BUFFER_SIZE, w);
     let mut stats = ExportStats::default();
     w.write_all(b"# kanki blocklist (Unbound local-zone)\n")?;
-    for_each_name(list, Reach::Subtree, &mut stats, |_| None, |name, entry| {
-        w.write_all(b"local-zone: \"")?;
-        w.write_all(name.as_bytes())?;
-        if entry == Entry::Exception {
-            return w.write_all(b".\" always_transparent\n");
-        }
-        w.write_all(zone_tail.as_bytes())?;
-        for line in &data_lines {
-            w.write_all(b"local-data: \"")?;
+    for_each_name(
+        list,
+        Reach::Subtree,
+        &mut stats,
+        |_, _| None,
+        |name, entry| {
+            w.write_all(b"local-zone: \"")?;
             w.write_all(name.as_bytes())?;
-            w.write_all(line.as_bytes())?;
-        }
-        Ok(())
-    })?;
+            if entry == Entry::Exception {
+                return w.write_all(b".\" always_transparent\n");
+            }
+            w.write_all(zone_tail.as_bytes())?;
+            for line in &data_lines {
+                w.write_all(b"local-data: \"")?;
+                w.write_all(name.as_bytes())?;
+                w.write_all(line.as_bytes())?;
+            }
+            Ok(())
+        },
+    )?;
     skip_ips(list, &mut stats);
     w.flush()?;
     Ok(stats)
@@ -135,7 +141,10 @@ mod tests {
         let one = DnsList::new(["bad.example"], Vec::<String>::new());
         for (action, expected) in [
             ("nodata", "local-zone: \"bad.example.\" always_nodata\n"),
-            ("passthru", "local-zone: \"bad.example.\" always_transparent\n"),
+            (
+                "passthru",
+                "local-zone: \"bad.example.\" always_transparent\n",
+            ),
             ("drop", "local-zone: \"bad.example.\" always_deny\n"),
             (
                 "cname:warning.kanki.",
