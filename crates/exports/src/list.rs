@@ -226,14 +226,19 @@ pub(crate) fn is_host_name(name: &str) -> bool {
             .all(|l| !l.starts_with('-') && !l.ends_with('-'))
 }
 
-/// The proper ancestors of a name, nearest first: `a.b.example` gives
-/// `b.example`, then `example`.
+/// The proper ancestors of a name that have two labels or more (the only
+/// ones that can be listed), nearest first: `a.b.c.example` gives
+/// `b.c.example`, then `c.example`.
 pub(crate) fn parents(name: &str) -> impl Iterator<Item = &str> {
     let mut rest = name;
     std::iter::from_fn(move || {
         let dot = rest.find('.')?;
-        rest = &rest[dot + 1..];
-        Some(rest)
+        let parent = &rest[dot + 1..];
+        if !parent.contains('.') {
+            return None;
+        }
+        rest = parent;
+        Some(parent)
     })
 }
 
@@ -512,8 +517,9 @@ mod tests {
 
     #[test]
     fn parents_nearest_first() {
-        let p: Vec<_> = parents("a.b.example").collect();
-        assert_eq!(p, ["b.example", "example"]);
+        let p: Vec<_> = parents("a.b.c.example").collect();
+        assert_eq!(p, ["b.c.example", "c.example"]);
+        assert_eq!(parents("b.example").count(), 0);
         assert_eq!(parents("example").count(), 0);
     }
 

@@ -19,8 +19,9 @@ use crate::rpz::{RpzAction, absolute};
 /// | `cname:NAME` | `redirect` + `local-data: "name. CNAME NAME"` | CNAME to the garden, resolved on |
 /// | `local:ADDR` | `redirect` + `local-data: "name. A ADDR"` | the address; no data for other types |
 ///
-/// The `always_*` types answer even where local data exists and need
-/// Unbound 1.11 or later (`always_nodata` and `always_deny`: 1.13). A
+/// The `always_*` types ignore local data. `always_nxdomain` and
+/// `always_transparent` are old (Unbound 1.6); `always_nodata` and
+/// `always_deny` can be set from the configuration file since 1.13.1. A
 /// `redirect` zone answers every name below it with the apex's data, so
 /// Unbound cannot keep the query name the way BIND's `*.garden` CNAME
 /// target does: a `cname:*.garden.example.` action points every blocked

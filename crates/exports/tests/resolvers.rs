@@ -254,10 +254,7 @@ fn start_named(dir: &Path, zones: &[(&str, PathBuf)]) -> (Named, u16) {
     let deadline = Instant::now() + Duration::from_secs(20);
     let last = zones.last().map(|z| z.0).unwrap_or(".");
     loop {
-        if let Some(a) = query(port, last, 6)
-            && a.rcode == 0
-            && !a.records.is_empty()
-        {
+        if query(port, last, 6).is_some_and(|a| a.rcode == 0 && !a.records.is_empty()) {
             break;
         }
         if Instant::now() > deadline {
