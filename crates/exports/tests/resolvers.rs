@@ -38,6 +38,12 @@ fn tool(name: &str, package: &str) -> PathBuf {
     );
 }
 
+#[test]
+#[should_panic(expected = "run scripts/test.sh, which installs the Debian package `no-such-pkg`")]
+fn a_missing_tool_fails_the_test_and_says_what_to_install() {
+    tool("kanki-no-such-tool", "no-such-pkg");
+}
+
 /// A list with a bit of everything: wildcards and names they cover, an
 /// allowlist exception, names `check-names` dislikes, IPv4 and IPv6
 /// triggers whose owner names exercise every `zz` case.
