@@ -143,7 +143,7 @@ impl fmt::Display for SkipReason {
 }
 
 /// How many examples of skipped entries [`ExportStats`] keeps.
-pub const MAX_SKIPPED_EXAMPLES: usize = 10;
+pub(crate) const MAX_SKIPPED_EXAMPLES: usize = 10;
 
 /// What a DNS-level writer wrote and left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

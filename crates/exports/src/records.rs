@@ -30,9 +30,10 @@ pub const CSV_HEADER: [&str; 14] = [
     "sources",
 ];
 
-/// Writes the indicators as CSV (RFC 4180: fields quoted where they hold
-/// a comma, a quote or a line break; CRLF-free `\n` line ends), with a
-/// header row of [`CSV_HEADER`]. Returns the number of records written.
+/// Writes the indicators as CSV with a header row of [`CSV_HEADER`].
+/// Fields are quoted as RFC 4180 says (where they hold a comma, a quote or
+/// a line break, quotes doubled); records end in `\n`. Returns the number
+/// of records written.
 pub fn write_csv<W, I>(w: W, indicators: I) -> io::Result<u64>
 where
     W: Write,
