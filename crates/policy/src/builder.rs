@@ -2,10 +2,9 @@
 
 use kanki_indicators::AllowKind;
 
-use crate::hash::{Keys, MAX_NAME_LEN, Prepared, reduce};
+use crate::hash::{Keys, MAX_NAME_LEN, Prepared};
 use crate::snapshot::{
-    F_ALLOW_EXACT, F_ALLOW_SUFFIX, F_LISTED, Header, MAX_IDS_PER_NAME, Snapshot, build_filter,
-    tag_of,
+    F_ALLOW_EXACT, F_ALLOW_SUFFIX, F_LISTED, Header, MAX_IDS_PER_NAME, Snapshot, slot,
 };
 
 /// What one `add_*` call said.
@@ -139,8 +138,9 @@ impl SnapshotBuilder {
         // Upper bound: every item its own record of header+name, one id.
         let mut data: Vec<u64> =
             Vec::with_capacity(items.len() * 2 + arena.len().div_ceil(8) + items.len());
-        // (hash, slot value) per record, inserted once the count is known.
-        let mut entries: Vec<(u64, u64)> = Vec::new();
+        // (hash, record offset, flags) per record, placed in the table once
+        // the count is known.
+        let mut entries: Vec<(u64, u32, u32)> = Vec::new();
         let (mut listed, mut allows) = (0, 0);
 
         let mut i = 0;
@@ -205,30 +205,17 @@ impl SnapshotBuilder {
             let h = Prepared::new(nm)
                 .expect("builder admits valid names only")
                 .full_hash(&keys);
-            entries.push((h, (((tag_of(h) | flags) as u64) << 32) | at32 as u64));
+            entries.push((h, at32, flags));
         }
         data.shrink_to_fit();
 
-        let mut slots = vec![0u64; table_len(entries.len())];
-        for &(h, slot) in &entries {
-            let mut pos = reduce(h, slots.len());
-            while slots[pos] != 0 {
-                pos += 1;
-                if pos == slots.len() {
-                    pos = 0;
-                }
-            }
-            slots[pos] = slot;
-        }
-
-        let filter = build_filter(entries.len(), entries.iter().map(|e| e.0));
+        let slots = place(entries.len(), &mut entries);
         Snapshot {
             generation,
             seed,
             keys,
             data,
             slots,
-            filter,
             records: entries.len(),
             listed,
             allows,
@@ -236,12 +223,26 @@ impl SnapshotBuilder {
     }
 }
 
-/// Table size for `n` records: load factor about 0.6, where linear probing
-/// needs on average ~1.7 probes for a hit and ~3.6 for a miss (Knuth), all
-/// within one or two cache lines, at 13 bytes of table per record. Always at
-/// least one empty slot, so every probe sequence ends.
-pub(crate) fn table_len(n: usize) -> usize {
-    n + n * 2 / 3 + 1
+/// Lays the table out: records sorted by home slot, each in the first free
+/// slot at or after its home (the order Robin Hood hashing converges to, got
+/// here directly since the table is built once). Nothing wraps around: the
+/// table is as long as the last record placed needs, plus one empty slot.
+fn place(n: usize, entries: &mut [(u64, u32, u32)]) -> Vec<u64> {
+    let homes = slot::homes(n);
+    entries.sort_unstable_by_key(|e| slot::home(e.0, homes));
+    let mut slots = vec![0u64; homes + 1];
+    let mut next = 0;
+    for &(h, at, flags) in entries.iter() {
+        let home = slot::home(h, homes);
+        let pos = next.max(home);
+        if pos + 1 >= slots.len() {
+            slots.resize(pos + 2, 0);
+        }
+        slots[pos] = slot::pack(at, flags, pos - home, h);
+        next = pos + 1;
+    }
+    slots.shrink_to_fit();
+    slots
 }
 
 /// The record's first words: room for the header (zero) and the name bytes,
