@@ -39,6 +39,9 @@ pub struct SnapshotBuilder {
     items: Vec<Item>,
     rejected: usize,
     seed: Option<u64>,
+    /// Tests shrink the table to force long probe sequences.
+    #[cfg(test)]
+    homes: Option<usize>,
 }
 
 impl SnapshotBuilder {
@@ -118,6 +121,8 @@ impl SnapshotBuilder {
     /// it (the store's change counter, say), reported by
     /// [`Snapshot::generation`] and kept by [`Snapshot::save`].
     pub fn build(self, generation: u64) -> Snapshot {
+        #[cfg(test)]
+        let self_homes = self.homes;
         let SnapshotBuilder {
             arena,
             mut items,
@@ -209,13 +214,18 @@ impl SnapshotBuilder {
         }
         data.shrink_to_fit();
 
-        let slots = place(entries.len(), &mut entries);
+        #[cfg(not(test))]
+        let homes = slot::homes(entries.len());
+        #[cfg(test)]
+        let homes = self_homes.unwrap_or(slot::homes(entries.len()));
+        let slots = place(homes, &mut entries);
         Snapshot {
             generation,
             seed,
             keys,
             data,
             slots,
+            homes,
             records: entries.len(),
             listed,
             allows,
@@ -227,8 +237,7 @@ impl SnapshotBuilder {
 /// slot at or after its home (the order Robin Hood hashing converges to, got
 /// here directly since the table is built once). Nothing wraps around: the
 /// table is as long as the last record placed needs, plus one empty slot.
-fn place(n: usize, entries: &mut [(u64, u32, u32)]) -> Vec<u64> {
-    let homes = slot::homes(n);
+fn place(homes: usize, entries: &mut [(u64, u32, u32)]) -> Vec<u64> {
     entries.sort_unstable_by_key(|e| slot::home(e.0, homes));
     let mut slots = vec![0u64; homes + 1];
     let mut next = 0;
@@ -269,4 +278,56 @@ fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x6b616e6b69);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Verdict;
+
+    /// With a single home slot every name lands in one long run, so probes
+    /// go past the largest storable displacement and lookups must still be
+    /// exact: hits, parents, misses, allowlist.
+    #[test]
+    fn long_probe_sequences() {
+        for homes in [1, 2, 7] {
+            let names = crate::synth::domains(700, homes as u64);
+            let mut b = SnapshotBuilder::new();
+            b.homes = Some(homes);
+            for (i, n) in names.iter().enumerate() {
+                if i % 10 == 0 {
+                    b.add_allow(AllowKind::Exact, n, i as i64);
+                } else {
+                    b.add_listed(n, i as i64);
+                }
+            }
+            let s = b.build(1);
+            assert!(
+                s.slots
+                    .iter()
+                    .any(|&x| x != 0 && slot::disp(x) == slot::DISP_MAX)
+            );
+            for (i, n) in names.iter().enumerate() {
+                let v = s.lookup(format!("x.{n}").as_bytes());
+                if i % 10 == 0 {
+                    assert_eq!(
+                        s.lookup(n.as_bytes()),
+                        Verdict::Allowed {
+                            allow_entry: i as i64,
+                            matched_allow: n,
+                            listed: None,
+                        }
+                    );
+                    // Unless a parent of it is listed too.
+                    assert!(!v.is_listed() || names.iter().any(|p| n.ends_with(&format!(".{p}"))));
+                } else {
+                    assert!(
+                        matches!(v, Verdict::Listed { matched, .. } if matched == n || n.ends_with(&format!(".{matched}"))),
+                        "{n}: {v:?}"
+                    );
+                }
+                assert_eq!(s.lookup(format!("{n}x").as_bytes()), Verdict::NotListed);
+            }
+        }
+    }
 }

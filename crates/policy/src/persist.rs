@@ -194,16 +194,18 @@ impl Snapshot {
         if u64::from(crc.finalize()) != tail[0] {
             return Err(LoadError::Checksum);
         }
-        let snap = Snapshot {
+        let mut snap = Snapshot {
             generation,
             seed,
             keys: Keys::new(seed),
             data,
             slots,
+            homes: 0,
             records: usize::try_from(records).map_err(|_| LoadError::Corrupt("record count"))?,
             listed: usize::try_from(listed).map_err(|_| LoadError::Corrupt("listed count"))?,
             allows: usize::try_from(allows).map_err(|_| LoadError::Corrupt("allow count"))?,
         };
+        snap.homes = slot::homes(snap.records);
         snap.validate()?;
         Ok(snap)
     }
@@ -260,7 +262,7 @@ impl Snapshot {
         // short of it), its displacement and tag as stored, and the last
         // slot empty so that no probe runs off the end.
         let slots = &self.slots;
-        let homes = slot::homes(records);
+        let homes = self.homes;
         if slots.len() <= homes || slots.last() != Some(&0) {
             return Err(Corrupt("table size"));
         }
@@ -270,10 +272,8 @@ impl Snapshot {
         for (pos, &s) in slots.iter().enumerate() {
             // Records are visited in table order, i.e. at random: fetch the
             // ones a few slots ahead while checking this one.
-            if let Some(&ahead) = slots.get(pos + 16) {
-                if let Some(w) = data.get(slot::at(ahead)) {
-                    crate::snapshot::prefetch(w);
-                }
+            if let Some(w) = slots.get(pos + 16).and_then(|&a| data.get(slot::at(a))) {
+                crate::snapshot::prefetch(w);
             }
             if s == 0 {
                 last_empty = Some(pos);

@@ -182,9 +182,11 @@ pub struct Snapshot {
     /// Derived from `seed`; inline, not on the heap.
     pub(crate) keys: Keys,
     pub(crate) data: Vec<u64>,
-    /// The table: [`slot::homes`] home slots, then overflow, then at least
-    /// one empty slot, so that no probe wraps around or runs off the end.
+    /// The table: `homes` home slots, then overflow, then at least one empty
+    /// slot, so that no probe wraps around or runs off the end.
     pub(crate) slots: Vec<u64>,
+    /// Number of home slots: [`slot::homes`] of the record count.
+    pub(crate) homes: usize,
     pub(crate) records: usize,
     pub(crate) listed: usize,
     pub(crate) allows: usize,
@@ -234,10 +236,9 @@ impl Matches {
         } else {
             None
         };
-        if let Some((kind, rank)) = allow {
-            if self.allow.is_none_or(|a| a.2 < rank) {
-                self.allow = Some((hit, kind, rank));
-            }
+        let better = allow.filter(|&(_, rank)| self.allow.is_none_or(|a| a.2 < rank));
+        if let Some((kind, rank)) = better {
+            self.allow = Some((hit, kind, rank));
         }
     }
 }
@@ -326,7 +327,7 @@ impl Pending {
             return;
         }
         let slots = &s.slots[..];
-        let homes = s.homes();
+        let homes = s.homes;
         let mut n = 0;
         let Pending {
             q, hashes, lens, ..
@@ -482,12 +483,6 @@ impl Snapshot {
         }
     }
 
-    /// Number of home slots.
-    #[inline(always)]
-    fn homes(&self) -> usize {
-        slot::homes(self.records)
-    }
-
     /// The first slot for hash `h` whose tag matches, or 0.
     ///
     /// The table keeps the records sorted by home slot (ordered linear
@@ -499,7 +494,7 @@ impl Snapshot {
     #[inline(always)]
     fn find_slot(&self, h: u64) -> u64 {
         let slots = &self.slots[..];
-        let home = slot::home(h, self.homes());
+        let home = slot::home(h, self.homes);
         let tag = slot::tag_of(h);
         let mut pos = home;
         loop {
@@ -528,7 +523,7 @@ impl Snapshot {
     /// Finds the record of one (lowercased) name with hash `h`.
     fn probe(&self, h: u64, name: &[u8]) -> Option<Hit> {
         let slots = &self.slots[..];
-        let home = slot::home(h, self.homes());
+        let home = slot::home(h, self.homes);
         let tag = slot::tag_of(h);
         let mut pos = home;
         loop {
