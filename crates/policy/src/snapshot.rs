@@ -18,17 +18,31 @@
 //!   array; the indicator ids are word-aligned so `Verdict::Listed` can lend
 //!   them as a plain `&[i64]`.
 //!
-//! * `slots` is an open-addressing hash table with linear probing: each slot
-//!   is `0` (empty) or `(tag << 32) | record offset in words`, where the tag's
-//!   top 29 bits come from the name's hash and its low 3 bits are the record's
-//!   flags. A probe compares the tag before touching the record, so a miss
-//!   almost never reads a name (a false tag match is 1 in 2^29).
+//! * `slots` is an open-addressing hash table of one `u64` per slot (see
+//!   [`slot`]): the record's offset, its flags, a 21-bit tag from the name's
+//!   hash and the distance from its home slot. About 1.67 slots per record
+//!   (load factor 0.6), records kept in home-slot order (ordered linear
+//!   probing, the layout Robin Hood hashing converges to), so that a probe for
+//!   an absent name stops after one or two slots, and compares tags rather
+//!   than names: a record is read only on a tag match.
+//!
+//! # Lookup
+//!
+//! Every suffix of the query on a label boundary (`a.b.bad.example`,
+//! `b.bad.example`, `bad.example`, `example`) is one exact-match probe; the
+//! hashes of all of them come from one pass over the name (see `hash`). The
+//! probes are split in steps so that their memory accesses overlap: hash all
+//! suffixes and prefetch their home slots, then walk the slots and prefetch
+//! the candidate records, then compare names and build the verdict.
+//! [`Snapshot::lookup_many`] runs each step for eight names at a time.
 //!
 //! Why not `HashMap<Box<str>, Vec<i64>>`: that costs a heap allocation per name
 //! and per id list plus ~40 bytes of pointers, lengths and capacities per entry
 //! before any data, about twice the 64 bytes per domain budget; it also cannot
-//! be written and read back as a few flat arrays. An immutable table is also
-//! simple to hand-write: no deletion, no resizing.
+//! be written and read back as a few flat arrays, and it hashes each suffix
+//! from scratch. An immutable table is also simple to hand-write: no
+//! deletion, no resizing. At 1,000,000 names of ~20 bytes this layout takes
+//! about 47 bytes per name: ~32 of record, ~13 of table.
 
 use crate::hash::{Keys, Prepared};
 
@@ -43,15 +57,17 @@ pub(crate) const F_ALL: u32 = 7;
 /// Largest number of indicator ids kept for one name (the header's 21 bits).
 pub const MAX_IDS_PER_NAME: usize = (1 << 21) - 1;
 
-/// Table slots: `0` for empty, or the packed fields below. A slot is never
-/// 0 when occupied, since a record always has a flag set.
+/// Table slots: `0` for empty, or packed fields. Bits 0..32: the record's
+/// offset in words. 32..35: the record's flags (so a slot is never 0 when
+/// occupied: a record always has a flag). 35..43: distance from the home
+/// slot, saturated at [`slot::DISP_MAX`]. 43..64: tag, the hash's low 21 bits
+/// (the home slot comes from the high bits, see [`crate::hash::reduce`], so
+/// the two are independent).
 pub(crate) mod slot {
     use crate::hash::reduce;
 
-    /// Bits 0..32: record offset in words. 32..35: the record's flags.
-    /// 35..43: displacement from the home slot, saturated. 43..64: tag, the
-    /// hash's low 21 bits (the home slot comes from the high bits, see
-    /// [`reduce`], so the two are independent).
+    /// Largest storable distance from the home slot; a record further away
+    /// is stored with this, meaning "home unknown, somewhere before".
     pub const DISP_MAX: usize = 255;
 
     #[inline(always)]
