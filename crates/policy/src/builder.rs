@@ -2,7 +2,7 @@
 
 use kanki_indicators::AllowKind;
 
-use crate::hash::{Keys, MAX_NAME_LEN, Prepared};
+use crate::hash::{Keys, MAX_NAME_LEN, Prepared, label_bit};
 use crate::snapshot::{
     F_ALLOW_EXACT, F_ALLOW_SUFFIX, F_LISTED, Header, MAX_IDS_PER_NAME, Snapshot, slot,
 };
@@ -147,6 +147,7 @@ impl SnapshotBuilder {
         // the count is known.
         let mut entries: Vec<(u64, u32, u32)> = Vec::new();
         let (mut listed, mut allows) = (0, 0);
+        let mut labels = 0u64;
 
         let mut i = 0;
         while i < items.len() {
@@ -207,10 +208,9 @@ impl SnapshotBuilder {
             let head: &mut [u8] = bytemuck::cast_slice_mut(&mut data[at..at + 1]);
             head[..4].copy_from_slice(&header.encode().to_ne_bytes());
             let at32 = u32::try_from(at).expect("snapshot over 32 GiB");
-            let h = Prepared::new(nm)
-                .expect("builder admits valid names only")
-                .full_hash(&keys);
-            entries.push((h, at32, flags));
+            let prepared = Prepared::new(nm).expect("builder admits valid names only");
+            labels |= label_bit(prepared.labels());
+            entries.push((prepared.full_hash(&keys), at32, flags));
         }
         data.shrink_to_fit();
 
@@ -226,6 +226,7 @@ impl SnapshotBuilder {
             data,
             slots,
             homes,
+            labels,
             records: entries.len(),
             listed,
             allows,
@@ -233,12 +234,12 @@ impl SnapshotBuilder {
     }
 }
 
-/// Lays the table out: records sorted by home slot, each in the first free
+/// Lays the table out: records sorted by home slot and tag, each in the first free
 /// slot at or after its home (the order Robin Hood hashing converges to, got
 /// here directly since the table is built once). Nothing wraps around: the
 /// table is as long as the last record placed needs, plus one empty slot.
 fn place(homes: usize, entries: &mut [(u64, u32, u32)]) -> Vec<u64> {
-    entries.sort_unstable_by_key(|e| slot::home(e.0, homes));
+    entries.sort_unstable_by_key(|e| slot::key(slot::home(e.0, homes), slot::tag_of(e.0)));
     let mut slots = vec![0u64; homes + 1];
     let mut next = 0;
     for &(h, at, flags) in entries.iter() {

@@ -41,7 +41,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::hash::{Keys, MAX_NAME_LEN, Prepared};
+use crate::hash::{Keys, MAX_NAME_LEN, Prepared, label_bit};
 use crate::snapshot::{F_ALLOW_EXACT, F_ALLOW_SUFFIX, F_LISTED, Snapshot, header_of, slot};
 
 const MAGIC: [u8; 8] = *b"KANKIPOL";
@@ -201,17 +201,19 @@ impl Snapshot {
             data,
             slots,
             homes: 0,
+            labels: 0,
             records: usize::try_from(records).map_err(|_| LoadError::Corrupt("record count"))?,
             listed: usize::try_from(listed).map_err(|_| LoadError::Corrupt("listed count"))?,
             allows: usize::try_from(allows).map_err(|_| LoadError::Corrupt("allow count"))?,
         };
         snap.homes = slot::homes(snap.records);
-        snap.validate()?;
+        snap.labels = snap.validate()?;
         Ok(snap)
     }
 
-    /// The structural checks of [`Snapshot::load`], O(size).
-    fn validate(&self) -> Result<(), LoadError> {
+    /// The structural checks of [`Snapshot::load`], O(size). Returns the
+    /// label-count mask of the names, computed on the way.
+    fn validate(&self) -> Result<u64, LoadError> {
         use LoadError::Corrupt;
         let data = &self.data;
         let bytes: &[u8] = bytemuck::cast_slice(data);
@@ -257,7 +259,7 @@ impl Snapshot {
             return Err(Corrupt("counts do not match the header"));
         }
 
-        // The table: homes nondecreasing along it, each record at or after
+        // The table: (home, tag) nondecreasing along it, each record at or after
         // its home with no empty slot in between (else lookups would stop
         // short of it), its displacement and tag as stored, and the last
         // slot empty so that no probe runs off the end.
@@ -268,7 +270,8 @@ impl Snapshot {
         }
         let mut occupied = 0;
         let mut last_empty: Option<usize> = None;
-        let mut last_home = 0;
+        let mut last_key = 0;
+        let mut labels = 0u64;
         for (pos, &s) in slots.iter().enumerate() {
             // Records are visited in table order, i.e. at random: fetch the
             // ones a few slots ahead while checking this one.
@@ -293,17 +296,18 @@ impl Snapshot {
                 return Err(Corrupt("table flags differ from the record's"));
             }
             let name = &bytes[rec * 8 + 4..rec * 8 + 4 + h.len];
-            let hash = Prepared::new(name)
-                .ok_or(Corrupt("name length"))?
-                .full_hash(&self.keys);
+            let prepared = Prepared::new(name).ok_or(Corrupt("name length"))?;
+            labels |= label_bit(prepared.labels());
+            let hash = prepared.full_hash(&self.keys);
             let home = slot::home(hash, homes);
             if home > pos || last_empty.is_some_and(|e| e >= home) {
                 return Err(Corrupt("record not reachable from its home slot"));
             }
-            if home < last_home {
-                return Err(Corrupt("table not in home order"));
+            let key = slot::key(home, slot::tag_of(hash));
+            if key < last_key {
+                return Err(Corrupt("table not in (home, tag) order"));
             }
-            last_home = home;
+            last_key = key;
             if s != slot::pack(rec as u32, h.flags, pos - home, hash) {
                 return Err(Corrupt("table slot differs from the record's hash"));
             }
@@ -311,7 +315,7 @@ impl Snapshot {
         if occupied != records {
             return Err(Corrupt("table does not hold every record"));
         }
-        Ok(())
+        Ok(labels)
     }
 }
 

@@ -20,11 +20,11 @@
 //!
 //! * `slots` is an open-addressing hash table of one `u64` per slot (see
 //!   [`slot`]): the record's offset, its flags, a 21-bit tag from the name's
-//!   hash and the distance from its home slot. About 1.67 slots per record
-//!   (load factor 0.6), records kept in home-slot order (ordered linear
+//!   hash and the distance from its home slot. Two slots per record (load
+//!   factor 0.5), records kept in (home slot, tag) order (ordered linear
 //!   probing, the layout Robin Hood hashing converges to), so that a probe for
-//!   an absent name stops after one or two slots, and compares tags rather
-//!   than names: a record is read only on a tag match.
+//!   an absent name stops after a slot or two, and compares tags rather than
+//!   names: a record is read only on a tag match.
 //!
 //! # Lookup
 //!
@@ -42,7 +42,7 @@
 //! be written and read back as a few flat arrays, and it hashes each suffix
 //! from scratch. An immutable table is also simple to hand-write: no
 //! deletion, no resizing. At 1,000,000 names of ~20 bytes this layout takes
-//! about 47 bytes per name: ~32 of record, ~13 of table.
+//! about 48 bytes per name: ~32 of record, 16 of table.
 
 use crate::hash::{Keys, Prepared};
 
@@ -104,9 +104,28 @@ pub(crate) mod slot {
         s >> 43
     }
 
-    /// Number of home slots for `n` records: load factor about 0.6.
+    /// The order of records in the table: by home slot, then tag.
+    #[inline(always)]
+    pub fn key(home: usize, tag: u64) -> u64 {
+        (home as u64) << 21 | tag
+    }
+
+    /// The key of the record in slot `s` at position `pos`; for a saturated
+    /// displacement, where the home is unknown, 0 (a lower bound).
+    #[inline(always)]
+    pub fn key_at(s: u64, pos: usize) -> u64 {
+        let d = disp(s);
+        if d == DISP_MAX {
+            0
+        } else {
+            key(pos - d, tag(s))
+        }
+    }
+
+    /// Number of home slots for `n` records: load factor 0.5, where a probe
+    /// for an absent name looks at two slots on average.
     pub fn homes(n: usize) -> usize {
-        n + n * 2 / 3 + 1
+        2 * n + 1
     }
 }
 
@@ -203,6 +222,9 @@ pub struct Snapshot {
     pub(crate) slots: Vec<u64>,
     /// Number of home slots: [`slot::homes`] of the record count.
     pub(crate) homes: usize,
+    /// Label counts of the names held, as [`crate::hash::label_bit`]s: a
+    /// lookup skips the suffixes no name could match, such as the bare TLD.
+    pub(crate) labels: u64,
     pub(crate) records: usize,
     pub(crate) listed: usize,
     pub(crate) allows: usize,
@@ -317,9 +339,12 @@ struct Pending {
     /// Number of suffixes; over [`STAGED`], `finish` does it all unstaged.
     n: usize,
     hashes: [u64; STAGED],
+    homes: [usize; STAGED],
     lens: [u8; STAGED],
     /// After `resolve`: the slot with a matching tag, or 0.
     slot: [u64; STAGED],
+    /// After `resolve`: bit i set if `slot[i]` is not 0.
+    found: u32,
 }
 
 impl Pending {
@@ -328,8 +353,10 @@ impl Pending {
             q: Prepared::empty(),
             n: 0,
             hashes: [0; STAGED],
+            homes: [0; STAGED],
             lens: [0; STAGED],
             slot: [0; STAGED],
+            found: 0,
         }
     }
 
@@ -343,16 +370,21 @@ impl Pending {
             return;
         }
         let slots = &s.slots[..];
-        let homes = s.homes;
         let mut n = 0;
         let Pending {
-            q, hashes, lens, ..
+            q,
+            hashes,
+            homes,
+            lens,
+            ..
         } = self;
-        q.for_each_suffix(&s.keys, |m, h| {
+        q.for_each_suffix(&s.keys, s.labels, |m, h| {
             if n < STAGED {
+                let home = slot::home(h, s.homes);
                 hashes[n] = h;
+                homes[n] = home;
                 lens[n] = m as u8; // m <= MAX_NAME_LEN < 256
-                prefetch(&slots[slot::home(h, homes)]);
+                prefetch(&slots[home]);
             }
             n += 1;
         });
@@ -366,10 +398,12 @@ impl Pending {
         if self.n > STAGED {
             return;
         }
+        self.found = 0;
         for i in 0..self.n {
-            let sl = s.find_slot(self.hashes[i]);
+            let sl = s.find_slot(self.homes[i], slot::tag_of(self.hashes[i]));
             self.slot[i] = sl;
             if sl != 0 {
+                self.found |= 1 << i;
                 // A record is about 40 bytes: its first line, and the next
                 // one when it straddles two.
                 let at = slot::at(sl);
@@ -388,15 +422,15 @@ impl Pending {
         let mut m = Matches::default();
         if self.n > STAGED {
             // More than STAGED labels: legal but rare, so no staging.
-            q.for_each_suffix(&s.keys, |len, h| {
+            q.for_each_suffix(&s.keys, s.labels, |len, h| {
                 m.add(len, len == q.len(), s.probe(h, q.suffix(len)));
             });
         }
-        for i in 0..self.n.min(STAGED) {
+        let mut found = if self.n > STAGED { 0 } else { self.found };
+        while found != 0 {
+            let i = found.trailing_zeros() as usize;
+            found &= found - 1;
             let sl = self.slot[i];
-            if sl == 0 {
-                continue;
-            }
             let len = self.lens[i] as usize;
             let at = slot::at(sl);
             let hit = if same_bytes(s.name_bytes(at), q.suffix(len)) {
@@ -499,37 +533,34 @@ impl Snapshot {
         }
     }
 
-    /// The first slot for hash `h` whose tag matches, or 0.
+    /// The first slot from `home` on whose tag is `tag` and whose home is
+    /// `home` (or unknown), or 0.
     ///
-    /// The table keeps the records sorted by home slot (ordered linear
+    /// The table keeps the records sorted by (home slot, tag) (ordered linear
     /// probing, as Robin Hood hashing ends up): a probe walks from the home
-    /// slot over the records of earlier homes that spilled into it, looks at
-    /// the ones with the same home, and stops at the first empty slot or the
-    /// first record with a later home. An absent name costs one or two
-    /// slots, in the same cache line, rather than the whole cluster.
+    /// slot over the records of earlier homes that spilled into it and stops
+    /// at the first empty slot or the first record that sorts after the one
+    /// sought. An absent name costs a slot or two, in the same cache line,
+    /// rather than the whole cluster.
     #[inline(always)]
-    fn find_slot(&self, h: u64) -> u64 {
+    fn find_slot(&self, home: usize, tag: u64) -> u64 {
         let slots = &self.slots[..];
-        let home = slot::home(h, self.homes);
-        let tag = slot::tag_of(h);
+        let target = slot::key(home, tag);
         let mut pos = home;
         loop {
             let s = slots[pos];
             if s == 0 {
                 return 0;
             }
-            let d = slot::disp(s);
-            if d < slot::DISP_MAX {
-                // This record's home is pos - d.
-                if pos - d > home {
-                    return 0;
-                }
-                if pos - d == home && slot::tag(s) == tag {
-                    return s;
-                }
-            } else if slot::tag(s) == tag {
-                // Displacement too large to store: the home is unknown but
-                // earlier, the record is a candidate all the same.
+            // Records are in (home, tag) order: one comparison says found,
+            // go on, or stop.
+            let key = slot::key_at(s, pos);
+            if key >= target {
+                return if key == target { s } else { 0 };
+            }
+            if slot::disp(s) == slot::DISP_MAX && slot::tag(s) == tag {
+                // Too far from its home to say where that is: a candidate
+                // all the same (the name decides).
                 return s;
             }
             pos += 1;
@@ -541,20 +572,20 @@ impl Snapshot {
         let slots = &self.slots[..];
         let home = slot::home(h, self.homes);
         let tag = slot::tag_of(h);
+        let target = slot::key(home, tag);
         let mut pos = home;
         loop {
             let s = slots[pos];
             if s == 0 {
                 return None;
             }
-            let d = slot::disp(s);
-            if d < slot::DISP_MAX && pos - d > home {
+            let key = slot::key_at(s, pos);
+            if key > target {
                 return None;
             }
-            if (d == slot::DISP_MAX || pos - d == home)
-                && slot::tag(s) == tag
-                && same_bytes(self.name_bytes(slot::at(s)), name)
-            {
+            let candidate =
+                key == target || (slot::disp(s) == slot::DISP_MAX && slot::tag(s) == tag);
+            if candidate && same_bytes(self.name_bytes(slot::at(s)), name) {
                 return Some(Hit {
                     at: slot::at(s),
                     flags: slot::flags(s),
