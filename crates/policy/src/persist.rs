@@ -84,8 +84,12 @@ impl Snapshot {
                 "snapshot path has no file name",
             )
         })?;
+        // Unique per process and per call, so concurrent saves never share a
+        // temporary file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!(
-            ".{}.tmp-{}",
+            ".{}.tmp-{}-{n}",
             file_name.to_string_lossy(),
             std::process::id()
         ));
