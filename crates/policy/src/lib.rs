@@ -23,10 +23,12 @@
 //! * [`SnapshotBuilder`] collects listed names with their indicator ids and
 //!   allowlist entries (fed from the store by the caller) and compiles a
 //!   [`Snapshot`].
-//! * [`Snapshot::lookup`] answers with a [`Verdict`], allocation-free, in
-//!   about a hundred nanoseconds at a million names; an allowlist entry
-//!   covering the name always wins. [`Snapshot::lookup_many`] answers a batch,
-//!   overlapping the memory accesses of several names.
+//! * [`Snapshot::lookup`] answers with a [`Verdict`], allocation-free; an
+//!   allowlist entry covering the name always wins. The computation takes
+//!   about 0.1 µs; at a million names, which do not fit in cache, a listed
+//!   name costs two memory round trips one after the other (table slot, then
+//!   record). [`Snapshot::lookup_many`] answers a batch, overlapping the
+//!   memory accesses of several names: use it where queries come in batches.
 //! * [`Snapshot::save`] / [`Snapshot::load`] persist it in the data directory
 //!   as a flat, checksummed file; 1,000,000 names load and are checked in
 //!   about 0.15 s.
