@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::io::{self, BufRead};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use kanki_indicators::{Kind, Normalized, normalize_any, normalize_as};
+use kanki_indicators::{Category, Kind, Normalized, normalize_any, normalize_as};
 use memchr::memchr;
 
 use crate::{FeedError, FeedRecord, Format, Row, Skip};
@@ -492,7 +492,7 @@ pub(crate) trait CsvFormat: Send + 'static {
     /// several files are concatenated).
     fn is_header(cols: &Self::Cols, f: &Fields) -> bool;
     /// Turns one record into a row.
-    fn row(cols: &Self::Cols, line: u64, f: &Fields) -> Row;
+    fn row(cols: &mut Self::Cols, line: u64, f: &Fields) -> Row;
 }
 
 /// Drives a [`CsvFormat`] over an input.
@@ -578,7 +578,7 @@ impl<F: CsvFormat> Iterator for CsvRows<F> {
                     if f.len() != self.width {
                         return Some(Ok(skip(no, "wrong number of fields")));
                     }
-                    return Some(Ok(F::row(&self.cols, no, f)));
+                    return Some(Ok(F::row(&mut self.cols, no, f)));
                 }
             }
         }
@@ -670,6 +670,24 @@ pub(crate) fn push_tag(tags: &mut Vec<String>, tag: &str) {
         return;
     }
     tags.push(t.to_string());
+}
+
+/// The category of the last feed label seen: a dump repeats a handful of
+/// labels, and [`Category::from_feed_label`] allocates on every call.
+#[derive(Default)]
+pub(crate) struct CategoryMemo(Option<(String, Category)>);
+
+impl CategoryMemo {
+    pub(crate) fn get(&mut self, label: &str) -> Category {
+        if let Some((last, c)) = &self.0
+            && last == label
+        {
+            return *c;
+        }
+        let c = Category::from_feed_label(label);
+        self.0 = Some((label.to_string(), c));
+        c
+    }
 }
 
 /// `None` for the null spellings feeds use (`None`, `null`, `n/a`) and empties.

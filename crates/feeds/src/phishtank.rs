@@ -39,7 +39,7 @@ impl CsvFormat for Phishtank {
         f.get(Some(cols.url)) == Some("url")
     }
 
-    fn row(c: &Cols, line: u64, f: &Fields) -> Row {
+    fn row(c: &mut Cols, line: u64, f: &Fields) -> Row {
         let Some(url) = f.get(Some(c.url)) else {
             let invalid = f
                 .bytes(c.url)

@@ -11,8 +11,8 @@ use kanki_indicators::{Category, Kind};
 use serde_json::Value;
 
 use crate::common::{
-    self, CsvFormat, CsvRows, Fields, Header, RowResult, non_null, parse_confidence, parse_date,
-    push_tag, push_tags,
+    self, CategoryMemo, CsvFormat, CsvRows, Fields, Header, RowResult, non_null, parse_confidence,
+    parse_date, push_tag, push_tags,
 };
 use crate::json::{self, JsonFormat, JsonRows};
 use crate::{FeedError, Format, Row};
@@ -38,7 +38,7 @@ struct Ioc<'a> {
     id: Option<&'a str>,
     value: Option<&'a str>,
     ioc_type: Option<&'a str>,
-    threat_type: Option<&'a str>,
+    category: Option<Category>,
     malware: Option<&'a str>,
     malware_printable: Option<&'a str>,
     first_seen: Option<&'a str>,
@@ -75,7 +75,7 @@ impl Ioc<'_> {
             Err(s) => return Row::Skip(s),
         };
         rec.source_id = self.id.map(str::to_string);
-        rec.category = self.threat_type.map(Category::from_feed_label);
+        rec.category = self.category;
         rec.first_seen = self.first_seen.and_then(parse_date);
         rec.last_seen = self.last_seen.and_then(parse_date);
         rec.confidence = self.confidence.and_then(parse_confidence);
@@ -125,6 +125,7 @@ pub(crate) struct Cols {
     reference: Option<usize>,
     tags: Option<usize>,
     reporter: Option<usize>,
+    categories: CategoryMemo,
 }
 
 impl CsvFormat for Threatfox {
@@ -146,6 +147,7 @@ impl CsvFormat for Threatfox {
             reference: h.index(&["reference"]),
             tags: h.index(&["tags"]),
             reporter: h.index(&["reporter"]),
+            categories: CategoryMemo::default(),
         })
     }
 
@@ -153,7 +155,7 @@ impl CsvFormat for Threatfox {
         f.get(Some(cols.ioc_type)) == Some("ioc_type")
     }
 
-    fn row(c: &Cols, line: u64, f: &Fields) -> Row {
+    fn row(c: &mut Cols, line: u64, f: &Fields) -> Row {
         let get = |i: Option<usize>| non_null(f.get(i));
         if get(Some(c.value)).is_none()
             && f.bytes(c.value)
@@ -169,7 +171,7 @@ impl CsvFormat for Threatfox {
             id: get(c.id),
             value: get(Some(c.value)),
             ioc_type: get(Some(c.ioc_type)),
-            threat_type: get(c.threat_type),
+            category: get(c.threat_type).map(|t| c.categories.get(t)),
             malware: get(c.malware),
             malware_printable: get(c.malware_printable),
             first_seen: get(c.first_seen),
@@ -209,7 +211,7 @@ impl JsonFormat for Threatfox {
             id: f(0).or(id),
             value: f(1),
             ioc_type: f(2),
-            threat_type: f(3),
+            category: f(3).map(Category::from_feed_label),
             malware: f(4),
             malware_printable: f(5),
             first_seen: f(6),

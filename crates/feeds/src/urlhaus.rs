@@ -9,7 +9,9 @@ use std::io::{BufRead, Read};
 use kanki_indicators::{Category, Kind};
 use serde_json::Value;
 
-use crate::common::{self, CsvFormat, CsvRows, Fields, Header, RowResult, parse_date, push_tags};
+use crate::common::{
+    self, CategoryMemo, CsvFormat, CsvRows, Fields, Header, RowResult, parse_date, push_tags,
+};
 use crate::json::{self, JsonFormat, JsonRows};
 use crate::{FeedError, Format, Row};
 
@@ -33,7 +35,7 @@ struct Entry<'a> {
     dateadded: Option<&'a str>,
     url_status: Option<&'a str>,
     last_online: Option<&'a str>,
-    threat: Option<&'a str>,
+    category: Option<Category>,
     urlhaus_link: Option<&'a str>,
     reporter: Option<&'a str>,
 }
@@ -57,7 +59,7 @@ impl Entry<'_> {
             Some(s) if s.eq_ignore_ascii_case("offline") => Some(false),
             _ => None,
         };
-        rec.category = self.threat.map(Category::from_feed_label);
+        rec.category = self.category;
         rec.reference_url = self.urlhaus_link.map(str::to_string);
         rec.reporter = self.reporter.map(str::to_string);
         rec.tags = tags;
@@ -77,6 +79,7 @@ pub(crate) struct Cols {
     tags: Option<usize>,
     urlhaus_link: Option<usize>,
     reporter: Option<usize>,
+    categories: CategoryMemo,
 }
 
 impl CsvFormat for Urlhaus {
@@ -95,6 +98,7 @@ impl CsvFormat for Urlhaus {
             tags: h.index(&["tags"]),
             urlhaus_link: h.index(&["urlhaus_link"]),
             reporter: h.index(&["reporter"]),
+            categories: CategoryMemo::default(),
         })
     }
 
@@ -102,7 +106,7 @@ impl CsvFormat for Urlhaus {
         f.get(Some(cols.url)) == Some("url")
     }
 
-    fn row(c: &Cols, line: u64, f: &Fields) -> Row {
+    fn row(c: &mut Cols, line: u64, f: &Fields) -> Row {
         let url = f.get(Some(c.url));
         if url.is_none()
             && f.bytes(c.url)
@@ -120,7 +124,7 @@ impl CsvFormat for Urlhaus {
             dateadded: f.get(c.dateadded),
             url_status: f.get(c.url_status),
             last_online: f.get(c.last_online),
-            threat: f.get(c.threat),
+            category: f.get(c.threat).map(|t| c.categories.get(t)),
             urlhaus_link: f.get(c.urlhaus_link),
             reporter: f.get(c.reporter),
         }
@@ -153,7 +157,7 @@ impl JsonFormat for Urlhaus {
             dateadded: added.as_deref(),
             url_status: status.as_deref(),
             last_online: last.as_deref(),
-            threat: threat.as_deref(),
+            category: threat.as_deref().map(Category::from_feed_label),
             urlhaus_link: link.as_deref(),
             reporter: reporter.as_deref(),
         }
