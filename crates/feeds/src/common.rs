@@ -593,7 +593,7 @@ impl<F: CsvFormat> Iterator for CsvRows<F> {
 /// ` UTC` or a numeric offset; a bare date is midnight UTC. Anything else
 /// is `None`.
 pub(crate) fn parse_date(s: &str) -> Option<DateTime<Utc>> {
-    let b = s.trim().as_bytes();
+    let b = s.trim_ascii().as_bytes();
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
         let d = b.get(r)?;
         if d.iter().all(u8::is_ascii_digit) {
@@ -665,7 +665,7 @@ pub(crate) fn push_tags(tags: &mut Vec<String>, list: &str) {
 
 /// Adds one tag unless it is empty, `None` or already there.
 pub(crate) fn push_tag(tags: &mut Vec<String>, tag: &str) {
-    let t = tag.trim();
+    let t = tag.trim_ascii();
     if t.is_empty() || t == "None" || tags.iter().any(|x| x == t) {
         return;
     }
