@@ -92,7 +92,8 @@ impl<'a> Importer<'a> {
                     Row::Record(r) => chunk.push(r),
                     Row::Skip(s) => {
                         run.skipped += 1;
-                        let g: &mut SkipGroup = summary.skipped_by_reason.entry(s.reason).or_default();
+                        let g: &mut SkipGroup =
+                            summary.skipped_by_reason.entry(s.reason).or_default();
                         g.count += 1;
                         if g.first_lines.len() < self.first_lines {
                             g.first_lines.push(s.line);

@@ -32,10 +32,20 @@ pub trait Backend: Send + Sync {
     fn sync_sources(&self, sources: &[SourceSpec]) -> Result<()>;
 
     /// Starts an import run and returns its id.
-    fn begin_import(&self, source: &SourceSpec, format: &str, origin: &str, now: DateTime<Utc>) -> Result<i64>;
+    fn begin_import(
+        &self,
+        source: &SourceSpec,
+        format: &str,
+        origin: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64>;
     /// Applies one chunk of an import run atomically and records the run's
     /// progress with it.
-    fn apply_import_chunk(&self, run: &mut ImportRun, records: &[kanki_feeds::FeedRecord]) -> Result<ChunkCounts>;
+    fn apply_import_chunk(
+        &self,
+        run: &mut ImportRun,
+        records: &[kanki_feeds::FeedRecord],
+    ) -> Result<ChunkCounts>;
     /// Marks an import run finished (`completed` or `failed`).
     fn finish_import(&self, summary: &ImportSummary, now: DateTime<Utc>) -> Result<()>;
     /// The most recent import runs, newest first.
@@ -47,16 +57,32 @@ pub trait Backend: Send + Sync {
     fn list_indicators(&self, query: &ListQuery) -> Result<Page>;
     /// Sets an operator status (`false-positive`, `delisted`, or back to
     /// `active`) with the operator's reason.
-    fn set_status(&self, id: IndicatorId, status: Status, reason: &str, now: DateTime<Utc>) -> Result<Indicator>;
+    fn set_status(
+        &self,
+        id: IndicatorId,
+        status: Status,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Indicator>;
     fn delete_indicator(&self, id: IndicatorId, now: DateTime<Utc>) -> Result<bool>;
-    fn add_evidence(&self, id: IndicatorId, evidence: &NewEvidence, now: DateTime<Utc>) -> Result<i64>;
+    fn add_evidence(
+        &self,
+        id: IndicatorId,
+        evidence: &NewEvidence,
+        now: DateTime<Utc>,
+    ) -> Result<i64>;
     fn counts_by_status(&self) -> Result<Vec<(Status, u64)>>;
 
     fn allowlist(&self) -> Result<Vec<StoredAllowEntry>>;
     fn add_allow(&self, entry: &AllowEntry, now: DateTime<Utc>) -> Result<StoredAllowEntry>;
     fn remove_allow(&self, id: i64, now: DateTime<Utc>) -> Result<bool>;
     /// Replaces every entry of one origin (`config`, `top-sites`) with these.
-    fn replace_allow_origin(&self, origin: &str, entries: &[AllowEntry], now: DateTime<Utc>) -> Result<()>;
+    fn replace_allow_origin(
+        &self,
+        origin: &str,
+        entries: &[AllowEntry],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
     /// Re-applies the allowlist to every indicator; returns how many changed status.
     fn reapply_allowlist(&self, now: DateTime<Utc>) -> Result<u64>;
 

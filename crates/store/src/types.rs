@@ -14,7 +14,9 @@ pub enum StoreError {
     Invalid(String),
     #[error("storage error: {0}")]
     Backend(String),
-    #[error("the store's schema version {found} is newer than this kanki knows ({known}); upgrade kanki")]
+    #[error(
+        "the store's schema version {found} is newer than this kanki knows ({known}); upgrade kanki"
+    )]
     SchemaTooNew { found: i64, known: i64 },
 }
 

@@ -71,15 +71,19 @@ struct Membership {
     first_seen: i64,
     last_seen: i64,
     expires_at: Option<i64>,
+    /// The dates as the source gave them (not filled in by kanki), which is
+    /// what tells a changed row from a row seen again.
+    reported: (Option<i64>, Option<i64>),
 }
 
 impl Membership {
-    fn from_record(r: &FeedRecord, spec: &SourceSpec, now: i64, existing_first: Option<i64>) -> Self {
-        let first_seen = r
-            .first_seen
-            .map(ts)
-            .or(existing_first)
-            .unwrap_or(now);
+    fn from_record(
+        r: &FeedRecord,
+        spec: &SourceSpec,
+        now: i64,
+        existing_first: Option<i64>,
+    ) -> Self {
+        let first_seen = r.first_seen.map(ts).or(existing_first).unwrap_or(now);
         let last_seen = r.last_seen.map(ts).unwrap_or(first_seen).max(first_seen);
         // The source sees it *now* unless it says the thing was last seen
         // earlier and is offline; expiry counts from then.
@@ -102,6 +106,7 @@ impl Membership {
             first_seen,
             last_seen,
             expires_at: spec.ttl.map(|t| seen + t.as_secs() as i64),
+            reported: (r.first_seen.map(ts), r.last_seen.map(ts)),
         }
     }
 
@@ -113,8 +118,8 @@ impl Membership {
             .bytes(self.category.as_str().as_bytes())
             .bytes(&[self.confidence])
             .bytes(self.tlp.as_str().as_bytes())
-            .bytes(&self.first_seen.to_le_bytes())
-            .bytes(&self.last_seen.to_le_bytes())
+            .bytes(&self.reported.0.unwrap_or(i64::MIN).to_le_bytes())
+            .bytes(&self.reported.1.unwrap_or(i64::MIN).to_le_bytes())
             .bytes(&[self.online.map_or(2, u8::from)]);
         for t in &self.tags {
             h.bytes(t.as_bytes());
@@ -131,8 +136,10 @@ impl Membership {
                 source_ref = excluded.source_ref, reference_url = excluded.reference_url,
                 reporter = excluded.reporter, category = excluded.category,
                 confidence = excluded.confidence, tlp = excluded.tlp, tags = excluded.tags,
-                online = excluded.online, first_seen = excluded.first_seen,
-                last_seen = excluded.last_seen, expires_at = excluded.expires_at,
+                online = excluded.online,
+                first_seen = min(indicator_sources.first_seen, excluded.first_seen),
+                last_seen = max(indicator_sources.last_seen, excluded.last_seen),
+                expires_at = excluded.expires_at,
                 fingerprint = excluded.fingerprint",
         )?
         .execute(params![
@@ -297,7 +304,9 @@ fn source_from_row(r: &Row) -> rusqlite::Result<(i64, SourceRef)> {
 
 fn load_indicator(conn: &Connection, id: i64) -> Result<Option<Indicator>> {
     let Some(mut ind) = conn
-        .prepare_cached(&format!("SELECT {INDICATOR_COLUMNS} FROM indicators WHERE id = ?1"))?
+        .prepare_cached(&format!(
+            "SELECT {INDICATOR_COLUMNS} FROM indicators WHERE id = ?1"
+        ))?
         .query_row([id], indicator_from_row)
         .optional()?
     else {
@@ -366,7 +375,10 @@ fn list_filter(q: &ListQuery) -> (String, Vec<Value>) {
         ));
     }
     if let Some(text) = &q.q {
-        let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         args.push(format!("%{}%", escaped.to_lowercase()).into());
         clauses.push(format!("i.value LIKE ?{} ESCAPE '\\'", args.len()));
     }
@@ -388,8 +400,9 @@ fn ensure_source(tx: &Connection, name: &str, list_url_hosts: bool, now: i64) ->
 }
 
 fn load_allowlist(conn: &Connection) -> Result<Vec<StoredAllowEntry>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, kind, name, reason, origin, created_at FROM allowlist ORDER BY id")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, name, reason, origin, created_at FROM allowlist ORDER BY id",
+    )?;
     let rows = stmt.query_map([], |r| {
         let kind: String = r.get(1)?;
         Ok(StoredAllowEntry {
@@ -445,11 +458,21 @@ fn insert_indicator(
     Ok(tx.last_insert_rowid())
 }
 
-fn initial_status(allowlist: &Allowlist, kind: Kind, value: &str, host: Option<&str>, m: &Membership, now: i64) -> (Status, Option<String>) {
+fn initial_status(
+    allowlist: &Allowlist,
+    kind: Kind,
+    value: &str,
+    host: Option<&str>,
+    m: &Membership,
+    now: i64,
+) -> (Status, Option<String>) {
     if let Some(reason) = allow_reason(allowlist, kind, value, host) {
         (Status::Allowlisted, Some(reason))
     } else if m.expires_at.is_some_and(|e| e <= now) {
-        (Status::Expired, Some("source last saw it longer ago than its time to live".into()))
+        (
+            Status::Expired,
+            Some("source last saw it longer ago than its time to live".into()),
+        )
     } else {
         (Status::Active, None)
     }
@@ -458,7 +481,11 @@ fn initial_status(allowlist: &Allowlist, kind: Kind, value: &str, host: Option<&
 impl Backend for SqliteBackend {
     fn generation(&self) -> Result<u64> {
         self.read(|c| {
-            Ok(c.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| r.get::<_, i64>(0))? as u64)
+            Ok(
+                c.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64,
+            )
         })
     }
 
@@ -481,7 +508,13 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn begin_import(&self, source: &SourceSpec, format: &str, origin: &str, now: DateTime<Utc>) -> Result<i64> {
+    fn begin_import(
+        &self,
+        source: &SourceSpec,
+        format: &str,
+        origin: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
         self.write(|c| {
             c.execute(
                 "INSERT INTO imports (source, format, origin, started_at, status) VALUES (?1, ?2, ?3, ?4, 'running')",
@@ -491,7 +524,11 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn apply_import_chunk(&self, run: &mut ImportRun, records: &[FeedRecord]) -> Result<ChunkCounts> {
+    fn apply_import_chunk(
+        &self,
+        run: &mut ImportRun,
+        records: &[FeedRecord],
+    ) -> Result<ChunkCounts> {
         let now = ts(run.started_at);
         self.write(|c| {
             if run.cache.is_none() {
@@ -729,7 +766,9 @@ impl Backend for SqliteBackend {
     }
 
     fn find_indicator(&self, value: &str) -> Result<Option<Indicator>> {
-        let normalized = normalize_any(value).map(|n| n.value).unwrap_or_else(|_| value.to_string());
+        let normalized = normalize_any(value)
+            .map(|n| n.value)
+            .unwrap_or_else(|_| value.to_string());
         self.read(|c| {
             let id: Option<i64> = c
                 .prepare_cached("SELECT id FROM indicators WHERE value = ?1")?
@@ -786,8 +825,17 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn set_status(&self, id: IndicatorId, status: Status, reason: &str, now: DateTime<Utc>) -> Result<Indicator> {
-        if !matches!(status, Status::FalsePositive | Status::Delisted | Status::Active) {
+    fn set_status(
+        &self,
+        id: IndicatorId,
+        status: Status,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Indicator> {
+        if !matches!(
+            status,
+            Status::FalsePositive | Status::Delisted | Status::Active
+        ) {
             return Err(StoreError::Invalid(format!(
                 "an operator can set false-positive, delisted or active, not {status}; allowlist through the allowlist"
             )));
@@ -846,7 +894,9 @@ impl Backend for SqliteBackend {
 
     fn add_evidence(&self, id: IndicatorId, e: &NewEvidence, now: DateTime<Utc>) -> Result<i64> {
         if e.kind.trim().is_empty() || e.uri.trim().is_empty() {
-            return Err(StoreError::Invalid("evidence needs a kind and a uri".into()));
+            return Err(StoreError::Invalid(
+                "evidence needs a kind and a uri".into(),
+            ));
         }
         self.write(|c| {
             let exists: bool = c.query_row("SELECT count(*) FROM indicators WHERE id = ?1", [id], |r| {
@@ -864,7 +914,8 @@ impl Backend for SqliteBackend {
     }
 
     fn counts_by_status(&self) -> Result<Vec<(Status, u64)>> {
-        let map = self.read(|c| count_map(c, "SELECT status, count(*) FROM indicators GROUP BY status"))?;
+        let map =
+            self.read(|c| count_map(c, "SELECT status, count(*) FROM indicators GROUP BY status"))?;
         Ok(Status::ALL
             .iter()
             .map(|s| (*s, map.get(s.as_str()).copied().unwrap_or(0)))
@@ -877,7 +928,9 @@ impl Backend for SqliteBackend {
 
     fn add_allow(&self, entry: &AllowEntry, now: DateTime<Utc>) -> Result<StoredAllowEntry> {
         if entry.reason.trim().is_empty() {
-            return Err(StoreError::Invalid("an allowlist entry needs a reason".into()));
+            return Err(StoreError::Invalid(
+                "an allowlist entry needs a reason".into(),
+            ));
         }
         let id = self.write(|c| {
             let tx = c.transaction()?;
@@ -907,7 +960,13 @@ impl Backend for SqliteBackend {
             let tx = c.transaction()?;
             let n = tx.execute("DELETE FROM allowlist WHERE id = ?1", [id])?;
             if n > 0 {
-                journal(&tx, ts(now), None, "allowlist-remove", Some(&id.to_string()))?;
+                journal(
+                    &tx,
+                    ts(now),
+                    None,
+                    "allowlist-remove",
+                    Some(&id.to_string()),
+                )?;
             }
             tx.commit()?;
             Ok(n > 0)
@@ -918,7 +977,12 @@ impl Backend for SqliteBackend {
         Ok(removed)
     }
 
-    fn replace_allow_origin(&self, origin: &str, entries: &[AllowEntry], now: DateTime<Utc>) -> Result<()> {
+    fn replace_allow_origin(
+        &self,
+        origin: &str,
+        entries: &[AllowEntry],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
         let changed = self.write(|c| {
             let tx = c.transaction()?;
             let before: Vec<(String, String, String)> = {
@@ -1002,7 +1066,9 @@ impl Backend for SqliteBackend {
 
     fn host_marks(&self) -> Result<Vec<HostMark>> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT host, reason, origin, created_at FROM host_marks ORDER BY host")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT host, reason, origin, created_at FROM host_marks ORDER BY host",
+            )?;
             let rows = stmt.query_map([], |r| {
                 Ok(HostMark {
                     host: r.get(0)?,
@@ -1090,7 +1156,9 @@ impl Backend for SqliteBackend {
 
     fn for_each_ip(&self, f: &mut dyn FnMut(&str, IndicatorId)) -> Result<()> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT value, id FROM indicators WHERE status = 'active' AND kind = 'ip'")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT value, id FROM indicators WHERE status = 'active' AND kind = 'ip'",
+            )?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
                 let v = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;

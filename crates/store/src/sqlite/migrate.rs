@@ -34,8 +34,9 @@ pub(crate) fn apply(conn: &Connection) -> Result<()> {
     }
     for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
         let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)
-            .map_err(|e| StoreError::Backend(format!("migration {version} ({name}) failed: {e}")))?;
+        tx.execute_batch(sql).map_err(|e| {
+            StoreError::Backend(format!("migration {version} ({name}) failed: {e}"))
+        })?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, strftime('%s','now'))",
             params![version, name],

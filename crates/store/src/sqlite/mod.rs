@@ -39,7 +39,11 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
     conn.pragma_update(
         None,
         "synchronous",
-        if options.synchronous_full { "FULL" } else { "NORMAL" },
+        if options.synchronous_full {
+            "FULL"
+        } else {
+            "NORMAL"
+        },
     )?;
     conn.pragma_update(None, "cache_size", -65536)?; // 64 MiB
     conn.pragma_update(None, "temp_store", "MEMORY")?;
@@ -115,8 +119,10 @@ pub(crate) fn journal(
     op: &str,
     detail: Option<&str>,
 ) -> Result<()> {
-    conn.prepare_cached("INSERT INTO changes (at, indicator_id, op, detail) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![at, indicator, op, detail])?;
+    conn.prepare_cached(
+        "INSERT INTO changes (at, indicator_id, op, detail) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![at, indicator, op, detail])?;
     Ok(())
 }
 
@@ -130,7 +136,9 @@ pub(crate) fn source_id(conn: &Connection, name: &str) -> Result<Option<i64>> {
 /// Counts by key, for small group-by results.
 pub(crate) fn count_map(conn: &Connection, sql: &str) -> Result<HashMap<String, u64>> {
     let mut stmt = conn.prepare(sql)?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
     let mut out = HashMap::new();
     for row in rows {
         let (k, v) = row?;
