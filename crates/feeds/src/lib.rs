@@ -7,15 +7,30 @@
 //!
 //! Inputs may be plain, gzip or zip; [`open_input`] detects which by the
 //! first bytes.
+//!
+//! Each format lives in its own module; what they share (numbered lines,
+//! CSV records and headers, dates, tags) is in `common`. Rows stream: CSV
+//! and line formats hold one line at a time, whatever the input's size.
+//! JSON inputs are read into memory first (a JSON dump cannot be resumed
+//! after an error, and its records are small next to the 1M-row CSVs).
 
 use std::fmt;
-use std::io::BufRead;
+use std::io::{BufRead, Cursor, Read};
 use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use kanki_indicators::{Category, Normalized};
 
+mod common;
+mod hosts;
 mod input;
+mod json;
+mod lines;
+mod phishtank;
+mod rpz;
+pub mod synth;
+mod threatfox;
+mod urlhaus;
 
 pub use input::open_input;
 
@@ -157,11 +172,224 @@ pub enum FeedError {
     Invalid(String),
 }
 
+impl FeedError {
+    /// An I/O error, or the archive error it carries (see [`open_input`]).
+    pub(crate) fn from_io(e: std::io::Error) -> FeedError {
+        if e.get_ref()
+            .is_some_and(|inner| inner.is::<input::ArchiveError>())
+        {
+            return FeedError::Archive(e.into_inner().expect("checked").to_string());
+        }
+        FeedError::Io(e)
+    }
+}
+
 /// Parses a (decompressed) input in the given format. Rows come out in input order.
+///
+/// An error met after parsing started (a read error or a corrupt archive
+/// in the middle of the input) cannot be an `Err` here: it becomes a last
+/// [`Row::Skip`] with the reason `input error: ...`, and the rows end. An
+/// importer that must not treat a truncated input as complete should use
+/// [`parse_fallible`], which yields that error as an `Err`.
 pub fn parse(
     format: Format,
     input: Box<dyn BufRead + Send>,
 ) -> Result<Box<dyn Iterator<Item = Row> + Send>, FeedError> {
-    let _ = (format, input);
-    Err(FeedError::Invalid("parsers not written yet".into()))
+    let mut last_line = 0;
+    let rows = parse_fallible(format, input)?;
+    Ok(Box::new(rows.map(move |r| match r {
+        Ok(row) => {
+            last_line = match &row {
+                Row::Record(r) => r.line,
+                Row::Skip(s) => s.line,
+            };
+            row
+        }
+        Err(e) => Row::Skip(Skip {
+            line: last_line + 1,
+            reason: format!("input error: {e}"),
+        }),
+    })))
+}
+
+/// Like [`parse`], but an error met after parsing started is yielded as
+/// an `Err` (after which the iterator ends).
+pub fn parse_fallible(
+    format: Format,
+    mut input: Box<dyn BufRead + Send>,
+) -> Result<Box<dyn Iterator<Item = Result<Row, FeedError>> + Send>, FeedError> {
+    skip_bom(&mut input).map_err(FeedError::from_io)?;
+    Ok(match format {
+        Format::Urlhaus => urlhaus::parse(input)?,
+        Format::Threatfox => threatfox::parse(input)?,
+        Format::Phishtank => Box::new(common::CsvRows::<phishtank::Phishtank>::open(input, 1)?),
+        Format::Openphish => Box::new(common::LineRows::new(input, lines::Openphish)),
+        Format::Plain => Box::new(common::LineRows::new(input, lines::Plain)),
+        Format::Hosts => Box::new(common::LineRows::new(input, hosts::Hosts)),
+        Format::Rpz => Box::new(common::LineRows::new(input, rpz::Rpz::default())),
+    })
+}
+
+/// [`open_input`] then [`parse`]: a raw, possibly compressed input.
+pub fn parse_reader(
+    format: Format,
+    input: Box<dyn Read + Send>,
+) -> Result<Box<dyn Iterator<Item = Row> + Send>, FeedError> {
+    parse(format, open_input(input)?)
+}
+
+/// Parses bytes already in memory (plain, gzip or zip) and collects the
+/// rows; for tests, fuzzing and small inputs.
+pub fn parse_bytes(format: Format, bytes: &[u8]) -> Result<Vec<Row>, FeedError> {
+    let input = open_input(Box::new(Cursor::new(bytes.to_vec())))?;
+    parse_fallible(format, input)?.collect()
+}
+
+/// Drops a UTF-8 byte order mark at the start of the input.
+fn skip_bom(input: &mut Box<dyn BufRead + Send>) -> std::io::Result<()> {
+    if input.fill_buf()?.starts_with(common::UTF8_BOM) {
+        input.consume(common::UTF8_BOM.len());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::io::{Cursor, Write};
+
+    use super::*;
+
+    /// A sample file from `examples/feeds/`.
+    pub(crate) fn example(name: &str) -> Vec<u8> {
+        let path = format!("{}/../../examples/feeds/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    pub(crate) fn records(rows: &[Row]) -> Vec<&FeedRecord> {
+        rows.iter()
+            .filter_map(|r| match r {
+                Row::Record(r) => Some(r),
+                Row::Skip(_) => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn skips(rows: &[Row]) -> Vec<(u64, String)> {
+        rows.iter()
+            .filter_map(|r| match r {
+                Row::Skip(s) => Some((s.line, s.reason.clone())),
+                Row::Record(_) => None,
+            })
+            .collect()
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut w = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        for (name, data) in entries {
+            w.start_file(*name, opts).unwrap();
+            w.write_all(data).unwrap();
+        }
+        w.finish().unwrap().into_inner()
+    }
+
+    #[test]
+    fn every_example_parses() {
+        for (format, file) in [
+            (Format::Urlhaus, "urlhaus.csv"),
+            (Format::Urlhaus, "urlhaus-old.csv"),
+            (Format::Urlhaus, "urlhaus.json"),
+            (Format::Threatfox, "threatfox.csv"),
+            (Format::Threatfox, "threatfox.json"),
+            (Format::Phishtank, "phishtank.csv"),
+            (Format::Openphish, "openphish.txt"),
+            (Format::Plain, "plain.txt"),
+            (Format::Hosts, "hosts.txt"),
+            (Format::Rpz, "rpz.zone"),
+        ] {
+            let rows = parse_bytes(format, &example(file)).unwrap();
+            assert!(records(&rows).len() >= 3, "{file}");
+        }
+    }
+
+    #[test]
+    fn gzip_zip_and_plain_give_the_same_rows() {
+        let csv = example("urlhaus.csv");
+        let plain = parse_bytes(Format::Urlhaus, &csv).unwrap();
+        assert_eq!(parse_bytes(Format::Urlhaus, &gzip(&csv)).unwrap(), plain);
+        assert_eq!(
+            parse_bytes(Format::Urlhaus, &zip(&[("csv.txt", &csv)])).unwrap(),
+            plain
+        );
+        let rows = parse_reader(Format::Urlhaus, Box::new(Cursor::new(gzip(&csv))))
+            .unwrap()
+            .collect::<Vec<_>>();
+        assert_eq!(rows, plain);
+    }
+
+    #[test]
+    fn zip_entries_are_one_stream_with_line_numbers_across_them() {
+        let z = zip(&[
+            ("a.txt", b"a.example\nb.example"),
+            ("b.txt", b"\xEF\xBB\xBFc.example\n"),
+        ]);
+        let rows = parse_bytes(Format::Plain, &z).unwrap();
+        let got: Vec<(u64, &str)> = records(&rows)
+            .iter()
+            .map(|r| (r.line, r.indicator.value.as_str()))
+            .collect();
+        assert_eq!(got, [(1, "a.example"), (2, "b.example"), (3, "c.example")]);
+    }
+
+    #[test]
+    fn bom_before_a_header() {
+        let mut csv = b"\xEF\xBB\xBF".to_vec();
+        csv.extend(b"phish_id,url\n1,http://a.example/\n");
+        let rows = parse_bytes(Format::Phishtank, &csv).unwrap();
+        assert_eq!(records(&rows).len(), 1);
+        let mut json = b"\xEF\xBB\xBF\n".to_vec();
+        json.extend(br#"{"1":[{"url":"http://a.example/"}]}"#);
+        let rows = parse_bytes(Format::Urlhaus, &json).unwrap();
+        assert_eq!(records(&rows)[0].line, 2);
+    }
+
+    #[test]
+    fn corrupt_gzip_mid_stream() {
+        let mut data = Vec::new();
+        for i in 0..20_000 {
+            data.extend(format!("host{i}.example\n").bytes());
+        }
+        let mut g = gzip(&data);
+        g.truncate(g.len() - 40);
+        // The fallible form ends with the error ...
+        let input = open_input(Box::new(Cursor::new(g.clone()))).unwrap();
+        let last = parse_fallible(Format::Plain, input)
+            .unwrap()
+            .last()
+            .unwrap();
+        assert!(matches!(last, Err(FeedError::Archive(_))), "{last:?}");
+        // ... the plain form with a skip saying so.
+        let last = parse_reader(Format::Plain, Box::new(Cursor::new(g)))
+            .unwrap()
+            .last()
+            .unwrap();
+        match last {
+            Row::Skip(s) => assert!(s.reason.starts_with("input error: broken archive"), "{s:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn format_names() {
+        for f in Format::ALL {
+            assert_eq!(f.as_str().parse::<Format>().unwrap(), *f);
+        }
+        assert!("csv".parse::<Format>().is_err());
+    }
 }

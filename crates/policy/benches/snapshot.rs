@@ -1,0 +1,69 @@
+//! Policy snapshot at 1,000,000 listed names: build, lookup (half matching a
+//! listed parent, half not), save and load.
+//!
+//! `cargo bench -p kanki-policy`; `KANKI_BENCH_N` changes the size.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use kanki_policy::{Snapshot, SnapshotBuilder, synth};
+
+fn size() -> usize {
+    std::env::var("KANKI_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn build(names: &[String]) -> Snapshot {
+    let mut b = SnapshotBuilder::with_capacity(names.len());
+    for (i, n) in names.iter().enumerate() {
+        b.add_listed(n, i as i64 + 1);
+    }
+    b.build(1)
+}
+
+fn bench(c: &mut Criterion) {
+    let n = size();
+    let names = synth::domains(n, 42);
+    let queries = synth::queries(&names, 1_000_000, 7);
+    let avg = names.iter().map(String::len).sum::<usize>() as f64 / n as f64;
+
+    let t = Instant::now();
+    let snap = build(&names);
+    let built = t.elapsed();
+    eprintln!(
+        "snapshot: {} names (avg {avg:.1} bytes), built in {built:.2?}, {} heap bytes = {:.1} bytes/domain",
+        snap.listed_names(),
+        snap.memory_bytes(),
+        snap.memory_bytes() as f64 / n as f64
+    );
+
+    let mut g = c.benchmark_group(format!("snapshot_{n}"));
+    g.sample_size(10);
+
+    g.bench_function("build", |b| b.iter(|| black_box(build(&names))));
+
+    g.throughput(Throughput::Elements(queries.len() as u64));
+    g.bench_function("lookup_mixed", |b| {
+        b.iter(|| {
+            let mut listed = 0usize;
+            for q in &queries {
+                listed += usize::from(snap.lookup(black_box(q.as_bytes())).is_listed());
+            }
+            listed
+        })
+    });
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("policy.snapshot");
+    g.throughput(Throughput::Bytes(snap.memory_bytes() as u64));
+    g.bench_function("save", |b| b.iter(|| snap.save(&path).expect("save")));
+    snap.save(&path).expect("save");
+    g.bench_function("load", |b| b.iter(|| Snapshot::load(&path).expect("load")));
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
