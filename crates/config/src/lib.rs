@@ -204,8 +204,9 @@ impl Default for ExportConfig {
 pub struct RpzExportConfig {
     /// Zone name (origin) of the exported RPZ.
     pub origin: String,
-    /// `nxdomain`, `nodata`, `passthru`, `drop`, or `cname:NAME` for a
-    /// walled garden (`cname:*.garden.example.` keeps the query name).
+    /// `nxdomain`, `nodata`, `passthru`, `drop`, `cname:NAME` for a walled
+    /// garden (`cname:*.garden.example.` keeps the query name), or
+    /// `local:ADDRESS[,ADDRESS...]` for local A/AAAA data.
     #[serde(deserialize_with = "de_rpz_action")]
     pub action: String,
     /// Also write `*.name` triggers so subdomains of a listed name match.
@@ -245,18 +246,10 @@ fn de_rpz_action<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Er
     Ok(s)
 }
 
-/// Checks an RPZ action spelling: `nxdomain`, `nodata`, `passthru`, `drop`
-/// or `cname:NAME`.
+/// Checks an RPZ action spelling: `nxdomain`, `nodata`, `passthru`,
+/// `drop`, `cname:NAME` or `local:ADDRESS[,ADDRESS...]`.
 pub fn check_rpz_action(s: &str) -> Result<(), String> {
-    match s {
-        "nxdomain" | "nodata" | "passthru" | "drop" => Ok(()),
-        _ => match s.strip_prefix("cname:") {
-            Some(target) if !target.is_empty() && !target.contains(char::is_whitespace) => Ok(()),
-            _ => Err(format!(
-                "invalid RPZ action {s:?}: use nxdomain, nodata, passthru, drop or cname:NAME"
-            )),
-        },
-    }
+    s.parse::<kanki_exports::RpzAction>().map(|_| ())
 }
 
 /// One source of indicators imported on a schedule by `kanki serve`, or

@@ -177,6 +177,8 @@ struct FetchState {
 }
 
 async fn feed_loop(st: ApiState, feed: FeedConfig) {
+    // Once per process; a second call only says a provider is already there.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .user_agent(concat!("kanki/", env!("CARGO_PKG_VERSION")))
         .timeout(Duration::from_secs(600))

@@ -96,6 +96,7 @@ CREATE TABLE imports (
     started_at  INTEGER NOT NULL,
     finished_at INTEGER,
     status      TEXT NOT NULL,            -- running | completed | failed | interrupted
+    owner       TEXT NOT NULL,            -- host:pid of the process running it
     rows_read   INTEGER NOT NULL DEFAULT 0,
     added       INTEGER NOT NULL DEFAULT 0,
     updated     INTEGER NOT NULL DEFAULT 0,

@@ -517,8 +517,8 @@ impl Backend for SqliteBackend {
     ) -> Result<i64> {
         self.write(|c| {
             c.execute(
-                "INSERT INTO imports (source, format, origin, started_at, status) VALUES (?1, ?2, ?3, ?4, 'running')",
-                params![source.name, format, origin, ts(now)],
+                "INSERT INTO imports (source, format, origin, started_at, status, owner) VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
+                params![source.name, format, origin, ts(now), super::import_owner()],
             )?;
             Ok(c.last_insert_rowid())
         })

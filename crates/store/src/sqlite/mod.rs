@@ -63,11 +63,7 @@ impl SqliteBackend {
         }
         configure(&writer, options)?;
         migrate::apply(&writer)?;
-        // A run still marked running was cut off by a crash or a kill.
-        writer.execute(
-            "UPDATE imports SET status = 'interrupted' WHERE status = 'running'",
-            [],
-        )?;
+        mark_interrupted_imports(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let r = Connection::open_with_flags(
@@ -101,6 +97,42 @@ impl SqliteBackend {
             .unwrap_or_else(|p| p.into_inner());
         f(&conn)
     }
+}
+
+/// Who runs an import: this host and process.
+pub(crate) fn import_owner() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// A run still marked running whose process on this host is gone was cut
+/// off by a crash or a kill. Runs of live processes (a `kanki serve` and a
+/// `kanki import` side by side) are left alone.
+fn mark_interrupted_imports(conn: &Connection) -> Result<()> {
+    let running: Vec<(i64, String)> = {
+        let mut stmt = conn.prepare("SELECT id, owner FROM imports WHERE status = 'running'")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let host = hostname();
+    for (id, owner) in running {
+        let gone = match owner.rsplit_once(':') {
+            Some((h, pid)) if h == host => {
+                pid.parse::<u32>().is_ok_and(|p| p == std::process::id() || !Path::new(&format!("/proc/{p}")).exists())
+            }
+            _ => false,
+        };
+        if gone {
+            conn.execute("UPDATE imports SET status = 'interrupted' WHERE id = ?1", [id])?;
+            tracing::warn!(import = id, "an import was interrupted (the process running it is gone)");
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn ts(t: DateTime<Utc>) -> i64 {
