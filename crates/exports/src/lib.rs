@@ -217,7 +217,10 @@ mod tests {
         }
         assert_eq!(" RPZ ".parse::<ExportFormat>().unwrap(), ExportFormat::Rpz);
         let e = "bind".parse::<ExportFormat>().unwrap_err();
-        assert!(e.contains("rpz, hosts, plain, csv, json, squid, unbound"), "{e}");
+        assert!(
+            e.contains("rpz, hosts, plain, csv, json, squid, unbound"),
+            "{e}"
+        );
         assert!(ExportFormat::Csv.uses_records() && ExportFormat::Json.uses_records());
         assert!(!ExportFormat::Rpz.uses_records());
         let json = serde_json::to_string(&ExportFormat::Squid).unwrap();
@@ -234,7 +237,11 @@ mod tests {
         let opts = ListOptions::default();
         let mut out = Vec::new();
         write_list(ExportFormat::Hosts, &mut out, &list, &opts).unwrap();
-        assert!(String::from_utf8(out).unwrap().contains("0.0.0.0 bad.example\n"));
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .contains("0.0.0.0 bad.example\n")
+        );
         let e = write_list(ExportFormat::Csv, Vec::new(), &list, &opts).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }

@@ -113,6 +113,11 @@ pub enum SkipReason {
     InvalidIp,
     /// An IP trigger given to a format that has none (hosts, Squid, Unbound).
     NoIpTriggers,
+    /// Not a host name (a `_`, or a label starting or ending with `-`),
+    /// where the format needs one: BIND refuses to load a primary zone
+    /// with an address record on such an owner (`check-names`), so the RPZ
+    /// `local:` action leaves it out rather than lose the whole zone.
+    NotHostName,
 }
 
 impl SkipReason {
@@ -126,6 +131,7 @@ impl SkipReason {
             SkipReason::ReservedRpzLabel => "reserved RPZ label",
             SkipReason::InvalidIp => "invalid IP address or block",
             SkipReason::NoIpTriggers => "IP trigger in a format without IP triggers",
+            SkipReason::NotHostName => "not a host name, which an address record needs",
         }
     }
 }
@@ -137,7 +143,7 @@ impl fmt::Display for SkipReason {
 }
 
 /// How many examples of skipped entries [`ExportStats`] keeps.
-pub const MAX_SKIPPED_EXAMPLES: usize = 10;
+pub(crate) const MAX_SKIPPED_EXAMPLES: usize = 10;
 
 /// What a DNS-level writer wrote and left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -210,14 +216,29 @@ pub(crate) fn check_name(name: &str) -> Option<SkipReason> {
     None
 }
 
-/// The proper ancestors of a name, nearest first: `a.b.example` gives
-/// `b.example`, then `example`.
+/// Whether a name that passed [`check_name`] is also a host name in the
+/// strict sense of RFC 952/1123 as BIND's `check-names` reads it: no `_`,
+/// no label starting or ending with `-`.
+pub(crate) fn is_host_name(name: &str) -> bool {
+    !name.contains('_')
+        && name
+            .split('.')
+            .all(|l| !l.starts_with('-') && !l.ends_with('-'))
+}
+
+/// The proper ancestors of a name that have two labels or more (the only
+/// ones that can be listed), nearest first: `a.b.c.example` gives
+/// `b.c.example`, then `c.example`.
 pub(crate) fn parents(name: &str) -> impl Iterator<Item = &str> {
     let mut rest = name;
     std::iter::from_fn(move || {
         let dot = rest.find('.')?;
-        rest = &rest[dot + 1..];
-        Some(rest)
+        let parent = &rest[dot + 1..];
+        if !parent.contains('.') {
+            return None;
+        }
+        rest = parent;
+        Some(parent)
     })
 }
 
@@ -247,19 +268,21 @@ pub(crate) enum Entry {
 
 /// Calls `emit` for every name of `list` the format should write, in list
 /// order, then for every exception it needs; counts the rest in `stats`.
-/// `extra` adds a format's own checks to [`check_name`].
+/// `extra` adds a format's own checks to [`check_name`]; its second
+/// argument says whether the name is an exception.
 pub(crate) fn for_each_name<'a>(
     list: &'a DnsList,
     reach: Reach,
     stats: &mut ExportStats,
-    extra: impl Fn(&str) -> Option<SkipReason>,
+    extra: impl Fn(&str, bool) -> Option<SkipReason>,
     mut emit: impl FnMut(&'a str, Entry) -> io::Result<()>,
 ) -> io::Result<()> {
-    let check = |name: &str| check_name(name).or_else(|| extra(name));
+    let check_exception = |name: &str| check_name(name).or_else(|| extra(name, true));
+    let check = |name: &str| check_name(name).or_else(|| extra(name, false));
 
     let mut exceptions: HashSet<&str> = HashSet::with_capacity(list.exceptions.len());
     for e in &list.exceptions {
-        match check(e) {
+        match check_exception(e) {
             Some(reason) => stats.skip(e, reason),
             None => {
                 exceptions.insert(e.as_str());
@@ -484,9 +507,19 @@ mod tests {
     }
 
     #[test]
+    fn host_names() {
+        assert!(is_host_name("a-b.example"));
+        assert!(is_host_name("0a.example"));
+        assert!(!is_host_name("_dmarc.example"));
+        assert!(!is_host_name("-a.example"));
+        assert!(!is_host_name("a-.example"));
+    }
+
+    #[test]
     fn parents_nearest_first() {
-        let p: Vec<_> = parents("a.b.example").collect();
-        assert_eq!(p, ["b.example", "example"]);
+        let p: Vec<_> = parents("a.b.c.example").collect();
+        assert_eq!(p, ["b.c.example", "c.example"]);
+        assert_eq!(parents("b.example").count(), 0);
         assert_eq!(parents("example").count(), 0);
     }
 
@@ -515,7 +548,7 @@ mod tests {
             list,
             reach,
             &mut stats,
-            |_| None,
+            |_, _| None,
             |name, entry| {
                 out.push(match entry {
                     Entry::Name { subtree: true } => format!(".{name}"),
@@ -549,7 +582,12 @@ mod tests {
         let (exact, stats) = walk(&list, Reach::Exact);
         assert_eq!(
             exact,
-            ["a.bad.example", "bad.example", "sub.other.test", "x.good.bad.example"]
+            [
+                "a.bad.example",
+                "bad.example",
+                "sub.other.test",
+                "x.good.bad.example"
+            ]
         );
         assert_eq!(stats.excepted, 1);
         assert_eq!(stats.skipped[&SkipReason::SingleLabel], 1);
@@ -558,14 +596,24 @@ mod tests {
         let (subtree, stats) = walk(&list, Reach::Subtree);
         assert_eq!(
             subtree,
-            [".bad.example", ".sub.other.test", ".x.good.bad.example", "!good.bad.example"]
+            [
+                ".bad.example",
+                ".sub.other.test",
+                ".x.good.bad.example",
+                "!good.bad.example"
+            ]
         );
         assert_eq!((stats.names, stats.covered, stats.exceptions), (3, 1, 1));
 
         let (squid, stats) = walk(&list, Reach::SubtreeNoExceptions);
         assert_eq!(
             squid,
-            [".a.bad.example", "bad.example", ".sub.other.test", ".x.good.bad.example"]
+            [
+                ".a.bad.example",
+                "bad.example",
+                ".sub.other.test",
+                ".x.good.bad.example"
+            ]
         );
         assert_eq!((stats.names, stats.covered, stats.exceptions), (4, 0, 0));
     }
@@ -585,6 +633,9 @@ mod tests {
         let (out, stats) = walk(&sorted, Reach::Exact);
         assert_eq!(out, ["a.example"]);
         assert_eq!(stats.skipped[&SkipReason::Duplicate], 1);
-        assert_eq!(stats.skipped_examples, [("a.example".to_string(), SkipReason::Duplicate)]);
+        assert_eq!(
+            stats.skipped_examples,
+            [("a.example".to_string(), SkipReason::Duplicate)]
+        );
     }
 }

@@ -30,9 +30,10 @@ pub const CSV_HEADER: [&str; 14] = [
     "sources",
 ];
 
-/// Writes the indicators as CSV (RFC 4180: fields quoted where they hold
-/// a comma, a quote or a line break; CRLF-free `\n` line ends), with a
-/// header row of [`CSV_HEADER`]. Returns the number of records written.
+/// Writes the indicators as CSV with a header row of [`CSV_HEADER`].
+/// Fields are quoted as RFC 4180 says (where they hold a comma, a quote or
+/// a line break, quotes doubled); records end in `\n`. Returns the number
+/// of records written.
 pub fn write_csv<W, I>(w: W, indicators: I) -> io::Result<u64>
 where
     W: Write,
@@ -179,7 +180,7 @@ mod tests {
     #[test]
     fn csv_with_header_and_quoting() {
         let mut out = Vec::new();
-        assert_eq!(write_csv(&mut out, &sample()).unwrap(), 2);
+        assert_eq!(write_csv(&mut out, sample().iter()).unwrap(), 2);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "id,kind,value,host,category,status,status_reason,confidence,first_seen,last_seen,expires_at,tlp,tags,sources\n\
@@ -207,7 +208,10 @@ mod tests {
         assert_eq!(back, records);
 
         let mut out = Vec::new();
-        assert_eq!(write_json(&mut out, &Vec::<Indicator>::new()).unwrap(), 0);
+        assert_eq!(
+            write_json(&mut out, Vec::<Indicator>::new().iter()).unwrap(),
+            0
+        );
         assert_eq!(out, b"[\n]\n");
         let empty: Vec<Indicator> = serde_json::from_slice(&out).unwrap();
         assert!(empty.is_empty());

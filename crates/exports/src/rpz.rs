@@ -27,6 +27,7 @@ use std::str::FromStr;
 use crate::BUFFER_SIZE;
 use crate::list::{
     DnsList, Entry, ExportStats, IpTrigger, Reach, SkipReason, for_each_ip, for_each_name,
+    is_host_name,
 };
 
 /// What a resolver does with a query that hits a trigger: the policy
@@ -232,8 +233,9 @@ const RESERVED_RPZ_LABELS: &[&str] = &["rpz-ip", "rpz-nsip", "rpz-nsdname", "rpz
 
 /// Writes `list` as a complete response policy zone; see the module
 /// documentation for what it looks like. Names too long to fit under the
-/// origin and names ending in a reserved RPZ label are left out and
-/// counted. Invalid options fail with [`io::ErrorKind::InvalidInput`]
+/// origin, names ending in a reserved RPZ label and, for the `local:`
+/// action, names that are not host names ([`SkipReason::NotHostName`])
+/// are left out and counted. Invalid options fail with [`io::ErrorKind::InvalidInput`]
 /// before anything is written.
 pub fn write_rpz<W: Write>(w: W, list: &DnsList, opts: &RpzOptions) -> io::Result<ExportStats> {
     let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
@@ -245,7 +247,10 @@ pub fn write_rpz<W: Write>(w: W, list: &DnsList, opts: &RpzOptions) -> io::Resul
 
     let mut w = BufWriter::with_capacity(BUFFER_SIZE, w);
     let mut stats = ExportStats::default();
-    writeln!(w, "; kanki response policy zone (draft-vixie-dnsop-dns-rpz)")?;
+    writeln!(
+        w,
+        "; kanki response policy zone (draft-vixie-dnsop-dns-rpz)"
+    )?;
     writeln!(w, "$TTL {}", opts.ttl)?;
     writeln!(w, "$ORIGIN {origin}")?;
     writeln!(
@@ -261,12 +266,15 @@ pub fn write_rpz<W: Write>(w: W, list: &DnsList, opts: &RpzOptions) -> io::Resul
     // bytes (255 on the wire).
     let room = 253usize.saturating_sub(origin.len());
     let wildcard_len = if opts.wildcards { 2 } else { 0 };
-    let extra = |name: &str| {
+    let address_records = matches!(opts.action, RpzAction::Local(_));
+    let extra = |name: &str, exception: bool| {
         let last = name.rsplit('.').next().unwrap_or(name);
         if RESERVED_RPZ_LABELS.contains(&last) {
             Some(SkipReason::ReservedRpzLabel)
         } else if name.len() + wildcard_len > room {
             Some(SkipReason::TooLongForZone)
+        } else if address_records && !exception && !is_host_name(name) {
+            Some(SkipReason::NotHostName)
         } else {
             None
         }
@@ -444,7 +452,10 @@ mod tests {
         );
         // Equal runs: RFC 5952 shortens the first in address order, which
         // is the last written.
-        assert_eq!(owner("2001:db8:0:0:1:0:0:1"), "128.1.0.0.1.zz.db8.2001.rpz-ip");
+        assert_eq!(
+            owner("2001:db8:0:0:1:0:0:1"),
+            "128.1.0.0.1.zz.db8.2001.rpz-ip"
+        );
         // The longer run wins wherever it is.
         assert_eq!(owner("2001:0:0:1:0:0:0:1"), "128.1.zz.1.0.0.2001.rpz-ip");
         assert_eq!(owner("::fffe:0:0/95"), "95.0.0.fffe.zz.rpz-ip");
@@ -457,7 +468,12 @@ mod tests {
     #[test]
     fn zone_with_wildcards_exceptions_and_ip_triggers() {
         let list = DnsList::new(
-            ["bad.example", "www.bad.example", "x.good.bad.example", "evil.test"],
+            [
+                "bad.example",
+                "www.bad.example",
+                "x.good.bad.example",
+                "evil.test",
+            ],
             ["192.0.2.1", "198.51.100.0/24", "2001:db8::/32", "nonsense"],
         )
         .with_exceptions(["good.bad.example"]);
@@ -549,7 +565,16 @@ mod tests {
             action: "local:192.0.2.80, 2001:db8::80".parse().unwrap(),
             ..RpzOptions::default()
         };
-        let (zone, _) = export(&DnsList::new(["bad.example"], Vec::<String>::new()), &opts);
+        let list = DnsList::new(["bad.example", "_srv.bad.example"], Vec::<String>::new())
+            .with_exceptions(["_ok.bad.example"]);
+        let (zone, stats) = export(&list, &opts);
+        assert_eq!(stats.skipped[&SkipReason::NotHostName], 1);
+        assert!(zone.ends_with(
+            "_ok.bad.example CNAME rpz-passthru.\n*._ok.bad.example CNAME rpz-passthru.\n"
+        ));
+        let zone = zone.trim_end_matches(
+            "_ok.bad.example CNAME rpz-passthru.\n*._ok.bad.example CNAME rpz-passthru.\n",
+        );
         assert!(zone.ends_with(
             "bad.example A 192.0.2.80\n\
              bad.example AAAA 2001:db8::80\n\
@@ -574,7 +599,10 @@ mod tests {
             let json = serde_json::to_string(&a).unwrap();
             assert_eq!(serde_json::from_str::<RpzAction>(&json).unwrap(), a);
         }
-        assert_eq!("NXDOMAIN".parse::<RpzAction>().unwrap(), RpzAction::Nxdomain);
+        assert_eq!(
+            "NXDOMAIN".parse::<RpzAction>().unwrap(),
+            RpzAction::Nxdomain
+        );
         for bad in [
             "block",
             "cname:",

@@ -4,9 +4,7 @@ use std::io::{self, BufWriter, Write};
 use std::net::IpAddr;
 
 use crate::BUFFER_SIZE;
-use crate::list::{
-    DnsList, Entry, ExportStats, Reach, for_each_ip, for_each_name, skip_ips,
-};
+use crate::list::{DnsList, Entry, ExportStats, Reach, for_each_ip, for_each_name, skip_ips};
 
 /// The address a hosts export points names at unless told otherwise: a
 /// connection to it fails at once on every common system.
@@ -35,11 +33,17 @@ pub fn write_hosts<W: Write>(w: W, list: &DnsList, address: &str) -> io::Result<
     let mut w = BufWriter::with_capacity(BUFFER_SIZE, w);
     let mut stats = ExportStats::default();
     w.write_all(b"# kanki blocklist (hosts file)\n")?;
-    for_each_name(list, Reach::Exact, &mut stats, |_| None, |name, _| {
-        w.write_all(prefix.as_bytes())?;
-        w.write_all(name.as_bytes())?;
-        w.write_all(b"\n")
-    })?;
+    for_each_name(
+        list,
+        Reach::Exact,
+        &mut stats,
+        |_, _| None,
+        |name, _| {
+            w.write_all(prefix.as_bytes())?;
+            w.write_all(name.as_bytes())?;
+            w.write_all(b"\n")
+        },
+    )?;
     skip_ips(list, &mut stats);
     w.flush()?;
     Ok(stats)
@@ -52,10 +56,16 @@ pub fn write_hosts<W: Write>(w: W, list: &DnsList, address: &str) -> io::Result<
 pub fn write_plain<W: Write>(w: W, list: &DnsList) -> io::Result<ExportStats> {
     let mut w = BufWriter::with_capacity(BUFFER_SIZE, w);
     let mut stats = ExportStats::default();
-    for_each_name(list, Reach::Exact, &mut stats, |_| None, |name, _| {
-        w.write_all(name.as_bytes())?;
-        w.write_all(b"\n")
-    })?;
+    for_each_name(
+        list,
+        Reach::Exact,
+        &mut stats,
+        |_, _| None,
+        |name, _| {
+            w.write_all(name.as_bytes())?;
+            w.write_all(b"\n")
+        },
+    )?;
     for_each_ip(list, &mut stats, |t| writeln!(w, "{t}"))?;
     w.flush()?;
     Ok(stats)
@@ -84,7 +94,7 @@ pub fn write_squid<W: Write>(w: W, list: &DnsList) -> io::Result<ExportStats> {
         list,
         Reach::SubtreeNoExceptions,
         &mut stats,
-        |_| None,
+        |_, _| None,
         |name, entry| {
             if entry == (Entry::Name { subtree: true }) {
                 w.write_all(b".")?;

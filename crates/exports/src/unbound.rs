@@ -19,8 +19,9 @@ use crate::rpz::{RpzAction, absolute};
 /// | `cname:NAME` | `redirect` + `local-data: "name. CNAME NAME"` | CNAME to the garden, resolved on |
 /// | `local:ADDR` | `redirect` + `local-data: "name. A ADDR"` | the address; no data for other types |
 ///
-/// The `always_*` types answer even where local data exists and need
-/// Unbound 1.11 or later (`always_nodata` and `always_deny`: 1.13). A
+/// The `always_*` types ignore local data. `always_nxdomain` and
+/// `always_transparent` are old (Unbound 1.6); `always_nodata` and
+/// `always_deny` can be set from the configuration file since 1.13.1. A
 /// `redirect` zone answers every name below it with the apex's data, so
 /// Unbound cannot keep the query name the way BIND's `*.garden` CNAME
 /// target does: a `cname:*.garden.example.` action points every blocked
@@ -84,20 +85,26 @@ pub fn write_unbound<W: Write>(
     let mut w = BufWriter::with_capacity(BUFFER_SIZE, w);
     let mut stats = ExportStats::default();
     w.write_all(b"# kanki blocklist (Unbound local-zone)\n")?;
-    for_each_name(list, Reach::Subtree, &mut stats, |_| None, |name, entry| {
-        w.write_all(b"local-zone: \"")?;
-        w.write_all(name.as_bytes())?;
-        if entry == Entry::Exception {
-            return w.write_all(b".\" always_transparent\n");
-        }
-        w.write_all(zone_tail.as_bytes())?;
-        for line in &data_lines {
-            w.write_all(b"local-data: \"")?;
+    for_each_name(
+        list,
+        Reach::Subtree,
+        &mut stats,
+        |_, _| None,
+        |name, entry| {
+            w.write_all(b"local-zone: \"")?;
             w.write_all(name.as_bytes())?;
-            w.write_all(line.as_bytes())?;
-        }
-        Ok(())
-    })?;
+            if entry == Entry::Exception {
+                return w.write_all(b".\" always_transparent\n");
+            }
+            w.write_all(zone_tail.as_bytes())?;
+            for line in &data_lines {
+                w.write_all(b"local-data: \"")?;
+                w.write_all(name.as_bytes())?;
+                w.write_all(line.as_bytes())?;
+            }
+            Ok(())
+        },
+    )?;
     skip_ips(list, &mut stats);
     w.flush()?;
     Ok(stats)
@@ -135,7 +142,10 @@ mod tests {
         let one = DnsList::new(["bad.example"], Vec::<String>::new());
         for (action, expected) in [
             ("nodata", "local-zone: \"bad.example.\" always_nodata\n"),
-            ("passthru", "local-zone: \"bad.example.\" always_transparent\n"),
+            (
+                "passthru",
+                "local-zone: \"bad.example.\" always_transparent\n",
+            ),
             ("drop", "local-zone: \"bad.example.\" always_deny\n"),
             (
                 "cname:warning.kanki.",

@@ -38,10 +38,13 @@ pub(crate) fn normalize(kind: Option<Kind>, raw: &str) -> Result<Normalized, &'s
 }
 
 /// A record for `raw`, or the skip saying why there is none.
-pub(crate) fn record_or_skip(line: u64, kind: Option<Kind>, raw: &str) -> Result<FeedRecord, Row> {
+pub(crate) fn record_or_skip(line: u64, kind: Option<Kind>, raw: &str) -> Result<FeedRecord, Skip> {
     normalize(kind, raw)
         .map(|n| FeedRecord::new(line, n))
-        .map_err(|reason| skip(line, reason))
+        .map_err(|reason| Skip {
+            line,
+            reason: reason.into(),
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -188,9 +191,15 @@ impl<P: LineFormat> Iterator for LineRows<P> {
 // CSV
 
 /// The fields of one CSV record, unescaped, in one reused buffer.
+///
+/// The record is checked for UTF-8 once, as a whole, after splitting (the
+/// buffer moves into `text` without a copy); fields are then slices of it.
+/// Only a record that is not UTF-8 has its fields checked one by one.
 #[derive(Default)]
 pub(crate) struct Fields {
     data: Vec<u8>,
+    text: String,
+    utf8: bool,
     ends: Vec<usize>,
 }
 
@@ -199,26 +208,58 @@ impl Fields {
         self.ends.len()
     }
 
-    /// The raw bytes of field `i`.
-    pub(crate) fn bytes(&self, i: usize) -> Option<&[u8]> {
+    fn range(&self, i: usize) -> Option<std::ops::Range<usize>> {
         let end = *self.ends.get(i)?;
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        Some(&self.data[start..end])
+        Some(start..end)
+    }
+
+    /// The raw bytes of field `i`.
+    pub(crate) fn bytes(&self, i: usize) -> Option<&[u8]> {
+        let r = self.range(i)?;
+        Some(if self.utf8 {
+            &self.text.as_bytes()[r]
+        } else {
+            &self.data[r]
+        })
     }
 
     /// Field `i`, trimmed, if present, non-empty and UTF-8.
     pub(crate) fn get(&self, i: Option<usize>) -> Option<&str> {
-        let s = std::str::from_utf8(self.bytes(i?)?).ok()?.trim();
+        let r = self.range(i?)?;
+        let s = if self.utf8 {
+            // Field bounds sit next to ASCII delimiters: always char boundaries.
+            self.text.get(r)?
+        } else {
+            std::str::from_utf8(&self.data[r]).ok()?
+        };
+        let s = s.trim_ascii();
         (!s.is_empty()).then_some(s)
     }
 
     fn clear(&mut self) {
+        if self.utf8 {
+            self.data = std::mem::take(&mut self.text).into_bytes();
+            self.utf8 = false;
+        }
         self.data.clear();
         self.ends.clear();
     }
 
     fn end_field(&mut self) {
         self.ends.push(self.data.len());
+    }
+
+    /// Checks the whole record for UTF-8 once.
+    fn finish(&mut self, split: Split) -> Split {
+        match String::from_utf8(std::mem::take(&mut self.data)) {
+            Ok(text) => {
+                self.text = text;
+                self.utf8 = true;
+            }
+            Err(e) => self.data = e.into_bytes(),
+        }
+        split
     }
 }
 
@@ -250,7 +291,7 @@ pub(crate) fn split_record(rec: &[u8], out: &mut Fields) -> Split {
             let mut k = j + 1;
             loop {
                 let Some(q) = memchr(b'"', &rec[k..]) else {
-                    return Split::Open;
+                    return out.finish(Split::Open);
                 };
                 out.data.extend_from_slice(&rec[k..k + q]);
                 k += q + 1;
@@ -261,13 +302,18 @@ pub(crate) fn split_record(rec: &[u8], out: &mut Fields) -> Split {
                     break;
                 }
             }
-            let end = memchr(b',', &rec[k..]).map_or(n, |c| k + c);
+            // Usually a comma follows the closing quote at once.
+            let end = if rec.get(k) == Some(&b',') {
+                k
+            } else {
+                memchr(b',', &rec[k..]).map_or(n, |c| k + c)
+            };
             let after = rec[k..end].trim_ascii();
             junk |= !after.is_empty();
             out.data.extend_from_slice(after);
             out.end_field();
             if end == n {
-                return if junk { Split::Junk } else { Split::Done };
+                return out.finish(if junk { Split::Junk } else { Split::Done });
             }
             i = end + 1;
         } else {
@@ -280,7 +326,7 @@ pub(crate) fn split_record(rec: &[u8], out: &mut Fields) -> Split {
                 None => {
                     out.data.extend_from_slice(&rec[i..]);
                     out.end_field();
-                    return if junk { Split::Junk } else { Split::Done };
+                    return out.finish(if junk { Split::Junk } else { Split::Done });
                 }
             }
         }

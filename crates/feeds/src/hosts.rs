@@ -53,7 +53,7 @@ impl LineFormat for Hosts {
             }
             out.push_back(match record_or_skip(no, Some(Kind::Domain), name) {
                 Ok(rec) => Row::Record(rec),
-                Err(skip) => skip,
+                Err(s) => Row::Skip(s),
             });
         }
         if !any {

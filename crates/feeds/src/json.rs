@@ -68,13 +68,14 @@ impl<F: JsonFormat> JsonRows<F> {
             done: false,
             format: PhantomData,
         };
-        if !top_array && let Some(status) = rows.query_status() {
-            if !matches!(status.as_str(), "ok" | "no_results") {
-                return Err(FeedError::Invalid(format!(
-                    "{} answered query_status {status:?}",
-                    F::NAME
-                )));
-            }
+        if !top_array
+            && let Some(status) = rows.query_status()
+            && !matches!(status.as_str(), "ok" | "no_results")
+        {
+            return Err(FeedError::Invalid(format!(
+                "{} answered query_status {status:?}",
+                F::NAME
+            )));
         }
         Ok(rows)
     }

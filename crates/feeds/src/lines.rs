@@ -40,7 +40,7 @@ impl LineFormat for Openphish {
                 rec.category = Some(Category::Phishing);
                 Row::Record(rec)
             }
-            Err(skip) => skip,
+            Err(s) => Row::Skip(s),
         });
     }
 }
@@ -53,7 +53,7 @@ impl LineFormat for Plain {
         let Some(v) = value_of(text) else { return };
         out.push_back(match record_or_skip(no, None, v) {
             Ok(rec) => Row::Record(rec),
-            Err(skip) => skip,
+            Err(s) => Row::Skip(s),
         });
     }
 }

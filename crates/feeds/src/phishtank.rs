@@ -53,7 +53,7 @@ impl CsvFormat for Phishtank {
         };
         let mut rec = match common::record_or_skip(line, Some(Kind::Url), url) {
             Ok(r) => r,
-            Err(skip) => return skip,
+            Err(s) => return Row::Skip(s),
         };
         rec.category = Some(Category::Phishing);
         rec.source_id = f.get(c.id).map(str::to_string);

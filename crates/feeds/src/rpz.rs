@@ -319,7 +319,7 @@ impl Rpz {
                 rec.tags.push(action.tag().into());
                 Row::Record(rec)
             }
-            Err(skip) => skip,
+            Err(s) => Row::Skip(s),
         })
     }
 }
@@ -366,7 +366,10 @@ mod tests {
     use crate::tests::{example, records, skips};
     use crate::{Format, Row, parse_bytes};
 
-    fn triggers(zone: &str) -> (Vec<(u64, String, Vec<String>)>, Vec<(u64, String)>) {
+    /// (line, value, tags) of each record.
+    type Triggers = Vec<(u64, String, Vec<String>)>;
+
+    fn triggers(zone: &str) -> (Triggers, Vec<(u64, String)>) {
         let rows = parse_bytes(Format::Rpz, zone.as_bytes()).unwrap();
         let recs = records(&rows)
             .iter()

@@ -109,7 +109,7 @@ pub fn urlhaus_csv(rows: usize, seed: u64) -> Vec<u8> {
         let added = newest - (i as i64) * 31 - rng.below(30) as i64;
         let site = rng.below(sites);
         let mut url = String::with_capacity(96);
-        if site % 3 == 0 {
+        if site.is_multiple_of(3) {
             // 198.18.0.0/15, the benchmarking range.
             let n = (site * 2_654_435_761) % (1 << 17);
             let port = 1024 + (site % 60_000);

@@ -72,7 +72,7 @@ impl Ioc<'_> {
         };
         let mut rec = match common::record_or_skip(line, Some(kind), raw) {
             Ok(r) => r,
-            Err(skip) => return skip,
+            Err(s) => return Row::Skip(s),
         };
         rec.source_id = self.id.map(str::to_string);
         rec.category = self.threat_type.map(Category::from_feed_label);

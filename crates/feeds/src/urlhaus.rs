@@ -47,7 +47,7 @@ impl Entry<'_> {
         };
         let mut rec = match common::record_or_skip(line, Some(Kind::Url), url) {
             Ok(r) => r,
-            Err(skip) => return skip,
+            Err(s) => return Row::Skip(s),
         };
         rec.source_id = self.id.map(str::to_string);
         rec.first_seen = self.dateadded.and_then(parse_date);
@@ -103,7 +103,8 @@ impl CsvFormat for Urlhaus {
     }
 
     fn row(c: &Cols, line: u64, f: &Fields) -> Row {
-        if f.get(Some(c.url)).is_none()
+        let url = f.get(Some(c.url));
+        if url.is_none()
             && f.bytes(c.url)
                 .is_some_and(|b| std::str::from_utf8(b).is_err())
         {
@@ -115,7 +116,7 @@ impl CsvFormat for Urlhaus {
         }
         Entry {
             id: f.get(c.id),
-            url: f.get(Some(c.url)),
+            url,
             dateadded: f.get(c.dateadded),
             url_status: f.get(c.url_status),
             last_online: f.get(c.last_online),

@@ -27,7 +27,7 @@ fn build(names: &[String]) -> Snapshot {
 fn bench(c: &mut Criterion) {
     let n = size();
     let names = synth::domains(n, 42);
-    let queries = synth::queries(&names, 1_000_000, 7);
+    let queries = synth::QueryBatch::new(&synth::queries(&names, 1_000_000, 7));
     let avg = names.iter().map(String::len).sum::<usize>() as f64 / n as f64;
 
     let t = Instant::now();
@@ -49,9 +49,19 @@ fn bench(c: &mut Criterion) {
     g.bench_function("lookup_mixed", |b| {
         b.iter(|| {
             let mut listed = 0usize;
-            for q in &queries {
-                listed += usize::from(snap.lookup(black_box(q.as_bytes())).is_listed());
+            for q in queries.iter() {
+                listed += usize::from(snap.lookup(black_box(q)).is_listed());
             }
+            listed
+        })
+    });
+
+    g.bench_function("lookup_many_mixed", |b| {
+        b.iter(|| {
+            let mut listed = 0usize;
+            snap.lookup_many(queries.iter().map(black_box), |v| {
+                listed += usize::from(v.is_listed())
+            });
             listed
         })
     });

@@ -2,9 +2,10 @@
 
 use kanki_indicators::AllowKind;
 
-use crate::hash::{MAX_NAME_LEN, Prepared, reduce};
+use crate::hash::{Keys, MAX_NAME_LEN, Prepared, reduce};
 use crate::snapshot::{
-    F_ALLOW_EXACT, F_ALLOW_SUFFIX, F_LISTED, Header, MAX_IDS_PER_NAME, Snapshot, tag_of,
+    F_ALLOW_EXACT, F_ALLOW_SUFFIX, F_LISTED, Header, MAX_IDS_PER_NAME, Snapshot, build_filter,
+    tag_of,
 };
 
 /// What one `add_*` call said.
@@ -134,6 +135,7 @@ impl SnapshotBuilder {
         });
 
         let seed = seed.unwrap_or_else(random_seed);
+        let keys = Keys::new(seed);
         // Upper bound: every item its own record of header+name, one id.
         let mut data: Vec<u64> =
             Vec::with_capacity(items.len() * 2 + arena.len().div_ceil(8) + items.len());
@@ -202,7 +204,7 @@ impl SnapshotBuilder {
             let at32 = u32::try_from(at).expect("snapshot over 32 GiB");
             let h = Prepared::new(nm)
                 .expect("builder admits valid names only")
-                .full_hash(seed);
+                .full_hash(&keys);
             entries.push((h, (((tag_of(h) | flags) as u64) << 32) | at32 as u64));
         }
         data.shrink_to_fit();
@@ -219,11 +221,14 @@ impl SnapshotBuilder {
             slots[pos] = slot;
         }
 
+        let filter = build_filter(entries.len(), entries.iter().map(|e| e.0));
         Snapshot {
             generation,
             seed,
+            keys,
             data,
             slots,
+            filter,
             records: entries.len(),
             listed,
             allows,

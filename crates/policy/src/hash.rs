@@ -1,26 +1,34 @@
 //! Name preparation and suffix hashing shared by the builder, the lookup path
 //! and the loader's validation.
 //!
-//! A query name is copied once into a fixed stack buffer and lowercased there
-//! eight bytes at a time. Its labels are then hashed from the right, each
-//! suffix's hash derived from the hash of the suffix one label shorter, so all
-//! suffixes of a name (`example`, `bad.example`, `a.bad.example`) are hashed in
-//! one pass over its bytes. The table stores the hash of each full listed name
-//! computed the same way, which is what makes parent-domain matching a series
-//! of plain exact-match probes.
+//! A name is copied once into a fixed stack buffer, *right-aligned* so that it
+//! ends at the buffer's end, and lowercased there eight bytes at a time. Its
+//! 8-byte words are then counted from the end of the name, which makes them
+//! the same words whether a suffix is hashed alone or inside a longer name:
+//! `bad.example` has the same last word in `a.b.bad.example`.
+//!
+//! The hash of a suffix is multilinear over those words, `sum w[k] * key[k]`,
+//! with the suffix's partial first word masked to its own bytes, then mixed
+//! once by a folded multiply. So every suffix of a name is hashed from one
+//! set of word products and a prefix sum: all suffixes in O(length), with no
+//! chain of dependent multiplies from one label to the next (the suffix
+//! hashes are computed independently, in parallel, by the CPU). The keys are
+//! random odd numbers derived from the snapshot's seed, which makes the
+//! family universal and keeps anyone who controls feed contents from aiming
+//! names at one slot.
 
 /// Longest name accepted, in bytes, without the trailing dot (RFC 1035's 255
 /// octets on the wire are 253 characters in presentation form).
 pub const MAX_NAME_LEN: usize = 253;
 
-/// Size of the scratch buffer: the longest name rounded up to whole words, plus
-/// one spare word so that an 8-byte load starting at any name byte stays in
-/// bounds.
-pub(crate) const BUF_LEN: usize = 264;
+/// Size of the prepared name: the longest name rounded up to whole words.
+const BUF_LEN: usize = 256;
+const WORDS: usize = BUF_LEN / 8;
 
 const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 const HI1: u64 = 0x8080_8080_8080_8080;
 const DOTS: u64 = 0x2e2e_2e2e_2e2e_2e2e;
+const K_FINAL: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// ASCII-lowercases eight bytes at once; bytes >= 0x80 are left alone.
 #[inline(always)]
@@ -43,118 +51,167 @@ fn dot_mask(w: u64) -> u64 {
 }
 
 /// The 64x64->128 multiply folded to 64 bits: the mixing step of foldhash and
-/// wyhash; one multiply per eight name bytes.
+/// wyhash.
 #[inline(always)]
 fn fold(a: u64, b: u64) -> u64 {
     let p = (a as u128) * (b as u128);
     (p as u64) ^ ((p >> 64) as u64)
 }
 
-const K_CHUNK: u64 = 0x9e37_79b9_7f4a_7c15;
-const K_LABEL: u64 = 0xd6e8_feb8_6659_fd93;
+/// The keys of a snapshot's hash function, derived from its seed.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    seed: u64,
+    mul: [u64; WORDS],
+}
 
-/// A name copied into a word-padded stack buffer, lowercased.
+impl Keys {
+    pub fn new(seed: u64) -> Keys {
+        // splitmix64 stream from the seed; keys odd so no word is ignored.
+        let mut state = seed;
+        let mut next = || {
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let seed = next();
+        let mut mul = [0u64; WORDS];
+        for m in &mut mul {
+            *m = next() | 1;
+        }
+        Keys { seed, mul }
+    }
+
+    /// Final mix of a suffix's sum with its length.
+    #[inline(always)]
+    fn finish(&self, sum: u64, len: usize) -> u64 {
+        fold(sum ^ self.seed, K_FINAL ^ len as u64)
+    }
+}
+
+/// Mask keeping the last `r` bytes (highest addresses) of a little-endian
+/// word; 0 for `r == 0`.
+#[inline(always)]
+fn tail_mask(r: usize) -> u64 {
+    if r == 0 { 0 } else { u64::MAX << (64 - 8 * r) }
+}
+
+/// A name prepared for lookup: lowercased, as little-endian words counted
+/// from its end, held on the stack.
 pub(crate) struct Prepared {
-    pub buf: [u8; BUF_LEN],
-    pub len: usize,
+    /// `words[WORDS - 1 - k]` is the k-th word from the end, stored as its
+    /// little-endian bytes so that the array's memory is the name,
+    /// right-aligned and zero-padded on the left, on any host.
+    words: [u64; WORDS],
+    len: usize,
 }
 
 impl Prepared {
+    /// An empty name, to be [`set`](Self::set).
+    pub fn empty() -> Prepared {
+        Prepared {
+            words: [0; WORDS],
+            len: 0,
+        }
+    }
+
     /// Strips one trailing dot and lowercases; `None` for an empty name or one
     /// longer than [`MAX_NAME_LEN`], which cannot be listed.
     #[inline(always)]
     pub fn new(name: &[u8]) -> Option<Prepared> {
+        let mut p = Prepared::empty();
+        p.set(name).then_some(p)
+    }
+
+    /// Replaces the name in place (no 256-byte clear: only the words the new
+    /// name covers are ever read, and they are all written here). False, with
+    /// the length set to 0, for a name that cannot be listed.
+    #[inline(always)]
+    pub fn set(&mut self, name: &[u8]) -> bool {
         let name = match name {
             [rest @ .., b'.'] => rest,
             _ => name,
         };
-        if name.is_empty() || name.len() > MAX_NAME_LEN {
-            return None;
+        let len = name.len();
+        if len == 0 || len > MAX_NAME_LEN {
+            self.len = 0;
+            return false;
         }
-        let mut buf = [0u8; BUF_LEN];
-        buf[..name.len()].copy_from_slice(name);
-        let words = name.len().div_ceil(8);
-        for i in 0..words {
-            let w = word(&buf, i * 8);
-            buf[i * 8..i * 8 + 8].copy_from_slice(&lower8(w).to_le_bytes());
+        let mut end = len;
+        let mut k = 0;
+        while end >= 8 {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&name[end - 8..end]);
+            self.words[WORDS - 1 - k] = lower8(u64::from_le_bytes(w)).to_le();
+            end -= 8;
+            k += 1;
         }
-        Some(Prepared {
-            buf,
-            len: name.len(),
-        })
+        if end > 0 {
+            // The first, partial word: the name's first bytes at the top,
+            // zeros below.
+            let mut w = [0u8; 8];
+            w[8 - end..].copy_from_slice(&name[..end]);
+            self.words[WORDS - 1 - k] = lower8(u64::from_le_bytes(w)).to_le();
+        }
+        self.len = len;
+        true
     }
 
-    /// The lowercased name.
-    #[cfg(test)]
-    pub fn name(&self) -> &[u8] {
-        &self.buf[..self.len]
-    }
-
-    /// Calls `f(start, hash)` for every suffix of the name on a label
-    /// boundary, shortest (the last label) first, the whole name last.
-    /// `start` is the suffix's first byte in the name.
+    /// The lowercased suffix of `len` bytes (the whole name for `self.len`).
     #[inline(always)]
-    pub fn for_each_suffix(&self, seed: u64, mut f: impl FnMut(usize, u64)) {
-        let buf = &self.buf;
-        let mut h = seed;
-        let mut end = self.len;
-        // Walk the words from the last, finding dots with a bit mask rather
-        // than a byte loop: no branch per byte.
-        let mut wi = self.len.div_ceil(8);
-        while wi > 0 {
-            wi -= 1;
-            let base = wi * 8;
-            let mut dots = dot_mask(word(buf, base));
-            let valid = self.len - base;
-            if valid < 8 {
-                dots &= (1u64 << (valid * 8)) - 1;
-            }
+    pub fn suffix(&self, len: usize) -> &[u8] {
+        let bytes: &[u8] = bytemuck::cast_slice(&self.words);
+        &bytes[BUF_LEN - len..]
+    }
+
+    /// Length of the whole name.
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Calls `f(suffix_len, hash)` for every suffix of the name on a label
+    /// boundary, shortest (the last label) first, the whole name last.
+    #[inline(always)]
+    pub fn for_each_suffix(&self, keys: &Keys, mut f: impl FnMut(usize, u64)) {
+        let nwords = self.len.div_ceil(8);
+        // Sum over the whole words after the current one.
+        let mut acc = 0u64;
+        for k in 0..nwords {
+            let w = u64::from_le(self.words[WORDS - 1 - k]);
+            let mul = keys.mul[k];
+            // Dots found eight at a time with a bit mask, not a byte loop;
+            // each word's bits from the top give the suffixes shortest first.
+            let mut dots = dot_mask(w);
             while dots != 0 {
                 let bit = 63 - dots.leading_zeros() as usize;
                 dots &= !(1u64 << bit);
-                let dot = base + bit / 8;
-                h = push_label(h, buf, dot + 1, end);
-                f(dot + 1, h);
-                end = dot;
+                // The suffix after byte `bit / 8` of this word: its last
+                // `r` bytes, then k whole words.
+                let r = 7 - bit / 8;
+                let m = 8 * k + r;
+                if m > 0 {
+                    f(
+                        m,
+                        keys.finish(acc.wrapping_add((w & tail_mask(r)).wrapping_mul(mul)), m),
+                    );
+                }
             }
+            // The first word is zero-padded, so it can be taken whole.
+            acc = acc.wrapping_add(w.wrapping_mul(mul));
         }
-        h = push_label(h, buf, 0, end);
-        f(0, h);
+        f(self.len, keys.finish(acc, self.len));
     }
 
     /// Hash of the whole name (the last value [`Self::for_each_suffix`]
     /// reports).
-    pub fn full_hash(&self, seed: u64) -> u64 {
+    pub fn full_hash(&self, keys: &Keys) -> u64 {
         let mut out = 0;
-        self.for_each_suffix(seed, |_, h| out = h);
+        self.for_each_suffix(keys, |_, h| out = h);
         out
     }
-}
-
-#[inline(always)]
-fn word(buf: &[u8; BUF_LEN], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&buf[at..at + 8]);
-    u64::from_le_bytes(w)
-}
-
-/// Extends a suffix hash with the label `buf[start..end]` to its left.
-#[inline(always)]
-fn push_label(h: u64, buf: &[u8; BUF_LEN], start: usize, end: usize) -> u64 {
-    let mut x = h;
-    let mut at = start;
-    while at < end {
-        let mut w = word(buf, at);
-        let rem = end - at;
-        if rem < 8 {
-            w &= (1u64 << (rem * 8)) - 1;
-        }
-        x = fold(x ^ w, K_CHUNK);
-        at += 8;
-    }
-    // The label length goes in last, so `ab.c` and `a.bc` (same bytes, other
-    // split) hash apart.
-    fold(x ^ ((end - start) as u64) ^ (1 << 63), K_LABEL)
 }
 
 /// Maps a hash onto `0..n` by multiply-shift (Lemire's "fastrange"): no
@@ -194,35 +251,77 @@ mod tests {
     fn suffixes(name: &str) -> Vec<(usize, u64)> {
         let p = Prepared::new(name.as_bytes()).unwrap();
         let mut v = Vec::new();
-        p.for_each_suffix(7, |s, h| v.push((s, h)));
+        p.for_each_suffix(&Keys::new(7), |m, h| v.push((m, h)));
         v
     }
 
     #[test]
     fn suffix_hash_equals_hash_of_suffix_alone() {
+        let keys = Keys::new(7);
         let name = "a.very-long-label-over-eight.b.bad.example.co.jp";
-        for (start, h) in suffixes(name) {
-            let alone = Prepared::new(name[start..].as_bytes()).unwrap();
-            assert_eq!(alone.full_hash(7), h, "suffix {}", &name[start..]);
+        let found = suffixes(name);
+        for &(m, h) in &found {
+            let suffix = &name[name.len() - m..];
+            let alone = Prepared::new(suffix.as_bytes()).unwrap();
+            assert_eq!(alone.suffix(m), suffix.as_bytes());
+            assert_eq!(alone.full_hash(&keys), h, "suffix {suffix}");
         }
-        let starts: Vec<usize> = suffixes(name).iter().map(|s| s.0).collect();
-        assert_eq!(starts.len(), 7);
-        assert_eq!(starts.last(), Some(&0));
+        let lens: Vec<usize> = found.iter().map(|s| s.0).collect();
+        assert_eq!(lens, [2, 5, 13, 17, 19, 46, 48]);
+    }
+
+    #[test]
+    fn every_suffix_of_long_names() {
+        let keys = Keys::new(7);
+        let name: String = (0..60).map(|i| "x".repeat(i % 9) + ".").collect::<String>() + "z";
+        let name = &name[name.len() - MAX_NAME_LEN..];
+        let found = suffixes(name);
+        assert_eq!(found.len(), name.matches('.').count() + 1);
+        for (m, h) in found {
+            let s = &name[name.len() - m..];
+            assert_eq!(
+                Prepared::new(s.as_bytes()).unwrap().full_hash(&keys),
+                h,
+                "{s}"
+            );
+        }
     }
 
     #[test]
     fn case_and_trailing_dot_do_not_change_hash() {
+        let keys = Keys::new(1);
         let a = Prepared::new(b"Bad.EXAMPLE.").unwrap();
         let b = Prepared::new(b"bad.example").unwrap();
-        assert_eq!(a.name(), b"bad.example");
-        assert_eq!(a.full_hash(1), b.full_hash(1));
+        assert_eq!(a.suffix(a.len()), b"bad.example");
+        assert_eq!(a.full_hash(&keys), b.full_hash(&keys));
     }
 
     #[test]
-    fn label_split_matters() {
-        let a = Prepared::new(b"ab.c").unwrap().full_hash(0);
-        let b = Prepared::new(b"a.bc").unwrap().full_hash(0);
-        assert_ne!(a, b);
+    fn distinct_names_hash_apart() {
+        let keys = Keys::new(0);
+        let mut seen = std::collections::HashSet::new();
+        for name in [
+            "ab.c",
+            "a.bc",
+            "abc",
+            "\0abc",
+            "example",
+            "xample",
+            "a.example",
+        ] {
+            assert!(
+                seen.insert(Prepared::new(name.as_bytes()).unwrap().full_hash(&keys)),
+                "{name}"
+            );
+        }
+        assert_ne!(
+            Prepared::new(b"bad.example")
+                .unwrap()
+                .full_hash(&Keys::new(1)),
+            Prepared::new(b"bad.example")
+                .unwrap()
+                .full_hash(&Keys::new(2))
+        );
     }
 
     #[test]

@@ -41,9 +41,10 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::hash::{MAX_NAME_LEN, Prepared, reduce};
+use crate::hash::{Keys, MAX_NAME_LEN, Prepared, reduce};
 use crate::snapshot::{
-    F_ALL, F_ALLOW_EXACT, F_ALLOW_SUFFIX, F_LISTED, Snapshot, header_of, tag_of,
+    F_ALL, F_ALLOW_EXACT, F_ALLOW_SUFFIX, F_LISTED, Snapshot, filter_len, filter_probe, header_of,
+    tag_of,
 };
 
 const MAGIC: [u8; 8] = *b"KANKIPOL";
@@ -196,21 +197,24 @@ impl Snapshot {
         if u64::from(crc.finalize()) != tail[0] {
             return Err(LoadError::Checksum);
         }
-        let snap = Snapshot {
+        let mut snap = Snapshot {
             generation,
             seed,
+            keys: Keys::new(seed),
+            filter: Vec::new(),
             data,
             slots,
             records: usize::try_from(records).map_err(|_| LoadError::Corrupt("record count"))?,
             listed: usize::try_from(listed).map_err(|_| LoadError::Corrupt("listed count"))?,
             allows: usize::try_from(allows).map_err(|_| LoadError::Corrupt("allow count"))?,
         };
-        snap.validate()?;
+        snap.filter = snap.validate()?;
         Ok(snap)
     }
 
-    /// The structural checks of [`Snapshot::load`]; O(size), ~40 ms at 1M.
-    fn validate(&self) -> Result<(), LoadError> {
+    /// The structural checks of [`Snapshot::load`], O(size). Returns the
+    /// lookup filter, built from the name hashes computed for the checks.
+    fn validate(&self) -> Result<Vec<u64>, LoadError> {
         use LoadError::Corrupt;
         let data = &self.data;
         let bytes: &[u8] = bytemuck::cast_slice(data);
@@ -262,6 +266,7 @@ impl Snapshot {
         };
         let cap = slots.len();
         let mut occupied = 0;
+        let mut filter = vec![0u64; filter_len(records)];
         // Walk the table once from an empty slot, tracking where the current
         // run of occupied slots began: a record at `pos` is found by lookups
         // iff its home slot lies within [run_start, pos] (cyclically).
@@ -290,10 +295,12 @@ impl Snapshot {
             let name = &bytes[rec * 8 + 4..rec * 8 + 4 + h.len];
             let hash = Prepared::new(name)
                 .ok_or(Corrupt("name length"))?
-                .full_hash(self.seed);
+                .full_hash(&self.keys);
             if stag & !F_ALL != tag_of(hash) {
                 return Err(Corrupt("table tag differs from the name's hash"));
             }
+            let (block, mask) = filter_probe(hash, filter.len());
+            filter[block] |= mask;
             let home = reduce(hash, cap);
             let dist = |from: usize, to: usize| (to + cap - from) % cap;
             if dist(run_start, home) > dist(run_start, pos) {
@@ -303,7 +310,7 @@ impl Snapshot {
         if occupied != records {
             return Err(Corrupt("table does not hold every record"));
         }
-        Ok(())
+        Ok(filter)
     }
 }
 

@@ -95,6 +95,41 @@ fn case_insensitive_and_trailing_dot() {
 }
 
 #[test]
+fn many_labels() {
+    // Past the 16 suffixes probed in one batch, the unstaged path.
+    let deep: String = (0..40).map(|i| format!("l{i}.")).collect::<String>() + "bad.example";
+    let mut b = SnapshotBuilder::new();
+    b.add_listed("bad.example", 1);
+    let tail = &deep[deep.find("l35.").unwrap()..];
+    b.add_listed(tail, 2);
+    b.add_allow(AllowKind::Exact, &deep, 3);
+    let s = b.build(1);
+    assert_eq!(
+        matched(s.lookup(format!("x.{tail}").as_bytes())),
+        Some(tail)
+    );
+    assert_eq!(
+        matched(s.lookup(format!("x.{deep}").as_bytes())),
+        Some(tail)
+    );
+    // Not on a label boundary.
+    assert_eq!(
+        matched(s.lookup(&deep.as_bytes()[deep.len() - 30..])),
+        Some("bad.example")
+    );
+    assert_eq!(
+        s.lookup(deep.as_bytes()),
+        Verdict::Allowed {
+            allow_entry: 3,
+            matched_allow: &deep,
+            listed: Some(tail)
+        }
+    );
+    let dots = ".".repeat(100) + "bad.example";
+    assert_eq!(matched(s.lookup(dots.as_bytes())), Some("bad.example"));
+}
+
+#[test]
 fn odd_queries_are_not_listed() {
     let s = listed(&[("bad.example", 1)]);
     for q in [
@@ -383,6 +418,15 @@ fn agrees_with_naive_model() {
         let got = s.lookup(q.as_bytes());
         let want = naive.lookup(q);
         assert!(same(got, want, &naive), "{q}: got {got:?}, want {want:?}");
+    }
+    // The batched path answers the same, in order, including odd names and
+    // a count that is not a multiple of the batch size.
+    qs.extend(["", ".", "x", &"a.".repeat(40)].map(String::from));
+    let mut many = Vec::new();
+    s.lookup_many(qs.iter().map(|q| q.as_bytes()), |v| many.push(v));
+    assert_eq!(many.len(), qs.len());
+    for (q, v) in qs.iter().zip(many) {
+        assert_eq!(v, s.lookup(q.as_bytes()), "{q}");
     }
 
     let exported: BTreeMap<&str, Vec<i64>> =

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds every fuzz target (fuzz/), and with SECONDS > 0 also runs each one
+# for that long, one after another.
+#
+#   scripts/fuzz.sh          build only (what CI runs, to keep the targets building)
+#   scripts/fuzz.sh 180      build, then run every target for 3 minutes
+#   scripts/fuzz.sh 60 rpz   build, then run only the named targets
+#
+# cargo-fuzz passes nightly-only flags (-Zsanitizer=address); with only the
+# stable toolchain installed, RUSTC_BOOTSTRAP=1 lets stable rustc accept them.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+seconds="${1:-0}"
+shift || true
+
+export RUSTC_BOOTSTRAP=1
+export CARGO_TARGET_DIR="${KANKI_FUZZ_TARGET_DIR:-${HOME}/.cache/kanki/target-fuzz}"
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+
+cd fuzz
+cargo fuzz build
+
+if [ "$seconds" -gt 0 ]; then
+    targets=("$@")
+    if [ "${#targets[@]}" -eq 0 ]; then
+        mapfile -t targets < <(cargo fuzz list)
+    fi
+    for t in "${targets[@]}"; do
+        # New inputs go to corpus/ (gitignored); the committed seeds are read only.
+        mkdir -p "corpus/$t"
+        echo "== fuzzing $t for ${seconds}s"
+        cargo fuzz run "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$seconds" -print_final_stats=1
+    done
+fi
