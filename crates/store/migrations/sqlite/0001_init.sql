@@ -24,10 +24,11 @@ CREATE TABLE indicators (
     expires_at    INTEGER,                -- NULL: never
     updated_at    INTEGER NOT NULL
 );
-CREATE INDEX indicators_host ON indicators(host);
 CREATE INDEX indicators_status_expiry ON indicators(status, expires_at);
 
--- What each source said about an indicator.
+-- What each source said about an indicator. No index on source_id: the
+-- import reads a source's rows once per run with a scan, and every index
+-- costs a B-tree insert per row of a million-row import.
 CREATE TABLE indicator_sources (
     indicator_id  INTEGER NOT NULL REFERENCES indicators(id) ON DELETE CASCADE,
     source_id     INTEGER NOT NULL REFERENCES sources(id),
@@ -45,7 +46,6 @@ CREATE TABLE indicator_sources (
     fingerprint   INTEGER NOT NULL,       -- of the fields above but the expiry
     PRIMARY KEY (indicator_id, source_id)
 ) WITHOUT ROWID;
-CREATE INDEX indicator_sources_source ON indicator_sources(source_id);
 
 CREATE TABLE evidence (
     id           INTEGER PRIMARY KEY,

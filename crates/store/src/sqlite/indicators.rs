@@ -30,7 +30,15 @@ struct Listed {
     id: i64,
     status: Status,
     fingerprint: i64,
+    /// The indicator's expiry as last written.
+    expires_at: Option<i64>,
 }
+
+/// An expiry moves forward only by more than this fraction of its time to
+/// live: a feed fetched every five minutes then rewrites each row about every
+/// seven hours (at a 30-day TTL) instead of every five minutes, and a listing
+/// expires at most 1% of its TTL early.
+const EXPIRY_SLACK_DIVISOR: i64 = 100;
 
 /// Stable 64-bit FNV-1a of a membership's content, to tell an unchanged
 /// row from a changed one without reading the row back. Hand-written
@@ -434,13 +442,15 @@ fn insert_indicator(
     status: Status,
     reason: Option<&str>,
     now: i64,
-) -> Result<i64> {
-    tx.prepare_cached(
-        "INSERT INTO indicators (kind, value, host, category, confidence, status, status_reason, tlp,
-            tags, first_seen, last_seen, expires_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?
-    .execute(params![
+) -> Result<Option<i64>> {
+    Ok(tx
+        .prepare_cached(
+            "INSERT INTO indicators (kind, value, host, category, confidence, status, status_reason, tlp,
+                tags, first_seen, last_seen, expires_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (value) DO NOTHING RETURNING id",
+        )?
+        .query_row(params![
         kind.as_str(),
         value,
         host,
@@ -454,8 +464,8 @@ fn insert_indicator(
         m.last_seen,
         m.expires_at,
         now
-    ])?;
-    Ok(tx.last_insert_rowid())
+    ], |r| r.get(0))
+        .optional()?)
 }
 
 fn initial_status(
@@ -537,7 +547,7 @@ impl Backend for SqliteBackend {
                     Allowlist::new(load_allowlist(c)?.into_iter().map(|e| e.entry));
                 let mut listed = HashMap::new();
                 let mut stmt = c.prepare(
-                    "SELECT i.value, i.id, i.status, s.fingerprint FROM indicator_sources s
+                    "SELECT i.value, i.id, i.status, s.fingerprint, i.expires_at FROM indicator_sources s
                      JOIN indicators i ON i.id = s.indicator_id WHERE s.source_id = ?1",
                 )?;
                 let mut rows = stmt.query([sid])?;
@@ -548,6 +558,7 @@ impl Backend for SqliteBackend {
                             id: r.get(1)?,
                             status: parse_enum(&r.get::<_, String>(2)?)?,
                             fingerprint: r.get(3)?,
+                            expires_at: r.get(4)?,
                         },
                     );
                 }
@@ -570,65 +581,96 @@ impl Backend for SqliteBackend {
                 let fp = m.fingerprint();
                 if let Some(known) = cache.listed.get(value).copied() {
                     if known.fingerprint == fp {
-                        // Seen again, same content: only the expiry moves.
-                        tx.prepare_cached(
-                            "UPDATE indicator_sources SET expires_at = ?3 WHERE indicator_id = ?1 AND source_id = ?2",
-                        )?
-                        .execute(params![known.id, cache.source_id, m.expires_at])?;
-                        tx.prepare_cached(
-                            "UPDATE indicators SET expires_at = CASE WHEN expires_at IS NULL OR ?2 IS NULL THEN NULL ELSE max(expires_at, ?2) END
-                             WHERE id = ?1 AND status != 'expired'",
-                        )?
-                        .execute(params![known.id, m.expires_at])?;
-                        if known.status == Status::Expired && m.expires_at.is_none_or(|e| e > now) {
+                        // Seen again, same content: only the expiry moves,
+                        // and only when it moves by more than the slack.
+                        let slack = run.source.ttl.map_or(0, |t| t.as_secs() as i64 / EXPIRY_SLACK_DIVISOR);
+                        let moves = match (known.expires_at, m.expires_at) {
+                            (Some(old), Some(new)) => new > old + slack,
+                            (None, None) => false,
+                            _ => true,
+                        };
+                        let revives = known.status == Status::Expired && m.expires_at.is_none_or(|e| e > now);
+                        if moves || revives {
+                            tx.prepare_cached(
+                                "UPDATE indicator_sources SET expires_at = ?3 WHERE indicator_id = ?1 AND source_id = ?2",
+                            )?
+                            .execute(params![known.id, cache.source_id, m.expires_at])?;
+                        }
+                        if revives {
                             recompute(&tx, known.id, now)?;
-                            journal(&tx, now, Some(known.id), "revive", None)?;
-                            cache.listed.get_mut(value).expect("present").status = Status::Active;
                             counts.updated += 1;
                         } else {
+                            if moves {
+                                tx.prepare_cached(
+                                    "UPDATE indicators SET expires_at = CASE WHEN expires_at IS NULL OR ?2 IS NULL THEN NULL ELSE max(expires_at, ?2) END
+                                     WHERE id = ?1",
+                                )?
+                                .execute(params![known.id, m.expires_at])?;
+                            }
                             counts.unchanged += 1;
+                        }
+                        if moves || revives {
+                            let entry = cache.listed.get_mut(value).expect("present");
+                            entry.expires_at = m.expires_at;
+                            if revives {
+                                entry.status = Status::Active;
+                            }
                         }
                         continue;
                     }
-                    let m = Membership::from_record(r, &run.source, now, None);
                     m.upsert(&tx, known.id, cache.source_id)?;
                     recompute(&tx, known.id, now)?;
-                    journal(&tx, now, Some(known.id), "update", Some(&run.source.name))?;
-                    cache.listed.insert(value.clone(), Listed { fingerprint: fp, ..known });
+                    cache.listed.insert(
+                        value.clone(),
+                        Listed {
+                            fingerprint: fp,
+                            expires_at: m.expires_at,
+                            ..known
+                        },
+                    );
                     counts.updated += 1;
                     continue;
                 }
-                let existing: Option<(i64, String)> = tx
-                    .prepare_cached("SELECT id, status FROM indicators WHERE value = ?1")?
-                    .query_row([value], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()?;
-                let (id, status) = match existing {
-                    Some((id, status)) => {
-                        m.upsert(&tx, id, cache.source_id)?;
-                        recompute(&tx, id, now)?;
-                        journal(&tx, now, Some(id), "update", Some(&run.source.name))?;
-                        counts.updated += 1;
-                        (id, parse_enum(&status)?)
-                    }
-                    None => {
-                        let host = r.indicator.host.as_deref();
-                        let (status, reason) =
-                            initial_status(&cache.allowlist, r.indicator.kind, value, host, &m, now);
-                        let id = insert_indicator(&tx, r.indicator.kind, value, host, &m, status, reason.as_deref(), now)?;
-                        m.upsert(&tx, id, cache.source_id)?;
-                        journal(&tx, now, Some(id), "add", Some(&run.source.name))?;
+                let host = r.indicator.host.as_deref();
+                let (status, reason) = initial_status(&cache.allowlist, r.indicator.kind, value, host, &m, now);
+                // One statement for the common case of a new value; an
+                // existing one (listed by another source) falls through.
+                let inserted = insert_indicator(&tx, r.indicator.kind, value, host, &m, status, reason.as_deref(), now)?;
+                let (id, status) = match inserted {
+                    Some(id) => {
                         counts.added += 1;
                         (id, status)
                     }
+                    None => {
+                        let (id, status): (i64, String) = tx
+                            .prepare_cached("SELECT id, status FROM indicators WHERE value = ?1")?
+                            .query_row([value], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                        counts.updated += 1;
+                        (id, parse_enum(&status)?)
+                    }
                 };
+                m.upsert(&tx, id, cache.source_id)?;
+                if inserted.is_none() {
+                    recompute(&tx, id, now)?;
+                }
                 cache.listed.insert(
                     value.clone(),
                     Listed {
                         id,
                         status,
                         fingerprint: fp,
+                        expires_at: m.expires_at,
                     },
                 );
+            }
+            // One journal entry per chunk that changed the list: what moves
+            // the generation, without a row per indicator.
+            if counts.added + counts.updated > 0 {
+                let detail = format!(
+                    "{{\"import\":{},\"source\":{:?},\"added\":{},\"updated\":{}}}",
+                    run.id, run.source.name, counts.added, counts.updated
+                );
+                journal(&tx, now, None, "import", Some(&detail))?;
             }
             run.counts.added += counts.added;
             run.counts.updated += counts.updated;
@@ -748,7 +790,8 @@ impl Backend for SqliteBackend {
                     let host = rec.indicator.host.as_deref();
                     let (status, reason) =
                         initial_status(&allowlist, rec.indicator.kind, &rec.indicator.value, host, &m, now_s);
-                    let id = insert_indicator(&tx, rec.indicator.kind, &rec.indicator.value, host, &m, status, reason.as_deref(), now_s)?;
+                    let id = insert_indicator(&tx, rec.indicator.kind, &rec.indicator.value, host, &m, status, reason.as_deref(), now_s)?
+                        .ok_or_else(|| StoreError::Backend("indicator appeared during its own insert".into()))?;
                     m.upsert(&tx, id, sid)?;
                     journal(&tx, now_s, Some(id), "add", Some(&source))?;
                     (id, true)

@@ -45,8 +45,12 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
             "NORMAL"
         },
     )?;
-    conn.pragma_update(None, "cache_size", -65536)?; // 64 MiB
+    // Up to 256 MiB of page cache: a million-row import keeps its indexes
+    // in memory. SQLite allocates it only as pages are used.
+    conn.pragma_update(None, "cache_size", -262144)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Reads through a memory map instead of a read() per page.
+    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
     Ok(())
 }
 
@@ -62,6 +66,9 @@ impl SqliteBackend {
             )));
         }
         configure(&writer, options)?;
+        // Checkpoint the WAL every ~64 MiB rather than every 4 MiB: a large
+        // import copies each page back to the database far fewer times.
+        writer.pragma_update(None, "wal_autocheckpoint", 16384)?;
         migrate::apply(&writer)?;
         mark_interrupted_imports(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
