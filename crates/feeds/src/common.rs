@@ -132,6 +132,12 @@ pub(crate) trait LineFormat: Send {
     /// Handles one line (already known to be UTF-8, without its line end),
     /// pushing any rows it makes.
     fn line(&mut self, no: u64, text: &str, out: &mut VecDeque<Row>);
+    /// A line that cannot be read as text (not UTF-8, too long). A format
+    /// with a record spread over lines drops that record instead, so that
+    /// rows stay in line order.
+    fn unreadable(&mut self, no: u64, reason: &'static str, out: &mut VecDeque<Row>) {
+        out.push_back(skip(no, reason));
+    }
     /// Called once at the end of the input.
     fn finish(&mut self, _out: &mut VecDeque<Row>) {}
 }
@@ -177,10 +183,15 @@ impl<P: LineFormat> Iterator for LineRows<P> {
                     self.done = true;
                     self.format.finish(&mut self.pending);
                 }
-                Ok(Some((no, true))) => self.pending.push_back(skip(no, "line too long")),
+                Ok(Some((no, true))) => {
+                    self.format
+                        .unreadable(no, "line too long", &mut self.pending)
+                }
                 Ok(Some((no, false))) => match std::str::from_utf8(&self.buf) {
                     Ok(text) => self.format.line(no, text, &mut self.pending),
-                    Err(_) => self.pending.push_back(skip(no, "not valid UTF-8")),
+                    Err(_) => self
+                        .format
+                        .unreadable(no, "not valid UTF-8", &mut self.pending),
                 },
             }
         }
@@ -625,7 +636,7 @@ pub(crate) fn parse_date(s: &str) -> Option<DateTime<Utc>> {
     let t = date.and_hms_nano_opt(h, m, sec.min(59), nanos)?.and_utc();
     let rest = std::str::from_utf8(&b[i..]).ok()?.trim();
     let offset_secs: i64 = match rest {
-        "" | "Z" | "z" | "UTC" | "GMT" | "+00:00" | "+0000" => 0,
+        "" | "Z" | "z" | "UTC" | "GMT" | "+00:00" | "+0000" => return Some(t),
         _ => {
             let r = rest.as_bytes();
             let sign = match r[0] {

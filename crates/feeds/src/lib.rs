@@ -11,8 +11,9 @@
 //! Each format lives in its own module; what they share (numbered lines,
 //! CSV records and headers, dates, tags) is in `common`. Rows stream: CSV
 //! and line formats hold one line at a time, whatever the input's size.
-//! JSON inputs are read into memory first (a JSON dump cannot be resumed
-//! after an error, and its records are small next to the 1M-row CSVs).
+//! JSON inputs are read into memory first: records are found by walking
+//! the document over a byte slice, the only form for which `serde_json`
+//! reports where a value ends (and so which line each record is on).
 
 use std::fmt;
 use std::io::{BufRead, Cursor, Read};

@@ -106,6 +106,12 @@ impl LineFormat for Rpz {
         }
     }
 
+    fn unreadable(&mut self, no: u64, reason: &'static str, out: &mut VecDeque<Row>) {
+        // Inside parentheses, the bad line breaks the record it belongs to.
+        let line = self.pending.take().map_or(no, |p| p.line);
+        out.push_back(skip(line, reason));
+    }
+
     fn finish(&mut self, out: &mut VecDeque<Row>) {
         if let Some(p) = self.pending.take() {
             out.push_back(skip(p.line, "unbalanced parentheses"));
@@ -497,6 +503,20 @@ mod tests {
                 (7, "unbalanced parentheses".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn a_bad_line_inside_parentheses_breaks_its_record() {
+        let zone = b"$ORIGIN rpz.test.\na.example TXT ( \"x\"\n\xff\n)\nb.example CNAME .\n";
+        let rows = parse_bytes(Format::Rpz, zone).unwrap();
+        assert_eq!(
+            skips(&rows),
+            [
+                (2, "not valid UTF-8".to_string()),
+                (4, "unbalanced parentheses".to_string())
+            ]
+        );
+        assert_eq!(records(&rows)[0].line, 5);
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! Policy snapshot at 1,000,000 listed names: build, lookup (half matching a
-//! listed parent, half not), save and load.
+//! listed parent, half not) one name at a time and in batches, save and load;
+//! and lookups on a 10,000-name snapshot, which stays in cache, for the cost
+//! of the computation alone.
 //!
 //! `cargo bench -p kanki-policy`; `KANKI_BENCH_N` changes the size.
+//! Memory per domain is printed before the runs.
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kanki_policy::{Snapshot, SnapshotBuilder, synth};
@@ -41,7 +44,7 @@ fn bench(c: &mut Criterion) {
     );
 
     let mut g = c.benchmark_group(format!("snapshot_{n}"));
-    g.sample_size(10);
+    g.sample_size(10).measurement_time(Duration::from_secs(10));
 
     g.bench_function("build", |b| b.iter(|| black_box(build(&names))));
 
@@ -72,6 +75,23 @@ fn bench(c: &mut Criterion) {
     g.bench_function("save", |b| b.iter(|| snap.save(&path).expect("save")));
     snap.save(&path).expect("save");
     g.bench_function("load", |b| b.iter(|| Snapshot::load(&path).expect("load")));
+    g.finish();
+
+    let small_names = synth::domains(10_000, 42);
+    let small = build(&small_names);
+    let small_queries = synth::QueryBatch::new(&synth::queries(&small_names, 1_000_000, 7));
+    let mut g = c.benchmark_group("snapshot_10000");
+    g.sample_size(10)
+        .throughput(Throughput::Elements(small_queries.len() as u64));
+    g.bench_function("lookup_mixed", |b| {
+        b.iter(|| {
+            let mut listed = 0usize;
+            for q in small_queries.iter() {
+                listed += usize::from(small.lookup(black_box(q)).is_listed());
+            }
+            listed
+        })
+    });
     g.finish();
 }
 

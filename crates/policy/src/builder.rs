@@ -2,10 +2,9 @@
 
 use kanki_indicators::AllowKind;
 
-use crate::hash::{Keys, MAX_NAME_LEN, Prepared, reduce};
+use crate::hash::{Keys, MAX_NAME_LEN, Prepared, label_bit};
 use crate::snapshot::{
-    F_ALLOW_EXACT, F_ALLOW_SUFFIX, F_LISTED, Header, MAX_IDS_PER_NAME, Snapshot, build_filter,
-    tag_of,
+    F_ALLOW_EXACT, F_ALLOW_SUFFIX, F_LISTED, Header, MAX_IDS_PER_NAME, Snapshot, slot,
 };
 
 /// What one `add_*` call said.
@@ -40,6 +39,9 @@ pub struct SnapshotBuilder {
     items: Vec<Item>,
     rejected: usize,
     seed: Option<u64>,
+    /// Tests shrink the table to force long probe sequences.
+    #[cfg(test)]
+    homes: Option<usize>,
 }
 
 impl SnapshotBuilder {
@@ -119,6 +121,8 @@ impl SnapshotBuilder {
     /// it (the store's change counter, say), reported by
     /// [`Snapshot::generation`] and kept by [`Snapshot::save`].
     pub fn build(self, generation: u64) -> Snapshot {
+        #[cfg(test)]
+        let self_homes = self.homes;
         let SnapshotBuilder {
             arena,
             mut items,
@@ -139,9 +143,11 @@ impl SnapshotBuilder {
         // Upper bound: every item its own record of header+name, one id.
         let mut data: Vec<u64> =
             Vec::with_capacity(items.len() * 2 + arena.len().div_ceil(8) + items.len());
-        // (hash, slot value) per record, inserted once the count is known.
-        let mut entries: Vec<(u64, u64)> = Vec::new();
+        // (hash, record offset, flags) per record, placed in the table once
+        // the count is known.
+        let mut entries: Vec<(u64, u32, u32)> = Vec::new();
         let (mut listed, mut allows) = (0, 0);
+        let mut labels = 0u64;
 
         let mut i = 0;
         while i < items.len() {
@@ -202,33 +208,25 @@ impl SnapshotBuilder {
             let head: &mut [u8] = bytemuck::cast_slice_mut(&mut data[at..at + 1]);
             head[..4].copy_from_slice(&header.encode().to_ne_bytes());
             let at32 = u32::try_from(at).expect("snapshot over 32 GiB");
-            let h = Prepared::new(nm)
-                .expect("builder admits valid names only")
-                .full_hash(&keys);
-            entries.push((h, (((tag_of(h) | flags) as u64) << 32) | at32 as u64));
+            let prepared = Prepared::new(nm).expect("builder admits valid names only");
+            labels |= label_bit(prepared.labels());
+            entries.push((prepared.full_hash(&keys), at32, flags));
         }
         data.shrink_to_fit();
 
-        let mut slots = vec![0u64; table_len(entries.len())];
-        for &(h, slot) in &entries {
-            let mut pos = reduce(h, slots.len());
-            while slots[pos] != 0 {
-                pos += 1;
-                if pos == slots.len() {
-                    pos = 0;
-                }
-            }
-            slots[pos] = slot;
-        }
-
-        let filter = build_filter(entries.len(), entries.iter().map(|e| e.0));
+        #[cfg(not(test))]
+        let homes = slot::homes(entries.len());
+        #[cfg(test)]
+        let homes = self_homes.unwrap_or(slot::homes(entries.len()));
+        let slots = place(homes, &mut entries);
         Snapshot {
             generation,
             seed,
             keys,
             data,
             slots,
-            filter,
+            homes,
+            labels,
             records: entries.len(),
             listed,
             allows,
@@ -236,12 +234,25 @@ impl SnapshotBuilder {
     }
 }
 
-/// Table size for `n` records: load factor about 0.6, where linear probing
-/// needs on average ~1.7 probes for a hit and ~3.6 for a miss (Knuth), all
-/// within one or two cache lines, at 13 bytes of table per record. Always at
-/// least one empty slot, so every probe sequence ends.
-pub(crate) fn table_len(n: usize) -> usize {
-    n + n * 2 / 3 + 1
+/// Lays the table out: records sorted by home slot and tag, each in the first free
+/// slot at or after its home (the order Robin Hood hashing converges to, got
+/// here directly since the table is built once). Nothing wraps around: the
+/// table is as long as the last record placed needs, plus one empty slot.
+fn place(homes: usize, entries: &mut [(u64, u32, u32)]) -> Vec<u64> {
+    entries.sort_unstable_by_key(|e| slot::key(slot::home(e.0, homes), slot::tag_of(e.0)));
+    let mut slots = vec![0u64; homes + 1];
+    let mut next = 0;
+    for &(h, at, flags) in entries.iter() {
+        let home = slot::home(h, homes);
+        let pos = next.max(home);
+        if pos + 1 >= slots.len() {
+            slots.resize(pos + 2, 0);
+        }
+        slots[pos] = slot::pack(at, flags, pos - home, h);
+        next = pos + 1;
+    }
+    slots.shrink_to_fit();
+    slots
 }
 
 /// The record's first words: room for the header (zero) and the name bytes,
@@ -268,4 +279,56 @@ fn random_seed() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x6b616e6b69);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Verdict;
+
+    /// With a single home slot every name lands in one long run, so probes
+    /// go past the largest storable displacement and lookups must still be
+    /// exact: hits, parents, misses, allowlist.
+    #[test]
+    fn long_probe_sequences() {
+        for homes in [1, 2, 7] {
+            let names = crate::synth::domains(700, homes as u64);
+            let mut b = SnapshotBuilder::new();
+            b.homes = Some(homes);
+            for (i, n) in names.iter().enumerate() {
+                if i % 10 == 0 {
+                    b.add_allow(AllowKind::Exact, n, i as i64);
+                } else {
+                    b.add_listed(n, i as i64);
+                }
+            }
+            let s = b.build(1);
+            assert!(
+                s.slots
+                    .iter()
+                    .any(|&x| x != 0 && slot::disp(x) == slot::DISP_MAX)
+            );
+            for (i, n) in names.iter().enumerate() {
+                let v = s.lookup(format!("x.{n}").as_bytes());
+                if i % 10 == 0 {
+                    assert_eq!(
+                        s.lookup(n.as_bytes()),
+                        Verdict::Allowed {
+                            allow_entry: i as i64,
+                            matched_allow: n,
+                            listed: None,
+                        }
+                    );
+                    // Unless a parent of it is listed too.
+                    assert!(!v.is_listed() || names.iter().any(|p| n.ends_with(&format!(".{p}"))));
+                } else {
+                    assert!(
+                        matches!(v, Verdict::Listed { matched, .. } if matched == n || n.ends_with(&format!(".{matched}"))),
+                        "{n}: {v:?}"
+                    );
+                }
+                assert_eq!(s.lookup(format!("{n}x").as_bytes()), Verdict::NotListed);
+            }
+        }
+    }
 }

@@ -95,7 +95,8 @@ impl Keys {
 /// word; 0 for `r == 0`.
 #[inline(always)]
 fn tail_mask(r: usize) -> u64 {
-    if r == 0 { 0 } else { u64::MAX << (64 - 8 * r) }
+    // r <= 7, so the shift is in range; r == 0 gives !u64::MAX == 0.
+    !(u64::MAX >> (8 * r))
 }
 
 /// A name prepared for lookup: lowercased, as little-endian words counted
@@ -151,9 +152,17 @@ impl Prepared {
         if end > 0 {
             // The first, partial word: the name's first bytes at the top,
             // zeros below.
-            let mut w = [0u8; 8];
-            w[8 - end..].copy_from_slice(&name[..end]);
-            self.words[WORDS - 1 - k] = lower8(u64::from_le_bytes(w)).to_le();
+            let w = if len >= 8 {
+                // Load the name's first eight bytes and shift out the ones
+                // already in the next word: no variable-length copy.
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&name[..8]);
+                u64::from_le_bytes(w) << (8 * (8 - end))
+            } else {
+                name.iter()
+                    .fold(0u64, |w, &b| (w >> 8) | ((b as u64) << 56)) // shifts in at the top
+            };
+            self.words[WORDS - 1 - k] = lower8(w).to_le();
         }
         self.len = len;
         true
@@ -173,45 +182,111 @@ impl Prepared {
     }
 
     /// Calls `f(suffix_len, hash)` for every suffix of the name on a label
-    /// boundary, shortest (the last label) first, the whole name last.
+    /// boundary, the whole name included, shortest first, skipping those
+    /// whose number of labels is not in `labels` (bit `c - 1` for `c`
+    /// labels, bit 63 for 64 or more): a snapshot whose names all have two
+    /// to five labels need not probe for `com`.
     #[inline(always)]
-    pub fn for_each_suffix(&self, keys: &Keys, mut f: impl FnMut(usize, u64)) {
+    pub fn for_each_suffix(&self, keys: &Keys, labels: u64, mut f: impl FnMut(usize, u64)) {
         let nwords = self.len.div_ceil(8);
-        // Sum over the whole words after the current one.
-        let mut acc = 0u64;
+        if nwords > 8 {
+            return self.for_each_suffix_long(keys, labels, f);
+        }
+        // Names up to 64 bytes, nearly all: first one pass over the words for
+        // the running sums and a bitmap of the dots (bit m: a dot followed by
+        // m bytes), then one loop over the dots. Two loops of data-dependent
+        // length, so few mispredicted branches.
+        let mut sums = [0u64; 9];
+        let mut dots = 0u64;
         for k in 0..nwords {
             let w = u64::from_le(self.words[WORDS - 1 - k]);
-            let mul = keys.mul[k];
-            // Dots found eight at a time with a bit mask, not a byte loop;
-            // each word's bits from the top give the suffixes shortest first.
-            let mut dots = dot_mask(w);
-            while dots != 0 {
-                let bit = 63 - dots.leading_zeros() as usize;
-                dots &= !(1u64 << bit);
-                // The suffix after byte `bit / 8` of this word: its last
-                // `r` bytes, then k whole words.
-                let r = 7 - bit / 8;
-                let m = 8 * k + r;
-                if m > 0 {
-                    f(
-                        m,
-                        keys.finish(acc.wrapping_add((w & tail_mask(r)).wrapping_mul(mul)), m),
-                    );
-                }
-            }
-            // The first word is zero-padded, so it can be taken whole.
-            acc = acc.wrapping_add(w.wrapping_mul(mul));
+            sums[k + 1] = sums[k].wrapping_add(w.wrapping_mul(keys.mul[k]));
+            dots |= compress_rev(dot_mask(w)) << (8 * k);
         }
-        f(self.len, keys.finish(acc, self.len));
+        let mut seen = 0;
+        while dots != 0 {
+            let m = dots.trailing_zeros() as usize;
+            dots &= dots - 1;
+            // The suffix after this dot: its last m % 8 bytes in word m / 8,
+            // whole words below that; `seen` dots in it, so one label more.
+            if m > 0 && wanted(labels, seen + 1) {
+                let (k, r) = (m / 8, m % 8);
+                let w = u64::from_le(self.words[WORDS - 1 - k]);
+                let part = (w & tail_mask(r)).wrapping_mul(keys.mul[k]);
+                f(m, keys.finish(sums[k].wrapping_add(part), m));
+            }
+            seen += 1;
+        }
+        // The first word is zero-padded, so it can be taken whole.
+        if wanted(labels, seen + 1) {
+            f(self.len, keys.finish(sums[nwords], self.len));
+        }
     }
 
-    /// Hash of the whole name (the last value [`Self::for_each_suffix`]
-    /// reports).
-    pub fn full_hash(&self, keys: &Keys) -> u64 {
-        let mut out = 0;
-        self.for_each_suffix(keys, |_, h| out = h);
-        out
+    /// [`Self::for_each_suffix`] for names over 64 bytes.
+    fn for_each_suffix_long(&self, keys: &Keys, labels: u64, mut f: impl FnMut(usize, u64)) {
+        let mut acc = 0u64;
+        let mut seen = 0;
+        for k in 0..self.len.div_ceil(8) {
+            let w = u64::from_le(self.words[WORDS - 1 - k]);
+            let mul = keys.mul[k];
+            let mut dots = compress_rev(dot_mask(w));
+            while dots != 0 {
+                let r = dots.trailing_zeros() as usize;
+                dots &= dots - 1;
+                let m = 8 * k + r;
+                if m > 0 && wanted(labels, seen + 1) {
+                    let part = (w & tail_mask(r)).wrapping_mul(mul);
+                    f(m, keys.finish(acc.wrapping_add(part), m));
+                }
+                seen += 1;
+            }
+            acc = acc.wrapping_add(w.wrapping_mul(mul));
+        }
+        if wanted(labels, seen + 1) {
+            f(self.len, keys.finish(acc, self.len));
+        }
     }
+
+    /// Number of labels of the name (dots plus one).
+    pub fn labels(&self) -> usize {
+        let mut dots = 0;
+        for k in 0..self.len.div_ceil(8) {
+            dots += dot_mask(u64::from_le(self.words[WORDS - 1 - k])).count_ones() as usize;
+        }
+        dots + 1
+    }
+
+    /// Hash of the whole name.
+    pub fn full_hash(&self, keys: &Keys) -> u64 {
+        let mut acc = 0u64;
+        for k in 0..self.len.div_ceil(8) {
+            let w = u64::from_le(self.words[WORDS - 1 - k]);
+            acc = acc.wrapping_add(w.wrapping_mul(keys.mul[k]));
+        }
+        keys.finish(acc, self.len)
+    }
+}
+
+/// Gathers bit 7 of each byte (as [`dot_mask`] sets them) into one byte, in
+/// reverse: bit 7 - t for byte t, which is the number of bytes after byte t
+/// in its word. The multiply moves each bit to its own place in the top
+/// byte; all its partial products are distinct powers of two, so no carries.
+#[inline(always)]
+fn compress_rev(m: u64) -> u64 {
+    ((m >> 7).wrapping_mul(0x8040_2010_0804_0201)) >> 56
+}
+
+/// The label-count bit of `c` labels in a [`Prepared::for_each_suffix`]
+/// mask.
+#[inline(always)]
+pub(crate) fn label_bit(c: usize) -> u64 {
+    1 << (c.clamp(1, 64) - 1)
+}
+
+#[inline(always)]
+fn wanted(labels: u64, c: usize) -> bool {
+    labels & label_bit(c) != 0
 }
 
 /// Maps a hash onto `0..n` by multiply-shift (Lemire's "fastrange"): no
@@ -251,7 +326,7 @@ mod tests {
     fn suffixes(name: &str) -> Vec<(usize, u64)> {
         let p = Prepared::new(name.as_bytes()).unwrap();
         let mut v = Vec::new();
-        p.for_each_suffix(&Keys::new(7), |m, h| v.push((m, h)));
+        p.for_each_suffix(&Keys::new(7), u64::MAX, |m, h| v.push((m, h)));
         v
     }
 
@@ -266,7 +341,8 @@ mod tests {
             assert_eq!(alone.suffix(m), suffix.as_bytes());
             assert_eq!(alone.full_hash(&keys), h, "suffix {suffix}");
         }
-        let lens: Vec<usize> = found.iter().map(|s| s.0).collect();
+        let mut lens: Vec<usize> = found.iter().map(|s| s.0).collect();
+        lens.sort();
         assert_eq!(lens, [2, 5, 13, 17, 19, 46, 48]);
     }
 
@@ -285,6 +361,80 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    #[test]
+    fn short_and_odd_names() {
+        let keys = Keys::new(3);
+        for name in [
+            "a",
+            "ab.c",
+            "a.",
+            ".a",
+            "x..y",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghi",
+            "a.bcdefgh.i",
+        ] {
+            let p = Prepared::new(name.as_bytes()).unwrap_or_else(|| panic!("{name}"));
+            let want = name.strip_suffix('.').unwrap_or(name);
+            assert_eq!(p.suffix(p.len()), want.as_bytes());
+            let mut seen = Vec::new();
+            p.for_each_suffix(&keys, u64::MAX, |m, h| {
+                let s = &want[want.len() - m..];
+                assert_eq!(
+                    Prepared::new(s.as_bytes()).unwrap().full_hash(&keys),
+                    h,
+                    "{name}: {s}"
+                );
+                seen.push(m);
+            });
+            seen.sort();
+            let mut expect: Vec<usize> = want
+                .match_indices('.')
+                .map(|(i, _)| want.len() - i - 1)
+                .filter(|&m| m > 0)
+                .collect();
+            expect.push(want.len());
+            expect.sort();
+            assert_eq!(seen, expect, "{name}");
+        }
+    }
+
+    #[test]
+    fn compress_gathers_dot_bits() {
+        let w = u64::from_le_bytes(*b".a.bc..d");
+        assert_eq!(compress_rev(dot_mask(w)), 0b1010_0110);
+        assert_eq!(compress_rev(0), 0);
+        assert_eq!(compress_rev(HI1), 0xff);
+    }
+
+    #[test]
+    fn label_mask_skips_suffixes() {
+        let keys = Keys::new(5);
+        let long = "x".repeat(60) + ".a.b.c.d";
+        for name in ["a.b.c.d", long.as_str()] {
+            let p = Prepared::new(name.as_bytes()).unwrap();
+            assert_eq!(p.labels(), name.matches('.').count() + 1);
+            let mut got = Vec::new();
+            p.for_each_suffix(&keys, label_bit(2) | label_bit(5), |m, _| got.push(m));
+            let want: Vec<usize> = [3, name.len()]
+                .into_iter()
+                .filter(|&m| m == 3 || p.labels() == 5)
+                .collect();
+            assert_eq!(got, want, "{name}");
+            let mut all = Vec::new();
+            p.for_each_suffix(&keys, u64::MAX, |m, _| all.push(m));
+            assert!(
+                all.windows(2).all(|w| w[0] < w[1]),
+                "shortest first: {all:?}"
+            );
+            assert_eq!(all.len(), p.labels());
+        }
+        assert_eq!(label_bit(1), 1);
+        assert_eq!(label_bit(64), 1 << 63);
+        assert_eq!(label_bit(200), 1 << 63);
     }
 
     #[test]

@@ -23,11 +23,15 @@
 //! * [`SnapshotBuilder`] collects listed names with their indicator ids and
 //!   allowlist entries (fed from the store by the caller) and compiles a
 //!   [`Snapshot`].
-//! * [`Snapshot::lookup`] answers with a [`Verdict`], allocation-free, in about
-//!   a hundred nanoseconds at a million names; an allowlist entry covering the
-//!   name always wins.
+//! * [`Snapshot::lookup`] answers with a [`Verdict`], allocation-free; an
+//!   allowlist entry covering the name always wins. The computation takes
+//!   about 0.1 µs; at a million names, which do not fit in cache, a listed
+//!   name costs two memory round trips one after the other (table slot, then
+//!   record). [`Snapshot::lookup_many`] answers a batch, overlapping the
+//!   memory accesses of several names: use it where queries come in batches.
 //! * [`Snapshot::save`] / [`Snapshot::load`] persist it in the data directory
-//!   as a flat, checksummed file that loads in tens of milliseconds.
+//!   as a flat, checksummed file; 1,000,000 names load and are checked in
+//!   about 0.15 s.
 //! * [`PolicyHandle`] holds the current snapshot; readers never block and a
 //!   new one is swapped in atomically.
 //! * [`synth`] generates deterministic names and query mixes for benchmarks.
@@ -93,16 +97,4 @@ impl std::fmt::Debug for PolicyHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("PolicyHandle").field(&**self.load()).finish()
     }
-}
-
-#[doc(hidden)]
-pub fn hash_only<'a>(qs: impl Iterator<Item = &'a [u8]>) -> u64 {
-    let keys = hash::Keys::new(1);
-    let mut acc = 0;
-    for q in qs {
-        if let Some(p) = hash::Prepared::new(std::hint::black_box(q)) {
-            p.for_each_suffix(&keys, |s, h| acc ^= h.wrapping_add(s as u64));
-        }
-    }
-    acc
 }

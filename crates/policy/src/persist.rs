@@ -41,11 +41,8 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::hash::{Keys, MAX_NAME_LEN, Prepared, reduce};
-use crate::snapshot::{
-    F_ALL, F_ALLOW_EXACT, F_ALLOW_SUFFIX, F_LISTED, Snapshot, filter_len, filter_probe, header_of,
-    tag_of,
-};
+use crate::hash::{Keys, MAX_NAME_LEN, Prepared, label_bit};
+use crate::snapshot::{F_ALLOW_EXACT, F_ALLOW_SUFFIX, F_LISTED, Snapshot, header_of, slot};
 
 const MAGIC: [u8; 8] = *b"KANKIPOL";
 const BYTE_ORDER: u64 = 0x0102_0304_0506_0708;
@@ -87,8 +84,12 @@ impl Snapshot {
                 "snapshot path has no file name",
             )
         })?;
+        // Unique per process and per call, so concurrent saves never share a
+        // temporary file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = dir.join(format!(
-            ".{}.tmp-{}",
+            ".{}.tmp-{}-{n}",
             file_name.to_string_lossy(),
             std::process::id()
         ));
@@ -201,20 +202,22 @@ impl Snapshot {
             generation,
             seed,
             keys: Keys::new(seed),
-            filter: Vec::new(),
             data,
             slots,
+            homes: 0,
+            labels: 0,
             records: usize::try_from(records).map_err(|_| LoadError::Corrupt("record count"))?,
             listed: usize::try_from(listed).map_err(|_| LoadError::Corrupt("listed count"))?,
             allows: usize::try_from(allows).map_err(|_| LoadError::Corrupt("allow count"))?,
         };
-        snap.filter = snap.validate()?;
+        snap.homes = slot::homes(snap.records);
+        snap.labels = snap.validate()?;
         Ok(snap)
     }
 
     /// The structural checks of [`Snapshot::load`], O(size). Returns the
-    /// lookup filter, built from the name hashes computed for the checks.
-    fn validate(&self) -> Result<Vec<u64>, LoadError> {
+    /// label-count mask of the names, computed on the way.
+    fn validate(&self) -> Result<u64, LoadError> {
         use LoadError::Corrupt;
         let data = &self.data;
         let bytes: &[u8] = bytemuck::cast_slice(data);
@@ -260,27 +263,31 @@ impl Snapshot {
             return Err(Corrupt("counts do not match the header"));
         }
 
+        // The table: (home, tag) nondecreasing along it, each record at or after
+        // its home with no empty slot in between (else lookups would stop
+        // short of it), its displacement and tag as stored, and the last
+        // slot empty so that no probe runs off the end.
         let slots = &self.slots;
-        let Some(empty) = slots.iter().position(|&s| s == 0) else {
-            return Err(Corrupt("hash table has no empty slot"));
-        };
-        let cap = slots.len();
+        let homes = self.homes;
+        if slots.len() <= homes || slots.last() != Some(&0) {
+            return Err(Corrupt("table size"));
+        }
         let mut occupied = 0;
-        let mut filter = vec![0u64; filter_len(records)];
-        // Walk the table once from an empty slot, tracking where the current
-        // run of occupied slots began: a record at `pos` is found by lookups
-        // iff its home slot lies within [run_start, pos] (cyclically).
-        let mut run_start = (empty + 1) % cap;
-        for step in 1..=cap {
-            let pos = (empty + step) % cap;
-            let s = slots[pos];
+        let mut last_empty: Option<usize> = None;
+        let mut last_key = 0;
+        let mut labels = 0u64;
+        for (pos, &s) in slots.iter().enumerate() {
+            // Records are visited in table order, i.e. at random: fetch the
+            // ones a few slots ahead while checking this one.
+            if let Some(w) = slots.get(pos + 16).and_then(|&a| data.get(slot::at(a))) {
+                crate::snapshot::prefetch(w);
+            }
             if s == 0 {
-                run_start = (pos + 1) % cap;
+                last_empty = Some(pos);
                 continue;
             }
             occupied += 1;
-            let rec = s as u32 as usize;
-            let stag = (s >> 32) as u32;
+            let rec = slot::at(s);
             if rec >= data.len() || starts[rec / 64] & (1 << (rec % 64)) == 0 {
                 return Err(Corrupt("table slot points outside a record"));
             }
@@ -289,28 +296,30 @@ impl Snapshot {
             }
             seen[rec / 64] |= 1 << (rec % 64);
             let h = header_of(data[rec]);
-            if stag & F_ALL != h.flags {
+            if slot::flags(s) != h.flags {
                 return Err(Corrupt("table flags differ from the record's"));
             }
             let name = &bytes[rec * 8 + 4..rec * 8 + 4 + h.len];
-            let hash = Prepared::new(name)
-                .ok_or(Corrupt("name length"))?
-                .full_hash(&self.keys);
-            if stag & !F_ALL != tag_of(hash) {
-                return Err(Corrupt("table tag differs from the name's hash"));
-            }
-            let (block, mask) = filter_probe(hash, filter.len());
-            filter[block] |= mask;
-            let home = reduce(hash, cap);
-            let dist = |from: usize, to: usize| (to + cap - from) % cap;
-            if dist(run_start, home) > dist(run_start, pos) {
+            let prepared = Prepared::new(name).ok_or(Corrupt("name length"))?;
+            labels |= label_bit(prepared.labels());
+            let hash = prepared.full_hash(&self.keys);
+            let home = slot::home(hash, homes);
+            if home > pos || last_empty.is_some_and(|e| e >= home) {
                 return Err(Corrupt("record not reachable from its home slot"));
+            }
+            let key = slot::key(home, slot::tag_of(hash));
+            if key < last_key {
+                return Err(Corrupt("table not in (home, tag) order"));
+            }
+            last_key = key;
+            if s != slot::pack(rec as u32, h.flags, pos - home, hash) {
+                return Err(Corrupt("table slot differs from the record's hash"));
             }
         }
         if occupied != records {
             return Err(Corrupt("table does not hold every record"));
         }
-        Ok(filter)
+        Ok(labels)
     }
 }
 

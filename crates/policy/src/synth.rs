@@ -138,13 +138,13 @@ impl DomainGen {
     pub fn next_name(&mut self) -> String {
         let mut s = String::with_capacity(40);
         let r = self.rng.below(100);
-        if r < 30 {
+        if r < 40 {
             s.push_str(self.rng.pick(SUBDOMAINS));
             s.push('.');
-        } else if r < 40 {
+        } else if r < 55 {
             self.label(&mut s);
             s.push('.');
-        } else if r < 45 {
+        } else if r < 67 {
             s.push_str(self.rng.pick(SUBDOMAINS));
             s.push('.');
             self.label(&mut s);
@@ -184,14 +184,14 @@ impl DomainGen {
                 }
             }
             65..85 => {
-                for _ in 0..2 + rng.below(3) {
+                for _ in 0..3 + rng.below(3) {
                     s.push_str(rng.pick(SYLLABLES));
                 }
             }
             _ => {
                 // DGA-style.
                 const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-                for _ in 0..8 + rng.below(9) {
+                for _ in 0..10 + rng.below(11) {
                     s.push(char::from(ALNUM[rng.below(ALNUM.len())]));
                 }
             }
