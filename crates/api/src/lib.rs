@@ -49,10 +49,22 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/indicators", get(list_indicators).post(add_indicator))
-        .route("/api/v1/indicators/{id}", get(get_indicator).delete(delete_indicator))
-        .route("/api/v1/indicators/{id}/false-positive", post(mark_false_positive))
-        .route("/api/v1/indicators/{id}/allowlist", post(allowlist_indicator))
+        .route(
+            "/api/v1/indicators",
+            get(list_indicators).post(add_indicator),
+        )
+        .route(
+            "/api/v1/indicators/{id}",
+            get(get_indicator).delete(delete_indicator),
+        )
+        .route(
+            "/api/v1/indicators/{id}/false-positive",
+            post(mark_false_positive),
+        )
+        .route(
+            "/api/v1/indicators/{id}/allowlist",
+            post(allowlist_indicator),
+        )
         .route("/api/v1/indicators/{id}/status", post(set_status))
         .route("/api/v1/indicators/{id}/evidence", post(add_evidence))
         .route("/api/v1/lookup", get(lookup))
@@ -63,7 +75,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/imports", get(list_imports).post(upload_import))
         .route("/api/v1/exports/{format}", get(export))
         .layer(DefaultBodyLimit::max(upload_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
@@ -125,7 +140,12 @@ async fn blocking<T: Send + 'static>(
     let kanki = st.kanki.clone();
     tokio::task::spawn_blocking(move || f(&kanki))
         .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("worker failed: {e}")))?
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("worker failed: {e}"),
+            )
+        })?
 }
 
 async fn healthz(State(st): State<ApiState>) -> Result<Json<serde_json::Value>, ApiError> {
@@ -145,11 +165,16 @@ async fn metrics_text(State(st): State<ApiState>) -> Result<Response, ApiError> 
     for (status, n) in counts {
         st.metrics
             .indicators
-            .get_or_create(&metrics::StatusLabels { status: status.to_string() })
+            .get_or_create(&metrics::StatusLabels {
+                status: status.to_string(),
+            })
             .set(n as i64);
     }
     Ok((
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         st.metrics.encode(),
     )
         .into_response())
@@ -190,9 +215,14 @@ impl From<ListParams> for ListQuery {
 /// Query-string errors answered as 400 with the reason.
 struct Params<T>(T);
 
-impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S> for Params<T> {
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> axum::extract::FromRequestParts<S>
+    for Params<T>
+{
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(t)| Params(t))
@@ -218,27 +248,47 @@ async fn list_indicators(
     Params(p): Params<ListParams>,
 ) -> Result<Json<kanki_store::Page>, ApiError> {
     let q: ListQuery = p.into();
-    Ok(Json(blocking(&st, move |k| Ok(k.store.list_indicators(&q)?)).await?))
+    Ok(Json(
+        blocking(&st, move |k| Ok(k.store.list_indicators(&q)?)).await?,
+    ))
 }
 
 async fn add_indicator(
     State(st): State<ApiState>,
     Body_(new): Body_<NewIndicator>,
 ) -> Result<(StatusCode, Json<Indicator>), ApiError> {
-    let (ind, created) = blocking(&st, move |k| Ok(k.store.add_indicator(&new, Utc::now())?)).await?;
+    let (ind, created) =
+        blocking(&st, move |k| Ok(k.store.add_indicator(&new, Utc::now())?)).await?;
     st.list_changed.notify_one();
-    let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+    let code = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((code, Json(ind)))
 }
 
-async fn get_indicator(State(st): State<ApiState>, Path(id): Path<i64>) -> Result<Json<Indicator>, ApiError> {
-    blocking(&st, move |k| k.store.get_indicator(id)?.ok_or(StoreError::NotFound.into()))
-        .await
-        .map(Json)
+async fn get_indicator(
+    State(st): State<ApiState>,
+    Path(id): Path<i64>,
+) -> Result<Json<Indicator>, ApiError> {
+    blocking(&st, move |k| {
+        k.store
+            .get_indicator(id)?
+            .ok_or(StoreError::NotFound.into())
+    })
+    .await
+    .map(Json)
 }
 
-async fn delete_indicator(State(st): State<ApiState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
-    let removed = blocking(&st, move |k| Ok(k.store.delete_indicator(id, Utc::now())?)).await?;
+async fn delete_indicator(
+    State(st): State<ApiState>,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    let removed = blocking(&st, move |k| {
+        Ok(k.store.delete_indicator(id, Utc::now())?)
+    })
+    .await?;
     if !removed {
         return Err(StoreError::NotFound.into());
     }
@@ -257,7 +307,11 @@ async fn mark_false_positive(
     Path(id): Path<i64>,
     Body_(r): Body_<Reason>,
 ) -> Result<Json<Indicator>, ApiError> {
-    let ind = blocking(&st, move |k| Ok(k.store.set_status(id, Status::FalsePositive, &r.reason, Utc::now())?)).await?;
+    let ind = blocking(&st, move |k| {
+        Ok(k.store
+            .set_status(id, Status::FalsePositive, &r.reason, Utc::now())?)
+    })
+    .await?;
     st.list_changed.notify_one();
     Ok(Json(ind))
 }
@@ -274,7 +328,10 @@ async fn set_status(
     Path(id): Path<i64>,
     Body_(c): Body_<StatusChange>,
 ) -> Result<Json<Indicator>, ApiError> {
-    let ind = blocking(&st, move |k| Ok(k.store.set_status(id, c.status, &c.reason, Utc::now())?)).await?;
+    let ind = blocking(&st, move |k| {
+        Ok(k.store.set_status(id, c.status, &c.reason, Utc::now())?)
+    })
+    .await?;
     st.list_changed.notify_one();
     Ok(Json(ind))
 }
@@ -302,13 +359,24 @@ async fn allowlist_indicator(
         let ind = k.store.get_indicator(id)?.ok_or(StoreError::NotFound)?;
         let name = match ind.kind {
             Kind::Ip => ind.value.clone(),
-            _ => ind.host.clone().ok_or_else(|| bad_request("this indicator has no host name to allowlist"))?,
+            _ => ind
+                .host
+                .clone()
+                .ok_or_else(|| bad_request("this indicator has no host name to allowlist"))?,
         };
-        let entry = AllowEntry::new(a.kind.unwrap_or(AllowKind::Exact), &name, a.reason, "operator")
-            .map_err(|e| bad_request(e.to_string()))?;
+        let entry = AllowEntry::new(
+            a.kind.unwrap_or(AllowKind::Exact),
+            &name,
+            a.reason,
+            "operator",
+        )
+        .map_err(|e| bad_request(e.to_string()))?;
         let stored = k.store.add_allow(&entry, Utc::now())?;
         let indicator = k.store.get_indicator(id)?.ok_or(StoreError::NotFound)?;
-        Ok(AllowedIndicator { allowlist_entry: stored, indicator })
+        Ok(AllowedIndicator {
+            allowlist_entry: stored,
+            indicator,
+        })
     })
     .await?;
     st.list_changed.notify_one();
@@ -322,7 +390,9 @@ async fn add_evidence(
 ) -> Result<(StatusCode, Json<Indicator>), ApiError> {
     let ind = blocking(&st, move |k| {
         k.store.add_evidence(id, &e, Utc::now())?;
-        k.store.get_indicator(id)?.ok_or(StoreError::NotFound.into())
+        k.store
+            .get_indicator(id)?
+            .ok_or(StoreError::NotFound.into())
     })
     .await?;
     Ok((StatusCode::CREATED, Json(ind)))
@@ -334,14 +404,24 @@ struct LookupParams {
     name: String,
 }
 
-async fn lookup(State(st): State<ApiState>, Params(p): Params<LookupParams>) -> Json<serde_json::Value> {
+async fn lookup(
+    State(st): State<ApiState>,
+    Params(p): Params<LookupParams>,
+) -> Json<serde_json::Value> {
     let snap = st.policy.load();
     let verdict = match snap.lookup(p.name.as_bytes()) {
         Verdict::NotListed => json!({ "verdict": "not-listed" }),
-        Verdict::Listed { matched, indicators } => {
+        Verdict::Listed {
+            matched,
+            indicators,
+        } => {
             json!({ "verdict": "listed", "matched": matched, "indicators": indicators })
         }
-        Verdict::Allowed { allow_entry, matched_allow, listed } => json!({
+        Verdict::Allowed {
+            allow_entry,
+            matched_allow,
+            listed,
+        } => json!({
             "verdict": "allowed", "allowlist_entry": allow_entry, "matched_allow": matched_allow, "overrides": listed
         }),
     };
@@ -351,7 +431,9 @@ async fn lookup(State(st): State<ApiState>, Params(p): Params<LookupParams>) -> 
     Json(v)
 }
 
-async fn list_allow(State(st): State<ApiState>) -> Result<Json<Vec<kanki_store::StoredAllowEntry>>, ApiError> {
+async fn list_allow(
+    State(st): State<ApiState>,
+) -> Result<Json<Vec<kanki_store::StoredAllowEntry>>, ApiError> {
     Ok(Json(blocking(&st, |k| Ok(k.store.allowlist()?)).await?))
 }
 
@@ -369,8 +451,13 @@ async fn add_allow(
     Body_(a): Body_<NewAllow>,
 ) -> Result<(StatusCode, Json<kanki_store::StoredAllowEntry>), ApiError> {
     let e = blocking(&st, move |k| {
-        let entry = AllowEntry::new(a.kind.unwrap_or(AllowKind::Exact), &a.name, a.reason, "operator")
-            .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        let entry = AllowEntry::new(
+            a.kind.unwrap_or(AllowKind::Exact),
+            &a.name,
+            a.reason,
+            "operator",
+        )
+        .map_err(|e| ApiError(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
         Ok(k.store.add_allow(&entry, Utc::now())?)
     })
     .await?;
@@ -378,7 +465,10 @@ async fn add_allow(
     Ok((StatusCode::CREATED, Json(e)))
 }
 
-async fn remove_allow(State(st): State<ApiState>, Path(id): Path<i64>) -> Result<StatusCode, ApiError> {
+async fn remove_allow(
+    State(st): State<ApiState>,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
     if !blocking(&st, move |k| Ok(k.store.remove_allow(id, Utc::now())?)).await? {
         return Err(StoreError::NotFound.into());
     }
@@ -397,7 +487,10 @@ struct NewMark {
     reason: String,
 }
 
-async fn add_mark(State(st): State<ApiState>, Body_(m): Body_<NewMark>) -> Result<StatusCode, ApiError> {
+async fn add_mark(
+    State(st): State<ApiState>,
+    Body_(m): Body_<NewMark>,
+) -> Result<StatusCode, ApiError> {
     blocking(&st, move |k| {
         Ok(k.store.set_host_mark(&HostMark {
             host: m.host,
@@ -411,16 +504,27 @@ async fn add_mark(State(st): State<ApiState>, Body_(m): Body_<NewMark>) -> Resul
     Ok(StatusCode::CREATED)
 }
 
-async fn remove_mark(State(st): State<ApiState>, Path(host): Path<String>) -> Result<StatusCode, ApiError> {
-    if !blocking(&st, move |k| Ok(k.store.remove_host_mark(&host, Utc::now())?)).await? {
+async fn remove_mark(
+    State(st): State<ApiState>,
+    Path(host): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !blocking(&st, move |k| {
+        Ok(k.store.remove_host_mark(&host, Utc::now())?)
+    })
+    .await?
+    {
         return Err(StoreError::NotFound.into());
     }
     st.list_changed.notify_one();
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_imports(State(st): State<ApiState>) -> Result<Json<Vec<kanki_store::ImportRecord>>, ApiError> {
-    Ok(Json(blocking(&st, |k| Ok(k.store.recent_imports(100)?)).await?))
+async fn list_imports(
+    State(st): State<ApiState>,
+) -> Result<Json<Vec<kanki_store::ImportRecord>>, ApiError> {
+    Ok(Json(
+        blocking(&st, |k| Ok(k.store.recent_imports(100)?)).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -444,14 +548,26 @@ async fn upload_import(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let (data, origin): (Bytes, String) = if is_multipart {
-        let mut form = Multipart::from_request(req, &st).await.map_err(|e| bad_request(e.body_text()))?;
-        let mut found = None;
-        while let Some(field) = form.next_field().await.map_err(|e| bad_request(e.body_text()))? {
-            let name = field.file_name().map(str::to_string).unwrap_or_else(|| "upload".into());
-            found = Some((field.bytes().await.map_err(|e| bad_request(e.body_text()))?, name));
-            break;
+        let mut form = Multipart::from_request(req, &st)
+            .await
+            .map_err(|e| bad_request(e.body_text()))?;
+        // The first file field; plain text fields before it are ignored.
+        loop {
+            let field = form
+                .next_field()
+                .await
+                .map_err(|e| bad_request(e.body_text()))?
+                .ok_or_else(|| bad_request("the form has no file field"))?;
+            if let Some(name) = field.file_name().map(str::to_string) {
+                break (
+                    field
+                        .bytes()
+                        .await
+                        .map_err(|e| bad_request(e.body_text()))?,
+                    name,
+                );
+            }
         }
-        found.ok_or_else(|| bad_request("the form has no file field"))?
     } else {
         let body = Bytes::from_request(req, &st)
             .await
@@ -460,7 +576,13 @@ async fn upload_import(
     };
     let summary = blocking(&st, move |k| {
         let origin = format!("api:{origin}");
-        Ok(k.import_reader(format, p.source.as_deref(), Box::new(Cursor::new(data)), &origin, &mut |_| {})?)
+        Ok(k.import_reader(
+            format,
+            p.source.as_deref(),
+            Box::new(Cursor::new(data)),
+            &origin,
+            &mut |_| {},
+        )?)
     })
     .await?;
     st.metrics.record_import(&summary);
@@ -483,7 +605,9 @@ async fn export(
     Path(format): Path<String>,
     Params(p): Params<ExportParams>,
 ) -> Result<Response, ApiError> {
-    let format: ExportFormat = format.parse().map_err(|e: String| ApiError(StatusCode::NOT_FOUND, e))?;
+    let format: ExportFormat = format
+        .parse()
+        .map_err(|e: String| ApiError(StatusCode::NOT_FOUND, e))?;
     let filter = ListQuery {
         status: p.status,
         kind: p.kind,

@@ -73,32 +73,95 @@ impl Metrics {
             http_requests: Family::default(),
             registry: Registry::default(),
         };
-        registry.register("indicators", "Indicators in the store by status", m.indicators.clone());
-        registry.register("policy_generation", "List generation of the policy snapshot in use", m.policy_generation.clone());
-        registry.register("policy_names", "Names on the DNS-level list in the policy snapshot", m.policy_names.clone());
-        registry.register("policy_memory_bytes", "Memory held by the policy snapshot", m.policy_memory_bytes.clone());
-        registry.register("policy_build_seconds", "Time the last policy snapshot build took", m.policy_build_seconds.clone());
-        registry.register("policy_rebuilds", "Policy snapshots built and swapped in", m.policy_rebuilds.clone());
-        registry.register("imports", "Import runs by source and outcome", m.imports.clone());
-        registry.register("import_rows_added", "Rows that added an indicator", m.import_rows_added.clone());
-        registry.register("import_rows_updated", "Rows that changed an indicator", m.import_rows_updated.clone());
-        registry.register("import_rows_unchanged", "Rows seen again unchanged", m.import_rows_unchanged.clone());
-        registry.register("import_rows_skipped", "Rows skipped as malformed or unusable", m.import_rows_skipped.clone());
-        registry.register("expired", "Indicators expired by the expiry job", m.expired.clone());
-        registry.register("http_requests", "HTTP API requests by method and status code", m.http_requests.clone());
+        registry.register(
+            "indicators",
+            "Indicators in the store by status",
+            m.indicators.clone(),
+        );
+        registry.register(
+            "policy_generation",
+            "List generation of the policy snapshot in use",
+            m.policy_generation.clone(),
+        );
+        registry.register(
+            "policy_names",
+            "Names on the DNS-level list in the policy snapshot",
+            m.policy_names.clone(),
+        );
+        registry.register(
+            "policy_memory_bytes",
+            "Memory held by the policy snapshot",
+            m.policy_memory_bytes.clone(),
+        );
+        registry.register(
+            "policy_build_seconds",
+            "Time the last policy snapshot build took",
+            m.policy_build_seconds.clone(),
+        );
+        registry.register(
+            "policy_rebuilds",
+            "Policy snapshots built and swapped in",
+            m.policy_rebuilds.clone(),
+        );
+        registry.register(
+            "imports",
+            "Import runs by source and outcome",
+            m.imports.clone(),
+        );
+        registry.register(
+            "import_rows_added",
+            "Rows that added an indicator",
+            m.import_rows_added.clone(),
+        );
+        registry.register(
+            "import_rows_updated",
+            "Rows that changed an indicator",
+            m.import_rows_updated.clone(),
+        );
+        registry.register(
+            "import_rows_unchanged",
+            "Rows seen again unchanged",
+            m.import_rows_unchanged.clone(),
+        );
+        registry.register(
+            "import_rows_skipped",
+            "Rows skipped as malformed or unusable",
+            m.import_rows_skipped.clone(),
+        );
+        registry.register(
+            "expired",
+            "Indicators expired by the expiry job",
+            m.expired.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP API requests by method and status code",
+            m.http_requests.clone(),
+        );
         Metrics { registry, ..m }
     }
 
     /// Counts a finished import.
     pub fn record_import(&self, s: &kanki_store::ImportSummary) {
-        let src = SourceLabels { source: s.source.clone() };
+        let src = SourceLabels {
+            source: s.source.clone(),
+        };
         self.imports
-            .get_or_create(&ImportLabels { source: s.source.clone(), status: s.status.clone() })
+            .get_or_create(&ImportLabels {
+                source: s.source.clone(),
+                status: s.status.clone(),
+            })
             .inc();
         self.import_rows_added.get_or_create(&src).inc_by(s.added);
-        self.import_rows_updated.get_or_create(&src).inc_by(s.updated);
-        self.import_rows_unchanged.get_or_create(&src).inc_by(s.unchanged);
-        self.import_rows_skipped.get_or_create(&src).inc_by(s.skipped);
+        self.import_rows_updated
+            .get_or_create(&src)
+            .inc_by(s.updated);
+        self.import_rows_unchanged
+            .get_or_create(&src)
+            .inc_by(s.unchanged);
+        self.import_rows_skipped
+            .get_or_create(&src)
+            .inc_by(s.skipped);
     }
 
     /// Records the snapshot now in use.
@@ -114,7 +177,8 @@ impl Metrics {
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
         out
     }
 }

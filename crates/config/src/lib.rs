@@ -350,7 +350,9 @@ impl TryFrom<RawFeed> for FeedConfig {
             }
             (None, None) => return Err(format!("feed {name:?} needs a `path` or a `url`")),
             (None, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
-                return Err(format!("feed {name:?}: url {u:?} must start with http:// or https://"));
+                return Err(format!(
+                    "feed {name:?}: url {u:?} must start with http:// or https://"
+                ));
             }
             _ => {}
         }
@@ -446,7 +448,9 @@ impl Config {
             err(key, inner.span(), inner.message().to_string())
         })?;
         if let Err((key, needle, message)) = config.validate() {
-            let span = needle.and_then(|n| nth_occurrence(text, &n.0, n.1)).map(|o| o..o);
+            let span = needle
+                .and_then(|n| nth_occurrence(text, &n.0, n.1))
+                .map(|o| o..o);
             return Err(err(Some(key), span, message));
         }
         Ok(config)
@@ -507,7 +511,9 @@ impl Config {
 }
 
 fn nth_occurrence(text: &str, needle: &str, n: usize) -> Option<usize> {
-    text.match_indices(needle).nth(n.saturating_sub(1)).map(|(i, _)| i)
+    text.match_indices(needle)
+        .nth(n.saturating_sub(1))
+        .map(|(i, _)| i)
 }
 
 #[cfg(test)]
@@ -561,7 +567,9 @@ every = "5m"
         assert!(e.message.contains("unknown feed format"), "{e}");
         assert_eq!(e.line, Some(3), "{e}");
 
-        let e = error_of("[[feeds]]\nname = \"a\"\nformat = \"plain\"\npath = \"/x\"\nevery = \"often\"\n");
+        let e = error_of(
+            "[[feeds]]\nname = \"a\"\nformat = \"plain\"\npath = \"/x\"\nevery = \"often\"\n",
+        );
         assert_eq!(e.key.as_deref(), Some("feeds[0].every"), "{e}");
         assert_eq!(e.line, Some(5), "{e}");
 

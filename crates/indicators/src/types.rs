@@ -188,7 +188,10 @@ mod tests {
 
     #[test]
     fn tlp_markings() {
-        assert_eq!(Tlp::parse_marking("TLP:AMBER+STRICT").unwrap(), Tlp::AmberStrict);
+        assert_eq!(
+            Tlp::parse_marking("TLP:AMBER+STRICT").unwrap(),
+            Tlp::AmberStrict
+        );
         assert_eq!(Tlp::parse_marking("white").unwrap(), Tlp::Clear);
         assert!(Tlp::parse_marking("TLP:PURPLE").is_err());
     }

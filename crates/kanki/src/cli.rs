@@ -33,9 +33,15 @@ pub fn init_logging(config: &Config, serving: bool) {
     use tracing_subscriber::EnvFilter;
     // One-shot commands print their own results; their logs stay quiet
     // unless asked for.
-    let default = if serving { config.log.level.as_str() } else { "warn" };
+    let default = if serving {
+        config.log.level.as_str()
+    } else {
+        "warn"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -98,7 +104,9 @@ pub fn import(config: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
     let kanki = Kanki::open(config)?;
     let size = std::fs::metadata(&a.file).ok().map(|m| m.len());
     let bar = crate::progress::import_bar(&a.file, size);
-    let summary = kanki.import_path(a.format, a.source.as_deref(), &a.file, &mut |p| bar.update(p))?;
+    let summary = kanki.import_path(a.format, a.source.as_deref(), &a.file, &mut |p| {
+        bar.update(p)
+    })?;
     bar.finish();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -123,8 +131,16 @@ fn print_summary(s: &ImportSummary) {
     println!("  skipped    {:>10}", s.skipped);
     for (reason, g) in &s.skipped_by_reason {
         let lines: Vec<String> = g.first_lines.iter().map(u64::to_string).collect();
-        let more = if g.count as usize > g.first_lines.len() { ", ..." } else { "" };
-        println!("    {reason}: {} (lines {}{more})", g.count, lines.join(", "));
+        let more = if g.count as usize > g.first_lines.len() {
+            ", ..."
+        } else {
+            ""
+        };
+        println!(
+            "    {reason}: {} (lines {}{more})",
+            g.count,
+            lines.join(", ")
+        );
     }
     if s.changed_nothing() && s.rows_read > 0 {
         println!("nothing changed: every usable row was already listed with the same content");
@@ -161,12 +177,14 @@ pub fn export(config: Config, a: ExportArgs) -> anyhow::Result<ExitCode> {
     match &a.output {
         Some(path) => {
             let tmp = path.with_extension("kanki-tmp");
-            let file = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+            let file = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
             let mut w = BufWriter::with_capacity(1 << 20, file);
             let s = kanki.export(a.format, &filter, &mut w)?;
             let file = w.into_inner().map_err(|e| e.into_error())?;
             file.sync_all()?;
-            std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!(
                 "wrote {} entries as {} to {} in {:.2}s{}",
                 s.written,
@@ -192,7 +210,10 @@ pub fn export(config: Config, a: ExportArgs) -> anyhow::Result<ExitCode> {
 
 fn skipped_note(s: &kanki_service::ExportSummary) -> String {
     match &s.stats {
-        Some(st) if st.skipped_total() > 0 => format!(", {} left out (see --help of the format)", st.skipped_total()),
+        Some(st) if st.skipped_total() > 0 => format!(
+            ", {} left out (see --help of the format)",
+            st.skipped_total()
+        ),
         _ => String::new(),
     }
 }
@@ -279,7 +300,17 @@ pub fn indicators(config: Config, c: IndicatorsCommand) -> anyhow::Result<ExitCo
     let kanki = Kanki::open(config)?;
     let now = Utc::now();
     match c {
-        IndicatorsCommand::List { kind, category, status, source, tag, q, after, limit, json } => {
+        IndicatorsCommand::List {
+            kind,
+            category,
+            status,
+            source,
+            tag,
+            q,
+            after,
+            limit,
+            json,
+        } => {
             let page = kanki.store.list_indicators(&ListQuery {
                 kind,
                 category,
@@ -293,7 +324,10 @@ pub fn indicators(config: Config, c: IndicatorsCommand) -> anyhow::Result<ExitCo
             if json {
                 println!("{}", serde_json::to_string_pretty(&page)?);
             } else {
-                println!("{:>8}  {:<7} {:<21} {:<14} {:<20} value", "id", "kind", "category", "status", "sources");
+                println!(
+                    "{:>8}  {:<7} {:<21} {:<14} {:<20} value",
+                    "id", "kind", "category", "status", "sources"
+                );
                 for i in &page.items {
                     let sources: Vec<&str> = i.sources.iter().map(|s| s.source.as_str()).collect();
                     println!(
@@ -307,7 +341,11 @@ pub fn indicators(config: Config, c: IndicatorsCommand) -> anyhow::Result<ExitCo
                     );
                 }
                 match page.next_after {
-                    Some(a) => println!("{} of {} shown; next page: --after {a}", page.items.len(), page.total),
+                    Some(a) => println!(
+                        "{} of {} shown; next page: --after {a}",
+                        page.items.len(),
+                        page.total
+                    ),
                     None => println!("{} of {} shown", page.items.len(), page.total),
                 }
             }
@@ -320,7 +358,15 @@ pub fn indicators(config: Config, c: IndicatorsCommand) -> anyhow::Result<ExitCo
                 print_indicator(&i);
             }
         }
-        IndicatorsCommand::Add { value, kind, category, confidence, tags, tlp, reference_url } => {
+        IndicatorsCommand::Add {
+            value,
+            kind,
+            category,
+            confidence,
+            tags,
+            tlp,
+            reference_url,
+        } => {
             let (i, created) = kanki.store.add_indicator(
                 &NewIndicator {
                     value,
@@ -334,22 +380,41 @@ pub fn indicators(config: Config, c: IndicatorsCommand) -> anyhow::Result<ExitCo
                 },
                 now,
             )?;
-            println!("{} indicator {}: {} ({})", if created { "added" } else { "updated" }, i.id, i.value, i.status);
+            println!(
+                "{} indicator {}: {} ({})",
+                if created { "added" } else { "updated" },
+                i.id,
+                i.value,
+                i.status
+            );
             if let Some(r) = &i.status_reason {
                 println!("  {r}");
             }
         }
-        IndicatorsCommand::FalsePositive { id_or_value, reason } => {
+        IndicatorsCommand::FalsePositive {
+            id_or_value,
+            reason,
+        } => {
             let i = resolve(&kanki, &id_or_value)?;
-            let i = kanki.store.set_status(i.id, Status::FalsePositive, &reason, now)?;
+            let i = kanki
+                .store
+                .set_status(i.id, Status::FalsePositive, &reason, now)?;
             println!("indicator {} ({}) is now {}", i.id, i.value, i.status);
         }
-        IndicatorsCommand::Delist { id_or_value, reason } => {
+        IndicatorsCommand::Delist {
+            id_or_value,
+            reason,
+        } => {
             let i = resolve(&kanki, &id_or_value)?;
-            let i = kanki.store.set_status(i.id, Status::Delisted, &reason, now)?;
+            let i = kanki
+                .store
+                .set_status(i.id, Status::Delisted, &reason, now)?;
             println!("indicator {} ({}) is now {}", i.id, i.value, i.status);
         }
-        IndicatorsCommand::Reactivate { id_or_value, reason } => {
+        IndicatorsCommand::Reactivate {
+            id_or_value,
+            reason,
+        } => {
             let i = resolve(&kanki, &id_or_value)?;
             let i = kanki.store.set_status(i.id, Status::Active, &reason, now)?;
             println!("indicator {} ({}) is now {}", i.id, i.value, i.status);
@@ -388,7 +453,10 @@ fn print_indicator(i: &Indicator) {
     }
     println!("  sources");
     for s in &i.sources {
-        print!("    {} ({}, confidence {})", s.source, s.category, s.confidence);
+        print!(
+            "    {} ({}, confidence {})",
+            s.source, s.category, s.confidence
+        );
         if let Some(id) = &s.source_id {
             print!(" id {id}");
         }
@@ -429,14 +497,34 @@ pub fn allowlist(config: Config, c: AllowlistCommand) -> anyhow::Result<ExitCode
     match c {
         AllowlistCommand::List => {
             for e in kanki.store.allowlist()? {
-                println!("{:>6}  {:<6} {:<40} {:<10} {}", e.id, e.entry.kind.as_str(), e.entry.name, e.entry.origin, e.entry.reason);
+                println!(
+                    "{:>6}  {:<6} {:<40} {:<10} {}",
+                    e.id,
+                    e.entry.kind.as_str(),
+                    e.entry.name,
+                    e.entry.origin,
+                    e.entry.reason
+                );
             }
         }
-        AllowlistCommand::Add { name, suffix, reason } => {
-            let kind = if suffix { AllowKind::Suffix } else { AllowKind::Exact };
+        AllowlistCommand::Add {
+            name,
+            suffix,
+            reason,
+        } => {
+            let kind = if suffix {
+                AllowKind::Suffix
+            } else {
+                AllowKind::Exact
+            };
             let entry = AllowEntry::new(kind, &name, reason, "operator")?;
             let e = kanki.store.add_allow(&entry, Utc::now())?;
-            println!("allowlist entry {} added: {} {}", e.id, e.entry.kind.as_str(), e.entry.name);
+            println!(
+                "allowlist entry {} added: {} {}",
+                e.id,
+                e.entry.kind.as_str(),
+                e.entry.name
+            );
         }
         AllowlistCommand::Remove { id } => {
             if !kanki.store.remove_allow(id, Utc::now())? {
@@ -471,8 +559,15 @@ pub fn hosts(config: Config, c: HostsCommand) -> anyhow::Result<ExitCode> {
             }
         }
         HostsCommand::Mark { host, reason } => {
-            kanki.store.set_host_mark(&HostMark { host: host.clone(), reason, origin: "operator".into(), created_at: Utc::now() })?;
-            println!("{host} marked compromised: its URLs stay listed, the host itself is off the DNS list");
+            kanki.store.set_host_mark(&HostMark {
+                host: host.clone(),
+                reason,
+                origin: "operator".into(),
+                created_at: Utc::now(),
+            })?;
+            println!(
+                "{host} marked compromised: its URLs stay listed, the host itself is off the DNS list"
+            );
         }
         HostsCommand::Unmark { host } => {
             if !kanki.store.remove_host_mark(&host, Utc::now())? {
@@ -498,16 +593,29 @@ pub fn lookup(config: Config, a: LookupArgs) -> anyhow::Result<ExitCode> {
             println!("{}: not listed", a.name);
             return Ok(ExitCode::from(1));
         }
-        Verdict::Listed { matched, indicators } => {
+        Verdict::Listed {
+            matched,
+            indicators,
+        } => {
             println!("{}: listed through {matched}", a.name);
             for id in indicators {
                 if let Some(i) = kanki.store.get_indicator(*id)? {
                     let sources: Vec<&str> = i.sources.iter().map(|s| s.source.as_str()).collect();
-                    println!("  indicator {} {} ({}, from {})", i.id, i.value, i.category, sources.join(", "));
+                    println!(
+                        "  indicator {} {} ({}, from {})",
+                        i.id,
+                        i.value,
+                        i.category,
+                        sources.join(", ")
+                    );
                 }
             }
         }
-        Verdict::Allowed { allow_entry, matched_allow, listed } => {
+        Verdict::Allowed {
+            allow_entry,
+            matched_allow,
+            listed,
+        } => {
             let reason = kanki
                 .store
                 .allowlist()?
@@ -516,7 +624,10 @@ pub fn lookup(config: Config, a: LookupArgs) -> anyhow::Result<ExitCode> {
                 .map(|e| e.entry.reason)
                 .unwrap_or_default();
             match listed {
-                Some(l) => println!("{}: allowed by {matched_allow} ({reason}), overriding the listing of {l}", a.name),
+                Some(l) => println!(
+                    "{}: allowed by {matched_allow} ({reason}), overriding the listing of {l}",
+                    a.name
+                ),
                 None => println!("{}: allowed by {matched_allow} ({reason})", a.name),
             }
         }
@@ -539,7 +650,10 @@ pub struct ImportsArgs {
 
 pub fn imports(config: Config, a: ImportsArgs) -> anyhow::Result<ExitCode> {
     let kanki = Kanki::open(config)?;
-    println!("{:>6}  {:<20} {:<16} {:<11} {:>9} {:>8} {:>8} {:>9} {:>8}  origin", "id", "started", "source", "status", "read", "added", "updated", "unchanged", "skipped");
+    println!(
+        "{:>6}  {:<20} {:<16} {:<11} {:>9} {:>8} {:>8} {:>9} {:>8}  origin",
+        "id", "started", "source", "status", "read", "added", "updated", "unchanged", "skipped"
+    );
     for r in kanki.store.recent_imports(a.limit)? {
         println!(
             "{:>6}  {:<20} {:<16} {:<11} {:>9} {:>8} {:>8} {:>9} {:>8}  {}",

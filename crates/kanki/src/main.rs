@@ -14,7 +14,12 @@ use clap::{Parser, Subcommand};
 /// malware distribution sites, and finds, notifies and follows up infected
 /// subscribers, within the secrecy of communications.
 #[derive(Parser, Debug)]
-#[command(name = "kanki", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "kanki",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Configuration file (TOML). Without one, the defaults of `kanki config default`.
     #[arg(long, global = true, env = "KANKI_CONFIG", value_name = "FILE")]

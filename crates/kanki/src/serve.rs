@@ -90,7 +90,8 @@ fn initial_snapshot(kanki: &Kanki) -> anyhow::Result<Snapshot> {
                 tracing::warn!(file = %path.display(), error = %e, "persisted policy snapshot unusable; rebuilding");
             }
             let s = kanki.build_snapshot()?;
-            s.save(&path).with_context(|| format!("cannot save {}", path.display()))?;
+            s.save(&path)
+                .with_context(|| format!("cannot save {}", path.display()))?;
             Ok(s)
         }
     }
@@ -126,26 +127,34 @@ async fn refresher(st: ApiState) {
         }
         let current = st.policy.load().generation();
         let k = st.kanki.clone();
-        let rebuilt = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<(Snapshot, f64)>> {
-            if k.store.generation()? == current {
-                return Ok(None);
-            }
-            let t = Instant::now();
-            let s = k.build_snapshot()?;
-            let secs = t.elapsed().as_secs_f64();
-            let path = k.config.snapshot_path();
-            s.save(&path).with_context(|| format!("cannot save {}", path.display()))?;
-            Ok(Some((s, secs)))
-        })
-        .await;
+        let rebuilt =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<Option<(Snapshot, f64)>> {
+                if k.store.generation()? == current {
+                    return Ok(None);
+                }
+                let t = Instant::now();
+                let s = k.build_snapshot()?;
+                let secs = t.elapsed().as_secs_f64();
+                let path = k.config.snapshot_path();
+                s.save(&path)
+                    .with_context(|| format!("cannot save {}", path.display()))?;
+                Ok(Some((s, secs)))
+            })
+            .await;
         match rebuilt {
             Ok(Ok(Some((s, secs)))) => {
                 st.metrics.record_snapshot(&s, Some(secs));
-                tracing::info!(generation = s.generation(), names = s.listed_names(), "policy snapshot swapped");
+                tracing::info!(
+                    generation = s.generation(),
+                    names = s.listed_names(),
+                    "policy snapshot swapped"
+                );
                 st.policy.store(s);
             }
             Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "policy snapshot rebuild failed; the previous one stays in use"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "policy snapshot rebuild failed; the previous one stays in use")
+            }
             Err(e) => tracing::error!(error = %e, "policy snapshot rebuild panicked"),
         }
     }
@@ -215,8 +224,10 @@ async fn import_feed(
     };
     let k = st.kanki.clone();
     let f = feed.clone();
-    let summary = tokio::task::spawn_blocking(move || k.import_path(f.format.0, Some(&f.name), &path, &mut |_| {}))
-        .await??;
+    let summary = tokio::task::spawn_blocking(move || {
+        k.import_path(f.format.0, Some(&f.name), &path, &mut |_| {})
+    })
+    .await??;
     st.metrics.record_import(&summary);
     tracing::info!(
         feed = %feed.name,
@@ -236,7 +247,12 @@ async fn import_feed(
 
 /// Fetches `url` into `dest` (through a temporary file renamed at the end).
 /// Returns false when the server says it has not changed.
-async fn download(client: &reqwest::Client, url: &str, dest: &std::path::Path, fetch: &mut FetchState) -> anyhow::Result<bool> {
+async fn download(
+    client: &reqwest::Client,
+    url: &str,
+    dest: &std::path::Path,
+    fetch: &mut FetchState,
+) -> anyhow::Result<bool> {
     use tokio::io::AsyncWriteExt;
     let mut req = client.get(url);
     if let Some(e) = &fetch.etag {
@@ -245,18 +261,33 @@ async fn download(client: &reqwest::Client, url: &str, dest: &std::path::Path, f
     if let Some(m) = &fetch.last_modified {
         req = req.header(reqwest::header::IF_MODIFIED_SINCE, m);
     }
-    let mut resp = req.send().await.with_context(|| format!("fetching {url}"))?;
+    let mut resp = req
+        .send()
+        .await
+        .with_context(|| format!("fetching {url}"))?;
     if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
         return Ok(false);
     }
     if !resp.status().is_success() {
         anyhow::bail!("fetching {url}: HTTP {}", resp.status());
     }
-    let header = |name| resp.headers().get(name).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok()).map(str::to_string);
-    let (etag, modified) = (header(reqwest::header::ETAG), header(reqwest::header::LAST_MODIFIED));
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (etag, modified) = (
+        header(reqwest::header::ETAG),
+        header(reqwest::header::LAST_MODIFIED),
+    );
     let tmp = dest.with_extension("part");
     let mut file = tokio::fs::File::create(&tmp).await?;
-    while let Some(chunk) = resp.chunk().await.with_context(|| format!("reading {url}"))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .with_context(|| format!("reading {url}"))?
+    {
         file.write_all(&chunk).await?;
     }
     file.sync_all().await?;

@@ -34,7 +34,10 @@ fn the_default_configuration_checks_and_errors_name_key_and_line() {
     let default = env.ok(&["config", "default"]);
     let path = env.dir.path().join("default.toml");
     std::fs::write(&path, &default).unwrap();
-    assert!(env.ok(&["config", "check", path.to_str().unwrap()]).contains(": ok"));
+    assert!(
+        env.ok(&["config", "check", path.to_str().unwrap()])
+            .contains(": ok")
+    );
 
     let bad = env.dir.path().join("bad.toml");
     std::fs::write(&bad, "data_dir = \"x\"\n\n[[feeds]]\nname = \"urlhaus\"\nformat = \"urlhaus\"\npath = \"/x\"\nevery = \"sometimes\"\n").unwrap();
@@ -62,25 +65,41 @@ fn the_issue_example_configuration_works_as_written() {
         "data_dir = \"./kanki-data\"\n\n[api]\nlisten = \"127.0.0.1:8080\"\n\n[[feeds]]\nname = \"urlhaus\"\nformat = \"urlhaus\"\npath = \"/var/lib/feeds/urlhaus.csv\"   # or url = \"https://...\"\nevery = \"5m\"\n",
     )
     .unwrap();
-    assert!(env.ok(&["config", "check", cfg.to_str().unwrap()]).contains("1 feed"));
+    assert!(
+        env.ok(&["config", "check", cfg.to_str().unwrap()])
+            .contains("1 feed")
+    );
 }
 
 #[test]
 fn import_twice_changes_nothing_the_second_time_and_says_so() {
     let env = Env::new("");
     let feed = repo().join("examples/feeds/urlhaus.csv");
-    let first = env.ok(&["import", "--format", "urlhaus", "--json", feed.to_str().unwrap()]);
+    let first = env.ok(&[
+        "import",
+        "--format",
+        "urlhaus",
+        "--json",
+        feed.to_str().unwrap(),
+    ]);
     let first: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert!(first["added"].as_u64().unwrap() > 10);
     assert!(first["skipped"].as_u64().unwrap() >= 1);
     let reasons = first["skipped_by_reason"].as_object().unwrap();
-    assert!(reasons.values().all(|g| !g["first_lines"].as_array().unwrap().is_empty()));
+    assert!(
+        reasons
+            .values()
+            .all(|g| !g["first_lines"].as_array().unwrap().is_empty())
+    );
     let export_before = env.ok(&["export", "--format", "json"]);
 
     let second = env.ok(&["import", "--format", "urlhaus", feed.to_str().unwrap()]);
     assert!(second.contains("nothing changed"), "{second}");
     assert!(second.contains("added               0"), "{second}");
-    assert_eq!(env.ok(&["export", "--format", "json"]).len(), export_before.len());
+    assert_eq!(
+        env.ok(&["export", "--format", "json"]).len(),
+        export_before.len()
+    );
 }
 
 #[test]
@@ -111,18 +130,35 @@ fn gzip_and_zip_inputs_are_unpacked() {
 fn the_allowlist_wins_and_lookup_says_why() {
     let env = Env::new("[allowlist]\nsuffix = [\"isp.example\"]\n");
     let list = env.dir.path().join("list.txt");
-    std::fs::write(&list, "bad.example\nportal.isp.example\nhttp://cdn.bad.example/x.exe\n").unwrap();
+    std::fs::write(
+        &list,
+        "bad.example\nportal.isp.example\nhttp://cdn.bad.example/x.exe\n",
+    )
+    .unwrap();
     env.ok(&["import", "-f", "plain", list.to_str().unwrap()]);
     let out = env.ok(&["lookup", "a.b.bad.example"]);
     assert!(out.contains("listed through bad.example"), "{out}");
     let out = env.ok(&["lookup", "portal.isp.example"]);
     assert!(out.contains("allowed by isp.example"), "{out}");
     let show = env.ok(&["indicators", "show", "portal.isp.example"]);
-    assert!(show.contains("allowlisted") && show.contains("isp.example"), "{show}");
+    assert!(
+        show.contains("allowlisted") && show.contains("isp.example"),
+        "{show}"
+    );
 
-    env.ok(&["allowlist", "add", "cdn.bad.example", "--reason", "our CDN, checked"]);
+    env.ok(&[
+        "allowlist",
+        "add",
+        "cdn.bad.example",
+        "--reason",
+        "our CDN, checked",
+    ]);
     let out = env.ok(&["lookup", "cdn.bad.example"]);
-    assert!(out.contains("allowed by cdn.bad.example") && out.contains("overriding the listing of bad.example"), "{out}");
+    assert!(
+        out.contains("allowed by cdn.bad.example")
+            && out.contains("overriding the listing of bad.example"),
+        "{out}"
+    );
     let out = env.run(&["lookup", "good.example"]);
     assert_eq!(out.status.code(), Some(1));
 }
@@ -130,12 +166,25 @@ fn the_allowlist_wins_and_lookup_says_why() {
 #[test]
 fn bind_accepts_the_rpz_export() {
     let checkzone = need("named-checkzone", "bind9-utils");
-    let env = Env::new("[export.rpz]\norigin = \"rpz.isp.example\"\naction = \"cname:*.garden.isp.example.\"\n");
-    for (format, file) in [("urlhaus", "urlhaus.csv"), ("threatfox", "threatfox.csv"), ("rpz", "rpz.zone"), ("hosts", "hosts.txt")] {
+    let env = Env::new(
+        "[export.rpz]\norigin = \"rpz.isp.example\"\naction = \"cname:*.garden.isp.example.\"\n",
+    );
+    for (format, file) in [
+        ("urlhaus", "urlhaus.csv"),
+        ("threatfox", "threatfox.csv"),
+        ("rpz", "rpz.zone"),
+        ("hosts", "hosts.txt"),
+    ] {
         let path = repo().join("examples/feeds").join(file);
         env.ok(&["import", "-f", format, path.to_str().unwrap()]);
     }
-    env.ok(&["allowlist", "add", "www.malware-drop.example", "--reason", "test exception"]);
+    env.ok(&[
+        "allowlist",
+        "add",
+        "www.malware-drop.example",
+        "--reason",
+        "test exception",
+    ]);
     let zone = env.dir.path().join("export.rpz");
     env.ok(&["export", "-f", "rpz", "-o", zone.to_str().unwrap()]);
     let text = std::fs::read_to_string(&zone).unwrap();
@@ -163,20 +212,41 @@ fn every_export_format_writes() {
         assert!(out.contains("cdn.update-center.example"), "{f}: {out}");
     }
     let csv = env.ok(&["export", "-f", "csv", "--kind", "url"]);
-    assert!(csv.lines().next().unwrap().starts_with("id,kind,value"), "{csv}");
+    assert!(
+        csv.lines().next().unwrap().starts_with("id,kind,value"),
+        "{csv}"
+    );
 }
 
 #[test]
 fn operator_actions_from_the_command_line() {
     let env = Env::new("");
-    let out = env.ok(&["indicators", "add", "http://Evil.Example:80/a/../payload.exe", "--tag", "emotet"]);
+    let out = env.ok(&[
+        "indicators",
+        "add",
+        "http://Evil.Example:80/a/../payload.exe",
+        "--tag",
+        "emotet",
+    ]);
     assert!(out.contains("http://evil.example/payload.exe"), "{out}");
     assert!(env.ok(&["lookup", "evil.example"]).contains("listed"));
-    env.ok(&["indicators", "false-positive", "http://evil.example/payload.exe", "--reason", "vendor update server"]);
+    env.ok(&[
+        "indicators",
+        "false-positive",
+        "http://evil.example/payload.exe",
+        "--reason",
+        "vendor update server",
+    ]);
     assert!(env.run(&["lookup", "evil.example"]).status.code() == Some(1));
     let list = env.ok(&["indicators", "list", "--status", "false-positive"]);
     assert!(list.contains("evil.example"), "{list}");
-    env.ok(&["hosts", "mark", "shop.example", "--reason", "a real shop with an injected script"]);
+    env.ok(&[
+        "hosts",
+        "mark",
+        "shop.example",
+        "--reason",
+        "a real shop with an injected script",
+    ]);
     env.ok(&["indicators", "add", "http://shop.example/wp-content/x.js"]);
     assert_eq!(env.run(&["lookup", "shop.example"]).status.code(), Some(1));
 }

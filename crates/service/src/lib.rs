@@ -14,7 +14,10 @@ use kanki_exports::{DnsList, ExportFormat, ExportStats, ListOptions, RpzAction, 
 use kanki_feeds::Format;
 use kanki_indicators::{AllowEntry, AllowKind, Allowlist, Category};
 use kanki_policy::{Snapshot, SnapshotBuilder, Verdict};
-use kanki_store::{ImportProgress, ImportSummary, Importer, ListQuery, SourceSpec, SqliteOptions, Store, StoreError};
+use kanki_store::{
+    ImportProgress, ImportSummary, Importer, ListQuery, SourceSpec, SqliteOptions, Store,
+    StoreError,
+};
 
 /// Why an operation failed, in words for an operator.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +51,10 @@ impl Kanki {
     /// migrations), and brings the store's sources and configured allowlist
     /// in line with the configuration.
     pub fn open(config: Config) -> Result<Kanki, ServiceError> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(io_err(format!("cannot create data directory {}", config.data_dir.display())))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(io_err(format!(
+            "cannot create data directory {}",
+            config.data_dir.display()
+        )))?;
         let options = SqliteOptions {
             synchronous_full: config.storage.synchronous == kanki_config::Synchronous::Full,
             busy_timeout: config.storage.busy_timeout.0,
@@ -73,8 +78,9 @@ impl Kanki {
         for (kind, names) in [(AllowKind::Exact, &a.exact), (AllowKind::Suffix, &a.suffix)] {
             for name in names {
                 entries.push(
-                    AllowEntry::new(kind, name, "in the configuration file", "config")
-                        .map_err(|e| ServiceError::Invalid(format!("allowlist entry {name:?}: {e}")))?,
+                    AllowEntry::new(kind, name, "in the configuration file", "config").map_err(
+                        |e| ServiceError::Invalid(format!("allowlist entry {name:?}: {e}")),
+                    )?,
                 );
             }
         }
@@ -82,8 +88,10 @@ impl Kanki {
         self.store.replace_allow_origin("config", &entries, now)?;
         let top = match &a.top_sites {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(io_err(format!("cannot read top-sites file {}", path.display())))?;
+                let text = std::fs::read_to_string(path).map_err(io_err(format!(
+                    "cannot read top-sites file {}",
+                    path.display()
+                )))?;
                 let (entries, bad) = Allowlist::parse_top_sites(&text, "top-sites");
                 if bad > 0 {
                     tracing::warn!(file = %path.display(), bad, "top-sites lines that are not a domain were ignored");
@@ -106,7 +114,9 @@ impl Kanki {
             default_category: feed
                 .and_then(|f| f.category)
                 .unwrap_or_else(|| default_category(format)),
-            default_confidence: feed.and_then(|f| f.confidence).unwrap_or(d.default_confidence),
+            default_confidence: feed
+                .and_then(|f| f.confidence)
+                .unwrap_or(d.default_confidence),
             default_tlp: feed.and_then(|f| f.tlp).unwrap_or(d.default_tlp),
             ttl: Some(feed.and_then(|f| f.ttl).unwrap_or(d.default_ttl).0),
             list_url_hosts: feed.is_none_or(|f| f.list_url_hosts),
@@ -125,7 +135,14 @@ impl Kanki {
     ) -> Result<ImportSummary, ServiceError> {
         let spec = self.source_spec(source.unwrap_or(format.as_str()), format);
         let rows = kanki_feeds::parse(format, kanki_feeds::open_input(input)?)?;
-        Ok(Importer::new(&self.store).run(&spec, format.as_str(), origin, rows, Utc::now(), progress)?)
+        Ok(Importer::new(&self.store).run(
+            &spec,
+            format.as_str(),
+            origin,
+            rows,
+            Utc::now(),
+            progress,
+        )?)
     }
 
     /// Imports a file, or standard input for `-`.
@@ -156,7 +173,8 @@ impl Kanki {
         // snapshot look older than it is, so the next refresh redoes it.
         let generation = self.store.generation()?;
         let mut builder = SnapshotBuilder::new();
-        self.store.for_each_dns_name(&mut |name, id| builder.add_listed(name, id))?;
+        self.store
+            .for_each_dns_name(&mut |name, id| builder.add_listed(name, id))?;
         for e in self.store.allowlist()? {
             builder.add_allow(e.entry.kind, &e.entry.name, e.id);
         }
@@ -180,7 +198,8 @@ impl Kanki {
             return Ok(s);
         }
         let s = self.build_snapshot()?;
-        s.save(&path).map_err(io_err(format!("cannot save {}", path.display())))?;
+        s.save(&path)
+            .map_err(io_err(format!("cannot save {}", path.display())))?;
         Ok(s)
     }
 
@@ -190,12 +209,21 @@ impl Kanki {
     pub fn dns_list(&self, snapshot: &Snapshot) -> Result<DnsList, ServiceError> {
         let names = snapshot.iter_listed().map(|(n, _)| n.to_string());
         let mut ips = Vec::new();
-        self.store.for_each_ip(&mut |ip, _| ips.push(ip.to_string()))?;
+        self.store
+            .for_each_ip(&mut |ip, _| ips.push(ip.to_string()))?;
         let exceptions: Vec<String> = self
             .store
             .allowlist()?
             .into_iter()
-            .filter(|e| matches!(snapshot.lookup(e.entry.name.as_bytes()), Verdict::Allowed { listed: Some(_), .. }))
+            .filter(|e| {
+                matches!(
+                    snapshot.lookup(e.entry.name.as_bytes()),
+                    Verdict::Allowed {
+                        listed: Some(_),
+                        ..
+                    }
+                )
+            })
             .map(|e| e.entry.name)
             .collect();
         Ok(DnsList::new(names, ips).with_exceptions(exceptions))
@@ -239,7 +267,8 @@ impl Kanki {
         let started = Instant::now();
         if format.uses_records() {
             let mut records = Vec::new();
-            self.store.for_each_indicator(filter, &mut |i| records.push(i))?;
+            self.store
+                .for_each_indicator(filter, &mut |i| records.push(i))?;
             let n = match format {
                 ExportFormat::Csv => kanki_exports::write_csv(&mut *w, records.iter()),
                 _ => kanki_exports::write_json(&mut *w, records.iter()),

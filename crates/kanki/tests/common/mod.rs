@@ -73,7 +73,10 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let server = Server { child, api: self.api.clone() };
+        let server = Server {
+            child,
+            api: self.api.clone(),
+        };
         server.wait_healthy();
         server
     }
@@ -112,7 +115,10 @@ impl Server {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "kanki serve did not stop on SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "kanki serve did not stop on SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -126,17 +132,28 @@ impl Drop for Server {
 }
 
 pub fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
     assert!(ok.success());
 }
 
 pub fn client() -> reqwest::blocking::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap()
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Waits until `f` holds, or fails after `secs`.
@@ -153,11 +170,17 @@ pub fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 
 /// A program the tests need; its absence is a failure that says how to get it.
 pub fn need(program: &str, package: &str) -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+    {
         let p = Path::new(dir).join(program);
         if p.exists() {
             return p;
         }
     }
-    panic!("{program} is needed by this test: run scripts/test.sh, which installs it (Debian package {package})");
+    panic!(
+        "{program} is needed by this test: run scripts/test.sh, which installs it (Debian package {package})"
+    );
 }

@@ -129,14 +129,20 @@ fn mark_interrupted_imports(conn: &Connection) -> Result<()> {
     let host = hostname();
     for (id, owner) in running {
         let gone = match owner.rsplit_once(':') {
-            Some((h, pid)) if h == host => {
-                pid.parse::<u32>().is_ok_and(|p| p == std::process::id() || !Path::new(&format!("/proc/{p}")).exists())
-            }
+            Some((h, pid)) if h == host => pid.parse::<u32>().is_ok_and(|p| {
+                p == std::process::id() || !Path::new(&format!("/proc/{p}")).exists()
+            }),
             _ => false,
         };
         if gone {
-            conn.execute("UPDATE imports SET status = 'interrupted' WHERE id = ?1", [id])?;
-            tracing::warn!(import = id, "an import was interrupted (the process running it is gone)");
+            conn.execute(
+                "UPDATE imports SET status = 'interrupted' WHERE id = ?1",
+                [id],
+            )?;
+            tracing::warn!(
+                import = id,
+                "an import was interrupted (the process running it is gone)"
+            );
         }
     }
     Ok(())
