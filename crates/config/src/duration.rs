@@ -29,7 +29,11 @@ impl std::str::FromStr for HumanDuration {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         humantime::parse_duration(s.trim())
             .map(HumanDuration)
-            .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"90s\", \"5m\", \"12h\", \"30d\""))
+            .map_err(|e| {
+                format!(
+                    "invalid duration {s:?} ({e}); write e.g. \"90s\", \"5m\", \"12h\", \"30d\""
+                )
+            })
     }
 }
 

@@ -204,8 +204,9 @@ impl Default for ExportConfig {
 pub struct RpzExportConfig {
     /// Zone name (origin) of the exported RPZ.
     pub origin: String,
-    /// `nxdomain`, `nodata`, `passthru`, `drop`, or `cname:NAME` for a
-    /// walled garden (`cname:*.garden.example.` keeps the query name).
+    /// `nxdomain`, `nodata`, `passthru`, `drop`, `cname:NAME` for a walled
+    /// garden (`cname:*.garden.example.` keeps the query name), or
+    /// `local:ADDRESS[,ADDRESS...]` for local A/AAAA data.
     #[serde(deserialize_with = "de_rpz_action")]
     pub action: String,
     /// Also write `*.name` triggers so subdomains of a listed name match.
@@ -245,18 +246,10 @@ fn de_rpz_action<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Er
     Ok(s)
 }
 
-/// Checks an RPZ action spelling: `nxdomain`, `nodata`, `passthru`, `drop`
-/// or `cname:NAME`.
+/// Checks an RPZ action spelling: `nxdomain`, `nodata`, `passthru`,
+/// `drop`, `cname:NAME` or `local:ADDRESS[,ADDRESS...]`.
 pub fn check_rpz_action(s: &str) -> Result<(), String> {
-    match s {
-        "nxdomain" | "nodata" | "passthru" | "drop" => Ok(()),
-        _ => match s.strip_prefix("cname:") {
-            Some(target) if !target.is_empty() && !target.contains(char::is_whitespace) => Ok(()),
-            _ => Err(format!(
-                "invalid RPZ action {s:?}: use nxdomain, nodata, passthru, drop or cname:NAME"
-            )),
-        },
-    }
+    s.parse::<kanki_exports::RpzAction>().map(|_| ())
 }
 
 /// One source of indicators imported on a schedule by `kanki serve`, or
@@ -357,7 +350,9 @@ impl TryFrom<RawFeed> for FeedConfig {
             }
             (None, None) => return Err(format!("feed {name:?} needs a `path` or a `url`")),
             (None, Some(u)) if !(u.starts_with("http://") || u.starts_with("https://")) => {
-                return Err(format!("feed {name:?}: url {u:?} must start with http:// or https://"));
+                return Err(format!(
+                    "feed {name:?}: url {u:?} must start with http:// or https://"
+                ));
             }
             _ => {}
         }
@@ -453,7 +448,9 @@ impl Config {
             err(key, inner.span(), inner.message().to_string())
         })?;
         if let Err((key, needle, message)) = config.validate() {
-            let span = needle.and_then(|n| nth_occurrence(text, &n.0, n.1)).map(|o| o..o);
+            let span = needle
+                .and_then(|n| nth_occurrence(text, &n.0, n.1))
+                .map(|o| o..o);
             return Err(err(Some(key), span, message));
         }
         Ok(config)
@@ -514,7 +511,9 @@ impl Config {
 }
 
 fn nth_occurrence(text: &str, needle: &str, n: usize) -> Option<usize> {
-    text.match_indices(needle).nth(n.saturating_sub(1)).map(|(i, _)| i)
+    text.match_indices(needle)
+        .nth(n.saturating_sub(1))
+        .map(|(i, _)| i)
 }
 
 #[cfg(test)]
@@ -568,7 +567,9 @@ every = "5m"
         assert!(e.message.contains("unknown feed format"), "{e}");
         assert_eq!(e.line, Some(3), "{e}");
 
-        let e = error_of("[[feeds]]\nname = \"a\"\nformat = \"plain\"\npath = \"/x\"\nevery = \"often\"\n");
+        let e = error_of(
+            "[[feeds]]\nname = \"a\"\nformat = \"plain\"\npath = \"/x\"\nevery = \"often\"\n",
+        );
         assert_eq!(e.key.as_deref(), Some("feeds[0].every"), "{e}");
         assert_eq!(e.line, Some(5), "{e}");
 

@@ -203,7 +203,13 @@ mod tests {
 
     fn list() -> Allowlist {
         Allowlist::new([
-            AllowEntry::new(AllowKind::Exact, "WWW.Example.com.", "our portal", "operator").unwrap(),
+            AllowEntry::new(
+                AllowKind::Exact,
+                "WWW.Example.com.",
+                "our portal",
+                "operator",
+            )
+            .unwrap(),
             AllowEntry::new(AllowKind::Suffix, "isp.example", "our own zone", "config").unwrap(),
             AllowEntry::new(AllowKind::Exact, "192.0.2.53", "our resolver", "config").unwrap(),
         ])
@@ -228,14 +234,19 @@ mod tests {
 
     #[test]
     fn top_sites() {
-        let (entries, bad) =
-            Allowlist::parse_top_sites("1,google.com\n2,www.Facebook.com\n# c\n3,not a name\n", "top-sites");
+        let (entries, bad) = Allowlist::parse_top_sites(
+            "1,google.com\n2,www.Facebook.com\n# c\n3,not a name\n",
+            "top-sites",
+        );
         assert_eq!(bad, 1);
         let l = Allowlist::new(entries);
         assert!(l.check("google.com").is_some());
         assert!(l.check("www.google.com").is_some());
         assert!(l.check("sites.google.com").is_none());
         assert!(l.check("www.facebook.com").is_some());
-        assert_eq!(l.check("google.com").unwrap().entry.reason, "top site, rank 1");
+        assert_eq!(
+            l.check("google.com").unwrap().entry.reason,
+            "top site, rank 1"
+        );
     }
 }

@@ -163,7 +163,9 @@ fn check_dns_name(name: &str) -> Result<(), NormalizeError> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
         {
-            return Err(NormalizeError::InvalidDomain("character not allowed in a host name"));
+            return Err(NormalizeError::InvalidDomain(
+                "character not allowed in a host name",
+            ));
         }
         labels += 1;
         last = label;
@@ -402,7 +404,10 @@ fn parse_port(p: &[u8]) -> Result<Option<u16>, NormalizeError> {
     if !p.iter().all(u8::is_ascii_digit) || p.len() > 5 {
         return Err(NormalizeError::InvalidUrl("invalid port"));
     }
-    let n: u32 = std::str::from_utf8(p).expect("digits").parse().expect("digits");
+    let n: u32 = std::str::from_utf8(p)
+        .expect("digits")
+        .parse()
+        .expect("digits");
     match u16::try_from(n) {
         Ok(0) | Err(_) => Err(NormalizeError::InvalidUrl("invalid port")),
         Ok(p) => Ok(Some(p)),
@@ -498,7 +503,9 @@ mod tests {
     use super::*;
 
     fn url(s: &str) -> String {
-        canonicalize_url(s).unwrap_or_else(|e| panic!("{s:?}: {e}")).value
+        canonicalize_url(s)
+            .unwrap_or_else(|e| panic!("{s:?}: {e}"))
+            .value
     }
 
     /// The canonicalization examples from the Safe Browsing documentation
@@ -509,10 +516,22 @@ mod tests {
         // which kanki refuses; the same escapes on a registrable host:
         let cases = [
             ("http://host.example/%25%32%35", "http://host.example/%25"),
-            ("http://host.example/%25%32%35%25%32%35", "http://host.example/%25%25"),
-            ("http://host.example/%2525252525252525", "http://host.example/%25"),
-            ("http://host.example/asdf%25%32%35asd", "http://host.example/asdf%25asd"),
-            ("http://host.example/%%%25%32%35asd%%", "http://host.example/%25%25%25asd%25%25"),
+            (
+                "http://host.example/%25%32%35%25%32%35",
+                "http://host.example/%25%25",
+            ),
+            (
+                "http://host.example/%2525252525252525",
+                "http://host.example/%25",
+            ),
+            (
+                "http://host.example/asdf%25%32%35asd",
+                "http://host.example/asdf%25asd",
+            ),
+            (
+                "http://host.example/%%%25%32%35asd%%",
+                "http://host.example/%25%25%25asd%25%25",
+            ),
             ("http://www.google.com/", "http://www.google.com/"),
             (
                 "http://%31%36%38%2e%31%38%38%2e%39%39%2e%32%36/%2E%73%65%63%75%72%65/%77%77%77%2E%65%62%61%79%2E%63%6F%6D/",
@@ -529,7 +548,10 @@ mod tests {
             ("http://www.evil.com/blah#frag", "http://www.evil.com/blah"),
             ("http://www.GOOgle.com/", "http://www.google.com/"),
             ("http://www.google.com.../", "http://www.google.com/"),
-            ("http://www.google.com/foo\tbar\rbaz\n2", "http://www.google.com/foobarbaz2"),
+            (
+                "http://www.google.com/foo\tbar\rbaz\n2",
+                "http://www.google.com/foobarbaz2",
+            ),
             ("http://www.google.com/q?", "http://www.google.com/q?"),
             ("http://www.google.com/q?r?", "http://www.google.com/q?r?"),
             ("http://www.google.com/q?r?s", "http://www.google.com/q?r?s"),
@@ -537,7 +559,10 @@ mod tests {
             ("http://evil.com/foo;", "http://evil.com/foo;"),
             ("http://evil.com/foo?bar;", "http://evil.com/foo?bar;"),
             ("http://notrailingslash.com", "http://notrailingslash.com/"),
-            ("http://www.gotaport.com:1234/", "http://www.gotaport.com:1234/"),
+            (
+                "http://www.gotaport.com:1234/",
+                "http://www.gotaport.com:1234/",
+            ),
             ("  http://www.google.com/  ", "http://www.google.com/"),
             ("https://www.securesite.com/", "https://www.securesite.com/"),
             ("http://host.com/ab%23cd", "http://host.com/ab%23cd"),
@@ -553,23 +578,43 @@ mod tests {
 
     #[test]
     fn idn_case_ports_and_trailing_dots() {
-        assert_eq!(url("HTTP://Bücher.Example.:80/Path"), "http://xn--bcher-kva.example/Path");
+        assert_eq!(
+            url("HTTP://Bücher.Example.:80/Path"),
+            "http://xn--bcher-kva.example/Path"
+        );
         assert_eq!(url("https://evil.example:443/"), "https://evil.example/");
-        assert_eq!(url("https://evil.example:8443/"), "https://evil.example:8443/");
-        assert_eq!(url("http://user:pw@evil.example/x"), "http://evil.example/x");
-        assert_eq!(url("http://google.com@evil.example/x"), "http://evil.example/x");
+        assert_eq!(
+            url("https://evil.example:8443/"),
+            "https://evil.example:8443/"
+        );
+        assert_eq!(
+            url("http://user:pw@evil.example/x"),
+            "http://evil.example/x"
+        );
+        assert_eq!(
+            url("http://google.com@evil.example/x"),
+            "http://evil.example/x"
+        );
         assert_eq!(url("http://0x7f.1/"), "http://127.0.0.1/");
         assert_eq!(url("http://017700000001/"), "http://127.0.0.1/");
         assert_eq!(
-            normalize_as(Kind::Domain, "ＷＷＷ.例え.テスト.").unwrap().value,
+            normalize_as(Kind::Domain, "ＷＷＷ.例え.テスト.")
+                .unwrap()
+                .value,
             "www.xn--r8jz45g.xn--zckzah"
         );
-        assert_eq!(normalize_as(Kind::Domain, "Evil.Example.").unwrap().value, "evil.example");
+        assert_eq!(
+            normalize_as(Kind::Domain, "Evil.Example.").unwrap().value,
+            "evil.example"
+        );
     }
 
     #[test]
     fn ipv6_literals() {
-        assert_eq!(url("http://[2001:DB8::0:1]:8080/a"), "http://[2001:db8::1]:8080/a");
+        assert_eq!(
+            url("http://[2001:DB8::0:1]:8080/a"),
+            "http://[2001:db8::1]:8080/a"
+        );
         assert_eq!(url("http://[::ffff:192.0.2.1]/"), "http://192.0.2.1/");
         assert!(canonicalize_url("http://[2001:db8::1/").is_err());
         let n = canonicalize_url("http://[2001:db8::1]/").unwrap();
@@ -579,9 +624,15 @@ mod tests {
     #[test]
     fn percent_encoding_is_canonical() {
         assert_eq!(url("http://evil.example/a%2fb"), "http://evil.example/a/b");
-        assert_eq!(url("http://evil.example/%7euser"), "http://evil.example/~user");
+        assert_eq!(
+            url("http://evil.example/%7euser"),
+            "http://evil.example/~user"
+        );
         assert_eq!(url("http://evil.example/a b"), "http://evil.example/a%20b");
-        assert_eq!(url("http://evil.example/\u{e9}"), "http://evil.example/%C3%A9");
+        assert_eq!(
+            url("http://evil.example/\u{e9}"),
+            "http://evil.example/%C3%A9"
+        );
         // A domain written with escapes is still the same domain.
         assert_eq!(url("http://%65vil.example/"), "http://evil.example/");
     }
@@ -611,7 +662,10 @@ mod tests {
         assert!(normalize_domain("1.2.3.4").is_err());
         assert!(normalize_domain(&format!("{}.example", "a".repeat(64))).is_err());
         assert!(normalize_domain("a..example").is_err());
-        assert_eq!(normalize_domain("_dmarc.Example.COM").unwrap(), "_dmarc.example.com");
+        assert_eq!(
+            normalize_domain("_dmarc.Example.COM").unwrap(),
+            "_dmarc.example.com"
+        );
     }
 
     #[test]
@@ -621,7 +675,10 @@ mod tests {
         assert_eq!(normalize_ip("2001:DB8:0::1").unwrap(), "2001:db8::1");
         assert_eq!(normalize_ip("2001:db8::1/32").unwrap(), "2001:db8::/32");
         assert_eq!(normalize_ip("::ffff:192.0.2.1").unwrap(), "192.0.2.1");
-        assert_eq!(normalize_ip("::ffff:192.0.2.0/120").unwrap(), "192.0.2.0/24");
+        assert_eq!(
+            normalize_ip("::ffff:192.0.2.0/120").unwrap(),
+            "192.0.2.0/24"
+        );
         assert!(normalize_ip("192.0.2.1/33").is_err());
         assert!(normalize_ip("300.1.1.1").is_err());
     }

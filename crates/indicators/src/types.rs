@@ -34,7 +34,7 @@ macro_rules! vocabulary {
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
 
@@ -188,7 +188,10 @@ mod tests {
 
     #[test]
     fn tlp_markings() {
-        assert_eq!(Tlp::parse_marking("TLP:AMBER+STRICT").unwrap(), Tlp::AmberStrict);
+        assert_eq!(
+            Tlp::parse_marking("TLP:AMBER+STRICT").unwrap(),
+            Tlp::AmberStrict
+        );
         assert_eq!(Tlp::parse_marking("white").unwrap(), Tlp::Clear);
         assert!(Tlp::parse_marking("TLP:PURPLE").is_err());
     }

@@ -1,1 +1,100 @@
-fn main() {}
+//! `kanki`: one binary for every part of the platform.
+
+mod bench;
+mod cli;
+mod progress;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// kanki (喚起): an ISP platform that warns subscribers before they reach
+/// malware distribution sites, and finds, notifies and follows up infected
+/// subscribers, within the secrecy of communications.
+#[derive(Parser, Debug)]
+#[command(
+    name = "kanki",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// Configuration file (TOML). Without one, the defaults of `kanki config default`.
+    #[arg(long, global = true, env = "KANKI_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Data directory; overrides `data_dir` of the configuration.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the configured parts: the HTTP API, scheduled feed imports and
+    /// expiry, and the policy snapshot refresher.
+    Serve,
+    /// Import a feed file (plain, gzip or zip) into the indicator list.
+    Import(cli::ImportArgs),
+    /// Write the list in a format for resolvers, proxies or people.
+    Export(cli::ExportArgs),
+    /// Print the default configuration, or check a configuration file.
+    #[command(subcommand)]
+    Config(cli::ConfigCommand),
+    /// List, show, add and judge indicators.
+    #[command(subcommand)]
+    Indicators(cli::IndicatorsCommand),
+    /// Names that are never listed, whatever a source says.
+    #[command(subcommand)]
+    Allowlist(cli::AllowlistCommand),
+    /// Hosts that are real sites carrying malicious URLs: their URLs stay
+    /// listed, the host as a whole stays off the DNS list.
+    #[command(subcommand)]
+    Hosts(cli::HostsCommand),
+    /// Ask the policy snapshot whether a name is listed, and why.
+    Lookup(cli::LookupArgs),
+    /// Expire listings whose time to live has run out (serve does it on a schedule).
+    Expire,
+    /// Show the recent import runs.
+    Imports(cli::ImportsArgs),
+    /// Measure kanki's speed and memory on synthetic data (see docs/benchmarks.md).
+    Bench(cli::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("kanki: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Config(c) = &cli.command {
+        return cli::config(c);
+    }
+    if let Command::Bench(b) = &cli.command {
+        return cli::bench(b);
+    }
+    let config = cli::load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
+    cli::init_logging(&config, matches!(cli.command, Command::Serve));
+    match cli.command {
+        Command::Serve => serve::run(config).map(|_| ExitCode::SUCCESS),
+        Command::Import(a) => cli::import(config, a),
+        Command::Export(a) => cli::export(config, a),
+        Command::Indicators(c) => cli::indicators(config, c),
+        Command::Allowlist(c) => cli::allowlist(config, c),
+        Command::Hosts(c) => cli::hosts(config, c),
+        Command::Lookup(a) => cli::lookup(config, a),
+        Command::Expire => cli::expire(config),
+        Command::Imports(a) => cli::imports(config, a),
+        Command::Config(_) | Command::Bench(_) => unreachable!("handled above"),
+    }
+}

@@ -1,1 +1,127 @@
-//! placeholder
+//! kanki's state, behind one storage interface.
+//!
+//! Callers see [`Store`] and the plain types of this crate; no SQL and no
+//! backend type leaves it. The embedded default is SQLite in WAL mode in the
+//! data directory ([`Store::open_sqlite`]); a PostgreSQL backend is added by
+//! implementing [`Backend`] for it, without touching the callers.
+//! Migrations are versioned and applied when a store is opened.
+
+use std::ops::Deref;
+use std::path::Path;
+
+mod import;
+mod sqlite;
+mod types;
+
+pub use import::{ImportProgress, Importer};
+pub use types::*;
+
+use chrono::{DateTime, Utc};
+use kanki_indicators::{AllowEntry, Indicator, IndicatorId, Status};
+
+/// Result of every store operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a storage backend provides. Every method is a complete, atomic
+/// operation: when it returns `Ok`, the change is durable.
+pub trait Backend: Send + Sync {
+    /// The list's generation: it grows with every change to what is listed.
+    fn generation(&self) -> Result<u64>;
+
+    /// Registers (or updates) sources and their per-source rules.
+    fn sync_sources(&self, sources: &[SourceSpec]) -> Result<()>;
+
+    /// Starts an import run and returns its id.
+    fn begin_import(
+        &self,
+        source: &SourceSpec,
+        format: &str,
+        origin: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64>;
+    /// Applies one chunk of an import run atomically and records the run's
+    /// progress with it.
+    fn apply_import_chunk(
+        &self,
+        run: &mut ImportRun,
+        records: &[kanki_feeds::FeedRecord],
+    ) -> Result<ChunkCounts>;
+    /// Marks an import run finished (`completed` or `failed`).
+    fn finish_import(&self, summary: &ImportSummary, now: DateTime<Utc>) -> Result<()>;
+    /// The most recent import runs, newest first.
+    fn recent_imports(&self, limit: u32) -> Result<Vec<ImportRecord>>;
+
+    fn add_indicator(&self, new: &NewIndicator, now: DateTime<Utc>) -> Result<(Indicator, bool)>;
+    fn get_indicator(&self, id: IndicatorId) -> Result<Option<Indicator>>;
+    fn find_indicator(&self, value: &str) -> Result<Option<Indicator>>;
+    fn list_indicators(&self, query: &ListQuery) -> Result<Page>;
+    /// Sets an operator status (`false-positive`, `delisted`, or back to
+    /// `active`) with the operator's reason.
+    fn set_status(
+        &self,
+        id: IndicatorId,
+        status: Status,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Indicator>;
+    fn delete_indicator(&self, id: IndicatorId, now: DateTime<Utc>) -> Result<bool>;
+    fn add_evidence(
+        &self,
+        id: IndicatorId,
+        evidence: &NewEvidence,
+        now: DateTime<Utc>,
+    ) -> Result<i64>;
+    fn counts_by_status(&self) -> Result<Vec<(Status, u64)>>;
+
+    fn allowlist(&self) -> Result<Vec<StoredAllowEntry>>;
+    fn add_allow(&self, entry: &AllowEntry, now: DateTime<Utc>) -> Result<StoredAllowEntry>;
+    fn remove_allow(&self, id: i64, now: DateTime<Utc>) -> Result<bool>;
+    /// Replaces every entry of one origin (`config`, `top-sites`) with these.
+    fn replace_allow_origin(
+        &self,
+        origin: &str,
+        entries: &[AllowEntry],
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Re-applies the allowlist to every indicator; returns how many changed status.
+    fn reapply_allowlist(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    fn host_marks(&self) -> Result<Vec<HostMark>>;
+    fn set_host_mark(&self, mark: &HostMark) -> Result<()>;
+    fn remove_host_mark(&self, host: &str, now: DateTime<Utc>) -> Result<bool>;
+
+    /// Expires active indicators whose time is up; returns how many.
+    fn expire(&self, now: DateTime<Utc>) -> Result<u64>;
+
+    /// The DNS-level list: each name with an indicator that lists it. Domain
+    /// indicators, and the hosts of URL indicators from sources whose URL
+    /// hosts are listed, except hosts marked compromised. Allowlisted and
+    /// inactive indicators are not in it.
+    fn for_each_dns_name(&self, f: &mut dyn FnMut(&str, IndicatorId)) -> Result<()>;
+    /// Active IP indicators (addresses and CIDR blocks).
+    fn for_each_ip(&self, f: &mut dyn FnMut(&str, IndicatorId)) -> Result<()>;
+    /// Every indicator matching the filter, with its sources, in id order.
+    fn for_each_indicator(&self, filter: &ListQuery, f: &mut dyn FnMut(Indicator)) -> Result<()>;
+}
+
+/// The store: a backend behind the [`Backend`] interface.
+pub struct Store {
+    backend: Box<dyn Backend>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite store at `path`, applying
+    /// pending migrations and marking imports that a crash interrupted.
+    pub fn open_sqlite(path: &Path, options: &SqliteOptions) -> Result<Store> {
+        Ok(Store {
+            backend: Box::new(sqlite::SqliteBackend::open(path, options)?),
+        })
+    }
+}
+
+impl Deref for Store {
+    type Target = dyn Backend;
+    fn deref(&self) -> &Self::Target {
+        self.backend.as_ref()
+    }
+}

@@ -1,0 +1,184 @@
+//! Prometheus metrics, served as text at `/metrics`.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ImportLabels {
+    pub source: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub code: String,
+}
+
+/// Every metric kanki exports so far.
+pub struct Metrics {
+    pub registry: Registry,
+    pub indicators: Family<StatusLabels, Gauge>,
+    pub policy_generation: Gauge,
+    pub policy_names: Gauge,
+    pub policy_memory_bytes: Gauge,
+    pub policy_build_seconds: Gauge<f64, AtomicU64>,
+    pub policy_rebuilds: Counter,
+    pub imports: Family<ImportLabels, Counter>,
+    pub import_rows_added: Family<SourceLabels, Counter>,
+    pub import_rows_updated: Family<SourceLabels, Counter>,
+    pub import_rows_unchanged: Family<SourceLabels, Counter>,
+    pub import_rows_skipped: Family<SourceLabels, Counter>,
+    pub expired: Counter,
+    pub http_requests: Family<HttpLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("kanki");
+        let m = Metrics {
+            indicators: Family::default(),
+            policy_generation: Gauge::default(),
+            policy_names: Gauge::default(),
+            policy_memory_bytes: Gauge::default(),
+            policy_build_seconds: Gauge::default(),
+            policy_rebuilds: Counter::default(),
+            imports: Family::default(),
+            import_rows_added: Family::default(),
+            import_rows_updated: Family::default(),
+            import_rows_unchanged: Family::default(),
+            import_rows_skipped: Family::default(),
+            expired: Counter::default(),
+            http_requests: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "indicators",
+            "Indicators in the store by status",
+            m.indicators.clone(),
+        );
+        registry.register(
+            "policy_generation",
+            "List generation of the policy snapshot in use",
+            m.policy_generation.clone(),
+        );
+        registry.register(
+            "policy_names",
+            "Names on the DNS-level list in the policy snapshot",
+            m.policy_names.clone(),
+        );
+        registry.register(
+            "policy_memory_bytes",
+            "Memory held by the policy snapshot",
+            m.policy_memory_bytes.clone(),
+        );
+        registry.register(
+            "policy_build_seconds",
+            "Time the last policy snapshot build took",
+            m.policy_build_seconds.clone(),
+        );
+        registry.register(
+            "policy_rebuilds",
+            "Policy snapshots built and swapped in",
+            m.policy_rebuilds.clone(),
+        );
+        registry.register(
+            "imports",
+            "Import runs by source and outcome",
+            m.imports.clone(),
+        );
+        registry.register(
+            "import_rows_added",
+            "Rows that added an indicator",
+            m.import_rows_added.clone(),
+        );
+        registry.register(
+            "import_rows_updated",
+            "Rows that changed an indicator",
+            m.import_rows_updated.clone(),
+        );
+        registry.register(
+            "import_rows_unchanged",
+            "Rows seen again unchanged",
+            m.import_rows_unchanged.clone(),
+        );
+        registry.register(
+            "import_rows_skipped",
+            "Rows skipped as malformed or unusable",
+            m.import_rows_skipped.clone(),
+        );
+        registry.register(
+            "expired",
+            "Indicators expired by the expiry job",
+            m.expired.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP API requests by method and status code",
+            m.http_requests.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// Counts a finished import.
+    pub fn record_import(&self, s: &kanki_store::ImportSummary) {
+        let src = SourceLabels {
+            source: s.source.clone(),
+        };
+        self.imports
+            .get_or_create(&ImportLabels {
+                source: s.source.clone(),
+                status: s.status.clone(),
+            })
+            .inc();
+        self.import_rows_added.get_or_create(&src).inc_by(s.added);
+        self.import_rows_updated
+            .get_or_create(&src)
+            .inc_by(s.updated);
+        self.import_rows_unchanged
+            .get_or_create(&src)
+            .inc_by(s.unchanged);
+        self.import_rows_skipped
+            .get_or_create(&src)
+            .inc_by(s.skipped);
+    }
+
+    /// Records the snapshot now in use.
+    pub fn record_snapshot(&self, s: &kanki_policy::Snapshot, build_seconds: Option<f64>) {
+        self.policy_generation.set(s.generation() as i64);
+        self.policy_names.set(s.listed_names() as i64);
+        self.policy_memory_bytes.set(s.memory_bytes() as i64);
+        if let Some(secs) = build_seconds {
+            self.policy_build_seconds.set(secs);
+            self.policy_rebuilds.inc();
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}

@@ -1,0 +1,298 @@
+//! `kanki serve`: the long-running parts, on one tokio runtime.
+//!
+//! * the HTTP API, `/metrics` and `/healthz`;
+//! * the policy refresher: rebuilds, persists and swaps the snapshot when
+//!   the list's generation moves (checked every `policy.refresh_every`, and
+//!   at once when the API changes something);
+//! * the expiry job, every `indicators.expire_every`;
+//! * one scheduled import per enabled `[[feeds]]` entry.
+//!
+//! Start-up loads the persisted snapshot first, so answers are ready before
+//! any rebuild. Every acknowledged change is already committed to the
+//! store, so SIGKILL loses nothing acknowledged; SIGINT/SIGTERM stop
+//! accepting requests, let those in flight finish, and exit.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use kanki_api::{ApiState, Metrics};
+use kanki_config::{Config, FeedConfig};
+use kanki_policy::{PolicyHandle, Snapshot};
+use kanki_service::Kanki;
+use tokio::sync::Notify;
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kanki")
+        .build()?;
+    let result = rt.block_on(serve(config));
+    // An import still running on the blocking pool is cut off here; its
+    // committed chunks stay and the run is marked interrupted at next start.
+    rt.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let listen = config.api.listen;
+    let kanki = Arc::new(tokio::task::spawn_blocking(move || Kanki::open(config)).await??);
+    let metrics = Arc::new(Metrics::new());
+
+    let snapshot = {
+        let k = kanki.clone();
+        tokio::task::spawn_blocking(move || initial_snapshot(&k)).await??
+    };
+    metrics.record_snapshot(&snapshot, None);
+    tracing::info!(
+        names = snapshot.listed_names(),
+        generation = snapshot.generation(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "policy snapshot ready"
+    );
+    let policy = Arc::new(PolicyHandle::new(snapshot));
+    let list_changed = Arc::new(Notify::new());
+    let state = ApiState {
+        kanki: kanki.clone(),
+        policy: policy.clone(),
+        metrics: metrics.clone(),
+        list_changed: list_changed.clone(),
+    };
+
+    tokio::spawn(refresher(state.clone()));
+    tokio::spawn(expirer(state.clone()));
+    for feed in kanki.config.feeds.iter().filter(|f| f.enabled) {
+        tokio::spawn(feed_loop(state.clone(), feed.clone()));
+    }
+
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
+    tracing::info!(%listen, elapsed_ms = started.elapsed().as_millis() as u64, "kanki serving the API");
+    axum::serve(listener, kanki_api::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("kanki stopped");
+    Ok(())
+}
+
+/// The persisted snapshot when there is one (a stale one is replaced by the
+/// refresher moments later); built now on a first start.
+fn initial_snapshot(kanki: &Kanki) -> anyhow::Result<Snapshot> {
+    let path = kanki.config.snapshot_path();
+    match Snapshot::load(&path) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            if path.exists() {
+                tracing::warn!(file = %path.display(), error = %e, "persisted policy snapshot unusable; rebuilding");
+            }
+            let s = kanki.build_snapshot()?;
+            s.save(&path)
+                .with_context(|| format!("cannot save {}", path.display()))?;
+            Ok(s)
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}
+
+async fn refresher(st: ApiState) {
+    let every = st.kanki.config.policy.refresh_every.0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = st.list_changed.notified() => {}
+        }
+        let current = st.policy.load().generation();
+        let k = st.kanki.clone();
+        let rebuilt =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<Option<(Snapshot, f64)>> {
+                if k.store.generation()? == current {
+                    return Ok(None);
+                }
+                let t = Instant::now();
+                let s = k.build_snapshot()?;
+                let secs = t.elapsed().as_secs_f64();
+                let path = k.config.snapshot_path();
+                s.save(&path)
+                    .with_context(|| format!("cannot save {}", path.display()))?;
+                Ok(Some((s, secs)))
+            })
+            .await;
+        match rebuilt {
+            Ok(Ok(Some((s, secs)))) => {
+                st.metrics.record_snapshot(&s, Some(secs));
+                tracing::info!(
+                    generation = s.generation(),
+                    names = s.listed_names(),
+                    "policy snapshot swapped"
+                );
+                st.policy.store(s);
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "policy snapshot rebuild failed; the previous one stays in use")
+            }
+            Err(e) => tracing::error!(error = %e, "policy snapshot rebuild panicked"),
+        }
+    }
+}
+
+async fn expirer(st: ApiState) {
+    let every = st.kanki.config.indicators.expire_every.0;
+    loop {
+        tokio::time::sleep(every).await;
+        let k = st.kanki.clone();
+        match tokio::task::spawn_blocking(move || k.store.expire(Utc::now())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                st.metrics.expired.inc_by(n);
+                tracing::info!(expired = n, "listings expired");
+                st.list_changed.notify_one();
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "expiry failed"),
+            Err(e) => tracing::error!(error = %e, "expiry panicked"),
+        }
+    }
+}
+
+/// Conditional-request state of a feed fetched by URL.
+#[derive(Default)]
+struct FetchState {
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+async fn feed_loop(st: ApiState, feed: FeedConfig) {
+    // Once per process; a second call only says a provider is already there.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("kanki/", env!("CARGO_PKG_VERSION")))
+        .timeout(Duration::from_secs(600))
+        .build()
+        .expect("HTTP client");
+    let mut fetch = FetchState::default();
+    loop {
+        if let Err(e) = import_feed(&st, &feed, &client, &mut fetch).await {
+            tracing::error!(feed = %feed.name, error = %format!("{e:#}"), "feed import failed; will retry on schedule");
+        }
+        tokio::time::sleep(feed.every.0).await;
+    }
+}
+
+async fn import_feed(
+    st: &ApiState,
+    feed: &FeedConfig,
+    client: &reqwest::Client,
+    fetch: &mut FetchState,
+) -> anyhow::Result<()> {
+    let path: PathBuf = match (&feed.path, &feed.url) {
+        (Some(p), _) => p.clone(),
+        (None, Some(url)) => {
+            let dir = st.kanki.config.data_dir.join("feeds");
+            tokio::fs::create_dir_all(&dir).await?;
+            let dest = dir.join(format!("{}.download", feed.name));
+            if !download(client, url, &dest, fetch).await? {
+                tracing::info!(feed = %feed.name, "feed not modified since the last fetch");
+                return Ok(());
+            }
+            dest
+        }
+        (None, None) => unreachable!("the configuration requires a path or a url"),
+    };
+    let k = st.kanki.clone();
+    let f = feed.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        k.import_path(f.format.0, Some(&f.name), &path, &mut |_| {})
+    })
+    .await??;
+    st.metrics.record_import(&summary);
+    tracing::info!(
+        feed = %feed.name,
+        rows = summary.rows_read,
+        added = summary.added,
+        updated = summary.updated,
+        unchanged = summary.unchanged,
+        skipped = summary.skipped,
+        elapsed_ms = summary.elapsed_ms,
+        "feed imported"
+    );
+    if !summary.changed_nothing() {
+        st.list_changed.notify_one();
+    }
+    Ok(())
+}
+
+/// Fetches `url` into `dest` (through a temporary file renamed at the end).
+/// Returns false when the server says it has not changed.
+async fn download(
+    client: &reqwest::Client,
+    url: &str,
+    dest: &std::path::Path,
+    fetch: &mut FetchState,
+) -> anyhow::Result<bool> {
+    use tokio::io::AsyncWriteExt;
+    let mut req = client.get(url);
+    if let Some(e) = &fetch.etag {
+        req = req.header(reqwest::header::IF_NONE_MATCH, e);
+    }
+    if let Some(m) = &fetch.last_modified {
+        req = req.header(reqwest::header::IF_MODIFIED_SINCE, m);
+    }
+    let mut resp = req
+        .send()
+        .await
+        .with_context(|| format!("fetching {url}"))?;
+    if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+        return Ok(false);
+    }
+    if !resp.status().is_success() {
+        anyhow::bail!("fetching {url}: HTTP {}", resp.status());
+    }
+    let header = |name| {
+        resp.headers()
+            .get(name)
+            .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (etag, modified) = (
+        header(reqwest::header::ETAG),
+        header(reqwest::header::LAST_MODIFIED),
+    );
+    let tmp = dest.with_extension("part");
+    let mut file = tokio::fs::File::create(&tmp).await?;
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .with_context(|| format!("reading {url}"))?
+    {
+        file.write_all(&chunk).await?;
+    }
+    file.sync_all().await?;
+    tokio::fs::rename(&tmp, dest).await?;
+    fetch.etag = etag;
+    fetch.last_modified = modified;
+    Ok(true)
+}

@@ -1,0 +1,401 @@
+//! `kanki serve` over real HTTP connections: the API, scheduled imports,
+//! shutdown, and SIGKILL at awkward moments.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::{Env, client, eventually, repo};
+use serde_json::{Value, json};
+
+fn get(api: &str, path: &str) -> Value {
+    let r = client().get(format!("{api}{path}")).send().unwrap();
+    assert!(r.status().is_success(), "GET {path}: {}", r.status());
+    r.json().unwrap()
+}
+
+fn lookup(api: &str, name: &str) -> String {
+    get(api, &format!("/api/v1/lookup?name={name}"))["verdict"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_api_lists_adds_judges_and_imports() {
+    let env = Env::new("");
+    let s = env.serve();
+    let api = &s.api;
+    let c = client();
+
+    let health = get(api, "/healthz");
+    assert_eq!(health["status"], "ok");
+
+    // Add: normalized, 201; again: 200.
+    let r = c.post(format!("{api}/api/v1/indicators"))
+        .json(&json!({"value": "HTTP://Bad.Example./x.exe", "category": "malware-distribution", "tags": ["emotet"]}))
+        .send().unwrap();
+    assert_eq!(r.status(), 201);
+    let ind: Value = r.json().unwrap();
+    assert_eq!(ind["value"], "http://bad.example/x.exe");
+    let id = ind["id"].as_i64().unwrap();
+    let r = c
+        .post(format!("{api}/api/v1/indicators"))
+        .json(&json!({"value": "http://bad.example/x.exe", "tags": ["emotet"]}))
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "adding it again updates the operator's view of it"
+    );
+
+    // The change reaches the policy snapshot without a restart.
+    eventually(5, "the new indicator in the policy", || {
+        lookup(api, "cdn.bad.example") == "listed"
+    });
+
+    // Bad input gets a clear error.
+    let r = c
+        .post(format!("{api}/api/v1/indicators"))
+        .json(&json!({"value": "http://"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(
+        r.json::<Value>().unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid URL")
+    );
+    let r = c
+        .post(format!("{api}/api/v1/indicators"))
+        .json(&json!({"valu": "x"}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_client_error());
+    let r = c
+        .get(format!("{api}/api/v1/indicators?status=bogus"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        c.get(format!("{api}/api/v1/indicators/999999"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Upload a file for import, raw and as a form.
+    let body = std::fs::read(repo().join("examples/feeds/urlhaus.csv")).unwrap();
+    let r = c
+        .post(format!(
+            "{api}/api/v1/imports?format=urlhaus&source=urlhaus"
+        ))
+        .body(body.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let summary: Value = r.json().unwrap();
+    assert!(summary["added"].as_u64().unwrap() > 10);
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "file",
+        reqwest::blocking::multipart::Part::bytes(body).file_name("urlhaus.csv"),
+    );
+    let summary: Value = c
+        .post(format!(
+            "{api}/api/v1/imports?format=urlhaus&source=urlhaus"
+        ))
+        .multipart(form)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(summary["added"], 0);
+    assert_eq!(summary["updated"], 0);
+    let r = c
+        .post(format!("{api}/api/v1/imports?format=csv"))
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+
+    // List with filters and pages.
+    let page = get(api, "/api/v1/indicators?source=urlhaus&limit=5");
+    assert_eq!(page["items"].as_array().unwrap().len(), 5);
+    let after = page["next_after"].as_i64().unwrap();
+    let next = get(
+        api,
+        &format!("/api/v1/indicators?source=urlhaus&limit=5&after={after}"),
+    );
+    assert!(next["items"][0]["id"].as_i64().unwrap() > after);
+    let tagged = get(api, "/api/v1/indicators?tag=emotet");
+    assert_eq!(tagged["total"], 1);
+
+    // One with its sources.
+    let one = get(api, &format!("/api/v1/indicators/{id}"));
+    assert_eq!(one["sources"][0]["source"], "operator");
+
+    // Evidence.
+    let r = c
+        .post(format!("{api}/api/v1/indicators/{id}/evidence"))
+        .json(&json!({"kind": "crawl", "uri": "crawl:42", "note": "dropper seen at hop 3"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        get(api, &format!("/api/v1/indicators/{id}"))["evidence"][0]["uri"],
+        "crawl:42"
+    );
+
+    // False positive: off the list at once, with the reason shown.
+    let r = c
+        .post(format!("{api}/api/v1/indicators/{id}/false-positive"))
+        .json(&json!({"reason": "vendor CDN"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let one: Value = r.json().unwrap();
+    assert_eq!(one["status"], "false-positive");
+    assert_eq!(one["status_reason"], "vendor CDN");
+    eventually(5, "the false positive off the policy", || {
+        lookup(api, "bad.example") == "not-listed"
+    });
+
+    // Allowlist an indicator through its host.
+    let list = get(api, "/api/v1/indicators?q=cdn.update-center.example");
+    let cdn = list["items"][0]["id"].as_i64().unwrap();
+    let r = c
+        .post(format!("{api}/api/v1/indicators/{cdn}/allowlist"))
+        .json(&json!({"reason": "partner CDN", "kind": "suffix"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["indicator"]["status"], "allowlisted");
+    assert!(
+        v["indicator"]["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("partner CDN")
+    );
+    eventually(5, "the allowlist in the policy", || {
+        lookup(api, "x.cdn.update-center.example") == "allowed"
+    });
+    let entries: Value = get(api, "/api/v1/allowlist");
+    let entry = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "cdn.update-center.example")
+        .unwrap();
+    let r = c
+        .delete(format!("{api}/api/v1/allowlist/{}", entry["id"]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    eventually(5, "the listing back after the allowlist entry went", || {
+        lookup(api, "cdn.update-center.example") == "listed"
+    });
+
+    // Delete.
+    assert_eq!(
+        c.delete(format!("{api}/api/v1/indicators/{cdn}"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        c.delete(format!("{api}/api/v1/indicators/{cdn}"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Exports over HTTP.
+    let rpz = c
+        .get(format!("{api}/api/v1/exports/rpz"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(rpz.contains("SOA"));
+    assert_eq!(
+        c.get(format!("{api}/api/v1/exports/bind"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Metrics in Prometheus text.
+    let m = c
+        .get(format!("{api}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(m.contains("kanki_indicators{status=\"active\"}"), "{m}");
+    assert!(
+        m.contains("kanki_import_rows_added_total{source=\"urlhaus\"}"),
+        "{m}"
+    );
+    assert!(m.contains("kanki_policy_rebuilds_total"), "{m}");
+
+    assert!(s.sigterm().success(), "a clean exit on SIGTERM");
+}
+
+#[test]
+fn the_openapi_document_describes_every_route() {
+    let env = Env::new("");
+    let s = env.serve();
+    let doc = get(&s.api, "/api/v1/openapi.json");
+    assert_eq!(doc["openapi"].as_str().unwrap().chars().next(), Some('3'));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/api/v1/indicators",
+        "/api/v1/indicators/{id}",
+        "/api/v1/indicators/{id}/false-positive",
+        "/api/v1/indicators/{id}/allowlist",
+        "/api/v1/indicators/{id}/status",
+        "/api/v1/indicators/{id}/evidence",
+        "/api/v1/lookup",
+        "/api/v1/allowlist",
+        "/api/v1/allowlist/{id}",
+        "/api/v1/host-marks",
+        "/api/v1/host-marks/{host}",
+        "/api/v1/imports",
+        "/api/v1/exports/{format}",
+        "/healthz",
+        "/metrics",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+    let in_docs: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("docs/openapi.json")).unwrap())
+            .unwrap();
+    assert_eq!(in_docs, doc);
+}
+
+#[test]
+fn scheduled_feeds_are_imported_and_expiry_runs() {
+    let env = Env::new("");
+    let feed = env.dir.path().join("feed.txt");
+    std::fs::write(&feed, "scheduled.example\n").unwrap();
+    let config = std::fs::read_to_string(&env.config).unwrap()
+        + &format!(
+            "\n[[feeds]]\nname = \"local\"\nformat = \"plain\"\npath = \"{}\"\nevery = \"10s\"\n",
+            feed.display()
+        );
+    std::fs::write(&env.config, config).unwrap();
+    let s = env.serve();
+    eventually(10, "the scheduled import", || {
+        lookup(&s.api, "www.scheduled.example") == "listed"
+    });
+    let imports = get(&s.api, "/api/v1/imports");
+    assert_eq!(imports[0]["source"], "local");
+    assert_eq!(imports[0]["status"], "completed");
+}
+
+#[test]
+fn sigkill_loses_nothing_acknowledged() {
+    let env = Env::new("");
+    let s = env.serve();
+    let c = client();
+    let r = c
+        .post(format!("{}/api/v1/indicators", s.api))
+        .json(&json!({"value": "acked.example"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    s.sigkill();
+    let s = env.serve();
+    assert_eq!(
+        get(&s.api, "/api/v1/indicators?q=acked.example")["total"],
+        1
+    );
+    // The persisted snapshot answers at once after the restart.
+    eventually(5, "the policy after restart", || {
+        lookup(&s.api, "acked.example") == "listed"
+    });
+}
+
+#[test]
+fn an_import_killed_midway_leaves_a_consistent_store_and_completes_on_rerun() {
+    let env = Env::new("");
+    let rows = 150_000;
+    let path = env.dir.path().join("big.csv");
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(&kanki_feeds::synth::urlhaus_csv(rows, 5))
+        .unwrap();
+    let mut child = env
+        .cmd(&["import", "-f", "urlhaus", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once some chunks are committed, but not all.
+    let mut progressed = false;
+    for _ in 0..600 {
+        std::thread::sleep(Duration::from_millis(50));
+        let out = env.ok(&["imports"]);
+        if let Some(line) = out.lines().find(|l| l.contains("running")) {
+            let read: u64 = line.split_whitespace().nth(5).unwrap().parse().unwrap();
+            if read > 0 {
+                progressed = true;
+                break;
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+    }
+    assert!(
+        progressed,
+        "the import should have committed a chunk before finishing"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Consistent: the store opens, the run is marked interrupted, every
+    // indicator has its source.
+    let out = env.ok(&["imports"]);
+    assert!(out.lines().nth(1).unwrap().contains("interrupted"), "{out}");
+    let db = rusqlite::Connection::open(env.dir.path().join("data/kanki.sqlite3")).unwrap();
+    let check: String = db
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let orphans: i64 = db
+        .query_row("SELECT count(*) FROM indicators i WHERE NOT EXISTS (SELECT 1 FROM indicator_sources s WHERE s.indicator_id = i.id)", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(orphans, 0);
+    let before: i64 = db
+        .query_row("SELECT count(*) FROM indicators", [], |r| r.get(0))
+        .unwrap();
+    assert!(before > 0 && (before as usize) < rows, "{before}");
+
+    // The re-import completes the list.
+    let out = env.ok(&["import", "-f", "urlhaus", "--json", path.to_str().unwrap()]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], "completed");
+    assert_eq!(
+        v["unchanged"].as_i64().unwrap()
+            + v["added"].as_i64().unwrap()
+            + v["updated"].as_i64().unwrap(),
+        v["rows_read"].as_i64().unwrap() - v["skipped"].as_i64().unwrap()
+    );
+    let after: i64 = db
+        .query_row("SELECT count(*) FROM indicators", [], |r| r.get(0))
+        .unwrap();
+    assert!(after > before);
+    assert_eq!(after, v["added"].as_i64().unwrap() + before);
+}

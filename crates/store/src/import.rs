@@ -1,0 +1,136 @@
+//! Import runs: a feed's rows applied to the store in atomic chunks.
+//!
+//! Each chunk is one transaction that also records the run's progress, so a
+//! process killed mid-import leaves a consistent store (every committed
+//! chunk whole, nothing half-applied) and the run marked `interrupted` when
+//! the store is next opened; importing the file again completes it.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use kanki_feeds::{FeedRecord, Row};
+
+use crate::{ImportSummary, Result, SkipGroup, SourceSpec, Store};
+
+/// Progress of a running import, reported after every chunk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportProgress {
+    pub rows_read: u64,
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+}
+
+/// Applies a stream of parsed rows to a store.
+pub struct Importer<'a> {
+    store: &'a Store,
+    chunk_rows: usize,
+    first_lines: usize,
+}
+
+impl<'a> Importer<'a> {
+    pub fn new(store: &'a Store) -> Self {
+        Importer {
+            store,
+            chunk_rows: 20_000,
+            first_lines: 5,
+        }
+    }
+
+    /// Rows per transaction (default 20,000).
+    pub fn chunk_rows(mut self, n: usize) -> Self {
+        self.chunk_rows = n.max(1);
+        self
+    }
+
+    /// Runs an import. A storage error ends the run (recorded as `failed`)
+    /// and is returned; bad rows never do.
+    pub fn run(
+        &self,
+        source: &SourceSpec,
+        format: &str,
+        origin: &str,
+        rows: impl Iterator<Item = Row>,
+        now: DateTime<Utc>,
+        progress: &mut dyn FnMut(&ImportProgress),
+    ) -> Result<ImportSummary> {
+        let started = Instant::now();
+        self.store.sync_sources(std::slice::from_ref(source))?;
+        let id = self.store.begin_import(source, format, origin, now)?;
+        let mut run = crate::ImportRun {
+            id,
+            source: source.clone(),
+            started_at: now,
+            rows_read: 0,
+            skipped: 0,
+            counts: Default::default(),
+            cache: None,
+        };
+        let mut summary = ImportSummary {
+            import_id: id,
+            source: source.name.clone(),
+            format: format.to_string(),
+            origin: origin.to_string(),
+            rows_read: 0,
+            added: 0,
+            updated: 0,
+            unchanged: 0,
+            skipped: 0,
+            skipped_by_reason: Default::default(),
+            status: "completed".into(),
+            error: None,
+            elapsed_ms: 0,
+        };
+        let mut chunk: Vec<FeedRecord> = Vec::with_capacity(self.chunk_rows);
+        let mut outcome = Ok(());
+        let mut rows = rows.peekable();
+        while rows.peek().is_some() {
+            for row in rows.by_ref() {
+                run.rows_read += 1;
+                match row {
+                    Row::Record(r) => chunk.push(r),
+                    Row::Skip(s) => {
+                        run.skipped += 1;
+                        let g: &mut SkipGroup =
+                            summary.skipped_by_reason.entry(s.reason).or_default();
+                        g.count += 1;
+                        if g.first_lines.len() < self.first_lines {
+                            g.first_lines.push(s.line);
+                        }
+                    }
+                }
+                if chunk.len() >= self.chunk_rows {
+                    break;
+                }
+            }
+            if let Err(e) = self.store.apply_import_chunk(&mut run, &chunk) {
+                outcome = Err(e);
+                break;
+            }
+            chunk.clear();
+            progress(&ImportProgress {
+                rows_read: run.rows_read,
+                added: run.counts.added,
+                updated: run.counts.updated,
+                unchanged: run.counts.unchanged,
+                skipped: run.skipped,
+            });
+        }
+        summary.rows_read = run.rows_read;
+        summary.added = run.counts.added;
+        summary.updated = run.counts.updated;
+        summary.unchanged = run.counts.unchanged;
+        summary.skipped = run.skipped;
+        summary.elapsed_ms = started.elapsed().as_millis() as u64;
+        if let Err(e) = &outcome {
+            summary.status = "failed".into();
+            summary.error = Some(e.to_string());
+        }
+        // Recording the end is best effort when the store itself failed.
+        let finished = self.store.finish_import(&summary, Utc::now());
+        outcome?;
+        finished?;
+        Ok(summary)
+    }
+}

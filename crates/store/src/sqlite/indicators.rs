@@ -1,0 +1,1249 @@
+//! The [`Backend`] implementation for SQLite.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use kanki_feeds::FeedRecord;
+use kanki_indicators::{
+    AllowEntry, AllowKind, Allowlist, Category, Evidence, Indicator, IndicatorId, Kind, SourceRef,
+    Status, Tlp, normalize_any, normalize_as,
+};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
+
+use super::{SqliteBackend, count_map, from_ts, journal, source_id, ts};
+use crate::{
+    Backend, ChunkCounts, HostMark, ImportRecord, ImportRun, ImportSummary, ListQuery, NewEvidence,
+    NewIndicator, Page, Result, SourceSpec, StoreError, StoredAllowEntry,
+};
+
+/// What an import run knows about its source, loaded once per run.
+struct RunCache {
+    source_id: i64,
+    allowlist: Allowlist,
+    /// Value → (indicator id, status, fingerprint) of what this source lists.
+    listed: HashMap<String, Listed>,
+}
+
+#[derive(Clone, Copy)]
+struct Listed {
+    id: i64,
+    status: Status,
+    fingerprint: i64,
+    /// The indicator's expiry as last written.
+    expires_at: Option<i64>,
+}
+
+/// An expiry moves forward only by more than this fraction of its time to
+/// live: a feed fetched every five minutes then rewrites each row about every
+/// seven hours (at a 30-day TTL) instead of every five minutes, and a listing
+/// expires at most 1% of its TTL early.
+const EXPIRY_SLACK_DIVISOR: i64 = 100;
+
+/// Stable 64-bit FNV-1a of a membership's content, to tell an unchanged
+/// row from a changed one without reading the row back. Hand-written
+/// because the value is stored: std's hasher may change between releases.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        for &x in b {
+            self.0 ^= x as u64;
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        self
+    }
+    fn opt(&mut self, s: Option<&str>) -> &mut Self {
+        match s {
+            Some(s) => self.bytes(b"S").bytes(s.as_bytes()),
+            None => self.bytes(b"N"),
+        }
+    }
+}
+
+/// The content of one (indicator, source) membership as stored.
+struct Membership {
+    source_ref: Option<String>,
+    reference_url: Option<String>,
+    reporter: Option<String>,
+    category: Category,
+    confidence: u8,
+    tlp: Tlp,
+    tags: Vec<String>,
+    online: Option<bool>,
+    first_seen: i64,
+    last_seen: i64,
+    expires_at: Option<i64>,
+    /// The dates as the source gave them (not filled in by kanki), which is
+    /// what tells a changed row from a row seen again.
+    reported: (Option<i64>, Option<i64>),
+}
+
+impl Membership {
+    fn from_record(
+        r: &FeedRecord,
+        spec: &SourceSpec,
+        now: i64,
+        existing_first: Option<i64>,
+    ) -> Self {
+        let first_seen = r.first_seen.map(ts).or(existing_first).unwrap_or(now);
+        let last_seen = r.last_seen.map(ts).unwrap_or(first_seen).max(first_seen);
+        // The source sees it *now* unless it says the thing was last seen
+        // earlier and is offline; expiry counts from then.
+        let seen = match (r.online, r.last_seen) {
+            (Some(true), _) | (_, None) => now,
+            (_, Some(ls)) => ts(ls),
+        };
+        let mut tags = r.tags.clone();
+        tags.sort();
+        tags.dedup();
+        Membership {
+            source_ref: r.source_id.clone(),
+            reference_url: r.reference_url.clone(),
+            reporter: r.reporter.clone(),
+            category: r.category.unwrap_or(spec.default_category),
+            confidence: r.confidence.unwrap_or(spec.default_confidence).min(100),
+            tlp: spec.default_tlp,
+            tags,
+            online: r.online,
+            first_seen,
+            last_seen,
+            expires_at: spec.ttl.map(|t| seen + t.as_secs() as i64),
+            reported: (r.first_seen.map(ts), r.last_seen.map(ts)),
+        }
+    }
+
+    fn fingerprint(&self) -> i64 {
+        let mut h = Fnv::new();
+        h.opt(self.source_ref.as_deref())
+            .opt(self.reference_url.as_deref())
+            .opt(self.reporter.as_deref())
+            .bytes(self.category.as_str().as_bytes())
+            .bytes(&[self.confidence])
+            .bytes(self.tlp.as_str().as_bytes())
+            .bytes(&self.reported.0.unwrap_or(i64::MIN).to_le_bytes())
+            .bytes(&self.reported.1.unwrap_or(i64::MIN).to_le_bytes())
+            .bytes(&[self.online.map_or(2, u8::from)]);
+        for t in &self.tags {
+            h.bytes(t.as_bytes());
+        }
+        h.0 as i64
+    }
+
+    fn upsert(&self, tx: &Transaction, indicator: i64, source: i64) -> Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO indicator_sources (indicator_id, source_id, source_ref, reference_url, reporter,
+                category, confidence, tlp, tags, online, first_seen, last_seen, expires_at, fingerprint)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (indicator_id, source_id) DO UPDATE SET
+                source_ref = excluded.source_ref, reference_url = excluded.reference_url,
+                reporter = excluded.reporter, category = excluded.category,
+                confidence = excluded.confidence, tlp = excluded.tlp, tags = excluded.tags,
+                online = excluded.online,
+                first_seen = min(indicator_sources.first_seen, excluded.first_seen),
+                last_seen = max(indicator_sources.last_seen, excluded.last_seen),
+                expires_at = excluded.expires_at,
+                fingerprint = excluded.fingerprint",
+        )?
+        .execute(params![
+            indicator,
+            source,
+            self.source_ref,
+            self.reference_url,
+            self.reporter,
+            self.category.as_str(),
+            self.confidence,
+            self.tlp.as_str(),
+            tags_json(&self.tags),
+            self.online,
+            self.first_seen,
+            self.last_seen,
+            self.expires_at,
+            self.fingerprint(),
+        ])?;
+        Ok(())
+    }
+}
+
+fn tags_json(tags: &[String]) -> String {
+    serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())
+}
+
+fn parse_tags(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+fn tlp_rank(t: Tlp) -> u8 {
+    match t {
+        Tlp::Clear => 0,
+        Tlp::Green => 1,
+        Tlp::Amber => 2,
+        Tlp::AmberStrict => 3,
+        Tlp::Red => 4,
+    }
+}
+
+fn parse_enum<T: std::str::FromStr>(s: &str) -> rusqlite::Result<T> {
+    s.parse().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown value {s:?} in store").into(),
+        )
+    })
+}
+
+/// The allowlist entry covering an indicator, if any.
+fn allow_reason(list: &Allowlist, kind: Kind, value: &str, host: Option<&str>) -> Option<String> {
+    let key = match kind {
+        Kind::Ip => Some(value),
+        _ => host,
+    }?;
+    list.check(key).map(|m| m.to_string())
+}
+
+/// Recomputes an indicator's summary fields from its memberships: highest
+/// confidence (its category with it), most restrictive TLP, union of tags,
+/// earliest first and latest last sighting, latest expiry. Revives an
+/// expired indicator whose expiry moved into the future.
+fn recompute(tx: &Transaction, id: i64, now: i64) -> Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT category, confidence, tlp, tags, first_seen, last_seen, expires_at
+         FROM indicator_sources WHERE indicator_id = ?1",
+    )?;
+    let mut rows = stmt.query([id])?;
+    let mut best: Option<(u8, Category)> = None;
+    let mut tlp = Tlp::Clear;
+    let mut tags = BTreeSet::new();
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    let mut expires: Option<Option<i64>> = None;
+    while let Some(r) = rows.next()? {
+        let category: Category = parse_enum(&r.get::<_, String>(0)?)?;
+        let confidence: u8 = r.get(1)?;
+        if best.is_none_or(|(c, _)| confidence > c) {
+            best = Some((confidence, category));
+        }
+        let t: Tlp = parse_enum(&r.get::<_, String>(2)?)?;
+        if tlp_rank(t) > tlp_rank(tlp) {
+            tlp = t;
+        }
+        tags.extend(parse_tags(&r.get::<_, String>(3)?));
+        first = first.min(r.get(4)?);
+        last = last.max(r.get(5)?);
+        let e: Option<i64> = r.get(6)?;
+        expires = Some(match (expires, e) {
+            (None, e) => e,
+            (Some(None), _) | (_, None) => None,
+            (Some(Some(a)), Some(b)) => Some(a.max(b)),
+        });
+    }
+    let Some((confidence, category)) = best else {
+        return Ok(());
+    };
+    let tags: Vec<String> = tags.into_iter().collect();
+    tx.prepare_cached(
+        "UPDATE indicators SET category = ?2, confidence = ?3, tlp = ?4, tags = ?5,
+            first_seen = ?6, last_seen = ?7,
+            expires_at = CASE WHEN ?8 IS NULL THEN NULL ELSE max(coalesce(expires_at, 0), ?8) END,
+            status = CASE WHEN status = 'expired' AND (?8 IS NULL OR ?8 > ?9) THEN 'active' ELSE status END,
+            status_reason = CASE WHEN status = 'expired' AND (?8 IS NULL OR ?8 > ?9) THEN NULL ELSE status_reason END,
+            updated_at = ?9
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        category.as_str(),
+        confidence,
+        tlp.as_str(),
+        tags_json(&tags),
+        first,
+        last,
+        expires.flatten(),
+        now
+    ])?;
+    Ok(())
+}
+
+const INDICATOR_COLUMNS: &str = "id, kind, value, host, category, confidence, status, status_reason, tlp, tags, first_seen, last_seen, expires_at";
+
+fn indicator_from_row(r: &Row) -> rusqlite::Result<Indicator> {
+    Ok(Indicator {
+        id: r.get(0)?,
+        kind: parse_enum(&r.get::<_, String>(1)?)?,
+        value: r.get(2)?,
+        host: r.get(3)?,
+        category: parse_enum(&r.get::<_, String>(4)?)?,
+        confidence: r.get(5)?,
+        status: parse_enum(&r.get::<_, String>(6)?)?,
+        status_reason: r.get(7)?,
+        tlp: parse_enum(&r.get::<_, String>(8)?)?,
+        tags: parse_tags(&r.get::<_, String>(9)?),
+        first_seen: from_ts(r.get(10)?),
+        last_seen: from_ts(r.get(11)?),
+        expires_at: r.get::<_, Option<i64>>(12)?.map(from_ts),
+        sources: Vec::new(),
+        evidence: Vec::new(),
+    })
+}
+
+const SOURCE_COLUMNS: &str = "s.indicator_id, src.name, s.source_ref, s.reference_url, s.reporter, s.category, s.confidence, s.first_seen, s.last_seen, s.expires_at";
+
+fn source_from_row(r: &Row) -> rusqlite::Result<(i64, SourceRef)> {
+    Ok((
+        r.get(0)?,
+        SourceRef {
+            source: r.get(1)?,
+            source_id: r.get(2)?,
+            reference_url: r.get(3)?,
+            reporter: r.get(4)?,
+            category: parse_enum(&r.get::<_, String>(5)?)?,
+            confidence: r.get(6)?,
+            first_seen: from_ts(r.get(7)?),
+            last_seen: from_ts(r.get(8)?),
+            expires_at: r.get::<_, Option<i64>>(9)?.map(from_ts),
+        },
+    ))
+}
+
+fn load_indicator(conn: &Connection, id: i64) -> Result<Option<Indicator>> {
+    let Some(mut ind) = conn
+        .prepare_cached(&format!(
+            "SELECT {INDICATOR_COLUMNS} FROM indicators WHERE id = ?1"
+        ))?
+        .query_row([id], indicator_from_row)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    fill_details(conn, &mut ind)?;
+    Ok(Some(ind))
+}
+
+fn fill_details(conn: &Connection, ind: &mut Indicator) -> Result<()> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SOURCE_COLUMNS} FROM indicator_sources s JOIN sources src ON src.id = s.source_id
+         WHERE s.indicator_id = ?1 ORDER BY s.first_seen, src.name"
+    ))?;
+    ind.sources = stmt
+        .query_map([ind.id], source_from_row)?
+        .map(|r| r.map(|(_, s)| s))
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, uri, sha256, note, created_at FROM evidence WHERE indicator_id = ?1 ORDER BY id",
+    )?;
+    ind.evidence = stmt
+        .query_map([ind.id], |r| {
+            Ok(Evidence {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                uri: r.get(2)?,
+                sha256: r.get(3)?,
+                note: r.get(4)?,
+                created_at: from_ts(r.get(5)?),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(())
+}
+
+/// The WHERE clause and parameters of a listing.
+fn list_filter(q: &ListQuery) -> (String, Vec<Value>) {
+    let mut clauses = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    if let Some(k) = q.kind {
+        args.push(k.as_str().to_string().into());
+        clauses.push(format!("i.kind = ?{}", args.len()));
+    }
+    if let Some(c) = q.category {
+        args.push(c.as_str().to_string().into());
+        clauses.push(format!("i.category = ?{}", args.len()));
+    }
+    if let Some(s) = q.status {
+        args.push(s.as_str().to_string().into());
+        clauses.push(format!("i.status = ?{}", args.len()));
+    }
+    if let Some(src) = &q.source {
+        args.push(src.clone().into());
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM indicator_sources s JOIN sources src ON src.id = s.source_id
+                     WHERE s.indicator_id = i.id AND src.name = ?{})",
+            args.len()
+        ));
+    }
+    if let Some(tag) = &q.tag {
+        args.push(tag.clone().into());
+        clauses.push(format!(
+            "EXISTS (SELECT 1 FROM json_each(i.tags) WHERE json_each.value = ?{})",
+            args.len()
+        ));
+    }
+    if let Some(text) = &q.q {
+        let escaped = text
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        args.push(format!("%{}%", escaped.to_lowercase()).into());
+        clauses.push(format!("i.value LIKE ?{} ESCAPE '\\'", args.len()));
+    }
+    let sql = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+    (sql, args)
+}
+
+fn ensure_source(tx: &Connection, name: &str, list_url_hosts: bool, now: i64) -> Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO sources (name, list_url_hosts, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO NOTHING",
+    )?
+    .execute(params![name, list_url_hosts, now])?;
+    source_id(tx, name)?.ok_or(StoreError::NotFound)
+}
+
+fn load_allowlist(conn: &Connection) -> Result<Vec<StoredAllowEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, name, reason, origin, created_at FROM allowlist ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let kind: String = r.get(1)?;
+        Ok(StoredAllowEntry {
+            id: r.get(0)?,
+            entry: AllowEntry {
+                kind: if kind == "suffix" {
+                    AllowKind::Suffix
+                } else {
+                    AllowKind::Exact
+                },
+                name: r.get(2)?,
+                reason: r.get(3)?,
+                origin: r.get(4)?,
+            },
+            created_at: from_ts(r.get(5)?),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Inserts a new indicator row and returns its id.
+#[allow(clippy::too_many_arguments)]
+fn insert_indicator(
+    tx: &Transaction,
+    kind: Kind,
+    value: &str,
+    host: Option<&str>,
+    m: &Membership,
+    status: Status,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<Option<i64>> {
+    Ok(tx
+        .prepare_cached(
+            "INSERT INTO indicators (kind, value, host, category, confidence, status, status_reason, tlp,
+                tags, first_seen, last_seen, expires_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (value) DO NOTHING RETURNING id",
+        )?
+        .query_row(params![
+        kind.as_str(),
+        value,
+        host,
+        m.category.as_str(),
+        m.confidence,
+        status.as_str(),
+        reason,
+        m.tlp.as_str(),
+        tags_json(&m.tags),
+        m.first_seen,
+        m.last_seen,
+        m.expires_at,
+        now
+    ], |r| r.get(0))
+        .optional()?)
+}
+
+fn initial_status(
+    allowlist: &Allowlist,
+    kind: Kind,
+    value: &str,
+    host: Option<&str>,
+    m: &Membership,
+    now: i64,
+) -> (Status, Option<String>) {
+    if let Some(reason) = allow_reason(allowlist, kind, value, host) {
+        (Status::Allowlisted, Some(reason))
+    } else if m.expires_at.is_some_and(|e| e <= now) {
+        (
+            Status::Expired,
+            Some("source last saw it longer ago than its time to live".into()),
+        )
+    } else {
+        (Status::Active, None)
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn generation(&self) -> Result<u64> {
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64,
+            )
+        })
+    }
+
+    fn sync_sources(&self, sources: &[SourceSpec]) -> Result<()> {
+        let now = Utc::now().timestamp();
+        self.write(|c| {
+            let tx = c.transaction()?;
+            for s in sources {
+                let id = ensure_source(&tx, &s.name, s.list_url_hosts, now)?;
+                let changed = tx.execute(
+                    "UPDATE sources SET list_url_hosts = ?2 WHERE id = ?1 AND list_url_hosts != ?2",
+                    params![id, s.list_url_hosts],
+                )?;
+                if changed > 0 {
+                    journal(&tx, now, None, "source-rule", Some(&s.name))?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn begin_import(
+        &self,
+        source: &SourceSpec,
+        format: &str,
+        origin: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64> {
+        self.write(|c| {
+            c.execute(
+                "INSERT INTO imports (source, format, origin, started_at, status, owner) VALUES (?1, ?2, ?3, ?4, 'running', ?5)",
+                params![source.name, format, origin, ts(now), super::import_owner()],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    fn apply_import_chunk(
+        &self,
+        run: &mut ImportRun,
+        records: &[FeedRecord],
+    ) -> Result<ChunkCounts> {
+        let now = ts(run.started_at);
+        self.write(|c| {
+            if run.cache.is_none() {
+                let sid = ensure_source(c, &run.source.name, run.source.list_url_hosts, now)?;
+                let allowlist =
+                    Allowlist::new(load_allowlist(c)?.into_iter().map(|e| e.entry));
+                let mut listed = HashMap::new();
+                let mut stmt = c.prepare(
+                    "SELECT i.value, i.id, i.status, s.fingerprint, i.expires_at FROM indicator_sources s
+                     JOIN indicators i ON i.id = s.indicator_id WHERE s.source_id = ?1",
+                )?;
+                let mut rows = stmt.query([sid])?;
+                while let Some(r) = rows.next()? {
+                    listed.insert(
+                        r.get::<_, String>(0)?,
+                        Listed {
+                            id: r.get(1)?,
+                            status: parse_enum(&r.get::<_, String>(2)?)?,
+                            fingerprint: r.get(3)?,
+                            expires_at: r.get(4)?,
+                        },
+                    );
+                }
+                run.cache = Some(Box::new(RunCache {
+                    source_id: sid,
+                    allowlist,
+                    listed,
+                }));
+            }
+            let cache = run
+                .cache
+                .as_mut()
+                .and_then(|c| c.downcast_mut::<RunCache>())
+                .expect("run cache set above");
+            let mut counts = ChunkCounts::default();
+            let tx = c.transaction()?;
+            for r in records {
+                let value = &r.indicator.value;
+                let m = Membership::from_record(r, &run.source, now, None);
+                let fp = m.fingerprint();
+                if let Some(known) = cache.listed.get(value).copied() {
+                    if known.fingerprint == fp {
+                        // Seen again, same content: only the expiry moves,
+                        // and only when it moves by more than the slack.
+                        let slack = run.source.ttl.map_or(0, |t| t.as_secs() as i64 / EXPIRY_SLACK_DIVISOR);
+                        let moves = match (known.expires_at, m.expires_at) {
+                            (Some(old), Some(new)) => new > old + slack,
+                            (None, None) => false,
+                            _ => true,
+                        };
+                        let revives = known.status == Status::Expired && m.expires_at.is_none_or(|e| e > now);
+                        if moves || revives {
+                            tx.prepare_cached(
+                                "UPDATE indicator_sources SET expires_at = ?3 WHERE indicator_id = ?1 AND source_id = ?2",
+                            )?
+                            .execute(params![known.id, cache.source_id, m.expires_at])?;
+                        }
+                        if revives {
+                            recompute(&tx, known.id, now)?;
+                            counts.updated += 1;
+                        } else {
+                            if moves {
+                                tx.prepare_cached(
+                                    "UPDATE indicators SET expires_at = CASE WHEN expires_at IS NULL OR ?2 IS NULL THEN NULL ELSE max(expires_at, ?2) END
+                                     WHERE id = ?1",
+                                )?
+                                .execute(params![known.id, m.expires_at])?;
+                            }
+                            counts.unchanged += 1;
+                        }
+                        if moves || revives {
+                            let entry = cache.listed.get_mut(value).expect("present");
+                            entry.expires_at = m.expires_at;
+                            if revives {
+                                entry.status = Status::Active;
+                            }
+                        }
+                        continue;
+                    }
+                    m.upsert(&tx, known.id, cache.source_id)?;
+                    recompute(&tx, known.id, now)?;
+                    cache.listed.insert(
+                        value.clone(),
+                        Listed {
+                            fingerprint: fp,
+                            expires_at: m.expires_at,
+                            ..known
+                        },
+                    );
+                    counts.updated += 1;
+                    continue;
+                }
+                let host = r.indicator.host.as_deref();
+                let (status, reason) = initial_status(&cache.allowlist, r.indicator.kind, value, host, &m, now);
+                // One statement for the common case of a new value; an
+                // existing one (listed by another source) falls through.
+                let inserted = insert_indicator(&tx, r.indicator.kind, value, host, &m, status, reason.as_deref(), now)?;
+                let (id, status) = match inserted {
+                    Some(id) => {
+                        counts.added += 1;
+                        (id, status)
+                    }
+                    None => {
+                        let (id, status): (i64, String) = tx
+                            .prepare_cached("SELECT id, status FROM indicators WHERE value = ?1")?
+                            .query_row([value], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                        counts.updated += 1;
+                        (id, parse_enum(&status)?)
+                    }
+                };
+                m.upsert(&tx, id, cache.source_id)?;
+                if inserted.is_none() {
+                    recompute(&tx, id, now)?;
+                }
+                cache.listed.insert(
+                    value.clone(),
+                    Listed {
+                        id,
+                        status,
+                        fingerprint: fp,
+                        expires_at: m.expires_at,
+                    },
+                );
+            }
+            // One journal entry per chunk that changed the list: what moves
+            // the generation, without a row per indicator.
+            if counts.added + counts.updated > 0 {
+                let detail = format!(
+                    "{{\"import\":{},\"source\":{:?},\"added\":{},\"updated\":{}}}",
+                    run.id, run.source.name, counts.added, counts.updated
+                );
+                journal(&tx, now, None, "import", Some(&detail))?;
+            }
+            run.counts.added += counts.added;
+            run.counts.updated += counts.updated;
+            run.counts.unchanged += counts.unchanged;
+            tx.execute(
+                "UPDATE imports SET rows_read = ?2, added = ?3, updated = ?4, unchanged = ?5, skipped = ?6 WHERE id = ?1",
+                params![
+                    run.id,
+                    run.rows_read as i64,
+                    run.counts.added as i64,
+                    run.counts.updated as i64,
+                    run.counts.unchanged as i64,
+                    run.skipped as i64
+                ],
+            )?;
+            tx.commit()?;
+            Ok(counts)
+        })
+    }
+
+    fn finish_import(&self, s: &ImportSummary, now: DateTime<Utc>) -> Result<()> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE imports SET status = ?2, finished_at = ?3, rows_read = ?4, added = ?5, updated = ?6,
+                    unchanged = ?7, skipped = ?8, summary = ?9 WHERE id = ?1",
+                params![
+                    s.import_id,
+                    s.status,
+                    ts(now),
+                    s.rows_read as i64,
+                    s.added as i64,
+                    s.updated as i64,
+                    s.unchanged as i64,
+                    s.skipped as i64,
+                    serde_json::to_string(s).ok()
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn recent_imports(&self, limit: u32) -> Result<Vec<ImportRecord>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, source, format, origin, started_at, finished_at, status, rows_read, added,
+                    updated, unchanged, skipped FROM imports ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit], |r| {
+                Ok(ImportRecord {
+                    id: r.get(0)?,
+                    source: r.get(1)?,
+                    format: r.get(2)?,
+                    origin: r.get(3)?,
+                    started_at: from_ts(r.get(4)?),
+                    finished_at: r.get::<_, Option<i64>>(5)?.map(from_ts),
+                    status: r.get(6)?,
+                    rows_read: r.get::<_, i64>(7)? as u64,
+                    added: r.get::<_, i64>(8)? as u64,
+                    updated: r.get::<_, i64>(9)? as u64,
+                    unchanged: r.get::<_, i64>(10)? as u64,
+                    skipped: r.get::<_, i64>(11)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn add_indicator(&self, new: &NewIndicator, now: DateTime<Utc>) -> Result<(Indicator, bool)> {
+        let norm = match new.kind {
+            Some(k) => normalize_as(k, &new.value),
+            None => normalize_any(&new.value),
+        }
+        .map_err(|e| StoreError::Invalid(format!("{:?}: {e}", new.value)))?;
+        if new.confidence.is_some_and(|c| c > 100) {
+            return Err(StoreError::Invalid("confidence is 0 to 100".into()));
+        }
+        let source = new.source.clone().unwrap_or_else(|| "operator".into());
+        let spec = SourceSpec {
+            name: source.clone(),
+            default_category: new.category.unwrap_or(Category::Other),
+            default_confidence: new.confidence.unwrap_or(100),
+            default_tlp: new.tlp.unwrap_or(Tlp::Clear),
+            ttl: new.ttl_secs.map(std::time::Duration::from_secs),
+            list_url_hosts: true,
+        };
+        let mut rec = FeedRecord::new(0, norm);
+        rec.tags = new.tags.clone();
+        rec.reference_url = new.reference_url.clone();
+        rec.reporter = new.reporter.clone();
+        let now_s = ts(now);
+        let id = self.write(|c| {
+            let tx = c.transaction()?;
+            let sid = ensure_source(&tx, &source, true, now_s)?;
+            let existing: Option<i64> = tx
+                .query_row("SELECT id FROM indicators WHERE value = ?1", [&rec.indicator.value], |r| r.get(0))
+                .optional()?;
+            let prior_first: Option<i64> = match existing {
+                Some(id) => tx
+                    .query_row(
+                        "SELECT first_seen FROM indicator_sources WHERE indicator_id = ?1 AND source_id = ?2",
+                        params![id, sid],
+                        |r| r.get(0),
+                    )
+                    .optional()?,
+                None => None,
+            };
+            let m = Membership::from_record(&rec, &spec, now_s, prior_first);
+            let (id, created) = match existing {
+                Some(id) => {
+                    m.upsert(&tx, id, sid)?;
+                    recompute(&tx, id, now_s)?;
+                    journal(&tx, now_s, Some(id), "update", Some(&source))?;
+                    (id, false)
+                }
+                None => {
+                    let allowlist = Allowlist::new(load_allowlist(&tx)?.into_iter().map(|e| e.entry));
+                    let host = rec.indicator.host.as_deref();
+                    let (status, reason) =
+                        initial_status(&allowlist, rec.indicator.kind, &rec.indicator.value, host, &m, now_s);
+                    let id = insert_indicator(&tx, rec.indicator.kind, &rec.indicator.value, host, &m, status, reason.as_deref(), now_s)?
+                        .ok_or_else(|| StoreError::Backend("indicator appeared during its own insert".into()))?;
+                    m.upsert(&tx, id, sid)?;
+                    journal(&tx, now_s, Some(id), "add", Some(&source))?;
+                    (id, true)
+                }
+            };
+            tx.commit()?;
+            Ok((id, created))
+        })?;
+        let ind = self.get_indicator(id.0)?.ok_or(StoreError::NotFound)?;
+        Ok((ind, id.1))
+    }
+
+    fn get_indicator(&self, id: IndicatorId) -> Result<Option<Indicator>> {
+        self.read(|c| load_indicator(c, id))
+    }
+
+    fn find_indicator(&self, value: &str) -> Result<Option<Indicator>> {
+        let normalized = normalize_any(value)
+            .map(|n| n.value)
+            .unwrap_or_else(|_| value.to_string());
+        self.read(|c| {
+            let id: Option<i64> = c
+                .prepare_cached("SELECT id FROM indicators WHERE value = ?1")?
+                .query_row([&normalized], |r| r.get(0))
+                .optional()?;
+            match id {
+                Some(id) => load_indicator(c, id),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn list_indicators(&self, q: &ListQuery) -> Result<Page> {
+        let limit = q.limit.unwrap_or(100).clamp(1, 1000) as i64;
+        let (filter, args) = list_filter(q);
+        self.read(|c| {
+            let total: i64 = c.query_row(
+                &format!("SELECT count(*) FROM indicators i {filter}"),
+                params_from_iter(args.iter()),
+                |r| r.get(0),
+            )?;
+            let mut page_args = args.clone();
+            page_args.push(q.after.unwrap_or(0).into());
+            let after_n = page_args.len();
+            page_args.push((limit + 1).into());
+            let joiner = if filter.is_empty() { "WHERE" } else { "AND" };
+            let sql = format!(
+                "SELECT {cols} FROM indicators i {filter} {joiner} i.id > ?{after_n} ORDER BY i.id LIMIT ?{lim}",
+                cols = INDICATOR_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("i.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                lim = after_n + 1,
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let mut items: Vec<Indicator> = stmt
+                .query_map(params_from_iter(page_args.iter()), indicator_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            let next_after = if items.len() as i64 > limit {
+                items.truncate(limit as usize);
+                items.last().map(|i| i.id)
+            } else {
+                None
+            };
+            for ind in &mut items {
+                fill_details(c, ind)?;
+            }
+            Ok(Page {
+                items,
+                next_after,
+                total: total as u64,
+            })
+        })
+    }
+
+    fn set_status(
+        &self,
+        id: IndicatorId,
+        status: Status,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Indicator> {
+        if !matches!(
+            status,
+            Status::FalsePositive | Status::Delisted | Status::Active
+        ) {
+            return Err(StoreError::Invalid(format!(
+                "an operator can set false-positive, delisted or active, not {status}; allowlist through the allowlist"
+            )));
+        }
+        if reason.trim().is_empty() {
+            return Err(StoreError::Invalid("a reason is required".into()));
+        }
+        self.write(|c| {
+            let tx = c.transaction()?;
+            let row: Option<(String, Option<String>, String, Option<i64>)> = tx
+                .query_row(
+                    "SELECT kind, host, value, expires_at FROM indicators WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            let Some((kind, host, value, expires)) = row else {
+                return Err(StoreError::NotFound);
+            };
+            let (status, reason) = if status == Status::Active {
+                // Back to what the sources and the allowlist say.
+                let allowlist = Allowlist::new(load_allowlist(&tx)?.into_iter().map(|e| e.entry));
+                let kind: Kind = parse_enum(&kind)?;
+                if let Some(why) = allow_reason(&allowlist, kind, &value, host.as_deref()) {
+                    (Status::Allowlisted, why)
+                } else if expires.is_some_and(|e| e <= ts(now)) {
+                    (Status::Expired, reason.to_string())
+                } else {
+                    (Status::Active, reason.to_string())
+                }
+            } else {
+                (status, reason.to_string())
+            };
+            tx.execute(
+                "UPDATE indicators SET status = ?2, status_reason = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, status.as_str(), reason, ts(now)],
+            )?;
+            journal(&tx, ts(now), Some(id), status.as_str(), Some(&reason))?;
+            tx.commit()?;
+            Ok(())
+        })?;
+        self.get_indicator(id)?.ok_or(StoreError::NotFound)
+    }
+
+    fn delete_indicator(&self, id: IndicatorId, now: DateTime<Utc>) -> Result<bool> {
+        self.write(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute("DELETE FROM indicators WHERE id = ?1", [id])?;
+            if n > 0 {
+                journal(&tx, ts(now), Some(id), "delete", None)?;
+            }
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    fn add_evidence(&self, id: IndicatorId, e: &NewEvidence, now: DateTime<Utc>) -> Result<i64> {
+        if e.kind.trim().is_empty() || e.uri.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "evidence needs a kind and a uri".into(),
+            ));
+        }
+        self.write(|c| {
+            let exists: bool = c.query_row("SELECT count(*) FROM indicators WHERE id = ?1", [id], |r| {
+                r.get::<_, i64>(0).map(|n| n > 0)
+            })?;
+            if !exists {
+                return Err(StoreError::NotFound);
+            }
+            c.execute(
+                "INSERT INTO evidence (indicator_id, kind, uri, sha256, note, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, e.kind, e.uri, e.sha256, e.note, ts(now)],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    fn counts_by_status(&self) -> Result<Vec<(Status, u64)>> {
+        let map =
+            self.read(|c| count_map(c, "SELECT status, count(*) FROM indicators GROUP BY status"))?;
+        Ok(Status::ALL
+            .iter()
+            .map(|s| (*s, map.get(s.as_str()).copied().unwrap_or(0)))
+            .collect())
+    }
+
+    fn allowlist(&self) -> Result<Vec<StoredAllowEntry>> {
+        self.read(load_allowlist)
+    }
+
+    fn add_allow(&self, entry: &AllowEntry, now: DateTime<Utc>) -> Result<StoredAllowEntry> {
+        if entry.reason.trim().is_empty() {
+            return Err(StoreError::Invalid(
+                "an allowlist entry needs a reason".into(),
+            ));
+        }
+        let id = self.write(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO allowlist (kind, name, reason, origin, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (kind, name, origin) DO UPDATE SET reason = excluded.reason",
+                params![entry.kind.as_str(), entry.name, entry.reason, entry.origin, ts(now)],
+            )?;
+            let id: i64 = tx.query_row(
+                "SELECT id FROM allowlist WHERE kind = ?1 AND name = ?2 AND origin = ?3",
+                params![entry.kind.as_str(), entry.name, entry.origin],
+                |r| r.get(0),
+            )?;
+            journal(&tx, ts(now), None, "allowlist-add", Some(&entry.name))?;
+            tx.commit()?;
+            Ok(id)
+        })?;
+        self.reapply_allowlist(now)?;
+        self.allowlist()?
+            .into_iter()
+            .find(|e| e.id == id)
+            .ok_or(StoreError::NotFound)
+    }
+
+    fn remove_allow(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+        let removed = self.write(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute("DELETE FROM allowlist WHERE id = ?1", [id])?;
+            if n > 0 {
+                journal(
+                    &tx,
+                    ts(now),
+                    None,
+                    "allowlist-remove",
+                    Some(&id.to_string()),
+                )?;
+            }
+            tx.commit()?;
+            Ok(n > 0)
+        })?;
+        if removed {
+            self.reapply_allowlist(now)?;
+        }
+        Ok(removed)
+    }
+
+    fn replace_allow_origin(
+        &self,
+        origin: &str,
+        entries: &[AllowEntry],
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let changed = self.write(|c| {
+            let tx = c.transaction()?;
+            let before: Vec<(String, String, String)> = {
+                let mut stmt = tx.prepare("SELECT kind, name, reason FROM allowlist WHERE origin = ?1 ORDER BY kind, name")?;
+                stmt.query_map([origin], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            let mut after: Vec<(String, String, String)> = entries
+                .iter()
+                .map(|e| (e.kind.as_str().to_string(), e.name.clone(), e.reason.clone()))
+                .collect();
+            after.sort();
+            after.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+            if before == after {
+                return Ok(false);
+            }
+            tx.execute("DELETE FROM allowlist WHERE origin = ?1", [origin])?;
+            {
+                let mut ins = tx.prepare(
+                    "INSERT INTO allowlist (kind, name, reason, origin, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (kind, name, origin) DO NOTHING",
+                )?;
+                for (kind, name, reason) in &after {
+                    ins.execute(params![kind, name, reason, origin, ts(now)])?;
+                }
+            }
+            journal(&tx, ts(now), None, "allowlist-replace", Some(origin))?;
+            tx.commit()?;
+            Ok(true)
+        })?;
+        if changed {
+            self.reapply_allowlist(now)?;
+        }
+        Ok(())
+    }
+
+    fn reapply_allowlist(&self, now: DateTime<Utc>) -> Result<u64> {
+        let now_s = ts(now);
+        self.write(|c| {
+            let tx = c.transaction()?;
+            let allowlist = Allowlist::new(load_allowlist(&tx)?.into_iter().map(|e| e.entry));
+            let mut changes: Vec<(i64, Status, Option<String>)> = Vec::new();
+            {
+                let mut stmt = tx.prepare(
+                    "SELECT id, kind, value, host, status, status_reason, expires_at FROM indicators
+                     WHERE status IN ('active', 'expired', 'allowlisted')",
+                )?;
+                let mut rows = stmt.query([])?;
+                while let Some(r) = rows.next()? {
+                    let kind: Kind = parse_enum(&r.get::<_, String>(1)?)?;
+                    let value: String = r.get(2)?;
+                    let host: Option<String> = r.get(3)?;
+                    let status: Status = parse_enum(&r.get::<_, String>(4)?)?;
+                    let reason: Option<String> = r.get(5)?;
+                    let expires: Option<i64> = r.get(6)?;
+                    let want = match allow_reason(&allowlist, kind, &value, host.as_deref()) {
+                        Some(why) => (Status::Allowlisted, Some(why)),
+                        None if status == Status::Allowlisted => {
+                            if expires.is_some_and(|e| e <= now_s) {
+                                (Status::Expired, None)
+                            } else {
+                                (Status::Active, None)
+                            }
+                        }
+                        None => (status, reason.clone()),
+                    };
+                    if want.0 != status || want.1 != reason {
+                        changes.push((r.get(0)?, want.0, want.1));
+                    }
+                }
+            }
+            for (id, status, reason) in &changes {
+                tx.prepare_cached("UPDATE indicators SET status = ?2, status_reason = ?3, updated_at = ?4 WHERE id = ?1")?
+                    .execute(params![id, status.as_str(), reason, now_s])?;
+                journal(&tx, now_s, Some(*id), status.as_str(), reason.as_deref())?;
+            }
+            tx.commit()?;
+            Ok(changes.len() as u64)
+        })
+    }
+
+    fn host_marks(&self) -> Result<Vec<HostMark>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT host, reason, origin, created_at FROM host_marks ORDER BY host",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(HostMark {
+                    host: r.get(0)?,
+                    reason: r.get(1)?,
+                    origin: r.get(2)?,
+                    created_at: from_ts(r.get(3)?),
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn set_host_mark(&self, mark: &HostMark) -> Result<()> {
+        let host = kanki_indicators::normalize::normalize_domain(&mark.host)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        if mark.reason.trim().is_empty() {
+            return Err(StoreError::Invalid("a host mark needs a reason".into()));
+        }
+        self.write(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO host_marks (host, mark, reason, origin, created_at) VALUES (?1, 'compromised', ?2, ?3, ?4)
+                 ON CONFLICT (host) DO UPDATE SET reason = excluded.reason, origin = excluded.origin",
+                params![host, mark.reason, mark.origin, ts(mark.created_at)],
+            )?;
+            journal(&tx, ts(mark.created_at), None, "host-mark", Some(&host))?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn remove_host_mark(&self, host: &str, now: DateTime<Utc>) -> Result<bool> {
+        self.write(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute("DELETE FROM host_marks WHERE host = ?1", [host])?;
+            if n > 0 {
+                journal(&tx, ts(now), None, "host-unmark", Some(host))?;
+            }
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    fn expire(&self, now: DateTime<Utc>) -> Result<u64> {
+        let now_s = ts(now);
+        self.write(|c| {
+            let tx = c.transaction()?;
+            let ids: Vec<i64> = {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT id FROM indicators WHERE status = 'active' AND expires_at IS NOT NULL AND expires_at <= ?1",
+                )?;
+                stmt.query_map([now_s], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
+            };
+            for id in &ids {
+                tx.prepare_cached(
+                    "UPDATE indicators SET status = 'expired', status_reason = 'no source has seen it within its time to live', updated_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![id, now_s])?;
+                journal(&tx, now_s, Some(*id), "expire", None)?;
+            }
+            tx.commit()?;
+            Ok(ids.len() as u64)
+        })
+    }
+
+    fn for_each_dns_name(&self, f: &mut dyn FnMut(&str, IndicatorId)) -> Result<()> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT i.host, i.id FROM indicators i
+                 WHERE i.status = 'active' AND i.host IS NOT NULL AND (
+                    i.kind = 'domain' OR (
+                        i.kind = 'url'
+                        AND NOT EXISTS (SELECT 1 FROM host_marks m WHERE m.host = i.host)
+                        AND EXISTS (SELECT 1 FROM indicator_sources s JOIN sources src ON src.id = s.source_id
+                                    WHERE s.indicator_id = i.id AND src.list_url_hosts = 1)))",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let host = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                f(host, r.get(1)?);
+            }
+            Ok(())
+        })
+    }
+
+    fn for_each_ip(&self, f: &mut dyn FnMut(&str, IndicatorId)) -> Result<()> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT value, id FROM indicators WHERE status = 'active' AND kind = 'ip'",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let v = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                f(v, r.get(1)?);
+            }
+            Ok(())
+        })
+    }
+
+    fn for_each_indicator(&self, q: &ListQuery, f: &mut dyn FnMut(Indicator)) -> Result<()> {
+        let (filter, args) = list_filter(q);
+        self.read(|c| {
+            let cols = INDICATOR_COLUMNS
+                .split(", ")
+                .map(|c| format!("i.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut stmt = c.prepare(&format!("SELECT {cols} FROM indicators i {filter} ORDER BY i.id"))?;
+            let mut rows = stmt.query(params_from_iter(args.iter()))?;
+            // Sources of all indicators in id order, merged with the indicators.
+            let mut src_stmt = c.prepare(&format!(
+                "SELECT {SOURCE_COLUMNS} FROM indicator_sources s JOIN sources src ON src.id = s.source_id
+                 ORDER BY s.indicator_id"
+            ))?;
+            let mut sources = src_stmt.query_map([], source_from_row)?.peekable();
+            while let Some(r) = rows.next()? {
+                let mut ind = indicator_from_row(r)?;
+                while let Some(Ok((iid, _))) = sources.peek() {
+                    if *iid > ind.id {
+                        break;
+                    }
+                    let (iid, s) = sources.next().expect("peeked")?;
+                    if iid == ind.id {
+                        ind.sources.push(s);
+                    }
+                }
+                if let Some(Err(_)) = sources.peek() {
+                    sources.next().expect("peeked")?;
+                }
+                f(ind);
+            }
+            Ok(())
+        })
+    }
+}

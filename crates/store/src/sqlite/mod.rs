@@ -1,0 +1,193 @@
+//! The SQLite backend: one database file in WAL mode.
+//!
+//! One writer connection (SQLite allows one writer at a time anyway) and a
+//! few reader connections, which WAL lets read while the writer writes.
+
+mod indicators;
+mod migrate;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::{Result, SqliteOptions, StoreError};
+
+const READERS: usize = 4;
+
+pub(crate) struct SqliteBackend {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound,
+            other => StoreError::Backend(other.to_string()),
+        }
+    }
+}
+
+fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
+    conn.busy_timeout(options.busy_timeout)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if options.synchronous_full {
+            "FULL"
+        } else {
+            "NORMAL"
+        },
+    )?;
+    // Up to 256 MiB of page cache: a million-row import keeps its indexes
+    // in memory. SQLite allocates it only as pages are used.
+    conn.pragma_update(None, "cache_size", -262144)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Reads through a memory map instead of a read() per page.
+    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+    Ok(())
+}
+
+impl SqliteBackend {
+    pub(crate) fn open(path: &Path, options: &SqliteOptions) -> Result<Self> {
+        let writer = Connection::open(path)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "{} cannot use WAL mode (got {mode})",
+                path.display()
+            )));
+        }
+        configure(&writer, options)?;
+        // Checkpoint the WAL every ~64 MiB rather than every 4 MiB: a large
+        // import copies each page back to the database far fewer times.
+        writer.pragma_update(None, "wal_autocheckpoint", 16384)?;
+        migrate::apply(&writer)?;
+        mark_interrupted_imports(&writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            configure(&r, options)?;
+            readers.push(Mutex::new(r));
+        }
+        Ok(SqliteBackend {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut conn)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(conn) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                return f(&conn);
+            }
+        }
+        let conn = self.readers[start % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+}
+
+/// Who runs an import: this host and process.
+pub(crate) fn import_owner() -> String {
+    format!("{}:{}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// A run still marked running whose process on this host is gone was cut
+/// off by a crash or a kill. Runs of live processes (a `kanki serve` and a
+/// `kanki import` side by side) are left alone.
+fn mark_interrupted_imports(conn: &Connection) -> Result<()> {
+    let running: Vec<(i64, String)> = {
+        let mut stmt = conn.prepare("SELECT id, owner FROM imports WHERE status = 'running'")?;
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let host = hostname();
+    for (id, owner) in running {
+        let gone = match owner.rsplit_once(':') {
+            Some((h, pid)) if h == host => pid.parse::<u32>().is_ok_and(|p| {
+                p == std::process::id() || !Path::new(&format!("/proc/{p}")).exists()
+            }),
+            _ => false,
+        };
+        if gone {
+            conn.execute(
+                "UPDATE imports SET status = 'interrupted' WHERE id = ?1",
+                [id],
+            )?;
+            tracing::warn!(
+                import = id,
+                "an import was interrupted (the process running it is gone)"
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn ts(t: DateTime<Utc>) -> i64 {
+    t.timestamp()
+}
+
+pub(crate) fn from_ts(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(s, 0).single().unwrap_or_default()
+}
+
+/// Appends to the change journal, which is what moves the generation.
+pub(crate) fn journal(
+    conn: &Connection,
+    at: i64,
+    indicator: Option<i64>,
+    op: &str,
+    detail: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO changes (at, indicator_id, op, detail) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![at, indicator, op, detail])?;
+    Ok(())
+}
+
+pub(crate) fn source_id(conn: &Connection, name: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM sources WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?)
+}
+
+/// Counts by key, for small group-by results.
+pub(crate) fn count_map(conn: &Connection, sql: &str) -> Result<HashMap<String, u64>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (k, v) = row?;
+        out.insert(k, v);
+    }
+    Ok(out)
+}

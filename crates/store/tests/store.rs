@@ -1,0 +1,333 @@
+//! The store as its callers use it: imports, the allowlist, expiry, operator
+//! actions, listings and the DNS list, on a real SQLite file.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use kanki_feeds::{FeedRecord, Row, Skip};
+use kanki_indicators::{AllowEntry, AllowKind, Category, Kind, Status, Tlp, normalize_any};
+use kanki_store::{Importer, ListQuery, NewIndicator, SourceSpec, SqliteOptions, Store};
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open_sqlite(&dir.path().join("kanki.sqlite3"), &SqliteOptions::default()).unwrap()
+}
+
+fn at(day: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, day, 12, 0, 0).unwrap()
+}
+
+fn spec(name: &str) -> SourceSpec {
+    SourceSpec {
+        name: name.into(),
+        default_category: Category::MalwareDistribution,
+        default_confidence: 60,
+        default_tlp: Tlp::Clear,
+        ttl: Some(Duration::from_secs(7 * 86400)),
+        list_url_hosts: true,
+    }
+}
+
+fn rec(line: u64, value: &str) -> Row {
+    Row::Record(FeedRecord::new(line, normalize_any(value).unwrap()))
+}
+
+fn import(
+    store: &Store,
+    source: &SourceSpec,
+    rows: Vec<Row>,
+    now: DateTime<Utc>,
+) -> kanki_store::ImportSummary {
+    Importer::new(store)
+        .chunk_rows(2)
+        .run(source, "plain", "test", rows.into_iter(), now, &mut |_| {})
+        .unwrap()
+}
+
+fn dns_names(store: &Store) -> Vec<String> {
+    let mut names = Vec::new();
+    store
+        .for_each_dns_name(&mut |n, _| names.push(n.to_string()))
+        .unwrap();
+    names.sort();
+    names
+}
+
+#[test]
+fn import_is_idempotent_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let rows = || {
+        vec![
+            rec(1, "http://Evil.example/a"),
+            rec(2, "bad.example"),
+            Row::Skip(Skip {
+                line: 3,
+                reason: "invalid URL".into(),
+            }),
+            rec(4, "198.51.100.7"),
+            rec(5, "bad.example"), // a duplicate inside the file
+        ]
+    };
+    let first = import(&store, &spec("f"), rows(), at(1));
+    assert_eq!(
+        (
+            first.rows_read,
+            first.added,
+            first.updated,
+            first.unchanged,
+            first.skipped
+        ),
+        (5, 3, 0, 1, 1)
+    );
+    assert_eq!(first.skipped_by_reason["invalid URL"].first_lines, vec![3]);
+    let generation = store.generation().unwrap();
+
+    let second = import(&store, &spec("f"), rows(), at(2));
+    assert!(second.changed_nothing(), "{second:?}");
+    assert_eq!(second.unchanged, 4);
+    assert_eq!(
+        store.generation().unwrap(),
+        generation,
+        "a re-import must not change the list"
+    );
+    // Seen again: the expiry moved with the second import.
+    let ind = store.find_indicator("bad.example").unwrap().unwrap();
+    assert_eq!(ind.expires_at, Some(at(2) + chrono::Duration::days(7)));
+    assert_eq!(ind.first_seen, at(1));
+
+    let imports = store.recent_imports(10).unwrap();
+    assert_eq!(imports.len(), 2);
+    assert!(imports.iter().all(|i| i.status == "completed"));
+}
+
+#[test]
+fn a_second_source_adds_itself_to_the_indicator() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    import(&store, &spec("a"), vec![rec(1, "bad.example")], at(1));
+    let mut b = spec("b");
+    b.default_confidence = 90;
+    b.default_category = Category::C2;
+    let s = import(&store, &b, vec![rec(1, "bad.example")], at(2));
+    assert_eq!((s.added, s.updated), (0, 1));
+    let ind = store.find_indicator("bad.example").unwrap().unwrap();
+    assert_eq!(ind.sources.len(), 2);
+    assert_eq!(ind.confidence, 90);
+    assert_eq!(ind.category, Category::C2);
+}
+
+#[test]
+fn the_allowlist_wins_over_every_source_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    store
+        .add_allow(
+            &AllowEntry::new(AllowKind::Suffix, "isp.example", "our own zone", "operator").unwrap(),
+            at(1),
+        )
+        .unwrap();
+    import(
+        &store,
+        &spec("f"),
+        vec![
+            rec(1, "mail.isp.example"),
+            rec(2, "http://www.isp.example/x"),
+            rec(3, "bad.example"),
+        ],
+        at(1),
+    );
+    let ind = store.find_indicator("mail.isp.example").unwrap().unwrap();
+    assert_eq!(ind.status, Status::Allowlisted);
+    assert!(ind.status_reason.unwrap().contains("our own zone"));
+    assert_eq!(dns_names(&store), vec!["bad.example"]);
+
+    // An allowlist entry added later applies to what is already listed...
+    let e = store
+        .add_allow(
+            &AllowEntry::new(
+                AllowKind::Exact,
+                "bad.example",
+                "customer complaint #12",
+                "operator",
+            )
+            .unwrap(),
+            at(2),
+        )
+        .unwrap();
+    assert!(dns_names(&store).is_empty());
+    assert_eq!(
+        store.find_indicator("bad.example").unwrap().unwrap().status,
+        Status::Allowlisted
+    );
+    // ...and removing it lists it again.
+    assert!(store.remove_allow(e.id, at(3)).unwrap());
+    assert_eq!(dns_names(&store), vec!["bad.example"]);
+}
+
+#[test]
+fn listings_expire_and_come_back_when_seen_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    import(&store, &spec("f"), vec![rec(1, "bad.example")], at(1));
+    assert_eq!(store.expire(at(7)).unwrap(), 0);
+    assert_eq!(store.expire(at(9)).unwrap(), 1);
+    assert!(dns_names(&store).is_empty());
+    let ind = store.find_indicator("bad.example").unwrap().unwrap();
+    assert_eq!(ind.status, Status::Expired);
+    let s = import(&store, &spec("f"), vec![rec(1, "bad.example")], at(10));
+    assert_eq!(s.updated, 1, "revival is a change");
+    assert_eq!(dns_names(&store), vec!["bad.example"]);
+}
+
+#[test]
+fn operator_marks_stick_and_url_hosts_follow_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut no_hosts = spec("phish");
+    no_hosts.list_url_hosts = false;
+    import(
+        &store,
+        &spec("f"),
+        vec![
+            rec(1, "http://dropper.example/x.exe"),
+            rec(2, "http://real-site.example/wp/x.php"),
+        ],
+        at(1),
+    );
+    import(
+        &store,
+        &no_hosts,
+        vec![rec(1, "http://compromised.example/login")],
+        at(1),
+    );
+    assert_eq!(
+        dns_names(&store),
+        vec!["dropper.example", "real-site.example"]
+    );
+
+    store
+        .set_host_mark(&kanki_store::HostMark {
+            host: "real-site.example".into(),
+            reason: "a real shop with an injected script".into(),
+            origin: "operator".into(),
+            created_at: at(2),
+        })
+        .unwrap();
+    assert_eq!(dns_names(&store), vec!["dropper.example"]);
+
+    let id = store
+        .find_indicator("http://dropper.example/x.exe")
+        .unwrap()
+        .unwrap()
+        .id;
+    let fp = store
+        .set_status(id, Status::FalsePositive, "it is our update server", at(2))
+        .unwrap();
+    assert_eq!(fp.status, Status::FalsePositive);
+    assert!(dns_names(&store).is_empty());
+    // A feed seeing it again does not undo an operator's judgement.
+    import(
+        &store,
+        &spec("f"),
+        vec![rec(1, "http://dropper.example/x.exe")],
+        at(3),
+    );
+    assert_eq!(
+        store.get_indicator(id).unwrap().unwrap().status,
+        Status::FalsePositive
+    );
+    assert!(
+        store
+            .set_status(id, Status::FalsePositive, " ", at(3))
+            .is_err(),
+        "a reason is required"
+    );
+    assert!(store.delete_indicator(id, at(4)).unwrap());
+    assert!(store.get_indicator(id).unwrap().is_none());
+}
+
+#[test]
+fn listing_filters_and_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let rows = (0..25)
+        .map(|i| rec(i, &format!("host{i}.bad.example")))
+        .collect();
+    import(&store, &spec("f"), rows, at(1));
+    let (added, _) = store
+        .add_indicator(
+            &NewIndicator {
+                value: "203.0.113.0/24".into(),
+                category: Some(Category::C2),
+                tags: vec!["mirai".into()],
+                ..Default::default()
+            },
+            at(1),
+        )
+        .unwrap();
+    assert_eq!(added.kind, Kind::Ip);
+    assert_eq!(added.sources[0].source, "operator");
+
+    let mut q = ListQuery {
+        limit: Some(10),
+        source: Some("f".into()),
+        ..Default::default()
+    };
+    let mut seen = 0;
+    loop {
+        let page = store.list_indicators(&q).unwrap();
+        assert_eq!(page.total, 25);
+        seen += page.items.len();
+        match page.next_after {
+            Some(a) => q.after = Some(a),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 25);
+    let tagged = store
+        .list_indicators(&ListQuery {
+            tag: Some("mirai".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(tagged.items.len(), 1);
+    let found = store
+        .list_indicators(&ListQuery {
+            q: Some("HOST1".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(found.total, 11, "host1 and host10..host19");
+    let ips = store
+        .list_indicators(&ListQuery {
+            kind: Some(Kind::Ip),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(ips.items[0].value, "203.0.113.0/24");
+    let mut all = 0;
+    store
+        .for_each_indicator(&ListQuery::default(), &mut |i| {
+            assert!(!i.sources.is_empty());
+            all += 1;
+        })
+        .unwrap();
+    assert_eq!(all, 26);
+}
+
+#[test]
+fn a_store_reopens_with_its_data_and_marks_interrupted_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(&dir);
+        import(&store, &spec("f"), vec![rec(1, "bad.example")], at(1));
+        store
+            .begin_import(&spec("f"), "plain", "killed", at(2))
+            .unwrap();
+    }
+    let store = open(&dir);
+    assert!(store.find_indicator("bad.example").unwrap().is_some());
+    let runs = store.recent_imports(10).unwrap();
+    assert_eq!(runs[0].status, "interrupted");
+    assert_eq!(runs[1].status, "completed");
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs kanki's whole test suite on a fresh Debian machine: installs what the
+# tests need (real peers, never mocks), checks formatting and lints, runs
+# every test, and keeps the fuzz targets building.
+#
+#   scripts/test.sh                      everything
+#   SKIP_FUZZ_BUILD=1 scripts/test.sh    without building the fuzz targets
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A cargo target directory outside the clone, so CI and developers keep it.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kanki/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+mkdir -p "$CARGO_TARGET_DIR"
+
+# Debian packages the tests use, by the program each provides:
+#   named-checkzone (bind9-utils), named (bind9), unbound-checkconf (unbound), gzip, zip
+need=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+have named-checkzone || need+=(bind9-utils)
+have named || need+=(bind9)
+have unbound-checkconf || need+=(unbound)
+have gzip || need+=(gzip)
+have zip || need+=(zip)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+echo "test.sh: cargo fmt --check"
+cargo fmt --all -- --check
+echo "test.sh: cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "test.sh: cargo test"
+set +e
+cargo test --workspace --no-fail-fast 2>&1 | tee "$CARGO_TARGET_DIR/test.log"
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" -ne 0 ]; then
+  echo "test.sh: tests failed"
+  exit "$status"
+fi
+if [ -z "${SKIP_FUZZ_BUILD:-}" ] && [ -x scripts/fuzz.sh ]; then
+  echo "test.sh: building the fuzz targets"
+  scripts/fuzz.sh
+fi
+passed=$(grep -Eo '^test result: ok\. [0-9]+ passed' "$CARGO_TARGET_DIR/test.log" | awk '{s+=$4} END {print s+0}')
+echo "test.sh: all tests passed"
+echo "${passed} passed, 0 failed"
