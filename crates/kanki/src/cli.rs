@@ -394,31 +394,15 @@ pub fn indicators(config: Config, c: IndicatorsCommand) -> anyhow::Result<ExitCo
         IndicatorsCommand::FalsePositive {
             id_or_value,
             reason,
-        } => {
-            let i = resolve(&kanki, &id_or_value)?;
-            let i = kanki
-                .store
-                .set_status(i.id, Status::FalsePositive, &reason, now)?;
-            println!("indicator {} ({}) is now {}", i.id, i.value, i.status);
-        }
+        } => set_status(&kanki, &id_or_value, Status::FalsePositive, &reason)?,
         IndicatorsCommand::Delist {
             id_or_value,
             reason,
-        } => {
-            let i = resolve(&kanki, &id_or_value)?;
-            let i = kanki
-                .store
-                .set_status(i.id, Status::Delisted, &reason, now)?;
-            println!("indicator {} ({}) is now {}", i.id, i.value, i.status);
-        }
+        } => set_status(&kanki, &id_or_value, Status::Delisted, &reason)?,
         IndicatorsCommand::Reactivate {
             id_or_value,
             reason,
-        } => {
-            let i = resolve(&kanki, &id_or_value)?;
-            let i = kanki.store.set_status(i.id, Status::Active, &reason, now)?;
-            println!("indicator {} ({}) is now {}", i.id, i.value, i.status);
-        }
+        } => set_status(&kanki, &id_or_value, Status::Active, &reason)?,
         IndicatorsCommand::Delete { id_or_value } => {
             let i = resolve(&kanki, &id_or_value)?;
             kanki.store.delete_indicator(i.id, now)?;
@@ -426,6 +410,21 @@ pub fn indicators(config: Config, c: IndicatorsCommand) -> anyhow::Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn set_status(
+    kanki: &Kanki,
+    id_or_value: &str,
+    status: Status,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let i = resolve(kanki, id_or_value)?;
+    let i = kanki.store.set_status(i.id, status, reason, Utc::now())?;
+    println!("indicator {} ({}) is now {}", i.id, i.value, i.status);
+    if let Some(r) = &i.status_reason {
+        println!("  {r}");
+    }
+    Ok(())
 }
 
 fn print_indicator(i: &Indicator) {
