@@ -285,23 +285,25 @@ fn the_openapi_document_describes_every_route() {
 }
 
 #[test]
-fn scheduled_feeds_are_imported_and_expiry_runs() {
-    let env = Env::new("");
-    let feed = env.dir.path().join("feed.txt");
+fn scheduled_feeds_are_imported_expire_and_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("feed.txt");
     std::fs::write(&feed, "scheduled.example\n").unwrap();
-    let config = std::fs::read_to_string(&env.config).unwrap()
-        + &format!(
-            "\n[[feeds]]\nname = \"local\"\nformat = \"plain\"\npath = \"{}\"\nevery = \"10s\"\n",
-            feed.display()
-        );
-    std::fs::write(&env.config, config).unwrap();
+    let env = Env::new(&format!(
+        "\n[indicators]\nexpire_every = \"1s\"\n\n[[feeds]]\nname = \"local\"\nformat = \"plain\"\npath = \"{}\"\nevery = \"10s\"\nttl = \"3s\"\n",
+        feed.display()
+    ));
     let s = env.serve();
-    eventually(10, "the scheduled import", || {
-        lookup(&s.api, "www.scheduled.example") == "listed"
-    });
+    eventually(10, "the scheduled import", || lookup(&s.api, "www.scheduled.example") == "listed");
     let imports = get(&s.api, "/api/v1/imports");
     assert_eq!(imports[0]["source"], "local");
     assert_eq!(imports[0]["status"], "completed");
+    // Its time to live runs out before the next import...
+    eventually(8, "expiry", || lookup(&s.api, "scheduled.example") == "not-listed");
+    let page = get(&s.api, "/api/v1/indicators?status=expired");
+    assert_eq!(page["total"], 1);
+    // ...and the next import, seeing it again, lists it again.
+    eventually(15, "the listing back after the next import", || lookup(&s.api, "scheduled.example") == "listed");
 }
 
 #[test]
@@ -398,4 +400,51 @@ fn an_import_killed_midway_leaves_a_consistent_store_and_completes_on_rerun() {
         .unwrap();
     assert!(after > before);
     assert_eq!(after, v["added"].as_i64().unwrap() + before);
+}
+
+/// A one-file HTTP server on loopback that answers with an ETag and a 304
+/// when the client already has it; it records the request heads it saw.
+fn feed_server(body: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/feeds/list.txt", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            let cached = head.to_ascii_lowercase().contains("if-none-match: \"v1\"");
+            log.lock().unwrap().push(head);
+            let resp = if cached {
+                "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n".to_string()
+            } else {
+                format!("HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+            };
+            let _ = stream.write_all(resp.as_bytes());
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn feeds_are_fetched_by_url_with_conditional_requests() {
+    let (url, seen) = feed_server("fetched.example\nhttp://dl.fetched2.example/x.apk\n");
+    let env = Env::new(&format!("\n[[feeds]]\nname = \"remote\"\nformat = \"plain\"\nurl = \"{url}\"\nevery = \"10s\"\n"));
+    let s = env.serve();
+    eventually(10, "the fetched feed in the policy", || lookup(&s.api, "fetched.example") == "listed");
+    assert_eq!(lookup(&s.api, "dl.fetched2.example"), "listed");
+    // The next fetch asks whether it changed, and the 304 changes nothing.
+    eventually(20, "a conditional second fetch", || seen.lock().unwrap().len() >= 2);
+    let heads = seen.lock().unwrap().clone();
+    assert!(heads[1].to_ascii_lowercase().contains("if-none-match: \"v1\""), "{heads:?}");
+    assert_eq!(get(&s.api, "/api/v1/imports").as_array().unwrap().len(), 1, "a 304 is not an import");
 }
