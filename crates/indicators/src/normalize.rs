@@ -26,6 +26,10 @@ use ipnet::IpNet;
 
 use crate::Kind;
 
+/// The widest CIDR blocks accepted as indicators.
+pub const MIN_PREFIX_V4: u8 = 8;
+pub const MIN_PREFIX_V6: u8 = 16;
+
 /// Longest raw value accepted; longer ones are refused rather than parsed.
 pub const MAX_VALUE_LEN: usize = 8192;
 
@@ -45,6 +49,8 @@ pub enum NormalizeError {
     UnsupportedScheme(String),
     #[error("invalid IP address or CIDR block")]
     InvalidIp,
+    #[error("CIDR block /{0} is too wide to list (at least /{1})")]
+    PrefixTooShort(u8, u8),
 }
 
 impl NormalizeError {
@@ -57,6 +63,7 @@ impl NormalizeError {
             NormalizeError::InvalidUrl(_) => "invalid URL",
             NormalizeError::UnsupportedScheme(_) => "unsupported URL scheme",
             NormalizeError::InvalidIp => "invalid IP address",
+            NormalizeError::PrefixTooShort(..) => "CIDR block too wide",
         }
     }
 }
@@ -192,6 +199,14 @@ pub fn normalize_ip(raw: &str) -> Result<String, NormalizeError> {
             a => (a, len),
         };
         let net = IpNet::new(addr, len).map_err(|_| NormalizeError::InvalidIp)?;
+        // One line such as 0.0.0.0/0 must not list the whole address space.
+        let floor = match net {
+            IpNet::V4(_) => MIN_PREFIX_V4,
+            IpNet::V6(_) => MIN_PREFIX_V6,
+        };
+        if net.prefix_len() < floor {
+            return Err(NormalizeError::PrefixTooShort(net.prefix_len(), floor));
+        }
         if net.prefix_len() == net.max_prefix_len() {
             return Ok(net.addr().to_string());
         }
@@ -213,6 +228,9 @@ enum Host {
 
 /// Canonicalizes a URL the Safe Browsing way (see the module documentation).
 pub fn canonicalize_url(raw: &str) -> Result<Normalized, NormalizeError> {
+    if let Some(n) = already_canonical(raw) {
+        return Ok(n);
+    }
     // Remove tab, CR and LF anywhere, surrounding whitespace, and the fragment.
     let mut buf: Vec<u8> = raw
         .trim()
@@ -275,6 +293,75 @@ pub fn canonicalize_url(raw: &str) -> Result<Normalized, NormalizeError> {
     Ok(Normalized {
         kind: Kind::Url,
         value: out,
+        host: host_name,
+    })
+}
+
+/// Most feed URLs are already in canonical form. This recognizes them in
+/// one pass without the general path's copies; anything it is unsure of
+/// (escapes, uppercase, dot segments, default ports, odd hosts) goes the
+/// general way, which gives the same answer for what this accepts.
+fn already_canonical(raw: &str) -> Option<Normalized> {
+    let b = raw.as_bytes();
+    let scheme_len = if b.starts_with(b"http://") {
+        7
+    } else if b.starts_with(b"https://") {
+        8
+    } else {
+        return None;
+    };
+    if b.iter().any(|&c| c <= 0x20 || c >= 0x7f || matches!(c, b'%' | b'#' | b'\\')) {
+        return None;
+    }
+    let after = &raw[scheme_len..];
+    let auth_end = after.find(['/', '?']).unwrap_or(after.len());
+    let (authority, tail) = after.split_at(auth_end);
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if let Some(p) = port {
+        let default = if scheme_len == 7 { "80" } else { "443" };
+        if p.is_empty() || p.starts_with('0') || p == default || !p.bytes().all(|c| c.is_ascii_digit()) || p.parse::<u16>().is_err() {
+            return None;
+        }
+    }
+    if !host
+        .bytes()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'_'))
+    {
+        return None;
+    }
+    let host_name = if check_dns_name(host).is_ok() {
+        Some(host.to_string())
+    } else {
+        // A dotted quad in its one canonical spelling, or the general path.
+        let v4: Ipv4Addr = host.parse().ok()?;
+        if v4.to_string() != host {
+            return None;
+        }
+        None
+    };
+    let path = tail.split('?').next().unwrap_or("");
+    let mut segments = path.split('/').skip(1).peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        if seg == "." || seg == ".." || (seg.is_empty() && !last) {
+            return None;
+        }
+    }
+    let value = if tail.is_empty() || tail.starts_with('?') {
+        let mut v = String::with_capacity(raw.len() + 1);
+        v.push_str(&raw[..scheme_len + auth_end]);
+        v.push('/');
+        v.push_str(tail);
+        v
+    } else {
+        raw.to_string()
+    };
+    Some(Normalized {
+        kind: Kind::Url,
+        value,
         host: host_name,
     })
 }
@@ -656,6 +743,39 @@ mod tests {
         );
     }
 
+    /// The fast path for already-canonical URLs agrees with the general one.
+    #[test]
+    fn fast_path_agrees_with_the_general_path() {
+        for u in [
+            "http://evil.example/a/b?c=d",
+            "https://evil.example:8443/",
+            "http://evil.example",
+            "http://evil.example?q",
+            "http://198.51.100.7:8080/bins/mirai.arm7",
+            "http://01.2.3.4/",
+            "http://evil.example:80/",
+            "http://evil.example/a//b",
+            "http://evil.example/a/./b",
+            "http://evil.example/a/",
+            "http://Evil.example/",
+            "http://localhost/",
+            "http://1.2.3/",
+            "http://evil.example:0/",
+            "http://evil.example:/x",
+            "http://xn--bcher-kva.example/x",
+        ] {
+            let fast = already_canonical(u);
+            let mut slow_input = String::from(" ");
+            slow_input.push_str(u); // the leading space forces the general path
+            let slow = canonicalize_url(&slow_input).ok();
+            if let Some(f) = &fast {
+                assert_eq!(Some(f), slow.as_ref(), "{u}");
+            }
+            assert_eq!(canonicalize_url(u).ok(), slow, "{u}");
+        }
+        assert!(already_canonical("http://evil.example/a").is_some());
+    }
+
     #[test]
     fn domains() {
         assert!(normalize_domain("localhost").is_err());
@@ -680,6 +800,10 @@ mod tests {
             "192.0.2.0/24"
         );
         assert!(normalize_ip("192.0.2.1/33").is_err());
+        assert_eq!(normalize_ip("0.0.0.0/0"), Err(NormalizeError::PrefixTooShort(0, 8)));
+        assert!(normalize_ip("::ffff:0:0/96").is_err());
+        assert!(normalize_ip("::/0").is_err());
+        assert_eq!(normalize_ip("10.0.0.0/8").unwrap(), "10.0.0.0/8");
         assert!(normalize_ip("300.1.1.1").is_err());
     }
 

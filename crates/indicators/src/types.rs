@@ -41,15 +41,15 @@ macro_rules! vocabulary {
         impl FromStr for $name {
             type Err = ParseEnumError;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                let lower = s.trim().to_ascii_lowercase();
-                match lower.as_str() {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(ParseEnumError {
-                        what: $what,
-                        value: s.to_string(),
-                        expected: concat!($($text, " "),+),
-                    }),
-                }
+                let t = s.trim();
+                $(if t.eq_ignore_ascii_case($text) {
+                    return Ok($name::$variant);
+                })+
+                Err(ParseEnumError {
+                    what: $what,
+                    value: s.to_string(),
+                    expected: concat!($($text, " "),+),
+                })
             }
         }
     };
@@ -127,11 +127,18 @@ impl Status {
 impl Category {
     /// Maps the many spellings used by feeds onto kanki's categories.
     pub fn from_feed_label(label: &str) -> Category {
-        let l = label.trim().to_ascii_lowercase();
-        if let Ok(c) = l.parse() {
-            return c;
+        let l = label.trim();
+        if let Some(c) = Category::ALL.iter().find(|c| l.eq_ignore_ascii_case(c.as_str())) {
+            return *c;
         }
-        match l.as_str() {
+        let lower;
+        let l = if l.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = l.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            l
+        };
+        match l {
             "malware_download" | "malware" | "payload_delivery" | "payload" | "distribution" => {
                 Category::MalwareDistribution
             }

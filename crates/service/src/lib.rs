@@ -134,7 +134,7 @@ impl Kanki {
         progress: &mut dyn FnMut(&ImportProgress),
     ) -> Result<ImportSummary, ServiceError> {
         let spec = self.source_spec(source.unwrap_or(format.as_str()), format);
-        let rows = kanki_feeds::parse(format, kanki_feeds::open_input(input)?)?;
+        let rows = kanki_feeds::parse_fallible(format, kanki_feeds::open_input(input)?)?;
         Ok(Importer::new(&self.store).run(
             &spec,
             format.as_str(),

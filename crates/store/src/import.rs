@@ -8,9 +8,9 @@
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use kanki_feeds::{FeedRecord, Row};
+use kanki_feeds::{FeedError, FeedRecord, Row};
 
-use crate::{ImportSummary, Result, SkipGroup, SourceSpec, Store};
+use crate::{ImportSummary, Result, SkipGroup, SourceSpec, Store, StoreError};
 
 /// Progress of a running import, reported after every chunk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,14 +44,16 @@ impl<'a> Importer<'a> {
         self
     }
 
-    /// Runs an import. A storage error ends the run (recorded as `failed`)
-    /// and is returned; bad rows never do.
+    /// Runs an import. Bad rows are counted and skipped; an input that breaks
+    /// off (a truncated download, a corrupt archive) or a storage error ends
+    /// the run, which is recorded as `failed` with what it had applied, and
+    /// the error is returned.
     pub fn run(
         &self,
         source: &SourceSpec,
         format: &str,
         origin: &str,
-        rows: impl Iterator<Item = Row>,
+        rows: impl Iterator<Item = Result<Row, FeedError>>,
         now: DateTime<Utc>,
         progress: &mut dyn FnMut(&ImportProgress),
     ) -> Result<ImportSummary> {
@@ -84,9 +86,20 @@ impl<'a> Importer<'a> {
         };
         let mut chunk: Vec<FeedRecord> = Vec::with_capacity(self.chunk_rows);
         let mut outcome = Ok(());
+        let mut input_error = None;
         let mut rows = rows.peekable();
-        while rows.peek().is_some() {
+        while rows.peek().is_some() && input_error.is_none() {
             for row in rows.by_ref() {
+                let row = match row {
+                    Ok(row) => row,
+                    Err(e) => {
+                        input_error = Some(StoreError::Input(format!(
+                            "the input broke off after {} rows: {e}",
+                            run.rows_read
+                        )));
+                        break;
+                    }
+                };
                 run.rows_read += 1;
                 match row {
                     Row::Record(r) => chunk.push(r),
@@ -116,6 +129,9 @@ impl<'a> Importer<'a> {
                 unchanged: run.counts.unchanged,
                 skipped: run.skipped,
             });
+        }
+        if let (Ok(()), Some(e)) = (&outcome, input_error) {
+            outcome = Err(e);
         }
         summary.rows_read = run.rows_read;
         summary.added = run.counts.added;

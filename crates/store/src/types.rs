@@ -12,6 +12,8 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Invalid(String),
+    #[error("{0}")]
+    Input(String),
     #[error("storage error: {0}")]
     Backend(String),
     #[error(
