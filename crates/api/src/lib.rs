@@ -108,7 +108,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError(StatusCode::NOT_FOUND, "not found".into()),
-            StoreError::Invalid(m) | StoreError::Input(m) => ApiError(StatusCode::UNPROCESSABLE_ENTITY, m),
+            StoreError::Invalid(m) | StoreError::Input(m) => {
+                ApiError(StatusCode::UNPROCESSABLE_ENTITY, m)
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())

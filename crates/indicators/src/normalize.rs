@@ -157,30 +157,35 @@ fn check_dns_name(name: &str) -> Result<(), NormalizeError> {
     if name.len() > 253 {
         return Err(NormalizeError::InvalidDomain("longer than 253 bytes"));
     }
+    let b = name.as_bytes();
     let mut labels = 0;
-    let mut last = "";
-    for label in name.split('.') {
-        if label.is_empty() {
+    let mut start = 0;
+    let mut last_numeric = true;
+    for i in 0..=b.len() {
+        if i < b.len() && b[i] != b'.' {
+            let c = b[i];
+            if !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'_') {
+                return Err(NormalizeError::InvalidDomain(
+                    "character not allowed in a host name",
+                ));
+            }
+            continue;
+        }
+        let len = i - start;
+        if len == 0 {
             return Err(NormalizeError::InvalidDomain("empty label"));
         }
-        if label.len() > 63 {
+        if len > 63 {
             return Err(NormalizeError::InvalidDomain("label longer than 63 bytes"));
         }
-        if !label
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        {
-            return Err(NormalizeError::InvalidDomain(
-                "character not allowed in a host name",
-            ));
-        }
+        last_numeric = b[start..i].iter().all(u8::is_ascii_digit);
         labels += 1;
-        last = label;
+        start = i + 1;
     }
     if labels < 2 {
         return Err(NormalizeError::InvalidDomain("single-label name"));
     }
-    if last.bytes().all(|b| b.is_ascii_digit()) {
+    if last_numeric {
         return Err(NormalizeError::InvalidDomain("numeric top-level label"));
     }
     Ok(())
@@ -310,51 +315,81 @@ fn already_canonical(raw: &str) -> Option<Normalized> {
     } else {
         return None;
     };
-    if b.iter().any(|&c| c <= 0x20 || c >= 0x7f || matches!(c, b'%' | b'#' | b'\\')) {
-        return None;
+    // One pass over the bytes after the scheme: where the authority ends,
+    // where its port starts, and whether anything needs the general path.
+    let mut auth_end = b.len();
+    let mut colon = None;
+    let mut i = scheme_len;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'/' | b'?' => {
+                auth_end = i;
+                break;
+            }
+            b':' => colon = Some(i),
+            b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => {}
+            _ => return None,
+        }
+        i += 1;
     }
-    let after = &raw[scheme_len..];
-    let auth_end = after.find(['/', '?']).unwrap_or(after.len());
-    let (authority, tail) = after.split_at(auth_end);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (authority, None),
-    };
-    if let Some(p) = port {
-        let default = if scheme_len == 7 { "80" } else { "443" };
-        if p.is_empty() || p.starts_with('0') || p == default || !p.bytes().all(|c| c.is_ascii_digit()) || p.parse::<u16>().is_err() {
+    let mut prev_slash = false;
+    let mut in_query = false;
+    let mut seg_start = auth_end;
+    for (j, &c) in b.iter().enumerate().skip(auth_end) {
+        if c <= 0x20 || c >= 0x7f || c == b'%' || c == b'#' || c == b'\\' {
             return None;
         }
+        if in_query {
+            continue;
+        }
+        if c == b'?' {
+            in_query = true;
+            if dot_segment(&b[seg_start..j]) {
+                return None;
+            }
+            continue;
+        }
+        if c == b'/' {
+            if prev_slash || dot_segment(&b[seg_start..j]) {
+                return None;
+            }
+            prev_slash = true;
+            seg_start = j;
+        } else {
+            prev_slash = false;
+        }
     }
-    if !host
-        .bytes()
-        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'.' | b'_'))
-    {
+    if !in_query && dot_segment(&b[seg_start..]) {
         return None;
+    }
+    let host_end = colon.unwrap_or(auth_end);
+    let host = &raw[scheme_len..host_end];
+    if let Some(c) = colon {
+        let p = &raw[c + 1..auth_end];
+        let default = if scheme_len == 7 { "80" } else { "443" };
+        if p.is_empty()
+            || p.starts_with('0')
+            || p == default
+            || !p.bytes().all(|c| c.is_ascii_digit())
+            || p.parse::<u16>().is_err()
+        {
+            return None;
+        }
     }
     let host_name = if check_dns_name(host).is_ok() {
         Some(host.to_string())
     } else {
-        // A dotted quad in its one canonical spelling, or the general path.
-        let v4: Ipv4Addr = host.parse().ok()?;
-        if v4.to_string() != host {
-            return None;
-        }
+        // A dotted quad: std's parser takes only the canonical spelling
+        // (four decimal parts, no leading zeros); others go the general way.
+        host.parse::<Ipv4Addr>().ok()?;
         None
     };
-    let path = tail.split('?').next().unwrap_or("");
-    let mut segments = path.split('/').skip(1).peekable();
-    while let Some(seg) = segments.next() {
-        let last = segments.peek().is_none();
-        if seg == "." || seg == ".." || (seg.is_empty() && !last) {
-            return None;
-        }
-    }
-    let value = if tail.is_empty() || tail.starts_with('?') {
+    let value = if auth_end == b.len() || b[auth_end] == b'?' {
         let mut v = String::with_capacity(raw.len() + 1);
-        v.push_str(&raw[..scheme_len + auth_end]);
+        v.push_str(&raw[..auth_end]);
         v.push('/');
-        v.push_str(tail);
+        v.push_str(&raw[auth_end..]);
         v
     } else {
         raw.to_string()
@@ -364,6 +399,11 @@ fn already_canonical(raw: &str) -> Option<Normalized> {
         value,
         host: host_name,
     })
+}
+
+/// Whether a path segment (with its leading slash) is `/.` or `/..`.
+fn dot_segment(seg: &[u8]) -> bool {
+    matches!(seg, b"/." | b"/..")
 }
 
 fn memchr_byte(needle: u8, hay: &[u8]) -> Option<usize> {
@@ -800,7 +840,10 @@ mod tests {
             "192.0.2.0/24"
         );
         assert!(normalize_ip("192.0.2.1/33").is_err());
-        assert_eq!(normalize_ip("0.0.0.0/0"), Err(NormalizeError::PrefixTooShort(0, 8)));
+        assert_eq!(
+            normalize_ip("0.0.0.0/0"),
+            Err(NormalizeError::PrefixTooShort(0, 8))
+        );
         assert!(normalize_ip("::ffff:0:0/96").is_err());
         assert!(normalize_ip("::/0").is_err());
         assert_eq!(normalize_ip("10.0.0.0/8").unwrap(), "10.0.0.0/8");

@@ -128,7 +128,10 @@ impl Category {
     /// Maps the many spellings used by feeds onto kanki's categories.
     pub fn from_feed_label(label: &str) -> Category {
         let l = label.trim();
-        if let Some(c) = Category::ALL.iter().find(|c| l.eq_ignore_ascii_case(c.as_str())) {
+        if let Some(c) = Category::ALL
+            .iter()
+            .find(|c| l.eq_ignore_ascii_case(c.as_str()))
+        {
             return *c;
         }
         let lower;

@@ -294,16 +294,22 @@ fn scheduled_feeds_are_imported_expire_and_come_back() {
         feed.display()
     ));
     let s = env.serve();
-    eventually(10, "the scheduled import", || lookup(&s.api, "www.scheduled.example") == "listed");
+    eventually(10, "the scheduled import", || {
+        lookup(&s.api, "www.scheduled.example") == "listed"
+    });
     let imports = get(&s.api, "/api/v1/imports");
     assert_eq!(imports[0]["source"], "local");
     assert_eq!(imports[0]["status"], "completed");
     // Its time to live runs out before the next import...
-    eventually(8, "expiry", || lookup(&s.api, "scheduled.example") == "not-listed");
+    eventually(8, "expiry", || {
+        lookup(&s.api, "scheduled.example") == "not-listed"
+    });
     let page = get(&s.api, "/api/v1/indicators?status=expired");
     assert_eq!(page["total"], 1);
     // ...and the next import, seeing it again, lists it again.
-    eventually(15, "the listing back after the next import", || lookup(&s.api, "scheduled.example") == "listed");
+    eventually(15, "the listing back after the next import", || {
+        lookup(&s.api, "scheduled.example") == "listed"
+    });
 }
 
 #[test]
@@ -427,7 +433,10 @@ fn feed_server(body: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<V
             let resp = if cached {
                 "HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\nConnection: close\r\n\r\n".to_string()
             } else {
-                format!("HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                format!(
+                    "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
             };
             let _ = stream.write_all(resp.as_bytes());
         }
@@ -438,13 +447,28 @@ fn feed_server(body: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<V
 #[test]
 fn feeds_are_fetched_by_url_with_conditional_requests() {
     let (url, seen) = feed_server("fetched.example\nhttp://dl.fetched2.example/x.apk\n");
-    let env = Env::new(&format!("\n[[feeds]]\nname = \"remote\"\nformat = \"plain\"\nurl = \"{url}\"\nevery = \"10s\"\n"));
+    let env = Env::new(&format!(
+        "\n[[feeds]]\nname = \"remote\"\nformat = \"plain\"\nurl = \"{url}\"\nevery = \"10s\"\n"
+    ));
     let s = env.serve();
-    eventually(10, "the fetched feed in the policy", || lookup(&s.api, "fetched.example") == "listed");
+    eventually(10, "the fetched feed in the policy", || {
+        lookup(&s.api, "fetched.example") == "listed"
+    });
     assert_eq!(lookup(&s.api, "dl.fetched2.example"), "listed");
     // The next fetch asks whether it changed, and the 304 changes nothing.
-    eventually(20, "a conditional second fetch", || seen.lock().unwrap().len() >= 2);
+    eventually(20, "a conditional second fetch", || {
+        seen.lock().unwrap().len() >= 2
+    });
     let heads = seen.lock().unwrap().clone();
-    assert!(heads[1].to_ascii_lowercase().contains("if-none-match: \"v1\""), "{heads:?}");
-    assert_eq!(get(&s.api, "/api/v1/imports").as_array().unwrap().len(), 1, "a 304 is not an import");
+    assert!(
+        heads[1]
+            .to_ascii_lowercase()
+            .contains("if-none-match: \"v1\""),
+        "{heads:?}"
+    );
+    assert_eq!(
+        get(&s.api, "/api/v1/imports").as_array().unwrap().len(),
+        1,
+        "a 304 is not an import"
+    );
 }

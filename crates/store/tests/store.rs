@@ -39,7 +39,14 @@ fn import(
 ) -> kanki_store::ImportSummary {
     Importer::new(store)
         .chunk_rows(2)
-        .run(source, "plain", "test", rows.into_iter().map(Ok), now, &mut |_| {})
+        .run(
+            source,
+            "plain",
+            "test",
+            rows.into_iter().map(Ok),
+            now,
+            &mut |_| {},
+        )
         .unwrap()
 }
 
@@ -340,14 +347,26 @@ fn an_input_that_breaks_off_fails_the_run_and_keeps_what_it_applied() {
         Ok(rec(1, "one.example")),
         Ok(rec(2, "two.example")),
         Ok(rec(3, "three.example")),
-        Err(kanki_feeds::FeedError::Archive("unexpected end of gzip stream".into())),
+        Err(kanki_feeds::FeedError::Archive(
+            "unexpected end of gzip stream".into(),
+        )),
     ];
     let err = Importer::new(&store)
         .chunk_rows(2)
-        .run(&spec("f"), "plain", "test", rows.into_iter(), at(1), &mut |_| {})
+        .run(
+            &spec("f"),
+            "plain",
+            "test",
+            rows.into_iter(),
+            at(1),
+            &mut |_| {},
+        )
         .unwrap_err();
     assert!(err.to_string().contains("broke off after 3 rows"), "{err}");
     let runs = store.recent_imports(1).unwrap();
     assert_eq!(runs[0].status, "failed");
-    assert_eq!(dns_names(&store), vec!["one.example", "three.example", "two.example"]);
+    assert_eq!(
+        dns_names(&store),
+        vec!["one.example", "three.example", "two.example"]
+    );
 }
