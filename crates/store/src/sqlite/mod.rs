@@ -49,8 +49,6 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
     // in memory. SQLite allocates it only as pages are used.
     conn.pragma_update(None, "cache_size", -262144)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // Reads through a memory map instead of a read() per page.
-    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
     Ok(())
 }
 
