@@ -370,3 +370,53 @@ fn an_input_that_breaks_off_fails_the_run_and_keeps_what_it_applied() {
         vec!["one.example", "three.example", "two.example"]
     );
 }
+
+#[test]
+fn a_value_twice_in_one_chunk_is_added_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let rows = vec![
+        rec(1, "a.example"),
+        rec(2, "b.example"),
+        rec(3, "a.example"),
+        rec(4, "http://a.example/x"),
+    ];
+    let s = Importer::new(&store)
+        .run(
+            &spec("f"),
+            "plain",
+            "test",
+            rows.into_iter().map(Ok),
+            at(1),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!((s.added, s.updated, s.unchanged), (3, 0, 1));
+    assert_eq!(
+        store.list_indicators(&ListQuery::default()).unwrap().total,
+        3
+    );
+    // Another source listing a known value joins it in one batch.
+    let s = Importer::new(&store)
+        .run(
+            &spec("g"),
+            "plain",
+            "test",
+            vec![rec(1, "a.example"), rec(2, "c.example")]
+                .into_iter()
+                .map(Ok),
+            at(1),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!((s.added, s.updated), (1, 1));
+    assert_eq!(
+        store
+            .find_indicator("a.example")
+            .unwrap()
+            .unwrap()
+            .sources
+            .len(),
+        2
+    );
+}

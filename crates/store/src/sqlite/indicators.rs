@@ -1,6 +1,6 @@
 //! The [`Backend`] implementation for SQLite.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use kanki_feeds::FeedRecord;
@@ -136,38 +136,204 @@ impl Membership {
     }
 
     fn upsert(&self, tx: &Transaction, indicator: i64, source: i64) -> Result<()> {
-        tx.prepare_cached(
-            "INSERT INTO indicator_sources (indicator_id, source_id, source_ref, reference_url, reporter,
-                category, confidence, tlp, tags, online, first_seen, last_seen, expires_at, fingerprint)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
-             ON CONFLICT (indicator_id, source_id) DO UPDATE SET
-                source_ref = excluded.source_ref, reference_url = excluded.reference_url,
-                reporter = excluded.reporter, category = excluded.category,
-                confidence = excluded.confidence, tlp = excluded.tlp, tags = excluded.tags,
-                online = excluded.online,
-                first_seen = min(indicator_sources.first_seen, excluded.first_seen),
-                last_seen = max(indicator_sources.last_seen, excluded.last_seen),
-                expires_at = excluded.expires_at,
-                fingerprint = excluded.fingerprint",
-        )?
-        .execute(params![
-            indicator,
-            source,
-            self.source_ref,
-            self.reference_url,
-            self.reporter,
-            self.category.as_str(),
-            self.confidence,
-            self.tlp.as_str(),
-            tags_json(&self.tags),
-            self.online,
-            self.first_seen,
-            self.last_seen,
-            self.expires_at,
-            self.fingerprint(),
-        ])?;
+        tx.prepare_cached(&membership_upsert_sql(1))?
+            .execute(params![
+                indicator,
+                source,
+                self.source_ref,
+                self.reference_url,
+                self.reporter,
+                self.category.as_str(),
+                self.confidence,
+                self.tlp.as_str(),
+                tags_json(&self.tags),
+                self.online,
+                self.first_seen,
+                self.last_seen,
+                self.expires_at,
+                self.fingerprint(),
+            ])?;
         Ok(())
     }
+}
+
+/// The membership upsert for `rows` rows of 14 parameters each.
+fn membership_upsert_sql(rows: usize) -> String {
+    format!(
+        "INSERT INTO indicator_sources (indicator_id, source_id, source_ref, reference_url, reporter,
+            category, confidence, tlp, tags, online, first_seen, last_seen, expires_at, fingerprint)
+         VALUES {}
+         ON CONFLICT (indicator_id, source_id) DO UPDATE SET
+            source_ref = excluded.source_ref, reference_url = excluded.reference_url,
+            reporter = excluded.reporter, category = excluded.category,
+            confidence = excluded.confidence, tlp = excluded.tlp, tags = excluded.tags,
+            online = excluded.online,
+            first_seen = min(indicator_sources.first_seen, excluded.first_seen),
+            last_seen = max(indicator_sources.last_seen, excluded.last_seen),
+            expires_at = excluded.expires_at,
+            fingerprint = excluded.fingerprint",
+        value_rows(rows, 14)
+    )
+}
+
+/// `(?,?,...),(?,?,...)`: `rows` groups of `cols` placeholders.
+fn value_rows(rows: usize, cols: usize) -> String {
+    let one = format!("({})", vec!["?"; cols].join(","));
+    vec![one; rows].join(",")
+}
+
+/// Rows of an import chunk whose values this source did not list before,
+/// written together: one query for which values exist already, one
+/// multi-row insert for the new indicators, one for the memberships. Per-row
+/// statements spent most of a large import in statement overhead.
+const NEW_ROWS_BATCH: usize = 256;
+
+struct NewRow<'a> {
+    record: &'a FeedRecord,
+    membership: Membership,
+    fingerprint: i64,
+}
+
+fn flush_new_rows(
+    tx: &Transaction,
+    cache: &mut RunCache,
+    pending: &mut Vec<NewRow<'_>>,
+    counts: &mut ChunkCounts,
+    now: i64,
+) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut existing: HashMap<String, (i64, Status)> = HashMap::new();
+    {
+        let sql = format!(
+            "SELECT value, id, status FROM indicators WHERE value IN ({})",
+            vec!["?"; pending.len()].join(",")
+        );
+        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(
+            pending.iter().map(|p| p.record.indicator.value.as_str()),
+        ))?;
+        while let Some(r) = rows.next()? {
+            existing.insert(r.get(0)?, (r.get(1)?, parse_enum(&r.get::<_, String>(2)?)?));
+        }
+    }
+    let mut next_id: i64 =
+        tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM indicators", [], |r| {
+            r.get(0)
+        })?;
+    let mut ids = Vec::with_capacity(pending.len());
+    let mut fresh: Vec<(i64, &NewRow, Status, Option<String>, String)> = Vec::new();
+    for p in pending.iter() {
+        let n = &p.record.indicator;
+        match existing.get(&n.value) {
+            Some(&(id, status)) => ids.push((id, status, false)),
+            None => {
+                let (status, reason) = initial_status(
+                    &cache.allowlist,
+                    n.kind,
+                    &n.value,
+                    n.host.as_deref(),
+                    &p.membership,
+                    now,
+                );
+                ids.push((next_id, status, true));
+                fresh.push((next_id, p, status, reason, tags_json(&p.membership.tags)));
+                next_id += 1;
+            }
+        }
+    }
+    if !fresh.is_empty() {
+        let sql = format!(
+            "INSERT INTO indicators (id, kind, value, host, category, confidence, status, status_reason, tlp,
+                tags, first_seen, last_seen, expires_at, updated_at) VALUES {}",
+            value_rows(fresh.len(), 14)
+        );
+        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(fresh.len() * 14);
+        let kinds: Vec<&'static str> = fresh
+            .iter()
+            .map(|f| f.1.record.indicator.kind.as_str())
+            .collect();
+        let cats: Vec<&'static str> = fresh
+            .iter()
+            .map(|f| f.1.membership.category.as_str())
+            .collect();
+        let statuses: Vec<&'static str> = fresh.iter().map(|f| f.2.as_str()).collect();
+        let tlps: Vec<&'static str> = fresh.iter().map(|f| f.1.membership.tlp.as_str()).collect();
+        for (i, (id, p, _, reason, tags)) in fresh.iter().enumerate() {
+            let m = &p.membership;
+            args.extend_from_slice(&[
+                id as &dyn rusqlite::ToSql,
+                &kinds[i],
+                &p.record.indicator.value,
+                &p.record.indicator.host,
+                &cats[i],
+                &m.confidence,
+                &statuses[i],
+                reason,
+                &tlps[i],
+                tags,
+                &m.first_seen,
+                &m.last_seen,
+                &m.expires_at,
+                &now,
+            ]);
+        }
+        tx.prepare_cached(&sql)?.execute(args.as_slice())?;
+    }
+    {
+        let sql = membership_upsert_sql(pending.len());
+        let cats: Vec<&'static str> = pending
+            .iter()
+            .map(|p| p.membership.category.as_str())
+            .collect();
+        let tlps: Vec<&'static str> = pending.iter().map(|p| p.membership.tlp.as_str()).collect();
+        let tags: Vec<String> = pending
+            .iter()
+            .map(|p| tags_json(&p.membership.tags))
+            .collect();
+        let mut args: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(pending.len() * 14);
+        for (i, p) in pending.iter().enumerate() {
+            let m = &p.membership;
+            args.extend_from_slice(&[
+                &ids[i].0 as &dyn rusqlite::ToSql,
+                &cache.source_id,
+                &m.source_ref,
+                &m.reference_url,
+                &m.reporter,
+                &cats[i],
+                &m.confidence,
+                &tlps[i],
+                &tags[i],
+                &m.online,
+                &m.first_seen,
+                &m.last_seen,
+                &m.expires_at,
+                &p.fingerprint,
+            ]);
+        }
+        tx.prepare_cached(&sql)?.execute(args.as_slice())?;
+    }
+    for (p, &(id, status, new)) in pending.iter().zip(&ids) {
+        if new {
+            counts.added += 1;
+        } else {
+            // Listed by another source already: this one joins it.
+            recompute(tx, id, now)?;
+            counts.updated += 1;
+        }
+        cache.listed.insert(
+            p.record.indicator.value.clone(),
+            Listed {
+                id,
+                status,
+                fingerprint: p.fingerprint,
+                expires_at: p.membership.expires_at,
+            },
+        );
+    }
+    pending.clear();
+    Ok(())
 }
 
 fn tags_json(tags: &[String]) -> String {
@@ -577,8 +743,16 @@ impl Backend for SqliteBackend {
                 .expect("run cache set above");
             let mut counts = ChunkCounts::default();
             let tx = c.transaction()?;
+            let mut pending: Vec<NewRow> = Vec::with_capacity(NEW_ROWS_BATCH);
+            let mut pending_values: HashSet<&str> = HashSet::new();
             for r in records {
                 let value = &r.indicator.value;
+                // A value twice in one batch: write the batch first, so the
+                // second sighting finds the first.
+                if pending_values.contains(value.as_str()) {
+                    flush_new_rows(&tx, cache, &mut pending, &mut counts, now)?;
+                    pending_values.clear();
+                }
                 let m = Membership::from_record(r, &run.source, now, None);
                 let fp = m.fingerprint();
                 if let Some(known) = cache.listed.get(value).copied() {
@@ -633,38 +807,18 @@ impl Backend for SqliteBackend {
                     counts.updated += 1;
                     continue;
                 }
-                let host = r.indicator.host.as_deref();
-                let (status, reason) = initial_status(&cache.allowlist, r.indicator.kind, value, host, &m, now);
-                // One statement for the common case of a new value; an
-                // existing one (listed by another source) falls through.
-                let inserted = insert_indicator(&tx, r.indicator.kind, value, host, &m, status, reason.as_deref(), now)?;
-                let (id, status) = match inserted {
-                    Some(id) => {
-                        counts.added += 1;
-                        (id, status)
-                    }
-                    None => {
-                        let (id, status): (i64, String) = tx
-                            .prepare_cached("SELECT id, status FROM indicators WHERE value = ?1")?
-                            .query_row([value], |row| Ok((row.get(0)?, row.get(1)?)))?;
-                        counts.updated += 1;
-                        (id, parse_enum(&status)?)
-                    }
-                };
-                m.upsert(&tx, id, cache.source_id)?;
-                if inserted.is_none() {
-                    recompute(&tx, id, now)?;
+                pending_values.insert(value.as_str());
+                pending.push(NewRow {
+                    record: r,
+                    membership: m,
+                    fingerprint: fp,
+                });
+                if pending.len() >= NEW_ROWS_BATCH {
+                    flush_new_rows(&tx, cache, &mut pending, &mut counts, now)?;
+                    pending_values.clear();
                 }
-                cache.listed.insert(
-                    value.clone(),
-                    Listed {
-                        id,
-                        status,
-                        fingerprint: fp,
-                        expires_at: m.expires_at,
-                    },
-                );
             }
+            flush_new_rows(&tx, cache, &mut pending, &mut counts, now)?;
             // One journal entry per chunk that changed the list: what moves
             // the generation, without a row per indicator.
             if counts.added + counts.updated > 0 {
