@@ -75,7 +75,7 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         snapshot(n, &r)?;
     }
     if want(Which::Export) {
-        export(n, &r)?;
+        export(n, a.work_dir.as_deref(), &r)?;
     }
     if want(Which::Import) {
         import(n, a.work_dir.clone(), &r)?;
@@ -183,10 +183,13 @@ fn snapshot(n: usize, r: &Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn export(n: usize, r: &Report) -> anyhow::Result<()> {
+/// Writes `list.rpz` (kept in `work_dir` when given, for the peers to load).
+fn export(n: usize, work_dir: Option<&std::path::Path>, r: &Report) -> anyhow::Result<()> {
     let names = kanki_policy::synth::domains(n, 7);
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("list.rpz");
+    let tmp = tempfile::tempdir()?;
+    let dir = work_dir.unwrap_or(tmp.path());
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("list.rpz");
     let snap = build_snapshot(&names);
     let t = Instant::now();
     let list = DnsList::new(
