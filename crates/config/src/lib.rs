@@ -224,18 +224,20 @@ pub struct RpzExportConfig {
 }
 
 impl Default for RpzExportConfig {
+    /// The exports' own defaults, so the two cannot drift apart.
     fn default() -> Self {
+        let d = kanki_exports::RpzOptions::default();
         RpzExportConfig {
-            origin: "rpz.kanki".into(),
-            action: "nxdomain".into(),
-            wildcards: true,
-            ttl: 300,
-            soa_mname: "localhost.".into(),
-            soa_rname: "hostmaster.localhost.".into(),
-            refresh: 300,
-            retry: 60,
-            expire: 604800,
-            minimum: 60,
+            origin: d.origin,
+            action: d.action.to_string(),
+            wildcards: d.wildcards,
+            ttl: d.ttl,
+            soa_mname: d.soa_mname,
+            soa_rname: d.soa_rname,
+            refresh: d.refresh,
+            retry: d.retry,
+            expire: d.expire,
+            minimum: d.minimum,
         }
     }
 }
