@@ -266,14 +266,24 @@ impl Kanki {
     ) -> Result<ExportSummary, ServiceError> {
         let started = Instant::now();
         if format.uses_records() {
-            let mut records = Vec::new();
-            self.store
-                .for_each_indicator(filter, &mut |i| records.push(i))?;
-            let n = match format {
-                ExportFormat::Csv => kanki_exports::write_csv(&mut *w, records.iter()),
-                _ => kanki_exports::write_json(&mut *w, records.iter()),
-            }
-            .map_err(io_err("cannot write export"))?;
+            // Stream the records from the store to the writer through a
+            // bounded channel rather than holding the whole list in memory.
+            let (n, read) = std::thread::scope(|scope| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+                let reader = scope.spawn(move || {
+                    // A send fails only when the writer gave up; stop quietly then.
+                    self.store.for_each_indicator(filter, &mut |i| {
+                        let _ = tx.send(i);
+                    })
+                });
+                let written = match format {
+                    ExportFormat::Csv => kanki_exports::write_csv(&mut *w, rx),
+                    _ => kanki_exports::write_json(&mut *w, rx),
+                };
+                (written, reader.join().expect("store reader panicked"))
+            });
+            read?;
+            let n = n.map_err(io_err("cannot write export"))?;
             return Ok(ExportSummary {
                 written: n,
                 stats: None,
