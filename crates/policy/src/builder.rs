@@ -219,6 +219,8 @@ impl SnapshotBuilder {
         #[cfg(test)]
         let homes = self_homes.unwrap_or(slot::homes(entries.len()));
         let slots = place(homes, &mut entries);
+        crate::pages::use_huge_pages(&data, true);
+        crate::pages::use_huge_pages(&slots, true);
         Snapshot {
             generation,
             seed,

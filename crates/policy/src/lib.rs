@@ -41,6 +41,7 @@
 
 mod builder;
 mod hash;
+mod pages;
 mod persist;
 mod snapshot;
 pub mod synth;

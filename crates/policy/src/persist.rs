@@ -187,6 +187,9 @@ impl Snapshot {
         }
         let mut data = vec![0u64; data_words as usize];
         let mut slots = vec![0u64; slot_words as usize];
+        // Before the first write: the reads below then fault in huge pages.
+        crate::pages::use_huge_pages(&data, false);
+        crate::pages::use_huge_pages(&slots, false);
         let mut tail = [0u64; 1];
         f.read_exact(bytemuck::cast_slice_mut(&mut data))?;
         f.read_exact(bytemuck::cast_slice_mut(&mut slots))?;
