@@ -420,3 +420,40 @@ fn a_value_twice_in_one_chunk_is_added_once() {
         2
     );
 }
+
+#[test]
+fn a_value_added_by_someone_else_during_an_import_is_joined_not_duplicated() {
+    // The first import into an empty store skips the lookup of new values
+    // while it is alone; an indicator added between two of its chunks (the
+    // API, another process) must end that.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let mut added_meanwhile = false;
+    let rows = (1..=6u64).map(|line| {
+        if line == 3 && !added_meanwhile {
+            added_meanwhile = true;
+            store
+                .add_indicator(
+                    &NewIndicator {
+                        value: "c.example".into(),
+                        ..Default::default()
+                    },
+                    at(1),
+                )
+                .unwrap();
+        }
+        let value = ["a", "b", "c", "d", "e", "f"][line as usize - 1];
+        Ok(rec(line, &format!("{value}.example")))
+    });
+    let s = Importer::new(&store)
+        .chunk_rows(2)
+        .run(&spec("f"), "plain", "test", rows, at(1), &mut |_| {})
+        .unwrap();
+    assert_eq!((s.added, s.updated, s.status.as_str()), (5, 1, "completed"));
+    let c = store.find_indicator("c.example").unwrap().unwrap();
+    assert_eq!(c.sources.len(), 2, "{:?}", c.sources);
+    assert_eq!(
+        store.list_indicators(&ListQuery::default()).unwrap().total,
+        6
+    );
+}

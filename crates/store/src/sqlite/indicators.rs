@@ -23,6 +23,22 @@ struct RunCache {
     allowlist: Allowlist,
     /// Value → (indicator id, status, fingerprint) of what this source lists.
     listed: HashMap<String, Listed>,
+    /// `Some(seq)` while every indicator in the store is one this source
+    /// lists (`listed` holds them all), as of change journal entry `seq`:
+    /// then a value this source does not list is not in the store at all,
+    /// and new rows need no lookup. The usual first import of a feed into an
+    /// empty store runs this way. Every insert of an indicator is journaled,
+    /// so a journal that moved on means someone else may have added one.
+    alone_at: Option<i64>,
+}
+
+/// The newest change journal entry (0 for none).
+fn journal_head(conn: &Connection) -> Result<i64> {
+    Ok(
+        conn.query_row("SELECT coalesce(max(seq), 0) FROM changes", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 #[derive(Clone, Copy)]
@@ -205,7 +221,7 @@ fn flush_new_rows(
         return Ok(());
     }
     let mut existing: HashMap<String, (i64, Status)> = HashMap::new();
-    {
+    if cache.alone_at.is_none() {
         let sql = format!(
             "SELECT value, id, status FROM indicators WHERE value IN ({})",
             vec!["?"; pending.len()].join(",")
@@ -713,6 +729,7 @@ impl Backend for SqliteBackend {
                 let sid = ensure_source(c, &run.source.name, run.source.list_url_hosts, now)?;
                 let allowlist =
                     Allowlist::new(load_allowlist(c)?.into_iter().map(|e| e.entry));
+                let head = journal_head(c)?;
                 let mut listed = HashMap::new();
                 let mut stmt = c.prepare(
                     "SELECT i.value, i.id, i.status, s.fingerprint, i.expires_at FROM indicator_sources s
@@ -730,10 +747,17 @@ impl Backend for SqliteBackend {
                         },
                     );
                 }
+                drop(rows);
+                drop(stmt);
+                let total: i64 = c.query_row("SELECT count(*) FROM indicators", [], |r| r.get(0))?;
+                // The head was read before the rows: anything written since
+                // moves the journal past it, and the first chunk sees that.
+                let alone_at = (total as usize == listed.len()).then_some(head);
                 run.cache = Some(Box::new(RunCache {
                     source_id: sid,
                     allowlist,
                     listed,
+                    alone_at,
                 }));
             }
             let cache = run
@@ -743,6 +767,11 @@ impl Backend for SqliteBackend {
                 .expect("run cache set above");
             let mut counts = ChunkCounts::default();
             let tx = c.transaction()?;
+            if let Some(seq) = cache.alone_at
+                && journal_head(&tx)? != seq
+            {
+                cache.alone_at = None;
+            }
             let mut pending: Vec<NewRow> = Vec::with_capacity(NEW_ROWS_BATCH);
             let mut pending_values: HashSet<&str> = HashSet::new();
             for r in records {
@@ -827,6 +856,9 @@ impl Backend for SqliteBackend {
                     run.id, run.source.name, counts.added, counts.updated
                 );
                 journal(&tx, now, None, "import", Some(&detail))?;
+                if cache.alone_at.is_some() {
+                    cache.alone_at = Some(tx.last_insert_rowid());
+                }
             }
             run.counts.added += counts.added;
             run.counts.updated += counts.updated;

@@ -3,6 +3,8 @@
 //! One writer connection (SQLite allows one writer at a time anyway) and a
 //! few reader connections, which WAL lets read while the writer writes.
 
+#[cfg(feature = "mimalloc")]
+mod alloc;
 mod indicators;
 mod migrate;
 
@@ -54,6 +56,8 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
 
 impl SqliteBackend {
     pub(crate) fn open(path: &Path, options: &SqliteOptions) -> Result<Self> {
+        #[cfg(feature = "mimalloc")]
+        alloc::use_mimalloc();
         let writer = Connection::open(path)
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
