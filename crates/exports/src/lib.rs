@@ -46,7 +46,10 @@ use std::str::FromStr;
 pub use kanki_indicators::Indicator;
 pub use list::{DnsList, ExportStats, IpTrigger, SkipReason};
 pub use records::{CSV_HEADER, write_csv, write_json};
-pub use rpz::{RpzAction, RpzOptions, rpz_ip_owner, write_rpz};
+pub use rpz::{
+    RpzAction, RpzApex, RpzEntryKind, RpzOptions, RpzRdata, for_each_rpz_entry, rpz_ip_owner,
+    write_rpz,
+};
 pub use text::{DEFAULT_HOSTS_ADDRESS, write_hosts, write_plain, write_squid};
 pub use unbound::{unbound_zone_type, write_unbound};
 

@@ -62,21 +62,17 @@ impl RpzAction {
     /// The record data of the action, as lines to write after an owner
     /// name (` CNAME .\n`).
     fn rdata_lines(&self) -> Vec<Vec<u8>> {
-        let cname = |t: &str| vec![format!(" CNAME {t}\n").into_bytes()];
-        match self {
-            RpzAction::Nxdomain => cname("."),
-            RpzAction::Nodata => cname("*."),
-            RpzAction::Passthru => cname("rpz-passthru."),
-            RpzAction::Drop => cname("rpz-drop."),
-            RpzAction::Cname(t) => cname(&absolute(t)),
-            RpzAction::Local(addrs) => addrs
-                .iter()
-                .map(|a| match a {
-                    IpAddr::V4(a) => format!(" A {a}\n").into_bytes(),
-                    IpAddr::V6(a) => format!(" AAAA {a}\n").into_bytes(),
-                })
-                .collect(),
-        }
+        self.rdata()
+            .into_iter()
+            .map(|r| {
+                match r {
+                    RpzRdata::Cname(t) => format!(" CNAME {t}\n"),
+                    RpzRdata::A(a) => format!(" A {a}\n"),
+                    RpzRdata::Aaaa(a) => format!(" AAAA {a}\n"),
+                }
+                .into_bytes()
+            })
+            .collect()
     }
 
     /// Checks a hand-built action the way [`FromStr`] does.
@@ -231,40 +227,101 @@ impl Default for RpzOptions {
 /// ending in one of these would be read as an IP or name-server trigger.
 const RESERVED_RPZ_LABELS: &[&str] = &["rpz-ip", "rpz-nsip", "rpz-nsdname", "rpz-client-ip"];
 
-/// Writes `list` as a complete response policy zone; see the module
-/// documentation for what it looks like. Names too long to fit under the
-/// origin, names ending in a reserved RPZ label and, for the `local:`
-/// action, names that are not host names ([`SkipReason::NotHostName`])
-/// are left out and counted. Invalid options fail with [`io::ErrorKind::InvalidInput`]
-/// before anything is written.
-pub fn write_rpz<W: Write>(w: W, list: &DnsList, opts: &RpzOptions) -> io::Result<ExportStats> {
-    let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
-    let origin = check_domain(&opts.origin).map_err(|e| invalid(format!("RPZ origin: {e}")))?;
-    let mname = check_domain(&opts.soa_mname).map_err(|e| invalid(format!("SOA mname: {e}")))?;
-    let rname = check_mailbox(&opts.soa_rname).map_err(|e| invalid(format!("SOA rname: {e}")))?;
-    let ns = check_domain(&opts.ns).map_err(|e| invalid(format!("NS: {e}")))?;
-    opts.action.check().map_err(invalid)?;
+/// The apex of a zone as [`write_rpz`] writes it: [`RpzOptions`]' names
+/// checked, lowercase and absolute (`rpz.kanki.`). `rname` is in
+/// presentation form: a dot in a mailbox's local part is escaped
+/// (`dns\\.admin.example.org.`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpzApex {
+    pub origin: String,
+    pub mname: String,
+    pub rname: String,
+    pub ns: String,
+}
 
-    let mut w = BufWriter::with_capacity(BUFFER_SIZE, w);
+impl RpzOptions {
+    /// Checks the options (names, action) and returns the apex names, or
+    /// says what is wrong.
+    pub fn apex(&self) -> Result<RpzApex, String> {
+        let origin = check_domain(&self.origin).map_err(|e| format!("RPZ origin: {e}"))?;
+        let mname = check_domain(&self.soa_mname).map_err(|e| format!("SOA mname: {e}"))?;
+        let rname = check_mailbox(&self.soa_rname).map_err(|e| format!("SOA rname: {e}"))?;
+        let ns = check_domain(&self.ns).map_err(|e| format!("NS: {e}"))?;
+        self.action.check()?;
+        Ok(RpzApex {
+            origin,
+            mname,
+            rname,
+            ns,
+        })
+    }
+}
+
+/// What an entry of a response policy zone is; with [`for_each_rpz_entry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RpzEntryKind {
+    /// A listed name: a QNAME trigger with the zone's action (and its `*.`
+    /// twin when [`RpzOptions::wildcards`]).
+    Name,
+    /// An allowlisted name under a listed one: `rpz-passthru.` (and its
+    /// `*.` twin when [`RpzOptions::wildcards`]).
+    Exception,
+    /// An `rpz-ip` trigger with the zone's action; the owner is
+    /// [`rpz_ip_owner`]'s.
+    Ip,
+}
+
+/// One record's data for an action: what follows the owner name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RpzRdata {
+    /// A CNAME to this absolute name (`.`, `*.`, `rpz-passthru.`,
+    /// `*.garden.example.`, ...).
+    Cname(String),
+    A(std::net::Ipv4Addr),
+    Aaaa(std::net::Ipv6Addr),
+}
+
+impl RpzAction {
+    /// The records an entry with this action has, in the order
+    /// [`write_rpz`] writes them.
+    pub fn rdata(&self) -> Vec<RpzRdata> {
+        let cname = |t: &str| vec![RpzRdata::Cname(absolute(t))];
+        match self {
+            RpzAction::Nxdomain => cname("."),
+            RpzAction::Nodata => cname("*."),
+            RpzAction::Passthru => cname("rpz-passthru."),
+            RpzAction::Drop => cname("rpz-drop."),
+            RpzAction::Cname(t) => cname(t),
+            RpzAction::Local(addrs) => addrs
+                .iter()
+                .map(|a| match a {
+                    IpAddr::V4(a) => RpzRdata::A(*a),
+                    IpAddr::V6(a) => RpzRdata::Aaaa(*a),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Calls `emit` with every entry of the zone [`write_rpz`] would write for
+/// `list`, in the same order (names, exceptions, IP triggers), with its
+/// owner name relative to the origin and without the `*.` wildcard twin:
+/// the zone's content for those who build it in another form than text
+/// (the RPZ primary). Leaves out and counts what `write_rpz` leaves out.
+/// Invalid options fail with [`io::ErrorKind::InvalidInput`] before the
+/// first call.
+pub fn for_each_rpz_entry(
+    list: &DnsList,
+    opts: &RpzOptions,
+    mut emit: impl FnMut(&str, RpzEntryKind) -> io::Result<()>,
+) -> io::Result<ExportStats> {
+    let apex = opts
+        .apex()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let mut stats = ExportStats::default();
-    writeln!(
-        w,
-        "; kanki response policy zone (draft-vixie-dnsop-dns-rpz)"
-    )?;
-    writeln!(w, "$TTL {}", opts.ttl)?;
-    writeln!(w, "$ORIGIN {origin}")?;
-    writeln!(
-        w,
-        "{origin} IN SOA {mname} {rname} {} {} {} {} {}",
-        opts.serial, opts.refresh, opts.retry, opts.expire, opts.minimum
-    )?;
-    writeln!(w, "{origin} IN NS {ns}")?;
-
-    let action = opts.action.rdata_lines();
-    let passthru = RpzAction::Passthru.rdata_lines();
     // Owner text without its trailing dot, plus the origin's: at most 253
     // bytes (255 on the wire).
-    let room = 253usize.saturating_sub(origin.len());
+    let room = 253usize.saturating_sub(apex.origin.len());
     let wildcard_len = if opts.wildcards { 2 } else { 0 };
     let address_records = matches!(opts.action, RpzAction::Local(_));
     let extra = |name: &str, exception: bool| {
@@ -284,29 +341,63 @@ pub fn write_rpz<W: Write>(w: W, list: &DnsList, opts: &RpzOptions) -> io::Resul
     } else {
         Reach::Exact
     };
-    for_each_name(list, reach, &mut stats, extra, |name, entry| {
-        let rdata = match entry {
-            Entry::Name { .. } => &action,
-            Entry::Exception => &passthru,
-        };
-        for line in rdata {
-            w.write_all(name.as_bytes())?;
-            w.write_all(line)?;
-        }
-        if opts.wildcards {
-            for line in rdata {
-                w.write_all(b"*.")?;
-                w.write_all(name.as_bytes())?;
-                w.write_all(line)?;
-            }
-        }
-        Ok(())
+    for_each_name(list, reach, &mut stats, extra, |name, entry| match entry {
+        Entry::Name { .. } => emit(name, RpzEntryKind::Name),
+        Entry::Exception => emit(name, RpzEntryKind::Exception),
     })?;
     for_each_ip(list, &mut stats, |t| {
-        let owner = rpz_ip_owner(&t);
-        for line in &action {
+        emit(&rpz_ip_owner(&t), RpzEntryKind::Ip)
+    })?;
+    Ok(stats)
+}
+
+/// Writes `list` as a complete response policy zone; see the module
+/// documentation for what it looks like. Names too long to fit under the
+/// origin, names ending in a reserved RPZ label and, for the `local:`
+/// action, names that are not host names ([`SkipReason::NotHostName`])
+/// are left out and counted. Invalid options fail with [`io::ErrorKind::InvalidInput`]
+/// before anything is written.
+pub fn write_rpz<W: Write>(w: W, list: &DnsList, opts: &RpzOptions) -> io::Result<ExportStats> {
+    let RpzApex {
+        origin,
+        mname,
+        rname,
+        ns,
+    } = opts
+        .apex()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+
+    let mut w = BufWriter::with_capacity(BUFFER_SIZE, w);
+    writeln!(
+        w,
+        "; kanki response policy zone (draft-vixie-dnsop-dns-rpz)"
+    )?;
+    writeln!(w, "$TTL {}", opts.ttl)?;
+    writeln!(w, "$ORIGIN {origin}")?;
+    writeln!(
+        w,
+        "{origin} IN SOA {mname} {rname} {} {} {} {} {}",
+        opts.serial, opts.refresh, opts.retry, opts.expire, opts.minimum
+    )?;
+    writeln!(w, "{origin} IN NS {ns}")?;
+
+    let action = opts.action.rdata_lines();
+    let passthru = RpzAction::Passthru.rdata_lines();
+    let stats = for_each_rpz_entry(list, opts, |owner, kind| {
+        let rdata = match kind {
+            RpzEntryKind::Name | RpzEntryKind::Ip => &action,
+            RpzEntryKind::Exception => &passthru,
+        };
+        for line in rdata {
             w.write_all(owner.as_bytes())?;
             w.write_all(line)?;
+        }
+        if opts.wildcards && kind != RpzEntryKind::Ip {
+            for line in rdata {
+                w.write_all(b"*.")?;
+                w.write_all(owner.as_bytes())?;
+                w.write_all(line)?;
+            }
         }
         Ok(())
     })?;
