@@ -100,6 +100,8 @@ pub trait Backend: Send + Sync {
     fn for_each_dns_name(&self, f: &mut dyn FnMut(&str, IndicatorId)) -> Result<()>;
     /// Active IP indicators (addresses and CIDR blocks).
     fn for_each_ip(&self, f: &mut dyn FnMut(&str, IndicatorId)) -> Result<()>;
+    /// Ids of the active indicators in a selection, in no particular order.
+    fn for_each_selected(&self, sel: &Selection, f: &mut dyn FnMut(IndicatorId)) -> Result<()>;
     /// Every indicator matching the filter, with its sources, in id order.
     fn for_each_indicator(&self, filter: &ListQuery, f: &mut dyn FnMut(Indicator)) -> Result<()>;
 }

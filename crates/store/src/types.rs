@@ -214,3 +214,23 @@ pub struct HostMark {
     pub origin: String,
     pub created_at: DateTime<Utc>,
 }
+
+/// A cut of the list by what its indicators are, for lists made of a part
+/// of it (an RPZ zone per category, source or TLP). An empty field does not
+/// filter; the fields that are given must all match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Selection {
+    /// The indicator's category is one of these.
+    pub categories: Vec<Category>,
+    /// One of these sources lists the indicator.
+    pub sources: Vec<String>,
+    /// The indicator's TLP marking is one of these.
+    pub tlps: Vec<Tlp>,
+}
+
+impl Selection {
+    /// Whether the selection takes every indicator.
+    pub fn is_everything(&self) -> bool {
+        self.categories.is_empty() && self.sources.is_empty() && self.tlps.is_empty()
+    }
+}

@@ -457,3 +457,74 @@ fn a_value_added_by_someone_else_during_an_import_is_joined_not_duplicated() {
         6
     );
 }
+
+#[test]
+fn selections_cut_the_list_by_category_source_and_tlp() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    import(
+        &store,
+        &spec("feed-a"),
+        vec![rec(1, "a1.example"), rec(2, "a2.example")],
+        at(1),
+    );
+    let mut b = spec("feed-b");
+    b.default_category = Category::Phishing;
+    b.default_tlp = Tlp::Amber;
+    import(&store, &b, vec![rec(1, "b1.example")], at(1));
+    let (c2, _) = store
+        .add_indicator(
+            &NewIndicator {
+                value: "c2.example".into(),
+                category: Some(Category::C2),
+                tlp: Some(Tlp::Red),
+                ..Default::default()
+            },
+            at(1),
+        )
+        .unwrap();
+    let dead = store.find_indicator("a2.example").unwrap().unwrap();
+    store
+        .set_status(dead.id, Status::FalsePositive, "test", at(1))
+        .unwrap();
+
+    let values = |sel: kanki_store::Selection| {
+        let mut ids = Vec::new();
+        store
+            .for_each_selected(&sel, &mut |id| ids.push(id))
+            .unwrap();
+        let mut v: Vec<String> = ids
+            .into_iter()
+            .map(|id| store.get_indicator(id).unwrap().unwrap().value)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        values(Default::default()),
+        ["a1.example", "b1.example", "c2.example"]
+    );
+    assert_eq!(
+        values(kanki_store::Selection {
+            categories: vec![Category::MalwareDistribution, Category::C2],
+            ..Default::default()
+        }),
+        ["a1.example", "c2.example"]
+    );
+    assert_eq!(
+        values(kanki_store::Selection {
+            sources: vec!["feed-b".into(), "operator".into()],
+            ..Default::default()
+        }),
+        ["b1.example", "c2.example"]
+    );
+    assert_eq!(
+        values(kanki_store::Selection {
+            sources: vec!["feed-b".into(), "operator".into()],
+            tlps: vec![Tlp::Clear, Tlp::Green, Tlp::Amber],
+            ..Default::default()
+        }),
+        ["b1.example"]
+    );
+    assert_eq!(c2.category, Category::C2);
+}

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_f
 use super::{SqliteBackend, count_map, from_ts, journal, source_id, ts};
 use crate::{
     Backend, ChunkCounts, HostMark, ImportRecord, ImportRun, ImportSummary, ListQuery, NewEvidence,
-    NewIndicator, Page, Result, SourceSpec, StoreError, StoredAllowEntry,
+    NewIndicator, Page, Result, Selection, SourceSpec, StoreError, StoredAllowEntry,
 };
 
 /// What an import run knows about its source, loaded once per run.
@@ -1394,6 +1394,55 @@ impl Backend for SqliteBackend {
             while let Some(r) = rows.next()? {
                 let v = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
                 f(v, r.get(1)?);
+            }
+            Ok(())
+        })
+    }
+
+    fn for_each_selected(&self, sel: &Selection, f: &mut dyn FnMut(IndicatorId)) -> Result<()> {
+        let mut clauses = vec!["i.status = 'active'".to_string()];
+        let mut args: Vec<Value> = Vec::new();
+        let mut placeholders = |values: Vec<String>, args: &mut Vec<Value>| {
+            let start = args.len() + 1;
+            let n = values.len();
+            args.extend(values.into_iter().map(Value::from));
+            (start..start + n)
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !sel.categories.is_empty() {
+            let values = sel
+                .categories
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect();
+            clauses.push(format!(
+                "i.category IN ({})",
+                placeholders(values, &mut args)
+            ));
+        }
+        if !sel.tlps.is_empty() {
+            let values = sel.tlps.iter().map(|t| t.as_str().to_string()).collect();
+            clauses.push(format!("i.tlp IN ({})", placeholders(values, &mut args)));
+        }
+        if !sel.sources.is_empty() {
+            let values = sel.sources.clone();
+            clauses.push(format!(
+                "EXISTS (SELECT 1 FROM indicator_sources s JOIN sources src ON src.id = s.source_id
+                         WHERE s.indicator_id = i.id AND src.name IN ({}))",
+                placeholders(values, &mut args)
+            ));
+        }
+        let sql = format!(
+            "SELECT i.id FROM indicators i WHERE {}",
+            clauses.join(" AND ")
+        );
+        self.read(|c| {
+            let mut stmt = c.prepare(&sql)?;
+            let mut rows = stmt.query(params_from_iter(args.iter()))?;
+            while let Some(r) = rows.next()? {
+                f(r.get(0)?);
             }
             Ok(())
         })
