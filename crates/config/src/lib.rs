@@ -14,8 +14,12 @@ use kanki_indicators::{Category, Tlp};
 use serde::{Deserialize, Serialize};
 
 mod duration;
+mod rpz;
 
 pub use duration::HumanDuration;
+pub use rpz::{
+    RpzConfig, RpzZoneConfig, TSIG_ALGORITHMS, TsigKeyConfig, decode_secret, parse_prefix,
+};
 
 /// The complete default configuration, with a comment on every key.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -33,6 +37,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub export: ExportConfig,
     pub feeds: Vec<FeedConfig>,
+    /// The RPZ primary (`kanki serve`), off until zones are configured.
+    pub rpz: RpzConfig,
 }
 
 impl Default for Config {
@@ -47,6 +53,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             export: ExportConfig::default(),
             feeds: Vec::new(),
+            rpz: RpzConfig::default(),
         }
     }
 }
@@ -486,6 +493,7 @@ impl Config {
                 ));
             }
         }
+        self.rpz.validate()?;
         if self.indicators.default_confidence > 100 {
             return Err((
                 "indicators.default_confidence".into(),
