@@ -1402,7 +1402,7 @@ impl Backend for SqliteBackend {
     fn for_each_selected(&self, sel: &Selection, f: &mut dyn FnMut(IndicatorId)) -> Result<()> {
         let mut clauses = vec!["i.status = 'active'".to_string()];
         let mut args: Vec<Value> = Vec::new();
-        let mut placeholders = |values: Vec<String>, args: &mut Vec<Value>| {
+        let placeholders = |values: Vec<String>, args: &mut Vec<Value>| {
             let start = args.len() + 1;
             let n = values.len();
             args.extend(values.into_iter().map(Value::from));

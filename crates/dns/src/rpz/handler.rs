@@ -1,0 +1,250 @@
+//! What the primary answers to one request: the whole request path from
+//! the received bytes to the answer, with no I/O, so the fuzz target and
+//! the tests drive exactly what the listeners run.
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | not a DNS message, or a response | nothing |
+//! | unreadable past the header, no single question | FORMERR |
+//! | an opcode other than QUERY | NOTIMP |
+//! | TSIG with an unknown key or a bad MAC | NOTAUTH, TSIG error BADKEY / BADSIG (unsigned) |
+//! | TSIG out of its time window | NOTAUTH, BADTIME (signed) |
+//! | a zone kanki does not serve, a class other than IN | REFUSED |
+//! | from an address outside `allow_transfer` | REFUSED |
+//! | unsigned, or signed with another key, where the zone has `tsig_key` | REFUSED |
+//! | SOA | the SOA |
+//! | NS | the apex NS |
+//! | AXFR over TCP | the zone (RFC 5936) |
+//! | AXFR over UDP | FORMERR |
+//! | IXFR from the current serial or later | the SOA |
+//! | IXFR from a serial the journal has, over TCP | the differences (RFC 1995) |
+//! | IXFR from an older or unknown serial, over TCP | the whole zone, AXFR-style |
+//! | IXFR other than current, over UDP | the SOA (the client then asks over TCP) |
+//! | any other type | REFUSED |
+//! | a zone not built yet | SERVFAIL |
+//!
+//! Every refusal and failure is counted in [`RpzStats`].
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, RData, RecordType};
+
+use super::server::{RpzServer, ZoneHandle};
+use super::tsig::{self, Checked, Signer};
+use super::zone::{Kind, Transfer, serial_gt};
+
+/// What to send back.
+pub enum Reply {
+    /// Nothing.
+    Drop,
+    /// One message.
+    Message(Vec<u8>),
+    /// A transfer or SOA answer: call [`Transfer::next_message`] until it
+    /// says `None`.
+    Transfer(Transfer),
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Drop => f.write_str("Drop"),
+            Reply::Message(m) => write!(f, "Message({} bytes)", m.len()),
+            Reply::Transfer(_) => f.write_str("Transfer"),
+        }
+    }
+}
+
+/// An error answer: the request's ID, opcode and question, this rcode.
+fn error(req: Option<&Message>, raw: &[u8], rcode: ResponseCode) -> Vec<u8> {
+    let id = u16::from_be_bytes([raw[0], raw[1]]);
+    let op = req.map_or(OpCode::Query, |m| m.metadata.op_code);
+    let mut msg = Message::error_msg(id, op, rcode);
+    if let Some(m) = req {
+        msg.metadata.recursion_desired = m.metadata.recursion_desired;
+        if m.queries.len() == 1 {
+            msg.add_query(m.queries[0].clone());
+        }
+    }
+    match msg.to_vec() {
+        Ok(v) => v,
+        // A question hickory read but cannot write back: answer without it.
+        Err(_) => Message::error_msg(id, op, rcode)
+            .to_vec()
+            .unwrap_or_default(),
+    }
+}
+
+impl RpzServer {
+    /// Answers one request received from `peer` over TCP or UDP.
+    pub fn handle(&self, raw: &[u8], peer: IpAddr, tcp: bool) -> Reply {
+        let stats = &self.stats;
+        if raw.len() < 12 || raw[2] & 0x80 != 0 {
+            stats.malformed.inc();
+            return Reply::Drop;
+        }
+        let req = match Message::from_vec(raw) {
+            Ok(m) => m,
+            Err(_) => {
+                stats.malformed.inc();
+                return Reply::Message(error(None, raw, ResponseCode::FormErr));
+            }
+        };
+        if req.metadata.message_type != MessageType::Query {
+            stats.malformed.inc();
+            return Reply::Drop;
+        }
+        if req.metadata.op_code != OpCode::Query {
+            stats.not_implemented.inc();
+            return Reply::Message(error(Some(&req), raw, ResponseCode::NotImp));
+        }
+        if req.queries.len() != 1 {
+            stats.malformed.inc();
+            return Reply::Message(error(Some(&req), raw, ResponseCode::FormErr));
+        }
+        let now = tsig::now();
+        let signed = match tsig::check(raw, &self.keys, now) {
+            Checked::Invalid(inv) => {
+                stats.tsig_failed.inc();
+                let mut msg = error(Some(&req), raw, ResponseCode::NotAuth);
+                match inv.signer.clone() {
+                    Some((key, mac)) => Signer::bad_time(key, mac, now).sign(&mut msg),
+                    None => tsig::append_error(&mut msg, &inv, now),
+                }
+                return Reply::Message(msg);
+            }
+            Checked::Valid { key, mac } => Some((key, mac)),
+            Checked::Unsigned => None,
+        };
+        let signer = || signed.clone().map(|(k, m)| Signer::response(k, m, now));
+        let refuse = |signer: Option<Signer>| {
+            let mut msg = error(Some(&req), raw, ResponseCode::Refused);
+            if let Some(mut s) = signer {
+                s.sign(&mut msg);
+            }
+            Reply::Message(msg)
+        };
+
+        let q = &req.queries[0];
+        let qname = q.name.to_lowercase();
+        let Some(zone) = self.zones.iter().find(|z| z.name == qname) else {
+            stats.refused_zone.inc();
+            return refuse(signer());
+        };
+        if q.query_class != DNSClass::IN {
+            stats.refused_zone.inc();
+            return refuse(signer());
+        }
+        if !zone.allows(peer) {
+            stats.refused_acl.inc();
+            tracing::debug!(%peer, zone = %zone.name, "request from an address not in allow_transfer refused");
+            return refuse(signer());
+        }
+        if let Some(required) = &zone.tsig_key {
+            match &signed {
+                Some((k, _)) if Arc::ptr_eq(k, required) => {}
+                _ => {
+                    stats.tsig_required.inc();
+                    tracing::debug!(%peer, zone = %zone.name, "request without the zone's TSIG key refused");
+                    return refuse(signer());
+                }
+            }
+        }
+        let Some(state) = zone.state() else {
+            let mut msg = error(Some(&req), raw, ResponseCode::ServFail);
+            if let Some(mut s) = signer() {
+                s.sign(&mut msg);
+            }
+            return Reply::Message(msg);
+        };
+        let flags = u16::from_be_bytes([raw[2], raw[3]]);
+        let id = req.metadata.id;
+        let qtype = u16::from(q.query_type);
+        let transfer = |kind| {
+            Reply::Transfer(Transfer::new(
+                state.clone(),
+                kind,
+                id,
+                flags,
+                qtype,
+                signer(),
+            ))
+        };
+        match q.query_type {
+            RecordType::SOA => {
+                stats.soa.inc();
+                transfer(Kind::Soa)
+            }
+            RecordType::NS => transfer(Kind::Ns),
+            RecordType::AXFR if !tcp => {
+                stats.malformed.inc();
+                let mut msg = error(Some(&req), raw, ResponseCode::FormErr);
+                if let Some(mut s) = signer() {
+                    s.sign(&mut msg);
+                }
+                Reply::Message(msg)
+            }
+            RecordType::AXFR => {
+                stats.axfr.inc();
+                tracing::info!(%peer, zone = %zone.name, serial = state.serial, "AXFR");
+                transfer(Kind::Full)
+            }
+            RecordType::IXFR => {
+                let client = req.authorities.iter().find_map(|r| match &r.data {
+                    RData::SOA(soa) if r.name.to_lowercase() == qname => Some(soa.serial),
+                    _ => None,
+                });
+                let Some(client) = client else {
+                    stats.malformed.inc();
+                    let mut msg = error(Some(&req), raw, ResponseCode::FormErr);
+                    if let Some(mut s) = signer() {
+                        s.sign(&mut msg);
+                    }
+                    return Reply::Message(msg);
+                };
+                stats.ixfr.inc();
+                if client == state.serial || serial_gt(client, state.serial) || !tcp {
+                    return transfer(Kind::Soa);
+                }
+                if state.chain_from(client).is_some() {
+                    tracing::info!(%peer, zone = %zone.name, from = client, to = state.serial, "IXFR");
+                    transfer(Kind::Incremental { from: client })
+                } else {
+                    stats.ixfr_full.inc();
+                    tracing::info!(%peer, zone = %zone.name, from = client, to = state.serial, "IXFR from a serial the journal no longer has: full zone");
+                    transfer(Kind::Full)
+                }
+            }
+            _ => {
+                stats.refused_zone.inc();
+                refuse(signer())
+            }
+        }
+    }
+}
+
+impl ZoneHandle {
+    /// Whether `peer` may transfer this zone.
+    pub fn allows(&self, peer: IpAddr) -> bool {
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+            v4 => v4,
+        };
+        self.acl.iter().any(|(net, len)| match (net, peer) {
+            (IpAddr::V4(n), IpAddr::V4(p)) => {
+                let mask = if *len == 0 { 0 } else { u32::MAX << (32 - len) };
+                u32::from(*n) == u32::from(p) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(p)) => {
+                let mask = if *len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
+                u128::from(*n) == u128::from(p) & mask
+            }
+            _ => false,
+        })
+    }
+}
