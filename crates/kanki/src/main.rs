@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod progress;
+mod rpz;
 mod serve;
 
 use std::path::PathBuf;

@@ -5,7 +5,8 @@
 //!   the list's generation moves (checked every `policy.refresh_every`, and
 //!   at once when the API changes something);
 //! * the expiry job, every `indicators.expire_every`;
-//! * one scheduled import per enabled `[[feeds]]` entry.
+//! * one scheduled import per enabled `[[feeds]]` entry;
+//! * the RPZ primary when `[[rpz.zones]]` are configured (`rpz.rs`).
 //!
 //! Start-up loads the persisted snapshot first, so answers are ready before
 //! any rebuild. Every acknowledged change is already committed to the
@@ -40,7 +41,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let started = Instant::now();
     let listen = config.api.listen;
     let kanki = Arc::new(tokio::task::spawn_blocking(move || Kanki::open(config)).await??);
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    let rpz = crate::rpz::setup(&kanki, &mut metrics.registry)?;
+    let metrics = Arc::new(metrics);
 
     let snapshot = {
         let k = kanki.clone();
@@ -62,6 +65,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         list_changed: list_changed.clone(),
     };
 
+    if let Some((server, opts)) = rpz {
+        crate::rpz::spawn(server, opts, kanki.clone(), policy.clone()).await?;
+    }
     tokio::spawn(refresher(state.clone()));
     tokio::spawn(expirer(state.clone()));
     for feed in kanki.config.feeds.iter().filter(|f| f.enabled) {

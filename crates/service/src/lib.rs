@@ -15,8 +15,8 @@ use kanki_feeds::Format;
 use kanki_indicators::{AllowEntry, AllowKind, Allowlist, Category};
 use kanki_policy::{Snapshot, SnapshotBuilder, Verdict};
 use kanki_store::{
-    ImportProgress, ImportSummary, Importer, ListQuery, SourceSpec, SqliteOptions, Store,
-    StoreError,
+    ImportProgress, ImportSummary, Importer, ListQuery, Selection, SourceSpec, SqliteOptions,
+    Store, StoreError,
 };
 
 /// Why an operation failed, in words for an operator.
@@ -207,10 +207,42 @@ impl Kanki {
     /// names, the active IP indicators, and the allowlist entries that carve
     /// an exception out of a listed name.
     pub fn dns_list(&self, snapshot: &Snapshot) -> Result<DnsList, ServiceError> {
-        let names = snapshot.iter_listed().map(|(n, _)| n.to_string());
+        self.dns_list_of(snapshot, &Selection::default())
+    }
+
+    /// The part of the DNS-level list whose indicators are in `sel` (a
+    /// name is in it when one of the indicators listing it is); the
+    /// allowlist exceptions are all given (a writer uses those under a
+    /// name it writes).
+    pub fn dns_list_of(
+        &self,
+        snapshot: &Snapshot,
+        sel: &Selection,
+    ) -> Result<DnsList, ServiceError> {
+        let selected: Option<foldhash::HashSet<i64>> = if sel.is_everything() {
+            None
+        } else {
+            let mut ids = foldhash::HashSet::default();
+            self.store.for_each_selected(sel, &mut |id| {
+                ids.insert(id);
+            })?;
+            Some(ids)
+        };
+        let keep = |ids: &[i64]| {
+            selected
+                .as_ref()
+                .is_none_or(|s| ids.iter().any(|i| s.contains(i)))
+        };
+        let names = snapshot
+            .iter_listed()
+            .filter(|(_, ids)| keep(ids))
+            .map(|(n, _)| n.to_string());
         let mut ips = Vec::new();
-        self.store
-            .for_each_ip(&mut |ip, _| ips.push(ip.to_string()))?;
+        self.store.for_each_ip(&mut |ip, id| {
+            if keep(&[id]) {
+                ips.push(ip.to_string())
+            }
+        })?;
         let exceptions: Vec<String> = self
             .store
             .allowlist()?
