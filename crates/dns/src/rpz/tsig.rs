@@ -210,9 +210,12 @@ impl Signer {
         }
         tbs.extend_from_slice(msg);
         if self.first {
-            let mut enc = BinEncoder::new(&mut tbs);
+            // A fresh buffer: an encoder writes from its buffer's start.
+            let mut vars = Vec::with_capacity(128);
+            let mut enc = BinEncoder::new(&mut vars);
             stub.emit_tsig_for_mac(&mut enc, &self.key.name)
                 .expect("writing to a Vec");
+            tbs.extend_from_slice(&vars);
         } else {
             tbs.extend_from_slice(&((self.time >> 32) as u16).to_be_bytes());
             tbs.extend_from_slice(&(self.time as u32).to_be_bytes());
@@ -252,4 +255,81 @@ fn append(msg: &mut Vec<u8>, record: Record<TSIG>) {
     msg.extend_from_slice(&rr);
     let ar = u16::from_be_bytes([msg[10], msg[11]]) + 1;
     msg[10..12].copy_from_slice(&ar.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::RecordType;
+
+    fn key() -> Arc<TsigKey> {
+        Arc::new(
+            TsigKey::new(
+                "kanki-key",
+                "hmac-sha256",
+                b"0123456789abcdef0123456789abcdef".to_vec(),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn message(id: u16) -> Vec<u8> {
+        let mut m = Message::query();
+        m.metadata.id = id;
+        m.add_query(Query::query(
+            Name::from_ascii("rpz.kanki.").unwrap(),
+            RecordType::SOA,
+        ));
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn requests_signed_here_check_and_responses_verify_with_hickory() {
+        let k = key();
+        let t = now();
+        let mut req = message(7);
+        Signer::request(k.clone(), t).sign(&mut req);
+        let Checked::Valid { mac, .. } = check(&req, &[k.clone()], t) else {
+            panic!("own request does not check")
+        };
+        let mut resp = message(7);
+        resp[2] |= 0x80;
+        let mut s = Signer::response(k.clone(), mac.clone(), t);
+        s.sign(&mut resp);
+        let (tbs, rr) = signed_bitmessage_to_buf(&resp, Some(&mac), true).unwrap();
+        k.algorithm
+            .verify_mac(&k.secret, &tbs, &rr.data.mac)
+            .expect("first response MAC");
+        // The second message of a transfer covers the first one's MAC.
+        let mut second = message(7);
+        second[2] |= 0x80;
+        s.sign(&mut second);
+        let (tbs2, rr2) = signed_bitmessage_to_buf(&second, Some(&rr.data.mac), false).unwrap();
+        k.algorithm
+            .verify_mac(&k.secret, &tbs2, &rr2.data.mac)
+            .expect("second response MAC");
+
+        // Wrong key, bad MAC, bad time.
+        let other = Arc::new(TsigKey::new("other", "hmac-sha256", vec![1; 32]).unwrap());
+        assert!(matches!(
+            check(&req, &[other], t),
+            Checked::Invalid(Invalid {
+                error: TsigError::BadKey,
+                ..
+            })
+        ));
+        let mut bad = req.clone();
+        let n = bad.len();
+        bad[n - 10] ^= 1;
+        assert!(matches!(check(&bad, &[k.clone()], t), Checked::Invalid(_)));
+        assert!(matches!(
+            check(&req, &[k.clone()], t + 3600),
+            Checked::Invalid(Invalid {
+                error: TsigError::BadTime,
+                ..
+            })
+        ));
+        assert!(matches!(check(&message(1), &[k], t), Checked::Unsigned));
+    }
 }
