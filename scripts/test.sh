@@ -14,7 +14,9 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 mkdir -p "$CARGO_TARGET_DIR"
 
 # Debian packages the tests use, by the program each provides:
-#   named-checkzone (bind9-utils), named (bind9), unbound-checkconf (unbound), gzip, zip
+#   named-checkzone (bind9-utils), named (bind9), unbound-checkconf (unbound), gzip, zip,
+#   dig (bind9-dnsutils), pdns_recursor (pdns-recursor), kresd (knot-resolver):
+#   the RPZ tests run BIND, Unbound, PowerDNS Recursor and Knot Resolver.
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 have named-checkzone || need+=(bind9-utils)
@@ -22,6 +24,9 @@ have named || need+=(bind9)
 have unbound-checkconf || need+=(unbound)
 have gzip || need+=(gzip)
 have zip || need+=(zip)
+have dig || need+=(bind9-dnsutils)
+have pdns_recursor || need+=(pdns-recursor)
+have kresd || need+=(knot-resolver)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}"
   sudo=""

@@ -27,6 +27,8 @@ pub enum Which {
     Snapshot,
     /// Write the RPZ export of a list.
     Export,
+    /// The RPZ primary: zone build, memory per entry, AXFR and IXFR over TCP.
+    Rpz,
     All,
 }
 
@@ -76,6 +78,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if want(Which::Export) {
         export(n, a.work_dir.as_deref(), &r)?;
+    }
+    if want(Which::Rpz) {
+        rpz(n, &r)?;
     }
     if want(Which::Import) {
         import(n, a.work_dir.clone(), &r)?;
@@ -277,5 +282,203 @@ fn import(n: usize, work_dir: Option<PathBuf>, r: &Report) -> anyhow::Result<()>
             "-",
         );
     }
+    Ok(())
+}
+
+/// Sends one request over TCP to the primary and reads answer messages
+/// until `records` records have come; returns the seconds it took and the
+/// messages.
+async fn tcp_exchange(
+    addr: std::net::SocketAddr,
+    request: &[u8],
+    records: u64,
+) -> anyhow::Result<(f64, u64)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = Instant::now();
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let mut framed = (request.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(request);
+    s.write_all(&framed).await?;
+    let mut s = tokio::io::BufReader::with_capacity(256 * 1024, s);
+    let (mut got, mut messages) = (0u64, 0u64);
+    let mut buf = vec![0u8; 65_536];
+    while got < records {
+        let len = s.read_u16().await? as usize;
+        s.read_exact(&mut buf[..len]).await?;
+        anyhow::ensure!(buf[3] & 0x0f == 0, "answer with rcode {}", buf[3] & 0x0f);
+        got += u64::from(u16::from_be_bytes([buf[6], buf[7]]));
+        messages += 1;
+    }
+    Ok((t.elapsed().as_secs_f64(), messages))
+}
+
+fn rpz_request(zone: &str, qtype: hickory_proto::rr::RecordType, serial: Option<u32>) -> Vec<u8> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, Record, rdata::SOA};
+    let name = Name::from_ascii(zone).expect("zone name");
+    let mut m = Message::query();
+    m.metadata.id = 7;
+    m.add_query(Query::query(name.clone(), qtype));
+    if let Some(serial) = serial {
+        let soa = SOA::new(Name::root(), Name::root(), serial, 0, 0, 0, 0);
+        m.add_authority(Record::from_rdata(name, 0, RData::SOA(soa)));
+    }
+    m.to_vec().expect("a query encodes")
+}
+
+/// The RPZ primary on `n` names: zone build and memory, then a full AXFR
+/// and an IXFR of 1,000 changes over TCP on loopback (the primary's side
+/// of the transfer: writing and sending; the reader only counts records).
+fn rpz(n: usize, r: &Report) -> anyhow::Result<()> {
+    use hickory_proto::rr::RecordType;
+    use kanki_dns::rpz::{
+        ListSource, RpzServer, RunOptions, StaticList, ZoneContent, ZoneSpec, zone::Kind,
+        zone::Transfer,
+    };
+    let names = kanki_policy::synth::domains(n, 7);
+    let snap = build_snapshot(&names);
+    let list = DnsList::new(
+        snap.iter_listed().map(|(n, _)| n.to_string()),
+        Vec::<String>::new(),
+    );
+    let listed = list.names.len();
+    drop(names);
+    let source = std::sync::Arc::new(StaticList::new(list, 1));
+    let zone = "bench.rpz.kanki";
+    let spec = ZoneSpec {
+        options: kanki_exports::RpzOptions {
+            origin: zone.into(),
+            ..Default::default()
+        },
+        shadow: false,
+        content: ZoneContent::List(Default::default()),
+        consent: None,
+        notify: Vec::new(),
+        allow_transfer: vec![("127.0.0.1".parse()?, 32)],
+        tsig_key: None,
+    };
+    let journal = tempfile::tempdir()?;
+    let server = std::sync::Arc::new(
+        RpzServer::new(vec![spec], Vec::new(), Some(journal.path()), 100_000)
+            .map_err(anyhow::Error::msg)?,
+    );
+    let handle = server.zones[0].clone();
+    let rss_before = rss_bytes("VmRSS:").unwrap_or(0);
+    let t = Instant::now();
+    let content = handle.build(&*source).map_err(anyhow::Error::msg)?;
+    let entries = content.len();
+    let content_bytes = content.memory_bytes();
+    let build_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    handle.update(content, source.generation())?;
+    let publish_secs = t.elapsed().as_secs_f64();
+    r.line(
+        &format!("rpz zone build from the list ({listed} names)"),
+        build_secs,
+        "s",
+        "-",
+    );
+    r.line(
+        "rpz zone publish (journal base written, synced)",
+        publish_secs,
+        "s",
+        "-",
+    );
+    r.line(
+        &format!("rpz serving memory per entry ({entries} entries)"),
+        content_bytes as f64 / entries as f64,
+        "bytes",
+        "<= 64",
+    );
+    if let Some(after) = rss_bytes("VmRSS:") {
+        r.line(
+            "rpz zone RSS growth per entry (build + publish)",
+            after.saturating_sub(rss_before) as f64 / entries as f64,
+            "bytes",
+            "-",
+        );
+    }
+    let state = handle.state().expect("published");
+    let records = |kind| {
+        let mut t = Transfer::new(state.clone(), kind, 1, 0, 252, None);
+        while t.next_message().is_some() {}
+        t.records
+    };
+    let t = Instant::now();
+    let axfr_records = records(Kind::Full);
+    r.line(
+        &format!("rpz AXFR written in memory ({axfr_records} records)"),
+        t.elapsed().as_secs_f64(),
+        "s",
+        "-",
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let opts = RunOptions {
+        listen: addr,
+        notify_interval: std::time::Duration::from_secs(5),
+        max_transfers: 4,
+        idle_timeout: std::time::Duration::from_secs(30),
+        check_every: std::time::Duration::from_millis(100),
+    };
+    let src: std::sync::Arc<dyn ListSource> = source.clone();
+    rt.spawn(kanki_dns::rpz::run(server.clone(), src, opts));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (secs, messages) = rt.block_on(tcp_exchange(
+        addr,
+        &rpz_request(zone, RecordType::AXFR, None),
+        axfr_records,
+    ))?;
+    r.line(
+        &format!("rpz AXFR over TCP, {entries} entries ({messages} messages)"),
+        secs,
+        "s",
+        "<= 3 s",
+    );
+
+    // 1,000 changes: 500 names gone, 500 new.
+    let old_serial = state.serial;
+    let mut list = source.list(&Default::default()).map_err(anyhow::Error::msg)?;
+    list.names.drain(..500);
+    list.names
+        .extend((0..500).map(|i| format!("bench-new-{i}.example")));
+    list.names.sort();
+    source.set(list);
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    while handle.state().is_none_or(|s| s.serial == old_serial) {
+        anyhow::ensure!(Instant::now() < deadline, "the zone did not update");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let state = handle.state().expect("published");
+    let changes: u64 = state.history.iter().map(|d| d.changes()).sum();
+    let ixfr_records = records(Kind::Incremental { from: old_serial });
+    let (secs, _) = rt.block_on(tcp_exchange(
+        addr,
+        &rpz_request(zone, RecordType::IXFR, Some(old_serial)),
+        ixfr_records,
+    ))?;
+    r.line(
+        &format!("rpz IXFR of {changes} changes over TCP ({ixfr_records} records)"),
+        secs * 1000.0,
+        "ms",
+        "<= 50 ms",
+    );
+    let journal_bytes: usize = state
+        .history
+        .iter()
+        .map(|d| d.removed.memory_bytes() + d.added.memory_bytes())
+        .sum();
+    r.line(
+        "rpz journal memory (depth 100000 changes)",
+        journal_bytes as f64 / 1024.0,
+        "KiB",
+        "bounded",
+    );
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(())
 }
