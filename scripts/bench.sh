@@ -2,7 +2,9 @@
 # kanki's benchmarks beside the peer named by the foundation issue, in one run:
 #   1. kanki bench: parse, snapshot (build, memory, lookups, load), RPZ export, import;
 #   2. Unbound loading the same 1,000,000-name RPZ zone that kanki exported:
-#      time until it enforces the policy, and its memory.
+#      time until it enforces the policy, and its memory;
+#   3. BIND 9 as a secondary of kanki serve's RPZ primary on the imported list:
+#      the AXFR as BIND times it, then an IXFR of 1,000 added names.
 # Usage: scripts/bench.sh [ROWS]   (default 1000000). Figures go to docs/benchmarks.md by hand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +12,7 @@ rows="${1:-1000000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kanki/target}"
 need=()
 command -v unbound >/dev/null 2>&1 || [ -x /usr/sbin/unbound ] || need+=(unbound)
+command -v named >/dev/null 2>&1 || [ -x /usr/sbin/named ] || need+=(bind9)
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v bc >/dev/null 2>&1 || need+=(bc)
 command -v curl >/dev/null 2>&1 || need+=(curl)
@@ -19,7 +22,7 @@ fi
 cargo build --release --quiet -p kanki
 kanki="$CARGO_TARGET_DIR/release/kanki"
 work=$(mktemp -d)
-trap 'kill $(cat "$work/unbound.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $(cat "$work/unbound.pid" 2>/dev/null) 2>/dev/null || true; kill $(cat "$work/named.pid" 2>/dev/null) 2>/dev/null || true; kill $(cat "$work/serve.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 echo "== kanki bench ($rows rows) on $(nproc) cores"
 "$kanki" bench all --rows "$rows" --work-dir "$work/kanki"
@@ -80,3 +83,62 @@ printf '%-44s %14.2f %-12s\n' "unbound: load 1M-name RPZ until enforcing" "$(ech
 printf '%-44s %14.2f %-12s\n' "unbound: RSS after load" "$(echo "$rss_kb / 1024" | bc -l)" "MiB"
 printf '%-44s %14.2f %-12s\n' "unbound: RSS bytes per RPZ record ($records)" "$(echo "$rss_kb * 1024 / $records" | bc -l)" "bytes"
 printf '%-44s %14.2f %-12s\n' "unbound: RSS bytes per listed name ($names)" "$(echo "$rss_kb * 1024 / $names" | bc -l)" "bytes"
+
+echo "== BIND $(/usr/sbin/named -v | awk '{print $2}') as a secondary of kanki's RPZ primary (the imported list)"
+rpz_port=$(( 20000 + RANDOM % 20000 ))
+bind_port=$(( 20000 + RANDOM % 20000 ))
+api_port=$(( 20000 + RANDOM % 20000 ))
+cat > "$work/rpz.toml" <<CONF
+data_dir = "$work/kanki/data"
+[api]
+listen = "127.0.0.1:$api_port"
+[policy]
+refresh_every = "200ms"
+[rpz]
+listen = "127.0.0.1:$rpz_port"
+notify_interval = "1s"
+[[rpz.zones]]
+name = "bench.rpz.kanki"
+notify = ["127.0.0.1:$bind_port"]
+CONF
+"$kanki" --config "$work/rpz.toml" serve > "$work/rpz-serve.log" 2>&1 &
+echo $! > "$work/serve.pid"
+for _ in $(seq 1 600); do
+  grep -q "RPZ zone updated" "$work/rpz-serve.log" && break
+  sleep 0.1
+done
+entries=$(grep -o 'entries=[0-9]*' "$work/rpz-serve.log" | head -1 | cut -d= -f2)
+mkdir -p "$work/bind"
+cat > "$work/bind/named.conf" <<CONF
+options {
+  directory "$work/bind"; listen-on port $bind_port { 127.0.0.1; }; listen-on-v6 { none; };
+  pid-file "$work/named.pid"; recursion no; notify no; allow-notify { 127.0.0.1; };
+  session-keyfile "$work/bind/session.key"; dnssec-validation no;
+};
+controls { };
+logging { category xfer-in { default_stderr; }; };
+zone "bench.rpz.kanki" { type secondary; primaries { 127.0.0.1 port $rpz_port; }; file "bench.db"; masterfile-format raw; };
+CONF
+start=$(date +%s.%N)
+/usr/sbin/named -g -n 2 -c "$work/bind/named.conf" > "$work/named.log" 2>&1 &
+for _ in $(seq 1 1200); do
+  grep -q "Transfer completed" "$work/named.log" && break
+  sleep 0.05
+done
+end=$(date +%s.%N)
+line=$(grep "Transfer completed" "$work/named.log" | head -1)
+printf '%-44s %14s %-12s\n' "zone entries (names, wildcards, IP triggers)" "$entries" "entries"
+printf '%-44s %14s %-12s (target <= 3 s)\n' "BIND: AXFR transfer time (its own figure)" "$(echo "$line" | grep -o '[0-9.]* secs' | awk '{print $1}')" "s"
+printf '%-44s %14.2f %-12s\n' "BIND: start until AXFR completed" "$(echo "$end - $start" | bc)" "s"
+echo "   $(echo "$line" | sed 's/.*Transfer completed: //')"
+printf '%-44s %14.2f %-12s\n' "kanki serve RSS with the zone" "$(awk '/VmRSS/ {print $2/1024}' "/proc/$(cat "$work/serve.pid")/status")" "MiB"
+seq 1 1000 | sed 's/^/bench-ixfr-/; s/$/.example/' > "$work/ixfr.txt"
+"$kanki" --config "$work/rpz.toml" import --format plain --source bench-ixfr "$work/ixfr.txt" > /dev/null
+for _ in $(seq 1 600); do
+  [ "$(grep -c "Transfer completed" "$work/named.log")" -ge 2 ] && break
+  sleep 0.05
+done
+line=$(grep "Transfer completed" "$work/named.log" | sed -n 2p)
+printf '%-44s %14s %-12s (target <= 50 ms)\n' "BIND: IXFR of 1,000 added names (its figure)" "$(echo "$line" | grep -o '[0-9.]* secs' | awk '{print $1 * 1000}')" "ms"
+echo "   $(echo "$line" | sed 's/.*Transfer completed: //')"
+grep -o 'IXFR.*' "$work/rpz-serve.log" | tail -1 | sed 's/^/   kanki: /'

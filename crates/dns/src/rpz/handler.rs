@@ -248,3 +248,143 @@ impl ZoneHandle {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpz::content::{Content, EntryKind};
+    use crate::rpz::server::{ZoneContent, ZoneSpec};
+    use crate::rpz::tsig::TsigKey;
+    use hickory_proto::op::Query;
+    use hickory_proto::rr::{Name, Record, rdata::SOA};
+    use kanki_exports::RpzOptions;
+
+    fn server() -> (RpzServer, Arc<TsigKey>) {
+        let key = Arc::new(TsigKey::new("k", "hmac-sha256", vec![7; 32]).unwrap());
+        let spec = |origin: &str, tsig: bool| ZoneSpec {
+            options: RpzOptions {
+                origin: origin.into(),
+                ..RpzOptions::default()
+            },
+            shadow: false,
+            content: ZoneContent::List(Default::default()),
+            consent: None,
+            notify: Vec::new(),
+            allow_transfer: vec![("127.0.0.1".parse().unwrap(), 32), ("::1".parse().unwrap(), 128)],
+            tsig_key: tsig.then(|| key.clone()),
+        };
+        let s = RpzServer::new(vec![spec("open.rpz", false), spec("signed.rpz", true)], vec![key.clone()], None, 3)
+            .unwrap();
+        let c = |n: &[&str]| Content::from_entries(n.iter().map(|x| (EntryKind::Name, *x)));
+        for z in &s.zones {
+            z.update(c(&["a.example"]), 10).unwrap();
+            z.update(c(&["a.example", "b.example"]), 11).unwrap();
+            z.update(c(&["b.example", "c.example"]), 12).unwrap();
+        }
+        (s, key)
+    }
+
+    fn request(zone: &str, qtype: RecordType, serial: Option<u32>) -> Vec<u8> {
+        let name = Name::from_ascii(zone).unwrap();
+        let mut m = Message::query();
+        m.metadata.id = 99;
+        m.add_query(Query::query(name.clone(), qtype));
+        if let Some(s) = serial {
+            m.add_authority(Record::from_rdata(name, 0, RData::SOA(SOA::new(Name::root(), Name::root(), s, 0, 0, 0, 0))));
+        }
+        m.to_vec().unwrap()
+    }
+
+    fn answer(r: Reply) -> (ResponseCode, Vec<String>) {
+        let msgs = match r {
+            Reply::Drop => return (ResponseCode::Unknown(999), vec![]),
+            Reply::Message(m) => vec![m],
+            Reply::Transfer(mut t) => std::iter::from_fn(|| t.next_message()).collect(),
+        };
+        let mut rcode = ResponseCode::NoError;
+        let mut out = Vec::new();
+        for m in msgs {
+            let m = Message::from_vec(&m).unwrap();
+            rcode = m.metadata.response_code;
+            for r in &m.answers {
+                out.push(match &r.data {
+                    RData::SOA(s) => format!("SOA {}", s.serial),
+                    d => format!("{} {d}", r.name),
+                });
+            }
+        }
+        (rcode, out)
+    }
+
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[test]
+    fn ixfr_from_the_journal_or_the_whole_zone() {
+        let (s, _) = server();
+        // Serials follow the generation.
+        let (rc, soa) = answer(s.handle(&request("open.rpz", RecordType::SOA, None), LOCAL, false));
+        assert_eq!((rc, soa), (ResponseCode::NoError, vec!["SOA 12".to_string()]));
+        // Depth 3 changes: 11 -> 12 (two changes) is kept, 10 -> 11 too (three in all).
+        let (_, ixfr) = answer(s.handle(&request("open.rpz", RecordType::IXFR, Some(11)), LOCAL, true));
+        assert_eq!(
+            ixfr,
+            [
+                "SOA 12",
+                "SOA 11",
+                "a.example.open.rpz. .",
+                "*.a.example.open.rpz. .",
+                "SOA 12",
+                "c.example.open.rpz. .",
+                "*.c.example.open.rpz. .",
+                "SOA 12"
+            ]
+        );
+        assert_eq!(s.stats.ixfr_full.get(), 0);
+        // 10 is older than the journal: the whole zone.
+        let (_, full) = answer(s.handle(&request("open.rpz", RecordType::IXFR, Some(10)), LOCAL, true));
+        assert_eq!(full.first().unwrap(), "SOA 12");
+        assert!(full.contains(&"open.rpz. localhost.".to_string()), "{full:?}");
+        assert_eq!(s.stats.ixfr_full.get(), 1);
+        // Current: the SOA alone; over UDP, the SOA whatever the serial.
+        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::IXFR, Some(12)), LOCAL, true)).1, ["SOA 12"]);
+        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::IXFR, Some(11)), LOCAL, false)).1, ["SOA 12"]);
+        // AXFR over UDP is malformed; IXFR without its SOA too.
+        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::AXFR, None), LOCAL, false)).0, ResponseCode::FormErr);
+        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::IXFR, None), LOCAL, true)).0, ResponseCode::FormErr);
+    }
+
+    #[test]
+    fn refusals_are_counted() {
+        let (s, key) = server();
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::AXFR, None), other, true)).0, ResponseCode::Refused);
+        assert_eq!(s.stats.refused_acl.get(), 1);
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::SOA, None), mapped, true)).0, ResponseCode::NoError);
+        assert_eq!(answer(s.handle(&request("nope.rpz", RecordType::SOA, None), LOCAL, true)).0, ResponseCode::Refused);
+        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::A, None), LOCAL, true)).0, ResponseCode::Refused);
+        assert_eq!(s.stats.refused_zone.get(), 2);
+        // The signed zone: unsigned refused, signed served.
+        assert_eq!(answer(s.handle(&request("signed.rpz", RecordType::AXFR, None), LOCAL, true)).0, ResponseCode::Refused);
+        assert_eq!(s.stats.tsig_required.get(), 1);
+        let mut signed = request("signed.rpz", RecordType::AXFR, None);
+        Signer::request(key.clone(), tsig::now()).sign(&mut signed);
+        let (rc, records) = answer(s.handle(&signed, LOCAL, true));
+        assert_eq!(rc, ResponseCode::NoError);
+        assert_eq!(records.len(), 7);
+        // A tampered signature.
+        let n = signed.len();
+        signed[n - 12] ^= 0x55;
+        assert_eq!(answer(s.handle(&signed, LOCAL, true)).0, ResponseCode::NotAuth);
+        assert_eq!(s.stats.tsig_failed.get(), 1);
+        // Garbage and responses.
+        assert!(matches!(s.handle(b"short", LOCAL, true), Reply::Drop));
+        let mut resp = request("open.rpz", RecordType::SOA, None);
+        resp[2] |= 0x80;
+        assert!(matches!(s.handle(&resp, LOCAL, true), Reply::Drop));
+        let mut bad = request("open.rpz", RecordType::SOA, None);
+        bad.truncate(bad.len() - 2);
+        assert_eq!(answer(s.handle(&bad, LOCAL, true)).0, ResponseCode::FormErr);
+        assert!(s.stats.malformed.get() >= 3);
+    }
+}
