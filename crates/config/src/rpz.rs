@@ -22,7 +22,7 @@ pub struct RpzConfig {
     /// NOTIFY is sent at most this often per zone; changes in between are
     /// announced together.
     pub notify_interval: HumanDuration,
-    /// Transfers served at once; more connections wait.
+    /// TCP connections (transfers) served at once; more wait their turn.
     pub max_transfers: usize,
     /// A TCP connection idle this long is closed.
     pub idle_timeout: HumanDuration,

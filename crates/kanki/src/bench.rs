@@ -417,7 +417,9 @@ fn rpz(n: usize, r: &Report) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let opts = RunOptions {
         listen: addr,
@@ -443,7 +445,9 @@ fn rpz(n: usize, r: &Report) -> anyhow::Result<()> {
 
     // 1,000 changes: 500 names gone, 500 new.
     let old_serial = state.serial;
-    let mut list = source.list(&Default::default()).map_err(anyhow::Error::msg)?;
+    let mut list = source
+        .list(&Default::default())
+        .map_err(anyhow::Error::msg)?;
     list.names.drain(..500);
     list.names
         .extend((0..500).map(|i| format!("bench-new-{i}.example")));

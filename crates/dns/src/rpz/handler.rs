@@ -270,11 +270,19 @@ mod tests {
             content: ZoneContent::List(Default::default()),
             consent: None,
             notify: Vec::new(),
-            allow_transfer: vec![("127.0.0.1".parse().unwrap(), 32), ("::1".parse().unwrap(), 128)],
+            allow_transfer: vec![
+                ("127.0.0.1".parse().unwrap(), 32),
+                ("::1".parse().unwrap(), 128),
+            ],
             tsig_key: tsig.then(|| key.clone()),
         };
-        let s = RpzServer::new(vec![spec("open.rpz", false), spec("signed.rpz", true)], vec![key.clone()], None, 3)
-            .unwrap();
+        let s = RpzServer::new(
+            vec![spec("open.rpz", false), spec("signed.rpz", true)],
+            vec![key.clone()],
+            None,
+            3,
+        )
+        .unwrap();
         let c = |n: &[&str]| Content::from_entries(n.iter().map(|x| (EntryKind::Name, *x)));
         for z in &s.zones {
             z.update(c(&["a.example"]), 10).unwrap();
@@ -290,7 +298,11 @@ mod tests {
         m.metadata.id = 99;
         m.add_query(Query::query(name.clone(), qtype));
         if let Some(s) = serial {
-            m.add_authority(Record::from_rdata(name, 0, RData::SOA(SOA::new(Name::root(), Name::root(), s, 0, 0, 0, 0))));
+            m.add_authority(Record::from_rdata(
+                name,
+                0,
+                RData::SOA(SOA::new(Name::root(), Name::root(), s, 0, 0, 0, 0)),
+            ));
         }
         m.to_vec().unwrap()
     }
@@ -323,9 +335,16 @@ mod tests {
         let (s, _) = server();
         // Serials follow the generation.
         let (rc, soa) = answer(s.handle(&request("open.rpz", RecordType::SOA, None), LOCAL, false));
-        assert_eq!((rc, soa), (ResponseCode::NoError, vec!["SOA 12".to_string()]));
-        // Depth 3 changes: 11 -> 12 (two changes) is kept, 10 -> 11 too (three in all).
-        let (_, ixfr) = answer(s.handle(&request("open.rpz", RecordType::IXFR, Some(11)), LOCAL, true));
+        assert_eq!(
+            (rc, soa),
+            (ResponseCode::NoError, vec!["SOA 12".to_string()])
+        );
+        // Depth 3 changes: 10 -> 11 (one) and 11 -> 12 (two) are both kept.
+        let (_, ixfr) = answer(s.handle(
+            &request("open.rpz", RecordType::IXFR, Some(11)),
+            LOCAL,
+            true,
+        ));
         assert_eq!(
             ixfr,
             [
@@ -339,33 +358,83 @@ mod tests {
                 "SOA 12"
             ]
         );
+        let (_, from10) = answer(s.handle(
+            &request("open.rpz", RecordType::IXFR, Some(10)),
+            LOCAL,
+            true,
+        ));
+        assert_eq!(
+            from10[..4],
+            ["SOA 12", "SOA 10", "SOA 11", "b.example.open.rpz. ."]
+        );
         assert_eq!(s.stats.ixfr_full.get(), 0);
-        // 10 is older than the journal: the whole zone.
-        let (_, full) = answer(s.handle(&request("open.rpz", RecordType::IXFR, Some(10)), LOCAL, true));
+        // 9 is older than the journal: the whole zone.
+        let (_, full) =
+            answer(s.handle(&request("open.rpz", RecordType::IXFR, Some(9)), LOCAL, true));
         assert_eq!(full.first().unwrap(), "SOA 12");
-        assert!(full.contains(&"open.rpz. localhost.".to_string()), "{full:?}");
+        assert!(
+            full.contains(&"open.rpz. localhost.".to_string()),
+            "{full:?}"
+        );
         assert_eq!(s.stats.ixfr_full.get(), 1);
         // Current: the SOA alone; over UDP, the SOA whatever the serial.
-        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::IXFR, Some(12)), LOCAL, true)).1, ["SOA 12"]);
-        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::IXFR, Some(11)), LOCAL, false)).1, ["SOA 12"]);
+        assert_eq!(
+            answer(s.handle(
+                &request("open.rpz", RecordType::IXFR, Some(12)),
+                LOCAL,
+                true
+            ))
+            .1,
+            ["SOA 12"]
+        );
+        assert_eq!(
+            answer(s.handle(
+                &request("open.rpz", RecordType::IXFR, Some(11)),
+                LOCAL,
+                false
+            ))
+            .1,
+            ["SOA 12"]
+        );
         // AXFR over UDP is malformed; IXFR without its SOA too.
-        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::AXFR, None), LOCAL, false)).0, ResponseCode::FormErr);
-        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::IXFR, None), LOCAL, true)).0, ResponseCode::FormErr);
+        assert_eq!(
+            answer(s.handle(&request("open.rpz", RecordType::AXFR, None), LOCAL, false)).0,
+            ResponseCode::FormErr
+        );
+        assert_eq!(
+            answer(s.handle(&request("open.rpz", RecordType::IXFR, None), LOCAL, true)).0,
+            ResponseCode::FormErr
+        );
     }
 
     #[test]
     fn refusals_are_counted() {
         let (s, key) = server();
         let other: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::AXFR, None), other, true)).0, ResponseCode::Refused);
+        assert_eq!(
+            answer(s.handle(&request("open.rpz", RecordType::AXFR, None), other, true)).0,
+            ResponseCode::Refused
+        );
         assert_eq!(s.stats.refused_acl.get(), 1);
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
-        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::SOA, None), mapped, true)).0, ResponseCode::NoError);
-        assert_eq!(answer(s.handle(&request("nope.rpz", RecordType::SOA, None), LOCAL, true)).0, ResponseCode::Refused);
-        assert_eq!(answer(s.handle(&request("open.rpz", RecordType::A, None), LOCAL, true)).0, ResponseCode::Refused);
+        assert_eq!(
+            answer(s.handle(&request("open.rpz", RecordType::SOA, None), mapped, true)).0,
+            ResponseCode::NoError
+        );
+        assert_eq!(
+            answer(s.handle(&request("nope.rpz", RecordType::SOA, None), LOCAL, true)).0,
+            ResponseCode::Refused
+        );
+        assert_eq!(
+            answer(s.handle(&request("open.rpz", RecordType::A, None), LOCAL, true)).0,
+            ResponseCode::Refused
+        );
         assert_eq!(s.stats.refused_zone.get(), 2);
         // The signed zone: unsigned refused, signed served.
-        assert_eq!(answer(s.handle(&request("signed.rpz", RecordType::AXFR, None), LOCAL, true)).0, ResponseCode::Refused);
+        assert_eq!(
+            answer(s.handle(&request("signed.rpz", RecordType::AXFR, None), LOCAL, true)).0,
+            ResponseCode::Refused
+        );
         assert_eq!(s.stats.tsig_required.get(), 1);
         let mut signed = request("signed.rpz", RecordType::AXFR, None);
         Signer::request(key.clone(), tsig::now()).sign(&mut signed);
@@ -375,7 +444,10 @@ mod tests {
         // A tampered signature.
         let n = signed.len();
         signed[n - 12] ^= 0x55;
-        assert_eq!(answer(s.handle(&signed, LOCAL, true)).0, ResponseCode::NotAuth);
+        assert_eq!(
+            answer(s.handle(&signed, LOCAL, true)).0,
+            ResponseCode::NotAuth
+        );
         assert_eq!(s.stats.tsig_failed.get(), 1);
         // Garbage and responses.
         assert!(matches!(s.handle(b"short", LOCAL, true), Reply::Drop));
