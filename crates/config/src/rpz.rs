@@ -180,6 +180,7 @@ pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
 impl RpzConfig {
     /// Checks across keys; on error the key path, a text to point at in the
     /// file (with which occurrence), and the message.
+    #[allow(clippy::type_complexity)]
     pub(crate) fn validate(&self) -> Result<(), (String, Option<(String, usize)>, String)> {
         let mut keys = std::collections::HashSet::new();
         for (i, k) in self.tsig.iter().enumerate() {

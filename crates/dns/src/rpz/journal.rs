@@ -253,8 +253,7 @@ fn parse(bytes: &[u8]) -> (Vec<Rec>, usize) {
         return (out, 0);
     }
     let mut pos = MAGIC.len();
-    loop {
-        let Some(rest) = bytes.get(pos..) else { break };
+    while let Some(rest) = bytes.get(pos..) {
         if rest.len() < 13 {
             break;
         }
@@ -345,7 +344,7 @@ mod tests {
         j.rewrite(10, &c1, &[]).unwrap();
         let c2 = content(&["b.example", "c.example"]);
         let d1 = Arc::new(diff(10, 11, &c1, &c2));
-        j.append(&d1, &c2, &[d1.clone()]).unwrap();
+        j.append(&d1, &c2, std::slice::from_ref(&d1)).unwrap();
         let c3 = content(&["c.example"]);
         let d2 = Arc::new(diff(11, 15, &c2, &c3));
         j.append(&d2, &c3, &[d1.clone(), d2.clone()]).unwrap();
