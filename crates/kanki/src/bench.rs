@@ -392,20 +392,20 @@ fn rpz(n: usize, r: &Report) -> anyhow::Result<()> {
     );
     if let Some(after) = rss_bytes("VmRSS:") {
         r.line(
-            "rpz zone RSS growth per entry (build + publish)",
+            "rpz RSS growth per entry during build + publish (transient)",
             after.saturating_sub(rss_before) as f64 / entries as f64,
             "bytes",
             "-",
         );
     }
     let state = handle.state().expect("published");
-    let records = |kind| {
+    let records = |state: &std::sync::Arc<kanki_dns::rpz::zone::ZoneState>, kind| {
         let mut t = Transfer::new(state.clone(), kind, 1, 0, 252, None);
         while t.next_message().is_some() {}
         t.records
     };
     let t = Instant::now();
-    let axfr_records = records(Kind::Full);
+    let axfr_records = records(&state, Kind::Full);
     r.line(
         &format!("rpz AXFR written in memory ({axfr_records} records)"),
         t.elapsed().as_secs_f64(),
@@ -460,7 +460,7 @@ fn rpz(n: usize, r: &Report) -> anyhow::Result<()> {
     }
     let state = handle.state().expect("published");
     let changes: u64 = state.history.iter().map(|d| d.changes()).sum();
-    let ixfr_records = records(Kind::Incremental { from: old_serial });
+    let ixfr_records = records(&state, Kind::Incremental { from: old_serial });
     let (secs, _) = rt.block_on(tcp_exchange(
         addr,
         &rpz_request(zone, RecordType::IXFR, Some(old_serial)),
