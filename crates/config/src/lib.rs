@@ -13,8 +13,10 @@ use kanki_feeds::Format;
 use kanki_indicators::{Category, Tlp};
 use serde::{Deserialize, Serialize};
 
+mod directory;
 mod duration;
 
+pub use directory::{AuditConfig, DirectoryConfig, NasConfig, RadiusConfig};
 pub use duration::HumanDuration;
 
 /// The complete default configuration, with a comment on every key.
@@ -33,6 +35,9 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub export: ExportConfig,
     pub feeds: Vec<FeedConfig>,
+    pub directory: DirectoryConfig,
+    pub audit: AuditConfig,
+    pub radius: RadiusConfig,
 }
 
 impl Default for Config {
@@ -47,6 +52,9 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             export: ExportConfig::default(),
             feeds: Vec::new(),
+            directory: DirectoryConfig::default(),
+            audit: AuditConfig::default(),
+            radius: RadiusConfig::default(),
         }
     }
 }
