@@ -12,7 +12,9 @@
 //! ground and is written to the audit log: see the `audit` crate.
 
 pub mod index;
+pub mod subscribers;
 pub mod types;
 
 pub use index::{BindingIndex, BindingRef, Candidate, IndexBuilder};
+pub use subscribers::{SubscriberRecord, SubscriberRow, read_subscribers};
 pub use types::*;

@@ -2,25 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use kanki_audit::{AuditEntry, AuditRecord, Ground};
+pub use kanki_directory::SubscriberRecord;
 use kanki_directory::{Binding, BindingEvent, BindingOrigin, PortRange, Subject};
 use serde::Serialize;
 
 use crate::Result;
-
-/// A subscriber as imported or edited.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SubscriberRecord {
-    pub id: String,
-    pub email: Option<String>,
-    pub postal_address: Option<String>,
-    /// `ja` or `en`.
-    pub language: String,
-    pub plan: Option<String>,
-    /// `None`: leave consent as it is (a new subscriber starts without).
-    pub consent: Option<bool>,
-    /// Identifiers beyond the id itself (which is always a login name too).
-    pub identifiers: Vec<Subject>,
-}
 
 /// One grant or revocation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
