@@ -5,7 +5,9 @@
 //!   the list's generation moves (checked every `policy.refresh_every`, and
 //!   at once when the API changes something);
 //! * the expiry job, every `indicators.expire_every`;
-//! * one scheduled import per enabled `[[feeds]]` entry.
+//! * one scheduled import per enabled `[[feeds]]` entry;
+//! * the subscriber directory: its binding index and consent set, reloaded
+//!   when the store's directory generation moves, and the retention purge.
 //!
 //! Start-up loads the persisted snapshot first, so answers are ready before
 //! any rebuild. Every acknowledged change is already committed to the
@@ -22,6 +24,7 @@ use kanki_api::{ApiState, Metrics};
 use kanki_config::{Config, FeedConfig};
 use kanki_policy::{PolicyHandle, Snapshot};
 use kanki_service::Kanki;
+use kanki_service::directory::Directory;
 use tokio::sync::Notify;
 
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -55,15 +58,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let policy = Arc::new(PolicyHandle::new(snapshot));
     let list_changed = Arc::new(Notify::new());
+    let directory = {
+        let k = kanki.clone();
+        let t = Instant::now();
+        let d =
+            tokio::task::spawn_blocking(move || Directory::load(&k.store, Utc::now())).await??;
+        let c = d.compiled();
+        tracing::info!(
+            bindings = c.bindings(),
+            memory_bytes = c.memory_bytes(),
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "subscriber directory ready"
+        );
+        Arc::new(d)
+    };
     let state = ApiState {
         kanki: kanki.clone(),
         policy: policy.clone(),
         metrics: metrics.clone(),
         list_changed: list_changed.clone(),
+        directory,
     };
 
     tokio::spawn(refresher(state.clone()));
     tokio::spawn(expirer(state.clone()));
+    tokio::spawn(directory_refresher(state.clone()));
+    tokio::spawn(purger(state.clone()));
     for feed in kanki.config.feeds.iter().filter(|f| f.enabled) {
         tokio::spawn(feed_loop(state.clone(), feed.clone()));
     }
@@ -175,6 +195,43 @@ async fn expirer(st: ApiState) {
             Ok(Err(e)) => tracing::error!(error = %e, "expiry failed"),
             Err(e) => tracing::error!(error = %e, "expiry panicked"),
         }
+    }
+}
+
+/// Picks up directory changes (consent, subscribers, bindings) made by
+/// other processes or by the API: consent at once, the binding index after.
+async fn directory_refresher(st: ApiState) {
+    let every = st.kanki.config.directory.refresh_every.0;
+    loop {
+        tokio::time::sleep(every).await;
+        let k = st.kanki.clone();
+        let d = st.directory.clone();
+        match tokio::task::spawn_blocking(move || d.refresh(&k.store, Utc::now())).await {
+            Ok(Ok(true)) => tracing::debug!("subscriber directory reloaded"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "directory reload failed; the previous one stays in use")
+            }
+            Err(e) => tracing::error!(error = %e, "directory reload panicked"),
+        }
+    }
+}
+
+/// The retention purge of bindings and audit records, itself audited.
+async fn purger(st: ApiState) {
+    let every = st.kanki.config.directory.purge_every.0;
+    loop {
+        let k = st.kanki.clone();
+        match tokio::task::spawn_blocking(move || k.purge_expired(Utc::now(), "retention")).await {
+            Ok(Ok(c)) => tracing::info!(
+                bindings = c.bindings,
+                audit_records = c.audit_records,
+                "retention purge done"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
+            Err(e) => tracing::error!(error = %e, "retention purge panicked"),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

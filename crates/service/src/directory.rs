@@ -133,6 +133,11 @@ impl Directory {
         Ok(())
     }
 
+    /// Number of subscribers who consent now.
+    pub fn consenting_count(&self) -> usize {
+        self.consent.load().len()
+    }
+
     /// Whether the subscriber consents now.
     pub fn consents(&self, subscriber: &str) -> bool {
         self.consent.load().contains(subscriber)
