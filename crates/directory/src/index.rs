@@ -459,7 +459,8 @@ impl BindingIndex {
             // The bindings that start at or before hi; walking back from the
             // last of them, stop once no earlier binding ends at or after lo.
             let end = ss.partition_point(|s| s.from <= hi);
-            let mut found = Vec::new();
+            let first_new = out.len();
+            let prefix = prefix_of(join(key), len.bits, len.v4);
             for s in ss[..end].iter().rev() {
                 if s.max_to < lo {
                     break;
@@ -474,10 +475,10 @@ impl BindingIndex {
                 }
                 let near = t < s.from.saturating_add(skew)
                     || (s.to != OPEN && t.saturating_add(skew) > s.to);
-                found.push(Candidate {
+                out.push(Candidate {
                     binding: BindingRef {
                         id: s.id(),
-                        prefix: prefix_of(join(key), len.bits, len.v4),
+                        prefix,
                         ports: s.port_range(),
                         from: s.from as i64,
                         to: (s.to != OPEN).then_some(s.to as i64),
@@ -486,8 +487,8 @@ impl BindingIndex {
                     near_boundary: near,
                 });
             }
-            found.reverse();
-            out.extend(found);
+            // Found newest first; by start within the prefix.
+            out[first_new..].reverse();
         }
     }
 

@@ -13,6 +13,7 @@
 
 pub mod index;
 pub mod subscribers;
+pub mod synth;
 pub mod types;
 
 pub use index::{BindingIndex, BindingRef, Candidate, IndexBuilder};

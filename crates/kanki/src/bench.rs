@@ -27,6 +27,9 @@ pub enum Which {
     Snapshot,
     /// Write the RPZ export of a list.
     Export,
+    /// The subscriber directory: index build, memory, who_at, who_now,
+    /// rebuild from the store (sizes from --sessions and --store-sessions).
+    Directory,
     All,
 }
 
@@ -38,6 +41,13 @@ pub struct BenchArgs {
     /// Rows or names to use.
     #[arg(long, default_value_t = 1_000_000)]
     rows: usize,
+    /// Sessions for the directory benchmark.
+    #[arg(long, default_value_t = 10_000_000)]
+    sessions: usize,
+    /// Of those, how many are written to a store and read back at start
+    /// (writing them is the slow part of the run).
+    #[arg(long, default_value_t = 2_000_000)]
+    store_sessions: usize,
     /// Where the import benchmark keeps its store (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -46,12 +56,12 @@ pub struct BenchArgs {
     json: bool,
 }
 
-struct Report {
+pub(crate) struct Report {
     json: bool,
 }
 
 impl Report {
-    fn line(&self, name: &str, value: f64, unit: &str, target: &str) {
+    pub(crate) fn line(&self, name: &str, value: f64, unit: &str, target: &str) {
         if self.json {
             println!(
                 "{}",
@@ -79,6 +89,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if want(Which::Import) {
         import(n, a.work_dir.clone(), &r)?;
+    }
+    if want(Which::Directory) {
+        crate::bench_directory::run(a.sessions, a.store_sessions, a.work_dir.clone(), &r)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! `kanki`: one binary for every part of the platform.
 
 mod bench;
+mod bench_directory;
 mod cli;
 mod directory_cli;
 mod progress;

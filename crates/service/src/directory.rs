@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use kanki_audit::{AuditEntry, Ground};
-use kanki_directory::{BindingIndex, BindingRef, IndexBuilder, Subject};
+use kanki_directory::{BindingIndex, BindingRef, IndexBuilder, Subject, SubjectKind};
 use kanki_store::{Store, StoredBinding};
 use serde::Serialize;
 
@@ -35,14 +35,25 @@ impl Compiled {
         d.identifiers(&mut |s, id| {
             owners.insert(s, Arc::from(id));
         })?;
-        let mut holders: HashMap<Subject, u32> = HashMap::new();
+        // Per kind, subject value → holder number: looked up by &str, so
+        // a row of a known subject allocates nothing.
+        let mut holders: HashMap<SubjectKind, HashMap<String, u32>> = HashMap::new();
         let mut subjects = Vec::new();
         let mut b = IndexBuilder::new();
         d.scan_bindings(&mut |row| {
-            let holder = *holders.entry(row.subject.clone()).or_insert_with(|| {
-                subjects.push(row.subject.clone());
-                subjects.len() as u32 - 1
-            });
+            let by_value = holders.entry(row.subject_kind).or_default();
+            let holder = match by_value.get(row.subject) {
+                Some(&h) => h,
+                None => {
+                    let h = subjects.len() as u32;
+                    subjects.push(Subject {
+                        kind: row.subject_kind,
+                        value: row.subject.to_string(),
+                    });
+                    by_value.insert(row.subject.to_string(), h);
+                    h
+                }
+            };
             b.add(&BindingRef {
                 id: row.id,
                 prefix: row.prefix,

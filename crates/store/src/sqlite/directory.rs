@@ -324,6 +324,10 @@ fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+fn text<'r>(r: &'r Row, i: usize) -> rusqlite::Result<&'r str> {
+    r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)
+}
+
 fn audit_from_row(r: &Row) -> rusqlite::Result<AuditRecord> {
     let at: String = r.get(1)?;
     let ground: Option<String> = r.get(4)?;
@@ -604,16 +608,14 @@ impl DirectoryBackend for SqliteBackend {
         })
     }
 
-    fn scan_bindings(&self, f: &mut dyn FnMut(BindingScan)) -> Result<()> {
+    fn scan_bindings(&self, f: &mut dyn FnMut(BindingScan<'_>)) -> Result<()> {
         self.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT id, subject_kind, subject, prefix, port_first, port_last, from_ts, to_ts FROM bindings ORDER BY id",
+                "SELECT id, subject_kind, subject, prefix, port_first, port_last, from_ts, to_ts FROM bindings",
             )?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
-                let kind: String = r.get(1)?;
-                let prefix = r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?;
-                let (Ok(kind), Ok(prefix)) = (kind.parse(), prefix.parse()) else {
+                let (Ok(kind), Ok(prefix)) = (text(r, 1)?.parse(), text(r, 3)?.parse()) else {
                     continue; // written by this code, so never; skip rather than fail a start
                 };
                 let ports = match (r.get::<_, Option<u16>>(4)?, r.get::<_, Option<u16>>(5)?) {
@@ -622,10 +624,8 @@ impl DirectoryBackend for SqliteBackend {
                 };
                 f(BindingScan {
                     id: r.get(0)?,
-                    subject: Subject {
-                        kind,
-                        value: r.get(2)?,
-                    },
+                    subject_kind: kind,
+                    subject: text(r, 2)?,
                     prefix,
                     ports,
                     from: r.get(6)?,
