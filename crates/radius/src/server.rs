@@ -432,8 +432,8 @@ impl Receiver {
             Seen::InFlight => return Outcome::InFlight,
             Seen::New => {}
         }
-        let event =
-            AccountingRequest::decode(&packet).and_then(|r| to_event(&r, src.ip(), Utc::now()));
+        let event = AccountingRequest::decode(&packet)
+            .and_then(|r| to_binding_event(&r, src.ip(), Utc::now()));
         match event {
             Ok(event) => Outcome::Queue(Pending {
                 event,
@@ -543,7 +543,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Turns a verified request into what the directory stores.
+/// Turns a verified request from `src`, received at `now`, into what the
+/// directory stores.
 ///
 /// The time is Event-Timestamp when the NAS sent one; otherwise the time
 /// of receipt less Acct-Delay-Time. Acct-Delay-Time is not subtracted from
@@ -552,7 +553,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// arrival. (Subtracting it from both would also date one event
 /// differently in each resend, since a NAS updates Acct-Delay-Time when it
 /// retries.)
-fn to_event(
+pub fn to_binding_event(
     r: &AccountingRequest<'_>,
     src: IpAddr,
     now: DateTime<Utc>,
@@ -776,7 +777,7 @@ mod tests {
         let b = w.finish_accounting_request(b"s");
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let src: IpAddr = "192.0.2.1".parse().unwrap();
-        let BindingEvent::Session(e) = to_event(&decode(&b), src, now).unwrap() else {
+        let BindingEvent::Session(e) = to_binding_event(&decode(&b), src, now).unwrap() else {
             panic!("not a session event")
         };
         assert_eq!(e.phase, SessionPhase::Start);
@@ -804,7 +805,7 @@ mod tests {
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let src: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
         assert_eq!(
-            to_event(&decode(&b), src, now).unwrap(),
+            to_binding_event(&decode(&b), src, now).unwrap(),
             BindingEvent::NasReset {
                 nas: "192.0.2.1".into(),
                 at: DateTime::from_timestamp(1_800_000_000 - 30, 0).unwrap()
@@ -819,7 +820,7 @@ mod tests {
             .unwrap();
         let b = w.finish_accounting_request(b"s");
         assert_eq!(
-            to_event(&decode(&b), src, now).unwrap_err(),
+            to_binding_event(&decode(&b), src, now).unwrap_err(),
             DecodeError::MissingUserName
         );
         let mut w = PacketWriter::new(code::ACCOUNTING_REQUEST, 1);
@@ -827,7 +828,7 @@ mod tests {
         w.attribute(attr::USER_NAME, b"u").unwrap();
         let b = w.finish_accounting_request(b"s");
         assert_eq!(
-            to_event(&decode(&b), src, now).unwrap_err(),
+            to_binding_event(&decode(&b), src, now).unwrap_err(),
             DecodeError::MissingSessionId
         );
     }
