@@ -80,7 +80,7 @@ pub async fn run(config: &LoadConfig) -> io::Result<LoadReport> {
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(sockets);
     for _ in 0..sockets {
-        let socket = UdpSocket::bind(bind).await?;
+        let socket = crate::server::bind_udp(bind, 1 << 20)?;
         socket.connect(config.target).await?;
         let worker = Worker {
             socket,
@@ -145,6 +145,7 @@ impl Worker {
         let mut free: Vec<u8> = (0..self.slots as u16).rev().map(|i| i as u8).collect();
         let mut outstanding = 0usize;
         let mut buf = vec![0u8; 4096];
+        let mut last_scan = Instant::now();
         loop {
             while let Some(&id) = free.last() {
                 if !claim(&self.remaining) {
@@ -166,46 +167,61 @@ impl Worker {
             if outstanding == 0 {
                 return Ok(r);
             }
-            match tokio::time::timeout(self.timeout, self.socket.recv(&mut buf)).await {
-                Ok(Ok(n)) => {
-                    let ok = Packet::parse(&buf[..n]).ok().and_then(|p| {
-                        let id = p.identifier();
-                        let o = slots.get(usize::from(id))?.as_ref()?;
-                        (p.code() == code::ACCOUNTING_RESPONSE
-                            && p.verify_accounting_response(&o.authenticator, &self.secret))
-                        .then_some((id, o.sent_at))
-                    });
-                    match ok {
-                        Some((id, sent_at)) => {
-                            slots[usize::from(id)] = None;
-                            free.push(id);
-                            outstanding -= 1;
-                            r.answered += 1;
-                            let us = sent_at.elapsed().as_micros().min(u128::from(u32::MAX));
-                            r.latencies_us.push(us as u32);
+            // Take every answer already there, then send again; wait only
+            // when nothing came.
+            let mut got = 0;
+            loop {
+                match self.socket.try_recv(&mut buf) {
+                    Ok(n) => {
+                        got += 1;
+                        let ok = Packet::parse(&buf[..n]).ok().and_then(|p| {
+                            let id = p.identifier();
+                            let o = slots.get(usize::from(id))?.as_ref()?;
+                            (p.code() == code::ACCOUNTING_RESPONSE
+                                && p.verify_accounting_response(&o.authenticator, &self.secret))
+                            .then_some((id, o.sent_at))
+                        });
+                        match ok {
+                            Some((id, sent_at)) => {
+                                slots[usize::from(id)] = None;
+                                free.push(id);
+                                outstanding -= 1;
+                                r.answered += 1;
+                                let us = sent_at.elapsed().as_micros().min(u128::from(u32::MAX));
+                                r.latencies_us.push(us as u32);
+                            }
+                            None => r.bad += 1,
                         }
-                        None => r.bad += 1,
                     }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // Loopback ICMP "port unreachable" while the server is
+                    // not up: the requests will time out.
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => break,
+                    Err(e) => return Err(e),
                 }
-                // Loopback ICMP "port unreachable" while the server is not
-                // up: the requests will time out.
-                Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => {}
             }
-            // Requests past their timeout are lost; their ids are free again.
+            let mut timed_out = false;
+            if got == 0 {
+                match tokio::time::timeout(self.timeout, self.socket.readable()).await {
+                    Ok(r) => r?,
+                    Err(_) => timed_out = true,
+                }
+            }
+            // Requests past their timeout are lost; their ids are free
+            // again. Looked for now and then, not after every answer.
             let now = Instant::now();
-            for (id, slot) in slots.iter_mut().enumerate() {
-                if slot
-                    .as_ref()
-                    .is_some_and(|o| now.duration_since(o.sent_at) >= self.timeout)
-                {
-                    *slot = None;
-                    free.push(id as u8);
-                    outstanding -= 1;
-                    r.lost += 1;
+            if timed_out || now.duration_since(last_scan) >= self.timeout / 4 {
+                last_scan = now;
+                for (id, slot) in slots.iter_mut().enumerate() {
+                    if slot
+                        .as_ref()
+                        .is_some_and(|o| now.duration_since(o.sent_at) >= self.timeout)
+                    {
+                        *slot = None;
+                        free.push(id as u8);
+                        outstanding -= 1;
+                        r.lost += 1;
+                    }
                 }
             }
         }

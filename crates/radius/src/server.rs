@@ -127,6 +127,10 @@ pub struct ServerConfig {
     pub duplicate_window: Duration,
     /// The most requests remembered for that. Default 262,144.
     pub duplicate_capacity: usize,
+    /// The socket's receive buffer, in octets: what absorbs a burst (all
+    /// NASes resending after an outage) while the server catches up.
+    /// Default 4 MiB; Linux caps it at `net.core.rmem_max`.
+    pub receive_buffer: usize,
 }
 
 impl ServerConfig {
@@ -139,6 +143,7 @@ impl ServerConfig {
             queue: 65_536,
             duplicate_window: Duration::from_secs(10),
             duplicate_capacity: 262_144,
+            receive_buffer: 4 << 20,
         }
     }
 }
@@ -258,7 +263,7 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> io::Result<Server> {
         let nas = NasTable::new(&config.nas)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let socket = UdpSocket::bind(config.listen).await?;
+        let socket = bind_udp(config.listen, config.receive_buffer)?;
         Ok(Server {
             socket: Arc::new(socket),
             nas,
@@ -524,6 +529,19 @@ async fn send(socket: &UdpSocket, counters: &Counters, response: &[u8], to: Sock
             tracing::debug!(%to, error = %e, "radius: send failed");
         }
     }
+}
+
+/// A non-blocking UDP socket with a receive buffer of (up to) `buffer`
+/// octets.
+pub(crate) fn bind_udp(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = s.set_recv_buffer_size(buffer) {
+        tracing::warn!(error = %e, buffer, "radius: cannot size the receive buffer");
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
 }
 
 fn is_transient(e: &io::Error) -> bool {
