@@ -78,8 +78,12 @@ struct Running {
 
 impl Running {
     async fn start(nas: &str) -> Running {
+        Running::start_on("127.0.0.1:0", nas).await
+    }
+
+    async fn start_on(listen: &str, nas: &str) -> Running {
         let config = ServerConfig::new(
-            "127.0.0.1:0".parse().unwrap(),
+            listen.parse().unwrap(),
             vec![NasConfig::new(nas, SECRET).unwrap()],
         );
         let server = Server::bind(config).await.unwrap();
@@ -258,6 +262,30 @@ async fn start_interim_stop_and_nas_reboot() {
     assert_eq!(c.answered.load(SeqCst), 5);
     assert_eq!(c.events.load(SeqCst), 5);
     assert_eq!(c.dropped_total(), 0);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_nas() {
+    let srv = Running::start_on("[::1]:0", "::1/128").await;
+    let reply = radclient_send(
+        srv.addr,
+        SECRET,
+        "User-Name = \"v6user\", Acct-Status-Type = Start, Acct-Session-Id = \"V6\", \
+         Delegated-IPv6-Prefix = 2001:db8:abcd:1200::/56, Framed-IPv6-Prefix = 2001:db8:0:1::/64",
+        1,
+        3.0,
+    )
+    .await;
+    assert!(reply.answered, "{}", reply.output);
+    let events = srv.sink.events();
+    let s = session(&events[0]);
+    // No NAS attribute: the source address names the NAS.
+    assert_eq!(s.nas, "::1");
+    assert_eq!(
+        s.prefixes,
+        nets(&["2001:db8:0:1::/64", "2001:db8:abcd:1200::/56"])
+    );
     srv.stop().await;
 }
 
