@@ -338,15 +338,15 @@ async fn unknown_nas_gets_no_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retransmission_while_in_flight_is_applied_once() {
     let srv = Running::start("127.0.0.1").await;
-    // The first apply takes 1.2 s; radclient retransmits (same Identifier
-    // and authenticator) every 0.4 s meanwhile.
-    srv.sink.slow_once_ms.store(1200, SeqCst);
+    // The first apply takes 0.8 s; radclient retransmits (same Identifier
+    // and authenticator) every 0.3 s meanwhile, for up to 3 s.
+    srv.sink.slow_once_ms.store(800, SeqCst);
     let reply = radclient_send(
         srv.addr,
         SECRET,
         "User-Name = \"carol\", Acct-Status-Type = Start, Acct-Session-Id = \"C1\", Framed-IP-Address = 203.0.113.9",
-        5,
-        0.4,
+        10,
+        0.3,
     )
     .await;
     assert!(reply.answered, "{}", reply.output);
