@@ -1,9 +1,10 @@
 //! Sustained accounting throughput, with responses.
 //!
-//! Starts the accounting server on loopback with an in-memory sink that
-//! keeps open sessions the way a directory does ([`MemorySink`]), then
-//! runs the load generator ([`kanki_radius::load::run`]) beside it, on its
-//! own thread and runtime, and prints what came back.
+//! By default: [`kanki_radius::load::bench`], i.e. the accounting server
+//! on loopback in front of an in-memory sink that keeps open sessions the
+//! way a directory does ([`MemorySink`]), and the load generator beside it
+//! on its own thread. With `--serve` / `--send`, server and generator run
+//! as two processes.
 //!
 //! ```sh
 //! cargo run --release -p kanki-radius --example load -- --requests 1000000 --window 512
@@ -14,11 +15,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use kanki_radius::load::{LoadConfig, LoadReport, MemorySink, run};
-use kanki_radius::server::{NasConfig, Server, ServerConfig};
+use kanki_radius::load::{LoadConfig, LoadReport, MemorySink, bench, run};
+use kanki_radius::server::{Counters, NasConfig, Server, ServerConfig};
 
+/// The secret of `--serve` and `--send`.
 const SECRET: &str = "testing123";
 
 struct Args {
@@ -50,71 +53,25 @@ fn args() -> Result<Args, String> {
 }
 
 fn main() {
-    let args = match args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!(
-                "load: {e}\nusage: load [--requests N] [--window N] [--serve ADDR | --send ADDR]"
-            );
-            std::process::exit(2);
-        }
-    };
-    if let Some(target) = args.send {
-        let report = generate(target, &args);
-        print_report(&report);
-        return;
-    }
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let listen = args.serve.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
-    let config = ServerConfig::new(listen, vec![NasConfig::new("127.0.0.0/8", SECRET).unwrap()]);
-    let server = server_rt.block_on(Server::bind(config)).expect("bind");
-    let addr = server.local_addr().unwrap();
-    let counters = server.counters();
+    let args = args().unwrap_or_else(|e| {
+        eprintln!(
+            "load: {e}\nusage: load [--requests N] [--window N] [--serve ADDR | --send ADDR]"
+        );
+        std::process::exit(2);
+    });
     let sink = Arc::new(MemorySink::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = server_rt.spawn(server.run(sink.clone(), async move {
-        let _ = stopped.await;
-    }));
-    if args.serve.is_some() {
-        eprintln!("serving on {addr}; Ctrl-C to stop");
-        server_rt.block_on(async {
-            let _ = tokio::signal::ctrl_c().await;
-        });
+    if let Some(target) = args.send {
+        print_load(&send(target, &args));
+    } else if let Some(listen) = args.serve {
+        serve(listen, sink.clone());
     } else {
-        let report = std::thread::scope(|s| {
-            s.spawn(|| generate(addr, &args))
-                .join()
-                .expect("the generator")
-        });
-        print_report(&report);
+        let report = bench(sink.clone(), args.requests, args.window).expect("the benchmark");
+        print_load(&report.load);
+        print_server(&report.server, &sink);
     }
-    let _ = stop.send(());
-    server_rt.block_on(serving).unwrap().unwrap();
-    use std::sync::atomic::Ordering::Relaxed;
-    let batches = counters.batches.load(Relaxed);
-    let events = counters.events.load(Relaxed);
-    println!(
-        "server: received {} answered {} dropped {} duplicates {} sink errors {}; {} batches, {:.0} events per batch; {} sessions open in the sink",
-        counters.received.load(Relaxed),
-        counters.answered.load(Relaxed),
-        counters.dropped_total(),
-        counters.duplicates.load(Relaxed),
-        counters.sink_errors.load(Relaxed),
-        batches,
-        events as f64 / batches.max(1) as f64,
-        sink.open_sessions(),
-    );
 }
 
-fn generate(target: SocketAddr, args: &Args) -> LoadReport {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
+fn send(target: SocketAddr, args: &Args) -> LoadReport {
     let config = LoadConfig {
         target,
         secret: SECRET.into(),
@@ -122,10 +79,34 @@ fn generate(target: SocketAddr, args: &Args) -> LoadReport {
         window: args.window,
         timeout: Duration::from_secs(2),
     };
-    rt.block_on(run(&config)).expect("the load generator")
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(run(&config))
+        .expect("the load generator")
 }
 
-fn print_report(r: &LoadReport) {
+fn serve(listen: SocketAddr, sink: Arc<MemorySink>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let nas = NasConfig::new("127.0.0.0/8", SECRET).unwrap();
+    let server = rt
+        .block_on(Server::bind(ServerConfig::new(listen, vec![nas])))
+        .expect("bind");
+    let counters = server.counters();
+    eprintln!("serving on {listen}, secret {SECRET}; Ctrl-C to stop");
+    rt.block_on(server.run(sink.clone(), async {
+        let _ = tokio::signal::ctrl_c().await;
+    }))
+    .expect("the server");
+    print_server(&counters, &sink);
+}
+
+fn print_load(r: &LoadReport) {
     println!(
         "load: sent {} answered {} lost {} bad {} in {:.2} s: {:.0} requests/s answered; latency p50 {:?} p99 {:?} max {:?}",
         r.sent,
@@ -137,5 +118,20 @@ fn print_report(r: &LoadReport) {
         r.latency_p50,
         r.latency_p99,
         r.latency_max,
+    );
+}
+
+fn print_server(c: &Counters, sink: &MemorySink) {
+    let batches = c.batches.load(Relaxed);
+    println!(
+        "server: received {} answered {} dropped {} duplicates {} sink errors {}; {} batches, {:.0} events per batch; {} sessions open in the sink",
+        c.received.load(Relaxed),
+        c.answered.load(Relaxed),
+        c.dropped_total(),
+        c.duplicates.load(Relaxed),
+        c.sink_errors.load(Relaxed),
+        batches,
+        c.events.load(Relaxed) as f64 / batches.max(1) as f64,
+        sink.open_sessions(),
     );
 }

@@ -24,7 +24,7 @@ use tokio::net::UdpSocket;
 
 use crate::attr;
 use crate::packet::{Packet, PacketWriter, code};
-use crate::server::AccountingSink;
+use crate::server::{AccountingSink, Counters, NasConfig, Server, ServerConfig};
 
 /// What to send, where.
 #[derive(Clone, Debug)]
@@ -62,6 +62,65 @@ impl LoadReport {
     pub fn rate(&self) -> f64 {
         self.answered as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+}
+
+/// What [`bench`] measured: the generator's report and the server's
+/// counters after it stopped.
+#[derive(Debug)]
+pub struct BenchReport {
+    pub load: LoadReport,
+    pub server: Arc<Counters>,
+}
+
+/// Starts an accounting server on 127.0.0.1 (an ephemeral port, its own
+/// two-worker runtime) in front of `sink`, runs the generator beside it on
+/// its own thread and single-threaded runtime, then stops the server
+/// (which applies and answers what it still holds).
+///
+/// Blocking: call it from outside any runtime (or in `spawn_blocking`).
+pub fn bench(
+    sink: Arc<dyn AccountingSink>,
+    requests: u64,
+    window: usize,
+) -> io::Result<BenchReport> {
+    const SECRET: &str = "bench-secret";
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("radius-server")
+        .enable_all()
+        .build()?;
+    let nas = NasConfig::new("127.0.0.1", SECRET).map_err(io::Error::other)?;
+    let config = ServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), vec![nas]);
+    let server = server_rt.block_on(Server::bind(config))?;
+    let target = server.local_addr()?;
+    let counters = server.counters();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = server_rt.spawn(server.run(sink, async move {
+        let _ = stopped.await;
+    }));
+    let config = LoadConfig {
+        target,
+        secret: SECRET.into(),
+        requests,
+        window,
+        timeout: Duration::from_secs(2),
+    };
+    let load = std::thread::Builder::new()
+        .name("radius-load".into())
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(run(&config))
+        })?
+        .join()
+        .map_err(|_| io::Error::other("the load generator panicked"))?;
+    let _ = stop.send(());
+    server_rt.block_on(serving).map_err(io::Error::other)??;
+    Ok(BenchReport {
+        load: load?,
+        server: counters,
+    })
 }
 
 /// Sends `config.requests` Accounting-Requests to `config.target` and

@@ -48,3 +48,12 @@ async fn every_generated_request_is_answered_once() {
     // out of order across sockets; most sessions end closed.
     assert!(sink.open_sessions() <= 1000);
 }
+
+#[test]
+fn bench_answers_everything() {
+    let sink = Arc::new(MemorySink::default());
+    let r = kanki_radius::load::bench(sink.clone(), 2000, 300).unwrap();
+    assert_eq!(r.load.answered, 2000, "{:?}", r.load);
+    assert_eq!(r.server.events.load(SeqCst), 2000);
+    assert_eq!(sink.events(), 2000);
+}
