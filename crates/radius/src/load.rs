@@ -64,7 +64,7 @@ impl LoadReport {
     }
 }
 
-/// What [`bench`] measured: the generator's report and the server's
+/// What [`bench()`] measured: the generator's report and the server's
 /// counters after it stopped.
 #[derive(Debug)]
 pub struct BenchReport {
