@@ -393,16 +393,18 @@ impl Receiver {
                     self.counters.duplicates.fetch_add(1, Relaxed);
                 }
                 Outcome::Queue(pending) => {
-                    if let Err(e) = self.queue.try_send(pending) {
-                        let pending = match e {
-                            mpsc::error::TrySendError::Full(p) => p,
-                            // The committer is gone: it only ends after the
-                            // receiver, unless it panicked.
-                            mpsc::error::TrySendError::Closed(p) => p,
-                        };
-                        lock(&self.duplicates).forget(&pending.key);
-                        self.counters.count_drop(DropReason::Overloaded);
-                        tracing::debug!(%src, "radius: queue full, dropped");
+                    match self.queue.try_send(pending) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(p)) => {
+                            lock(&self.duplicates).forget(&p.key);
+                            self.counters.count_drop(DropReason::Overloaded);
+                            tracing::debug!(%src, "radius: queue full, dropped");
+                        }
+                        // The committer ends only after the receiver, unless
+                        // it panicked: nothing would be answered any more.
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            return Err(io::Error::other("the radius committer stopped"));
+                        }
                     }
                 }
             }

@@ -82,10 +82,14 @@ impl Running {
     }
 
     async fn start_on(listen: &str, nas: &str) -> Running {
-        let config = ServerConfig::new(
+        Running::start_with(ServerConfig::new(
             listen.parse().unwrap(),
             vec![NasConfig::new(nas, SECRET).unwrap()],
-        );
+        ))
+        .await
+    }
+
+    async fn start_with(config: ServerConfig) -> Running {
         let server = Server::bind(config).await.unwrap();
         let addr = server.local_addr().unwrap();
         let counters = server.counters();
@@ -481,6 +485,54 @@ async fn malformed_packets_are_dropped_and_counted() {
     assert_eq!(srv.counters.dropped_total(), cases.len() as u64);
     assert_eq!(srv.counters.answered.load(SeqCst), 0);
     assert!(srv.sink.events().is_empty());
+    srv.stop().await;
+}
+
+/// Past `queue` requests waiting for the sink, new ones are dropped as
+/// overloaded, unanswered (the NAS retransmits later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_drops_and_counts() {
+    let mut config = ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![NasConfig::new("127.0.0.1", SECRET).unwrap()],
+    );
+    config.queue = 1;
+    config.max_batch = 1;
+    let srv = Running::start_with(config).await;
+    srv.sink.slow_once_ms.store(500, SeqCst);
+    let requests: Vec<Vec<u8>> = (0..4u8)
+        .map(|i| {
+            let mut w = PacketWriter::new(code::ACCOUNTING_REQUEST, i);
+            w.u32(attr::ACCT_STATUS_TYPE, 1).unwrap();
+            w.attribute(attr::USER_NAME, b"gina").unwrap();
+            w.attribute(attr::ACCT_SESSION_ID, &[b'G', b'0' + i])
+                .unwrap();
+            w.finish_accounting_request(SECRET.as_bytes())
+        })
+        .collect();
+    let addr = srv.addr;
+    let answers = tokio::task::spawn_blocking(move || {
+        let s = nas_socket(addr);
+        s.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
+        for r in &requests {
+            s.send(r).unwrap();
+        }
+        let mut n = 0;
+        while recv(&s).is_some() {
+            n += 1;
+        }
+        n
+    })
+    .await
+    .unwrap();
+    let overloaded = srv.dropped(DropReason::Overloaded);
+    // The first is with the (slow) sink, the second waits in the queue;
+    // the third and fourth find it full (or the second too, if it came
+    // before the committer took the first).
+    assert!((2..=3).contains(&overloaded), "{overloaded} overloaded");
+    assert_eq!(answers, 4 - overloaded);
+    assert_eq!(srv.sink.events().len() as u64, 4 - overloaded);
     srv.stop().await;
 }
 
