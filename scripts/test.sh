@@ -22,6 +22,7 @@ have named || need+=(bind9)
 have unbound-checkconf || need+=(unbound)
 have gzip || need+=(gzip)
 have zip || need+=(zip)
+have radclient || need+=(freeradius-utils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}"
   sudo=""

@@ -179,6 +179,12 @@ async fn healthz(State(st): State<ApiState>) -> Result<Json<serde_json::Value>, 
 }
 
 async fn metrics_text(State(st): State<ApiState>) -> Result<Response, ApiError> {
+    st.metrics.sync_radius();
+    let c = st.directory.compiled();
+    st.metrics.directory_bindings.set(c.bindings() as i64);
+    st.metrics
+        .directory_consenting
+        .set(st.directory.consenting_count() as i64);
     let counts = blocking(&st, |k| Ok(k.store.counts_by_status()?)).await?;
     for (status, n) in counts {
         st.metrics

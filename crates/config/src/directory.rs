@@ -17,6 +17,9 @@ pub struct DirectoryConfig {
     /// How often `kanki serve` looks for directory changes made by other
     /// processes (consent, subscribers, bindings) and reloads.
     pub refresh_every: HumanDuration,
+    /// The binding index is rebuilt at most this often while bindings keep
+    /// changing (RADIUS accounting changes them all the time).
+    pub rebuild_every: HumanDuration,
     /// How often `kanki serve` runs the retention purge.
     pub purge_every: HumanDuration,
 }
@@ -27,6 +30,7 @@ impl Default for DirectoryConfig {
             clock_skew: HumanDuration::secs(120),
             bindings_retention: HumanDuration::secs(400 * 86400),
             refresh_every: HumanDuration::millis(250),
+            rebuild_every: HumanDuration::secs(10),
             purge_every: HumanDuration::secs(86400),
         }
     }

@@ -83,6 +83,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(refresher(state.clone()));
     tokio::spawn(expirer(state.clone()));
     tokio::spawn(directory_refresher(state.clone()));
+    if let Some(listen) = kanki.config.radius.listen {
+        let server = radius_server(&kanki.config, listen).await?;
+        let _ = metrics.radius_source.set(server.counters());
+        let sink = Arc::new(StoreSink {
+            kanki: kanki.clone(),
+        });
+        tokio::spawn(async move {
+            if let Err(e) = server.run(sink, shutdown_signal_quiet()).await {
+                tracing::error!(error = %e, "the RADIUS accounting server stopped");
+            }
+        });
+    }
     tokio::spawn(purger(state.clone()));
     for feed in kanki.config.feeds.iter().filter(|f| f.enabled) {
         tokio::spawn(feed_loop(state.clone(), feed.clone()));
@@ -198,15 +210,61 @@ async fn expirer(st: ApiState) {
     }
 }
 
+async fn radius_server(
+    config: &Config,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<kanki_radius::server::Server> {
+    use kanki_radius::server::{NasConfig, Server, ServerConfig};
+    let nas = config
+        .radius
+        .nas
+        .iter()
+        .map(|n| {
+            NasConfig::new(&n.address, n.secret.as_bytes())
+                .with_context(|| format!("radius.nas {}", n.address))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if nas.is_empty() {
+        anyhow::bail!("radius.listen is set but no [[radius.nas]] may send accounting");
+    }
+    Server::bind(ServerConfig::new(listen, nas))
+        .await
+        .with_context(|| format!("cannot listen on {listen} (radius.listen)"))
+}
+
+/// Where the RADIUS server's batches go: one store transaction each,
+/// idempotent (sessions are keyed by NAS, Acct-Session-Id and prefix).
+struct StoreSink {
+    kanki: Arc<Kanki>,
+}
+
+impl kanki_radius::server::AccountingSink for StoreSink {
+    fn apply(&self, events: Vec<kanki_directory::BindingEvent>) -> Result<(), String> {
+        self.kanki
+            .store
+            .directory()
+            .apply_bindings(kanki_directory::BindingOrigin::Radius, &events, Utc::now())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The shutdown signal for a part that stops with the process (the API's
+/// graceful shutdown logs it).
+async fn shutdown_signal_quiet() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 /// Picks up directory changes (consent, subscribers, bindings) made by
 /// other processes or by the API: consent at once, the binding index after.
 async fn directory_refresher(st: ApiState) {
     let every = st.kanki.config.directory.refresh_every.0;
+    let rebuild = st.kanki.config.directory.rebuild_every.0;
     loop {
         tokio::time::sleep(every).await;
         let k = st.kanki.clone();
         let d = st.directory.clone();
-        match tokio::task::spawn_blocking(move || d.refresh(&k.store, Utc::now())).await {
+        match tokio::task::spawn_blocking(move || d.refresh(&k.store, Utc::now(), rebuild)).await {
             Ok(Ok(true)) => tracing::debug!("subscriber directory reloaded"),
             Ok(Ok(false)) => {}
             Ok(Err(e)) => {

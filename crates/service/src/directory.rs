@@ -110,37 +110,67 @@ fn rand_seed() -> u64 {
 pub struct Directory {
     compiled: ArcSwap<Compiled>,
     consent: ArcSwap<HashSet<String>>,
+    consent_generation: std::sync::atomic::AtomicU64,
+    /// When the index was last rebuilt.
+    built: std::sync::Mutex<std::time::Instant>,
 }
 
 impl Directory {
     pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Directory, ServiceError> {
-        Ok(Directory {
-            compiled: ArcSwap::from_pointee(Compiled::load(store, now)?),
-            consent: ArcSwap::from_pointee(store.directory().consenting()?.into_iter().collect()),
-        })
+        let d = Directory {
+            compiled: ArcSwap::from_pointee(Compiled::empty()),
+            consent: ArcSwap::from_pointee(HashSet::new()),
+            consent_generation: Default::default(),
+            built: std::sync::Mutex::new(std::time::Instant::now()),
+        };
+        d.reload_consent(store)?;
+        d.compiled.store(Arc::new(Compiled::load(store, now)?));
+        Ok(d)
     }
 
     pub fn compiled(&self) -> Arc<Compiled> {
         self.compiled.load_full()
     }
 
-    /// Rebuilds from the store if its generation moved; true if it did.
-    pub fn refresh(&self, store: &Store, now: DateTime<Utc>) -> Result<bool, ServiceError> {
-        let g = store.directory().directory_generation()?;
-        if g == self.compiled.load().generation {
+    /// Picks up changes made through the store: consent at once when it
+    /// changed; the binding index when bindings changed and the last
+    /// rebuild is at least `rebuild_every` old (a busy RADIUS feed changes
+    /// bindings all the time; rebuilding ten million of them takes
+    /// seconds). Returns whether the index was rebuilt.
+    pub fn refresh(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+        rebuild_every: std::time::Duration,
+    ) -> Result<bool, ServiceError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let d = store.directory();
+        if d.consent_generation()? != self.consent_generation.load(Relaxed) {
+            self.reload_consent(store)?;
+        }
+        if d.directory_generation()? == self.compiled.load().generation {
             return Ok(false);
         }
-        // Consent first: it is small and a revocation must reach the DNS
-        // front at once; the index may take seconds.
-        self.reload_consent(store)?;
+        {
+            let built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+            if built.elapsed() < rebuild_every {
+                return Ok(false);
+            }
+        }
         self.compiled.store(Arc::new(Compiled::load(store, now)?));
+        *self.built.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         Ok(true)
     }
 
     pub fn reload_consent(&self, store: &Store) -> Result<(), ServiceError> {
-        self.consent.store(Arc::new(
-            store.directory().consenting()?.into_iter().collect(),
-        ));
+        let d = store.directory();
+        // The generation first: a change made while reading is then seen
+        // again next time rather than missed.
+        let g = d.consent_generation()?;
+        self.consent
+            .store(Arc::new(d.consenting()?.into_iter().collect()));
+        self.consent_generation
+            .store(g, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 

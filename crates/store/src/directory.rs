@@ -110,6 +110,11 @@ pub trait DirectoryBackend: Send + Sync {
     /// larger one reloads.
     fn directory_generation(&self) -> Result<u64>;
 
+    /// Grows with every change to subscribers or consent only (a subset of
+    /// [`directory_generation`](Self::directory_generation)'s changes): what
+    /// the consent set is reloaded on.
+    fn consent_generation(&self) -> Result<u64>;
+
     /// Adds or updates subscribers by id; a consent value that differs from
     /// the stored one is a grant or revocation recorded with `channel`.
     fn upsert_subscribers(

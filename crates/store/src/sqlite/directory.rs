@@ -22,6 +22,17 @@ fn bump_generation(tx: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// Subscribers or consent changed: both generations move.
+fn bump_consent_generation(tx: &Connection) -> Result<()> {
+    bump_generation(tx)?;
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('consent_generation', '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+    )?
+    .execute([])?;
+    Ok(())
+}
+
 fn meta(conn: &Connection, key: &str) -> Result<String> {
     Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
 }
@@ -404,6 +415,16 @@ impl DirectoryBackend for SqliteBackend {
         self.read(|c| Ok(meta(c, "directory_generation")?.parse().unwrap_or(0)))
     }
 
+    fn consent_generation(&self) -> Result<u64> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'consent_generation'), 0)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )? as u64)
+        })
+    }
+
     fn upsert_subscribers(
         &self,
         subscribers: &[SubscriberRecord],
@@ -472,7 +493,7 @@ impl DirectoryBackend for SqliteBackend {
                 }
             }
             if counts.added + counts.updated > 0 {
-                bump_generation(&tx)?;
+                bump_consent_generation(&tx)?;
             }
             tx.commit()?;
             Ok(counts)
@@ -534,7 +555,7 @@ impl DirectoryBackend for SqliteBackend {
                 return Ok(false);
             }
             record_consent(&tx, id, granted, channel, actor, ts(now))?;
-            bump_generation(&tx)?;
+            bump_consent_generation(&tx)?;
             tx.commit()?;
             Ok(true)
         })
