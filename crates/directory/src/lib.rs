@@ -11,6 +11,7 @@
 //! Every lookup that ties an address to a subscriber is made under a legal
 //! ground and is written to the audit log: see the `audit` crate.
 
+pub mod sources;
 pub mod types;
 
 pub use types::*;
