@@ -229,7 +229,8 @@ fn csv_row(c: &Cols, f: &Fields, line: &str) -> Result<Binding, &'static str> {
         .map_err(|_| "bad public_address")?;
     let ports = PortRange::new(port(f.get(line, c.first))?, port(f.get(line, c.last))?)
         .ok_or("bad port range")?;
-    let from = time::parse_datetime(f.get(line, c.from).ok_or("missing from")?).ok_or("bad from")?;
+    let from =
+        time::parse_datetime(f.get(line, c.from).ok_or("missing from")?).ok_or("bad from")?;
     let to = match f.opt(line, c.to) {
         None => None,
         Some(v) => Some(time::parse_datetime(v).ok_or("bad to")?),
@@ -239,7 +240,13 @@ fn csv_row(c: &Cols, f: &Fields, line: &str) -> Result<Binding, &'static str> {
     }
     let prefix = IpNet::from(public);
     Ok(Binding {
-        key: format!("{}|{}:{}@{}", subject.value, public, ports, from.timestamp()),
+        key: format!(
+            "{}|{}:{}@{}",
+            subject.value,
+            public,
+            ports,
+            from.timestamp()
+        ),
         subject,
         prefix,
         ports: Some(ports),
@@ -453,7 +460,10 @@ fn messages(line: &str) -> Result<Parsed, &'static str> {
         };
         return Ok((vec![juniper(action, rest)], false));
     }
-    if !line.contains("[Userbased") && !line.contains("[Sessionbased") && !line.contains("[Portblockrunout") {
+    if !line.contains("[Userbased")
+        && !line.contains("[Sessionbased")
+        && !line.contains("[Portblockrunout")
+    {
         return Err("not a port-block message");
     }
     let mut events = Vec::new();

@@ -257,7 +257,12 @@ impl Record {
                 .map_err(|_| "bad NAS-IPv6-Address")?
                 .to_string());
         }
-        if let Some(v) = self.nas_id.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        if let Some(v) = self
+            .nas_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
             return Ok(v.to_string());
         }
         if let Some(v) = &self.source {

@@ -242,7 +242,15 @@ impl Parser {
                     while i < bytes.len()
                         && !matches!(
                             bytes[i],
-                            b' ' | b'\t' | b'\r' | b'\x0b' | b'\x0c' | b'{' | b'}' | b';' | b'"' | b'#'
+                            b' ' | b'\t'
+                                | b'\r'
+                                | b'\x0b'
+                                | b'\x0c'
+                                | b'{'
+                                | b'}'
+                                | b';'
+                                | b'"'
+                                | b'#'
                         )
                     {
                         i += 1;
@@ -305,13 +313,14 @@ impl Parser {
     }
 
     fn finish(&mut self) {
-        if !self.stmt.is_empty() {
-            self.out.push_back(skip(self.stmt_line, "unterminated statement"));
-            self.stmt.clear();
-        }
         if !self.stack.is_empty() {
+            // A statement left open is part of the block cut off.
             self.cut_off();
+        } else if !self.stmt.is_empty() {
+            self.out
+                .push_back(skip(self.stmt_line, "unterminated statement"));
         }
+        self.stmt.clear();
     }
 
     /// A statement ended by `;`.
@@ -328,7 +337,8 @@ impl Parser {
         match self.stack.last_mut() {
             None => {
                 if !matches!(head, "server-duid" | "authoring-byte-order") {
-                    self.out.push_back(skip(self.stmt_line, "unknown statement"));
+                    self.out
+                        .push_back(skip(self.stmt_line, "unknown statement"));
                 }
             }
             Some((Frame::Lease(l), _)) => lease_statement(l, &stmt),
@@ -360,7 +370,11 @@ impl Parser {
             None => match head {
                 "lease" => {
                     let mut l = LeaseV4::default();
-                    match header.get(1).and_then(Token::word).map(str::parse::<Ipv4Addr>) {
+                    match header
+                        .get(1)
+                        .and_then(Token::word)
+                        .map(str::parse::<Ipv4Addr>)
+                    {
                         Some(Ok(a)) if header.len() == 2 => l.address = Some(a),
                         _ => l.error = Some("bad address"),
                     }
@@ -383,7 +397,9 @@ impl Parser {
             Some((Frame::Ia(_), _)) if matches!(head, "iaaddr" | "iaprefix") => {
                 let prefix = header.get(1).and_then(Token::word).and_then(|w| {
                     if head == "iaaddr" {
-                        w.parse::<Ipv6Addr>().ok().map(|a| IpNet::from(IpAddr::V6(a)))
+                        w.parse::<Ipv6Addr>()
+                            .ok()
+                            .map(|a| IpNet::from(IpAddr::V6(a)))
                     } else {
                         w.parse::<ipnet::Ipv6Net>()
                             .ok()
@@ -511,10 +527,12 @@ fn lease_statement(l: &mut LeaseV4, stmt: &[Token]) {
                 None => set_err(&mut l.error, "bad hardware address"),
             }
         }
-        [Some("uid"), _] => match id_bytes(&stmt[1]).and_then(|b| Subject::new(SubjectKind::ClientId, &hex(&b))) {
-            Some(s) => l.uid = Some(s),
-            None => set_err(&mut l.error, "bad uid"),
-        },
+        [Some("uid"), _] => {
+            match id_bytes(&stmt[1]).and_then(|b| Subject::new(SubjectKind::ClientId, &hex(&b))) {
+                Some(s) => l.uid = Some(s),
+                None => set_err(&mut l.error, "bad uid"),
+            }
+        }
         [Some("uid"), ..] => set_err(&mut l.error, "bad uid"),
         _ => {}
     }
@@ -577,7 +595,13 @@ fn lease_row(l: &LeaseV4, line: u64) -> Option<BindingRow> {
         if to.is_some_and(|to| to < from) {
             return Err("ends before starts");
         }
-        Ok(binding_row(line, subject, IpNet::from(IpAddr::V4(address)), from, to))
+        Ok(binding_row(
+            line,
+            subject,
+            IpNet::from(IpAddr::V4(address)),
+            from,
+            to,
+        ))
     })();
     Some(r.unwrap_or_else(|reason| skip(line, reason)))
 }

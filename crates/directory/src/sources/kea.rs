@@ -157,7 +157,11 @@ impl<R: BufRead> KeaRows<R> {
     }
 }
 
-fn number<T: std::str::FromStr>(v: Option<&str>, missing: &'static str, bad: &'static str) -> Result<T, &'static str> {
+fn number<T: std::str::FromStr>(
+    v: Option<&str>,
+    missing: &'static str,
+    bad: &'static str,
+) -> Result<T, &'static str> {
     v.ok_or(missing)?.parse().map_err(|_| bad)
 }
 
@@ -170,7 +174,11 @@ fn lease(c: &Cols, f: &Fields, line: &str) -> Result<Binding, &'static str> {
     if address.is_ipv4() != (c.family == Family::V4) {
         return Err("bad address");
     }
-    let valid: u32 = number(f.get(line, c.valid), "missing valid_lifetime", "bad valid_lifetime")?;
+    let valid: u32 = number(
+        f.get(line, c.valid),
+        "missing valid_lifetime",
+        "bad valid_lifetime",
+    )?;
     let expire: u64 = number(f.get(line, c.expire), "missing expire", "bad expire")?;
     let state: u32 = match f.opt(line, c.state) {
         None => 0,
@@ -220,7 +228,11 @@ fn lease(c: &Cols, f: &Fields, line: &str) -> Result<Binding, &'static str> {
             let prefix = match lease_type {
                 0 | 1 => IpNet::from(address),
                 2 => {
-                    let len: u8 = number(f.opt(line, c.prefix_len), "missing prefix_len", "bad prefix_len")?;
+                    let len: u8 = number(
+                        f.opt(line, c.prefix_len),
+                        "missing prefix_len",
+                        "bad prefix_len",
+                    )?;
                     let net = IpNet::new(address, len).map_err(|_| "bad prefix_len")?;
                     if net.trunc() != net {
                         return Err("host bits set");

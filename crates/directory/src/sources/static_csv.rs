@@ -114,7 +114,8 @@ fn row(c: &Cols, f: &Fields, line: &str, no: u64) -> BindingRow {
             .and_then(|v| Subject::new(SubjectKind::Subscriber, v))
             .ok_or("missing subscriber")?;
         let prefix = parse_prefix(f.get(line, c.prefix).ok_or("missing prefix")?)?;
-        let from = time::parse_datetime(f.get(line, c.from).ok_or("missing from")?).ok_or("bad from")?;
+        let from =
+            time::parse_datetime(f.get(line, c.from).ok_or("missing from")?).ok_or("bad from")?;
         let to = match f.opt(line, c.to) {
             None => None,
             Some(v) => Some(time::parse_datetime(v).ok_or("bad to")?),

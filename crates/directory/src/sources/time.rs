@@ -168,13 +168,19 @@ pub(crate) fn month(s: &str) -> Option<u32> {
         b[1].to_ascii_lowercase(),
         b[2].to_ascii_lowercase(),
     ];
-    NAMES.iter().position(|n| **n == lower).map(|i| i as u32 + 1)
+    NAMES
+        .iter()
+        .position(|n| **n == lower)
+        .map(|i| i as u32 + 1)
 }
 
 /// A year written as four digits.
 fn year(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    (b.len() == 4).then(|| digits(b, 4)).flatten().map(i64::from)
+    (b.len() == 4)
+        .then(|| digits(b, 4))
+        .flatten()
+        .map(i64::from)
 }
 
 /// `HH:MM:SS` with an optional fraction, the whole of `s`.
@@ -279,7 +285,14 @@ pub(crate) fn syslog_stamp(s: &str) -> Option<(Option<DateTime<Utc>>, &str)> {
         // YYYY Mon DD HH:MM:SS[.fff]
         let (mon, day, time) = (words.next()?, words.next()?, words.next()?);
         let (h, mi, sec) = clock(time)?;
-        let t = civil_utc(year(first)?, month(mon)?, one_or_two_digits(day)?, h, mi, sec);
+        let t = civil_utc(
+            year(first)?,
+            month(mon)?,
+            one_or_two_digits(day)?,
+            h,
+            mi,
+            sec,
+        );
         let end = time.as_ptr() as usize - s.as_ptr() as usize + time.len();
         return Some((t, &s[end..]));
     }
@@ -293,21 +306,14 @@ pub(crate) fn syslog_stamp(s: &str) -> Option<(Option<DateTime<Utc>>, &str)> {
     None
 }
 
-/// The first `YYYY-MM-DD HH:MM:SS` anywhere in `s` (UTC): the time a
-/// Juniper services PIC puts inside its messages.
+/// The first timestamp with a year that starts a word of `s` (the forms
+/// of [`syslog_stamp`]): the time a Juniper services card puts inside its
+/// messages, or a Cisco header behind a collector's own BSD timestamp.
 pub(crate) fn embedded_datetime(s: &str) -> Option<DateTime<Utc>> {
     let b = s.as_bytes();
-    let mut i = 0;
-    while i + 19 <= b.len() {
-        let at = &b[i..];
-        if let (Some((y, mo, d)), true) = (ymd(at, b'-'), at[10] == b' ') {
-            if let Some((h, mi, sec)) = hms(&at[11..]) {
-                return civil_utc(y, mo, d, h, mi, sec);
-            }
-        }
-        i += 1;
-    }
-    None
+    (0..b.len())
+        .filter(|&i| b[i].is_ascii_digit() && (i == 0 || !b[i - 1].is_ascii_alphanumeric()))
+        .find_map(|i| syslog_stamp(&s[i..]).and_then(|(t, _)| t))
 }
 
 #[cfg(test)]
@@ -352,7 +358,13 @@ mod tests {
             parse_datetime("2026-11-16").unwrap().timestamp(),
             t("2026-11-16T00:00:00Z")
         );
-        for bad in ["", "2026-11-16X", "2026-11-16T12", "16/11/2026", "2026-11-16T12:00:00+25:00"] {
+        for bad in [
+            "",
+            "2026-11-16X",
+            "2026-11-16T12",
+            "16/11/2026",
+            "2026-11-16T12:00:00+25:00",
+        ] {
             assert!(parse_datetime(bad).is_none(), "{bad}");
         }
     }
@@ -360,7 +372,9 @@ mod tests {
     #[test]
     fn dhcpd_and_ctime_and_radius() {
         assert_eq!(
-            dhcpd_date_time("2026/11/16", "12:00:00").unwrap().timestamp(),
+            dhcpd_date_time("2026/11/16", "12:00:00")
+                .unwrap()
+                .timestamp(),
             t("2026-11-16T12:00:00Z")
         );
         assert_eq!(
@@ -375,7 +389,10 @@ mod tests {
             radius_date("Nov  2 2026 12:00:00 UTC").unwrap().timestamp(),
             t("2026-11-02T12:00:00Z")
         );
-        assert_eq!(radius_date("1794830400").unwrap().timestamp(), 1_794_830_400);
+        assert_eq!(
+            radius_date("1794830400").unwrap().timestamp(),
+            1_794_830_400
+        );
         assert!(radius_date("Nov 16 2026 12:00:00 CET").is_none());
     }
 
@@ -397,5 +414,12 @@ mod tests {
                 .timestamp(),
             t("2026-11-16T12:00:00Z")
         );
+        assert_eq!(
+            embedded_datetime("Nov 16 12:00:01 10.0.0.1 <134>1 2026 Nov 16 12:00:00.5 cgn")
+                .unwrap()
+                .timestamp(),
+            t("2026-11-16T12:00:00Z")
+        );
+        assert!(embedded_datetime("port 50122 ssh2 1234").is_none());
     }
 }
