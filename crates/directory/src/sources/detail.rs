@@ -440,7 +440,8 @@ impl<R: BufRead> Iterator for DetailRows<R> {
 /// once the blank line after it is written. When the path is renamed
 /// (rotation; a new inode appears at the path), the old file is read to
 /// its end, its last record included, and reading goes on at the start of
-/// the new file; when the file shrinks below the offset (`copytruncate`),
+/// the new file (likewise when the old file was deleted and a new one
+/// created); when the file shrinks below the offset (`copytruncate`),
 /// reading starts again from its beginning.
 pub struct Follow {
     path: PathBuf,
@@ -460,6 +461,21 @@ fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     {
         let _ = meta;
         None
+    }
+}
+
+/// Whether an open file has been deleted (its inode number may already
+/// belong to a new file at the same path).
+fn unlinked(file: &File) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        file.metadata().is_ok_and(|m| m.nlink() == 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        false
     }
 }
 
@@ -515,7 +531,7 @@ impl Follow {
                 self.id = file_id(&f.metadata()?);
                 self.file = Some(f);
             }
-            (Some(_), Some(id)) if id != self.id => {
+            (Some(old), Some(id)) if id != self.id || unlinked(old) => {
                 // Rotated: read the old file to its end, then the new one.
                 let f = File::open(&self.path)?;
                 let id = file_id(&f.metadata()?);
