@@ -419,15 +419,12 @@ impl Blocks {
 fn line_time(line: &str) -> Result<(DateTime<Utc>, Option<&str>), &'static str> {
     // `<PRI>` and the RFC 5424 version.
     let mut rest = line;
-    if let Some(r) = rest.strip_prefix('<') {
-        if let Some((pri, r)) = r.split_once('>') {
-            if !pri.is_empty() && pri.len() <= 3 && pri.bytes().all(|b| b.is_ascii_digit()) {
-                rest = r;
-                if let Some(r) = rest.strip_prefix("1 ") {
-                    rest = r;
-                }
-            }
-        }
+    if let Some((pri, r)) = rest.strip_prefix('<').and_then(|r| r.split_once('>'))
+        && !pri.is_empty()
+        && pri.len() <= 3
+        && pri.bytes().all(|b| b.is_ascii_digit())
+    {
+        rest = r.strip_prefix("1 ").unwrap_or(r);
     }
     let (stamp, after) = match time::syslog_stamp(rest) {
         Some((stamp, after)) => (stamp, Some(after)),

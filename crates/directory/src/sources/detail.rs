@@ -3,20 +3,20 @@
 //!
 //! ```text
 //! Mon Nov 16 21:00:04 2026
-//! 	Acct-Status-Type = Start
-//! 	User-Name = "u0001234@isp.example"
-//! 	Acct-Session-Id = "8A3C0001"
-//! 	Framed-IP-Address = 198.51.100.23
-//! 	Delegated-IPv6-Prefix = 2001:db8:1200:3400::/56
-//! 	NAS-IP-Address = 192.0.2.1
-//! 	Event-Timestamp = "Nov 16 2026 21:00:00 JST"
-//! 	Acct-Delay-Time = 0
-//! 	Timestamp = 1794830404
+//!     Acct-Status-Type = Start
+//!     User-Name = "u0001234@isp.example"
+//!     Acct-Session-Id = "8A3C0001"
+//!     Framed-IP-Address = 198.51.100.23
+//!     Delegated-IPv6-Prefix = 2001:db8:1200:3400::/56
+//!     NAS-IP-Address = 192.0.2.1
+//!     Event-Timestamp = "Nov 16 2026 21:00:00 JST"
+//!     Acct-Delay-Time = 0
+//!     Timestamp = 1794830404
 //!
 //! ```
 //!
 //! - A record is a date line followed by `Attribute = value` lines
-//!   (indented), ended by a blank line. Attribute names are matched
+//!   (indented with a tab; shown with spaces above), ended by a blank line. Attribute names are matched
 //!   without regard to case; values may be quoted (FreeRADIUS escapes,
 //!   octal included). Unknown attributes are ignored; a line that is not
 //!   `name = value` makes the record "bad attribute line".
@@ -197,10 +197,10 @@ impl Record {
             .ok_or("missing User-Name")?;
         let mut prefixes = Vec::with_capacity(self.prefixes.len());
         for (kind, v) in &self.prefixes {
-            if let Some(p) = parse_prefix(*kind, v)? {
-                if !prefixes.contains(&p) {
-                    prefixes.push(p);
-                }
+            if let Some(p) = parse_prefix(*kind, v)?
+                && !prefixes.contains(&p)
+            {
+                prefixes.push(p);
             }
         }
         let session_time = match &self.session_time {
@@ -265,10 +265,8 @@ impl Record {
         {
             return Ok(v.to_string());
         }
-        if let Some(v) = &self.source {
-            if let Ok(ip) = v.parse::<IpAddr>() {
-                return Ok(ip.to_string());
-            }
+        if let Some(Ok(ip)) = self.source.as_deref().map(str::parse::<IpAddr>) {
+            return Ok(ip.to_string());
         }
         Err("missing NAS")
     }
@@ -305,7 +303,8 @@ fn class_hex(v: &str) -> Option<String> {
         .strip_prefix("0x")
         .or_else(|| v.strip_prefix("0X"))
         .unwrap_or(v);
-    (h.len() % 2 == 0 && h.bytes().all(|b| b.is_ascii_hexdigit())).then(|| h.to_ascii_lowercase())
+    (h.len().is_multiple_of(2) && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| h.to_ascii_lowercase())
 }
 
 impl<R: BufRead> DetailRows<R> {
@@ -371,7 +370,7 @@ impl<R: BufRead> DetailRows<R> {
                     self.done = true;
                     return Err(e);
                 }
-                Ok(Some(info)) if !(self.follow && !info.terminated) => info,
+                Ok(Some(info)) if !self.follow || info.terminated => info,
                 // The end; in follow mode, a last line without its line
                 // end is still being written and is not read.
                 _ => {

@@ -281,10 +281,11 @@ impl Parser {
             tok => {
                 if self.stmt.is_empty() {
                     self.stmt_line = line;
-                    if let Tok::Word(w) = &tok {
-                        if TOP_LEVEL.contains(&w.as_str()) && self.inside_lease() {
-                            self.cut_off();
-                        }
+                    if let Tok::Word(w) = &tok
+                        && TOP_LEVEL.contains(&w.as_str())
+                        && self.inside_lease()
+                    {
+                        self.cut_off();
                     }
                 }
                 if self.stmt.len() < MAX_STATEMENT {

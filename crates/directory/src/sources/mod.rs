@@ -56,24 +56,28 @@ pub use static_csv::StaticRows;
 /// accounting server): reading it yields a single
 /// [`io::ErrorKind::InvalidInput`] error.
 pub fn read<R: BufRead>(origin: BindingOrigin, input: R) -> Rows<R> {
-    match origin {
-        BindingOrigin::Static => Rows::Static(StaticRows::new(input)),
-        BindingOrigin::Kea => Rows::Kea(KeaRows::new(input)),
-        BindingOrigin::Dhcpd => Rows::Dhcpd(DhcpdRows::new(input)),
-        BindingOrigin::Detail => Rows::Detail(DetailRows::new(input)),
-        BindingOrigin::Cgnat => Rows::Cgnat(CgnatRows::new(input)),
-        BindingOrigin::Radius => Rows::Unsupported(Some(origin)),
-    }
+    Rows(match origin {
+        BindingOrigin::Static => Inner::Static(StaticRows::new(input)),
+        BindingOrigin::Kea => Inner::Kea(KeaRows::new(input)),
+        BindingOrigin::Dhcpd => Inner::Dhcpd(DhcpdRows::new(input)),
+        BindingOrigin::Detail => Inner::Detail(DetailRows::new(input)),
+        BindingOrigin::Cgnat => Inner::Cgnat(CgnatRows::new(input)),
+        BindingOrigin::Radius => Inner::Unsupported(Some(origin)),
+    })
 }
 
 /// The rows of one input, whatever its format: see [`read`].
-pub enum Rows<R> {
+pub struct Rows<R>(Inner<R>);
+
+// One per input: the size of the largest reader does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Inner<R> {
     Static(StaticRows<R>),
     Kea(KeaRows<R>),
     Dhcpd(DhcpdRows<R>),
     Detail(DetailRows<R>),
     Cgnat(CgnatRows<R>),
-    /// An origin without a file format; yields one error.
+    /// An origin without a file format: yields one error.
     Unsupported(Option<BindingOrigin>),
 }
 
@@ -81,13 +85,13 @@ impl<R: BufRead> Iterator for Rows<R> {
     type Item = io::Result<BindingRow>;
 
     fn next(&mut self) -> Option<io::Result<BindingRow>> {
-        match self {
-            Rows::Static(r) => r.next(),
-            Rows::Kea(r) => r.next(),
-            Rows::Dhcpd(r) => r.next(),
-            Rows::Detail(r) => r.next(),
-            Rows::Cgnat(r) => r.next(),
-            Rows::Unsupported(origin) => origin.take().map(|o| {
+        match &mut self.0 {
+            Inner::Static(r) => r.next(),
+            Inner::Kea(r) => r.next(),
+            Inner::Dhcpd(r) => r.next(),
+            Inner::Detail(r) => r.next(),
+            Inner::Cgnat(r) => r.next(),
+            Inner::Unsupported(origin) => origin.take().map(|o| {
                 Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!("{o} bindings come from the accounting server, not from a file"),
