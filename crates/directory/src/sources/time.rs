@@ -259,23 +259,28 @@ pub(crate) fn radius_date(s: &str) -> Option<DateTime<Utc>> {
 /// follows it. `Some(time)` when the timestamp has a year: RFC 3339 (the
 /// RFC 5424 and rsyslog form; a missing zone is UTC), `YYYY-MM-DD
 /// HH:MM:SS`, or `YYYY Mon DD HH:MM:SS` (Cisco CGN; UTC). `None` inside
-/// for the BSD form `Mon DD HH:MM:SS`, which has no year.
+/// for the BSD form `Mon DD HH:MM:SS`, which has no year. `None` when `s`
+/// does not start with one of these, or with an impossible date.
 pub(crate) fn syslog_stamp(s: &str) -> Option<(Option<DateTime<Utc>>, &str)> {
     let b = s.as_bytes();
     // RFC 3339, or the same with a space for `T` (then without a zone).
     if b.len() >= 19 && ymd(b, b'-').is_some() {
-        let end = b
+        // An RFC 3339 time is at most 35 bytes: look no further, so that
+        // scanning a long line word by word stays linear.
+        let window = &b[..b.len().min(40)];
+        let end = window
             .iter()
             .enumerate()
             .skip(11)
             .find(|(_, c)| c.is_ascii_whitespace())
-            .map_or(b.len(), |(i, _)| i);
+            .map_or(window.len(), |(i, _)| i);
         if matches!(b[10], b'T' | b't') {
-            return Some((parse_datetime(&s[..end]), &s[end..]));
+            let at = parse_datetime(s.get(..end)?)?;
+            return Some((Some(at), &s[end..]));
         }
         if b[10] == b' ' && hms(&b[11..]).is_some() {
             let end = 19 + (b.len() - 19 - skip_fraction(&b[19..]).len());
-            return Some((parse_datetime(&s[..end]), &s[end..]));
+            return Some((Some(parse_datetime(&s[..end])?), &s[end..]));
         }
         return None;
     }
@@ -292,9 +297,9 @@ pub(crate) fn syslog_stamp(s: &str) -> Option<(Option<DateTime<Utc>>, &str)> {
             h,
             mi,
             sec,
-        );
+        )?;
         let end = time.as_ptr() as usize - s.as_ptr() as usize + time.len();
-        return Some((t, &s[end..]));
+        return Some((Some(t), &s[end..]));
     }
     if month(first).is_some() {
         let (day, time) = (words.next()?, words.next()?);
@@ -408,6 +413,8 @@ mod tests {
         assert!(at.is_none());
         assert_eq!(rest, " mx1 x");
         assert!(syslog_stamp("hello world").is_none());
+        assert!(syslog_stamp("2026-02-30T00:00:00Z x").is_none());
+        assert!(syslog_stamp("2026-11-16Tééééééééééééééééééééé").is_none());
         assert_eq!(
             embedded_datetime("mx1 (FPC Slot 1) 2026-11-16 12:00:00: {s}")
                 .unwrap()
