@@ -782,3 +782,35 @@ fn readers_stream() {
         Some(Ok(BindingRow::Event { line: 1001, .. }))
     ));
 }
+
+#[test]
+fn buffer_boundaries_do_not_matter() {
+    let samples = [
+        (BindingOrigin::Static, sample("static.csv")),
+        (BindingOrigin::Kea, sample("kea-leases4.csv")),
+        (BindingOrigin::Kea, sample("kea-leases6.csv")),
+        (BindingOrigin::Dhcpd, sample("dhcpd.leases")),
+        (BindingOrigin::Detail, sample("detail")),
+        (BindingOrigin::Cgnat, sample("cgnat.csv")),
+        (BindingOrigin::Cgnat, sample("cgnat-juniper.log")),
+        (BindingOrigin::Cgnat, sample("cgnat-cisco.log")),
+    ];
+    for (origin, text) in samples {
+        let whole = rows(origin, &text);
+        for cap in [1, 2, 3, 7, 64] {
+            let small: Vec<_> =
+                sources::read(origin, BufReader::with_capacity(cap, text.as_bytes()))
+                    .map(Result::unwrap)
+                    .collect();
+            assert_eq!(whole, small, "{origin} through a {cap}-byte buffer");
+        }
+        // Every subject is already normalized.
+        for (_, b) in bindings(&whole) {
+            assert_eq!(
+                kanki_directory::Subject::new(b.subject.kind, &b.subject.value).as_ref(),
+                Some(&b.subject)
+            );
+            assert_eq!(b.prefix, b.prefix.trunc());
+        }
+    }
+}
