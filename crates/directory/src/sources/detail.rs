@@ -171,12 +171,17 @@ impl Record {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let status = self.status.as_deref().ok_or("missing Acct-Status-Type")?;
-        let phase = match status {
-            "Start" | "1" => Some(SessionPhase::Start),
-            "Stop" | "2" => Some(SessionPhase::Stop),
-            "Interim-Update" | "Alive" | "3" => Some(SessionPhase::Interim),
-            "Accounting-On" | "Accounting-Off" | "7" | "8" => None,
+        let status = self
+            .status
+            .as_deref()
+            .ok_or("missing Acct-Status-Type")?
+            .trim()
+            .to_ascii_lowercase();
+        let phase = match status.as_str() {
+            "start" | "1" => Some(SessionPhase::Start),
+            "stop" | "2" => Some(SessionPhase::Stop),
+            "interim-update" | "alive" | "3" => Some(SessionPhase::Interim),
+            "accounting-on" | "accounting-off" | "7" | "8" => None,
             _ => return Err("unsupported Acct-Status-Type"),
         };
         let at = self.time()?;
