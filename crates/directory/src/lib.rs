@@ -12,6 +12,7 @@
 //! ground and is written to the audit log: see the `audit` crate.
 
 pub mod index;
+pub mod sources;
 pub mod subscribers;
 pub mod synth;
 pub mod types;
