@@ -23,6 +23,7 @@ have unbound-checkconf || need+=(unbound)
 have gzip || need+=(gzip)
 have zip || need+=(zip)
 have radclient || need+=(freeradius-utils)
+have sqlite3 || need+=(sqlite3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}"
   sudo=""

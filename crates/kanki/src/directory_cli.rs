@@ -381,3 +381,177 @@ pub fn purge(config: Config) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Subcommand, Debug)]
+pub enum BindingsCommand {
+    /// Import binding records (who held which address when) from a file.
+    Import {
+        /// static, kea, dhcpd, detail or cgnat (see docs/bindings.md).
+        #[arg(long)]
+        format: kanki_directory::BindingOrigin,
+        /// The file, or - for standard input.
+        file: PathBuf,
+    },
+    /// Follow a growing FreeRADIUS detail file, importing each record as it
+    /// is completed, until interrupted. The position is kept in the data
+    /// directory, so a restart carries on where it stopped.
+    Follow {
+        file: PathBuf,
+        /// How often to look for new records.
+        #[arg(long, default_value = "1s")]
+        every: kanki_config::HumanDuration,
+    },
+}
+
+/// Applies rows in batches; counts what was skipped, by reason.
+struct BindingBatches<'a> {
+    kanki: &'a Kanki,
+    origin: kanki_directory::BindingOrigin,
+    events: Vec<kanki_directory::BindingEvent>,
+    counts: kanki_store::BindingCounts,
+    read: u64,
+    skipped: std::collections::BTreeMap<String, (u64, Vec<u64>)>,
+}
+
+impl BindingBatches<'_> {
+    fn push(&mut self, row: kanki_directory::BindingRow) -> anyhow::Result<()> {
+        self.read += 1;
+        match row {
+            kanki_directory::BindingRow::Event { event, .. } => {
+                self.events.push(event);
+                if self.events.len() >= 50_000 {
+                    self.flush()?;
+                }
+            }
+            kanki_directory::BindingRow::Skip(s) => {
+                let e = self.skipped.entry(s.reason).or_default();
+                e.0 += 1;
+                if e.1.len() < 5 {
+                    e.1.push(s.line);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let (c, _) =
+            self.kanki
+                .store
+                .directory()
+                .apply_bindings(self.origin, &self.events, Utc::now())?;
+        self.counts.added += c.added;
+        self.counts.updated += c.updated;
+        self.counts.unchanged += c.unchanged;
+        self.counts.closed += c.closed;
+        self.events.clear();
+        Ok(())
+    }
+
+    fn summary(&self) {
+        let c = &self.counts;
+        println!(
+            "bindings: {} records read, {} added, {} updated, {} unchanged, {} sessions closed, {} skipped",
+            self.read,
+            c.added,
+            c.updated,
+            c.unchanged,
+            c.closed,
+            self.skipped.values().map(|s| s.0).sum::<u64>()
+        );
+        for (reason, (n, lines)) in &self.skipped {
+            let lines: Vec<String> = lines.iter().map(u64::to_string).collect();
+            println!("  skipped {n}: {reason} (lines {})", lines.join(", "));
+        }
+    }
+}
+
+pub fn bindings(config: Config, c: BindingsCommand) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    match c {
+        BindingsCommand::Import { format, file } => {
+            let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+                Box::new(BufReader::new(std::io::stdin()))
+            } else {
+                let f =
+                    File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+                Box::new(BufReader::with_capacity(1 << 20, f))
+            };
+            let mut b = BindingBatches {
+                kanki: &kanki,
+                origin: format,
+                events: Vec::new(),
+                counts: Default::default(),
+                read: 0,
+                skipped: Default::default(),
+            };
+            let mut broke = None;
+            for row in kanki_directory::sources::read(format, input) {
+                match row {
+                    Ok(row) => b.push(row)?,
+                    Err(e) => {
+                        broke = Some(e);
+                        break;
+                    }
+                }
+            }
+            b.flush()?;
+            b.summary();
+            if let Some(e) = broke {
+                bail!(
+                    "the input broke off after {} records ({e}); what was read before is kept",
+                    b.read
+                );
+            }
+        }
+        BindingsCommand::Follow { file, every } => {
+            follow(&kanki, &file, every.0)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kanki bindings follow`: polls the detail file, applies what it finds,
+/// then saves the position (after the store commit, so a crash re-reads at
+/// most one batch, which applies idempotently).
+fn follow(kanki: &Kanki, file: &std::path::Path, every: std::time::Duration) -> anyhow::Result<()> {
+    use kanki_directory::sources::Follow;
+    let abs = std::path::absolute(file)?;
+    let key = {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(abs.to_string_lossy().as_bytes())
+    };
+    let pos_path = kanki.config.data_dir.join(format!("follow-{key:016x}.pos"));
+    let mut f = match std::fs::read_to_string(&pos_path).ok().and_then(|s| {
+        let (a, b) = s.trim().split_once(' ')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    }) {
+        Some((offset, line)) => Follow::resume(&abs, offset, line),
+        None => Follow::new(&abs),
+    };
+    eprintln!("following {} (Ctrl-C to stop)", abs.display());
+    loop {
+        let mut b = BindingBatches {
+            kanki,
+            origin: kanki_directory::BindingOrigin::Detail,
+            events: Vec::new(),
+            counts: Default::default(),
+            read: 0,
+            skipped: Default::default(),
+        };
+        for row in f.poll()? {
+            b.push(row?)?;
+        }
+        b.flush()?;
+        if b.read > 0 {
+            b.summary();
+            let tmp = pos_path.with_extension("tmp");
+            std::fs::write(&tmp, format!("{} {}\n", f.offset(), f.next_line()))?;
+            std::fs::rename(&tmp, &pos_path)?;
+        }
+        std::thread::sleep(every);
+    }
+}

@@ -74,6 +74,9 @@ enum Command {
     /// Grant or revoke a subscriber's consent to be warned.
     #[command(subcommand)]
     Consent(directory_cli::ConsentCommand),
+    /// Import or follow binding records: who held which address when.
+    #[command(subcommand)]
+    Bindings(directory_cli::BindingsCommand),
     /// Who held an address (and port) at a moment: needs a ground and a
     /// purpose, and is written to the audit log.
     Who(directory_cli::WhoArgs),
@@ -119,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Subscribers(c) => directory_cli::subscribers(config, c),
         Command::Consent(c) => directory_cli::consent(config, c),
         Command::Who(a) => directory_cli::who(config, a),
+        Command::Bindings(c) => directory_cli::bindings(config, c),
         Command::Audit(c) => directory_cli::audit(config, c),
         Command::Purge => directory_cli::purge(config),
         Command::Config(_) | Command::Bench(_) => unreachable!("handled above"),

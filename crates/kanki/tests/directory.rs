@@ -142,3 +142,178 @@ fn radius_accounting_attributes_addresses_and_a_nas_restart_closes_sessions() {
         "{metrics}"
     );
 }
+
+fn who_cli(env: &Env, args: &[&str]) -> Value {
+    let mut a = vec![
+        "who",
+        "--ground",
+        "emergency-evacuation",
+        "--purpose",
+        "test",
+        "--json",
+    ];
+    a.extend_from_slice(args);
+    let out = env.run(&a);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn answer(v: &Value) -> (Option<&str>, &str) {
+    (v["subscriber"].as_str(), v["confidence"].as_str().unwrap())
+}
+
+#[test]
+fn leases_static_assignments_and_cgnat_blocks_attribute_addresses() {
+    let env = Env::new("");
+    let d = env.dir.path();
+    let write = |name: &str, text: &str| {
+        let p = d.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let subs = write(
+        "subs.csv",
+        "id,email,language,consent,hw_addrs\nS1,,ja,yes,00:16:3e:5a:10:01\nS2,,ja,yes,00:16:3e:5a:10:02\nS3,,en,no,\n",
+    );
+    env.ok(&["subscribers", "import", &subs]);
+
+    // Back-to-back leases of one address to two subscribers' devices.
+    let e = 1_794_801_600i64;
+    let kea = write(
+        "leases4.csv",
+        &format!(
+            "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context,pool_id\n\
+             192.0.2.10,00:16:3e:5a:10:01,,3600,{e},1,0,0,,0,,0\n\
+             192.0.2.10,00:16:3e:5a:10:02,,3600,{},1,0,0,,0,,0\n\
+             not-an-address,00:16:3e:5a:10:02,,3600,{e},1,0,0,,0,,0\n",
+            e + 3600
+        ),
+    );
+    let out = env.ok(&["bindings", "import", "--format", "kea", &kea]);
+    assert!(
+        out.contains("2 added") && out.contains("1 skipped"),
+        "{out}"
+    );
+    // Importing it again changes nothing.
+    let out = env.ok(&["bindings", "import", "--format", "kea", &kea]);
+    assert!(
+        out.contains("0 added") && out.contains("2 unchanged"),
+        "{out}"
+    );
+
+    let statics = write(
+        "static.csv",
+        "subscriber,prefix,from,to\nS3,198.51.100.0/29,2026-01-01,\nS2,100.64.12.35,2026-01-01,\n",
+    );
+    env.ok(&["bindings", "import", "--format", "static", &statics]);
+    let cgnat = write(
+        "cgnat.csv",
+        "subscriber,private_address,public_address,first_port,last_port,from,to\n\
+         S1,100.64.12.34,203.0.113.7,1024,1535,2026-11-16T03:00:00Z,2026-11-16T09:00:00Z\n\
+         ,100.64.12.35,203.0.113.7,1536,2047,2026-11-16T03:00:00Z,\n",
+    );
+    env.ok(&["bindings", "import", "--format", "cgnat", &cgnat]);
+
+    let at = |t: i64| chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339();
+    let v = who_cli(&env, &["192.0.2.10", "--at", &at(e - 1800)]);
+    assert_eq!(answer(&v), (Some("S1"), "exact"));
+    let v = who_cli(&env, &["192.0.2.10", "--at", &at(e + 1800)]);
+    assert_eq!(answer(&v), (Some("S2"), "exact"));
+    // At the hand-over, within the clock skew, both are possible.
+    let v = who_cli(&env, &["192.0.2.10", "--at", &at(e + 30)]);
+    assert_eq!(answer(&v), (None, "ambiguous"));
+    assert_eq!(v["holders"].as_array().unwrap().len(), 2);
+
+    // A prefix contains its addresses.
+    let v = who_cli(&env, &["198.51.100.6", "--at", "2026-11-16 12:00:00"]);
+    assert_eq!(answer(&v), (Some("S3"), "inside-session"));
+    let v = who_cli(&env, &["198.51.100.9", "--at", "2026-11-16 12:00:00"]);
+    assert_eq!(answer(&v), (None, "none"));
+
+    // CGNAT: the port decides; an inside address is followed to its holder.
+    let v = who_cli(
+        &env,
+        &[
+            "203.0.113.7",
+            "--port",
+            "1100",
+            "--at",
+            "2026-11-16 05:00:00",
+        ],
+    );
+    assert_eq!(answer(&v), (Some("S1"), "exact"));
+    let v = who_cli(
+        &env,
+        &[
+            "203.0.113.7",
+            "--port",
+            "1600",
+            "--at",
+            "2026-11-16 05:00:00",
+        ],
+    );
+    assert_eq!(answer(&v), (Some("S2"), "exact"));
+    assert_eq!(v["holders"][0]["through"][0]["prefix"], "100.64.12.35/32");
+    let v = who_cli(&env, &["203.0.113.7", "--at", "2026-11-16 05:00:00"]);
+    assert_eq!(answer(&v), (None, "ambiguous"));
+    let v = who_cli(
+        &env,
+        &[
+            "203.0.113.7",
+            "--port",
+            "1100",
+            "--at",
+            "2026-11-16 10:00:00",
+        ],
+    );
+    assert_eq!(answer(&v), (None, "none"));
+
+    // Every one of those lookups is in the audit log, which verifies; a
+    // record changed behind kanki's back is named.
+    let shown = env.ok(&["audit", "show", "--action", "who", "--json"]);
+    assert_eq!(shown.lines().count(), 9);
+    assert!(
+        env.ok(&["audit", "verify"])
+            .starts_with("audit log intact: 9 records")
+    );
+    let db = d.join("data").join("kanki.sqlite3");
+    let conn = rusqlite_open(&db);
+    conn.execute_batch(
+        "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET purpose = 'nothing to see' WHERE seq = 2;",
+    )
+    .unwrap();
+    let out = env.run(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("audit record 2 is broken"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// The test edits the database directly, as an intruder with file access
+/// would (through the sqlite3 shell, installed by scripts/test.sh).
+fn rusqlite_open(db: &std::path::Path) -> Sqlite {
+    Sqlite(db.to_path_buf())
+}
+
+struct Sqlite(std::path::PathBuf);
+
+impl Sqlite {
+    fn execute_batch(&self, sql: &str) -> Result<(), String> {
+        let out = Command::new(need("sqlite3", "sqlite3"))
+            .arg(&self.0)
+            .arg(sql)
+            .output()
+            .map_err(|e| e.to_string())?;
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}

@@ -232,6 +232,11 @@ pub struct Holder {
     pub subject: Subject,
     pub near_boundary: bool,
     pub binding: StoredBinding,
+    /// When the binding names an inside (private) address behind CGNAT:
+    /// the bindings of that address at the same moment, through which the
+    /// subscriber was found.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub through: Vec<StoredBinding>,
 }
 
 /// The answer to a [`WhoQuery`], as audited.
@@ -269,7 +274,23 @@ impl Kanki {
         let mut cands = Vec::new();
         c.index
             .who_at(q.address, q.port, q.at.timestamp(), skew, &mut cands);
-        let ids: Vec<i64> = cands.iter().map(|c| c.binding.id).collect();
+        // A CGNAT log that names the inside address: who held that address
+        // then (one step; an inside address behind another NAT is not
+        // followed further).
+        let mut inside: HashMap<usize, Vec<kanki_directory::Candidate>> = HashMap::new();
+        for (i, cand) in cands.iter().enumerate() {
+            let subject = &c.subjects[cand.binding.holder as usize];
+            if subject.kind == SubjectKind::InsideAddress
+                && let Ok(addr) = subject.value.parse::<IpAddr>()
+            {
+                let mut inner = Vec::new();
+                c.index
+                    .who_at(addr, None, q.at.timestamp(), skew, &mut inner);
+                inside.insert(i, inner);
+            }
+        }
+        let mut ids: Vec<i64> = cands.iter().map(|c| c.binding.id).collect();
+        ids.extend(inside.values().flatten().map(|c| c.binding.id));
         let stored: HashMap<i64, StoredBinding> = self
             .store
             .directory()
@@ -279,15 +300,32 @@ impl Kanki {
             .collect();
         let holders: Vec<Holder> = cands
             .iter()
-            .filter_map(|cand| {
+            .enumerate()
+            .filter_map(|(i, cand)| {
                 let h = cand.binding.holder as usize;
+                let mut subscriber = c.subscriber_of[h].as_deref().map(str::to_string);
+                let mut through = Vec::new();
+                if let Some(inner) = inside.get(&i) {
+                    let subs: HashSet<Option<&str>> = inner
+                        .iter()
+                        .map(|x| c.subscriber_of[x.binding.holder as usize].as_deref())
+                        .collect();
+                    if subs.len() == 1 {
+                        subscriber = subs.into_iter().next().flatten().map(str::to_string);
+                    }
+                    through = inner
+                        .iter()
+                        .filter_map(|x| stored.get(&x.binding.id).cloned())
+                        .collect();
+                }
                 Some(Holder {
-                    subscriber: c.subscriber_of[h].as_deref().map(str::to_string),
+                    subscriber,
                     subject: c.subjects[h].clone(),
                     near_boundary: cand.near_boundary,
                     // A binding purged since the index was built is not
                     // evidence any more.
                     binding: stored.get(&cand.binding.id)?.clone(),
+                    through,
                 })
             })
             .collect();

@@ -141,8 +141,8 @@ pub trait DirectoryBackend: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool>;
 
-    /// Every (identifier, subscriber id) pair, the subscriber's own id as a
-    /// login name included.
+    /// Every (identifier, subscriber id) pair, the subscriber's own id
+    /// included (as a subscriber id and as a login name).
     fn identifiers(&self, f: &mut dyn FnMut(Subject, &str)) -> Result<()>;
 
     /// Ids of the subscribers who consent now.

@@ -247,7 +247,8 @@ fn leases_merge_by_key_and_subscribers_keep_their_consent_history() {
         idents,
         [
             ("hw-addr:00:11:22:33:44:55".to_string(), "S1".to_string()),
-            ("login:S1".to_string(), "S1".to_string())
+            ("login:S1".to_string(), "S1".to_string()),
+            ("subscriber:S1".to_string(), "S1".to_string())
         ]
     );
     assert!(d.consenting().unwrap().is_empty());

@@ -563,8 +563,10 @@ impl DirectoryBackend for SqliteBackend {
 
     fn identifiers(&self, f: &mut dyn FnMut(Subject, &str)) -> Result<()> {
         self.read(|c| {
-            let mut stmt =
-                c.prepare("SELECT kind, value, subscriber_id FROM subscriber_identifiers")?;
+            let mut stmt = c.prepare(
+                "SELECT kind, value, subscriber_id FROM subscriber_identifiers
+                           UNION ALL SELECT 'subscriber', id, id FROM subscribers",
+            )?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
                 let kind: String = r.get(0)?;
