@@ -27,6 +27,9 @@ pub enum Which {
     Snapshot,
     /// Write the RPZ export of a list.
     Export,
+    /// RADIUS accounting with responses: kanki's server in front of a real
+    /// store, a load generator beside it (--radius-requests).
+    Radius,
     /// The subscriber directory: index build, memory, who_at, who_now,
     /// rebuild from the store (sizes from --sessions and --store-sessions).
     Directory,
@@ -48,6 +51,9 @@ pub struct BenchArgs {
     /// (writing them is the slow part of the run).
     #[arg(long, default_value_t = 2_000_000)]
     store_sessions: usize,
+    /// Requests for the RADIUS benchmark.
+    #[arg(long, default_value_t = 500_000)]
+    radius_requests: u64,
     /// Where the import benchmark keeps its store (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -89,6 +95,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if want(Which::Import) {
         import(n, a.work_dir.clone(), &r)?;
+    }
+    if want(Which::Radius) {
+        crate::bench_directory::radius(a.radius_requests, &r)?;
     }
     if want(Which::Directory) {
         crate::bench_directory::run(a.sessions, a.store_sessions, a.work_dir.clone(), &r)?;

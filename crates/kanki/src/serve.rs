@@ -234,8 +234,8 @@ async fn radius_server(
 
 /// Where the RADIUS server's batches go: one store transaction each,
 /// idempotent (sessions are keyed by NAS, Acct-Session-Id and prefix).
-struct StoreSink {
-    kanki: Arc<Kanki>,
+pub(crate) struct StoreSink {
+    pub(crate) kanki: Arc<Kanki>,
 }
 
 impl kanki_radius::server::AccountingSink for StoreSink {

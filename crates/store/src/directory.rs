@@ -64,8 +64,9 @@ pub struct BindingCounts {
     pub closed: u64,
 }
 
-/// The rows a change touched, as they are now, for the in-memory index.
-pub type ChangedBindings = Vec<StoredBinding>;
+/// Ids of the bindings a change touched (read them with
+/// [`DirectoryBackend::bindings_by_id`]).
+pub type ChangedBindings = Vec<i64>;
 
 /// The compact form the binding index is built from, borrowed from the
 /// row being read (no allocation per row: a start reads millions).

@@ -64,7 +64,8 @@ fn sessions_open_extend_close_and_replays_change_nothing() {
     assert_eq!((c.added, c.unchanged), (2, 2));
     assert_eq!(changed.len(), 2);
     assert!(
-        changed
+        d.bindings_by_id(&changed)
+            .unwrap()
             .iter()
             .all(|b| b.binding.to.is_none() && b.binding.from == t(1))
     );
@@ -171,7 +172,12 @@ fn a_nas_restart_closes_its_open_sessions_only() {
         )
         .unwrap();
     assert_eq!(c.closed, 2);
-    assert!(changed.iter().all(|b| b.binding.to == Some(t(4))));
+    assert!(
+        d.bindings_by_id(&changed)
+            .unwrap()
+            .iter()
+            .all(|b| b.binding.to == Some(t(4)))
+    );
     let mut open = Vec::new();
     d.scan_bindings(&mut |b| {
         if b.to.is_none() {

@@ -149,19 +149,19 @@ fn binding_by_key(tx: &Connection, origin: &str, key: &str) -> Result<Option<Sto
         .optional()?)
 }
 
-fn binding_by_rowid(tx: &Connection, id: i64) -> Result<StoredBinding> {
-    Ok(tx
-        .prepare_cached(&format!(
-            "SELECT {BINDING_COLUMNS} FROM bindings WHERE id = ?1"
-        ))?
-        .query_row([id], binding_from_row)?)
-}
-
-fn insert_binding(tx: &Connection, b: &Binding, detail: Option<&str>, now: i64) -> Result<i64> {
-    tx.prepare_cached(
+/// Inserts a binding whose (origin, key) is new; `None` when one exists.
+fn insert_binding(
+    tx: &Connection,
+    b: &Binding,
+    detail: Option<&str>,
+    now: i64,
+) -> Result<Option<i64>> {
+    let n = tx
+        .prepare_cached(
         "INSERT INTO bindings (origin, key, subject_kind, subject, prefix, port_first, port_last,
             from_ts, to_ts, reporter, detail, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (origin, key) DO NOTHING",
     )?
     .execute(params![
         b.origin.as_str(),
@@ -177,7 +177,7 @@ fn insert_binding(tx: &Connection, b: &Binding, detail: Option<&str>, now: i64) 
         detail,
         now
     ])?;
-    Ok(tx.last_insert_rowid())
+    Ok((n == 1).then(|| tx.last_insert_rowid()))
 }
 
 fn update_binding(tx: &Connection, id: i64, b: &Binding, now: i64) -> Result<()> {
@@ -214,11 +214,19 @@ impl Apply<'_> {
         detail: Option<&str>,
         merge: impl FnOnce(&Binding, Binding) -> Binding,
     ) -> Result<()> {
+        // Most records of a busy feed are new (a Start, a new lease): try
+        // the insert first, and read the stored row only on a conflict.
+        if let Some(id) = insert_binding(self.tx, &new, detail, self.now)? {
+            self.counts.added += 1;
+            self.changed.push(id);
+            return Ok(());
+        }
         match binding_by_key(self.tx, new.origin.as_str(), &new.key)? {
             None => {
-                let id = insert_binding(self.tx, &new, detail, self.now)?;
-                self.counts.added += 1;
-                self.changed.push(id);
+                return Err(StoreError::Backend(format!(
+                    "binding {}/{} conflicted but cannot be read back",
+                    new.origin, new.key
+                )));
             }
             Some(old) => {
                 let merged = merge(&old.binding, new);
@@ -616,13 +624,9 @@ impl DirectoryBackend for SqliteBackend {
                     BindingEvent::NasReset { nas, at } => a.nas_reset(origin, nas, *at)?,
                 }
             }
-            let (counts, mut ids) = (a.counts, a.changed);
-            ids.sort_unstable();
-            ids.dedup();
-            let changed = ids
-                .iter()
-                .map(|&id| binding_by_rowid(&tx, id))
-                .collect::<Result<Vec<_>>>()?;
+            let (counts, mut changed) = (a.counts, a.changed);
+            changed.sort_unstable();
+            changed.dedup();
             if !changed.is_empty() {
                 bump_generation(&tx)?;
             }
