@@ -76,7 +76,7 @@ impl Fields {
         } else {
             line
         };
-        let v = src.get(a..b)?.trim();
+        let v = src.get(a..b)?.trim_ascii();
         (!v.is_empty()).then_some(v)
     }
 
