@@ -23,11 +23,9 @@ impl Fields {
         self.quoted = false;
         if !quoting || !line.contains('"') {
             let mut start = 0;
-            for (i, b) in line.bytes().enumerate() {
-                if b == b',' {
-                    self.spans.push((start, i));
-                    start = i + 1;
-                }
+            for i in memchr::memchr_iter(b',', line.as_bytes()) {
+                self.spans.push((start, i));
+                start = i + 1;
             }
             self.spans.push((start, line.len()));
             return Ok(());
