@@ -69,7 +69,7 @@ use ipnet::IpNet;
 use memchr::memmem;
 
 use crate::sources::fields::{Fields, Header};
-use crate::sources::{HeaderState, TextLines, skip, time};
+use crate::sources::{HeaderState, Key, TextLines, skip, time};
 use crate::types::{
     Binding, BindingEvent, BindingOrigin, BindingRow, PortRange, Subject, SubjectKind,
 };
@@ -240,13 +240,15 @@ fn csv_row(c: &Cols, f: &Fields, line: &str) -> Result<Binding, &'static str> {
     }
     let prefix = IpNet::from(public);
     Ok(Binding {
-        key: format!(
-            "{}|{}:{}@{}",
-            subject.value,
-            public,
-            ports,
-            from.timestamp()
-        ),
+        key: Key::new()
+            .str(&subject.value)
+            .ch('|')
+            .ip(public)
+            .ch(':')
+            .ports(ports)
+            .ch('@')
+            .int(from.timestamp())
+            .finish(),
         subject,
         prefix,
         ports: Some(ports),
@@ -359,18 +361,22 @@ impl Blocks {
         let row = |inside: IpAddr, from: DateTime<Utc>, to: Option<DateTime<Utc>>| {
             let subject = Subject {
                 kind: SubjectKind::InsideAddress,
-                value: inside.to_string(),
+                value: Key::new().ip(inside).finish(),
             };
             BindingRow::Event {
                 line: no,
                 event: BindingEvent::Binding(Binding {
-                    key: format!(
-                        "{device}|{}|{}:{}@{}",
-                        subject.value,
-                        ev.public,
-                        ev.ports,
-                        from.timestamp()
-                    ),
+                    key: Key::new()
+                        .str(device)
+                        .ch('|')
+                        .str(&subject.value)
+                        .ch('|')
+                        .ip(ev.public)
+                        .ch(':')
+                        .ports(ev.ports)
+                        .ch('@')
+                        .int(from.timestamp())
+                        .finish(),
                     subject,
                     prefix: IpNet::from(ev.public),
                     ports: Some(ev.ports),

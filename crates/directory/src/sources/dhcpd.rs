@@ -57,7 +57,7 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
 use crate::sources::lines::LineReader;
-use crate::sources::{hex, skip, time, unquote};
+use crate::sources::{Key, hex, hw_addr, skip, time, unquote};
 use crate::types::{Binding, BindingEvent, BindingOrigin, BindingRow, Subject, SubjectKind};
 
 /// Most tokens kept of one statement; the rest are dropped.
@@ -522,12 +522,10 @@ fn lease_statement(l: &mut LeaseV4, stmt: &[Token]) {
             None => set_err(&mut l.error, "bad time"),
         },
         [Some("binding"), Some("state"), Some(s)] => l.state = Some(s.to_string()),
-        [Some("hardware"), Some("ethernet"), Some(mac)] => {
-            match Subject::new(SubjectKind::HwAddr, mac) {
-                Some(s) => l.hw = Some(s),
-                None => set_err(&mut l.error, "bad hardware address"),
-            }
-        }
+        [Some("hardware"), Some("ethernet"), Some(mac)] => match hw_addr(mac) {
+            Some(s) => l.hw = Some(s),
+            None => set_err(&mut l.error, "bad hardware address"),
+        },
         [Some("uid"), _] => {
             match id_bytes(&stmt[1]).and_then(|b| Subject::new(SubjectKind::ClientId, &hex(&b))) {
                 Some(s) => l.uid = Some(s),
@@ -565,7 +563,11 @@ fn binding_row(
     BindingRow::Event {
         line,
         event: BindingEvent::Binding(Binding {
-            key: format!("{prefix}@{}", from.timestamp()),
+            key: Key::new()
+                .net(prefix)
+                .ch('@')
+                .int(from.timestamp())
+                .finish(),
             subject,
             prefix,
             ports: None,

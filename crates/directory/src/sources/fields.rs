@@ -23,11 +23,9 @@ impl Fields {
         self.quoted = false;
         if !quoting || !line.contains('"') {
             let mut start = 0;
-            for (i, b) in line.bytes().enumerate() {
-                if b == b',' {
-                    self.spans.push((start, i));
-                    start = i + 1;
-                }
+            for i in memchr::memchr_iter(b',', line.as_bytes()) {
+                self.spans.push((start, i));
+                start = i + 1;
             }
             self.spans.push((start, line.len()));
             return Ok(());
@@ -76,7 +74,7 @@ impl Fields {
         } else {
             line
         };
-        let v = src.get(a..b)?.trim();
+        let v = src.get(a..b)?.trim_ascii();
         (!v.is_empty()).then_some(v)
     }
 

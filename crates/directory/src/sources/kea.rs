@@ -35,6 +35,9 @@
 //!   earlier interval; it is skipped ("deleted lease").
 //! - Kea escapes commas in `hostname` and `user_context` as `&#x2c`, so a
 //!   line is split on every comma; quotes are ordinary characters.
+//!
+//! [`SubjectKind::ClientId`]: crate::types::SubjectKind::ClientId
+//! [`SubjectKind::HwAddr`]: crate::types::SubjectKind::HwAddr
 
 use std::io::{self, BufRead};
 use std::net::IpAddr;
@@ -42,8 +45,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::sources::fields::{Fields, Header};
-use crate::sources::{HeaderState, TextLines, skip, time};
-use crate::types::{Binding, BindingEvent, BindingOrigin, BindingRow, Subject, SubjectKind};
+use crate::sources::{HeaderState, Key, TextLines, client_id, hw_addr, skip, time};
+use crate::types::{Binding, BindingEvent, BindingOrigin, BindingRow};
 
 /// Kea's infinite valid lifetime.
 const INFINITE: u32 = u32::MAX;
@@ -210,9 +213,9 @@ fn lease(c: &Cols, f: &Fields, line: &str) -> Result<Binding, &'static str> {
     let (subject, prefix) = match c.family {
         Family::V4 => {
             let subject = if let Some(id) = f.opt(line, c.client_id) {
-                Subject::new(SubjectKind::ClientId, id).ok_or("bad client_id")?
+                client_id(id).ok_or("bad client_id")?
             } else if let Some(hw) = f.opt(line, c.hwaddr) {
-                Subject::new(SubjectKind::HwAddr, hw).ok_or("bad hwaddr")?
+                hw_addr(hw).ok_or("bad hwaddr")?
             } else {
                 return Err("missing client id");
             };
@@ -220,7 +223,7 @@ fn lease(c: &Cols, f: &Fields, line: &str) -> Result<Binding, &'static str> {
         }
         Family::V6 => {
             let duid = f.opt(line, c.duid).ok_or("missing duid")?;
-            let subject = Subject::new(SubjectKind::ClientId, duid).ok_or("bad duid")?;
+            let subject = client_id(duid).ok_or("bad duid")?;
             let lease_type: u8 = match f.opt(line, c.lease_type) {
                 None => 0,
                 Some(v) => v.parse().map_err(|_| "bad lease_type")?,
@@ -245,7 +248,11 @@ fn lease(c: &Cols, f: &Fields, line: &str) -> Result<Binding, &'static str> {
         }
     };
     Ok(Binding {
-        key: format!("{prefix}@{expire}"),
+        key: Key::new()
+            .net(prefix)
+            .ch('@')
+            .int(i64::try_from(expire).unwrap_or(i64::MAX))
+            .finish(),
         subject,
         prefix,
         ports: None,

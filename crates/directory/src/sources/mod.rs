@@ -28,11 +28,11 @@
 //! [`Skipped`]: crate::types::Skipped
 
 use std::io::{self, BufRead};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use crate::types::{BindingOrigin, BindingRow, Skipped};
+use crate::types::{BindingOrigin, BindingRow, Skipped, Subject, SubjectKind};
 
 pub mod cgnat;
 pub mod detail;
@@ -245,4 +245,251 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         s.push(HEX[usize::from(b & 15)] as char);
     }
     s
+}
+
+/// What `Subject::new(SubjectKind::ClientId, s)` gives, a byte at a time
+/// (this is on the hot path of the lease readers).
+pub(crate) fn client_id(s: &str) -> Option<Subject> {
+    let mut value = String::with_capacity(s.len());
+    for b in s.trim().bytes() {
+        match b {
+            b':' | b'-' | b'.' => {}
+            b'0'..=b'9' | b'a'..=b'f' => value.push(b as char),
+            b'A'..=b'F' => value.push(b.to_ascii_lowercase() as char),
+            _ => return None,
+        }
+    }
+    (!value.is_empty()).then_some(Subject {
+        kind: SubjectKind::ClientId,
+        value,
+    })
+}
+
+/// What `Subject::new(SubjectKind::HwAddr, s)` gives, a byte at a time.
+pub(crate) fn hw_addr(s: &str) -> Option<Subject> {
+    let mut value = String::with_capacity(17);
+    let mut n = 0;
+    for b in s.trim().bytes() {
+        let d = match b {
+            b':' | b'-' | b'.' => continue,
+            b'0'..=b'9' | b'a'..=b'f' => b,
+            b'A'..=b'F' => b.to_ascii_lowercase(),
+            _ => return None,
+        };
+        if n == 12 {
+            return None;
+        }
+        if n > 0 && n % 2 == 0 {
+            value.push(':');
+        }
+        value.push(d as char);
+        n += 1;
+    }
+    (n == 12).then_some(Subject {
+        kind: SubjectKind::HwAddr,
+        value,
+    })
+}
+
+/// Builds a record key (or an address's text) without going through the
+/// formatting machinery: every row gets one, so this is on the hot path.
+pub(crate) struct Key(String);
+
+impl Key {
+    pub(crate) fn new() -> Key {
+        Key(String::with_capacity(48))
+    }
+
+    pub(crate) fn str(mut self, s: &str) -> Key {
+        self.0.push_str(s);
+        self
+    }
+
+    pub(crate) fn ch(mut self, c: char) -> Key {
+        self.0.push(c);
+        self
+    }
+
+    /// An address as its `Display` writes it (IPv4 written by hand).
+    pub(crate) fn ip(mut self, a: IpAddr) -> Key {
+        match a {
+            IpAddr::V4(v4) => {
+                for (i, o) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.0.push('.');
+                    }
+                    self = self.int(i64::from(o));
+                }
+                self
+            }
+            IpAddr::V6(v6) => self.ipv6(v6),
+        }
+    }
+
+    /// An IPv6 address as `Display` writes it (RFC 5952: lowercase, no
+    /// leading zeros, the longest run of two or more zero groups, the first
+    /// of equal runs, as `::`; IPv4-mapped addresses as `::ffff:a.b.c.d`).
+    fn ipv6(mut self, a: Ipv6Addr) -> Key {
+        if let Some(v4) = a.to_ipv4_mapped() {
+            self.0.push_str("::ffff:");
+            return self.ip(IpAddr::V4(v4));
+        }
+        let g = a.segments();
+        // The longest run of zero groups (at least two long).
+        let (mut best, mut best_len, mut i) = (0, 0, 0);
+        while i < 8 {
+            if g[i] == 0 {
+                let start = i;
+                while i < 8 && g[i] == 0 {
+                    i += 1;
+                }
+                if i - start > best_len {
+                    (best, best_len) = (start, i - start);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if best_len < 2 {
+            best_len = 0;
+            best = 8;
+        }
+        let mut i = 0;
+        while i < 8 {
+            if i == best {
+                self.0.push_str("::");
+                i += best_len;
+                continue;
+            }
+            if i > 0 && i != best + best_len {
+                self.0.push(':');
+            }
+            self = self.hex16(g[i]);
+            i += 1;
+        }
+        self
+    }
+
+    fn hex16(mut self, v: u16) -> Key {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut started = false;
+        for shift in [12, 8, 4, 0] {
+            let d = (v >> shift) & 15;
+            if d != 0 || started || shift == 0 {
+                started = true;
+                self.0.push(HEX[usize::from(d)] as char);
+            }
+        }
+        self
+    }
+
+    /// A prefix as `IpNet`'s `Display` writes it: `address/length`.
+    pub(crate) fn net(self, n: IpNet) -> Key {
+        self.ip(n.addr()).ch('/').int(i64::from(n.prefix_len()))
+    }
+
+    /// A port range as `first-last`.
+    pub(crate) fn ports(self, p: crate::types::PortRange) -> Key {
+        self.int(i64::from(p.first)).ch('-').int(i64::from(p.last))
+    }
+
+    pub(crate) fn int(mut self, v: i64) -> Key {
+        if v < 0 {
+            self.0.push('-');
+        }
+        let mut n = v.unsigned_abs();
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.0
+            .push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
+        self
+    }
+
+    pub(crate) fn finish(self) -> String {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_write_what_display_writes() {
+        let mut addrs: Vec<String> = [
+            "0.0.0.0",
+            "192.0.2.10",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::ffff:192.0.2.1",
+            "::",
+            "::1",
+            "1::",
+            "1:0:0:1:0:0:0:1",
+            "1:0:0:1:0:0:1:1",
+            "1:0:1:0:1:0:1:0",
+            "::192.0.2.1",
+            "fe80::1:0:0:0",
+        ]
+        .map(String::from)
+        .to_vec();
+        // Every pattern of zero and non-zero groups.
+        for bits in 0u32..256 {
+            let g: Vec<String> = (0..8)
+                .map(|i| {
+                    if bits >> i & 1 == 1 {
+                        format!("{:x}", 0x1f0 * (i + 1))
+                    } else {
+                        "0".into()
+                    }
+                })
+                .collect();
+            addrs.push(g.join(":"));
+        }
+        for a in &addrs {
+            let ip: IpAddr = a.parse().unwrap();
+            assert_eq!(Key::new().ip(ip).finish(), ip.to_string());
+            let net = IpNet::from(ip);
+            assert_eq!(Key::new().net(net).finish(), net.to_string());
+        }
+        for v in [0, 7, 10, 65535, 1_794_798_000, -5, i64::MIN, i64::MAX] {
+            assert_eq!(Key::new().int(v).finish(), v.to_string());
+        }
+        let p = crate::types::PortRange::new(1024, 1535).unwrap();
+        assert_eq!(Key::new().ports(p).finish(), p.to_string());
+    }
+
+    #[test]
+    fn fast_identifiers_match_subject_new() {
+        for s in [
+            "",
+            " ",
+            "01:AA:bb:CC:00:11:22",
+            "aabb.cc00.1122",
+            "AA-BB-CC-00-11-22",
+            "zz",
+            "0",
+            ":",
+            "aa:bb:cc:dd:ee:ff:00",
+            "aa:bb:cc:dd:ee",
+            " 00:16:3e:5a:10:01 ",
+            "é1",
+            "00:16:3e:5a:10:0g",
+        ] {
+            assert_eq!(
+                client_id(s),
+                Subject::new(SubjectKind::ClientId, s),
+                "{s:?}"
+            );
+            assert_eq!(hw_addr(s), Subject::new(SubjectKind::HwAddr, s), "{s:?}");
+        }
+    }
 }

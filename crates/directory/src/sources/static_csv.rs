@@ -25,7 +25,7 @@
 use std::io::{self, BufRead};
 
 use crate::sources::fields::{Fields, Header};
-use crate::sources::{HeaderState, TextLines, parse_prefix, skip, time};
+use crate::sources::{HeaderState, Key, TextLines, parse_prefix, skip, time};
 use crate::types::{Binding, BindingEvent, BindingOrigin, BindingRow, Subject, SubjectKind};
 
 /// The rows of a static-assignment CSV file.
@@ -123,7 +123,13 @@ fn row(c: &Cols, f: &Fields, line: &str, no: u64) -> BindingRow {
         if to.is_some_and(|to| to < from) {
             return Err("to before from");
         }
-        let key = format!("{}|{}@{}", subject.value, prefix, from.timestamp());
+        let key = Key::new()
+            .str(&subject.value)
+            .ch('|')
+            .net(prefix)
+            .ch('@')
+            .int(from.timestamp())
+            .finish();
         Ok(Binding {
             subject,
             prefix,
