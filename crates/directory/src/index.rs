@@ -82,7 +82,7 @@ impl Sess {
     }
 
     fn port_range(&self) -> Option<PortRange> {
-        (self.ports != ALL_PORTS).then(|| PortRange {
+        (self.ports != ALL_PORTS).then_some(PortRange {
             first: (self.ports >> 16) as u16,
             last: self.ports as u16,
         })

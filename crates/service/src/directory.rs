@@ -102,7 +102,7 @@ impl Compiled {
 
 fn rand_seed() -> u64 {
     use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(0x6b61_6e6b_69u64)
+    RandomState::new().hash_one(0x006b_616e_6b69_u64)
 }
 
 /// The directory a running kanki keeps: the compiled index and the set of
