@@ -27,6 +27,8 @@ have zip || need+=(zip)
 have dig || need+=(bind9-dnsutils)
 have pdns_recursor || need+=(pdns-recursor)
 have kresd || need+=(knot-resolver)
+have radclient || need+=(freeradius-utils)
+have sqlite3 || need+=(sqlite3)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}"
   sudo=""

@@ -4,6 +4,7 @@
 //! `/api/v1/openapi.json` (kept in `docs/openapi.json`). Store calls run on
 //! the blocking pool so that a long import never stalls other requests.
 
+mod directory;
 mod metrics;
 
 use std::io::Cursor;
@@ -40,6 +41,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Woken after a change so the policy snapshot is rebuilt at once.
     pub list_changed: Arc<Notify>,
+    /// The subscriber directory: bindings index and consent.
+    pub directory: Arc<kanki_service::directory::Directory>,
 }
 
 /// The whole HTTP surface: `/api/v1`, `/healthz`, `/metrics`.
@@ -74,6 +77,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/host-marks/{host}", delete(remove_mark))
         .route("/api/v1/imports", get(list_imports).post(upload_import))
         .route("/api/v1/exports/{format}", get(export))
+        .route(
+            "/api/v1/subscribers",
+            get(directory::list_subscribers).post(directory::import_subscribers),
+        )
+        .route("/api/v1/subscribers/{id}", get(directory::get_subscriber))
+        .route(
+            "/api/v1/subscribers/{id}/consent",
+            post(directory::set_consent),
+        )
+        .route("/api/v1/who", post(directory::who))
+        .route("/api/v1/directory", get(directory::status))
+        .route("/api/v1/audit", get(directory::audit))
+        .route("/api/v1/audit/verify", get(directory::audit_verify))
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -163,6 +179,12 @@ async fn healthz(State(st): State<ApiState>) -> Result<Json<serde_json::Value>, 
 }
 
 async fn metrics_text(State(st): State<ApiState>) -> Result<Response, ApiError> {
+    st.metrics.sync_radius();
+    let c = st.directory.compiled();
+    st.metrics.directory_bindings.set(c.bindings() as i64);
+    st.metrics
+        .directory_consenting
+        .set(st.directory.consenting_count() as i64);
     let counts = blocking(&st, |k| Ok(k.store.counts_by_status()?)).await?;
     for (status, n) in counts {
         st.metrics

@@ -25,6 +25,13 @@ pub struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RadiusLabels {
+    /// received, answered, duplicate, applied, sink_error, send_error, or
+    /// dropped_<reason>.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub method: String,
     pub code: String,
@@ -46,6 +53,11 @@ pub struct Metrics {
     pub import_rows_skipped: Family<SourceLabels, Counter>,
     pub expired: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
+    pub radius: Family<RadiusLabels, Counter>,
+    /// The RADIUS server's own counters, copied into `radius` at each scrape.
+    pub radius_source: std::sync::OnceLock<std::sync::Arc<kanki_radius::server::Counters>>,
+    pub directory_bindings: Gauge,
+    pub directory_consenting: Gauge,
 }
 
 impl Default for Metrics {
@@ -71,6 +83,10 @@ impl Metrics {
             import_rows_skipped: Family::default(),
             expired: Counter::default(),
             http_requests: Family::default(),
+            radius: Family::default(),
+            radius_source: std::sync::OnceLock::new(),
+            directory_bindings: Gauge::default(),
+            directory_consenting: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -134,6 +150,21 @@ impl Metrics {
             m.expired.clone(),
         );
         registry.register(
+            "radius_requests",
+            "RADIUS accounting requests by outcome (drops by reason)",
+            m.radius.clone(),
+        );
+        registry.register(
+            "directory_bindings",
+            "Bindings in the directory's index",
+            m.directory_bindings.clone(),
+        );
+        registry.register(
+            "directory_consenting_subscribers",
+            "Subscribers who consent to be warned",
+            m.directory_consenting.clone(),
+        );
+        registry.register(
             "http_requests",
             "HTTP API requests by method and status code",
             m.http_requests.clone(),
@@ -180,5 +211,33 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
         out
+    }
+}
+
+impl Metrics {
+    /// Copies the RADIUS server's counters (monotonic) into `radius`.
+    pub fn sync_radius(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(c) = self.radius_source.get() else {
+            return;
+        };
+        let set = |outcome: &str, v: u64| {
+            let counter = self.radius.get_or_create(&RadiusLabels {
+                outcome: outcome.to_string(),
+            });
+            let have = counter.get();
+            if v > have {
+                counter.inc_by(v - have);
+            }
+        };
+        set("received", c.received.load(Relaxed));
+        set("answered", c.answered.load(Relaxed));
+        set("duplicate", c.duplicates.load(Relaxed));
+        set("applied", c.events.load(Relaxed));
+        set("sink_error", c.sink_errors.load(Relaxed));
+        set("send_error", c.send_errors.load(Relaxed));
+        for &r in kanki_radius::server::DropReason::ALL {
+            set(&format!("dropped_{}", r.as_str()), c.dropped(r));
+        }
     }
 }

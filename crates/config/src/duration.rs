@@ -13,6 +13,10 @@ impl HumanDuration {
         HumanDuration(Duration::from_secs(s))
     }
 
+    pub const fn millis(ms: u64) -> Self {
+        HumanDuration(Duration::from_millis(ms))
+    }
+
     pub fn as_secs(self) -> u64 {
         self.0.as_secs()
     }

@@ -13,9 +13,11 @@ use kanki_feeds::Format;
 use kanki_indicators::{Category, Tlp};
 use serde::{Deserialize, Serialize};
 
+mod directory;
 mod duration;
 mod rpz;
 
+pub use directory::{AuditConfig, DirectoryConfig, NasConfig, RadiusConfig};
 pub use duration::HumanDuration;
 pub use rpz::{
     RpzConfig, RpzZoneConfig, TSIG_ALGORITHMS, TsigKeyConfig, decode_secret, parse_prefix,
@@ -39,6 +41,9 @@ pub struct Config {
     pub feeds: Vec<FeedConfig>,
     /// The RPZ primary (`kanki serve`), off until zones are configured.
     pub rpz: RpzConfig,
+    pub directory: DirectoryConfig,
+    pub audit: AuditConfig,
+    pub radius: RadiusConfig,
 }
 
 impl Default for Config {
@@ -54,6 +59,9 @@ impl Default for Config {
             export: ExportConfig::default(),
             feeds: Vec::new(),
             rpz: RpzConfig::default(),
+            directory: DirectoryConfig::default(),
+            audit: AuditConfig::default(),
+            radius: RadiusConfig::default(),
         }
     }
 }

@@ -11,6 +11,12 @@
 //! Every lookup that ties an address to a subscriber is made under a legal
 //! ground and is written to the audit log: see the `audit` crate.
 
+pub mod index;
+pub mod sources;
+pub mod subscribers;
+pub mod synth;
 pub mod types;
 
+pub use index::{BindingIndex, BindingRef, Candidate, IndexBuilder};
+pub use subscribers::{SubscriberRecord, SubscriberRow, read_subscribers};
 pub use types::*;

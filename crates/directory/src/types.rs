@@ -21,14 +21,19 @@ pub enum SubjectKind {
     ClientId,
     /// A hardware (MAC) address, lowercase `aa:bb:cc:dd:ee:ff`.
     HwAddr,
+    /// An inside (private) address behind carrier-grade NAT, as a NAT
+    /// device's port-block log names it: not a subscriber id, but resolved
+    /// to one through the bindings of that inside address.
+    InsideAddress,
 }
 
 impl SubjectKind {
-    pub const ALL: [SubjectKind; 4] = [
+    pub const ALL: [SubjectKind; 5] = [
         SubjectKind::Subscriber,
         SubjectKind::Login,
         SubjectKind::ClientId,
         SubjectKind::HwAddr,
+        SubjectKind::InsideAddress,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +42,7 @@ impl SubjectKind {
             SubjectKind::Login => "login",
             SubjectKind::ClientId => "client-id",
             SubjectKind::HwAddr => "hw-addr",
+            SubjectKind::InsideAddress => "inside-address",
         }
     }
 }
@@ -54,7 +60,10 @@ impl FromStr for SubjectKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown identifier kind {s:?} (subscriber, login, client-id, hw-addr)")
+                format!(
+                    "unknown identifier kind {s:?} \
+                     (subscriber, login, client-id, hw-addr, inside-address)"
+                )
             })
     }
 }
@@ -71,7 +80,8 @@ impl Subject {
     /// Normalizes the value: login names and subscriber ids are kept as
     /// given but trimmed; client ids become lowercase hex without `:`/`-`
     /// separators; hardware addresses become lowercase colon-separated
-    /// octets. `None` for an empty or malformed value.
+    /// octets; inside addresses become the canonical text of the IP
+    /// address. `None` for an empty or malformed value.
     pub fn new(kind: SubjectKind, value: &str) -> Option<Subject> {
         let v = value.trim();
         if v.is_empty() {
@@ -105,6 +115,7 @@ impl Subject {
                     .collect::<Vec<_>>()
                     .join(":")
             }
+            SubjectKind::InsideAddress => v.parse::<IpAddr>().ok()?.to_string(),
         };
         Some(Subject { kind, value })
     }
@@ -322,6 +333,17 @@ mod tests {
         assert!(Subject::new(SubjectKind::ClientId, "zz").is_none());
         assert_eq!(Subject::login(" user@isp ").unwrap().value, "user@isp");
         assert!(Subject::login("  ").is_none());
+        assert_eq!(
+            Subject::new(SubjectKind::InsideAddress, "2001:DB8::0:1")
+                .unwrap()
+                .value,
+            "2001:db8::1"
+        );
+        assert!(Subject::new(SubjectKind::InsideAddress, "100.64.0.300").is_none());
+        assert_eq!(
+            "inside-address".parse::<SubjectKind>(),
+            Ok(SubjectKind::InsideAddress)
+        );
     }
 
     #[test]

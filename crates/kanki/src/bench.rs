@@ -29,6 +29,12 @@ pub enum Which {
     Export,
     /// The RPZ primary: zone build, memory per entry, AXFR and IXFR over TCP.
     Rpz,
+    /// RADIUS accounting with responses: kanki's server in front of a real
+    /// store, a load generator beside it (--radius-requests).
+    Radius,
+    /// The subscriber directory: index build, memory, who_at, who_now,
+    /// rebuild from the store (sizes from --sessions and --store-sessions).
+    Directory,
     All,
 }
 
@@ -40,6 +46,16 @@ pub struct BenchArgs {
     /// Rows or names to use.
     #[arg(long, default_value_t = 1_000_000)]
     rows: usize,
+    /// Sessions for the directory benchmark.
+    #[arg(long, default_value_t = 10_000_000)]
+    sessions: usize,
+    /// Of those, how many are written to a store and read back at start
+    /// (writing them is the slow part of the run).
+    #[arg(long, default_value_t = 2_000_000)]
+    store_sessions: usize,
+    /// Requests for the RADIUS benchmark.
+    #[arg(long, default_value_t = 500_000)]
+    radius_requests: u64,
     /// Where the import benchmark keeps its store (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -48,12 +64,12 @@ pub struct BenchArgs {
     json: bool,
 }
 
-struct Report {
+pub(crate) struct Report {
     json: bool,
 }
 
 impl Report {
-    fn line(&self, name: &str, value: f64, unit: &str, target: &str) {
+    pub(crate) fn line(&self, name: &str, value: f64, unit: &str, target: &str) {
         if self.json {
             println!(
                 "{}",
@@ -84,6 +100,12 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if want(Which::Import) {
         import(n, a.work_dir.clone(), &r)?;
+    }
+    if want(Which::Radius) {
+        crate::bench_directory::radius(a.radius_requests, &r)?;
+    }
+    if want(Which::Directory) {
+        crate::bench_directory::run(a.sessions, a.store_sessions, a.work_dir.clone(), &r)?;
     }
     Ok(ExitCode::SUCCESS)
 }

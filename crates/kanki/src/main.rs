@@ -1,7 +1,9 @@
 //! `kanki`: one binary for every part of the platform.
 
 mod bench;
+mod bench_directory;
 mod cli;
+mod directory_cli;
 mod progress;
 mod rpz;
 mod serve;
@@ -67,6 +69,23 @@ enum Command {
     Expire,
     /// Show the recent import runs.
     Imports(cli::ImportsArgs),
+    /// Subscribers of the subscriber directory.
+    #[command(subcommand)]
+    Subscribers(directory_cli::SubscribersCommand),
+    /// Grant or revoke a subscriber's consent to be warned.
+    #[command(subcommand)]
+    Consent(directory_cli::ConsentCommand),
+    /// Import or follow binding records: who held which address when.
+    #[command(subcommand)]
+    Bindings(directory_cli::BindingsCommand),
+    /// Who held an address (and port) at a moment: needs a ground and a
+    /// purpose, and is written to the audit log.
+    Who(directory_cli::WhoArgs),
+    /// Verify or show the audit log.
+    #[command(subcommand)]
+    Audit(directory_cli::AuditCommand),
+    /// Remove bindings and audit records past their retention now.
+    Purge,
     /// Measure kanki's speed and memory on synthetic data (see docs/benchmarks.md).
     Bench(cli::BenchArgs),
 }
@@ -101,6 +120,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Lookup(a) => cli::lookup(config, a),
         Command::Expire => cli::expire(config),
         Command::Imports(a) => cli::imports(config, a),
+        Command::Subscribers(c) => directory_cli::subscribers(config, c),
+        Command::Consent(c) => directory_cli::consent(config, c),
+        Command::Who(a) => directory_cli::who(config, a),
+        Command::Bindings(c) => directory_cli::bindings(config, c),
+        Command::Audit(c) => directory_cli::audit(config, c),
+        Command::Purge => directory_cli::purge(config),
         Command::Config(_) | Command::Bench(_) => unreachable!("handled above"),
     }
 }

@@ -6,6 +6,8 @@
 //!   at once when the API changes something);
 //! * the expiry job, every `indicators.expire_every`;
 //! * one scheduled import per enabled `[[feeds]]` entry;
+//! * the subscriber directory: its binding index and consent set, reloaded
+//!   when the store's directory generation moves, and the retention purge;
 //! * the RPZ primary when `[[rpz.zones]]` are configured (`rpz.rs`).
 //!
 //! Start-up loads the persisted snapshot first, so answers are ready before
@@ -23,6 +25,7 @@ use kanki_api::{ApiState, Metrics};
 use kanki_config::{Config, FeedConfig};
 use kanki_policy::{PolicyHandle, Snapshot};
 use kanki_service::Kanki;
+use kanki_service::directory::Directory;
 use tokio::sync::Notify;
 
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -58,11 +61,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     );
     let policy = Arc::new(PolicyHandle::new(snapshot));
     let list_changed = Arc::new(Notify::new());
+    let directory = {
+        let k = kanki.clone();
+        let t = Instant::now();
+        let d =
+            tokio::task::spawn_blocking(move || Directory::load(&k.store, Utc::now())).await??;
+        let c = d.compiled();
+        tracing::info!(
+            bindings = c.bindings(),
+            memory_bytes = c.memory_bytes(),
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "subscriber directory ready"
+        );
+        Arc::new(d)
+    };
     let state = ApiState {
         kanki: kanki.clone(),
         policy: policy.clone(),
         metrics: metrics.clone(),
         list_changed: list_changed.clone(),
+        directory,
     };
 
     if let Some((server, opts)) = rpz {
@@ -70,6 +88,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tokio::spawn(refresher(state.clone()));
     tokio::spawn(expirer(state.clone()));
+    tokio::spawn(directory_refresher(state.clone()));
+    if let Some(listen) = kanki.config.radius.listen {
+        let server = radius_server(&kanki.config, listen).await?;
+        let _ = metrics.radius_source.set(server.counters());
+        let sink = Arc::new(StoreSink {
+            kanki: kanki.clone(),
+        });
+        tokio::spawn(async move {
+            if let Err(e) = server.run(sink, shutdown_signal_quiet()).await {
+                tracing::error!(error = %e, "the RADIUS accounting server stopped");
+            }
+        });
+    }
+    tokio::spawn(purger(state.clone()));
     for feed in kanki.config.feeds.iter().filter(|f| f.enabled) {
         tokio::spawn(feed_loop(state.clone(), feed.clone()));
     }
@@ -181,6 +213,89 @@ async fn expirer(st: ApiState) {
             Ok(Err(e)) => tracing::error!(error = %e, "expiry failed"),
             Err(e) => tracing::error!(error = %e, "expiry panicked"),
         }
+    }
+}
+
+async fn radius_server(
+    config: &Config,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<kanki_radius::server::Server> {
+    use kanki_radius::server::{NasConfig, Server, ServerConfig};
+    let nas = config
+        .radius
+        .nas
+        .iter()
+        .map(|n| {
+            NasConfig::new(&n.address, n.secret.as_bytes())
+                .with_context(|| format!("radius.nas {}", n.address))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if nas.is_empty() {
+        anyhow::bail!("radius.listen is set but no [[radius.nas]] may send accounting");
+    }
+    Server::bind(ServerConfig::new(listen, nas))
+        .await
+        .with_context(|| format!("cannot listen on {listen} (radius.listen)"))
+}
+
+/// Where the RADIUS server's batches go: one store transaction each,
+/// idempotent (sessions are keyed by NAS, Acct-Session-Id and prefix).
+pub(crate) struct StoreSink {
+    pub(crate) kanki: Arc<Kanki>,
+}
+
+impl kanki_radius::server::AccountingSink for StoreSink {
+    fn apply(&self, events: Vec<kanki_directory::BindingEvent>) -> Result<(), String> {
+        self.kanki
+            .store
+            .directory()
+            .apply_bindings(kanki_directory::BindingOrigin::Radius, &events, Utc::now())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The shutdown signal for a part that stops with the process (the API's
+/// graceful shutdown logs it).
+async fn shutdown_signal_quiet() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Picks up directory changes (consent, subscribers, bindings) made by
+/// other processes or by the API: consent at once, the binding index after.
+async fn directory_refresher(st: ApiState) {
+    let every = st.kanki.config.directory.refresh_every.0;
+    let rebuild = st.kanki.config.directory.rebuild_every.0;
+    loop {
+        tokio::time::sleep(every).await;
+        let k = st.kanki.clone();
+        let d = st.directory.clone();
+        match tokio::task::spawn_blocking(move || d.refresh(&k.store, Utc::now(), rebuild)).await {
+            Ok(Ok(true)) => tracing::debug!("subscriber directory reloaded"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "directory reload failed; the previous one stays in use")
+            }
+            Err(e) => tracing::error!(error = %e, "directory reload panicked"),
+        }
+    }
+}
+
+/// The retention purge of bindings and audit records, itself audited.
+async fn purger(st: ApiState) {
+    let every = st.kanki.config.directory.purge_every.0;
+    loop {
+        let k = st.kanki.clone();
+        match tokio::task::spawn_blocking(move || k.purge_expired(Utc::now(), "retention")).await {
+            Ok(Ok(c)) => tracing::info!(
+                bindings = c.bindings,
+                audit_records = c.audit_records,
+                "retention purge done"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
+            Err(e) => tracing::error!(error = %e, "retention purge panicked"),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -472,3 +472,65 @@ fn feeds_are_fetched_by_url_with_conditional_requests() {
         "a 304 is not an import"
     );
 }
+
+#[test]
+fn consent_revoked_elsewhere_reaches_a_running_serve_within_a_second_and_attributions_are_audited()
+{
+    let env = Env::new("");
+    let subs = env.dir.path().join("subs.csv");
+    std::fs::write(
+        &subs,
+        "id,email,language,consent\nS1,s1@example.jp,ja,yes\nS2,s2@example.jp,en,yes\n",
+    )
+    .unwrap();
+    env.ok(&["subscribers", "import", subs.to_str().unwrap()]);
+    let s = env.serve();
+    let api = &s.api;
+    eventually(5, "both consents loaded", || {
+        get(api, "/api/v1/directory")["consenting_subscribers"] == 2
+    });
+
+    // Revoked by another process (the CLI): serve sees it within 1 s.
+    let t = std::time::Instant::now();
+    env.ok(&["consent", "revoke", "S1", "--channel", "phone"]);
+    eventually(1, "the revocation in serve", || {
+        get(api, "/api/v1/directory")["consenting_subscribers"] == 1
+    });
+    eprintln!("revocation reached serve in {:?}", t.elapsed());
+
+    // Through the API: effective at once, recorded with its channel.
+    let c = client();
+    let r = c
+        .post(format!("{api}/api/v1/subscribers/S2/consent"))
+        .header("X-Kanki-Actor", "desk")
+        .json(&json!({"granted": false, "channel": "web"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(get(api, "/api/v1/directory")["consenting_subscribers"], 0);
+    let s2 = get(api, "/api/v1/subscribers/S2");
+    assert_eq!(s2["consent_history"][1]["channel"], "web");
+    assert_eq!(s2["consent_history"][1]["actor"], "api:desk");
+
+    // An attribution without a purpose is refused; with one it is answered
+    // and audited.
+    let r = c
+        .post(format!("{api}/api/v1/who"))
+        .json(&json!({"address": "192.0.2.7", "ground": "emergency-evacuation", "purpose": " "}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let r = c
+        .post(format!("{api}/api/v1/who"))
+        .json(&json!({"address": "192.0.2.7", "ground": "emergency-evacuation", "purpose": "C&C contact, case 17"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let a: Value = r.json().unwrap();
+    assert_eq!(a["confidence"], "none");
+    let audit = get(api, "/api/v1/audit?action=who");
+    assert_eq!(audit.as_array().unwrap().len(), 1);
+    assert_eq!(audit[0]["seq"], a["audit_seq"]);
+    assert_eq!(audit[0]["purpose"], "C&C contact, case 17");
+    assert_eq!(get(api, "/api/v1/audit/verify")["intact"], true);
+}

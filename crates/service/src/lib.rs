@@ -3,6 +3,8 @@
 //! snapshot, write an export. Each is one function here so that the three
 //! front ends cannot drift apart.
 
+pub mod directory;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;

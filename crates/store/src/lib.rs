@@ -8,11 +8,14 @@
 
 use std::ops::Deref;
 use std::path::Path;
+use std::sync::Arc;
 
+mod directory;
 mod import;
 mod sqlite;
 mod types;
 
+pub use directory::*;
 pub use import::{ImportProgress, Importer};
 pub use types::*;
 
@@ -108,16 +111,24 @@ pub trait Backend: Send + Sync {
 
 /// The store: a backend behind the [`Backend`] interface.
 pub struct Store {
-    backend: Box<dyn Backend>,
+    backend: Arc<dyn Backend>,
+    directory: Arc<dyn DirectoryBackend>,
 }
 
 impl Store {
     /// Opens (creating if needed) the SQLite store at `path`, applying
     /// pending migrations and marking imports that a crash interrupted.
     pub fn open_sqlite(path: &Path, options: &SqliteOptions) -> Result<Store> {
+        let backend = Arc::new(sqlite::SqliteBackend::open(path, options)?);
         Ok(Store {
-            backend: Box::new(sqlite::SqliteBackend::open(path, options)?),
+            backend: backend.clone(),
+            directory: backend,
         })
+    }
+
+    /// The subscriber directory and the audit log.
+    pub fn directory(&self) -> &dyn DirectoryBackend {
+        self.directory.as_ref()
     }
 }
 

@@ -6,11 +6,18 @@ use crate::{Result, StoreError};
 
 /// Every migration, in order. A new schema version is a new entry here and
 /// a new file; an applied migration is never edited.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "directory",
+        include_str!("../../migrations/sqlite/0002_directory.sql"),
+    ),
+];
 
 pub(crate) fn apply(conn: &Connection) -> Result<()> {
     conn.execute_batch(

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "mimalloc")]
 mod alloc;
+mod directory;
 mod indicators;
 mod migrate;
 

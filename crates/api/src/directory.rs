@@ -1,0 +1,213 @@
+//! `/api/v1/subscribers`, `/api/v1/who` and `/api/v1/audit`.
+
+use std::net::IpAddr;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use kanki_audit::{Ground, verify};
+use kanki_directory::{SubscriberRow, read_subscribers};
+use kanki_service::directory::WhoQuery;
+use kanki_store::AuditFilter;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{ApiError, ApiState, Params, bad_request, blocking};
+
+/// Who is calling, for consent history and the audit log: the
+/// `X-Kanki-Actor` header, else "api".
+fn actor(h: &HeaderMap) -> String {
+    h.get("x-kanki-actor")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .map_or_else(|| "api".to_string(), |v| format!("api:{v}"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PageParams {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+pub(crate) async fn list_subscribers(
+    State(st): State<ApiState>,
+    Params(p): Params<PageParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let items = blocking(&st, move |k| {
+        Ok(k.store
+            .directory()
+            .list_subscribers(p.after.as_deref(), limit)?)
+    })
+    .await?;
+    let next = (items.len() == limit as usize).then(|| items.last().map(|s| s.id.clone()));
+    Ok(Json(
+        json!({ "items": items, "next_after": next.flatten() }),
+    ))
+}
+
+pub(crate) async fn get_subscriber(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<kanki_store::Subscriber>, ApiError> {
+    blocking(&st, move |k| {
+        k.store
+            .directory()
+            .get_subscriber(&id)?
+            .map(Json)
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no subscriber {id}")))
+    })
+    .await
+}
+
+/// Body: the subscriber CSV (see docs/bindings.md).
+pub(crate) async fn import_subscribers(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = actor(&headers);
+    let directory = st.directory.clone();
+    blocking(&st, move |k| {
+        let rows = read_subscribers(&body[..]).map_err(bad_request)?;
+        let (mut records, mut skipped) = (Vec::new(), Vec::new());
+        for row in rows {
+            match row.map_err(|e| bad_request(e.to_string()))? {
+                SubscriberRow::Record(r) => records.push(r),
+                SubscriberRow::Skip(s) => skipped.push(json!({"line": s.line, "reason": s.reason})),
+            }
+        }
+        let counts = k
+            .store
+            .directory()
+            .upsert_subscribers(&records, "api", &who, Utc::now())?;
+        directory.reload_consent(&k.store)?;
+        Ok(Json(json!({ "counts": counts, "skipped": skipped })))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsentBody {
+    granted: bool,
+    /// web, phone, contract, ...
+    channel: Option<String>,
+}
+
+/// Grants or revokes; the DNS front sees the change at once.
+pub(crate) async fn set_consent(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(b): Json<ConsentBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let who = actor(&headers);
+    let directory = st.directory.clone();
+    blocking(&st, move |k| {
+        let channel = b.channel.unwrap_or_else(|| "api".into());
+        let changed =
+            k.store
+                .directory()
+                .set_consent(&id, b.granted, &channel, &who, Utc::now())?;
+        directory.reload_consent(&k.store)?;
+        Ok(Json(
+            json!({ "subscriber": id, "consent": b.granted, "changed": changed }),
+        ))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WhoBody {
+    address: IpAddr,
+    port: Option<u16>,
+    /// Default: now.
+    at: Option<DateTime<Utc>>,
+    ground: Ground,
+    purpose: String,
+}
+
+/// An attribution: audited before it is answered.
+pub(crate) async fn who(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Json(b): Json<WhoBody>,
+) -> Result<Json<kanki_service::directory::Attribution>, ApiError> {
+    let q = WhoQuery {
+        address: b.address,
+        port: b.port,
+        at: b.at.unwrap_or_else(Utc::now),
+        ground: b.ground,
+        purpose: b.purpose,
+        actor: actor(&headers),
+    };
+    let compiled = st.directory.compiled();
+    blocking(&st, move |k| Ok(Json(k.who(&compiled, &q)?))).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditParams {
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    actor: Option<String>,
+    action: Option<String>,
+    ground: Option<Ground>,
+    mentions: Option<String>,
+    limit: Option<u32>,
+}
+
+pub(crate) async fn audit(
+    State(st): State<ApiState>,
+    Params(p): Params<AuditParams>,
+) -> Result<Json<Vec<kanki_audit::AuditRecord>>, ApiError> {
+    let q = AuditFilter {
+        since: p.since,
+        until: p.until,
+        actor: p.actor,
+        action: p.action,
+        ground: p.ground,
+        mentions: p.mentions,
+        limit: Some(p.limit.unwrap_or(100).clamp(1, 10_000)),
+    };
+    blocking(&st, move |k| {
+        let mut out = Vec::new();
+        k.store
+            .directory()
+            .audit_records(&q, &mut |r| out.push(r))?;
+        Ok(Json(out))
+    })
+    .await
+}
+
+pub(crate) async fn audit_verify(
+    State(st): State<ApiState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(&st, |k| {
+        let d = k.store.directory();
+        let anchor = d.audit_anchor()?;
+        let mut records = Vec::new();
+        d.audit_records(&AuditFilter::default(), &mut |r| records.push(r))?;
+        Ok(Json(match verify(records, &anchor) {
+            Ok(v) => json!({ "intact": true, "records": v.records, "head": v.head }),
+            Err(b) => json!({ "intact": false, "first_broken": b.seq, "reason": b.reason }),
+        }))
+    })
+    .await
+}
+
+/// The directory as `kanki serve` holds it: sizes only, no identities.
+pub(crate) async fn status(State(st): State<ApiState>) -> Json<serde_json::Value> {
+    let c = st.directory.compiled();
+    Json(json!({
+        "generation": c.generation,
+        "bindings": c.bindings(),
+        "index_memory_bytes": c.memory_bytes(),
+        "consenting_subscribers": st.directory.consenting_count(),
+    }))
+}

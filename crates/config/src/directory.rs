@@ -1,0 +1,69 @@
+//! `[directory]`, `[audit]` and `[radius]`: the subscriber directory, the
+//! audit log and the RADIUS accounting server.
+
+use serde::{Deserialize, Serialize};
+
+use crate::HumanDuration;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    /// How far the clocks of the network's records and of the events being
+    /// attributed may disagree: a moment this close to a session's start or
+    /// end is reported as near a boundary, and both neighbours are listed.
+    pub clock_skew: HumanDuration,
+    /// Bindings that ended longer ago than this are purged.
+    pub bindings_retention: HumanDuration,
+    /// How often `kanki serve` looks for directory changes made by other
+    /// processes (consent, subscribers, bindings) and reloads.
+    pub refresh_every: HumanDuration,
+    /// The binding index is rebuilt at most this often while bindings keep
+    /// changing (RADIUS accounting changes them all the time).
+    pub rebuild_every: HumanDuration,
+    /// How often `kanki serve` runs the retention purge.
+    pub purge_every: HumanDuration,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        DirectoryConfig {
+            clock_skew: HumanDuration::secs(120),
+            bindings_retention: HumanDuration::secs(400 * 86400),
+            refresh_every: HumanDuration::millis(250),
+            rebuild_every: HumanDuration::secs(10),
+            purge_every: HumanDuration::secs(86400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Audit records older than this are purged (the purge is recorded).
+    pub retention: HumanDuration,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention: HumanDuration::secs(3 * 365 * 86400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RadiusConfig {
+    /// UDP address of the RADIUS accounting server; unset: no server.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The NASes allowed to send accounting, each with its shared secret.
+    pub nas: Vec<NasConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NasConfig {
+    /// An address or a CIDR block of NAS addresses.
+    pub address: String,
+    pub secret: String,
+}

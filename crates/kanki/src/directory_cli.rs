@@ -1,0 +1,557 @@
+//! The subscriber directory's subcommands: subscribers, consent, bindings,
+//! attribution (`who`) and the audit log.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use clap::{Args, Subcommand};
+use kanki_audit::{Ground, verify};
+use kanki_config::Config;
+use kanki_directory::{SubscriberRow, read_subscribers};
+use kanki_service::Kanki;
+use kanki_service::directory::{Compiled, WhoQuery};
+use kanki_store::AuditFilter;
+
+/// Accepts RFC 3339 (`2026-11-16T12:00:00+09:00`) or `YYYY-MM-DD HH:MM:SS`
+/// taken as UTC.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
+            return Ok(t.and_utc());
+        }
+    }
+    Err(format!(
+        "invalid time {s:?}: write RFC 3339 (2026-11-16T12:00:00+09:00) or \"2026-11-16 03:00:00\" (UTC)"
+    ))
+}
+
+fn actor_default() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "operator".into())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SubscribersCommand {
+    /// Import subscribers from CSV (columns at least id,email,language,consent;
+    /// see docs/bindings.md). A changed consent is recorded as a grant or a
+    /// revocation through the channel "import".
+    Import {
+        file: PathBuf,
+        /// The consent channel recorded for changes made by this file.
+        #[arg(long, default_value = "import")]
+        channel: String,
+    },
+    /// Show one subscriber with identifiers and consent history.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List subscribers by id.
+    List {
+        /// Start after this id.
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+pub fn subscribers(config: Config, c: SubscribersCommand) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    let d = kanki.store.directory();
+    match c {
+        SubscribersCommand::Import { file, channel } => {
+            let f = File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+            let rows = read_subscribers(BufReader::new(f))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let mut records = Vec::new();
+            let mut skipped = Vec::new();
+            for row in rows {
+                match row.with_context(|| format!("reading {}", file.display()))? {
+                    SubscriberRow::Record(r) => records.push(r),
+                    SubscriberRow::Skip(s) => skipped.push(s),
+                }
+            }
+            let counts = d.upsert_subscribers(&records, &channel, &actor_default(), Utc::now())?;
+            println!(
+                "subscribers: {} read, {} added, {} updated, {} unchanged, {} consent changes, {} skipped",
+                records.len() + skipped.len(),
+                counts.added,
+                counts.updated,
+                counts.unchanged,
+                counts.consent_changes,
+                skipped.len()
+            );
+            for s in skipped.iter().take(10) {
+                println!("  skipped line {}: {}", s.line, s.reason);
+            }
+        }
+        SubscribersCommand::Show { id, json } => {
+            let Some(s) = d.get_subscriber(&id)? else {
+                bail!("no subscriber {id}");
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!("subscriber {}", s.id);
+                println!("  email:     {}", s.email.as_deref().unwrap_or("-"));
+                println!(
+                    "  address:   {}",
+                    s.postal_address.as_deref().unwrap_or("-")
+                );
+                println!("  language:  {}", s.language);
+                println!("  plan:      {}", s.plan.as_deref().unwrap_or("-"));
+                println!(
+                    "  consent:   {}",
+                    if s.consent { "granted" } else { "not granted" }
+                );
+                for i in &s.identifiers {
+                    println!("  identifier {i}");
+                }
+                for e in &s.consent_history {
+                    println!(
+                        "  {} {} via {} by {}",
+                        e.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                        if e.granted { "granted" } else { "revoked" },
+                        e.channel,
+                        e.actor
+                    );
+                }
+            }
+        }
+        SubscribersCommand::List { after, limit } => {
+            for s in d.list_subscribers(after.as_deref(), limit)? {
+                println!(
+                    "{:<24} {:<8} {:<3} {}",
+                    s.id,
+                    if s.consent { "consent" } else { "-" },
+                    s.language,
+                    s.email.as_deref().unwrap_or("-")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConsentCommand {
+    /// Record the subscriber's consent to be warned.
+    Grant(ConsentArgs),
+    /// Record a revocation; a running `kanki serve` stops warning the
+    /// subscriber within its `directory.refresh_every`.
+    Revoke(ConsentArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConsentArgs {
+    subscriber: String,
+    /// How the subscriber said so: web, phone, contract, letter, ...
+    #[arg(long, default_value = "operator")]
+    channel: String,
+}
+
+pub fn consent(config: Config, c: ConsentCommand) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    let (granted, a) = match c {
+        ConsentCommand::Grant(a) => (true, a),
+        ConsentCommand::Revoke(a) => (false, a),
+    };
+    let changed = kanki
+        .store
+        .directory()
+        .set_consent(
+            &a.subscriber,
+            granted,
+            &a.channel,
+            &actor_default(),
+            Utc::now(),
+        )
+        .map_err(|e| match e {
+            kanki_store::StoreError::NotFound => anyhow::anyhow!("no subscriber {}", a.subscriber),
+            e => e.into(),
+        })?;
+    let what = if granted { "granted" } else { "revoked" };
+    if changed {
+        println!("{}: consent {what}", a.subscriber);
+    } else {
+        println!(
+            "{}: consent was already {what}; nothing recorded",
+            a.subscriber
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct WhoArgs {
+    /// The address seen (IPv4 or IPv6).
+    address: IpAddr,
+    /// When it was seen (RFC 3339, or "YYYY-MM-DD HH:MM:SS" in UTC); default now.
+    #[arg(long, value_parser = parse_time)]
+    at: Option<DateTime<Utc>>,
+    /// The source port, behind carrier-grade NAT.
+    #[arg(long)]
+    port: Option<u16>,
+    /// The legal ground: consent, legitimate-business or emergency-evacuation.
+    #[arg(long)]
+    ground: Ground,
+    /// Why: recorded in the audit log with the answer.
+    #[arg(long)]
+    purpose: String,
+    /// Who asks (default: $USER).
+    #[arg(long)]
+    actor: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn who(config: Config, a: WhoArgs) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    let compiled = Compiled::load(&kanki.store, Utc::now())?;
+    let at = a.at.unwrap_or_else(Utc::now);
+    let r = kanki.who(
+        &compiled,
+        &WhoQuery {
+            address: a.address,
+            port: a.port,
+            at,
+            ground: a.ground,
+            purpose: a.purpose,
+            actor: a.actor.unwrap_or_else(actor_default),
+        },
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "{} at {}: {} ({}), audit record {}",
+            a.address,
+            at.format("%Y-%m-%d %H:%M:%S UTC"),
+            r.subscriber.as_deref().unwrap_or("-"),
+            serde_json::to_value(r.confidence)?.as_str().unwrap_or(""),
+            r.audit_seq
+        );
+        for h in &r.holders {
+            let b = &h.binding.binding;
+            println!(
+                "  {} ({}) held {}{} from {} to {}{} [{} binding {}]",
+                h.subscriber.as_deref().unwrap_or("unknown subscriber"),
+                h.subject,
+                b.prefix,
+                b.ports.map(|p| format!(" ports {p}")).unwrap_or_default(),
+                b.from.format("%Y-%m-%d %H:%M:%S"),
+                b.to.map_or("(still held)".into(), |t| t
+                    .format("%Y-%m-%d %H:%M:%S")
+                    .to_string()),
+                if h.near_boundary {
+                    ", near a boundary"
+                } else {
+                    ""
+                },
+                b.origin,
+                h.binding.id
+            );
+        }
+    }
+    Ok(if r.holders.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chain; names the first broken record.
+    Verify,
+    /// Show audit records (oldest first), filtered.
+    Show {
+        #[arg(long, value_parser = parse_time)]
+        since: Option<DateTime<Utc>>,
+        #[arg(long, value_parser = parse_time)]
+        until: Option<DateTime<Utc>>,
+        #[arg(long)]
+        actor: Option<String>,
+        /// who, purge, ...
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        ground: Option<Ground>,
+        /// Records whose inputs or result mention this (a subscriber id, an address).
+        #[arg(long)]
+        mentions: Option<String>,
+        /// Only the newest N.
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn audit(config: Config, c: AuditCommand) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    let d = kanki.store.directory();
+    match c {
+        AuditCommand::Verify => {
+            let anchor = d.audit_anchor()?;
+            let mut records = Vec::new();
+            d.audit_records(&AuditFilter::default(), &mut |r| records.push(r))?;
+            match verify(records, &anchor) {
+                Ok(v) => {
+                    println!("audit log intact: {} records, head {}", v.records, v.head);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(b) => {
+                    println!("{b}");
+                    Ok(ExitCode::from(3))
+                }
+            }
+        }
+        AuditCommand::Show {
+            since,
+            until,
+            actor,
+            action,
+            ground,
+            mentions,
+            limit,
+            json,
+        } => {
+            let q = AuditFilter {
+                since,
+                until,
+                actor,
+                action,
+                ground,
+                mentions,
+                limit,
+            };
+            let mut out = std::io::stdout().lock();
+            let mut err = None;
+            d.audit_records(&q, &mut |r| {
+                use std::io::Write;
+                let res = if json {
+                    serde_json::to_string(&r)
+                        .map_err(std::io::Error::other)
+                        .and_then(|s| writeln!(out, "{s}"))
+                } else {
+                    writeln!(
+                        out,
+                        "{:>6} {} {:<10} {:<6} {:<21} {}\n       input {}\n       result {}",
+                        r.seq,
+                        r.entry.at.format("%Y-%m-%d %H:%M:%S"),
+                        r.entry.actor,
+                        r.entry.action,
+                        r.entry.ground.map_or("-", Ground::as_str),
+                        r.entry.purpose,
+                        r.entry.input,
+                        r.entry.result
+                    )
+                };
+                if let Err(e) = res {
+                    err.get_or_insert(e);
+                }
+            })?;
+            if let Some(e) = err
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                return Err(e.into());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs the retention purge now (serve runs it on a schedule).
+pub fn purge(config: Config) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    let c = kanki.purge_expired(Utc::now(), &actor_default())?;
+    println!(
+        "purged {} bindings and {} audit records past their retention (recorded in the audit log)",
+        c.bindings, c.audit_records
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BindingsCommand {
+    /// Import binding records (who held which address when) from a file.
+    Import {
+        /// static, kea, dhcpd, detail or cgnat (see docs/bindings.md).
+        #[arg(long)]
+        format: kanki_directory::BindingOrigin,
+        /// The file, or - for standard input.
+        file: PathBuf,
+    },
+    /// Follow a growing FreeRADIUS detail file, importing each record as it
+    /// is completed, until interrupted. The position is kept in the data
+    /// directory, so a restart carries on where it stopped.
+    Follow {
+        file: PathBuf,
+        /// How often to look for new records.
+        #[arg(long, default_value = "1s")]
+        every: kanki_config::HumanDuration,
+    },
+}
+
+/// Applies rows in batches; counts what was skipped, by reason.
+struct BindingBatches<'a> {
+    kanki: &'a Kanki,
+    origin: kanki_directory::BindingOrigin,
+    events: Vec<kanki_directory::BindingEvent>,
+    counts: kanki_store::BindingCounts,
+    read: u64,
+    skipped: std::collections::BTreeMap<String, (u64, Vec<u64>)>,
+}
+
+impl BindingBatches<'_> {
+    fn push(&mut self, row: kanki_directory::BindingRow) -> anyhow::Result<()> {
+        self.read += 1;
+        match row {
+            kanki_directory::BindingRow::Event { event, .. } => {
+                self.events.push(event);
+                if self.events.len() >= 50_000 {
+                    self.flush()?;
+                }
+            }
+            kanki_directory::BindingRow::Skip(s) => {
+                let e = self.skipped.entry(s.reason).or_default();
+                e.0 += 1;
+                if e.1.len() < 5 {
+                    e.1.push(s.line);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> anyhow::Result<()> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let (c, _) =
+            self.kanki
+                .store
+                .directory()
+                .apply_bindings(self.origin, &self.events, Utc::now())?;
+        self.counts.added += c.added;
+        self.counts.updated += c.updated;
+        self.counts.unchanged += c.unchanged;
+        self.counts.closed += c.closed;
+        self.events.clear();
+        Ok(())
+    }
+
+    fn summary(&self) {
+        let c = &self.counts;
+        println!(
+            "bindings: {} records read, {} added, {} updated, {} unchanged, {} sessions closed, {} skipped",
+            self.read,
+            c.added,
+            c.updated,
+            c.unchanged,
+            c.closed,
+            self.skipped.values().map(|s| s.0).sum::<u64>()
+        );
+        for (reason, (n, lines)) in &self.skipped {
+            let lines: Vec<String> = lines.iter().map(u64::to_string).collect();
+            println!("  skipped {n}: {reason} (lines {})", lines.join(", "));
+        }
+    }
+}
+
+pub fn bindings(config: Config, c: BindingsCommand) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    match c {
+        BindingsCommand::Import { format, file } => {
+            let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+                Box::new(BufReader::new(std::io::stdin()))
+            } else {
+                let f =
+                    File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+                Box::new(BufReader::with_capacity(1 << 20, f))
+            };
+            let mut b = BindingBatches {
+                kanki: &kanki,
+                origin: format,
+                events: Vec::new(),
+                counts: Default::default(),
+                read: 0,
+                skipped: Default::default(),
+            };
+            let mut broke = None;
+            for row in kanki_directory::sources::read(format, input) {
+                match row {
+                    Ok(row) => b.push(row)?,
+                    Err(e) => {
+                        broke = Some(e);
+                        break;
+                    }
+                }
+            }
+            b.flush()?;
+            b.summary();
+            if let Some(e) = broke {
+                bail!(
+                    "the input broke off after {} records ({e}); what was read before is kept",
+                    b.read
+                );
+            }
+        }
+        BindingsCommand::Follow { file, every } => {
+            follow(&kanki, &file, every.0)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kanki bindings follow`: polls the detail file, applies what it finds,
+/// then saves the position (after the store commit, so a crash re-reads at
+/// most one batch, which applies idempotently).
+fn follow(kanki: &Kanki, file: &std::path::Path, every: std::time::Duration) -> anyhow::Result<()> {
+    use kanki_directory::sources::Follow;
+    let abs = std::path::absolute(file)?;
+    let key = {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(abs.to_string_lossy().as_bytes())
+    };
+    let pos_path = kanki.config.data_dir.join(format!("follow-{key:016x}.pos"));
+    let mut f = match std::fs::read_to_string(&pos_path).ok().and_then(|s| {
+        let (a, b) = s.trim().split_once(' ')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    }) {
+        Some((offset, line)) => Follow::resume(&abs, offset, line),
+        None => Follow::new(&abs),
+    };
+    eprintln!("following {} (Ctrl-C to stop)", abs.display());
+    loop {
+        let mut b = BindingBatches {
+            kanki,
+            origin: kanki_directory::BindingOrigin::Detail,
+            events: Vec::new(),
+            counts: Default::default(),
+            read: 0,
+            skipped: Default::default(),
+        };
+        for row in f.poll()? {
+            b.push(row?)?;
+        }
+        b.flush()?;
+        if b.read > 0 {
+            b.summary();
+            let tmp = pos_path.with_extension("tmp");
+            std::fs::write(&tmp, format!("{} {}\n", f.offset(), f.next_line()))?;
+            std::fs::rename(&tmp, &pos_path)?;
+        }
+        std::thread::sleep(every);
+    }
+}

@@ -1,0 +1,429 @@
+//! The subscriber directory as the front ends use it: the compiled binding
+//! index with the subscribers behind its subjects, consent, attribution
+//! under a legal ground (always audited), and the retention purge.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use kanki_audit::{AuditEntry, Ground};
+use kanki_directory::{BindingIndex, BindingRef, IndexBuilder, Subject, SubjectKind};
+use kanki_store::{Store, StoredBinding};
+use serde::Serialize;
+
+use crate::{Kanki, ServiceError};
+
+/// The binding index with the names behind its holder numbers, as of one
+/// directory generation. Immutable.
+pub struct Compiled {
+    pub generation: u64,
+    index: BindingIndex,
+    /// Holder number → the subject the bindings name.
+    subjects: Vec<Subject>,
+    /// Holder number → subscriber id, where an identifier maps it.
+    subscriber_of: Vec<Option<Arc<str>>>,
+}
+
+impl Compiled {
+    /// Reads every binding and identifier from the store and compiles them.
+    pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Compiled, ServiceError> {
+        let d = store.directory();
+        let generation = d.directory_generation()?;
+        let mut owners: HashMap<Subject, Arc<str>> = HashMap::new();
+        d.identifiers(&mut |s, id| {
+            owners.insert(s, Arc::from(id));
+        })?;
+        // Per kind, subject value → holder number: looked up by &str, so
+        // a row of a known subject allocates nothing.
+        let mut holders: HashMap<SubjectKind, HashMap<String, u32>> = HashMap::new();
+        let mut subjects = Vec::new();
+        let mut b = IndexBuilder::new();
+        d.scan_bindings(&mut |row| {
+            let by_value = holders.entry(row.subject_kind).or_default();
+            let holder = match by_value.get(row.subject) {
+                Some(&h) => h,
+                None => {
+                    let h = subjects.len() as u32;
+                    subjects.push(Subject {
+                        kind: row.subject_kind,
+                        value: row.subject.to_string(),
+                    });
+                    by_value.insert(row.subject.to_string(), h);
+                    h
+                }
+            };
+            b.add(&BindingRef {
+                id: row.id,
+                prefix: row.prefix,
+                ports: row.ports,
+                from: row.from,
+                to: row.to,
+                holder,
+            });
+        })?;
+        let subscriber_of = subjects.iter().map(|s| owners.get(s).cloned()).collect();
+        Ok(Compiled {
+            generation,
+            index: b.build(now.timestamp(), rand_seed()),
+            subjects,
+            subscriber_of,
+        })
+    }
+
+    pub fn empty() -> Compiled {
+        Compiled {
+            generation: 0,
+            index: BindingIndex::empty(),
+            subjects: Vec::new(),
+            subscriber_of: Vec::new(),
+        }
+    }
+
+    /// Number of bindings held.
+    pub fn bindings(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.index.memory_bytes()
+    }
+
+    /// The subscriber holding `addr` now, if exactly one does. For the DNS
+    /// front's consent check, which is covered by the subscriber's consent
+    /// and not written to the audit log (see `../shared/DESIGN.md`).
+    #[inline]
+    pub fn subscriber_now(&self, addr: IpAddr, now: i64) -> Option<&str> {
+        let h = self.index.who_now(addr, now)?;
+        self.subscriber_of[h as usize].as_deref()
+    }
+}
+
+fn rand_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(0x006b_616e_6b69_u64)
+}
+
+/// The directory a running kanki keeps: the compiled index and the set of
+/// consenting subscribers, each swapped whole when it changes.
+pub struct Directory {
+    compiled: ArcSwap<Compiled>,
+    consent: ArcSwap<HashSet<String>>,
+    consent_generation: std::sync::atomic::AtomicU64,
+    /// When the index was last rebuilt.
+    built: std::sync::Mutex<std::time::Instant>,
+}
+
+impl Directory {
+    pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Directory, ServiceError> {
+        let d = Directory {
+            compiled: ArcSwap::from_pointee(Compiled::empty()),
+            consent: ArcSwap::from_pointee(HashSet::new()),
+            consent_generation: Default::default(),
+            built: std::sync::Mutex::new(std::time::Instant::now()),
+        };
+        d.reload_consent(store)?;
+        d.compiled.store(Arc::new(Compiled::load(store, now)?));
+        Ok(d)
+    }
+
+    pub fn compiled(&self) -> Arc<Compiled> {
+        self.compiled.load_full()
+    }
+
+    /// Picks up changes made through the store: consent at once when it
+    /// changed; the binding index when bindings changed and the last
+    /// rebuild is at least `rebuild_every` old (a busy RADIUS feed changes
+    /// bindings all the time; rebuilding ten million of them takes
+    /// seconds). Returns whether the index was rebuilt.
+    pub fn refresh(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+        rebuild_every: std::time::Duration,
+    ) -> Result<bool, ServiceError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let d = store.directory();
+        if d.consent_generation()? != self.consent_generation.load(Relaxed) {
+            self.reload_consent(store)?;
+        }
+        if d.directory_generation()? == self.compiled.load().generation {
+            return Ok(false);
+        }
+        {
+            let built = self.built.lock().unwrap_or_else(|p| p.into_inner());
+            if built.elapsed() < rebuild_every {
+                return Ok(false);
+            }
+        }
+        self.compiled.store(Arc::new(Compiled::load(store, now)?));
+        *self.built.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        Ok(true)
+    }
+
+    pub fn reload_consent(&self, store: &Store) -> Result<(), ServiceError> {
+        let d = store.directory();
+        // The generation first: a change made while reading is then seen
+        // again next time rather than missed.
+        let g = d.consent_generation()?;
+        self.consent
+            .store(Arc::new(d.consenting()?.into_iter().collect()));
+        self.consent_generation
+            .store(g, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Number of subscribers who consent now.
+    pub fn consenting_count(&self) -> usize {
+        self.consent.load().len()
+    }
+
+    /// Whether the subscriber consents now.
+    pub fn consents(&self, subscriber: &str) -> bool {
+        self.consent.load().contains(subscriber)
+    }
+
+    /// The consenting subscriber behind `addr` now, if there is one: the
+    /// question the DNS front asks for each query.
+    pub fn consenting_subscriber_now(&self, addr: IpAddr, now: i64) -> Option<String> {
+        let c = self.compiled.load();
+        let s = c.subscriber_now(addr, now)?;
+        self.consents(s).then(|| s.to_string())
+    }
+}
+
+/// An attribution request: who held `address` (and `port`) at `at`.
+#[derive(Clone, Debug, Serialize)]
+pub struct WhoQuery {
+    pub address: IpAddr,
+    pub port: Option<u16>,
+    pub at: DateTime<Utc>,
+    pub ground: Ground,
+    pub purpose: String,
+    pub actor: String,
+}
+
+/// How sure an attribution is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Confidence {
+    /// One holder; the moment is well inside a binding of exactly this
+    /// address (a /32 or /128, or the CGNAT port block of the given port).
+    Exact,
+    /// One holder; well inside a binding of a wider prefix (a delegated
+    /// IPv6 prefix, a shared address without the port).
+    InsideSession,
+    /// One holder, but the moment is within the clock-skew tolerance of a
+    /// binding's start or end.
+    NearBoundary,
+    /// Several holders are possible: all are listed.
+    Ambiguous,
+    /// No binding covers the address at that moment.
+    None,
+}
+
+/// One possible holder.
+#[derive(Clone, Debug, Serialize)]
+pub struct Holder {
+    /// The subscriber, when an identifier maps the subject to one.
+    pub subscriber: Option<String>,
+    /// As the network record names them.
+    pub subject: Subject,
+    pub near_boundary: bool,
+    pub binding: StoredBinding,
+    /// When the binding names an inside (private) address behind CGNAT:
+    /// the bindings of that address at the same moment, through which the
+    /// subscriber was found.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub through: Vec<StoredBinding>,
+}
+
+/// The answer to a [`WhoQuery`], as audited.
+#[derive(Clone, Debug, Serialize)]
+pub struct Attribution {
+    pub confidence: Confidence,
+    /// The one subscriber, unless ambiguous or unknown.
+    pub subscriber: Option<String>,
+    pub holders: Vec<Holder>,
+    /// Sequence number of the audit record of this lookup.
+    pub audit_seq: i64,
+}
+
+impl Kanki {
+    /// Who held an address at a moment. Refused without a purpose; the
+    /// lookup and its answer are written to the audit log before the answer
+    /// is returned, and no answer is returned if that write fails.
+    pub fn who(&self, c: &Compiled, q: &WhoQuery) -> Result<Attribution, ServiceError> {
+        if q.purpose.trim().is_empty() {
+            return Err(ServiceError::Invalid(
+                "an attribution needs a purpose (and a ground): say why it is made".into(),
+            ));
+        }
+        if q.actor.trim().is_empty() {
+            return Err(ServiceError::Invalid(
+                "an attribution needs an actor".into(),
+            ));
+        }
+        let skew = self
+            .config
+            .directory
+            .clock_skew
+            .as_secs()
+            .min(u32::MAX as u64) as u32;
+        let mut cands = Vec::new();
+        c.index
+            .who_at(q.address, q.port, q.at.timestamp(), skew, &mut cands);
+        // A CGNAT log that names the inside address: who held that address
+        // then (one step; an inside address behind another NAT is not
+        // followed further).
+        let mut inside: HashMap<usize, Vec<kanki_directory::Candidate>> = HashMap::new();
+        for (i, cand) in cands.iter().enumerate() {
+            let subject = &c.subjects[cand.binding.holder as usize];
+            if subject.kind == SubjectKind::InsideAddress
+                && let Ok(addr) = subject.value.parse::<IpAddr>()
+            {
+                let mut inner = Vec::new();
+                c.index
+                    .who_at(addr, None, q.at.timestamp(), skew, &mut inner);
+                inside.insert(i, inner);
+            }
+        }
+        let mut ids: Vec<i64> = cands.iter().map(|c| c.binding.id).collect();
+        ids.extend(inside.values().flatten().map(|c| c.binding.id));
+        let stored: HashMap<i64, StoredBinding> = self
+            .store
+            .directory()
+            .bindings_by_id(&ids)?
+            .into_iter()
+            .map(|b| (b.id, b))
+            .collect();
+        let holders: Vec<Holder> = cands
+            .iter()
+            .enumerate()
+            .filter_map(|(i, cand)| {
+                let h = cand.binding.holder as usize;
+                let mut subscriber = c.subscriber_of[h].as_deref().map(str::to_string);
+                let mut through = Vec::new();
+                if let Some(inner) = inside.get(&i) {
+                    let subs: HashSet<Option<&str>> = inner
+                        .iter()
+                        .map(|x| c.subscriber_of[x.binding.holder as usize].as_deref())
+                        .collect();
+                    if subs.len() == 1 {
+                        subscriber = subs.into_iter().next().flatten().map(str::to_string);
+                    }
+                    through = inner
+                        .iter()
+                        .filter_map(|x| stored.get(&x.binding.id).cloned())
+                        .collect();
+                }
+                Some(Holder {
+                    subscriber,
+                    subject: c.subjects[h].clone(),
+                    near_boundary: cand.near_boundary,
+                    // A binding purged since the index was built is not
+                    // evidence any more.
+                    binding: stored.get(&cand.binding.id)?.clone(),
+                    through,
+                })
+            })
+            .collect();
+        let distinct: HashSet<String> = holders
+            .iter()
+            .map(|h| {
+                h.subscriber
+                    .clone()
+                    .unwrap_or_else(|| h.subject.to_string())
+            })
+            .collect();
+        let confidence = match (distinct.len(), holders.first()) {
+            (0, _) | (_, None) => Confidence::None,
+            (1, _) if holders.iter().all(|h| h.near_boundary) => Confidence::NearBoundary,
+            (1, Some(_)) => {
+                let exact = holders.iter().any(|h| {
+                    let b = &h.binding.binding;
+                    !h.near_boundary
+                        && match (b.ports, q.port) {
+                            (Some(_), Some(_)) => true,
+                            (Some(_), None) => false,
+                            (None, _) => b.prefix.prefix_len() == b.prefix.max_prefix_len(),
+                        }
+                });
+                if exact {
+                    Confidence::Exact
+                } else {
+                    Confidence::InsideSession
+                }
+            }
+            _ => Confidence::Ambiguous,
+        };
+        let subscriber = match confidence {
+            Confidence::Ambiguous | Confidence::None => None,
+            _ => holders[0].subscriber.clone(),
+        };
+        let input = serde_json::json!({
+            "address": q.address,
+            "port": q.port,
+            "at": q.at,
+            "clock_skew_secs": skew,
+        });
+        let result = serde_json::json!({
+            "confidence": confidence,
+            "subscriber": subscriber,
+            "candidates": holders.iter().map(|h| serde_json::json!({
+                "subscriber": h.subscriber,
+                "subject": h.subject.to_string(),
+                "binding": h.binding.id,
+            })).collect::<Vec<_>>(),
+        });
+        let record = self.store.directory().audit_append(&AuditEntry {
+            at: Utc::now(),
+            actor: q.actor.clone(),
+            action: "who".into(),
+            ground: Some(q.ground),
+            purpose: q.purpose.clone(),
+            input: input.to_string(),
+            result: result.to_string(),
+        })?;
+        Ok(Attribution {
+            confidence,
+            subscriber,
+            holders,
+            audit_seq: record.seq,
+        })
+    }
+
+    /// Removes bindings and audit records past their retention, recording
+    /// the purge in the audit log.
+    pub fn purge_expired(
+        &self,
+        now: DateTime<Utc>,
+        actor: &str,
+    ) -> Result<kanki_store::PurgeCounts, ServiceError> {
+        let d = &self.config.directory;
+        let age = |h: kanki_config::HumanDuration| {
+            now - chrono::Duration::seconds(h.as_secs().min(i64::MAX as u64 / 2) as i64)
+        };
+        let bindings_before = age(d.bindings_retention);
+        let audit_before = age(self.config.audit.retention);
+        let record = AuditEntry {
+            at: now,
+            actor: actor.into(),
+            action: "purge".into(),
+            ground: None,
+            purpose: "retention: remove bindings and audit records past their configured periods"
+                .into(),
+            input: serde_json::json!({
+                "bindings_ended_before": bindings_before,
+                "audit_before": audit_before,
+            })
+            .to_string(),
+            result: String::new(),
+        };
+        Ok(self
+            .store
+            .directory()
+            .purge(bindings_before, audit_before, record)?)
+    }
+}

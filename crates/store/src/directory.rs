@@ -1,0 +1,187 @@
+//! The subscriber directory's and the audit log's side of the store.
+
+use chrono::{DateTime, Utc};
+use kanki_audit::{AuditEntry, AuditRecord, Ground};
+pub use kanki_directory::SubscriberRecord;
+use kanki_directory::{Binding, BindingEvent, BindingOrigin, PortRange, Subject};
+use serde::Serialize;
+
+use crate::Result;
+
+/// One grant or revocation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConsentEvent {
+    pub granted: bool,
+    pub at: DateTime<Utc>,
+    pub channel: String,
+    pub actor: String,
+}
+
+/// A subscriber as stored, with identifiers and consent history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Subscriber {
+    pub id: String,
+    pub email: Option<String>,
+    pub postal_address: Option<String>,
+    pub language: String,
+    pub plan: Option<String>,
+    pub consent: bool,
+    pub consent_at: Option<DateTime<Utc>>,
+    pub identifiers: Vec<Subject>,
+    pub consent_history: Vec<ConsentEvent>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a subscriber import changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SubscriberCounts {
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Grants and revocations among them.
+    pub consent_changes: u64,
+}
+
+/// A stored binding with its id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StoredBinding {
+    pub id: i64,
+    #[serde(flatten)]
+    pub binding: Binding,
+    /// JSON text: what else the record said (Class, session id...).
+    pub detail: Option<String>,
+}
+
+/// What applying binding records changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BindingCounts {
+    pub added: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    /// Sessions closed by a NAS restart (Accounting-On/Off) or by a prefix
+    /// change within a session.
+    pub closed: u64,
+}
+
+/// Ids of the bindings a change touched (read them with
+/// [`DirectoryBackend::bindings_by_id`]).
+pub type ChangedBindings = Vec<i64>;
+
+/// The compact form the binding index is built from, borrowed from the
+/// row being read (no allocation per row: a start reads millions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingScan<'a> {
+    pub id: i64,
+    pub subject_kind: kanki_directory::SubjectKind,
+    pub subject: &'a str,
+    pub prefix: ipnet::IpNet,
+    pub ports: Option<PortRange>,
+    pub from: i64,
+    pub to: Option<i64>,
+}
+
+/// Filters of `audit show`.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub ground: Option<Ground>,
+    /// Records whose input or result mention this text (a subscriber id, an
+    /// address).
+    pub mentions: Option<String>,
+    /// Newest first, at most this many (all when `None`).
+    pub limit: Option<u32>,
+}
+
+/// What a retention purge removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PurgeCounts {
+    pub bindings: u64,
+    pub audit_records: u64,
+}
+
+/// The directory's and the audit log's storage. Every method is atomic and
+/// durable when it returns `Ok`.
+pub trait DirectoryBackend: Send + Sync {
+    /// Grows with every change to subscribers, identifiers or bindings made
+    /// through any process: a reader that saw generation `g` and sees a
+    /// larger one reloads.
+    fn directory_generation(&self) -> Result<u64>;
+
+    /// Grows with every change to subscribers or consent only (a subset of
+    /// [`directory_generation`](Self::directory_generation)'s changes): what
+    /// the consent set is reloaded on.
+    fn consent_generation(&self) -> Result<u64>;
+
+    /// Adds or updates subscribers by id; a consent value that differs from
+    /// the stored one is a grant or revocation recorded with `channel`.
+    fn upsert_subscribers(
+        &self,
+        subscribers: &[SubscriberRecord],
+        channel: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<SubscriberCounts>;
+
+    fn get_subscriber(&self, id: &str) -> Result<Option<Subscriber>>;
+
+    /// Subscribers by id, from `after` (exclusive), at most `limit`.
+    fn list_subscribers(&self, after: Option<&str>, limit: u32) -> Result<Vec<Subscriber>>;
+
+    /// Grants or revokes; `Ok(false)` when it was so already (nothing
+    /// recorded), `Err(NotFound)` for an unknown subscriber.
+    fn set_consent(
+        &self,
+        id: &str,
+        granted: bool,
+        channel: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// Every (identifier, subscriber id) pair, the subscriber's own id
+    /// included (as a subscriber id and as a login name).
+    fn identifiers(&self, f: &mut dyn FnMut(Subject, &str)) -> Result<()>;
+
+    /// Ids of the subscribers who consent now.
+    fn consenting(&self) -> Result<Vec<String>>;
+
+    /// Applies binding records idempotently (a replay changes nothing).
+    /// Session records of `origin` (Radius or Detail) open, extend and close
+    /// sessions; a NAS reset closes that NAS's open sessions.
+    fn apply_bindings(
+        &self,
+        origin: BindingOrigin,
+        events: &[BindingEvent],
+        now: DateTime<Utc>,
+    ) -> Result<(BindingCounts, ChangedBindings)>;
+
+    /// Every binding, in id order, compactly, for the index.
+    fn scan_bindings(&self, f: &mut dyn FnMut(BindingScan<'_>)) -> Result<()>;
+
+    /// The bindings with these ids (the evidence of an attribution).
+    fn bindings_by_id(&self, ids: &[i64]) -> Result<Vec<StoredBinding>>;
+
+    /// Appends to the audit log, chaining the record.
+    fn audit_append(&self, entry: &AuditEntry) -> Result<AuditRecord>;
+
+    /// Records matching the filter; oldest first unless a limit asks for
+    /// the newest.
+    fn audit_records(&self, filter: &AuditFilter, f: &mut dyn FnMut(AuditRecord)) -> Result<()>;
+
+    /// The hash the oldest remaining record points to.
+    fn audit_anchor(&self) -> Result<String>;
+
+    /// Removes bindings that ended before `bindings_before` and audit
+    /// records before `audit_before`, and appends `record` (the purge's own
+    /// audit record, whose result this fills in) in the same transaction.
+    fn purge(
+        &self,
+        bindings_before: DateTime<Utc>,
+        audit_before: DateTime<Utc>,
+        record: AuditEntry,
+    ) -> Result<PurgeCounts>;
+}

@@ -1,0 +1,802 @@
+//! [`DirectoryBackend`] for SQLite.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use kanki_audit::{AuditEntry, AuditRecord, record_hash};
+use kanki_directory::{
+    Binding, BindingEvent, BindingOrigin, PortRange, SessionEvent, SessionPhase, Subject,
+    SubjectKind,
+};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+use super::{SqliteBackend, from_ts, ts};
+use crate::directory::*;
+use crate::{Result, StoreError};
+
+fn bump_generation(tx: &Connection) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'directory_generation'",
+    )?
+    .execute([])?;
+    Ok(())
+}
+
+/// Subscribers or consent changed: both generations move.
+fn bump_consent_generation(tx: &Connection) -> Result<()> {
+    bump_generation(tx)?;
+    tx.prepare_cached(
+        "INSERT INTO meta (key, value) VALUES ('consent_generation', '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+    )?
+    .execute([])?;
+    Ok(())
+}
+
+fn meta(conn: &Connection, key: &str) -> Result<String> {
+    Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
+}
+
+fn subscriber_from_row(r: &Row) -> rusqlite::Result<Subscriber> {
+    Ok(Subscriber {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        postal_address: r.get(2)?,
+        language: r.get(3)?,
+        plan: r.get(4)?,
+        consent: r.get(5)?,
+        consent_at: r.get::<_, Option<i64>>(6)?.map(from_ts),
+        identifiers: Vec::new(),
+        consent_history: Vec::new(),
+        created_at: from_ts(r.get(7)?),
+        updated_at: from_ts(r.get(8)?),
+    })
+}
+
+const SUBSCRIBER_COLUMNS: &str =
+    "id, email, postal_address, language, plan, consent, consent_at, created_at, updated_at";
+
+fn fill_subscriber(conn: &Connection, s: &mut Subscriber) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, value FROM subscriber_identifiers WHERE subscriber_id = ?1 ORDER BY kind, value",
+    )?;
+    s.identifiers = stmt
+        .query_map([&s.id], |r| {
+            let kind: String = r.get(0)?;
+            Ok(Subject {
+                kind: kind.parse().unwrap_or(SubjectKind::Login),
+                value: r.get(1)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT granted, at, channel, actor FROM consent_events WHERE subscriber_id = ?1 ORDER BY id",
+    )?;
+    s.consent_history = stmt
+        .query_map([&s.id], |r| {
+            Ok(ConsentEvent {
+                granted: r.get(0)?,
+                at: from_ts(r.get(1)?),
+                channel: r.get(2)?,
+                actor: r.get(3)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(())
+}
+
+fn record_consent(
+    tx: &Connection,
+    id: &str,
+    granted: bool,
+    channel: &str,
+    actor: &str,
+    now: i64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE subscribers SET consent = ?2, consent_at = ?3, updated_at = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id, granted, now])?;
+    tx.prepare_cached(
+        "INSERT INTO consent_events (subscriber_id, granted, at, channel, actor) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![id, granted, now, channel, actor])?;
+    Ok(())
+}
+
+/// The stored form of a binding's row, read back.
+fn binding_from_row(r: &Row) -> rusqlite::Result<StoredBinding> {
+    let origin: String = r.get(1)?;
+    let kind: String = r.get(3)?;
+    let prefix: String = r.get(5)?;
+    let ports = match (r.get::<_, Option<u16>>(6)?, r.get::<_, Option<u16>>(7)?) {
+        (Some(a), Some(b)) => PortRange::new(a, b),
+        _ => None,
+    };
+    Ok(StoredBinding {
+        id: r.get(0)?,
+        binding: Binding {
+            origin: origin.parse().unwrap_or(BindingOrigin::Static),
+            key: r.get(2)?,
+            subject: Subject {
+                kind: kind.parse().unwrap_or(SubjectKind::Login),
+                value: r.get(4)?,
+            },
+            prefix: prefix.parse().map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    5,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
+            ports,
+            from: from_ts(r.get(8)?),
+            to: r.get::<_, Option<i64>>(9)?.map(from_ts),
+            reporter: r.get(10)?,
+        },
+        detail: r.get(11)?,
+    })
+}
+
+const BINDING_COLUMNS: &str = "id, origin, key, subject_kind, subject, prefix, port_first, port_last, from_ts, to_ts, reporter, detail";
+
+fn binding_by_key(tx: &Connection, origin: &str, key: &str) -> Result<Option<StoredBinding>> {
+    Ok(tx
+        .prepare_cached(&format!(
+            "SELECT {BINDING_COLUMNS} FROM bindings WHERE origin = ?1 AND key = ?2"
+        ))?
+        .query_row(params![origin, key], binding_from_row)
+        .optional()?)
+}
+
+/// Inserts a binding whose (origin, key) is new; `None` when one exists.
+fn insert_binding(
+    tx: &Connection,
+    b: &Binding,
+    detail: Option<&str>,
+    now: i64,
+) -> Result<Option<i64>> {
+    let n = tx
+        .prepare_cached(
+        "INSERT INTO bindings (origin, key, subject_kind, subject, prefix, port_first, port_last,
+            from_ts, to_ts, reporter, detail, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (origin, key) DO NOTHING",
+    )?
+    .execute(params![
+        b.origin.as_str(),
+        b.key,
+        b.subject.kind.as_str(),
+        b.subject.value,
+        b.prefix.to_string(),
+        b.ports.map(|p| p.first),
+        b.ports.map(|p| p.last),
+        ts(b.from),
+        b.to.map(ts),
+        b.reporter,
+        detail,
+        now
+    ])?;
+    Ok((n == 1).then(|| tx.last_insert_rowid()))
+}
+
+fn update_binding(tx: &Connection, id: i64, b: &Binding, now: i64) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE bindings SET subject_kind = ?2, subject = ?3, from_ts = ?4, to_ts = ?5,
+            port_first = ?6, port_last = ?7, updated_at = ?8 WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        b.subject.kind.as_str(),
+        b.subject.value,
+        ts(b.from),
+        b.to.map(ts),
+        b.ports.map(|p| p.first),
+        b.ports.map(|p| p.last),
+        now
+    ])?;
+    Ok(())
+}
+
+struct Apply<'a> {
+    tx: &'a Transaction<'a>,
+    now: i64,
+    counts: BindingCounts,
+    changed: Vec<i64>,
+}
+
+impl Apply<'_> {
+    /// Writes `new` (by its origin and key); `merge` decides the stored
+    /// result from the existing row.
+    fn put(
+        &mut self,
+        new: Binding,
+        detail: Option<&str>,
+        merge: impl FnOnce(&Binding, Binding) -> Binding,
+    ) -> Result<()> {
+        // Most records of a busy feed are new (a Start, a new lease): try
+        // the insert first, and read the stored row only on a conflict.
+        if let Some(id) = insert_binding(self.tx, &new, detail, self.now)? {
+            self.counts.added += 1;
+            self.changed.push(id);
+            return Ok(());
+        }
+        match binding_by_key(self.tx, new.origin.as_str(), &new.key)? {
+            None => {
+                return Err(StoreError::Backend(format!(
+                    "binding {}/{} conflicted but cannot be read back",
+                    new.origin, new.key
+                )));
+            }
+            Some(old) => {
+                let merged = merge(&old.binding, new);
+                if merged == old.binding {
+                    self.counts.unchanged += 1;
+                } else {
+                    update_binding(self.tx, old.id, &merged, self.now)?;
+                    self.counts.updated += 1;
+                    self.changed.push(old.id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn session(&mut self, origin: BindingOrigin, e: &SessionEvent) -> Result<()> {
+        let started = match (e.phase, e.session_time) {
+            (SessionPhase::Start, _) | (_, None) => e.at,
+            (_, Some(secs)) => e.at - chrono::Duration::seconds(secs as i64),
+        };
+        let session_key = format!("{}/{}/", e.nas, e.session_id);
+        let detail = serde_json_detail(e);
+        for prefix in &e.prefixes {
+            let new = Binding {
+                subject: e.subject.clone(),
+                prefix: *prefix,
+                ports: None,
+                from: started,
+                to: (e.phase == SessionPhase::Stop).then_some(e.at),
+                origin,
+                key: format!("{session_key}{prefix}"),
+                reporter: Some(e.nas.clone()),
+            };
+            let phase = e.phase;
+            self.put(new, Some(&detail), |old, new| {
+                let mut m = old.clone();
+                m.from = old.from.min(new.from);
+                if phase == SessionPhase::Stop {
+                    // A later Stop moves the end; a replay or an older one
+                    // does not.
+                    m.to = Some(
+                        old.to
+                            .map_or(new.to.unwrap_or(e.at), |t| t.max(new.to.unwrap_or(t))),
+                    );
+                }
+                m
+            })?;
+        }
+        // A prefix the session no longer reports has been given up.
+        if e.phase != SessionPhase::Start {
+            let keep: HashSet<String> = e
+                .prefixes
+                .iter()
+                .map(|p| format!("{session_key}{p}"))
+                .collect();
+            let upper = format!("{}/{}0", e.nas, e.session_id); // '0' follows '/'
+            let open: Vec<(i64, String)> = self
+                .tx
+                .prepare_cached(
+                    "SELECT id, key FROM bindings WHERE origin = ?1 AND key >= ?2 AND key < ?3 AND to_ts IS NULL",
+                )?
+                .query_map(params![origin.as_str(), session_key, upper], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            for (id, key) in open {
+                if !keep.contains(&key) {
+                    self.close(id, e.at)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, id: i64, at: DateTime<Utc>) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE bindings SET to_ts = max(from_ts, ?2), updated_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, ts(at), self.now])?;
+        self.counts.closed += 1;
+        self.changed.push(id);
+        Ok(())
+    }
+
+    fn nas_reset(&mut self, origin: BindingOrigin, nas: &str, at: DateTime<Utc>) -> Result<()> {
+        let open: Vec<i64> = self
+            .tx
+            .prepare_cached(
+                "SELECT id FROM bindings WHERE reporter = ?1 AND to_ts IS NULL AND origin = ?2 AND from_ts <= ?3",
+            )?
+            .query_map(params![nas, origin.as_str(), ts(at)], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for id in open {
+            self.close(id, at)?;
+        }
+        Ok(())
+    }
+}
+
+fn serde_json_detail(e: &SessionEvent) -> String {
+    let mut s = format!("{{\"session_id\":{}", json_string(&e.session_id));
+    if let Some(c) = &e.class {
+        s.push_str(&format!(",\"class\":{}", json_string(c)));
+    }
+    if let Some(t) = e.session_time {
+        s.push_str(&format!(",\"session_time\":{t}"));
+    }
+    s.push('}');
+    s
+}
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+fn text<'r>(r: &'r Row, i: usize) -> rusqlite::Result<&'r str> {
+    r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)
+}
+
+fn audit_from_row(r: &Row) -> rusqlite::Result<AuditRecord> {
+    let at: String = r.get(1)?;
+    let ground: Option<String> = r.get(4)?;
+    Ok(AuditRecord {
+        seq: r.get(0)?,
+        entry: AuditEntry {
+            at: DateTime::parse_from_rfc3339(&at)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default(),
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            ground: ground.and_then(|g| g.parse().ok()),
+            purpose: r.get(5)?,
+            input: r.get(6)?,
+            result: r.get(7)?,
+        },
+        prev_hash: r.get(8)?,
+        hash: r.get(9)?,
+    })
+}
+
+fn append_audit(tx: &Connection, e: &AuditEntry) -> Result<AuditRecord> {
+    let last: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (seq, prev) = match last {
+        Some((s, h)) => (s + 1, h),
+        None => {
+            // Empty log: continue after the last purged record, if any.
+            let seq: i64 = meta(tx, "audit_next_seq")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            (seq, meta(tx, "audit_anchor")?)
+        }
+    };
+    // The time as it will be read back (microseconds), so the hash verifies.
+    let mut entry = e.clone();
+    let at = entry.at.to_rfc3339_opts(SecondsFormat::Micros, true);
+    entry.at = DateTime::parse_from_rfc3339(&at)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(entry.at);
+    let hash = record_hash(seq, &entry, &prev);
+    tx.prepare_cached(
+        "INSERT INTO audit_log (seq, at, actor, action, ground, purpose, input, result, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        seq,
+        at,
+        entry.actor,
+        entry.action,
+        entry.ground.map(|g| g.as_str()),
+        entry.purpose,
+        entry.input,
+        entry.result,
+        prev,
+        hash
+    ])?;
+    Ok(AuditRecord {
+        seq,
+        entry,
+        prev_hash: prev,
+        hash,
+    })
+}
+
+impl DirectoryBackend for SqliteBackend {
+    fn directory_generation(&self) -> Result<u64> {
+        self.read(|c| Ok(meta(c, "directory_generation")?.parse().unwrap_or(0)))
+    }
+
+    fn consent_generation(&self) -> Result<u64> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT coalesce((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'consent_generation'), 0)",
+                [],
+                |r| r.get::<_, i64>(0),
+            )? as u64)
+        })
+    }
+
+    fn upsert_subscribers(
+        &self,
+        subscribers: &[SubscriberRecord],
+        channel: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<SubscriberCounts> {
+        let now = ts(now);
+        self.write(|c| {
+            let tx = c.transaction()?;
+            let mut counts = SubscriberCounts::default();
+            for s in subscribers {
+                let old = tx
+                    .prepare_cached(&format!(
+                        "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id = ?1"
+                    ))?
+                    .query_row([&s.id], subscriber_from_row)
+                    .optional()?;
+                let mut changed = false;
+                match &old {
+                    None => {
+                        tx.prepare_cached(
+                            "INSERT INTO subscribers (id, email, postal_address, language, plan, consent, created_at, updated_at)
+                             VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?6)",
+                        )?
+                        .execute(params![s.id, s.email, s.postal_address, s.language, s.plan, now])?;
+                        counts.added += 1;
+                    }
+                    Some(o) => {
+                        if (&o.email, &o.postal_address, &o.language, &o.plan)
+                            != (&s.email, &s.postal_address, &s.language, &s.plan)
+                        {
+                            tx.prepare_cached(
+                                "UPDATE subscribers SET email = ?2, postal_address = ?3, language = ?4, plan = ?5, updated_at = ?6 WHERE id = ?1",
+                            )?
+                            .execute(params![s.id, s.email, s.postal_address, s.language, s.plan, now])?;
+                            changed = true;
+                        }
+                    }
+                }
+                let was = old.as_ref().is_some_and(|o| o.consent);
+                if let Some(want) = s.consent
+                    && want != was
+                {
+                    record_consent(&tx, &s.id, want, channel, actor, now)?;
+                    counts.consent_changes += 1;
+                    changed = true;
+                }
+                let own = Subject::login(&s.id).into_iter();
+                for ident in own.chain(s.identifiers.iter().cloned()) {
+                    let n = tx
+                        .prepare_cached(
+                            "INSERT INTO subscriber_identifiers (kind, value, subscriber_id) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (kind, value) DO UPDATE SET subscriber_id = excluded.subscriber_id
+                             WHERE subscriber_id != excluded.subscriber_id",
+                        )?
+                        .execute(params![ident.kind.as_str(), ident.value, s.id])?;
+                    changed |= n > 0 && old.is_some();
+                }
+                if old.is_some() {
+                    if changed {
+                        counts.updated += 1;
+                    } else {
+                        counts.unchanged += 1;
+                    }
+                }
+            }
+            if counts.added + counts.updated > 0 {
+                bump_consent_generation(&tx)?;
+            }
+            tx.commit()?;
+            Ok(counts)
+        })
+    }
+
+    fn get_subscriber(&self, id: &str) -> Result<Option<Subscriber>> {
+        self.read(|c| {
+            let s = c
+                .prepare_cached(&format!(
+                    "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id = ?1"
+                ))?
+                .query_row([id], subscriber_from_row)
+                .optional()?;
+            match s {
+                None => Ok(None),
+                Some(mut s) => {
+                    fill_subscriber(c, &mut s)?;
+                    Ok(Some(s))
+                }
+            }
+        })
+    }
+
+    fn list_subscribers(&self, after: Option<&str>, limit: u32) -> Result<Vec<Subscriber>> {
+        self.read(|c| {
+            let mut out: Vec<Subscriber> = c
+                .prepare_cached(&format!(
+                    "SELECT {SUBSCRIBER_COLUMNS} FROM subscribers WHERE id > ?1 ORDER BY id LIMIT ?2"
+                ))?
+                .query_map(params![after.unwrap_or(""), limit], subscriber_from_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            for s in &mut out {
+                fill_subscriber(c, s)?;
+            }
+            Ok(out)
+        })
+    }
+
+    fn set_consent(
+        &self,
+        id: &str,
+        granted: bool,
+        channel: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.write(|c| {
+            let tx = c.transaction()?;
+            let current: Option<bool> = tx
+                .query_row("SELECT consent FROM subscribers WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(current) = current else {
+                return Err(StoreError::NotFound);
+            };
+            if current == granted {
+                return Ok(false);
+            }
+            record_consent(&tx, id, granted, channel, actor, ts(now))?;
+            bump_consent_generation(&tx)?;
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+
+    fn identifiers(&self, f: &mut dyn FnMut(Subject, &str)) -> Result<()> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT kind, value, subscriber_id FROM subscriber_identifiers
+                           UNION ALL SELECT 'subscriber', id, id FROM subscribers",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let kind: String = r.get(0)?;
+                let Ok(kind) = kind.parse() else { continue };
+                let sub: String = r.get(2)?;
+                f(
+                    Subject {
+                        kind,
+                        value: r.get(1)?,
+                    },
+                    &sub,
+                );
+            }
+            Ok(())
+        })
+    }
+
+    fn consenting(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            Ok(c.prepare("SELECT id FROM subscribers WHERE consent = 1")?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn apply_bindings(
+        &self,
+        origin: BindingOrigin,
+        events: &[BindingEvent],
+        now: DateTime<Utc>,
+    ) -> Result<(BindingCounts, ChangedBindings)> {
+        self.write(|c| {
+            let tx = c.transaction()?;
+            let mut a = Apply {
+                tx: &tx,
+                now: ts(now),
+                counts: BindingCounts::default(),
+                changed: Vec::new(),
+            };
+            for e in events {
+                match e {
+                    BindingEvent::Binding(b) => a.put(b.clone(), None, |old, new| Binding {
+                        from: old.from.min(new.from),
+                        ..new
+                    })?,
+                    BindingEvent::Session(s) => a.session(origin, s)?,
+                    BindingEvent::NasReset { nas, at } => a.nas_reset(origin, nas, *at)?,
+                }
+            }
+            let (counts, mut changed) = (a.counts, a.changed);
+            changed.sort_unstable();
+            changed.dedup();
+            if !changed.is_empty() {
+                bump_generation(&tx)?;
+            }
+            tx.commit()?;
+            Ok((counts, changed))
+        })
+    }
+
+    fn scan_bindings(&self, f: &mut dyn FnMut(BindingScan<'_>)) -> Result<()> {
+        self.read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, subject_kind, subject, prefix, port_first, port_last, from_ts, to_ts FROM bindings",
+            )?;
+            let mut rows = stmt.query([])?;
+            while let Some(r) = rows.next()? {
+                let (Ok(kind), Ok(prefix)) = (text(r, 1)?.parse(), text(r, 3)?.parse()) else {
+                    continue; // written by this code, so never; skip rather than fail a start
+                };
+                let ports = match (r.get::<_, Option<u16>>(4)?, r.get::<_, Option<u16>>(5)?) {
+                    (Some(a), Some(b)) => PortRange::new(a, b),
+                    _ => None,
+                };
+                f(BindingScan {
+                    id: r.get(0)?,
+                    subject_kind: kind,
+                    subject: text(r, 2)?,
+                    prefix,
+                    ports,
+                    from: r.get(6)?,
+                    to: r.get(7)?,
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn bindings_by_id(&self, ids: &[i64]) -> Result<Vec<StoredBinding>> {
+        self.read(|c| {
+            let mut out = Vec::with_capacity(ids.len());
+            for &id in ids {
+                if let Some(b) = c
+                    .prepare_cached(&format!(
+                        "SELECT {BINDING_COLUMNS} FROM bindings WHERE id = ?1"
+                    ))?
+                    .query_row([id], binding_from_row)
+                    .optional()?
+                {
+                    out.push(b);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn audit_append(&self, entry: &AuditEntry) -> Result<AuditRecord> {
+        self.write(|c| {
+            let tx = c.transaction()?;
+            let r = append_audit(&tx, entry)?;
+            tx.commit()?;
+            Ok(r)
+        })
+    }
+
+    fn audit_records(&self, q: &AuditFilter, f: &mut dyn FnMut(AuditRecord)) -> Result<()> {
+        self.read(|c| {
+            let mut clauses = Vec::new();
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            let fmt = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+            if let Some(t) = q.since {
+                clauses.push("at >= ?");
+                args.push(fmt(t).into());
+            }
+            if let Some(t) = q.until {
+                clauses.push("at < ?");
+                args.push(fmt(t).into());
+            }
+            if let Some(a) = &q.actor {
+                clauses.push("actor = ?");
+                args.push(a.clone().into());
+            }
+            if let Some(a) = &q.action {
+                clauses.push("action = ?");
+                args.push(a.clone().into());
+            }
+            if let Some(g) = q.ground {
+                clauses.push("ground = ?");
+                args.push(g.as_str().to_string().into());
+            }
+            if let Some(m) = &q.mentions {
+                clauses.push("(instr(input, ?) > 0 OR instr(result, ?) > 0)");
+                args.push(m.clone().into());
+                args.push(m.clone().into());
+            }
+            let filter = if clauses.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", clauses.join(" AND "))
+            };
+            let sql = match q.limit {
+                Some(n) => format!(
+                    "SELECT * FROM (SELECT seq, at, actor, action, ground, purpose, input, result, prev_hash, hash
+                     FROM audit_log {filter} ORDER BY seq DESC LIMIT {n}) ORDER BY seq"
+                ),
+                None => format!(
+                    "SELECT seq, at, actor, action, ground, purpose, input, result, prev_hash, hash
+                     FROM audit_log {filter} ORDER BY seq"
+                ),
+            };
+            let mut stmt = c.prepare(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+            while let Some(r) = rows.next()? {
+                f(audit_from_row(r)?);
+            }
+            Ok(())
+        })
+    }
+
+    fn audit_anchor(&self) -> Result<String> {
+        self.read(|c| meta(c, "audit_anchor"))
+    }
+
+    fn purge(
+        &self,
+        bindings_before: DateTime<Utc>,
+        audit_before: DateTime<Utc>,
+        mut record: AuditEntry,
+    ) -> Result<PurgeCounts> {
+        self.write(|c| {
+            let tx = c.transaction()?;
+            let bindings = tx.execute(
+                "DELETE FROM bindings WHERE to_ts IS NOT NULL AND to_ts < ?1",
+                [ts(bindings_before)],
+            )? as u64;
+            let cutoff = audit_before.to_rfc3339_opts(SecondsFormat::Micros, true);
+            // The newest record to go: its hash becomes the anchor.
+            let last_gone: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT seq, hash FROM audit_log WHERE at < ?1 ORDER BY seq DESC LIMIT 1",
+                    [&cutoff],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let mut audit_records = 0;
+            if let Some((seq, hash)) = last_gone {
+                let next_seq: i64 =
+                    tx.query_row("SELECT coalesce(max(seq), 0) + 1 FROM audit_log", [], |r| {
+                        r.get(0)
+                    })?;
+                audit_records = tx.execute("DELETE FROM audit_log WHERE seq <= ?1", [seq])? as u64;
+                tx.execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'audit_anchor'",
+                    [&hash],
+                )?;
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('audit_next_seq', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [next_seq.to_string()],
+                )?;
+            }
+            let counts = PurgeCounts {
+                bindings,
+                audit_records,
+            };
+            record.result = serde_json::to_string(&counts).unwrap_or_default();
+            append_audit(&tx, &record)?;
+            if bindings > 0 {
+                bump_generation(&tx)?;
+            }
+            tx.commit()?;
+            Ok(counts)
+        })
+    }
+}

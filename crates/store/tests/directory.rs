@@ -1,0 +1,333 @@
+//! The directory and the audit log as the service uses them, on a real
+//! SQLite file.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use kanki_audit::{AuditEntry, GENESIS, Ground, verify};
+use kanki_directory::{Binding, BindingEvent, BindingOrigin, SessionEvent, SessionPhase, Subject};
+use kanki_store::{AuditFilter, SqliteOptions, Store, SubscriberRecord};
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open_sqlite(&dir.path().join("kanki.sqlite3"), &SqliteOptions::default()).unwrap()
+}
+
+fn t(h: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap() + Duration::hours(h)
+}
+
+fn session(
+    phase: SessionPhase,
+    nas: &str,
+    sid: &str,
+    user: &str,
+    prefixes: &[&str],
+    at: i64,
+) -> BindingEvent {
+    BindingEvent::Session(SessionEvent {
+        phase,
+        nas: nas.into(),
+        session_id: sid.into(),
+        subject: Subject::login(user).unwrap(),
+        prefixes: prefixes.iter().map(|p| p.parse().unwrap()).collect(),
+        at: t(at),
+        session_time: None,
+        class: Some("0a0b".into()),
+    })
+}
+
+#[test]
+fn sessions_open_extend_close_and_replays_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let d = store.directory();
+    let g0 = d.directory_generation().unwrap();
+    let events = vec![
+        session(
+            SessionPhase::Start,
+            "nas1",
+            "s1",
+            "alice",
+            &["192.0.2.7/32", "2001:db8:7:100::/56"],
+            1,
+        ),
+        session(
+            SessionPhase::Interim,
+            "nas1",
+            "s1",
+            "alice",
+            &["192.0.2.7/32", "2001:db8:7:100::/56"],
+            2,
+        ),
+    ];
+    let (c, changed) = d
+        .apply_bindings(BindingOrigin::Radius, &events, t(2))
+        .unwrap();
+    assert_eq!((c.added, c.unchanged), (2, 2));
+    assert_eq!(changed.len(), 2);
+    assert!(
+        d.bindings_by_id(&changed)
+            .unwrap()
+            .iter()
+            .all(|b| b.binding.to.is_none() && b.binding.from == t(1))
+    );
+    assert!(d.directory_generation().unwrap() > g0);
+
+    // A replay (a retransmission, a re-read detail file) changes nothing.
+    let g1 = d.directory_generation().unwrap();
+    let (c, changed) = d
+        .apply_bindings(BindingOrigin::Radius, &events, t(3))
+        .unwrap();
+    assert_eq!((c.added, c.updated, c.unchanged), (0, 0, 4));
+    assert!(changed.is_empty());
+    assert_eq!(d.directory_generation().unwrap(), g1);
+
+    // The IPv6 prefix is given up mid-session; then the session stops.
+    let (c, _) = d
+        .apply_bindings(
+            BindingOrigin::Radius,
+            &[session(
+                SessionPhase::Interim,
+                "nas1",
+                "s1",
+                "alice",
+                &["192.0.2.7/32"],
+                3,
+            )],
+            t(3),
+        )
+        .unwrap();
+    assert_eq!(c.closed, 1);
+    let stop = session(
+        SessionPhase::Stop,
+        "nas1",
+        "s1",
+        "alice",
+        &["192.0.2.7/32"],
+        5,
+    );
+    d.apply_bindings(BindingOrigin::Radius, &[stop.clone()], t(5))
+        .unwrap();
+    let (c, _) = d
+        .apply_bindings(BindingOrigin::Radius, &[stop], t(6))
+        .unwrap();
+    assert_eq!(c.unchanged, 1);
+    let mut all = Vec::new();
+    d.scan_bindings(&mut |b| all.push((b.prefix.to_string(), b.from, b.to)))
+        .unwrap();
+    all.sort();
+    assert_eq!(
+        all[0],
+        (
+            "192.0.2.7/32".to_string(),
+            t(1).timestamp(),
+            Some(t(5).timestamp())
+        )
+    );
+    assert_eq!(all[1].2, Some(t(3).timestamp()));
+}
+
+#[test]
+fn a_nas_restart_closes_its_open_sessions_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let d = store.directory();
+    d.apply_bindings(
+        BindingOrigin::Radius,
+        &[
+            session(
+                SessionPhase::Start,
+                "nas1",
+                "a",
+                "alice",
+                &["192.0.2.1/32"],
+                1,
+            ),
+            session(
+                SessionPhase::Start,
+                "nas1",
+                "b",
+                "bob",
+                &["192.0.2.2/32"],
+                1,
+            ),
+            session(
+                SessionPhase::Start,
+                "nas2",
+                "c",
+                "carol",
+                &["192.0.2.3/32"],
+                1,
+            ),
+        ],
+        t(1),
+    )
+    .unwrap();
+    let (c, changed) = d
+        .apply_bindings(
+            BindingOrigin::Radius,
+            &[BindingEvent::NasReset {
+                nas: "nas1".into(),
+                at: t(4),
+            }],
+            t(4),
+        )
+        .unwrap();
+    assert_eq!(c.closed, 2);
+    assert!(
+        d.bindings_by_id(&changed)
+            .unwrap()
+            .iter()
+            .all(|b| b.binding.to == Some(t(4)))
+    );
+    let mut open = Vec::new();
+    d.scan_bindings(&mut |b| {
+        if b.to.is_none() {
+            open.push(b.subject.to_string())
+        }
+    })
+    .unwrap();
+    assert_eq!(open, ["carol"]);
+}
+
+#[test]
+fn leases_merge_by_key_and_subscribers_keep_their_consent_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let d = store.directory();
+    let lease = Binding {
+        subject: Subject::new(kanki_directory::SubjectKind::HwAddr, "00:11:22:33:44:55").unwrap(),
+        prefix: "198.51.100.9/32".parse().unwrap(),
+        ports: None,
+        from: t(1),
+        to: Some(t(3)),
+        origin: BindingOrigin::Kea,
+        key: "198.51.100.9/lease1".into(),
+        reporter: None,
+    };
+    let (c, _) = d
+        .apply_bindings(
+            BindingOrigin::Kea,
+            &[BindingEvent::Binding(lease.clone())],
+            t(1),
+        )
+        .unwrap();
+    assert_eq!(c.added, 1);
+    let (c, _) = d
+        .apply_bindings(BindingOrigin::Kea, &[BindingEvent::Binding(lease)], t(2))
+        .unwrap();
+    assert_eq!(c.unchanged, 1);
+
+    let rec = SubscriberRecord {
+        id: "S1".into(),
+        email: Some("s1@example.jp".into()),
+        language: "ja".into(),
+        consent: Some(true),
+        identifiers: vec![
+            Subject::new(kanki_directory::SubjectKind::HwAddr, "00-11-22-33-44-55").unwrap(),
+        ],
+        ..Default::default()
+    };
+    let c = d
+        .upsert_subscribers(std::slice::from_ref(&rec), "import", "test", t(1))
+        .unwrap();
+    assert_eq!((c.added, c.consent_changes), (1, 1));
+    let c = d
+        .upsert_subscribers(&[rec], "import", "test", t(2))
+        .unwrap();
+    assert_eq!((c.added, c.updated, c.unchanged), (0, 0, 1));
+    assert!(d.set_consent("S1", false, "phone", "ops", t(3)).unwrap());
+    assert!(!d.set_consent("S1", false, "phone", "ops", t(4)).unwrap());
+    assert!(d.set_consent("nobody", true, "web", "ops", t(4)).is_err());
+    let s = d.get_subscriber("S1").unwrap().unwrap();
+    assert!(!s.consent);
+    let history: Vec<_> = s
+        .consent_history
+        .iter()
+        .map(|e| (e.granted, e.channel.as_str()))
+        .collect();
+    assert_eq!(history, [(true, "import"), (false, "phone")]);
+    let mut idents = Vec::new();
+    d.identifiers(&mut |s, id| idents.push((s.to_string(), id.to_string())))
+        .unwrap();
+    idents.sort();
+    assert_eq!(
+        idents,
+        [
+            ("hw-addr:00:11:22:33:44:55".to_string(), "S1".to_string()),
+            ("login:S1".to_string(), "S1".to_string()),
+            ("subscriber:S1".to_string(), "S1".to_string())
+        ]
+    );
+    assert!(d.consenting().unwrap().is_empty());
+}
+
+fn entry(at: DateTime<Utc>, purpose: &str) -> AuditEntry {
+    AuditEntry {
+        at,
+        actor: "ops".into(),
+        action: "who".into(),
+        ground: Some(Ground::EmergencyEvacuation),
+        purpose: purpose.into(),
+        input: "{\"address\":\"192.0.2.7\"}".into(),
+        result: "{\"subscriber\":\"S1\"}".into(),
+    }
+}
+
+fn records(store: &Store) -> Vec<kanki_audit::AuditRecord> {
+    let mut v = Vec::new();
+    store
+        .directory()
+        .audit_records(&AuditFilter::default(), &mut |r| v.push(r))
+        .unwrap();
+    v
+}
+
+#[test]
+fn the_audit_chain_verifies_survives_a_purge_and_shows_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let d = store.directory();
+    for i in 0..5 {
+        d.audit_append(&entry(t(i), &format!("case {i}"))).unwrap();
+    }
+    let v = verify(records(&store), &d.audit_anchor().unwrap()).unwrap();
+    assert_eq!(v.records, 5);
+
+    // Purge what is older than hour 2: the purge is itself recorded and the
+    // chain still verifies from its anchor.
+    let purge = AuditEntry {
+        ground: None,
+        action: "purge".into(),
+        actor: "retention".into(),
+        result: String::new(),
+        ..entry(t(10), "retention")
+    };
+    let c = d.purge(t(0), t(2), purge).unwrap();
+    assert_eq!(c.audit_records, 2);
+    let rs = records(&store);
+    assert_eq!(rs.first().unwrap().seq, 3);
+    assert_eq!(rs.last().unwrap().entry.action, "purge");
+    assert_ne!(d.audit_anchor().unwrap(), GENESIS);
+    assert_eq!(verify(rs, &d.audit_anchor().unwrap()).unwrap().records, 4);
+
+    // Updates are refused by the database itself.
+    let conn = rusqlite::Connection::open(dir.path().join("kanki.sqlite3")).unwrap();
+    assert!(
+        conn.execute("UPDATE audit_log SET purpose = 'x' WHERE seq = 4", [])
+            .is_err()
+    );
+    // Someone who drops the trigger and edits a record is caught.
+    conn.execute_batch("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET result = '{\"subscriber\":\"S2\"}' WHERE seq = 4;").unwrap();
+    let err = verify(records(&store), &d.audit_anchor().unwrap()).unwrap_err();
+    assert_eq!(err.seq, 4);
+
+    let mut shown = Vec::new();
+    d.audit_records(
+        &AuditFilter {
+            mentions: Some("S2".into()),
+            ..Default::default()
+        },
+        &mut |r| shown.push(r.seq),
+    )
+    .unwrap();
+    assert_eq!(shown, [4]);
+}
