@@ -104,7 +104,7 @@ fn sessions_open_extend_close_and_replays_change_nothing() {
         &["192.0.2.7/32"],
         5,
     );
-    d.apply_bindings(BindingOrigin::Radius, &[stop.clone()], t(5))
+    d.apply_bindings(BindingOrigin::Radius, std::slice::from_ref(&stop), t(5))
         .unwrap();
     let (c, _) = d
         .apply_bindings(BindingOrigin::Radius, &[stop], t(6))
