@@ -137,16 +137,13 @@ impl<R: BufRead> CgnatRows<R> {
             if let Some(row) = self.out.pop_front() {
                 return Ok(Some(row));
             }
-            let no = match self.lines.next()? {
+            let no = match self.lines.next_content()? {
                 None => return Ok(None),
                 Some(Err(skipped)) => return Ok(Some(skipped)),
                 Some(Ok(no)) => no,
             };
             let line = self.lines.text();
             let t = line.trim();
-            if t.is_empty() || t.starts_with('#') {
-                continue;
-            }
             if let Mode::Unknown = self.mode {
                 let is_csv = self.fields.split(line, true).is_ok()
                     && Header::new(&self.fields, line)

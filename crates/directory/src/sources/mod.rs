@@ -162,6 +162,24 @@ impl<R: BufRead> TextLines<R> {
         }
     }
 
+    /// Like [`TextLines::next`], passing over blank lines and `#`
+    /// comments (the line formats' common prelude).
+    pub(crate) fn next_content(&mut self) -> io::Result<Option<Result<u64, BindingRow>>> {
+        loop {
+            match self.next()? {
+                Some(Ok(_))
+                    if {
+                        let t = self.text.trim();
+                        t.is_empty() || t.starts_with('#')
+                    } =>
+                {
+                    continue;
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
     /// The text of the last line read.
     pub(crate) fn text(&self) -> &str {
         &self.text

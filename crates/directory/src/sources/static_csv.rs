@@ -64,16 +64,12 @@ impl<R: BufRead> StaticRows<R> {
 
     fn next_row(&mut self) -> io::Result<Option<BindingRow>> {
         loop {
-            let no = match self.lines.next()? {
+            let no = match self.lines.next_content()? {
                 None => return Ok(None),
                 Some(Err(skipped)) => return Ok(Some(skipped)),
                 Some(Ok(no)) => no,
             };
             let line = self.lines.text();
-            let t = line.trim();
-            if t.is_empty() || t.starts_with('#') {
-                continue;
-            }
             if let Err(reason) = self.fields.split(line, true) {
                 return Ok(Some(skip(no, reason)));
             }
