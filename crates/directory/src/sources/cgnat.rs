@@ -69,7 +69,7 @@ use ipnet::IpNet;
 use memchr::memmem;
 
 use crate::sources::fields::{Fields, Header};
-use crate::sources::{HeaderState, Key, TextLines, skip, time};
+use crate::sources::{HeaderState, Key, TextLines, row_of, skip, time};
 use crate::types::{
     Binding, BindingEvent, BindingOrigin, BindingRow, PortRange, Subject, SubjectKind,
 };
@@ -186,13 +186,7 @@ impl<R: BufRead> CgnatRows<R> {
                     let HeaderState::Ready(cols) = header else {
                         return Ok(Some(skip(no, "no header")));
                     };
-                    return Ok(Some(match csv_row(cols, &self.fields, line) {
-                        Ok(b) => BindingRow::Event {
-                            line: no,
-                            event: BindingEvent::Binding(b),
-                        },
-                        Err(reason) => skip(no, reason),
-                    }));
+                    return Ok(Some(row_of(no, csv_row(cols, &self.fields, line))));
                 }
             }
         }

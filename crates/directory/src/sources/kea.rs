@@ -45,8 +45,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::sources::fields::{Fields, Header};
-use crate::sources::{HeaderState, Key, TextLines, client_id, hw_addr, skip, time};
-use crate::types::{Binding, BindingEvent, BindingOrigin, BindingRow};
+use crate::sources::{HeaderState, Key, TextLines, client_id, hw_addr, row_of, skip, time};
+use crate::types::{Binding, BindingOrigin, BindingRow};
 
 /// Kea's infinite valid lifetime.
 const INFINITE: u32 = u32::MAX;
@@ -145,13 +145,7 @@ impl<R: BufRead> KeaRows<R> {
             let HeaderState::Ready(cols) = &self.header else {
                 return Ok(Some(skip(no, "no header")));
             };
-            return Ok(Some(match lease(cols, &self.fields, line) {
-                Ok(b) => BindingRow::Event {
-                    line: no,
-                    event: BindingEvent::Binding(b),
-                },
-                Err(reason) => skip(no, reason),
-            }));
+            return Ok(Some(row_of(no, lease(cols, &self.fields, line))));
         }
     }
 }

@@ -109,6 +109,18 @@ pub(crate) fn skip(line: u64, reason: &str) -> BindingRow {
     })
 }
 
+/// The row of a line that gave a binding, or a skip with the reason it
+/// did not.
+pub(crate) fn row_of(line: u64, binding: Result<crate::types::Binding, &str>) -> BindingRow {
+    match binding {
+        Ok(b) => BindingRow::Event {
+            line,
+            event: crate::types::BindingEvent::Binding(b),
+        },
+        Err(reason) => skip(line, reason),
+    }
+}
+
 /// Lines of an input as text: non-UTF-8 and over-long lines become skips.
 pub(crate) struct TextLines<R> {
     lines: lines::LineReader<R>,

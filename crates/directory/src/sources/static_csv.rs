@@ -25,8 +25,8 @@
 use std::io::{self, BufRead};
 
 use crate::sources::fields::{Fields, Header};
-use crate::sources::{HeaderState, Key, TextLines, parse_prefix, skip, time};
-use crate::types::{Binding, BindingEvent, BindingOrigin, BindingRow, Subject, SubjectKind};
+use crate::sources::{HeaderState, Key, TextLines, parse_prefix, row_of, skip, time};
+use crate::types::{Binding, BindingOrigin, BindingRow, Subject, SubjectKind};
 
 /// The rows of a static-assignment CSV file.
 pub struct StaticRows<R> {
@@ -137,13 +137,7 @@ fn row(c: &Cols, f: &Fields, line: &str, no: u64) -> BindingRow {
             reporter: None,
         })
     })();
-    match binding {
-        Ok(b) => BindingRow::Event {
-            line: no,
-            event: BindingEvent::Binding(b),
-        },
-        Err(reason) => skip(no, reason),
-    }
+    row_of(no, binding)
 }
 
 impl<R: BufRead> Iterator for StaticRows<R> {
