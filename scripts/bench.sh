@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # kanki's benchmarks beside the peer named by the foundation issue, in one run:
-#   1. kanki bench: parse, snapshot (build, memory, lookups, load), RPZ export, import;
+#   1. kanki bench: parse, snapshot (build, memory, lookups, load), RPZ export, import,
+#      the crawler against its lab with 20 ms latency and a 10 MB YARA scan (bench crawl);
 #   2. Unbound loading the same 1,000,000-name RPZ zone that kanki exported:
 #      time until it enforces the policy, and its memory;
 #   3. BIND 9 as a secondary of kanki serve's RPZ primary on the imported list:

@@ -13,10 +13,14 @@ use kanki_feeds::Format;
 use kanki_indicators::{Category, Tlp};
 use serde::{Deserialize, Serialize};
 
+mod crawler;
 mod directory;
 mod duration;
 mod rpz;
 
+pub use crawler::{
+    CrawlScheduleConfig, CrawlerConfig, NoticeConfig, ProfileConfig, builtin_profiles,
+};
 pub use directory::{AuditConfig, DirectoryConfig, NasConfig, RadiusConfig};
 pub use duration::HumanDuration;
 pub use rpz::{
@@ -44,6 +48,8 @@ pub struct Config {
     pub directory: DirectoryConfig,
     pub audit: AuditConfig,
     pub radius: RadiusConfig,
+    /// The crawler (`kanki crawl`, and scheduled crawls in `kanki serve`).
+    pub crawler: CrawlerConfig,
 }
 
 impl Default for Config {
@@ -62,6 +68,7 @@ impl Default for Config {
             directory: DirectoryConfig::default(),
             audit: AuditConfig::default(),
             radius: RadiusConfig::default(),
+            crawler: CrawlerConfig::default(),
         }
     }
 }
@@ -502,6 +509,7 @@ impl Config {
             }
         }
         self.rpz.validate()?;
+        self.crawler.validate()?;
         if self.indicators.default_confidence > 100 {
             return Err((
                 "indicators.default_confidence".into(),

@@ -35,6 +35,9 @@ pub enum Which {
     /// The subscriber directory: index build, memory, who_at, who_now,
     /// rebuild from the store (sizes from --sessions and --store-sessions).
     Directory,
+    /// The crawler against the lab with 20 ms latency (--crawl-seeds), and
+    /// a YARA scan of a 10 MB body with 100 rules.
+    Crawl,
     All,
 }
 
@@ -56,6 +59,9 @@ pub struct BenchArgs {
     /// Requests for the RADIUS benchmark.
     #[arg(long, default_value_t = 500_000)]
     radius_requests: u64,
+    /// Seeds for the crawl benchmark (3 pages each).
+    #[arg(long, default_value_t = 2000)]
+    crawl_seeds: usize,
     /// Where the import benchmark keeps its store (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -107,6 +113,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     if want(Which::Directory) {
         crate::bench_directory::run(a.sessions, a.store_sessions, a.work_dir.clone(), &r)?;
     }
+    if want(Which::Crawl) {
+        crate::bench_crawl::run(a.crawl_seeds, &r)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -131,7 +140,7 @@ fn parse(n: usize, r: &Report) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rss_bytes(field: &str) -> Option<u64> {
+pub(crate) fn rss_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(field))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -1,8 +1,11 @@
 //! `kanki`: one binary for every part of the platform.
 
 mod bench;
+mod bench_crawl;
 mod bench_directory;
 mod cli;
+mod crawl_cli;
+mod crawl_serve;
 mod directory_cli;
 mod progress;
 mod rpz;
@@ -86,6 +89,9 @@ enum Command {
     Audit(directory_cli::AuditCommand),
     /// Remove bindings and audit records past their retention now.
     Purge,
+    /// Crawl seed URLs as a honeyclient: print the redirect-chain trees and
+    /// verdicts, keep them as evidence, and list what was found.
+    Crawl(crawl_cli::CrawlArgs),
     /// Measure kanki's speed and memory on synthetic data (see docs/benchmarks.md).
     Bench(cli::BenchArgs),
 }
@@ -126,6 +132,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bindings(c) => directory_cli::bindings(config, c),
         Command::Audit(c) => directory_cli::audit(config, c),
         Command::Purge => directory_cli::purge(config),
+        Command::Crawl(a) => crawl_cli::crawl(config, a),
         Command::Config(_) | Command::Bench(_) => unreachable!("handled above"),
     }
 }

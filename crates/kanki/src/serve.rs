@@ -8,7 +8,9 @@
 //! * one scheduled import per enabled `[[feeds]]` entry;
 //! * the subscriber directory: its binding index and consent set, reloaded
 //!   when the store's directory generation moves, and the retention purge;
-//! * the RPZ primary when `[[rpz.zones]]` are configured (`rpz.rs`).
+//! * the RPZ primary when `[[rpz.zones]]` are configured (`rpz.rs`);
+//! * scheduled crawls and re-checks when `[crawler.schedule]` asks for them
+//!   (`crawl_serve.rs`).
 //!
 //! Start-up loads the persisted snapshot first, so answers are ready before
 //! any rebuild. Every acknowledged change is already committed to the
@@ -102,6 +104,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
     tokio::spawn(purger(state.clone()));
+    crate::crawl_serve::spawn(kanki.clone(), list_changed.clone())?;
     for feed in kanki.config.feeds.iter().filter(|f| f.enabled) {
         tokio::spawn(feed_loop(state.clone(), feed.clone()));
     }

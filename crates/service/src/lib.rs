@@ -3,6 +3,7 @@
 //! snapshot, write an export. Each is one function here so that the three
 //! front ends cannot drift apart.
 
+pub mod crawl;
 pub mod directory;
 
 use std::fs::File;
@@ -37,7 +38,7 @@ pub enum ServiceError {
     Invalid(String),
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServiceError {
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServiceError {
     let context = context.into();
     move |source| ServiceError::Io { context, source }
 }

@@ -10,11 +10,13 @@ use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 
+mod crawl;
 mod directory;
 mod import;
 mod sqlite;
 mod types;
 
+pub use crawl::*;
 pub use directory::*;
 pub use import::{ImportProgress, Importer};
 pub use types::*;
@@ -113,6 +115,7 @@ pub trait Backend: Send + Sync {
 pub struct Store {
     backend: Arc<dyn Backend>,
     directory: Arc<dyn DirectoryBackend>,
+    crawl: Arc<dyn CrawlBackend>,
 }
 
 impl Store {
@@ -122,13 +125,19 @@ impl Store {
         let backend = Arc::new(sqlite::SqliteBackend::open(path, options)?);
         Ok(Store {
             backend: backend.clone(),
-            directory: backend,
+            directory: backend.clone(),
+            crawl: backend,
         })
     }
 
     /// The subscriber directory and the audit log.
     pub fn directory(&self) -> &dyn DirectoryBackend {
         self.directory.as_ref()
+    }
+
+    /// The crawler's evidence and re-checked sites.
+    pub fn crawl(&self) -> &dyn CrawlBackend {
+        self.crawl.as_ref()
     }
 }
 

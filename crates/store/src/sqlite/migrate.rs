@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "directory",
         include_str!("../../migrations/sqlite/0002_directory.sql"),
     ),
+    (
+        4,
+        "crawler",
+        include_str!("../../migrations/sqlite/0004_crawler.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> Result<()> {

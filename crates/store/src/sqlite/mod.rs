@@ -5,6 +5,7 @@
 
 #[cfg(feature = "mimalloc")]
 mod alloc;
+mod crawl;
 mod directory;
 mod indicators;
 mod migrate;

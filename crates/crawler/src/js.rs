@@ -1,0 +1,358 @@
+//! Static analysis of the usual JavaScript forms of a drive-by redirect.
+//!
+//! No JavaScript is run. The text is peeled of the simple encodings that
+//! injected scripts use (string concatenation, `\x`/`\u` escapes,
+//! `unescape`, `decodeURIComponent`, `atob`, `String.fromCharCode`), a few
+//! layers deep, and every layer is searched for location changes,
+//! `window.open`, written or created `<iframe>`/`<script>` elements and form
+//! submission. What a real engine would do with dynamic code is out of
+//! reach by design: the crawler records what it could see.
+
+use std::sync::LazyLock;
+
+use data_encoding::BASE64;
+use regex::Regex;
+
+/// A piece of script text and the decodings that revealed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub text: String,
+    /// E.g. `["atob", "unescape"]`: outermost first. Empty for the source.
+    pub decoded_by: Vec<&'static str>,
+}
+
+/// What a script points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsTarget {
+    /// `location = ...`, `location.href = ...`, `location.replace(...)`.
+    Location(String),
+    /// `window.open(...)`.
+    WindowOpen(String),
+    /// `el.src = ...` on an element the script creates (`createElement`).
+    CreatedElement { tag: String, url: String },
+    /// Markup the script writes (`document.write`) or decodes: to be read as HTML.
+    Markup(String),
+    /// `form.submit()` is called somewhere.
+    SubmitsForm,
+}
+
+/// Decoding layers kept per script, and bytes of decoded text in all.
+const MAX_LAYERS: usize = 64;
+const MAX_DECODED_BYTES: usize = 4 << 20;
+const MAX_ROUNDS: usize = 4;
+
+macro_rules! re {
+    ($name:ident, $re:literal) => {
+        static $name: LazyLock<Regex> = LazyLock::new(|| Regex::new($re).expect("valid regex"));
+    };
+}
+
+re!(CONCAT, r#"(?:"\s*\+\s*")|(?:'\s*\+\s*')"#);
+re!(
+    UNESCAPE,
+    r#"(?:unescape|decodeURIComponent|decodeURI)\s*\(\s*(?:"([^"]*)"|'([^']*)')\s*\)"#
+);
+re!(ATOB, r#"atob\s*\(\s*(?:"([A-Za-z0-9+/=\s]*)"|'([A-Za-z0-9+/=\s]*)')\s*\)"#);
+re!(
+    FROM_CHAR_CODE,
+    r"String\s*\.\s*fromCharCode\s*\(\s*((?:(?:0[xX][0-9a-fA-F]+|\d+)\s*,\s*)*(?:0[xX][0-9a-fA-F]+|\d+))\s*\)"
+);
+re!(ESCAPED_LITERAL, r#""((?:[^"\\]|\\.)*\\[xu](?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*\\[xu](?:[^'\\]|\\.)*)'"#);
+re!(
+    LOCATION,
+    r#"(?:\b(?:window|document|top|self|parent)\s*\.\s*)?\blocation(?:\s*\.\s*href)?\s*=\s*(?:"([^"]+)"|'([^']+)')"#
+);
+re!(
+    LOCATION_CALL,
+    r#"\blocation\s*\.\s*(?:replace|assign)\s*\(\s*(?:"([^"]+)"|'([^']+)')"#
+);
+re!(WINDOW_OPEN, r#"\bwindow\s*\.\s*open\s*\(\s*(?:"([^"]+)"|'([^']+)')"#);
+re!(
+    DOCUMENT_WRITE,
+    r#"\bdocument\s*\.\s*write(?:ln)?\s*\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')"#
+);
+re!(
+    CREATE_ELEMENT,
+    r#"createElement\s*\(\s*["'](iframe|script|frame|embed|object)["']\s*\)"#
+);
+re!(SRC_ASSIGN, r#"\.\s*(?:src|data)\s*=\s*(?:"([^"]+)"|'([^']+)')"#);
+re!(SUBMIT, r"\.\s*submit\s*\(\s*\)");
+
+fn either(c: &regex::Captures<'_>) -> String {
+    c.get(1)
+        .or_else(|| c.get(2))
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default()
+}
+
+/// A captured URL literal, its escapes undone.
+fn url_of(c: &regex::Captures<'_>) -> String {
+    unescape_literal(&either(c))
+}
+
+/// `%XX` and `%uXXXX` (what `unescape` undoes).
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut bytes = Vec::new();
+    let mut i = 0;
+    let flush = |bytes: &mut Vec<u8>, out: &mut String| {
+        if !bytes.is_empty() {
+            out.push_str(&String::from_utf8_lossy(bytes));
+            bytes.clear();
+        }
+    };
+    while i < b.len() {
+        if b[i] == b'%' {
+            if b.get(i + 1) == Some(&b'u')
+                && let Some(h) = s.get(i + 2..i + 6)
+                && let Ok(n) = u32::from_str_radix(h, 16)
+            {
+                flush(&mut bytes, &mut out);
+                out.push(char::from_u32(n).unwrap_or('\u{fffd}'));
+                i += 6;
+                continue;
+            }
+            if let Some(h) = s.get(i + 1..i + 3)
+                && let Ok(n) = u8::from_str_radix(h, 16)
+            {
+                bytes.push(n);
+                i += 3;
+                continue;
+            }
+        }
+        flush(&mut bytes, &mut out);
+        let c = s[i..].chars().next().unwrap_or('\u{fffd}');
+        out.push(c);
+        i += c.len_utf8().max(1);
+    }
+    flush(&mut bytes, &mut out);
+    out
+}
+
+/// The escapes of a JavaScript string literal: `\xNN`, `\uNNNN`, `\u{N}`,
+/// `\n` and friends, `\/`.
+pub fn unescape_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match it.next() {
+            Some('x') => {
+                let h: String = it.by_ref().take(2).collect();
+                match u32::from_str_radix(&h, 16).ok().and_then(char::from_u32) {
+                    Some(ch) => out.push(ch),
+                    None => out.push_str(&h),
+                }
+            }
+            Some('u') => {
+                let h: String = if it.peek() == Some(&'{') {
+                    it.next();
+                    it.by_ref().take_while(|c| *c != '}').take(6).collect()
+                } else {
+                    it.by_ref().take(4).collect()
+                };
+                match u32::from_str_radix(&h, 16).ok().and_then(char::from_u32) {
+                    Some(ch) => out.push(ch),
+                    None => out.push_str(&h),
+                }
+            }
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The script and every layer its simple encodings hide, bounded.
+pub fn layers(source: &str) -> Vec<Layer> {
+    let mut layers = vec![Layer {
+        text: CONCAT.replace_all(source, "").into_owned(),
+        decoded_by: Vec::new(),
+    }];
+    let mut budget = MAX_DECODED_BYTES;
+    let mut start = 0;
+    for _ in 0..MAX_ROUNDS {
+        let end = layers.len();
+        for i in start..end {
+            let mut found: Vec<(String, &'static str)> = Vec::new();
+            let text = &layers[i].text;
+            for c in UNESCAPE.captures_iter(text) {
+                found.push((percent_decode(&either(&c)), "unescape"));
+            }
+            for c in ATOB.captures_iter(text) {
+                let clean: String = either(&c).split_whitespace().collect();
+                // Padding may be missing; add it back.
+                let padded = format!("{clean}{}", "=".repeat((4 - clean.len() % 4) % 4));
+                if let Ok(bytes) = BASE64.decode(padded.as_bytes()) {
+                    found.push((String::from_utf8_lossy(&bytes).into_owned(), "atob"));
+                }
+            }
+            for c in FROM_CHAR_CODE.captures_iter(text) {
+                let s: String = c[1]
+                    .split(',')
+                    .filter_map(|n| {
+                        let n = n.trim();
+                        let v = match n.strip_prefix("0x").or_else(|| n.strip_prefix("0X")) {
+                            Some(h) => u32::from_str_radix(h, 16).ok(),
+                            None => n.parse().ok(),
+                        };
+                        v.and_then(char::from_u32)
+                    })
+                    .collect();
+                found.push((s, "String.fromCharCode"));
+            }
+            for c in ESCAPED_LITERAL.captures_iter(text) {
+                found.push((unescape_literal(&either(&c)), "escapes"));
+            }
+            for (text, how) in found {
+                if layers.len() >= MAX_LAYERS || text.len() > budget {
+                    return layers;
+                }
+                if text.trim().is_empty() || layers.iter().any(|l| l.text == text) {
+                    continue;
+                }
+                budget -= text.len();
+                let mut decoded_by = layers[i].decoded_by.clone();
+                decoded_by.push(how);
+                layers.push(Layer {
+                    text: CONCAT.replace_all(&text, "").into_owned(),
+                    decoded_by,
+                });
+            }
+        }
+        if layers.len() == end {
+            break;
+        }
+        start = end;
+    }
+    layers
+}
+
+/// What one layer of script text points at.
+pub fn targets(text: &str) -> Vec<JsTarget> {
+    let mut out = Vec::new();
+    for c in LOCATION.captures_iter(text) {
+        out.push(JsTarget::Location(url_of(&c)));
+    }
+    for c in LOCATION_CALL.captures_iter(text) {
+        out.push(JsTarget::Location(url_of(&c)));
+    }
+    for c in WINDOW_OPEN.captures_iter(text) {
+        out.push(JsTarget::WindowOpen(url_of(&c)));
+    }
+    for c in DOCUMENT_WRITE.captures_iter(text) {
+        out.push(JsTarget::Markup(unescape_literal(&either(&c))));
+    }
+    if let Some(c) = CREATE_ELEMENT.captures(text) {
+        let tag = c[1].to_ascii_lowercase();
+        for s in SRC_ASSIGN.captures_iter(text) {
+            out.push(JsTarget::CreatedElement {
+                tag: tag.clone(),
+                url: url_of(&s),
+            });
+        }
+    }
+    if SUBMIT.is_match(text) {
+        out.push(JsTarget::SubmitsForm);
+    }
+    // A decoded layer that is itself markup (`document.write(unescape(...))`).
+    let lower = text.trim_start().get(..1).unwrap_or("");
+    if lower == "<" {
+        out.push(JsTarget::Markup(text.to_string()));
+    }
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_targets(js: &str) -> Vec<(JsTarget, Vec<&'static str>)> {
+        layers(js)
+            .into_iter()
+            .flat_map(|l| {
+                targets(&l.text)
+                    .into_iter()
+                    .map(move |t| (t, l.decoded_by.clone()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plain_location_changes() {
+        let t = all_targets(r#"window.location.href = "http://a.example/x"; top.location='/y';"#);
+        assert!(t.contains(&(JsTarget::Location("http://a.example/x".into()), vec![])));
+        assert!(t.contains(&(JsTarget::Location("/y".into()), vec![])));
+        let t = all_targets(r#"location.replace("http://b.example/"); window.open('/pop')"#);
+        assert!(t.contains(&(JsTarget::Location("http://b.example/".into()), vec![])));
+        assert!(t.contains(&(JsTarget::WindowOpen("/pop".into()), vec![])));
+    }
+
+    #[test]
+    fn encodings_are_peeled() {
+        // atob of `location="http://c.example/"`.
+        let b64 = BASE64.encode(br#"location="http://c.example/""#);
+        let t = all_targets(&format!("eval(atob('{b64}'))"));
+        assert!(
+            t.contains(&(JsTarget::Location("http://c.example/".into()), vec!["atob"])),
+            "{t:?}"
+        );
+        let t = all_targets(
+            r#"document.write(unescape("%3Ciframe%20src%3D%22http%3A//d.example/%22%3E"))"#,
+        );
+        assert!(
+            t.iter()
+                .any(|(x, by)| matches!(x, JsTarget::Markup(m) if m.contains("d.example"))
+                    && by == &vec!["unescape"]),
+            "{t:?}"
+        );
+        let codes: Vec<String> = "location='/z'".bytes().map(|b| b.to_string()).collect();
+        let t = all_targets(&format!("eval(String.fromCharCode({}))", codes.join(",")));
+        assert!(
+            t.contains(&(
+                JsTarget::Location("/z".into()),
+                vec!["String.fromCharCode"]
+            )),
+            "{t:?}"
+        );
+        let t = all_targets(r#"var u = "\x68ttp://e.exa" + "mple/"; window.location = u;"#);
+        assert!(t.iter().all(|(x, _)| !matches!(x, JsTarget::Location(_))));
+        let t = all_targets(r#"location = "\x68ttp://e.exa" + "mple/";"#);
+        assert!(
+            t.iter()
+                .any(|(x, _)| x == &JsTarget::Location("http://e.example/".into())),
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn created_elements_and_forms() {
+        let t = all_targets(
+            r#"var f=document.createElement('iframe'); f.src="http://f.example/"; document.forms[0].submit();"#,
+        );
+        assert!(t.iter().any(|(x, _)| x
+            == &JsTarget::CreatedElement {
+                tag: "iframe".into(),
+                url: "http://f.example/".into()
+            }));
+        assert!(t.iter().any(|(x, _)| x == &JsTarget::SubmitsForm));
+    }
+
+    #[test]
+    fn decoding_is_bounded() {
+        // A layer that decodes to itself plus more must stop.
+        let mut js = String::from("atob('");
+        js.push_str(&"QUFB".repeat(100_000));
+        js.push_str("')");
+        let l = layers(&js);
+        assert!(l.len() <= MAX_LAYERS);
+    }
+}

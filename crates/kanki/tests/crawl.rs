@@ -1,0 +1,350 @@
+//! `kanki crawl` against the lab (kanki_crawler::lab) on 127.0.0.1: every
+//! scenario's tree and verdicts, the SSRF guard, cloaking, the limits, and
+//! what is stored and listed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Env;
+use kanki_crawler::lab::{EXPLOIT_MARKER, LabServer, fake_pe};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// A configuration for the lab: its loopback block allowed, short limits,
+/// a YARA rule for the lab's exploit kit, a name mapped to a private address.
+fn lab_env(extra: &str) -> Env {
+    let rules = tempfile::tempdir().unwrap().keep();
+    std::fs::write(
+        rules.join("lab.yar"),
+        format!("rule lab_kit {{ strings: $a = \"{EXPLOIT_MARKER}\" condition: $a }}\n"),
+    )
+    .unwrap();
+    Env::new(&format!(
+        r#"
+[crawler]
+lab_allow = ["127.0.0.0/8"]
+page_timeout = "2s"
+crawl_timeout = "30s"
+max_body_bytes = 1048576
+yara_rules = ["{}"]
+{extra}
+[crawler.hosts]
+"intranet.lab" = "10.0.0.7"
+"#,
+        rules.display()
+    ))
+}
+
+fn crawl(env: &Env, args: &[&str]) -> Vec<Value> {
+    let mut a = vec!["crawl", "--json"];
+    a.extend_from_slice(args);
+    serde_json::from_str(&env.ok(&a)).unwrap()
+}
+
+/// The node of a tree whose URL ends with `suffix`.
+fn node<'a>(tree: &'a Value, suffix: &str) -> &'a Value {
+    tree["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["url"].as_str().unwrap().ends_with(suffix))
+        .unwrap_or_else(|| panic!("no node {suffix} in {tree:#}"))
+}
+
+fn verdict(n: &Value) -> &str {
+    n["verdict"].as_str().unwrap()
+}
+
+#[test]
+fn the_entrance_chain_is_followed_to_the_payload_and_listed() {
+    let lab = LabServer::start(Duration::ZERO).unwrap();
+    let env = lab_env("");
+    let reports = crawl(&env, &[&lab.url("/entrance.html")]);
+    let r = &reports[0];
+    assert_eq!(r["verdict"], "distribution");
+    let t = &r["trees"][0];
+    assert_eq!(t["profile"], "windows-chrome-ja");
+
+    let entrance = node(t, "/entrance.html");
+    assert_eq!(entrance["edge"], "seed");
+    assert_eq!(verdict(entrance), "entrance", "{entrance:#}");
+    assert_eq!(entrance["fetch"]["status"], 200);
+    assert_eq!(entrance["fetch"]["address"], "127.0.0.1");
+    assert_eq!(entrance["triage"]["magic"], "html");
+
+    let inject = node(t, "/js/inject.js");
+    assert_eq!(inject["edge"], "script");
+    assert_eq!(verdict(inject), "redirector");
+    // The hidden iframe was written by a script decoded with atob.
+    let tds = node(t, "/tds");
+    assert_eq!(tds["edge"], "js-write");
+    let flags: Vec<&str> = tds["edge_flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    for f in ["decoded:atob", "tag:iframe", "hidden", "tiny"] {
+        assert!(flags.contains(&f), "{f} missing from {flags:?}");
+    }
+    // The chain of 302s, each hop recorded.
+    for (path, hops) in [("/r1", 1), ("/r2", 2), ("/landing.html", 3)] {
+        let n = node(t, path);
+        assert_eq!(n["edge"], "http-redirect", "{path}");
+        assert_eq!(n["hops"], hops, "{path}");
+        assert_eq!(verdict(n), if path == "/landing.html" { "exploit" } else { "redirector" });
+    }
+    assert_eq!(node(t, "/tds")["fetch"]["status"], 302);
+    let landing = node(t, "/landing.html");
+    assert!(landing["triage"]["yara"][0].as_str().unwrap().ends_with("lab_kit"));
+
+    let pe = node(t, "/payload/setup.exe");
+    assert_eq!(pe["edge"], "js-location");
+    assert!(pe["edge_flags"].to_string().contains("String.fromCharCode"));
+    assert_eq!(pe["triage"]["magic"], "pe");
+    assert_eq!(
+        pe["triage"]["sha256"],
+        hex_sha256(&fake_pe()),
+        "the evidence names the payload's hash"
+    );
+    assert_eq!(verdict(pe), "distribution");
+    assert!(pe["fetch"]["headers"].to_string().contains("application/octet-stream"));
+
+    // Stored and listed, with the crawl as evidence.
+    let crawl_id = r["recorded"]["crawl_id"].as_i64().unwrap();
+    let listed = env.ok(&["indicators", "list", "--source", "crawler", "--json"]);
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    let items = listed["items"].as_array().unwrap();
+    let payload = items
+        .iter()
+        .find(|i| i["value"].as_str().unwrap().ends_with("/payload/setup.exe"))
+        .expect("the payload URL is listed");
+    assert_eq!(payload["category"], "malware-distribution");
+    assert!(items.iter().any(|i| i["category"] == "entrance"));
+    assert!(items.iter().any(|i| i["category"] == "exploit"));
+    let shown = env.ok(&["indicators", "show", payload["value"].as_str().unwrap()]);
+    assert!(shown.contains(&format!("kanki:crawl/{crawl_id}#windows-chrome-ja/")), "{shown}");
+    // The payload itself is kept, named by its hash.
+    assert!(env.dir.path().join("data/evidence").join(hex_sha256(&fake_pe())).exists());
+}
+
+fn hex_sha256(b: &[u8]) -> String {
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn the_text_output_shows_the_tree() {
+    let lab = LabServer::start(Duration::ZERO).unwrap();
+    let env = lab_env("");
+    let out = env.ok(&["crawl", "--dry-run", &lab.url("/entrance.html")]);
+    assert!(out.contains("verdict: distribution"), "{out}");
+    assert!(out.contains("http-redirect"), "{out}");
+    assert!(out.contains("=> entrance"), "{out}");
+    assert!(!out.contains("stored as crawl"), "{out}");
+}
+
+#[test]
+fn cloaking_by_user_agent_and_by_referer_is_detected() {
+    let lab = LabServer::start(Duration::ZERO).unwrap();
+    let env = lab_env("");
+    let r = &crawl(
+        &env,
+        &["--profile", "windows-chrome-ja", "--profile", "android-ja", &lab.url("/mobile.html")],
+    )[0];
+    assert_eq!(r["trees"][0]["verdict"], "clean");
+    let android = &r["trees"][1];
+    assert_eq!(android["profile"], "android-ja");
+    let apk = node(android, "/m/app.apk");
+    assert_eq!(apk["triage"]["magic"], "apk");
+    assert_eq!(verdict(apk), "distribution");
+    let gate = node(android, "/m/gate");
+    assert_eq!(gate["edge"], "iframe");
+    assert!(gate["edge_flags"].to_string().contains("hidden"));
+    let c = &r["cloaking"][0];
+    assert_eq!(c["profiles"][1], "android-ja");
+    assert_eq!(c["verdicts"][0], "clean");
+    assert!(c["only_second"].to_string().contains("/m/app.apk"), "{c}");
+
+    let r = &crawl(
+        &env,
+        &["--profile", "windows-chrome-ja", "--profile", "search-referer-ja", &lab.url("/search.html")],
+    )[0];
+    assert_eq!(r["trees"][0]["verdict"], "clean");
+    let via_search = &r["trees"][1];
+    assert_eq!(node(via_search, "/search.html")["referer"], "https://www.google.co.jp/");
+    let pe = node(via_search, "/payload/setup.exe");
+    assert_eq!(pe["edge"], "meta-refresh");
+    assert_eq!(verdict(pe), "distribution");
+    assert_eq!(r["cloaking"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn plugins_and_auto_submitted_forms_are_edges() {
+    let lab = LabServer::start(Duration::ZERO).unwrap();
+    let env = lab_env("");
+    let reports = crawl(&env, &[&lab.url("/applet.html"), &lab.url("/form.html")]);
+    let applet = &reports[0]["trees"][0];
+    let jar = node(applet, "/java/exploit.jar");
+    assert_eq!(jar["edge"], "applet");
+    assert_eq!(jar["triage"]["magic"], "jar");
+    assert_eq!(verdict(jar), "distribution");
+    assert_eq!(verdict(node(applet, "/applet.html")), "exploit");
+
+    let form = &reports[1]["trees"][0];
+    let tds = node(form, "/tds");
+    assert_eq!(tds["edge"], "form-submit");
+    assert!(tds["edge_flags"].to_string().contains("post"));
+    assert_eq!(verdict(node(form, "/payload/setup.exe")), "distribution");
+}
+
+#[test]
+fn bombs_stalls_and_loops_end_at_their_limits_with_the_reason() {
+    let lab = LabServer::start(Duration::ZERO).unwrap();
+    let env = lab_env("");
+    let reports = crawl(
+        &env,
+        &[&lab.url("/bomb.html"), &lab.url("/slow"), &lab.url("/loop/a")],
+    );
+    let bomb = &reports[0]["trees"][0];
+    let gz = node(bomb, "/bomb/gzip");
+    assert!(
+        gz["fetch"]["stopped"].as_str().unwrap().contains("body limit of 1048576 bytes"),
+        "{gz:#}"
+    );
+    assert_eq!(gz["fetch"]["size"], 1048576);
+    let zip = node(bomb, "/bomb/archive.zip");
+    assert!(zip["triage"]["notes"].to_string().contains("archive bomb limit"), "{zip:#}");
+
+    let slow = &reports[1]["trees"][0]["nodes"][0];
+    assert!(slow["fetch"]["stopped"].as_str().unwrap().contains("page time limit"), "{slow:#}");
+    assert_eq!(verdict(slow), "unknown");
+
+    let lp = &reports[2]["trees"][0];
+    let nodes = lp["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{lp:#}");
+    assert!(nodes[2]["fetch"]["stopped"].as_str().unwrap().contains("redirect loop"));
+    assert!(nodes[2]["fetch"]["status"].is_null(), "the loop is not fetched again");
+}
+
+#[test]
+fn the_ssrf_guard_refuses_private_destinations() {
+    let lab = LabServer::start(Duration::ZERO).unwrap();
+    let env = lab_env("");
+    let t = &crawl(&env, &[&lab.url("/private.html")])[0]["trees"][0];
+    let intranet = node(t, "intranet.lab/");
+    assert_eq!(intranet["fetch"]["refused"], true);
+    assert!(
+        intranet["fetch"]["stopped"].as_str().unwrap().contains("10.0.0.7: private address"),
+        "{intranet:#}"
+    );
+    let redirected = node(t, "192.168.1.1/admin");
+    assert_eq!(redirected["edge"], "http-redirect");
+    assert_eq!(redirected["fetch"]["refused"], true);
+    assert!(redirected["fetch"]["status"].is_null());
+
+    // Without the lab allowlist, a public-looking name that resolves to
+    // 127.0.0.1 is refused, and so is the address itself.
+    let port = lab.addr.port();
+    let strict = Env::new("[crawler.hosts]\n\"public.example\" = \"127.0.0.1\"\n");
+    let reports = crawl(
+        &strict,
+        &[
+            &format!("http://public.example:{port}/entrance.html"),
+            &lab.url("/entrance.html"),
+            &format!("http://[::ffff:127.0.0.1]:{port}/entrance.html"),
+        ],
+    );
+    for r in &reports {
+        let n = &r["trees"][0]["nodes"][0];
+        assert_eq!(n["fetch"]["refused"], true, "{n:#}");
+        assert!(n["fetch"]["status"].is_null());
+        assert_eq!(r["verdict"], "unknown");
+    }
+    assert!(reports[0]["trees"][0]["nodes"][0]["fetch"]["stopped"]
+        .as_str()
+        .unwrap()
+        .contains("loopback"));
+    assert!(reports[2]["trees"][0]["nodes"][0]["fetch"]["stopped"]
+        .as_str()
+        .unwrap()
+        .contains("IPv4-mapped"));
+}
+
+#[test]
+fn bad_arguments_get_clear_errors() {
+    let env = lab_env("");
+    let out = env.run(&["crawl", "--profile", "nokia-3310", "http://x.example/"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown profile \"nokia-3310\""));
+    let out = env.run(&["crawl"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to crawl"));
+}
+
+/// The decoded text body of an .eml file the outbox holds.
+fn eml_body(eml: &str) -> String {
+    let (_, body) = eml.split_once("\r\n\r\n").unwrap();
+    let b64: String = body.split_whitespace().collect();
+    String::from_utf8(data_encoding::BASE64.decode(b64.as_bytes()).unwrap()).unwrap()
+}
+
+fn outbox(env: &Env) -> Vec<String> {
+    let dir = env.dir.path().join("data/outbox");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_notice_with_the_chain_goes_to_the_sites_contact_once() {
+    let lab = LabServer::start(Duration::ZERO).unwrap();
+    let env = lab_env(&format!(
+        "[crawler.notices]\nrdap_base = \"{}\"\nlanguage = \"en\"\nfrom = \"abuse@isp.example\"\n",
+        lab.url("/rdap/")
+    ));
+    // The lab is reached by address: its security.txt names the contact.
+    let r = &crawl(&env, &["--notify", &lab.url("/entrance.html")])[0];
+    assert_eq!(r["notices"][0]["to"], "security@clinic.example");
+    let mails = outbox(&env);
+    assert_eq!(mails.len(), 1);
+    let eml = &mails[0];
+    assert!(eml.contains("From: abuse@isp.example\r\n"), "{eml}");
+    assert!(eml.contains("To: security@clinic.example\r\n"), "{eml}");
+    let body = eml_body(eml);
+    assert!(body.contains("Observed chain"), "{body}");
+    for part in ["/entrance.html", "/js/inject.js", "/landing.html", "/payload/setup.exe"] {
+        assert!(body.contains(part), "{part} missing from\n{body}");
+    }
+    assert!(body.contains(&hex_sha256(&fake_pe())), "{body}");
+    // A second crawl of the same site sends no second notice.
+    let r = &crawl(&env, &["--notify", &lab.url("/entrance.html")])[0];
+    assert_eq!(r["notices"].as_array().unwrap().len(), 0);
+    assert_eq!(outbox(&env).len(), 1);
+}
+
+#[test]
+fn without_security_txt_the_contact_comes_from_rdap_and_the_notice_can_be_japanese() {
+    let lab = LabServer::start(Duration::ZERO).unwrap();
+    let port = lab.addr.port();
+    let env = Env::new(&format!(
+        "[crawler]\nlab_allow = [\"127.0.0.0/8\"]\n[crawler.hosts]\n\"www.clinic.lab\" = \"127.0.0.1\"\n[crawler.notices]\nrdap_base = \"{}\"\n",
+        lab.url("/rdap/")
+    ));
+    let r = &crawl(&env, &["--notify", &format!("http://www.clinic.lab:{port}/entrance.html")])[0];
+    let n = &r["notices"][0];
+    assert_eq!(n["to"], "abuse@registrar-of-clinic.lab.example", "{n:#}");
+    assert!(n["contacts"]["tried"].to_string().contains("security.txt"), "{n:#}");
+    let eml = &outbox(&env)[0];
+    assert!(eml.contains("Subject: =?UTF-8?B?"), "{eml}");
+    let body = eml_body(eml);
+    assert!(body.contains("観測した経路"), "{body}");
+    // The entrance host is marked compromised: its URL is listed, the host
+    // itself stays off the DNS list.
+    let hosts = env.ok(&["hosts", "list"]);
+    assert!(hosts.contains("www.clinic.lab"), "{hosts}");
+}

