@@ -198,12 +198,7 @@ pub fn builtin_profiles() -> Vec<ProfileConfig> {
             "ja,en-US;q=0.9,en;q=0.8",
             Some("https://www.google.co.jp/"),
         ),
-        p(
-            "crawler-plain",
-            "kanki-crawler/0.1",
-            "en",
-            None,
-        ),
+        p("crawler-plain", "kanki-crawler/0.1", "en", None),
     ]
 }
 

@@ -221,7 +221,11 @@ fn visibility_flags(tag: &html5gum::StartTag<()>) -> Vec<String> {
         flags.push("hidden".to_string());
     }
     let px = |s: &str| -> Option<u32> {
-        let d: String = s.trim().chars().take_while(|c| c.is_ascii_digit()).collect();
+        let d: String = s
+            .trim()
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
         d.parse().ok()
     };
     let size = |name: &str| {
@@ -439,7 +443,10 @@ mod tests {
         let base = Url::parse("http://a.example/x").unwrap();
         let h = vec![
             ("location".to_string(), "/next".to_string()),
-            ("refresh".to_string(), "0; url='http://b.example/'".to_string()),
+            (
+                "refresh".to_string(),
+                "0; url='http://b.example/'".to_string(),
+            ),
         ];
         let l = links(&base, Some(302), &h, b"", BodyKind::Other);
         assert!(has(&l, "http://a.example/next", EdgeKind::HttpRedirect));
@@ -459,7 +466,11 @@ mod tests {
             <form id="f" action="/landing" method="post"></form>
             <script>document.getElementById('f').submit();</script></body></html>"#,
         );
-        assert!(has(&l, "http://entrance.example/meta", EdgeKind::MetaRefresh));
+        assert!(has(
+            &l,
+            "http://entrance.example/meta",
+            EdgeKind::MetaRefresh
+        ));
         assert!(has(&l, "http://cdn.example/lib.js", EdgeKind::Script));
         let hidden = l.iter().find(|l| l.url == "http://evil.example/i").unwrap();
         assert_eq!(hidden.edge, EdgeKind::Iframe);
@@ -470,10 +481,22 @@ mod tests {
             .find(|l| l.url == "http://entrance.example/visible")
             .unwrap();
         assert!(visible.flags.is_empty());
-        assert!(has(&l, "http://entrance.example/flash.swf", EdgeKind::Object));
+        assert!(has(
+            &l,
+            "http://entrance.example/flash.swf",
+            EdgeKind::Object
+        ));
         assert!(has(&l, "http://entrance.example/e.pdf", EdgeKind::Embed));
-        assert!(has(&l, "http://entrance.example/java/x.jar", EdgeKind::Applet));
-        assert!(has(&l, "http://entrance.example/landing", EdgeKind::FormSubmit));
+        assert!(has(
+            &l,
+            "http://entrance.example/java/x.jar",
+            EdgeKind::Applet
+        ));
+        assert!(has(
+            &l,
+            "http://entrance.example/landing",
+            EdgeKind::FormSubmit
+        ));
         assert!(!l.iter().any(|l| l.url.ends_with("/ignored")));
     }
 

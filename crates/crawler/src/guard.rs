@@ -32,12 +32,8 @@ pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
                 Some("site-local (deprecated private) address")
             } else if s[0] == 0x64 && s[1] == 0xff9b {
                 // NAT64 (64:ff9b::/96 and /48): judge the embedded IPv4 address.
-                let v4 = Ipv4Addr::new(
-                    (s[6] >> 8) as u8,
-                    s[6] as u8,
-                    (s[7] >> 8) as u8,
-                    s[7] as u8,
-                );
+                let v4 =
+                    Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
                 v4_reason(v4).map(|_| "NAT64 address of a non-public IPv4 address")
             } else if s[0] == 0x2001 && s[1] == 0x0db8 {
                 Some("documentation address")

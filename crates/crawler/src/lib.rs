@@ -188,7 +188,10 @@ impl Crawler {
         let rules = yara::Rules::load(&config.yara_rules)?;
         let (known_bad, bad_lines) = HashList::load(&config.known_bad_hashes)?;
         if bad_lines > 0 {
-            tracing::warn!(bad_lines, "lines of the known-bad hash lists that are not a SHA-256 were ignored");
+            tracing::warn!(
+                bad_lines,
+                "lines of the known-bad hash lists that are not a SHA-256 were ignored"
+            );
         }
         let triager = Triager::new(
             rules,
@@ -253,7 +256,11 @@ impl Crawler {
                 known.sort();
                 format!(
                     "unknown profile {p:?} (known: {})",
-                    known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                    known
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             })?;
             fetchers.push(f.clone());
@@ -262,7 +269,11 @@ impl Crawler {
             futures_util::future::join_all(fetchers.iter().map(|f| self.tree(&url, f.clone())))
                 .await;
         let cloaking = compare(&trees);
-        let verdict = trees.iter().map(|t| t.verdict).min().unwrap_or(Verdict::Unknown);
+        let verdict = trees
+            .iter()
+            .map(|t| t.verdict)
+            .min()
+            .unwrap_or(Verdict::Unknown);
         Ok(CrawlReport {
             seed: url.to_string(),
             verdict,
@@ -303,7 +314,9 @@ impl Crawler {
                         humantime::format_duration(c.crawl_timeout.0)
                     ));
                     tasks.abort_all();
-                    for n in nodes.iter_mut().filter(|n| n.started_ms == 0 && n.fetch.status.is_none() && n.fetch.stopped.is_none()) {
+                    for n in nodes.iter_mut().filter(|n| {
+                        n.started_ms == 0 && n.fetch.status.is_none() && n.fetch.stopped.is_none()
+                    }) {
                         n.fetch.stopped = Some("not answered within the crawl time limit".into());
                     }
                     break;
@@ -329,14 +342,16 @@ impl Crawler {
                 };
                 // A redirect keeps the referer of the request it answers;
                 // anything else is asked for by the page it is on.
-                let referer = if matches!(link.edge, EdgeKind::HttpRedirect | EdgeKind::RefreshHeader) {
-                    parent.referer.clone()
-                } else {
-                    Some(parent.url.clone())
-                };
+                let referer =
+                    if matches!(link.edge, EdgeKind::HttpRedirect | EdgeKind::RefreshHeader) {
+                        parent.referer.clone()
+                    } else {
+                        Some(parent.url.clone())
+                    };
                 let mut child = Node::pending(nodes.len(), Some(id), &link, referer, depth, hops);
                 if redirect && chain_contains(&nodes, id, &link.url) {
-                    child.fetch.stopped = Some("redirect loop: the chain was already at this URL".into());
+                    child.fetch.stopped =
+                        Some("redirect loop: the chain was already at this URL".into());
                 } else if hops > c.max_hops {
                     child.fetch.stopped = Some(format!("hop limit of {} reached", c.max_hops));
                 } else if depth > c.max_depth {
@@ -361,7 +376,11 @@ impl Crawler {
             profile: fetcher.profile().name.clone(),
             started_at,
             elapsed_ms: started.elapsed().as_millis() as u64,
-            verdict: nodes.iter().map(|n| n.verdict).min().unwrap_or(Verdict::Unknown),
+            verdict: nodes
+                .iter()
+                .map(|n| n.verdict)
+                .min()
+                .unwrap_or(Verdict::Unknown),
             stopped,
             nodes,
         }
@@ -429,7 +448,8 @@ impl Crawler {
                     Magic::Javascript => extract::BodyKind::Script,
                     _ => extract::BodyKind::Other,
                 };
-                let links = extract::links(&parsed, fetch.status, &fetch.headers, &fetch.body, kind);
+                let links =
+                    extract::links(&parsed, fetch.status, &fetch.headers, &fetch.body, kind);
                 Done {
                     id,
                     started_ms,
@@ -487,13 +507,14 @@ fn compare(trees: &[Tree]) -> Vec<CloakingSignal> {
             let b = reached(t);
             let only_first: Vec<String> = a.difference(&b).cloned().collect();
             let only_second: Vec<String> = b.difference(&a).cloned().collect();
-            (first.verdict != t.verdict || !only_first.is_empty() || !only_second.is_empty())
-                .then(|| CloakingSignal {
+            (first.verdict != t.verdict || !only_first.is_empty() || !only_second.is_empty()).then(
+                || CloakingSignal {
                     profiles: [first.profile.clone(), t.profile.clone()],
                     verdicts: [first.verdict, t.verdict],
                     only_first,
                     only_second,
-                })
+                },
+            )
         })
         .collect()
 }

@@ -53,7 +53,9 @@ pub fn security_txt_contacts(text: &str) -> Vec<String> {
                 return None;
             }
             let v = v.trim();
-            let addr = v.strip_prefix("mailto:").or_else(|| v.strip_prefix("MAILTO:"))?;
+            let addr = v
+                .strip_prefix("mailto:")
+                .or_else(|| v.strip_prefix("MAILTO:"))?;
             let addr = addr.split('?').next().unwrap_or(addr).trim();
             (addr.contains('@') && !addr.contains(char::is_whitespace)).then(|| addr.to_string())
         })
@@ -76,7 +78,10 @@ pub fn rdap_abuse_emails(json: &[u8]) -> Vec<String> {
                 .and_then(|r| r.as_array())
                 .is_some_and(|r| r.iter().any(|x| x == "abuse"));
             if abuse
-                && let Some(card) = e.get("vcardArray").and_then(|c| c.get(1)).and_then(|c| c.as_array())
+                && let Some(card) = e
+                    .get("vcardArray")
+                    .and_then(|c| c.get(1))
+                    .and_then(|c| c.as_array())
             {
                 for prop in card {
                     if prop.get(0).and_then(|p| p.as_str()) == Some("email")
@@ -105,13 +110,22 @@ impl ContactFinder {
         url: &str,
         parse: fn(&[u8]) -> Vec<String>,
     ) -> Vec<String> {
-        if let Some(v) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(v) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return v.clone();
         }
         let found = match Url::parse(url) {
             Ok(u) => {
                 let f = fetcher.fetch(&u, None).await;
-                if f.status == Some(200) { parse(&f.body) } else { Vec::new() }
+                if f.status == Some(200) {
+                    parse(&f.body)
+                } else {
+                    Vec::new()
+                }
             }
             Err(_) => Vec::new(),
         };
@@ -191,7 +205,9 @@ pub fn evidence_chain(tree: &Tree, entrance: usize) -> Vec<&Node> {
     let mut out = Vec::new();
     let mut stack = vec![entrance];
     while let Some(id) = stack.pop() {
-        let Some(n) = tree.nodes.get(id) else { continue };
+        let Some(n) = tree.nodes.get(id) else {
+            continue;
+        };
         if n.verdict.is_malicious() {
             out.push(n);
         }
@@ -241,7 +257,11 @@ pub fn render_eml(
             tree.started_at.format("%Y-%m-%d %H:%M UTC")
         ));
     }
-    body.push_str(if ja { "観測した経路:\n" } else { "Observed chain:\n" });
+    body.push_str(if ja {
+        "観測した経路:\n"
+    } else {
+        "Observed chain:\n"
+    });
     for n in &chain {
         body.push_str(&format!(
             "  [{}] {} {}\n      {} {} status {} address {} sha256 {}\n",
@@ -271,7 +291,11 @@ pub fn render_eml(
             .collect();
         body.push_str(&format!(
             "{} {}\n",
-            if ja { "連絡先の出典:" } else { "Contact found through:" },
+            if ja {
+                "連絡先の出典:"
+            } else {
+                "Contact found through:"
+            },
             srcs.join(", ")
         ));
     }

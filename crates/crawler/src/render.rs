@@ -68,7 +68,12 @@ fn node(s: &mut String, n: &Node, level: usize) {
         .status
         .map_or_else(|| "---".to_string(), |x| x.to_string());
     let what = n.triage.as_ref().map_or(String::new(), |t| {
-        format!(" {} {}B sha256:{}", t.magic.as_str(), t.size, &t.sha256[..16])
+        format!(
+            " {} {}B sha256:{}",
+            t.magic.as_str(),
+            t.size,
+            &t.sha256[..16]
+        )
     });
     let addr = n
         .fetch

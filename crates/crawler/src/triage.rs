@@ -156,7 +156,9 @@ pub fn magic(body: &[u8], content_type: Option<&str>, path: &str) -> Magic {
         // Java class files and Mach-O fat binaries share a magic; a fat
         // binary has a small architecture count where a class file has
         // its version (45 and up).
-        let n = b.get(4..8).map_or(0, |x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
+        let n = b
+            .get(4..8)
+            .map_or(0, |x| u32::from_be_bytes([x[0], x[1], x[2], x[3]]));
         return if n > 0 && n < 30 {
             Magic::MachO
         } else {
@@ -207,9 +209,11 @@ pub fn magic(body: &[u8], content_type: Option<&str>, path: &str) -> Magic {
     let ct = content_type.unwrap_or("").to_ascii_lowercase();
     if t.starts_with("<!doctype html")
         || t.starts_with("<html")
-        || ["<head", "<body", "<script", "<iframe", "<meta", "<title", "<div"]
-            .iter()
-            .any(|m| t.contains(m))
+        || [
+            "<head", "<body", "<script", "<iframe", "<meta", "<title", "<div",
+        ]
+        .iter()
+        .any(|m| t.contains(m))
     {
         return Magic::Html;
     }
@@ -229,7 +233,9 @@ pub fn magic(body: &[u8], content_type: Option<&str>, path: &str) -> Magic {
 }
 
 fn contains_any(hay: &[u8], needles: &[&[u8]]) -> bool {
-    needles.iter().any(|n| memchr::memmem::find(hay, n).is_some())
+    needles
+        .iter()
+        .any(|n| memchr::memmem::find(hay, n).is_some())
 }
 
 /// An OLE compound file: an MSI, an Office document with or without macros.
@@ -245,7 +251,8 @@ fn ole_kind(b: &[u8]) -> Magic {
         return Magic::Msi;
     }
     if memchr::memmem::find(b, &utf16("_VBA_PROJECT")).is_some()
-        || memchr::memmem::find(b, &utf16("VBA")).is_some() && memchr::memmem::find(b, &utf16("Macros")).is_some()
+        || memchr::memmem::find(b, &utf16("VBA")).is_some()
+            && memchr::memmem::find(b, &utf16("Macros")).is_some()
     {
         return Magic::OfficeMacro;
     }
@@ -274,11 +281,16 @@ fn zip_kind(
         .map(|n| String::from_utf8_lossy(n).into_owned())
         .collect();
     if archive.len() > MAX_ENTRIES {
-        notes.push(format!("{prefix}zip of {} entries: read {MAX_ENTRIES}", archive.len()));
+        notes.push(format!(
+            "{prefix}zip of {} entries: read {MAX_ENTRIES}",
+            archive.len()
+        ));
     }
-    let kind = if names.contains("AndroidManifest.xml") && names.iter().any(|n| n.ends_with(".dex")) {
+    let kind = if names.contains("AndroidManifest.xml") && names.iter().any(|n| n.ends_with(".dex"))
+    {
         Magic::Apk
-    } else if names.contains("META-INF/MANIFEST.MF") || names.iter().any(|n| n.ends_with(".class")) {
+    } else if names.contains("META-INF/MANIFEST.MF") || names.iter().any(|n| n.ends_with(".class"))
+    {
         Magic::Jar
     } else if names.contains("[Content_Types].xml") {
         if names.iter().any(|n| n.ends_with("vbaProject.bin")) {
@@ -416,7 +428,12 @@ impl Triager {
 
     /// Triage without rules or lists (the fuzz target's and tests').
     pub fn plain(archive_depth: u32) -> Self {
-        Triager::new(None, HashList::default(), archive_depth, Duration::from_secs(5))
+        Triager::new(
+            None,
+            HashList::default(),
+            archive_depth,
+            Duration::from_secs(5),
+        )
     }
 
     pub fn triage(&self, body: &[u8], content_type: Option<&str>, path: &str) -> Triage {
@@ -471,25 +488,43 @@ mod tests {
 
     #[test]
     fn types_by_content() {
-        assert_eq!(magic(b"MZ\x90\x00", Some("text/html"), "/a.html"), Magic::Pe);
+        assert_eq!(
+            magic(b"MZ\x90\x00", Some("text/html"), "/a.html"),
+            Magic::Pe
+        );
         assert_eq!(magic(b"\x7fELF\x02", None, "/"), Magic::Elf);
         assert_eq!(magic(b"dex\n035\0", None, "/"), Magic::Dex);
-        assert_eq!(magic(b"%PDF-1.4 /OpenAction /JS", None, "/"), Magic::PdfJavascript);
+        assert_eq!(
+            magic(b"%PDF-1.4 /OpenAction /JS", None, "/"),
+            Magic::PdfJavascript
+        );
         assert_eq!(magic(b"%PDF-1.4 plain", None, "/"), Magic::Pdf);
         assert_eq!(magic(b"<!DOCTYPE html><p>", None, "/"), Magic::Html);
-        assert_eq!(magic(b"var a=1;", Some("application/javascript"), "/"), Magic::Javascript);
-        assert_eq!(magic(b"\xca\xfe\xba\xbe\x00\x00\x00\x34", None, "/"), Magic::JavaClass);
+        assert_eq!(
+            magic(b"var a=1;", Some("application/javascript"), "/"),
+            Magic::Javascript
+        );
+        assert_eq!(
+            magic(b"\xca\xfe\xba\xbe\x00\x00\x00\x34", None, "/"),
+            Magic::JavaClass
+        );
         assert_eq!(magic(b"", None, "/"), Magic::Empty);
     }
 
     #[test]
     fn zips_are_told_apart_and_opened() {
         let t = Triager::plain(3);
-        let apk = zip_of(&[("AndroidManifest.xml", b"<x/>"), ("classes.dex", b"dex\n035\0")]);
+        let apk = zip_of(&[
+            ("AndroidManifest.xml", b"<x/>"),
+            ("classes.dex", b"dex\n035\0"),
+        ]);
         assert_eq!(t.triage(&apk, None, "/a.apk").magic, Magic::Apk);
         let jar = zip_of(&[("META-INF/MANIFEST.MF", b"Manifest-Version: 1.0\n")]);
         assert_eq!(t.triage(&jar, None, "/a.jar").magic, Magic::Jar);
-        let docm = zip_of(&[("[Content_Types].xml", b"<x/>"), ("word/vbaProject.bin", b"x")]);
+        let docm = zip_of(&[
+            ("[Content_Types].xml", b"<x/>"),
+            ("word/vbaProject.bin", b"x"),
+        ]);
         assert_eq!(t.triage(&docm, None, "/").magic, Magic::OfficeMacro);
         // A PE two archives deep.
         let inner = zip_of(&[("setup.exe", b"MZ\x90\x00payload")]);
@@ -500,7 +535,11 @@ mod tests {
         // Not deeper than the limit.
         let tr = Triager::plain(1).triage(&outer, None, "/x.zip");
         assert!(tr.inside.is_empty());
-        assert!(tr.notes.iter().any(|n| n.contains("depth limit")), "{:?}", tr.notes);
+        assert!(
+            tr.notes.iter().any(|n| n.contains("depth limit")),
+            "{:?}",
+            tr.notes
+        );
     }
 
     #[test]
@@ -510,6 +549,10 @@ mod tests {
         let bad = l.add_text(&format!("# list\n{h}  evil.exe\nnot-a-hash\n\n"));
         assert_eq!(bad, 1);
         assert!(l.contains(&Sha256::digest(b"evil").into()));
-        assert!(Triager::new(None, l, 1, Duration::from_secs(1)).triage(b"evil", None, "/").known_bad);
+        assert!(
+            Triager::new(None, l, 1, Duration::from_secs(1))
+                .triage(b"evil", None, "/")
+                .known_bad
+        );
     }
 }

@@ -76,7 +76,8 @@ fn own(node: &Node) -> Option<(Verdict, Vec<String>)> {
         );
     }
     for i in &t.inside {
-        let x = if i.ends_with(Magic::PdfJavascript.as_str()) || i.ends_with(Magic::Flash.as_str()) {
+        let x = if i.ends_with(Magic::PdfJavascript.as_str()) || i.ends_with(Magic::Flash.as_str())
+        {
             Verdict::Exploit
         } else {
             Verdict::Distribution
@@ -127,11 +128,7 @@ pub fn judge(nodes: &mut [Node]) {
             .collect();
         for (j, cv) in &bad_children {
             let c = &nodes[*j];
-            reasons.push(format!(
-                "leads to {} ({cv}) by {}",
-                c.url,
-                edge_words(c)
-            ));
+            reasons.push(format!("leads to {} ({cv}) by {}", c.url, edge_words(c)));
         }
         if verdict.is_none() && !bad_children.is_empty() {
             let n = &nodes[i];

@@ -30,9 +30,9 @@ impl Rules {
                 .map_err(|e| format!("cannot read YARA rule directory {}: {e}", dir.display()))?;
             for e in entries.flatten() {
                 let p = e.path();
-                if p.extension()
-                    .is_some_and(|x| x.eq_ignore_ascii_case("yar") || x.eq_ignore_ascii_case("yara"))
-                {
+                if p.extension().is_some_and(|x| {
+                    x.eq_ignore_ascii_case("yar") || x.eq_ignore_ascii_case("yara")
+                }) {
                     files.push(p);
                 }
             }
@@ -70,7 +70,9 @@ impl Rules {
     }
 
     #[cfg(feature = "yara")]
-    pub fn compile<'a>(sources: impl Iterator<Item = (&'a Path, &'a str)>) -> Result<Rules, String> {
+    pub fn compile<'a>(
+        sources: impl Iterator<Item = (&'a Path, &'a str)>,
+    ) -> Result<Rules, String> {
         let mut compiler = yara_x::Compiler::new();
         for (path, text) in sources {
             let ns = path
@@ -139,9 +141,14 @@ mod tests {
                 .unwrap(),
             vec!["kits:fake_kit".to_string()]
         );
-        assert!(rules.scan(b"clean", Duration::from_secs(5)).unwrap().is_empty());
-        let e = Rules::compile([(Path::new("/r/broken.yar"), "rule { nope")].into_iter())
-            .unwrap_err();
+        assert!(
+            rules
+                .scan(b"clean", Duration::from_secs(5))
+                .unwrap()
+                .is_empty()
+        );
+        let e =
+            Rules::compile([(Path::new("/r/broken.yar"), "rule { nope")].into_iter()).unwrap_err();
         assert!(e.contains("broken.yar"), "{e}");
     }
 }

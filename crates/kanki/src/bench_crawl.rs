@@ -29,9 +29,10 @@ fn pages(seeds: usize, r: &Report) -> anyhow::Result<()> {
         ..Default::default()
     };
     for h in 0..HOSTS {
-        config
-            .hosts
-            .insert(format!("h{h}.lab"), "127.0.0.1".parse().expect("an address"));
+        config.hosts.insert(
+            format!("h{h}.lab"),
+            "127.0.0.1".parse().expect("an address"),
+        );
     }
     let crawler = Crawler::new(&config).map_err(anyhow::Error::msg)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -51,8 +52,16 @@ fn pages(seeds: usize, r: &Report) -> anyhow::Result<()> {
             match done {
                 Ok(Ok(report)) => {
                     for t in &report.trees {
-                        nodes += t.nodes.iter().filter(|n| n.fetch.status == Some(200)).count();
-                        failed += t.nodes.iter().filter(|n| n.fetch.status != Some(200)).count();
+                        nodes += t
+                            .nodes
+                            .iter()
+                            .filter(|n| n.fetch.status == Some(200))
+                            .count();
+                        failed += t
+                            .nodes
+                            .iter()
+                            .filter(|n| n.fetch.status != Some(200))
+                            .count();
                     }
                 }
                 _ => failed += 1,
@@ -119,9 +128,10 @@ fn ten_megabytes() -> Vec<u8> {
 fn yara(r: &Report) -> anyhow::Result<()> {
     let text = hundred_rules();
     let t = Instant::now();
-    let rules = kanki_crawler::yara::Rules::compile(
-        std::iter::once((Path::new("bench.yar"), text.as_str())),
-    )
+    let rules = kanki_crawler::yara::Rules::compile(std::iter::once((
+        Path::new("bench.yar"),
+        text.as_str(),
+    )))
     .map_err(anyhow::Error::msg)?;
     let compile = t.elapsed();
     let body = ten_megabytes();

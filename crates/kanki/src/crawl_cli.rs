@@ -110,7 +110,9 @@ pub fn crawl(config: Config, a: CrawlArgs) -> anyhow::Result<ExitCode> {
                     println!("  listed {url} ({category})");
                 }
                 for h in &rec.marked_hosts {
-                    println!("  marked {h} compromised (its URLs listed, the host kept off the DNS list)");
+                    println!(
+                        "  marked {h} compromised (its URLs listed, the host kept off the DNS list)"
+                    );
                 }
             }
             for n in &notices {

@@ -135,15 +135,26 @@ async fn recheck(
 ) -> anyhow::Result<()> {
     let now = Utc::now();
     if site.role == "entrance" {
-        let report = crawler.crawl(&site.url, &[]).await.map_err(anyhow::Error::msg)?;
+        let report = crawler
+            .crawl(&site.url, &[])
+            .await
+            .map_err(anyhow::Error::msg)?;
         let (id, report) = record(kanki, crawler, finder, report, "recheck").await?;
-        let seed = report.trees.iter().filter_map(|t| t.nodes.first()).map(|n| (n.verdict, n.fetch.status.is_some())).min();
+        let seed = report
+            .trees
+            .iter()
+            .filter_map(|t| t.nodes.first())
+            .map(|n| (n.verdict, n.fetch.status.is_some()))
+            .min();
         let (verdict, online) = seed.unwrap_or((Verdict::Unknown, false));
         let liveness = if online { "online" } else { "offline" };
-        kanki
-            .store
-            .crawl()
-            .record_check(&site.url, liveness, Some(verdict.as_str()), Some(id), now)?;
+        kanki.store.crawl().record_check(
+            &site.url,
+            liveness,
+            Some(verdict.as_str()),
+            Some(id),
+            now,
+        )?;
         if verdict == Verdict::Clean {
             delist(kanki, &site.url, id)?;
         }

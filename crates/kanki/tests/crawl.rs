@@ -93,11 +93,23 @@ fn the_entrance_chain_is_followed_to_the_payload_and_listed() {
         let n = node(t, path);
         assert_eq!(n["edge"], "http-redirect", "{path}");
         assert_eq!(n["hops"], hops, "{path}");
-        assert_eq!(verdict(n), if path == "/landing.html" { "exploit" } else { "redirector" });
+        assert_eq!(
+            verdict(n),
+            if path == "/landing.html" {
+                "exploit"
+            } else {
+                "redirector"
+            }
+        );
     }
     assert_eq!(node(t, "/tds")["fetch"]["status"], 302);
     let landing = node(t, "/landing.html");
-    assert!(landing["triage"]["yara"][0].as_str().unwrap().ends_with("lab_kit"));
+    assert!(
+        landing["triage"]["yara"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("lab_kit")
+    );
 
     let pe = node(t, "/payload/setup.exe");
     assert_eq!(pe["edge"], "js-location");
@@ -109,7 +121,11 @@ fn the_entrance_chain_is_followed_to_the_payload_and_listed() {
         "the evidence names the payload's hash"
     );
     assert_eq!(verdict(pe), "distribution");
-    assert!(pe["fetch"]["headers"].to_string().contains("application/octet-stream"));
+    assert!(
+        pe["fetch"]["headers"]
+            .to_string()
+            .contains("application/octet-stream")
+    );
 
     // Stored and listed, with the crawl as evidence.
     let crawl_id = r["recorded"]["crawl_id"].as_i64().unwrap();
@@ -124,13 +140,25 @@ fn the_entrance_chain_is_followed_to_the_payload_and_listed() {
     assert!(items.iter().any(|i| i["category"] == "entrance"));
     assert!(items.iter().any(|i| i["category"] == "exploit"));
     let shown = env.ok(&["indicators", "show", payload["value"].as_str().unwrap()]);
-    assert!(shown.contains(&format!("kanki:crawl/{crawl_id}#windows-chrome-ja/")), "{shown}");
+    assert!(
+        shown.contains(&format!("kanki:crawl/{crawl_id}#windows-chrome-ja/")),
+        "{shown}"
+    );
     // The payload itself is kept, named by its hash.
-    assert!(env.dir.path().join("data/evidence").join(hex_sha256(&fake_pe())).exists());
+    assert!(
+        env.dir
+            .path()
+            .join("data/evidence")
+            .join(hex_sha256(&fake_pe()))
+            .exists()
+    );
 }
 
 fn hex_sha256(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
 }
 
 #[test]
@@ -150,7 +178,13 @@ fn cloaking_by_user_agent_and_by_referer_is_detected() {
     let env = lab_env("");
     let r = &crawl(
         &env,
-        &["--profile", "windows-chrome-ja", "--profile", "android-ja", &lab.url("/mobile.html")],
+        &[
+            "--profile",
+            "windows-chrome-ja",
+            "--profile",
+            "android-ja",
+            &lab.url("/mobile.html"),
+        ],
     )[0];
     assert_eq!(r["trees"][0]["verdict"], "clean");
     let android = &r["trees"][1];
@@ -168,11 +202,20 @@ fn cloaking_by_user_agent_and_by_referer_is_detected() {
 
     let r = &crawl(
         &env,
-        &["--profile", "windows-chrome-ja", "--profile", "search-referer-ja", &lab.url("/search.html")],
+        &[
+            "--profile",
+            "windows-chrome-ja",
+            "--profile",
+            "search-referer-ja",
+            &lab.url("/search.html"),
+        ],
     )[0];
     assert_eq!(r["trees"][0]["verdict"], "clean");
     let via_search = &r["trees"][1];
-    assert_eq!(node(via_search, "/search.html")["referer"], "https://www.google.co.jp/");
+    assert_eq!(
+        node(via_search, "/search.html")["referer"],
+        "https://www.google.co.jp/"
+    );
     let pe = node(via_search, "/payload/setup.exe");
     assert_eq!(pe["edge"], "meta-refresh");
     assert_eq!(verdict(pe), "distribution");
@@ -204,27 +247,53 @@ fn bombs_stalls_and_loops_end_at_their_limits_with_the_reason() {
     let env = lab_env("");
     let reports = crawl(
         &env,
-        &[&lab.url("/bomb.html"), &lab.url("/slow"), &lab.url("/loop/a")],
+        &[
+            &lab.url("/bomb.html"),
+            &lab.url("/slow"),
+            &lab.url("/loop/a"),
+        ],
     );
     let bomb = &reports[0]["trees"][0];
     let gz = node(bomb, "/bomb/gzip");
     assert!(
-        gz["fetch"]["stopped"].as_str().unwrap().contains("body limit of 1048576 bytes"),
+        gz["fetch"]["stopped"]
+            .as_str()
+            .unwrap()
+            .contains("body limit of 1048576 bytes"),
         "{gz:#}"
     );
     assert_eq!(gz["fetch"]["size"], 1048576);
     let zip = node(bomb, "/bomb/archive.zip");
-    assert!(zip["triage"]["notes"].to_string().contains("archive bomb limit"), "{zip:#}");
+    assert!(
+        zip["triage"]["notes"]
+            .to_string()
+            .contains("archive bomb limit"),
+        "{zip:#}"
+    );
 
     let slow = &reports[1]["trees"][0]["nodes"][0];
-    assert!(slow["fetch"]["stopped"].as_str().unwrap().contains("page time limit"), "{slow:#}");
+    assert!(
+        slow["fetch"]["stopped"]
+            .as_str()
+            .unwrap()
+            .contains("page time limit"),
+        "{slow:#}"
+    );
     assert_eq!(verdict(slow), "unknown");
 
     let lp = &reports[2]["trees"][0];
     let nodes = lp["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3, "{lp:#}");
-    assert!(nodes[2]["fetch"]["stopped"].as_str().unwrap().contains("redirect loop"));
-    assert!(nodes[2]["fetch"]["status"].is_null(), "the loop is not fetched again");
+    assert!(
+        nodes[2]["fetch"]["stopped"]
+            .as_str()
+            .unwrap()
+            .contains("redirect loop")
+    );
+    assert!(
+        nodes[2]["fetch"]["status"].is_null(),
+        "the loop is not fetched again"
+    );
 }
 
 #[test]
@@ -235,7 +304,10 @@ fn the_ssrf_guard_refuses_private_destinations() {
     let intranet = node(t, "intranet.lab/");
     assert_eq!(intranet["fetch"]["refused"], true);
     assert!(
-        intranet["fetch"]["stopped"].as_str().unwrap().contains("10.0.0.7: private address"),
+        intranet["fetch"]["stopped"]
+            .as_str()
+            .unwrap()
+            .contains("10.0.0.7: private address"),
         "{intranet:#}"
     );
     let redirected = node(t, "192.168.1.1/admin");
@@ -261,14 +333,18 @@ fn the_ssrf_guard_refuses_private_destinations() {
         assert!(n["fetch"]["status"].is_null());
         assert_eq!(r["verdict"], "unknown");
     }
-    assert!(reports[0]["trees"][0]["nodes"][0]["fetch"]["stopped"]
-        .as_str()
-        .unwrap()
-        .contains("loopback"));
-    assert!(reports[2]["trees"][0]["nodes"][0]["fetch"]["stopped"]
-        .as_str()
-        .unwrap()
-        .contains("IPv4-mapped"));
+    assert!(
+        reports[0]["trees"][0]["nodes"][0]["fetch"]["stopped"]
+            .as_str()
+            .unwrap()
+            .contains("loopback")
+    );
+    assert!(
+        reports[2]["trees"][0]["nodes"][0]["fetch"]["stopped"]
+            .as_str()
+            .unwrap()
+            .contains("IPv4-mapped")
+    );
 }
 
 #[test]
@@ -317,7 +393,12 @@ fn a_notice_with_the_chain_goes_to_the_sites_contact_once() {
     assert!(eml.contains("To: security@clinic.example\r\n"), "{eml}");
     let body = eml_body(eml);
     assert!(body.contains("Observed chain"), "{body}");
-    for part in ["/entrance.html", "/js/inject.js", "/landing.html", "/payload/setup.exe"] {
+    for part in [
+        "/entrance.html",
+        "/js/inject.js",
+        "/landing.html",
+        "/payload/setup.exe",
+    ] {
         assert!(body.contains(part), "{part} missing from\n{body}");
     }
     assert!(body.contains(&hex_sha256(&fake_pe())), "{body}");
@@ -335,10 +416,19 @@ fn without_security_txt_the_contact_comes_from_rdap_and_the_notice_can_be_japane
         "[crawler]\nlab_allow = [\"127.0.0.0/8\"]\n[crawler.hosts]\n\"www.clinic.lab\" = \"127.0.0.1\"\n[crawler.notices]\nrdap_base = \"{}\"\n",
         lab.url("/rdap/")
     ));
-    let r = &crawl(&env, &["--notify", &format!("http://www.clinic.lab:{port}/entrance.html")])[0];
+    let r = &crawl(
+        &env,
+        &[
+            "--notify",
+            &format!("http://www.clinic.lab:{port}/entrance.html"),
+        ],
+    )[0];
     let n = &r["notices"][0];
     assert_eq!(n["to"], "abuse@registrar-of-clinic.lab.example", "{n:#}");
-    assert!(n["contacts"]["tried"].to_string().contains("security.txt"), "{n:#}");
+    assert!(
+        n["contacts"]["tried"].to_string().contains("security.txt"),
+        "{n:#}"
+    );
     let eml = &outbox(&env)[0];
     assert!(eml.contains("Subject: =?UTF-8?B?"), "{eml}");
     let body = eml_body(eml);

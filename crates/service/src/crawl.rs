@@ -84,7 +84,8 @@ impl Kanki {
             profiles: report.trees.iter().map(|t| t.profile.clone()).collect(),
             cloaking: !report.cloaking.is_empty(),
             origin: origin.into(),
-            report: serde_json::to_string(report).map_err(|e| ServiceError::Invalid(e.to_string()))?,
+            report: serde_json::to_string(report)
+                .map_err(|e| ServiceError::Invalid(e.to_string()))?,
             nodes,
         })?;
         let mut out = RecordedCrawl {
@@ -109,21 +110,21 @@ impl Kanki {
                 {
                     let path = dir.join(&t.sha256);
                     if !path.exists() {
-                        std::fs::create_dir_all(&dir).map_err(crate::io_err(format!(
-                            "cannot create {}",
-                            dir.display()
-                        )))?;
-                        std::fs::write(&path, &n.fetch.body).map_err(crate::io_err(format!(
-                            "cannot write {}",
-                            path.display()
-                        )))?;
+                        std::fs::create_dir_all(&dir)
+                            .map_err(crate::io_err(format!("cannot create {}", dir.display())))?;
+                        std::fs::write(&path, &n.fetch.body)
+                            .map_err(crate::io_err(format!("cannot write {}", path.display())))?;
                         out.bodies_kept += 1;
                     }
                 }
             }
         }
         for (url, (_, n)) in &judged {
-            let role = if n.verdict == Verdict::Entrance { "entrance" } else { "listed" };
+            let role = if n.verdict == Verdict::Entrance {
+                "entrance"
+            } else {
+                "listed"
+            };
             self.store
                 .crawl()
                 .track_site(url, role, n.verdict.as_str(), Some(crawl_id), now)?;
@@ -180,7 +181,8 @@ impl Kanki {
                 },
                 now,
             )?;
-            out.listed.push((norm.value.clone(), ind.category.to_string()));
+            out.listed
+                .push((norm.value.clone(), ind.category.to_string()));
             // A compromised real site: its URL is listed, the host is not.
             if n.verdict == Verdict::Entrance
                 && let Some(host) = &norm.host

@@ -80,7 +80,14 @@ pub trait CrawlBackend: Send + Sync {
     fn nodes_for_url(&self, url: &str, limit: u32) -> Result<Vec<(i64, CrawlNodeRow)>>;
 
     /// Adds a site to re-check, or updates its role and verdict.
-    fn track_site(&self, url: &str, role: &str, verdict: &str, crawl_id: Option<i64>, now: DateTime<Utc>) -> Result<()>;
+    fn track_site(
+        &self,
+        url: &str,
+        role: &str,
+        verdict: &str,
+        crawl_id: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
     /// Records a check: liveness, verdict, crawl; a clean entrance site gets `clean_at`.
     fn record_check(
         &self,
