@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -28,6 +29,8 @@ pub struct Compiled {
 
 impl Compiled {
     /// Reads every binding and identifier from the store and compiles them.
+    /// The bindings are read in id ranges on as many threads as there are
+    /// cores (10M rows must load in seconds at start), then merged.
     pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Compiled, ServiceError> {
         let d = store.directory();
         let generation = d.directory_generation()?;
@@ -35,38 +38,70 @@ impl Compiled {
         d.identifiers(&mut |s, id| {
             owners.insert(s, Arc::from(id));
         })?;
-        // Per kind, subject value → holder number: looked up by &str, so
-        // a row of a known subject allocates nothing.
-        let mut holders: HashMap<SubjectKind, HashMap<String, u32>> = HashMap::new();
-        let mut subjects = Vec::new();
-        let mut b = IndexBuilder::new();
-        d.scan_bindings(&mut |row| {
-            let by_value = holders.entry(row.subject_kind).or_default();
-            let holder = match by_value.get(row.subject) {
-                Some(&h) => h,
-                None => {
-                    let h = subjects.len() as u32;
-                    subjects.push(Subject {
-                        kind: row.subject_kind,
-                        value: row.subject.to_string(),
-                    });
-                    by_value.insert(row.subject.to_string(), h);
-                    h
-                }
-            };
-            b.add(&BindingRef {
-                id: row.id,
-                prefix: row.prefix,
-                ports: row.ports,
-                from: row.from,
-                to: row.to,
-                holder,
-            });
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+        let ranges: Vec<RangeInclusive<i64>> = match d.binding_id_span()? {
+            None => Vec::new(),
+            Some((first, last)) => {
+                let step = ((last - first) / threads + 1).max(1);
+                (0..threads)
+                    .map(|k| first.saturating_add(k * step))
+                    .take_while(|&a| a <= last)
+                    .map(|a| a..=a.saturating_add(step - 1).min(last))
+                    .collect()
+            }
+        };
+        let parts = std::thread::scope(|scope| {
+            let running: Vec<_> = ranges
+                .into_iter()
+                .map(|ids| scope.spawn(move || LoadPart::read(store, ids)))
+                .collect();
+            running
+                .into_iter()
+                .map(|t| t.join().expect("a load thread panicked"))
+                .collect::<Result<Vec<_>, _>>()
         })?;
+
+        // One holder number per subject across the parts; each part is
+        // renumbered and sorted on its own thread, then they are merged.
+        let mut subjects: Vec<Subject> = Vec::new();
+        let mut global: HashMap<&Subject, u32> = HashMap::new();
+        let renumbering: Vec<Vec<u32>> = parts
+            .iter()
+            .map(|p| {
+                p.subjects
+                    .iter()
+                    .map(|s| {
+                        *global.entry(s).or_insert_with(|| {
+                            subjects.push(s.clone());
+                            subjects.len() as u32 - 1
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        drop(global);
+        let builders = std::thread::scope(|scope| {
+            let running: Vec<_> = parts
+                .into_iter()
+                .zip(&renumbering)
+                .map(|(p, to)| {
+                    scope.spawn(move || {
+                        let mut b = p.builder;
+                        b.renumber_holders(to);
+                        b.sort();
+                        b
+                    })
+                })
+                .collect();
+            running
+                .into_iter()
+                .map(|t| t.join().expect("a load thread panicked"))
+                .collect()
+        });
         let subscriber_of = subjects.iter().map(|s| owners.get(s).cloned()).collect();
         Ok(Compiled {
             generation,
-            index: b.build(now.timestamp(), rand_seed()),
+            index: IndexBuilder::merge(builders).build(now.timestamp(), rand_seed()),
             subjects,
             subscriber_of,
         })
@@ -97,6 +132,49 @@ impl Compiled {
     pub fn subscriber_now(&self, addr: IpAddr, now: i64) -> Option<&str> {
         let h = self.index.who_now(addr, now)?;
         self.subscriber_of[h as usize].as_deref()
+    }
+}
+
+/// One load thread's share: its bindings, with holder numbers of its own
+/// (the subjects they name, in the order first seen).
+struct LoadPart {
+    builder: IndexBuilder,
+    subjects: Vec<Subject>,
+}
+
+impl LoadPart {
+    fn read(store: &Store, ids: RangeInclusive<i64>) -> Result<LoadPart, ServiceError> {
+        // Per kind, subject value → holder number: looked up by &str, so a
+        // row of a known subject allocates nothing.
+        let mut holders: HashMap<SubjectKind, foldhash::HashMap<String, u32>> = HashMap::new();
+        let mut part = LoadPart {
+            builder: IndexBuilder::new(),
+            subjects: Vec::new(),
+        };
+        store.directory().scan_bindings(ids, &mut |row| {
+            let by_value = holders.entry(row.subject_kind).or_default();
+            let holder = match by_value.get(row.subject) {
+                Some(&h) => h,
+                None => {
+                    let h = part.subjects.len() as u32;
+                    part.subjects.push(Subject {
+                        kind: row.subject_kind,
+                        value: row.subject.to_string(),
+                    });
+                    by_value.insert(row.subject.to_string(), h);
+                    h
+                }
+            };
+            part.builder.add(&BindingRef {
+                id: row.id,
+                prefix: row.prefix,
+                ports: row.ports,
+                from: row.from,
+                to: row.to,
+                holder,
+            });
+        })?;
+        Ok(part)
     }
 }
 

@@ -1,8 +1,11 @@
 //! [`DirectoryBackend`] for SQLite.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use ipnet::IpNet;
 use kanki_audit::{AuditEntry, AuditRecord, record_hash};
 use kanki_directory::{
     Binding, BindingEvent, BindingOrigin, PortRange, SessionEvent, SessionPhase, Subject,
@@ -343,6 +346,13 @@ fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// A stored prefix, `address/length`. ipnet's own parser is several times
+/// slower (it boxes a closure per attempt), and a start parses millions.
+fn parse_prefix(s: &str) -> Option<IpNet> {
+    let (addr, len) = s.split_once('/')?;
+    IpNet::new(addr.parse::<IpAddr>().ok()?, len.parse().ok()?).ok()
+}
+
 fn text<'r>(r: &'r Row, i: usize) -> rusqlite::Result<&'r str> {
     r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)
 }
@@ -635,14 +645,20 @@ impl DirectoryBackend for SqliteBackend {
         })
     }
 
-    fn scan_bindings(&self, f: &mut dyn FnMut(BindingScan<'_>)) -> Result<()> {
+    fn scan_bindings(
+        &self,
+        ids: RangeInclusive<i64>,
+        f: &mut dyn FnMut(BindingScan<'_>),
+    ) -> Result<()> {
         self.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT id, subject_kind, subject, prefix, port_first, port_last, from_ts, to_ts FROM bindings",
+                "SELECT id, subject_kind, subject, prefix, port_first, port_last, from_ts, to_ts \
+                 FROM bindings WHERE id BETWEEN ?1 AND ?2",
             )?;
-            let mut rows = stmt.query([])?;
+            let mut rows = stmt.query([ids.start(), ids.end()])?;
             while let Some(r) = rows.next()? {
-                let (Ok(kind), Ok(prefix)) = (text(r, 1)?.parse(), text(r, 3)?.parse()) else {
+                let (Ok(kind), Some(prefix)) = (text(r, 1)?.parse(), parse_prefix(text(r, 3)?))
+                else {
                     continue; // written by this code, so never; skip rather than fail a start
                 };
                 let ports = match (r.get::<_, Option<u16>>(4)?, r.get::<_, Option<u16>>(5)?) {
@@ -660,6 +676,16 @@ impl DirectoryBackend for SqliteBackend {
                 });
             }
             Ok(())
+        })
+    }
+
+    fn binding_id_span(&self) -> Result<Option<(i64, i64)>> {
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT min(id), max(id) FROM bindings", [], |r| {
+                    Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?))
+                })?,
+            )
         })
     }
 
