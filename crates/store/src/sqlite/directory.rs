@@ -1,6 +1,5 @@
 //! [`DirectoryBackend`] for SQLite.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
@@ -252,53 +251,83 @@ impl Apply<'_> {
         };
         let session_key = format!("{}/{}/", e.nas, e.session_id);
         let detail = serde_json_detail(e);
-        for prefix in &e.prefixes {
-            let new = Binding {
-                subject: e.subject.clone(),
-                prefix: *prefix,
-                ports: None,
-                from: started,
-                to: (e.phase == SessionPhase::Stop).then_some(e.at),
-                origin,
-                key: format!("{session_key}{prefix}"),
-                reporter: Some(e.nas.clone()),
-            };
-            let phase = e.phase;
-            self.put(new, Some(&detail), |old, new| {
-                let mut m = old.clone();
-                m.from = old.from.min(new.from);
-                if phase == SessionPhase::Stop {
-                    // A later Stop moves the end; a replay or an older one
-                    // does not.
-                    m.to = Some(
-                        old.to
-                            .map_or(new.to.unwrap_or(e.at), |t| t.max(new.to.unwrap_or(t))),
-                    );
-                }
-                m
-            })?;
+        let stop = e.phase == SessionPhase::Stop;
+        let prefixes: Vec<String> = e.prefixes.iter().map(|p| p.to_string()).collect();
+        let keys: Vec<String> = prefixes
+            .iter()
+            .map(|p| format!("{session_key}{p}"))
+            .collect();
+        for (prefix, key) in prefixes.iter().zip(&keys) {
+            // One statement per record, on the RADIUS server's hot path: a
+            // new session is inserted; a known one keeps its subject and
+            // detail, takes the earlier start, and on a Stop the later end
+            // (a replay or an older Stop changes nothing).
+            // (No RETURNING: SQLite buffers its rows in a temporary table
+            // opened and closed per statement, which costs more than the
+            // read of an updated row's id.)
+            let before = self.tx.last_insert_rowid();
+            let written = self
+                .tx
+                .prepare_cached(
+                    "INSERT INTO bindings (origin, key, subject_kind, subject, prefix, from_ts,
+                        to_ts, reporter, detail, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (origin, key) DO UPDATE SET
+                        from_ts = min(from_ts, excluded.from_ts),
+                        to_ts = CASE WHEN ?11 THEN max(coalesce(to_ts, excluded.to_ts), excluded.to_ts)
+                                ELSE to_ts END,
+                        updated_at = excluded.updated_at
+                     WHERE excluded.from_ts < from_ts
+                        OR (?11 AND (to_ts IS NULL OR to_ts < excluded.to_ts))",
+                )?
+                .execute(params![
+                    origin.as_str(),
+                    key,
+                    e.subject.kind.as_str(),
+                    e.subject.value,
+                    prefix,
+                    ts(started),
+                    stop.then(|| ts(e.at)),
+                    e.nas,
+                    detail,
+                    self.now,
+                    stop,
+                ])?;
+            let after = self.tx.last_insert_rowid();
+            if written == 0 {
+                self.counts.unchanged += 1;
+            } else if after != before {
+                // An insert moves the connection's last inserted row id;
+                // an update leaves it.
+                self.counts.added += 1;
+                self.changed.push(after);
+            } else {
+                self.counts.updated += 1;
+                let id = self
+                    .tx
+                    .prepare_cached("SELECT id FROM bindings WHERE origin = ?1 AND key = ?2")?
+                    .query_row(params![origin.as_str(), key], |r| r.get(0))?;
+                self.changed.push(id);
+            }
         }
         // A prefix the session no longer reports has been given up.
         if e.phase != SessionPhase::Start {
-            let keep: HashSet<String> = e
-                .prefixes
-                .iter()
-                .map(|p| format!("{session_key}{p}"))
-                .collect();
             let upper = format!("{}/{}0", e.nas, e.session_id); // '0' follows '/'
-            let open: Vec<(i64, String)> = self
-                .tx
-                .prepare_cached(
-                    "SELECT id, key FROM bindings WHERE origin = ?1 AND key >= ?2 AND key < ?3 AND to_ts IS NULL",
-                )?
-                .query_map(params![origin.as_str(), session_key, upper], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            for (id, key) in open {
-                if !keep.contains(&key) {
-                    self.close(id, e.at)?;
+            let mut given_up = Vec::new();
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT id, key FROM bindings WHERE origin = ?1 AND key >= ?2 AND key < ?3 AND to_ts IS NULL",
+            )?;
+            let mut open = stmt.query(params![origin.as_str(), session_key, upper])?;
+            while let Some(r) = open.next()? {
+                let key = text(r, 1)?;
+                if !keys.iter().any(|k| k == key) {
+                    given_up.push(r.get::<_, i64>(0)?);
                 }
+            }
+            drop(open);
+            drop(stmt);
+            for id in given_up {
+                self.close(id, e.at)?;
             }
         }
         Ok(())
