@@ -137,9 +137,6 @@ fn bind_and_unbound_follow_the_primary_by_axfr_notify_and_ixfr() {
     let rpz_port = free_port();
     let bind_port = free_port();
     let unbound_port = free_port();
-    let env0 = tempfile::tempdir().unwrap();
-    let consent = env0.path().join("consenting.txt");
-    fs::write(&consent, "127.0.0.1\n").unwrap();
     let env = Env::new(&format!(
         r#"
 [rpz]
@@ -163,7 +160,6 @@ tsig_key = "kanki-key"
 [[rpz.zones]]
 name = "consent.rpz.kanki"
 client_scope = ["127.0.0.0/8"]
-consent_file = "{consent}"
 notify = ["127.0.0.1:{bind_port}"]
 tsig_key = "kanki-key"
 
@@ -176,9 +172,24 @@ notify = ["127.0.0.1:{unbound_port}"]
 name = "kanki-key"
 algorithm = "hmac-sha256"
 secret = "{SECRET}"
-"#,
-        consent = consent.display()
+"#
     ));
+    // Client scope from the subscriber directory: S1 (127.0.0.1, static)
+    // consents, S2 (127.0.0.2) not yet.
+    let subs = env.dir.path().join("subscribers.csv");
+    fs::write(
+        &subs,
+        "id,email,language,consent\nS1,s1@example.jp,ja,yes\nS2,s2@example.jp,en,no\n",
+    )
+    .unwrap();
+    env.ok(&["subscribers", "import", subs.to_str().unwrap()]);
+    let statics = env.dir.path().join("static.csv");
+    fs::write(
+        &statics,
+        "subscriber,prefix,from,to\nS1,127.0.0.1/32,2020-01-01T00:00:00Z,\nS2,127.0.0.2/32,2020-01-01T00:00:00Z,\n",
+    )
+    .unwrap();
+    env.ok(&["bindings", "import", "--format", "static", statics.to_str().unwrap()]);
     let list = env.dir.path().join("list.txt");
     fs::write(&list, "bad.example\n").unwrap();
     env.ok(&["import", "--format", "plain", list.to_str().unwrap()]);
@@ -370,11 +381,10 @@ secret = "{SECRET}"
         "{ulog}"
     );
 
-    // Consent given: the client scope follows its file.
-    fs::write(&consent, "127.0.0.1\n127.0.0.2\n").unwrap();
-    // (the file's time must move; give coarse clocks a moment)
-    eventually(15, "127.0.0.2 blocked after consenting", || {
-        let a = dig(&[
+    // Consent given, then revoked: the client scope follows the directory
+    // and BIND gets it by NOTIFY and IXFR.
+    let from_127_0_0_2 = || {
+        dig(&[
             "-b",
             "127.0.0.2",
             "-p",
@@ -382,12 +392,16 @@ secret = "{SECRET}"
             "@127.0.0.1",
             "bad.example",
             "A",
-        ]);
-        if a.status != "NXDOMAIN" {
-            // Bump the file so the primary sees a new modification time.
-            let _ = fs::write(&consent, "127.0.0.1\n127.0.0.2\n");
-        }
-        a.status == "NXDOMAIN"
+        ])
+        .status
+    };
+    env.ok(&["consent", "grant", "S2", "--channel", "web"]);
+    eventually(15, "127.0.0.2 blocked after consenting", || {
+        from_127_0_0_2() == "NXDOMAIN"
+    });
+    env.ok(&["consent", "revoke", "S2", "--channel", "phone"]);
+    eventually(15, "127.0.0.2 answered unmodified after revoking", || {
+        from_127_0_0_2() == "NOERROR"
     });
 
     // A restart keeps the journal: IXFR from the first serial still works.

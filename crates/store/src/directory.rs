@@ -164,6 +164,11 @@ pub trait DirectoryBackend: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<(BindingCounts, ChangedBindings)>;
 
+    /// The prefixes statically assigned, at `now`, to subscribers who
+    /// consent (for RPZ client scoping, which can follow only static
+    /// assignments).
+    fn consenting_static_prefixes(&self, now: DateTime<Utc>) -> Result<Vec<ipnet::IpNet>>;
+
     /// Every binding whose id lies in `ids`, in id order, compactly, for
     /// the index. A start reads disjoint id ranges on parallel threads
     /// ([`binding_id_span`](Self::binding_id_span) gives the whole range).

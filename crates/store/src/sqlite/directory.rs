@@ -639,6 +639,27 @@ impl DirectoryBackend for SqliteBackend {
         })
     }
 
+    fn consenting_static_prefixes(&self, now: DateTime<Utc>) -> Result<Vec<IpNet>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "WITH names (kind, value, subscriber_id) AS (
+                     SELECT kind, value, subscriber_id FROM subscriber_identifiers
+                     UNION ALL SELECT 'subscriber', id, id FROM subscribers)
+                 SELECT DISTINCT b.prefix FROM bindings b
+                 JOIN names n ON n.kind = b.subject_kind AND n.value = b.subject
+                 JOIN subscribers s ON s.id = n.subscriber_id
+                 WHERE b.origin = ?1 AND s.consent = 1
+                   AND b.from_ts <= ?2 AND (b.to_ts IS NULL OR b.to_ts > ?2)",
+            )?;
+            let mut rows = stmt.query(params![BindingOrigin::Static.as_str(), ts(now)])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.extend(parse_prefix(text(r, 0)?));
+            }
+            Ok(out)
+        })
+    }
+
     fn apply_bindings(
         &self,
         origin: BindingOrigin,
