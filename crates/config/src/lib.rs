@@ -15,10 +15,12 @@ use serde::{Deserialize, Serialize};
 
 mod directory;
 mod duration;
+mod front;
 mod rpz;
 
 pub use directory::{AuditConfig, DirectoryConfig, NasConfig, RadiusConfig};
 pub use duration::HumanDuration;
+pub use front::{DnsConfig, WarningConfig};
 pub use rpz::{
     RpzConfig, RpzZoneConfig, TSIG_ALGORITHMS, TsigKeyConfig, decode_secret, parse_prefix,
 };
@@ -44,6 +46,9 @@ pub struct Config {
     pub directory: DirectoryConfig,
     pub audit: AuditConfig,
     pub radius: RadiusConfig,
+    /// The consent-aware DNS front (`kanki serve`), off until `listen` is set.
+    pub dns: DnsConfig,
+    pub warning: WarningConfig,
 }
 
 impl Default for Config {
@@ -62,6 +67,8 @@ impl Default for Config {
             directory: DirectoryConfig::default(),
             audit: AuditConfig::default(),
             radius: RadiusConfig::default(),
+            dns: DnsConfig::default(),
+            warning: WarningConfig::default(),
         }
     }
 }
@@ -502,6 +509,7 @@ impl Config {
             }
         }
         self.rpz.validate()?;
+        self.dns.validate()?;
         if self.indicators.default_confidence > 100 {
             return Err((
                 "indicators.default_confidence".into(),

@@ -189,7 +189,13 @@ secret = "{SECRET}"
         "subscriber,prefix,from,to\nS1,127.0.0.1/32,2020-01-01T00:00:00Z,\nS2,127.0.0.2/32,2020-01-01T00:00:00Z,\n",
     )
     .unwrap();
-    env.ok(&["bindings", "import", "--format", "static", statics.to_str().unwrap()]);
+    env.ok(&[
+        "bindings",
+        "import",
+        "--format",
+        "static",
+        statics.to_str().unwrap(),
+    ]);
     let list = env.dir.path().join("list.txt");
     fs::write(&list, "bad.example\n").unwrap();
     env.ok(&["import", "--format", "plain", list.to_str().unwrap()]);

@@ -4,6 +4,7 @@
 //! front ends cannot drift apart.
 
 pub mod directory;
+pub mod front;
 
 use std::fs::File;
 use std::io::{Read, Write};
