@@ -4,6 +4,7 @@ mod bench;
 mod bench_directory;
 mod cli;
 mod directory_cli;
+mod front;
 mod progress;
 mod rpz;
 mod serve;

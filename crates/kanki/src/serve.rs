@@ -26,6 +26,7 @@ use kanki_config::{Config, FeedConfig};
 use kanki_policy::{PolicyHandle, Snapshot};
 use kanki_service::Kanki;
 use kanki_service::directory::Directory;
+use kanki_service::front::{Garden, Passes};
 use tokio::sync::Notify;
 
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -46,6 +47,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let kanki = Arc::new(tokio::task::spawn_blocking(move || Kanki::open(config)).await??);
     let mut metrics = Metrics::new();
     let rpz = crate::rpz::setup(&kanki, &mut metrics.registry)?;
+    let front_stats = crate::front::stats(&kanki.config, &mut metrics.registry);
     let metrics = Arc::new(metrics);
 
     let snapshot = {
@@ -80,8 +82,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         policy: policy.clone(),
         metrics: metrics.clone(),
         list_changed: list_changed.clone(),
-        directory,
+        directory: directory.clone(),
     };
+    // Shared by the DNS front and the warning page.
+    let passes = Arc::new(Passes::new(kanki.config.warning.proceed_for.0));
+    let garden = Arc::new(Garden::new(kanki.config.dns.garden_allow.clone()));
+    if let Some(stats) = front_stats {
+        let decider = crate::front::PolicyDecider {
+            policy: policy.clone(),
+            directory: directory.clone(),
+            passes: passes.clone(),
+            garden: garden.clone(),
+        };
+        crate::front::spawn(&kanki.config, decider, stats).await?;
+    }
 
     if let Some((server, opts)) = rpz {
         crate::rpz::spawn(server, opts, kanki.clone(), policy.clone()).await?;

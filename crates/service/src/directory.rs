@@ -262,6 +262,21 @@ impl Directory {
         self.consent.load().contains(subscriber)
     }
 
+    /// Calls `f` with the subscriber behind `addr` now, if exactly one
+    /// holds it, and whether they consent. Allocates nothing and takes no
+    /// lock: the DNS front asks this for every query.
+    #[inline]
+    pub fn with_subscriber_now<R>(
+        &self,
+        addr: IpAddr,
+        now: i64,
+        f: impl FnOnce(&str, bool) -> R,
+    ) -> Option<R> {
+        let compiled = self.compiled.load();
+        let subscriber = compiled.subscriber_now(addr, now)?;
+        Some(f(subscriber, self.consent.load().contains(subscriber)))
+    }
+
     /// The consenting subscriber behind `addr` now, if there is one: the
     /// question the DNS front asks for each query.
     pub fn consenting_subscriber_now(&self, addr: IpAddr, now: i64) -> Option<String> {
