@@ -39,7 +39,10 @@ pub enum Decision {
     /// Answer with the warning address: the name is listed (by these
     /// indicators) for a consenting subscriber, or the subscriber is in the
     /// walled garden.
-    Warn { indicator: Option<i64>, garden: bool },
+    Warn {
+        indicator: Option<i64>,
+        garden: bool,
+    },
 }
 
 /// Decides per query from the client address and the question name
@@ -123,7 +126,11 @@ impl Default for FrontStats {
     fn default() -> Self {
         let queries = Family::<TransportLabel, Counter>::default();
         let answers = Family::<KindLabel, Counter>::default();
-        let t = |t| queries.get_or_create(&TransportLabel { transport: t }).clone();
+        let t = |t| {
+            queries
+                .get_or_create(&TransportLabel { transport: t })
+                .clone()
+        };
         let a = |k| answers.get_or_create(&KindLabel { kind: k }).clone();
         FrontStats {
             udp: t("udp"),
@@ -143,7 +150,10 @@ impl Default for FrontStats {
             rate_limited: Counter::default(),
             malformed: Counter::default(),
             upstream_seconds: Histogram::new(
-                [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5].into_iter(),
+                [
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                ]
+                .into_iter(),
             ),
         }
     }
@@ -152,47 +162,47 @@ impl Default for FrontStats {
 impl FrontStats {
     pub fn register(&self, r: &mut Registry) {
         r.register(
-            "kanki_dns_queries",
+            "dns_queries",
             "DNS front queries received",
             self.queries.clone(),
         );
         r.register(
-            "kanki_dns_answers",
+            "dns_answers",
             "DNS front answers by kind (forwarded, cached, warning, garden, servfail, error)",
             self.answers.clone(),
         );
         r.register(
-            "kanki_dns_policy_hits",
+            "dns_policy_hits",
             "Queries answered with the warning address for a listed name",
             self.policy_hits.clone(),
         );
         r.register(
-            "kanki_dns_forwards",
+            "dns_forwards",
             "Queries sent to an upstream",
             self.forwards.clone(),
         );
         r.register(
-            "kanki_dns_cache_hits",
+            "dns_cache_hits",
             "Queries answered from the response cache",
             self.cache_hits.clone(),
         );
         r.register(
-            "kanki_dns_refused",
+            "dns_refused",
             "Queries refused (client outside dns.clients, or not class IN)",
             self.refused.clone(),
         );
         r.register(
-            "kanki_dns_rate_limited",
+            "dns_rate_limited",
             "Queries dropped by the per-prefix rate limit",
             self.rate_limited.clone(),
         );
         r.register(
-            "kanki_dns_malformed",
+            "dns_malformed",
             "Malformed messages, dropped or answered FORMERR/NOTIMP/BADVERS",
             self.malformed.clone(),
         );
         r.register(
-            "kanki_dns_upstream_seconds",
+            "dns_upstream_seconds",
             "Upstream answer latency",
             self.upstream_seconds.clone(),
         );
@@ -217,7 +227,8 @@ impl RateLimiter {
             b.retain(|_, (_, at)| now.saturating_duration_since(*at) < Duration::from_secs(10));
         }
         let (tokens, at) = b.entry(key).or_insert((burst, now));
-        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.rate).min(burst);
+        *tokens =
+            (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.rate).min(burst);
         *at = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -252,7 +263,8 @@ impl Front {
         decider: Arc<dyn Decider>,
         stats: Arc<FrontStats>,
     ) -> io::Result<Front> {
-        let upstreams = upstream::Upstreams::connect(&opts.upstreams, opts.upstream_timeout).await?;
+        let upstreams =
+            upstream::Upstreams::connect(&opts.upstreams, opts.upstream_timeout).await?;
         Ok(Front {
             cache: cache::Cache::new(opts.cache_entries),
             limiter: (opts.rate_limit > 0).then(|| RateLimiter {
@@ -271,15 +283,18 @@ impl Front {
             IpAddr::V6(a) => a.to_ipv4_mapped().map_or(client, IpAddr::V4),
             v4 => v4,
         };
-        self.opts.clients.iter().any(|&(net, len)| match (net, client) {
-            (IpAddr::V4(n), IpAddr::V4(c)) => {
-                len == 0 || (u32::from(n) ^ u32::from(c)) >> (32 - len.min(32) as u32) == 0
-            }
-            (IpAddr::V6(n), IpAddr::V6(c)) => {
-                len == 0 || (u128::from(n) ^ u128::from(c)) >> (128 - len.min(128) as u32) == 0
-            }
-            _ => false,
-        })
+        self.opts
+            .clients
+            .iter()
+            .any(|&(net, len)| match (net, client) {
+                (IpAddr::V4(n), IpAddr::V4(c)) => {
+                    len == 0 || (u32::from(n) ^ u32::from(c)) >> (32 - len.min(32) as u32) == 0
+                }
+                (IpAddr::V6(n), IpAddr::V6(c)) => {
+                    len == 0 || (u128::from(n) ^ u128::from(c)) >> (128 - len.min(128) as u32) == 0
+                }
+                _ => false,
+            })
     }
 
     /// Everything but forwarding: checks, the decision, the cache.
@@ -303,7 +318,8 @@ impl Front {
         if !self.client_allowed(client) {
             self.stats.refused.inc();
             self.stats.errors.inc();
-            return wire::error_answer(packet, wire::RCODE_REFUSED).map_or(Step::Nothing, Step::Reply);
+            return wire::error_answer(packet, wire::RCODE_REFUSED)
+                .map_or(Step::Nothing, Step::Reply);
         }
         let now = Instant::now();
         if let Some(l) = &self.limiter

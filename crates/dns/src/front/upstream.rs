@@ -137,7 +137,10 @@ impl Upstreams {
         let mut out = packet.to_vec();
         out[..2].copy_from_slice(&id.to_be_bytes());
         let answered = match s.socket.send(&out).await {
-            Ok(_) => tokio::time::timeout(self.timeout, rx).await.ok().and_then(Result::ok),
+            Ok(_) => tokio::time::timeout(self.timeout, rx)
+                .await
+                .ok()
+                .and_then(Result::ok),
             Err(_) => None,
         };
         s.waiting

@@ -34,7 +34,8 @@ pub struct Query<'a> {
 impl Query<'_> {
     /// The largest response the client takes over UDP.
     pub fn udp_limit(&self) -> usize {
-        self.edns.map_or(512, |e| e.udp_size.clamp(512, 4096) as usize)
+        self.edns
+            .map_or(512, |e| e.udp_size.clamp(512, 4096) as usize)
     }
 
     pub fn recursion_desired(&self) -> bool {
@@ -258,12 +259,7 @@ pub fn error_answer(packet: &[u8], rcode: u16) -> Option<Vec<u8>> {
         id,
         flags,
         rcode,
-        [
-            u16::from(question.is_some()),
-            0,
-            0,
-            u16::from(with_opt),
-        ],
+        [u16::from(question.is_some()), 0, 0, u16::from(with_opt)],
     );
     if let Some(end) = question {
         out.extend_from_slice(&packet[12..end + 4]);
@@ -298,7 +294,12 @@ pub fn warning_answer(
         q.id,
         q.flags,
         0,
-        [1, u16::from(rdata.is_some()), 0, u16::from(q.edns.is_some())],
+        [
+            1,
+            u16::from(rdata.is_some()),
+            0,
+            u16::from(q.edns.is_some()),
+        ],
     );
     out.extend_from_slice(&packet[12..q.question_end]);
     if let Some((rtype, data)) = rdata {

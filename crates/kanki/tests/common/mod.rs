@@ -1,6 +1,8 @@
 //! Running the real `kanki` binary in tests.
 #![allow(dead_code)]
 
+pub mod resolvers;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
