@@ -30,7 +30,11 @@ upstream_timeout = "300ms"
 clients = ["127.0.0.1/32", "127.0.0.2/32", "127.0.0.3/32"]
 warning_v4 = "192.0.2.80"
 warning_v6 = "2001:db8::80"
-"#
+query_log = "{log}"
+"#,
+        log = std::env::temp_dir()
+            .join(format!("kanki-front-test-{dns_port}.log"))
+            .display()
     ));
     let dir = env.dir.path();
     // Unbound, authoritative for a private root zone.
@@ -158,6 +162,16 @@ warning_v6 = "2001:db8::80"
     assert!(metric(&api, "kanki_dns_policy_hits_total") >= 3.0);
     assert!(metric(&api, "kanki_dns_refused_total") >= 1.0);
     assert!(metric(&api, "kanki_dns_cache_hits_total") >= 1.0);
+
+    // The debugging query log, turned on here: one line per query, by day.
+    let day = chrono::Utc::now().format("%Y-%m-%d");
+    let log = std::env::temp_dir().join(format!("kanki-front-test-{dns_port}.log.{day}"));
+    eventually(5, "the query log written", || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        text.contains("127.0.0.1 www.bad.example. 1 warning")
+            && text.contains("127.0.0.2 www.bad.example. 1 forwarded")
+    });
+    let _ = fs::remove_file(&log);
 
     // A revocation reaches the front within a second.
     let revoked = Instant::now();

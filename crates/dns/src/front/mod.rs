@@ -9,9 +9,11 @@
 //!   the decision per query ([`Decider`], given by `kanki serve`), counters.
 //!
 //! Per query, the consent check is covered by the subscriber's consent and
-//! is not written to the audit log; no query is logged (DESIGN.md).
+//! is not written to the audit log; no query is logged (DESIGN.md) unless
+//! an operator turns the debugging query log on.
 
 pub mod cache;
+mod query_log;
 pub mod upstream;
 pub mod wire;
 
@@ -67,6 +69,8 @@ pub struct FrontOptions {
     pub cache_entries: usize,
     /// Queries per second per client /24 or /56; 0: unlimited.
     pub rate_limit: u32,
+    /// A debugging log of every query, and how long its files are kept.
+    pub query_log: Option<(std::path::PathBuf, Duration)>,
 }
 
 impl FrontOptions {
@@ -86,6 +90,7 @@ impl FrontOptions {
             ede_code: if c.ede == "blocked" { 15 } else { 17 },
             cache_entries: c.cache_entries,
             rate_limit: c.rate_limit,
+            query_log: c.query_log.clone().map(|p| (p, c.query_log_retention.0)),
         })
     }
 }
@@ -246,6 +251,7 @@ pub struct Front {
     cache: cache::Cache,
     upstreams: upstream::Upstreams,
     limiter: Option<RateLimiter>,
+    query_log: Option<query_log::QueryLog>,
     pub stats: Arc<FrontStats>,
 }
 
@@ -271,6 +277,10 @@ impl Front {
                 rate: opts.rate_limit as f64,
                 buckets: Mutex::new(HashMap::new()),
             }),
+            query_log: opts
+                .query_log
+                .clone()
+                .map(|(path, keep)| query_log::QueryLog::start(path, keep)),
             upstreams,
             decider,
             stats,
@@ -333,6 +343,7 @@ impl Front {
             && let Decision::Warn { indicator, garden } = self.decider.decide(client, name)
         {
             let text = warning_text(name, indicator, garden);
+            self.log(client, &q, if garden { "garden" } else { "warning" });
             if garden {
                 self.stats.garden.inc();
             } else {
@@ -355,16 +366,24 @@ impl Front {
             }
             self.stats.cache_hits.inc();
             self.stats.cached.inc();
+            self.log(client, &q, "cached");
             return Step::Reply(hit);
         }
         Step::Forward
     }
 
+    fn log(&self, client: IpAddr, q: &wire::Query<'_>, answer: &'static str) {
+        if let Some(l) = &self.query_log {
+            l.record(client, q.qname, q.qtype, answer);
+        }
+    }
+
     /// The answer to a query to forward (`None`: not even SERVFAIL can be
     /// written, so nothing is sent).
-    async fn forward(&self, packet: &[u8], tcp: bool) -> Option<Vec<u8>> {
+    async fn forward(&self, packet: &[u8], client: IpAddr, tcp: bool) -> Option<Vec<u8>> {
         let q = wire::parse_query(packet).ok()?;
         self.stats.forwards.inc();
+        self.log(client, &q, "forwarded");
         match self.upstreams.forward(packet, &q, tcp).await {
             Some(a) => {
                 self.stats.upstream_seconds.observe(a.elapsed.as_secs_f64());
@@ -388,7 +407,7 @@ impl Front {
         match self.step(packet, client, tcp) {
             Step::Reply(r) => Some(r),
             Step::Nothing => None,
-            Step::Forward => self.forward(packet, tcp).await,
+            Step::Forward => self.forward(packet, client, tcp).await,
         }
     }
 }
@@ -456,7 +475,7 @@ async fn serve_udp(front: Arc<Front>, socket: Arc<UdpSocket>) {
             Step::Forward => {
                 let (front, socket, packet) = (front.clone(), socket.clone(), packet.to_vec());
                 tokio::spawn(async move {
-                    if let Some(r) = front.forward(&packet, false).await {
+                    if let Some(r) = front.forward(&packet, from.ip(), false).await {
                         let _ = socket.send_to(&r, from).await;
                     }
                 });
