@@ -525,3 +525,26 @@ async fn serve_tcp_connection(front: Arc<Front>, mut conn: TcpStream, from: Sock
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_over_its_rate_is_limited_and_its_neighbours_are_not() {
+        let l = RateLimiter {
+            rate: 10.0,
+            buckets: Mutex::new(HashMap::new()),
+        };
+        let t0 = Instant::now();
+        let a: IpAddr = "198.51.100.7".parse().unwrap();
+        // A burst of twice the rate, then nothing until tokens come back.
+        assert_eq!((0..30).filter(|_| l.allow(a, t0)).count(), 20);
+        // The same /24 shares the bucket; the next /24 has its own.
+        assert!(!l.allow("198.51.100.200".parse().unwrap(), t0));
+        assert!(l.allow("198.51.101.7".parse().unwrap(), t0));
+        // A second later, ten more.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!((0..30).filter(|_| l.allow(a, t1)).count(), 10);
+    }
+}

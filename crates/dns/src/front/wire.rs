@@ -397,17 +397,14 @@ mod tests {
     use hickory_proto::rr::{Name, RData, RecordType};
 
     fn query(name: &str, t: RecordType, edns: bool) -> Vec<u8> {
-        let mut m = Message::new();
-        m.set_id(4242)
-            .set_message_type(MessageType::Query)
-            .set_op_code(OpCode::Query)
-            .set_recursion_desired(true)
-            .add_query(HQuery::query(Name::from_ascii(name).unwrap(), t));
+        let mut m = Message::new(4242, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(HQuery::query(Name::from_ascii(name).unwrap(), t));
         if edns {
             let mut e = hickory_proto::op::Edns::new();
             e.set_max_payload(1232);
             e.set_dnssec_ok(true);
-            m.set_edns(e);
+            m.edns = Some(e);
         }
         m.to_vec().unwrap()
     }
@@ -430,21 +427,26 @@ mod tests {
             "kanki indicator 7",
         );
         let m = Message::from_vec(&ans).unwrap();
-        assert_eq!(m.id(), 4242);
-        assert_eq!(m.response_code(), ResponseCode::NoError);
-        assert!(m.recursion_available() && m.recursion_desired());
-        assert_eq!(m.queries()[0].name().to_ascii(), "WWW.Bad.Example.");
-        let rec = &m.answers()[0];
-        assert_eq!(rec.ttl(), 60);
-        assert_eq!(rec.data(), &RData::A("192.0.2.80".parse().unwrap()));
-        let edns = m.extensions().as_ref().unwrap();
+        assert_eq!(m.metadata.id, 4242);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+        assert!(m.metadata.recursion_available && m.metadata.recursion_desired);
+        assert_eq!(m.queries[0].name.to_ascii(), "WWW.Bad.Example.");
+        let rec = &m.answers[0];
+        assert_eq!(rec.ttl, 60);
+        assert_eq!(rec.data, RData::A("192.0.2.80".parse().unwrap()));
+        let edns = m.edns.as_ref().unwrap();
         assert!(edns.flags().dnssec_ok);
+        // The OPT ends with option 15 (EDE): length, INFO-CODE 17, text.
+        let text = b"kanki indicator 7";
+        let mut ede = vec![0, 15, 0, 2 + text.len() as u8, 0, 17];
+        ede.extend_from_slice(text);
+        assert!(ans.ends_with(&ede));
         // NODATA for other types; facts of an answer read back.
         let pkt = query("bad.example.", RecordType::MX, false);
         let q = parse_query(&pkt).unwrap();
         let ans = warning_answer(&pkt, &q, [0; 4].into(), [0; 16].into(), 60, 17, "x");
         let m = Message::from_vec(&ans).unwrap();
-        assert!(m.answers().is_empty() && m.extensions().is_none());
+        assert!(m.answers.is_empty() && m.edns.is_none());
         let f = response_facts(&ans, &q).unwrap();
         assert_eq!((f.rcode, f.min_ttl), (0, None));
     }
@@ -476,7 +478,7 @@ mod tests {
             Malformed::Answer(RCODE_FORMERR)
         );
         let m = Message::from_vec(&error_answer(&ptr, RCODE_FORMERR).unwrap()).unwrap();
-        assert_eq!(m.response_code(), ResponseCode::FormErr);
+        assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
         // EDNS version 1: BADVERS, with an OPT to carry it.
         let mut v1 = query("a.example.", RecordType::A, true);
         let opt = v1.len() - 11;
@@ -486,6 +488,6 @@ mod tests {
             Malformed::Answer(RCODE_BADVERS)
         );
         let m = Message::from_vec(&error_answer(&v1, RCODE_BADVERS).unwrap()).unwrap();
-        assert_eq!(m.response_code(), ResponseCode::BADVERS);
+        assert_eq!(u16::from(m.metadata.response_code), 16);
     }
 }
