@@ -119,7 +119,7 @@ printf 'subscriber,prefix,from,to\nS1,127.0.0.1/32,2020-01-01T00:00:00Z,\n' > "$
 k subscribers import "$work/subs.csv" > /dev/null
 k bindings import --format static "$work/static.csv" > /dev/null
 k import --format plain "$work/names.txt" > /dev/null
-k serve > "$work/serve.log" 2>&1 &
+"$kanki" --config "$work/kanki.toml" serve > "$work/serve.log" 2>&1 &
 echo $! > "$work/serve.pid"
 
 probe=$(head -1 "$work/names.txt")
