@@ -690,6 +690,18 @@ impl DirectoryBackend for SqliteBackend {
         })
     }
 
+    fn audit_append_many(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>> {
+        self.write(|c| {
+            let tx = c.transaction()?;
+            let records = entries
+                .iter()
+                .map(|e| append_audit(&tx, e))
+                .collect::<Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(records)
+        })
+    }
+
     fn audit_records(&self, q: &AuditFilter, f: &mut dyn FnMut(AuditRecord)) -> Result<()> {
         self.read(|c| {
             let mut clauses = Vec::new();
