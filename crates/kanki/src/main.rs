@@ -5,6 +5,7 @@ mod bench_directory;
 mod cli;
 mod directory_cli;
 mod progress;
+mod removal_cli;
 mod rpz;
 mod serve;
 
@@ -86,6 +87,15 @@ enum Command {
     Audit(directory_cli::AuditCommand),
     /// Remove bindings and audit records past their retention now.
     Purge,
+    /// Ingest security events (Shadowserver reports, Cowrie logs, sinkhole
+    /// logs, X-ARF): attribute each to a subscriber and open or update cases.
+    Ingest(removal_cli::IngestArgs),
+    /// Show stored events.
+    #[command(subcommand)]
+    Events(removal_cli::EventsCommand),
+    /// Cases per (subscriber, threat): list, show, review, hold, release, close.
+    #[command(subcommand)]
+    Cases(removal_cli::CasesCommand),
     /// Measure kanki's speed and memory on synthetic data (see docs/benchmarks.md).
     Bench(cli::BenchArgs),
 }
@@ -126,6 +136,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bindings(c) => directory_cli::bindings(config, c),
         Command::Audit(c) => directory_cli::audit(config, c),
         Command::Purge => directory_cli::purge(config),
+        Command::Ingest(a) => removal_cli::ingest(config, a),
+        Command::Events(c) => removal_cli::events(config, c),
+        Command::Cases(c) => removal_cli::cases(config, c),
         Command::Config(_) | Command::Bench(_) => unreachable!("handled above"),
     }
 }
