@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_directory;
+mod bench_removal;
 mod cli;
 mod directory_cli;
 mod progress;
@@ -96,6 +97,12 @@ enum Command {
     /// Cases per (subscriber, threat): list, show, review, hold, release, close.
     #[command(subcommand)]
     Cases(removal_cli::CasesCommand),
+    /// Send the notices that are due (--dry-run: print them), export letters.
+    #[command(subcommand)]
+    Notices(removal_cli::NoticesCommand),
+    /// Escalation requests for the walled garden, letters and calls.
+    #[command(subcommand)]
+    Escalations(removal_cli::EscalationsCommand),
     /// Measure kanki's speed and memory on synthetic data (see docs/benchmarks.md).
     Bench(cli::BenchArgs),
 }
@@ -139,6 +146,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(a) => removal_cli::ingest(config, a),
         Command::Events(c) => removal_cli::events(config, c),
         Command::Cases(c) => removal_cli::cases(config, c),
+        Command::Notices(c) => removal_cli::notices(config, c),
+        Command::Escalations(c) => removal_cli::escalations(config, c),
         Command::Config(_) | Command::Bench(_) => unreachable!("handled above"),
     }
 }

@@ -305,3 +305,128 @@ pub fn cases(config: Config, c: CasesCommand) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(Subcommand, Debug)]
+pub enum NoticesCommand {
+    /// Send what is due: cases moved by time, mails retried, new notices
+    /// within the throttles, escalations (kanki serve does it on a schedule).
+    Send {
+        /// Change nothing; print every notice that would go out.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the letters waiting for the post as CSV for a mail merge
+    /// (UTF-8 with a BOM), and mark them exported.
+    Letters {
+        /// The file to write (default: data_dir/letters/letters-<time>.csv).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+pub fn notices(config: Config, c: NoticesCommand) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    match c {
+        NoticesCommand::Send { dry_run, json } => {
+            let mailer = if dry_run {
+                None
+            } else {
+                Some(kanki_notify::Mailer::new(&kanki.config.smtp).map_err(anyhow::Error::msg)?)
+            };
+            let s = kanki_removal::notice::send_due(&kanki, mailer.as_ref(), dry_run, Utc::now())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if dry_run {
+                for n in &s.notices {
+                    println!(
+                        "==== case {} to {} by {} ({})",
+                        n.case_id,
+                        n.subscriber,
+                        n.channel,
+                        n.recipient.as_deref().unwrap_or("-")
+                    );
+                    println!("Subject: {}\n\n{}", n.subject, n.body);
+                }
+                println!("dry run: nothing was sent or changed");
+            }
+            println!(
+                "notices: {} mailed, {} letters queued, {} to retry, {} failed, {} bounced; {} escalated, {} deferred by the daily capacity, {} held, {} without contact; cases: {} quiet, {} resolved",
+                if dry_run { s.notices.iter().filter(|n| n.channel == kanki_store::Channel::Mail).count() as u64 } else { s.mails_sent },
+                if dry_run { s.notices.iter().filter(|n| n.channel == kanki_store::Channel::Letter).count() as u64 } else { s.letters_queued },
+                s.retry_later,
+                s.failed,
+                s.bounced,
+                s.escalated,
+                s.deferred_by_capacity,
+                s.held,
+                s.no_contact,
+                s.quiet,
+                s.resolved
+            );
+        }
+        NoticesCommand::Letters { output } => {
+            let path = match output {
+                Some(p) => p,
+                None => {
+                    let dir = kanki
+                        .config
+                        .notices
+                        .letters_dir
+                        .clone()
+                        .unwrap_or_else(|| kanki.config.data_dir.join("letters"));
+                    std::fs::create_dir_all(&dir)?;
+                    dir.join(format!("letters-{}.csv", Utc::now().format("%Y%m%dT%H%M%SZ")))
+                }
+            };
+            let n = kanki_removal::notice::export_letters(&kanki, &path)?;
+            println!("{n} letters written to {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EscalationsCommand {
+    /// Escalation requests (walled garden, letters, calls), oldest first.
+    List {
+        #[arg(long)]
+        status: Option<kanki_store::EscalationStatus>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a request active, done or cancelled (what the walled garden,
+    /// the letter desk or the call centre did with it).
+    Set {
+        id: i64,
+        status: kanki_store::EscalationStatus,
+    },
+}
+
+pub fn escalations(config: Config, c: EscalationsCommand) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    let r = kanki.store.removal();
+    match c {
+        EscalationsCommand::List { status, json } => {
+            let list = r.list_escalations(status)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for e in list {
+                    println!(
+                        "{:>6}  {:<14} {:<10} case {:<6} {:<16} {}",
+                        e.id, e.kind, e.status, e.case_id, e.subscriber, e.reason
+                    );
+                }
+            }
+        }
+        EscalationsCommand::Set { id, status } => {
+            let e = r.set_escalation_status(id, status, Utc::now())?;
+            println!("escalation {}: {} {}", e.id, e.kind, e.status);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

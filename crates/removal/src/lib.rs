@@ -5,3 +5,4 @@
 
 pub mod case;
 pub mod ingest;
+pub mod notice;
