@@ -7,6 +7,7 @@ mod cli;
 mod directory_cli;
 mod progress;
 mod removal_cli;
+mod removal_serve;
 mod rpz;
 mod serve;
 
@@ -103,6 +104,9 @@ enum Command {
     /// Escalation requests for the walled garden, letters and calls.
     #[command(subcommand)]
     Escalations(removal_cli::EscalationsCommand),
+    /// The removal loop's outcomes: infected subscribers per 10,000, notices
+    /// by channel, acknowledgement rate, time to clean, reinfection rate.
+    Report(removal_cli::ReportArgs),
     /// Measure kanki's speed and memory on synthetic data (see docs/benchmarks.md).
     Bench(cli::BenchArgs),
 }
@@ -147,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Events(c) => removal_cli::events(config, c),
         Command::Cases(c) => removal_cli::cases(config, c),
         Command::Notices(c) => removal_cli::notices(config, c),
+        Command::Report(a) => removal_cli::report(config, a),
         Command::Escalations(c) => removal_cli::escalations(config, c),
         Command::Config(_) | Command::Bench(_) => unreachable!("handled above"),
     }

@@ -355,8 +355,22 @@ pub fn notices(config: Config, c: NoticesCommand) -> anyhow::Result<ExitCode> {
             }
             println!(
                 "notices: {} mailed, {} letters queued, {} to retry, {} failed, {} bounced; {} escalated, {} deferred by the daily capacity, {} held, {} without contact; cases: {} quiet, {} resolved",
-                if dry_run { s.notices.iter().filter(|n| n.channel == kanki_store::Channel::Mail).count() as u64 } else { s.mails_sent },
-                if dry_run { s.notices.iter().filter(|n| n.channel == kanki_store::Channel::Letter).count() as u64 } else { s.letters_queued },
+                if dry_run {
+                    s.notices
+                        .iter()
+                        .filter(|n| n.channel == kanki_store::Channel::Mail)
+                        .count() as u64
+                } else {
+                    s.mails_sent
+                },
+                if dry_run {
+                    s.notices
+                        .iter()
+                        .filter(|n| n.channel == kanki_store::Channel::Letter)
+                        .count() as u64
+                } else {
+                    s.letters_queued
+                },
                 s.retry_later,
                 s.failed,
                 s.bounced,
@@ -379,7 +393,10 @@ pub fn notices(config: Config, c: NoticesCommand) -> anyhow::Result<ExitCode> {
                         .clone()
                         .unwrap_or_else(|| kanki.config.data_dir.join("letters"));
                     std::fs::create_dir_all(&dir)?;
-                    dir.join(format!("letters-{}.csv", Utc::now().format("%Y%m%dT%H%M%SZ")))
+                    dir.join(format!(
+                        "letters-{}.csv",
+                        Utc::now().format("%Y%m%dT%H%M%SZ")
+                    ))
                 }
             };
             let n = kanki_removal::notice::export_letters(&kanki, &path)?;
@@ -427,6 +444,66 @@ pub fn escalations(config: Config, c: EscalationsCommand) -> anyhow::Result<Exit
             let e = r.set_escalation_status(id, status, Utc::now())?;
             println!("escalation {}: {} {}", e.id, e.kind, e.status);
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+/// `kanki report`: the removal loop's outcomes.
+pub fn report(config: Config, a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    let o = kanki_removal::outcomes::outcomes(&kanki)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&o)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "infected subscribers      {} of {} ({:.2} per 10,000)",
+        o.infected_subscribers, o.subscribers, o.infected_per_10000
+    );
+    let states: Vec<String> = o
+        .cases_by_state
+        .iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
+    println!("cases                     {}", states.join(", "));
+    println!("notices by channel:");
+    for (c, s, n) in &o.notices {
+        println!("  {c:<8} {s:<10} {n}");
+    }
+    println!(
+        "acknowledgement rate      {:.1}% ({} of {} notified cases)",
+        100.0 * o.acknowledgement_rate,
+        o.acknowledged_cases,
+        o.notified_cases
+    );
+    let q: Vec<String> = o
+        .time_to_clean_days
+        .iter()
+        .map(|(q, d)| format!("p{:.0} {d:.1}", q * 100.0))
+        .collect();
+    println!(
+        "time to clean (days)      {}",
+        if q.is_empty() {
+            "no case resolved yet".into()
+        } else {
+            q.join(", ")
+        }
+    );
+    println!(
+        "reinfection rate          {:.1}% ({} of {} resolved cases)",
+        100.0 * o.reinfection_rate,
+        o.reinfected_cases,
+        o.resolved_cases
+    );
+    println!("events                    {}", o.events);
+    for (r, n) in &o.unattributed_by_reason {
+        println!("  not attributed: {r}: {n}");
     }
     Ok(ExitCode::SUCCESS)
 }

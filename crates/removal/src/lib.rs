@@ -6,3 +6,5 @@
 pub mod case;
 pub mod ingest;
 pub mod notice;
+pub mod outcomes;
+pub mod site;

@@ -10,8 +10,8 @@ use chrono::{DateTime, Duration, Utc};
 use kanki_notify::{Mail, Mailer};
 use kanki_service::{Kanki, ServiceError};
 use kanki_store::{
-    Case, CaseChange, CaseFilter, CaseState, Channel, Delivery, EscalationKind, NewNotice,
-    Notice, NoticeStatus, StoredEvent,
+    Case, CaseChange, CaseFilter, CaseState, Channel, Delivery, EscalationKind, NewNotice, Notice,
+    NoticeStatus, StoredEvent,
 };
 use serde::Serialize;
 
@@ -20,14 +20,38 @@ use crate::case;
 /// The built-in templates: `{language}/{name}.txt`, the first line
 /// `Subject: ...`, a blank line, the body.
 const BUILTIN: &[(&str, &str)] = &[
-    ("ja/default.txt", include_str!("../templates/ja/default.txt")),
-    ("en/default.txt", include_str!("../templates/en/default.txt")),
-    ("ja/infected-system.txt", include_str!("../templates/ja/infected-system.txt")),
-    ("en/infected-system.txt", include_str!("../templates/en/infected-system.txt")),
-    ("ja/brute-force.txt", include_str!("../templates/ja/brute-force.txt")),
-    ("en/brute-force.txt", include_str!("../templates/en/brute-force.txt")),
-    ("ja/vulnerable-system.txt", include_str!("../templates/ja/vulnerable-system.txt")),
-    ("en/vulnerable-system.txt", include_str!("../templates/en/vulnerable-system.txt")),
+    (
+        "ja/default.txt",
+        include_str!("../templates/ja/default.txt"),
+    ),
+    (
+        "en/default.txt",
+        include_str!("../templates/en/default.txt"),
+    ),
+    (
+        "ja/infected-system.txt",
+        include_str!("../templates/ja/infected-system.txt"),
+    ),
+    (
+        "en/infected-system.txt",
+        include_str!("../templates/en/infected-system.txt"),
+    ),
+    (
+        "ja/brute-force.txt",
+        include_str!("../templates/ja/brute-force.txt"),
+    ),
+    (
+        "en/brute-force.txt",
+        include_str!("../templates/en/brute-force.txt"),
+    ),
+    (
+        "ja/vulnerable-system.txt",
+        include_str!("../templates/ja/vulnerable-system.txt"),
+    ),
+    (
+        "en/vulnerable-system.txt",
+        include_str!("../templates/en/vulnerable-system.txt"),
+    ),
     ("ja/mirai.txt", include_str!("../templates/ja/mirai.txt")),
     ("en/mirai.txt", include_str!("../templates/en/mirai.txt")),
 ];
@@ -90,10 +114,11 @@ impl Templates {
                 for f in rd.flatten() {
                     let name = f.file_name().to_string_lossy().into_owned();
                     if name.ends_with(".txt") {
-                        let text = std::fs::read_to_string(f.path()).map_err(|e| ServiceError::Io {
-                            context: format!("cannot read template {}", f.path().display()),
-                            source: e,
-                        })?;
+                        let text =
+                            std::fs::read_to_string(f.path()).map_err(|e| ServiceError::Io {
+                                context: format!("cannot read template {}", f.path().display()),
+                                source: e,
+                            })?;
                         sources.insert(format!("{lang}/{name}"), text);
                     }
                 }
@@ -121,7 +146,10 @@ impl Templates {
         let subject = first
             .strip_prefix("Subject:")
             .ok_or_else(|| {
-                ServiceError::Invalid(format!("template {}: the first line is not Subject: ...", t.name()))
+                ServiceError::Invalid(format!(
+                    "template {}: the first line is not Subject: ...",
+                    t.name()
+                ))
             })?
             .trim()
             .to_string();
@@ -303,8 +331,8 @@ pub fn send_due(
             deliver(kanki, m, &n, now, &mut sum)?;
         }
     }
-    let mut capacity = (cfg.daily_capacity as u64)
-        .saturating_sub(r.notices_since(now - Duration::days(1))?);
+    let mut capacity =
+        (cfg.daily_capacity as u64).saturating_sub(r.notices_since(now - Duration::days(1))?);
     let min_interval = secs(cfg.min_interval);
     let due = r.list_cases(&CaseFilter {
         states: vec![CaseState::New, CaseState::Reinfected, CaseState::Notified],

@@ -305,6 +305,8 @@ pub struct RemovalStats {
     pub resolved_cases: u64,
     pub reinfected_cases: u64,
     pub events: u64,
+    /// Subscribers in the directory.
+    pub subscribers: u64,
     pub unattributed_by_reason: Vec<(String, u64)>,
 }
 

@@ -656,6 +656,9 @@ impl RemovalBackend for SqliteBackend {
             )?;
             s.events = c.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))?
                 as u64;
+            s.subscribers = c.query_row("SELECT count(*) FROM subscribers", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64;
             let mut stmt = c.prepare(
                 "SELECT unattributed, count(*) FROM events WHERE unattributed IS NOT NULL GROUP BY unattributed",
             )?;
