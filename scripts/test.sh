@@ -37,6 +37,10 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
+# PyPI packages the tests use: aiosmtpd (a real SMTP server receiving the
+# removal loop's notices).
+python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install -q aiosmtpd
+
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"

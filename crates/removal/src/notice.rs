@@ -347,9 +347,9 @@ pub fn send_due(
             let Some(last) = c.last_notice_at else {
                 continue;
             };
-            // Within the per-case throttle, or no events since the last
-            // notice (let it go quiet): nothing to say yet.
-            if last + min_interval > now || c.last_seen <= last {
+            // Within the per-case throttle. (A case without events for the
+            // quiet period went quiet above and gets no reminder.)
+            if last + min_interval > now {
                 continue;
             }
             if c.unacknowledged >= cfg.escalate_after as u64 {
