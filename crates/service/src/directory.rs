@@ -290,7 +290,9 @@ impl Kanki {
             .as_secs()
             .min(u32::MAX as u64) as u32;
         let found: Vec<Found> = qs.iter().map(|q| Found::lookup(c, q, skew)).collect();
-        let ids: Vec<i64> = found.iter().flat_map(Found::binding_ids).collect();
+        let mut ids: Vec<i64> = found.iter().flat_map(Found::binding_ids).collect();
+        ids.sort_unstable();
+        ids.dedup();
         let stored: HashMap<i64, StoredBinding> = self
             .store
             .directory()
