@@ -182,6 +182,9 @@ pub struct SensorConfig {
     /// Connections recorded per source address per minute; more are closed
     /// at once and counted.
     pub per_source_per_minute: u32,
+    /// Ports where the sensor plays a telnet login prompt and records the
+    /// user name and password typed.
+    pub telnet_ports: Vec<u16>,
 }
 
 impl Default for SensorConfig {
@@ -191,6 +194,7 @@ impl Default for SensorConfig {
             first_bytes: 512,
             timeout: HumanDuration::secs(10),
             per_source_per_minute: 30,
+            telnet_ports: vec![23, 2323],
         }
     }
 }

@@ -16,7 +16,79 @@ pub async fn spawn(st: &ApiState) -> anyhow::Result<()> {
         }
         tokio::spawn(watch_loop(st.clone(), dir));
     }
+    let sc = &st.kanki.config.sensor;
+    if !sc.listen.is_empty() {
+        let listeners = kanki_sensors::bind(&sc.listen).await?;
+        tracing::info!(listen = ?sc.listen, "sensor listening");
+        let opts = kanki_sensors::SensorOptions {
+            first_bytes: sc.first_bytes,
+            timeout: sc.timeout.0,
+            per_source_per_minute: sc.per_source_per_minute,
+            telnet_ports: sc.telnet_ports.clone(),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let counters = std::sync::Arc::new(kanki_sensors::SensorCounters::default());
+        tokio::spawn(kanki_sensors::run(listeners, opts, tx, counters));
+        tokio::spawn(sensor_events(st.clone(), rx));
+    }
     Ok(())
+}
+
+/// Stores the sensor's events in batches (up to 1,024, or each second),
+/// attributed like any other input, under one ingest run per serve.
+async fn sensor_events(st: ApiState, mut rx: tokio::sync::mpsc::Receiver<kanki_events::Event>) {
+    let k = st.kanki.clone();
+    let ingest = match tokio::task::spawn_blocking(move || {
+        k.store
+            .removal()
+            .begin_ingest("sensor", "kanki serve", None, Utc::now())
+    })
+    .await
+    {
+        Ok(Ok(id)) => id,
+        _ => {
+            tracing::error!("the sensor cannot record its events: no ingest run");
+            return;
+        }
+    };
+    let mut batch = Vec::new();
+    loop {
+        let more = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+        match more {
+            Ok(Some(e)) => {
+                batch.push(e);
+                if batch.len() < 1024 {
+                    continue;
+                }
+            }
+            Ok(None) => return,
+            Err(_) if batch.is_empty() => continue,
+            Err(_) => {}
+        }
+        let events = std::mem::take(&mut batch);
+        let st2 = st.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut sum = kanki_removal::ingest::IngestSummary::default();
+            kanki_removal::ingest::record_batch(
+                &st2.kanki,
+                &st2.directory.compiled(),
+                ingest,
+                events,
+                &mut sum,
+            )
+            .map(|_| sum)
+        })
+        .await;
+        match done {
+            Ok(Ok(s)) => tracing::debug!(
+                events = s.events,
+                attributed = s.attributed,
+                "sensor events stored"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "storing sensor events failed"),
+            Err(e) => tracing::error!(error = %e, "storing sensor events panicked"),
+        }
+    }
 }
 
 async fn notice_loop(st: ApiState) {

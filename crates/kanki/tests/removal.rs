@@ -321,3 +321,59 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
         "{report}"
     );
 }
+
+#[test]
+fn the_sensor_records_a_telnet_login_and_it_becomes_a_case() {
+    let port = free_port();
+    let env = Env::new(&format!(
+        "\n[sensor]\nlisten = [\"127.0.0.1:{port}\"]\ntelnet_ports = [{port}]\nfirst_bytes = 64\ntimeout = \"2s\"\n"
+    ));
+    let subs = env.dir.path().join("subs.csv");
+    std::fs::write(&subs, "id,email,language,consent\nS3,s3@example.jp,en,no\n").unwrap();
+    env.ok(&["subscribers", "import", subs.to_str().unwrap()]);
+    let st = env.dir.path().join("static.csv");
+    std::fs::write(&st, "subscriber,prefix,from,to\nS3,127.0.0.1,2024-01-01,\n").unwrap();
+    env.ok(&[
+        "bindings",
+        "import",
+        "--format",
+        "static",
+        st.to_str().unwrap(),
+    ]);
+    let s = env.serve();
+    {
+        use std::io::Read;
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        c.write_all(b"root\r\nxc3511\r\n").unwrap();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        // It answered like a login prompt, nothing more.
+        assert!(String::from_utf8_lossy(&got).contains("login:"));
+    }
+    eventually(10, "a case for S3", || {
+        let v: Value = client()
+            .get(format!("{}/api/v1/cases?subscriber=S3", s.api))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v["items"][0]["class"] == "brute-force"
+    });
+    // The event keeps the credentials offered and the hash of the bytes.
+    let e: Value = client()
+        .get(format!("{}/api/v1/events/1", s.api))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        e["raw"]
+            .as_str()
+            .unwrap()
+            .contains("\"password\":\"xc3511\""),
+        "{e}"
+    );
+    assert_eq!(e["destination.port"], port);
+}
