@@ -37,7 +37,13 @@ impl Drop for Cowrie {
 
 /// Cowrie refuses to run as root: as root, it runs as nobody.
 fn start_cowrie(dir: &std::path::Path, telnet: u16, ssh: u16) -> Cowrie {
-    for d in ["etc", "var/log/cowrie", "var/lib/cowrie/downloads", "var/lib/cowrie/tty", "var/run"] {
+    for d in [
+        "etc",
+        "var/log/cowrie",
+        "var/lib/cowrie/downloads",
+        "var/lib/cowrie/tty",
+        "var/run",
+    ] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
     std::fs::write(
@@ -49,7 +55,10 @@ fn start_cowrie(dir: &std::path::Path, telnet: u16, ssh: u16) -> Cowrie {
     .unwrap();
     let v = venv();
     let mut cmd = if unsafe_is_root() {
-        let _ = Command::new("chmod").args(["-R", "a+rwX"]).arg(dir).status();
+        let _ = Command::new("chmod")
+            .args(["-R", "a+rwX"])
+            .arg(dir)
+            .status();
         let mut c = Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
             .arg(v.join("bin/twistd"));
@@ -58,7 +67,13 @@ fn start_cowrie(dir: &std::path::Path, telnet: u16, ssh: u16) -> Cowrie {
         Command::new(v.join("bin/twistd"))
     };
     let child = cmd
-        .args(["-n", "--umask=0022", "--logger", "cowrie.python.logfile.stdoutLogger", "cowrie"])
+        .args([
+            "-n",
+            "--umask=0022",
+            "--logger",
+            "cowrie.python.logfile.stdoutLogger",
+            "cowrie",
+        ])
         .current_dir(dir)
         .env("PATH", format!("{}:/usr/bin:/bin", v.join("bin").display()))
         .env("HOME", dir)
@@ -84,7 +99,8 @@ fn unsafe_is_root() -> bool {
 /// A bot's telnet session: each line sent after the server's prompt.
 fn telnet(port: u16, lines: &[&str]) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(800))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
     let mut buf = [0u8; 4096];
     let _ = s.read(&mut buf);
     for l in lines {
@@ -114,8 +130,19 @@ fn a_real_cowrie_log_is_ingested_per_session() {
     env.ok(&["subscribers", "import", subs.to_str().unwrap()]);
     let st = env.dir.path().join("static.csv");
     std::fs::write(&st, "subscriber,prefix,from,to\nS1,127.0.0.1,2024-01-01,\n").unwrap();
-    env.ok(&["bindings", "import", "--format", "static", st.to_str().unwrap()]);
+    env.ok(&[
+        "bindings",
+        "import",
+        "--format",
+        "static",
+        st.to_str().unwrap(),
+    ]);
 
+    // Every session Cowrie logged (the readiness probe's too) is one event.
+    let sessions = std::fs::read_to_string(&log)
+        .unwrap()
+        .matches("cowrie.session.connect")
+        .count();
     let out: Value = serde_json::from_str(&env.ok(&[
         "ingest",
         "--format",
@@ -124,21 +151,27 @@ fn a_real_cowrie_log_is_ingested_per_session() {
         log.to_str().unwrap(),
     ]))
     .unwrap();
-    assert_eq!(out["events"], 2, "{out}");
-    assert_eq!(out["attributed"], 2, "{out}");
-    let cases: Value = serde_json::from_str(&env.ok(&["cases", "list", "--json"])).unwrap();
-    let mut classes: Vec<&str> = cases
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["class"].as_str().unwrap())
+    assert_eq!(out["events"], sessions, "{out}");
+    assert_eq!(out["attributed"], sessions, "{out}");
+    let events: Vec<Value> = (1..=sessions)
+        .map(|i| serde_json::from_str(&env.ok(&["events", "show", &i.to_string()])).unwrap())
         .collect();
-    classes.sort();
-    // One case per (subscriber, threat): both sessions are "cowrie".
-    assert_eq!(classes, ["infected-system"], "{cases}");
-    assert_eq!(cases[0]["events"], 2);
-    let e: Value = serde_json::from_str(&env.ok(&["events", "show", "1"])).unwrap();
-    assert!(e["raw"].as_str().unwrap().contains("cowrie.session.connect"));
+    let bot = events
+        .iter()
+        .find(|e| e["classification.type"] == "infected-system")
+        .expect("the session that logged in and ran a command");
+    assert_eq!(bot["source.ip"], "127.0.0.1");
+    assert_eq!(bot["destination.port"], tport);
+    let raw = bot["raw"].as_str().unwrap();
+    assert!(
+        raw.contains("\"input\":\"uname -a\"") && raw.contains("hunter2"),
+        "{raw}"
+    );
+    assert!(events.iter().any(|e| e["classification.type"] == "scanner"));
+    // One case per (subscriber, threat): every session is the threat "cowrie".
+    let cases: Value = serde_json::from_str(&env.ok(&["cases", "list", "--json"])).unwrap();
+    assert_eq!(cases.as_array().unwrap().len(), 1, "{cases}");
+    assert_eq!(cases[0]["events"], sessions);
     let again: Value = serde_json::from_str(&env.ok(&[
         "ingest",
         "--format",
