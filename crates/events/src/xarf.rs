@@ -55,7 +55,7 @@ pub fn parse_xarf(mut input: Box<dyn BufRead + Send>) -> Result<(Notes, Items), 
                 n += 1;
                 let end = start + de.byte_offset();
                 let line = text[..start].matches('\n').count() as u64 + 1;
-                items.push(report(&v, text[start..end].as_bytes().to_vec(), line));
+                items.push(report(&v, text.as_bytes()[start..end].to_vec(), line));
                 at = end;
             }
             _ => at = start + 1,

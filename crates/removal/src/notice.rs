@@ -523,6 +523,33 @@ fn escalate(
     Ok(())
 }
 
+/// Writes the letters waiting for the post to `path` (atomically) and
+/// marks them exported. Returns how many.
+pub fn export_letters(kanki: &Kanki, path: &Path) -> Result<u64, ServiceError> {
+    let io = |e: std::io::Error| ServiceError::Io {
+        context: format!("cannot write {}", path.display()),
+        source: e,
+    };
+    let letters = kanki.store.removal().take_letters(Utc::now())?;
+    let tmp = path.with_extension("kanki-tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    let n = kanki_notify::write_letters(
+        &mut f,
+        letters.iter().map(|l| kanki_notify::Letter {
+            reference: &l.reference,
+            subscriber: &l.subscriber,
+            postal_address: l.recipient.as_deref().unwrap_or(""),
+            language: &l.language,
+            subject: &l.subject,
+            body: &l.body,
+        }),
+    )
+    .map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -591,31 +618,4 @@ mod tests {
         assert_eq!(a.len(), 16);
         assert_ne!(a, new_reference());
     }
-}
-
-/// Writes the letters waiting for the post to `path` (atomically) and
-/// marks them exported. Returns how many.
-pub fn export_letters(kanki: &Kanki, path: &Path) -> Result<u64, ServiceError> {
-    let io = |e: std::io::Error| ServiceError::Io {
-        context: format!("cannot write {}", path.display()),
-        source: e,
-    };
-    let letters = kanki.store.removal().take_letters(Utc::now())?;
-    let tmp = path.with_extension("kanki-tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    let n = kanki_notify::write_letters(
-        &mut f,
-        letters.iter().map(|l| kanki_notify::Letter {
-            reference: &l.reference,
-            subscriber: &l.subscriber,
-            postal_address: l.recipient.as_deref().unwrap_or(""),
-            language: &l.language,
-            subject: &l.subject,
-            body: &l.body,
-        }),
-    )
-    .map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    Ok(n)
 }
