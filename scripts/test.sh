@@ -37,6 +37,24 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
+# PyPI packages the tests use: aiosmtpd (a real SMTP server receiving the
+# removal loop's notices).
+python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install -q aiosmtpd
+# and Cowrie (a real honeypot whose JSON log the removal loop ingests), in a
+# virtual environment of Debian's python3 under /opt, where Cowrie can run as
+# nobody (it refuses root).
+cowrie_venv="${KANKI_COWRIE_VENV:-/opt/kanki/venv-cowrie}"
+if [ ! -x "$cowrie_venv/bin/twistd" ] || [ ! -x "$cowrie_venv/bin/cowrie" ]; then
+  have setpriv || need_cowrie_deps=1
+  [ -x /usr/bin/python3 ] && /usr/bin/python3 -m venv --help >/dev/null 2>&1 || need_cowrie_deps=1
+  if [ -n "${need_cowrie_deps:-}" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv util-linux
+  fi
+  mkdir -p "$(dirname "$cowrie_venv")"
+  /usr/bin/python3 -m venv "$cowrie_venv"
+  "$cowrie_venv/bin/pip" install -q cowrie
+fi
+
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"

@@ -6,6 +6,7 @@
 
 mod directory;
 mod metrics;
+mod removal;
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -90,6 +91,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/directory", get(directory::status))
         .route("/api/v1/audit", get(directory::audit))
         .route("/api/v1/audit/verify", get(directory::audit_verify))
+        .route("/api/v1/events", post(removal::ingest))
+        .route("/api/v1/events/{id}", get(removal::get_event))
+        .route("/api/v1/cases", get(removal::list_cases))
+        .route("/api/v1/cases/{id}", get(removal::get_case))
+        .route("/api/v1/cases/{id}/actions", post(removal::case_action))
+        .route("/api/v1/escalations", get(removal::list_escalations))
+        .route("/api/v1/escalations/{id}", post(removal::set_escalation))
+        .route(
+            "/api/v1/notices/{reference}/acknowledge",
+            post(removal::acknowledge),
+        )
+        .route("/api/v1/removal/report", get(removal::report))
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -185,7 +198,14 @@ async fn metrics_text(State(st): State<ApiState>) -> Result<Response, ApiError> 
     st.metrics
         .directory_consenting
         .set(st.directory.consenting_count() as i64);
-    let counts = blocking(&st, |k| Ok(k.store.counts_by_status()?)).await?;
+    let (counts, outcomes) = blocking(&st, |k| {
+        Ok((
+            k.store.counts_by_status()?,
+            kanki_removal::outcomes::outcomes(k)?,
+        ))
+    })
+    .await?;
+    st.metrics.removal.set(&outcomes);
     for (status, n) in counts {
         st.metrics
             .indicators

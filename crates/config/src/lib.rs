@@ -16,11 +16,15 @@ use serde::{Deserialize, Serialize};
 mod directory;
 mod duration;
 mod front;
+mod removal;
 mod rpz;
 
 pub use directory::{AuditConfig, DirectoryConfig, NasConfig, RadiusConfig};
 pub use duration::HumanDuration;
 pub use front::{DnsConfig, WarningConfig};
+pub use removal::{
+    CountermeasureConfig, NoticesConfig, RemovalConfig, SensorConfig, SmtpConfig, SmtpTls, ToolLink,
+};
 pub use rpz::{
     RpzConfig, RpzZoneConfig, TSIG_ALGORITHMS, TsigKeyConfig, decode_secret, parse_prefix,
 };
@@ -49,6 +53,14 @@ pub struct Config {
     /// The consent-aware DNS front (`kanki serve`), off until `listen` is set.
     pub dns: DnsConfig,
     pub warning: WarningConfig,
+    /// The removal loop: events, attribution grounds, cases.
+    pub removal: RemovalConfig,
+    pub notices: NoticesConfig,
+    pub smtp: SmtpConfig,
+    /// kanki's own low-interaction sensor.
+    pub sensor: SensorConfig,
+    /// The countermeasure site's pages, one per family.
+    pub countermeasures: Vec<CountermeasureConfig>,
 }
 
 impl Default for Config {
@@ -69,6 +81,11 @@ impl Default for Config {
             radius: RadiusConfig::default(),
             dns: DnsConfig::default(),
             warning: WarningConfig::default(),
+            removal: RemovalConfig::default(),
+            notices: NoticesConfig::default(),
+            smtp: SmtpConfig::default(),
+            sensor: SensorConfig::default(),
+            countermeasures: Vec::new(),
         }
     }
 }
@@ -510,12 +527,51 @@ impl Config {
         }
         self.rpz.validate()?;
         self.dns.validate()?;
+        self.validate_removal()?;
         if self.indicators.default_confidence > 100 {
             return Err((
                 "indicators.default_confidence".into(),
                 Some(("default_confidence".into(), 1)),
                 "confidence is 0 to 100".into(),
             ));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn validate_removal(&self) -> Result<(), (String, Option<(String, usize)>, String)> {
+        for (class, sev) in &self.removal.severity {
+            if !["low", "medium", "high"].contains(&sev.as_str()) {
+                return Err((
+                    format!("removal.severity.{class}"),
+                    Some((format!("\"{sev}\""), 1)),
+                    format!("severity {sev:?}: one of low, medium, high"),
+                ));
+            }
+        }
+        if !["ja", "en"].contains(&self.notices.language.as_str()) {
+            return Err((
+                "notices.language".into(),
+                Some(("language".into(), 1)),
+                "notices are written in \"ja\" or \"en\"".into(),
+            ));
+        }
+        if self.notices.escalate_after == 0 {
+            return Err((
+                "notices.escalate_after".into(),
+                Some(("escalate_after".into(), 1)),
+                "escalate after at least one notice".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, m) in self.removal.sinkholes.iter().enumerate() {
+            if !names.insert(m.name.as_str()) {
+                return Err((
+                    format!("removal.sinkholes[{i}].name"),
+                    Some((format!("\"{}\"", m.name), 2)),
+                    format!("sinkhole mapping {:?} is defined twice", m.name),
+                ));
+            }
         }
         Ok(())
     }

@@ -2,10 +2,13 @@
 
 mod bench;
 mod bench_directory;
+mod bench_removal;
 mod cli;
 mod directory_cli;
 mod front;
 mod progress;
+mod removal_cli;
+mod removal_serve;
 mod rpz;
 mod serve;
 
@@ -87,6 +90,24 @@ enum Command {
     Audit(directory_cli::AuditCommand),
     /// Remove bindings and audit records past their retention now.
     Purge,
+    /// Ingest security events (Shadowserver reports, Cowrie logs, sinkhole
+    /// logs, X-ARF): attribute each to a subscriber and open or update cases.
+    Ingest(removal_cli::IngestArgs),
+    /// Show stored events.
+    #[command(subcommand)]
+    Events(removal_cli::EventsCommand),
+    /// Cases per (subscriber, threat): list, show, review, hold, release, close.
+    #[command(subcommand)]
+    Cases(removal_cli::CasesCommand),
+    /// Send the notices that are due (--dry-run: print them), export letters.
+    #[command(subcommand)]
+    Notices(removal_cli::NoticesCommand),
+    /// Escalation requests for the walled garden, letters and calls.
+    #[command(subcommand)]
+    Escalations(removal_cli::EscalationsCommand),
+    /// The removal loop's outcomes: infected subscribers per 10,000, notices
+    /// by channel, acknowledgement rate, time to clean, reinfection rate.
+    Report(removal_cli::ReportArgs),
     /// Measure kanki's speed and memory on synthetic data (see docs/benchmarks.md).
     Bench(cli::BenchArgs),
 }
@@ -127,6 +148,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bindings(c) => directory_cli::bindings(config, c),
         Command::Audit(c) => directory_cli::audit(config, c),
         Command::Purge => directory_cli::purge(config),
+        Command::Ingest(a) => removal_cli::ingest(config, a),
+        Command::Events(c) => removal_cli::events(config, c),
+        Command::Cases(c) => removal_cli::cases(config, c),
+        Command::Notices(c) => removal_cli::notices(config, c),
+        Command::Report(a) => removal_cli::report(config, a),
+        Command::Escalations(c) => removal_cli::escalations(config, c),
         Command::Config(_) | Command::Bench(_) => unreachable!("handled above"),
     }
 }

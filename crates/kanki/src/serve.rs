@@ -124,7 +124,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
     tracing::info!(%listen, elapsed_ms = started.elapsed().as_millis() as u64, "kanki serving the API");
-    axum::serve(listener, kanki_api::router(state))
+    // The countermeasure site, until the warning server mounts it.
+    let app = kanki_api::router(state.clone()).nest(
+        "/countermeasures",
+        kanki_removal::site::router(kanki.clone()),
+    );
+    crate::removal_serve::spawn(&state).await?;
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("kanki stopped");

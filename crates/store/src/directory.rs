@@ -187,6 +187,9 @@ pub trait DirectoryBackend: Send + Sync {
     /// Appends to the audit log, chaining the record.
     fn audit_append(&self, entry: &AuditEntry) -> Result<AuditRecord>;
 
+    /// Appends several records, chained in order, in one transaction.
+    fn audit_append_many(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>>;
+
     /// Records matching the filter; oldest first unless a limit asks for
     /// the newest.
     fn audit_records(&self, filter: &AuditFilter, f: &mut dyn FnMut(AuditRecord)) -> Result<()>;

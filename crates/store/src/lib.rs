@@ -12,11 +12,13 @@ use std::sync::Arc;
 
 mod directory;
 mod import;
+mod removal;
 mod sqlite;
 mod types;
 
 pub use directory::*;
 pub use import::{ImportProgress, Importer};
+pub use removal::*;
 pub use types::*;
 
 use chrono::{DateTime, Utc};
@@ -113,6 +115,7 @@ pub trait Backend: Send + Sync {
 pub struct Store {
     backend: Arc<dyn Backend>,
     directory: Arc<dyn DirectoryBackend>,
+    removal: Arc<dyn RemovalBackend>,
 }
 
 impl Store {
@@ -122,13 +125,19 @@ impl Store {
         let backend = Arc::new(sqlite::SqliteBackend::open(path, options)?);
         Ok(Store {
             backend: backend.clone(),
-            directory: backend,
+            directory: backend.clone(),
+            removal: backend,
         })
     }
 
     /// The subscriber directory and the audit log.
     pub fn directory(&self) -> &dyn DirectoryBackend {
         self.directory.as_ref()
+    }
+
+    /// Events, cases, notices and escalations.
+    pub fn removal(&self) -> &dyn RemovalBackend {
+        self.removal.as_ref()
     }
 }
 

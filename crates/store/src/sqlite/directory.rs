@@ -408,6 +408,12 @@ fn audit_from_row(r: &Row) -> rusqlite::Result<AuditRecord> {
 }
 
 fn append_audit(tx: &Connection, e: &AuditEntry) -> Result<AuditRecord> {
+    let head = audit_head(tx)?;
+    append_audit_after(tx, e, head)
+}
+
+/// The next record's sequence number and the hash it chains to.
+fn audit_head(tx: &Connection) -> Result<(i64, String)> {
     let last: Option<(i64, String)> = tx
         .query_row(
             "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
@@ -426,6 +432,15 @@ fn append_audit(tx: &Connection, e: &AuditEntry) -> Result<AuditRecord> {
             (seq, meta(tx, "audit_anchor")?)
         }
     };
+    Ok((seq, prev))
+}
+
+/// Appends `e` as record `seq`, chained to `prev`.
+fn append_audit_after(
+    tx: &Connection,
+    e: &AuditEntry,
+    (seq, prev): (i64, String),
+) -> Result<AuditRecord> {
     // The time as it will be read back (microseconds), so the hash verifies.
     let mut entry = e.clone();
     let at = entry.at.to_rfc3339_opts(SecondsFormat::Micros, true);
@@ -763,6 +778,22 @@ impl DirectoryBackend for SqliteBackend {
             let r = append_audit(&tx, entry)?;
             tx.commit()?;
             Ok(r)
+        })
+    }
+
+    fn audit_append_many(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>> {
+        self.write(|c| {
+            let tx = c.transaction()?;
+            // The chain's head read once; each record chains to the last.
+            let mut head = audit_head(&tx)?;
+            let mut records = Vec::with_capacity(entries.len());
+            for e in entries {
+                let r = append_audit_after(&tx, e, head)?;
+                head = (r.seq + 1, r.hash.clone());
+                records.push(r);
+            }
+            tx.commit()?;
+            Ok(records)
         })
     }
 

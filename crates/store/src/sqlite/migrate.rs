@@ -17,6 +17,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "directory",
         include_str!("../../migrations/sqlite/0002_directory.sql"),
     ),
+    (
+        3,
+        "removal",
+        include_str!("../../migrations/sqlite/0003_removal.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> Result<()> {

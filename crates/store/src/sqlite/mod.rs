@@ -8,6 +8,7 @@ mod alloc;
 mod directory;
 mod indicators;
 mod migrate;
+mod removal;
 
 use std::collections::HashMap;
 use std::path::Path;
