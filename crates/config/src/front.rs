@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{HumanDuration, parse_prefix};
+use crate::{HumanDuration, Invalid, parse_prefix};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -64,7 +64,7 @@ impl Default for DnsConfig {
 }
 
 impl DnsConfig {
-    pub(crate) fn validate(&self) -> Result<(), (String, Option<(String, usize)>, String)> {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
         let point = |text: &str| Some((text.to_string(), 1));
         for c in &self.clients {
             parse_prefix(c).map_err(|e| ("dns.clients".into(), point(c), e))?;

@@ -29,6 +29,10 @@ pub use rpz::{
     RpzConfig, RpzZoneConfig, TSIG_ALGORITHMS, TsigKeyConfig, decode_secret, parse_prefix,
 };
 
+/// A configuration error before it is placed in the file: the key's dotted
+/// path, the text to point at (and which occurrence), and the message.
+pub(crate) type Invalid = (String, Option<(String, usize)>, String);
+
 /// The complete default configuration, with a comment on every key.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
 
@@ -511,8 +515,7 @@ impl Config {
 
     /// Checks that span several keys. On error: the key path, a text to find
     /// in the file (and which occurrence) to point at its line, and the message.
-    #[allow(clippy::type_complexity)]
-    fn validate(&self) -> Result<(), (String, Option<(String, usize)>, String)> {
+    fn validate(&self) -> Result<(), Invalid> {
         let mut seen = std::collections::HashMap::new();
         for (i, feed) in self.feeds.iter().enumerate() {
             let n = seen.entry(feed.name.as_str()).or_insert(0usize);
@@ -538,8 +541,7 @@ impl Config {
         Ok(())
     }
 
-    #[allow(clippy::type_complexity)]
-    fn validate_removal(&self) -> Result<(), (String, Option<(String, usize)>, String)> {
+    fn validate_removal(&self) -> Result<(), Invalid> {
         for (class, sev) in &self.removal.severity {
             if !["low", "medium", "high"].contains(&sev.as_str()) {
                 return Err((

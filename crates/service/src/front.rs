@@ -18,8 +18,11 @@ use arc_swap::ArcSwap;
 /// Kept in memory only: a restart asks again, which errs on the safe side.
 pub struct Passes {
     ttl: Duration,
-    by_client: Mutex<HashMap<IpAddr, Vec<(Box<str>, Instant)>>>,
+    by_client: Mutex<HashMap<IpAddr, Vec<Pass>>>,
 }
+
+/// A name (lower case) and when its pass ends.
+type Pass = (Box<str>, Instant);
 
 impl Passes {
     pub fn new(ttl: Duration) -> Passes {

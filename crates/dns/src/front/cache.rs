@@ -6,7 +6,7 @@
 //! never stored here: one subscriber's warning is never served to another.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -60,9 +60,7 @@ impl Cache {
     }
 
     fn shard(&self, k: &Key) -> &Mutex<HashMap<Key, Entry, foldhash::fast::RandomState>> {
-        let mut h = self.hasher.build_hasher();
-        k.hash(&mut h);
-        &self.shards[h.finish() as usize % SHARDS]
+        &self.shards[self.hasher.hash_one(k) as usize % SHARDS]
     }
 
     /// The cached answer to `q` (from `packet`), aged, with the query's id

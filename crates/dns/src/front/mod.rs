@@ -154,12 +154,9 @@ impl Default for FrontStats {
             refused: Counter::default(),
             rate_limited: Counter::default(),
             malformed: Counter::default(),
-            upstream_seconds: Histogram::new(
-                [
-                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-                ]
-                .into_iter(),
-            ),
+            upstream_seconds: Histogram::new([
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
         }
     }
 }
