@@ -10,6 +10,7 @@ use kanki_removal::ingest::Source;
 
 pub async fn spawn(st: &ApiState) -> anyhow::Result<()> {
     tokio::spawn(notice_loop(st.clone()));
+    tokio::spawn(event_purger(st.clone()));
     if let Some(dir) = st.kanki.config.removal.watch_dir.clone() {
         for sub in ["done", "failed"] {
             std::fs::create_dir_all(dir.join(sub))?;
@@ -88,6 +89,28 @@ async fn sensor_events(st: ApiState, mut rx: tokio::sync::mpsc::Receiver<kanki_e
             Ok(Err(e)) => tracing::error!(error = %e, "storing sensor events failed"),
             Err(e) => tracing::error!(error = %e, "storing sensor events panicked"),
         }
+    }
+}
+
+/// Raw events past `removal.events_retention` are removed (with the
+/// directory's retention purge schedule).
+async fn event_purger(st: ApiState) {
+    let every = st.kanki.config.directory.purge_every.0;
+    loop {
+        let k = st.kanki.clone();
+        let keep = k.config.removal.events_retention.as_secs().min(1 << 40) as i64;
+        let done = tokio::task::spawn_blocking(move || {
+            k.store
+                .removal()
+                .purge_events(Utc::now() - chrono::Duration::seconds(keep))
+        })
+        .await;
+        match done {
+            Ok(Ok(n)) => tracing::info!(events = n, "event retention purge done"),
+            Ok(Err(e)) => tracing::error!(error = %e, "event retention purge failed"),
+            Err(e) => tracing::error!(error = %e, "event retention purge panicked"),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

@@ -396,4 +396,8 @@ pub trait RemovalBackend: Send + Sync {
     ) -> Result<Escalation>;
 
     fn removal_stats(&self) -> Result<RemovalStats>;
+
+    /// Removes events observed before `before`, with their raw records;
+    /// returns how many. Cases keep their counts.
+    fn purge_events(&self, before: DateTime<Utc>) -> Result<u64>;
 }

@@ -45,7 +45,18 @@ pub(crate) fn apply(conn: &Connection) -> Result<()> {
         });
     }
     for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-        let tx = conn.unchecked_transaction()?;
+        // Under the write lock, and checked again there: two processes
+        // opening a new store at once would otherwise both apply it.
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        let applied: i64 = tx.query_row(
+            "SELECT count(*) FROM schema_migrations WHERE version = ?1",
+            [version],
+            |r| r.get(0),
+        )?;
+        if applied > 0 {
+            continue;
+        }
         tx.execute_batch(sql).map_err(|e| {
             StoreError::Backend(format!("migration {version} ({name}) failed: {e}"))
         })?;

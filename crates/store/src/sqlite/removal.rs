@@ -668,4 +668,20 @@ impl RemovalBackend for SqliteBackend {
             Ok(s)
         })
     }
+
+    fn purge_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.write(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute(
+                "DELETE FROM events WHERE time_observation < ?1",
+                [ts(before)],
+            )?;
+            tx.execute(
+                "DELETE FROM event_raw WHERE id NOT IN (SELECT DISTINCT raw_block FROM events)",
+                [],
+            )?;
+            tx.commit()?;
+            Ok(n as u64)
+        })
+    }
 }
