@@ -47,17 +47,10 @@ impl GardenChange {
     }
 }
 
-fn no_subscriber(subscriber: &str) -> impl FnOnce(StoreError) -> ServiceError {
-    let s = subscriber.to_string();
-    move |e| match e {
-        StoreError::NotFound => ServiceError::Invalid(format!("no subscriber {s}")),
-        e => e.into(),
-    }
-}
-
 impl Kanki {
     /// Puts a subscriber in the walled garden, with the notice they are
-    /// shown. `None` when they were inside already (nothing recorded).
+    /// shown. `None` when they were inside already (nothing recorded);
+    /// `Store(NotFound)` for an unknown subscriber.
     pub fn garden_enter(
         &self,
         c: &GardenChange,
@@ -79,10 +72,7 @@ impl Kanki {
             leave_requested_at: None,
             leave_request_note: None,
         };
-        self.store
-            .warning()
-            .garden_enter(&member, &audit)
-            .map_err(no_subscriber(&c.subscriber))
+        Ok(self.store.warning().garden_enter(&member, &audit)?)
     }
 
     /// Lets a subscriber out. `None` when they were not inside.
