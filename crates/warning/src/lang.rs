@@ -295,7 +295,11 @@ mod tests {
         assert_eq!(Lang::negotiate("fr-FR, ja;q=0.5, en;q=0.7"), Some(Lang::En));
         assert_eq!(Lang::negotiate("fr, de;q=0.5"), None);
         assert_eq!(Lang::negotiate("en;q=0, ja;q=0.1"), Some(Lang::Ja));
-        assert_eq!(Lang::negotiate("en;q=2, ja;q=0.1"), Some(Lang::Ja), "q=2 is malformed");
+        assert_eq!(
+            Lang::negotiate("en;q=2, ja;q=0.1"),
+            Some(Lang::Ja),
+            "q=2 is malformed"
+        );
         assert_eq!(Lang::negotiate("JA-jp"), Some(Lang::Ja));
         assert_eq!(Lang::negotiate(""), None);
         assert_eq!(Lang::negotiate(";;;,,,q=,"), None);
@@ -304,7 +308,10 @@ mod tests {
     #[test]
     fn every_category_has_a_name_in_both() {
         assert_eq!(Category::ALL.len(), JA.categories.len());
-        assert_eq!(JA.category_name(Category::C2), "ボットの指令サーバー（C&C）");
+        assert_eq!(
+            JA.category_name(Category::C2),
+            "ボットの指令サーバー（C&C）"
+        );
         assert_eq!(EN.category_name(Category::Other), "malicious site");
     }
 }

@@ -163,9 +163,11 @@ impl Warning {
         })
     }
 
-    /// The page's HTTP surface (serve it with client addresses:
-    /// `into_make_service_with_connect_info::<SocketAddr>()`).
-    pub fn router(self: &Arc<Self>) -> Router {
+    /// The page's HTTP surface, with the countermeasure site `site` under
+    /// `/countermeasures` (reachable from the walled garden under every
+    /// name). Serve it with client addresses:
+    /// `into_make_service_with_connect_info::<SocketAddr>()`.
+    pub fn router(self: &Arc<Self>, site: Router) -> Router {
         Router::new()
             .route("/_kanki/warning", get(page_in))
             .route("/_kanki/proceed", post(proceed))
@@ -174,6 +176,7 @@ impl Warning {
             .fallback(page)
             .layer(DefaultBodyLimit::max(16 * 1024))
             .with_state(self.clone())
+            .nest(COUNTERMEASURES, site)
     }
 
     /// Writes the counted hits to the store, and refreshes today's gauges.
@@ -487,7 +490,13 @@ async fn page_in(
     show(w, peer.ip(), host(&headers, &uri), path, lang).await
 }
 
-async fn show(w: Arc<Warning>, client: IpAddr, host: Option<Host>, path: String, lang: Lang) -> Response {
+async fn show(
+    w: Arc<Warning>,
+    client: IpAddr,
+    host: Option<Host>,
+    path: String,
+    lang: Lang,
+) -> Response {
     let nonce = w.tokens.nonce();
     let frame = w.frame(lang, &nonce, Some(&path));
     let site = host.as_ref().map(|h| site(h, &path));
@@ -501,7 +510,9 @@ async fn show(w: Arc<Warning>, client: IpAddr, host: Option<Host>, path: String,
         .await
         .unwrap_or((Ok(None), None));
         match member {
-            Ok(Some(member)) => return garden_page(&w, &frame, &member, site.as_ref(), listing.as_ref(), client),
+            Ok(Some(member)) => {
+                return garden_page(&w, &frame, &member, site.as_ref(), listing.as_ref(), client);
+            }
             Ok(None) => {} // left the garden a moment ago
             Err(e) => tracing::error!(error = %e, "cannot read the walled garden"),
         }
@@ -517,11 +528,21 @@ async fn show(w: Arc<Warning>, client: IpAddr, host: Option<Host>, path: String,
         return not_listed_page(&w, &frame, name.as_ref());
     };
     if w.shared.passes.allows(client, &site.name, Instant::now()) {
-        w.counters.pages.get_or_create(&PageLabels { page: "pass" }).inc();
-        return html(StatusCode::OK, &nonce, page::pass(&frame, &site, w.minutes()));
+        w.counters
+            .pages
+            .get_or_create(&PageLabels { page: "pass" })
+            .inc();
+        return html(
+            StatusCode::OK,
+            &nonce,
+            page::pass(&frame, &site, w.minutes()),
+        );
     }
     w.count(&ids, 1, 0);
-    w.counters.pages.get_or_create(&PageLabels { page: "warning" }).inc();
+    w.counters
+        .pages
+        .get_or_create(&PageLabels { page: "warning" })
+        .inc();
     let Some(l) = blocking(&w, move |w| listing(w, matched, ids)).await else {
         return html(StatusCode::INTERNAL_SERVER_ERROR, &nonce, String::new());
     };
@@ -573,10 +594,20 @@ fn garden_page(
         member,
         site,
         listing,
-        countermeasure: config.warning.countermeasure_url.as_deref(),
+        countermeasure: Some(
+            config
+                .warning
+                .countermeasure_url
+                .as_deref()
+                .unwrap_or(COUNTERMEASURES),
+        ),
         allowed: &config.dns.garden_allow,
     };
-    html(StatusCode::FORBIDDEN, frame.nonce, page::garden(frame, &view, &token))
+    html(
+        StatusCode::FORBIDDEN,
+        frame.nonce,
+        page::garden(frame, &view, &token),
+    )
 }
 
 /// Fields every form carries.
@@ -693,11 +724,7 @@ async fn proceed(
             .rejected
             .get_or_create(&OutcomeLabels { outcome: "garden" })
             .inc();
-        return (
-            StatusCode::SEE_OTHER,
-            [(header::LOCATION, c.path.clone())],
-        )
-            .into_response();
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, c.path.clone())]).into_response();
     }
     w.shared.passes.grant(c.client, &host.name, Instant::now());
     w.counters.proceeds.inc();
@@ -757,7 +784,13 @@ async fn report(
         return html(
             StatusCode::TOO_MANY_REQUESTS,
             &nonce,
-            page::message(&frame, "report-limited", t.report_heading, t.report_limited, &back),
+            page::message(
+                &frame,
+                "report-limited",
+                t.report_heading,
+                t.report_limited,
+                &back,
+            ),
         );
     }
     let listed = w.listed(&host.name);
@@ -830,7 +863,13 @@ async fn cleaned(
             html(
                 StatusCode::OK,
                 &nonce,
-                page::message(&frame, "cleaned-thanks", t.cleaned_thanks_title, t.cleaned_thanks, &c.path),
+                page::message(
+                    &frame,
+                    "cleaned-thanks",
+                    t.cleaned_thanks_title,
+                    t.cleaned_thanks,
+                    &c.path,
+                ),
             )
         }
         Some(Err(e)) => {
@@ -841,10 +880,13 @@ async fn cleaned(
     }
 }
 
+/// Where the countermeasure site is mounted on the warning page.
+pub const COUNTERMEASURES: &str = "/countermeasures";
+
 /// Binds the page's listener and the reset listeners (so that a taken port
-/// stops `kanki serve` at start), then runs them and the hit flusher in the
-/// background.
-pub async fn spawn(w: Arc<Warning>) -> std::io::Result<()> {
+/// stops `kanki serve` at start), then runs them (the page with the
+/// countermeasure site `site`) and the hit flusher in the background.
+pub async fn spawn(w: Arc<Warning>, site: Router) -> std::io::Result<()> {
     let config = w.shared.kanki.config.warning.clone();
     let resets = reset::bind(&config.reset_listen).await?;
     reset::spawn(resets, w.counters.resets.clone());
@@ -859,7 +901,7 @@ pub async fn spawn(w: Arc<Warning>) -> std::io::Result<()> {
     })?;
     tracing::info!(%listen, "warning page serving");
     let app = w
-        .router()
+        .router(site)
         .into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -873,7 +915,9 @@ pub async fn spawn(w: Arc<Warning>) -> std::io::Result<()> {
             let w = w.clone();
             match tokio::task::spawn_blocking(move || w.flush_hits()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "cannot write warning-page hits; kept for the next try"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "cannot write warning-page hits; kept for the next try")
+                }
                 Err(e) => tracing::error!(error = %e, "warning-page hit flush panicked"),
             }
         }

@@ -126,7 +126,10 @@ fn layout(f: &Frame, title: &str, header_class: &str, refresh: Option<&str>, bod
         )
     });
     let refresh = refresh.map_or(String::new(), |url| {
-        format!("<meta http-equiv=\"refresh\" content=\"30; url={}\">", esc(url))
+        format!(
+            "<meta http-equiv=\"refresh\" content=\"30; url={}\">",
+            esc(url)
+        )
     });
     format!(
         "<!DOCTYPE html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
@@ -178,7 +181,10 @@ fn why(t: &Text, l: &Listing) -> String {
                 }
                 if i.evidence_total > i.evidence.len() {
                     let more = (i.evidence_total - i.evidence.len()).to_string();
-                    out.push_str(&format!("<li>{}</li>", fill(t.evidence_more, &[("n", &more)])));
+                    out.push_str(&format!(
+                        "<li>{}</li>",
+                        fill(t.evidence_more, &[("n", &more)])
+                    ));
                 }
                 out.push_str("</ul>");
             }
@@ -273,7 +279,10 @@ pub fn pass(f: &Frame, site: &Site, minutes: u64) -> String {
         "<section id=\"pass-granted\"><p>{}</p><p><a id=\"retry\" href=\"{}\">{}</a></p></section>",
         fill(
             t.pass_body,
-            &[("name", &esc(&site.name)), ("minutes", &minutes.to_string())]
+            &[
+                ("name", &esc(&site.name)),
+                ("minutes", &minutes.to_string())
+            ]
         ),
         esc(&site.url),
         t.retry_now
@@ -287,10 +296,7 @@ pub fn not_listed(f: &Frame, name: Option<&str>) -> String {
     let t = f.lang.text();
     let body = format!(
         "<section id=\"not-listed\"><p>{}</p></section>",
-        fill(
-            t.not_listed_body,
-            &[("name", &esc(name.unwrap_or("-")))]
-        )
+        fill(t.not_listed_body, &[("name", &esc(name.unwrap_or("-")))])
     );
     layout(f, t.not_listed_title, "", None, &body)
 }

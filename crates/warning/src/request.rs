@@ -42,9 +42,7 @@ const PATH_MAX: usize = 2048;
 /// A path to send the browser back to: visible ASCII starting with `/`
 /// (so the URL's host cannot change), at most 2 KiB; else `/`.
 pub fn clean_path(p: &str) -> String {
-    let ok = p.starts_with('/')
-        && p.len() <= PATH_MAX
-        && p.bytes().all(|b| b.is_ascii_graphic());
+    let ok = p.starts_with('/') && p.len() <= PATH_MAX && p.bytes().all(|b| b.is_ascii_graphic());
     if ok { p.to_string() } else { "/".into() }
 }
 
@@ -65,20 +63,41 @@ mod tests {
     #[test]
     fn hosts_are_names_with_an_optional_port() {
         let h = host_of("WWW.Bad.Example.").unwrap();
-        assert_eq!((h.name.as_str(), h.authority.as_str()), ("www.bad.example", "www.bad.example"));
+        assert_eq!(
+            (h.name.as_str(), h.authority.as_str()),
+            ("www.bad.example", "www.bad.example")
+        );
         let h = host_of("bad.example:8081").unwrap();
         assert_eq!(h.authority, "bad.example:8081");
         assert_eq!(host_of("bad.example:80").unwrap().authority, "bad.example");
-        for bad in ["127.0.0.1:8081", "[::1]:80", "", "bad.example:x", "a@b.example", "localhost", "evil.example/x"] {
+        for bad in [
+            "127.0.0.1:8081",
+            "[::1]:80",
+            "",
+            "bad.example:x",
+            "a@b.example",
+            "localhost",
+            "evil.example/x",
+        ] {
             assert_eq!(host_of(bad), None, "{bad}");
         }
-        assert_eq!(host_of("bücher.example").unwrap().name, "xn--bcher-kva.example");
+        assert_eq!(
+            host_of("bücher.example").unwrap().name,
+            "xn--bcher-kva.example"
+        );
     }
 
     #[test]
     fn paths_cannot_change_the_host() {
         assert_eq!(clean_path("/x.exe?a=1"), "/x.exe?a=1");
-        for bad in ["@evil.example/", "evil.example", "", "/a b", "/\u{7f}", "/é"] {
+        for bad in [
+            "@evil.example/",
+            "evil.example",
+            "",
+            "/a b",
+            "/\u{7f}",
+            "/é",
+        ] {
             assert_eq!(clean_path(bad), "/", "{bad:?}");
         }
         assert_eq!(clean_path(&format!("/{}", "a".repeat(3000))), "/");

@@ -41,8 +41,10 @@ impl Tokens {
         let Some((issued, tag)) = token.split_once('.') else {
             return false;
         };
-        let (Ok(issued), Ok(tag)) = (issued.parse::<i64>(), BASE64URL_NOPAD.decode(tag.as_bytes()))
-        else {
+        let (Ok(issued), Ok(tag)) = (
+            issued.parse::<i64>(),
+            BASE64URL_NOPAD.decode(tag.as_bytes()),
+        ) else {
             return false;
         };
         // A minute of slack for a token from "the future" (clock steps).
