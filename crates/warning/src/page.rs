@@ -102,7 +102,7 @@ pub struct Frame<'a> {
 
 const STYLE: &str = "
 body{margin:0;font-family:system-ui,'Hiragino Sans','Noto Sans CJK JP','IPAGothic',sans-serif;background:#f6f6f6;color:#1a1a1a;line-height:1.6}
-header{background:#b00020;color:#fff;padding:1.2rem 1.5rem}header.garden{background:#8a4b00}
+header{background:#b00020;color:#fff;padding:1.2rem 1.5rem}header.garden{background:#8a4b00}header.calm{background:#35527a}
 header h1{margin:0;font-size:1.6rem}main{max-width:46rem;margin:0 auto;padding:1rem 1.5rem 2rem}
 nav.lang{text-align:right;padding:.4rem 1.5rem;background:#222}nav.lang a{color:#fff}
 section{background:#fff;border:1px solid #ddd;border-radius:6px;padding:1rem 1.2rem;margin:1rem 0}
@@ -115,7 +115,13 @@ textarea,input[type=text]{width:100%;box-sizing:border-box;font:inherit;padding:
 ";
 
 /// The document around a page's body.
-fn layout(f: &Frame, title: &str, header_class: &str, refresh: Option<&str>, body: &str) -> String {
+fn layout(
+    f: &Frame,
+    (title, heading): (&str, &str),
+    header_class: &str,
+    refresh: Option<&str>,
+    body: &str,
+) -> String {
     let t = f.lang.text();
     let switch = f.switch.as_ref().map_or(String::new(), |href| {
         format!(
@@ -135,12 +141,13 @@ fn layout(f: &Frame, title: &str, header_class: &str, refresh: Option<&str>, bod
         "<!DOCTYPE html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{refresh}\
 <title>{title}</title><style nonce=\"{nonce}\">{STYLE}</style></head><body>{switch}\
-<header class=\"{header_class}\"><h1>{title}</h1></header><main>{body}\
+<header class=\"{header_class}\"><h1>{heading}</h1></header><main>{body}\
 <footer>{footer}</footer></main>\
 <script nonce=\"{nonce}\">var b=document.getElementById('back');if(b){{b.addEventListener('click',function(){{if(history.length>1){{history.back()}}else{{location.replace('about:blank')}}}})}}</script>\
 </body></html>\n",
         lang = f.lang.code(),
         title = esc(title),
+        heading = esc(heading),
         nonce = f.nonce,
         footer = t.footer,
     )
@@ -264,7 +271,7 @@ pub fn warning(f: &Frame, site: &Site, l: &Listing, token: &str, minutes: u64) -
         rc = t.report_contact,
         rs = t.report_send,
     );
-    layout(f, t.warning_title, "", None, &body)
+    layout(f, (t.warning_title, t.warning_heading), "", None, &body)
 }
 
 /// Longest note and contact a form may carry, in characters.
@@ -287,7 +294,13 @@ pub fn pass(f: &Frame, site: &Site, minutes: u64) -> String {
         esc(&site.url),
         t.retry_now
     );
-    layout(f, t.pass_title, "", Some(&site.url), &body)
+    layout(
+        f,
+        (t.pass_title, t.pass_title),
+        "calm",
+        Some(&site.url),
+        &body,
+    )
 }
 
 /// The address asked for a name that is not blocked (a browser's cached
@@ -298,7 +311,13 @@ pub fn not_listed(f: &Frame, name: Option<&str>) -> String {
         "<section id=\"not-listed\"><p>{}</p></section>",
         fill(t.not_listed_body, &[("name", &esc(name.unwrap_or("-")))])
     );
-    layout(f, t.not_listed_title, "", None, &body)
+    layout(
+        f,
+        (t.not_listed_title, t.not_listed_title),
+        "calm",
+        None,
+        &body,
+    )
 }
 
 /// What a subscriber in the walled garden sees, whatever they asked for.
@@ -374,7 +393,13 @@ pub fn garden(f: &Frame, g: &GardenView, token: &str) -> String {
             why(t, l)
         ));
     }
-    layout(f, t.garden_heading, "garden", None, &body)
+    layout(
+        f,
+        (t.garden_heading, t.garden_heading),
+        "garden",
+        None,
+        &body,
+    )
 }
 
 /// A short page after a form: a title, a message (kanki's own text, with
@@ -386,7 +411,7 @@ pub fn message(f: &Frame, id: &str, title: &str, text: &str, back: &str) -> Stri
         esc(back),
         t.back_to_page
     );
-    layout(f, title, "", None, &body)
+    layout(f, (title, title), "calm", None, &body)
 }
 
 #[cfg(test)]
