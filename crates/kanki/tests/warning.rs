@@ -20,8 +20,9 @@ use reqwest::blocking::{Client, Response};
 use reqwest::header::{ACCEPT_LANGUAGE, LOCATION, ORIGIN};
 use serde_json::{Value, json};
 
-/// A `kanki serve` with the warning page, two consenting subscribers (S1 on
-/// 127.0.0.2, S2 on 127.0.0.3) and one listed URL with evidence.
+/// A `kanki serve` with the warning page, consenting subscribers (S1 on
+/// 127.0.0.2, S2 on 127.0.0.3, S3 on 127.0.0.1 where the browser runs) and
+/// one listed URL with evidence.
 struct Front {
     env: Env,
     server: Server,
@@ -46,12 +47,12 @@ hits_flush_every = \"100ms\"\ncountermeasure_url = \"http://clean.example.jp/how
         };
         let subs = write(
             "subs.csv",
-            "id,email,language,consent\nS1,s1@example.jp,ja,yes\nS2,s2@example.jp,en,yes\n",
+            "id,email,language,consent\nS1,s1@example.jp,ja,yes\nS2,s2@example.jp,en,yes\nS3,s3@example.jp,ja,yes\n",
         );
         env.ok(&["subscribers", "import", &subs]);
         let statics = write(
             "static.csv",
-            "subscriber,prefix,from,to\nS1,127.0.0.2,2020-01-01,\nS2,127.0.0.3,2020-01-01,\n",
+            "subscriber,prefix,from,to\nS1,127.0.0.2,2020-01-01,\nS2,127.0.0.3,2020-01-01,\nS3,127.0.0.1,2020-01-01,\n",
         );
         env.ok(&["bindings", "import", "--format", "static", &statics]);
         let server = env.serve();
@@ -933,4 +934,25 @@ fn the_page_works_in_headless_chromium_in_both_languages() {
         metric(&metrics(f.api()), "kanki_warning_proceeds_total"),
         Some(1.0)
     );
+
+    // The walled garden: the browser's subscriber (S3) is put inside; any
+    // name shows the notice, and "I have cleaned my machine" is recorded.
+    let r = client()
+        .post(format!("{}/api/v1/garden/S3", f.api()))
+        .json(
+            &json!({"ground": "emergency-evacuation", "reason": "bot traffic, case 7",
+                      "notice": "お使いの機器から、ボットに特有の通信を確認しました。"}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    s.go("http://bad.example/");
+    s.wait_for("#garden");
+    assert!(s.source().contains("ボットに特有の通信"));
+    s.screenshot("warning-page-garden.png");
+    s.type_into("#cleaned-note", "駆除ツールを実行しました");
+    s.click("#send-cleaned");
+    s.wait_for("#cleaned-thanks");
+    let garden = api_get(f.api(), "/api/v1/garden");
+    assert_eq!(garden[0]["leave_request_note"], "駆除ツールを実行しました");
 }
