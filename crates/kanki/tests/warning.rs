@@ -283,6 +283,22 @@ fn the_page_says_what_was_blocked_and_why_in_both_languages_and_counts_hits() {
         Some(2.0)
     );
 
+    // The operators' side is described in the OpenAPI document.
+    let doc = api_get(f.api(), "/api/v1/openapi.json");
+    for p in [
+        "/api/v1/false-positives",
+        "/api/v1/false-positives/{id}",
+        "/api/v1/false-positives/{id}/review",
+        "/api/v1/garden",
+        "/api/v1/garden/{subscriber}",
+        "/api/v1/warning/hits",
+    ] {
+        assert!(
+            doc["paths"].get(p).is_some(),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+
     // Port 443 of the warning address: accepted, then reset at once.
     let mut tls = TcpStream::connect(("127.0.0.1", f.reset)).unwrap();
     tls.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
