@@ -16,7 +16,10 @@ mkdir -p "$CARGO_TARGET_DIR"
 # Debian packages the tests use, by the program each provides:
 #   named-checkzone (bind9-utils), named (bind9), unbound-checkconf (unbound), gzip, zip,
 #   dig (bind9-dnsutils), pdns_recursor (pdns-recursor), kresd (knot-resolver):
-#   the RPZ tests run BIND, Unbound, PowerDNS Recursor and Knot Resolver.
+#   the RPZ tests run BIND, Unbound, PowerDNS Recursor and Knot Resolver;
+#   chromium, chromedriver (chromium-driver) and a Japanese font
+#   (fonts-ipafont-gothic): the warning page is loaded and clicked in
+#   headless Chromium, and its screenshots show the Japanese text.
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 have named-checkzone || need+=(bind9-utils)
@@ -29,6 +32,9 @@ have pdns_recursor || need+=(pdns-recursor)
 have kresd || need+=(knot-resolver)
 have radclient || need+=(freeradius-utils)
 have sqlite3 || need+=(sqlite3)
+have chromium || need+=(chromium)
+have chromedriver || need+=(chromium-driver)
+[ -e /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || need+=(fonts-ipafont-gothic)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}"
   sudo=""

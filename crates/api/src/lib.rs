@@ -7,6 +7,7 @@
 mod directory;
 mod metrics;
 mod removal;
+mod warning;
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -44,6 +45,9 @@ pub struct ApiState {
     pub list_changed: Arc<Notify>,
     /// The subscriber directory: bindings index and consent.
     pub directory: Arc<kanki_service::directory::Directory>,
+    /// The walled garden the DNS front and the warning page read; reloaded
+    /// at once when the API changes it.
+    pub garden: Arc<kanki_service::front::Garden>,
 }
 
 /// The whole HTTP surface: `/api/v1`, `/healthz`, `/metrics`.
@@ -103,6 +107,18 @@ pub fn router(state: ApiState) -> Router {
             post(removal::acknowledge),
         )
         .route("/api/v1/removal/report", get(removal::report))
+        .route("/api/v1/false-positives", get(warning::list_reports))
+        .route("/api/v1/false-positives/{id}", get(warning::get_report))
+        .route(
+            "/api/v1/false-positives/{id}/review",
+            post(warning::review_report),
+        )
+        .route("/api/v1/garden", get(warning::list_garden))
+        .route(
+            "/api/v1/garden/{subscriber}",
+            post(warning::enter_garden).delete(warning::leave_garden),
+        )
+        .route("/api/v1/warning/hits", get(warning::hits))
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),

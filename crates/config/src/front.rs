@@ -95,6 +95,22 @@ pub struct WarningConfig {
     pub listen: Option<SocketAddr>,
     /// How long "proceed once" lets that client reach that name unwarned.
     pub proceed_for: HumanDuration,
+    /// TCP addresses (port 443 of the warning addresses in production) that
+    /// accept and at once reset every connection, so a browser asking for
+    /// `https://` fails fast instead of waiting; empty: none.
+    pub reset_listen: Vec<SocketAddr>,
+    /// Language of the page when the browser's Accept-Language names
+    /// neither Japanese nor English: "ja" or "en".
+    pub language: String,
+    /// The countermeasure page (how to clean a machine) linked from the
+    /// walled-garden notice; unset: no link.
+    pub countermeasure_url: Option<String>,
+    /// How often the page's hit counts (per indicator per day) are written
+    /// to the store.
+    pub hits_flush_every: HumanDuration,
+    /// False-positive reports accepted per client address per hour (the
+    /// queue is the operators' time; 0: none accepted).
+    pub reports_per_hour: u32,
 }
 
 impl Default for WarningConfig {
@@ -102,6 +118,40 @@ impl Default for WarningConfig {
         WarningConfig {
             listen: None,
             proceed_for: HumanDuration::secs(600),
+            reset_listen: Vec::new(),
+            language: "ja".into(),
+            countermeasure_url: None,
+            hits_flush_every: HumanDuration::secs(10),
+            reports_per_hour: 10,
         }
+    }
+}
+
+impl WarningConfig {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
+        if !matches!(self.language.as_str(), "ja" | "en") {
+            return Err((
+                "warning.language".into(),
+                Some((format!("\"{}\"", self.language), 1)),
+                format!("language is \"ja\" or \"en\", not {:?}", self.language),
+            ));
+        }
+        if let Some(u) = &self.countermeasure_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err((
+                "warning.countermeasure_url".into(),
+                Some((u.clone(), 1)),
+                format!("countermeasure_url {u:?} must start with http:// or https://"),
+            ));
+        }
+        if self.proceed_for.0.is_zero() || self.hits_flush_every.0.is_zero() {
+            return Err((
+                "warning".into(),
+                None,
+                "proceed_for and hits_flush_every must be longer than zero".into(),
+            ));
+        }
+        Ok(())
     }
 }

@@ -531,6 +531,7 @@ impl Config {
         self.rpz.validate()?;
         self.dns.validate()?;
         self.validate_removal()?;
+        self.warning.validate()?;
         if self.indicators.default_confidence > 100 {
             return Err((
                 "indicators.default_confidence".into(),
@@ -671,5 +672,20 @@ every = "5m"
 
         let e = error_of("data_dir = \n");
         assert_eq!(e.line, Some(1), "{e}");
+    }
+
+    #[test]
+    fn warning_keys_are_checked() {
+        let c = Config::from_toml_str(
+            "[warning]\nlisten = \"127.0.0.1:8081\"\nreset_listen = [\"127.0.0.1:8443\", \"[::1]:8443\"]\nlanguage = \"en\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.warning.reset_listen.len(), 2);
+        let e = error_of("[warning]\nlanguage = \"fr\"\n");
+        assert_eq!(e.key.as_deref(), Some("warning.language"), "{e}");
+        assert_eq!(e.line, Some(2), "{e}");
+        let e = error_of("[warning]\ncountermeasure_url = \"clean.example\"\n");
+        assert_eq!(e.key.as_deref(), Some("warning.countermeasure_url"), "{e}");
     }
 }

@@ -11,6 +11,7 @@ mod removal_cli;
 mod removal_serve;
 mod rpz;
 mod serve;
+mod warning_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,6 +109,12 @@ enum Command {
     /// The removal loop's outcomes: infected subscribers per 10,000, notices
     /// by channel, acknowledgement rate, time to clean, reinfection rate.
     Report(removal_cli::ReportArgs),
+    /// Put subscribers in the walled garden and let them out (audited).
+    #[command(subcommand)]
+    Garden(warning_cli::GardenCommand),
+    /// The queue of false-positive reports from the warning page.
+    #[command(subcommand)]
+    FalsePositives(warning_cli::FalsePositivesCommand),
     /// Measure kanki's speed and memory on synthetic data (see docs/benchmarks.md).
     Bench(cli::BenchArgs),
 }
@@ -154,6 +161,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Notices(c) => removal_cli::notices(config, c),
         Command::Report(a) => removal_cli::report(config, a),
         Command::Escalations(c) => removal_cli::escalations(config, c),
+        Command::Garden(c) => warning_cli::garden(config, c),
+        Command::FalsePositives(c) => warning_cli::false_positives(config, c),
         Command::Config(_) | Command::Bench(_) => unreachable!("handled above"),
     }
 }

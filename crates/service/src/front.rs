@@ -8,10 +8,15 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use kanki_store::Store;
+
+use crate::ServiceError;
 
 /// Proceed-once passes: after "proceed" on the warning page, that client
 /// reaches that name (and its subdomains) unwarned until the pass expires.
@@ -76,6 +81,8 @@ impl Passes {
 /// address. The set is swapped whole when someone enters or leaves.
 pub struct Garden {
     inside: ArcSwap<HashSet<String>>,
+    /// The store's garden generation `inside` was loaded at.
+    generation: AtomicU64,
     /// Names (and their subdomains) reachable from inside, lower case.
     allow: Arc<[String]>,
 }
@@ -84,6 +91,7 @@ impl Garden {
     pub fn new(allow: impl IntoIterator<Item = String>) -> Garden {
         Garden {
             inside: ArcSwap::from_pointee(HashSet::new()),
+            generation: AtomicU64::new(0),
             allow: allow
                 .into_iter()
                 .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
@@ -94,6 +102,27 @@ impl Garden {
     /// Replaces the set of subscribers inside.
     pub fn set(&self, inside: HashSet<String>) {
         self.inside.store(Arc::new(inside));
+    }
+
+    /// Loads the set from the store.
+    pub fn reload(&self, store: &Store) -> Result<(), ServiceError> {
+        let w = store.warning();
+        // The generation first: a change made while reading is then seen
+        // again next time rather than missed.
+        let g = w.garden_generation()?;
+        self.set(w.garden()?.into_iter().map(|m| m.subscriber).collect());
+        self.generation.store(g, Relaxed);
+        Ok(())
+    }
+
+    /// Reloads when the store's garden changed (through any process);
+    /// returns whether it did.
+    pub fn refresh(&self, store: &Store) -> Result<bool, ServiceError> {
+        if store.warning().garden_generation()? == self.generation.load(Relaxed) {
+            return Ok(false);
+        }
+        self.reload(store)?;
+        Ok(true)
     }
 
     pub fn contains(&self, subscriber: &str) -> bool {

@@ -5,6 +5,7 @@
 
 pub mod directory;
 pub mod front;
+pub mod warning;
 
 use std::fs::File;
 use std::io::{Read, Write};

@@ -15,11 +15,13 @@ mod import;
 mod removal;
 mod sqlite;
 mod types;
+mod warning;
 
 pub use directory::*;
 pub use import::{ImportProgress, Importer};
 pub use removal::*;
 pub use types::*;
+pub use warning::*;
 
 use chrono::{DateTime, Utc};
 use kanki_indicators::{AllowEntry, Indicator, IndicatorId, Status};
@@ -116,6 +118,7 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     directory: Arc<dyn DirectoryBackend>,
     removal: Arc<dyn RemovalBackend>,
+    warning: Arc<dyn WarningBackend>,
 }
 
 impl Store {
@@ -126,7 +129,8 @@ impl Store {
         Ok(Store {
             backend: backend.clone(),
             directory: backend.clone(),
-            removal: backend,
+            removal: backend.clone(),
+            warning: backend,
         })
     }
 
@@ -138,6 +142,12 @@ impl Store {
     /// Events, cases, notices and escalations.
     pub fn removal(&self) -> &dyn RemovalBackend {
         self.removal.as_ref()
+    }
+
+    /// The warning page's hit counts and false-positive queue, and the
+    /// walled garden.
+    pub fn warning(&self) -> &dyn WarningBackend {
+        self.warning.as_ref()
     }
 }
 

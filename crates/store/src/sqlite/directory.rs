@@ -35,7 +35,7 @@ fn bump_consent_generation(tx: &Connection) -> Result<()> {
     Ok(())
 }
 
-fn meta(conn: &Connection, key: &str) -> Result<String> {
+pub(super) fn meta(conn: &Connection, key: &str) -> Result<String> {
     Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
 }
 
@@ -407,7 +407,7 @@ fn audit_from_row(r: &Row) -> rusqlite::Result<AuditRecord> {
     })
 }
 
-fn append_audit(tx: &Connection, e: &AuditEntry) -> Result<AuditRecord> {
+pub(super) fn append_audit(tx: &Connection, e: &AuditEntry) -> Result<AuditRecord> {
     let head = audit_head(tx)?;
     append_audit_after(tx, e, head)
 }

@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "removal",
         include_str!("../../migrations/sqlite/0003_removal.sql"),
     ),
+    (
+        5,
+        "warning",
+        include_str!("../../migrations/sqlite/0005_warning.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> Result<()> {

@@ -9,6 +9,7 @@ mod directory;
 mod indicators;
 mod migrate;
 mod removal;
+mod warning;
 
 use std::collections::HashMap;
 use std::path::Path;
