@@ -21,6 +21,7 @@ fn consenting_subscribers_are_warned_others_get_the_upstream_answer() {
     let unbound_port = free_port();
     // Nothing listens here: the front must fail over to Unbound.
     let dead_port = free_port();
+    let page_port = free_port();
     let env = Env::new(&format!(
         r#"
 [dns]
@@ -31,6 +32,9 @@ clients = ["127.0.0.1/32", "127.0.0.2/32", "127.0.0.3/32"]
 warning_v4 = "192.0.2.80"
 warning_v6 = "2001:db8::80"
 query_log = "{log}"
+
+[warning]
+listen = "127.0.0.1:{page_port}"
 "#,
         log = std::env::temp_dir()
             .join(format!("kanki-front-test-{dns_port}.log"))
@@ -173,11 +177,58 @@ query_log = "{log}"
     });
     let _ = fs::remove_file(&log);
 
+    // Proceed once on the warning page (reached as the browser would after
+    // the warning answer): from then on S1 gets the upstream's answer for
+    // that name, and only S1.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let browser = reqwest::blocking::Client::builder()
+        .local_address("127.0.0.1".parse::<std::net::IpAddr>().unwrap())
+        .resolve(
+            "www.bad.example",
+            format!("127.0.0.1:{page_port}").parse().unwrap(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let origin = format!("http://www.bad.example:{page_port}");
+    let html = browser
+        .get(format!("{origin}/download"))
+        .header("Accept-Language", "en")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let at = html.find("name=\"token\"").expect("a proceed form");
+    let value = &html[at..];
+    let value = &value[value.find("value=\"").unwrap() + 7..];
+    let token = &value[..value.find('"').unwrap()];
+    let r = browser
+        .post(format!("{origin}/_kanki/proceed"))
+        .header("Origin", &origin)
+        .form(&[("path", "/download"), ("token", token), ("lang", "en")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let passed = ask("127.0.0.1", "www.bad.example", "A", false);
+    assert!(
+        passed
+            .answer
+            .first()
+            .is_some_and(|l| l.ends_with("IN A 10.0.0.1")),
+        "{}",
+        passed.text
+    );
+    // Another listed name (the parent) is still warned.
+    assert_eq!(
+        ask("127.0.0.1", "bad.example", "A", false).answer,
+        ["bad.example. 60 IN A 192.0.2.80"]
+    );
+
     // A revocation reaches the front within a second.
     let revoked = Instant::now();
     env.ok(&["consent", "revoke", "S1", "--channel", "phone"]);
     loop {
-        let a = ask("127.0.0.1", "www.bad.example", "A", false);
+        let a = ask("127.0.0.1", "bad.example", "A", false);
         if a.answer
             .first()
             .is_some_and(|l| l.ends_with("IN A 10.0.0.1"))

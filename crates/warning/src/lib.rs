@@ -644,7 +644,7 @@ fn check_form(
     headers: &HeaderMap,
     uri: &Uri,
     form: Result<Form<FormBase>, FormRejection>,
-) -> Result<Checked, Response> {
+) -> Result<Checked, Box<Response>> {
     let host = host(headers, uri);
     let lang_hint = headers
         .get(header::ACCEPT_LANGUAGE)
@@ -666,7 +666,7 @@ fn check_form(
         )
     };
     let Ok(Form(f)) = form else {
-        return Err(refuse("form", StatusCode::BAD_REQUEST, lang_hint));
+        return Err(Box::new(refuse("form", StatusCode::BAD_REQUEST, lang_hint)));
     };
     let lang = Lang::parse(&f.lang).unwrap_or(lang_hint);
     // A browser says where a post comes from: it must be this very name.
@@ -680,19 +680,19 @@ fn check_form(
             .and_then(|v| v.to_str().ok())
             .is_none_or(|s| s == "same-origin");
     if !origin_ok {
-        return Err(refuse("origin", StatusCode::FORBIDDEN, lang));
+        return Err(Box::new(refuse("origin", StatusCode::FORBIDDEN, lang)));
     }
     let name = host.as_ref().map_or("", |h| h.name.as_str());
     if !w
         .tokens
         .verify(&f.token, peer.ip(), name, Utc::now().timestamp())
     {
-        return Err(refuse("token", StatusCode::FORBIDDEN, lang));
+        return Err(Box::new(refuse("token", StatusCode::FORBIDDEN, lang)));
     }
     let note = clean_text(&f.note);
     let contact = clean_text(&f.contact);
     if note.chars().count() > page::NOTE_MAX || contact.chars().count() > page::CONTACT_MAX {
-        return Err(refuse("form", StatusCode::BAD_REQUEST, lang));
+        return Err(Box::new(refuse("form", StatusCode::BAD_REQUEST, lang)));
     }
     Ok(Checked {
         client: peer.ip(),
@@ -715,7 +715,7 @@ async fn proceed(
 ) -> Response {
     let c = match check_form(&w, peer, &headers, &uri, form) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(host) = c.host else {
         return StatusCode::BAD_REQUEST.into_response();
@@ -754,7 +754,7 @@ async fn report(
 ) -> Response {
     let c = match check_form(&w, peer, &headers, &uri, form) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let nonce = w.tokens.nonce();
     let frame = w.frame(c.lang, &nonce, None);
@@ -838,7 +838,7 @@ async fn cleaned(
 ) -> Response {
     let c = match check_form(&w, peer, &headers, &uri, form) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let nonce = w.tokens.nonce();
     let frame = w.frame(c.lang, &nonce, None);
