@@ -8,10 +8,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use kanki_config::Config;
+use kanki_directory::SubscriberRecord;
 use kanki_directory::synth::{self, Rng};
-use kanki_directory::{Binding, BindingEvent, BindingOrigin, Subject, SubscriberRecord};
 use kanki_removal::ingest::Source;
 use kanki_service::Kanki;
 use kanki_service::directory::Compiled;
@@ -86,27 +86,7 @@ pub fn ingest(
                 .upsert_subscribers(&subs, "bench", "bench", Utc::now())?;
         }
         let ss = synth::sessions(sessions, DAYS, n, 5);
-        for chunk in ss.chunks(100_000) {
-            let events: Vec<BindingEvent> = chunk
-                .iter()
-                .map(|s| {
-                    BindingEvent::Binding(Binding {
-                        subject: Subject::login(&format!("u{}", s.holder)).expect("non-empty"),
-                        prefix: s.prefix,
-                        ports: None,
-                        from: Utc.timestamp_opt(s.from, 0).unwrap(),
-                        to: s.to.map(|t| Utc.timestamp_opt(t, 0).unwrap()),
-                        origin: BindingOrigin::Static,
-                        key: s.id.to_string(),
-                        reporter: None,
-                    })
-                })
-                .collect();
-            kanki
-                .store
-                .directory()
-                .apply_bindings(BindingOrigin::Static, &events, Utc::now())?;
-        }
+        crate::bench_directory::store_sessions(&kanki, &ss)?;
         std::fs::write(&ready, b"")?;
         r.line(
             &format!("directory written ({sessions} sessions, {n} subscribers)"),
