@@ -534,6 +534,16 @@ fn the_walled_garden_shows_its_notice_and_how_to_leave_and_is_audited() {
     }
     let (status, other) = page(&s2, &good, "en");
     assert_eq!(status, 200, "S2 is not in the garden: {other}");
+    // The countermeasure site is reachable from inside, under any name.
+    let (status, site) = page(&s1, &f.url("good.example", "/countermeasures"), "ja");
+    assert_eq!(status, 200, "{site}");
+    let (status, _) = page(
+        &s1,
+        &f.url("good.example", "/countermeasures/?lang=en"),
+        "ja",
+    );
+    assert_eq!(status, 308);
+    assert!(!site.contains("id=\"garden\""), "{site}");
     // A listed name from inside: the garden, with why the name is listed,
     // and no way to proceed.
     let bad = f.url("bad.example", "/payload.exe");

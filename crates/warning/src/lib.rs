@@ -36,7 +36,7 @@ use axum::Router;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use chrono::{NaiveDate, Utc};
 use kanki_indicators::Indicator;
@@ -177,6 +177,14 @@ impl Warning {
             .layer(DefaultBodyLimit::max(16 * 1024))
             .with_state(self.clone())
             .nest(COUNTERMEASURES, site)
+            // The site's index is at /countermeasures; the slash form is a link too.
+            .route(
+                "/countermeasures/",
+                get(|uri: Uri| async move {
+                    let q = uri.query().map_or(String::new(), |q| format!("?{q}"));
+                    Redirect::permanent(&format!("{COUNTERMEASURES}{q}"))
+                }),
+            )
     }
 
     /// Writes the counted hits to the store, and refreshes today's gauges.
