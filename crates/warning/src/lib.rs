@@ -513,9 +513,10 @@ async fn show(
     let listed = host.as_ref().and_then(|h| w.listed(&h.name));
 
     if let Some(subscriber) = w.gardened(client) {
+        let inside = listed.clone();
         let (member, listing) = blocking(&w, move |w| {
             let member = w.shared.kanki.store.warning().garden_member(&subscriber);
-            (member, listed.map(|(m, ids)| listing(w, m, ids)))
+            (member, inside.map(|(m, ids)| listing(w, m, ids)))
         })
         .await
         .unwrap_or((Ok(None), None));
@@ -523,10 +524,13 @@ async fn show(
             Ok(Some(member)) => {
                 return garden_page(&w, &frame, &member, site.as_ref(), listing.as_ref(), client);
             }
-            Ok(None) => {} // left the garden a moment ago
-            Err(e) => tracing::error!(error = %e, "cannot read the walled garden"),
+            // Left the garden a moment ago: the page as for anyone.
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the walled garden");
+                return html(StatusCode::INTERNAL_SERVER_ERROR, &nonce, String::new());
+            }
         }
-        return not_listed_page(&w, &frame, site.as_ref());
     }
 
     let (Some(site), Some((matched, ids))) = (site, listed) else {
