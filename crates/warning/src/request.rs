@@ -29,7 +29,11 @@ pub fn host_of(header: &str) -> Option<Host> {
         return None;
     }
     let name = kanki_indicators::normalize::normalize_domain(name).ok()?;
-    if ends_in_a_number(&name) {
+    // As a browser reads it, the name must be this very host: a WHATWG URL
+    // parser takes a last label like "0xccc" for a number, and refuses a
+    // "xn--" label that is not valid punycode.
+    let url = url::Url::parse(&format!("http://{name}/")).ok()?;
+    if url.host_str() != Some(name.as_str()) {
         return None;
     }
     let authority = match port {
@@ -37,16 +41,6 @@ pub fn host_of(header: &str) -> Option<Host> {
         _ => name.clone(),
     };
     Some(Host { name, authority })
-}
-
-/// Whether a URL parser takes the name for an IPv4 address (the WHATWG URL
-/// standard's "ends in a number": a last label of digits, or `0x` and hex
-/// digits), so that no browser could have asked for it by name.
-fn ends_in_a_number(name: &str) -> bool {
-    let last = name.rsplit('.').next().unwrap_or("");
-    let hex = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X"));
-    last.bytes().all(|b| b.is_ascii_digit())
-        || hex.is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Longest path kept, in bytes.
