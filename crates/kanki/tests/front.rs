@@ -74,29 +74,7 @@ listen = "127.0.0.1:{page_port}"
 
     // S1 (127.0.0.1) consents, S2 (127.0.0.2) does not; 127.0.0.3 is
     // nobody's. bad.example is listed.
-    let subs = dir.join("subscribers.csv");
-    fs::write(
-        &subs,
-        "id,email,language,consent\nS1,s1@example.jp,ja,yes\nS2,s2@example.jp,en,no\n",
-    )
-    .unwrap();
-    env.ok(&["subscribers", "import", subs.to_str().unwrap()]);
-    let statics = dir.join("static.csv");
-    fs::write(
-        &statics,
-        "subscriber,prefix,from,to\nS1,127.0.0.1/32,2020-01-01T00:00:00Z,\nS2,127.0.0.2/32,2020-01-01T00:00:00Z,\n",
-    )
-    .unwrap();
-    env.ok(&[
-        "bindings",
-        "import",
-        "--format",
-        "static",
-        statics.to_str().unwrap(),
-    ]);
-    let list = dir.join("list.txt");
-    fs::write(&list, "bad.example\n").unwrap();
-    env.ok(&["import", "--format", "plain", list.to_str().unwrap()]);
+    env.two_subscribers_and_a_listed_name();
     let _kanki = env.serve();
     let api = env.api.clone();
     let p = dns_port.to_string();

@@ -90,29 +90,7 @@ secret = "{SECRET}"
     ));
     // Client scope from the subscriber directory: S1 (127.0.0.1, static)
     // consents, S2 (127.0.0.2) not yet.
-    let subs = env.dir.path().join("subscribers.csv");
-    fs::write(
-        &subs,
-        "id,email,language,consent\nS1,s1@example.jp,ja,yes\nS2,s2@example.jp,en,no\n",
-    )
-    .unwrap();
-    env.ok(&["subscribers", "import", subs.to_str().unwrap()]);
-    let statics = env.dir.path().join("static.csv");
-    fs::write(
-        &statics,
-        "subscriber,prefix,from,to\nS1,127.0.0.1/32,2020-01-01T00:00:00Z,\nS2,127.0.0.2/32,2020-01-01T00:00:00Z,\n",
-    )
-    .unwrap();
-    env.ok(&[
-        "bindings",
-        "import",
-        "--format",
-        "static",
-        statics.to_str().unwrap(),
-    ]);
-    let list = env.dir.path().join("list.txt");
-    fs::write(&list, "bad.example\n").unwrap();
-    env.ok(&["import", "--format", "plain", list.to_str().unwrap()]);
+    env.two_subscribers_and_a_listed_name();
     let kanki = env.serve();
     let api = env.api.clone();
     let dir = env.dir.path();
