@@ -161,6 +161,24 @@ fn row_order(a: &Row, b: &Row) -> std::cmp::Ordering {
     (b.0, a.1, a.2, a.3.from).cmp(&(a.0, b.1, b.2, b.3.from))
 }
 
+/// [`row_order`] as one number, exact for IPv4 and for IPv6 prefixes up to
+/// /96: (length and family, then the prefix's significant bits and the
+/// start). IPv6 prefixes longer than /96 only come out grouped by length.
+#[inline(always)]
+fn packed_order(r: &Row) -> (u16, u128) {
+    let group = (u16::from(u8::MAX - r.0) << 1) | u16::from(r.1);
+    let within = if r.1 {
+        // IPv4: the address is the low 32 bits of the mapped key.
+        u128::from(r.2[1] as u32) << 32
+    } else if r.0 <= 96 {
+        // The low 32 bits of a prefix up to /96 are zero.
+        join(r.2)
+    } else {
+        0
+    };
+    (group, within | u128::from(r.3.from))
+}
+
 fn clamp_secs(t: i64) -> Secs {
     t.clamp(0, (OPEN - 1) as i64) as Secs
 }
@@ -307,7 +325,23 @@ impl IndexBuilder {
     /// Puts the bindings in the index's order.
     pub fn sort(&mut self) {
         if !self.sorted {
-            self.rows.sort_unstable_by(row_order);
+            // By a packed key, which is several times faster than
+            // `row_order` on ten million rows; then the rare IPv6 prefixes
+            // longer than /96, which the packing cannot tell apart, by
+            // `row_order` itself.
+            self.rows.sort_unstable_by_key(packed_order);
+            let mut start = 0;
+            while start < self.rows.len() {
+                let (bits, v4) = (self.rows[start].0, self.rows[start].1);
+                let len = self.rows[start..]
+                    .iter()
+                    .take_while(|r| (r.0, r.1) == (bits, v4))
+                    .count();
+                if !v4 && bits > 96 {
+                    self.rows[start..start + len].sort_unstable_by(row_order);
+                }
+                start += len;
+            }
             self.sorted = true;
         }
     }
@@ -673,6 +707,48 @@ mod tests {
         );
         assert_eq!(ix.who_now("198.51.100.1".parse().unwrap(), 50), Some(3));
         assert_eq!(ix.who_now("198.51.101.1".parse().unwrap(), 50), None);
+    }
+
+    #[test]
+    fn sort_puts_rows_in_row_order() {
+        // Prefixes of every kind the packed key treats differently: IPv4
+        // of several lengths, IPv6 up to /96 and beyond it, and starts
+        // that tie on the prefix.
+        let mut rng = crate::synth::Rng::new(9);
+        let mut b = IndexBuilder::new();
+        for id in 1..=20_000 {
+            let len = [8u8, 24, 32, 48, 56, 64, 96, 112, 127, 128][rng.below(10) as usize];
+            let prefix: IpNet = if len <= 32 && rng.below(2) == 0 {
+                Ipv4Net::new(Ipv4Addr::from(rng.next_u64() as u32 & 0xff00_00ff), len)
+                    .unwrap()
+                    .trunc()
+                    .into()
+            } else {
+                let a = Ipv6Addr::from(u128::from(rng.next_u64()) << 64 | u128::from(rng.below(4)));
+                Ipv6Net::new(a, len).unwrap().trunc().into()
+            };
+            b.add(&BindingRef {
+                id,
+                prefix,
+                ports: None,
+                from: rng.below(50) as i64,
+                to: None,
+                holder: 0,
+            });
+        }
+        let mut expected = b.rows.clone();
+        expected.sort_by(row_order);
+        b.sort();
+        let key = |r: &Row| (r.0, r.1, r.2, r.3.from);
+        let first_out_of_order = b
+            .rows
+            .iter()
+            .zip(&expected)
+            .position(|(a, e)| key(a) != key(e));
+        assert_eq!(
+            first_out_of_order.map(|i| (key(&b.rows[i]), key(&expected[i]))),
+            None
+        );
     }
 
     #[test]

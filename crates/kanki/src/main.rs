@@ -135,6 +135,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return cli::config(c);
     }
     if let Command::Bench(b) = &cli.command {
+        // Benchmarks log at `warn` unless RUST_LOG asks for more (the
+        // directory rebuild logs its phases at `debug`).
+        cli::init_logging(&kanki_config::Config::default(), false);
         return cli::bench(b);
     }
     let config = cli::load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
