@@ -155,3 +155,19 @@ line=$(grep "Transfer completed" "$work/named.log" | sed -n 2p)
 printf '%-44s %14s %-12s (target <= 50 ms)\n' "BIND: IXFR of 1,000 added names (its figure)" "$(echo "$line" | grep -o '[0-9.]* secs' | awk '{print $1 * 1000}')" "ms"
 echo "   $(echo "$line" | sed 's/.*Transfer completed: //')"
 grep '"IXFR' "$work/rpz-serve.log" | tail -1 | sed 's/^/   kanki: /'
+
+if [ -n "${REMOVAL:-}" ]; then
+echo "== the removal loop: ingest with attribution against ${SESSIONS:-10000000} sessions, IntelMQ's parser on the same file"
+# REMOVAL=1 scripts/bench.sh: kanki bench ingest (directory written once into
+# $work, then a 1,000,000-row sinkhole CSV attributed and stored), the same CSV
+# through IntelMQ's Shadowserver parser (pip install intelmq), and 100,000
+# notices rendered.
+python3 -c "import intelmq" 2>/dev/null || python3 -m pip install -q intelmq
+csv="$work/2026-11-01-event4_sinkhole-bench.csv"
+"$kanki" bench ingest --sessions "${SESSIONS:-10000000}" --rows "$rows" --work-dir "$work" --csv-out "$csv" | tee "$work/ingest.txt"
+python3 scripts/intelmq_shadowserver.py "$csv" | tee "$work/intelmq.txt"
+k=$(awk '/^ingest sinkhole csv/ {print $(NF-4)}' "$work/ingest.txt")
+i=$(awk '{print $(NF-6)}' "$work/intelmq.txt")
+printf '%-44s %14.2f %-12s\n' "kanki ingest / intelmq parse (events/s)" "$(echo "$k / $i" | bc -l)" "x"
+"$kanki" bench notices --notices 100000
+fi

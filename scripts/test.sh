@@ -16,7 +16,10 @@ mkdir -p "$CARGO_TARGET_DIR"
 # Debian packages the tests use, by the program each provides:
 #   named-checkzone (bind9-utils), named (bind9), unbound-checkconf (unbound), gzip, zip,
 #   dig (bind9-dnsutils), pdns_recursor (pdns-recursor), kresd (knot-resolver):
-#   the RPZ tests run BIND, Unbound, PowerDNS Recursor and Knot Resolver.
+#   the RPZ tests run BIND, Unbound, PowerDNS Recursor and Knot Resolver;
+#   chromium, chromedriver (chromium-driver) and a Japanese font
+#   (fonts-ipafont-gothic): the warning page is loaded and clicked in
+#   headless Chromium, and its screenshots show the Japanese text.
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 have named-checkzone || need+=(bind9-utils)
@@ -29,12 +32,33 @@ have pdns_recursor || need+=(pdns-recursor)
 have kresd || need+=(knot-resolver)
 have radclient || need+=(freeradius-utils)
 have sqlite3 || need+=(sqlite3)
+have chromium || need+=(chromium)
+have chromedriver || need+=(chromium-driver)
+[ -e /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || need+=(fonts-ipafont-gothic)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# PyPI packages the tests use: aiosmtpd (a real SMTP server receiving the
+# removal loop's notices).
+python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install -q aiosmtpd
+# and Cowrie (a real honeypot whose JSON log the removal loop ingests), in a
+# virtual environment of Debian's python3 under /opt, where Cowrie can run as
+# nobody (it refuses root).
+cowrie_venv="${KANKI_COWRIE_VENV:-/opt/kanki/venv-cowrie}"
+if [ ! -x "$cowrie_venv/bin/twistd" ] || [ ! -x "$cowrie_venv/bin/cowrie" ]; then
+  have setpriv || need_cowrie_deps=1
+  [ -x /usr/bin/python3 ] && /usr/bin/python3 -m venv --help >/dev/null 2>&1 || need_cowrie_deps=1
+  if [ -n "${need_cowrie_deps:-}" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-venv util-linux
+  fi
+  mkdir -p "$(dirname "$cowrie_venv")"
+  /usr/bin/python3 -m venv "$cowrie_venv"
+  "$cowrie_venv/bin/pip" install -q cowrie
 fi
 
 echo "test.sh: cargo fmt --check"

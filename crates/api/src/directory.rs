@@ -18,7 +18,7 @@ use crate::{ApiError, ApiState, Params, bad_request, blocking};
 
 /// Who is calling, for consent history and the audit log: the
 /// `X-Kanki-Actor` header, else "api".
-fn actor(h: &HeaderMap) -> String {
+pub(crate) fn actor(h: &HeaderMap) -> String {
     h.get("x-kanki-actor")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.trim().is_empty())

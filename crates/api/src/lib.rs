@@ -6,6 +6,8 @@
 
 mod directory;
 mod metrics;
+mod removal;
+mod warning;
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -43,6 +45,9 @@ pub struct ApiState {
     pub list_changed: Arc<Notify>,
     /// The subscriber directory: bindings index and consent.
     pub directory: Arc<kanki_service::directory::Directory>,
+    /// The walled garden the DNS front and the warning page read; reloaded
+    /// at once when the API changes it.
+    pub garden: Arc<kanki_service::front::Garden>,
 }
 
 /// The whole HTTP surface: `/api/v1`, `/healthz`, `/metrics`.
@@ -90,6 +95,30 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/directory", get(directory::status))
         .route("/api/v1/audit", get(directory::audit))
         .route("/api/v1/audit/verify", get(directory::audit_verify))
+        .route("/api/v1/events", post(removal::ingest))
+        .route("/api/v1/events/{id}", get(removal::get_event))
+        .route("/api/v1/cases", get(removal::list_cases))
+        .route("/api/v1/cases/{id}", get(removal::get_case))
+        .route("/api/v1/cases/{id}/actions", post(removal::case_action))
+        .route("/api/v1/escalations", get(removal::list_escalations))
+        .route("/api/v1/escalations/{id}", post(removal::set_escalation))
+        .route(
+            "/api/v1/notices/{reference}/acknowledge",
+            post(removal::acknowledge),
+        )
+        .route("/api/v1/removal/report", get(removal::report))
+        .route("/api/v1/false-positives", get(warning::list_reports))
+        .route("/api/v1/false-positives/{id}", get(warning::get_report))
+        .route(
+            "/api/v1/false-positives/{id}/review",
+            post(warning::review_report),
+        )
+        .route("/api/v1/garden", get(warning::list_garden))
+        .route(
+            "/api/v1/garden/{subscriber}",
+            post(warning::enter_garden).delete(warning::leave_garden),
+        )
+        .route("/api/v1/warning/hits", get(warning::hits))
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -185,7 +214,14 @@ async fn metrics_text(State(st): State<ApiState>) -> Result<Response, ApiError> 
     st.metrics
         .directory_consenting
         .set(st.directory.consenting_count() as i64);
-    let counts = blocking(&st, |k| Ok(k.store.counts_by_status()?)).await?;
+    let (counts, outcomes) = blocking(&st, |k| {
+        Ok((
+            k.store.counts_by_status()?,
+            kanki_removal::outcomes::outcomes(k)?,
+        ))
+    })
+    .await?;
+    st.metrics.removal.set(&outcomes);
     for (status, n) in counts {
         st.metrics
             .indicators

@@ -58,6 +58,8 @@ pub struct Metrics {
     pub radius_source: std::sync::OnceLock<std::sync::Arc<kanki_radius::server::Counters>>,
     pub directory_bindings: Gauge,
     pub directory_consenting: Gauge,
+    /// The removal loop's outcomes, set at each scrape.
+    pub removal: kanki_removal::outcomes::OutcomeGauges,
 }
 
 impl Default for Metrics {
@@ -69,7 +71,9 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("kanki");
+        let removal = kanki_removal::outcomes::OutcomeGauges::register(&mut registry);
         let m = Metrics {
+            removal,
             indicators: Family::default(),
             policy_generation: Gauge::default(),
             policy_names: Gauge::default(),

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 mod crawler;
 mod directory;
 mod duration;
+mod front;
+mod removal;
 mod rpz;
 
 pub use crawler::{
@@ -23,9 +25,17 @@ pub use crawler::{
 };
 pub use directory::{AuditConfig, DirectoryConfig, NasConfig, RadiusConfig};
 pub use duration::HumanDuration;
+pub use front::{DnsConfig, WarningConfig};
+pub use removal::{
+    CountermeasureConfig, NoticesConfig, RemovalConfig, SensorConfig, SmtpConfig, SmtpTls, ToolLink,
+};
 pub use rpz::{
     RpzConfig, RpzZoneConfig, TSIG_ALGORITHMS, TsigKeyConfig, decode_secret, parse_prefix,
 };
+
+/// A configuration error before it is placed in the file: the key's dotted
+/// path, the text to point at (and which occurrence), and the message.
+pub(crate) type Invalid = (String, Option<(String, usize)>, String);
 
 /// The complete default configuration, with a comment on every key.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -50,6 +60,17 @@ pub struct Config {
     pub radius: RadiusConfig,
     /// The crawler (`kanki crawl`, and scheduled crawls in `kanki serve`).
     pub crawler: CrawlerConfig,
+    /// The consent-aware DNS front (`kanki serve`), off until `listen` is set.
+    pub dns: DnsConfig,
+    pub warning: WarningConfig,
+    /// The removal loop: events, attribution grounds, cases.
+    pub removal: RemovalConfig,
+    pub notices: NoticesConfig,
+    pub smtp: SmtpConfig,
+    /// kanki's own low-interaction sensor.
+    pub sensor: SensorConfig,
+    /// The countermeasure site's pages, one per family.
+    pub countermeasures: Vec<CountermeasureConfig>,
 }
 
 impl Default for Config {
@@ -69,6 +90,13 @@ impl Default for Config {
             audit: AuditConfig::default(),
             radius: RadiusConfig::default(),
             crawler: CrawlerConfig::default(),
+            dns: DnsConfig::default(),
+            warning: WarningConfig::default(),
+            removal: RemovalConfig::default(),
+            notices: NoticesConfig::default(),
+            smtp: SmtpConfig::default(),
+            sensor: SensorConfig::default(),
+            countermeasures: Vec::new(),
         }
     }
 }
@@ -494,8 +522,7 @@ impl Config {
 
     /// Checks that span several keys. On error: the key path, a text to find
     /// in the file (and which occurrence) to point at its line, and the message.
-    #[allow(clippy::type_complexity)]
-    fn validate(&self) -> Result<(), (String, Option<(String, usize)>, String)> {
+    fn validate(&self) -> Result<(), Invalid> {
         let mut seen = std::collections::HashMap::new();
         for (i, feed) in self.feeds.iter().enumerate() {
             let n = seen.entry(feed.name.as_str()).or_insert(0usize);
@@ -510,12 +537,52 @@ impl Config {
         }
         self.rpz.validate()?;
         self.crawler.validate()?;
+        self.dns.validate()?;
+        self.validate_removal()?;
+        self.warning.validate()?;
         if self.indicators.default_confidence > 100 {
             return Err((
                 "indicators.default_confidence".into(),
                 Some(("default_confidence".into(), 1)),
                 "confidence is 0 to 100".into(),
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_removal(&self) -> Result<(), Invalid> {
+        for (class, sev) in &self.removal.severity {
+            if !["low", "medium", "high"].contains(&sev.as_str()) {
+                return Err((
+                    format!("removal.severity.{class}"),
+                    Some((format!("\"{sev}\""), 1)),
+                    format!("severity {sev:?}: one of low, medium, high"),
+                ));
+            }
+        }
+        if !["ja", "en"].contains(&self.notices.language.as_str()) {
+            return Err((
+                "notices.language".into(),
+                Some(("language".into(), 1)),
+                "notices are written in \"ja\" or \"en\"".into(),
+            ));
+        }
+        if self.notices.escalate_after == 0 {
+            return Err((
+                "notices.escalate_after".into(),
+                Some(("escalate_after".into(), 1)),
+                "escalate after at least one notice".into(),
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, m) in self.removal.sinkholes.iter().enumerate() {
+            if !names.insert(m.name.as_str()) {
+                return Err((
+                    format!("removal.sinkholes[{i}].name"),
+                    Some((format!("\"{}\"", m.name), 2)),
+                    format!("sinkhole mapping {:?} is defined twice", m.name),
+                ));
+            }
         }
         Ok(())
     }
@@ -613,5 +680,20 @@ every = "5m"
 
         let e = error_of("data_dir = \n");
         assert_eq!(e.line, Some(1), "{e}");
+    }
+
+    #[test]
+    fn warning_keys_are_checked() {
+        let c = Config::from_toml_str(
+            "[warning]\nlisten = \"127.0.0.1:8081\"\nreset_listen = [\"127.0.0.1:8443\", \"[::1]:8443\"]\nlanguage = \"en\"\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.warning.reset_listen.len(), 2);
+        let e = error_of("[warning]\nlanguage = \"fr\"\n");
+        assert_eq!(e.key.as_deref(), Some("warning.language"), "{e}");
+        assert_eq!(e.line, Some(2), "{e}");
+        let e = error_of("[warning]\ncountermeasure_url = \"clean.example\"\n");
+        assert_eq!(e.key.as_deref(), Some("warning.countermeasure_url"), "{e}");
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use kanki_indicators::{Category, Tlp};
 use serde::{Deserialize, Serialize};
 
-use crate::HumanDuration;
+use crate::{HumanDuration, Invalid};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -180,8 +180,7 @@ pub fn decode_secret(secret: &str) -> Result<Vec<u8>, String> {
 impl RpzConfig {
     /// Checks across keys; on error the key path, a text to point at in the
     /// file (with which occurrence), and the message.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn validate(&self) -> Result<(), (String, Option<(String, usize)>, String)> {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
         let mut keys = std::collections::HashSet::new();
         for (i, k) in self.tsig.iter().enumerate() {
             let at = |field: &str| format!("rpz.tsig[{i}].{field}");

@@ -260,9 +260,13 @@ pub(crate) mod tests {
 
     use super::*;
 
-    /// A sample file from `examples/feeds/`.
+    /// A sample file from `examples/feeds/`. The crate's directory is read
+    /// when the test runs (cargo sets it), so a test binary built from
+    /// another checkout of the repository still finds this one's files.
     pub(crate) fn example(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../examples/feeds/{name}", env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::var("CARGO_MANIFEST_DIR")
+            .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+        let path = format!("{dir}/../../examples/feeds/{name}");
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 

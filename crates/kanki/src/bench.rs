@@ -32,6 +32,12 @@ pub enum Which {
     /// RADIUS accounting with responses: kanki's server in front of a real
     /// store, a load generator beside it (--radius-requests).
     Radius,
+    /// The removal loop's ingest: a Shadowserver sinkhole CSV (--rows)
+    /// attributed against a directory of --sessions sessions, every
+    /// attribution audited; written to --csv-out for IntelMQ's parser.
+    Ingest,
+    /// Render notices (--notices).
+    Notices,
     /// The subscriber directory: index build, memory, who_at, who_now,
     /// rebuild from the store (sizes from --sessions and --store-sessions).
     Directory,
@@ -62,6 +68,12 @@ pub struct BenchArgs {
     /// Seeds for the crawl benchmark (3 pages each).
     #[arg(long, default_value_t = 2000)]
     crawl_seeds: usize,
+    /// Notices rendered by the notices benchmark.
+    #[arg(long, default_value_t = 100_000)]
+    notices: usize,
+    /// Write the ingest benchmark's CSV here too.
+    #[arg(long)]
+    csv_out: Option<PathBuf>,
     /// Where the import benchmark keeps its store (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -109,6 +121,12 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if want(Which::Radius) {
         crate::bench_directory::radius(a.radius_requests, &r)?;
+    }
+    if a.which.contains(&Which::Ingest) {
+        crate::bench_removal::ingest(a.sessions, n, a.work_dir.clone(), a.csv_out.clone(), &r)?;
+    }
+    if want(Which::Notices) {
+        crate::bench_removal::notices(a.notices, &r)?;
     }
     if want(Which::Directory) {
         crate::bench_directory::run(a.sessions, a.store_sessions, a.work_dir.clone(), &r)?;

@@ -33,7 +33,7 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     ))
 }
 
-fn actor_default() -> String {
+pub(crate) fn actor_default() -> String {
     std::env::var("USER").unwrap_or_else(|_| "operator".into())
 }
 

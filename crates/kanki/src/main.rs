@@ -3,13 +3,18 @@
 mod bench;
 mod bench_crawl;
 mod bench_directory;
+mod bench_removal;
 mod cli;
 mod crawl_cli;
 mod crawl_serve;
 mod directory_cli;
+mod front;
 mod progress;
+mod removal_cli;
+mod removal_serve;
 mod rpz;
 mod serve;
+mod warning_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,6 +97,30 @@ enum Command {
     /// Crawl seed URLs as a honeyclient: print the redirect-chain trees and
     /// verdicts, keep them as evidence, and list what was found.
     Crawl(crawl_cli::CrawlArgs),
+    /// Ingest security events (Shadowserver reports, Cowrie logs, sinkhole
+    /// logs, X-ARF): attribute each to a subscriber and open or update cases.
+    Ingest(removal_cli::IngestArgs),
+    /// Show stored events.
+    #[command(subcommand)]
+    Events(removal_cli::EventsCommand),
+    /// Cases per (subscriber, threat): list, show, review, hold, release, close.
+    #[command(subcommand)]
+    Cases(removal_cli::CasesCommand),
+    /// Send the notices that are due (--dry-run: print them), export letters.
+    #[command(subcommand)]
+    Notices(removal_cli::NoticesCommand),
+    /// Escalation requests for the walled garden, letters and calls.
+    #[command(subcommand)]
+    Escalations(removal_cli::EscalationsCommand),
+    /// The removal loop's outcomes: infected subscribers per 10,000, notices
+    /// by channel, acknowledgement rate, time to clean, reinfection rate.
+    Report(removal_cli::ReportArgs),
+    /// Put subscribers in the walled garden and let them out (audited).
+    #[command(subcommand)]
+    Garden(warning_cli::GardenCommand),
+    /// The queue of false-positive reports from the warning page.
+    #[command(subcommand)]
+    FalsePositives(warning_cli::FalsePositivesCommand),
     /// Measure kanki's speed and memory on synthetic data (see docs/benchmarks.md).
     Bench(cli::BenchArgs),
 }
@@ -112,6 +141,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return cli::config(c);
     }
     if let Command::Bench(b) = &cli.command {
+        // Benchmarks log at `warn` unless RUST_LOG asks for more (the
+        // directory rebuild logs its phases at `debug`).
+        cli::init_logging(&kanki_config::Config::default(), false);
         return cli::bench(b);
     }
     let config = cli::load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
@@ -133,6 +165,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(c) => directory_cli::audit(config, c),
         Command::Purge => directory_cli::purge(config),
         Command::Crawl(a) => crawl_cli::crawl(config, a),
+        Command::Ingest(a) => removal_cli::ingest(config, a),
+        Command::Events(c) => removal_cli::events(config, c),
+        Command::Cases(c) => removal_cli::cases(config, c),
+        Command::Notices(c) => removal_cli::notices(config, c),
+        Command::Report(a) => removal_cli::report(config, a),
+        Command::Escalations(c) => removal_cli::escalations(config, c),
+        Command::Garden(c) => warning_cli::garden(config, c),
+        Command::FalsePositives(c) => warning_cli::false_positives(config, c),
         Command::Config(_) | Command::Bench(_) => unreachable!("handled above"),
     }
 }

@@ -10,7 +10,10 @@
 //!   when the store's directory generation moves, and the retention purge;
 //! * the RPZ primary when `[[rpz.zones]]` are configured (`rpz.rs`);
 //! * scheduled crawls and re-checks when `[crawler.schedule]` asks for them
-//!   (`crawl_serve.rs`).
+//!   (`crawl_serve.rs`);
+//! * the warning page and its port-443 reset listener when `[warning]`
+//!   sets them (kanki_warning), with the proceed-once passes and the
+//!   walled garden it shares with the DNS front.
 //!
 //! Start-up loads the persisted snapshot first, so answers are ready before
 //! any rebuild. Every acknowledged change is already committed to the
@@ -28,6 +31,7 @@ use kanki_config::{Config, FeedConfig};
 use kanki_policy::{PolicyHandle, Snapshot};
 use kanki_service::Kanki;
 use kanki_service::directory::Directory;
+use kanki_service::front::{Garden, Passes};
 use tokio::sync::Notify;
 
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -48,6 +52,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let kanki = Arc::new(tokio::task::spawn_blocking(move || Kanki::open(config)).await??);
     let mut metrics = Metrics::new();
     let rpz = crate::rpz::setup(&kanki, &mut metrics.registry)?;
+    let front_stats = crate::front::stats(&kanki.config, &mut metrics.registry);
+    let w = &kanki.config.warning;
+    let warning_counters = (w.listen.is_some() || !w.reset_listen.is_empty())
+        .then(|| kanki_warning::Counters::register(&mut metrics.registry));
     let metrics = Arc::new(metrics);
 
     let snapshot = {
@@ -77,13 +85,48 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
         Arc::new(d)
     };
+    // Shared by the DNS front and the warning page.
+    let passes = Arc::new(Passes::new(kanki.config.warning.proceed_for.0));
+    let garden = Arc::new(Garden::new(kanki.config.dns.garden_allow.iter().cloned()));
+    {
+        let (k, g) = (kanki.clone(), garden.clone());
+        tokio::task::spawn_blocking(move || g.reload(&k.store)).await??;
+    }
     let state = ApiState {
         kanki: kanki.clone(),
         policy: policy.clone(),
         metrics: metrics.clone(),
         list_changed: list_changed.clone(),
-        directory,
+        directory: directory.clone(),
+        garden: garden.clone(),
     };
+    let warning = match warning_counters {
+        Some(counters) => {
+            let shared = kanki_warning::Shared {
+                kanki: kanki.clone(),
+                policy: policy.clone(),
+                directory: directory.clone(),
+                passes: passes.clone(),
+                garden: garden.clone(),
+            };
+            let w = kanki_warning::Warning::new(shared, counters);
+            // The countermeasure site, reachable from the walled garden
+            // under every name.
+            let site = kanki_removal::site::router(kanki.clone());
+            kanki_warning::spawn(w.clone(), site).await?;
+            Some(w)
+        }
+        None => None,
+    };
+    if let Some(stats) = front_stats {
+        let decider = crate::front::PolicyDecider {
+            policy: policy.clone(),
+            directory: directory.clone(),
+            passes: passes.clone(),
+            garden: garden.clone(),
+        };
+        crate::front::spawn(&kanki.config, decider, stats).await?;
+    }
 
     if let Some((server, opts)) = rpz {
         crate::rpz::spawn(server, opts, kanki.clone(), policy.clone()).await?;
@@ -113,9 +156,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
     tracing::info!(%listen, elapsed_ms = started.elapsed().as_millis() as u64, "kanki serving the API");
-    axum::serve(listener, kanki_api::router(state))
+    // The countermeasure site, until the warning server mounts it.
+    let app = kanki_api::router(state.clone()).nest(
+        "/countermeasures",
+        kanki_removal::site::router(kanki.clone()),
+    );
+    crate::removal_serve::spawn(&state).await?;
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
+    if let Some(w) = warning
+        && let Err(e) = tokio::task::spawn_blocking(move || w.flush_hits()).await?
+    {
+        tracing::error!(error = %e, "warning-page hits not written at shutdown");
+    }
     tracing::info!("kanki stopped");
     Ok(())
 }
@@ -265,15 +319,22 @@ async fn shutdown_signal_quiet() {
 }
 
 /// Picks up directory changes (consent, subscribers, bindings) made by
-/// other processes or by the API: consent at once, the binding index after.
+/// other processes or by the API: consent at once, the binding index after;
+/// and the walled garden, changed by `kanki garden` in another process.
 async fn directory_refresher(st: ApiState) {
     let every = st.kanki.config.directory.refresh_every.0;
     let rebuild = st.kanki.config.directory.rebuild_every.0;
     loop {
         tokio::time::sleep(every).await;
         let k = st.kanki.clone();
-        let d = st.directory.clone();
-        match tokio::task::spawn_blocking(move || d.refresh(&k.store, Utc::now(), rebuild)).await {
+        let (d, g) = (st.directory.clone(), st.garden.clone());
+        let refreshed = move || {
+            if g.refresh(&k.store)? {
+                tracing::debug!(inside = g.len(), "walled garden reloaded");
+            }
+            d.refresh(&k.store, Utc::now(), rebuild)
+        };
+        match tokio::task::spawn_blocking(refreshed).await {
             Ok(Ok(true)) => tracing::debug!("subscriber directory reloaded"),
             Ok(Ok(false)) => {}
             Ok(Err(e)) => {

@@ -14,86 +14,14 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::resolvers::{ask, dig, metric, spawn};
 use common::{Env, client, eventually, free_port, need};
 
 const SECRET: &str = "a2Fua2ktcnB6LXRlc3Qtc2VjcmV0LWtleS0zMmJ5dGVzIQ==";
 const WRONG: &str = "d3Jvbmctc2VjcmV0LWtleS1mb3ItdGhlLXRlc3QtMzJiIQ==";
-
-/// A resolver process, killed when dropped.
-struct Proc {
-    child: Child,
-    log: std::path::PathBuf,
-    name: &'static str,
-}
-
-impl Proc {
-    fn log(&self) -> String {
-        String::from_utf8_lossy(&fs::read(&self.log).unwrap_or_default()).replace('\0', "")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("---- {} log ----\n{}", self.name, self.log());
-        }
-    }
-}
-
-fn spawn(name: &'static str, dir: &Path, cmd: &mut Command) -> Proc {
-    let log = dir.join(format!("{name}.log"));
-    let f = fs::File::create(&log).unwrap();
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(f.try_clone().unwrap())
-        .stderr(f)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-    Proc { child, log, name }
-}
-
-/// `dig` answer: status and the answer section's lines.
-#[derive(Debug)]
-struct Dig {
-    status: String,
-    answer: Vec<String>,
-    text: String,
-}
-
-fn dig(args: &[&str]) -> Dig {
-    let out = Command::new(need("dig", "bind9-dnsutils"))
-        .args(["+time=1", "+tries=1"])
-        .args(args)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let status = text
-        .split("status: ")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap_or("NO ANSWER")
-        .to_string();
-    let answer = text
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    Dig {
-        status,
-        answer,
-        text,
-    }
-}
-
-fn ask(port: u16, name: &str) -> Dig {
-    dig(&["-p", &port.to_string(), "@127.0.0.1", name, "A"])
-}
 
 /// A private root zone, so that no resolver here ever asks anyone else.
 const ROOT_ZONE: &str = "\
@@ -106,20 +34,6 @@ new.example. A 10.0.0.2
 phish.example. A 10.0.0.3
 clean.example. A 10.0.0.9
 ";
-
-fn metric(api: &str, name: &str) -> f64 {
-    let text = client()
-        .get(format!("{api}/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
 
 fn add(api: &str, value: &str, category: &str) {
     let r = client()
@@ -137,9 +51,6 @@ fn bind_and_unbound_follow_the_primary_by_axfr_notify_and_ixfr() {
     let rpz_port = free_port();
     let bind_port = free_port();
     let unbound_port = free_port();
-    let env0 = tempfile::tempdir().unwrap();
-    let consent = env0.path().join("consenting.txt");
-    fs::write(&consent, "127.0.0.1\n").unwrap();
     let env = Env::new(&format!(
         r#"
 [rpz]
@@ -163,7 +74,6 @@ tsig_key = "kanki-key"
 [[rpz.zones]]
 name = "consent.rpz.kanki"
 client_scope = ["127.0.0.0/8"]
-consent_file = "{consent}"
 notify = ["127.0.0.1:{bind_port}"]
 tsig_key = "kanki-key"
 
@@ -176,12 +86,11 @@ notify = ["127.0.0.1:{unbound_port}"]
 name = "kanki-key"
 algorithm = "hmac-sha256"
 secret = "{SECRET}"
-"#,
-        consent = consent.display()
+"#
     ));
-    let list = env.dir.path().join("list.txt");
-    fs::write(&list, "bad.example\n").unwrap();
-    env.ok(&["import", "--format", "plain", list.to_str().unwrap()]);
+    // Client scope from the subscriber directory: S1 (127.0.0.1, static)
+    // consents, S2 (127.0.0.2) not yet.
+    env.two_subscribers_and_a_listed_name();
     let kanki = env.serve();
     let api = env.api.clone();
     let dir = env.dir.path();
@@ -370,11 +279,10 @@ secret = "{SECRET}"
         "{ulog}"
     );
 
-    // Consent given: the client scope follows its file.
-    fs::write(&consent, "127.0.0.1\n127.0.0.2\n").unwrap();
-    // (the file's time must move; give coarse clocks a moment)
-    eventually(15, "127.0.0.2 blocked after consenting", || {
-        let a = dig(&[
+    // Consent given, then revoked: the client scope follows the directory
+    // and BIND gets it by NOTIFY and IXFR.
+    let from_127_0_0_2 = || {
+        dig(&[
             "-b",
             "127.0.0.2",
             "-p",
@@ -382,12 +290,16 @@ secret = "{SECRET}"
             "@127.0.0.1",
             "bad.example",
             "A",
-        ]);
-        if a.status != "NXDOMAIN" {
-            // Bump the file so the primary sees a new modification time.
-            let _ = fs::write(&consent, "127.0.0.1\n127.0.0.2\n");
-        }
-        a.status == "NXDOMAIN"
+        ])
+        .status
+    };
+    env.ok(&["consent", "grant", "S2", "--channel", "web"]);
+    eventually(15, "127.0.0.2 blocked after consenting", || {
+        from_127_0_0_2() == "NXDOMAIN"
+    });
+    env.ok(&["consent", "revoke", "S2", "--channel", "phone"]);
+    eventually(15, "127.0.0.2 answered unmodified after revoking", || {
+        from_127_0_0_2() == "NOERROR"
     });
 
     // A restart keeps the journal: IXFR from the first serial still works.

@@ -505,9 +505,14 @@ async fn commit(
                         d.answered(key);
                     }
                 }
-                for (key, response) in &replies {
-                    send(&socket, &counters, response, key.src).await;
-                }
+                // Answered on their own task, so the next batch is applied
+                // while these go out.
+                let (socket, counters) = (socket.clone(), counters.clone());
+                tokio::spawn(async move {
+                    for (key, response) in &replies {
+                        send(&socket, &counters, response, key.src).await;
+                    }
+                });
             }
             Err(e) => {
                 counters.sink_errors.fetch_add(1, Relaxed);

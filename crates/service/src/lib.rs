@@ -5,6 +5,8 @@
 
 pub mod crawl;
 pub mod directory;
+pub mod front;
+pub mod warning;
 
 use std::fs::File;
 use std::io::{Read, Write};

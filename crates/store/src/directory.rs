@@ -1,5 +1,7 @@
 //! The subscriber directory's and the audit log's side of the store.
 
+use std::ops::RangeInclusive;
+
 use chrono::{DateTime, Utc};
 use kanki_audit::{AuditEntry, AuditRecord, Ground};
 pub use kanki_directory::SubscriberRecord;
@@ -42,6 +44,9 @@ pub struct SubscriberCounts {
     /// Grants and revocations among them.
     pub consent_changes: u64,
 }
+
+/// Every binding id, for [`DirectoryBackend::scan_bindings`].
+pub const ALL_BINDINGS: RangeInclusive<i64> = i64::MIN..=i64::MAX;
 
 /// A stored binding with its id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -159,14 +164,31 @@ pub trait DirectoryBackend: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<(BindingCounts, ChangedBindings)>;
 
-    /// Every binding, in id order, compactly, for the index.
-    fn scan_bindings(&self, f: &mut dyn FnMut(BindingScan<'_>)) -> Result<()>;
+    /// The prefixes statically assigned, at `now`, to subscribers who
+    /// consent (for RPZ client scoping, which can follow only static
+    /// assignments).
+    fn consenting_static_prefixes(&self, now: DateTime<Utc>) -> Result<Vec<ipnet::IpNet>>;
+
+    /// Every binding whose id lies in `ids`, in id order, compactly, for
+    /// the index. A start reads disjoint id ranges on parallel threads
+    /// ([`binding_id_span`](Self::binding_id_span) gives the whole range).
+    fn scan_bindings(
+        &self,
+        ids: RangeInclusive<i64>,
+        f: &mut dyn FnMut(BindingScan<'_>),
+    ) -> Result<()>;
+
+    /// The lowest and the highest binding id, or `None` when there is none.
+    fn binding_id_span(&self) -> Result<Option<(i64, i64)>>;
 
     /// The bindings with these ids (the evidence of an attribution).
     fn bindings_by_id(&self, ids: &[i64]) -> Result<Vec<StoredBinding>>;
 
     /// Appends to the audit log, chaining the record.
     fn audit_append(&self, entry: &AuditEntry) -> Result<AuditRecord>;
+
+    /// Appends several records, chained in order, in one transaction.
+    fn audit_append_many(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>>;
 
     /// Records matching the filter; oldest first unless a limit asks for
     /// the newest.

@@ -13,13 +13,17 @@ use std::sync::Arc;
 mod crawl;
 mod directory;
 mod import;
+mod removal;
 mod sqlite;
 mod types;
+mod warning;
 
 pub use crawl::*;
 pub use directory::*;
 pub use import::{ImportProgress, Importer};
+pub use removal::*;
 pub use types::*;
+pub use warning::*;
 
 use chrono::{DateTime, Utc};
 use kanki_indicators::{AllowEntry, Indicator, IndicatorId, Status};
@@ -116,6 +120,8 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     directory: Arc<dyn DirectoryBackend>,
     crawl: Arc<dyn CrawlBackend>,
+    removal: Arc<dyn RemovalBackend>,
+    warning: Arc<dyn WarningBackend>,
 }
 
 impl Store {
@@ -126,7 +132,9 @@ impl Store {
         Ok(Store {
             backend: backend.clone(),
             directory: backend.clone(),
-            crawl: backend,
+            crawl: backend.clone(),
+            removal: backend.clone(),
+            warning: backend,
         })
     }
 
@@ -138,6 +146,17 @@ impl Store {
     /// The crawler's evidence and re-checked sites.
     pub fn crawl(&self) -> &dyn CrawlBackend {
         self.crawl.as_ref()
+    }
+
+    /// Events, cases, notices and escalations.
+    pub fn removal(&self) -> &dyn RemovalBackend {
+        self.removal.as_ref()
+    }
+
+    /// The warning page's hit counts and false-positive queue, and the
+    /// walled garden.
+    pub fn warning(&self) -> &dyn WarningBackend {
+        self.warning.as_ref()
     }
 }
 

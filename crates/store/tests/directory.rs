@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use kanki_audit::{AuditEntry, GENESIS, Ground, verify};
 use kanki_directory::{Binding, BindingEvent, BindingOrigin, SessionEvent, SessionPhase, Subject};
-use kanki_store::{AuditFilter, SqliteOptions, Store, SubscriberRecord};
+use kanki_store::{ALL_BINDINGS, AuditFilter, SqliteOptions, Store, SubscriberRecord};
 
 fn open(dir: &tempfile::TempDir) -> Store {
     Store::open_sqlite(&dir.path().join("kanki.sqlite3"), &SqliteOptions::default()).unwrap()
@@ -111,8 +111,10 @@ fn sessions_open_extend_close_and_replays_change_nothing() {
         .unwrap();
     assert_eq!(c.unchanged, 1);
     let mut all = Vec::new();
-    d.scan_bindings(&mut |b| all.push((b.prefix.to_string(), b.from, b.to)))
-        .unwrap();
+    d.scan_bindings(ALL_BINDINGS, &mut |b| {
+        all.push((b.prefix.to_string(), b.from, b.to))
+    })
+    .unwrap();
     all.sort();
     assert_eq!(
         all[0],
@@ -179,7 +181,7 @@ fn a_nas_restart_closes_its_open_sessions_only() {
             .all(|b| b.binding.to == Some(t(4)))
     );
     let mut open = Vec::new();
-    d.scan_bindings(&mut |b| {
+    d.scan_bindings(ALL_BINDINGS, &mut |b| {
         if b.to.is_none() {
             open.push(b.subject.to_string())
         }

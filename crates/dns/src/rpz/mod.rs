@@ -38,8 +38,13 @@ pub use tsig::TsigKey;
 
 /// The primary and its run options from the configuration (`[rpz]`, with
 /// `[export.rpz]` for the SOA fields and TTL); journals in
-/// `data_dir/rpz/`. `None` when no zone is configured.
-pub fn from_config(config: &Config) -> Result<Option<(RpzServer, RunOptions)>, String> {
+/// `data_dir/rpz/`. `None` when no zone is configured. Client-scope zones
+/// take consent from their `consent_file` if they name one, else from
+/// `consent` (kanki serve passes the subscriber directory).
+pub fn from_config(
+    config: &Config,
+    consent: Arc<dyn scope::ConsentSource>,
+) -> Result<Option<(RpzServer, RunOptions)>, String> {
     let r = &config.rpz;
     if r.zones.is_empty() {
         return Ok(None);
@@ -96,8 +101,9 @@ pub fn from_config(config: &Config) -> Result<Option<(RpzServer, RunOptions)>, S
             options,
             shadow: z.shadow,
             content,
-            consent: z.consent_file.as_ref().map(|p| {
-                Arc::new(scope::ConsentFile { path: p.clone() }) as Arc<dyn scope::ConsentSource>
+            consent: Some(match &z.consent_file {
+                Some(p) => Arc::new(scope::ConsentFile { path: p.clone() }),
+                None => consent.clone(),
             }),
             notify: z.notify.clone(),
             allow_transfer: prefixes(&z.allow_transfer)?,

@@ -27,8 +27,9 @@ use std::time::SystemTime;
 use kanki_exports::{IpTrigger, rpz_ip_owner};
 
 /// Where consent comes from: the consenting subscribers' statically
-/// assigned addresses or blocks. The subscriber directory implements this
-/// when it is wired in; [`ConsentFile`] reads a plain file meanwhile.
+/// assigned addresses or blocks. `kanki serve` reads them from the
+/// subscriber directory; [`ConsentFile`] reads a plain file instead (for
+/// an ISP whose static assignments live elsewhere).
 pub trait ConsentSource: Send + Sync {
     /// The consenting addresses and blocks now.
     fn consenting(&self) -> io::Result<Vec<IpTrigger>>;

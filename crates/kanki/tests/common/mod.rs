@@ -1,6 +1,8 @@
 //! Running the real `kanki` binary in tests.
 #![allow(dead_code)]
 
+pub mod resolvers;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -66,6 +68,29 @@ impl Env {
     }
 
     /// Starts `kanki serve` and waits for /healthz.
+    /// S1 (consenting, static 127.0.0.1/32) and S2 (not consenting,
+    /// static 127.0.0.2/32) in the directory, and bad.example listed.
+    pub fn two_subscribers_and_a_listed_name(&self) {
+        let dir = self.dir.path();
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.to_str().unwrap().to_string()
+        };
+        let subs = write(
+            "subscribers.csv",
+            "id,email,language,consent\nS1,s1@example.jp,ja,yes\nS2,s2@example.jp,en,no\n",
+        );
+        self.ok(&["subscribers", "import", &subs]);
+        let statics = write(
+            "static.csv",
+            "subscriber,prefix,from,to\nS1,127.0.0.1/32,2020-01-01T00:00:00Z,\nS2,127.0.0.2/32,2020-01-01T00:00:00Z,\n",
+        );
+        self.ok(&["bindings", "import", "--format", "static", &statics]);
+        let list = write("list.txt", "bad.example\n");
+        self.ok(&["import", "--format", "plain", &list]);
+    }
+
     pub fn serve(&self) -> Server {
         let child = self
             .cmd(&["serve"])

@@ -70,5 +70,9 @@ pub(super) fn use_mimalloc() {
         if rc != ffi::SQLITE_OK {
             tracing::debug!(rc, "SQLite keeps its default allocator");
         }
+        // Without memory statistics SQLite takes no global mutex around
+        // every allocation (kanki never reads them).
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; same timing as above.
+        unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int) };
     });
 }

@@ -1,8 +1,10 @@
 //! [`DirectoryBackend`] for SQLite.
 
-use std::collections::HashSet;
+use std::net::IpAddr;
+use std::ops::RangeInclusive;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use ipnet::IpNet;
 use kanki_audit::{AuditEntry, AuditRecord, record_hash};
 use kanki_directory::{
     Binding, BindingEvent, BindingOrigin, PortRange, SessionEvent, SessionPhase, Subject,
@@ -33,7 +35,7 @@ fn bump_consent_generation(tx: &Connection) -> Result<()> {
     Ok(())
 }
 
-fn meta(conn: &Connection, key: &str) -> Result<String> {
+pub(super) fn meta(conn: &Connection, key: &str) -> Result<String> {
     Ok(conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?)
 }
 
@@ -249,53 +251,83 @@ impl Apply<'_> {
         };
         let session_key = format!("{}/{}/", e.nas, e.session_id);
         let detail = serde_json_detail(e);
-        for prefix in &e.prefixes {
-            let new = Binding {
-                subject: e.subject.clone(),
-                prefix: *prefix,
-                ports: None,
-                from: started,
-                to: (e.phase == SessionPhase::Stop).then_some(e.at),
-                origin,
-                key: format!("{session_key}{prefix}"),
-                reporter: Some(e.nas.clone()),
-            };
-            let phase = e.phase;
-            self.put(new, Some(&detail), |old, new| {
-                let mut m = old.clone();
-                m.from = old.from.min(new.from);
-                if phase == SessionPhase::Stop {
-                    // A later Stop moves the end; a replay or an older one
-                    // does not.
-                    m.to = Some(
-                        old.to
-                            .map_or(new.to.unwrap_or(e.at), |t| t.max(new.to.unwrap_or(t))),
-                    );
-                }
-                m
-            })?;
+        let stop = e.phase == SessionPhase::Stop;
+        let prefixes: Vec<String> = e.prefixes.iter().map(|p| p.to_string()).collect();
+        let keys: Vec<String> = prefixes
+            .iter()
+            .map(|p| format!("{session_key}{p}"))
+            .collect();
+        for (prefix, key) in prefixes.iter().zip(&keys) {
+            // One statement per record, on the RADIUS server's hot path: a
+            // new session is inserted; a known one keeps its subject and
+            // detail, takes the earlier start, and on a Stop the later end
+            // (a replay or an older Stop changes nothing).
+            // (No RETURNING: SQLite buffers its rows in a temporary table
+            // opened and closed per statement, which costs more than the
+            // read of an updated row's id.)
+            let before = self.tx.last_insert_rowid();
+            let written = self
+                .tx
+                .prepare_cached(
+                    "INSERT INTO bindings (origin, key, subject_kind, subject, prefix, from_ts,
+                        to_ts, reporter, detail, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     ON CONFLICT (origin, key) DO UPDATE SET
+                        from_ts = min(from_ts, excluded.from_ts),
+                        to_ts = CASE WHEN ?11 THEN max(coalesce(to_ts, excluded.to_ts), excluded.to_ts)
+                                ELSE to_ts END,
+                        updated_at = excluded.updated_at
+                     WHERE excluded.from_ts < from_ts
+                        OR (?11 AND (to_ts IS NULL OR to_ts < excluded.to_ts))",
+                )?
+                .execute(params![
+                    origin.as_str(),
+                    key,
+                    e.subject.kind.as_str(),
+                    e.subject.value,
+                    prefix,
+                    ts(started),
+                    stop.then(|| ts(e.at)),
+                    e.nas,
+                    detail,
+                    self.now,
+                    stop,
+                ])?;
+            let after = self.tx.last_insert_rowid();
+            if written == 0 {
+                self.counts.unchanged += 1;
+            } else if after != before {
+                // An insert moves the connection's last inserted row id;
+                // an update leaves it.
+                self.counts.added += 1;
+                self.changed.push(after);
+            } else {
+                self.counts.updated += 1;
+                let id = self
+                    .tx
+                    .prepare_cached("SELECT id FROM bindings WHERE origin = ?1 AND key = ?2")?
+                    .query_row(params![origin.as_str(), key], |r| r.get(0))?;
+                self.changed.push(id);
+            }
         }
         // A prefix the session no longer reports has been given up.
         if e.phase != SessionPhase::Start {
-            let keep: HashSet<String> = e
-                .prefixes
-                .iter()
-                .map(|p| format!("{session_key}{p}"))
-                .collect();
             let upper = format!("{}/{}0", e.nas, e.session_id); // '0' follows '/'
-            let open: Vec<(i64, String)> = self
-                .tx
-                .prepare_cached(
-                    "SELECT id, key FROM bindings WHERE origin = ?1 AND key >= ?2 AND key < ?3 AND to_ts IS NULL",
-                )?
-                .query_map(params![origin.as_str(), session_key, upper], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            for (id, key) in open {
-                if !keep.contains(&key) {
-                    self.close(id, e.at)?;
+            let mut given_up = Vec::new();
+            let mut stmt = self.tx.prepare_cached(
+                "SELECT id, key FROM bindings WHERE origin = ?1 AND key >= ?2 AND key < ?3 AND to_ts IS NULL",
+            )?;
+            let mut open = stmt.query(params![origin.as_str(), session_key, upper])?;
+            while let Some(r) = open.next()? {
+                let key = text(r, 1)?;
+                if !keys.iter().any(|k| k == key) {
+                    given_up.push(r.get::<_, i64>(0)?);
                 }
+            }
+            drop(open);
+            drop(stmt);
+            for id in given_up {
+                self.close(id, e.at)?;
             }
         }
         Ok(())
@@ -343,6 +375,13 @@ fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
+/// A stored prefix, `address/length`. ipnet's own parser is several times
+/// slower (it boxes a closure per attempt), and a start parses millions.
+fn parse_prefix(s: &str) -> Option<IpNet> {
+    let (addr, len) = s.split_once('/')?;
+    IpNet::new(addr.parse::<IpAddr>().ok()?, len.parse().ok()?).ok()
+}
+
 fn text<'r>(r: &'r Row, i: usize) -> rusqlite::Result<&'r str> {
     r.get_ref(i)?.as_str().map_err(rusqlite::Error::from)
 }
@@ -368,7 +407,13 @@ fn audit_from_row(r: &Row) -> rusqlite::Result<AuditRecord> {
     })
 }
 
-fn append_audit(tx: &Connection, e: &AuditEntry) -> Result<AuditRecord> {
+pub(super) fn append_audit(tx: &Connection, e: &AuditEntry) -> Result<AuditRecord> {
+    let head = audit_head(tx)?;
+    append_audit_after(tx, e, head)
+}
+
+/// The next record's sequence number and the hash it chains to.
+fn audit_head(tx: &Connection) -> Result<(i64, String)> {
     let last: Option<(i64, String)> = tx
         .query_row(
             "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
@@ -387,6 +432,15 @@ fn append_audit(tx: &Connection, e: &AuditEntry) -> Result<AuditRecord> {
             (seq, meta(tx, "audit_anchor")?)
         }
     };
+    Ok((seq, prev))
+}
+
+/// Appends `e` as record `seq`, chained to `prev`.
+fn append_audit_after(
+    tx: &Connection,
+    e: &AuditEntry,
+    (seq, prev): (i64, String),
+) -> Result<AuditRecord> {
     // The time as it will be read back (microseconds), so the hash verifies.
     let mut entry = e.clone();
     let at = entry.at.to_rfc3339_opts(SecondsFormat::Micros, true);
@@ -600,6 +654,27 @@ impl DirectoryBackend for SqliteBackend {
         })
     }
 
+    fn consenting_static_prefixes(&self, now: DateTime<Utc>) -> Result<Vec<IpNet>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "WITH names (kind, value, subscriber_id) AS (
+                     SELECT kind, value, subscriber_id FROM subscriber_identifiers
+                     UNION ALL SELECT 'subscriber', id, id FROM subscribers)
+                 SELECT DISTINCT b.prefix FROM bindings b
+                 JOIN names n ON n.kind = b.subject_kind AND n.value = b.subject
+                 JOIN subscribers s ON s.id = n.subscriber_id
+                 WHERE b.origin = ?1 AND s.consent = 1
+                   AND b.from_ts <= ?2 AND (b.to_ts IS NULL OR b.to_ts > ?2)",
+            )?;
+            let mut rows = stmt.query(params![BindingOrigin::Static.as_str(), ts(now)])?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.extend(parse_prefix(text(r, 0)?));
+            }
+            Ok(out)
+        })
+    }
+
     fn apply_bindings(
         &self,
         origin: BindingOrigin,
@@ -635,14 +710,20 @@ impl DirectoryBackend for SqliteBackend {
         })
     }
 
-    fn scan_bindings(&self, f: &mut dyn FnMut(BindingScan<'_>)) -> Result<()> {
+    fn scan_bindings(
+        &self,
+        ids: RangeInclusive<i64>,
+        f: &mut dyn FnMut(BindingScan<'_>),
+    ) -> Result<()> {
         self.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT id, subject_kind, subject, prefix, port_first, port_last, from_ts, to_ts FROM bindings",
+                "SELECT id, subject_kind, subject, prefix, port_first, port_last, from_ts, to_ts \
+                 FROM bindings WHERE id BETWEEN ?1 AND ?2",
             )?;
-            let mut rows = stmt.query([])?;
+            let mut rows = stmt.query([ids.start(), ids.end()])?;
             while let Some(r) = rows.next()? {
-                let (Ok(kind), Ok(prefix)) = (text(r, 1)?.parse(), text(r, 3)?.parse()) else {
+                let (Ok(kind), Some(prefix)) = (text(r, 1)?.parse(), parse_prefix(text(r, 3)?))
+                else {
                     continue; // written by this code, so never; skip rather than fail a start
                 };
                 let ports = match (r.get::<_, Option<u16>>(4)?, r.get::<_, Option<u16>>(5)?) {
@@ -660,6 +741,16 @@ impl DirectoryBackend for SqliteBackend {
                 });
             }
             Ok(())
+        })
+    }
+
+    fn binding_id_span(&self) -> Result<Option<(i64, i64)>> {
+        self.read(|c| {
+            Ok(
+                c.query_row("SELECT min(id), max(id) FROM bindings", [], |r| {
+                    Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?))
+                })?,
+            )
         })
     }
 
@@ -687,6 +778,22 @@ impl DirectoryBackend for SqliteBackend {
             let r = append_audit(&tx, entry)?;
             tx.commit()?;
             Ok(r)
+        })
+    }
+
+    fn audit_append_many(&self, entries: &[AuditEntry]) -> Result<Vec<AuditRecord>> {
+        self.write(|c| {
+            let tx = c.transaction()?;
+            // The chain's head read once; each record chains to the last.
+            let mut head = audit_head(&tx)?;
+            let mut records = Vec::with_capacity(entries.len());
+            for e in entries {
+                let r = append_audit_after(&tx, e, head)?;
+                head = (r.seq + 1, r.hash.clone());
+                records.push(r);
+            }
+            tx.commit()?;
+            Ok(records)
         })
     }
 

@@ -18,13 +18,30 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0002_directory.sql"),
     ),
     (
+        3,
+        "removal",
+        include_str!("../../migrations/sqlite/0003_removal.sql"),
+    ),
+    (
         4,
         "crawler",
         include_str!("../../migrations/sqlite/0004_crawler.sql"),
     ),
+    (
+        5,
+        "warning",
+        include_str!("../../migrations/sqlite/0005_warning.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> Result<()> {
+    apply_list(conn, MIGRATIONS)
+}
+
+/// Applies every migration of `list` not yet applied, in list order. Not
+/// only those above the highest applied: parts are developed side by side,
+/// so a store may hold 5 when 4 lands.
+fn apply_list(conn: &Connection, list: &[(i64, &str, &str)]) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version    INTEGER PRIMARY KEY,
@@ -32,20 +49,31 @@ pub(crate) fn apply(conn: &Connection) -> Result<()> {
             applied_at INTEGER NOT NULL
         )",
     )?;
-    let current: i64 = conn.query_row(
-        "SELECT coalesce(max(version), 0) FROM schema_migrations",
-        [],
-        |r| r.get(0),
-    )?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.0);
+    let applied: Vec<i64> = conn
+        .prepare("SELECT version FROM schema_migrations")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let current = applied.iter().copied().max().unwrap_or(0);
+    let known = list.iter().map(|m| m.0).max().unwrap_or(0);
     if current > known {
         return Err(StoreError::SchemaTooNew {
             found: current,
             known,
         });
     }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-        let tx = conn.unchecked_transaction()?;
+    for (version, name, sql) in list.iter().filter(|m| !applied.contains(&m.0)) {
+        // Under the write lock, and checked again there: two processes
+        // opening a new store at once would otherwise both apply it.
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        let applied: i64 = tx.query_row(
+            "SELECT count(*) FROM schema_migrations WHERE version = ?1",
+            [version],
+            |r| r.get(0),
+        )?;
+        if applied > 0 {
+            continue;
+        }
         tx.execute_batch(sql).map_err(|e| {
             StoreError::Backend(format!("migration {version} ({name}) failed: {e}"))
         })?;
@@ -57,4 +85,40 @@ pub(crate) fn apply(conn: &Connection) -> Result<()> {
         tracing::info!(version, name, "applied store migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        conn.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 't%' ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_migration_numbered_below_the_highest_applied_is_still_applied() {
+        let conn = Connection::open_in_memory().unwrap();
+        let (one, four, five) = (
+            (1, "one", "CREATE TABLE t1 (x)"),
+            (4, "four", "CREATE TABLE t4 (x)"),
+            (5, "five", "CREATE TABLE t5 (x)"),
+        );
+        apply_list(&conn, &[one, five]).unwrap();
+        assert_eq!(tables(&conn), ["t1", "t5"]);
+        apply_list(&conn, &[one, four, five]).unwrap();
+        assert_eq!(tables(&conn), ["t1", "t4", "t5"]);
+        // Applied once: a second open changes nothing.
+        apply_list(&conn, &[one, four, five]).unwrap();
+        assert!(matches!(
+            apply_list(&conn, &[one]),
+            Err(StoreError::SchemaTooNew { found: 5, known: 1 })
+        ));
+    }
 }

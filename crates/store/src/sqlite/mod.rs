@@ -9,6 +9,8 @@ mod crawl;
 mod directory;
 mod indicators;
 mod migrate;
+mod removal;
+mod warning;
 
 use std::collections::HashMap;
 use std::path::Path;

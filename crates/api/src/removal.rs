@@ -1,0 +1,216 @@
+//! `/api/v1/events`, `/api/v1/cases` and `/api/v1/escalations`: the
+//! removal loop. The escalation queue is what the DNS front's walled
+//! garden (and the letter desk, the call centre) consumes.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use kanki_events::Format;
+use kanki_removal::case::Action;
+use kanki_removal::ingest::Source;
+use kanki_store::{CaseFilter, CaseState, EscalationStatus};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::directory::actor;
+use crate::{ApiError, ApiState, Params, bad_request, blocking};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IngestParams {
+    format: Format,
+    report_type: Option<String>,
+    mapping: Option<String>,
+    /// A file name, for the report type and the ingest's record.
+    name: Option<String>,
+}
+
+/// The body is one input (a report, a log); it is ingested with attribution.
+pub(crate) async fn ingest(
+    State(st): State<ApiState>,
+    Params(p): Params<IngestParams>,
+    body: Bytes,
+) -> Result<Json<kanki_removal::ingest::IngestSummary>, ApiError> {
+    let compiled = st.directory.compiled();
+    let source = Source {
+        format: p.format,
+        report_type: p.report_type,
+        mapping: p.mapping,
+        origin: p.name.unwrap_or_else(|| "http".into()),
+    };
+    blocking(&st, move |k| {
+        Ok(Json(kanki_removal::ingest::ingest(
+            k,
+            &compiled,
+            &source,
+            Box::new(std::io::Cursor::new(body)),
+            &mut |_| {},
+        )?))
+    })
+    .await
+}
+
+pub(crate) async fn get_event(
+    State(st): State<ApiState>,
+    Path(id): Path<i64>,
+) -> Result<Json<kanki_store::StoredEvent>, ApiError> {
+    blocking(&st, move |k| {
+        k.store
+            .removal()
+            .get_event(id)?
+            .map(Json)
+            .ok_or_else(|| kanki_store::StoreError::NotFound.into())
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CaseParams {
+    state: Option<String>,
+    subscriber: Option<String>,
+    threat: Option<String>,
+    after: Option<i64>,
+    limit: Option<u32>,
+}
+
+pub(crate) async fn list_cases(
+    State(st): State<ApiState>,
+    Params(p): Params<CaseParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let states = p
+        .state
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.parse::<CaseState>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(bad_request)?;
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let items = blocking(&st, move |k| {
+        Ok(k.store.removal().list_cases(&CaseFilter {
+            states,
+            subscriber: p.subscriber,
+            threat: p.threat,
+            after: p.after,
+            limit: Some(limit),
+        })?)
+    })
+    .await?;
+    let next = (items.len() == limit as usize)
+        .then(|| items.last().map(|c| c.id))
+        .flatten();
+    Ok(Json(json!({ "items": items, "next_after": next })))
+}
+
+pub(crate) async fn get_case(
+    State(st): State<ApiState>,
+    Path(id): Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(&st, move |k| {
+        let r = k.store.removal();
+        let case = r.get_case(id)?.ok_or(kanki_store::StoreError::NotFound)?;
+        Ok(Json(json!({
+            "case": case,
+            "history": r.case_log(id)?,
+            "notices": r.case_notices(id)?,
+            "events": r.case_events(id, 20)?,
+        })))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ActionBody {
+    /// review, hold, release or close.
+    action: String,
+    #[serde(default)]
+    reason: String,
+}
+
+pub(crate) async fn case_action(
+    State(st): State<ApiState>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Json(b): Json<ActionBody>,
+) -> Result<Json<kanki_store::Case>, ApiError> {
+    let action = match b.action.as_str() {
+        "review" => Action::Review(b.reason),
+        "hold" => Action::Hold(b.reason),
+        "release" => Action::Release,
+        "close" => Action::Close(b.reason),
+        other => {
+            return Err(bad_request(format!(
+                "unknown action {other:?}: one of review, hold, release, close"
+            )));
+        }
+    };
+    let who = actor(&headers);
+    blocking(&st, move |k| {
+        Ok(Json(kanki_removal::case::act(&k.store, id, &action, &who)?))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EscalationParams {
+    status: Option<EscalationStatus>,
+}
+
+pub(crate) async fn list_escalations(
+    State(st): State<ApiState>,
+    Params(p): Params<EscalationParams>,
+) -> Result<Json<Vec<kanki_store::Escalation>>, ApiError> {
+    blocking(&st, move |k| {
+        Ok(Json(k.store.removal().list_escalations(p.status)?))
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EscalationBody {
+    status: EscalationStatus,
+}
+
+pub(crate) async fn set_escalation(
+    State(st): State<ApiState>,
+    Path(id): Path<i64>,
+    Json(b): Json<EscalationBody>,
+) -> Result<Json<kanki_store::Escalation>, ApiError> {
+    blocking(&st, move |k| {
+        Ok(Json(k.store.removal().set_escalation_status(
+            id,
+            b.status,
+            chrono::Utc::now(),
+        )?))
+    })
+    .await
+}
+
+/// Acknowledgement by notice reference, for a helpdesk taking it by phone.
+pub(crate) async fn acknowledge(
+    State(st): State<ApiState>,
+    Path(reference): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(&st, move |k| {
+        if kanki_removal::site::acknowledge(k, &reference)? {
+            Ok(Json(json!({ "acknowledged": reference })))
+        } else {
+            Err(kanki_store::StoreError::NotFound.into())
+        }
+    })
+    .await
+}
+
+/// The removal outcomes (as in `kanki report`).
+pub(crate) async fn report(
+    State(st): State<ApiState>,
+) -> Result<Json<kanki_removal::outcomes::Outcomes>, ApiError> {
+    blocking(&st, move |k| {
+        Ok(Json(kanki_removal::outcomes::outcomes(k)?))
+    })
+    .await
+}

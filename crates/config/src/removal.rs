@@ -1,0 +1,200 @@
+//! `[removal]`, `[notices]`, `[smtp]`, `[sensor]` and `[[countermeasures]]`:
+//! the removal loop, from events to notices and the countermeasure site.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use kanki_audit::Ground;
+use kanki_events::SinkholeMapping;
+use serde::{Deserialize, Serialize};
+
+use crate::HumanDuration;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RemovalConfig {
+    /// The legal ground each event class (`classification.type`) is
+    /// attributed under. Events of a class not listed are stored but not
+    /// attributed (counted as "no ground for class").
+    pub grounds: BTreeMap<String, Ground>,
+    /// Severity of a case by class (`low`, `medium`, `high`); unlisted: medium.
+    pub severity: BTreeMap<String, String>,
+    /// A notified case with no events for this long is quiet.
+    pub quiet_after: HumanDuration,
+    /// A case with no events for this long after its last notice is
+    /// resolved (verified by re-observation).
+    pub resolve_after: HumanDuration,
+    /// A directory holding a newer `intelmq.json` and `reports.json` from
+    /// Shadowserver's report_schema; unset: the schemas built in.
+    pub shadowserver_schemas: Option<PathBuf>,
+    /// `kanki serve` ingests files dropped here (then moves them to
+    /// `done/` or `failed/` below it); unset: no watched directory.
+    pub watch_dir: Option<PathBuf>,
+    /// Events older than this (by time of observation) are purged.
+    pub events_retention: HumanDuration,
+    /// Mappings of sinkhole / taken-down C&C logs (`--format sinkhole --mapping NAME`).
+    pub sinkholes: Vec<SinkholeMapping>,
+}
+
+impl Default for RemovalConfig {
+    fn default() -> Self {
+        let grounds = [
+            ("infected-system", Ground::EmergencyEvacuation),
+            ("brute-force", Ground::EmergencyEvacuation),
+            ("scanner", Ground::EmergencyEvacuation),
+            ("vulnerable-system", Ground::LegitimateBusiness),
+        ]
+        .into_iter()
+        .map(|(k, g)| (k.to_string(), g))
+        .collect();
+        let severity = [
+            ("infected-system", "high"),
+            ("brute-force", "high"),
+            ("scanner", "medium"),
+            ("vulnerable-system", "low"),
+        ]
+        .into_iter()
+        .map(|(k, s)| (k.to_string(), s.to_string()))
+        .collect();
+        RemovalConfig {
+            grounds,
+            severity,
+            quiet_after: HumanDuration::secs(7 * 86400),
+            resolve_after: HumanDuration::secs(14 * 86400),
+            shadowserver_schemas: None,
+            watch_dir: None,
+            events_retention: HumanDuration::secs(180 * 86400),
+            sinkholes: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NoticesConfig {
+    /// Language of subscribers whose record names none: `ja` or `en`.
+    pub language: String,
+    /// At most one notice per case this often.
+    pub min_interval: HumanDuration,
+    /// At most this many notices a day over all cases (helpdesk capacity).
+    pub daily_capacity: u32,
+    /// After this many unacknowledged notices a case is escalated: the
+    /// walled garden for subscribers who consent, else a letter and a
+    /// call-list entry.
+    pub escalate_after: u32,
+    /// Base URL of the countermeasure site, as written in notices.
+    pub site_url: String,
+    /// A directory of templates overriding the built-in ones
+    /// (`{language}/{class}.txt`, `{language}/{family}.txt`).
+    pub templates: Option<PathBuf>,
+    /// Delivery attempts of a mail before it is marked failed.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled after each.
+    pub retry_backoff: HumanDuration,
+    /// Where `kanki notices letters` writes postal exports; unset:
+    /// `data_dir/letters`.
+    pub letters_dir: Option<PathBuf>,
+    /// How often `kanki serve` sends what is due.
+    pub send_every: HumanDuration,
+}
+
+impl Default for NoticesConfig {
+    fn default() -> Self {
+        NoticesConfig {
+            language: "ja".into(),
+            min_interval: HumanDuration::secs(7 * 86400),
+            daily_capacity: 1000,
+            escalate_after: 3,
+            site_url: "http://127.0.0.1:8080/countermeasures".into(),
+            templates: None,
+            max_attempts: 5,
+            retry_backoff: HumanDuration::secs(300),
+            letters_dir: None,
+            send_every: HumanDuration::secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// `host:port` of the mail server notices are handed to.
+    pub server: String,
+    pub from: String,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub timeout: HumanDuration,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            server: "127.0.0.1:25".into(),
+            from: "abuse@isp.example".into(),
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            timeout: HumanDuration::secs(30),
+        }
+    }
+}
+
+/// A countermeasure page: one per malware family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountermeasureConfig {
+    /// The family as in `malware.name` (lower case), or a class.
+    pub family: String,
+    pub title_ja: String,
+    pub title_en: String,
+    pub guidance_ja: String,
+    pub guidance_en: String,
+    #[serde(default)]
+    pub tools: Vec<ToolLink>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolLink {
+    pub name: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensorConfig {
+    /// TCP addresses the low-interaction sensor listens on (none: off).
+    pub listen: Vec<SocketAddr>,
+    /// Bytes of a connection's first data kept (and hashed).
+    pub first_bytes: usize,
+    /// A connection is closed after this long.
+    pub timeout: HumanDuration,
+    /// Connections recorded per source address per minute; more are closed
+    /// at once and counted.
+    pub per_source_per_minute: u32,
+    /// Ports where the sensor plays a telnet login prompt and records the
+    /// user name and password typed.
+    pub telnet_ports: Vec<u16>,
+}
+
+impl Default for SensorConfig {
+    fn default() -> Self {
+        SensorConfig {
+            listen: Vec::new(),
+            first_bytes: 512,
+            timeout: HumanDuration::secs(10),
+            per_source_per_minute: 30,
+            telnet_ports: vec![23, 2323],
+        }
+    }
+}

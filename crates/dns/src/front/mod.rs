@@ -1,0 +1,547 @@
+//! The DNS front: a forwarding resolver for the ISP's subscribers that
+//! answers a consenting subscriber's query for a listed name with the
+//! warning address, and everything else exactly as its upstreams do.
+//!
+//! * [`wire`]: the hot path's message reading and writing;
+//! * [`cache`]: upstream answers, aged, never policy answers;
+//! * [`upstream`]: forwarding with timeouts and failover;
+//! * this module: the listeners (UDP, TCP), client checks, rate limits,
+//!   the decision per query ([`Decider`], given by `kanki serve`), counters.
+//!
+//! Per query, the consent check is covered by the subscriber's consent and
+//! is not written to the audit log; no query is logged (DESIGN.md) unless
+//! an operator turns the debugging query log on.
+
+pub mod cache;
+mod query_log;
+pub mod upstream;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+use wire::Malformed;
+
+/// What to do with one query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Answer as the upstreams do.
+    Forward,
+    /// Answer with the warning address: the name is listed (by these
+    /// indicators) for a consenting subscriber, or the subscriber is in the
+    /// walled garden.
+    Warn {
+        indicator: Option<i64>,
+        garden: bool,
+    },
+}
+
+/// Decides per query from the client address and the question name
+/// (lower case, dotted, no final dot). Called on every query: it must not
+/// block (lock-free snapshots, no I/O).
+pub trait Decider: Send + Sync {
+    fn decide(&self, client: IpAddr, name: &[u8]) -> Decision;
+}
+
+/// The front's settings (from `[dns]`).
+#[derive(Debug, Clone)]
+pub struct FrontOptions {
+    pub listen: Vec<SocketAddr>,
+    pub upstreams: Vec<SocketAddr>,
+    pub upstream_timeout: Duration,
+    pub clients: Vec<(IpAddr, u8)>,
+    pub warning_v4: Ipv4Addr,
+    pub warning_v6: Ipv6Addr,
+    pub ttl: u32,
+    /// 17 (Filtered) or 15 (Blocked).
+    pub ede_code: u16,
+    pub cache_entries: usize,
+    /// Queries per second per client /24 or /56; 0: unlimited.
+    pub rate_limit: u32,
+    /// A debugging log of every query, and how long its files are kept.
+    pub query_log: Option<(std::path::PathBuf, Duration)>,
+}
+
+impl FrontOptions {
+    pub fn from_config(c: &kanki_config::DnsConfig) -> Result<FrontOptions, String> {
+        Ok(FrontOptions {
+            listen: c.listen.clone(),
+            upstreams: c.upstreams.clone(),
+            upstream_timeout: c.upstream_timeout.0,
+            clients: c
+                .clients
+                .iter()
+                .map(|p| kanki_config::parse_prefix(p))
+                .collect::<Result<_, _>>()?,
+            warning_v4: c.warning_v4,
+            warning_v6: c.warning_v6,
+            ttl: c.ttl,
+            ede_code: if c.ede == "blocked" { 15 } else { 17 },
+            cache_entries: c.cache_entries,
+            rate_limit: c.rate_limit,
+            query_log: c.query_log.clone().map(|p| (p, c.query_log_retention.0)),
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabel {
+    transport: &'static str,
+}
+
+/// The front's counters (`kanki_dns_*` in /metrics).
+pub struct FrontStats {
+    queries: Family<TransportLabel, Counter>,
+    answers: Family<KindLabel, Counter>,
+    policy_hits: Counter,
+    forwards: Counter,
+    cache_hits: Counter,
+    refused: Counter,
+    rate_limited: Counter,
+    malformed: Counter,
+    upstream_seconds: Histogram,
+    // Hot counters fetched once from their families.
+    udp: Counter,
+    tcp: Counter,
+    forwarded: Counter,
+    cached: Counter,
+    warned: Counter,
+    garden: Counter,
+    servfail: Counter,
+    errors: Counter,
+}
+
+impl Default for FrontStats {
+    fn default() -> Self {
+        let queries = Family::<TransportLabel, Counter>::default();
+        let answers = Family::<KindLabel, Counter>::default();
+        let t = |t| {
+            queries
+                .get_or_create(&TransportLabel { transport: t })
+                .clone()
+        };
+        let a = |k| answers.get_or_create(&KindLabel { kind: k }).clone();
+        FrontStats {
+            udp: t("udp"),
+            tcp: t("tcp"),
+            forwarded: a("forwarded"),
+            cached: a("cached"),
+            warned: a("warning"),
+            garden: a("garden"),
+            servfail: a("servfail"),
+            errors: a("error"),
+            queries,
+            answers,
+            policy_hits: Counter::default(),
+            forwards: Counter::default(),
+            cache_hits: Counter::default(),
+            refused: Counter::default(),
+            rate_limited: Counter::default(),
+            malformed: Counter::default(),
+            upstream_seconds: Histogram::new([
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        }
+    }
+}
+
+impl FrontStats {
+    pub fn register(&self, r: &mut Registry) {
+        r.register(
+            "dns_queries",
+            "DNS front queries received",
+            self.queries.clone(),
+        );
+        r.register(
+            "dns_answers",
+            "DNS front answers by kind (forwarded, cached, warning, garden, servfail, error)",
+            self.answers.clone(),
+        );
+        r.register(
+            "dns_policy_hits",
+            "Queries answered with the warning address for a listed name",
+            self.policy_hits.clone(),
+        );
+        r.register(
+            "dns_forwards",
+            "Queries sent to an upstream",
+            self.forwards.clone(),
+        );
+        r.register(
+            "dns_cache_hits",
+            "Queries answered from the response cache",
+            self.cache_hits.clone(),
+        );
+        r.register(
+            "dns_refused",
+            "Queries refused (client outside dns.clients, or not class IN)",
+            self.refused.clone(),
+        );
+        r.register(
+            "dns_rate_limited",
+            "Queries dropped by the per-prefix rate limit",
+            self.rate_limited.clone(),
+        );
+        r.register(
+            "dns_malformed",
+            "Malformed messages, dropped or answered FORMERR/NOTIMP/BADVERS",
+            self.malformed.clone(),
+        );
+        r.register(
+            "dns_upstream_seconds",
+            "Upstream answer latency",
+            self.upstream_seconds.clone(),
+        );
+    }
+}
+
+/// A token bucket per client prefix.
+struct RateLimiter {
+    rate: f64,
+    buckets: Mutex<HashMap<(bool, u128), (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    fn allow(&self, client: IpAddr, now: Instant) -> bool {
+        let key = match client {
+            IpAddr::V4(a) => (true, u128::from(u32::from(a) & 0xffff_ff00)),
+            IpAddr::V6(a) => (false, u128::from(a) & !((1u128 << 72) - 1)),
+        };
+        let burst = self.rate * 2.0;
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if b.len() > 100_000 {
+            b.retain(|_, (_, at)| now.saturating_duration_since(*at) < Duration::from_secs(10));
+        }
+        let (tokens, at) = b.entry(key).or_insert((burst, now));
+        *tokens =
+            (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.rate).min(burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The front: everything a listener needs to answer.
+pub struct Front {
+    opts: FrontOptions,
+    decider: Arc<dyn Decider>,
+    cache: cache::Cache,
+    upstreams: upstream::Upstreams,
+    limiter: Option<RateLimiter>,
+    query_log: Option<query_log::QueryLog>,
+    pub stats: Arc<FrontStats>,
+}
+
+/// What a listener does with one packet.
+enum Step {
+    Reply(Vec<u8>),
+    Forward,
+    Nothing,
+}
+
+impl Front {
+    /// Opens the upstream sockets (inside a runtime).
+    pub async fn new(
+        opts: FrontOptions,
+        decider: Arc<dyn Decider>,
+        stats: Arc<FrontStats>,
+    ) -> io::Result<Front> {
+        let upstreams =
+            upstream::Upstreams::connect(&opts.upstreams, opts.upstream_timeout).await?;
+        Ok(Front {
+            cache: cache::Cache::new(opts.cache_entries),
+            limiter: (opts.rate_limit > 0).then(|| RateLimiter {
+                rate: opts.rate_limit as f64,
+                buckets: Mutex::new(HashMap::new()),
+            }),
+            query_log: opts
+                .query_log
+                .clone()
+                .map(|(path, keep)| query_log::QueryLog::start(path, keep)),
+            upstreams,
+            decider,
+            stats,
+            opts,
+        })
+    }
+
+    fn client_allowed(&self, client: IpAddr) -> bool {
+        let client = match client {
+            IpAddr::V6(a) => a.to_ipv4_mapped().map_or(client, IpAddr::V4),
+            v4 => v4,
+        };
+        self.opts
+            .clients
+            .iter()
+            .any(|&(net, len)| match (net, client) {
+                (IpAddr::V4(n), IpAddr::V4(c)) => {
+                    len == 0 || (u32::from(n) ^ u32::from(c)) >> (32 - len.min(32) as u32) == 0
+                }
+                (IpAddr::V6(n), IpAddr::V6(c)) => {
+                    len == 0 || (u128::from(n) ^ u128::from(c)) >> (128 - len.min(128) as u32) == 0
+                }
+                _ => false,
+            })
+    }
+
+    /// Everything but forwarding: checks, the decision, the cache.
+    fn step(&self, packet: &[u8], client: IpAddr, tcp: bool) -> Step {
+        let q = match wire::parse_query(packet) {
+            Ok(q) => q,
+            Err(Malformed::Drop) => {
+                self.stats.malformed.inc();
+                return Step::Nothing;
+            }
+            Err(Malformed::Answer(rcode)) => {
+                if rcode == wire::RCODE_REFUSED {
+                    self.stats.refused.inc();
+                } else {
+                    self.stats.malformed.inc();
+                }
+                self.stats.errors.inc();
+                return wire::error_answer(packet, rcode).map_or(Step::Nothing, Step::Reply);
+            }
+        };
+        if !self.client_allowed(client) {
+            self.stats.refused.inc();
+            self.stats.errors.inc();
+            return wire::error_answer(packet, wire::RCODE_REFUSED)
+                .map_or(Step::Nothing, Step::Reply);
+        }
+        let now = Instant::now();
+        if let Some(l) = &self.limiter
+            && !l.allow(client, now)
+        {
+            self.stats.rate_limited.inc();
+            return Step::Nothing;
+        }
+        let mut buf = [0u8; 256];
+        if let Some(name) = wire::dotted(q.qname, &mut buf)
+            && let Decision::Warn { indicator, garden } = self.decider.decide(client, name)
+        {
+            let text = warning_text(name, indicator, garden);
+            self.log(client, &q, if garden { "garden" } else { "warning" });
+            if garden {
+                self.stats.garden.inc();
+            } else {
+                self.stats.policy_hits.inc();
+                self.stats.warned.inc();
+            }
+            return Step::Reply(wire::warning_answer(
+                packet,
+                &q,
+                self.opts.warning_v4,
+                self.opts.warning_v6,
+                self.opts.ttl,
+                self.opts.ede_code,
+                &text,
+            ));
+        }
+        if let Some(hit) = self.cache.get(packet, &q, now) {
+            if !tcp && hit.len() > q.udp_limit() {
+                return Step::Reply(wire::truncated_answer(packet, &q));
+            }
+            self.stats.cache_hits.inc();
+            self.stats.cached.inc();
+            self.log(client, &q, "cached");
+            return Step::Reply(hit);
+        }
+        Step::Forward
+    }
+
+    fn log(&self, client: IpAddr, q: &wire::Query<'_>, answer: &'static str) {
+        if let Some(l) = &self.query_log {
+            l.record(client, q.qname, q.qtype, answer);
+        }
+    }
+
+    /// The answer to a query to forward (`None`: not even SERVFAIL can be
+    /// written, so nothing is sent).
+    async fn forward(&self, packet: &[u8], client: IpAddr, tcp: bool) -> Option<Vec<u8>> {
+        let q = wire::parse_query(packet).ok()?;
+        self.stats.forwards.inc();
+        self.log(client, &q, "forwarded");
+        match self.upstreams.forward(packet, &q, tcp).await {
+            Some(a) => {
+                self.stats.upstream_seconds.observe(a.elapsed.as_secs_f64());
+                self.cache.put(&q, &a.bytes, &a.facts, Instant::now());
+                self.stats.forwarded.inc();
+                if !tcp && a.bytes.len() > q.udp_limit() {
+                    return Some(wire::truncated_answer(packet, &q));
+                }
+                Some(a.bytes)
+            }
+            None => {
+                self.stats.servfail.inc();
+                wire::error_answer(packet, wire::RCODE_SERVFAIL)
+            }
+        }
+    }
+
+    /// Answers one message the way a listener would; for tests and the
+    /// fuzz target (which passes a front with no reachable upstream).
+    pub async fn answer(&self, packet: &[u8], client: IpAddr, tcp: bool) -> Option<Vec<u8>> {
+        match self.step(packet, client, tcp) {
+            Step::Reply(r) => Some(r),
+            Step::Nothing => None,
+            Step::Forward => self.forward(packet, client, tcp).await,
+        }
+    }
+}
+
+/// The Extended DNS Error text: the indicator, and a structured error
+/// (draft-ietf-dnsop-structured-dns-error) pointing at the warning page.
+fn warning_text(name: &[u8], indicator: Option<i64>, garden: bool) -> String {
+    let name = String::from_utf8_lossy(name);
+    let j = match (garden, indicator) {
+        (true, _) => "walled garden: this line has a security notice".to_string(),
+        (false, Some(i)) => format!("listed by kanki, indicator {i}"),
+        (false, None) => "listed by kanki".to_string(),
+    };
+    format!(
+        "{{\"c\":[\"http://{name}/\"],\"j\":\"{j}\",\"o\":\"kanki\"{}}}",
+        indicator.map_or(String::new(), |i| format!(",\"i\":{i}"))
+    )
+}
+
+/// Runs the front on every `listen` address, UDP and TCP; fails at once if
+/// one cannot be bound.
+pub async fn run(front: Arc<Front>) -> io::Result<()> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for &addr in &front.opts.listen.clone() {
+        // One UDP socket per core on the same address (SO_REUSEPORT), each
+        // with its own receive loop.
+        for _ in 0..threads {
+            let socket = Arc::new(bind_udp(addr)?);
+            tokio::spawn(serve_udp(front.clone(), socket));
+        }
+        let listener = TcpListener::bind(addr).await?;
+        tokio::spawn(serve_tcp(front.clone(), listener));
+        tracing::info!(%addr, "DNS front listening (UDP, TCP)");
+    }
+    Ok(())
+}
+
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    let _ = s.set_recv_buffer_size(4 << 20);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    UdpSocket::from_std(s.into())
+}
+
+async fn serve_udp(front: Arc<Front>, socket: Arc<UdpSocket>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "DNS front: receive failed");
+                continue;
+            }
+        };
+        front.stats.udp.inc();
+        let packet = &buf[..n];
+        match front.step(packet, from.ip(), false) {
+            Step::Reply(r) => {
+                let _ = socket.send_to(&r, from).await;
+            }
+            Step::Nothing => {}
+            Step::Forward => {
+                let (front, socket, packet) = (front.clone(), socket.clone(), packet.to_vec());
+                tokio::spawn(async move {
+                    if let Some(r) = front.forward(&packet, from.ip(), false).await {
+                        let _ = socket.send_to(&r, from).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+async fn serve_tcp(front: Arc<Front>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((conn, from)) => {
+                tokio::spawn(serve_tcp_connection(front.clone(), conn, from));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "DNS front: accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Messages on one connection, answered in turn; closed after 10 s idle.
+async fn serve_tcp_connection(front: Arc<Front>, mut conn: TcpStream, from: SocketAddr) {
+    let idle = Duration::from_secs(10);
+    loop {
+        let len = match tokio::time::timeout(idle, conn.read_u16()).await {
+            Ok(Ok(l)) => l as usize,
+            _ => return,
+        };
+        let mut packet = vec![0u8; len];
+        if !matches!(
+            tokio::time::timeout(idle, conn.read_exact(&mut packet)).await,
+            Ok(Ok(_))
+        ) {
+            return;
+        }
+        front.stats.tcp.inc();
+        let Some(r) = front.answer(&packet, from.ip(), true).await else {
+            continue;
+        };
+        let mut out = Vec::with_capacity(r.len() + 2);
+        out.extend_from_slice(&(r.len() as u16).to_be_bytes());
+        out.extend_from_slice(&r);
+        if conn.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefix_over_its_rate_is_limited_and_its_neighbours_are_not() {
+        let l = RateLimiter {
+            rate: 10.0,
+            buckets: Mutex::new(HashMap::new()),
+        };
+        let t0 = Instant::now();
+        let a: IpAddr = "198.51.100.7".parse().unwrap();
+        // A burst of twice the rate, then nothing until tokens come back.
+        assert_eq!((0..30).filter(|_| l.allow(a, t0)).count(), 20);
+        // The same /24 shares the bucket; the next /24 has its own.
+        assert!(!l.allow("198.51.100.200".parse().unwrap(), t0));
+        assert!(l.allow("198.51.101.7".parse().unwrap(), t0));
+        // A second later, ten more.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!((0..30).filter(|_| l.allow(a, t1)).count(), 10);
+    }
+}

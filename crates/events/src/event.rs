@@ -1,0 +1,160 @@
+//! The harmonized event.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// One security event, with IntelMQ's harmonized field names. Fields that
+/// kanki acts on are typed; every other harmonized field a parser mapped is
+/// in `extra` under its IntelMQ name (`source.asn`, `extra.tag`, ...).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    #[serde(rename = "source.ip")]
+    pub source_ip: IpAddr,
+    #[serde(rename = "source.port", skip_serializing_if = "Option::is_none")]
+    pub source_port: Option<u16>,
+    #[serde(rename = "destination.ip", skip_serializing_if = "Option::is_none")]
+    pub destination_ip: Option<IpAddr>,
+    #[serde(rename = "destination.port", skip_serializing_if = "Option::is_none")]
+    pub destination_port: Option<u16>,
+    /// When the source did it, by the reporter's clock.
+    #[serde(rename = "time.source")]
+    pub time_source: DateTime<Utc>,
+    /// When kanki read it.
+    #[serde(rename = "time.observation")]
+    pub time_observation: DateTime<Utc>,
+    /// RSIT taxonomy: `malicious-code`, `intrusion-attempts`, `vulnerable`, ...
+    #[serde(rename = "classification.taxonomy")]
+    pub taxonomy: String,
+    /// RSIT type: `infected-system`, `brute-force`, `vulnerable-system`, ...
+    /// The event's class: the ground of its attribution is configured per type.
+    #[serde(rename = "classification.type")]
+    pub class: String,
+    #[serde(
+        rename = "classification.identifier",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub identifier: Option<String>,
+    /// The malware family, lower case.
+    #[serde(rename = "malware.name", skip_serializing_if = "Option::is_none")]
+    pub malware: Option<String>,
+    #[serde(rename = "feed.name")]
+    pub feed_name: String,
+    #[serde(rename = "feed.provider")]
+    pub feed_provider: String,
+    #[serde(rename = "protocol.transport", skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    #[serde(
+        rename = "protocol.application",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub application: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, String>,
+    /// The record as the feed wrote it (for a CSV row: the header line and
+    /// the row). Stored compressed; the idempotency key is made from it.
+    #[serde(skip)]
+    pub raw: Vec<u8>,
+}
+
+/// An event's idempotency key: the same record from the same feed has the
+/// same key, so ingesting a file again adds nothing.
+pub type EventKey = [u8; 16];
+
+impl Event {
+    /// A new event of a class, seen now; the parser fills in the rest.
+    pub fn new(
+        source_ip: IpAddr,
+        time_source: DateTime<Utc>,
+        taxonomy: &str,
+        class: &str,
+        feed_name: &str,
+        feed_provider: &str,
+    ) -> Event {
+        Event {
+            source_ip,
+            source_port: None,
+            destination_ip: None,
+            destination_port: None,
+            time_source,
+            time_observation: Utc::now(),
+            taxonomy: taxonomy.to_string(),
+            class: class.to_string(),
+            identifier: None,
+            malware: None,
+            feed_name: feed_name.to_string(),
+            feed_provider: feed_provider.to_string(),
+            transport: None,
+            application: None,
+            extra: BTreeMap::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    /// SHA-256 (first 16 bytes) of the feed name and the raw record.
+    pub fn key(&self) -> EventKey {
+        let mut h = Sha256::new();
+        h.update((self.feed_name.len() as u64).to_be_bytes());
+        h.update(self.feed_name.as_bytes());
+        h.update(&self.raw);
+        let d = h.finalize();
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&d[..16]);
+        k
+    }
+
+    /// What a case is about: the malware family, else the classification
+    /// identifier, else the class.
+    pub fn threat(&self) -> &str {
+        self.malware
+            .as_deref()
+            .or(self.identifier.as_deref())
+            .unwrap_or(&self.class)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_with_intelmq_names() {
+        let mut e = Event::new(
+            "192.0.2.1".parse().unwrap(),
+            Utc::now(),
+            "malicious-code",
+            "infected-system",
+            "Sinkhole-Events IPv4",
+            "Shadowserver",
+        );
+        e.malware = Some("mirai".into());
+        e.extra.insert("source.asn".into(), "64500".into());
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["source.ip"], "192.0.2.1");
+        assert_eq!(v["classification.type"], "infected-system");
+        assert_eq!(v["malware.name"], "mirai");
+        assert_eq!(v["source.asn"], "64500");
+        assert_eq!(e.threat(), "mirai");
+    }
+
+    #[test]
+    fn the_key_follows_the_feed_and_the_record() {
+        let mut a = Event::new(
+            "192.0.2.1".parse().unwrap(),
+            Utc::now(),
+            "t",
+            "c",
+            "feed",
+            "p",
+        );
+        a.raw = b"row".to_vec();
+        let mut b = a.clone();
+        b.time_observation = Utc::now() + chrono::Duration::hours(1);
+        assert_eq!(a.key(), b.key());
+        b.raw = b"other row".to_vec();
+        assert_ne!(a.key(), b.key());
+    }
+}

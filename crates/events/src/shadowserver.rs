@@ -1,0 +1,457 @@
+//! Shadowserver reports: CSV read by header, driven by Shadowserver's own
+//! published schemas (`schemas/`): which columns each report type has, and
+//! how each maps to IntelMQ's harmonized fields. A newer copy of the
+//! schemas can be loaded without a new kanki ([`Schemas::load`]).
+
+use std::collections::{HashMap, HashSet};
+use std::io::BufRead;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+
+use serde::Deserialize;
+
+use crate::csv_records::CsvRecords;
+use crate::{Event, EventsError, Item, Items, Notes, Skipped, parse_time};
+
+const BUILTIN_INTELMQ: &str = include_str!("../schemas/shadowserver-intelmq.json");
+const BUILTIN_REPORTS: &str = include_str!("../schemas/shadowserver-reports.json");
+
+/// How a column's value is checked or converted on its way to a field
+/// (the names of Shadowserver's IntelMQ mapping).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Convert {
+    Keep,
+    Timestamp,
+    Ip,
+    Int,
+    Float,
+    /// "0" means no value.
+    NonZero,
+    /// The CVE names in a tag list.
+    CvesOfTag,
+}
+
+impl Convert {
+    fn named(name: Option<&str>) -> Convert {
+        match name {
+            Some("add_UTC_to_timestamp") => Convert::Timestamp,
+            Some("validate_ip") => Convert::Ip,
+            Some("convert_int") => Convert::Int,
+            Some("convert_float") => Convert::Float,
+            Some("invalidate_zero") => Convert::NonZero,
+            Some("extract_cve_from_tag") => Convert::CvesOfTag,
+            // validate_to_none (an empty value is none, as for every
+            // column here), dates, booleans, names: kept as written.
+            _ => Convert::Keep,
+        }
+    }
+
+    fn apply(self, v: &str) -> Option<String> {
+        match self {
+            Convert::Keep | Convert::Timestamp => Some(v.to_string()),
+            Convert::Ip => v.parse::<IpAddr>().ok().map(|a| a.to_string()),
+            Convert::Int => v.parse::<i64>().ok().map(|n| n.to_string()),
+            Convert::Float => v.parse::<f64>().ok().map(|_| v.to_string()),
+            Convert::NonZero => (v != "0").then(|| v.to_string()),
+            Convert::CvesOfTag => {
+                let cves: Vec<&str> = v
+                    .split([';', ','])
+                    .map(str::trim)
+                    .filter(|t| t.len() > 4 && t[..4].eq_ignore_ascii_case("cve-"))
+                    .collect();
+                (!cves.is_empty()).then(|| cves.join(",").to_ascii_uppercase())
+            }
+        }
+    }
+}
+
+/// One column → field rule of a report.
+#[derive(Clone, Debug)]
+struct Rule {
+    /// IntelMQ field; `extra.` alone means `extra.<column>`.
+    target: String,
+    column: String,
+    convert: Convert,
+    required: bool,
+}
+
+/// One report type's schema.
+#[derive(Clone, Debug)]
+pub struct ReportSchema {
+    /// As in file names: `event4_sinkhole`, `scan_ntp`, ...
+    pub file_name: String,
+    /// `feed.name` of its events: "Sinkhole-Events IPv4", ...
+    pub feed_name: String,
+    columns: HashSet<String>,
+    constants: Vec<(String, String)>,
+    rules: Vec<Rule>,
+}
+
+/// Every report type Shadowserver publishes a schema for.
+#[derive(Debug)]
+pub struct Schemas {
+    by_file_name: HashMap<String, Arc<ReportSchema>>,
+    /// File names, longest first (for finding one in a file name).
+    names: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RawMapping {
+    #[serde(default)]
+    constant_fields: HashMap<String, String>,
+    feed_name: String,
+    file_name: String,
+    #[serde(default)]
+    required_fields: Vec<Vec<serde_json::Value>>,
+    #[serde(default)]
+    optional_fields: Vec<Vec<serde_json::Value>>,
+}
+
+#[derive(Deserialize)]
+struct RawReport {
+    fields: Vec<String>,
+}
+
+impl Schemas {
+    /// The schemas built into kanki.
+    pub fn builtin() -> Arc<Schemas> {
+        static S: OnceLock<Arc<Schemas>> = OnceLock::new();
+        S.get_or_init(|| {
+            Arc::new(
+                Schemas::load(BUILTIN_INTELMQ, BUILTIN_REPORTS)
+                    .expect("the built-in Shadowserver schemas parse"),
+            )
+        })
+        .clone()
+    }
+
+    /// Reads Shadowserver's `intelmq.json` (the mapping) and
+    /// `reports.json` (the columns of each report).
+    pub fn load(intelmq_json: &str, reports_json: &str) -> Result<Schemas, String> {
+        let mut mappings: HashMap<String, serde_json::Value> =
+            serde_json::from_str(intelmq_json).map_err(|e| format!("intelmq.json: {e}"))?;
+        mappings.remove("_meta");
+        let reports: HashMap<String, RawReport> =
+            serde_json::from_str(reports_json).map_err(|e| format!("reports.json: {e}"))?;
+        let mut by_file_name = HashMap::new();
+        for (key, v) in mappings {
+            let m: RawMapping =
+                serde_json::from_value(v).map_err(|e| format!("intelmq.json {key}: {e}"))?;
+            // [field, column, conversion?, whole-row?]
+            let rule = |f: &Vec<serde_json::Value>, required: bool| -> Option<Rule> {
+                Some(Rule {
+                    target: f.first()?.as_str()?.to_string(),
+                    column: f.get(1)?.as_str()?.to_string(),
+                    convert: Convert::named(f.get(2).and_then(|c| c.as_str())),
+                    required,
+                })
+            };
+            let rules: Vec<Rule> = m
+                .required_fields
+                .iter()
+                .filter_map(|f| rule(f, true))
+                .chain(m.optional_fields.iter().filter_map(|f| rule(f, false)))
+                .collect();
+            let columns = reports
+                .get(&m.file_name)
+                .map(|r| r.fields.iter().cloned().collect())
+                .unwrap_or_default();
+            let mut constants: Vec<(String, String)> = m.constant_fields.into_iter().collect();
+            constants.sort();
+            by_file_name.insert(
+                m.file_name.clone(),
+                Arc::new(ReportSchema {
+                    file_name: m.file_name,
+                    feed_name: m.feed_name,
+                    columns,
+                    constants,
+                    rules,
+                }),
+            );
+        }
+        let mut names: Vec<String> = by_file_name.keys().cloned().collect();
+        names.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        Ok(Schemas {
+            by_file_name,
+            names,
+        })
+    }
+
+    pub fn report(&self, file_name: &str) -> Option<Arc<ReportSchema>> {
+        self.by_file_name.get(file_name).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_file_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_file_name.is_empty()
+    }
+
+    /// The report type named in a file name such as
+    /// `2024-05-01-event4_sinkhole_http-asn-jp.csv`: the longest known type
+    /// that stands between `-`, `.` or the ends of the name.
+    pub fn type_in_file_name(&self, file_name: &str) -> Option<&str> {
+        let base = file_name.rsplit('/').next().unwrap_or(file_name);
+        let bounded = |i: usize, n: usize| {
+            let before = base[..i].chars().next_back();
+            let after = base[i + n..].chars().next();
+            before.is_none_or(|c| c == '-' || c == '.')
+                && after.is_none_or(|c| c == '-' || c == '.')
+        };
+        self.names.iter().map(String::as_str).find(|name| {
+            base.match_indices(name)
+                .any(|(i, _)| bounded(i, name.len()))
+        })
+    }
+}
+
+/// Reads a Shadowserver CSV report of type `schema`: the header first (its
+/// unknown columns go to the notes), then one event per row.
+pub fn parse_shadowserver(
+    schema: Arc<ReportSchema>,
+    input: Box<dyn BufRead + Send>,
+) -> Result<(Notes, Items), EventsError> {
+    let mut records = CsvRecords::new(input);
+    if !records.next_record()? {
+        return Err(EventsError::Input("the report is empty: no header".into()));
+    }
+    let header: Vec<String> = (0..records.fields())
+        .map(|i| String::from_utf8_lossy(records.field(i)).trim().to_string())
+        .collect();
+    let header_raw = records.raw().to_vec();
+    let mut by_column: Vec<Vec<Rule>> = vec![Vec::new(); header.len()];
+    let mut unknown = Vec::new();
+    for (i, col) in header.iter().enumerate() {
+        let col = col.trim_start_matches('\u{feff}');
+        by_column[i] = schema
+            .rules
+            .iter()
+            .filter(|r| r.column == col)
+            .cloned()
+            .collect();
+        if by_column[i].is_empty() && !schema.columns.contains(col) && !col.is_empty() {
+            unknown.push(col.to_string());
+            // Not dropped: kept under extra.
+            by_column[i].push(Rule {
+                target: "extra.".into(),
+                column: col.to_string(),
+                convert: Convert::Keep,
+                required: false,
+            });
+        }
+    }
+    let required = |target: &str| -> Result<Option<usize>, EventsError> {
+        let need = schema
+            .rules
+            .iter()
+            .any(|r| r.required && r.target == target);
+        let at = by_column
+            .iter()
+            .position(|rs| rs.iter().any(|r| r.target == target));
+        if need && at.is_none() {
+            return Err(EventsError::Input(format!(
+                "the header has no column for {target} (report type {})",
+                schema.file_name
+            )));
+        }
+        Ok(at)
+    };
+    let time_col = required("time.source")?.ok_or_else(|| {
+        EventsError::Input(format!("report type {} maps no time", schema.file_name))
+    })?;
+    let ip_col = required("source.ip")?.ok_or_else(|| {
+        EventsError::Input(format!(
+            "report type {} maps no source address",
+            schema.file_name
+        ))
+    })?;
+    let notes = Notes {
+        report_type: Some(schema.file_name.clone()),
+        unknown_columns: unknown,
+    };
+    let mut line = 1u64;
+    let iter = std::iter::from_fn(move || {
+        loop {
+            match records.next_record() {
+                Err(e) => return Some(Err(EventsError::Io(e))),
+                Ok(false) => return None,
+                Ok(true) => {}
+            }
+            line += 1;
+            if records.fields() == 1 && records.field(0).is_empty() {
+                continue; // a blank line
+            }
+            return Some(Ok(row(
+                &schema,
+                &by_column,
+                time_col,
+                ip_col,
+                &header_raw,
+                &records,
+                line,
+            )));
+        }
+    });
+    Ok((notes, Box::new(iter)))
+}
+
+fn row(
+    schema: &ReportSchema,
+    by_column: &[Vec<Rule>],
+    time_col: usize,
+    ip_col: usize,
+    header_raw: &[u8],
+    r: &CsvRecords,
+    line: u64,
+) -> Item {
+    let skip = |reason: String| Item::Skipped(Skipped { line, reason });
+    if r.fields() != by_column.len() {
+        return skip(format!(
+            "{} fields where the header has {}",
+            r.fields(),
+            by_column.len()
+        ));
+    }
+    let text = |i: usize| std::str::from_utf8(r.field(i)).map(str::trim);
+    let Ok(Some(time)) = text(time_col).map(parse_time) else {
+        return skip("time.source is missing or not a time".into());
+    };
+    let Ok(Ok(ip)) = text(ip_col).map(str::parse::<IpAddr>) else {
+        return skip("source.ip is missing or not an address".into());
+    };
+    let mut e = Event::new(ip, time, "", "", &schema.feed_name, "Shadowserver");
+    for (k, v) in &schema.constants {
+        set(&mut e, k, "", v.clone());
+    }
+    for (i, rules) in by_column.iter().enumerate() {
+        if rules.is_empty() || i == time_col || i == ip_col {
+            continue;
+        }
+        let v = match text(i) {
+            Ok(v) if !v.is_empty() => v,
+            Ok(_) => continue,
+            Err(_) => {
+                e.extra.insert(
+                    format!("extra.{}", rules[0].column),
+                    String::from_utf8_lossy(r.field(i)).into_owned(),
+                );
+                continue;
+            }
+        };
+        for rule in rules {
+            match rule.convert.apply(v) {
+                Some(v) => set(&mut e, &rule.target, &rule.column, v),
+                None if rule.required => {
+                    return skip(format!("{} {v:?} is not valid", rule.target));
+                }
+                None => {}
+            }
+        }
+    }
+    let mut raw = Vec::with_capacity(header_raw.len() + r.raw().len() + 1);
+    raw.extend_from_slice(header_raw);
+    raw.push(b'\n');
+    raw.extend_from_slice(r.raw());
+    e.raw = raw;
+    Item::Event(Box::new(e))
+}
+
+/// Puts a mapped value in its field.
+fn set(e: &mut Event, target: &str, column: &str, v: String) {
+    match target {
+        "source.port" => e.source_port = v.parse().ok(),
+        "destination.ip" => e.destination_ip = v.parse().ok(),
+        "destination.port" => e.destination_port = v.parse().ok(),
+        "classification.taxonomy" => e.taxonomy = v,
+        "classification.type" => e.class = v,
+        "classification.identifier" => e.identifier = Some(v),
+        "malware.name" => e.malware = Some(v.to_lowercase()),
+        "protocol.transport" => e.transport = Some(v.to_lowercase()),
+        "protocol.application" => e.application = Some(v.to_lowercase()),
+        "extra." => {
+            e.extra.insert(format!("extra.{column}"), v);
+        }
+        _ => {
+            e.extra.insert(target.to_string(), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(report: &str, csv: &str) -> (Notes, Vec<Item>) {
+        let s = Schemas::builtin().report(report).unwrap();
+        let (notes, items) =
+            parse_shadowserver(s, Box::new(std::io::Cursor::new(csv.as_bytes().to_vec()))).unwrap();
+        (notes, items.map(Result::unwrap).collect())
+    }
+
+    #[test]
+    fn the_builtin_schemas_have_the_issue_report_types() {
+        let s = Schemas::builtin();
+        for t in [
+            "event4_sinkhole",
+            "event4_sinkhole_http",
+            "event4_honeypot_brute_force",
+            "scan_dns",
+            "scan_ntp",
+            "scan_ntpmonitor",
+            "device_id",
+        ] {
+            assert!(s.report(t).is_some(), "{t}");
+        }
+        assert_eq!(
+            s.type_in_file_name("2024-05-01-event4_sinkhole_http-asn-jp.csv"),
+            Some("event4_sinkhole_http")
+        );
+        assert_eq!(
+            s.type_in_file_name("/x/2024-05-01-scan_ntp-asn.csv"),
+            Some("scan_ntp")
+        );
+        assert_eq!(s.type_in_file_name("notes.csv"), None);
+    }
+
+    #[test]
+    fn a_sinkhole_row_maps_to_harmonized_fields() {
+        let csv = "\"timestamp\",\"protocol\",\"src_ip\",\"src_port\",\"infection\",\"dst_ip\",\"dst_port\",\"src_asn\",\"family\",\"brand_new\"\n\
+                   \"2024-05-01 10:00:00\",\"tcp\",\"192.0.2.7\",\"51234\",\"Mirai\",\"198.51.100.1\",\"80\",\"64500\",\"mirai\",\"x\"\n\
+                   \"not a time\",\"tcp\",\"192.0.2.7\",\"1\",\"a\",\"\",\"\",\"\",\"\",\"\"\n";
+        let (notes, items) = parse("event4_sinkhole", csv);
+        assert_eq!(notes.unknown_columns, vec!["brand_new".to_string()]);
+        let Item::Event(e) = &items[0] else {
+            panic!("{:?}", items[0])
+        };
+        assert_eq!(e.source_ip.to_string(), "192.0.2.7");
+        assert_eq!(e.source_port, Some(51234));
+        assert_eq!(e.destination_port, Some(80));
+        assert_eq!(e.class, "infected-system");
+        assert_eq!(e.taxonomy, "malicious-code");
+        assert_eq!(e.malware.as_deref(), Some("mirai"));
+        assert_eq!(e.identifier.as_deref(), Some("Mirai"));
+        assert_eq!(e.extra["source.asn"], "64500");
+        assert_eq!(e.extra["extra.brand_new"], "x");
+        assert_eq!(e.feed_provider, "Shadowserver");
+        assert!(String::from_utf8_lossy(&e.raw).ends_with("\"mirai\",\"x\""));
+        let Item::Skipped(s) = &items[1] else {
+            panic!()
+        };
+        assert_eq!(s.line, 3);
+        assert!(s.reason.contains("time"), "{}", s.reason);
+    }
+
+    #[test]
+    fn a_missing_required_column_refuses_the_file() {
+        let s = Schemas::builtin().report("scan_ntp").unwrap();
+        let r = parse_shadowserver(
+            s,
+            Box::new(std::io::Cursor::new(
+                b"timestamp,port\n2024-01-01 00:00:00,123\n".to_vec(),
+            )),
+        );
+        assert!(matches!(r, Err(EventsError::Input(m)) if m.contains("source.ip")));
+    }
+}

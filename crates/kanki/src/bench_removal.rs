@@ -1,0 +1,204 @@
+//! `kanki bench ingest` and `kanki bench notices`: the removal loop's
+//! targets (issue 7). The ingest benchmark writes a directory of synthetic
+//! sessions (and their subscribers) to a store, then ingests a
+//! Shadowserver-format sinkhole CSV whose rows name addresses of those
+//! sessions at moments inside them, attributing every row (audited).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chrono::Utc;
+use kanki_config::Config;
+use kanki_directory::SubscriberRecord;
+use kanki_directory::synth::{self, Rng};
+use kanki_removal::ingest::Source;
+use kanki_service::Kanki;
+use kanki_service::directory::Compiled;
+
+use crate::bench::Report;
+
+const DAYS: u32 = 90;
+
+/// The CSV the ingest benchmark reads (also what `scripts/bench.sh` gives
+/// IntelMQ's parser): `rows` rows over the sessions of the directory.
+/// A reused work directory keeps the events of earlier runs, so each run
+/// draws its rows with a `seed` of its own.
+pub fn sinkhole_csv(sessions: usize, rows: usize, seed: u64) -> Vec<u8> {
+    let ss = synth::sessions(sessions, DAYS, holders(sessions), 5);
+    let mut rng = Rng::new(seed);
+    let end = synth::epoch().timestamp() + DAYS as i64 * 86400;
+    let sources: Vec<(IpAddr, i64)> = (0..rows)
+        .map(|_| {
+            let s = &ss[rng.below(ss.len() as u64) as usize];
+            let to = s.to.unwrap_or(end);
+            // Well inside the session (away from the skew at its ends).
+            let span = (to - s.from - 600).max(1);
+            let at = s.from + 300 + rng.below(span as u64) as i64;
+            let ip = match s.prefix {
+                ipnet::IpNet::V4(n) => IpAddr::V4(n.network()),
+                ipnet::IpNet::V6(n) => IpAddr::V6((u128::from(n.network()) | 1).into()),
+            };
+            (ip, at)
+        })
+        .collect();
+    kanki_events::synth::sinkhole_csv(&sources)
+}
+
+fn holders(sessions: usize) -> u32 {
+    (sessions / 10).max(1) as u32
+}
+
+pub fn ingest(
+    sessions: usize,
+    rows: usize,
+    work_dir: Option<PathBuf>,
+    csv_out: Option<PathBuf>,
+    r: &Report,
+) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    let data_dir = dir.join(format!("removal-data-{sessions}"));
+    let ready = data_dir.join("directory-ready");
+    let kanki = Kanki::open(Config {
+        data_dir: data_dir.clone(),
+        ..Config::default()
+    })?;
+    if !ready.exists() {
+        let t = Instant::now();
+        let n = holders(sessions);
+        for chunk in (0..n).collect::<Vec<_>>().chunks(100_000) {
+            let subs: Vec<SubscriberRecord> = chunk
+                .iter()
+                .map(|h| SubscriberRecord {
+                    id: format!("u{h}"),
+                    email: Some(format!("u{h}@example.jp")),
+                    postal_address: None,
+                    language: "ja".into(),
+                    plan: None,
+                    consent: Some(h % 2 == 0),
+                    identifiers: Vec::new(),
+                })
+                .collect();
+            kanki
+                .store
+                .directory()
+                .upsert_subscribers(&subs, "bench", "bench", Utc::now())?;
+        }
+        let ss = synth::sessions(sessions, DAYS, n, 5);
+        crate::bench_directory::store_sessions(&kanki, &ss)?;
+        std::fs::write(&ready, b"")?;
+        r.line(
+            &format!("directory written ({sessions} sessions, {n} subscribers)"),
+            t.elapsed().as_secs_f64(),
+            "s",
+            "-",
+        );
+    }
+    let t = Instant::now();
+    let now = synth::epoch() + chrono::Duration::days(DAYS as i64);
+    let compiled = Compiled::load(&kanki.store, now)?;
+    r.line(
+        &format!("directory index loaded ({} bindings)", compiled.bindings()),
+        t.elapsed().as_secs_f64(),
+        "s",
+        "-",
+    );
+    let seed = Utc::now().timestamp_nanos_opt().unwrap_or(23) as u64;
+    let csv = sinkhole_csv(sessions, rows, seed);
+    if let Some(path) = csv_out {
+        std::fs::write(&path, &csv)?;
+    }
+    let source = Source {
+        format: kanki_events::Format::Shadowserver,
+        report_type: Some("event4_sinkhole".into()),
+        mapping: None,
+        origin: "bench".into(),
+    };
+    let t = Instant::now();
+    let s = kanki_removal::ingest::ingest(
+        &kanki,
+        &compiled,
+        &source,
+        Box::new(std::io::Cursor::new(csv.clone())),
+        &mut |_| {},
+    )?;
+    let secs = t.elapsed().as_secs_f64();
+    r.line(
+        &format!("ingest sinkhole csv with attribution ({rows} rows)"),
+        s.records as f64 / secs,
+        "events/s",
+        ">= 200000",
+    );
+    r.line(
+        "  of them attributed (each audited)",
+        s.attributed as f64,
+        "events",
+        "-",
+    );
+    r.line("  cases opened", s.cases_opened as f64, "cases", "-");
+    let t = Instant::now();
+    let again = kanki_removal::ingest::ingest(
+        &kanki,
+        &compiled,
+        &source,
+        Box::new(std::io::Cursor::new(csv)),
+        &mut |_| {},
+    )?;
+    r.line(
+        "ingest the same file again (adds nothing)",
+        again.records as f64 / t.elapsed().as_secs_f64(),
+        "events/s",
+        "-",
+    );
+    anyhow::ensure!(again.events == 0, "a replay added events");
+    Ok(())
+}
+
+/// Renders `n` notices, half Japanese and half English, over a few
+/// families and classes (the most specific template each time), as
+/// `kanki notices send` does for each due case.
+pub fn notices(n: usize, r: &Report) -> anyhow::Result<()> {
+    use kanki_removal::notice::{Evidence, NoticeContext, Templates, new_reference};
+    let templates = Templates::load(None)?;
+    let kinds = [
+        ("mirai", "infected-system"),
+        ("emotet", "infected-system"),
+        ("ssh", "brute-force"),
+        ("dns-open-resolver", "vulnerable-system"),
+    ];
+    let t = Instant::now();
+    let mut bytes = 0usize;
+    for i in 0..n {
+        let (family, class) = kinds[i % kinds.len()];
+        let ctx = NoticeContext {
+            reference: new_reference(),
+            subscriber: format!("S{i:07}"),
+            family: family.into(),
+            class: class.into(),
+            severity: "high".into(),
+            first_seen: "2026-11-01 00:00 UTC".into(),
+            last_seen: "2026-11-02 00:00 UTC".into(),
+            events: 3 + i as u64 % 50,
+            address: format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255),
+            evidence: (0..3)
+                .map(|k| Evidence {
+                    time: "2026-11-01 00:00 UTC".into(),
+                    address: "10.0.0.1".into(),
+                    port: Some(40000 + k),
+                    feed: "Sinkhole-Events IPv4".into(),
+                })
+                .collect(),
+            page_url: format!("https://isp.example/countermeasures/{family}"),
+            ack_url: "https://isp.example/countermeasures/ack?reference=K".into(),
+            notice_number: 1 + i as u64 % 3,
+        };
+        let lang = if i % 2 == 0 { "ja" } else { "en" };
+        let out = templates.render(lang, &ctx)?;
+        bytes += out.body.len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    std::hint::black_box(bytes);
+    r.line(&format!("render {n} notices"), secs, "s", "<= 10 s");
+    Ok(())
+}

@@ -1,0 +1,509 @@
+//! `kanki ingest`, `kanki events`, `kanki cases`, `kanki notices`,
+//! `kanki escalations` and `kanki report`: the removal loop's commands.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use kanki_config::Config;
+use kanki_events::Format;
+use kanki_removal::case::Action;
+use kanki_removal::ingest::{IngestSummary, Source};
+use kanki_service::Kanki;
+use kanki_service::directory::Compiled;
+use kanki_store::{CaseFilter, CaseState};
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// shadowserver, cowrie, sinkhole or xarf.
+    #[arg(long, short)]
+    format: Format,
+    /// Shadowserver report type (e.g. event4_sinkhole); default: from the file name.
+    #[arg(long)]
+    report_type: Option<String>,
+    /// Sinkhole: the name of a [[removal.sinkholes]] mapping.
+    #[arg(long)]
+    mapping: Option<String>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// The files (gzip and zip are unpacked), or `-` for standard input. A
+    /// broken file is reported and the others are still read.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+pub fn ingest(config: Config, a: IngestArgs) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    let compiled = Compiled::load(&kanki.store, Utc::now())?;
+    let mut failed = 0;
+    for file in &a.files {
+        let stdin = file.as_os_str() == "-";
+        let input: Box<dyn Read + Send> = if stdin {
+            Box::new(std::io::stdin())
+        } else {
+            match std::fs::File::open(file) {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    eprintln!("kanki: {}: {e}", file.display());
+                    failed += 1;
+                    continue;
+                }
+            }
+        };
+        let source = Source {
+            format: a.format,
+            report_type: a.report_type.clone(),
+            mapping: a.mapping.clone(),
+            origin: if stdin {
+                "stdin".into()
+            } else {
+                file.display().to_string()
+            },
+        };
+        match kanki_removal::ingest::ingest(&kanki, &compiled, &source, input, &mut |_| {}) {
+            Ok(s) if a.json => println!("{}", serde_json::to_string_pretty(&s)?),
+            Ok(s) => print_ingest(&s),
+            Err(e) => {
+                eprintln!("kanki: {e}");
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_ingest(s: &IngestSummary) {
+    println!(
+        "ingested {} as {}{} in {:.1}s",
+        s.origin,
+        s.format,
+        s.notes
+            .report_type
+            .as_deref()
+            .map(|t| format!(" ({t})"))
+            .unwrap_or_default(),
+        s.elapsed_ms as f64 / 1000.0
+    );
+    if !s.notes.unknown_columns.is_empty() {
+        println!(
+            "  unknown columns (kept under extra.): {}",
+            s.notes.unknown_columns.join(", ")
+        );
+    }
+    println!("  records       {:>10}", s.records);
+    println!("  new events    {:>10}", s.events);
+    println!("  duplicates    {:>10}", s.duplicates);
+    println!("  skipped       {:>10}", s.skipped.total());
+    for (r, c) in &s.skipped.0 {
+        let lines: Vec<String> = c.first_lines.iter().map(u64::to_string).collect();
+        println!("    {r}: {} (lines {})", c.count, lines.join(", "));
+    }
+    println!("  attributed    {:>10}", s.attributed);
+    println!("  unattributed  {:>10}", s.unattributed.total());
+    for (r, c) in &s.unattributed.0 {
+        println!("    {r}: {}", c.count);
+    }
+    println!("  cases opened  {:>10}", s.cases_opened);
+    println!("  cases updated {:>10}", s.cases_updated);
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EventsCommand {
+    /// One event with its harmonized fields, attribution and raw record.
+    Show { id: i64 },
+}
+
+pub fn events(config: Config, c: EventsCommand) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    match c {
+        EventsCommand::Show { id } => {
+            let e = kanki
+                .store
+                .removal()
+                .get_event(id)?
+                .with_context(|| format!("no event {id}"))?;
+            println!("{}", serde_json::to_string_pretty(&e)?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CasesCommand {
+    /// List cases, oldest first.
+    List {
+        /// Only cases in these states (repeat).
+        #[arg(long)]
+        state: Vec<CaseState>,
+        #[arg(long)]
+        subscriber: Option<String>,
+        #[arg(long)]
+        threat: Option<String>,
+        /// Cases with an id above this (the next page).
+        #[arg(long)]
+        after: Option<i64>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One case with its history, notices and latest events.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record a review of a case (a note in its history).
+    Review {
+        id: i64,
+        #[arg(long)]
+        note: String,
+    },
+    /// Stop notices for a case until it is released.
+    Hold {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Let notices go out again for a held case.
+    Release { id: i64 },
+    /// Close a case (a false positive, handled elsewhere, ...).
+    Close {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+fn operator() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .map_or_else(|| "operator".into(), |u| format!("cli:{u}"))
+}
+
+pub fn cases(config: Config, c: CasesCommand) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    let r = kanki.store.removal();
+    let action = match c {
+        CasesCommand::List {
+            state,
+            subscriber,
+            threat,
+            after,
+            limit,
+            json,
+        } => {
+            let cases = r.list_cases(&CaseFilter {
+                states: state,
+                subscriber,
+                threat,
+                after,
+                limit: Some(limit),
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cases)?);
+            } else {
+                println!(
+                    "{:>7}  {:<12} {:<16} {:<18} {:<8} {:>7} {:>7}  last seen",
+                    "id", "state", "subscriber", "threat", "severity", "events", "notices"
+                );
+                for c in &cases {
+                    println!(
+                        "{:>7}  {:<12} {:<16} {:<18} {:<8} {:>7} {:>7}  {}{}",
+                        c.id,
+                        c.state,
+                        c.subscriber,
+                        c.threat,
+                        c.severity,
+                        c.events,
+                        c.notices,
+                        c.last_seen.format("%Y-%m-%d %H:%M"),
+                        if c.held { "  (held)" } else { "" }
+                    );
+                }
+                if cases.len() == limit as usize
+                    && let Some(last) = cases.last()
+                {
+                    println!("next page: --after {}", last.id);
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        CasesCommand::Show { id, json } => {
+            let case = r.get_case(id)?.with_context(|| format!("no case {id}"))?;
+            let log = r.case_log(id)?;
+            let notices = r.case_notices(id)?;
+            let events = r.case_events(id, 5)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "case": case, "history": log, "notices": notices, "events": events,
+                    }))?
+                );
+            } else {
+                println!("{}", serde_json::to_string_pretty(&case)?);
+                println!("history:");
+                for l in &log {
+                    println!(
+                        "  {}  {:<10} {:<10} -> {:<12} {}",
+                        l.at.format("%Y-%m-%d %H:%M:%S"),
+                        l.actor,
+                        l.action,
+                        l.state,
+                        l.reason.as_deref().unwrap_or("")
+                    );
+                }
+                println!("notices:");
+                for n in &notices {
+                    println!(
+                        "  {}  {:<6} {:<9} {}  {}",
+                        n.created_at.format("%Y-%m-%d %H:%M"),
+                        n.channel,
+                        n.status,
+                        n.reference,
+                        n.recipient.as_deref().unwrap_or("")
+                    );
+                }
+                println!("latest events:");
+                for e in &events {
+                    println!(
+                        "  {}  {}  {}:{}  {}",
+                        e.id,
+                        e.event.time_source.format("%Y-%m-%d %H:%M:%S"),
+                        e.event.source_ip,
+                        e.event
+                            .source_port
+                            .map(|p| p.to_string())
+                            .unwrap_or_default(),
+                        e.event.feed_name
+                    );
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        CasesCommand::Review { id, note } => (id, Action::Review(note)),
+        CasesCommand::Hold { id, reason } => (id, Action::Hold(reason)),
+        CasesCommand::Release { id } => (id, Action::Release),
+        CasesCommand::Close { id, reason } => (id, Action::Close(reason)),
+    };
+    let case = kanki_removal::case::act(&kanki.store, action.0, &action.1, &operator())?;
+    println!(
+        "case {}: {}{}",
+        case.id,
+        case.state,
+        if case.held { " (held)" } else { "" }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NoticesCommand {
+    /// Send what is due: cases moved by time, mails retried, new notices
+    /// within the throttles, escalations (kanki serve does it on a schedule).
+    Send {
+        /// Change nothing; print every notice that would go out.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the letters waiting for the post as CSV for a mail merge
+    /// (UTF-8 with a BOM), and mark them exported.
+    Letters {
+        /// The file to write (default: data_dir/letters/letters-<time>.csv).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+}
+
+pub fn notices(config: Config, c: NoticesCommand) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    match c {
+        NoticesCommand::Send { dry_run, json } => {
+            let mailer = if dry_run {
+                None
+            } else {
+                Some(kanki_notify::Mailer::new(&kanki.config.smtp).map_err(anyhow::Error::msg)?)
+            };
+            let s = kanki_removal::notice::send_due(&kanki, mailer.as_ref(), dry_run, Utc::now())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if dry_run {
+                for n in &s.notices {
+                    println!(
+                        "==== case {} to {} by {} ({})",
+                        n.case_id,
+                        n.subscriber,
+                        n.channel,
+                        n.recipient.as_deref().unwrap_or("-")
+                    );
+                    println!("Subject: {}\n\n{}", n.subject, n.body);
+                }
+                println!("dry run: nothing was sent or changed");
+            }
+            println!(
+                "notices: {} mailed, {} letters queued, {} to retry, {} failed, {} bounced; {} escalated, {} deferred by the daily capacity, {} held, {} without contact; cases: {} quiet, {} resolved",
+                if dry_run {
+                    s.notices
+                        .iter()
+                        .filter(|n| n.channel == kanki_store::Channel::Mail)
+                        .count() as u64
+                } else {
+                    s.mails_sent
+                },
+                if dry_run {
+                    s.notices
+                        .iter()
+                        .filter(|n| n.channel == kanki_store::Channel::Letter)
+                        .count() as u64
+                } else {
+                    s.letters_queued
+                },
+                s.retry_later,
+                s.failed,
+                s.bounced,
+                s.escalated,
+                s.deferred_by_capacity,
+                s.held,
+                s.no_contact,
+                s.quiet,
+                s.resolved
+            );
+        }
+        NoticesCommand::Letters { output } => {
+            let path = match output {
+                Some(p) => p,
+                None => {
+                    let dir = kanki
+                        .config
+                        .notices
+                        .letters_dir
+                        .clone()
+                        .unwrap_or_else(|| kanki.config.data_dir.join("letters"));
+                    std::fs::create_dir_all(&dir)?;
+                    dir.join(format!(
+                        "letters-{}.csv",
+                        Utc::now().format("%Y%m%dT%H%M%SZ")
+                    ))
+                }
+            };
+            let n = kanki_removal::notice::export_letters(&kanki, &path)?;
+            println!("{n} letters written to {}", path.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EscalationsCommand {
+    /// Escalation requests (walled garden, letters, calls), oldest first.
+    List {
+        #[arg(long)]
+        status: Option<kanki_store::EscalationStatus>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Mark a request active, done or cancelled (what the walled garden,
+    /// the letter desk or the call centre did with it).
+    Set {
+        id: i64,
+        status: kanki_store::EscalationStatus,
+    },
+}
+
+pub fn escalations(config: Config, c: EscalationsCommand) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    let r = kanki.store.removal();
+    match c {
+        EscalationsCommand::List { status, json } => {
+            let list = r.list_escalations(status)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for e in list {
+                    println!(
+                        "{:>6}  {:<14} {:<10} case {:<6} {:<16} {}",
+                        e.id, e.kind, e.status, e.case_id, e.subscriber, e.reason
+                    );
+                }
+            }
+        }
+        EscalationsCommand::Set { id, status } => {
+            let e = r.set_escalation_status(id, status, Utc::now())?;
+            println!("escalation {}: {} {}", e.id, e.kind, e.status);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+/// `kanki report`: the removal loop's outcomes.
+pub fn report(config: Config, a: ReportArgs) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    let o = kanki_removal::outcomes::outcomes(&kanki)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&o)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "infected subscribers      {} of {} ({:.2} per 10,000)",
+        o.infected_subscribers, o.subscribers, o.infected_per_10000
+    );
+    let states: Vec<String> = o
+        .cases_by_state
+        .iter()
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
+    println!("cases                     {}", states.join(", "));
+    println!("notices by channel:");
+    for (c, s, n) in &o.notices {
+        println!("  {c:<8} {s:<10} {n}");
+    }
+    println!(
+        "acknowledgement rate      {:.1}% ({} of {} notified cases)",
+        100.0 * o.acknowledgement_rate,
+        o.acknowledged_cases,
+        o.notified_cases
+    );
+    let q: Vec<String> = o
+        .time_to_clean_days
+        .iter()
+        .map(|(q, d)| format!("p{:.0} {d:.1}", q * 100.0))
+        .collect();
+    println!(
+        "time to clean (days)      {}",
+        if q.is_empty() {
+            "no case resolved yet".into()
+        } else {
+            q.join(", ")
+        }
+    );
+    println!(
+        "reinfection rate          {:.1}% ({} of {} resolved cases)",
+        100.0 * o.reinfection_rate,
+        o.reinfected_cases,
+        o.resolved_cases
+    );
+    println!("events                    {}", o.events);
+    for (r, n) in &o.unattributed_by_reason {
+        println!("  not attributed: {r}: {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,217 @@
+//! The removal loop in `kanki serve`: notices sent on a schedule, report
+//! files dropped in the watched directory ingested, and kanki's own sensor.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::Utc;
+use kanki_api::ApiState;
+use kanki_removal::ingest::Source;
+
+pub async fn spawn(st: &ApiState) -> anyhow::Result<()> {
+    tokio::spawn(notice_loop(st.clone()));
+    tokio::spawn(event_purger(st.clone()));
+    if let Some(dir) = st.kanki.config.removal.watch_dir.clone() {
+        for sub in ["done", "failed"] {
+            std::fs::create_dir_all(dir.join(sub))?;
+        }
+        tokio::spawn(watch_loop(st.clone(), dir));
+    }
+    let sc = &st.kanki.config.sensor;
+    if !sc.listen.is_empty() {
+        let listeners = kanki_sensors::bind(&sc.listen).await?;
+        tracing::info!(listen = ?sc.listen, "sensor listening");
+        let opts = kanki_sensors::SensorOptions {
+            first_bytes: sc.first_bytes,
+            timeout: sc.timeout.0,
+            per_source_per_minute: sc.per_source_per_minute,
+            telnet_ports: sc.telnet_ports.clone(),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let counters = std::sync::Arc::new(kanki_sensors::SensorCounters::default());
+        tokio::spawn(kanki_sensors::run(listeners, opts, tx, counters));
+        tokio::spawn(sensor_events(st.clone(), rx));
+    }
+    Ok(())
+}
+
+/// Stores the sensor's events in batches (up to 1,024, or each second),
+/// attributed like any other input, under one ingest run per serve.
+async fn sensor_events(st: ApiState, mut rx: tokio::sync::mpsc::Receiver<kanki_events::Event>) {
+    let k = st.kanki.clone();
+    let ingest = match tokio::task::spawn_blocking(move || {
+        k.store
+            .removal()
+            .begin_ingest("sensor", "kanki serve", None, Utc::now())
+    })
+    .await
+    {
+        Ok(Ok(id)) => id,
+        _ => {
+            tracing::error!("the sensor cannot record its events: no ingest run");
+            return;
+        }
+    };
+    let mut batch = Vec::new();
+    loop {
+        let more = tokio::time::timeout(Duration::from_secs(1), rx.recv()).await;
+        match more {
+            Ok(Some(e)) => {
+                batch.push(e);
+                if batch.len() < 1024 {
+                    continue;
+                }
+            }
+            Ok(None) => return,
+            Err(_) if batch.is_empty() => continue,
+            Err(_) => {}
+        }
+        let events = std::mem::take(&mut batch);
+        let st2 = st.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut sum = kanki_removal::ingest::IngestSummary::default();
+            kanki_removal::ingest::record_batch(
+                &st2.kanki,
+                &st2.directory.compiled(),
+                ingest,
+                events,
+                &mut sum,
+            )
+            .map(|_| sum)
+        })
+        .await;
+        match done {
+            Ok(Ok(s)) => tracing::debug!(
+                events = s.events,
+                attributed = s.attributed,
+                "sensor events stored"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "storing sensor events failed"),
+            Err(e) => tracing::error!(error = %e, "storing sensor events panicked"),
+        }
+    }
+}
+
+/// Raw events past `removal.events_retention` are removed (with the
+/// directory's retention purge schedule).
+async fn event_purger(st: ApiState) {
+    let every = st.kanki.config.directory.purge_every.0;
+    loop {
+        let k = st.kanki.clone();
+        let keep = k.config.removal.events_retention.as_secs().min(1 << 40) as i64;
+        let done = tokio::task::spawn_blocking(move || {
+            k.store
+                .removal()
+                .purge_events(Utc::now() - chrono::Duration::seconds(keep))
+        })
+        .await;
+        match done {
+            Ok(Ok(n)) => tracing::info!(events = n, "event retention purge done"),
+            Ok(Err(e)) => tracing::error!(error = %e, "event retention purge failed"),
+            Err(e) => tracing::error!(error = %e, "event retention purge panicked"),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+async fn notice_loop(st: ApiState) {
+    let every = st.kanki.config.notices.send_every.0;
+    loop {
+        tokio::time::sleep(every).await;
+        let k = st.kanki.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mailer = kanki_notify::Mailer::new(&k.config.smtp)
+                .map_err(kanki_service::ServiceError::Invalid)?;
+            kanki_removal::notice::send_due(&k, Some(&mailer), false, Utc::now())
+        })
+        .await;
+        match done {
+            Ok(Ok(s)) => tracing::info!(
+                mailed = s.mails_sent,
+                letters = s.letters_queued,
+                escalated = s.escalated,
+                retry = s.retry_later,
+                failed = s.failed,
+                bounced = s.bounced,
+                "notices sent"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "sending notices failed"),
+            Err(e) => tracing::error!(error = %e, "sending notices panicked"),
+        }
+    }
+}
+
+/// The format of a dropped file, by its name: `*.json` Cowrie logs,
+/// `*.eml` X-ARF mails, anything else a Shadowserver report (whose type is
+/// in the name).
+fn format_of(name: &str) -> kanki_events::Format {
+    use kanki_events::Format;
+    if name.contains("cowrie") {
+        Format::Cowrie
+    } else if name.ends_with(".eml") || name.contains("xarf") {
+        Format::Xarf
+    } else {
+        Format::Shadowserver
+    }
+}
+
+async fn watch_loop(st: ApiState, dir: PathBuf) {
+    loop {
+        let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for path in files {
+            let st2 = st.clone();
+            let p = path.clone();
+            let done = tokio::task::spawn_blocking(move || ingest_file(&st2, &p)).await;
+            let ok = matches!(done, Ok(Ok(_)));
+            match done {
+                Ok(Ok(s)) => {
+                    tracing::info!(file = %path.display(), events = s.events, attributed = s.attributed, skipped = s.skipped.total(), "ingested")
+                }
+                Ok(Err(e)) => tracing::error!(file = %path.display(), error = %e, "ingest failed"),
+                Err(e) => tracing::error!(file = %path.display(), error = %e, "ingest panicked"),
+            }
+            let to = dir
+                .join(if ok { "done" } else { "failed" })
+                .join(path.file_name().unwrap_or_default());
+            if let Err(e) = std::fs::rename(&path, &to) {
+                tracing::error!(file = %path.display(), error = %e, "cannot move an ingested file");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+fn ingest_file(
+    st: &ApiState,
+    path: &Path,
+) -> Result<kanki_removal::ingest::IngestSummary, kanki_service::ServiceError> {
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let f = std::fs::File::open(path).map_err(|e| kanki_service::ServiceError::Io {
+        context: format!("cannot open {}", path.display()),
+        source: e,
+    })?;
+    let source = Source {
+        format: format_of(&name),
+        report_type: None,
+        mapping: None,
+        origin: name,
+    };
+    kanki_removal::ingest::ingest(
+        &st.kanki,
+        &st.directory.compiled(),
+        &source,
+        Box::new(f),
+        &mut |_| {},
+    )
+}

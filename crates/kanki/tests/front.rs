@@ -1,0 +1,223 @@
+//! The DNS front of a running `kanki serve`, asked with `dig` from
+//! different 127.0.0.x source addresses, forwarding to a real Unbound
+//! (which serves a private root zone, so nothing leaves the machine)
+//! behind an upstream that never answers.
+//!
+//! Debian packages (scripts/test.sh installs them): unbound, bind9-dnsutils.
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::resolvers::{dig, metric, spawn};
+use common::{Env, eventually, free_port, need};
+
+#[test]
+fn consenting_subscribers_are_warned_others_get_the_upstream_answer() {
+    let unbound_bin = need("unbound", "unbound");
+    let dns_port = free_port();
+    let unbound_port = free_port();
+    // Nothing listens here: the front must fail over to Unbound.
+    let dead_port = free_port();
+    let page_port = free_port();
+    let env = Env::new(&format!(
+        r#"
+[dns]
+listen = ["127.0.0.1:{dns_port}"]
+upstreams = ["127.0.0.1:{dead_port}", "127.0.0.1:{unbound_port}"]
+upstream_timeout = "300ms"
+clients = ["127.0.0.1/32", "127.0.0.2/32", "127.0.0.3/32"]
+warning_v4 = "192.0.2.80"
+warning_v6 = "2001:db8::80"
+query_log = "{log}"
+
+[warning]
+listen = "127.0.0.1:{page_port}"
+"#,
+        log = std::env::temp_dir()
+            .join(format!("kanki-front-test-{dns_port}.log"))
+            .display()
+    ));
+    let dir = env.dir.path();
+    // Unbound, authoritative for a private root zone.
+    let ub = dir.join("unbound");
+    fs::create_dir_all(&ub).unwrap();
+    fs::write(
+        ub.join("root.zone"),
+        "$TTL 300\n. IN SOA localhost. hostmaster.localhost. 1 300 60 604800 60\n. IN NS localhost.\n\
+         localhost. A 127.0.0.1\nbad.example. A 10.0.0.1\nwww.bad.example. A 10.0.0.1\n\
+         www.bad.example. AAAA 2001:db8::1\nclean.example. A 10.0.0.9\n",
+    )
+    .unwrap();
+    fs::write(
+        ub.join("unbound.conf"),
+        format!(
+            "server:\n  interface: 127.0.0.1\n  port: {unbound_port}\n  do-daemonize: no\n  \
+             use-syslog: no\n  logfile: \"\"\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  \
+             pidfile: \"{d}/unbound.pid\"\n  access-control: 127.0.0.0/8 allow\n  \
+             do-not-query-localhost: no\n\
+             auth-zone:\n  name: \".\"\n  zonefile: \"{d}/root.zone\"\n  for-upstream: yes\n  for-downstream: yes\n",
+            d = ub.display()
+        ),
+    )
+    .unwrap();
+    let _unbound = spawn(
+        "unbound",
+        dir,
+        Command::new(&unbound_bin)
+            .arg("-d")
+            .arg("-c")
+            .arg(ub.join("unbound.conf")),
+    );
+
+    // S1 (127.0.0.1) consents, S2 (127.0.0.2) does not; 127.0.0.3 is
+    // nobody's. bad.example is listed.
+    env.two_subscribers_and_a_listed_name();
+    let _kanki = env.serve();
+    let api = env.api.clone();
+    let p = dns_port.to_string();
+    let ask = |from: &str, name: &str, t: &str, tcp: bool| {
+        let mut args = vec!["-b", from, "-p", &p, "@127.0.0.1", name, t];
+        if tcp {
+            args.push("+tcp");
+        }
+        dig(&args)
+    };
+    eventually(10, "Unbound answering through the front", || {
+        ask("127.0.0.3", "clean.example", "A", false).answer == ["clean.example. 300 IN A 10.0.0.9"]
+    });
+
+    // The consenting subscriber: the warning address for the listed name
+    // and a subdomain, with EDE 17 carrying the indicator and the page.
+    let warned = ask("127.0.0.1", "www.bad.example", "A", false);
+    assert_eq!(
+        warned.answer,
+        ["www.bad.example. 60 IN A 192.0.2.80"],
+        "{}",
+        warned.text
+    );
+    assert!(
+        warned.text.contains("EDE: 17 (Filtered)"),
+        "{}",
+        warned.text
+    );
+    assert!(
+        warned.text.contains("indicator") && warned.text.contains("http://www.bad.example/"),
+        "{}",
+        warned.text
+    );
+    assert_eq!(
+        ask("127.0.0.1", "www.bad.example", "AAAA", false).answer,
+        ["www.bad.example. 60 IN AAAA 2001:db8::80"]
+    );
+    // Other types: NODATA. Over TCP: the same warning.
+    let mx = ask("127.0.0.1", "bad.example", "MX", false);
+    assert!(
+        mx.status == "NOERROR" && mx.answer.is_empty(),
+        "{}",
+        mx.text
+    );
+    assert_eq!(
+        ask("127.0.0.1", "bad.example", "A", true).answer,
+        ["bad.example. 60 IN A 192.0.2.80"]
+    );
+    // Not listed: the upstream's answer (through the failover), also to S1.
+    assert_eq!(
+        ask("127.0.0.1", "clean.example", "A", true).answer,
+        ["clean.example. 300 IN A 10.0.0.9"]
+    );
+    // The non-consenting subscriber and the unknown address: the
+    // upstream's answer, never the warning (the cache holds no policy
+    // answer).
+    for from in ["127.0.0.2", "127.0.0.3"] {
+        let a = ask(from, "www.bad.example", "A", false);
+        assert_eq!(a.answer.len(), 1, "{}", a.text);
+        assert!(a.answer[0].ends_with("IN A 10.0.0.1"), "{}", a.text);
+    }
+    // Outside dns.clients: REFUSED.
+    assert_eq!(
+        ask("127.0.0.4", "clean.example", "A", false).status,
+        "REFUSED"
+    );
+    assert!(metric(&api, "kanki_dns_policy_hits_total") >= 3.0);
+    assert!(metric(&api, "kanki_dns_refused_total") >= 1.0);
+    assert!(metric(&api, "kanki_dns_cache_hits_total") >= 1.0);
+
+    // The debugging query log, turned on here: one line per query, by day.
+    let day = chrono::Utc::now().format("%Y-%m-%d");
+    let log = std::env::temp_dir().join(format!("kanki-front-test-{dns_port}.log.{day}"));
+    eventually(5, "the query log written", || {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        text.contains("127.0.0.1 www.bad.example. 1 warning")
+            && text.contains("127.0.0.2 www.bad.example. 1 forwarded")
+    });
+    let _ = fs::remove_file(&log);
+
+    // Proceed once on the warning page (reached as the browser would after
+    // the warning answer): from then on S1 gets the upstream's answer for
+    // that name, and only S1.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let browser = reqwest::blocking::Client::builder()
+        .local_address("127.0.0.1".parse::<std::net::IpAddr>().unwrap())
+        .resolve(
+            "www.bad.example",
+            format!("127.0.0.1:{page_port}").parse().unwrap(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let origin = format!("http://www.bad.example:{page_port}");
+    let html = browser
+        .get(format!("{origin}/download"))
+        .header("Accept-Language", "en")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let at = html.find("name=\"token\"").expect("a proceed form");
+    let value = &html[at..];
+    let value = &value[value.find("value=\"").unwrap() + 7..];
+    let token = &value[..value.find('"').unwrap()];
+    let r = browser
+        .post(format!("{origin}/_kanki/proceed"))
+        .header("Origin", &origin)
+        .form(&[("path", "/download"), ("token", token), ("lang", "en")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let passed = ask("127.0.0.1", "www.bad.example", "A", false);
+    assert!(
+        passed
+            .answer
+            .first()
+            .is_some_and(|l| l.ends_with("IN A 10.0.0.1")),
+        "{}",
+        passed.text
+    );
+    // Another listed name (the parent) is still warned.
+    assert_eq!(
+        ask("127.0.0.1", "bad.example", "A", false).answer,
+        ["bad.example. 60 IN A 192.0.2.80"]
+    );
+
+    // A revocation reaches the front within a second.
+    let revoked = Instant::now();
+    env.ok(&["consent", "revoke", "S1", "--channel", "phone"]);
+    loop {
+        let a = ask("127.0.0.1", "bad.example", "A", false);
+        if a.answer
+            .first()
+            .is_some_and(|l| l.ends_with("IN A 10.0.0.1"))
+        {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1) + Duration::from_millis(500),
+            "S1 still warned {:?} after the revocation (the CLI took part of it)",
+            revoked.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,158 @@
+//! Delivery of notices: SMTP mail through `lettre` (plain, STARTTLS or
+//! TLS, with authentication), and letter exports ready for a postal mail
+//! merge. Rendering and deciding what to send belong to the removal part.
+
+use std::io::Write;
+use std::time::Duration;
+
+use kanki_config::{SmtpConfig, SmtpTls};
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Message, SmtpTransport, Transport};
+
+/// Why a mail was not delivered.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    /// The server refused it for good (5xx): a bounce, not worth a retry.
+    pub permanent: bool,
+    pub message: String,
+}
+
+/// A mail to send.
+#[derive(Clone, Debug)]
+pub struct Mail<'a> {
+    pub to: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+}
+
+/// An SMTP connection (pooled by lettre) to the configured server.
+pub struct Mailer {
+    transport: SmtpTransport,
+    from: Mailbox,
+}
+
+impl Mailer {
+    pub fn new(c: &SmtpConfig) -> Result<Mailer, String> {
+        let (host, port) = match c.server.rsplit_once(':') {
+            Some((h, p)) => (
+                h.trim_start_matches('[').trim_end_matches(']'),
+                p.parse::<u16>()
+                    .map_err(|_| format!("smtp.server {:?}: the port is not a number", c.server))?,
+            ),
+            None => (c.server.as_str(), 25),
+        };
+        let builder = match c.tls {
+            SmtpTls::None => SmtpTransport::builder_dangerous(host),
+            SmtpTls::Starttls => SmtpTransport::starttls_relay(host).map_err(|e| e.to_string())?,
+            SmtpTls::Tls => SmtpTransport::relay(host).map_err(|e| e.to_string())?,
+        };
+        let mut builder = builder.port(port).timeout(Some(c.timeout.0));
+        if let (Some(u), Some(p)) = (&c.username, &c.password) {
+            builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
+        }
+        let from = c
+            .from
+            .parse()
+            .map_err(|e| format!("smtp.from {:?}: {e}", c.from))?;
+        Ok(Mailer {
+            transport: builder.build(),
+            from,
+        })
+    }
+
+    /// Hands one mail to the server.
+    pub fn send(&self, m: &Mail<'_>) -> Result<(), SendError> {
+        let to: Mailbox = m.to.parse().map_err(|e| SendError {
+            permanent: true,
+            message: format!("recipient {:?}: {e}", m.to),
+        })?;
+        let msg = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(m.subject)
+            .header(ContentType::TEXT_PLAIN)
+            .body(m.body.to_string())
+            .map_err(|e| SendError {
+                permanent: true,
+                message: e.to_string(),
+            })?;
+        self.transport
+            .send(&msg)
+            .map(|_| ())
+            .map_err(|e| SendError {
+                permanent: e.is_permanent(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// The wait before retry number `attempt` (1-based): `base`, doubled each
+/// time, at most a day.
+pub fn backoff(base: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(Duration::from_secs(86400))
+}
+
+/// One letter of an export.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Letter<'a> {
+    pub reference: &'a str,
+    pub subscriber: &'a str,
+    pub postal_address: &'a str,
+    pub language: &'a str,
+    pub subject: &'a str,
+    pub body: &'a str,
+}
+
+/// Writes letters as CSV with a header (UTF-8 with a BOM, which spreadsheet
+/// and mail-merge programs need to read Japanese): one row per letter.
+pub fn write_letters<'a>(
+    w: &mut dyn Write,
+    letters: impl IntoIterator<Item = Letter<'a>>,
+) -> Result<u64, std::io::Error> {
+    w.write_all("\u{feff}".as_bytes())?;
+    let mut out = csv::Writer::from_writer(w);
+    let mut n = 0;
+    for l in letters {
+        out.serialize(l).map_err(std::io::Error::other)?;
+        n += 1;
+    }
+    out.flush()?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_stops_at_a_day() {
+        let b = Duration::from_secs(300);
+        assert_eq!(backoff(b, 1), b);
+        assert_eq!(backoff(b, 3), b * 4);
+        assert_eq!(backoff(b, 30), Duration::from_secs(86400));
+    }
+
+    #[test]
+    fn letters_are_csv_with_a_bom() {
+        let mut out = Vec::new();
+        let n = write_letters(
+            &mut out,
+            [Letter {
+                reference: "K-1",
+                subscriber: "S1",
+                postal_address: "東京都千代田区1-1",
+                language: "ja",
+                subject: "件名",
+                body: "本文,改行\nあり",
+            }],
+        )
+        .unwrap();
+        assert_eq!(n, 1);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("\u{feff}reference,subscriber,postal_address"));
+        assert!(text.contains("\"本文,改行\nあり\""));
+    }
+}

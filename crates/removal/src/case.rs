@@ -1,0 +1,271 @@
+//! How a case moves: *new → notified → acknowledged → quiet → resolved*,
+//! or *reinfected* / *escalated*; an operator may hold or close it. The
+//! store keeps cases; these functions are the only place their state
+//! changes.
+
+use chrono::{DateTime, Duration, Utc};
+use kanki_store::{Case, CaseDelta, CaseState, StoreError};
+
+/// A new case for a batch's events, or the open case with them appended.
+/// Events reported late (from before the case last changed state) add to
+/// the counts without moving the state.
+pub fn on_events(open: Option<Case>, d: &CaseDelta, now: DateTime<Utc>) -> Case {
+    let Some(mut c) = open else {
+        return Case {
+            id: 0,
+            subscriber: d.subscriber.clone(),
+            threat: d.threat.clone(),
+            class: d.class.clone(),
+            severity: d.severity,
+            state: CaseState::New,
+            held: false,
+            hold_reason: None,
+            opened_at: now,
+            first_seen: d.first_seen,
+            last_seen: d.last_seen,
+            events: d.events,
+            notices: 0,
+            unacknowledged: 0,
+            last_notice_at: None,
+            acknowledged_at: None,
+            quiet_at: None,
+            resolved_at: None,
+            escalated_at: None,
+            reinfections: 0,
+            closed_at: None,
+            close_reason: None,
+            updated_at: now,
+        };
+    };
+    c.events += d.events;
+    c.first_seen = c.first_seen.min(d.first_seen);
+    c.last_seen = c.last_seen.max(d.last_seen);
+    c.severity = c.severity.max_with(d.severity);
+    c.updated_at = now;
+    let after = |t: Option<DateTime<Utc>>| t.is_some_and(|t| d.last_seen > t);
+    match c.state {
+        // Cleaned, said so, or went quiet, and yet seen again.
+        CaseState::Resolved if after(c.resolved_at) => {
+            c.state = CaseState::Reinfected;
+            c.reinfections += 1;
+            c.unacknowledged = 0;
+        }
+        CaseState::Acknowledged if after(c.acknowledged_at) => c.state = CaseState::Notified,
+        CaseState::Quiet if after(c.quiet_at) => c.state = CaseState::Notified,
+        _ => {}
+    }
+    c
+}
+
+/// A notice went out (or was queued for the post).
+pub fn on_notice(c: &mut Case, now: DateTime<Utc>) {
+    c.notices += 1;
+    c.unacknowledged += 1;
+    c.last_notice_at = Some(now);
+    if matches!(
+        c.state,
+        CaseState::New | CaseState::Reinfected | CaseState::Quiet
+    ) {
+        c.state = CaseState::Notified;
+    }
+}
+
+/// The subscriber says they cleaned up (on the countermeasure site).
+pub fn on_acknowledged(c: &mut Case, now: DateTime<Utc>) -> Result<(), StoreError> {
+    if matches!(c.state, CaseState::Closed | CaseState::Resolved) {
+        return Err(StoreError::Invalid(format!(
+            "case {} is {}: nothing to acknowledge",
+            c.id, c.state
+        )));
+    }
+    c.acknowledged_at = Some(now);
+    c.unacknowledged = 0;
+    c.state = CaseState::Acknowledged;
+    Ok(())
+}
+
+pub fn on_escalated(c: &mut Case, now: DateTime<Utc>) {
+    c.state = CaseState::Escalated;
+    c.escalated_at = Some(now);
+}
+
+/// Time passing: a notified case without events for `quiet_after` goes
+/// quiet, and once none for `resolve_after` it is resolved. Returns
+/// whether the case changed.
+pub fn on_tick(
+    c: &mut Case,
+    now: DateTime<Utc>,
+    quiet_after: Duration,
+    resolve_after: Duration,
+) -> bool {
+    let notified = c.last_notice_at.is_some();
+    match c.state {
+        CaseState::Notified | CaseState::Acknowledged | CaseState::Escalated
+            if notified && c.last_seen + quiet_after <= now =>
+        {
+            c.state = CaseState::Quiet;
+            c.quiet_at = Some(now);
+            true
+        }
+        CaseState::Quiet if c.last_seen + resolve_after <= now => {
+            c.state = CaseState::Resolved;
+            c.resolved_at = Some(now);
+            true
+        }
+        _ => false,
+    }
+}
+
+pub fn hold(c: &mut Case, reason: &str) -> Result<(), StoreError> {
+    if c.state == CaseState::Closed {
+        return Err(StoreError::Invalid(format!("case {} is closed", c.id)));
+    }
+    c.held = true;
+    c.hold_reason = Some(reason.to_string());
+    Ok(())
+}
+
+pub fn release(c: &mut Case) -> Result<(), StoreError> {
+    c.held = false;
+    c.hold_reason = None;
+    Ok(())
+}
+
+pub fn close(c: &mut Case, reason: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    if c.state == CaseState::Closed {
+        return Err(StoreError::Invalid(format!(
+            "case {} is closed already",
+            c.id
+        )));
+    }
+    c.state = CaseState::Closed;
+    c.closed_at = Some(now);
+    c.close_reason = Some(reason.to_string());
+    Ok(())
+}
+
+trait MaxWith {
+    fn max_with(self, o: Self) -> Self;
+}
+
+impl MaxWith for kanki_store::Severity {
+    fn max_with(self, o: Self) -> Self {
+        use kanki_store::Severity::*;
+        let rank = |s| match s {
+            Low => 0,
+            Medium => 1,
+            High => 2,
+        };
+        if rank(o) > rank(self) { o } else { self }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kanki_store::Severity;
+
+    fn delta(at: DateTime<Utc>) -> CaseDelta {
+        CaseDelta {
+            subscriber: "S1".into(),
+            threat: "mirai".into(),
+            class: "infected-system".into(),
+            severity: Severity::High,
+            first_seen: at,
+            last_seen: at,
+            events: 2,
+        }
+    }
+
+    #[test]
+    fn the_lifecycle() {
+        let t0 = Utc::now();
+        let day = Duration::days(1);
+        let mut c = on_events(None, &delta(t0), t0);
+        assert_eq!(c.state, CaseState::New);
+        on_notice(&mut c, t0 + day);
+        assert_eq!((c.state, c.unacknowledged), (CaseState::Notified, 1));
+        // Still infected after the notice: stays notified.
+        c = on_events(Some(c), &delta(t0 + day * 2), t0 + day * 2);
+        assert_eq!((c.state, c.events), (CaseState::Notified, 4));
+        on_acknowledged(&mut c, t0 + day * 3).unwrap();
+        assert_eq!((c.state, c.unacknowledged), (CaseState::Acknowledged, 0));
+        // Not quiet yet after 6 days, quiet after 7, resolved after 14.
+        assert!(!on_tick(&mut c, t0 + day * 8, day * 7, day * 14));
+        assert!(on_tick(&mut c, t0 + day * 9, day * 7, day * 14));
+        assert_eq!(c.state, CaseState::Quiet);
+        assert!(on_tick(&mut c, t0 + day * 16, day * 7, day * 14));
+        assert_eq!(c.state, CaseState::Resolved);
+        // A late report from before the resolution changes nothing ...
+        c = on_events(Some(c), &delta(t0 + day * 10), t0 + day * 17);
+        assert_eq!(c.state, CaseState::Resolved);
+        // ... new events reinfect.
+        c = on_events(Some(c), &delta(t0 + day * 18), t0 + day * 18);
+        assert_eq!((c.state, c.reinfections), (CaseState::Reinfected, 1));
+        close(&mut c, "false positive", t0 + day * 19).unwrap();
+        assert!(on_acknowledged(&mut c, t0 + day * 20).is_err());
+    }
+}
+
+/// What an operator does to a case.
+#[derive(Clone, Debug)]
+pub enum Action {
+    /// Reviewed it; the note goes to its history.
+    Review(String),
+    /// Stop notices until released.
+    Hold(String),
+    Release,
+    Close(String),
+}
+
+impl Action {
+    fn name(&self) -> &'static str {
+        match self {
+            Action::Review(_) => "review",
+            Action::Hold(_) => "hold",
+            Action::Release => "release",
+            Action::Close(_) => "close",
+        }
+    }
+
+    fn reason(&self) -> Option<&str> {
+        match self {
+            Action::Review(r) | Action::Hold(r) | Action::Close(r) => Some(r),
+            Action::Release => None,
+        }
+    }
+}
+
+/// Applies an operator's action, recorded in the case's history.
+pub fn act(
+    store: &kanki_store::Store,
+    id: i64,
+    action: &Action,
+    actor: &str,
+) -> Result<Case, StoreError> {
+    if let Some(r) = action.reason()
+        && r.trim().is_empty()
+    {
+        return Err(StoreError::Invalid(format!(
+            "{} needs a reason",
+            action.name()
+        )));
+    }
+    let now = Utc::now();
+    let change = kanki_store::CaseChange {
+        actor,
+        action: action.name(),
+        reason: action.reason(),
+    };
+    store.removal().update_case(
+        id,
+        &change,
+        &mut |c| match action {
+            Action::Review(_) => Ok(()),
+            Action::Hold(r) => hold(c, r),
+            Action::Release => release(c),
+            Action::Close(r) => close(c, r, now),
+        },
+        now,
+    )
+}

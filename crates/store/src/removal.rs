@@ -1,0 +1,403 @@
+//! The removal loop's side of the store: events with their idempotency
+//! keys and raw records, cases, notices and escalation requests. The rules
+//! (how a case moves between states) are the removal part's; the store
+//! persists what it is given, atomically.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use kanki_events::{Event, EventKey};
+use serde::Serialize;
+
+use crate::Result;
+
+macro_rules! named_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum $name { $($(#[$vm])* $v),+ }
+
+        impl $name {
+            pub const ALL: &[$name] = &[$($name::$v),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$v => $s),+ }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.pad(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $name::ALL.iter().copied().find(|x| x.as_str() == s).ok_or_else(|| {
+                    let all: Vec<&str> = $name::ALL.iter().map(|x| x.as_str()).collect();
+                    format!("unknown {} {s:?}: one of {}", stringify!($name), all.join(", "))
+                })
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// Where a case stands.
+    CaseState {
+        /// Events attributed; no notice yet.
+        New = "new",
+        /// At least one notice went out.
+        Notified = "notified",
+        /// The subscriber said they cleaned up.
+        Acknowledged = "acknowledged",
+        /// No events for the configured quiet period since the last notice.
+        Quiet = "quiet",
+        /// Quiet long enough: verified clean by re-observation.
+        Resolved = "resolved",
+        /// Events again after it was quiet or resolved.
+        Reinfected = "reinfected",
+        /// Unacknowledged notices led to a walled garden, letter or call.
+        Escalated = "escalated",
+        /// Closed by an operator, with a reason.
+        Closed = "closed",
+    }
+);
+
+named_enum!(
+    /// How serious a case is.
+    Severity {
+        Low = "low",
+        Medium = "medium",
+        High = "high",
+    }
+);
+
+named_enum!(
+    /// How a notice reaches the subscriber.
+    Channel {
+        Mail = "mail",
+        Letter = "letter",
+    }
+);
+
+named_enum!(
+    NoticeStatus {
+        /// Rendered, not delivered yet (or waiting for a retry).
+        Queued = "queued",
+        Sent = "sent",
+        /// Given up after the configured attempts.
+        Failed = "failed",
+        /// The mail server refused the recipient for good.
+        Bounced = "bounced",
+        /// Written to a letter export for the postal mail merge.
+        Exported = "exported",
+    }
+);
+
+named_enum!(
+    EscalationKind {
+        /// The DNS front sends the subscriber's lookups to the walled
+        /// garden (only with consent that covers it).
+        WalledGarden = "walled-garden",
+        Letter = "letter",
+        CallList = "call-list",
+    }
+);
+
+named_enum!(
+    EscalationStatus {
+        Requested = "requested",
+        Active = "active",
+        Done = "done",
+        Cancelled = "cancelled",
+    }
+);
+
+/// An attribution as kept with its event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EventAttribution {
+    pub subscriber: String,
+    pub confidence: String,
+    pub audit_seq: i64,
+}
+
+/// One event to record.
+#[derive(Clone, Debug)]
+pub struct EventWrite {
+    pub key: EventKey,
+    pub event: Event,
+    pub attribution: Option<EventAttribution>,
+    /// Why it was not attributed (when it was not).
+    pub unattributed: Option<String>,
+    /// Index into the batch's [`CaseDelta`]s.
+    pub case: Option<usize>,
+}
+
+/// What a batch of events says about one (subscriber, threat).
+#[derive(Clone, Debug)]
+pub struct CaseDelta {
+    pub subscriber: String,
+    pub threat: String,
+    pub class: String,
+    pub severity: Severity,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub events: u64,
+}
+
+/// A case as stored.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Case {
+    /// 0 for a case not stored yet.
+    pub id: i64,
+    pub subscriber: String,
+    pub threat: String,
+    pub class: String,
+    pub severity: Severity,
+    pub state: CaseState,
+    pub held: bool,
+    pub hold_reason: Option<String>,
+    pub opened_at: DateTime<Utc>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub events: u64,
+    pub notices: u64,
+    pub unacknowledged: u64,
+    pub last_notice_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub quiet_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub escalated_at: Option<DateTime<Utc>>,
+    pub reinfections: u64,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub close_reason: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A line of a case's history.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CaseLogEntry {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub state: CaseState,
+    pub reason: Option<String>,
+}
+
+/// A change to a case, for its history.
+#[derive(Clone, Debug)]
+pub struct CaseChange<'a> {
+    pub actor: &'a str,
+    pub action: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+/// Filters of the case list.
+#[derive(Clone, Debug, Default)]
+pub struct CaseFilter {
+    pub states: Vec<CaseState>,
+    pub subscriber: Option<String>,
+    pub threat: Option<String>,
+    /// Cases with an id above this.
+    pub after: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+/// A stored event with what was made of it.
+#[derive(Clone, Debug, Serialize)]
+pub struct StoredEvent {
+    pub id: i64,
+    #[serde(flatten)]
+    pub event: Event,
+    /// The raw record, as text where it is UTF-8.
+    pub raw: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<EventAttribution>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unattributed: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_id: Option<i64>,
+}
+
+/// What recording a batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RecordCounts {
+    pub inserted: u64,
+    /// Already stored (a replay).
+    pub duplicates: u64,
+    pub cases_opened: u64,
+    pub cases_updated: u64,
+}
+
+/// A notice to store.
+#[derive(Clone, Debug)]
+pub struct NewNotice {
+    pub reference: String,
+    pub case_id: i64,
+    pub subscriber: String,
+    pub channel: Channel,
+    pub language: String,
+    pub recipient: Option<String>,
+    pub subject: String,
+    pub body: String,
+    pub status: NoticeStatus,
+}
+
+/// A stored notice.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Notice {
+    pub id: i64,
+    pub reference: String,
+    pub case_id: i64,
+    pub subscriber: String,
+    pub channel: Channel,
+    pub language: String,
+    pub recipient: Option<String>,
+    pub subject: String,
+    pub body: String,
+    pub status: NoticeStatus,
+    pub attempts: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+}
+
+/// A delivery attempt's outcome.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub status: NoticeStatus,
+    pub error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// An escalation request, for the part that carries it out (the DNS
+/// front's walled garden, the letter desk, the call centre).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Escalation {
+    pub id: i64,
+    pub case_id: i64,
+    pub subscriber: String,
+    pub kind: EscalationKind,
+    pub status: EscalationStatus,
+    pub requested_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// Figures for the outcome metrics.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RemovalStats {
+    pub cases_by_state: Vec<(CaseState, u64)>,
+    /// Distinct subscribers with a case that is neither resolved nor closed.
+    pub infected_subscribers: u64,
+    pub notices_by_channel: Vec<(Channel, NoticeStatus, u64)>,
+    /// Cases that got a notice, and those of them acknowledged.
+    pub notified_cases: u64,
+    pub acknowledged_cases: u64,
+    /// Seconds from opening to resolution, of each resolved case.
+    pub time_to_clean: Vec<i64>,
+    /// Cases ever resolved (or reinfected after), and those reinfected.
+    pub resolved_cases: u64,
+    pub reinfected_cases: u64,
+    pub events: u64,
+    /// Subscribers in the directory.
+    pub subscribers: u64,
+    pub unattributed_by_reason: Vec<(String, u64)>,
+}
+
+/// The removal loop's storage. Every method is atomic and durable when it
+/// returns `Ok`.
+pub trait RemovalBackend: Send + Sync {
+    fn begin_ingest(
+        &self,
+        format: &str,
+        origin: &str,
+        report_type: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<i64>;
+    /// `summary` is JSON text.
+    fn finish_ingest(&self, id: i64, status: &str, summary: &str, now: DateTime<Utc>)
+    -> Result<()>;
+
+    /// For each key, whether an event with it is stored.
+    fn known_event_keys(&self, keys: &[EventKey]) -> Result<Vec<bool>>;
+
+    /// Stores events (those whose key is stored already are left out) and,
+    /// in the same transaction, opens or updates the cases they belong to:
+    /// `update` is given the open case of each delta (if any) and returns
+    /// it as it is to be stored.
+    fn record_events(
+        &self,
+        ingest: i64,
+        events: &[EventWrite],
+        deltas: &[CaseDelta],
+        update: &mut dyn FnMut(Option<Case>, &CaseDelta) -> Case,
+        now: DateTime<Utc>,
+    ) -> Result<RecordCounts>;
+
+    fn get_event(&self, id: i64) -> Result<Option<StoredEvent>>;
+    /// The newest events of a case, at most `limit`.
+    fn case_events(&self, case_id: i64, limit: u32) -> Result<Vec<StoredEvent>>;
+
+    fn get_case(&self, id: i64) -> Result<Option<Case>>;
+    fn list_cases(&self, filter: &CaseFilter) -> Result<Vec<Case>>;
+    fn case_log(&self, id: i64) -> Result<Vec<CaseLogEntry>>;
+    /// Reads a case, lets `f` change it (an `Err` from `f` changes
+    /// nothing), stores it and logs the change.
+    fn update_case(
+        &self,
+        id: i64,
+        change: &CaseChange<'_>,
+        f: &mut dyn FnMut(&mut Case) -> Result<()>,
+        now: DateTime<Utc>,
+    ) -> Result<Case>;
+
+    /// Stores a notice and the case as `f` changes it, together.
+    fn record_notice(
+        &self,
+        notice: &NewNotice,
+        change: &CaseChange<'_>,
+        f: &mut dyn FnMut(&mut Case),
+        now: DateTime<Utc>,
+    ) -> Result<Notice>;
+    fn set_delivery(&self, notice: i64, d: &Delivery, now: DateTime<Utc>) -> Result<Notice>;
+    fn notice_by_reference(&self, reference: &str) -> Result<Option<Notice>>;
+    /// Marks the notice acknowledged (once); `Ok(None)` for an unknown reference.
+    fn acknowledge_notice(&self, reference: &str, now: DateTime<Utc>) -> Result<Option<Notice>>;
+    /// Queued notices whose next attempt is due.
+    fn notices_due(&self, now: DateTime<Utc>) -> Result<Vec<Notice>>;
+    fn case_notices(&self, case_id: i64) -> Result<Vec<Notice>>;
+    /// Notices created since `since` (for the daily capacity).
+    fn notices_since(&self, since: DateTime<Utc>) -> Result<u64>;
+    /// Letter notices not yet exported; marks them exported.
+    fn take_letters(&self, now: DateTime<Utc>) -> Result<Vec<Notice>>;
+
+    /// Requests an escalation unless one of that kind is open for the case;
+    /// returns whether it is new.
+    fn request_escalation(
+        &self,
+        case_id: i64,
+        subscriber: &str,
+        kind: EscalationKind,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    fn list_escalations(&self, status: Option<EscalationStatus>) -> Result<Vec<Escalation>>;
+    fn set_escalation_status(
+        &self,
+        id: i64,
+        status: EscalationStatus,
+        now: DateTime<Utc>,
+    ) -> Result<Escalation>;
+
+    fn removal_stats(&self) -> Result<RemovalStats>;
+
+    /// Removes events observed before `before`, with their raw records;
+    /// returns how many. Cases keep their counts.
+    fn purge_events(&self, before: DateTime<Utc>) -> Result<u64>;
+}
