@@ -4,6 +4,7 @@
 //! `/api/v1/openapi.json` (kept in `docs/openapi.json`). Store calls run on
 //! the blocking pool so that a long import never stalls other requests.
 
+mod crawl;
 mod directory;
 mod metrics;
 mod removal;
@@ -119,6 +120,10 @@ pub fn router(state: ApiState) -> Router {
             post(warning::enter_garden).delete(warning::leave_garden),
         )
         .route("/api/v1/warning/hits", get(warning::hits))
+        .route("/api/v1/crawls", get(crawl::list_crawls))
+        .route("/api/v1/crawls/{id}", get(crawl::get_crawl))
+        .route("/api/v1/crawl-sites", get(crawl::list_sites))
+        .route("/api/v1/crawl-notices", get(crawl::list_notices))
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),

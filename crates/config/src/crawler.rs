@@ -140,15 +140,26 @@ pub struct NoticeConfig {
     /// RDAP bootstrap service asked for a domain's or an address's abuse
     /// contact (`{base}domain/NAME`, `{base}ip/ADDRESS`).
     pub rdap_base: String,
-    /// Where notices are queued as `.eml` files (relative: in `data_dir`).
+    /// Where every notice is written as an `.eml` file (relative: in
+    /// `data_dir`): the queue when `delivery` is `outbox`, a copy otherwise.
     pub outbox: PathBuf,
+    /// `outbox`: notices stay in the outbox for a mailer or an operator;
+    /// `smtp`: they are also sent through `[smtp]`, retried as `[notices]`
+    /// says (`max_attempts`, `retry_backoff`, `send_every`).
+    pub delivery: NoticeDelivery,
     /// `ja` or `en`.
     pub language: String,
-    /// The sender of notices.
-    pub from: String,
     /// Where a site's contact is sent when no security.txt or RDAP contact
     /// is found; empty: the notice is kept in the outbox without recipient.
     pub fallback_to: String,
+}
+
+/// How notices to site administrators leave kanki.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoticeDelivery {
+    Outbox,
+    Smtp,
 }
 
 impl Default for NoticeConfig {
@@ -157,8 +168,8 @@ impl Default for NoticeConfig {
             enabled: false,
             rdap_base: "https://rdap.org/".into(),
             outbox: PathBuf::from("outbox"),
+            delivery: NoticeDelivery::Outbox,
             language: "ja".into(),
-            from: "abuse@localhost".into(),
             fallback_to: String::new(),
         }
     }

@@ -89,6 +89,10 @@ re!(
     r#"\.\s*(?:src|data)\s*=\s*(?:"([^"]+)"|'([^']+)')"#
 );
 re!(SUBMIT, r"\.\s*submit\s*\(\s*\)");
+re!(
+    STRING_VAR,
+    r#"\b(?:var|let|const)\s+([A-Za-z_$][\w$]*)\s*=\s*("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')\s*[;,\n]"#
+);
 
 fn either(c: &regex::Captures<'_>) -> String {
     c.get(1)
@@ -193,35 +197,23 @@ pub fn layers(source: &str) -> Vec<Layer> {
     for _ in 0..MAX_ROUNDS {
         let end = layers.len();
         for i in start..end {
-            let mut found: Vec<(String, &'static str)> = Vec::new();
             let text = &layers[i].text;
-            for c in UNESCAPE.captures_iter(text) {
-                found.push((percent_decode(&either(&c)), "unescape"));
-            }
-            for c in ATOB.captures_iter(text) {
-                let clean: String = either(&c).split_whitespace().collect();
-                // Padding may be missing; add it back.
-                let padded = format!("{clean}{}", "=".repeat((4 - clean.len() % 4) % 4));
-                if let Ok(bytes) = BASE64.decode(padded.as_bytes()) {
-                    found.push((String::from_utf8_lossy(&bytes).into_owned(), "atob"));
-                }
-            }
-            for c in FROM_CHAR_CODE.captures_iter(text) {
-                let s: String = c[1]
-                    .split(',')
-                    .filter_map(|n| {
-                        let n = n.trim();
-                        let v = match n.strip_prefix("0x").or_else(|| n.strip_prefix("0X")) {
-                            Some(h) => u32::from_str_radix(h, 16).ok(),
-                            None => n.parse().ok(),
-                        };
-                        v.and_then(char::from_u32)
-                    })
-                    .collect();
-                found.push((s, "String.fromCharCode"));
-            }
+            let mut found: Vec<(String, &'static str)> = decodings(text)
+                .into_iter()
+                .map(|(_, decoded, how)| (decoded, how))
+                .collect();
             for c in ESCAPED_LITERAL.captures_iter(text) {
                 found.push((unescape_literal(&either(&c)), "escapes"));
+            }
+            // The same text with each decoding written back as a string
+            // literal (`location.href = String.fromCharCode(...)`), and with
+            // string variables put where they are used (`var s = '...';
+            // eval(atob(s))`).
+            if let Some((t, how)) = substituted(text) {
+                found.push((t, how));
+            }
+            if let Some(t) = inline_variables(text) {
+                found.push((t, "variables"));
             }
             for (text, how) in found {
                 if layers.len() >= MAX_LAYERS || text.len() > budget {
@@ -245,6 +237,104 @@ pub fn layers(source: &str) -> Vec<Layer> {
         start = end;
     }
     layers
+}
+
+/// The decoding calls of a text: where each is, what it decodes to, and
+/// the decoding's name.
+fn decodings(text: &str) -> Vec<(std::ops::Range<usize>, String, &'static str)> {
+    let mut out = Vec::new();
+    for c in UNESCAPE.captures_iter(text) {
+        let whole = c.get(0).expect("a match").range();
+        out.push((whole, percent_decode(&either(&c)), "unescape"));
+    }
+    for c in ATOB.captures_iter(text) {
+        let clean: String = either(&c).split_whitespace().collect();
+        // Padding may be missing; add it back.
+        let padded = format!("{clean}{}", "=".repeat((4 - clean.len() % 4) % 4));
+        if let Ok(bytes) = BASE64.decode(padded.as_bytes()) {
+            let whole = c.get(0).expect("a match").range();
+            out.push((whole, String::from_utf8_lossy(&bytes).into_owned(), "atob"));
+        }
+    }
+    for c in FROM_CHAR_CODE.captures_iter(text) {
+        let s: String = c[1]
+            .split(',')
+            .filter_map(|n| {
+                let n = n.trim();
+                let v = match n.strip_prefix("0x").or_else(|| n.strip_prefix("0X")) {
+                    Some(h) => u32::from_str_radix(h, 16).ok(),
+                    None => n.parse().ok(),
+                };
+                v.and_then(char::from_u32)
+            })
+            .collect();
+        let whole = c.get(0).expect("a match").range();
+        out.push((whole, s, "String.fromCharCode"));
+    }
+    out
+}
+
+/// A double-quoted JavaScript literal of `s`.
+fn quoted(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' => {
+                q.push('\\');
+                q.push(c);
+            }
+            '\n' => q.push_str("\\n"),
+            '\r' => q.push_str("\\r"),
+            _ => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
+/// `text` with every decoding call replaced by the literal it yields, and
+/// the name of the first decoding; `None` when there is none.
+fn substituted(text: &str) -> Option<(String, &'static str)> {
+    let mut calls = decodings(text);
+    calls.sort_by_key(|(r, _, _)| r.start);
+    let how = calls.first()?.2;
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (r, decoded, _) in calls {
+        if r.start < at {
+            continue; // overlapping matches: the first one wins
+        }
+        out.push_str(&text[at..r.start]);
+        out.push_str(&quoted(&decoded));
+        at = r.end;
+    }
+    out.push_str(&text[at..]);
+    Some((out, how))
+}
+
+/// String variables defined once and used as a whole argument or value
+/// (`f(NAME)`, `= NAME;`), replaced by their literal. At most 32 names.
+fn inline_variables(text: &str) -> Option<String> {
+    let mut out = text.to_string();
+    let mut changed = false;
+    for c in STRING_VAR.captures_iter(text).take(32) {
+        let (name, literal) = (&c[1], &c[2]);
+        let Ok(uses) = Regex::new(&format!(
+            r"([(=,+]\s*){}(\s*[);,+\n])",
+            regex::escape(name)
+        )) else {
+            continue;
+        };
+        let next = uses.replace_all(&out, |u: &regex::Captures<'_>| {
+            format!("{}{literal}{}", &u[1], &u[2])
+        });
+        if next != out {
+            changed = true;
+            out = next.into_owned();
+        }
+    }
+    changed.then_some(out)
 }
 
 /// What one layer of script text points at.
@@ -333,8 +423,30 @@ mod tests {
             t.contains(&(JsTarget::Location("/z".into()), vec!["String.fromCharCode"])),
             "{t:?}"
         );
+        // A string variable is followed to where it is used.
         let t = all_targets(r#"var u = "\x68ttp://e.exa" + "mple/"; window.location = u;"#);
-        assert!(t.iter().all(|(x, _)| !matches!(x, JsTarget::Location(_))));
+        assert!(
+            t.iter()
+                .any(|(x, _)| x == &JsTarget::Location("http://e.example/".into())),
+            "{t:?}"
+        );
+        let b64 = BASE64.encode(br#"document.write('<iframe src="/tds"></iframe>')"#);
+        let t = all_targets(&format!("(function(){{ var s = '{b64}'; eval(atob(s)); }})();"));
+        assert!(
+            t.iter().any(|(x, by)| matches!(x, JsTarget::Markup(m) if m.contains("/tds"))
+                && by.contains(&"atob")),
+            "{t:?}"
+        );
+        // A decoding's result written back where the call was.
+        let codes: Vec<String> = "/p.exe".bytes().map(|b| b.to_string()).collect();
+        let t = all_targets(&format!("location.href = String.fromCharCode({});", codes.join(",")));
+        assert!(
+            t.contains(&(
+                JsTarget::Location("/p.exe".into()),
+                vec!["String.fromCharCode"]
+            )),
+            "{t:?}"
+        );
         let t = all_targets(r#"location = "\x68ttp://e.exa" + "mple/";"#);
         assert!(
             t.iter()

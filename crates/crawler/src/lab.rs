@@ -6,11 +6,11 @@
 //!
 //! | path | scenario |
 //! | --- | --- |
-//! | `/entrance.html` | compromised page with an injected script |
+//! | `/entrance.html` | compromised page with an injected script (without it after [`LabServer::clean_up`]) |
 //! | `/js/inject.js` | obfuscated script (`atob`) writing a hidden iframe to `/tds` |
 //! | `/tds` → `/r1` → `/r2` → `/landing.html` | a chain of 302s |
 //! | `/landing.html` | exploit landing: `String.fromCharCode` redirect to the PE, a YARA marker |
-//! | `/payload/setup.exe` | fake PE |
+//! | `/payload/setup.exe` | fake PE (404 after [`LabServer::clean_up`]) |
 //! | `/mobile.html` → `/m/gate` | cloaking by User-Agent: Android gets `/m/app.apk` (fake APK) |
 //! | `/search.html` | cloaking by Referer: from a search engine, a meta refresh to the PE |
 //! | `/applet.html` | applet loading `/java/exploit.jar` |
@@ -23,9 +23,14 @@
 //! | `/.well-known/security.txt` | a contact, when the lab is reached by address |
 //! | `/rdap/domain/NAME`, `/rdap/ip/ADDRESS` | RDAP answers with an abuse contact (for `NAME.lab`) |
 //! | `/bench/N` | a page with a script and a frame, for the benchmark |
+//!
+//! Everything is served over HTTP and, on a second port, over HTTPS with a
+//! self-signed certificate (HTTP/2 or HTTP/1.1 by ALPN).
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -51,6 +56,9 @@ struct Payloads {
 #[derive(Clone)]
 struct Lab {
     latency: Duration,
+    /// Set by [`LabServer::clean_up`]: the entrance page without its
+    /// injected script, the payload taken down.
+    cleaned: Arc<AtomicBool>,
 }
 
 /// A fake PE: DOS header, stub text and a PE signature, nothing runnable.
@@ -162,9 +170,15 @@ fn router(lab: Lab) -> Router {
     Router::new()
         .route(
             "/entrance.html",
-            get(|| async {
-                page("<h1>Tanaka Dental Clinic</h1><p>Opening hours: 9:00-18:00</p>\
-                      <script src=\"/js/inject.js\"></script>")
+            get(|State(lab): State<Lab>| async move {
+                let injected = if lab.cleaned.load(Ordering::Relaxed) {
+                    ""
+                } else {
+                    "<script src=\"/js/inject.js\"></script>"
+                };
+                page(&format!(
+                    "<h1>Tanaka Dental Clinic</h1><p>Opening hours: 9:00-18:00</p>{injected}"
+                ))
             }),
         )
         .route(
@@ -186,8 +200,12 @@ fn router(lab: Lab) -> Router {
         )
         .route(
             "/payload/setup.exe",
-            get(|| async move {
-                binary(&payloads().pe, "application/octet-stream")
+            get(|State(lab): State<Lab>| async move {
+                if lab.cleaned.load(Ordering::Relaxed) {
+                    StatusCode::NOT_FOUND.into_response()
+                } else {
+                    binary(&payloads().pe, "application/octet-stream")
+                }
             }),
         )
         .route(
@@ -348,9 +366,59 @@ fn router(lab: Lab) -> Router {
         .with_state(lab)
 }
 
+/// The name in the lab's self-signed certificate (and its common name).
+pub const LAB_CERT_NAME: &str = "lab.test";
+
+/// A TLS acceptor with a fresh self-signed certificate for
+/// [`LAB_CERT_NAME`], offering HTTP/2 and HTTP/1.1 by ALPN.
+fn tls_acceptor() -> Result<tokio_rustls::TlsAcceptor, String> {
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let mut params =
+        rcgen::CertificateParams::new(vec![LAB_CERT_NAME.to_string()]).map_err(|e| e.to_string())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kanki lab");
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .map_err(|e| e.to_string())?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Serves `app` over TLS, each connection HTTP/2 or HTTP/1.1 as the client
+/// chose by ALPN.
+async fn serve_tls(listener: tokio::net::TcpListener, app: Router, tls: tokio_rustls::TlsAcceptor) {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let (tls, app) = (tls.clone(), app.clone());
+        tokio::spawn(async move {
+            let Ok(stream) = tls.accept(tcp).await else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 /// A running lab; stopped when dropped.
 pub struct LabServer {
     pub addr: SocketAddr,
+    /// The same lab over HTTPS, with a self-signed certificate for
+    /// [`LAB_CERT_NAME`] (so invalid: no root signed it).
+    pub tls_addr: SocketAddr,
+    cleaned: Arc<AtomicBool>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -362,8 +430,16 @@ impl LabServer {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let tls_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        tls_listener.set_nonblocking(true)?;
+        let tls_addr = tls_listener.local_addr()?;
+        let tls = tls_acceptor().map_err(std::io::Error::other)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let lab = Lab { latency };
+        let cleaned = Arc::new(AtomicBool::new(false));
+        let lab = Lab {
+            latency,
+            cleaned: cleaned.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("kanki-lab".into())
             .spawn(move || {
@@ -375,10 +451,14 @@ impl LabServer {
                 rt.block_on(async move {
                     let listener =
                         tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                    let tls_listener =
+                        tokio::net::TcpListener::from_std(tls_listener).expect("a tokio listener");
+                    let app = router(lab);
                     // Not a graceful shutdown: the slow-loris responses
                     // would hold it for an hour.
                     tokio::select! {
-                        _ = axum::serve(listener, router(lab)) => {}
+                        _ = axum::serve(listener, app.clone()) => {}
+                        _ = serve_tls(tls_listener, app, tls) => {}
                         _ = stopped => {}
                     }
                 });
@@ -386,9 +466,22 @@ impl LabServer {
             })?;
         Ok(LabServer {
             addr,
+            tls_addr,
+            cleaned,
             stop: Some(stop),
             thread: Some(thread),
         })
+    }
+
+    /// The entrance site's administrator removes the injected script, and
+    /// the distribution site's payload is taken down (answers 404).
+    pub fn clean_up(&self) {
+        self.cleaned.store(true, Ordering::Relaxed);
+    }
+
+    /// `https://127.0.0.1:PORT` + `path`, the lab over TLS.
+    pub fn tls_url(&self, path: &str) -> String {
+        format!("https://{}{path}", self.tls_addr)
     }
 
     /// `http://127.0.0.1:PORT` + `path`.

@@ -10,10 +10,11 @@
 //!
 //! and otherwise the notice is queued with no recipient, for an operator.
 //! Every request goes through the crawler's fetcher, so the SSRF guard
-//! applies to these too. Answers are cached for the life of the process.
+//! applies to these too. Answers are cached for a day ([`CONTACT_TTL`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use data_encoding::BASE64;
@@ -38,10 +39,24 @@ impl Contacts {
     }
 }
 
-/// Looks up contacts, with a cache.
+/// Looks up contacts, with a cache: an answer (or its absence) is reused
+/// for [`CONTACT_TTL`], so a busy registrar's RDAP server is asked once a
+/// day per name, not once per crawl.
 #[derive(Default)]
 pub struct ContactFinder {
-    cache: Mutex<HashMap<String, Vec<String>>>,
+    cache: Mutex<HashMap<String, (Instant, Vec<String>)>>,
+}
+
+/// How long a looked-up contact is reused.
+pub const CONTACT_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether an address found in outside data can go into a `To:` header:
+/// one `@`, no whitespace or control characters (no header injection).
+fn usable_address(a: &str) -> bool {
+    a.matches('@').count() == 1
+        && !a.starts_with('@')
+        && !a.ends_with('@')
+        && !a.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// `Contact: mailto:` addresses of a security.txt.
@@ -57,7 +72,7 @@ pub fn security_txt_contacts(text: &str) -> Vec<String> {
                 .strip_prefix("mailto:")
                 .or_else(|| v.strip_prefix("MAILTO:"))?;
             let addr = addr.split('?').next().unwrap_or(addr).trim();
-            (addr.contains('@') && !addr.contains(char::is_whitespace)).then(|| addr.to_string())
+            usable_address(addr).then(|| addr.to_string())
         })
         .collect()
 }
@@ -86,6 +101,7 @@ pub fn rdap_abuse_emails(json: &[u8]) -> Vec<String> {
                 for prop in card {
                     if prop.get(0).and_then(|p| p.as_str()) == Some("email")
                         && let Some(addr) = prop.get(3).and_then(|a| a.as_str())
+                        && usable_address(addr)
                         && !out.iter().any(|o| o == addr)
                     {
                         out.push(addr.to_string());
@@ -110,11 +126,12 @@ impl ContactFinder {
         url: &str,
         parse: fn(&[u8]) -> Vec<String>,
     ) -> Vec<String> {
-        if let Some(v) = self
+        if let Some((at, v)) = self
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
+            && at.elapsed() < CONTACT_TTL
         {
             return v.clone();
         }
@@ -129,10 +146,11 @@ impl ContactFinder {
             }
             Err(_) => Vec::new(),
         };
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, found.clone());
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() > 100_000 {
+            cache.retain(|_, (at, _)| at.elapsed() < CONTACT_TTL);
+        }
+        cache.insert(key, (Instant::now(), found.clone()));
         found
     }
 
@@ -218,20 +236,23 @@ pub fn evidence_chain(tree: &Tree, entrance: usize) -> Vec<&Node> {
     out
 }
 
-/// A notice as an RFC 5322 message (UTF-8 body, base64), ready for the
-/// outbox or an SMTP relay.
-#[allow(clippy::too_many_arguments)]
-pub fn render_eml(
+/// A notice, rendered: what a mail or a letter carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedNotice {
+    pub subject: String,
+    pub body: String,
+}
+
+/// The notice for the entrance node `entrance` of `tree`, in `language`
+/// (`ja` or `en`), with the chain below it as evidence.
+pub fn render(
     language: &str,
-    from: &str,
-    to: Option<&str>,
     site: &str,
     tree: &Tree,
     entrance: usize,
     crawl_id: i64,
     contacts: &Contacts,
-    now: DateTime<Utc>,
-) -> String {
+) -> RenderedNotice {
     let chain = evidence_chain(tree, entrance);
     let mut body = String::new();
     let ja = language == "ja";
@@ -304,6 +325,18 @@ pub fn render_eml(
     } else {
         format!("Your site {site} has been compromised")
     };
+    RenderedNotice { subject, body }
+}
+
+/// A notice as an RFC 5322 message (UTF-8 body, base64), for the outbox.
+pub fn to_eml(
+    n: &RenderedNotice,
+    from: &str,
+    to: Option<&str>,
+    site: &str,
+    crawl_id: i64,
+    now: DateTime<Utc>,
+) -> String {
     let host = Url::parse(site)
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
@@ -315,7 +348,7 @@ pub fn render_eml(
     }
     eml.push_str(&format!(
         "Subject: =?UTF-8?B?{}?=\r\n",
-        BASE64.encode(subject.as_bytes())
+        BASE64.encode(n.subject.as_bytes())
     ));
     eml.push_str(&format!("Date: {}\r\n", now.to_rfc2822()));
     eml.push_str(&format!(
@@ -326,7 +359,7 @@ pub fn render_eml(
     eml.push_str("MIME-Version: 1.0\r\n");
     eml.push_str("Content-Type: text/plain; charset=UTF-8\r\n");
     eml.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
-    let encoded = BASE64.encode(body.as_bytes());
+    let encoded = BASE64.encode(n.body.as_bytes());
     for line in encoded.as_bytes().chunks(76) {
         eml.push_str(std::str::from_utf8(line).unwrap_or(""));
         eml.push_str("\r\n");
@@ -346,5 +379,7 @@ mod tests {
             "vcardArray":["vcard",[["version",{},"text","4.0"],["email",{},"text","abuse@registrar.example"]]]}]}]}"#;
         assert_eq!(rdap_abuse_emails(rdap), vec!["abuse@registrar.example"]);
         assert!(rdap_abuse_emails(b"not json").is_empty());
+        let injected = br#"{"entities":[{"roles":["abuse"],"vcardArray":["vcard",[["email",{},"text","a@b.example\r\nBcc: x@y.example"]]]}]}"#;
+        assert!(rdap_abuse_emails(injected).is_empty());
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use kanki_config::Config;
+use kanki_config::{Config, NoticeDelivery};
 use kanki_service::Kanki;
 
 #[derive(Args, Debug)]
@@ -117,8 +117,10 @@ pub fn crawl(config: Config, a: CrawlArgs) -> anyhow::Result<ExitCode> {
             }
             for n in &notices {
                 println!(
-                    "  notice for {} queued: {} (to {})",
+                    "  notice {} for {} ({}): {} (to {})",
+                    n.id,
                     n.site,
+                    n.status,
                     n.path.display(),
                     n.to.as_deref().unwrap_or("nobody: no contact found")
                 );
@@ -128,9 +130,130 @@ pub fn crawl(config: Config, a: CrawlArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json)?);
     }
+    let n = &kanki.config.crawler.notices;
+    if notify && n.delivery == NoticeDelivery::Smtp {
+        let mailer = kanki_notify::Mailer::new(&kanki.config.smtp).map_err(anyhow::Error::msg)?;
+        let sum = kanki.send_site_notices(&mailer, chrono::Utc::now())?;
+        if !a.json {
+            println!(
+                "site notices: {} sent, {} to retry, {} failed, {} bounced",
+                sum.sent, sum.retry_later, sum.failed, sum.bounced
+            );
+        }
+    }
     Ok(if failed > 0 {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `kanki crawls`: what the crawler stored.
+#[derive(clap::Subcommand, Debug)]
+pub enum CrawlsCommand {
+    /// The most recent crawls.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One crawl: its trees, verdicts and cloaking signals (the evidence
+    /// an indicator's `/api/v1/crawls/ID#PROFILE/NODE` link names).
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// URLs the crawler re-checks: liveness with dates, entrance sites
+    /// until they are clean.
+    Sites {
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Notices to the administrators of compromised sites and their delivery.
+    Notices {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn date(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+pub fn crawls(config: Config, c: CrawlsCommand) -> anyhow::Result<ExitCode> {
+    let kanki = Kanki::open(config)?;
+    let store = kanki.store.crawl();
+    match c {
+        CrawlsCommand::List { limit, json } => {
+            let crawls = store.recent_crawls(limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&crawls)?);
+            }
+            for c in crawls.iter().filter(|_| !json) {
+                println!(
+                    "{:>6}  {}  {:<12} {}{}  {}",
+                    c.id,
+                    date(Some(c.started_at)),
+                    c.verdict,
+                    c.origin,
+                    if c.cloaking { " cloaking" } else { "" },
+                    c.seed
+                );
+            }
+        }
+        CrawlsCommand::Show { id, json } => {
+            let Some((_, report)) = store.get_crawl(id)? else {
+                bail!("no crawl {id}");
+            };
+            if json {
+                println!("{report}");
+            } else {
+                let report: kanki_crawler::CrawlReport = serde_json::from_str(&report)
+                    .with_context(|| format!("crawl {id}: the stored report cannot be read"))?;
+                print!("{}", kanki_crawler::render_text(&report));
+            }
+        }
+        CrawlsCommand::Sites { limit, json } => {
+            let sites = store.sites(limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sites)?);
+            }
+            for s in sites.iter().filter(|_| !json) {
+                println!(
+                    "{:<8} {:<8} {:<12} checked {}  online {}  clean {}  {}",
+                    s.role,
+                    s.liveness,
+                    s.verdict.as_deref().unwrap_or("-"),
+                    date(s.last_checked),
+                    date(s.last_online),
+                    date(s.clean_at),
+                    s.url
+                );
+            }
+        }
+        CrawlsCommand::Notices { limit, json } => {
+            let notices = store.site_notices(limit)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&notices)?);
+            }
+            for n in notices.iter().filter(|_| !json) {
+                println!(
+                    "{:>5}  {}  {:<8} to {}  {}  ({})",
+                    n.id,
+                    date(Some(n.created_at)),
+                    n.status,
+                    n.recipient.as_deref().unwrap_or("-"),
+                    n.site,
+                    n.eml_path
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

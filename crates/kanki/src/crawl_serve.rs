@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use kanki_crawler::notice::ContactFinder;
 use kanki_crawler::{CrawlReport, Crawler, Verdict};
+use kanki_config::NoticeDelivery;
 use kanki_indicators::{Kind, Status};
 use kanki_service::Kanki;
 use tokio::sync::Notify;
@@ -17,6 +18,11 @@ use tokio::sync::Notify;
 /// Starts the loops that are configured (none by default).
 pub fn spawn(kanki: Arc<Kanki>, list_changed: Arc<Notify>) -> anyhow::Result<()> {
     let s = &kanki.config.crawler.schedule;
+    let n = &kanki.config.crawler.notices;
+    if n.enabled && n.delivery == NoticeDelivery::Smtp {
+        let mailer = kanki_notify::Mailer::new(&kanki.config.smtp).map_err(anyhow::Error::msg)?;
+        tokio::spawn(send_loop(kanki.clone(), Arc::new(mailer)));
+    }
     if s.every.0.is_zero() && s.recheck_every.0.is_zero() {
         return Ok(());
     }
@@ -56,6 +62,23 @@ async fn record(
             .await?;
     }
     Ok((rec.crawl_id, report))
+}
+
+/// Sends the site notices that are due every `[notices] send_every`.
+async fn send_loop(kanki: Arc<Kanki>, mailer: Arc<kanki_notify::Mailer>) {
+    let every = kanki.config.notices.send_every.0.max(Duration::from_secs(1));
+    loop {
+        let (k, m) = (kanki.clone(), mailer.clone());
+        match tokio::task::spawn_blocking(move || k.send_site_notices(&m, Utc::now())).await {
+            Ok(Ok(sum)) if sum != Default::default() => {
+                tracing::info!(?sum, "site notices sent")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "site notices not sent"),
+            Err(e) => tracing::warn!(error = %e, "the site-notice task failed"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }
 
 async fn seed_loop(

@@ -97,6 +97,9 @@ enum Command {
     /// Crawl seed URLs as a honeyclient: print the redirect-chain trees and
     /// verdicts, keep them as evidence, and list what was found.
     Crawl(crawl_cli::CrawlArgs),
+    /// What the crawler stored: crawls, re-checked sites, site notices.
+    #[command(subcommand)]
+    Crawls(crawl_cli::CrawlsCommand),
     /// Ingest security events (Shadowserver reports, Cowrie logs, sinkhole
     /// logs, X-ARF): attribute each to a subscriber and open or update cases.
     Ingest(removal_cli::IngestArgs),
@@ -165,6 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(c) => directory_cli::audit(config, c),
         Command::Purge => directory_cli::purge(config),
         Command::Crawl(a) => crawl_cli::crawl(config, a),
+        Command::Crawls(c) => crawl_cli::crawls(config, c),
         Command::Ingest(a) => removal_cli::ingest(config, a),
         Command::Events(c) => removal_cli::events(config, c),
         Command::Cases(c) => removal_cli::cases(config, c),

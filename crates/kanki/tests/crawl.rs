@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Env;
+use common::{Env, Smtp, eventually};
 use kanki_crawler::lab::{EXPLOIT_MARKER, LabServer, fake_pe};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -141,7 +141,7 @@ fn the_entrance_chain_is_followed_to_the_payload_and_listed() {
     assert!(items.iter().any(|i| i["category"] == "exploit"));
     let shown = env.ok(&["indicators", "show", payload["value"].as_str().unwrap()]);
     assert!(
-        shown.contains(&format!("kanki:crawl/{crawl_id}#windows-chrome-ja/")),
+        shown.contains(&format!("/api/v1/crawls/{crawl_id}#windows-chrome-ja/")),
         "{shown}"
     );
     // The payload itself is kept, named by its hash.
@@ -380,7 +380,7 @@ fn outbox(env: &Env) -> Vec<String> {
 fn a_notice_with_the_chain_goes_to_the_sites_contact_once() {
     let lab = LabServer::start(Duration::ZERO).unwrap();
     let env = lab_env(&format!(
-        "[crawler.notices]\nrdap_base = \"{}\"\nlanguage = \"en\"\nfrom = \"abuse@isp.example\"\n",
+        "[crawler.notices]\nrdap_base = \"{}\"\nlanguage = \"en\"\n[smtp]\nfrom = \"abuse@isp.example\"\n",
         lab.url("/rdap/")
     ));
     // The lab is reached by address: its security.txt names the contact.
@@ -437,4 +437,158 @@ fn without_security_txt_the_contact_comes_from_rdap_and_the_notice_can_be_japane
     // itself stays off the DNS list.
     let hosts = env.ok(&["hosts", "list"]);
     assert!(hosts.contains("www.clinic.lab"), "{hosts}");
+}
+
+fn json_of(env: &Env, args: &[&str]) -> Value {
+    serde_json::from_str(&env.ok(args)).unwrap()
+}
+
+/// The re-checked site whose URL ends with `suffix`.
+fn site(env: &Env, suffix: &str) -> Option<Value> {
+    json_of(env, &["crawls", "sites", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["url"].as_str().unwrap().ends_with(suffix))
+        .cloned()
+}
+
+#[test]
+fn kanki_serve_crawls_its_seeds_rechecks_and_delists_a_site_once_clean() {
+    let lab = LabServer::start(Duration::ZERO).unwrap();
+    let port = lab.addr.port();
+    let seeds = tempfile::NamedTempFile::new().unwrap();
+    let entrance = format!("http://www.clinic.lab:{port}/entrance.html");
+    std::fs::write(seeds.path(), format!("# the clinic\n{entrance}\n")).unwrap();
+    let env = Env::new(&format!(
+        "[crawler]\nlab_allow = [\"127.0.0.0/8\"]\npage_timeout = \"2s\"\n\
+         [crawler.hosts]\n\"www.clinic.lab\" = \"127.0.0.1\"\n\
+         [crawler.schedule]\nseeds = [\"{}\"]\nevery = \"1h\"\nrecheck_every = \"1s\"\n",
+        seeds.path().display()
+    ));
+    let serve = env.serve();
+
+    // The seed is crawled at start: the entrance site is tracked until
+    // clean, the payload URL for its liveness; both are listed.
+    eventually(60, "the seed crawled", || {
+        site(&env, "/entrance.html").is_some() && site(&env, "/payload/setup.exe").is_some()
+    });
+    let s = site(&env, "/entrance.html").unwrap();
+    assert_eq!(s["role"], "entrance");
+    assert_eq!(s["verdict"], "entrance");
+    assert!(s["clean_at"].is_null());
+    let payload = site(&env, "/payload/setup.exe").unwrap();
+    assert_eq!(payload["role"], "listed");
+    assert_eq!(payload["liveness"], "online");
+    let shown = json_of(&env, &["indicators", "show", &entrance, "--json"]);
+    assert_eq!(shown["status"], "active");
+    assert_eq!(shown["category"], "entrance");
+    assert!(env.ok(&["hosts", "list"]).contains("www.clinic.lab"));
+    // The indicator's evidence link is the stored crawl, over the API.
+    let link = shown["evidence"][0]["uri"].as_str().unwrap();
+    let (path, node_ref) = link.split_once('#').unwrap();
+    assert_eq!(node_ref, "windows-chrome-ja/0");
+    let report: Value = common::client()
+        .get(format!("{}{path}", serve.api))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(report["trees"][0]["nodes"][0]["url"], entrance);
+    assert_eq!(report["trees"][0]["nodes"][0]["verdict"], "entrance");
+    let crawls = json_of(&env, &["crawls", "list", "--json"]);
+    assert_eq!(crawls.as_array().unwrap().last().unwrap()["origin"], "schedule");
+
+    // Still compromised: re-crawled, not delisted.
+    eventually(30, "a re-crawl", || {
+        json_of(&env, &["crawls", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["origin"] == "recheck")
+    });
+    assert!(site(&env, "/entrance.html").unwrap()["clean_at"].is_null());
+
+    // The administrator cleans the site and the payload is taken down.
+    lab.clean_up();
+    eventually(30, "the entrance site found clean", || {
+        !site(&env, "/entrance.html").unwrap()["clean_at"].is_null()
+    });
+    let s = site(&env, "/entrance.html").unwrap();
+    assert_eq!(s["verdict"], "clean");
+    assert_eq!(s["liveness"], "online");
+    let shown = json_of(&env, &["indicators", "show", &entrance, "--json"]);
+    assert_eq!(shown["status"], "delisted", "{shown:#}");
+    assert!(
+        shown["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("found the site clean")
+    );
+    assert!(!env.ok(&["hosts", "list"]).contains("www.clinic.lab"));
+    eventually(30, "the payload seen offline", || {
+        site(&env, "/payload/setup.exe").unwrap()["liveness"] == "offline"
+    });
+    let payload = site(&env, "/payload/setup.exe").unwrap();
+    assert!(payload["last_checked"].as_str().unwrap() > payload["last_online"].as_str().unwrap());
+}
+
+#[test]
+fn site_notices_are_delivered_over_smtp() {
+    let lab = LabServer::start(Duration::ZERO).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = Smtp::start(dir.path());
+    let env = lab_env(&format!(
+        "[crawler.notices]\nrdap_base = \"{}\"\nlanguage = \"en\"\ndelivery = \"smtp\"\n\
+         [smtp]\nserver = \"127.0.0.1:{}\"\nfrom = \"abuse@isp.example\"\n",
+        lab.url("/rdap/"),
+        smtp.port
+    ));
+    let r = &crawl(&env, &["--notify", &lab.url("/entrance.html")])[0];
+    assert_eq!(r["notices"][0]["status"], "queued");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0]["to"], "security@clinic.example");
+    assert!(
+        mails[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("has been compromised")
+    );
+    let body = mails[0]["body"].as_str().unwrap();
+    assert!(body.contains("/payload/setup.exe"), "{body}");
+    assert!(body.contains(&hex_sha256(&fake_pe())), "{body}");
+    let notices = json_of(&env, &["crawls", "notices", "--json"]);
+    assert_eq!(notices[0]["status"], "sent");
+    assert_eq!(notices[0]["attempts"], 1);
+    // The outbox keeps a copy of what was sent.
+    assert_eq!(outbox(&env).len(), 1);
+}
+
+#[test]
+fn over_tls_an_invalid_certificate_is_recorded_not_refused_and_http2_is_used() {
+    let lab = LabServer::start(Duration::ZERO).unwrap();
+    let env = lab_env("");
+    let reports = crawl(
+        &env,
+        &[&lab.tls_url("/entrance.html"), &lab.url("/clean.html")],
+    );
+    let t = &reports[0]["trees"][0];
+    let entrance = node(t, "/entrance.html");
+    assert_eq!(entrance["fetch"]["http_version"], "HTTP/2.0", "{entrance:#}");
+    let cert = &entrance["fetch"]["cert"];
+    assert_eq!(cert["valid"], false, "{cert:#}");
+    assert!(!cert["problem"].as_str().unwrap().is_empty());
+    assert!(cert["subject"].as_str().unwrap().contains("kanki lab"), "{cert:#}");
+    assert_eq!(cert["dns_names"][0], kanki_crawler::lab::LAB_CERT_NAME);
+    assert_eq!(cert["sha256"].as_str().unwrap().len(), 64);
+    // The chain is followed over TLS all the same.
+    let pe = node(t, "/payload/setup.exe");
+    assert!(pe["url"].as_str().unwrap().starts_with("https://"));
+    assert_eq!(verdict(pe), "distribution");
+    // Plain HTTP is HTTP/1.1, with no certificate.
+    let clean = &reports[1]["trees"][0]["nodes"][0];
+    assert_eq!(clean["fetch"]["http_version"], "HTTP/1.1");
+    assert!(clean["fetch"]["cert"].is_null());
+    assert_eq!(verdict(clean), "clean");
 }

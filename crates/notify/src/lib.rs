@@ -88,6 +88,34 @@ impl Mailer {
     }
 }
 
+/// What one delivery attempt came to, under a retry policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    Sent,
+    /// Refused for good (5xx).
+    Bounced(String),
+    /// A passing failure with no attempts left.
+    Failed(String),
+    /// A passing failure: try again after `wait`.
+    Retry { error: String, wait: Duration },
+}
+
+impl Mailer {
+    /// Sends `m`, which already had `attempts` tries; at most `max_attempts`
+    /// in all, waiting [`backoff`] from `base` between them.
+    pub fn attempt(&self, m: &Mail<'_>, attempts: u32, max_attempts: u32, base: Duration) -> Attempt {
+        match self.send(m) {
+            Ok(()) => Attempt::Sent,
+            Err(e) if e.permanent => Attempt::Bounced(e.message),
+            Err(e) if attempts + 1 >= max_attempts => Attempt::Failed(e.message),
+            Err(e) => Attempt::Retry {
+                error: e.message,
+                wait: backoff(base, attempts + 1),
+            },
+        }
+    }
+}
+
 /// The wait before retry number `attempt` (1-based): `base`, doubled each
 /// time, at most a day.
 pub fn backoff(base: Duration, attempt: u32) -> Duration {

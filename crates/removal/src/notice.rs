@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
-use kanki_notify::{Mail, Mailer};
+use kanki_notify::{Attempt, Mail, Mailer};
 use kanki_service::{Kanki, ServiceError};
 use kanki_store::{
     Case, CaseChange, CaseFilter, CaseState, Channel, Delivery, EscalationKind, NewNotice, Notice,
@@ -431,12 +431,13 @@ fn deliver(
     let Some(to) = &n.recipient else {
         return Ok(());
     };
-    let d = match m.send(&Mail {
+    let mail = Mail {
         to,
         subject: &n.subject,
         body: &n.body,
-    }) {
-        Ok(()) => {
+    };
+    let d = match m.attempt(&mail, n.attempts, cfg.max_attempts, cfg.retry_backoff.0) {
+        Attempt::Sent => {
             sum.mails_sent += 1;
             Delivery {
                 status: NoticeStatus::Sent,
@@ -444,30 +445,29 @@ fn deliver(
                 next_attempt_at: None,
             }
         }
-        Err(e) if e.permanent => {
+        Attempt::Bounced(e) => {
             sum.bounced += 1;
             tracing::warn!(notice = %n.reference, error = %e, "notice bounced");
             Delivery {
                 status: NoticeStatus::Bounced,
-                error: Some(e.message),
+                error: Some(e),
                 next_attempt_at: None,
             }
         }
-        Err(e) if n.attempts + 1 >= cfg.max_attempts => {
+        Attempt::Failed(e) => {
             sum.failed += 1;
             tracing::warn!(notice = %n.reference, error = %e, "notice failed, no attempts left");
             Delivery {
                 status: NoticeStatus::Failed,
-                error: Some(e.message),
+                error: Some(e),
                 next_attempt_at: None,
             }
         }
-        Err(e) => {
+        Attempt::Retry { error, wait } => {
             sum.retry_later += 1;
-            let wait = kanki_notify::backoff(cfg.retry_backoff.0, n.attempts + 1);
             Delivery {
                 status: NoticeStatus::Queued,
-                error: Some(e.message),
+                error: Some(error),
                 next_attempt_at: Some(now + Duration::from_std(wait).unwrap_or_default()),
             }
         }

@@ -8,7 +8,11 @@ use chrono::Utc;
 use kanki_crawler::{CrawlReport, Crawler, Node, Verdict};
 use kanki_feeds::{FeedRecord, Row};
 use kanki_indicators::{Category, Kind};
-use kanki_store::{CrawlNodeRow, HostMark, Importer, NewCrawl, NewEvidence, SourceSpec};
+use kanki_config::NoticeDelivery;
+use kanki_notify::{Attempt, Mail, Mailer};
+use kanki_store::{
+    CrawlNodeRow, HostMark, Importer, NewCrawl, NewEvidence, NewSiteNotice, SourceSpec,
+};
 use serde::Serialize;
 
 use crate::{Kanki, ServiceError};
@@ -143,7 +147,7 @@ impl Kanki {
             let mut r = FeedRecord::new(i as u64 + 1, norm);
             r.category = Some(category);
             r.source_id = Some(format!("crawl-{crawl_id}"));
-            r.reference_url = Some(format!("kanki:crawl/{crawl_id}"));
+            r.reference_url = Some(format!("/api/v1/crawls/{crawl_id}"));
             r.online = Some(true);
             r.tags = vec![format!("verdict:{}", n.verdict)];
             rows.push(Ok(Row::Record(r)));
@@ -175,7 +179,7 @@ impl Kanki {
                 ind.id,
                 &NewEvidence {
                     kind: "crawl".into(),
-                    uri: format!("kanki:crawl/{crawl_id}#{profile}/{}", n.id),
+                    uri: format!("/api/v1/crawls/{crawl_id}#{profile}/{}", n.id),
                     sha256: n.triage.as_ref().map(|t| t.sha256.clone()),
                     note: Some(format!("{}: {}", n.verdict, n.reasons.join("; "))),
                 },
@@ -200,13 +204,25 @@ impl Kanki {
     }
 }
 
-/// A notice queued in the outbox.
+/// A notice rendered for a compromised site, stored and written to the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueuedNotice {
+    pub id: i64,
     pub site: String,
     pub path: std::path::PathBuf,
     pub to: Option<String>,
+    /// `outbox`, `held` (no recipient) or `queued` (for SMTP).
+    pub status: String,
     pub contacts: kanki_crawler::notice::Contacts,
+}
+
+/// What one round of sending site notices did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SentNotices {
+    pub sent: u64,
+    pub retry_later: u64,
+    pub failed: u64,
+    pub bounced: u64,
 }
 
 impl Kanki {
@@ -221,7 +237,9 @@ impl Kanki {
     }
 
     /// Renders a notice for every compromised entrance site of the crawl
-    /// that has not had one, and queues it in the outbox as an `.eml` file.
+    /// that has not had one, writes it to the outbox as an `.eml` file and
+    /// stores it; with `delivery = "smtp"` it is queued for
+    /// [`Kanki::send_site_notices`].
     pub async fn queue_notices(
         &self,
         crawler: &Crawler,
@@ -256,44 +274,121 @@ impl Kanki {
                     .await;
                 let now = Utc::now();
                 let to = contacts.recipient().map(str::to_string);
-                let eml = kanki_crawler::notice::render_eml(
-                    &cfg.language,
-                    &cfg.from,
+                let notice =
+                    kanki_crawler::notice::render(&cfg.language, &n.url, t, n.id, crawl_id, &contacts);
+                let eml = kanki_crawler::notice::to_eml(
+                    &notice,
+                    &self.config.smtp.from,
                     to.as_deref(),
                     &n.url,
-                    t,
-                    n.id,
                     crawl_id,
-                    &contacts,
                     now,
                 );
-                let dir = self.outbox();
-                std::fs::create_dir_all(&dir)
-                    .map_err(crate::io_err(format!("cannot create {}", dir.display())))?;
-                let host = url::Url::parse(&n.url)
-                    .ok()
-                    .and_then(|u| u.host_str().map(str::to_string))
-                    .unwrap_or_default()
-                    .replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "-");
-                let path = dir.join(format!(
-                    "{}-crawl{crawl_id}-{host}.eml",
-                    now.format("%Y%m%dT%H%M%S")
-                ));
-                // Written whole, then renamed: a mailer picking up the
-                // outbox never sees half a message.
-                let tmp = path.with_extension("tmp");
-                std::fs::write(&tmp, eml)
-                    .and_then(|()| std::fs::rename(&tmp, &path))
-                    .map_err(crate::io_err(format!("cannot write {}", path.display())))?;
-                self.store.crawl().mark_notice(&n.url, now)?;
+                let path = self.write_outbox(&n.url, crawl_id, &eml, now)?;
+                let status = match (&to, cfg.delivery) {
+                    (None, _) => "held",
+                    (Some(_), NoticeDelivery::Smtp) => "queued",
+                    (Some(_), NoticeDelivery::Outbox) => "outbox",
+                };
+                let id = self.store.crawl().add_site_notice(
+                    &NewSiteNotice {
+                        site: n.url.clone(),
+                        crawl_id,
+                        language: cfg.language.clone(),
+                        recipient: to.clone(),
+                        contacts: serde_json::to_string(&contacts)
+                            .map_err(|e| ServiceError::Invalid(e.to_string()))?,
+                        subject: notice.subject,
+                        body: notice.body,
+                        eml_path: path.display().to_string(),
+                        status: status.into(),
+                    },
+                    now,
+                )?;
                 out.push(QueuedNotice {
+                    id,
                     site: n.url.clone(),
                     path,
                     to,
+                    status: status.into(),
                     contacts,
                 });
             }
         }
         Ok(out)
+    }
+
+    /// Writes a message whole, then renames it into the outbox: a mailer
+    /// picking up the outbox never sees half a message.
+    fn write_outbox(
+        &self,
+        site: &str,
+        crawl_id: i64,
+        eml: &str,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<std::path::PathBuf, ServiceError> {
+        let dir = self.outbox();
+        std::fs::create_dir_all(&dir)
+            .map_err(crate::io_err(format!("cannot create {}", dir.display())))?;
+        let host = url::Url::parse(site)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_default()
+            .replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "-");
+        let path = dir.join(format!(
+            "{}-crawl{crawl_id}-{host}.eml",
+            now.format("%Y%m%dT%H%M%S")
+        ));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, eml)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(crate::io_err(format!("cannot write {}", path.display())))?;
+        Ok(path)
+    }
+
+    /// Sends the site notices queued for SMTP whose attempt is due, retried
+    /// as `[notices]` says (`max_attempts`, `retry_backoff`).
+    pub fn send_site_notices(
+        &self,
+        mailer: &Mailer,
+        now: chrono::DateTime<Utc>,
+    ) -> Result<SentNotices, ServiceError> {
+        let policy = &self.config.notices;
+        let mut sum = SentNotices::default();
+        for n in self.store.crawl().site_notices_due(now, 1000)? {
+            let Some(to) = &n.recipient else { continue };
+            let mail = Mail {
+                to,
+                subject: &n.subject,
+                body: &n.body,
+            };
+            let (status, error, next) =
+                match mailer.attempt(&mail, n.attempts, policy.max_attempts, policy.retry_backoff.0) {
+                    Attempt::Sent => {
+                        sum.sent += 1;
+                        ("sent", None, None)
+                    }
+                    Attempt::Bounced(e) => {
+                        sum.bounced += 1;
+                        ("bounced", Some(e), None)
+                    }
+                    Attempt::Failed(e) => {
+                        sum.failed += 1;
+                        ("failed", Some(e), None)
+                    }
+                    Attempt::Retry { error, wait } => {
+                        sum.retry_later += 1;
+                        let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                        ("queued", Some(error), Some(next))
+                    }
+                };
+            if let Some(e) = &error {
+                tracing::warn!(site = n.site, to, error = %e, status, "site notice not delivered");
+            }
+            self.store
+                .crawl()
+                .set_site_notice_delivery(n.id, status, error.as_deref(), next, now)?;
+        }
+        Ok(sum)
     }
 }

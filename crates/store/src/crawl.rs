@@ -69,6 +69,44 @@ pub struct CrawlSite {
     pub clean_at: Option<DateTime<Utc>>,
 }
 
+/// A notice to a compromised site's administrator, rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSiteNotice {
+    pub site: String,
+    pub crawl_id: i64,
+    pub language: String,
+    pub recipient: Option<String>,
+    /// JSON: the contacts found and what was tried.
+    pub contacts: String,
+    pub subject: String,
+    pub body: String,
+    pub eml_path: String,
+    /// `outbox`, `held` (no recipient) or `queued` (for SMTP).
+    pub status: String,
+}
+
+/// A stored notice to a site administrator and its delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteNotice {
+    pub id: i64,
+    pub site: String,
+    pub crawl_id: i64,
+    pub language: String,
+    pub recipient: Option<String>,
+    pub contacts: serde_json::Value,
+    pub subject: String,
+    #[serde(skip)]
+    pub body: String,
+    pub eml_path: String,
+    pub created_at: DateTime<Utc>,
+    /// `outbox`, `held`, `queued`, `sent`, `bounced` or `failed`.
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
 /// What a storage backend provides for the crawler.
 pub trait CrawlBackend: Send + Sync {
     /// Stores a crawl and its nodes atomically; returns its id.
@@ -97,10 +135,25 @@ pub trait CrawlBackend: Send + Sync {
         crawl_id: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<()>;
-    fn mark_notice(&self, url: &str, now: DateTime<Utc>) -> Result<()>;
     /// Sites not checked since `before`, oldest check first, that are still
     /// tracked (entrance sites found clean are not).
     fn sites_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<CrawlSite>>;
     fn site(&self, url: &str) -> Result<Option<CrawlSite>>;
     fn sites(&self, limit: u32) -> Result<Vec<CrawlSite>>;
+
+    /// Stores a rendered notice and marks its site notified; returns its id.
+    fn add_site_notice(&self, n: &NewSiteNotice, now: DateTime<Utc>) -> Result<i64>;
+    /// Notices queued for SMTP whose next attempt is due.
+    fn site_notices_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SiteNotice>>;
+    /// Records one delivery attempt: the new status, its error, the next try.
+    fn set_site_notice_delivery(
+        &self,
+        id: i64,
+        status: &str,
+        error: Option<&str>,
+        next_attempt_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The most recent notices, newest first.
+    fn site_notices(&self, limit: u32) -> Result<Vec<SiteNotice>>;
 }

@@ -209,3 +209,76 @@ pub fn need(program: &str, package: &str) -> PathBuf {
         "{program} is needed by this test: run scripts/test.sh, which installs it (Debian package {package})"
     );
 }
+
+/// Python with aiosmtpd (scripts/test.sh installs it with pip).
+pub fn python() -> String {
+    let py = std::env::var("KANKI_PYTHON").unwrap_or_else(|_| "python3".into());
+    let ok = Command::new(&py)
+        .args(["-c", "import aiosmtpd"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{py} cannot import aiosmtpd: run scripts/test.sh, which installs it (pip install aiosmtpd), or set KANKI_PYTHON"
+    );
+    py
+}
+
+pub struct Smtp {
+    child: Child,
+    maildir: PathBuf,
+    pub port: u16,
+}
+
+impl Smtp {
+    pub fn start(dir: &std::path::Path) -> Smtp {
+        let port = free_port();
+        let maildir: PathBuf = dir.join("maildir");
+        let child = Command::new(python())
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        eventually(20, "aiosmtpd listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Smtp {
+            child,
+            maildir,
+            port,
+        }
+    }
+
+    /// The received mails, decoded by Python's email package: to, subject, body.
+    pub fn mails(&self) -> Vec<serde_json::Value> {
+        let script = r#"
+import json, mailbox, sys
+out = []
+for m in mailbox.Maildir(sys.argv[1], create=False):
+    body = m.get_payload(decode=True).decode(m.get_content_charset() or "utf-8")
+    subject = str(__import__("email.header", fromlist=["x"]).make_header(__import__("email.header", fromlist=["x"]).decode_header(m["Subject"])))
+    out.append({"to": m["To"], "subject": subject, "body": body})
+print(json.dumps(out))
+"#;
+        let out = Command::new(python())
+            .args(["-c", script])
+            .arg(&self.maildir)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Vec::new();
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

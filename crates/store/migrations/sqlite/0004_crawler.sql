@@ -48,3 +48,25 @@ CREATE TABLE crawl_sites (
     notice_at     INTEGER,                -- when a notice was queued
     clean_at      INTEGER                 -- when a re-crawl found it clean
 );
+
+-- Notices to the administrators of compromised entrance sites, with their
+-- delivery: outbox (written as .eml only), held (no recipient found: an
+-- operator's), queued (for SMTP, next_attempt_at), sent, bounced, failed.
+CREATE TABLE crawl_notices (
+    id              INTEGER PRIMARY KEY,
+    site            TEXT NOT NULL,
+    crawl_id        INTEGER NOT NULL,
+    language        TEXT NOT NULL,
+    recipient       TEXT,
+    contacts        TEXT NOT NULL,        -- JSON: found (address, source), tried
+    subject         TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    eml_path        TEXT NOT NULL,
+    created_at      INTEGER NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    sent_at         INTEGER,
+    last_error      TEXT
+);
+CREATE INDEX crawl_notices_due ON crawl_notices(status, next_attempt_at);

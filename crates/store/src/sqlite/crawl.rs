@@ -4,7 +4,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{SqliteBackend, from_ts, ts};
-use crate::{CrawlBackend, CrawlNodeRow, CrawlRecord, CrawlSite, NewCrawl, Result};
+use crate::{
+    CrawlBackend, CrawlNodeRow, CrawlRecord, CrawlSite, NewCrawl, NewSiteNotice, Result, SiteNotice,
+};
 
 const CRAWL_COLUMNS: &str =
     "id, seed, started_at, finished_at, verdict, profiles, cloaking, origin";
@@ -40,6 +42,29 @@ fn site_of(r: &Row<'_>) -> rusqlite::Result<CrawlSite> {
         last_crawl_id: r.get(7)?,
         notice_at: opt(8)?,
         clean_at: opt(9)?,
+    })
+}
+
+const NOTICE_COLUMNS: &str = "id, site, crawl_id, language, recipient, contacts, subject, body, eml_path, created_at, status, attempts, next_attempt_at, sent_at, last_error";
+
+fn notice_of(r: &Row<'_>) -> rusqlite::Result<SiteNotice> {
+    let contacts: String = r.get(5)?;
+    Ok(SiteNotice {
+        id: r.get(0)?,
+        site: r.get(1)?,
+        crawl_id: r.get(2)?,
+        language: r.get(3)?,
+        recipient: r.get(4)?,
+        contacts: serde_json::from_str(&contacts).unwrap_or_default(),
+        subject: r.get(6)?,
+        body: r.get(7)?,
+        eml_path: r.get(8)?,
+        created_at: from_ts(r.get(9)?),
+        status: r.get(10)?,
+        attempts: r.get(11)?,
+        next_attempt_at: r.get::<_, Option<i64>>(12)?.map(from_ts),
+        sent_at: r.get::<_, Option<i64>>(13)?.map(from_ts),
+        last_error: r.get(14)?,
     })
 }
 
@@ -187,16 +212,6 @@ impl CrawlBackend for SqliteBackend {
         })
     }
 
-    fn mark_notice(&self, url: &str, now: DateTime<Utc>) -> Result<()> {
-        self.write(|c| {
-            c.execute(
-                "UPDATE crawl_sites SET notice_at = ?2 WHERE url = ?1",
-                params![url, ts(now)],
-            )?;
-            Ok(())
-        })
-    }
-
     fn sites_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<CrawlSite>> {
         self.read(|c| {
             let mut stmt = c.prepare(&format!(
@@ -228,6 +243,78 @@ impl CrawlBackend for SqliteBackend {
             ))?;
             Ok(stmt
                 .query_map([limit], site_of)?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn add_site_notice(&self, n: &NewSiteNotice, now: DateTime<Utc>) -> Result<i64> {
+        self.write(|c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO crawl_notices (site, crawl_id, language, recipient, contacts, subject, body, eml_path, created_at, status, next_attempt_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, CASE WHEN ?10 = 'queued' THEN ?9 END)",
+                params![
+                    n.site,
+                    n.crawl_id,
+                    n.language,
+                    n.recipient,
+                    n.contacts,
+                    n.subject,
+                    n.body,
+                    n.eml_path,
+                    ts(now),
+                    n.status
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            tx.execute(
+                "UPDATE crawl_sites SET notice_at = ?2 WHERE url = ?1",
+                params![n.site, ts(now)],
+            )?;
+            tx.commit()?;
+            Ok(id)
+        })
+    }
+
+    fn site_notices_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<SiteNotice>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {NOTICE_COLUMNS} FROM crawl_notices
+                 WHERE status = 'queued' AND coalesce(next_attempt_at, 0) <= ?1
+                 ORDER BY id LIMIT ?2"
+            ))?;
+            Ok(stmt
+                .query_map(params![ts(now), limit], notice_of)?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn set_site_notice_delivery(
+        &self,
+        id: i64,
+        status: &str,
+        error: Option<&str>,
+        next_attempt_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE crawl_notices SET status = ?2, attempts = attempts + 1, last_error = ?3,
+                   next_attempt_at = ?4, sent_at = CASE WHEN ?2 = 'sent' THEN ?5 ELSE sent_at END
+                 WHERE id = ?1",
+                params![id, status, error, next_attempt_at.map(ts), ts(now)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn site_notices(&self, limit: u32) -> Result<Vec<SiteNotice>> {
+        self.read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {NOTICE_COLUMNS} FROM crawl_notices ORDER BY id DESC LIMIT ?1"
+            ))?;
+            Ok(stmt
+                .query_map([limit], notice_of)?
                 .collect::<rusqlite::Result<_>>()?)
         })
     }
