@@ -21,7 +21,8 @@ mod removal;
 mod rpz;
 
 pub use crawler::{
-    CrawlScheduleConfig, CrawlerConfig, NoticeConfig, NoticeDelivery, ProfileConfig, builtin_profiles,
+    CrawlScheduleConfig, CrawlerConfig, NoticeConfig, NoticeDelivery, ProfileConfig,
+    builtin_profiles,
 };
 pub use directory::{AuditConfig, DirectoryConfig, NasConfig, RadiusConfig};
 pub use duration::HumanDuration;

@@ -320,10 +320,8 @@ fn inline_variables(text: &str) -> Option<String> {
     let mut changed = false;
     for c in STRING_VAR.captures_iter(text).take(32) {
         let (name, literal) = (&c[1], &c[2]);
-        let Ok(uses) = Regex::new(&format!(
-            r"([(=,+]\s*){}(\s*[);,+\n])",
-            regex::escape(name)
-        )) else {
+        let Ok(uses) = Regex::new(&format!(r"([(=,+]\s*){}(\s*[);,+\n])", regex::escape(name)))
+        else {
             continue;
         };
         let next = uses.replace_all(&out, |u: &regex::Captures<'_>| {
@@ -431,15 +429,22 @@ mod tests {
             "{t:?}"
         );
         let b64 = BASE64.encode(br#"document.write('<iframe src="/tds"></iframe>')"#);
-        let t = all_targets(&format!("(function(){{ var s = '{b64}'; eval(atob(s)); }})();"));
+        let t = all_targets(&format!(
+            "(function(){{ var s = '{b64}'; eval(atob(s)); }})();"
+        ));
         assert!(
-            t.iter().any(|(x, by)| matches!(x, JsTarget::Markup(m) if m.contains("/tds"))
-                && by.contains(&"atob")),
+            t.iter().any(
+                |(x, by)| matches!(x, JsTarget::Markup(m) if m.contains("/tds"))
+                    && by.contains(&"atob")
+            ),
             "{t:?}"
         );
         // A decoding's result written back where the call was.
         let codes: Vec<String> = "/p.exe".bytes().map(|b| b.to_string()).collect();
-        let t = all_targets(&format!("location.href = String.fromCharCode({});", codes.join(",")));
+        let t = all_targets(&format!(
+            "location.href = String.fromCharCode({});",
+            codes.join(",")
+        ));
         assert!(
             t.contains(&(
                 JsTarget::Location("/p.exe".into()),

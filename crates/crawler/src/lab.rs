@@ -373,8 +373,8 @@ pub const LAB_CERT_NAME: &str = "lab.test";
 /// [`LAB_CERT_NAME`], offering HTTP/2 and HTTP/1.1 by ALPN.
 fn tls_acceptor() -> Result<tokio_rustls::TlsAcceptor, String> {
     let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
-    let mut params =
-        rcgen::CertificateParams::new(vec![LAB_CERT_NAME.to_string()]).map_err(|e| e.to_string())?;
+    let mut params = rcgen::CertificateParams::new(vec![LAB_CERT_NAME.to_string()])
+        .map_err(|e| e.to_string())?;
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "kanki lab");

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use kanki_config::NoticeDelivery;
 use kanki_crawler::notice::ContactFinder;
 use kanki_crawler::{CrawlReport, Crawler, Verdict};
-use kanki_config::NoticeDelivery;
 use kanki_indicators::{Kind, Status};
 use kanki_service::Kanki;
 use tokio::sync::Notify;
@@ -66,7 +66,12 @@ async fn record(
 
 /// Sends the site notices that are due every `[notices] send_every`.
 async fn send_loop(kanki: Arc<Kanki>, mailer: Arc<kanki_notify::Mailer>) {
-    let every = kanki.config.notices.send_every.0.max(Duration::from_secs(1));
+    let every = kanki
+        .config
+        .notices
+        .send_every
+        .0
+        .max(Duration::from_secs(1));
     loop {
         let (k, m) = (kanki.clone(), mailer.clone());
         match tokio::task::spawn_blocking(move || k.send_site_notices(&m, Utc::now())).await {

@@ -97,13 +97,22 @@ pub enum Attempt {
     /// A passing failure with no attempts left.
     Failed(String),
     /// A passing failure: try again after `wait`.
-    Retry { error: String, wait: Duration },
+    Retry {
+        error: String,
+        wait: Duration,
+    },
 }
 
 impl Mailer {
     /// Sends `m`, which already had `attempts` tries; at most `max_attempts`
     /// in all, waiting [`backoff`] from `base` between them.
-    pub fn attempt(&self, m: &Mail<'_>, attempts: u32, max_attempts: u32, base: Duration) -> Attempt {
+    pub fn attempt(
+        &self,
+        m: &Mail<'_>,
+        attempts: u32,
+        max_attempts: u32,
+        base: Duration,
+    ) -> Attempt {
         match self.send(m) {
             Ok(()) => Attempt::Sent,
             Err(e) if e.permanent => Attempt::Bounced(e.message),

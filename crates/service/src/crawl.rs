@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use chrono::Utc;
+use kanki_config::NoticeDelivery;
 use kanki_crawler::{CrawlReport, Crawler, Node, Verdict};
 use kanki_feeds::{FeedRecord, Row};
 use kanki_indicators::{Category, Kind};
-use kanki_config::NoticeDelivery;
 use kanki_notify::{Attempt, Mail, Mailer};
 use kanki_store::{
     CrawlNodeRow, HostMark, Importer, NewCrawl, NewEvidence, NewSiteNotice, SourceSpec,
@@ -274,8 +274,14 @@ impl Kanki {
                     .await;
                 let now = Utc::now();
                 let to = contacts.recipient().map(str::to_string);
-                let notice =
-                    kanki_crawler::notice::render(&cfg.language, &n.url, t, n.id, crawl_id, &contacts);
+                let notice = kanki_crawler::notice::render(
+                    &cfg.language,
+                    &n.url,
+                    t,
+                    n.id,
+                    crawl_id,
+                    &contacts,
+                );
                 let eml = kanki_crawler::notice::to_eml(
                     &notice,
                     &self.config.smtp.from,
@@ -362,32 +368,40 @@ impl Kanki {
                 subject: &n.subject,
                 body: &n.body,
             };
-            let (status, error, next) =
-                match mailer.attempt(&mail, n.attempts, policy.max_attempts, policy.retry_backoff.0) {
-                    Attempt::Sent => {
-                        sum.sent += 1;
-                        ("sent", None, None)
-                    }
-                    Attempt::Bounced(e) => {
-                        sum.bounced += 1;
-                        ("bounced", Some(e), None)
-                    }
-                    Attempt::Failed(e) => {
-                        sum.failed += 1;
-                        ("failed", Some(e), None)
-                    }
-                    Attempt::Retry { error, wait } => {
-                        sum.retry_later += 1;
-                        let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
-                        ("queued", Some(error), Some(next))
-                    }
-                };
+            let (status, error, next) = match mailer.attempt(
+                &mail,
+                n.attempts,
+                policy.max_attempts,
+                policy.retry_backoff.0,
+            ) {
+                Attempt::Sent => {
+                    sum.sent += 1;
+                    ("sent", None, None)
+                }
+                Attempt::Bounced(e) => {
+                    sum.bounced += 1;
+                    ("bounced", Some(e), None)
+                }
+                Attempt::Failed(e) => {
+                    sum.failed += 1;
+                    ("failed", Some(e), None)
+                }
+                Attempt::Retry { error, wait } => {
+                    sum.retry_later += 1;
+                    let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                    ("queued", Some(error), Some(next))
+                }
+            };
             if let Some(e) = &error {
                 tracing::warn!(site = n.site, to, error = %e, status, "site notice not delivered");
             }
-            self.store
-                .crawl()
-                .set_site_notice_delivery(n.id, status, error.as_deref(), next, now)?;
+            self.store.crawl().set_site_notice_delivery(
+                n.id,
+                status,
+                error.as_deref(),
+                next,
+                now,
+            )?;
         }
         Ok(sum)
     }
