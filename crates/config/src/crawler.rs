@@ -223,7 +223,7 @@ impl CrawlerConfig {
             .or_else(|| builtin_profiles().into_iter().find(|p| p.name == name))
     }
 
-    pub(crate) fn validate(&self) -> Result<(), (String, Option<(String, usize)>, String)> {
+    pub(crate) fn validate(&self) -> Result<(), crate::Invalid> {
         for (i, block) in self.lab_allow.iter().enumerate() {
             if let Err(e) = crate::parse_prefix(block) {
                 return Err((

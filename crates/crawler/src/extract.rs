@@ -362,10 +362,8 @@ fn html(out: &mut Links, text: &str, extra_flags: &[String]) {
                     _ => {}
                 }
             }
-            Token::String(s) if in_script => {
-                if script_text.len() < 4 << 20 {
-                    script_text.push_str(&String::from_utf8_lossy(&s));
-                }
+            Token::String(s) if in_script && script_text.len() < 4 << 20 => {
+                script_text.push_str(&String::from_utf8_lossy(&s));
             }
             Token::EndTag(tag) if in_script && tag.name.eq_ignore_ascii_case(b"script") => {
                 in_script = false;

@@ -134,15 +134,18 @@ pub struct CrawlReport {
     pub cloaking: Vec<CloakingSignal>,
 }
 
+/// One host's slots for requests in flight, and when it was last asked.
+type HostSlot = (Arc<Semaphore>, Arc<tokio::sync::Mutex<Option<Instant>>>);
+
 /// Requests in flight per host, and when each host was last asked.
 struct HostGate {
     per_host: usize,
     delay: Duration,
-    hosts: Mutex<HashMap<String, (Arc<Semaphore>, Arc<tokio::sync::Mutex<Option<Instant>>>)>>,
+    hosts: Mutex<HashMap<String, HostSlot>>,
 }
 
 impl HostGate {
-    fn slot(&self, host: &str) -> (Arc<Semaphore>, Arc<tokio::sync::Mutex<Option<Instant>>>) {
+    fn slot(&self, host: &str) -> HostSlot {
         let mut map = self.hosts.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
             map.retain(|_, (s, _)| Arc::strong_count(s) > 1);

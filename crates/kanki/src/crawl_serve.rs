@@ -168,14 +168,33 @@ async fn recheck(
             .await
             .map_err(anyhow::Error::msg)?;
         let (id, report) = record(kanki, crawler, finder, report, "recheck").await?;
-        let seed = report
+        // The seed node of each profile's tree: the worst verdict, and
+        // online when any profile got an answer. Clean only when clean
+        // under every profile (a cloaking site may show one of them nothing).
+        let seeds: Vec<&kanki_crawler::Node> = report
             .trees
             .iter()
             .filter_map(|t| t.nodes.first())
-            .map(|n| (n.verdict, n.fetch.status.is_some()))
-            .min();
-        let (verdict, online) = seed.unwrap_or((Verdict::Unknown, false));
-        let liveness = if online { "online" } else { "offline" };
+            .collect();
+        let verdict = if !seeds.is_empty() && seeds.iter().all(|n| n.verdict == Verdict::Clean) {
+            Verdict::Clean
+        } else {
+            seeds
+                .iter()
+                .map(|n| n.verdict)
+                .filter(|v| *v != Verdict::Clean)
+                .min()
+                .unwrap_or(Verdict::Unknown)
+        };
+        let liveness = seeds
+            .iter()
+            .map(|n| liveness_of(&n.fetch))
+            .min_by_key(|l| match *l {
+                "online" => 0,
+                "unknown" => 1,
+                _ => 2,
+            })
+            .unwrap_or("unknown");
         kanki.store.crawl().record_check(
             &site.url,
             liveness,
@@ -197,18 +216,23 @@ async fn recheck(
         .fetcher(&profile)
         .ok_or_else(|| anyhow::anyhow!("no profile {profile}"))?;
     let url = url::Url::parse(&site.url)?;
-    let f = fetcher.fetch(&url, None).await;
-    let liveness = match (&f.status, &f.stopped) {
-        (Some(s), _) if *s < 400 => "online",
-        (Some(_), _) => "offline",
-        (None, Some(why)) if why.contains("time limit") => "unknown",
-        (None, _) => "offline",
-    };
+    let liveness = liveness_of(&fetcher.fetch(&url, None).await);
     kanki
         .store
         .crawl()
         .record_check(&site.url, liveness, None, None, now)?;
     Ok(())
+}
+
+/// `online` (answered below 400), `offline` (an error status, a refused or
+/// failed connection) or `unknown` (no answer within the time limit).
+fn liveness_of(f: &kanki_crawler::Fetched) -> &'static str {
+    match (f.status, &f.stopped) {
+        (Some(s), _) if s < 400 => "online",
+        (Some(_), _) => "offline",
+        (None, Some(why)) if why.contains("time limit") => "unknown",
+        (None, _) => "offline",
+    }
 }
 
 /// A compromised site a re-crawl found clean leaves the list.
