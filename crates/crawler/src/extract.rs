@@ -192,7 +192,8 @@ impl Links {
 pub fn refresh_target(v: &str) -> Option<String> {
     let (_, rest) = v.split_once([';', ','])?;
     let rest = rest.trim_start();
-    let rest = if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("url") {
+    // `get`: the first three bytes may end inside a character.
+    let rest = if rest.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("url")) {
         rest[3..].trim_start().strip_prefix('=')?.trim()
     } else {
         rest.trim()
@@ -449,6 +450,10 @@ mod tests {
         let l = links(&base, Some(302), &h, b"", BodyKind::Other);
         assert!(has(&l, "http://a.example/next", EdgeKind::HttpRedirect));
         assert!(has(&l, "http://b.example/", EdgeKind::RefreshHeader));
+        // A value whose first bytes after the `;` are one character
+        // (found by the crawl_extract fuzz target).
+        assert_eq!(refresh_target("0;l\u{fffd}cation"), Some("l\u{fffd}cation".into()));
+        assert_eq!(refresh_target("0;\u{fffd}"), Some("\u{fffd}".into()));
     }
 
     #[test]
