@@ -452,7 +452,10 @@ mod tests {
         assert!(has(&l, "http://b.example/", EdgeKind::RefreshHeader));
         // A value whose first bytes after the `;` are one character
         // (found by the crawl_extract fuzz target).
-        assert_eq!(refresh_target("0;l\u{fffd}cation"), Some("l\u{fffd}cation".into()));
+        assert_eq!(
+            refresh_target("0;l\u{fffd}cation"),
+            Some("l\u{fffd}cation".into())
+        );
         assert_eq!(refresh_target("0;\u{fffd}"), Some("\u{fffd}".into()));
     }
 
