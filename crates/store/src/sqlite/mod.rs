@@ -8,6 +8,7 @@ mod alloc;
 mod directory;
 mod indicators;
 mod migrate;
+mod open_sessions;
 mod removal;
 mod warning;
 
@@ -27,6 +28,8 @@ pub(crate) struct SqliteBackend {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// Locked only while the writer is.
+    open_sessions: Mutex<open_sessions::OpenSessions>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -89,6 +92,7 @@ impl SqliteBackend {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
+            open_sessions: Mutex::new(open_sessions::OpenSessions::new(options.open_sessions_kept)),
         })
     }
 
