@@ -267,12 +267,22 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
         .unwrap();
     assert_eq!(cases["items"][0]["state"], "acknowledged");
 
-    // S2 did not acknowledge: the next run escalates (no consent: a letter
-    // and a call-list entry, not the walled garden).
+    // S2 did not acknowledge: the next run escalates (no consent: not the
+    // walled garden but, with a postal address, a letter).
     let again = env.ok(&["notices", "send"]);
-    assert!(again.contains("1 escalated"), "{again}");
+    assert!(
+        again.contains("1 escalated (0 into the walled garden)"),
+        "{again}"
+    );
     let esc: Value = client()
         .get(format!("{api}/api/v1/escalations?status=requested"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(esc.as_array().unwrap().is_empty(), "{esc}");
+    let esc: Value = client()
+        .get(format!("{api}/api/v1/escalations?status=active"))
         .send()
         .unwrap()
         .json()
@@ -283,7 +293,10 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds, ["letter", "call-list"]);
+    assert_eq!(kinds, ["letter"]);
+    env.ok(&["notices", "letters", "-o", letters.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&letters).unwrap();
+    assert!(text.contains("大阪府大阪市北区1-2-3"), "{text}");
 
     // An X-ARF report over HTTP: S1 again, brute force.
     let xarf = format!(
@@ -376,4 +389,215 @@ fn the_sensor_records_a_telnet_login_and_it_becomes_a_case() {
         "{e}"
     );
     assert_eq!(e["destination.port"], port);
+}
+
+fn get_json(api: &str, path: &str) -> Value {
+    client()
+        .get(format!("{api}{path}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+/// A sinkhole report of subscribers at `(address, family)`, seen an hour ago.
+fn sinkhole_report(dir: &std::path::Path, rows: &[(&str, &str)]) -> String {
+    let at = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let mut text = String::from(
+        "\"timestamp\",\"protocol\",\"src_ip\",\"src_port\",\"dst_ip\",\"dst_port\",\"infection\",\"family\",\"tag\"\n",
+    );
+    for (i, (addr, family)) in rows.iter().enumerate() {
+        text.push_str(&format!(
+            "\"{at}\",\"tcp\",\"{addr}\",{},\"198.51.100.1\",80,\"{family}\",\"{family}\",\n",
+            50000 + i
+        ));
+    }
+    let p = dir.join("2026-05-01-event4_sinkhole-asn-jp.csv");
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// Escalation end to end, with `kanki serve` sending on its schedule: the
+/// consenting subscriber whose notice went unacknowledged is put in the
+/// walled garden (the DNS front, asked with dig, answers the warning
+/// address for any name but the allowed ones), sees the notice with its
+/// reference on the garden page, acknowledges it on the countermeasure
+/// site, and is let out at once; the one without consent or any address
+/// goes to the call list instead.
+#[test]
+fn unacknowledged_notices_put_a_consenting_subscriber_in_the_walled_garden_until_acknowledged() {
+    use common::resolvers::{dig, unbound_with_root_zone};
+    let (dns, upstream, page) = (free_port(), free_port(), free_port());
+    let env = Env::new(&format!(
+        r#"
+[directory]
+rebuild_every = "0s"
+refresh_every = "100ms"
+
+[dns]
+listen = ["127.0.0.1:{dns}"]
+upstreams = ["127.0.0.1:{upstream}"]
+clients = ["127.0.0.2/32", "127.0.0.3/32"]
+warning_v4 = "192.0.2.80"
+garden_allow = ["clean.example.jp"]
+
+[warning]
+listen = "127.0.0.1:{page}"
+
+[notices]
+min_interval = "0s"
+escalate_after = 1
+send_every = "300ms"
+garden_ground = "consent"
+"#
+    ));
+    let _unbound = unbound_with_root_zone(
+        env.dir.path(),
+        upstream,
+        "www.example.jp. A 10.0.0.7\nclean.example.jp. A 10.0.0.9\n",
+    );
+    env.directory(
+        "id,email,postal_address,language,consent\nS1,,東京都千代田区1-1,en,yes\nS2,,,ja,no\n",
+        "S1,127.0.0.2,2024-01-01,\nS2,127.0.0.3,2024-01-01,\n",
+    );
+    let s = env.serve();
+    let api = &s.api;
+    let p = dns.to_string();
+    let ask = |from: &str, name: &str| {
+        dig(&["-b", from, "-p", &p, "@127.0.0.1", name, "A"])
+            .answer
+            .first()
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    eventually(10, "Unbound answering through the front", || {
+        ask("127.0.0.2", "www.example.jp") == "10.0.0.7"
+    });
+
+    let report = sinkhole_report(
+        env.dir.path(),
+        &[("127.0.0.2", "mirai"), ("127.0.0.3", "mirai")],
+    );
+    env.ok(&["ingest", "-f", "shadowserver", &report]);
+
+    // First a letter to S1; unacknowledged, the next run puts S1 in the
+    // garden: any name is the warning address, the allowed site is not.
+    eventually(20, "S1 in the walled garden", || {
+        ask("127.0.0.2", "www.example.jp") == "192.0.2.80"
+    });
+    assert_eq!(ask("127.0.0.2", "anything.example.org"), "192.0.2.80");
+    assert_eq!(ask("127.0.0.2", "clean.example.jp"), "10.0.0.9");
+    // S2, no consent: the upstream's answers, and a call-list entry.
+    assert_eq!(ask("127.0.0.3", "www.example.jp"), "10.0.0.7");
+    let esc: Value = get_json(api, "/api/v1/escalations");
+    let esc: Vec<(String, String, String)> = esc
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["subscriber"].as_str().unwrap().into(),
+                e["kind"].as_str().unwrap().into(),
+                e["status"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let mut esc = esc;
+    esc.sort();
+    assert_eq!(
+        esc,
+        [
+            ("S1".into(), "walled-garden".into(), "active".into()),
+            ("S2".into(), "call-list".into(), "requested".into())
+        ]
+    );
+    // Entered through the audited garden path, under the configured ground.
+    let garden: Value = get_json(api, "/api/v1/garden");
+    assert_eq!(garden[0]["subscriber"], "S1");
+    assert_eq!(garden[0]["entered_by"], "removal");
+    assert_eq!(garden[0]["ground"], "consent");
+    let reference = garden[0]["reference"].as_str().unwrap().to_string();
+    let audit = env.ok(&["audit", "show", "--json"]);
+    assert!(
+        audit.contains("garden-enter") && audit.contains(&reference),
+        "{audit}"
+    );
+
+    // The garden page, as S1's browser meets it under any name: the notice
+    // in S1's language with its reference, and the form to the
+    // countermeasure site.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let browser = reqwest::blocking::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .resolve(
+            "www.example.jp",
+            format!("127.0.0.1:{page}").parse().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let origin = format!("http://www.example.jp:{page}");
+    let html = browser
+        .get(format!("{origin}/"))
+        .header("Accept-Language", "en")
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(html.contains("id=\"garden\""), "{html}");
+    assert!(html.contains("Internet access from your line is restricted"));
+    assert!(html.contains(&format!("<strong id=\"reference\">{reference}</strong>")));
+    assert!(
+        html.contains("action=\"/countermeasures/ack?lang=en\""),
+        "{html}"
+    );
+
+    // "I have cleaned my machine" with the reference: out at once.
+    let r = browser
+        .post(format!("{origin}/countermeasures/ack?lang=en"))
+        .header("Origin", &origin)
+        .form(&[
+            ("reference", reference.as_str()),
+            ("note", "reinstalled the router firmware"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().unwrap();
+    assert!(text.contains("lifted the restriction"), "{text}");
+    eventually(5, "S1 out of the walled garden", || {
+        ask("127.0.0.2", "www.example.jp") == "10.0.0.7"
+    });
+    let cases: Value = get_json(api, "/api/v1/cases?subscriber=S1");
+    assert_eq!(cases["items"][0]["state"], "acknowledged");
+    let case = cases["items"][0]["id"].as_i64().unwrap();
+    let detail: Value = get_json(api, &format!("/api/v1/cases/{case}"));
+    let history = detail["history"].to_string();
+    assert!(
+        history.contains("reinstalled the router firmware"),
+        "{history}"
+    );
+    let channels: Vec<&str> = detail["notices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["channel"].as_str().unwrap())
+        .collect();
+    assert_eq!(channels, ["letter", "garden"]);
+    let esc: Value = get_json(api, "/api/v1/escalations?status=done");
+    assert_eq!(esc[0]["kind"], "walled-garden");
+    let audit: Value = get_json(api, "/api/v1/audit?limit=100");
+    let leave = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["action"] == "garden-leave")
+        .expect("the leave audited");
+    assert_eq!(leave["actor"], "subscriber");
+    assert_eq!(leave["ground"], "consent");
+    assert!(leave["purpose"].as_str().unwrap().contains(&reference));
+    // The case moved on: later runs do not put S1 back.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(ask("127.0.0.2", "www.example.jp"), "10.0.0.7");
 }
