@@ -138,6 +138,10 @@ pub struct SmtpConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     pub timeout: HumanDuration,
+    /// A PEM file of CA certificates trusted for the server's certificate
+    /// besides the built-in web roots (a relay with a private CA or a
+    /// self-signed certificate).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for SmtpConfig {
@@ -149,6 +153,7 @@ impl Default for SmtpConfig {
             username: None,
             password: None,
             timeout: HumanDuration::secs(30),
+            ca_file: None,
         }
     }
 }

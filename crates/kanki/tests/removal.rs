@@ -71,15 +71,44 @@ impl Smtp {
         }
     }
 
-    /// The received mails, decoded by Python's email package: to, subject, body.
+    /// aiosmtpd with TLS and AUTH ([`SECURE_SMTP`]), `mode` `starttls` or `tls`.
+    fn start_secure(dir: &std::path::Path, mode: &str, cert: &str, key: &str) -> Smtp {
+        use std::io::BufRead;
+        let port = free_port();
+        let maildir = dir.join(format!("maildir-{mode}"));
+        let mut child = Command::new(python())
+            .arg("-c")
+            .arg(SECURE_SMTP)
+            .args([mode, &port.to_string(), cert, key])
+            .arg(&maildir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "aiosmtpd ({mode}) did not start");
+        Smtp {
+            child,
+            maildir,
+            port,
+        }
+    }
+
+    /// The received mails, decoded by Python's email package: to, subject,
+    /// body, and the secure server's marks (tls, user).
     fn mails(&self) -> Vec<Value> {
         let script = r#"
 import json, mailbox, sys
+from email.header import decode_header, make_header
 out = []
 for m in mailbox.Maildir(sys.argv[1], create=False):
     body = m.get_payload(decode=True).decode(m.get_content_charset() or "utf-8")
-    subject = str(__import__("email.header", fromlist=["x"]).make_header(__import__("email.header", fromlist=["x"]).decode_header(m["Subject"])))
-    out.append({"to": m["To"], "subject": subject, "body": body})
+    subject = str(make_header(decode_header(m["Subject"])))
+    out.append({"to": m["To"], "subject": subject, "body": body, "tls": m["X-Test-TLS"], "user": m["X-Test-User"]})
 print(json.dumps(out))
 "#;
         let out = Command::new(python())
@@ -733,4 +762,241 @@ fn a_sigkilled_ingest_run_again_stores_every_event_exactly_once() {
         ),
         1
     );
+}
+
+/// A test CA and a server certificate it signs for 127.0.0.1 (openssl),
+/// in `dir`: (ca.pem, server.pem, server.key).
+fn test_certificates(dir: &std::path::Path) -> (String, String, String) {
+    let openssl = need("openssl", "openssl");
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &p("ca.pem"),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kanki test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            &p("server.key"),
+            "-out",
+            &p("server.csr"),
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("server.csr"),
+        "-CA",
+        &p("ca.pem"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-out",
+        &p("server.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        &p("server.ext"),
+    ]);
+    (p("ca.pem"), p("server.pem"), p("server.key"))
+}
+
+/// aiosmtpd with TLS (STARTTLS required, or TLS from the first byte) and
+/// AUTH (user kanki, password s3cret, only over TLS). It refuses
+/// `gone@...` for good (550) and `busy@...` once for now (451), and marks
+/// each mail it keeps with the TLS and the user it came with.
+const SECURE_SMTP: &str = r#"
+import mailbox, sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+import ssl
+mode, port, cert, key, maildir = sys.argv[1:6]
+class Handler:
+    def __init__(self):
+        self.box = mailbox.Maildir(maildir, create=True)
+        self.tries = {}
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("gone@"):
+            return "550 5.1.1 <%s>: no such mailbox here" % address
+        if address.startswith("busy@"):
+            self.tries[address] = self.tries.get(address, 0) + 1
+            if self.tries[address] == 1:
+                return "451 4.3.0 mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+    async def handle_DATA(self, server, session, envelope):
+        m = mailbox.MaildirMessage(envelope.original_content)
+        tls = session.ssl or server.transport.get_extra_info("ssl_object")
+        m["X-Test-TLS"] = "yes" if tls else "no"
+        m["X-Test-User"] = session.auth_data.login.decode() if session.auth_data else "-"
+        self.box.add(m)
+        return "250 OK"
+def authenticate(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"kanki" and auth_data.password == b"s3cret"
+    return AuthResult(success=ok, handled=False, auth_data=auth_data)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+common = dict(hostname="127.0.0.1", port=int(port), authenticator=authenticate, auth_required=True)
+if mode == "starttls":
+    c = Controller(Handler(), tls_context=ctx, require_starttls=True, auth_require_tls=True, **common)
+else:
+    c = Controller(Handler(), ssl_context=ctx, auth_require_tls=False, **common)
+c.start()
+print("ready", flush=True)
+sys.stdin.read()
+c.stop()
+"#;
+
+/// The notices of a subscriber's case, from `kanki cases show --json`.
+fn notices_of(env: &Env, subscriber: &str) -> Vec<Value> {
+    let cases: Value =
+        serde_json::from_str(&env.ok(&["cases", "list", "--subscriber", subscriber, "--json"]))
+            .unwrap();
+    let id = cases[0]["id"].as_i64().unwrap().to_string();
+    let show: Value = serde_json::from_str(&env.ok(&["cases", "show", &id, "--json"])).unwrap();
+    show["notices"].as_array().unwrap().clone()
+}
+
+/// Notices over SMTP with TLS (STARTTLS, and TLS from the first byte) and
+/// authentication, to a real aiosmtpd whose certificate a test CA signed
+/// (trusted through `smtp.ca_file`): the mail arrives over TLS as the
+/// configured user; a 550 is recorded on the notice as a bounce with the
+/// server's words; a 451 is retried after the backoff and then delivered;
+/// and without the CA the certificate is refused and the notice waits.
+#[test]
+fn notices_go_over_tls_with_auth_and_bounces_and_retries_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_certificates(dir.path());
+    for mode in ["starttls", "tls"] {
+        let smtp = Smtp::start_secure(dir.path(), mode, &cert, &key);
+        let config = |ca_file: &str| {
+            format!(
+                "\n[smtp]\nserver = \"127.0.0.1:{}\"\nfrom = \"abuse@isp.example\"\ntls = \"{mode}\"\nusername = \"kanki\"\npassword = \"s3cret\"\ntimeout = \"10s\"\n{ca_file}\n[notices]\nmin_interval = \"1h\"\nmax_attempts = 3\nretry_backoff = \"1s\"\n",
+                smtp.port
+            )
+        };
+        let env = Env::new(&config(&format!("ca_file = \"{ca}\"")));
+        let subscribers = "id,email,language,consent\nS1,ok@example.jp,en,no\nS2,gone@example.jp,en,no\nS3,busy@example.jp,en,no\n";
+        let statics = "S1,10.2.0.1,2024-01-01,\nS2,10.2.0.2,2024-01-01,\nS3,10.2.0.3,2024-01-01,\n";
+        env.directory(subscribers, statics);
+        let report = sinkhole_report(
+            env.dir.path(),
+            &[
+                ("10.2.0.1", "mirai"),
+                ("10.2.0.2", "mirai"),
+                ("10.2.0.3", "mirai"),
+            ],
+        );
+        env.ok(&["ingest", "-f", "shadowserver", &report]);
+
+        let sent: Value = serde_json::from_str(&env.ok(&["notices", "send", "--json"])).unwrap();
+        assert_eq!(
+            (
+                sent["mails_sent"].as_u64(),
+                sent["bounced"].as_u64(),
+                sent["retry_later"].as_u64()
+            ),
+            (Some(1), Some(1), Some(1)),
+            "{mode}: {sent}"
+        );
+        let mails = smtp.mails();
+        assert_eq!(mails.len(), 1, "{mode}: {mails:?}");
+        assert_eq!(mails[0]["to"], "ok@example.jp");
+        assert_eq!(
+            (mails[0]["tls"].as_str(), mails[0]["user"].as_str()),
+            (Some("yes"), Some("kanki")),
+            "{mode}"
+        );
+        let ok = &notices_of(&env, "S1")[0];
+        assert_eq!(ok["status"], "sent");
+        assert!(
+            mails[0]["subject"]
+                .as_str()
+                .unwrap()
+                .contains(ok["reference"].as_str().unwrap())
+        );
+        let gone = &notices_of(&env, "S2")[0];
+        assert_eq!(gone["status"], "bounced", "{gone}");
+        let why = gone["last_error"].as_str().unwrap();
+        assert!(
+            why.contains("550") && why.contains("no such mailbox here"),
+            "{why}"
+        );
+        let busy = &notices_of(&env, "S3")[0];
+        assert_eq!(
+            (busy["status"].as_str(), busy["attempts"].as_u64()),
+            (Some("queued"), Some(1)),
+            "{busy}"
+        );
+        assert!(
+            busy["last_error"].as_str().unwrap().contains("451"),
+            "{busy}"
+        );
+        assert!(busy["next_attempt_at"].as_str().unwrap() > busy["created_at"].as_str().unwrap());
+        // After the backoff, the retry goes through.
+        eventually(30, "the retried notice delivered", || {
+            env.ok(&["notices", "send"]);
+            notices_of(&env, "S3")[0]["status"] == "sent"
+        });
+        assert_eq!(notices_of(&env, "S3")[0]["attempts"], 2);
+        assert_eq!(smtp.mails().len(), 2);
+        // The bounce is not retried.
+        assert_eq!(notices_of(&env, "S2")[0]["attempts"], 1);
+
+        // Without the test CA the server's certificate is not trusted: the
+        // notice waits for a retry, with the reason.
+        let untrusted = Env::new(&config(""));
+        untrusted.directory(subscribers, statics);
+        let report = sinkhole_report(untrusted.dir.path(), &[("10.2.0.1", "mirai")]);
+        untrusted.ok(&["ingest", "-f", "shadowserver", &report]);
+        let sent: Value =
+            serde_json::from_str(&untrusted.ok(&["notices", "send", "--json"])).unwrap();
+        assert_eq!(sent["retry_later"], 1, "{mode}: {sent}");
+        let n = &notices_of(&untrusted, "S1")[0];
+        assert!(
+            n["last_error"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()
+                .contains("certificate"),
+            "{mode}: {n}"
+        );
+        assert_eq!(smtp.mails().len(), 2);
+    }
 }
