@@ -190,16 +190,26 @@ pub(crate) async fn set_escalation(
     .await
 }
 
-/// Acknowledgement by notice reference, for a helpdesk taking it by phone.
+/// Acknowledgement by notice reference, for a helpdesk taking it by phone:
+/// the same as the countermeasure site's, walled garden included.
 pub(crate) async fn acknowledge(
     State(st): State<ApiState>,
     Path(reference): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    use kanki_removal::site::Acknowledged;
+    let garden = st.garden.clone();
     blocking(&st, move |k| {
-        if kanki_removal::site::acknowledge(k, &reference)? {
-            Ok(Json(json!({ "acknowledged": reference })))
-        } else {
-            Err(kanki_store::StoreError::NotFound.into())
+        let reference = reference.trim().to_ascii_uppercase();
+        match kanki_removal::site::acknowledge(k, &reference, "")? {
+            Acknowledged::Case { left_garden } => {
+                if left_garden {
+                    garden.reload(&k.store)?;
+                }
+                Ok(Json(
+                    json!({ "acknowledged": reference, "left_walled_garden": left_garden }),
+                ))
+            }
+            _ => Err(kanki_store::StoreError::NotFound.into()),
         }
     })
     .await

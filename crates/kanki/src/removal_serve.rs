@@ -130,6 +130,7 @@ async fn notice_loop(st: ApiState) {
                 mailed = s.mails_sent,
                 letters = s.letters_queued,
                 escalated = s.escalated,
+                gardened = s.gardened,
                 retry = s.retry_later,
                 failed = s.failed,
                 bounced = s.bounced,

@@ -67,6 +67,23 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Imports `subscribers` (a CSV with its header) and static bindings
+    /// (`subscriber,prefix,from,to` rows, without the header).
+    pub fn directory(&self, subscribers: &str, statics: &str) {
+        let subs = self.dir.path().join("subscribers.csv");
+        std::fs::write(&subs, subscribers).unwrap();
+        self.ok(&["subscribers", "import", subs.to_str().unwrap()]);
+        let st = self.dir.path().join("static.csv");
+        std::fs::write(&st, format!("subscriber,prefix,from,to\n{statics}")).unwrap();
+        self.ok(&[
+            "bindings",
+            "import",
+            "--format",
+            "static",
+            st.to_str().unwrap(),
+        ]);
+    }
+
     /// Starts `kanki serve` and waits for /healthz.
     /// S1 (consenting, static 127.0.0.1/32) and S2 (not consenting,
     /// static 127.0.0.2/32) in the directory, and bad.example listed.
