@@ -1000,3 +1000,67 @@ fn notices_go_over_tls_with_auth_and_bounces_and_retries_are_recorded() {
         assert_eq!(smtp.mails().len(), 2);
     }
 }
+
+/// X-ARF reports as a real mailer writes them: Python's email package
+/// builds an abuse mail with the report attached base64-encoded, and one
+/// with it quoted-printable, each beside a Japanese text part
+/// (ISO-2022-JP). Both are the same one event.
+#[test]
+fn xarf_reports_in_base64_and_quoted_printable_mails_are_one_event() {
+    let env = Env::new("");
+    env.directory(
+        "id,email,language,consent\nS1,s1@example.jp,ja,no\n",
+        "S1,10.3.0.0/24,2024-01-01,\n",
+    );
+    let report = format!(
+        "{{\"Version\":\"4\",\"ReporterInfo\":{{\"ReporterOrg\":\"Example CERT\",\"ReporterOrgEmail\":\"abuse@cert.example\"}},\"Disclosure\":true,\"Report\":{{\"ReportClass\":\"Content\",\"ReportType\":\"Malware\",\"MalwareFamily\":\"Emotet\",\"Date\":\"{}\",\"SourceType\":\"ip-address\",\"Source\":\"10.3.0.9\",\"SourcePort\":49152,\"DestinationIp\":\"198.51.100.7\",\"DestinationPort\":8080}}}}",
+        (chrono::Utc::now() - chrono::Duration::hours(2)).to_rfc3339()
+    );
+    let script = r#"
+import sys
+from email import policy
+from email.message import EmailMessage
+report, out = sys.argv[1], sys.argv[2]
+for cte in ("base64", "quoted-printable"):
+    m = EmailMessage()
+    m["From"] = "abuse@cert.example"
+    m["To"] = "abuse@isp.example"
+    m["Subject"] = "X-ARF abuse report"
+    m.set_content("貴社ネットワークからのマルウェア通信を報告します。", charset="iso-2022-jp")
+    m.add_attachment(report.encode(), maintype="application", subtype="json", cte=cte, filename="report.json")
+    open("%s/%s.eml" % (out, cte), "wb").write(m.as_bytes(policy=policy.SMTP))
+"#;
+    let out = Command::new(python())
+        .args(["-c", script, &report])
+        .arg(env.dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let b64 = env.dir.path().join("base64.eml");
+    let qp = env.dir.path().join("quoted-printable.eml");
+    let text = std::fs::read_to_string(&qp).unwrap();
+    assert!(
+        text.contains("Content-Transfer-Encoding: quoted-printable") && text.contains("=\r\n"),
+        "{text}"
+    );
+    assert!(!std::fs::read_to_string(&b64).unwrap().contains("Emotet"));
+    let ingest = |f: &std::path::Path| -> (u64, u64, u64) {
+        let v: Value =
+            serde_json::from_str(&env.ok(&["ingest", "-f", "xarf", "--json", f.to_str().unwrap()]))
+                .unwrap();
+        let n = |k: &str| v[k].as_u64().unwrap();
+        (n("events"), n("attributed"), n("duplicates"))
+    };
+    assert_eq!(ingest(&b64), (1, 1, 0));
+    assert_eq!(ingest(&qp), (0, 0, 1));
+    let e: Value = serde_json::from_str(&env.ok(&["events", "show", "1"])).unwrap();
+    assert_eq!(e["source.ip"], "10.3.0.9");
+    assert_eq!(e["source.port"], 49152);
+    assert_eq!(e["malware.name"], "emotet");
+    assert_eq!(e["feed.provider"], "Example CERT");
+    assert_eq!(e["raw"], report);
+}
