@@ -1,6 +1,6 @@
 //! X-ARF v4 abuse reports: the JSON report (`{"Version": "4",
 //! "ReporterInfo": {...}, "Report": {...}}`), alone or inside an abuse
-//! mail. A mail is taken apart by `mail-parser` (MIME parts, base64 and
+//! mail. A mail is taken apart by `mailparse` (MIME parts, base64 and
 //! quoted-printable, charsets, attached messages), and each part's decoded
 //! body is searched for JSON objects with a `Report` that start a line.
 //! Several reports in one input are read one after another. The raw record
@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, Read};
 
-use mail_parser::{Message, MessageParser, PartType};
+use mailparse::ParsedMail;
 
 /// Largest input read.
 const MAX_BYTES: u64 = 4 << 20;
@@ -65,7 +65,7 @@ fn bodies(raw: &[u8]) -> Vec<Vec<u8>> {
         return vec![raw.to_vec()];
     }
     let mut out = Vec::new();
-    if let Some(m) = MessageParser::default().parse(raw) {
+    if let Ok(m) = mailparse::parse_mail(raw) {
         collect(&m, &mut out, 0);
     }
     if out.is_empty() {
@@ -74,14 +74,32 @@ fn bodies(raw: &[u8]) -> Vec<Vec<u8>> {
     out
 }
 
-fn collect(m: &Message<'_>, out: &mut Vec<Vec<u8>>, depth: usize) {
-    for p in &m.parts {
-        match &p.body {
-            PartType::Text(t) | PartType::Html(t) => out.push(t.as_bytes().to_vec()),
-            PartType::Binary(b) | PartType::InlineBinary(b) => out.push(b.to_vec()),
-            PartType::Message(inner) if depth < MAX_NESTING => collect(inner, out, depth + 1),
-            PartType::Message(_) | PartType::Multipart(_) => {}
+/// The decoded bodies of a mail's leaf parts: text in its charset, other
+/// parts as their transfer encoding gives them; an attached message is
+/// opened in turn.
+fn collect(m: &ParsedMail<'_>, out: &mut Vec<Vec<u8>>, depth: usize) {
+    if !m.subparts.is_empty() {
+        for p in &m.subparts {
+            collect(p, out, depth);
         }
+        return;
+    }
+    let mime = m.ctype.mimetype.to_ascii_lowercase();
+    if mime == "message/rfc822" && depth < MAX_NESTING {
+        if let Ok(inner) = m.get_body_raw()
+            && let Ok(inner) = mailparse::parse_mail(&inner)
+        {
+            collect(&inner, out, depth + 1);
+        }
+        return;
+    }
+    let body = if mime.starts_with("text/") {
+        m.get_body().map(String::into_bytes)
+    } else {
+        m.get_body_raw()
+    };
+    if let Ok(b) = body {
+        out.push(b);
     }
 }
 
