@@ -26,6 +26,7 @@ pub async fn spawn(st: &ApiState) -> anyhow::Result<()> {
             timeout: sc.timeout.0,
             per_source_per_minute: sc.per_source_per_minute,
             telnet_ports: sc.telnet_ports.clone(),
+            ssh_ports: sc.ssh_ports.clone(),
         };
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let counters = std::sync::Arc::new(kanki_sensors::SensorCounters::default());

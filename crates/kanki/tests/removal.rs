@@ -1208,3 +1208,75 @@ fn cgnat_port_blocks_attribute_an_event_to_the_right_subscriber() {
         "{audit}"
     );
 }
+
+/// kanki's sensor on an SSH port, met by the real OpenSSH client: it
+/// records the client's identification line and the HASSH of its
+/// key-exchange offer (credentials would come later, encrypted), and the
+/// event is attributed like any other.
+#[test]
+fn the_sensor_records_an_ssh_client_s_banner_and_hassh() {
+    let port = free_port();
+    let env = Env::new(&format!(
+        "\n[sensor]\nlisten = [\"127.0.0.1:{port}\"]\nssh_ports = [{port}]\ntimeout = \"5s\"\n"
+    ));
+    env.directory(
+        "id,email,language,consent\nS4,s4@example.jp,en,no\n",
+        "S4,127.0.0.1,2024-01-01,\n",
+    );
+    let s = env.serve();
+    let ssh = need("ssh", "openssh-client");
+    let out = Command::new(&ssh)
+        .args(["-p", &port.to_string()])
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "LogLevel=ERROR",
+            "probe@127.0.0.1",
+            "true",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the sensor is no SSH server");
+    eventually(10, "the SSH event stored", || {
+        get_json(&s.api, "/api/v1/cases?subscriber=S4")["items"][0]["threat"] == "ssh"
+    });
+    let e = get_json(&s.api, "/api/v1/events/1");
+    assert_eq!(e["classification.identifier"], "ssh", "{e}");
+    let raw: Value = serde_json::from_str(e["raw"].as_str().unwrap()).unwrap();
+    let version =
+        String::from_utf8_lossy(&Command::new(&ssh).arg("-V").output().unwrap().stderr).to_string();
+    let banner = raw["ssh_client"].as_str().unwrap();
+    assert!(banner.starts_with("SSH-2.0-OpenSSH_"), "{raw}");
+    // The version `ssh -V` prints is the one in its banner.
+    let v = banner.trim_start_matches("SSH-2.0-OpenSSH_");
+    assert!(
+        version.contains(v.split(' ').next().unwrap()),
+        "{version} / {banner}"
+    );
+    // HASSH is of the key exchange the client offered: the kex algorithms
+    // `ssh -G` says it uses come first.
+    let algorithms = raw["hassh_algorithms"].as_str().unwrap();
+    let config = String::from_utf8_lossy(
+        &Command::new(&ssh)
+            .args(["-G", "127.0.0.1"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
+    let kex = config
+        .lines()
+        .find_map(|l| l.strip_prefix("kexalgorithms "))
+        .unwrap();
+    assert!(algorithms.starts_with(kex), "{algorithms} / {kex}");
+    assert_eq!(raw["hassh"].as_str().unwrap().len(), 32);
+    assert!(raw["username"].is_null() && raw["password"].is_null());
+}
