@@ -446,7 +446,8 @@ fn sinkhole_report(dir: &std::path::Path, rows: &[(&str, &str)]) -> String {
 /// address for any name but the allowed ones), sees the notice with its
 /// reference on the garden page, acknowledges it on the countermeasure
 /// site, and is let out at once; the one without consent or any address
-/// goes to the call list instead.
+/// goes to the call list instead; a consenting one with no address goes
+/// straight to the garden, and out when an operator closes the case.
 #[test]
 fn unacknowledged_notices_put_a_consenting_subscriber_in_the_walled_garden_until_acknowledged() {
     use common::resolvers::{dig, unbound_with_root_zone};
@@ -460,7 +461,7 @@ refresh_every = "100ms"
 [dns]
 listen = ["127.0.0.1:{dns}"]
 upstreams = ["127.0.0.1:{upstream}"]
-clients = ["127.0.0.2/32", "127.0.0.3/32"]
+clients = ["127.0.0.2/32", "127.0.0.3/32", "127.0.0.4/32"]
 warning_v4 = "192.0.2.80"
 garden_allow = ["clean.example.jp"]
 
@@ -480,8 +481,8 @@ garden_ground = "consent"
         "www.example.jp. A 10.0.0.7\nclean.example.jp. A 10.0.0.9\n",
     );
     env.directory(
-        "id,email,postal_address,language,consent\nS1,,東京都千代田区1-1,en,yes\nS2,,,ja,no\n",
-        "S1,127.0.0.2,2024-01-01,\nS2,127.0.0.3,2024-01-01,\n",
+        "id,email,postal_address,language,consent\nS1,,東京都千代田区1-1,en,yes\nS2,,,ja,no\nS3,,,ja,yes\n",
+        "S1,127.0.0.2,2024-01-01,\nS2,127.0.0.3,2024-01-01,\nS3,127.0.0.4,2024-01-01,\n",
     );
     let s = env.serve();
     let api = &s.api;
@@ -499,7 +500,11 @@ garden_ground = "consent"
 
     let report = sinkhole_report(
         env.dir.path(),
-        &[("127.0.0.2", "mirai"), ("127.0.0.3", "mirai")],
+        &[
+            ("127.0.0.2", "mirai"),
+            ("127.0.0.3", "mirai"),
+            ("127.0.0.4", "emotet"),
+        ],
     );
     env.ok(&["ingest", "-f", "shadowserver", &report]);
 
@@ -531,7 +536,8 @@ garden_ground = "consent"
         esc,
         [
             ("S1".into(), "walled-garden".into(), "active".into()),
-            ("S2".into(), "call-list".into(), "requested".into())
+            ("S2".into(), "call-list".into(), "requested".into()),
+            ("S3".into(), "walled-garden".into(), "active".into()),
         ]
     );
     // Entered through the audited garden path, under the configured ground.
@@ -621,6 +627,23 @@ garden_ground = "consent"
     // The case moved on: later runs do not put S1 back.
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert_eq!(ask("127.0.0.2", "www.example.jp"), "10.0.0.7");
+
+    // S3 (consenting, no address to write to) went straight to the
+    // garden; an operator closing the case (a false positive) lets S3 out.
+    assert_eq!(ask("127.0.0.4", "www.example.jp"), "192.0.2.80");
+    let s3 = get_json(api, "/api/v1/cases?subscriber=S3")["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let r = client()
+        .post(format!("{api}/api/v1/cases/{s3}/actions"))
+        .header("X-Kanki-Actor", "soc-carol")
+        .json(
+            &serde_json::json!({"action": "close", "reason": "false positive: a research scanner"}),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(ask("127.0.0.4", "www.example.jp"), "10.0.0.7");
 }
 
 /// A sinkhole report of `rows` distinct events (a day ago, a second apart)
