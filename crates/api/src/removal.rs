@@ -147,8 +147,12 @@ pub(crate) async fn case_action(
         }
     };
     let who = actor(&headers);
+    let garden = st.garden.clone();
     blocking(&st, move |k| {
-        Ok(Json(kanki_removal::case::act(&k.store, id, &action, &who)?))
+        let case = kanki_removal::case::act(k, id, &action, &who)?;
+        // Closing may have let the subscriber out of the walled garden.
+        garden.refresh(&k.store)?;
+        Ok(Json(case))
     })
     .await
 }

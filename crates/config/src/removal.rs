@@ -194,6 +194,11 @@ pub struct SensorConfig {
     /// Ports where the sensor plays a telnet login prompt and records the
     /// user name and password typed.
     pub telnet_ports: Vec<u16>,
+    /// Ports where the sensor plays an SSH server as far as the key
+    /// exchange: it records the client's identification line and the HASSH
+    /// of its key-exchange offer. Credentials come later, encrypted: only a
+    /// full SSH honeypot (Cowrie, whose logs kanki ingests) sees them.
+    pub ssh_ports: Vec<u16>,
 }
 
 impl Default for SensorConfig {
@@ -204,6 +209,7 @@ impl Default for SensorConfig {
             timeout: HumanDuration::secs(10),
             per_source_per_minute: 30,
             telnet_ports: vec![23, 2323],
+            ssh_ports: vec![22, 2222],
         }
     }
 }

@@ -296,7 +296,7 @@ pub fn cases(config: Config, c: CasesCommand) -> anyhow::Result<ExitCode> {
         CasesCommand::Release { id } => (id, Action::Release),
         CasesCommand::Close { id, reason } => (id, Action::Close(reason)),
     };
-    let case = kanki_removal::case::act(&kanki.store, action.0, &action.1, &operator())?;
+    let case = kanki_removal::case::act(&kanki, action.0, &action.1, &operator())?;
     println!(
         "case {}: {}{}",
         case.id,

@@ -64,8 +64,15 @@ impl SqliteBackend {
     pub(crate) fn open(path: &Path, options: &SqliteOptions) -> Result<Self> {
         #[cfg(feature = "mimalloc")]
         alloc::use_mimalloc();
-        let writer = Connection::open(path)
+        let mut writer = Connection::open(path)
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        // Every write transaction takes the write lock at BEGIN. A deferred
+        // one that reads first and then writes fails at once with "database
+        // is locked" when another process wrote meanwhile (SQLite cannot
+        // wait there without a deadlock); an immediate one waits its turn
+        // under busy_timeout. (Found with `kanki garden enter` while
+        // `kanki serve` flushed warning-page hits.)
+        writer.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Backend(format!(
