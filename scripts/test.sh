@@ -30,7 +30,9 @@ mkdir -p "$CARGO_TARGET_DIR"
 #   the RPZ tests run BIND, Unbound, PowerDNS Recursor and Knot Resolver;
 #   chromium, chromedriver (chromium-driver) and a Japanese font
 #   (fonts-ipafont-gothic): the warning page is loaded and clicked in
-#   headless Chromium, and its screenshots show the Japanese text.
+#   headless Chromium, and its screenshots show the Japanese text;
+#   openssl: the SMTP test makes a CA and a server certificate for aiosmtpd;
+#   ssh (openssh-client): the sensor test connects to its SSH port.
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 have named-checkzone || need+=(bind9-utils)
@@ -43,6 +45,8 @@ have pdns_recursor || need+=(pdns-recursor)
 have kresd || need+=(knot-resolver)
 have radclient || need+=(freeradius-utils)
 have sqlite3 || need+=(sqlite3)
+have openssl || need+=(openssl)
+have ssh || need+=(openssh-client)
 have chromium || need+=(chromium)
 have chromedriver || need+=(chromium-driver)
 [ -e /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || need+=(fonts-ipafont-gothic)

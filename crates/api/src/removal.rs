@@ -147,8 +147,12 @@ pub(crate) async fn case_action(
         }
     };
     let who = actor(&headers);
+    let garden = st.garden.clone();
     blocking(&st, move |k| {
-        Ok(Json(kanki_removal::case::act(&k.store, id, &action, &who)?))
+        let case = kanki_removal::case::act(k, id, &action, &who)?;
+        // Closing may have let the subscriber out of the walled garden.
+        garden.refresh(&k.store)?;
+        Ok(Json(case))
     })
     .await
 }
@@ -190,16 +194,26 @@ pub(crate) async fn set_escalation(
     .await
 }
 
-/// Acknowledgement by notice reference, for a helpdesk taking it by phone.
+/// Acknowledgement by notice reference, for a helpdesk taking it by phone:
+/// the same as the countermeasure site's, walled garden included.
 pub(crate) async fn acknowledge(
     State(st): State<ApiState>,
     Path(reference): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    use kanki_removal::site::Acknowledged;
+    let garden = st.garden.clone();
     blocking(&st, move |k| {
-        if kanki_removal::site::acknowledge(k, &reference)? {
-            Ok(Json(json!({ "acknowledged": reference })))
-        } else {
-            Err(kanki_store::StoreError::NotFound.into())
+        let reference = reference.trim().to_ascii_uppercase();
+        match kanki_removal::site::acknowledge(k, &reference, "")? {
+            Acknowledged::Case { left_garden } => {
+                if left_garden {
+                    garden.reload(&k.store)?;
+                }
+                Ok(Json(
+                    json!({ "acknowledged": reference, "left_walled_garden": left_garden }),
+                ))
+            }
+            _ => Err(kanki_store::StoreError::NotFound.into()),
         }
     })
     .await

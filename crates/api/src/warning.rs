@@ -131,7 +131,7 @@ pub(crate) async fn enter_garden(
     let garden = st.garden.clone();
     blocking(&st, move |k| {
         let record = k
-            .garden_enter(&change, b.notice.as_deref())
+            .garden_enter(&change, b.notice.as_deref(), None)
             .map_err(|e| match e {
                 ServiceError::Store(StoreError::NotFound) => {
                     ApiError(StatusCode::NOT_FOUND, format!("no subscriber {subscriber}"))

@@ -83,6 +83,9 @@ pub struct NoticesConfig {
     /// walled garden for subscribers who consent, else a letter and a
     /// call-list entry.
     pub escalate_after: u32,
+    /// The legal ground the removal loop puts a consenting subscriber in the
+    /// walled garden under (recorded in the audit log).
+    pub garden_ground: Ground,
     /// Base URL of the countermeasure site, as written in notices.
     pub site_url: String,
     /// A directory of templates overriding the built-in ones
@@ -106,6 +109,7 @@ impl Default for NoticesConfig {
             min_interval: HumanDuration::secs(7 * 86400),
             daily_capacity: 1000,
             escalate_after: 3,
+            garden_ground: Ground::Consent,
             site_url: "http://127.0.0.1:8080/countermeasures".into(),
             templates: None,
             max_attempts: 5,
@@ -134,6 +138,10 @@ pub struct SmtpConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     pub timeout: HumanDuration,
+    /// A PEM file of CA certificates trusted for the server's certificate
+    /// besides the built-in web roots (a relay with a private CA or a
+    /// self-signed certificate).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for SmtpConfig {
@@ -145,6 +153,7 @@ impl Default for SmtpConfig {
             username: None,
             password: None,
             timeout: HumanDuration::secs(30),
+            ca_file: None,
         }
     }
 }
@@ -185,6 +194,11 @@ pub struct SensorConfig {
     /// Ports where the sensor plays a telnet login prompt and records the
     /// user name and password typed.
     pub telnet_ports: Vec<u16>,
+    /// Ports where the sensor plays an SSH server as far as the key
+    /// exchange: it records the client's identification line and the HASSH
+    /// of its key-exchange offer. Credentials come later, encrypted: only a
+    /// full SSH honeypot (Cowrie, whose logs kanki ingests) sees them.
+    pub ssh_ports: Vec<u16>,
 }
 
 impl Default for SensorConfig {
@@ -195,6 +209,7 @@ impl Default for SensorConfig {
             timeout: HumanDuration::secs(10),
             per_source_per_minute: 30,
             telnet_ports: vec![23, 2323],
+            ssh_ports: vec![22, 2222],
         }
     }
 }

@@ -1,10 +1,15 @@
 //! X-ARF v4 abuse reports: the JSON report (`{"Version": "4",
 //! "ReporterInfo": {...}, "Report": {...}}`), alone or inside an abuse
-//! mail, where it is found as the first JSON object with a `Report` in the
-//! text (plain or quoted-printable-free parts; a base64-encoded part is
-//! not decoded). Several reports in one input are read one after another.
+//! mail. A mail is taken apart by `mailparse` (MIME parts, base64 and
+//! quoted-printable, charsets, attached messages), and each part's decoded
+//! body is searched for JSON objects with a `Report` that start a line.
+//! Several reports in one input are read one after another. The raw record
+//! kept is the report's JSON as decoded, so the same report sent again in
+//! another encoding is the same event.
 
 use std::io::{BufRead, Read};
+
+use mailparse::ParsedMail;
 
 /// Largest input read.
 const MAX_BYTES: u64 = 4 << 20;
@@ -36,10 +41,73 @@ pub fn parse_xarf(mut input: Box<dyn BufRead + Send>) -> Result<(Notes, Items), 
             "an X-ARF input larger than {MAX_BYTES} bytes: an abuse report is a mail, not a dump"
         )));
     }
-    let text = String::from_utf8_lossy(&text).into_owned();
     let mut items = Vec::new();
-    let mut at = 0;
     let mut n = 0u64;
+    for body in bodies(&text) {
+        n += reports_in(&String::from_utf8_lossy(&body), &mut items);
+    }
+    if n == 0 {
+        items.push(Item::Skipped(Skipped {
+            line: 1,
+            reason: "no X-ARF report (a JSON object with a Report) in the input".into(),
+        }));
+    }
+    Ok((Notes::default(), Box::new(items.into_iter().map(Ok))))
+}
+
+/// Attached messages opened at most this deep.
+const MAX_NESTING: usize = 8;
+
+/// The texts to search: the decoded body of each part of a mail, or the
+/// input itself when it is a bare report (or nothing a mail parser reads).
+fn bodies(raw: &[u8]) -> Vec<Vec<u8>> {
+    if raw.trim_ascii_start().starts_with(b"{") {
+        return vec![raw.to_vec()];
+    }
+    let mut out = Vec::new();
+    if let Ok(m) = mailparse::parse_mail(raw) {
+        collect(&m, &mut out, 0);
+    }
+    if out.is_empty() {
+        out.push(raw.to_vec());
+    }
+    out
+}
+
+/// The decoded bodies of a mail's leaf parts: text in its charset, other
+/// parts as their transfer encoding gives them; an attached message is
+/// opened in turn.
+fn collect(m: &ParsedMail<'_>, out: &mut Vec<Vec<u8>>, depth: usize) {
+    if !m.subparts.is_empty() {
+        for p in &m.subparts {
+            collect(p, out, depth);
+        }
+        return;
+    }
+    let mime = m.ctype.mimetype.to_ascii_lowercase();
+    if mime == "message/rfc822" && depth < MAX_NESTING {
+        if let Ok(inner) = m.get_body_raw()
+            && let Ok(inner) = mailparse::parse_mail(&inner)
+        {
+            collect(&inner, out, depth + 1);
+        }
+        return;
+    }
+    let body = if mime.starts_with("text/") {
+        m.get_body().map(String::into_bytes)
+    } else {
+        m.get_body_raw()
+    };
+    if let Ok(b) = body {
+        out.push(b);
+    }
+}
+
+/// Reads the reports in one text (each a JSON object with a `Report`,
+/// starting a line) into `items`; returns how many.
+fn reports_in(text: &str, items: &mut Vec<Item>) -> u64 {
+    let mut at = 0;
+    let mut n = 0;
     while let Some(off) = text[at..].find('{') {
         let start = at + off;
         // A report starts a line (a MIME part's body, or the input).
@@ -61,13 +129,7 @@ pub fn parse_xarf(mut input: Box<dyn BufRead + Send>) -> Result<(Notes, Items), 
             _ => at = start + 1,
         }
     }
-    if n == 0 {
-        items.push(Item::Skipped(Skipped {
-            line: 1,
-            reason: "no X-ARF report (a JSON object with a Report) in the input".into(),
-        }));
-    }
-    Ok((Notes::default(), Box::new(items.into_iter().map(Ok))))
+    n
 }
 
 fn report(v: &Value, raw: Vec<u8>, line: u64) -> Item {
@@ -155,6 +217,55 @@ mod tests {
         assert_eq!(e.class, "brute-force");
         assert_eq!(e.destination_port, Some(22));
         assert_eq!(e.feed_provider, "Reporter");
+    }
+
+    const REPORT: &str = "{\"Version\":\"4\",\"ReporterInfo\":{\"ReporterOrg\":\"Reporter\"},\"Report\":{\"ReportClass\":\"Activity\",\"ReportType\":\"Malware\",\"MalwareFamily\":\"Emotet\",\"Date\":\"2024-05-01T10:00:00Z\",\"SourceType\":\"ip-address\",\"Source\":\"192.0.2.45\",\"SourcePort\":49152}}";
+
+    fn events(input: &str) -> Vec<Event> {
+        let (_, items) =
+            parse_xarf(Box::new(std::io::Cursor::new(input.as_bytes().to_vec()))).unwrap();
+        items
+            .map(Result::unwrap)
+            .filter_map(|i| match i {
+                Item::Event(e) => Some(*e),
+                Item::Skipped(_) => None,
+            })
+            .collect()
+    }
+
+    fn mail(part_headers: &str, part_body: &str) -> String {
+        format!(
+            "From: abuse@reporter.example\r\nSubject: abuse report\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nPlease see the attached report.\r\n--b1\r\n{part_headers}\r\n\r\n{part_body}\r\n--b1--\r\n"
+        )
+    }
+
+    #[test]
+    fn reports_in_base64_and_quoted_printable_parts_are_the_same_event() {
+        // Base64 with line breaks every 76 characters, as mailers write it.
+        let b64 = data_encoding::BASE64_MIME.encode(REPORT.as_bytes());
+        let base64 = mail(
+            "Content-Type: application/json\r\nContent-Transfer-Encoding: base64",
+            &b64,
+        );
+        // Quoted-printable: `=` as =3D, and a soft line break in the middle.
+        let qp = REPORT.replace('=', "=3D");
+        let qp = format!("{}=\r\n{}", &qp[..60], &qp[60..]);
+        let quoted = mail(
+            "Content-Type: application/json; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable",
+            &qp,
+        );
+        // And attached as a whole message (message/rfc822), base64 inside.
+        let forwarded = mail("Content-Type: message/rfc822", &base64);
+        let mut seen = Vec::new();
+        for input in [&base64, &quoted, &forwarded, &REPORT.to_string()] {
+            let e = events(input);
+            assert_eq!(e.len(), 1, "{input}");
+            assert_eq!(e[0].source_ip.to_string(), "192.0.2.45");
+            assert_eq!(e[0].malware.as_deref(), Some("emotet"));
+            assert_eq!(e[0].class, "infected-system");
+            seen.push(e[0].key());
+        }
+        assert!(seen.windows(2).all(|w| w[0] == w[1]), "one report, one key");
     }
 
     #[test]

@@ -192,6 +192,7 @@ pub fn notices(n: usize, r: &Report) -> anyhow::Result<()> {
             page_url: format!("https://isp.example/countermeasures/{family}"),
             ack_url: "https://isp.example/countermeasures/ack?reference=K".into(),
             notice_number: 1 + i as u64 % 3,
+            unacknowledged: i as u64 % 3,
         };
         let lang = if i % 2 == 0 { "ja" } else { "en" };
         let out = templates.render(lang, &ctx)?;

@@ -296,7 +296,7 @@ pub fn cases(config: Config, c: CasesCommand) -> anyhow::Result<ExitCode> {
         CasesCommand::Release { id } => (id, Action::Release),
         CasesCommand::Close { id, reason } => (id, Action::Close(reason)),
     };
-    let case = kanki_removal::case::act(&kanki.store, action.0, &action.1, &operator())?;
+    let case = kanki_removal::case::act(&kanki, action.0, &action.1, &operator())?;
     println!(
         "case {}: {}{}",
         case.id,
@@ -354,7 +354,7 @@ pub fn notices(config: Config, c: NoticesCommand) -> anyhow::Result<ExitCode> {
                 println!("dry run: nothing was sent or changed");
             }
             println!(
-                "notices: {} mailed, {} letters queued, {} to retry, {} failed, {} bounced; {} escalated, {} deferred by the daily capacity, {} held, {} without contact; cases: {} quiet, {} resolved",
+                "notices: {} mailed, {} letters queued, {} to retry, {} failed, {} bounced; {} escalated ({} into the walled garden), {} deferred by the daily capacity, {} held, {} without contact; cases: {} quiet, {} resolved",
                 if dry_run {
                     s.notices
                         .iter()
@@ -375,6 +375,14 @@ pub fn notices(config: Config, c: NoticesCommand) -> anyhow::Result<ExitCode> {
                 s.failed,
                 s.bounced,
                 s.escalated,
+                if dry_run {
+                    s.notices
+                        .iter()
+                        .filter(|n| n.channel == kanki_store::Channel::Garden)
+                        .count() as u64
+                } else {
+                    s.gardened
+                },
                 s.deferred_by_capacity,
                 s.held,
                 s.no_contact,

@@ -26,6 +26,7 @@ pub async fn spawn(st: &ApiState) -> anyhow::Result<()> {
             timeout: sc.timeout.0,
             per_source_per_minute: sc.per_source_per_minute,
             telnet_ports: sc.telnet_ports.clone(),
+            ssh_ports: sc.ssh_ports.clone(),
         };
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let counters = std::sync::Arc::new(kanki_sensors::SensorCounters::default());
@@ -130,6 +131,7 @@ async fn notice_loop(st: ApiState) {
                 mailed = s.mails_sent,
                 letters = s.letters_queued,
                 escalated = s.escalated,
+                gardened = s.gardened,
                 retry = s.retry_later,
                 failed = s.failed,
                 bounced = s.bounced,
@@ -155,31 +157,68 @@ fn format_of(name: &str) -> kanki_events::Format {
     }
 }
 
+/// Whether a file in the watched directory is complete: a writer puts a
+/// file in under a hidden or partial name (`.x`, `*.part`, `*.tmp`) and
+/// renames it when done.
+fn complete(path: &Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.is_file() && !name.starts_with('.') && !name.ends_with(".part") && !name.ends_with(".tmp")
+}
+
+/// `dir/name`, or `dir/name.N` when a file of that name is there already
+/// (the same name dropped again).
+fn free_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
+    let first = dir.join(name);
+    let mut to = first.clone();
+    let mut n = 1;
+    while to.exists() {
+        to = PathBuf::from(format!("{}.{n}", first.display()));
+        n += 1;
+    }
+    to
+}
+
+/// Ingests each complete file dropped in `dir`, then moves it to `done/`
+/// with its summary beside it (`NAME.summary.json`: events, skipped lines
+/// with their reasons, unknown columns), or to `failed/` with the reason
+/// (`NAME.error.txt`). A file is moved only after its ingest finished, so
+/// after a crash it is still there and is ingested again: events already
+/// stored are recognized by their keys and nothing is doubled.
 async fn watch_loop(st: ApiState, dir: PathBuf) {
     loop {
-        let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map(|rd| {
                 rd.flatten()
                     .map(|e| e.path())
-                    .filter(|p| p.is_file())
+                    .filter(|p| complete(p))
                     .collect()
             })
             .unwrap_or_default();
+        files.sort();
         for path in files {
             let st2 = st.clone();
             let p = path.clone();
             let done = tokio::task::spawn_blocking(move || ingest_file(&st2, &p)).await;
-            let ok = matches!(done, Ok(Ok(_)));
-            match done {
+            let (to_dir, report, text) = match done {
                 Ok(Ok(s)) => {
-                    tracing::info!(file = %path.display(), events = s.events, attributed = s.attributed, skipped = s.skipped.total(), "ingested")
+                    tracing::info!(file = %path.display(), events = s.events, duplicates = s.duplicates, attributed = s.attributed, skipped = s.skipped.total(), "ingested");
+                    let json = serde_json::to_string_pretty(&s).unwrap_or_default();
+                    ("done", "summary.json", json)
                 }
-                Ok(Err(e)) => tracing::error!(file = %path.display(), error = %e, "ingest failed"),
-                Err(e) => tracing::error!(file = %path.display(), error = %e, "ingest panicked"),
+                Ok(Err(e)) => {
+                    tracing::error!(file = %path.display(), error = %e, "ingest failed");
+                    ("failed", "error.txt", format!("{e}\n"))
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "ingest panicked");
+                    ("failed", "error.txt", format!("the ingest stopped: {e}\n"))
+                }
+            };
+            let to = free_name(&dir.join(to_dir), path.file_name().unwrap_or_default());
+            let beside = PathBuf::from(format!("{}.{report}", to.display()));
+            if let Err(e) = std::fs::write(&beside, text) {
+                tracing::error!(file = %beside.display(), error = %e, "cannot write an ingest report");
             }
-            let to = dir
-                .join(if ok { "done" } else { "failed" })
-                .join(path.file_name().unwrap_or_default());
             if let Err(e) = std::fs::rename(&path, &to) {
                 tracing::error!(file = %path.display(), error = %e, "cannot move an ingested file");
             }

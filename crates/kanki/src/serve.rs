@@ -112,7 +112,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let w = kanki_warning::Warning::new(shared, counters);
             // The countermeasure site, reachable from the walled garden
             // under every name.
-            let site = kanki_removal::site::router(kanki.clone());
+            let gardened: kanki_removal::site::GardenedClient = {
+                let w = w.clone();
+                Arc::new(move |client| w.gardened(client))
+            };
+            let site = kanki_removal::site::router(kanki.clone(), garden.clone(), Some(gardened));
             kanki_warning::spawn(w.clone(), site).await?;
             Some(w)
         }
@@ -156,10 +160,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
     tracing::info!(%listen, elapsed_ms = started.elapsed().as_millis() as u64, "kanki serving the API");
-    // The countermeasure site, until the warning server mounts it.
+    // The countermeasure site also here, for notices whose site_url points at the API server.
     let app = kanki_api::router(state.clone()).nest(
         "/countermeasures",
-        kanki_removal::site::router(kanki.clone()),
+        kanki_removal::site::router(kanki.clone(), garden.clone(), None),
     );
     crate::removal_serve::spawn(&state).await?;
     axum::serve(listener, app)

@@ -67,7 +67,7 @@ pub fn garden(config: Config, c: GardenCommand) -> anyhow::Result<ExitCode> {
     match c {
         GardenCommand::Enter { change, notice } => {
             let c = change.change();
-            match kanki.garden_enter(&c, notice.as_deref()) {
+            match kanki.garden_enter(&c, notice.as_deref(), None) {
                 Ok(Some(r)) => println!(
                     "{} is in the walled garden (audit record {}); kanki serve follows within directory.refresh_every",
                     c.subscriber, r.seq

@@ -8,15 +8,13 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::resolvers::{dig, metric, spawn};
-use common::{Env, eventually, free_port, need};
+use common::resolvers::{dig, metric, unbound_with_root_zone};
+use common::{Env, eventually, free_port};
 
 #[test]
 fn consenting_subscribers_are_warned_others_get_the_upstream_answer() {
-    let unbound_bin = need("unbound", "unbound");
     let dns_port = free_port();
     let unbound_port = free_port();
     // Nothing listens here: the front must fail over to Unbound.
@@ -42,34 +40,11 @@ listen = "127.0.0.1:{page_port}"
     ));
     let dir = env.dir.path();
     // Unbound, authoritative for a private root zone.
-    let ub = dir.join("unbound");
-    fs::create_dir_all(&ub).unwrap();
-    fs::write(
-        ub.join("root.zone"),
-        "$TTL 300\n. IN SOA localhost. hostmaster.localhost. 1 300 60 604800 60\n. IN NS localhost.\n\
-         localhost. A 127.0.0.1\nbad.example. A 10.0.0.1\nwww.bad.example. A 10.0.0.1\n\
-         www.bad.example. AAAA 2001:db8::1\nclean.example. A 10.0.0.9\n",
-    )
-    .unwrap();
-    fs::write(
-        ub.join("unbound.conf"),
-        format!(
-            "server:\n  interface: 127.0.0.1\n  port: {unbound_port}\n  do-daemonize: no\n  \
-             use-syslog: no\n  logfile: \"\"\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  \
-             pidfile: \"{d}/unbound.pid\"\n  access-control: 127.0.0.0/8 allow\n  \
-             do-not-query-localhost: no\n\
-             auth-zone:\n  name: \".\"\n  zonefile: \"{d}/root.zone\"\n  for-upstream: yes\n  for-downstream: yes\n",
-            d = ub.display()
-        ),
-    )
-    .unwrap();
-    let _unbound = spawn(
-        "unbound",
+    let _unbound = unbound_with_root_zone(
         dir,
-        Command::new(&unbound_bin)
-            .arg("-d")
-            .arg("-c")
-            .arg(ub.join("unbound.conf")),
+        unbound_port,
+        "bad.example. A 10.0.0.1\nwww.bad.example. A 10.0.0.1\n\
+         www.bad.example. AAAA 2001:db8::1\nclean.example. A 10.0.0.9\n",
     );
 
     // S1 (127.0.0.1) consents, S2 (127.0.0.2) does not; 127.0.0.3 is

@@ -496,6 +496,9 @@ fn the_walled_garden_shows_its_notice_and_how_to_leave_and_is_audited() {
     let f = Front::start("");
     let (s1, s2) = (browser("127.0.0.2"), browser("127.0.0.3"));
     let api = f.api();
+    // A proceed token S1 got on the warning page before entering.
+    let bad = f.url("bad.example", "/payload.exe");
+    let early_token = token(&page(&s1, &bad, "en").1);
     let out = f.env.ok(&[
         "garden",
         "enter",
@@ -546,7 +549,6 @@ fn the_walled_garden_shows_its_notice_and_how_to_leave_and_is_audited() {
     assert!(!site.contains("id=\"garden\""), "{site}");
     // A listed name from inside: the garden, with why the name is listed,
     // and no way to proceed.
-    let bad = f.url("bad.example", "/payload.exe");
     let (_, gb) = page(&s1, &bad, "en");
     assert!(
         gb.contains("id=\"garden\"")
@@ -558,7 +560,7 @@ fn the_walled_garden_shows_its_notice_and_how_to_leave_and_is_audited() {
         &s1,
         &f.url("bad.example", "/_kanki/proceed"),
         &f.origin("bad.example"),
-        &[("path", "/payload.exe"), ("token", &token(&gb))],
+        &[("path", "/payload.exe"), ("token", &early_token)],
     );
     assert_eq!(r.status(), 303);
     assert_eq!(
@@ -567,20 +569,27 @@ fn the_walled_garden_shows_its_notice_and_how_to_leave_and_is_audited() {
         "no pass out of the garden"
     );
 
-    // "I have cleaned my machine": recorded for the operator.
+    // "I have cleaned my machine" goes to the countermeasure site's one
+    // route; with no notice reference (an operator put S1 here) it is a
+    // leave request for the operator. Not from another site.
+    let action = attr_after(&g, "id=\"cleaned\"", "action");
+    assert_eq!(action, "/countermeasures/ack?lang=ja");
+    let note = [("note", "ウイルス対策ソフトで駆除しました")];
     let r = post(
         &s1,
-        &f.url("good.example", "/_kanki/cleaned"),
+        &f.url("good.example", &action),
+        "http://evil.example",
+        &note,
+    );
+    assert_eq!(r.status(), 403);
+    let r = post(
+        &s1,
+        &f.url("good.example", &action),
         &f.origin("good.example"),
-        &[
-            ("path", "/"),
-            ("token", &token(&g)),
-            ("lang", "ja"),
-            ("note", "ウイルス対策ソフトで駆除しました"),
-        ],
+        &note,
     );
     assert_eq!(r.status(), 200);
-    assert!(r.text().unwrap().contains("id=\"cleaned-thanks\""));
+    assert!(r.text().unwrap().contains("id=\"leave-requested\""));
     let garden = api_get(api, "/api/v1/garden");
     assert_eq!(garden[0]["subscriber"], "S1");
     assert_eq!(garden[0]["ground"], "emergency-evacuation");
@@ -962,7 +971,8 @@ fn the_page_works_in_headless_chromium_in_both_languages() {
     );
 
     // The walled garden: the browser's subscriber (S3) is put inside; any
-    // name shows the notice, and "I have cleaned my machine" is recorded.
+    // name shows the notice, and "I have cleaned my machine" (on the
+    // countermeasure site, no reference) is recorded for the operator.
     let r = client()
         .post(format!("{}/api/v1/garden/S3", f.api()))
         .json(
@@ -978,7 +988,7 @@ fn the_page_works_in_headless_chromium_in_both_languages() {
     s.screenshot("warning-page-garden.png");
     s.type_into("#cleaned-note", "駆除ツールを実行しました");
     s.click("#send-cleaned");
-    s.wait_for("#cleaned-thanks");
+    s.wait_for("#leave-requested");
     let garden = api_get(f.api(), "/api/v1/garden");
     assert_eq!(garden[0]["leave_request_note"], "駆除ツールを実行しました");
 }

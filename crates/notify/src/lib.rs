@@ -1,6 +1,8 @@
 //! Delivery of notices: SMTP mail through `lettre` (plain, STARTTLS or
-//! TLS, with authentication), and letter exports ready for a postal mail
-//! merge. Rendering and deciding what to send belong to the removal part.
+//! TLS from the first byte, with authentication; the server's certificate
+//! checked against the web roots and `smtp.ca_file`), and letter exports
+//! ready for a postal mail merge. Rendering and deciding what to send
+//! belong to the removal part.
 
 use std::io::Write;
 use std::time::Duration;
@@ -8,6 +10,7 @@ use std::time::Duration;
 use kanki_config::{SmtpConfig, SmtpTls};
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{Message, SmtpTransport, Transport};
 
 /// Why a mail was not delivered.
@@ -43,11 +46,23 @@ impl Mailer {
             ),
             None => (c.server.as_str(), 25),
         };
-        let builder = match c.tls {
-            SmtpTls::None => SmtpTransport::builder_dangerous(host),
-            SmtpTls::Starttls => SmtpTransport::starttls_relay(host).map_err(|e| e.to_string())?,
-            SmtpTls::Tls => SmtpTransport::relay(host).map_err(|e| e.to_string())?,
+        let tls = || -> Result<TlsParameters, String> {
+            let mut b = TlsParameters::builder(host.to_string());
+            if let Some(f) = &c.ca_file {
+                let bad = |e: &dyn std::fmt::Display| format!("smtp.ca_file {}: {e}", f.display());
+                let pem = std::fs::read(f).map_err(|e| bad(&e))?;
+                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                    return Err(bad(&"no PEM certificate in it"));
+                }
+                b = b.add_root_certificate(Certificate::from_pem(&pem).map_err(|e| bad(&e))?);
+            }
+            b.build_rustls().map_err(|e| format!("smtp: {e}"))
         };
+        let builder = SmtpTransport::builder_dangerous(host).tls(match c.tls {
+            SmtpTls::None => Tls::None,
+            SmtpTls::Starttls => Tls::Required(tls()?),
+            SmtpTls::Tls => Tls::Wrapper(tls()?),
+        });
         let mut builder = builder.port(port).timeout(Some(c.timeout.0));
         if let (Some(u), Some(p)) = (&c.username, &c.password) {
             builder = builder.credentials(Credentials::new(u.clone(), p.clone()));

@@ -323,7 +323,13 @@ fn build_request(seq: u64, identifier: u8, secret: &[u8]) -> Vec<u8> {
         let _ = w.ipv6_prefix(attr::DELEGATED_IPV6_PREFIX, net);
     }
     let _ = w.attribute(attr::CLASS, &session.to_be_bytes());
-    let _ = w.u32(attr::EVENT_TIMESTAMP, now);
+    // As a NAS reports a session: the Interim-Update 300 s after the Start
+    // and the Stop 300 s later, each with its Acct-Session-Time, so all
+    // three date the same start (sent at once, so dated in the past).
+    let _ = w.u32(
+        attr::EVENT_TIMESTAMP,
+        now.saturating_sub(600) + 300 * (seq % 3) as u32,
+    );
     let _ = w.u32(attr::ACCT_DELAY_TIME, 0);
     if status != 1 {
         let _ = w.u32(attr::ACCT_SESSION_TIME, 300 * (seq % 3) as u32);

@@ -171,6 +171,19 @@ async fn radclient_send(
     .unwrap()
 }
 
+/// A counter's value once it reaches `want`, or after 2 s. Answers are
+/// counted after they are sent, so a client can read its answer a moment
+/// before the count moves.
+async fn settled(counter: &std::sync::atomic::AtomicU64, want: u64) -> u64 {
+    for _ in 0..200 {
+        if counter.load(SeqCst) == want {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    counter.load(SeqCst)
+}
+
 fn session(e: &BindingEvent) -> &SessionEvent {
     match e {
         BindingEvent::Session(s) => s,
@@ -263,7 +276,7 @@ async fn start_interim_stop_and_nas_reboot() {
 
     let c = &srv.counters;
     assert_eq!(c.received.load(SeqCst), 5);
-    assert_eq!(c.answered.load(SeqCst), 5);
+    assert_eq!(settled(&c.answered, 5).await, 5);
     assert_eq!(c.events.load(SeqCst), 5);
     assert_eq!(c.dropped_total(), 0);
     srv.stop().await;
@@ -393,7 +406,7 @@ async fn retransmission_after_answer_is_answered_from_the_cache() {
     assert!(p.verify_accounting_response(&request[4..20].try_into().unwrap(), SECRET.as_bytes()));
     assert_eq!(srv.sink.events().len(), 1);
     assert_eq!(srv.counters.duplicates.load(SeqCst), 1);
-    assert_eq!(srv.counters.answered.load(SeqCst), 2);
+    assert_eq!(settled(&srv.counters.answered, 2).await, 2);
     srv.stop().await;
 }
 

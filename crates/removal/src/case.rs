@@ -236,20 +236,18 @@ impl Action {
     }
 }
 
-/// Applies an operator's action, recorded in the case's history.
+/// Applies an operator's action, recorded in the case's history. Closing a
+/// case the removal loop put in the walled garden lets the subscriber out.
 pub fn act(
-    store: &kanki_store::Store,
+    kanki: &kanki_service::Kanki,
     id: i64,
     action: &Action,
     actor: &str,
-) -> Result<Case, StoreError> {
+) -> Result<Case, kanki_service::ServiceError> {
     if let Some(r) = action.reason()
         && r.trim().is_empty()
     {
-        return Err(StoreError::Invalid(format!(
-            "{} needs a reason",
-            action.name()
-        )));
+        return Err(StoreError::Invalid(format!("{} needs a reason", action.name())).into());
     }
     let now = Utc::now();
     let change = kanki_store::CaseChange {
@@ -257,7 +255,7 @@ pub fn act(
         action: action.name(),
         reason: action.reason(),
     };
-    store.removal().update_case(
+    let case = kanki.store.removal().update_case(
         id,
         &change,
         &mut |c| match action {
@@ -267,5 +265,9 @@ pub fn act(
             Action::Close(r) => close(c, r, now),
         },
         now,
-    )
+    )?;
+    if let Action::Close(r) = action {
+        crate::escalation::release(kanki, &case, actor, &format!("case {id} closed: {r}"), now)?;
+    }
+    Ok(case)
 }

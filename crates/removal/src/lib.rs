@@ -4,6 +4,7 @@
 //! See `docs/operator-guide.md` ("Removal").
 
 pub mod case;
+pub mod escalation;
 pub mod ingest;
 pub mod notice;
 pub mod outcomes;

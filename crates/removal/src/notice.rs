@@ -1,7 +1,7 @@
 //! Notices: rendering from templates per class and family (Japanese and
 //! English), deciding what is due under the throttles, delivery by mail
-//! with retries, letters for the post, and escalation when notices go
-//! unacknowledged.
+//! with retries, and letters for the post. Escalation, when notices go
+//! unacknowledged, is [`crate::escalation`]'s.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,12 +10,12 @@ use chrono::{DateTime, Duration, Utc};
 use kanki_notify::{Attempt, Mail, Mailer};
 use kanki_service::{Kanki, ServiceError};
 use kanki_store::{
-    Case, CaseChange, CaseFilter, CaseState, Channel, Delivery, EscalationKind, NewNotice, Notice,
-    NoticeStatus, StoredEvent,
+    Case, CaseChange, CaseFilter, CaseState, Channel, Delivery, NewNotice, Notice, NoticeStatus,
+    StoredEvent,
 };
 use serde::Serialize;
 
-use crate::case;
+use crate::{case, escalation};
 
 /// The built-in templates: `{language}/{name}.txt`, the first line
 /// `Subject: ...`, a blank line, the body.
@@ -54,6 +54,14 @@ const BUILTIN: &[(&str, &str)] = &[
     ),
     ("ja/mirai.txt", include_str!("../templates/ja/mirai.txt")),
     ("en/mirai.txt", include_str!("../templates/en/mirai.txt")),
+    (
+        "ja/walled-garden.txt",
+        include_str!("../templates/ja/walled-garden.txt"),
+    ),
+    (
+        "en/walled-garden.txt",
+        include_str!("../templates/en/walled-garden.txt"),
+    ),
 ];
 
 /// What a template sees.
@@ -75,6 +83,8 @@ pub struct NoticeContext {
     pub ack_url: String,
     /// 1 for the first notice of the case.
     pub notice_number: u64,
+    /// Notices since the last acknowledgement, before this one.
+    pub unacknowledged: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -134,11 +144,27 @@ impl Templates {
     /// Renders with the most specific template: the family's, the class's,
     /// the default, in `language` (else Japanese).
     pub fn render(&self, language: &str, ctx: &NoticeContext) -> Result<Rendered, ServiceError> {
+        self.render_first(
+            language,
+            &[ctx.family.as_str(), ctx.class.as_str(), "default"],
+            ctx,
+        )
+    }
+
+    /// Renders with the first of the templates `names` there is.
+    pub fn render_first(
+        &self,
+        language: &str,
+        names: &[&str],
+        ctx: &NoticeContext,
+    ) -> Result<Rendered, ServiceError> {
         let lang = if language == "en" { "en" } else { "ja" };
-        let t = [ctx.family.as_str(), ctx.class.as_str(), "default"]
+        let t = names
             .iter()
             .find_map(|n| self.env.get_template(&format!("{lang}/{n}.txt")).ok())
-            .ok_or_else(|| ServiceError::Invalid(format!("no {lang}/default.txt template")))?;
+            .ok_or_else(|| {
+                ServiceError::Invalid(format!("no {lang}/{}.txt template", names.join("|")))
+            })?;
         let text = t
             .render(ctx)
             .map_err(|e| ServiceError::Invalid(format!("template {}: {e}", t.name())))?;
@@ -214,6 +240,7 @@ pub fn context(
         page_url: format!("{site}/{}", url_segment(&case.threat)),
         ack_url: format!("{site}/ack?reference={reference}"),
         notice_number: case.notices + 1,
+        unacknowledged: case.unacknowledged,
     }
 }
 
@@ -256,6 +283,8 @@ pub struct SendSummary {
     /// Mails to retry later.
     pub retry_later: u64,
     pub escalated: u64,
+    /// Subscribers put in the walled garden.
+    pub gardened: u64,
     /// Cases due whose notice waits for tomorrow's capacity.
     pub deferred_by_capacity: u64,
     pub held: u64,
@@ -312,7 +341,7 @@ pub fn send_due(
                         "no events for the resolution period"
                     }),
                 };
-                r.update_case(
+                let c = r.update_case(
                     c.id,
                     &change,
                     &mut |x| {
@@ -323,12 +352,28 @@ pub fn send_due(
                     },
                     now,
                 )?;
+                // Verified clean: out of the walled garden, if the loop put them there.
+                if c.state == CaseState::Resolved {
+                    escalation::release(
+                        kanki,
+                        &c,
+                        "removal",
+                        "re-observation: no events for the resolution period",
+                        now,
+                    )?;
+                }
             }
         }
     }
-    if !dry_run && let Some(m) = mailer {
+    if !dry_run {
+        // Mails to retry, and walled-garden notices to put up (new ones
+        // below, or left by a run that stopped half-way).
         for n in r.notices_due(now)? {
-            deliver(kanki, m, &n, now, &mut sum)?;
+            match (n.channel, mailer) {
+                (Channel::Mail, Some(m)) => deliver(kanki, m, &n, now, &mut sum)?,
+                (Channel::Garden, _) => escalation::into_garden(kanki, &n, now, &mut sum)?,
+                _ => {}
+            }
         }
     }
     let mut capacity =
@@ -352,16 +397,17 @@ pub fn send_due(
             if last + min_interval > now {
                 continue;
             }
-            if c.unacknowledged >= cfg.escalate_after as u64 {
-                escalate(kanki, &c, dry_run, now, &mut sum)?;
-                continue;
-            }
+        }
+        let sub = kanki.store.directory().get_subscriber(&c.subscriber)?;
+        if c.state == CaseState::Notified && c.unacknowledged >= cfg.escalate_after as u64 {
+            escalation::escalate(kanki, &templates, &c, sub.as_ref(), dry_run, now, &mut sum)?;
+            continue;
         }
         if capacity == 0 {
             sum.deferred_by_capacity += 1;
             continue;
         }
-        let Some(sub) = kanki.store.directory().get_subscriber(&c.subscriber)? else {
+        let Some(sub) = sub else {
             sum.no_contact += 1;
             continue;
         };
@@ -369,54 +415,111 @@ pub fn send_due(
             (Some(e), _) if !e.is_empty() => (Channel::Mail, Some(e.clone())),
             (_, Some(p)) if !p.is_empty() => (Channel::Letter, Some(p.clone())),
             _ => {
+                // Nobody to write to: straight to the walled garden (with
+                // consent) or the call list.
                 sum.no_contact += 1;
-                escalate(kanki, &c, dry_run, now, &mut sum)?;
+                escalation::escalate(kanki, &templates, &c, Some(&sub), dry_run, now, &mut sum)?;
                 continue;
             }
         };
-        let reference = new_reference();
-        let events = r.case_events(c.id, 5)?;
-        let rendered = templates.render(&sub.language, &context(kanki, &c, &events, &reference))?;
         capacity -= 1;
-        sum.notices.push(Planned {
-            case_id: c.id,
-            subscriber: c.subscriber.clone(),
+        let draft = Draft {
             channel,
-            recipient: recipient.clone(),
-            reference: reference.clone(),
-            subject: rendered.subject.clone(),
-            body: rendered.body.clone(),
-        });
-        if dry_run {
-            continue;
-        }
-        let notice = r.record_notice(
-            &NewNotice {
-                reference,
-                case_id: c.id,
-                subscriber: c.subscriber.clone(),
-                channel,
-                language: sub.language.clone(),
-                recipient,
-                subject: rendered.subject,
-                body: rendered.body,
-                status: NoticeStatus::Queued,
-            },
-            &CaseChange {
-                actor: "removal",
-                action: "notice",
-                reason: Some(channel.as_str()),
-            },
+            recipient,
+            language: &sub.language,
+            template: None,
+        };
+        let change = CaseChange {
+            actor: escalation::ACTOR,
+            action: "notice",
+            reason: Some(channel.as_str()),
+        };
+        let written = write_notice(
+            kanki,
+            &templates,
+            &c,
+            draft,
+            &change,
             &mut |x| case::on_notice(x, now),
+            dry_run,
             now,
+            &mut sum,
         )?;
+        let Some(notice) = written else {
+            continue;
+        };
         match (channel, mailer) {
             (Channel::Mail, Some(m)) => deliver(kanki, m, &notice, now, &mut sum)?,
             (Channel::Mail, None) => sum.retry_later += 1,
             (Channel::Letter, _) => sum.letters_queued += 1,
+            // Only escalation puts up a garden notice.
+            (Channel::Garden, _) => {}
         }
     }
     Ok(sum)
+}
+
+/// A notice to write about a case.
+pub(crate) struct Draft<'a> {
+    pub channel: Channel,
+    pub recipient: Option<String>,
+    pub language: &'a str,
+    /// The template by name; `None`: the most specific for the case.
+    pub template: Option<&'a str>,
+}
+
+/// Renders a notice with a fresh reference and lists it in the summary;
+/// unless `dry_run`, stores it queued together with the case as `f`
+/// changes it, and returns it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn write_notice(
+    kanki: &Kanki,
+    templates: &Templates,
+    c: &Case,
+    d: Draft<'_>,
+    change: &CaseChange<'_>,
+    f: &mut dyn FnMut(&mut Case),
+    dry_run: bool,
+    now: DateTime<Utc>,
+    sum: &mut SendSummary,
+) -> Result<Option<Notice>, ServiceError> {
+    let r = kanki.store.removal();
+    let reference = new_reference();
+    let events = r.case_events(c.id, 5)?;
+    let ctx = context(kanki, c, &events, &reference);
+    let rendered = match d.template {
+        Some(name) => templates.render_first(d.language, &[name], &ctx)?,
+        None => templates.render(d.language, &ctx)?,
+    };
+    sum.notices.push(Planned {
+        case_id: c.id,
+        subscriber: c.subscriber.clone(),
+        channel: d.channel,
+        recipient: d.recipient.clone(),
+        reference: reference.clone(),
+        subject: rendered.subject.clone(),
+        body: rendered.body.clone(),
+    });
+    if dry_run {
+        return Ok(None);
+    }
+    let notice = r.record_notice(
+        &NewNotice {
+            reference,
+            case_id: c.id,
+            subscriber: c.subscriber.clone(),
+            channel: d.channel,
+            language: d.language.to_string(),
+            recipient: d.recipient,
+            subject: rendered.subject,
+            body: rendered.body,
+            status: NoticeStatus::Queued,
+        },
+        change,
+        f,
+        now,
+    )?;
+    Ok(Some(notice))
 }
 
 /// One delivery attempt of a queued mail notice.
@@ -476,53 +579,6 @@ fn deliver(
     Ok(())
 }
 
-/// Escalates a case whose notices went unacknowledged: the walled garden
-/// for a subscriber whose consent covers it, else a letter and a call.
-fn escalate(
-    kanki: &Kanki,
-    c: &Case,
-    dry_run: bool,
-    now: DateTime<Utc>,
-    sum: &mut SendSummary,
-) -> Result<(), ServiceError> {
-    sum.escalated += 1;
-    if dry_run {
-        return Ok(());
-    }
-    let consents = kanki
-        .store
-        .directory()
-        .get_subscriber(&c.subscriber)?
-        .is_some_and(|s| s.consent);
-    let kinds: &[EscalationKind] = if consents {
-        &[EscalationKind::WalledGarden]
-    } else {
-        &[EscalationKind::Letter, EscalationKind::CallList]
-    };
-    let reason = format!(
-        "{} notices about {} unacknowledged",
-        c.unacknowledged, c.threat
-    );
-    let r = kanki.store.removal();
-    for &k in kinds {
-        r.request_escalation(c.id, &c.subscriber, k, &reason, now)?;
-    }
-    r.update_case(
-        c.id,
-        &CaseChange {
-            actor: "removal",
-            action: "escalate",
-            reason: Some(&reason),
-        },
-        &mut |x| {
-            case::on_escalated(x, now);
-            Ok(())
-        },
-        now,
-    )?;
-    Ok(())
-}
-
 /// Writes the letters waiting for the post to `path` (atomically) and
 /// marks them exported. Returns how many.
 pub fn export_letters(kanki: &Kanki, path: &Path) -> Result<u64, ServiceError> {
@@ -574,6 +630,7 @@ mod tests {
             page_url: "https://isp.example/countermeasures/emotet".into(),
             ack_url: "https://isp.example/countermeasures/ack?reference=K-ABCD-EFGH-JKMN".into(),
             notice_number: 2,
+            unacknowledged: 1,
         }
     }
 

@@ -1,33 +1,59 @@
 //! The countermeasure site (対策サイト): a page per malware family with the
 //! configured guidance and tool links, in Japanese and English, and the
-//! "I have cleaned my machine" acknowledgement, which takes a notice
-//! reference and nothing else (the site never asks for a credential).
+//! one "I have cleaned my machine" of kanki: it takes a notice reference
+//! (and nothing secret: the site never asks for a credential).
 //!
-//! An axum [`Router`] for the warning server to mount (until it exists,
-//! `kanki serve` mounts it under `/countermeasures` of the API server).
+//! Acknowledging a notice moves its case on and, when the removal loop put
+//! the subscriber in the walled garden for that case, lets them out at
+//! once. The walled garden's page posts its "I have cleaned my machine" to
+//! this same route; a subscriber an operator put inside, with no
+//! reference, gets a leave request recorded for the operator instead.
+//!
+//! An axum [`Router`]: `kanki serve` mounts it under `/countermeasures` of
+//! the warning page (under every name, so reachable from the garden) and
+//! of the API server.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Form, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::Utc;
 use kanki_config::CountermeasureConfig;
-use kanki_service::Kanki;
+use kanki_service::front::Garden;
+use kanki_service::{Kanki, ServiceError};
 use kanki_store::CaseChange;
 use serde::Deserialize;
 
-use crate::case;
+use crate::{case, escalation};
 
-/// The site's routes, relative to where it is mounted.
-pub fn router(kanki: Arc<Kanki>) -> Router {
+/// The subscriber in the walled garden behind a client address, if any.
+/// Only a server that sees subscribers' own addresses (the warning page)
+/// can tell.
+pub type GardenedClient = Arc<dyn Fn(IpAddr) -> Option<String> + Send + Sync>;
+
+#[derive(Clone)]
+struct Site {
+    kanki: Arc<Kanki>,
+    garden: Arc<Garden>,
+    gardened: Option<GardenedClient>,
+}
+
+/// The site's routes, relative to where it is mounted. `garden` is the
+/// walled garden the DNS front reads, reloaded at once when someone leaves.
+pub fn router(kanki: Arc<Kanki>, garden: Arc<Garden>, gardened: Option<GardenedClient>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/ack", get(ack_form).post(ack))
         .route("/{family}", get(family_page))
-        .with_state(kanki)
+        .with_state(Site {
+            kanki,
+            garden,
+            gardened,
+        })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -115,7 +141,7 @@ const NO_CREDENTIALS_EN: &str =
     "<p><small>This site never asks for a password or a card number.</small></p>";
 
 async fn index(
-    State(k): State<Arc<Kanki>>,
+    State(Site { kanki: k, .. }): State<Site>,
     Query(p): Query<LangParam>,
     h: HeaderMap,
 ) -> Html<String> {
@@ -140,7 +166,7 @@ async fn index(
 }
 
 async fn family_page(
-    State(k): State<Arc<Kanki>>,
+    State(Site { kanki: k, .. }): State<Site>,
     Path(family): Path<String>,
     Query(p): Query<LangParam>,
     h: HeaderMap,
@@ -184,16 +210,18 @@ async fn family_page(
 async fn ack_form(Query(p): Query<LangParam>, h: HeaderMap) -> Html<String> {
     let l = lang(&p, &h);
     let reference = esc(p.reference.as_deref().unwrap_or(""));
-    let (title, label, button, note) = match l {
+    let (title, label, note_label, button, note) = match l {
         Lang::Ja => (
             "対策が終わったことのお知らせ",
             "お知らせに書かれたお知らせ番号",
+            "行った対策（任意）",
             "対策が終わりました",
             NO_CREDENTIALS_JA,
         ),
         Lang::En => (
             "I have cleaned my machine",
             "The notice reference from your notice",
+            "What you did (optional)",
             "I have cleaned my machine",
             NO_CREDENTIALS_EN,
         ),
@@ -203,87 +231,197 @@ async fn ack_form(Query(p): Query<LangParam>, h: HeaderMap) -> Html<String> {
         l,
         title,
         &format!(
-            "<form method=\"post\" action=\"ack?lang={lang}\"><p><label>{label}<br><input name=\"reference\" value=\"{reference}\" autocomplete=\"off\" required></label></p>\
-             <p><button type=\"submit\">{button}</button></p></form>{note}"
+            "<form id=\"cleaned\" method=\"post\" action=\"ack?lang={lang}\"><p><label>{label}<br><input id=\"reference\" name=\"reference\" value=\"{reference}\" autocomplete=\"off\" required></label></p>\
+             <p><label>{note_label}<br><textarea id=\"cleaned-note\" name=\"note\" rows=\"2\" maxlength=\"{NOTE_MAX}\"></textarea></label></p>\
+             <p><button id=\"send-cleaned\" type=\"submit\">{button}</button></p></form>{note}"
         ),
     )
 }
 
+/// The longest note kept with an acknowledgement, in characters.
+pub const NOTE_MAX: usize = 1000;
+
 #[derive(Debug, Deserialize)]
 struct AckForm {
+    #[serde(default)]
     reference: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// What an "I have cleaned my machine" did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Acknowledged {
+    /// No notice has that reference.
+    Unknown,
+    /// The case is acknowledged; `left_garden` when that let the
+    /// subscriber out of the walled garden.
+    Case { left_garden: bool },
+    /// No reference, from a subscriber an operator put in the garden: a
+    /// leave request for the operator.
+    LeaveRequested,
+}
+
+/// A browser says where a post comes from: when it does, it must be this
+/// very site (so no other site can post for the subscriber).
+fn same_origin(h: &HeaderMap) -> bool {
+    let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    authority.is_some() && authority == host
 }
 
 async fn ack(
-    State(k): State<Arc<Kanki>>,
+    State(site): State<Site>,
     Query(p): Query<LangParam>,
     h: HeaderMap,
+    ext: Extensions,
     Form(f): Form<AckForm>,
 ) -> Response {
     let l = lang(&p, &h);
+    let ja = l == Lang::Ja;
+    if !same_origin(&h) {
+        return (StatusCode::FORBIDDEN, "cross-site post refused").into_response();
+    }
     let reference = f.reference.trim().to_ascii_uppercase();
-    let result = tokio_blocking(k.clone(), move |k| acknowledge(&k, &reference)).await;
-    match result {
-        Ok(true) => page(
-            l,
-            if l == Lang::Ja { "ありがとうございました" } else { "Thank you" },
-            if l == Lang::Ja {
-                "<p>お知らせを受け付けました。当社では引き続き観測を続け、問題の通信が止まったことを確認します。</p>"
+    let note: String = f
+        .note
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .take(NOTE_MAX)
+        .collect();
+    // Who is asking matters only without a reference.
+    let gardened = match (&site.gardened, ext.get::<ConnectInfo<SocketAddr>>()) {
+        (Some(who), Some(ConnectInfo(peer))) if reference.is_empty() => who(peer.ip()),
+        _ => None,
+    };
+    let (k, garden) = (site.kanki.clone(), site.garden.clone());
+    let result = tokio::task::spawn_blocking(move || match gardened {
+        Some(subscriber) => k.garden_leave_request(&subscriber, &note).map(|r| match r {
+            Some(_) => Acknowledged::LeaveRequested,
+            None => Acknowledged::Unknown,
+        }),
+        None => {
+            let done = acknowledge(&k, &reference, &note)?;
+            if done == (Acknowledged::Case { left_garden: true }) {
+                garden.reload(&k.store)?;
+            }
+            Ok(done)
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r.map_err(|e| e.to_string()));
+    let (status, title, text) = match result {
+        Ok(Acknowledged::Case { left_garden }) => (
+            StatusCode::OK,
+            if ja {
+                "ありがとうございました"
             } else {
-                "<p>We have your acknowledgement. We keep watching, and will confirm that the problem traffic has stopped.</p>"
+                "Thank you"
             },
-        )
-        .into_response(),
-        Ok(false) => (
+            match (ja, left_garden) {
+                (true, true) => {
+                    "<p id=\"cleaned-thanks\">お知らせを受け付け、インターネット接続の制限を解除しました（反映まで1分ほどかかることがあります）。当社では引き続き観測を続け、問題の通信が止まったことを確認します。</p>"
+                }
+                (true, false) => {
+                    "<p id=\"cleaned-thanks\">お知らせを受け付けました。当社では引き続き観測を続け、問題の通信が止まったことを確認します。</p>"
+                }
+                (false, true) => {
+                    "<p id=\"cleaned-thanks\">We have your acknowledgement and have lifted the restriction on your line (it may take a minute). We keep watching, and will confirm that the problem traffic has stopped.</p>"
+                }
+                (false, false) => {
+                    "<p id=\"cleaned-thanks\">We have your acknowledgement. We keep watching, and will confirm that the problem traffic has stopped.</p>"
+                }
+            },
+        ),
+        Ok(Acknowledged::LeaveRequested) => (
+            StatusCode::OK,
+            if ja {
+                "お知らせを受け付けました"
+            } else {
+                "Message received"
+            },
+            if ja {
+                "<p id=\"leave-requested\">ありがとうございます。担当者が確認したうえで制限を解除します。</p>"
+            } else {
+                "<p id=\"leave-requested\">Thank you. An operator will check and lift the restriction.</p>"
+            },
+        ),
+        Ok(Acknowledged::Unknown) => (
             StatusCode::NOT_FOUND,
-            page(
-                l,
-                if l == Lang::Ja { "お知らせ番号が見つかりません" } else { "Unknown notice reference" },
-                if l == Lang::Ja {
-                    "<p>お知らせに書かれた番号をもう一度お確かめください。</p>"
-                } else {
-                    "<p>Please check the reference written in your notice.</p>"
-                },
-            ),
-        )
-            .into_response(),
+            if ja {
+                "お知らせ番号が見つかりません"
+            } else {
+                "Unknown notice reference"
+            },
+            if ja {
+                "<p>お知らせに書かれた番号をもう一度お確かめください。</p>"
+            } else {
+                "<p>Please check the reference written in your notice.</p>"
+            },
+        ),
         Err(e) => {
             tracing::error!(error = %e, "acknowledgement failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the acknowledgement could not be recorded; please try again").into_response()
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the acknowledgement could not be recorded; please try again",
+            )
+                .into_response();
         }
-    }
+    };
+    (status, page(l, title, text)).into_response()
 }
 
-async fn tokio_blocking<T: Send + 'static>(
-    k: Arc<Kanki>,
-    f: impl FnOnce(Arc<Kanki>) -> Result<T, kanki_store::StoreError> + Send + 'static,
-) -> Result<T, String> {
-    match tokio::task::spawn_blocking(move || f(k)).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Records "I have cleaned my machine" for the case of a notice; `false`
-/// for an unknown reference. Acknowledging twice is harmless.
-pub fn acknowledge(k: &Kanki, reference: &str) -> Result<bool, kanki_store::StoreError> {
+/// Records "I have cleaned my machine" for the case of a notice, with the
+/// subscriber's note in the case's history, and lets them out of the
+/// walled garden when the case put them there. Acknowledging twice is
+/// harmless.
+pub fn acknowledge(k: &Kanki, reference: &str, note: &str) -> Result<Acknowledged, ServiceError> {
     let now = Utc::now();
     let r = k.store.removal();
+    if reference.is_empty() {
+        return Ok(Acknowledged::Unknown);
+    }
     let Some(n) = r.acknowledge_notice(reference, now)? else {
-        return Ok(false);
+        return Ok(Acknowledged::Unknown);
+    };
+    let reason = if note.trim().is_empty() {
+        n.reference.clone()
+    } else {
+        format!("{}: {}", n.reference, note.trim())
     };
     let done = r.update_case(
         n.case_id,
         &CaseChange {
             actor: "subscriber",
             action: "acknowledged",
-            reason: Some(&n.reference),
+            reason: Some(&reason),
         },
         &mut |c| case::on_acknowledged(c, now),
         now,
     );
-    match done {
-        Ok(_) | Err(kanki_store::StoreError::Invalid(_)) => Ok(true),
-        Err(e) => Err(e),
-    }
+    let case = match done {
+        Ok(c) => c,
+        // Closed or resolved already: nothing to move.
+        Err(kanki_store::StoreError::Invalid(_)) => {
+            return Ok(Acknowledged::Case { left_garden: false });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let left_garden = escalation::release(
+        k,
+        &case,
+        "subscriber",
+        &format!(
+            "the subscriber acknowledged notice {} on the countermeasure site",
+            n.reference
+        ),
+        now,
+    )?;
+    Ok(Acknowledged::Case { left_garden })
 }

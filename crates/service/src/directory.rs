@@ -66,7 +66,7 @@ impl Compiled {
         // One holder number per subject across the parts; each part is
         // renumbered and sorted on its own thread, then they are merged.
         let mut subjects: Vec<Subject> = Vec::new();
-        let mut global: HashMap<&Subject, u32> = HashMap::new();
+        let mut global: foldhash::HashMap<&Subject, u32> = Default::default();
         let renumbering: Vec<Vec<u32>> = parts
             .iter()
             .map(|p| {

@@ -63,6 +63,7 @@ impl Kanki {
         let options = SqliteOptions {
             synchronous_full: config.storage.synchronous == kanki_config::Synchronous::Full,
             busy_timeout: config.storage.busy_timeout.0,
+            ..SqliteOptions::default()
         };
         let store = Store::open_sqlite(&config.database_path(), &options)?;
         let kanki = Kanki { config, store };

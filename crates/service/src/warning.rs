@@ -49,18 +49,21 @@ impl GardenChange {
 
 impl Kanki {
     /// Puts a subscriber in the walled garden, with the notice they are
-    /// shown. `None` when they were inside already (nothing recorded);
-    /// `Store(NotFound)` for an unknown subscriber.
+    /// shown and, when the removal loop escalates a case, that notice's
+    /// reference (acknowledging it lets them out). `None` when they were
+    /// inside already (nothing recorded); `Store(NotFound)` for an unknown
+    /// subscriber.
     pub fn garden_enter(
         &self,
         c: &GardenChange,
         notice: Option<&str>,
+        reference: Option<&str>,
     ) -> Result<Option<AuditRecord>, ServiceError> {
         c.check()?;
         let notice = notice.map(str::trim).filter(|n| !n.is_empty());
         let audit = c.audit(
             "garden-enter",
-            json!({ "subscriber": c.subscriber, "notice": notice }),
+            json!({ "subscriber": c.subscriber, "notice": notice, "reference": reference }),
         );
         let member = GardenMember {
             subscriber: c.subscriber.clone(),
@@ -71,6 +74,7 @@ impl Kanki {
             entered_by: c.actor.clone(),
             leave_requested_at: None,
             leave_request_note: None,
+            reference: reference.map(str::to_string),
         };
         Ok(self.store.warning().garden_enter(&member, &audit)?)
     }

@@ -80,6 +80,8 @@ named_enum!(
     Channel {
         Mail = "mail",
         Letter = "letter",
+        /// Shown on the walled garden's page (an escalation).
+        Garden = "garden",
     }
 );
 
@@ -369,7 +371,7 @@ pub trait RemovalBackend: Send + Sync {
     fn notice_by_reference(&self, reference: &str) -> Result<Option<Notice>>;
     /// Marks the notice acknowledged (once); `Ok(None)` for an unknown reference.
     fn acknowledge_notice(&self, reference: &str, now: DateTime<Utc>) -> Result<Option<Notice>>;
-    /// Queued notices whose next attempt is due.
+    /// Queued mail and garden notices whose next attempt is due.
     fn notices_due(&self, now: DateTime<Utc>) -> Result<Vec<Notice>>;
     fn case_notices(&self, case_id: i64) -> Result<Vec<Notice>>;
     /// Notices created since `since` (for the daily capacity).
@@ -388,6 +390,8 @@ pub trait RemovalBackend: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool>;
     fn list_escalations(&self, status: Option<EscalationStatus>) -> Result<Vec<Escalation>>;
+    /// The escalations of a case, oldest first.
+    fn case_escalations(&self, case_id: i64) -> Result<Vec<Escalation>>;
     fn set_escalation_status(
         &self,
         id: i64,

@@ -28,6 +28,10 @@ pub struct SqliteOptions {
     /// `synchronous=FULL` (survives power loss) rather than `NORMAL`.
     pub synchronous_full: bool,
     pub busy_timeout: Duration,
+    /// How many open RADIUS sessions the writer remembers, so that an
+    /// Interim-Update of a known session writes nothing and a Stop writes
+    /// by row id (0: none; each costs about 100 bytes).
+    pub open_sessions_kept: usize,
 }
 
 impl Default for SqliteOptions {
@@ -35,6 +39,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             synchronous_full: true,
             busy_timeout: Duration::from_secs(30),
+            open_sessions_kept: 2_000_000,
         }
     }
 }

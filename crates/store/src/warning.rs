@@ -141,6 +141,9 @@ pub struct GardenMember {
     /// When the subscriber said "I have cleaned my machine", with their words.
     pub leave_requested_at: Option<DateTime<Utc>>,
     pub leave_request_note: Option<String>,
+    /// The notice reference of a subscriber the removal loop put inside:
+    /// acknowledging it on the countermeasure site lets them out.
+    pub reference: Option<String>,
 }
 
 /// The warning page's storage. Every method is atomic and durable when it

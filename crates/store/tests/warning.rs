@@ -128,6 +128,7 @@ fn entering_and_leaving_the_garden_move_its_generation_and_are_audited() {
         entered_by: "ops".into(),
         leave_requested_at: None,
         leave_request_note: None,
+        reference: None,
     };
     let g0 = w.garden_generation().unwrap();
     assert!(matches!(

@@ -12,9 +12,11 @@
 //! * `POST /_kanki/proceed`: grants the client a pass for the name
 //!   ([`Passes`], honoured by the DNS front) and redirects to the URL asked
 //!   for. `POST /_kanki/report`: stores a false-positive report.
-//!   `POST /_kanki/cleaned`: the gardened subscriber's "I have cleaned my
-//!   machine". Each form carries a token bound to the client and the name
+//!   Each form carries a token bound to the client and the name
 //!   ([`token`]), so no other site can post them for the subscriber.
+//! * The countermeasure site under `/countermeasures` of every name (given
+//!   by the removal part): the garden page's "I have cleaned my machine"
+//!   posts there, the one place kanki takes it.
 //! * The reset listener (`[warning] reset_listen`): port 443 of the warning
 //!   address, where every connection is reset at once ([`reset`]).
 //!
@@ -79,7 +81,6 @@ pub struct Counters {
     pages: Family<PageLabels, Counter>,
     proceeds: Counter,
     reports: Family<OutcomeLabels, Counter>,
-    leave_requests: Counter,
     rejected: Family<OutcomeLabels, Counter>,
     resets: Counter,
     hits_today: Family<IndicatorLabels, Gauge>,
@@ -102,11 +103,6 @@ impl Counters {
             "warning_false_positive_reports",
             "False-positive reports from the page, by outcome (stored, rate-limited, invalid)",
             c.reports.clone(),
-        );
-        registry.register(
-            "warning_leave_requests",
-            "\"I have cleaned my machine\" requests from the walled garden",
-            c.leave_requests.clone(),
         );
         registry.register(
             "warning_rejected_forms",
@@ -172,7 +168,6 @@ impl Warning {
             .route("/_kanki/warning", get(page_in))
             .route("/_kanki/proceed", post(proceed))
             .route("/_kanki/report", post(report))
-            .route("/_kanki/cleaned", post(cleaned))
             .fallback(page)
             .layer(DefaultBodyLimit::max(16 * 1024))
             .with_state(self.clone())
@@ -244,7 +239,7 @@ impl Warning {
     }
 
     /// The subscriber behind `client` now, if they are in the walled garden.
-    fn gardened(&self, client: IpAddr) -> Option<String> {
+    pub fn gardened(&self, client: IpAddr) -> Option<String> {
         let s = &self.shared;
         if s.garden.is_empty() {
             return None;
@@ -522,7 +517,7 @@ async fn show(
         .unwrap_or((Ok(None), None));
         match member {
             Ok(Some(member)) => {
-                return garden_page(&w, &frame, &member, site.as_ref(), listing.as_ref(), client);
+                return garden_page(&w, &frame, &member, site.as_ref(), listing.as_ref());
             }
             // Left the garden a moment ago: the page as for anyone.
             Ok(None) => {}
@@ -592,18 +587,12 @@ fn garden_page(
     member: &GardenMember,
     site: Option<&Site>,
     listing: Option<&Listing>,
-    client: IpAddr,
 ) -> Response {
     w.counters
         .pages
         .get_or_create(&PageLabels { page: "garden" })
         .inc();
     let config = &w.shared.kanki.config;
-    let token = w.tokens.issue(
-        client,
-        site.map_or("", |s| s.name.as_str()),
-        Utc::now().timestamp(),
-    );
     let view = GardenView {
         member,
         site,
@@ -620,7 +609,7 @@ fn garden_page(
     html(
         StatusCode::FORBIDDEN,
         frame.nonce,
-        page::garden(frame, &view, &token),
+        page::garden(frame, &view),
     )
 }
 
@@ -834,60 +823,6 @@ async fn report(
         }
         Some(Err(e)) => {
             tracing::error!(error = %e, "cannot store a false-positive report");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
-/// `POST /_kanki/cleaned`: a gardened subscriber says the machine is clean.
-async fn cleaned(
-    State(w): State<Arc<Warning>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    uri: Uri,
-    form: Result<Form<FormBase>, FormRejection>,
-) -> Response {
-    let c = match check_form(&w, peer, &headers, &uri, form) {
-        Ok(c) => c,
-        Err(r) => return *r,
-    };
-    let nonce = w.tokens.nonce();
-    let frame = w.frame(c.lang, &nonce, None);
-    let t = c.lang.text();
-    let Some(subscriber) = w.gardened(c.client) else {
-        w.counters
-            .rejected
-            .get_or_create(&OutcomeLabels { outcome: "garden" })
-            .inc();
-        return html(
-            StatusCode::BAD_REQUEST,
-            &nonce,
-            page::message(&frame, "bad-form", t.bad_form_title, t.bad_form, &c.path),
-        );
-    };
-    let note = c.note;
-    let done = blocking(&w, move |w| {
-        w.shared.kanki.garden_leave_request(&subscriber, &note)
-    })
-    .await;
-    match done {
-        Some(Ok(_)) => {
-            w.counters.leave_requests.inc();
-            html(
-                StatusCode::OK,
-                &nonce,
-                page::message(
-                    &frame,
-                    "cleaned-thanks",
-                    t.cleaned_thanks_title,
-                    t.cleaned_thanks,
-                    &c.path,
-                ),
-            )
-        }
-        Some(Err(e)) => {
-            tracing::error!(error = %e, "cannot record a leave request");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
         None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),

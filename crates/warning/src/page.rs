@@ -329,7 +329,7 @@ pub struct GardenView<'a> {
     pub allowed: &'a [String],
 }
 
-pub fn garden(f: &Frame, g: &GardenView, token: &str) -> String {
+pub fn garden(f: &Frame, g: &GardenView) -> String {
     let t = f.lang.text();
     let notice = g.member.notice.as_deref().map_or_else(
         || t.garden_default_notice.to_string(),
@@ -363,18 +363,26 @@ pub fn garden(f: &Frame, g: &GardenView, token: &str) -> String {
             names.join(", ")
         ));
     }
-    match g.member.leave_requested_at {
-        Some(at) => body.push_str(&format!(
+    // The one "I have cleaned my machine" of kanki is the countermeasure
+    // site's: with the notice's reference it lets the subscriber out at
+    // once; without one (an operator put them here) it asks the operator.
+    match (&g.member.reference, g.member.leave_requested_at) {
+        (None, Some(at)) => body.push_str(&format!(
             "<p id=\"leave-requested\">{}</p>",
             fill(t.garden_requested, &[("at", &when(at))])
         )),
-        None => body.push_str(&format!(
-            "<form id=\"cleaned\" method=\"post\" action=\"/_kanki/cleaned\">{}{}{}\
+        (reference, _) => body.push_str(&format!(
+            "<form id=\"cleaned\" method=\"post\" action=\"{}/ack?lang={}\">{}\
 <label for=\"cleaned-note\">{}</label><textarea id=\"cleaned-note\" name=\"note\" rows=\"2\" maxlength=\"{NOTE_MAX}\"></textarea>\
 <button id=\"send-cleaned\" class=\"primary\" type=\"submit\">{}</button></form>",
-            hidden("path", g.site.map_or("/", |s| s.path.as_str())),
-            hidden("token", token),
-            hidden("lang", f.lang.code()),
+            crate::COUNTERMEASURES,
+            f.lang.code(),
+            reference.as_deref().map_or(String::new(), |r| format!(
+                "<p>{} <strong id=\"reference\">{}</strong></p>{}",
+                t.garden_reference,
+                esc(r),
+                hidden("reference", r)
+            )),
             t.garden_cleaned_note,
             t.garden_cleaned_send
         )),

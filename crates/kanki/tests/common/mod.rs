@@ -67,6 +67,23 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Imports `subscribers` (a CSV with its header) and static bindings
+    /// (`subscriber,prefix,from,to` rows, without the header).
+    pub fn directory(&self, subscribers: &str, statics: &str) {
+        let subs = self.dir.path().join("subscribers.csv");
+        std::fs::write(&subs, subscribers).unwrap();
+        self.ok(&["subscribers", "import", subs.to_str().unwrap()]);
+        let st = self.dir.path().join("static.csv");
+        std::fs::write(&st, format!("subscriber,prefix,from,to\n{statics}")).unwrap();
+        self.ok(&[
+            "bindings",
+            "import",
+            "--format",
+            "static",
+            st.to_str().unwrap(),
+        ]);
+    }
+
     /// Starts `kanki serve` and waits for /healthz.
     /// S1 (consenting, static 127.0.0.1/32) and S2 (not consenting,
     /// static 127.0.0.2/32) in the directory, and bad.example listed.
@@ -226,14 +243,14 @@ pub fn python() -> String {
 
 pub struct Smtp {
     child: Child,
-    maildir: PathBuf,
+    maildir: std::path::PathBuf,
     pub port: u16,
 }
 
 impl Smtp {
     pub fn start(dir: &std::path::Path) -> Smtp {
         let port = free_port();
-        let maildir: PathBuf = dir.join("maildir");
+        let maildir = dir.join("maildir");
         let child = Command::new(python())
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
@@ -253,15 +270,44 @@ impl Smtp {
         }
     }
 
-    /// The received mails, decoded by Python's email package: to, subject, body.
+    /// aiosmtpd with TLS and AUTH ([`SECURE_SMTP`]), `mode` `starttls` or `tls`.
+    pub fn start_secure(dir: &std::path::Path, mode: &str, cert: &str, key: &str) -> Smtp {
+        use std::io::BufRead;
+        let port = free_port();
+        let maildir = dir.join(format!("maildir-{mode}"));
+        let mut child = Command::new(python())
+            .arg("-c")
+            .arg(SECURE_SMTP)
+            .args([mode, &port.to_string(), cert, key])
+            .arg(&maildir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "aiosmtpd ({mode}) did not start");
+        Smtp {
+            child,
+            maildir,
+            port,
+        }
+    }
+
+    /// The received mails, decoded by Python's email package: to, subject,
+    /// body, and the secure server's marks (tls, user).
     pub fn mails(&self) -> Vec<serde_json::Value> {
         let script = r#"
 import json, mailbox, sys
+from email.header import decode_header, make_header
 out = []
 for m in mailbox.Maildir(sys.argv[1], create=False):
     body = m.get_payload(decode=True).decode(m.get_content_charset() or "utf-8")
-    subject = str(__import__("email.header", fromlist=["x"]).make_header(__import__("email.header", fromlist=["x"]).decode_header(m["Subject"])))
-    out.append({"to": m["To"], "subject": subject, "body": body})
+    subject = str(make_header(decode_header(m["Subject"])))
+    out.append({"to": m["To"], "subject": subject, "body": body, "tls": m["X-Test-TLS"], "user": m["X-Test-User"]})
 print(json.dumps(out))
 "#;
         let out = Command::new(python())
@@ -282,3 +328,49 @@ impl Drop for Smtp {
         let _ = self.child.wait();
     }
 }
+
+/// aiosmtpd with TLS (STARTTLS required, or TLS from the first byte) and
+/// AUTH (user kanki, password s3cret, only over TLS). It refuses
+/// `gone@...` for good (550) and `busy@...` once for now (451), and marks
+/// each mail it keeps with the TLS and the user it came with.
+const SECURE_SMTP: &str = r#"
+import mailbox, sys
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+import ssl
+mode, port, cert, key, maildir = sys.argv[1:6]
+class Handler:
+    def __init__(self):
+        self.box = mailbox.Maildir(maildir, create=True)
+        self.tries = {}
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address.startswith("gone@"):
+            return "550 5.1.1 <%s>: no such mailbox here" % address
+        if address.startswith("busy@"):
+            self.tries[address] = self.tries.get(address, 0) + 1
+            if self.tries[address] == 1:
+                return "451 4.3.0 mailbox busy, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+    async def handle_DATA(self, server, session, envelope):
+        m = mailbox.MaildirMessage(envelope.original_content)
+        tls = session.ssl or server.transport.get_extra_info("ssl_object")
+        m["X-Test-TLS"] = "yes" if tls else "no"
+        m["X-Test-User"] = session.auth_data.login.decode() if session.auth_data else "-"
+        self.box.add(m)
+        return "250 OK"
+def authenticate(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"kanki" and auth_data.password == b"s3cret"
+    return AuthResult(success=ok, handled=False, auth_data=auth_data)
+ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+ctx.load_cert_chain(cert, key)
+common = dict(hostname="127.0.0.1", port=int(port), authenticator=authenticate, auth_required=True)
+if mode == "starttls":
+    c = Controller(Handler(), tls_context=ctx, require_starttls=True, auth_require_tls=True, **common)
+else:
+    c = Controller(Handler(), ssl_context=ctx, auth_require_tls=False, **common)
+c.start()
+print("ready", flush=True)
+sys.stdin.read()
+c.stop()
+"#;

@@ -30,6 +30,42 @@ impl Drop for Proc {
     }
 }
 
+/// Unbound on 127.0.0.1:`port`, authoritative for a private root zone
+/// holding `records` (zone-file lines), so nothing leaves the machine.
+pub fn unbound_with_root_zone(dir: &Path, port: u16, records: &str) -> Proc {
+    let bin = need("unbound", "unbound");
+    let ub = dir.join("unbound");
+    fs::create_dir_all(&ub).unwrap();
+    fs::write(
+        ub.join("root.zone"),
+        format!(
+            "$TTL 300\n. IN SOA localhost. hostmaster.localhost. 1 300 60 604800 60\n. IN NS localhost.\n\
+             localhost. A 127.0.0.1\n{records}"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        ub.join("unbound.conf"),
+        format!(
+            "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  \
+             use-syslog: no\n  logfile: \"\"\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  \
+             pidfile: \"{d}/unbound.pid\"\n  access-control: 127.0.0.0/8 allow\n  \
+             do-not-query-localhost: no\n\
+             auth-zone:\n  name: \".\"\n  zonefile: \"{d}/root.zone\"\n  for-upstream: yes\n  for-downstream: yes\n",
+            d = ub.display()
+        ),
+    )
+    .unwrap();
+    spawn(
+        "unbound",
+        dir,
+        Command::new(bin)
+            .arg("-d")
+            .arg("-c")
+            .arg(ub.join("unbound.conf")),
+    )
+}
+
 pub fn spawn(name: &'static str, dir: &Path, cmd: &mut Command) -> Proc {
     let log = dir.join(format!("{name}.log"));
     let f = fs::File::create(&log).unwrap();

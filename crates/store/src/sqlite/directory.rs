@@ -12,6 +12,7 @@ use kanki_directory::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
+use super::open_sessions::{OpenRow, SessionKey, Staged};
 use super::{SqliteBackend, from_ts, ts};
 use crate::directory::*;
 use crate::{Result, StoreError};
@@ -200,14 +201,15 @@ fn update_binding(tx: &Connection, id: i64, b: &Binding, now: i64) -> Result<()>
     Ok(())
 }
 
-struct Apply<'a> {
-    tx: &'a Transaction<'a>,
+struct Apply<'t, 'o> {
+    tx: &'t Transaction<'t>,
     now: i64,
     counts: BindingCounts,
     changed: Vec<i64>,
+    open: Staged<'o>,
 }
 
-impl Apply<'_> {
+impl Apply<'_, '_> {
     /// Writes `new` (by its origin and key); `merge` decides the stored
     /// result from the existing row.
     fn put(
@@ -245,90 +247,230 @@ impl Apply<'_> {
     }
 
     fn session(&mut self, origin: BindingOrigin, e: &SessionEvent) -> Result<()> {
-        let started = match (e.phase, e.session_time) {
+        let started = ts(match (e.phase, e.session_time) {
             (SessionPhase::Start, _) | (_, None) => e.at,
             (_, Some(secs)) => e.at - chrono::Duration::seconds(secs as i64),
+        });
+        let k = self.open.key(origin, &e.nas, &e.session_id);
+        if self.known_session(origin, e, k, started)? {
+            return Ok(());
+        }
+        self.stored_session(origin, e, k, started)
+    }
+
+    /// A session whose open rows the writer knows (see `open_sessions`):
+    /// when every reported prefix is one of them, from no earlier start,
+    /// an Interim-Update or a replayed Start writes nothing but what it
+    /// gives up, and a Stop closes the rows by id. Returns false, having
+    /// written nothing, when the event needs the stored rows read.
+    fn known_session(
+        &mut self,
+        origin: BindingOrigin,
+        e: &SessionEvent,
+        k: SessionKey,
+        started: i64,
+    ) -> Result<bool> {
+        let Some(rows) = self.open.get(k) else {
+            return Ok(false);
         };
-        let session_key = format!("{}/{}/", e.nas, e.session_id);
-        let detail = serde_json_detail(e);
-        let stop = e.phase == SessionPhase::Stop;
-        let prefixes: Vec<String> = e.prefixes.iter().map(|p| p.to_string()).collect();
-        let keys: Vec<String> = prefixes
-            .iter()
-            .map(|p| format!("{session_key}{p}"))
-            .collect();
-        for (prefix, key) in prefixes.iter().zip(&keys) {
-            // One statement per record, on the RADIUS server's hot path: a
-            // new session is inserted; a known one keeps its subject and
-            // detail, takes the earlier start, and on a Stop the later end
-            // (a replay or an older Stop changes nothing).
-            // (No RETURNING: SQLite buffers its rows in a temporary table
-            // opened and closed per statement, which costs more than the
-            // read of an updated row's id.)
-            let before = self.tx.last_insert_rowid();
-            let written = self
-                .tx
-                .prepare_cached(
-                    "INSERT INTO bindings (origin, key, subject_kind, subject, prefix, from_ts,
-                        to_ts, reporter, detail, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                     ON CONFLICT (origin, key) DO UPDATE SET
-                        from_ts = min(from_ts, excluded.from_ts),
-                        to_ts = CASE WHEN ?11 THEN max(coalesce(to_ts, excluded.to_ts), excluded.to_ts)
-                                ELSE to_ts END,
-                        updated_at = excluded.updated_at
-                     WHERE excluded.from_ts < from_ts
-                        OR (?11 AND (to_ts IS NULL OR to_ts < excluded.to_ts))",
-                )?
-                .execute(params![
-                    origin.as_str(),
-                    key,
-                    e.subject.kind.as_str(),
-                    e.subject.value,
-                    prefix,
-                    ts(started),
-                    stop.then(|| ts(e.at)),
-                    e.nas,
-                    detail,
-                    self.now,
-                    stop,
-                ])?;
-            let after = self.tx.last_insert_rowid();
-            if written == 0 {
-                self.counts.unchanged += 1;
-            } else if after != before {
-                // An insert moves the connection's last inserted row id;
-                // an update leaves it.
-                self.counts.added += 1;
-                self.changed.push(after);
-            } else {
-                self.counts.updated += 1;
-                let id = self
-                    .tx
-                    .prepare_cached("SELECT id FROM bindings WHERE origin = ?1 AND key = ?2")?
-                    .query_row(params![origin.as_str(), key], |r| r.get(0))?;
-                self.changed.push(id);
+        let mut reported = Vec::with_capacity(e.prefixes.len());
+        for p in &e.prefixes {
+            match rows.iter().find(|r| r.prefix == *p) {
+                Some(r) if started >= r.from => reported.push(*r),
+                _ => return Ok(false),
             }
         }
-        // A prefix the session no longer reports has been given up.
-        if e.phase != SessionPhase::Start {
-            let upper = format!("{}/{}0", e.nas, e.session_id); // '0' follows '/'
-            let mut given_up = Vec::new();
-            let mut stmt = self.tx.prepare_cached(
-                "SELECT id, key FROM bindings WHERE origin = ?1 AND key >= ?2 AND key < ?3 AND to_ts IS NULL",
-            )?;
-            let mut open = stmt.query(params![origin.as_str(), session_key, upper])?;
-            while let Some(r) = open.next()? {
-                let key = text(r, 1)?;
-                if !keys.iter().any(|k| k == key) {
-                    given_up.push(r.get::<_, i64>(0)?);
+        let given_up: Vec<i64> = rows
+            .iter()
+            .filter(|r| !e.prefixes.contains(&r.prefix))
+            .map(|r| r.id)
+            .collect();
+        match e.phase {
+            SessionPhase::Start => self.counts.unchanged += reported.len() as u64,
+            SessionPhase::Interim => {
+                self.counts.unchanged += reported.len() as u64;
+                if !given_up.is_empty() {
+                    self.open.set(k, reported);
                 }
             }
-            drop(open);
-            drop(stmt);
-            for id in given_up {
-                self.close(id, e.at)?;
+            SessionPhase::Stop => {
+                for r in &reported {
+                    let closed = self
+                        .tx
+                        .prepare_cached(
+                            "UPDATE bindings SET to_ts = ?2, updated_at = ?3
+                             WHERE id = ?1 AND to_ts IS NULL",
+                        )?
+                        .execute(params![r.id, ts(e.at), self.now])?;
+                    if closed == 1 {
+                        self.counts.updated += 1;
+                        self.changed.push(r.id);
+                    } else {
+                        // Closed or purged behind the writer's back.
+                        let detail = serde_json_detail(e);
+                        self.upsert_session_row(origin, e, &r.prefix, started, &detail)?;
+                    }
+                }
+                self.open.forget(k);
             }
+        }
+        if e.phase != SessionPhase::Start {
+            for id in given_up {
+                self.close_if_open(id, e.at)?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// A session event applied by reading the session's stored rows; what
+    /// it leaves open is remembered for the session's next record.
+    fn stored_session(
+        &mut self,
+        origin: BindingOrigin,
+        e: &SessionEvent,
+        k: SessionKey,
+        started: i64,
+    ) -> Result<()> {
+        let detail = serde_json_detail(e);
+        let mut inserted = Vec::with_capacity(e.prefixes.len());
+        for prefix in &e.prefixes {
+            inserted.push(self.upsert_session_row(origin, e, prefix, started, &detail)?);
+        }
+        let session_key = format!("{}/{}/", e.nas, e.session_id);
+        if e.phase == SessionPhase::Start {
+            // Known open only if every row is new.
+            match inserted
+                .iter()
+                .zip(&e.prefixes)
+                .map(|(id, &prefix)| {
+                    id.map(|id| OpenRow {
+                        prefix,
+                        id,
+                        from: started,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()
+            {
+                Some(rows) => self.open.set(k, rows),
+                None => self.open.forget(k),
+            }
+            return Ok(());
+        }
+        // A prefix the session no longer reports has been given up; the
+        // rows still open after this record are what the writer remembers.
+        let upper = format!("{}/{}0", e.nas, e.session_id); // '0' follows '/'
+        let mut given_up = Vec::new();
+        let mut still_open = Vec::with_capacity(e.prefixes.len());
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT id, key, from_ts FROM bindings
+             WHERE origin = ?1 AND key >= ?2 AND key < ?3 AND to_ts IS NULL",
+        )?;
+        let mut open = stmt.query(params![origin.as_str(), session_key, upper])?;
+        while let Some(r) = open.next()? {
+            let id = r.get::<_, i64>(0)?;
+            let reported = text(r, 1)?
+                .strip_prefix(session_key.as_str())
+                .and_then(|p| e.prefixes.iter().find(|q| q.to_string() == p));
+            match reported {
+                Some(&prefix) => still_open.push(OpenRow {
+                    prefix,
+                    id,
+                    from: r.get(2)?,
+                }),
+                None => given_up.push(id),
+            }
+        }
+        drop(open);
+        drop(stmt);
+        for id in given_up {
+            self.close(id, e.at)?;
+        }
+        if e.phase == SessionPhase::Interim && still_open.len() == e.prefixes.len() {
+            self.open.set(k, still_open);
+        } else {
+            self.open.forget(k);
+        }
+        Ok(())
+    }
+
+    /// One row of a session record, by its key: a new session is inserted
+    /// (its id returned); a known one keeps its subject and detail, takes
+    /// the earlier start, and on a Stop the later end (a replay or an older
+    /// Stop changes nothing).
+    fn upsert_session_row(
+        &mut self,
+        origin: BindingOrigin,
+        e: &SessionEvent,
+        prefix: &IpNet,
+        started: i64,
+        detail: &str,
+    ) -> Result<Option<i64>> {
+        let stop = e.phase == SessionPhase::Stop;
+        let key = format!("{}/{}/{prefix}", e.nas, e.session_id);
+        // (No RETURNING: SQLite buffers its rows in a temporary table opened
+        // and closed per statement, which costs more than the read of an
+        // updated row's id.)
+        let before = self.tx.last_insert_rowid();
+        let written = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO bindings (origin, key, subject_kind, subject, prefix, from_ts,
+                    to_ts, reporter, detail, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (origin, key) DO UPDATE SET
+                    from_ts = min(from_ts, excluded.from_ts),
+                    to_ts = CASE WHEN ?11 THEN max(coalesce(to_ts, excluded.to_ts), excluded.to_ts)
+                            ELSE to_ts END,
+                    updated_at = excluded.updated_at
+                 WHERE excluded.from_ts < from_ts
+                    OR (?11 AND (to_ts IS NULL OR to_ts < excluded.to_ts))",
+            )?
+            .execute(params![
+                origin.as_str(),
+                key,
+                e.subject.kind.as_str(),
+                e.subject.value,
+                prefix.to_string(),
+                started,
+                stop.then(|| ts(e.at)),
+                e.nas,
+                detail,
+                self.now,
+                stop,
+            ])?;
+        let after = self.tx.last_insert_rowid();
+        if written == 0 {
+            self.counts.unchanged += 1;
+            Ok(None)
+        } else if after != before {
+            // An insert moves the connection's last inserted row id; an
+            // update leaves it.
+            self.counts.added += 1;
+            self.changed.push(after);
+            Ok(Some(after))
+        } else {
+            self.counts.updated += 1;
+            let id = self
+                .tx
+                .prepare_cached("SELECT id FROM bindings WHERE origin = ?1 AND key = ?2")?
+                .query_row(params![origin.as_str(), key], |r| r.get(0))?;
+            self.changed.push(id);
+            Ok(None)
+        }
+    }
+
+    /// Closes a row the writer remembers open, if it still is.
+    fn close_if_open(&mut self, id: i64, at: DateTime<Utc>) -> Result<()> {
+        let closed = self
+            .tx
+            .prepare_cached(
+                "UPDATE bindings SET to_ts = max(from_ts, ?2), updated_at = ?3
+                 WHERE id = ?1 AND to_ts IS NULL",
+            )?
+            .execute(params![id, ts(at), self.now])?;
+        if closed == 1 {
+            self.counts.closed += 1;
+            self.changed.push(id);
         }
         Ok(())
     }
@@ -355,6 +497,7 @@ impl Apply<'_> {
         for id in open {
             self.close(id, at)?;
         }
+        self.open.forget_all();
         Ok(())
     }
 }
@@ -683,11 +826,13 @@ impl DirectoryBackend for SqliteBackend {
     ) -> Result<(BindingCounts, ChangedBindings)> {
         self.write(|c| {
             let tx = c.transaction()?;
+            let mut open = self.open_sessions.lock().unwrap_or_else(|p| p.into_inner());
             let mut a = Apply {
                 tx: &tx,
                 now: ts(now),
                 counts: BindingCounts::default(),
                 changed: Vec::new(),
+                open: open.stage(),
             };
             for e in events {
                 match e {
@@ -699,13 +844,14 @@ impl DirectoryBackend for SqliteBackend {
                     BindingEvent::NasReset { nas, at } => a.nas_reset(origin, nas, *at)?,
                 }
             }
-            let (counts, mut changed) = (a.counts, a.changed);
+            let (counts, mut changed, open) = (a.counts, a.changed, a.open);
             changed.sort_unstable();
             changed.dedup();
             if !changed.is_empty() {
                 bump_generation(&tx)?;
             }
             tx.commit()?;
+            open.keep();
             Ok((counts, changed))
         })
     }

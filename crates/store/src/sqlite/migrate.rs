@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "warning",
         include_str!("../../migrations/sqlite/0005_warning.sql"),
     ),
+    (
+        6,
+        "garden_reference",
+        include_str!("../../migrations/sqlite/0006_garden_reference.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> Result<()> {

@@ -9,6 +9,7 @@ mod crawl;
 mod directory;
 mod indicators;
 mod migrate;
+mod open_sessions;
 mod removal;
 mod warning;
 
@@ -28,6 +29,8 @@ pub(crate) struct SqliteBackend {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// Locked only while the writer is.
+    open_sessions: Mutex<open_sessions::OpenSessions>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -62,8 +65,15 @@ impl SqliteBackend {
     pub(crate) fn open(path: &Path, options: &SqliteOptions) -> Result<Self> {
         #[cfg(feature = "mimalloc")]
         alloc::use_mimalloc();
-        let writer = Connection::open(path)
+        let mut writer = Connection::open(path)
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        // Every write transaction takes the write lock at BEGIN. A deferred
+        // one that reads first and then writes fails at once with "database
+        // is locked" when another process wrote meanwhile (SQLite cannot
+        // wait there without a deadlock); an immediate one waits its turn
+        // under busy_timeout. (Found with `kanki garden enter` while
+        // `kanki serve` flushed warning-page hits.)
+        writer.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Backend(format!(
@@ -90,6 +100,7 @@ impl SqliteBackend {
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
+            open_sessions: Mutex::new(open_sessions::OpenSessions::new(options.open_sessions_kept)),
         })
     }
 

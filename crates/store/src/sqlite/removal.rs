@@ -537,7 +537,7 @@ impl RemovalBackend for SqliteBackend {
         self.read(|c| {
             notices_where(
                 c,
-                "status = 'queued' AND channel = 'mail' AND coalesce(next_attempt_at, 0) <= ?1",
+                "status = 'queued' AND channel IN ('mail', 'garden') AND coalesce(next_attempt_at, 0) <= ?1",
                 [ts(now)],
             )
         })
@@ -596,6 +596,17 @@ impl RemovalBackend for SqliteBackend {
             ))?;
             Ok(stmt
                 .query_map([status.map(|s| s.as_str())], escalation_from_row)?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn case_escalations(&self, case_id: i64) -> Result<Vec<Escalation>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {ESCALATION_COLUMNS} FROM escalations WHERE case_id = ?1 ORDER BY id"
+            ))?;
+            Ok(stmt
+                .query_map([case_id], escalation_from_row)?
                 .collect::<rusqlite::Result<_>>()?)
         })
     }

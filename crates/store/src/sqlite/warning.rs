@@ -58,7 +58,7 @@ fn report_by_id(c: &Connection, id: i64) -> Result<Option<FalsePositiveReport>> 
     .optional()?)
 }
 
-const GARDEN_COLUMNS: &str = "subscriber_id, ground, reason, notice, entered_at, entered_by, leave_requested_at, leave_request_note";
+const GARDEN_COLUMNS: &str = "subscriber_id, ground, reason, notice, entered_at, entered_by, leave_requested_at, leave_request_note, reference";
 
 fn member_from_row(r: &Row) -> rusqlite::Result<GardenMember> {
     let ground: String = r.get(1)?;
@@ -71,6 +71,7 @@ fn member_from_row(r: &Row) -> rusqlite::Result<GardenMember> {
         entered_by: r.get(5)?,
         leave_requested_at: r.get::<_, Option<i64>>(6)?.map(from_ts),
         leave_request_note: r.get(7)?,
+        reference: r.get(8)?,
     })
 }
 
@@ -254,8 +255,8 @@ impl WarningBackend for SqliteBackend {
             }
             let n = tx
                 .prepare_cached(
-                    "INSERT INTO garden (subscriber_id, ground, reason, notice, entered_at, entered_by)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (subscriber_id) DO NOTHING",
+                    "INSERT INTO garden (subscriber_id, ground, reason, notice, entered_at, entered_by, reference)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (subscriber_id) DO NOTHING",
                 )?
                 .execute(params![
                     m.subscriber,
@@ -263,7 +264,8 @@ impl WarningBackend for SqliteBackend {
                     m.reason,
                     m.notice,
                     ts(m.entered_at),
-                    m.entered_by
+                    m.entered_by,
+                    m.reference
                 ])?;
             if n == 0 {
                 return Ok(None);
