@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Whether this kanki has YARA (its default feature `yara`; scripts/test.sh
-/// builds without it unless KANKI_TEST_YARA=1, for the cost of yara-x).
+/// builds without it when KANKI_TEST_YARA=0).
 const YARA: bool = cfg!(feature = "yara");
 
 /// A directory with a YARA rule for the lab's exploit kit.
