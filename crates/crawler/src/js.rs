@@ -8,6 +8,7 @@
 //! submission. What a real engine would do with dynamic code is out of
 //! reach by design: the crawler records what it could see.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use data_encoding::BASE64;
@@ -89,6 +90,8 @@ re!(
     r#"\.\s*(?:src|data)\s*=\s*(?:"([^"]+)"|'([^']+)')"#
 );
 re!(SUBMIT, r"\.\s*submit\s*\(\s*\)");
+// A name where a value goes (after `(`, `=`, `,` or `+`).
+re!(NAME_USE, r"[(=,+]\s*([A-Za-z_$][\w$]*)");
 re!(
     STRING_VAR,
     r#"\b(?:var|let|const)\s+([A-Za-z_$][\w$]*)\s*=\s*("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')\s*[;,\n]"#
@@ -314,25 +317,44 @@ fn substituted(text: &str) -> Option<(String, &'static str)> {
 }
 
 /// String variables defined once and used as a whole argument or value
-/// (`f(NAME)`, `= NAME;`), replaced by their literal. At most 32 names.
+/// (`f(NAME)`, `= NAME;`), replaced by their literal. At most 32 names, in
+/// one pass over the text with one regex (not a regex compiled per name:
+/// this runs on every decoding layer of every script).
 fn inline_variables(text: &str) -> Option<String> {
-    let mut out = text.to_string();
-    let mut changed = false;
+    let mut vars: HashMap<&str, &str> = HashMap::new();
     for c in STRING_VAR.captures_iter(text).take(32) {
-        let (name, literal) = (&c[1], &c[2]);
-        let Ok(uses) = Regex::new(&format!(r"([(=,+]\s*){}(\s*[);,+\n])", regex::escape(name)))
-        else {
+        let (Some(name), Some(literal)) = (c.get(1), c.get(2)) else {
             continue;
         };
-        let next = uses.replace_all(&out, |u: &regex::Captures<'_>| {
-            format!("{}{literal}{}", &u[1], &u[2])
-        });
-        if next != out {
-            changed = true;
-            out = next.into_owned();
-        }
+        vars.entry(name.as_str()).or_insert(literal.as_str());
     }
-    changed.then_some(out)
+    if vars.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for c in NAME_USE.captures_iter(text) {
+        let Some(m) = c.get(1) else { continue };
+        let Some(literal) = vars.get(m.as_str()) else {
+            continue;
+        };
+        // Used whole: what follows (spaces aside) ends the value.
+        let rest = &text[m.end()..];
+        let after = rest.trim_start();
+        let whole = rest[..rest.len() - after.len()].contains('\n')
+            || after.starts_with([')', ';', ',', '+']);
+        if !whole {
+            continue;
+        }
+        out.push_str(&text[at..m.start()]);
+        out.push_str(literal);
+        at = m.end();
+    }
+    if at == 0 {
+        return None;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
 }
 
 /// What one layer of script text points at.
@@ -458,6 +480,22 @@ mod tests {
                 .any(|(x, _)| x == &JsTarget::Location("http://e.example/".into())),
             "{t:?}"
         );
+    }
+
+    #[test]
+    fn string_variables_are_put_where_they_are_used() {
+        let src =
+            "var a = 'http://g.example/'; var b = '_top';\nvar n = a\nwindow.open(a, b); x = na;";
+        assert_eq!(
+            inline_variables(src).unwrap(),
+            "var a = 'http://g.example/'; var b = '_top';\nvar n = 'http://g.example/'\nwindow.open('http://g.example/', '_top'); x = na;"
+        );
+        // Only the first definition counts; a name inside another is no use.
+        assert_eq!(
+            inline_variables("let u = \"/1\"; let u = \"/2\"; go(u); go(ux);").unwrap(),
+            "let u = \"/1\"; let u = \"/2\"; go(\"/1\"); go(ux);"
+        );
+        assert!(inline_variables("var a = 'x'; f(a.b)").is_none());
     }
 
     #[test]

@@ -509,6 +509,30 @@ mod tests {
             Magic::JavaClass
         );
         assert_eq!(magic(b"", None, "/"), Magic::Empty);
+        assert_eq!(magic(b"\xcf\xfa\xed\xfe\x07\x00", None, "/"), Magic::MachO);
+        // A Mach-O fat binary of 2 architectures, not a class file.
+        assert_eq!(
+            magic(b"\xca\xfe\xba\xbe\x00\x00\x00\x02", None, "/"),
+            Magic::MachO
+        );
+        // OLE compound files: an MSI by its class id, Office with a VBA
+        // project stream, Office without.
+        let ole = |rest: &[u8]| {
+            let mut b = vec![0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1];
+            b.extend_from_slice(&[0; 56]);
+            b.extend_from_slice(rest);
+            b
+        };
+        let msi_clsid = [
+            0x84, 0x10, 0x0c, 0, 0, 0, 0, 0, 0xc0, 0, 0, 0, 0, 0, 0, 0x46,
+        ];
+        assert_eq!(magic(&ole(&msi_clsid), None, "/"), Magic::Msi);
+        let vba: Vec<u8> = "_VBA_PROJECT"
+            .encode_utf16()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        assert_eq!(magic(&ole(&vba), None, "/x.doc"), Magic::OfficeMacro);
+        assert_eq!(magic(&ole(b"WordDocument"), None, "/x.doc"), Magic::Office);
     }
 
     #[test]

@@ -186,17 +186,29 @@ fn date(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
+/// Rows as a JSON array, or one line of text each.
+fn print_rows<T: serde::Serialize>(
+    rows: &[T],
+    json: bool,
+    line: impl Fn(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(rows)?);
+    } else {
+        for r in rows {
+            println!("{}", line(r));
+        }
+    }
+    Ok(())
+}
+
 pub fn crawls(config: Config, c: CrawlsCommand) -> anyhow::Result<ExitCode> {
     let kanki = Kanki::open(config)?;
     let store = kanki.store.crawl();
     match c {
         CrawlsCommand::List { limit, json } => {
-            let crawls = store.recent_crawls(limit)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&crawls)?);
-            }
-            for c in crawls.iter().filter(|_| !json) {
-                println!(
+            print_rows(&store.recent_crawls(limit)?, json, |c| {
+                format!(
                     "{:>6}  {}  {:<12} {}{}  {}",
                     c.id,
                     date(Some(c.started_at)),
@@ -204,8 +216,8 @@ pub fn crawls(config: Config, c: CrawlsCommand) -> anyhow::Result<ExitCode> {
                     c.origin,
                     if c.cloaking { " cloaking" } else { "" },
                     c.seed
-                );
-            }
+                )
+            })?;
         }
         CrawlsCommand::Show { id, json } => {
             let Some((_, report)) = store.get_crawl(id)? else {
@@ -220,12 +232,8 @@ pub fn crawls(config: Config, c: CrawlsCommand) -> anyhow::Result<ExitCode> {
             }
         }
         CrawlsCommand::Sites { limit, json } => {
-            let sites = store.sites(limit)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&sites)?);
-            }
-            for s in sites.iter().filter(|_| !json) {
-                println!(
+            print_rows(&store.sites(limit)?, json, |s| {
+                format!(
                     "{:<8} {:<8} {:<12} checked {}  online {}  clean {}  {}",
                     s.role,
                     s.liveness,
@@ -234,16 +242,12 @@ pub fn crawls(config: Config, c: CrawlsCommand) -> anyhow::Result<ExitCode> {
                     date(s.last_online),
                     date(s.clean_at),
                     s.url
-                );
-            }
+                )
+            })?;
         }
         CrawlsCommand::Notices { limit, json } => {
-            let notices = store.site_notices(limit)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&notices)?);
-            }
-            for n in notices.iter().filter(|_| !json) {
-                println!(
+            print_rows(&store.site_notices(limit)?, json, |n| {
+                format!(
                     "{:>5}  {}  {:<8} to {}  {}  ({})",
                     n.id,
                     date(Some(n.created_at)),
@@ -251,8 +255,8 @@ pub fn crawls(config: Config, c: CrawlsCommand) -> anyhow::Result<ExitCode> {
                     n.recipient.as_deref().unwrap_or("-"),
                     n.site,
                     n.eml_path
-                );
-            }
+                )
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -314,6 +314,51 @@ fn bombs_stalls_and_loops_end_at_their_limits_with_the_reason() {
     );
 }
 
+/// The hop, depth and crawl time limits, with seeds from a `--seeds` file.
+#[test]
+fn hop_depth_and_crawl_time_limits_end_a_crawl_with_the_reason() {
+    let lab = LabServer::start(Duration::ZERO).unwrap();
+    let env = Env::new(
+        "[crawler]\nlab_allow = [\"127.0.0.0/8\"]\nmax_hops = 2\nmax_depth = 1\npage_timeout = \"10s\"\n",
+    );
+    let seeds = env.dir.path().join("seeds.txt");
+    std::fs::write(
+        &seeds,
+        format!(
+            "# the entrance, and the redirector on its own\n{}\n\n{}  # 302s\n",
+            lab.url("/entrance.html"),
+            lab.url("/tds")
+        ),
+    )
+    .unwrap();
+    let reports = crawl(&env, &["--seeds", seeds.to_str().unwrap()]);
+    assert_eq!(reports.len(), 2);
+    // entrance (depth 0) → inject.js (1) → the frame it writes (2).
+    let tds = node(&reports[0]["trees"][0], "/tds");
+    assert_eq!(tds["depth"], 2);
+    assert_eq!(tds["fetch"]["stopped"], "depth limit of 1 reached");
+    assert!(tds["fetch"]["status"].is_null());
+    // /tds → /r1 → /r2 → /landing.html: the third redirect in a row.
+    let t = &reports[1]["trees"][0];
+    assert_eq!(node(t, "/r2")["fetch"]["status"], 302);
+    let landing = node(t, "/landing.html");
+    assert_eq!(landing["hops"], 3);
+    assert_eq!(landing["fetch"]["stopped"], "hop limit of 2 reached");
+    assert!(landing["fetch"]["status"].is_null());
+
+    // The slow-loris page outlasts the whole crawl's time, not the page's.
+    let env = Env::new(
+        "[crawler]\nlab_allow = [\"127.0.0.0/8\"]\npage_timeout = \"1h\"\ncrawl_timeout = \"1s\"\n",
+    );
+    let t = &crawl(&env, &[&lab.url("/slow")])[0]["trees"][0];
+    assert_eq!(t["stopped"], "crawl time limit of 1s reached", "{t:#}");
+    assert_eq!(
+        t["nodes"][0]["fetch"]["stopped"],
+        "not answered within the crawl time limit"
+    );
+    assert_eq!(t["verdict"], "unknown");
+}
+
 #[test]
 fn the_ssrf_guard_refuses_private_destinations() {
     let lab = LabServer::start(Duration::ZERO).unwrap();
@@ -334,7 +379,9 @@ fn the_ssrf_guard_refuses_private_destinations() {
     assert!(redirected["fetch"]["status"].is_null());
 
     // Without the lab allowlist, a public-looking name that resolves to
-    // 127.0.0.1 is refused, and so is the address itself.
+    // 127.0.0.1 is refused, and so is the address itself; so is a name
+    // the system's resolver answers with loopback (localhost, from
+    // /etc/hosts).
     let port = lab.addr.port();
     let strict = Env::new("[crawler.hosts]\n\"public.example\" = \"127.0.0.1\"\n");
     let reports = crawl(
@@ -343,6 +390,7 @@ fn the_ssrf_guard_refuses_private_destinations() {
             &format!("http://public.example:{port}/entrance.html"),
             &lab.url("/entrance.html"),
             &format!("http://[::ffff:127.0.0.1]:{port}/entrance.html"),
+            &format!("http://localhost:{port}/entrance.html"),
         ],
     );
     for r in &reports {
@@ -363,6 +411,11 @@ fn the_ssrf_guard_refuses_private_destinations() {
             .unwrap()
             .contains("IPv4-mapped")
     );
+    let localhost = reports[3]["trees"][0]["nodes"][0]["fetch"]["stopped"]
+        .as_str()
+        .unwrap();
+    assert!(localhost.contains("localhost: refused"), "{localhost}");
+    assert!(localhost.contains("loopback"), "{localhost}");
 }
 
 #[test]
