@@ -518,6 +518,25 @@ fn without_security_txt_the_contact_comes_from_rdap_and_the_notice_can_be_japane
         n["contacts"]["tried"].to_string().contains("security.txt"),
         "{n:#}"
     );
+    // The domain's record after its own name's (www.clinic.lab has none),
+    // then the address's, in that order.
+    assert!(
+        n["contacts"]["tried"]
+            .to_string()
+            .contains("/rdap/domain/www.clinic.lab"),
+        "{n:#}"
+    );
+    assert_eq!(
+        n["contacts"]["found"],
+        serde_json::json!([
+            [
+                "abuse@registrar-of-clinic.lab.example",
+                "rdap-domain clinic.lab"
+            ],
+            ["abuse@isp.example", "rdap-ip 127.0.0.1"]
+        ]),
+        "{n:#}"
+    );
     let eml = &outbox(&env)[0];
     assert!(eml.contains("Subject: =?UTF-8?B?"), "{eml}");
     let body = eml_body(eml);
