@@ -16,29 +16,27 @@ use serde::Serialize;
 
 use crate::{Kanki, ServiceError};
 
-/// The binding index with the names behind its holder numbers, as of one
-/// directory generation. Immutable.
+/// The binding index with the subscribers behind its holder numbers, as of
+/// one directory generation. Immutable. A holder number is the number the
+/// store gives a subject (see `DirectoryBackend::binding_subjects`).
 pub struct Compiled {
     pub generation: u64,
     index: BindingIndex,
-    /// Holder number → the subject the bindings name.
-    subjects: Vec<Subject>,
     /// Holder number → subscriber id, where an identifier maps it.
     subscriber_of: Vec<Option<Arc<str>>>,
+    /// Holder numbers naming an inside (private) address behind CGNAT.
+    inside_address: HashMap<u32, IpAddr>,
 }
 
 impl Compiled {
-    /// Reads every binding and identifier from the store and compiles them.
-    /// The bindings are read in id ranges on as many threads as there are
-    /// cores (10M rows must load in seconds at start), then merged.
+    /// Reads every binding and subject from the store and compiles them.
+    /// The bindings are read and sorted in id ranges on as many threads as
+    /// there are cores (10M rows must load in seconds at start), then
+    /// merged.
     pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Compiled, ServiceError> {
         let started = std::time::Instant::now();
         let d = store.directory();
         let generation = d.directory_generation()?;
-        let mut owners: HashMap<Subject, Arc<str>> = HashMap::new();
-        d.identifiers(&mut |s, id| {
-            owners.insert(s, Arc::from(id));
-        })?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
         let ranges: Vec<RangeInclusive<i64>> = match d.binding_id_span()? {
             None => Vec::new(),
@@ -54,7 +52,7 @@ impl Compiled {
         let parts = std::thread::scope(|scope| {
             let running: Vec<_> = ranges
                 .into_iter()
-                .map(|ids| scope.spawn(move || LoadPart::read(store, ids)))
+                .map(|ids| scope.spawn(move || read_sorted(store, ids)))
                 .collect();
             running
                 .into_iter()
@@ -63,61 +61,49 @@ impl Compiled {
         })?;
         let read = started.elapsed();
 
-        // One holder number per subject across the parts; each part is
-        // renumbered and sorted on its own thread, then they are merged.
-        let mut subjects: Vec<Subject> = Vec::new();
-        let mut global: foldhash::HashMap<&Subject, u32> = Default::default();
-        let renumbering: Vec<Vec<u32>> = parts
-            .iter()
-            .map(|p| {
-                p.subjects
-                    .iter()
-                    .map(|s| {
-                        *global.entry(s).or_insert_with(|| {
-                            subjects.push(s.clone());
-                            subjects.len() as u32 - 1
-                        })
-                    })
-                    .collect()
-            })
-            .collect();
-        drop(global);
-        let builders = std::thread::scope(|scope| {
-            let running: Vec<_> = parts
-                .into_iter()
-                .zip(&renumbering)
-                .map(|(p, to)| {
-                    scope.spawn(move || {
-                        let mut b = p.builder;
-                        b.renumber_holders(to);
-                        b.sort();
-                        b
-                    })
-                })
-                .collect();
-            running
-                .into_iter()
-                .map(|t| t.join().expect("a load thread panicked"))
-                .collect()
-        });
-        let sorted = started.elapsed();
-        let subscriber_of = subjects.iter().map(|s| owners.get(s).cloned()).collect();
-        let merged = IndexBuilder::merge(builders);
+        // After the bindings, so that every subject they name is listed.
+        let mut subscriber_of: Vec<Option<Arc<str>>> = Vec::new();
+        let mut inside_address = HashMap::new();
+        // One Arc per subscriber, shared by their identifiers.
+        let mut subscribers: HashMap<String, Arc<str>> = HashMap::new();
+        d.binding_subjects(&mut |s| {
+            if s.kind == SubjectKind::InsideAddress
+                && let Ok(addr) = s.value.parse::<IpAddr>()
+            {
+                inside_address.insert(s.number, addr);
+            }
+            let Some(id) = s.subscriber else { return };
+            let n = s.number as usize;
+            if subscriber_of.len() <= n {
+                subscriber_of.resize(n + 1, None);
+            }
+            let shared = match subscribers.get(id) {
+                Some(a) => a.clone(),
+                None => {
+                    let a: Arc<str> = Arc::from(id);
+                    subscribers.insert(id.to_string(), a.clone());
+                    a
+                }
+            };
+            subscriber_of[n] = Some(shared);
+        })?;
+        let subjects_read = started.elapsed();
+        let merged = IndexBuilder::merge(parts);
         let merged_at = started.elapsed();
         let index = merged.build(now.timestamp(), rand_seed());
         tracing::debug!(
             bindings = index.len(),
-            read_s = read.as_secs_f64(),
-            sorted_s = (sorted - read).as_secs_f64(),
-            merged_s = (merged_at - sorted).as_secs_f64(),
+            read_sorted_s = read.as_secs_f64(),
+            subjects_s = (subjects_read - read).as_secs_f64(),
+            merged_s = (merged_at - subjects_read).as_secs_f64(),
             built_s = (started.elapsed() - merged_at).as_secs_f64(),
             "directory index compiled"
         );
         Ok(Compiled {
             generation,
             index,
-            subjects,
             subscriber_of,
+            inside_address,
         })
     }
 
@@ -125,8 +111,8 @@ impl Compiled {
         Compiled {
             generation: 0,
             index: BindingIndex::empty(),
-            subjects: Vec::new(),
             subscriber_of: Vec::new(),
+            inside_address: HashMap::new(),
         }
     }
 
@@ -139,65 +125,42 @@ impl Compiled {
         self.index.memory_bytes()
     }
 
+    /// The subscriber whose identifier holder number `h` is, if any.
+    fn subscriber_of(&self, h: u32) -> Option<&str> {
+        self.subscriber_of.get(h as usize)?.as_deref()
+    }
+
     /// The subscriber holding `addr` now, if exactly one does. For the DNS
     /// front's consent check, which is covered by the subscriber's consent
     /// and not written to the audit log (see `../shared/DESIGN.md`).
     #[inline]
     pub fn subscriber_now(&self, addr: IpAddr, now: i64) -> Option<&str> {
-        let h = self.index.who_now(addr, now)?;
-        self.subscriber_of[h as usize].as_deref()
+        self.subscriber_of(self.index.who_now(addr, now)?)
     }
 }
 
-/// One load thread's share: its bindings, with holder numbers of its own
-/// (the subjects they name, in the order first seen).
-struct LoadPart {
-    builder: IndexBuilder,
-    subjects: Vec<Subject>,
-}
-
-impl LoadPart {
-    fn read(store: &Store, ids: RangeInclusive<i64>) -> Result<LoadPart, ServiceError> {
-        // Per kind, subject value → holder number: looked up by &str, so a
-        // row of a known subject allocates nothing.
-        let mut holders: [foldhash::HashMap<String, u32>; SubjectKind::ALL.len()] =
-            Default::default();
-        let mut part = LoadPart {
-            // Ids are dense, so the range is about the row count: reserved
-            // once rather than grown (and copied) in steps; capped, as a
-            // range thinned by retention may hold far fewer.
-            builder: IndexBuilder::with_capacity(
-                (ids.end().saturating_sub(*ids.start()) as usize)
-                    .saturating_add(1)
-                    .min(1 << 26),
-            ),
-            subjects: Vec::new(),
-        };
-        store.directory().scan_bindings(ids, &mut |row| {
-            let by_value = &mut holders[row.subject_kind as usize];
-            let holder = match by_value.get(row.subject) {
-                Some(&h) => h,
-                None => {
-                    let h = part.subjects.len() as u32;
-                    part.subjects.push(Subject {
-                        kind: row.subject_kind,
-                        value: row.subject.to_string(),
-                    });
-                    by_value.insert(row.subject.to_string(), h);
-                    h
-                }
-            };
-            part.builder.add(&BindingRef {
-                id: row.id,
-                prefix: row.prefix,
-                ports: row.ports,
-                from: row.from,
-                to: row.to,
-                holder,
-            });
-        })?;
-        Ok(part)
-    }
+/// One load thread's share: the bindings with ids in `ids`, sorted.
+fn read_sorted(store: &Store, ids: RangeInclusive<i64>) -> Result<IndexBuilder, ServiceError> {
+    // Ids are dense, so the range is about the row count: reserved once
+    // rather than grown (and copied) in steps; capped, as a range thinned by
+    // retention may hold far fewer.
+    let mut builder = IndexBuilder::with_capacity(
+        (ids.end().saturating_sub(*ids.start()) as usize)
+            .saturating_add(1)
+            .min(1 << 26),
+    );
+    store.directory().scan_bindings(ids, &mut |row| {
+        builder.add(&BindingRef {
+            id: row.id,
+            prefix: row.prefix,
+            ports: row.ports,
+            from: row.from,
+            to: row.to,
+            holder: row.subject,
+        });
+    })?;
+    builder.sort();
+    Ok(builder)
 }
 
 fn rand_seed() -> u64 {
@@ -479,10 +442,7 @@ impl Found {
         // followed further).
         let mut inside = HashMap::new();
         for (i, cand) in cands.iter().enumerate() {
-            let subject = &c.subjects[cand.binding.holder as usize];
-            if subject.kind == SubjectKind::InsideAddress
-                && let Ok(addr) = subject.value.parse::<IpAddr>()
-            {
+            if let Some(&addr) = c.inside_address.get(&cand.binding.holder) {
                 let mut inner = Vec::new();
                 c.index
                     .who_at(addr, None, q.at.timestamp(), skew, &mut inner);
@@ -513,13 +473,12 @@ impl Found {
             .iter()
             .enumerate()
             .filter_map(|(i, cand)| {
-                let h = cand.binding.holder as usize;
-                let mut subscriber = c.subscriber_of[h].as_deref().map(str::to_string);
+                let mut subscriber = c.subscriber_of(cand.binding.holder).map(str::to_string);
                 let mut through = Vec::new();
                 if let Some(inner) = inside.get(&i) {
                     let subs: HashSet<Option<&str>> = inner
                         .iter()
-                        .map(|x| c.subscriber_of[x.binding.holder as usize].as_deref())
+                        .map(|x| c.subscriber_of(x.binding.holder))
                         .collect();
                     if subs.len() == 1 {
                         subscriber = subs.into_iter().next().flatten().map(str::to_string);
@@ -529,13 +488,14 @@ impl Found {
                         .filter_map(|x| stored.get(&x.binding.id).cloned())
                         .collect();
                 }
+                // A binding purged since the index was built is not
+                // evidence any more.
+                let binding = stored.get(&cand.binding.id)?.clone();
                 Some(Holder {
                     subscriber,
-                    subject: c.subjects[h].clone(),
+                    subject: binding.binding.subject.clone(),
                     near_boundary: cand.near_boundary,
-                    // A binding purged since the index was built is not
-                    // evidence any more.
-                    binding: stored.get(&cand.binding.id)?.clone(),
+                    binding,
                     through,
                 })
             })

@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "garden_reference",
         include_str!("../../migrations/sqlite/0006_garden_reference.sql"),
     ),
+    (
+        7,
+        "binding_subjects",
+        include_str!("../../migrations/sqlite/0007_binding_subjects.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> Result<()> {
