@@ -314,14 +314,6 @@ impl IndexBuilder {
         self.rows.is_empty()
     }
 
-    /// Renumbers holders: holder `h` becomes `to[h]`. For parts collected
-    /// with their own holder numbers, before they are merged.
-    pub fn renumber_holders(&mut self, to: &[u32]) {
-        for row in &mut self.rows {
-            row.3.holder = to[row.3.holder as usize];
-        }
-    }
-
     /// Puts the bindings in the index's order.
     pub fn sort(&mut self) {
         if !self.sorted {
@@ -756,26 +748,13 @@ mod tests {
         let sessions = crate::synth::sessions(20_000, 30, 2_000, 5);
         let now = crate::synth::epoch().timestamp() + 15 * 86400;
         let mut whole = IndexBuilder::new();
-        // Three parts with their own holder numbers (here: holder + 1, + 2,
-        // + 3), renumbered back before the merge.
+        // Three parts, as three load threads read them.
         let mut parts: Vec<IndexBuilder> = (0..3).map(|_| IndexBuilder::new()).collect();
         for (i, s) in sessions.iter().enumerate() {
             whole.add(s);
-            let k = i % 3;
-            parts[k].add(&BindingRef {
-                holder: s.holder + k as u32 + 1,
-                ..*s
-            });
+            parts[i % 3].add(s);
         }
-        for (k, part) in parts.iter_mut().enumerate() {
-            let to: Vec<u32> = (0..2_010u32)
-                .map(|h| h.saturating_sub(k as u32 + 1))
-                .collect();
-            part.renumber_holders(&to);
-            if k == 0 {
-                part.sort(); // sorted or not, merge takes both
-            }
-        }
+        parts[0].sort(); // sorted or not, merge takes both
         let (whole, merged) = (
             whole.build(now, 5),
             IndexBuilder::merge(parts).build(now, 5),

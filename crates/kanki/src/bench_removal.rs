@@ -20,21 +20,38 @@ use crate::bench::Report;
 
 const DAYS: u32 = 90;
 
+/// Of the addresses in use on the report's day, the share whose machines
+/// are infected and call the sinkhole.
+const INFECTED_PERCENT: u64 = 5;
+
 /// The CSV the ingest benchmark reads (also what `scripts/bench.sh` gives
-/// IntelMQ's parser): `rows` rows over the sessions of the directory.
-/// A reused work directory keeps the events of earlier runs, so each run
-/// draws its rows with a `seed` of its own.
+/// IntelMQ's parser): `rows` rows over the sessions of the directory, as
+/// Shadowserver's daily report is: one day (the directory's last), in time
+/// order, naming the infected addresses of that day (a share of those in
+/// use), each many times (a bot calls its sinkholed server again and
+/// again). A reused work directory keeps the events of earlier runs, so
+/// each run draws its rows with a `seed` of its own.
 pub fn sinkhole_csv(sessions: usize, rows: usize, seed: u64) -> Vec<u8> {
     let ss = synth::sessions(sessions, DAYS, holders(sessions), 5);
     let mut rng = Rng::new(seed);
     let end = synth::epoch().timestamp() + DAYS as i64 * 86400;
-    let sources: Vec<(IpAddr, i64)> = (0..rows)
+    let day = end - 86400;
+    // Sessions in use on the day, for at least ten minutes of it.
+    let in_use: Vec<(i64, i64, &kanki_directory::BindingRef)> = ss
+        .iter()
+        .filter_map(|s| {
+            let (from, to) = (s.from.max(day) + 300, s.to.unwrap_or(end).min(end) - 300);
+            (to > from).then_some((from, to, s))
+        })
+        .collect();
+    let infected: Vec<_> = in_use
+        .iter()
+        .filter(|_| rng.below(100) < INFECTED_PERCENT)
+        .collect();
+    let mut sources: Vec<(IpAddr, i64)> = (0..rows)
         .map(|_| {
-            let s = &ss[rng.below(ss.len() as u64) as usize];
-            let to = s.to.unwrap_or(end);
-            // Well inside the session (away from the skew at its ends).
-            let span = (to - s.from - 600).max(1);
-            let at = s.from + 300 + rng.below(span as u64) as i64;
+            let &&(from, to, s) = &infected[rng.below(infected.len() as u64) as usize];
+            let at = from + rng.below((to - from) as u64) as i64;
             let ip = match s.prefix {
                 ipnet::IpNet::V4(n) => IpAddr::V4(n.network()),
                 ipnet::IpNet::V6(n) => IpAddr::V6((u128::from(n.network()) | 1).into()),
@@ -42,6 +59,7 @@ pub fn sinkhole_csv(sessions: usize, rows: usize, seed: u64) -> Vec<u8> {
             (ip, at)
         })
         .collect();
+    sources.sort_by_key(|&(_, at)| at);
     kanki_events::synth::sinkhole_csv(&sources)
 }
 

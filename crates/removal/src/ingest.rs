@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
+use kanki_audit::Ground;
 use kanki_events::shadowserver::Schemas;
 use kanki_events::{Event, Format, Item, Items, Notes};
-use kanki_service::directory::{Attribution, Compiled, Confidence, WhoQuery};
+use kanki_service::directory::{BulkAnswer, BulkAsk, Compiled, Confidence, Lookup};
 use kanki_service::{Kanki, ServiceError};
 use kanki_store::{CaseDelta, EventAttribution, EventWrite, RecordCounts, Severity};
 use serde::Serialize;
@@ -251,6 +252,7 @@ pub fn record_batch(
     sum: &mut IngestSummary,
 ) -> Result<RecordCounts, ServiceError> {
     let removal = kanki.store.removal();
+    let t0 = Instant::now();
     let keys: Vec<_> = events.iter().map(Event::key).collect();
     let known = removal.known_event_keys(&keys)?;
     let mut fresh: Vec<(kanki_events::EventKey, Event)> = Vec::with_capacity(events.len());
@@ -266,38 +268,44 @@ pub fn record_batch(
     if fresh.is_empty() {
         return Ok(RecordCounts::default());
     }
+    let t_keys = t0.elapsed();
+    // One bulk attribution (one audit record) per ground and purpose in
+    // the batch: a class's ground, a feed's name.
     let cfg = &kanki.config.removal;
-    let actor = "removal";
-    let mut queries = Vec::new();
-    let mut asked = Vec::with_capacity(fresh.len());
-    for (_, e) in &fresh {
-        match cfg.grounds.get(&e.class) {
-            Some(&ground) => {
-                asked.push(Some(queries.len()));
-                queries.push(WhoQuery {
-                    address: e.source_ip,
-                    port: e.source_port,
-                    at: e.time_source,
-                    ground,
-                    purpose: format!(
-                        "removal: find the subscriber behind a {} event from {} to notify them",
-                        e.class, e.feed_name
-                    ),
-                    actor: actor.into(),
-                });
-            }
-            None => asked.push(None),
+    let mut groups: HashMap<(Ground, String), (Vec<Lookup>, Vec<usize>)> = HashMap::new();
+    for (i, (_, e)) in fresh.iter().enumerate() {
+        if let Some(&ground) = cfg.grounds.get(&e.class) {
+            let purpose = format!(
+                "removal: find the subscribers behind {} events from {} to notify them",
+                e.class, e.feed_name
+            );
+            let (lookups, of) = groups.entry((ground, purpose)).or_default();
+            lookups.push(Lookup {
+                address: e.source_ip,
+                port: e.source_port,
+                at: e.time_source,
+            });
+            of.push(i);
         }
     }
-    let answers: Vec<Attribution> = if queries.is_empty() {
-        Vec::new()
-    } else {
-        kanki.who_many(compiled, &queries)?
-    };
+    // Per event: its answer and the audit record listing it.
+    let mut answers: Vec<Option<(BulkAnswer, i64)>> = vec![None; fresh.len()];
+    for ((ground, purpose), (lookups, of)) in groups {
+        let asked = BulkAsk {
+            actor: "removal".into(),
+            ground,
+            purpose,
+        };
+        let done = kanki.who_bulk(compiled, &asked, &lookups)?;
+        for (a, i) in done.answers.into_iter().zip(of) {
+            answers[i] = Some((a, done.audit_seq));
+        }
+    }
+    let t_who = t0.elapsed();
     let mut deltas: Vec<CaseDelta> = Vec::new();
     let mut delta_of: HashMap<(String, String), usize> = HashMap::new();
     let mut writes = Vec::with_capacity(fresh.len());
-    for ((key, e), asked) in fresh.into_iter().zip(asked) {
+    for ((key, e), answer) in fresh.into_iter().zip(answers) {
         let mut w = EventWrite {
             key,
             event: e,
@@ -306,20 +314,20 @@ pub fn record_batch(
             case: None,
         };
         let e = &w.event;
-        let reason = match asked.map(|i| &answers[i]) {
+        let reason = match answer {
             None => Some(format!("no ground configured for class {}", e.class)),
-            Some(a) => match (&a.subscriber, a.confidence) {
+            Some((a, audit_seq)) => match (a.subscriber, a.confidence) {
                 (_, Confidence::None) => Some("no binding holds the address at that time".into()),
                 (_, Confidence::Ambiguous) => Some("several subscribers held the address".into()),
                 (None, _) => Some("the holder maps to no subscriber".into()),
                 (Some(s), c) => {
                     w.attribution = Some(EventAttribution {
-                        subscriber: s.clone(),
+                        subscriber: s,
                         confidence: serde_json::to_value(c)
                             .ok()
                             .and_then(|v| v.as_str().map(str::to_string))
                             .unwrap_or_default(),
-                        audit_seq: a.audit_seq,
+                        audit_seq,
                     });
                     None
                 }
@@ -356,6 +364,7 @@ pub fn record_batch(
         writes.push(w);
     }
     let now = Utc::now();
+    let writes_len = writes.len();
     let counts = removal.record_events(
         ingest,
         &writes,
@@ -363,6 +372,13 @@ pub fn record_batch(
         &mut |open, d| case::on_events(open, d, now),
         now,
     )?;
+    tracing::debug!(
+        events = writes_len,
+        keys_ms = t_keys.as_secs_f64() * 1e3,
+        attribution_ms = (t_who - t_keys).as_secs_f64() * 1e3,
+        stored_ms = (t0.elapsed() - t_who).as_secs_f64() * 1e3,
+        "ingest batch"
+    );
     sum.events += counts.inserted;
     sum.duplicates += counts.duplicates;
     sum.cases_opened += counts.cases_opened;

@@ -16,29 +16,27 @@ use serde::Serialize;
 
 use crate::{Kanki, ServiceError};
 
-/// The binding index with the names behind its holder numbers, as of one
-/// directory generation. Immutable.
+/// The binding index with the subscribers behind its holder numbers, as of
+/// one directory generation. Immutable. A holder number is the number the
+/// store gives a subject (see `DirectoryBackend::binding_subjects`).
 pub struct Compiled {
     pub generation: u64,
     index: BindingIndex,
-    /// Holder number → the subject the bindings name.
-    subjects: Vec<Subject>,
     /// Holder number → subscriber id, where an identifier maps it.
     subscriber_of: Vec<Option<Arc<str>>>,
+    /// Holder numbers naming an inside (private) address behind CGNAT.
+    inside_address: HashMap<u32, IpAddr>,
 }
 
 impl Compiled {
-    /// Reads every binding and identifier from the store and compiles them.
-    /// The bindings are read in id ranges on as many threads as there are
-    /// cores (10M rows must load in seconds at start), then merged.
+    /// Reads every binding and subject from the store and compiles them.
+    /// The bindings are read and sorted in id ranges on as many threads as
+    /// there are cores (10M rows must load in seconds at start), then
+    /// merged.
     pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Compiled, ServiceError> {
         let started = std::time::Instant::now();
         let d = store.directory();
         let generation = d.directory_generation()?;
-        let mut owners: HashMap<Subject, Arc<str>> = HashMap::new();
-        d.identifiers(&mut |s, id| {
-            owners.insert(s, Arc::from(id));
-        })?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
         let ranges: Vec<RangeInclusive<i64>> = match d.binding_id_span()? {
             None => Vec::new(),
@@ -54,7 +52,7 @@ impl Compiled {
         let parts = std::thread::scope(|scope| {
             let running: Vec<_> = ranges
                 .into_iter()
-                .map(|ids| scope.spawn(move || LoadPart::read(store, ids)))
+                .map(|ids| scope.spawn(move || read_sorted(store, ids)))
                 .collect();
             running
                 .into_iter()
@@ -63,61 +61,49 @@ impl Compiled {
         })?;
         let read = started.elapsed();
 
-        // One holder number per subject across the parts; each part is
-        // renumbered and sorted on its own thread, then they are merged.
-        let mut subjects: Vec<Subject> = Vec::new();
-        let mut global: foldhash::HashMap<&Subject, u32> = Default::default();
-        let renumbering: Vec<Vec<u32>> = parts
-            .iter()
-            .map(|p| {
-                p.subjects
-                    .iter()
-                    .map(|s| {
-                        *global.entry(s).or_insert_with(|| {
-                            subjects.push(s.clone());
-                            subjects.len() as u32 - 1
-                        })
-                    })
-                    .collect()
-            })
-            .collect();
-        drop(global);
-        let builders = std::thread::scope(|scope| {
-            let running: Vec<_> = parts
-                .into_iter()
-                .zip(&renumbering)
-                .map(|(p, to)| {
-                    scope.spawn(move || {
-                        let mut b = p.builder;
-                        b.renumber_holders(to);
-                        b.sort();
-                        b
-                    })
-                })
-                .collect();
-            running
-                .into_iter()
-                .map(|t| t.join().expect("a load thread panicked"))
-                .collect()
-        });
-        let sorted = started.elapsed();
-        let subscriber_of = subjects.iter().map(|s| owners.get(s).cloned()).collect();
-        let merged = IndexBuilder::merge(builders);
+        // After the bindings, so that every subject they name is listed.
+        let mut subscriber_of: Vec<Option<Arc<str>>> = Vec::new();
+        let mut inside_address = HashMap::new();
+        // One Arc per subscriber, shared by their identifiers.
+        let mut subscribers: HashMap<String, Arc<str>> = HashMap::new();
+        d.binding_subjects(&mut |s| {
+            if s.kind == SubjectKind::InsideAddress
+                && let Ok(addr) = s.value.parse::<IpAddr>()
+            {
+                inside_address.insert(s.number, addr);
+            }
+            let Some(id) = s.subscriber else { return };
+            let n = s.number as usize;
+            if subscriber_of.len() <= n {
+                subscriber_of.resize(n + 1, None);
+            }
+            let shared = match subscribers.get(id) {
+                Some(a) => a.clone(),
+                None => {
+                    let a: Arc<str> = Arc::from(id);
+                    subscribers.insert(id.to_string(), a.clone());
+                    a
+                }
+            };
+            subscriber_of[n] = Some(shared);
+        })?;
+        let subjects_read = started.elapsed();
+        let merged = IndexBuilder::merge(parts);
         let merged_at = started.elapsed();
         let index = merged.build(now.timestamp(), rand_seed());
         tracing::debug!(
             bindings = index.len(),
-            read_s = read.as_secs_f64(),
-            sorted_s = (sorted - read).as_secs_f64(),
-            merged_s = (merged_at - sorted).as_secs_f64(),
+            read_sorted_s = read.as_secs_f64(),
+            subjects_s = (subjects_read - read).as_secs_f64(),
+            merged_s = (merged_at - subjects_read).as_secs_f64(),
             built_s = (started.elapsed() - merged_at).as_secs_f64(),
             "directory index compiled"
         );
         Ok(Compiled {
             generation,
             index,
-            subjects,
             subscriber_of,
+            inside_address,
         })
     }
 
@@ -125,8 +111,8 @@ impl Compiled {
         Compiled {
             generation: 0,
             index: BindingIndex::empty(),
-            subjects: Vec::new(),
             subscriber_of: Vec::new(),
+            inside_address: HashMap::new(),
         }
     }
 
@@ -139,65 +125,42 @@ impl Compiled {
         self.index.memory_bytes()
     }
 
+    /// The subscriber whose identifier holder number `h` is, if any.
+    fn subscriber_of(&self, h: u32) -> Option<&str> {
+        self.subscriber_of.get(h as usize)?.as_deref()
+    }
+
     /// The subscriber holding `addr` now, if exactly one does. For the DNS
     /// front's consent check, which is covered by the subscriber's consent
     /// and not written to the audit log (see `../shared/DESIGN.md`).
     #[inline]
     pub fn subscriber_now(&self, addr: IpAddr, now: i64) -> Option<&str> {
-        let h = self.index.who_now(addr, now)?;
-        self.subscriber_of[h as usize].as_deref()
+        self.subscriber_of(self.index.who_now(addr, now)?)
     }
 }
 
-/// One load thread's share: its bindings, with holder numbers of its own
-/// (the subjects they name, in the order first seen).
-struct LoadPart {
-    builder: IndexBuilder,
-    subjects: Vec<Subject>,
-}
-
-impl LoadPart {
-    fn read(store: &Store, ids: RangeInclusive<i64>) -> Result<LoadPart, ServiceError> {
-        // Per kind, subject value → holder number: looked up by &str, so a
-        // row of a known subject allocates nothing.
-        let mut holders: [foldhash::HashMap<String, u32>; SubjectKind::ALL.len()] =
-            Default::default();
-        let mut part = LoadPart {
-            // Ids are dense, so the range is about the row count: reserved
-            // once rather than grown (and copied) in steps; capped, as a
-            // range thinned by retention may hold far fewer.
-            builder: IndexBuilder::with_capacity(
-                (ids.end().saturating_sub(*ids.start()) as usize)
-                    .saturating_add(1)
-                    .min(1 << 26),
-            ),
-            subjects: Vec::new(),
-        };
-        store.directory().scan_bindings(ids, &mut |row| {
-            let by_value = &mut holders[row.subject_kind as usize];
-            let holder = match by_value.get(row.subject) {
-                Some(&h) => h,
-                None => {
-                    let h = part.subjects.len() as u32;
-                    part.subjects.push(Subject {
-                        kind: row.subject_kind,
-                        value: row.subject.to_string(),
-                    });
-                    by_value.insert(row.subject.to_string(), h);
-                    h
-                }
-            };
-            part.builder.add(&BindingRef {
-                id: row.id,
-                prefix: row.prefix,
-                ports: row.ports,
-                from: row.from,
-                to: row.to,
-                holder,
-            });
-        })?;
-        Ok(part)
-    }
+/// One load thread's share: the bindings with ids in `ids`, sorted.
+fn read_sorted(store: &Store, ids: RangeInclusive<i64>) -> Result<IndexBuilder, ServiceError> {
+    // Ids are dense, so the range is about the row count: reserved once
+    // rather than grown (and copied) in steps; capped, as a range thinned by
+    // retention may hold far fewer.
+    let mut builder = IndexBuilder::with_capacity(
+        (ids.end().saturating_sub(*ids.start()) as usize)
+            .saturating_add(1)
+            .min(1 << 26),
+    );
+    store.directory().scan_bindings(ids, &mut |row| {
+        builder.add(&BindingRef {
+            id: row.id,
+            prefix: row.prefix,
+            ports: row.ports,
+            from: row.from,
+            to: row.to,
+            holder: row.subject,
+        });
+    })?;
+    builder.sort();
+    Ok(builder)
 }
 
 fn rand_seed() -> u64 {
@@ -367,45 +330,14 @@ pub struct Attribution {
 
 impl Kanki {
     /// Who held an address at a moment. Refused without a purpose; the
-    /// lookup and its answer are written to the audit log before the answer
-    /// is returned, and no answer is returned if that write fails.
+    /// lookup and its answer, with the bindings read from the store as
+    /// evidence, are written to the audit log before the answer is
+    /// returned, and no answer is returned if that write fails.
     pub fn who(&self, c: &Compiled, q: &WhoQuery) -> Result<Attribution, ServiceError> {
-        Ok(self
-            .who_many(c, std::slice::from_ref(q))?
-            .pop()
-            .expect("one answer per query"))
-    }
-
-    /// [`who`](Self::who) for many queries against one index: the same
-    /// answers, each audited by a record of its own, all written in one
-    /// store transaction (an ingest attributes hundreds of thousands of
-    /// events a second). Refused whole if any query lacks a purpose or an
-    /// actor; no answer is returned if the audit write fails.
-    pub fn who_many(
-        &self,
-        c: &Compiled,
-        qs: &[WhoQuery],
-    ) -> Result<Vec<Attribution>, ServiceError> {
-        for q in qs {
-            if q.purpose.trim().is_empty() {
-                return Err(ServiceError::Invalid(
-                    "an attribution needs a purpose (and a ground): say why it is made".into(),
-                ));
-            }
-            if q.actor.trim().is_empty() {
-                return Err(ServiceError::Invalid(
-                    "an attribution needs an actor".into(),
-                ));
-            }
-        }
-        let skew = self
-            .config
-            .directory
-            .clock_skew
-            .as_secs()
-            .min(u32::MAX as u64) as u32;
-        let found: Vec<Found> = qs.iter().map(|q| Found::lookup(c, q, skew)).collect();
-        let mut ids: Vec<i64> = found.iter().flat_map(Found::binding_ids).collect();
+        check_asked(&q.actor, &q.purpose)?;
+        let skew = self.clock_skew();
+        let found = Found::lookup(c, q.address, q.port, q.at, skew);
+        let mut ids: Vec<i64> = found.binding_ids().collect();
         ids.sort_unstable();
         ids.dedup();
         let stored: HashMap<i64, StoredBinding> = self
@@ -415,16 +347,71 @@ impl Kanki {
             .into_iter()
             .map(|b| (b.id, b))
             .collect();
-        let (mut answers, entries): (Vec<Attribution>, Vec<AuditEntry>) = qs
+        let (mut answer, entry) = found.answer(c, q, skew, &stored);
+        answer.audit_seq = self.store.directory().audit_append(&entry)?.seq;
+        Ok(answer)
+    }
+
+    /// Many lookups made for one purpose under one ground (an ingest
+    /// attributes hundreds of thousands of events a second): each judged
+    /// as [`who`](Self::who) judges, from the index alone (no evidence is
+    /// read back from the store), and all listed, each with its answer and
+    /// the ids of the bindings it rests on, in one audit record, written
+    /// before the answers are returned.
+    pub fn who_bulk(
+        &self,
+        c: &Compiled,
+        asked: &BulkAsk,
+        lookups: &[Lookup],
+    ) -> Result<BulkAttribution, ServiceError> {
+        check_asked(&asked.actor, &asked.purpose)?;
+        let skew = self.clock_skew();
+        let answers: Vec<BulkAnswer> = lookups
             .iter()
-            .zip(found)
-            .map(|(q, f)| f.answer(c, q, skew, &stored))
-            .unzip();
-        let records = self.store.directory().audit_append_many(&entries)?;
-        for (a, r) in answers.iter_mut().zip(records) {
-            a.audit_seq = r.seq;
+            .map(|l| {
+                let found = Found::lookup(c, l.address, l.port, l.at, skew);
+                let subs = found.subscribers(c);
+                let (confidence, first) =
+                    judge(found.cands.iter().zip(subs.iter().copied()), l.port);
+                BulkAnswer {
+                    confidence,
+                    subscriber: first.map(str::to_string),
+                    bindings: found.cands.iter().map(|x| x.binding.id).collect(),
+                }
+            })
+            .collect();
+        #[derive(Serialize)]
+        struct Input<'a> {
+            lookups: &'a [Lookup],
+            clock_skew_secs: u32,
         }
-        Ok(answers)
+        #[derive(Serialize)]
+        struct Output<'a> {
+            answers: &'a [BulkAnswer],
+        }
+        let entry = AuditEntry {
+            at: Utc::now(),
+            actor: asked.actor.clone(),
+            action: "who-bulk".into(),
+            ground: Some(asked.ground),
+            purpose: asked.purpose.clone(),
+            input: serde_json::to_string(&Input {
+                lookups,
+                clock_skew_secs: skew,
+            })
+            .unwrap_or_default(),
+            result: serde_json::to_string(&Output { answers: &answers }).unwrap_or_default(),
+        };
+        let audit_seq = self.store.directory().audit_append(&entry)?.seq;
+        Ok(BulkAttribution { answers, audit_seq })
+    }
+
+    fn clock_skew(&self) -> u32 {
+        self.config
+            .directory
+            .clock_skew
+            .as_secs()
+            .min(u32::MAX as u64) as u32
     }
 
     /// Removes bindings and audit records past their retention, recording
@@ -461,6 +448,96 @@ impl Kanki {
     }
 }
 
+/// Refuses a lookup nobody answers for.
+fn check_asked(actor: &str, purpose: &str) -> Result<(), ServiceError> {
+    if purpose.trim().is_empty() {
+        return Err(ServiceError::Invalid(
+            "an attribution needs a purpose (and a ground): say why it is made".into(),
+        ));
+    }
+    if actor.trim().is_empty() {
+        return Err(ServiceError::Invalid(
+            "an attribution needs an actor".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Who asks many lookups at once, under which ground and why.
+#[derive(Clone, Debug)]
+pub struct BulkAsk {
+    pub actor: String,
+    pub ground: Ground,
+    pub purpose: String,
+}
+
+/// One lookup of a bulk attribution: `address` (and `port`) at `at`.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Lookup {
+    pub address: IpAddr,
+    pub port: Option<u16>,
+    pub at: DateTime<Utc>,
+}
+
+/// The answer to one [`Lookup`].
+#[derive(Clone, Debug, Serialize)]
+pub struct BulkAnswer {
+    pub confidence: Confidence,
+    /// The one subscriber, unless ambiguous or unknown.
+    pub subscriber: Option<String>,
+    /// The bindings the answer rests on.
+    pub bindings: Vec<i64>,
+}
+
+/// The answers of [`Kanki::who_bulk`], in the order asked, and the audit
+/// record listing them all.
+#[derive(Clone, Debug)]
+pub struct BulkAttribution {
+    pub answers: Vec<BulkAnswer>,
+    pub audit_seq: i64,
+}
+
+/// How sure the candidates make an answer, and the one subscriber if there
+/// is one: each candidate with the subscriber it resolves to.
+fn judge<'c>(
+    cands: impl Iterator<Item = (&'c kanki_directory::Candidate, Option<&'c str>)> + Clone,
+    port: Option<u16>,
+) -> (Confidence, Option<&'c str>) {
+    // Holders are told apart by subscriber, else by subject.
+    let distinct: HashSet<Result<&str, u32>> = cands
+        .clone()
+        .map(|(c, s)| s.ok_or(c.binding.holder))
+        .collect();
+    let mut all = cands.clone();
+    let Some((_, first)) = all.next() else {
+        return (Confidence::None, None);
+    };
+    let confidence = match distinct.len() {
+        1 if cands.clone().all(|(c, _)| c.near_boundary) => Confidence::NearBoundary,
+        1 => {
+            let exact = cands.clone().any(|(c, _)| {
+                let b = &c.binding;
+                !c.near_boundary
+                    && match (b.ports, port) {
+                        (Some(_), Some(_)) => true,
+                        (Some(_), None) => false,
+                        (None, _) => b.prefix.prefix_len() == b.prefix.max_prefix_len(),
+                    }
+            });
+            if exact {
+                Confidence::Exact
+            } else {
+                Confidence::InsideSession
+            }
+        }
+        _ => Confidence::Ambiguous,
+    };
+    match confidence {
+        Confidence::Ambiguous | Confidence::None => (confidence, None),
+        _ => (confidence, first),
+    }
+}
+
 /// The bindings one query matched in the index, before the store is read.
 struct Found {
     cands: Vec<kanki_directory::Candidate>,
@@ -470,22 +547,24 @@ struct Found {
 }
 
 impl Found {
-    fn lookup(c: &Compiled, q: &WhoQuery, skew: u32) -> Found {
+    fn lookup(
+        c: &Compiled,
+        address: IpAddr,
+        port: Option<u16>,
+        at: DateTime<Utc>,
+        skew: u32,
+    ) -> Found {
         let mut cands = Vec::new();
         c.index
-            .who_at(q.address, q.port, q.at.timestamp(), skew, &mut cands);
+            .who_at(address, port, at.timestamp(), skew, &mut cands);
         // A CGNAT log that names the inside address: who held that address
         // then (one step; an inside address behind another NAT is not
         // followed further).
         let mut inside = HashMap::new();
         for (i, cand) in cands.iter().enumerate() {
-            let subject = &c.subjects[cand.binding.holder as usize];
-            if subject.kind == SubjectKind::InsideAddress
-                && let Ok(addr) = subject.value.parse::<IpAddr>()
-            {
+            if let Some(&addr) = c.inside_address.get(&cand.binding.holder) {
                 let mut inner = Vec::new();
-                c.index
-                    .who_at(addr, None, q.at.timestamp(), skew, &mut inner);
+                c.index.who_at(addr, None, at.timestamp(), skew, &mut inner);
                 inside.insert(i, inner);
             }
         }
@@ -499,8 +578,33 @@ impl Found {
             .map(|c| c.binding.id)
     }
 
+    /// Each candidate's subscriber: its subject's, or, for an inside
+    /// address, the one subscriber who held that address then.
+    fn subscribers<'c>(&self, c: &'c Compiled) -> Vec<Option<&'c str>> {
+        self.cands
+            .iter()
+            .enumerate()
+            .map(|(i, cand)| {
+                let own = c.subscriber_of(cand.binding.holder);
+                let Some(inner) = self.inside.get(&i) else {
+                    return own;
+                };
+                let subs: HashSet<Option<&str>> = inner
+                    .iter()
+                    .map(|x| c.subscriber_of(x.binding.holder))
+                    .collect();
+                if subs.len() == 1 {
+                    subs.into_iter().next().flatten()
+                } else {
+                    own
+                }
+            })
+            .collect()
+    }
+
     /// The answer and its audit record (whose sequence number the caller
-    /// fills in once it is written).
+    /// fills in once it is written). A binding purged since the index was
+    /// built is not evidence any more: its candidate is dropped.
     fn answer(
         self,
         c: &Compiled,
@@ -508,71 +612,39 @@ impl Found {
         skew: u32,
         stored: &HashMap<i64, StoredBinding>,
     ) -> (Attribution, AuditEntry) {
-        let Found { cands, inside } = self;
-        let holders: Vec<Holder> = cands
+        let subs = self.subscribers(c);
+        let kept: Vec<(
+            &kanki_directory::Candidate,
+            Option<&str>,
+            &StoredBinding,
+            Vec<StoredBinding>,
+        )> = self
+            .cands
             .iter()
+            .zip(subs)
             .enumerate()
-            .filter_map(|(i, cand)| {
-                let h = cand.binding.holder as usize;
-                let mut subscriber = c.subscriber_of[h].as_deref().map(str::to_string);
-                let mut through = Vec::new();
-                if let Some(inner) = inside.get(&i) {
-                    let subs: HashSet<Option<&str>> = inner
-                        .iter()
-                        .map(|x| c.subscriber_of[x.binding.holder as usize].as_deref())
-                        .collect();
-                    if subs.len() == 1 {
-                        subscriber = subs.into_iter().next().flatten().map(str::to_string);
-                    }
-                    through = inner
+            .filter_map(|(i, (cand, sub))| {
+                let through = self.inside.get(&i).map_or(Vec::new(), |inner| {
+                    inner
                         .iter()
                         .filter_map(|x| stored.get(&x.binding.id).cloned())
-                        .collect();
-                }
-                Some(Holder {
-                    subscriber,
-                    subject: c.subjects[h].clone(),
-                    near_boundary: cand.near_boundary,
-                    // A binding purged since the index was built is not
-                    // evidence any more.
-                    binding: stored.get(&cand.binding.id)?.clone(),
-                    through,
-                })
-            })
-            .collect();
-        let distinct: HashSet<String> = holders
-            .iter()
-            .map(|h| {
-                h.subscriber
-                    .clone()
-                    .unwrap_or_else(|| h.subject.to_string())
-            })
-            .collect();
-        let confidence = match (distinct.len(), holders.first()) {
-            (0, _) | (_, None) => Confidence::None,
-            (1, _) if holders.iter().all(|h| h.near_boundary) => Confidence::NearBoundary,
-            (1, Some(_)) => {
-                let exact = holders.iter().any(|h| {
-                    let b = &h.binding.binding;
-                    !h.near_boundary
-                        && match (b.ports, q.port) {
-                            (Some(_), Some(_)) => true,
-                            (Some(_), None) => false,
-                            (None, _) => b.prefix.prefix_len() == b.prefix.max_prefix_len(),
-                        }
+                        .collect()
                 });
-                if exact {
-                    Confidence::Exact
-                } else {
-                    Confidence::InsideSession
-                }
-            }
-            _ => Confidence::Ambiguous,
-        };
-        let subscriber = match confidence {
-            Confidence::Ambiguous | Confidence::None => None,
-            _ => holders[0].subscriber.clone(),
-        };
+                Some((cand, sub, stored.get(&cand.binding.id)?, through))
+            })
+            .collect();
+        let (confidence, subscriber) = judge(kept.iter().map(|k| (k.0, k.1)), q.port);
+        let subscriber = subscriber.map(str::to_string);
+        let holders: Vec<Holder> = kept
+            .into_iter()
+            .map(|(cand, sub, binding, through)| Holder {
+                subscriber: sub.map(str::to_string),
+                subject: binding.binding.subject.clone(),
+                near_boundary: cand.near_boundary,
+                binding: binding.clone(),
+                through,
+            })
+            .collect();
         let input = serde_json::json!({
             "address": q.address,
             "port": q.port,

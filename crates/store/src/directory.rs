@@ -73,17 +73,27 @@ pub struct BindingCounts {
 /// [`DirectoryBackend::bindings_by_id`]).
 pub type ChangedBindings = Vec<i64>;
 
-/// The compact form the binding index is built from, borrowed from the
-/// row being read (no allocation per row: a start reads millions).
+/// The compact form the binding index is built from: numbers and a packed
+/// prefix, nothing to decode or hash per row (a start reads millions).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BindingScan<'a> {
+pub struct BindingScan {
     pub id: i64,
-    pub subject_kind: kanki_directory::SubjectKind,
-    pub subject: &'a str,
+    /// The subject's number: see [`DirectoryBackend::binding_subjects`].
+    pub subject: u32,
     pub prefix: ipnet::IpNet,
     pub ports: Option<PortRange>,
     pub from: i64,
     pub to: Option<i64>,
+}
+
+/// A subject bindings name, with its number and the subscriber whose
+/// identifier it is, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubjectEntry<'a> {
+    pub number: u32,
+    pub kind: kanki_directory::SubjectKind,
+    pub value: &'a str,
+    pub subscriber: Option<&'a str>,
 }
 
 /// Filters of `audit show`.
@@ -172,11 +182,14 @@ pub trait DirectoryBackend: Send + Sync {
     /// Every binding whose id lies in `ids`, in id order, compactly, for
     /// the index. A start reads disjoint id ranges on parallel threads
     /// ([`binding_id_span`](Self::binding_id_span) gives the whole range).
-    fn scan_bindings(
-        &self,
-        ids: RangeInclusive<i64>,
-        f: &mut dyn FnMut(BindingScan<'_>),
-    ) -> Result<()>;
+    fn scan_bindings(&self, ids: RangeInclusive<i64>, f: &mut dyn FnMut(BindingScan))
+    -> Result<()>;
+
+    /// Every subject bindings name, with the number [`BindingScan`] gives
+    /// it and the subscriber an identifier maps it to. Read after the
+    /// bindings: a binding read earlier names a subject listed here (unless
+    /// the binding was purged meanwhile).
+    fn binding_subjects(&self, f: &mut dyn FnMut(SubjectEntry<'_>)) -> Result<()>;
 
     /// The lowest and the highest binding id, or `None` when there is none.
     fn binding_id_span(&self) -> Result<Option<(i64, i64)>>;

@@ -183,11 +183,18 @@ fn a_nas_restart_closes_its_open_sessions_only() {
     let mut open = Vec::new();
     d.scan_bindings(ALL_BINDINGS, &mut |b| {
         if b.to.is_none() {
-            open.push(b.subject.to_string())
+            open.push(b.subject)
         }
     })
     .unwrap();
-    assert_eq!(open, ["carol"]);
+    let mut names = Vec::new();
+    d.binding_subjects(&mut |s| {
+        if open.contains(&s.number) {
+            names.push(s.value.to_string())
+        }
+    })
+    .unwrap();
+    assert_eq!(names, ["carol"]);
 }
 
 #[test]
@@ -260,6 +267,218 @@ fn leases_merge_by_key_and_subscribers_keep_their_consent_history() {
         ]
     );
     assert!(d.consenting().unwrap().is_empty());
+}
+
+/// Every binding as the index reads it: (prefix, subject's name), sorted.
+fn scanned(d: &dyn kanki_store::DirectoryBackend) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
+    d.scan_bindings(ALL_BINDINGS, &mut |b| rows.push((b.prefix, b.subject)))
+        .unwrap();
+    let mut names = std::collections::HashMap::new();
+    d.binding_subjects(&mut |s| {
+        names.insert(s.number, format!("{}:{}", s.kind.as_str(), s.value));
+    })
+    .unwrap();
+    let mut out: Vec<_> = rows
+        .into_iter()
+        .map(|(p, n)| (p.to_string(), names[&n].clone()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn bindings_name_numbered_subjects_mapped_to_subscribers_and_purged_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let d = store.directory();
+    let stat = |subject: Subject, prefix: &str, to: Option<i64>| {
+        BindingEvent::Binding(Binding {
+            key: format!("{subject}/{prefix}"),
+            subject,
+            prefix: prefix.parse().unwrap(),
+            ports: None,
+            from: t(1),
+            to: to.map(t),
+            origin: BindingOrigin::Static,
+            reporter: None,
+        })
+    };
+    d.apply_bindings(
+        BindingOrigin::Radius,
+        &[
+            session(
+                SessionPhase::Start,
+                "nas1",
+                "a1",
+                "alice",
+                &["192.0.2.1/32"],
+                1,
+            ),
+            session(
+                SessionPhase::Start,
+                "nas1",
+                "a2",
+                "alice",
+                &["2001:db8:1:100::/56"],
+                1,
+            ),
+            session(
+                SessionPhase::Start,
+                "nas1",
+                "b1",
+                "bob",
+                &["192.0.2.2/32"],
+                1,
+            ),
+            session(
+                SessionPhase::Stop,
+                "nas1",
+                "b1",
+                "bob",
+                &["192.0.2.2/32"],
+                2,
+            ),
+        ],
+        t(2),
+    )
+    .unwrap();
+    d.apply_bindings(
+        BindingOrigin::Static,
+        &[stat(
+            Subject::new(kanki_directory::SubjectKind::Subscriber, "S2").unwrap(),
+            "198.51.100.0/24",
+            None,
+        )],
+        t(2),
+    )
+    .unwrap();
+    let recs = [
+        SubscriberRecord {
+            id: "S1".into(),
+            language: "ja".into(),
+            identifiers: vec![Subject::login("alice").unwrap()],
+            ..Default::default()
+        },
+        SubscriberRecord {
+            id: "S2".into(),
+            language: "en".into(),
+            ..Default::default()
+        },
+    ];
+    d.upsert_subscribers(&recs, "import", "test", t(2)).unwrap();
+    assert_eq!(
+        scanned(d),
+        [
+            ("192.0.2.1/32".to_string(), "login:alice".to_string()),
+            ("192.0.2.2/32".to_string(), "login:bob".to_string()),
+            ("198.51.100.0/24".to_string(), "subscriber:S2".to_string()),
+            ("2001:db8:1:100::/56".to_string(), "login:alice".to_string()),
+        ]
+    );
+    let owners = || {
+        let mut v = Vec::new();
+        d.binding_subjects(&mut |s| {
+            v.push((s.value.to_string(), s.subscriber.map(str::to_string)))
+        })
+        .unwrap();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        owners(),
+        [
+            ("S2".to_string(), Some("S2".to_string())),
+            ("alice".to_string(), Some("S1".to_string())),
+            ("bob".to_string(), None),
+        ]
+    );
+    // Bob's only binding ends before the cut-off: his name goes with it.
+    let c = d.purge(t(5), t(0), entry(t(5), "retention")).unwrap();
+    assert_eq!(c.bindings, 1);
+    assert_eq!(
+        owners(),
+        [
+            ("S2".to_string(), Some("S2".to_string())),
+            ("alice".to_string(), Some("S1".to_string())),
+        ]
+    );
+}
+
+#[test]
+fn bindings_written_before_schema_7_are_numbered_and_read() {
+    // A store as version 6 left it: subjects and prefixes as text only.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kanki.sqlite3");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,
+                applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for (version, sql) in [
+            (1, include_str!("../migrations/sqlite/0001_init.sql")),
+            (2, include_str!("../migrations/sqlite/0002_directory.sql")),
+            (3, include_str!("../migrations/sqlite/0003_removal.sql")),
+            (5, include_str!("../migrations/sqlite/0005_warning.sql")),
+            (
+                6,
+                include_str!("../migrations/sqlite/0006_garden_reference.sql"),
+            ),
+        ] {
+            c.execute_batch(sql).unwrap();
+            c.execute(
+                "INSERT INTO schema_migrations VALUES (?1, 'old', 0)",
+                [version],
+            )
+            .unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO bindings (origin, key, subject_kind, subject, prefix, from_ts, updated_at)
+             VALUES ('radius', 'k1', 'login', 'alice', '192.0.2.7/32', 1, 1),
+                    ('radius', 'k2', 'login', 'alice', '2001:db8:1:100::/56', 1, 1),
+                    ('kea', 'k3', 'hw-addr', '00:11:22:33:44:55', '192.0.2.8/32', 1, 1)",
+        )
+        .unwrap();
+    }
+    let store = open(&dir);
+    let expected = [
+        ("192.0.2.7/32".to_string(), "login:alice".to_string()),
+        (
+            "192.0.2.8/32".to_string(),
+            "hw-addr:00:11:22:33:44:55".to_string(),
+        ),
+        ("2001:db8:1:100::/56".to_string(), "login:alice".to_string()),
+    ];
+    assert_eq!(scanned(store.directory()), expected);
+    // Written again (an update numbers the subject the same way), and read
+    // from the packed prefix.
+    let (c, _) = store
+        .directory()
+        .apply_bindings(
+            BindingOrigin::Radius,
+            &[session(
+                SessionPhase::Start,
+                "nas1",
+                "s9",
+                "alice",
+                &["192.0.2.9/32"],
+                1,
+            )],
+            t(1),
+        )
+        .unwrap();
+    assert_eq!(c.added, 1);
+    let after = scanned(store.directory());
+    assert_eq!(after.len(), 4);
+    assert!(after.contains(&("192.0.2.9/32".to_string(), "login:alice".to_string())));
+    let mut subjects = 0;
+    store
+        .directory()
+        .binding_subjects(&mut |_| subjects += 1)
+        .unwrap();
+    assert_eq!(subjects, 2, "alice is one subject, numbered once");
 }
 
 fn entry(at: DateTime<Utc>, purpose: &str) -> AuditEntry {

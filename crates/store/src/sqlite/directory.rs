@@ -10,6 +10,7 @@ use kanki_directory::{
     Binding, BindingEvent, BindingOrigin, PortRange, SessionEvent, SessionPhase, Subject,
     SubjectKind,
 };
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use super::open_sessions::{OpenRow, SessionKey, Staged};
@@ -152,6 +153,42 @@ fn binding_by_key(tx: &Connection, origin: &str, key: &str) -> Result<Option<Sto
         .optional()?)
 }
 
+/// The number of `s` in `binding_subjects`, given on first use.
+fn subject_number(tx: &Connection, s: &Subject) -> Result<i64> {
+    let kind = s.kind.as_str();
+    let known = tx
+        .prepare_cached("SELECT id FROM binding_subjects WHERE kind = ?1 AND value = ?2")?
+        .query_row(params![kind, s.value], |r| r.get(0))
+        .optional()?;
+    if let Some(n) = known {
+        return Ok(n);
+    }
+    tx.prepare_cached("INSERT INTO binding_subjects (kind, value) VALUES (?1, ?2)")?
+        .execute(params![kind, s.value])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// A prefix as the `net` column keeps it: the address's bytes (4 or 16),
+/// then the prefix length.
+fn pack_prefix(p: &IpNet) -> Vec<u8> {
+    let mut packed = match p.addr() {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    packed.push(p.prefix_len());
+    packed
+}
+
+fn unpack_prefix(b: &[u8]) -> Option<IpNet> {
+    let (len, addr) = b.split_last()?;
+    let addr = match addr.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(addr).ok()?),
+        16 => IpAddr::from(<[u8; 16]>::try_from(addr).ok()?),
+        _ => return None,
+    };
+    IpNet::new(addr, *len).ok()
+}
+
 /// Inserts a binding whose (origin, key) is new; `None` when one exists.
 fn insert_binding(
     tx: &Connection,
@@ -159,11 +196,12 @@ fn insert_binding(
     detail: Option<&str>,
     now: i64,
 ) -> Result<Option<i64>> {
+    let subject = subject_number(tx, &b.subject)?;
     let n = tx
         .prepare_cached(
         "INSERT INTO bindings (origin, key, subject_kind, subject, prefix, port_first, port_last,
-            from_ts, to_ts, reporter, detail, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+            from_ts, to_ts, reporter, detail, updated_at, subject_id, net)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (origin, key) DO NOTHING",
     )?
     .execute(params![
@@ -178,15 +216,18 @@ fn insert_binding(
         b.to.map(ts),
         b.reporter,
         detail,
-        now
+        now,
+        subject,
+        pack_prefix(&b.prefix),
     ])?;
     Ok((n == 1).then(|| tx.last_insert_rowid()))
 }
 
 fn update_binding(tx: &Connection, id: i64, b: &Binding, now: i64) -> Result<()> {
+    let subject = subject_number(tx, &b.subject)?;
     tx.prepare_cached(
         "UPDATE bindings SET subject_kind = ?2, subject = ?3, from_ts = ?4, to_ts = ?5,
-            port_first = ?6, port_last = ?7, updated_at = ?8 WHERE id = ?1",
+            port_first = ?6, port_last = ?7, updated_at = ?8, subject_id = ?9 WHERE id = ?1",
     )?
     .execute(params![
         id,
@@ -196,7 +237,8 @@ fn update_binding(tx: &Connection, id: i64, b: &Binding, now: i64) -> Result<()>
         b.to.map(ts),
         b.ports.map(|p| p.first),
         b.ports.map(|p| p.last),
-        now
+        now,
+        subject,
     ])?;
     Ok(())
 }
@@ -407,23 +449,18 @@ impl Apply<'_, '_> {
     ) -> Result<Option<i64>> {
         let stop = e.phase == SessionPhase::Stop;
         let key = format!("{}/{}/{prefix}", e.nas, e.session_id);
-        // (No RETURNING: SQLite buffers its rows in a temporary table opened
-        // and closed per statement, which costs more than the read of an
-        // updated row's id.)
-        let before = self.tx.last_insert_rowid();
-        let written = self
+        let subject = subject_number(self.tx, &e.subject)?;
+        // Insert first (most rows of a busy feed are new sessions), then
+        // update a known one. (Not one upsert: telling its insert from its
+        // update by the last inserted row id fails when numbering the
+        // subject inserted a row of the same id into another table.)
+        let inserted = self
             .tx
             .prepare_cached(
                 "INSERT INTO bindings (origin, key, subject_kind, subject, prefix, from_ts,
-                    to_ts, reporter, detail, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-                 ON CONFLICT (origin, key) DO UPDATE SET
-                    from_ts = min(from_ts, excluded.from_ts),
-                    to_ts = CASE WHEN ?11 THEN max(coalesce(to_ts, excluded.to_ts), excluded.to_ts)
-                            ELSE to_ts END,
-                    updated_at = excluded.updated_at
-                 WHERE excluded.from_ts < from_ts
-                    OR (?11 AND (to_ts IS NULL OR to_ts < excluded.to_ts))",
+                    to_ts, reporter, detail, updated_at, subject_id, net)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                 ON CONFLICT (origin, key) DO NOTHING",
             )?
             .execute(params![
                 origin.as_str(),
@@ -436,27 +473,46 @@ impl Apply<'_, '_> {
                 e.nas,
                 detail,
                 self.now,
-                stop,
+                subject,
+                pack_prefix(prefix),
             ])?;
-        let after = self.tx.last_insert_rowid();
-        if written == 0 {
-            self.counts.unchanged += 1;
-            Ok(None)
-        } else if after != before {
-            // An insert moves the connection's last inserted row id; an
-            // update leaves it.
+        if inserted == 1 {
+            let id = self.tx.last_insert_rowid();
             self.counts.added += 1;
-            self.changed.push(after);
-            Ok(Some(after))
-        } else {
-            self.counts.updated += 1;
-            let id = self
-                .tx
-                .prepare_cached("SELECT id FROM bindings WHERE origin = ?1 AND key = ?2")?
-                .query_row(params![origin.as_str(), key], |r| r.get(0))?;
             self.changed.push(id);
-            Ok(None)
+            return Ok(Some(id));
         }
+        let updated: Option<i64> = self
+            .tx
+            .prepare_cached(
+                "UPDATE bindings SET
+                    from_ts = min(from_ts, ?3),
+                    to_ts = CASE WHEN ?5 THEN max(coalesce(to_ts, ?4), ?4) ELSE to_ts END,
+                    updated_at = ?6
+                 WHERE origin = ?1 AND key = ?2
+                   AND (?3 < from_ts OR (?5 AND (to_ts IS NULL OR to_ts < ?4)))
+                 RETURNING id",
+            )?
+            .query_row(
+                params![
+                    origin.as_str(),
+                    key,
+                    started,
+                    stop.then(|| ts(e.at)),
+                    stop,
+                    self.now
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match updated {
+            None => self.counts.unchanged += 1,
+            Some(id) => {
+                self.counts.updated += 1;
+                self.changed.push(id);
+            }
+        }
+        Ok(None)
     }
 
     /// Closes a row the writer remembers open, if it still is.
@@ -523,6 +579,46 @@ fn json_string(s: &str) -> String {
 fn parse_prefix(s: &str) -> Option<IpNet> {
     let (addr, len) = s.split_once('/')?;
     IpNet::new(addr.parse::<IpAddr>().ok()?, len.parse().ok()?).ok()
+}
+
+/// Larger than any store: the whole file may be mapped.
+const SCAN_MMAP_BYTES: i64 = 1 << 40;
+
+fn scan_binding_rows(
+    c: &Connection,
+    ids: RangeInclusive<i64>,
+    f: &mut dyn FnMut(BindingScan),
+) -> Result<()> {
+    let mut stmt = c.prepare(
+        "SELECT id, subject_id, coalesce(net, prefix), port_first, port_last, from_ts, to_ts \
+         FROM bindings WHERE id BETWEEN ?1 AND ?2",
+    )?;
+    let mut rows = stmt.query([ids.start(), ids.end()])?;
+    while let Some(r) = rows.next()? {
+        // Rows written before schema version 7 have their prefix as text
+        // only.
+        let prefix = match r.get_ref(2)? {
+            ValueRef::Blob(b) => unpack_prefix(b),
+            ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(parse_prefix),
+            _ => None,
+        };
+        let (Some(subject), Some(prefix)) = (r.get::<_, Option<u32>>(1)?, prefix) else {
+            continue; // written by this code, so never; skip rather than fail a start
+        };
+        let ports = match (r.get::<_, Option<u16>>(3)?, r.get::<_, Option<u16>>(4)?) {
+            (Some(a), Some(b)) => PortRange::new(a, b),
+            _ => None,
+        };
+        f(BindingScan {
+            id: r.get(0)?,
+            subject,
+            prefix,
+            ports,
+            from: r.get(5)?,
+            to: r.get(6)?,
+        });
+    }
+    Ok(())
 }
 
 fn text<'r>(r: &'r Row, i: usize) -> rusqlite::Result<&'r str> {
@@ -859,31 +955,41 @@ impl DirectoryBackend for SqliteBackend {
     fn scan_bindings(
         &self,
         ids: RangeInclusive<i64>,
-        f: &mut dyn FnMut(BindingScan<'_>),
+        f: &mut dyn FnMut(BindingScan),
     ) -> Result<()> {
         self.read(|c| {
+            // Mapped rather than read into SQLite's page cache: a start
+            // reads every page of the table once, and copying each costs
+            // about a quarter of the scan. For the scan only (an I/O error
+            // on a mapped page is a signal, not an error code).
+            c.pragma_update(None, "mmap_size", SCAN_MMAP_BYTES)?;
+            let scanned = scan_binding_rows(c, ids, f);
+            c.pragma_update(None, "mmap_size", 0)?;
+            scanned
+        })
+    }
+
+    fn binding_subjects(&self, f: &mut dyn FnMut(SubjectEntry<'_>)) -> Result<()> {
+        self.read(|c| {
             let mut stmt = c.prepare(
-                "SELECT id, subject_kind, subject, prefix, port_first, port_last, from_ts, to_ts \
-                 FROM bindings WHERE id BETWEEN ?1 AND ?2",
+                "SELECT s.id, s.kind, s.value, coalesce(i.subscriber_id, p.id)
+                 FROM binding_subjects s
+                 LEFT JOIN subscriber_identifiers i ON i.kind = s.kind AND i.value = s.value
+                 LEFT JOIN subscribers p ON s.kind = 'subscriber' AND p.id = s.value",
             )?;
-            let mut rows = stmt.query([ids.start(), ids.end()])?;
+            let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
-                let (Ok(kind), Some(prefix)) = (text(r, 1)?.parse(), parse_prefix(text(r, 3)?))
-                else {
-                    continue; // written by this code, so never; skip rather than fail a start
+                let (Ok(number), Ok(kind)) = (r.get::<_, u32>(0), text(r, 1)?.parse()) else {
+                    continue;
                 };
-                let ports = match (r.get::<_, Option<u16>>(4)?, r.get::<_, Option<u16>>(5)?) {
-                    (Some(a), Some(b)) => PortRange::new(a, b),
-                    _ => None,
-                };
-                f(BindingScan {
-                    id: r.get(0)?,
-                    subject_kind: kind,
-                    subject: text(r, 2)?,
-                    prefix,
-                    ports,
-                    from: r.get(6)?,
-                    to: r.get(7)?,
+                f(SubjectEntry {
+                    number,
+                    kind,
+                    value: text(r, 2)?,
+                    subscriber: r
+                        .get_ref(3)?
+                        .as_str_or_null()
+                        .map_err(rusqlite::Error::from)?,
                 });
             }
             Ok(())
@@ -1013,6 +1119,14 @@ impl DirectoryBackend for SqliteBackend {
                 "DELETE FROM bindings WHERE to_ts IS NOT NULL AND to_ts < ?1",
                 [ts(bindings_before)],
             )? as u64;
+            if bindings > 0 {
+                // A name no binding mentions any more goes with them.
+                tx.execute(
+                    "DELETE FROM binding_subjects WHERE id NOT IN
+                        (SELECT subject_id FROM bindings WHERE subject_id IS NOT NULL)",
+                    [],
+                )?;
+            }
             let cutoff = audit_before.to_rfc3339_opts(SecondsFormat::Micros, true);
             // The newest record to go: its hash becomes the anchor.
             let last_gone: Option<(i64, String)> = tx

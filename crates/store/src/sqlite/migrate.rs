@@ -37,6 +37,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "garden_reference",
         include_str!("../../migrations/sqlite/0006_garden_reference.sql"),
     ),
+    (
+        7,
+        "binding_subjects",
+        include_str!("../../migrations/sqlite/0007_binding_subjects.sql"),
+    ),
+    (
+        8,
+        "event_keys_by_hour",
+        include_str!("../../migrations/sqlite/0008_event_keys_by_hour.sql"),
+    ),
 ];
 
 pub(crate) fn apply(conn: &Connection) -> Result<()> {
@@ -125,5 +135,31 @@ mod tests {
             apply_list(&conn, &[one]),
             Err(StoreError::SchemaTooNew { found: 5, known: 1 })
         ));
+    }
+
+    #[test]
+    fn event_keys_written_before_version_8_take_the_form_new_events_get() {
+        let conn = Connection::open_in_memory().unwrap();
+        let before_8: Vec<_> = MIGRATIONS.iter().copied().filter(|m| m.0 < 8).collect();
+        apply_list(&conn, &before_8).unwrap();
+        // The old key: the first 16 bytes of the digest; 2026-11-01 10:20 UTC.
+        let old: Vec<u8> = (0..16).map(|i| i * 17).collect(); // a NUL and 0xff too
+        let at = 1_793_528_400i64;
+        conn.execute_batch("INSERT INTO event_raw (id, records, data) VALUES (1, 1, x'00')")
+            .unwrap();
+        conn.execute(
+            "INSERT INTO events (key, source_ip, time_source, time_observation, taxonomy, class,
+                feed_name, feed_provider, raw_block, raw_index, ingest)
+             VALUES (?1, '192.0.2.1', ?2, ?2, 'malicious-code', 'infected-system', 'f', 'p', 1, 0, 1)",
+            params![old, at],
+        )
+        .unwrap();
+        apply(&conn).unwrap();
+        let key: Vec<u8> = conn
+            .query_row("SELECT key FROM events", [], |r| r.get(0))
+            .unwrap();
+        let mut expected = ((at / 3600) as u32).to_be_bytes().to_vec();
+        expected.extend_from_slice(&old[..12]);
+        assert_eq!(key, expected);
     }
 }

@@ -271,9 +271,21 @@ impl RemovalBackend for SqliteBackend {
     }
 
     fn known_event_keys(&self, keys: &[EventKey]) -> Result<Vec<bool>> {
-        self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT 1 FROM events WHERE key = ?1")?;
-            keys.iter().map(|k| Ok(stmt.exists([&k[..]])?)).collect()
+        // On the writer's connection, whose page cache holds the key index
+        // pages the last batch wrote (a reader's is emptied whenever the
+        // writer commits), in one read transaction: one snapshot, and the
+        // WAL looked up once rather than per key.
+        self.write(|c| {
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Deferred)?;
+            let known = {
+                let mut stmt = tx.prepare_cached("SELECT 1 FROM events WHERE key = ?1")?;
+                keys.iter()
+                    .map(|k| Ok(stmt.exists([&k[..]])?))
+                    .collect::<Result<Vec<bool>>>()?
+            };
+            tx.commit()?;
+            Ok(known)
         })
     }
 
