@@ -355,9 +355,11 @@ async fn unknown_nas_gets_no_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retransmission_while_in_flight_is_applied_once() {
     let srv = Running::start("127.0.0.1").await;
-    // The first apply takes 0.8 s; radclient retransmits (same Identifier
-    // and authenticator) every 0.3 s meanwhile, for up to 3 s.
-    srv.sink.slow_once_ms.store(800, SeqCst);
+    // The first apply takes 2 s; radclient retransmits (same Identifier
+    // and authenticator) every 0.3 s meanwhile, for up to 3 s. (With 0.8 s,
+    // a loaded machine sometimes let radclient's first retransmission
+    // come after the answer.)
+    srv.sink.slow_once_ms.store(2000, SeqCst);
     let reply = radclient_send(
         srv.addr,
         SECRET,
