@@ -20,6 +20,10 @@ cd "$(dirname "$0")/.."
 # A cargo target directory outside the clone, so CI and developers keep it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/kanki/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Line tables are enough for a test's backtrace, and full debug info of the
+# whole tree (YARA's wasmtime and cranelift included) doubles build time
+# and disk.
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 mkdir -p "$CARGO_TARGET_DIR"
 
 # Debian packages the tests use, by the program each provides:
