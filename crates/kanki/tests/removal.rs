@@ -273,18 +273,10 @@ fn the_sensor_records_a_telnet_login_and_it_becomes_a_case() {
     let env = Env::new(&format!(
         "\n[sensor]\nlisten = [\"127.0.0.1:{port}\"]\ntelnet_ports = [{port}]\nfirst_bytes = 64\ntimeout = \"2s\"\n"
     ));
-    let subs = env.dir.path().join("subs.csv");
-    std::fs::write(&subs, "id,email,language,consent\nS3,s3@example.jp,en,no\n").unwrap();
-    env.ok(&["subscribers", "import", subs.to_str().unwrap()]);
-    let st = env.dir.path().join("static.csv");
-    std::fs::write(&st, "subscriber,prefix,from,to\nS3,127.0.0.1,2024-01-01,\n").unwrap();
-    env.ok(&[
-        "bindings",
-        "import",
-        "--format",
-        "static",
-        st.to_str().unwrap(),
-    ]);
+    env.directory(
+        "id,email,language,consent\nS3,s3@example.jp,en,no\n",
+        "S3,127.0.0.1,2024-01-01,\n",
+    );
     let s = env.serve();
     {
         use std::io::Read;
