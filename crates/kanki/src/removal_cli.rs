@@ -1,7 +1,7 @@
 //! `kanki ingest`, `kanki events`, `kanki cases`, `kanki notices`,
 //! `kanki escalations` and `kanki report`: the removal loop's commands.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -119,6 +119,17 @@ fn print_ingest(s: &IngestSummary) {
 pub enum EventsCommand {
     /// One event with its harmonized fields, attribution and raw record.
     Show { id: i64 },
+    /// A case's events, newest first.
+    List {
+        #[arg(long)]
+        case: i64,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// One JSON object per line, with the raw record.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn events(config: Config, c: EventsCommand) -> anyhow::Result<ExitCode> {
@@ -131,6 +142,34 @@ pub fn events(config: Config, c: EventsCommand) -> anyhow::Result<ExitCode> {
                 .get_event(id)?
                 .with_context(|| format!("no event {id}"))?;
             println!("{}", serde_json::to_string_pretty(&e)?);
+        }
+        EventsCommand::List { case, limit, json } => {
+            let r = kanki.store.removal();
+            r.get_case(case)?
+                .with_context(|| format!("no case {case}"))?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for e in r.case_events(case, limit)? {
+                if json {
+                    serde_json::to_writer(&mut out, &e)?;
+                    writeln!(out)?;
+                } else {
+                    let a = e.attribution.as_ref();
+                    writeln!(
+                        out,
+                        "{:<12} {}  {:<39} {:>5}  {:<24} {}",
+                        e.id,
+                        e.event.time_source.format("%Y-%m-%d %H:%M:%S"),
+                        e.event.source_ip,
+                        e.event.source_port.map_or(String::new(), |p| p.to_string()),
+                        e.event.threat(),
+                        a.map_or(String::new(), |a| format!(
+                            "{} (audit {})",
+                            a.confidence, a.audit_seq
+                        )),
+                    )?;
+                }
+            }
+            out.flush()?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -19,7 +19,7 @@ use kanki_events::shadowserver::Schemas;
 use kanki_events::{Event, Format, Item, Items, Notes};
 use kanki_service::directory::{BulkAnswer, BulkAsk, Compiled, Confidence, Lookup};
 use kanki_service::{Kanki, ServiceError};
-use kanki_store::{CaseDelta, EventAttribution, EventWrite, RecordCounts, Severity};
+use kanki_store::{CaseTarget, EventAttribution, EventWrite, RecordCounts, Severity};
 use serde::Serialize;
 
 use crate::case;
@@ -302,8 +302,8 @@ pub fn record_batch(
         }
     }
     let t_who = t0.elapsed();
-    let mut deltas: Vec<CaseDelta> = Vec::new();
-    let mut delta_of: HashMap<(String, String), usize> = HashMap::new();
+    let mut cases: Vec<CaseTarget> = Vec::new();
+    let mut case_of: HashMap<(String, String), usize> = HashMap::new();
     let mut writes = Vec::with_capacity(fresh.len());
     for ((key, e), answer) in fresh.into_iter().zip(answers) {
         let mut w = EventWrite {
@@ -337,22 +337,15 @@ pub fn record_batch(
             (Some(a), _) => {
                 sum.attributed += 1;
                 let k = (a.subscriber.clone(), e.threat().to_string());
-                let i = *delta_of.entry(k).or_insert_with(|| {
-                    deltas.push(CaseDelta {
+                let i = *case_of.entry(k).or_insert_with(|| {
+                    cases.push(CaseTarget {
                         subscriber: a.subscriber.clone(),
                         threat: e.threat().to_string(),
                         class: e.class.clone(),
                         severity: severity(kanki, &e.class),
-                        first_seen: e.time_source,
-                        last_seen: e.time_source,
-                        events: 0,
                     });
-                    deltas.len() - 1
+                    cases.len() - 1
                 });
-                let d = &mut deltas[i];
-                d.events += 1;
-                d.first_seen = d.first_seen.min(e.time_source);
-                d.last_seen = d.last_seen.max(e.time_source);
                 w.case = Some(i);
             }
             (None, Some(r)) => {
@@ -368,7 +361,7 @@ pub fn record_batch(
     let counts = removal.record_events(
         ingest,
         &writes,
-        &deltas,
+        &cases,
         &mut |open, d| case::on_events(open, d, now),
         now,
     )?;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 mod crawl;
 mod directory;
+mod event_segment;
 mod import;
 mod removal;
 mod sqlite;

@@ -134,11 +134,20 @@ pub struct EventWrite {
     pub attribution: Option<EventAttribution>,
     /// Why it was not attributed (when it was not).
     pub unattributed: Option<String>,
-    /// Index into the batch's [`CaseDelta`]s.
+    /// Index into the batch's [`CaseTarget`]s.
     pub case: Option<usize>,
 }
 
-/// What a batch of events says about one (subscriber, threat).
+/// The case (subscriber, threat) an attributed event belongs to.
+#[derive(Clone, Debug)]
+pub struct CaseTarget {
+    pub subscriber: String,
+    pub threat: String,
+    pub class: String,
+    pub severity: Severity,
+}
+
+/// What the new events of a batch say about one (subscriber, threat).
 #[derive(Clone, Debug)]
 pub struct CaseDelta {
     pub subscriber: String,
@@ -148,6 +157,28 @@ pub struct CaseDelta {
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     pub events: u64,
+}
+
+impl CaseDelta {
+    /// The delta of one event.
+    pub fn of(t: &CaseTarget, seen: DateTime<Utc>) -> CaseDelta {
+        CaseDelta {
+            subscriber: t.subscriber.clone(),
+            threat: t.threat.clone(),
+            class: t.class.clone(),
+            severity: t.severity,
+            first_seen: seen,
+            last_seen: seen,
+            events: 1,
+        }
+    }
+
+    /// Adds one more event seen at `seen`.
+    pub fn add(&mut self, seen: DateTime<Utc>) {
+        self.events += 1;
+        self.first_seen = self.first_seen.min(seen);
+        self.last_seen = self.last_seen.max(seen);
+    }
 }
 
 /// A case as stored.
@@ -211,6 +242,8 @@ pub struct CaseFilter {
 /// A stored event with what was made of it.
 #[derive(Clone, Debug, Serialize)]
 pub struct StoredEvent {
+    /// The event's segment (the batch it was stored with) in the high bits,
+    /// its place in that batch in the low 16.
     pub id: i64,
     #[serde(flatten)]
     pub event: Event,
@@ -330,14 +363,15 @@ pub trait RemovalBackend: Send + Sync {
     fn known_event_keys(&self, keys: &[EventKey]) -> Result<Vec<bool>>;
 
     /// Stores events (those whose key is stored already are left out) and,
-    /// in the same transaction, opens or updates the cases they belong to:
-    /// `update` is given the open case of each delta (if any) and returns
-    /// it as it is to be stored.
+    /// in the same transaction, opens or updates the cases the new ones
+    /// belong to (`cases`, by each event's index): `update` is given the
+    /// open case of each (subscriber, threat), if any, with what the new
+    /// events say of it, and returns the case as it is to be stored.
     fn record_events(
         &self,
         ingest: i64,
         events: &[EventWrite],
-        deltas: &[CaseDelta],
+        cases: &[CaseTarget],
         update: &mut dyn FnMut(Option<Case>, &CaseDelta) -> Case,
         now: DateTime<Utc>,
     ) -> Result<RecordCounts>;
@@ -401,7 +435,8 @@ pub trait RemovalBackend: Send + Sync {
 
     fn removal_stats(&self) -> Result<RemovalStats>;
 
-    /// Removes events observed before `before`, with their raw records;
-    /// returns how many. Cases keep their counts.
+    /// Removes events observed before `before`, with their raw records and
+    /// keys, a stored batch at a time (a batch goes when its last event is
+    /// older); returns how many. Cases keep their counts.
     fn purge_events(&self, before: DateTime<Utc>) -> Result<u64>;
 }

@@ -2,7 +2,10 @@
 
 use chrono::{Duration, Utc};
 use kanki_events::Event;
-use kanki_store::{EventWrite, SqliteOptions, Store};
+use kanki_store::{
+    Case, CaseDelta, CaseFilter, CaseState, CaseTarget, EventAttribution, EventWrite, Severity,
+    SqliteOptions, Store,
+};
 
 #[test]
 fn events_are_stored_once_and_purged_by_age() {
@@ -42,9 +45,145 @@ fn events_are_stored_once_and_purged_by_age() {
         r.known_event_keys(&[e.key(), [0; 16]]).unwrap(),
         [true, false]
     );
-    let stored = r.get_event(2).unwrap().unwrap();
+    // An id is the batch's segment (the first is 1) and the place in it.
+    let stored = r.get_event((1 << 16) | 1).unwrap().unwrap();
     assert_eq!(stored.raw, "header\nrow 2");
+    assert_eq!(stored.event.source_ip, e.source_ip);
+    assert_eq!(
+        stored.unattributed.as_deref(),
+        Some("no ground configured for class c")
+    );
+    assert!(r.get_event(2).unwrap().is_none());
+    let stats = r.removal_stats().unwrap();
+    assert_eq!(stats.events, 2);
+    assert_eq!(
+        stats.unattributed_by_reason,
+        [("no ground configured for class c".to_string(), 2)]
+    );
     assert_eq!(r.purge_events(Utc::now() - Duration::days(1)).unwrap(), 0);
     assert_eq!(r.purge_events(Utc::now() + Duration::days(1)).unwrap(), 2);
-    assert!(r.get_event(1).unwrap().is_none());
+    assert!(r.get_event(1 << 16).unwrap().is_none());
+    assert_eq!(r.removal_stats().unwrap().events, 0);
+    // The keys went with the events: the same records are stored again,
+    // under new ids.
+    assert_eq!(
+        r.known_event_keys(&[e.key()]).unwrap(),
+        [false],
+        "purged keys"
+    );
+    let c = r
+        .record_events(ingest, &batch, &[], &mut |_, _| unreachable!(), Utc::now())
+        .unwrap();
+    assert_eq!((c.inserted, c.duplicates), (2, 0));
+    assert!(r.get_event((2 << 16) | 1).unwrap().is_some());
+}
+
+#[test]
+fn a_case_reads_its_events_newest_first_across_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::open_sqlite(&dir.path().join("k.sqlite3"), &SqliteOptions::default()).unwrap();
+    let r = store.removal();
+    let ingest = r.begin_ingest("test", "here", None, Utc::now()).unwrap();
+    let target = |s: &str| CaseTarget {
+        subscriber: s.into(),
+        threat: "mirai".into(),
+        class: "infected-system".into(),
+        severity: Severity::High,
+    };
+    let cases = [target("S1"), target("S2")];
+    let t0 = Utc::now() - Duration::hours(3);
+    let mut n = 0;
+    let mut batch = |of: &[usize]| -> Vec<EventWrite> {
+        of.iter()
+            .map(|&c| {
+                n += 1;
+                let mut e = Event::new(
+                    "192.0.2.1".parse().unwrap(),
+                    t0 + Duration::minutes(n),
+                    "malicious-code",
+                    "infected-system",
+                    "feed",
+                    "p",
+                );
+                e.raw = format!("row {n}").into_bytes();
+                EventWrite {
+                    key: e.key(),
+                    event: e,
+                    attribution: Some(EventAttribution {
+                        subscriber: cases[c].subscriber.clone(),
+                        confidence: "inside-session".into(),
+                        audit_seq: 1,
+                    }),
+                    unattributed: None,
+                    case: Some(c),
+                }
+            })
+            .collect()
+    };
+    // S1's events are rows 1, 6 and 7, in batches 1 and 3 (its chain skips
+    // batch 2); S2's are in all three.
+    let batches = [batch(&[0, 1]), batch(&[1, 1]), batch(&[1, 0, 0])];
+    let mut update = |open: Option<Case>, d: &CaseDelta| {
+        let mut c = open.unwrap_or(Case {
+            id: 0,
+            subscriber: d.subscriber.clone(),
+            threat: d.threat.clone(),
+            class: d.class.clone(),
+            severity: d.severity,
+            state: CaseState::New,
+            held: false,
+            hold_reason: None,
+            opened_at: d.first_seen,
+            first_seen: d.first_seen,
+            last_seen: d.last_seen,
+            events: 0,
+            notices: 0,
+            unacknowledged: 0,
+            last_notice_at: None,
+            acknowledged_at: None,
+            quiet_at: None,
+            resolved_at: None,
+            escalated_at: None,
+            reinfections: 0,
+            closed_at: None,
+            close_reason: None,
+            updated_at: d.last_seen,
+        });
+        c.events += d.events;
+        c.last_seen = c.last_seen.max(d.last_seen);
+        c
+    };
+    let mut opened = 0;
+    for b in &batches {
+        opened += r
+            .record_events(ingest, b, &cases, &mut update, Utc::now())
+            .unwrap()
+            .cases_opened;
+    }
+    assert_eq!(opened, 2);
+    let s1 = r
+        .list_cases(&CaseFilter {
+            subscriber: Some("S1".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(s1.events, 3);
+    let raws = |limit| -> Vec<String> {
+        r.case_events(s1.id, limit)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.raw)
+            .collect()
+    };
+    assert_eq!(raws(10), ["row 7", "row 6", "row 1"]);
+    assert_eq!(raws(2), ["row 7", "row 6"]);
+    // A replay of a batch changes no case.
+    let c = r
+        .record_events(ingest, &batches[1], &cases, &mut update, Utc::now())
+        .unwrap();
+    assert_eq!((c.inserted, c.duplicates, c.cases_updated), (0, 2, 0));
+    assert_eq!(r.get_case(s1.id).unwrap().unwrap().events, 3);
 }

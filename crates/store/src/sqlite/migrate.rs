@@ -47,7 +47,17 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "event_keys_by_hour",
         include_str!("../../migrations/sqlite/0008_event_keys_by_hour.sql"),
     ),
+    (
+        9,
+        "event_segments",
+        include_str!("../../migrations/sqlite/0009_event_segments.sql"),
+    ),
 ];
+
+/// Migrations with a second step in Rust, run in the same transaction
+/// after their SQL: what SQL alone cannot do (re-encode stored data).
+const STEPS: &[(i64, fn(&Connection) -> Result<()>)] =
+    &[(9, super::migrate_events::events_into_segments)];
 
 pub(crate) fn apply(conn: &Connection) -> Result<()> {
     apply_list(conn, MIGRATIONS)
@@ -92,6 +102,11 @@ fn apply_list(conn: &Connection, list: &[(i64, &str, &str)]) -> Result<()> {
         tx.execute_batch(sql).map_err(|e| {
             StoreError::Backend(format!("migration {version} ({name}) failed: {e}"))
         })?;
+        for (_, step) in STEPS.iter().filter(|s| s.0 == *version) {
+            step(&tx).map_err(|e| {
+                StoreError::Backend(format!("migration {version} ({name}) failed: {e}"))
+            })?;
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, strftime('%s','now'))",
             params![version, name],
@@ -154,12 +169,122 @@ mod tests {
             params![old, at],
         )
         .unwrap();
-        apply(&conn).unwrap();
+        let to_8: Vec<_> = MIGRATIONS.iter().copied().filter(|m| m.0 <= 8).collect();
+        apply_list(&conn, &to_8).unwrap();
         let key: Vec<u8> = conn
             .query_row("SELECT key FROM events", [], |r| r.get(0))
             .unwrap();
         let mut expected = ((at / 3600) as u32).to_be_bytes().to_vec();
         expected.extend_from_slice(&old[..12]);
         assert_eq!(key, expected);
+    }
+
+    #[test]
+    fn events_stored_before_version_9_move_into_segments_with_their_cases() {
+        use std::io::Write;
+        let conn = Connection::open_in_memory().unwrap();
+        let to_8: Vec<_> = MIGRATIONS.iter().copied().filter(|m| m.0 <= 8).collect();
+        apply_list(&conn, &to_8).unwrap();
+        // Two batches as schema 3 stored them; the case has an event in each.
+        let block = |records: &[&[u8]]| {
+            let mut z = flate2::write::DeflateEncoder::new(Vec::new(), Default::default());
+            for r in records {
+                z.write_all(&(r.len() as u32).to_le_bytes()).unwrap();
+                z.write_all(r).unwrap();
+            }
+            z.finish().unwrap()
+        };
+        let header = "\"timestamp\",\"ip\",\"port\",\"asn\",\"geo\",\"region\",\"city\"";
+        let rows: Vec<String> = (1..=3)
+            .map(|i| format!("{header}\n\"2026\",\"192.0.2.{i}\""))
+            .collect();
+        conn.execute(
+            "INSERT INTO event_raw (id, records, data) VALUES (1, 2, ?1)",
+            [block(&[rows[0].as_bytes(), rows[1].as_bytes()])],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO event_raw (id, records, data) VALUES (2, 1, ?1)",
+            [block(&[rows[2].as_bytes()])],
+        )
+        .unwrap();
+        conn.execute_batch(
+            "INSERT INTO cases (id, subscriber, threat, class, severity, state, opened_at, first_seen, last_seen, events, updated_at)
+             VALUES (7, 'S1', 'mirai', 'infected-system', 'high', 'new', 1, 1, 1, 2, 1);",
+        )
+        .unwrap();
+        for (i, (blk, idx, case)) in [(1, 0, Some(7)), (1, 1, None), (2, 0, Some(7))]
+            .into_iter()
+            .enumerate()
+        {
+            conn.execute(
+                "INSERT INTO events (key, source_ip, time_source, time_observation, taxonomy, class,
+                    feed_name, feed_provider, raw_block, raw_index, ingest, subscriber, confidence, audit_seq, unattributed, case_id)
+                 VALUES (?1, ?2, 1793528400, 1793528500, 'malicious-code', 'infected-system', 'f', 'p', ?3, ?4, 1,
+                         CASE WHEN ?5 IS NULL THEN NULL ELSE 'S1' END, 'inside-session', 4,
+                         CASE WHEN ?5 IS NULL THEN 'no binding' END, ?5)",
+                params![vec![i as u8; 16], format!("192.0.2.{}", i + 1), blk, idx, case],
+            )
+            .unwrap();
+        }
+        apply(&conn).unwrap();
+        assert_eq!(tables_named(&conn, "events"), 0, "old tables dropped");
+        assert_eq!(tables_named(&conn, "event_raw"), 0);
+        let keys: Vec<(Vec<u8>, i64)> = conn
+            .prepare("SELECT key, event FROM event_keys ORDER BY event")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(
+            keys,
+            [
+                (vec![0; 16], 1 << 16),
+                (vec![1; 16], (1 << 16) | 1),
+                (vec![2; 16], 2 << 16)
+            ]
+        );
+        let last: i64 = conn
+            .query_row("SELECT last_segment FROM cases WHERE id = 7", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(last, 2);
+        let (fields, raw): (Vec<u8>, Vec<u8>) = conn
+            .query_row(
+                "SELECT fields, raw FROM event_segments WHERE id = 2",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let f = crate::event_segment::decode_fields(2, &fields).unwrap();
+        assert_eq!(f.cases[0].id, 7);
+        assert_eq!(f.cases[0].previous, Some(1), "the case's chain");
+        let e = &f.events[0].2;
+        assert_eq!(e.event.source_ip.to_string(), "192.0.2.3");
+        assert_eq!(e.case_id, Some(7));
+        assert_eq!(e.attribution.as_ref().unwrap().audit_seq, 4);
+        assert_eq!(
+            crate::event_segment::decode_raw(&raw).unwrap()[0],
+            rows[2].as_bytes()
+        );
+        let unattributed: i64 = conn
+            .query_row(
+                "SELECT sum(events) FROM segment_unattributed WHERE reason = 'no binding'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(unattributed, 1);
+    }
+
+    fn tables_named(conn: &Connection, name: &str) -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap()
     }
 }

@@ -9,6 +9,7 @@ mod crawl;
 mod directory;
 mod indicators;
 mod migrate;
+mod migrate_events;
 mod open_sessions;
 mod removal;
 mod warning;

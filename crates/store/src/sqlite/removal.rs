@@ -1,12 +1,16 @@
 //! [`RemovalBackend`] for SQLite.
 
-use std::io::{Read, Write};
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use kanki_events::{Event, EventKey};
+use kanki_events::EventKey;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{SqliteBackend, from_ts, ts};
+use crate::event_segment::{
+    Fields, SEGMENT_EVENTS, SegmentCase, SegmentEvent, decode_fields, decode_raw, encode_fields,
+    encode_raw, event_id, split_event_id,
+};
 use crate::removal::*;
 use crate::{Result, StoreError};
 
@@ -165,76 +169,75 @@ fn escalation_from_row(r: &Row) -> rusqlite::Result<Escalation> {
     })
 }
 
-/// A batch's raw records, each length-prefixed, compressed together: far
-/// smaller and faster than one compressed value per event.
-fn pack_raw(records: &[&[u8]]) -> Vec<u8> {
-    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-    for r in records {
-        let _ = z.write_all(&(r.len() as u32).to_le_bytes());
-        let _ = z.write_all(r);
-    }
-    z.finish().unwrap_or_default()
-}
+/// Idempotency keys per statement (two parameters each).
+const KEYS_PER_STATEMENT: usize = 256;
 
-fn unpack_raw(block: &[u8], index: usize) -> Option<Vec<u8>> {
-    let mut data = Vec::new();
-    flate2::read::DeflateDecoder::new(block)
-        .read_to_end(&mut data)
-        .ok()?;
-    let mut at = 0usize;
-    for i in 0.. {
-        let len = u32::from_le_bytes(data.get(at..at + 4)?.try_into().ok()?) as usize;
-        let rec = data.get(at + 4..at + 4 + len)?;
-        if i == index {
-            return Some(rec.to_vec());
+/// Inserts the keys not stored yet, each naming its event (ids distinct);
+/// returns, for each, whether it was new (a key twice in `keys` is new
+/// once). Many rows per statement: a statement per key costs more than
+/// the B-tree insert.
+fn insert_keys(c: &Connection, keys: &[(&EventKey, i64)]) -> Result<Vec<bool>> {
+    let mut new = vec![false; keys.len()];
+    let position: HashMap<i64, usize> = keys.iter().enumerate().map(|(i, k)| (k.1, i)).collect();
+    let mut chunks = keys.chunks_exact(KEYS_PER_STATEMENT);
+    let mut many = c.prepare_cached(&format!(
+        "INSERT OR IGNORE INTO event_keys (key, event) VALUES {} RETURNING event",
+        vec!["(?, ?)"; KEYS_PER_STATEMENT].join(", ")
+    ))?;
+    for chunk in &mut chunks {
+        let args = chunk
+            .iter()
+            .flat_map(|(k, id)| [*k as &dyn rusqlite::ToSql, id as &dyn rusqlite::ToSql]);
+        let mut rows = many.query(rusqlite::params_from_iter(args))?;
+        while let Some(r) = rows.next()? {
+            if let Some(&i) = position.get(&r.get::<_, i64>(0)?) {
+                new[i] = true;
+            }
         }
-        at += 4 + len;
     }
-    None
+    let mut one =
+        c.prepare_cached("INSERT OR IGNORE INTO event_keys (key, event) VALUES (?1, ?2)")?;
+    for (k, id) in chunks.remainder() {
+        if one.execute(params![&k[..], id])? == 1 {
+            new[position[id]] = true;
+        }
+    }
+    Ok(new)
 }
 
-const EVENT_COLUMNS: &str = "e.id, e.source_ip, e.source_port, e.destination_ip, e.destination_port, e.time_source, e.time_observation, e.taxonomy, e.class, e.identifier, e.malware, e.feed_name, e.feed_provider, e.transport, e.application, r.data, e.raw_index, e.subscriber, e.confidence, e.audit_seq, e.unattributed, e.case_id";
+/// The segment id the next batch gets: never one used before, even if
+/// that segment was purged (event ids stay unique).
+fn next_segment(c: &Connection) -> Result<i64> {
+    Ok(c.query_row(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'event_segments'), 0),
+                    coalesce((SELECT max(id) FROM event_segments), 0)) + 1",
+        [],
+        |r| r.get(0),
+    )?)
+}
 
-fn event_from_row(r: &Row) -> rusqlite::Result<StoredEvent> {
-    let ip = |s: Option<String>| s.and_then(|s| s.parse().ok());
-    let source: String = r.get(1)?;
-    let block: Vec<u8> = r.get(15)?;
-    let raw = unpack_raw(&block, r.get::<_, i64>(16)? as usize).unwrap_or_default();
-    let subscriber: Option<String> = r.get(17)?;
-    Ok(StoredEvent {
-        id: r.get(0)?,
-        event: Event {
-            source_ip: source
-                .parse()
-                .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
-            source_port: r.get(2)?,
-            destination_ip: ip(r.get(3)?),
-            destination_port: r.get(4)?,
-            time_source: from_ts(r.get(5)?),
-            time_observation: from_ts(r.get(6)?),
-            taxonomy: r.get(7)?,
-            class: r.get(8)?,
-            identifier: r.get(9)?,
-            malware: r.get(10)?,
-            feed_name: r.get(11)?,
-            feed_provider: r.get(12)?,
-            transport: r.get(13)?,
-            application: r.get(14)?,
-            extra: Default::default(),
-            raw: Vec::new(),
-        },
-        raw: String::from_utf8_lossy(&raw).into_owned(),
-        attribution: match subscriber {
-            Some(subscriber) => Some(EventAttribution {
-                subscriber,
-                confidence: r.get::<_, Option<String>>(18)?.unwrap_or_default(),
-                audit_seq: r.get::<_, Option<i64>>(19)?.unwrap_or_default(),
-            }),
-            None => None,
-        },
-        unattributed: r.get(20)?,
-        case_id: r.get(21)?,
-    })
+/// A segment's events, with their raw records when `raw` is read.
+fn read_segment(c: &Connection, segment: i64, with_raw: bool) -> Result<Option<Fields>> {
+    let row: Option<(Vec<u8>, Option<Vec<u8>>)> = c
+        .prepare_cached(
+            "SELECT fields, CASE WHEN ?2 THEN raw END FROM event_segments WHERE id = ?1",
+        )?
+        .query_row(params![segment, with_raw], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((fields, raw)) = row else {
+        return Ok(None);
+    };
+    let damaged = || StoreError::Backend(format!("event segment {segment} cannot be read"));
+    let mut f = decode_fields(segment, &fields).ok_or_else(damaged)?;
+    if let Some(raw) = raw {
+        let records = decode_raw(&raw).ok_or_else(damaged)?;
+        for (i, _, e) in &mut f.events {
+            if let Some(r) = records.get(*i) {
+                e.raw = String::from_utf8_lossy(r).into_owned();
+            }
+        }
+    }
+    Ok(Some(f))
 }
 
 impl RemovalBackend for SqliteBackend {
@@ -274,18 +277,33 @@ impl RemovalBackend for SqliteBackend {
         // On the writer's connection, whose page cache holds the key index
         // pages the last batch wrote (a reader's is emptied whenever the
         // writer commits), in one read transaction: one snapshot, and the
-        // WAL looked up once rather than per key.
+        // WAL looked up once. Many keys per statement.
         self.write(|c| {
             let tx =
                 rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Deferred)?;
-            let known = {
-                let mut stmt = tx.prepare_cached("SELECT 1 FROM events WHERE key = ?1")?;
-                keys.iter()
-                    .map(|k| Ok(stmt.exists([&k[..]])?))
-                    .collect::<Result<Vec<bool>>>()?
-            };
+            let mut known = std::collections::HashSet::new();
+            {
+                let mut chunks = keys.chunks_exact(KEYS_PER_STATEMENT);
+                let mut many = tx.prepare_cached(&format!(
+                    "SELECT key FROM event_keys WHERE key IN ({})",
+                    vec!["?"; KEYS_PER_STATEMENT].join(", ")
+                ))?;
+                for chunk in &mut chunks {
+                    let mut rows =
+                        many.query(rusqlite::params_from_iter(chunk.iter().map(|k| &k[..])))?;
+                    while let Some(r) = rows.next()? {
+                        known.insert(r.get::<_, Vec<u8>>(0)?);
+                    }
+                }
+                let mut one = tx.prepare_cached("SELECT 1 FROM event_keys WHERE key = ?1")?;
+                for k in chunks.remainder() {
+                    if one.exists([&k[..]])? {
+                        known.insert(k.to_vec());
+                    }
+                }
+            }
             tx.commit()?;
-            Ok(known)
+            Ok(keys.iter().map(|k| known.contains(&k[..])).collect())
         })
     }
 
@@ -293,109 +311,69 @@ impl RemovalBackend for SqliteBackend {
         &self,
         ingest: i64,
         events: &[EventWrite],
-        deltas: &[CaseDelta],
+        cases: &[CaseTarget],
         update: &mut dyn FnMut(Option<Case>, &CaseDelta) -> Case,
         now: DateTime<Utc>,
     ) -> Result<RecordCounts> {
-        let raws: Vec<&[u8]> = events.iter().map(|e| e.event.raw.as_slice()).collect();
-        let block = pack_raw(&raws);
+        // The raw records are compressed before the writer is taken.
+        let raws: Vec<Vec<u8>> = events
+            .chunks(SEGMENT_EVENTS)
+            .map(|batch| {
+                let records: Vec<&[u8]> = batch.iter().map(|w| w.event.raw.as_slice()).collect();
+                encode_raw(&records)
+            })
+            .collect();
         self.write(|c| {
             let tx = c.transaction()?;
             let mut counts = RecordCounts::default();
-            let now_ts = ts(now);
-            let mut case_ids = Vec::with_capacity(deltas.len());
-            for d in deltas {
-                let open = tx
-                    .prepare_cached(&format!(
-                        "SELECT {CASE_COLUMNS} FROM cases WHERE subscriber = ?1 AND threat = ?2 AND state <> 'closed'"
-                    ))?
-                    .query_row([&d.subscriber, &d.threat], case_from_row)
-                    .optional()?;
-                let before = open.as_ref().map(|c| c.state);
-                let case = update(open, d);
-                let id = store_case(&tx, &case)?;
-                if before.is_none() {
-                    counts.cases_opened += 1;
-                } else {
-                    counts.cases_updated += 1;
-                }
-                if before != Some(case.state) {
-                    let action = if before.is_none() { "opened" } else { "events" };
-                    let ch = CaseChange {
-                        actor: "removal",
-                        action,
-                        reason: None,
-                    };
-                    log_case(&tx, id, &ch, case.state, now_ts)?;
-                }
-                case_ids.push(id);
+            for (batch, raw) in events.chunks(SEGMENT_EVENTS).zip(&raws) {
+                record_segment(&tx, ingest, batch, raw, cases, update, now, &mut counts)?;
             }
-            tx.prepare_cached("INSERT INTO event_raw (records, data) VALUES (?1, ?2)")?
-                .execute(params![events.len() as i64, block])?;
-            let block_id = tx.last_insert_rowid();
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (key, source_ip, source_port, destination_ip, destination_port, time_source, time_observation, taxonomy, class, identifier, malware, feed_name, feed_provider, transport, application, raw_block, raw_index, ingest, subscriber, confidence, audit_seq, unattributed, case_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
-            )?;
-            for (i, w) in events.iter().enumerate() {
-                let e = &w.event;
-                let a = w.attribution.as_ref();
-                let n = insert.execute(params![
-                    &w.key[..],
-                    e.source_ip.to_string(),
-                    e.source_port,
-                    e.destination_ip.map(|a| a.to_string()),
-                    e.destination_port,
-                    ts(e.time_source),
-                    ts(e.time_observation),
-                    e.taxonomy,
-                    e.class,
-                    e.identifier,
-                    e.malware,
-                    e.feed_name,
-                    e.feed_provider,
-                    e.transport,
-                    e.application,
-                    block_id,
-                    i as i64,
-                    ingest,
-                    a.map(|a| &a.subscriber),
-                    a.map(|a| &a.confidence),
-                    a.map(|a| a.audit_seq),
-                    w.unattributed,
-                    w.case.and_then(|c| case_ids.get(c).copied()),
-                ])?;
-                if n == 1 {
-                    counts.inserted += 1;
-                } else {
-                    counts.duplicates += 1;
-                }
-            }
-            drop(insert);
             tx.commit()?;
             Ok(counts)
         })
     }
 
     fn get_event(&self, id: i64) -> Result<Option<StoredEvent>> {
+        let (segment, index) = split_event_id(id);
         self.read(|c| {
-            Ok(c.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events e JOIN event_raw r ON r.id = e.raw_block WHERE e.id = ?1"
-            ))?
-            .query_row([id], event_from_row)
-            .optional()?)
+            Ok(read_segment(c, segment, true)?.and_then(|f| {
+                f.events
+                    .into_iter()
+                    .find(|(i, _, _)| *i == index)
+                    .map(|(_, _, e)| e)
+            }))
         })
     }
 
     fn case_events(&self, case_id: i64, limit: u32) -> Result<Vec<StoredEvent>> {
+        // Newest first, down the chain of the case's segments.
         self.read(|c| {
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM events e JOIN event_raw r ON r.id = e.raw_block
-                 WHERE e.case_id = ?1 ORDER BY e.id DESC LIMIT ?2"
-            ))?;
-            Ok(stmt
-                .query_map(params![case_id, limit], event_from_row)?
-                .collect::<rusqlite::Result<_>>()?)
+            let mut out = Vec::new();
+            let mut next: Option<i64> = c
+                .prepare_cached("SELECT last_segment FROM cases WHERE id = ?1")?
+                .query_row([case_id], |r| r.get(0))
+                .optional()?
+                .flatten();
+            while let Some(segment) = next
+                && out.len() < limit as usize
+            {
+                let Some(f) = read_segment(c, segment, true)? else {
+                    break; // purged
+                };
+                let of_case = f.events.into_iter().rev().map(|(_, _, e)| e);
+                out.extend(
+                    of_case
+                        .filter(|e| e.case_id == Some(case_id))
+                        .take(limit as usize - out.len()),
+                );
+                next = f
+                    .cases
+                    .iter()
+                    .find(|sc| sc.id == case_id)
+                    .and_then(|sc| sc.previous);
+            }
+            Ok(out)
         })
     }
 
@@ -677,13 +655,16 @@ impl RemovalBackend for SqliteBackend {
                 [],
                 |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
             )?;
-            s.events = c.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))?
-                as u64;
+            s.events = c.query_row(
+                "SELECT coalesce(sum(events), 0) FROM event_segments",
+                [],
+                |r| r.get::<_, i64>(0),
+            )? as u64;
             s.subscribers = c.query_row("SELECT count(*) FROM subscribers", [], |r| {
                 r.get::<_, i64>(0)
             })? as u64;
             let mut stmt = c.prepare(
-                "SELECT unattributed, count(*) FROM events WHERE unattributed IS NOT NULL GROUP BY unattributed",
+                "SELECT reason, sum(events) FROM segment_unattributed GROUP BY reason ORDER BY reason",
             )?;
             s.unattributed_by_reason = stmt
                 .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
@@ -695,16 +676,141 @@ impl RemovalBackend for SqliteBackend {
     fn purge_events(&self, before: DateTime<Utc>) -> Result<u64> {
         self.write(|c| {
             let tx = c.transaction()?;
-            let n = tx.execute(
-                "DELETE FROM events WHERE time_observation < ?1",
-                [ts(before)],
-            )?;
-            tx.execute(
-                "DELETE FROM event_raw WHERE id NOT IN (SELECT DISTINCT raw_block FROM events)",
-                [],
-            )?;
+            let old: Vec<i64> = tx
+                .prepare("SELECT id FROM event_segments WHERE last_observation < ?1 ORDER BY id")?
+                .query_map([ts(before)], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut n = 0u64;
+            for segment in old {
+                // The keys go with their events: a replay of a purged
+                // event stores it again.
+                if let Some(f) = read_segment(&tx, segment, false)? {
+                    let mut delete = tx.prepare_cached("DELETE FROM event_keys WHERE key = ?1")?;
+                    for (_, key, _) in &f.events {
+                        delete.execute([&key[..]])?;
+                    }
+                    n += f.events.len() as u64;
+                }
+                tx.execute("DELETE FROM event_segments WHERE id = ?1", [segment])?;
+            }
             tx.commit()?;
-            Ok(n as u64)
+            Ok(n)
         })
     }
+}
+
+/// Stores one segment's worth of a batch (at most [`SEGMENT_EVENTS`]
+/// events) inside the caller's transaction.
+#[allow(clippy::too_many_arguments)]
+fn record_segment(
+    tx: &Connection,
+    ingest: i64,
+    batch: &[EventWrite],
+    raw: &[u8],
+    targets: &[CaseTarget],
+    update: &mut dyn FnMut(Option<Case>, &CaseDelta) -> Case,
+    now: DateTime<Utc>,
+    counts: &mut RecordCounts,
+) -> Result<()> {
+    let segment = next_segment(tx)?;
+    let keys: Vec<(&EventKey, i64)> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (&w.key, event_id(segment, i)))
+        .collect();
+    let new = insert_keys(tx, &keys)?;
+    let stored = new.iter().filter(|n| **n).count();
+    counts.duplicates += (batch.len() - stored) as u64;
+    if stored == 0 {
+        return Ok(());
+    }
+    counts.inserted += stored as u64;
+
+    // What the new events say of each case, in the order first seen.
+    let mut deltas: Vec<(usize, CaseDelta)> = Vec::new();
+    let mut delta_of: HashMap<usize, usize> = HashMap::new();
+    for (w, _) in batch.iter().zip(&new).filter(|(_, n)| **n) {
+        let Some(t) = w.case else { continue };
+        let Some(target) = targets.get(t) else {
+            continue;
+        };
+        let seen = w.event.time_source;
+        match delta_of.get(&t) {
+            Some(&d) => deltas[d].1.add(seen),
+            None => {
+                delta_of.insert(t, deltas.len());
+                deltas.push((t, CaseDelta::of(target, seen)));
+            }
+        }
+    }
+    let now_ts = ts(now);
+    let mut segment_cases = Vec::with_capacity(deltas.len());
+    for (_, d) in &deltas {
+        let (open, previous) = tx
+            .prepare_cached(&format!(
+                "SELECT {CASE_COLUMNS}, last_segment FROM cases WHERE subscriber = ?1 AND threat = ?2 AND state <> 'closed'"
+            ))?
+            .query_row([&d.subscriber, &d.threat], |r| {
+                Ok((case_from_row(r)?, r.get::<_, Option<i64>>(23)?))
+            })
+            .optional()?
+            .map_or((None, None), |(c, p)| (Some(c), p));
+        let before = open.as_ref().map(|c| c.state);
+        let case = update(open, d);
+        let id = store_case(tx, &case)?;
+        tx.prepare_cached("UPDATE cases SET last_segment = ?2 WHERE id = ?1")?
+            .execute(params![id, segment])?;
+        if before.is_none() {
+            counts.cases_opened += 1;
+        } else {
+            counts.cases_updated += 1;
+        }
+        if before != Some(case.state) {
+            let action = if before.is_none() { "opened" } else { "events" };
+            let ch = CaseChange {
+                actor: "removal",
+                action,
+                reason: None,
+            };
+            log_case(tx, id, &ch, case.state, now_ts)?;
+        }
+        segment_cases.push(SegmentCase { id, previous });
+    }
+
+    let mut unattributed: HashMap<&str, i64> = HashMap::new();
+    let (mut first, mut last) = (i64::MAX, i64::MIN);
+    let written: Vec<SegmentEvent> = batch
+        .iter()
+        .zip(&new)
+        .enumerate()
+        .filter(|(_, (_, n))| **n)
+        .map(|(index, (w, _))| {
+            let observed = w.event.time_observation.timestamp();
+            (first, last) = (first.min(observed), last.max(observed));
+            if let Some(r) = &w.unattributed {
+                *unattributed.entry(r).or_default() += 1;
+            }
+            SegmentEvent {
+                index,
+                key: &w.key,
+                event: &w.event,
+                attribution: w.attribution.as_ref(),
+                unattributed: w.unattributed.as_deref(),
+                case: w.case.and_then(|t| delta_of.get(&t).copied()),
+            }
+        })
+        .collect();
+    let fields = encode_fields(&segment_cases, &written);
+    tx.prepare_cached(
+        "INSERT INTO event_segments (id, ingest, events, first_observation, last_observation, fields, raw)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![segment, ingest, stored as i64, first, last, fields, raw])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO segment_unattributed (segment, reason, events) VALUES (?1, ?2, ?3)",
+    )?;
+    for (reason, n) in unattributed {
+        insert.execute(params![segment, reason, n])?;
+    }
+    Ok(())
 }

@@ -1,0 +1,186 @@
+//! Schema 9's second step: events stored a row each (schema 3 to 8) move
+//! into segments, a segment per stored batch (`event_raw` block), keeping
+//! their keys, attributions and cases; then the old tables go.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use kanki_events::{Event, EventKey};
+use rusqlite::{Connection, params};
+
+use super::from_ts;
+use crate::event_segment::{
+    SEGMENT_EVENTS, SegmentCase, SegmentEvent, encode_fields, encode_raw, event_id,
+};
+use crate::removal::EventAttribution;
+use crate::{Result, StoreError};
+
+/// A block of schema 3's raw records: each length-prefixed, deflated together.
+fn unpack_block(block: &[u8]) -> Vec<Vec<u8>> {
+    let mut data = Vec::new();
+    if flate2::read::DeflateDecoder::new(block)
+        .read_to_end(&mut data)
+        .is_err()
+    {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while let Some(len) = data.get(at..at + 4) {
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let Some(rec) = data.get(at + 4..at + 4 + len) else {
+            break;
+        };
+        out.push(rec.to_vec());
+        at += 4 + len;
+    }
+    out
+}
+
+struct OldEvent {
+    index: usize,
+    key: EventKey,
+    event: Event,
+    attribution: Option<EventAttribution>,
+    unattributed: Option<String>,
+    case_id: Option<i64>,
+    ingest: i64,
+}
+
+pub(crate) fn events_into_segments(c: &Connection) -> Result<()> {
+    let blocks: Vec<i64> = c
+        .prepare("SELECT id FROM event_raw ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut last_segment: HashMap<i64, i64> = HashMap::new();
+    let mut segment = 0i64;
+    let mut moved = 0u64;
+    for block in blocks {
+        let data: Vec<u8> =
+            c.query_row("SELECT data FROM event_raw WHERE id = ?1", [block], |r| {
+                r.get(0)
+            })?;
+        let records = unpack_block(&data);
+        let mut stmt = c.prepare_cached(
+            "SELECT raw_index, key, source_ip, source_port, destination_ip, destination_port,
+                    time_source, time_observation, taxonomy, class, identifier, malware,
+                    feed_name, feed_provider, transport, application, subscriber, confidence,
+                    audit_seq, unattributed, case_id, ingest
+             FROM events WHERE raw_block = ?1 ORDER BY raw_index",
+        )?;
+        let old: Vec<OldEvent> = stmt
+            .query_map([block], |r| {
+                let ip = |s: Option<String>| s.and_then(|s| s.parse().ok());
+                let key: Vec<u8> = r.get(1)?;
+                let subscriber: Option<String> = r.get(16)?;
+                Ok(OldEvent {
+                    index: r.get::<_, i64>(0)? as usize,
+                    key: key.as_slice().try_into().unwrap_or_default(),
+                    event: Event {
+                        source_ip: ip(r.get(2)?).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+                        source_port: r.get(3)?,
+                        destination_ip: ip(r.get(4)?),
+                        destination_port: r.get(5)?,
+                        time_source: from_ts(r.get(6)?),
+                        time_observation: from_ts(r.get(7)?),
+                        taxonomy: r.get(8)?,
+                        class: r.get(9)?,
+                        identifier: r.get(10)?,
+                        malware: r.get(11)?,
+                        feed_name: r.get(12)?,
+                        feed_provider: r.get(13)?,
+                        transport: r.get(14)?,
+                        application: r.get(15)?,
+                        extra: Default::default(),
+                        raw: Vec::new(),
+                    },
+                    attribution: match subscriber {
+                        Some(subscriber) => Some(EventAttribution {
+                            subscriber,
+                            confidence: r.get::<_, Option<String>>(17)?.unwrap_or_default(),
+                            audit_seq: r.get::<_, Option<i64>>(18)?.unwrap_or_default(),
+                        }),
+                        None => None,
+                    },
+                    unattributed: r.get(19)?,
+                    case_id: r.get(20)?,
+                    ingest: r.get(21)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let Some(last) = old.last() else { continue };
+        if last.index >= SEGMENT_EVENTS {
+            return Err(StoreError::Backend(format!(
+                "event block {block} holds more than {SEGMENT_EVENTS} events"
+            )));
+        }
+        segment += 1;
+        let raws: Vec<&[u8]> = (0..=last.index)
+            .map(|i| records.get(i).map_or(&[][..], Vec::as_slice))
+            .collect();
+        let mut cases: Vec<SegmentCase> = Vec::new();
+        let mut case_index: HashMap<i64, usize> = HashMap::new();
+        for id in old.iter().filter_map(|e| e.case_id) {
+            case_index.entry(id).or_insert_with(|| {
+                cases.push(SegmentCase {
+                    id,
+                    previous: last_segment.insert(id, segment),
+                });
+                cases.len() - 1
+            });
+        }
+        let written: Vec<SegmentEvent> = old
+            .iter()
+            .map(|e| SegmentEvent {
+                index: e.index,
+                key: &e.key,
+                event: &e.event,
+                attribution: e.attribution.as_ref(),
+                unattributed: e.unattributed.as_deref(),
+                case: e.case_id.and_then(|id| case_index.get(&id).copied()),
+            })
+            .collect();
+        let observed = old.iter().map(|e| e.event.time_observation.timestamp());
+        c.execute(
+            "INSERT INTO event_segments (id, ingest, events, first_observation, last_observation, fields, raw)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                segment,
+                old[0].ingest,
+                old.len() as i64,
+                observed.clone().min(),
+                observed.max(),
+                encode_fields(&cases, &written),
+                encode_raw(&raws),
+            ],
+        )?;
+        let mut key = c.prepare_cached("INSERT INTO event_keys (key, event) VALUES (?1, ?2)")?;
+        let mut reasons: HashMap<&str, i64> = HashMap::new();
+        for e in &old {
+            key.execute(params![&e.key[..], event_id(segment, e.index)])?;
+            if let Some(r) = &e.unattributed {
+                *reasons.entry(r).or_default() += 1;
+            }
+        }
+        for (reason, n) in reasons {
+            c.execute(
+                "INSERT INTO segment_unattributed (segment, reason, events) VALUES (?1, ?2, ?3)",
+                params![segment, reason, n],
+            )?;
+        }
+        moved += old.len() as u64;
+    }
+    let mut set = c.prepare("UPDATE cases SET last_segment = ?2 WHERE id = ?1")?;
+    for (case, segment) in last_segment {
+        set.execute([case, segment])?;
+    }
+    c.execute_batch("DROP TABLE events; DROP TABLE event_raw;")?;
+    if moved > 0 {
+        tracing::info!(
+            events = moved,
+            segments = segment,
+            "moved stored events into segments"
+        );
+    }
+    Ok(())
+}
