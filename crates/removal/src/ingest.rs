@@ -61,6 +61,15 @@ impl Reasons {
         }
     }
 
+    fn merge(&mut self, other: Reasons) {
+        for (reason, c) in other.0 {
+            let r = self.0.entry(reason).or_default();
+            r.count += c.count;
+            let room = 5usize.saturating_sub(r.first_lines.len());
+            r.first_lines.extend(c.first_lines.into_iter().take(room));
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.0.values().map(|r| r.count).sum()
     }
@@ -194,6 +203,9 @@ pub fn ingest(
     result.map(|_| sum)
 }
 
+/// Batches in flight between two stages.
+const IN_FLIGHT: usize = 2;
+
 fn run(
     kanki: &Kanki,
     compiled: &Compiled,
@@ -202,45 +214,95 @@ fn run(
     sum: &mut IngestSummary,
     progress: &mut dyn FnMut(&IngestSummary),
 ) -> Result<(), ServiceError> {
+    // Three stages, each on its own thread: parsing (and keying), then
+    // judging (key probes and attribution), then storing, here. A batch is
+    // stored while the next is attributed and the one after is parsed.
+    let origin = sum.origin.clone();
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Item>, String>>(4);
+        let (parsed_tx, parsed) =
+            std::sync::mpsc::sync_channel::<Result<Parsed, String>>(IN_FLIGHT);
         scope.spawn(move || {
-            let mut batch = Vec::with_capacity(BATCH);
+            let mut batch = Parsed::default();
             for item in items {
                 match item {
-                    Ok(i) => batch.push(i),
+                    Ok(Item::Event(e)) => {
+                        batch.keys.push(e.key());
+                        batch.events.push(*e);
+                    }
+                    Ok(Item::Skipped(s)) => batch.skipped.push((s.reason, s.line)),
                     Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
+                        let _ = parsed_tx.send(Err(e.to_string()));
                         return;
                     }
                 }
-                if batch.len() == BATCH
-                    && tx
-                        .send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))))
-                        .is_err()
+                if batch.events.len() + batch.skipped.len() == BATCH
+                    && parsed_tx.send(Ok(std::mem::take(&mut batch))).is_err()
                 {
                     return;
                 }
             }
-            if !batch.is_empty() {
-                let _ = tx.send(Ok(batch));
+            if !batch.events.is_empty() || !batch.skipped.is_empty() {
+                let _ = parsed_tx.send(Ok(batch));
             }
         });
-        for batch in rx {
-            let batch = batch.map_err(|e| ServiceError::Invalid(format!("{}: {e}", sum.origin)))?;
-            let mut events = Vec::with_capacity(batch.len());
-            for item in batch {
-                sum.records += 1;
-                match item {
-                    Item::Event(e) => events.push(*e),
-                    Item::Skipped(s) => sum.skipped.add(&s.reason, Some(s.line)),
+        let (judged_tx, judged) =
+            std::sync::mpsc::sync_channel::<Result<Judged, ServiceError>>(IN_FLIGHT);
+        scope.spawn(move || {
+            // Keys of the batches judged but perhaps not stored yet: a record
+            // repeated across them is still recognized before attribution.
+            let mut recent = Recent::default();
+            for batch in parsed {
+                let judged = batch
+                    .map_err(|e| ServiceError::Invalid(format!("{origin}: {e}")))
+                    .and_then(|b| judge(kanki, compiled, b, &mut recent));
+                let failed = judged.is_err();
+                if judged_tx.send(judged).is_err() || failed {
+                    return;
                 }
             }
-            record_batch(kanki, compiled, ingest, events, sum)?;
+        });
+        for batch in judged {
+            let batch = batch?;
+            store(kanki, ingest, batch, sum)?;
             progress(sum);
         }
         Ok(())
     })
+}
+
+/// A parsed batch with its events' keys.
+#[derive(Default)]
+struct Parsed {
+    events: Vec<Event>,
+    keys: Vec<kanki_events::EventKey>,
+    skipped: Vec<(String, u64)>,
+}
+
+/// A batch judged: what to store, and what it adds to the summary.
+struct Judged {
+    writes: Vec<EventWrite>,
+    cases: Vec<CaseTarget>,
+    /// Records, duplicates found by key, attributions and reasons.
+    sum: IngestSummary,
+    keys_ms: f64,
+    attribution_ms: f64,
+}
+
+/// The keys of the last few batches judged.
+#[derive(Default)]
+struct Recent(std::collections::VecDeque<std::collections::HashSet<kanki_events::EventKey>>);
+
+impl Recent {
+    fn contains(&self, k: &kanki_events::EventKey) -> bool {
+        self.0.iter().any(|s| s.contains(k))
+    }
+
+    fn push(&mut self, keys: std::collections::HashSet<kanki_events::EventKey>) {
+        if self.0.len() > IN_FLIGHT + 1 {
+            self.0.pop_front();
+        }
+        self.0.push_back(keys);
+    }
 }
 
 /// Attributes and stores one batch of events.
@@ -251,23 +313,45 @@ pub fn record_batch(
     events: Vec<Event>,
     sum: &mut IngestSummary,
 ) -> Result<RecordCounts, ServiceError> {
+    let keys = events.iter().map(Event::key).collect();
+    let parsed = Parsed {
+        events,
+        keys,
+        skipped: Vec::new(),
+    };
+    let judged = judge(kanki, compiled, parsed, &mut Recent::default())?;
+    store(kanki, ingest, judged, sum)
+}
+
+/// Leaves out the events stored before (by key), attributes the others
+/// (audited) and says which case each belongs to.
+fn judge(
+    kanki: &Kanki,
+    compiled: &Compiled,
+    batch: Parsed,
+    recent: &mut Recent,
+) -> Result<Judged, ServiceError> {
     let removal = kanki.store.removal();
     let t0 = Instant::now();
-    let keys: Vec<_> = events.iter().map(Event::key).collect();
-    let known = removal.known_event_keys(&keys)?;
-    let mut fresh: Vec<(kanki_events::EventKey, Event)> = Vec::with_capacity(events.len());
+    let mut sum = IngestSummary {
+        records: (batch.events.len() + batch.skipped.len()) as u64,
+        ..Default::default()
+    };
+    for (reason, line) in &batch.skipped {
+        sum.skipped.add(reason, Some(*line));
+    }
+    let known = removal.known_event_keys(&batch.keys)?;
+    let mut fresh: Vec<(kanki_events::EventKey, Event)> = Vec::with_capacity(batch.events.len());
     // A batch may repeat a record too.
-    let mut seen = std::collections::HashSet::with_capacity(events.len());
-    for ((k, e), known) in keys.into_iter().zip(events).zip(known) {
-        if known || !seen.insert(k) {
+    let mut seen = std::collections::HashSet::with_capacity(batch.events.len());
+    for ((k, e), known) in batch.keys.into_iter().zip(batch.events).zip(known) {
+        if known || recent.contains(&k) || !seen.insert(k) {
             sum.duplicates += 1;
         } else {
             fresh.push((k, e));
         }
     }
-    if fresh.is_empty() {
-        return Ok(RecordCounts::default());
-    }
+    recent.push(seen);
     let t_keys = t0.elapsed();
     // One bulk attribution (one audit record) per ground and purpose in
     // the batch: a class's ground, a feed's name.
@@ -356,24 +440,49 @@ pub fn record_batch(
         }
         writes.push(w);
     }
+    Ok(Judged {
+        writes,
+        cases,
+        sum,
+        keys_ms: t_keys.as_secs_f64() * 1e3,
+        attribution_ms: (t_who - t_keys).as_secs_f64() * 1e3,
+    })
+}
+
+/// Stores a judged batch: its new events, and the cases they open or update.
+fn store(
+    kanki: &Kanki,
+    ingest: i64,
+    j: Judged,
+    sum: &mut IngestSummary,
+) -> Result<RecordCounts, ServiceError> {
+    let t0 = Instant::now();
     let now = Utc::now();
-    let writes_len = writes.len();
-    let counts = removal.record_events(
-        ingest,
-        &writes,
-        &cases,
-        &mut |open, d| case::on_events(open, d, now),
-        now,
-    )?;
+    let counts = if j.writes.is_empty() {
+        RecordCounts::default()
+    } else {
+        kanki.store.removal().record_events(
+            ingest,
+            &j.writes,
+            &j.cases,
+            &mut |open, d| case::on_events(open, d, now),
+            now,
+        )?
+    };
     tracing::debug!(
-        events = writes_len,
-        keys_ms = t_keys.as_secs_f64() * 1e3,
-        attribution_ms = (t_who - t_keys).as_secs_f64() * 1e3,
-        stored_ms = (t0.elapsed() - t_who).as_secs_f64() * 1e3,
+        events = j.writes.len(),
+        keys_ms = j.keys_ms,
+        attribution_ms = j.attribution_ms,
+        stored_ms = t0.elapsed().as_secs_f64() * 1e3,
         "ingest batch"
     );
+    let s = j.sum;
+    sum.records += s.records;
+    sum.duplicates += s.duplicates + counts.duplicates;
+    sum.attributed += s.attributed;
+    sum.skipped.merge(s.skipped);
+    sum.unattributed.merge(s.unattributed);
     sum.events += counts.inserted;
-    sum.duplicates += counts.duplicates;
     sum.cases_opened += counts.cases_opened;
     sum.cases_updated += counts.cases_updated;
     Ok(counts)
