@@ -20,7 +20,12 @@ fn server() -> &'static RpzServer {
     static SERVER: OnceLock<RpzServer> = OnceLock::new();
     SERVER.get_or_init(|| {
         let key = Arc::new(
-            TsigKey::new("kanki-key", "hmac-sha256", b"secret-secret-secret-secret!".to_vec()).unwrap(),
+            TsigKey::new(
+                "kanki-key",
+                "hmac-sha256",
+                b"secret-secret-secret-secret!".to_vec(),
+            )
+            .unwrap(),
         );
         let spec = |origin: &str, action: &str, tsig: bool, content: ZoneContent| ZoneSpec {
             options: RpzOptions {
@@ -39,7 +44,12 @@ fn server() -> &'static RpzServer {
         let s = RpzServer::new(
             vec![
                 spec("malware.rpz.kanki", "cname:*.garden.kanki.", true, list()),
-                spec("open.rpz.kanki", "local:192.0.2.1,2001:db8::1", false, list()),
+                spec(
+                    "open.rpz.kanki",
+                    "local:192.0.2.1,2001:db8::1",
+                    false,
+                    list(),
+                ),
                 spec(
                     "consent.rpz.kanki",
                     "passthru",
@@ -72,7 +82,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let tcp = mode & 1 == 0;
-    let peer: IpAddr = if mode & 2 == 0 { [127, 0, 0, 1] } else { [127, 0, 0, 2] }.into();
+    let peer: IpAddr = if mode & 2 == 0 {
+        [127, 0, 0, 1]
+    } else {
+        [127, 0, 0, 2]
+    }
+    .into();
     let check = |m: &[u8]| {
         assert!(m.len() <= 65_535, "answer of {} bytes", m.len());
         Message::from_vec(m).unwrap_or_else(|e| panic!("unreadable answer: {e}"));

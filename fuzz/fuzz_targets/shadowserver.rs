@@ -21,7 +21,9 @@ fuzz_target!(|data: &[u8]| {
     let schema = Schemas::builtin()
         .report(TYPES[pick as usize % TYPES.len()])
         .unwrap();
-    if let Ok((_, items)) = parse_shadowserver(schema, Box::new(std::io::Cursor::new(rest.to_vec()))) {
+    if let Ok((_, items)) =
+        parse_shadowserver(schema, Box::new(std::io::Cursor::new(rest.to_vec())))
+    {
         for i in items {
             let _ = i;
         }

@@ -54,7 +54,10 @@ fuzz_target!(|data: &[u8]| {
     let frame = Frame {
         lang,
         nonce: "n",
-        switch: Some(format!("/_kanki/warning?lang=en&path={}", page::query_value(&path))),
+        switch: Some(format!(
+            "/_kanki/warning?lang=en&path={}",
+            page::query_value(&path)
+        )),
     };
     let html = page::warning(&frame, &site, &listing, "t", 10);
     assert_eq!(html.matches("<script").count(), 1, "markup got in: {html}");

@@ -56,8 +56,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 
 /// Migrations with a second step in Rust, run in the same transaction
 /// after their SQL: what SQL alone cannot do (re-encode stored data).
-const STEPS: &[(i64, fn(&Connection) -> Result<()>)] =
-    &[(9, super::migrate_events::events_into_segments)];
+const STEPS: &[(i64, Step)] = &[(9, super::migrate_events::events_into_segments)];
+
+type Step = fn(&Connection) -> Result<()>;
 
 pub(crate) fn apply(conn: &Connection) -> Result<()> {
     apply_list(conn, MIGRATIONS)

@@ -48,73 +48,119 @@ struct OldEvent {
 }
 
 pub(crate) fn events_into_segments(c: &Connection) -> Result<()> {
-    let blocks: Vec<i64> = c
-        .prepare("SELECT id FROM event_raw ORDER BY id")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut last_segment: HashMap<i64, i64> = HashMap::new();
-    let mut segment = 0i64;
-    let mut moved = 0u64;
-    for block in blocks {
+    // In id order, which is block order (a batch wrote its block, then its
+    // events): one pass over the table, a block's events at a time (there
+    // is no index on raw_block).
+    let mut stmt = c.prepare(
+        "SELECT raw_index, key, source_ip, source_port, destination_ip, destination_port,
+                time_source, time_observation, taxonomy, class, identifier, malware,
+                feed_name, feed_provider, transport, application, subscriber, confidence,
+                audit_seq, unattributed, case_id, ingest, raw_block
+         FROM events ORDER BY id",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut moving = Moving::default();
+    let mut block: Option<(i64, Vec<OldEvent>)> = None;
+    while let Some(r) = rows.next()? {
+        let (e, of) = old_event(r)?;
+        match &mut block {
+            Some((b, events)) if *b == of => events.push(e),
+            _ => {
+                if let Some((b, events)) = block.take() {
+                    moving.segment(c, b, events)?;
+                }
+                block = Some((of, vec![e]));
+            }
+        }
+    }
+    if let Some((b, events)) = block.take() {
+        moving.segment(c, b, events)?;
+    }
+    drop(rows);
+    drop(stmt);
+    let mut set = c.prepare("UPDATE cases SET last_segment = ?2 WHERE id = ?1")?;
+    for (case, segment) in &moving.last_segment {
+        set.execute([case, segment])?;
+    }
+    c.execute_batch("DROP TABLE events; DROP TABLE event_raw;")?;
+    if moving.events > 0 {
+        tracing::info!(
+            events = moving.events,
+            segments = moving.segment,
+            "moved stored events into segments"
+        );
+    }
+    Ok(())
+}
+
+fn old_event(r: &rusqlite::Row) -> rusqlite::Result<(OldEvent, i64)> {
+    let ip = |s: Option<String>| s.and_then(|s| s.parse().ok());
+    let key: Vec<u8> = r.get(1)?;
+    let subscriber: Option<String> = r.get(16)?;
+    let e = OldEvent {
+        index: r.get::<_, i64>(0)? as usize,
+        key: key.as_slice().try_into().unwrap_or_default(),
+        event: Event {
+            source_ip: ip(r.get(2)?).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+            source_port: r.get(3)?,
+            destination_ip: ip(r.get(4)?),
+            destination_port: r.get(5)?,
+            time_source: from_ts(r.get(6)?),
+            time_observation: from_ts(r.get(7)?),
+            taxonomy: r.get(8)?,
+            class: r.get(9)?,
+            identifier: r.get(10)?,
+            malware: r.get(11)?,
+            feed_name: r.get(12)?,
+            feed_provider: r.get(13)?,
+            transport: r.get(14)?,
+            application: r.get(15)?,
+            extra: Default::default(),
+            raw: Vec::new(),
+        },
+        attribution: match subscriber {
+            Some(subscriber) => Some(EventAttribution {
+                subscriber,
+                confidence: r.get::<_, Option<String>>(17)?.unwrap_or_default(),
+                audit_seq: r.get::<_, Option<i64>>(18)?.unwrap_or_default(),
+            }),
+            None => None,
+        },
+        unattributed: r.get(19)?,
+        case_id: r.get(20)?,
+        ingest: r.get(21)?,
+    };
+    Ok((e, r.get(22)?))
+}
+
+/// The segments written so far, and each case's newest.
+#[derive(Default)]
+struct Moving {
+    segment: i64,
+    events: u64,
+    last_segment: HashMap<i64, i64>,
+}
+
+impl Moving {
+    /// Writes one old block's events as the next segment.
+    fn segment(&mut self, c: &Connection, block: i64, mut old: Vec<OldEvent>) -> Result<()> {
+        old.sort_by_key(|e| e.index);
         let data: Vec<u8> =
             c.query_row("SELECT data FROM event_raw WHERE id = ?1", [block], |r| {
                 r.get(0)
             })?;
         let records = unpack_block(&data);
-        let mut stmt = c.prepare_cached(
-            "SELECT raw_index, key, source_ip, source_port, destination_ip, destination_port,
-                    time_source, time_observation, taxonomy, class, identifier, malware,
-                    feed_name, feed_provider, transport, application, subscriber, confidence,
-                    audit_seq, unattributed, case_id, ingest
-             FROM events WHERE raw_block = ?1 ORDER BY raw_index",
-        )?;
-        let old: Vec<OldEvent> = stmt
-            .query_map([block], |r| {
-                let ip = |s: Option<String>| s.and_then(|s| s.parse().ok());
-                let key: Vec<u8> = r.get(1)?;
-                let subscriber: Option<String> = r.get(16)?;
-                Ok(OldEvent {
-                    index: r.get::<_, i64>(0)? as usize,
-                    key: key.as_slice().try_into().unwrap_or_default(),
-                    event: Event {
-                        source_ip: ip(r.get(2)?).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
-                        source_port: r.get(3)?,
-                        destination_ip: ip(r.get(4)?),
-                        destination_port: r.get(5)?,
-                        time_source: from_ts(r.get(6)?),
-                        time_observation: from_ts(r.get(7)?),
-                        taxonomy: r.get(8)?,
-                        class: r.get(9)?,
-                        identifier: r.get(10)?,
-                        malware: r.get(11)?,
-                        feed_name: r.get(12)?,
-                        feed_provider: r.get(13)?,
-                        transport: r.get(14)?,
-                        application: r.get(15)?,
-                        extra: Default::default(),
-                        raw: Vec::new(),
-                    },
-                    attribution: match subscriber {
-                        Some(subscriber) => Some(EventAttribution {
-                            subscriber,
-                            confidence: r.get::<_, Option<String>>(17)?.unwrap_or_default(),
-                            audit_seq: r.get::<_, Option<i64>>(18)?.unwrap_or_default(),
-                        }),
-                        None => None,
-                    },
-                    unattributed: r.get(19)?,
-                    case_id: r.get(20)?,
-                    ingest: r.get(21)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        let Some(last) = old.last() else { continue };
+        let last_segment = &mut self.last_segment;
+        let Some(last) = old.last() else {
+            return Ok(());
+        };
         if last.index >= SEGMENT_EVENTS {
             return Err(StoreError::Backend(format!(
                 "event block {block} holds more than {SEGMENT_EVENTS} events"
             )));
         }
-        segment += 1;
+        self.segment += 1;
+        let segment = self.segment;
         let raws: Vec<&[u8]> = (0..=last.index)
             .map(|i| records.get(i).map_or(&[][..], Vec::as_slice))
             .collect();
@@ -168,19 +214,7 @@ pub(crate) fn events_into_segments(c: &Connection) -> Result<()> {
                 params![segment, reason, n],
             )?;
         }
-        moved += old.len() as u64;
+        self.events += old.len() as u64;
+        Ok(())
     }
-    let mut set = c.prepare("UPDATE cases SET last_segment = ?2 WHERE id = ?1")?;
-    for (case, segment) in last_segment {
-        set.execute([case, segment])?;
-    }
-    c.execute_batch("DROP TABLE events; DROP TABLE event_raw;")?;
-    if moved > 0 {
-        tracing::info!(
-            events = moved,
-            segments = segment,
-            "moved stored events into segments"
-        );
-    }
-    Ok(())
 }
