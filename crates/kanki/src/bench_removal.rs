@@ -26,16 +26,19 @@ const INFECTED_PERCENT: u64 = 5;
 
 /// The CSV the ingest benchmark reads (also what `scripts/bench.sh` gives
 /// IntelMQ's parser): `rows` rows over the sessions of the directory, as
-/// Shadowserver's daily report is: one day (the directory's last), in time
+/// Shadowserver's daily report is: one day, in time
 /// order, naming the infected addresses of that day (a share of those in
 /// use), each many times (a bot calls its sinkholed server again and
 /// again). A reused work directory keeps the events of earlier runs, so
-/// each run draws its rows with a `seed` of its own.
+/// each run draws its rows, and its day, with a `seed` of its own.
 pub fn sinkhole_csv(sessions: usize, rows: usize, seed: u64) -> Vec<u8> {
     let ss = synth::sessions(sessions, DAYS, holders(sessions), 5);
     let mut rng = Rng::new(seed);
     let end = synth::epoch().timestamp() + DAYS as i64 * 86400;
-    let day = end - 86400;
+    // A day among the last 60, as each day's report arrives: a reused
+    // work directory holds earlier runs' days, whose keys and cases the
+    // new day's events meet as they would in a store kept for months.
+    let day = end - 86400 * (1 + (seed % 60) as i64);
     // Sessions in use on the day, for at least ten minutes of it.
     let in_use: Vec<(i64, i64, &kanki_directory::BindingRef)> = ss
         .iter()

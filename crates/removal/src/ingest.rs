@@ -25,7 +25,10 @@ use serde::Serialize;
 use crate::case;
 
 /// Events per batch (one attribution transaction and one store transaction).
-const BATCH: usize = 8192;
+/// Large: a batch's cost is mostly the pages it dirties (the cases and keys
+/// it touches), and a larger batch touches each of them once for more
+/// events. A batch in memory is about 30 MB.
+const BATCH: usize = 32_768;
 
 /// What to read.
 #[derive(Clone, Debug)]
@@ -203,8 +206,8 @@ pub fn ingest(
     result.map(|_| sum)
 }
 
-/// Batches in flight between two stages.
-const IN_FLIGHT: usize = 2;
+/// Batches waiting between two stages.
+const IN_FLIGHT: usize = 1;
 
 fn run(
     kanki: &Kanki,

@@ -187,3 +187,50 @@ fn a_case_reads_its_events_newest_first_across_batches() {
     assert_eq!((c.inserted, c.duplicates, c.cases_updated), (0, 2, 0));
     assert_eq!(r.get_case(s1.id).unwrap().unwrap().events, 3);
 }
+
+#[test]
+fn a_batch_with_some_events_stored_before_stores_only_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::open_sqlite(&dir.path().join("k.sqlite3"), &SqliteOptions::default()).unwrap();
+    let r = store.removal();
+    let ingest = r.begin_ingest("test", "here", None, Utc::now()).unwrap();
+    let writes: Vec<EventWrite> = (0..700)
+        .map(|i| {
+            let mut e = Event::new(
+                "192.0.2.1".parse().unwrap(),
+                Utc::now(),
+                "t",
+                "c",
+                "feed",
+                "p",
+            );
+            e.raw = format!("row {i}").into_bytes();
+            EventWrite {
+                key: e.key(),
+                event: e,
+                attribution: None,
+                unattributed: None,
+                case: None,
+            }
+        })
+        .collect();
+    // Every third stored first (as another writer would between the probe
+    // and the insert), then all 700, with one repeated inside the batch.
+    let first: Vec<EventWrite> = writes.iter().step_by(3).cloned().collect();
+    let c = r
+        .record_events(ingest, &first, &[], &mut |_, _| unreachable!(), Utc::now())
+        .unwrap();
+    assert_eq!((c.inserted, c.duplicates), (234, 0));
+    let mut all = writes.clone();
+    all.push(writes[1].clone());
+    let c = r
+        .record_events(ingest, &all, &[], &mut |_, _| unreachable!(), Utc::now())
+        .unwrap();
+    assert_eq!((c.inserted, c.duplicates), (466, 235));
+    assert_eq!(r.removal_stats().unwrap().events, 700);
+    // The second batch's events are found under their own ids.
+    let e = r.get_event((2 << 16) | 1).unwrap().unwrap();
+    assert_eq!(e.raw, "row 1");
+    assert!(r.get_event(2 << 16).unwrap().is_none(), "stored before");
+}

@@ -54,8 +54,9 @@ fn case_from_row(r: &Row) -> rusqlite::Result<Case> {
     })
 }
 
-/// Inserts or updates a case (id 0: insert) and returns its id.
-fn store_case(c: &Connection, case: &Case) -> Result<i64> {
+/// Inserts or updates a case (id 0: insert) and returns its id; with a
+/// segment, that is the newest with the case's events.
+fn store_case(c: &Connection, case: &Case, segment: Option<i64>) -> Result<i64> {
     let values = params![
         case.subscriber,
         case.threat,
@@ -79,18 +80,19 @@ fn store_case(c: &Connection, case: &Case) -> Result<i64> {
         case.closed_at.map(ts),
         case.close_reason,
         ts(case.updated_at),
+        segment,
     ];
     if case.id == 0 {
         c.prepare_cached(
-            "INSERT INTO cases (subscriber, threat, class, severity, state, held, hold_reason, opened_at, first_seen, last_seen, events, notices, unacknowledged, last_notice_at, acknowledged_at, quiet_at, resolved_at, escalated_at, reinfections, closed_at, close_reason, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)",
+            "INSERT INTO cases (subscriber, threat, class, severity, state, held, hold_reason, opened_at, first_seen, last_seen, events, notices, unacknowledged, last_notice_at, acknowledged_at, quiet_at, resolved_at, escalated_at, reinfections, closed_at, close_reason, updated_at, last_segment)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
         )?
         .execute(values)?;
         Ok(c.last_insert_rowid())
     } else {
         c.prepare_cached(
-            "UPDATE cases SET subscriber = ?1, threat = ?2, class = ?3, severity = ?4, state = ?5, held = ?6, hold_reason = ?7, opened_at = ?8, first_seen = ?9, last_seen = ?10, events = ?11, notices = ?12, unacknowledged = ?13, last_notice_at = ?14, acknowledged_at = ?15, quiet_at = ?16, resolved_at = ?17, escalated_at = ?18, reinfections = ?19, closed_at = ?20, close_reason = ?21, updated_at = ?22
-             WHERE id = ?23",
+            "UPDATE cases SET subscriber = ?1, threat = ?2, class = ?3, severity = ?4, state = ?5, held = ?6, hold_reason = ?7, opened_at = ?8, first_seen = ?9, last_seen = ?10, events = ?11, notices = ?12, unacknowledged = ?13, last_notice_at = ?14, acknowledged_at = ?15, quiet_at = ?16, resolved_at = ?17, escalated_at = ?18, reinfections = ?19, closed_at = ?20, close_reason = ?21, updated_at = ?22, last_segment = coalesce(?23, last_segment)
+             WHERE id = ?24",
         )?
         .execute(rusqlite::params_from_iter(
             values.iter().copied().chain(std::iter::once(&case.id as &dyn rusqlite::ToSql)),
@@ -175,31 +177,35 @@ const KEYS_PER_STATEMENT: usize = 256;
 /// Inserts the keys not stored yet, each naming its event (ids distinct);
 /// returns, for each, whether it was new (a key twice in `keys` is new
 /// once). Many rows per statement: a statement per key costs more than
-/// the B-tree insert.
+/// the B-tree insert. A key stored before (another writer's, since the
+/// caller probed) is rare: only then is each key of its chunk read back.
 fn insert_keys(c: &Connection, keys: &[(&EventKey, i64)]) -> Result<Vec<bool>> {
-    let mut new = vec![false; keys.len()];
-    let position: HashMap<i64, usize> = keys.iter().enumerate().map(|(i, k)| (k.1, i)).collect();
-    let mut chunks = keys.chunks_exact(KEYS_PER_STATEMENT);
+    let mut new = vec![true; keys.len()];
     let mut many = c.prepare_cached(&format!(
-        "INSERT OR IGNORE INTO event_keys (key, event) VALUES {} RETURNING event",
+        "INSERT OR IGNORE INTO event_keys (key, event) VALUES {}",
         vec!["(?, ?)"; KEYS_PER_STATEMENT].join(", ")
     ))?;
-    for chunk in &mut chunks {
-        let args = chunk
-            .iter()
-            .flat_map(|(k, id)| [*k as &dyn rusqlite::ToSql, id as &dyn rusqlite::ToSql]);
-        let mut rows = many.query(rusqlite::params_from_iter(args))?;
-        while let Some(r) = rows.next()? {
-            if let Some(&i) = position.get(&r.get::<_, i64>(0)?) {
-                new[i] = true;
-            }
-        }
-    }
     let mut one =
         c.prepare_cached("INSERT OR IGNORE INTO event_keys (key, event) VALUES (?1, ?2)")?;
-    for (k, id) in chunks.remainder() {
-        if one.execute(params![&k[..], id])? == 1 {
-            new[position[id]] = true;
+    let mut owner = c.prepare_cached("SELECT event FROM event_keys WHERE key = ?1")?;
+    for (n, chunk) in keys.chunks(KEYS_PER_STATEMENT).enumerate() {
+        let inserted = if chunk.len() == KEYS_PER_STATEMENT {
+            let args = chunk
+                .iter()
+                .flat_map(|(k, id)| [*k as &dyn rusqlite::ToSql, id as &dyn rusqlite::ToSql]);
+            many.execute(rusqlite::params_from_iter(args))?
+        } else {
+            let mut inserted = 0;
+            for (k, id) in chunk {
+                inserted += one.execute(params![&k[..], id])?;
+            }
+            inserted
+        };
+        if inserted < chunk.len() {
+            for (i, (k, id)) in chunk.iter().enumerate() {
+                let stored: i64 = owner.query_row([&k[..]], |r| r.get(0))?;
+                new[n * KEYS_PER_STATEMENT + i] = stored == *id;
+            }
         }
     }
     Ok(new)
@@ -324,12 +330,20 @@ impl RemovalBackend for SqliteBackend {
             })
             .collect();
         self.write(|c| {
+            let t0 = std::time::Instant::now();
             let tx = c.transaction()?;
             let mut counts = RecordCounts::default();
             for (batch, raw) in events.chunks(SEGMENT_EVENTS).zip(&raws) {
                 record_segment(&tx, ingest, batch, raw, cases, update, now, &mut counts)?;
             }
+            let t_commit = std::time::Instant::now();
             tx.commit()?;
+            tracing::debug!(
+                events = events.len(),
+                written_ms = (t_commit - t0).as_secs_f64() * 1e3,
+                commit_ms = t_commit.elapsed().as_secs_f64() * 1e3,
+                "events recorded"
+            );
             Ok(counts)
         })
     }
@@ -442,7 +456,7 @@ impl RemovalBackend for SqliteBackend {
             let mut case = load_case(&tx, id)?.ok_or(StoreError::NotFound)?;
             f(&mut case)?;
             case.updated_at = now;
-            store_case(&tx, &case)?;
+            store_case(&tx, &case, None)?;
             log_case(&tx, id, change, case.state, ts(now))?;
             tx.commit()?;
             Ok(case)
@@ -461,7 +475,7 @@ impl RemovalBackend for SqliteBackend {
             let mut case = load_case(&tx, n.case_id)?.ok_or(StoreError::NotFound)?;
             f(&mut case);
             case.updated_at = now;
-            store_case(&tx, &case)?;
+            store_case(&tx, &case, None)?;
             log_case(&tx, case.id, change, case.state, ts(now))?;
             tx.prepare_cached(
                 "INSERT INTO notices (reference, case_id, subscriber, channel, language, recipient, subject, body, status, next_attempt_at, created_at)
@@ -718,7 +732,9 @@ fn record_segment(
         .enumerate()
         .map(|(i, w)| (&w.key, event_id(segment, i)))
         .collect();
+    let t0 = std::time::Instant::now();
     let new = insert_keys(tx, &keys)?;
+    let t_keys = t0.elapsed();
     let stored = new.iter().filter(|n| **n).count();
     counts.duplicates += (batch.len() - stored) as u64;
     if stored == 0 {
@@ -744,8 +760,21 @@ fn record_segment(
         }
     }
     let now_ts = ts(now);
-    let mut segment_cases = Vec::with_capacity(deltas.len());
-    for (_, d) in &deltas {
+    // In (subscriber, threat) order: the lookups walk the index forward.
+    let mut order: Vec<usize> = (0..deltas.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&deltas[a].1, &deltas[b].1);
+        (&a.subscriber, &a.threat).cmp(&(&b.subscriber, &b.threat))
+    });
+    let mut segment_cases = vec![
+        SegmentCase {
+            id: 0,
+            previous: None
+        };
+        deltas.len()
+    ];
+    for i in order {
+        let d = &deltas[i].1;
         let (open, previous) = tx
             .prepare_cached(&format!(
                 "SELECT {CASE_COLUMNS}, last_segment FROM cases WHERE subscriber = ?1 AND threat = ?2 AND state <> 'closed'"
@@ -757,9 +786,7 @@ fn record_segment(
             .map_or((None, None), |(c, p)| (Some(c), p));
         let before = open.as_ref().map(|c| c.state);
         let case = update(open, d);
-        let id = store_case(tx, &case)?;
-        tx.prepare_cached("UPDATE cases SET last_segment = ?2 WHERE id = ?1")?
-            .execute(params![id, segment])?;
+        let id = store_case(tx, &case, Some(segment))?;
         if before.is_none() {
             counts.cases_opened += 1;
         } else {
@@ -774,9 +801,10 @@ fn record_segment(
             };
             log_case(tx, id, &ch, case.state, now_ts)?;
         }
-        segment_cases.push(SegmentCase { id, previous });
+        segment_cases[i] = SegmentCase { id, previous };
     }
 
+    let t_cases = t0.elapsed();
     let mut unattributed: HashMap<&str, i64> = HashMap::new();
     let (mut first, mut last) = (i64::MAX, i64::MIN);
     let written: Vec<SegmentEvent> = batch
@@ -812,5 +840,13 @@ fn record_segment(
     for (reason, n) in unattributed {
         insert.execute(params![segment, reason, n])?;
     }
+    tracing::debug!(
+        segment,
+        keys_ms = t_keys.as_secs_f64() * 1e3,
+        cases = deltas.len(),
+        cases_ms = (t_cases - t_keys).as_secs_f64() * 1e3,
+        segment_ms = (t0.elapsed() - t_cases).as_secs_f64() * 1e3,
+        "segment written"
+    );
     Ok(())
 }
