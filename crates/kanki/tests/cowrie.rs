@@ -153,9 +153,21 @@ fn a_real_cowrie_log_is_ingested_per_session() {
     .unwrap();
     assert_eq!(out["events"], sessions, "{out}");
     assert_eq!(out["attributed"], sessions, "{out}");
-    let events: Vec<Value> = (1..=sessions)
-        .map(|i| serde_json::from_str(&env.ok(&["events", "show", &i.to_string()])).unwrap())
+    // One case per (subscriber, threat): every session is the threat "cowrie".
+    let cases: Value = serde_json::from_str(&env.ok(&["cases", "list", "--json"])).unwrap();
+    assert_eq!(cases.as_array().unwrap().len(), 1, "{cases}");
+    assert_eq!(cases[0]["events"], sessions);
+    // Its events, each as `kanki events show` gives it.
+    let case = cases[0]["id"].to_string();
+    let listed = env.ok(&["events", "list", "--case", &case, "--json"]);
+    let events: Vec<Value> = listed
+        .lines()
+        .map(|l| {
+            let id = serde_json::from_str::<Value>(l).unwrap()["id"].to_string();
+            serde_json::from_str(&env.ok(&["events", "show", &id])).unwrap()
+        })
         .collect();
+    assert_eq!(events.len(), sessions);
     let bot = events
         .iter()
         .find(|e| e["classification.type"] == "infected-system")
@@ -168,10 +180,6 @@ fn a_real_cowrie_log_is_ingested_per_session() {
         "{raw}"
     );
     assert!(events.iter().any(|e| e["classification.type"] == "scanner"));
-    // One case per (subscriber, threat): every session is the threat "cowrie".
-    let cases: Value = serde_json::from_str(&env.ok(&["cases", "list", "--json"])).unwrap();
-    assert_eq!(cases.as_array().unwrap().len(), 1, "{cases}");
-    assert_eq!(cases[0]["events"], sessions);
     let again: Value = serde_json::from_str(&env.ok(&[
         "ingest",
         "--format",
