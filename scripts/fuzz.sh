@@ -24,9 +24,9 @@ fi
 
 cd fuzz
 if [ "$seconds" = "check" ]; then
-    exec cargo fuzz check
+    exec cargo fuzz check --features fuzz-targets
 fi
-cargo fuzz build
+cargo fuzz build --features fuzz-targets
 
 if [ "$seconds" -gt 0 ]; then
     targets=("$@")
@@ -37,6 +37,6 @@ if [ "$seconds" -gt 0 ]; then
         # New inputs go to corpus/ (gitignored); the committed seeds are read only.
         mkdir -p "corpus/$t"
         echo "== fuzzing $t for ${seconds}s"
-        cargo fuzz run "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$seconds" -print_final_stats=1
+        cargo fuzz run --features fuzz-targets "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$seconds" -print_final_stats=1
     done
 fi

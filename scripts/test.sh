@@ -117,7 +117,7 @@ cargo fmt --all -- --check
 export RUSTC_WORKSPACE_WRAPPER="${RUSTC_WORKSPACE_WRAPPER:-$(rustc --print sysroot)/bin/clippy-driver}"
 export CLIPPY_ARGS="${CLIPPY_ARGS:--D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__}"
 step "building every target, linted by clippy"
-cargo test --workspace --all-targets --no-run --quiet "${features[@]}"
+cargo test --workspace --all-targets --no-run --quiet "${features[@]}" --features kanki-fuzz/fuzz-targets
 step "cargo test"
 set +e
 cargo test --workspace --no-fail-fast "${features[@]}" 2>&1 | tee "$CARGO_TARGET_DIR/test.log"

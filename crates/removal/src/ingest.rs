@@ -1,7 +1,8 @@
 //! Ingestion: parse an input into events, attribute each through the
 //! directory under the ground configured for its class (audited), store
 //! the events with their idempotency keys and open or update cases, batch
-//! by batch. A parser thread feeds the attributing and storing thread.
+//! by batch. Parsing, attributing and storing each have a thread, a batch
+//! apart.
 //!
 //! At-least-once: a batch is stored in one transaction with its cases; a
 //! kill between the attribution and that transaction only repeats the

@@ -7,13 +7,22 @@ use kanki_store::{
     SqliteOptions, Store,
 };
 
-#[test]
-fn events_are_stored_once_and_purged_by_age() {
+/// A new store (in a directory removed when dropped) and an ingest run.
+fn store_with_an_ingest() -> (tempfile::TempDir, Store, i64) {
     let dir = tempfile::tempdir().unwrap();
     let store =
         Store::open_sqlite(&dir.path().join("k.sqlite3"), &SqliteOptions::default()).unwrap();
+    let ingest = store
+        .removal()
+        .begin_ingest("test", "here", None, Utc::now())
+        .unwrap();
+    (dir, store, ingest)
+}
+
+#[test]
+fn events_are_stored_once_and_purged_by_age() {
+    let (_dir, store, ingest) = store_with_an_ingest();
     let r = store.removal();
-    let ingest = r.begin_ingest("test", "here", None, Utc::now()).unwrap();
     let mut e = Event::new(
         "192.0.2.1".parse().unwrap(),
         Utc::now(),
@@ -80,11 +89,8 @@ fn events_are_stored_once_and_purged_by_age() {
 
 #[test]
 fn a_case_reads_its_events_newest_first_across_batches() {
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        Store::open_sqlite(&dir.path().join("k.sqlite3"), &SqliteOptions::default()).unwrap();
+    let (_dir, store, ingest) = store_with_an_ingest();
     let r = store.removal();
-    let ingest = r.begin_ingest("test", "here", None, Utc::now()).unwrap();
     let target = |s: &str| CaseTarget {
         subscriber: s.into(),
         threat: "mirai".into(),
@@ -190,11 +196,8 @@ fn a_case_reads_its_events_newest_first_across_batches() {
 
 #[test]
 fn a_batch_with_some_events_stored_before_stores_only_the_others() {
-    let dir = tempfile::tempdir().unwrap();
-    let store =
-        Store::open_sqlite(&dir.path().join("k.sqlite3"), &SqliteOptions::default()).unwrap();
+    let (_dir, store, ingest) = store_with_an_ingest();
     let r = store.removal();
-    let ingest = r.begin_ingest("test", "here", None, Utc::now()).unwrap();
     let writes: Vec<EventWrite> = (0..700)
         .map(|i| {
             let mut e = Event::new(
