@@ -11,31 +11,7 @@ use kanki_store::{Case, CaseDelta, CaseState, StoreError};
 /// the counts without moving the state.
 pub fn on_events(open: Option<Case>, d: &CaseDelta, now: DateTime<Utc>) -> Case {
     let Some(mut c) = open else {
-        return Case {
-            id: 0,
-            subscriber: d.subscriber.clone(),
-            threat: d.threat.clone(),
-            class: d.class.clone(),
-            severity: d.severity,
-            state: CaseState::New,
-            held: false,
-            hold_reason: None,
-            opened_at: now,
-            first_seen: d.first_seen,
-            last_seen: d.last_seen,
-            events: d.events,
-            notices: 0,
-            unacknowledged: 0,
-            last_notice_at: None,
-            acknowledged_at: None,
-            quiet_at: None,
-            resolved_at: None,
-            escalated_at: None,
-            reinfections: 0,
-            closed_at: None,
-            close_reason: None,
-            updated_at: now,
-        };
+        return Case::opened(d, now);
     };
     c.events += d.events;
     c.first_seen = c.first_seen.min(d.first_seen);

@@ -210,6 +210,38 @@ pub struct Case {
     pub updated_at: DateTime<Utc>,
 }
 
+impl Case {
+    /// A new case, not stored yet, of what a delta says: state new, no
+    /// notices.
+    pub fn opened(d: &CaseDelta, now: DateTime<Utc>) -> Case {
+        Case {
+            id: 0,
+            subscriber: d.subscriber.clone(),
+            threat: d.threat.clone(),
+            class: d.class.clone(),
+            severity: d.severity,
+            state: CaseState::New,
+            held: false,
+            hold_reason: None,
+            opened_at: now,
+            first_seen: d.first_seen,
+            last_seen: d.last_seen,
+            events: d.events,
+            notices: 0,
+            unacknowledged: 0,
+            last_notice_at: None,
+            acknowledged_at: None,
+            quiet_at: None,
+            resolved_at: None,
+            escalated_at: None,
+            reinfections: 0,
+            closed_at: None,
+            close_reason: None,
+            updated_at: now,
+        }
+    }
+}
+
 /// A line of a case's history.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CaseLogEntry {

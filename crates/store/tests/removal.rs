@@ -3,8 +3,8 @@
 use chrono::{Duration, Utc};
 use kanki_events::Event;
 use kanki_store::{
-    Case, CaseDelta, CaseFilter, CaseState, CaseTarget, EventAttribution, EventWrite, Severity,
-    SqliteOptions, Store,
+    Case, CaseDelta, CaseFilter, CaseTarget, EventAttribution, EventWrite, Severity, SqliteOptions,
+    Store,
 };
 
 /// A new store (in a directory removed when dropped) and an ingest run.
@@ -19,10 +19,8 @@ fn store_with_an_ingest() -> (tempfile::TempDir, Store, i64) {
     (dir, store, ingest)
 }
 
-#[test]
-fn events_are_stored_once_and_purged_by_age() {
-    let (_dir, store, ingest) = store_with_an_ingest();
-    let r = store.removal();
+/// An event from 192.0.2.1 now, with its raw record.
+fn event(raw: &str) -> Event {
     let mut e = Event::new(
         "192.0.2.1".parse().unwrap(),
         Utc::now(),
@@ -31,7 +29,15 @@ fn events_are_stored_once_and_purged_by_age() {
         "feed",
         "p",
     );
-    e.raw = b"header\nrow 1".to_vec();
+    e.raw = raw.as_bytes().to_vec();
+    e
+}
+
+#[test]
+fn events_are_stored_once_and_purged_by_age() {
+    let (_dir, store, ingest) = store_with_an_ingest();
+    let r = store.removal();
+    let e = event("header\nrow 1");
     let write = |e: &Event| EventWrite {
         key: e.key(),
         event: e.clone(),
@@ -131,31 +137,9 @@ fn a_case_reads_its_events_newest_first_across_batches() {
     // batch 2); S2's are in all three.
     let batches = [batch(&[0, 1]), batch(&[1, 1]), batch(&[1, 0, 0])];
     let mut update = |open: Option<Case>, d: &CaseDelta| {
-        let mut c = open.unwrap_or(Case {
-            id: 0,
-            subscriber: d.subscriber.clone(),
-            threat: d.threat.clone(),
-            class: d.class.clone(),
-            severity: d.severity,
-            state: CaseState::New,
-            held: false,
-            hold_reason: None,
-            opened_at: d.first_seen,
-            first_seen: d.first_seen,
-            last_seen: d.last_seen,
-            events: 0,
-            notices: 0,
-            unacknowledged: 0,
-            last_notice_at: None,
-            acknowledged_at: None,
-            quiet_at: None,
-            resolved_at: None,
-            escalated_at: None,
-            reinfections: 0,
-            closed_at: None,
-            close_reason: None,
-            updated_at: d.last_seen,
-        });
+        let Some(mut c) = open else {
+            return Case::opened(d, d.last_seen);
+        };
         c.events += d.events;
         c.last_seen = c.last_seen.max(d.last_seen);
         c
@@ -200,15 +184,7 @@ fn a_batch_with_some_events_stored_before_stores_only_the_others() {
     let r = store.removal();
     let writes: Vec<EventWrite> = (0..700)
         .map(|i| {
-            let mut e = Event::new(
-                "192.0.2.1".parse().unwrap(),
-                Utc::now(),
-                "t",
-                "c",
-                "feed",
-                "p",
-            );
-            e.raw = format!("row {i}").into_bytes();
+            let e = event(&format!("row {i}"));
             EventWrite {
                 key: e.key(),
                 event: e,
