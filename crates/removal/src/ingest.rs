@@ -1,26 +1,32 @@
 //! Ingestion: parse an input into events, attribute each through the
 //! directory under the ground configured for its class (audited), store
 //! the events with their idempotency keys and open or update cases, batch
-//! by batch. Parsing, attributing and storing each have a thread, a batch
-//! apart.
+//! by batch. Parsing, judging (key probes, attribution) and storing each
+//! have a thread, a batch apart.
 //!
-//! At-least-once: a batch is stored in one transaction with its cases; a
-//! kill between the attribution and that transaction only repeats the
-//! attribution on a replay (audited again), and events already stored are
-//! recognized by key before they are attributed, so a replay adds nothing.
+//! At-least-once: batches are stored in transactions of about a second,
+//! each batch with its cases and the audit records of the lookups that
+//! attributed it. A kill loses only what was not committed (neither its
+//! events nor its keys nor its lookups' records), which a replay stores;
+//! events already stored are recognized by key before they are
+//! attributed, so a replay adds nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kanki_audit::Ground;
 use kanki_events::shadowserver::Schemas;
-use kanki_events::{Event, Format, Item, Items, Notes};
+use kanki_events::{Event, EventKey, Format, Item, Items, Notes};
 use kanki_service::directory::{BulkAnswer, BulkAsk, Compiled, Confidence, Lookup};
 use kanki_service::{Kanki, ServiceError};
-use kanki_store::{CaseTarget, EventAttribution, EventWrite, RecordCounts, Severity};
+use kanki_store::{
+    CaseTarget, EventAttribution, EventBatch, EventWrite, NextBatch, RecordCounts, Severity,
+};
 use serde::Serialize;
 
 use crate::case;
@@ -210,6 +216,13 @@ pub fn ingest(
 /// Batches waiting between two stages.
 const IN_FLIGHT: usize = 1;
 
+/// How long one store transaction may take in batches. Batches committed
+/// together touch each case and key page once for all of them; other
+/// writers (`kanki serve`'s RADIUS accounting) wait at most about this
+/// long. A kill loses only batches not committed, which a replay stores
+/// (their keys were not stored either).
+const COMMIT_WINDOW: Duration = Duration::from_secs(1);
+
 fn run(
     kanki: &Kanki,
     compiled: &Compiled,
@@ -219,8 +232,9 @@ fn run(
     progress: &mut dyn FnMut(&IngestSummary),
 ) -> Result<(), ServiceError> {
     // Three stages, each on its own thread: parsing (and keying), then
-    // judging (key probes and attribution), then storing, here. A batch is
-    // stored while the next is attributed and the one after is parsed.
+    // judging (key probes, attribution, compression of the raw records),
+    // then storing, here. A batch is stored while the next is judged and
+    // the one after is parsed.
     let origin = sum.origin.clone();
     std::thread::scope(|scope| {
         let (parsed_tx, parsed) =
@@ -252,60 +266,200 @@ fn run(
         let (judged_tx, judged) =
             std::sync::mpsc::sync_channel::<Result<Judged, ServiceError>>(IN_FLIGHT);
         scope.spawn(move || {
-            // Keys of the batches judged but perhaps not stored yet: a record
-            // repeated across them is still recognized before attribution.
-            let mut recent = Recent::default();
+            let mut known = KnownKeys::loading_hours();
             for batch in parsed {
                 let judged = batch
                     .map_err(|e| ServiceError::Invalid(format!("{origin}: {e}")))
-                    .and_then(|b| judge(kanki, compiled, b, &mut recent));
+                    .and_then(|b| judge(kanki, compiled, b, &mut known));
                 let failed = judged.is_err();
                 if judged_tx.send(judged).is_err() || failed {
                     return;
                 }
             }
         });
-        for batch in judged {
-            let batch = batch?;
-            store(kanki, ingest, batch, sum)?;
-            progress(sum);
-        }
-        Ok(())
+        store_stream(kanki, ingest, judged, sum, progress)
     })
+}
+
+/// The store stage: judged batches are stored as they come, a commit
+/// window at a time; the summary grows as each transaction commits.
+fn store_stream(
+    kanki: &Kanki,
+    ingest: i64,
+    judged: Receiver<Result<Judged, ServiceError>>,
+    sum: &mut IngestSummary,
+    progress: &mut dyn FnMut(&IngestSummary),
+) -> Result<(), ServiceError> {
+    // The summaries of the batches handed to the store and not committed.
+    let uncommitted = RefCell::new(VecDeque::new());
+    let mut failed = None;
+    let mut next = |wait: Option<Duration>| {
+        let got = match wait {
+            None => judged.recv().ok(),
+            Some(left) => match judged.recv_timeout(left) {
+                Ok(j) => Some(j),
+                Err(RecvTimeoutError::Timeout) => return NextBatch::NotYet,
+                Err(RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        match got {
+            None => NextBatch::End,
+            Some(Err(e)) => {
+                failed = Some(e);
+                NextBatch::End
+            }
+            Some(Ok(j)) => {
+                tracing::debug!(
+                    events = j.batch.events.len(),
+                    keys_ms = j.keys_ms,
+                    attribution_ms = j.attribution_ms,
+                    "ingest batch judged"
+                );
+                uncommitted.borrow_mut().push_back(j.sum);
+                NextBatch::Batch(Box::new(j.batch))
+            }
+        }
+    };
+    kanki.store.removal().record_event_stream(
+        ingest,
+        &mut next,
+        &mut case::on_events,
+        &mut |batches, counts| {
+            for s in uncommitted.borrow_mut().drain(..batches) {
+                sum.add_judged(s);
+            }
+            sum.add_stored(&counts);
+            progress(sum);
+            Ok(())
+        },
+        COMMIT_WINDOW,
+    )?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+impl IngestSummary {
+    /// What judging a batch found: records, duplicates by key,
+    /// attributions and reasons.
+    fn add_judged(&mut self, s: IngestSummary) {
+        self.records += s.records;
+        self.duplicates += s.duplicates;
+        self.attributed += s.attributed;
+        self.skipped.merge(s.skipped);
+        self.unattributed.merge(s.unattributed);
+    }
+
+    /// What storing batches did.
+    fn add_stored(&mut self, c: &RecordCounts) {
+        self.duplicates += c.duplicates;
+        self.events += c.inserted;
+        self.cases_opened += c.cases_opened;
+        self.cases_updated += c.cases_updated;
+    }
 }
 
 /// A parsed batch with its events' keys.
 #[derive(Default)]
 struct Parsed {
     events: Vec<Event>,
-    keys: Vec<kanki_events::EventKey>,
+    keys: Vec<EventKey>,
     skipped: Vec<(String, u64)>,
 }
 
 /// A batch judged: what to store, and what it adds to the summary.
 struct Judged {
-    writes: Vec<EventWrite>,
-    cases: Vec<CaseTarget>,
+    batch: EventBatch,
     /// Records, duplicates found by key, attributions and reasons.
     sum: IngestSummary,
     keys_ms: f64,
     attribution_ms: f64,
 }
 
-/// The keys of the last few batches judged.
-#[derive(Default)]
-struct Recent(std::collections::VecDeque<std::collections::HashSet<kanki_events::EventKey>>);
+/// Stored keys held in memory at most (about 20 bytes each) for telling
+/// replayed records; past it the store is asked batch by batch.
+const KNOWN_KEYS_MAX: usize = 4 << 20;
 
-impl Recent {
-    fn contains(&self, k: &kanki_events::EventKey) -> bool {
-        self.0.iter().any(|s| s.contains(k))
+/// Batches whose keys are kept when the store is asked: those judged and
+/// perhaps not committed yet (one commit window and the stages between).
+const RECENT_BATCHES: usize = 16;
+
+/// The keys of events stored before, to leave a replayed record out
+/// before it is attributed (and the lookup audited) again. A large ingest
+/// reads the stored keys of each hour its records fall in once (keys begin
+/// with their hour, so that is one range of the key index) and adds the
+/// keys of the batches it judges; asking the store for every key of every
+/// batch was most of the time of a replay. A key stored by another writer
+/// after its hour was read is still caught when the event is stored.
+struct KnownKeys {
+    /// The hours read, while under [`KNOWN_KEYS_MAX`]; `None`: ask the
+    /// store.
+    hours: Option<HashSet<u32>>,
+    keys: HashSet<EventKey>,
+    /// When asking the store: the keys of the last batches judged.
+    recent: VecDeque<Vec<EventKey>>,
+}
+
+impl KnownKeys {
+    fn loading_hours() -> KnownKeys {
+        KnownKeys {
+            hours: Some(HashSet::new()),
+            keys: HashSet::new(),
+            recent: VecDeque::new(),
+        }
     }
 
-    fn push(&mut self, keys: std::collections::HashSet<kanki_events::EventKey>) {
-        if self.0.len() > IN_FLIGHT + 1 {
-            self.0.pop_front();
+    fn asking_the_store() -> KnownKeys {
+        KnownKeys {
+            hours: None,
+            keys: HashSet::new(),
+            recent: VecDeque::new(),
         }
-        self.0.push_back(keys);
+    }
+
+    /// For each key, whether its event is stored or was judged before.
+    fn known(&mut self, kanki: &Kanki, keys: &[EventKey]) -> Result<Vec<bool>, ServiceError> {
+        let removal = kanki.store.removal();
+        if let Some(hours) = &mut self.hours {
+            for k in keys {
+                let hour = u32::from_be_bytes([k[0], k[1], k[2], k[3]]);
+                if hours.insert(hour) {
+                    removal.event_keys_of_hour(hour, &mut |k| {
+                        self.keys.insert(k);
+                    })?;
+                }
+            }
+            if self.keys.len() <= KNOWN_KEYS_MAX {
+                return Ok(keys.iter().map(|k| self.keys.contains(k)).collect());
+            }
+            tracing::debug!(
+                keys = self.keys.len(),
+                "ingest: too many stored keys to hold; asking the store"
+            );
+            *self = KnownKeys::asking_the_store();
+        }
+        let stored = removal.known_event_keys(keys)?;
+        Ok(keys
+            .iter()
+            .zip(stored)
+            .map(|(k, s)| s || self.keys.contains(k))
+            .collect())
+    }
+
+    /// The keys of a batch just judged (its new events).
+    fn judged(&mut self, keys: Vec<EventKey>) {
+        self.keys.extend(keys.iter().copied());
+        if self.hours.is_none() {
+            self.recent.push_back(keys);
+            if self.recent.len() > RECENT_BATCHES
+                && let Some(old) = self.recent.pop_front()
+            {
+                for k in &old {
+                    self.keys.remove(k);
+                }
+            }
+        }
     }
 }
 
@@ -323,19 +477,25 @@ pub fn record_batch(
         keys,
         skipped: Vec::new(),
     };
-    let judged = judge(kanki, compiled, parsed, &mut Recent::default())?;
-    store(kanki, ingest, judged, sum)
+    let judged = judge(kanki, compiled, parsed, &mut KnownKeys::asking_the_store())?;
+    let counts = kanki
+        .store
+        .removal()
+        .record_events(ingest, judged.batch, &mut case::on_events)?;
+    sum.add_judged(judged.sum);
+    sum.add_stored(&counts);
+    Ok(counts)
 }
 
 /// Leaves out the events stored before (by key), attributes the others
-/// (audited) and says which case each belongs to.
+/// and says which case each belongs to. The audit records of the lookups
+/// go with the batch, to be appended when it is stored.
 fn judge(
     kanki: &Kanki,
     compiled: &Compiled,
     batch: Parsed,
-    recent: &mut Recent,
+    known: &mut KnownKeys,
 ) -> Result<Judged, ServiceError> {
-    let removal = kanki.store.removal();
     let t0 = Instant::now();
     let mut sum = IngestSummary {
         records: (batch.events.len() + batch.skipped.len()) as u64,
@@ -344,18 +504,18 @@ fn judge(
     for (reason, line) in &batch.skipped {
         sum.skipped.add(reason, Some(*line));
     }
-    let known = removal.known_event_keys(&batch.keys)?;
-    let mut fresh: Vec<(kanki_events::EventKey, Event)> = Vec::with_capacity(batch.events.len());
+    let stored = known.known(kanki, &batch.keys)?;
+    let mut fresh: Vec<(EventKey, Event)> = Vec::with_capacity(batch.events.len());
     // A batch may repeat a record too.
-    let mut seen = std::collections::HashSet::with_capacity(batch.events.len());
-    for ((k, e), known) in batch.keys.into_iter().zip(batch.events).zip(known) {
-        if known || recent.contains(&k) || !seen.insert(k) {
+    let mut seen = HashSet::with_capacity(batch.events.len());
+    for ((k, e), stored) in batch.keys.into_iter().zip(batch.events).zip(stored) {
+        if stored || !seen.insert(k) {
             sum.duplicates += 1;
         } else {
             fresh.push((k, e));
         }
     }
-    recent.push(seen);
+    known.judged(fresh.iter().map(|(k, _)| *k).collect());
     let t_keys = t0.elapsed();
     // One bulk attribution (one audit record) per ground and purpose in
     // the batch: a class's ground, a feed's name.
@@ -377,7 +537,8 @@ fn judge(
         }
     }
     // Per event: its answer and the audit record listing it.
-    let mut answers: Vec<Option<(BulkAnswer, i64)>> = vec![None; fresh.len()];
+    let mut answers: Vec<Option<(BulkAnswer, usize)>> = vec![None; fresh.len()];
+    let mut audits = Vec::with_capacity(groups.len());
     for ((ground, purpose), (lookups, of)) in groups {
         let asked = BulkAsk {
             actor: "removal".into(),
@@ -386,8 +547,9 @@ fn judge(
         };
         let done = kanki.who_bulk(compiled, &asked, &lookups)?;
         for (a, i) in done.answers.into_iter().zip(of) {
-            answers[i] = Some((a, done.audit_seq));
+            answers[i] = Some((a, audits.len()));
         }
+        audits.push(done.record);
     }
     let t_who = t0.elapsed();
     let mut cases: Vec<CaseTarget> = Vec::new();
@@ -398,13 +560,14 @@ fn judge(
             key,
             event: e,
             attribution: None,
+            audit: None,
             unattributed: None,
             case: None,
         };
         let e = &w.event;
         let reason = match answer {
             None => Some(format!("no ground configured for class {}", e.class)),
-            Some((a, audit_seq)) => match (a.subscriber, a.confidence) {
+            Some((a, audit)) => match (a.subscriber, a.confidence) {
                 (_, Confidence::None) => Some("no binding holds the address at that time".into()),
                 (_, Confidence::Ambiguous) => Some("several subscribers held the address".into()),
                 (None, _) => Some("the holder maps to no subscriber".into()),
@@ -415,8 +578,9 @@ fn judge(
                             .ok()
                             .and_then(|v| v.as_str().map(str::to_string))
                             .unwrap_or_default(),
-                        audit_seq,
+                        audit_seq: 0,
                     });
+                    w.audit = Some(audit);
                     None
                 }
             },
@@ -445,51 +609,11 @@ fn judge(
         writes.push(w);
     }
     Ok(Judged {
-        writes,
-        cases,
+        batch: EventBatch::new(writes, cases, audits, Utc::now()),
         sum,
         keys_ms: t_keys.as_secs_f64() * 1e3,
         attribution_ms: (t_who - t_keys).as_secs_f64() * 1e3,
     })
-}
-
-/// Stores a judged batch: its new events, and the cases they open or update.
-fn store(
-    kanki: &Kanki,
-    ingest: i64,
-    j: Judged,
-    sum: &mut IngestSummary,
-) -> Result<RecordCounts, ServiceError> {
-    let t0 = Instant::now();
-    let now = Utc::now();
-    let counts = if j.writes.is_empty() {
-        RecordCounts::default()
-    } else {
-        kanki.store.removal().record_events(
-            ingest,
-            &j.writes,
-            &j.cases,
-            &mut |open, d| case::on_events(open, d, now),
-            now,
-        )?
-    };
-    tracing::debug!(
-        events = j.writes.len(),
-        keys_ms = j.keys_ms,
-        attribution_ms = j.attribution_ms,
-        stored_ms = t0.elapsed().as_secs_f64() * 1e3,
-        "ingest batch"
-    );
-    let s = j.sum;
-    sum.records += s.records;
-    sum.duplicates += s.duplicates + counts.duplicates;
-    sum.attributed += s.attributed;
-    sum.skipped.merge(s.skipped);
-    sum.unattributed.merge(s.unattributed);
-    sum.events += counts.inserted;
-    sum.cases_opened += counts.cases_opened;
-    sum.cases_updated += counts.cases_updated;
-    Ok(counts)
 }
 
 fn severity(kanki: &Kanki, class: &str) -> Severity {

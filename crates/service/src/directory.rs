@@ -356,8 +356,12 @@ impl Kanki {
     /// attributes hundreds of thousands of events a second): each judged
     /// as [`who`](Self::who) judges, from the index alone (no evidence is
     /// read back from the store), and all listed, each with its answer and
-    /// the ids of the bindings it rests on, in one audit record, written
-    /// before the answers are returned.
+    /// the ids of the bindings it rests on, in one audit record. The record
+    /// is returned, not written: the caller appends it in the transaction
+    /// that keeps anything of the answers (the removal store does so with
+    /// the events, [`kanki_store::EventBatch::audits`]), so that an answer
+    /// is never kept without its record, and an ingest's writes do not
+    /// wait on a separate audit transaction per batch.
     pub fn who_bulk(
         &self,
         c: &Compiled,
@@ -402,8 +406,10 @@ impl Kanki {
             .unwrap_or_default(),
             result: serde_json::to_string(&Output { answers: &answers }).unwrap_or_default(),
         };
-        let audit_seq = self.store.directory().audit_append(&entry)?.seq;
-        Ok(BulkAttribution { answers, audit_seq })
+        Ok(BulkAttribution {
+            answers,
+            record: entry,
+        })
     }
 
     fn clock_skew(&self) -> u32 {
@@ -490,11 +496,11 @@ pub struct BulkAnswer {
 }
 
 /// The answers of [`Kanki::who_bulk`], in the order asked, and the audit
-/// record listing them all.
+/// record listing them all, to be appended by the caller.
 #[derive(Clone, Debug)]
 pub struct BulkAttribution {
     pub answers: Vec<BulkAnswer>,
-    pub audit_seq: i64,
+    pub record: AuditEntry,
 }
 
 /// How sure the candidates make an answer, and the one subscriber if there

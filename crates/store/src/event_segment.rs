@@ -51,6 +51,8 @@ pub(crate) struct SegmentEvent<'a> {
     pub key: &'a EventKey,
     pub event: &'a Event,
     pub attribution: Option<&'a EventAttribution>,
+    /// The audit record of the attribution, as stored.
+    pub audit_seq: i64,
     pub unattributed: Option<&'a str>,
     /// Index into the segment's cases.
     pub case: Option<usize>,
@@ -149,7 +151,7 @@ pub(crate) fn encode_fields(cases: &[SegmentCase], events: &[SegmentEvent<'_>]) 
                 b.push(1);
                 put_str(&mut b, &a.subscriber);
                 put_str(&mut b, &a.confidence);
-                put_int(&mut b, a.audit_seq);
+                put_int(&mut b, w.audit_seq);
             }
             None => b.push(0),
         }
@@ -442,6 +444,7 @@ mod tests {
                 key: &keys[i],
                 event: &events[i],
                 attribution: (i != 3).then_some(&a),
+                audit_seq: a.audit_seq,
                 unattributed: (i == 3).then_some("no binding"),
                 case: (i != 3).then_some(i / 2),
             })

@@ -6,11 +6,15 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
+use kanki_audit::AuditEntry;
 use kanki_events::{Event, EventKey};
 use serde::Serialize;
 
 use crate::Result;
+use crate::event_segment::{SEGMENT_EVENTS, encode_raw};
 
 macro_rules! named_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
@@ -131,7 +135,11 @@ pub struct EventAttribution {
 pub struct EventWrite {
     pub key: EventKey,
     pub event: Event,
+    /// With `audit` set, its `audit_seq` is the stored seq of that record.
     pub attribution: Option<EventAttribution>,
+    /// Index into the batch's audit records: the one of the lookup that
+    /// attributed this event.
+    pub audit: Option<usize>,
     /// Why it was not attributed (when it was not).
     pub unattributed: Option<String>,
     /// Index into the batch's [`CaseTarget`]s.
@@ -146,6 +154,59 @@ pub struct CaseTarget {
     pub class: String,
     pub severity: Severity,
 }
+
+/// A batch of events to record in one go, with the cases they belong to
+/// and the audit records of the lookups that attributed them.
+#[derive(Clone, Debug)]
+pub struct EventBatch {
+    pub events: Vec<EventWrite>,
+    pub cases: Vec<CaseTarget>,
+    /// Appended to the audit log in the transaction that stores the
+    /// events: an attribution is never kept without the record of its
+    /// lookup, and a lookup whose answer is lost in a crash was never used.
+    pub audits: Vec<AuditEntry>,
+    pub now: DateTime<Utc>,
+    /// The raw records, compressed per segment when the batch is made (on
+    /// the caller's thread, not under the store's writer lock).
+    pub(crate) raw: Vec<Vec<u8>>,
+}
+
+impl EventBatch {
+    pub fn new(
+        events: Vec<EventWrite>,
+        cases: Vec<CaseTarget>,
+        audits: Vec<AuditEntry>,
+        now: DateTime<Utc>,
+    ) -> EventBatch {
+        let raw = events
+            .chunks(SEGMENT_EVENTS)
+            .map(|chunk| {
+                let records: Vec<&[u8]> = chunk.iter().map(|w| w.event.raw.as_slice()).collect();
+                encode_raw(&records)
+            })
+            .collect();
+        EventBatch {
+            events,
+            cases,
+            audits,
+            now,
+            raw,
+        }
+    }
+}
+
+/// What a stream of batches offers the store next.
+pub enum NextBatch {
+    Batch(Box<EventBatch>),
+    /// None within the time given.
+    NotYet,
+    End,
+}
+
+/// Opens or updates a case: given the open case of a (subscriber, threat),
+/// if any, what new events say of it, and the time, returns the case as it
+/// is to be stored.
+pub type CaseUpdate<'a> = dyn FnMut(Option<Case>, &CaseDelta, DateTime<Utc>) -> Case + 'a;
 
 /// What the new events of a batch say about one (subscriber, threat).
 #[derive(Clone, Debug)]
@@ -299,6 +360,15 @@ pub struct RecordCounts {
     pub cases_updated: u64,
 }
 
+impl RecordCounts {
+    pub fn add(&mut self, o: &RecordCounts) {
+        self.inserted += o.inserted;
+        self.duplicates += o.duplicates;
+        self.cases_opened += o.cases_opened;
+        self.cases_updated += o.cases_updated;
+    }
+}
+
 /// A notice to store.
 #[derive(Clone, Debug)]
 pub struct NewNotice {
@@ -394,19 +464,52 @@ pub trait RemovalBackend: Send + Sync {
     /// For each key, whether an event with it is stored.
     fn known_event_keys(&self, keys: &[EventKey]) -> Result<Vec<bool>>;
 
-    /// Stores events (those whose key is stored already are left out) and,
-    /// in the same transaction, opens or updates the cases the new ones
-    /// belong to (`cases`, by each event's index): `update` is given the
-    /// open case of each (subscriber, threat), if any, with what the new
-    /// events say of it, and returns the case as it is to be stored.
+    /// The stored keys of the events whose source time falls in `hour`
+    /// (hours since the epoch, as keys begin), each given to `f`.
+    fn event_keys_of_hour(&self, hour: u32, f: &mut dyn FnMut(EventKey)) -> Result<()>;
+
+    /// Stores the batches `next` gives until it says `End`: each batch's
+    /// audit records, its events (those whose key is stored already are
+    /// left out) and, by `update`, the cases the new ones belong to.
+    /// Batches are committed together, a transaction holding those that
+    /// arrive within `window` of its start; `next` is then asked with the
+    /// time left, and the writer is let go between transactions.
+    /// `committed` is told, after each commit, how many batches it held
+    /// and what they did.
+    fn record_event_stream(
+        &self,
+        ingest: i64,
+        next: &mut dyn FnMut(Option<Duration>) -> NextBatch,
+        update: &mut CaseUpdate<'_>,
+        committed: &mut dyn FnMut(usize, RecordCounts) -> Result<()>,
+        window: Duration,
+    ) -> Result<()>;
+
+    /// Stores one batch in its own transaction.
     fn record_events(
         &self,
         ingest: i64,
-        events: &[EventWrite],
-        cases: &[CaseTarget],
-        update: &mut dyn FnMut(Option<Case>, &CaseDelta) -> Case,
-        now: DateTime<Utc>,
-    ) -> Result<RecordCounts>;
+        batch: EventBatch,
+        update: &mut CaseUpdate<'_>,
+    ) -> Result<RecordCounts> {
+        let mut batch = Some(batch);
+        let mut counts = RecordCounts::default();
+        self.record_event_stream(
+            ingest,
+            &mut |_| {
+                batch
+                    .take()
+                    .map_or(NextBatch::End, |b| NextBatch::Batch(Box::new(b)))
+            },
+            update,
+            &mut |_, c| {
+                counts.add(&c);
+                Ok(())
+            },
+            Duration::ZERO,
+        )?;
+        Ok(counts)
+    }
 
     fn get_event(&self, id: i64) -> Result<Option<StoredEvent>>;
     /// The newest events of a case, at most `limit`.

@@ -3,8 +3,8 @@
 use chrono::{Duration, Utc};
 use kanki_events::Event;
 use kanki_store::{
-    Case, CaseDelta, CaseFilter, CaseTarget, EventAttribution, EventWrite, Severity, SqliteOptions,
-    Store,
+    Case, CaseDelta, CaseFilter, CaseTarget, CaseUpdate, EventAttribution, EventBatch, EventWrite,
+    RecordCounts, RemovalBackend, Severity, SqliteOptions, Store,
 };
 
 /// A new store (in a directory removed when dropped) and an ingest run.
@@ -17,6 +17,18 @@ fn store_with_an_ingest() -> (tempfile::TempDir, Store, i64) {
         .begin_ingest("test", "here", None, Utc::now())
         .unwrap();
     (dir, store, ingest)
+}
+
+/// Records one batch of events for `cases`.
+fn record(
+    r: &dyn RemovalBackend,
+    ingest: i64,
+    events: &[EventWrite],
+    cases: &[CaseTarget],
+    update: &mut CaseUpdate<'_>,
+) -> RecordCounts {
+    let batch = EventBatch::new(events.to_vec(), cases.to_vec(), Vec::new(), Utc::now());
+    r.record_events(ingest, batch, update).unwrap()
 }
 
 /// An event from 192.0.2.1 now, with its raw record.
@@ -42,19 +54,16 @@ fn events_are_stored_once_and_purged_by_age() {
         key: e.key(),
         event: e.clone(),
         attribution: None,
+        audit: None,
         unattributed: Some("no ground configured for class c".into()),
         case: None,
     };
     let mut other = e.clone();
     other.raw = b"header\nrow 2".to_vec();
     let batch = [write(&e), write(&other)];
-    let c = r
-        .record_events(ingest, &batch, &[], &mut |_, _| unreachable!(), Utc::now())
-        .unwrap();
+    let c = record(r, ingest, &batch, &[], &mut |_, _, _| unreachable!());
     assert_eq!((c.inserted, c.duplicates), (2, 0));
-    let c = r
-        .record_events(ingest, &batch, &[], &mut |_, _| unreachable!(), Utc::now())
-        .unwrap();
+    let c = record(r, ingest, &batch, &[], &mut |_, _, _| unreachable!());
     assert_eq!((c.inserted, c.duplicates), (0, 2));
     assert_eq!(
         r.known_event_keys(&[e.key(), [0; 16]]).unwrap(),
@@ -86,9 +95,7 @@ fn events_are_stored_once_and_purged_by_age() {
         [false],
         "purged keys"
     );
-    let c = r
-        .record_events(ingest, &batch, &[], &mut |_, _| unreachable!(), Utc::now())
-        .unwrap();
+    let c = record(r, ingest, &batch, &[], &mut |_, _, _| unreachable!());
     assert_eq!((c.inserted, c.duplicates), (2, 0));
     assert!(r.get_event((2 << 16) | 1).unwrap().is_some());
 }
@@ -127,6 +134,7 @@ fn a_case_reads_its_events_newest_first_across_batches() {
                         confidence: "inside-session".into(),
                         audit_seq: 1,
                     }),
+                    audit: None,
                     unattributed: None,
                     case: Some(c),
                 }
@@ -136,7 +144,7 @@ fn a_case_reads_its_events_newest_first_across_batches() {
     // S1's events are rows 1, 6 and 7, in batches 1 and 3 (its chain skips
     // batch 2); S2's are in all three.
     let batches = [batch(&[0, 1]), batch(&[1, 1]), batch(&[1, 0, 0])];
-    let mut update = |open: Option<Case>, d: &CaseDelta| {
+    let mut update = |open: Option<Case>, d: &CaseDelta, _| {
         let Some(mut c) = open else {
             return Case::opened(d, d.last_seen);
         };
@@ -146,10 +154,7 @@ fn a_case_reads_its_events_newest_first_across_batches() {
     };
     let mut opened = 0;
     for b in &batches {
-        opened += r
-            .record_events(ingest, b, &cases, &mut update, Utc::now())
-            .unwrap()
-            .cases_opened;
+        opened += record(r, ingest, b, &cases, &mut update).cases_opened;
     }
     assert_eq!(opened, 2);
     let s1 = r
@@ -171,9 +176,7 @@ fn a_case_reads_its_events_newest_first_across_batches() {
     assert_eq!(raws(10), ["row 7", "row 6", "row 1"]);
     assert_eq!(raws(2), ["row 7", "row 6"]);
     // A replay of a batch changes no case.
-    let c = r
-        .record_events(ingest, &batches[1], &cases, &mut update, Utc::now())
-        .unwrap();
+    let c = record(r, ingest, &batches[1], &cases, &mut update);
     assert_eq!((c.inserted, c.duplicates, c.cases_updated), (0, 2, 0));
     assert_eq!(r.get_case(s1.id).unwrap().unwrap().events, 3);
 }
@@ -189,6 +192,7 @@ fn a_batch_with_some_events_stored_before_stores_only_the_others() {
                 key: e.key(),
                 event: e,
                 attribution: None,
+                audit: None,
                 unattributed: None,
                 case: None,
             }
@@ -197,19 +201,120 @@ fn a_batch_with_some_events_stored_before_stores_only_the_others() {
     // Every third stored first (as another writer would between the probe
     // and the insert), then all 700, with one repeated inside the batch.
     let first: Vec<EventWrite> = writes.iter().step_by(3).cloned().collect();
-    let c = r
-        .record_events(ingest, &first, &[], &mut |_, _| unreachable!(), Utc::now())
-        .unwrap();
+    let c = record(r, ingest, &first, &[], &mut |_, _, _| unreachable!());
     assert_eq!((c.inserted, c.duplicates), (234, 0));
     let mut all = writes.clone();
     all.push(writes[1].clone());
-    let c = r
-        .record_events(ingest, &all, &[], &mut |_, _| unreachable!(), Utc::now())
-        .unwrap();
+    let c = record(r, ingest, &all, &[], &mut |_, _, _| unreachable!());
     assert_eq!((c.inserted, c.duplicates), (466, 235));
     assert_eq!(r.removal_stats().unwrap().events, 700);
     // The second batch's events are found under their own ids.
     let e = r.get_event((2 << 16) | 1).unwrap().unwrap();
     assert_eq!(e.raw, "row 1");
     assert!(r.get_event(2 << 16).unwrap().is_none(), "stored before");
+}
+
+#[test]
+fn batches_streamed_in_one_window_are_stored_with_their_audit_records() {
+    let (_dir, store, ingest) = store_with_an_ingest();
+    let r = store.removal();
+    let target = CaseTarget {
+        subscriber: "S1".into(),
+        threat: "mirai".into(),
+        class: "infected-system".into(),
+        severity: Severity::High,
+    };
+    // Three batches of two events, each attributed by its own lookup
+    // record; the events of the first two fall in one hour, the third's in
+    // the next.
+    let hour = Utc::now().timestamp() / 3600 - 5;
+    let at = |h: i64, n: i64| chrono::DateTime::from_timestamp(h * 3600 + n, 0).unwrap();
+    let lookup = |n: usize| kanki_audit::AuditEntry {
+        at: Utc::now(),
+        actor: "removal".into(),
+        action: "who-bulk".into(),
+        ground: Some(kanki_audit::Ground::EmergencyEvacuation),
+        purpose: format!("test batch {n}"),
+        input: format!("{{\"batch\":{n}}}"),
+        result: "{}".into(),
+    };
+    let mut batches: Vec<EventBatch> = (0..3)
+        .map(|n| {
+            let events = (0..2)
+                .map(|i| {
+                    let h = if n < 2 { hour } else { hour + 1 };
+                    let mut e = event(&format!("batch {n} row {i}"));
+                    e.time_source = at(h, (n * 2 + i) as i64);
+                    EventWrite {
+                        key: e.key(),
+                        event: e,
+                        attribution: Some(EventAttribution {
+                            subscriber: "S1".into(),
+                            confidence: "inside-session".into(),
+                            audit_seq: 0,
+                        }),
+                        audit: Some(0),
+                        unattributed: None,
+                        case: Some(0),
+                    }
+                })
+                .collect();
+            EventBatch::new(events, vec![target.clone()], vec![lookup(n)], Utc::now())
+        })
+        .collect();
+    batches.reverse();
+    let mut commits = Vec::new();
+    r.record_event_stream(
+        ingest,
+        &mut |_| match batches.pop() {
+            Some(b) => kanki_store::NextBatch::Batch(Box::new(b)),
+            None => kanki_store::NextBatch::End,
+        },
+        &mut |open: Option<Case>, d: &CaseDelta, now| match open {
+            None => Case::opened(d, now),
+            Some(mut c) => {
+                c.events += d.events;
+                c
+            }
+        },
+        &mut |n, counts| {
+            commits.push((n, counts));
+            Ok(())
+        },
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    // One transaction for all three, one case opened and updated twice.
+    assert_eq!(commits.len(), 1, "{commits:?}");
+    let (n, c) = &commits[0];
+    assert_eq!(
+        (*n, c.inserted, c.cases_opened, c.cases_updated),
+        (3, 6, 1, 2)
+    );
+    // Each event names the seq its batch's lookup record got, and that
+    // record says so; the chain verifies.
+    let mut records = Vec::new();
+    store
+        .directory()
+        .audit_records(&Default::default(), &mut |a| records.push(a))
+        .unwrap();
+    assert_eq!(records.len(), 3);
+    let case = r.list_cases(&CaseFilter::default()).unwrap().pop().unwrap();
+    assert_eq!(case.events, 6);
+    for e in r.case_events(case.id, 10).unwrap() {
+        let seq = e.attribution.unwrap().audit_seq;
+        let record = records.iter().find(|a| a.seq == seq).unwrap();
+        let batch = &e.raw["batch ".len().."batch ".len() + 1];
+        assert_eq!(record.entry.input, format!("{{\"batch\":{batch}}}"));
+    }
+    kanki_audit::verify(records, kanki_audit::GENESIS).unwrap();
+    // The keys of an hour are one range.
+    let mut keys = Vec::new();
+    r.event_keys_of_hour(hour as u32, &mut |k| keys.push(k))
+        .unwrap();
+    assert_eq!(keys.len(), 4);
+    keys.clear();
+    r.event_keys_of_hour(hour as u32 + 1, &mut |k| keys.push(k))
+        .unwrap();
+    assert_eq!(keys.len(), 2);
 }

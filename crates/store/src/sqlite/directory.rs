@@ -652,7 +652,7 @@ pub(super) fn append_audit(tx: &Connection, e: &AuditEntry) -> Result<AuditRecor
 }
 
 /// The next record's sequence number and the hash it chains to.
-fn audit_head(tx: &Connection) -> Result<(i64, String)> {
+pub(super) fn audit_head(tx: &Connection) -> Result<(i64, String)> {
     let last: Option<(i64, String)> = tx
         .query_row(
             "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
@@ -675,7 +675,7 @@ fn audit_head(tx: &Connection) -> Result<(i64, String)> {
 }
 
 /// Appends `e` as record `seq`, chained to `prev`.
-fn append_audit_after(
+pub(super) fn append_audit_after(
     tx: &Connection,
     e: &AuditEntry,
     (seq, prev): (i64, String),

@@ -182,6 +182,7 @@ impl Moving {
                 key: &e.key,
                 event: &e.event,
                 attribution: e.attribution.as_ref(),
+                audit_seq: e.attribution.as_ref().map_or(0, |a| a.audit_seq),
                 unattributed: e.unattributed.as_deref(),
                 case: e.case_id.and_then(|id| case_index.get(&id).copied()),
             })

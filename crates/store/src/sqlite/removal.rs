@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{SqliteBackend, from_ts, ts};
 use crate::event_segment::{
     Fields, SEGMENT_EVENTS, SegmentCase, SegmentEvent, decode_fields, decode_raw, encode_fields,
-    encode_raw, event_id, split_event_id,
+    event_id, split_event_id,
 };
 use crate::removal::*;
 use crate::{Result, StoreError};
@@ -313,39 +313,79 @@ impl RemovalBackend for SqliteBackend {
         })
     }
 
-    fn record_events(
+    fn event_keys_of_hour(&self, hour: u32, f: &mut dyn FnMut(EventKey)) -> Result<()> {
+        // Keys begin with their hour, big-endian: one range of the index.
+        let from = hour.to_be_bytes();
+        let below = hour.checked_add(1).map(u32::to_be_bytes);
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT key FROM event_keys WHERE key >= ?1 AND (?2 IS NULL OR key < ?2)",
+            )?;
+            let mut rows = stmt.query(params![&from[..], below.as_ref().map(|b| &b[..])])?;
+            while let Some(r) = rows.next()? {
+                if let rusqlite::types::ValueRef::Blob(b) = r.get_ref(0)?
+                    && let Ok(k) = EventKey::try_from(b)
+                {
+                    f(k);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn record_event_stream(
         &self,
         ingest: i64,
-        events: &[EventWrite],
-        cases: &[CaseTarget],
-        update: &mut dyn FnMut(Option<Case>, &CaseDelta) -> Case,
-        now: DateTime<Utc>,
-    ) -> Result<RecordCounts> {
-        // The raw records are compressed before the writer is taken.
-        let raws: Vec<Vec<u8>> = events
-            .chunks(SEGMENT_EVENTS)
-            .map(|batch| {
-                let records: Vec<&[u8]> = batch.iter().map(|w| w.event.raw.as_slice()).collect();
-                encode_raw(&records)
-            })
-            .collect();
-        self.write(|c| {
-            let t0 = std::time::Instant::now();
-            let tx = c.transaction()?;
-            let mut counts = RecordCounts::default();
-            for (batch, raw) in events.chunks(SEGMENT_EVENTS).zip(&raws) {
-                record_segment(&tx, ingest, batch, raw, cases, update, now, &mut counts)?;
+        next: &mut dyn FnMut(Option<std::time::Duration>) -> NextBatch,
+        update: &mut CaseUpdate<'_>,
+        committed: &mut dyn FnMut(usize, RecordCounts) -> Result<()>,
+        window: std::time::Duration,
+    ) -> Result<()> {
+        // Waiting for the first batch of a transaction, the writer is free.
+        let mut first = match next(None) {
+            NextBatch::Batch(b) => b,
+            NextBatch::NotYet | NextBatch::End => return Ok(()),
+        };
+        loop {
+            let (more, update) = (&mut *next, &mut *update);
+            let (batches, counts, ended) = self.write(move |c| {
+                let started = std::time::Instant::now();
+                let tx = c.transaction()?;
+                let mut counts = RecordCounts::default();
+                let (mut batches, mut ended) = (0, false);
+                let mut batch = Some(first);
+                while let Some(b) = batch.take() {
+                    record_batch(&tx, ingest, &b, update, &mut counts)?;
+                    batches += 1;
+                    let Some(left) = window.checked_sub(started.elapsed()) else {
+                        break;
+                    };
+                    match more(Some(left)) {
+                        NextBatch::Batch(b) => batch = Some(b),
+                        NextBatch::NotYet => {}
+                        NextBatch::End => ended = true,
+                    }
+                }
+                let t_commit = std::time::Instant::now();
+                tx.commit()?;
+                tracing::debug!(
+                    batches,
+                    events = counts.inserted,
+                    written_ms = (t_commit - started).as_secs_f64() * 1e3,
+                    commit_ms = t_commit.elapsed().as_secs_f64() * 1e3,
+                    "events recorded"
+                );
+                Ok((batches, counts, ended))
+            })?;
+            committed(batches, counts)?;
+            if ended {
+                return Ok(());
             }
-            let t_commit = std::time::Instant::now();
-            tx.commit()?;
-            tracing::debug!(
-                events = events.len(),
-                written_ms = (t_commit - t0).as_secs_f64() * 1e3,
-                commit_ms = t_commit.elapsed().as_secs_f64() * 1e3,
-                "events recorded"
-            );
-            Ok(counts)
-        })
+            first = match next(None) {
+                NextBatch::Batch(b) => b,
+                NextBatch::NotYet | NextBatch::End => return Ok(()),
+            };
+        }
     }
 
     fn get_event(&self, id: i64) -> Result<Option<StoredEvent>> {
@@ -716,16 +756,60 @@ impl RemovalBackend for SqliteBackend {
 /// Stores one segment's worth of a batch (at most [`SEGMENT_EVENTS`]
 /// events) inside the caller's transaction.
 #[allow(clippy::too_many_arguments)]
+/// Stores a batch's audit records, then its events a segment at a time.
+fn record_batch(
+    tx: &Connection,
+    ingest: i64,
+    b: &EventBatch,
+    update: &mut CaseUpdate<'_>,
+    counts: &mut RecordCounts,
+) -> Result<()> {
+    let mut seqs = Vec::with_capacity(b.audits.len());
+    if !b.audits.is_empty() {
+        let mut head = super::directory::audit_head(tx)?;
+        for e in &b.audits {
+            let r = super::directory::append_audit_after(tx, e, head)?;
+            seqs.push(r.seq);
+            head = (r.seq + 1, r.hash);
+        }
+    }
+    let segments = b.events.chunks(SEGMENT_EVENTS).zip(&b.raw);
+    for (events, raw) in segments {
+        let written = Written {
+            events,
+            raw,
+            targets: &b.cases,
+            audit_seqs: &seqs,
+            now: b.now,
+        };
+        record_segment(tx, ingest, &written, update, counts)?;
+    }
+    Ok(())
+}
+
+/// One segment's share of a batch.
+struct Written<'a> {
+    events: &'a [EventWrite],
+    raw: &'a [u8],
+    targets: &'a [CaseTarget],
+    audit_seqs: &'a [i64],
+    now: DateTime<Utc>,
+}
+
 fn record_segment(
     tx: &Connection,
     ingest: i64,
-    batch: &[EventWrite],
-    raw: &[u8],
-    targets: &[CaseTarget],
-    update: &mut dyn FnMut(Option<Case>, &CaseDelta) -> Case,
-    now: DateTime<Utc>,
+    w: &Written<'_>,
+    update: &mut CaseUpdate<'_>,
     counts: &mut RecordCounts,
 ) -> Result<()> {
+    let Written {
+        events: batch,
+        raw,
+        targets,
+        audit_seqs,
+        now,
+    } = *w;
     let segment = next_segment(tx)?;
     let keys: Vec<(&EventKey, i64)> = batch
         .iter()
@@ -785,7 +869,7 @@ fn record_segment(
             .optional()?
             .map_or((None, None), |(c, p)| (Some(c), p));
         let before = open.as_ref().map(|c| c.state);
-        let case = update(open, d);
+        let case = update(open, d, now);
         let id = store_case(tx, &case, Some(segment))?;
         if before.is_none() {
             counts.cases_opened += 1;
@@ -823,6 +907,10 @@ fn record_segment(
                 key: &w.key,
                 event: &w.event,
                 attribution: w.attribution.as_ref(),
+                audit_seq: match (w.audit, &w.attribution) {
+                    (Some(i), _) => audit_seqs.get(i).copied().unwrap_or_default(),
+                    (None, a) => a.as_ref().map_or(0, |a| a.audit_seq),
+                },
                 unattributed: w.unattributed.as_deref(),
                 case: w.case.and_then(|t| delta_of.get(&t).copied()),
             }
