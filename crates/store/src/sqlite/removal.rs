@@ -101,6 +101,36 @@ fn store_case(c: &Connection, case: &Case, segment: Option<i64>) -> Result<i64> 
     }
 }
 
+/// Whether `now` is `was` with only the columns [`store_case_events`]
+/// writes changed.
+fn only_event_columns_differ(mut was: Case, now: &Case) -> bool {
+    was.severity = now.severity;
+    was.first_seen = now.first_seen;
+    was.last_seen = now.last_seen;
+    was.events = now.events;
+    was.updated_at = now.updated_at;
+    was == *now
+}
+
+/// Stores what new events change of a case whose state they leave alone:
+/// no indexed column is written, so its indexes are not touched.
+fn store_case_events(c: &Connection, case: &Case, segment: i64) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE cases SET severity = ?2, first_seen = ?3, last_seen = ?4, events = ?5, updated_at = ?6, last_segment = ?7
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        case.id,
+        case.severity.as_str(),
+        ts(case.first_seen),
+        ts(case.last_seen),
+        case.events as i64,
+        ts(case.updated_at),
+        segment
+    ])?;
+    Ok(())
+}
+
 fn log_case(
     c: &Connection,
     id: i64,
@@ -314,14 +344,18 @@ impl RemovalBackend for SqliteBackend {
     }
 
     fn event_keys_of_hour(&self, hour: u32, f: &mut dyn FnMut(EventKey)) -> Result<()> {
-        // Keys begin with their hour, big-endian: one range of the index.
-        let from = hour.to_be_bytes();
-        let below = hour.checked_add(1).map(u32::to_be_bytes);
+        // Keys begin with their hour, big-endian: one range of the index
+        // (both bounds given, so SQLite seeks to the one and stops at the
+        // other).
+        let from = hour.to_be_bytes().to_vec();
+        let below = match hour.checked_add(1) {
+            Some(h) => h.to_be_bytes().to_vec(),
+            None => vec![0xff; 17],
+        };
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT key FROM event_keys WHERE key >= ?1 AND (?2 IS NULL OR key < ?2)",
-            )?;
-            let mut rows = stmt.query(params![&from[..], below.as_ref().map(|b| &b[..])])?;
+            let mut stmt =
+                c.prepare_cached("SELECT key FROM event_keys WHERE key >= ?1 AND key < ?2")?;
+            let mut rows = stmt.query(params![from, below])?;
             while let Some(r) = rows.next()? {
                 if let rusqlite::types::ValueRef::Blob(b) = r.get_ref(0)?
                     && let Ok(k) = EventKey::try_from(b)
@@ -869,8 +903,14 @@ fn record_segment(
             .optional()?
             .map_or((None, None), |(c, p)| (Some(c), p));
         let before = open.as_ref().map(|c| c.state);
+        let was = open.clone();
         let case = update(open, d, now);
-        let id = store_case(tx, &case, Some(segment))?;
+        let id = if was.is_some_and(|w| only_event_columns_differ(w, &case)) {
+            store_case_events(tx, &case, segment)?;
+            case.id
+        } else {
+            store_case(tx, &case, Some(segment))?
+        };
         if before.is_none() {
             counts.cases_opened += 1;
         } else {
