@@ -675,18 +675,35 @@ pub(super) fn audit_head(tx: &Connection) -> Result<(i64, String)> {
 }
 
 /// Appends `e` as record `seq`, chained to `prev`.
-pub(super) fn append_audit_after(
+fn append_audit_after(
     tx: &Connection,
     e: &AuditEntry,
     (seq, prev): (i64, String),
 ) -> Result<AuditRecord> {
-    // The time as it will be read back (microseconds), so the hash verifies.
+    let hash = insert_audit(tx, e, seq, &prev)?;
+    // The time as it is read back (microseconds), as the hash covers it.
     let mut entry = e.clone();
-    let at = entry.at.to_rfc3339_opts(SecondsFormat::Micros, true);
-    entry.at = DateTime::parse_from_rfc3339(&at)
+    entry.at = DateTime::parse_from_rfc3339(&entry.at.to_rfc3339_opts(SecondsFormat::Micros, true))
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or(entry.at);
-    let hash = record_hash(seq, &entry, &prev);
+    Ok(AuditRecord {
+        seq,
+        entry,
+        prev_hash: prev,
+        hash,
+    })
+}
+
+/// Writes `e` as record `seq` after the record hashed `prev`; returns its
+/// hash. The hash covers the time in microseconds, as it is stored.
+pub(super) fn insert_audit(
+    tx: &Connection,
+    e: &AuditEntry,
+    seq: i64,
+    prev: &str,
+) -> Result<String> {
+    let at = e.at.to_rfc3339_opts(SecondsFormat::Micros, true);
+    let hash = record_hash(seq, e, prev);
     tx.prepare_cached(
         "INSERT INTO audit_log (seq, at, actor, action, ground, purpose, input, result, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -694,21 +711,16 @@ pub(super) fn append_audit_after(
     .execute(params![
         seq,
         at,
-        entry.actor,
-        entry.action,
-        entry.ground.map(|g| g.as_str()),
-        entry.purpose,
-        entry.input,
-        entry.result,
+        e.actor,
+        e.action,
+        e.ground.map(|g| g.as_str()),
+        e.purpose,
+        e.input,
+        e.result,
         prev,
         hash
     ])?;
-    Ok(AuditRecord {
-        seq,
-        entry,
-        prev_hash: prev,
-        hash,
-    })
+    Ok(hash)
 }
 
 impl DirectoryBackend for SqliteBackend {

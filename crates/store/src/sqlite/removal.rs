@@ -802,9 +802,9 @@ fn record_batch(
     if !b.audits.is_empty() {
         let mut head = super::directory::audit_head(tx)?;
         for e in &b.audits {
-            let r = super::directory::append_audit_after(tx, e, head)?;
-            seqs.push(r.seq);
-            head = (r.seq + 1, r.hash);
+            let hash = super::directory::insert_audit(tx, e, head.0, &head.1)?;
+            seqs.push(head.0);
+            head = (head.0 + 1, hash);
         }
     }
     let segments = b.events.chunks(SEGMENT_EVENTS).zip(&b.raw);
