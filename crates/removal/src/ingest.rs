@@ -13,6 +13,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -377,6 +378,31 @@ struct Judged {
     attribution_ms: f64,
 }
 
+/// A set of event keys. A key is a hash already (after its hour), so its
+/// bytes are the set's hash: SipHash over each of millions of keys was a
+/// twentieth of an ingest.
+type KeySet = HashSet<EventKey, BuildHasherDefault<KeyHasher>>;
+
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // An EventKey hashes as its 16 bytes (arrays write their bytes
+        // whole): bytes 4..12 are the record's SHA-256. Anything else
+        // (never given here) still hashes, if poorly.
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(b);
+        }
+    }
+}
+
 /// Stored keys held in memory at most (about 20 bytes each) for telling
 /// replayed records; past it the store is asked batch by batch.
 const KNOWN_KEYS_MAX: usize = 4 << 20;
@@ -396,7 +422,7 @@ struct KnownKeys {
     /// The hours read, while under [`KNOWN_KEYS_MAX`]; `None`: ask the
     /// store.
     hours: Option<HashSet<u32>>,
-    keys: HashSet<EventKey>,
+    keys: KeySet,
     /// When asking the store: the keys of the last batches judged.
     recent: VecDeque<Vec<EventKey>>,
 }
@@ -405,7 +431,7 @@ impl KnownKeys {
     fn loading_hours() -> KnownKeys {
         KnownKeys {
             hours: Some(HashSet::new()),
-            keys: HashSet::new(),
+            keys: KeySet::default(),
             recent: VecDeque::new(),
         }
     }
@@ -413,7 +439,7 @@ impl KnownKeys {
     fn asking_the_store() -> KnownKeys {
         KnownKeys {
             hours: None,
-            keys: HashSet::new(),
+            keys: KeySet::default(),
             recent: VecDeque::new(),
         }
     }
@@ -507,7 +533,7 @@ fn judge(
     let stored = known.known(kanki, &batch.keys)?;
     let mut fresh: Vec<(EventKey, Event)> = Vec::with_capacity(batch.events.len());
     // A batch may repeat a record too.
-    let mut seen = HashSet::with_capacity(batch.events.len());
+    let mut seen = KeySet::with_capacity_and_hasher(batch.events.len(), Default::default());
     for ((k, e), stored) in batch.keys.into_iter().zip(batch.events).zip(stored) {
         if stored || !seen.insert(k) {
             sum.duplicates += 1;

@@ -798,6 +798,7 @@ fn record_batch(
     update: &mut CaseUpdate<'_>,
     counts: &mut RecordCounts,
 ) -> Result<()> {
+    let t0 = std::time::Instant::now();
     let mut seqs = Vec::with_capacity(b.audits.len());
     if !b.audits.is_empty() {
         let mut head = super::directory::audit_head(tx)?;
@@ -806,6 +807,11 @@ fn record_batch(
             seqs.push(head.0);
             head = (head.0 + 1, hash);
         }
+        tracing::debug!(
+            records = seqs.len(),
+            audit_ms = t0.elapsed().as_secs_f64() * 1e3,
+            "lookup records appended"
+        );
     }
     let segments = b.events.chunks(SEGMENT_EVENTS).zip(&b.raw);
     for (events, raw) in segments {
