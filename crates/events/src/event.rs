@@ -101,13 +101,37 @@ impl Event {
     /// index larger than the cache. (Stores keep keys written before in
     /// this form too: migration 0008.)
     pub fn key(&self) -> EventKey {
-        // ring's SHA-256 (assembly, AVX2 where there is no SHA extension)
-        // rather than sha2's portable one: an ingest hashes every record,
-        // and this was a quarter of its time.
-        let mut h = ring::digest::Context::new(&ring::digest::SHA256);
-        h.update(&(self.feed_name.len() as u64).to_be_bytes());
-        h.update(self.feed_name.as_bytes());
-        h.update(&self.raw);
+        self.key_with(&mut None)
+    }
+
+    /// [`key`](Self::key), with the hash of the part records of one input
+    /// share (the feed name and a CSV report's header line, often longer
+    /// than the row) kept in `prefix` from one record to the next: the same
+    /// key for a fraction of the hashing.
+    pub fn key_with(&self, prefix: &mut Option<KeyPrefix>) -> EventKey {
+        let head = match self.raw.iter().position(|&b| b == b'\n') {
+            Some(n) => &self.raw[..=n],
+            None => &[][..],
+        };
+        let shared = match prefix {
+            Some(p) if p.feed == self.feed_name && p.head == head => p,
+            _ => {
+                // ring's SHA-256 (assembly, AVX2 where there is no SHA
+                // extension) rather than sha2's portable one: an ingest
+                // hashes every record, and this was a quarter of its time.
+                let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+                h.update(&(self.feed_name.len() as u64).to_be_bytes());
+                h.update(self.feed_name.as_bytes());
+                h.update(head);
+                prefix.insert(KeyPrefix {
+                    feed: self.feed_name.clone(),
+                    head: head.to_vec(),
+                    state: h,
+                })
+            }
+        };
+        let mut h = shared.state.clone();
+        h.update(&self.raw[head.len()..]);
         let d = h.finish();
         let d = d.as_ref();
         let hour = (self.time_source.timestamp() / 3600).clamp(0, u32::MAX as i64) as u32;
@@ -127,9 +151,49 @@ impl Event {
     }
 }
 
+/// The hash state after the part of a record that records of one input
+/// share; see [`Event::key_with`].
+#[derive(Clone)]
+pub struct KeyPrefix {
+    feed: String,
+    head: Vec<u8>,
+    state: ring::digest::Context,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_made_with_a_kept_prefix_is_the_key() {
+        let mut prefix = None;
+        let mut e = Event::new(
+            "192.0.2.1".parse().unwrap(),
+            Utc::now(),
+            "malicious-code",
+            "infected-system",
+            "Sinkhole-Events IPv4",
+            "Shadowserver",
+        );
+        let mut keys = Vec::new();
+        for raw in [
+            "timestamp,ip\n2026-11-22,192.0.2.1",
+            "timestamp,ip\n2026-11-22,192.0.2.2",
+            "timestamp,ip,port\n2026-11-22,192.0.2.2,23",
+            "one line, no header",
+        ] {
+            e.raw = raw.as_bytes().to_vec();
+            let k = e.key_with(&mut prefix);
+            assert_eq!(k, e.key(), "{raw}");
+            keys.push(k);
+        }
+        e.feed_name = "another feed".into();
+        assert_ne!(e.key_with(&mut prefix), keys[3]);
+        assert_eq!(e.key_with(&mut prefix), e.key());
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 4);
+    }
 
     #[test]
     fn serializes_with_intelmq_names() {

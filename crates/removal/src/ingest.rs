@@ -242,10 +242,11 @@ fn run(
             std::sync::mpsc::sync_channel::<Result<Parsed, String>>(IN_FLIGHT);
         scope.spawn(move || {
             let mut batch = Parsed::default();
+            let mut prefix = None;
             for item in items {
                 match item {
                     Ok(Item::Event(e)) => {
-                        batch.keys.push(e.key());
+                        batch.keys.push(e.key_with(&mut prefix));
                         batch.events.push(*e);
                     }
                     Ok(Item::Skipped(s)) => batch.skipped.push((s.reason, s.line)),
