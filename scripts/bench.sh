@@ -8,6 +8,9 @@
 #      the AXFR as BIND times it, then an IXFR of 1,000 added names.
 # Usage: scripts/bench.sh [ROWS]   (default 1000000). Figures go to docs/benchmarks.md by hand.
 #        ONLY_RPZ=1 scripts/bench.sh   only the RPZ primary with BIND (3.)
+#        REMOVAL=1 scripts/bench.sh    also the removal loop beside IntelMQ (4.)
+#        ONLY_REMOVAL=1 scripts/bench.sh   only that; REMOVAL_WORK=DIR keeps its
+#                                          10M-session directory between runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows="${1:-1000000}"
@@ -21,11 +24,16 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
-cargo build --release --quiet -p kanki
+if [ -n "${ONLY_REMOVAL:-}" ]; then
+  cargo build --release --quiet -p kanki --no-default-features # no YARA in the removal loop
+else
+  cargo build --release --quiet -p kanki
+fi
 kanki="$CARGO_TARGET_DIR/release/kanki"
 work=$(mktemp -d)
 trap 'kill $(cat "$work/unbound.pid" 2>/dev/null) 2>/dev/null || true; kill $(cat "$work/named.pid" 2>/dev/null) 2>/dev/null || true; kill $(cat "$work/serve.pid" 2>/dev/null) 2>/dev/null || true; rm -rf "$work"' EXIT
 
+if [ -z "${ONLY_REMOVAL:-}" ]; then
 if [ -z "${ONLY_RPZ:-}" ]; then
 echo "== kanki bench ($rows rows) on $(nproc) cores"
 "$kanki" bench all --rows "$rows" --work-dir "$work/kanki"
@@ -156,16 +164,26 @@ printf '%-44s %14s %-12s (target <= 50 ms)\n' "BIND: IXFR of 1,000 added names (
 echo "   $(echo "$line" | sed 's/.*Transfer completed: //')"
 grep '"IXFR' "$work/rpz-serve.log" | tail -1 | sed 's/^/   kanki: /'
 
-if [ -n "${REMOVAL:-}" ]; then
+fi
+
+if [ -n "${REMOVAL:-}${ONLY_REMOVAL:-}" ]; then
 echo "== the removal loop: ingest with attribution against ${SESSIONS:-10000000} sessions, IntelMQ's parser on the same file"
 # REMOVAL=1 scripts/bench.sh: kanki bench ingest (directory written once into
 # $work, then a 1,000,000-row sinkhole CSV attributed and stored), the same CSV
 # through IntelMQ's Shadowserver parser (pip install intelmq), and 100,000
 # notices rendered.
-python3 -c "import intelmq" 2>/dev/null || python3 -m pip install -q intelmq
+# IntelMQ in a virtual environment of its own (Debian's Python refuses pip
+# installs outside one).
+venv="${KANKI_INTELMQ_VENV:-$HOME/.cache/kanki/venv-intelmq}"
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import intelmq" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q intelmq
+fi
+removal_work="${REMOVAL_WORK:-$work}"
+mkdir -p "$removal_work"
 csv="$work/2026-11-01-event4_sinkhole-bench.csv"
-"$kanki" bench ingest --sessions "${SESSIONS:-10000000}" --rows "$rows" --work-dir "$work" --csv-out "$csv" | tee "$work/ingest.txt"
-python3 scripts/intelmq_shadowserver.py "$csv" | tee "$work/intelmq.txt"
+"$kanki" bench ingest --sessions "${SESSIONS:-10000000}" --rows "$rows" --work-dir "$removal_work" --csv-out "$csv" | tee "$work/ingest.txt"
+"$venv/bin/python" scripts/intelmq_shadowserver.py "$csv" | tee "$work/intelmq.txt"
 k=$(awk '/^ingest sinkhole csv/ {print $(NF-4)}' "$work/ingest.txt")
 i=$(awk '{print $(NF-6)}' "$work/intelmq.txt")
 printf '%-44s %14.2f %-12s\n' "kanki ingest / intelmq parse (events/s)" "$(echo "$k / $i" | bc -l)" "x"
