@@ -333,7 +333,7 @@ pub fn garden(f: &Frame, g: &GardenView) -> String {
     let t = f.lang.text();
     let notice = g.member.notice.as_deref().map_or_else(
         || t.garden_default_notice.to_string(),
-        |n| esc(n).replace('\n', "<br>"),
+        |n| linked(&esc(n)).replace('\n', "<br>"),
     );
     let mut body = format!(
         "<p class=\"lead\">{}</p><section id=\"garden\"><h2>{}</h2><p id=\"notice\">{}</p>\
@@ -422,9 +422,74 @@ pub fn message(f: &Frame, id: &str, title: &str, text: &str, back: &str) -> Stri
     layout(f, (title, title), "calm", None, &body)
 }
 
+/// Escaped text with its http(s) URLs made links: a notice names the
+/// family's countermeasure page, which the garden lets the subscriber
+/// reach. A URL ends at a space, a character outside ASCII (Japanese text
+/// often follows one directly), an escaped quote or bracket, and trailing
+/// punctuation is left outside it.
+fn linked(escaped: &str) -> String {
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped;
+    while let Some(start) = ["https://", "http://"]
+        .iter()
+        .filter_map(|scheme| rest.find(scheme))
+        .min()
+    {
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let mut end = tail
+            .char_indices()
+            .find(|&(i, c)| {
+                c.is_whitespace()
+                    || !c.is_ascii()
+                    || ["&quot;", "&#39;", "&lt;", "&gt;"]
+                        .iter()
+                        .any(|e| tail[i..].starts_with(e))
+            })
+            .map_or(tail.len(), |(i, _)| i);
+        end -= tail[..end].len()
+            - tail[..end]
+                .trim_end_matches(['.', ',', ')', ';', ':', '!', '?'])
+                .len();
+        let url = &tail[..end];
+        if url
+            .split_once("://")
+            .is_some_and(|(_, host)| !host.is_empty())
+        {
+            out.push_str(&format!("<a href=\"{url}\">{url}</a>"));
+        } else {
+            out.push_str(url);
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_notice_s_urls_are_links() {
+        let notice = "手順は https://cc.isp.example/families/mirai?ref=N-1&lang=ja をご覧ください。\n\
+                      English: https://cc.isp.example/families/mirai. \"http://x.example/a\"";
+        assert_eq!(
+            linked(&esc(notice)),
+            "手順は <a href=\"https://cc.isp.example/families/mirai?ref=N-1&amp;lang=ja\">\
+             https://cc.isp.example/families/mirai?ref=N-1&amp;lang=ja</a> をご覧ください。\n\
+             English: <a href=\"https://cc.isp.example/families/mirai\">https://cc.isp.example/families/mirai</a>. \
+             &quot;<a href=\"http://x.example/a\">http://x.example/a</a>&quot;"
+        );
+        // A bare scheme, and text with no URL, stay text.
+        assert_eq!(linked("see https:// only"), "see https:// only");
+        assert_eq!(linked("ありがとう"), "ありがとう");
+        // A URL directly followed by Japanese text ends there.
+        assert_eq!(
+            linked("https://a.example/xをご覧"),
+            "<a href=\"https://a.example/x\">https://a.example/x</a>をご覧"
+        );
+    }
 
     #[test]
     fn outside_text_is_escaped() {

@@ -787,10 +787,8 @@ impl RemovalBackend for SqliteBackend {
     }
 }
 
-/// Stores one segment's worth of a batch (at most [`SEGMENT_EVENTS`]
-/// events) inside the caller's transaction.
-#[allow(clippy::too_many_arguments)]
-/// Stores a batch's audit records, then its events a segment at a time.
+/// Stores a batch's audit records, then its events a segment at a time,
+/// inside the caller's transaction.
 fn record_batch(
     tx: &Connection,
     ingest: i64,
@@ -836,6 +834,8 @@ struct Written<'a> {
     now: DateTime<Utc>,
 }
 
+/// Stores one segment's worth of a batch (at most [`SEGMENT_EVENTS`]
+/// events).
 fn record_segment(
     tx: &Connection,
     ingest: i64,
