@@ -1071,6 +1071,58 @@ fn the_watched_directory_ingests_each_file_once_and_loses_nothing_on_a_kill() {
     drop(s);
 }
 
+/// A report POSTed to `kanki serve` is acknowledged (its summary returned)
+/// only once it is stored: a kill mid-ingest leaves the client without an
+/// answer and the store with whole batches only; the same POST after the
+/// restart stores the rest, every event once, its case counting each once.
+#[test]
+fn a_report_posted_to_a_killed_serve_is_stored_once_when_posted_again() {
+    const ROWS: usize = 100_000;
+    let env = Env::new("");
+    env.directory(
+        "id,email,language,consent\nS1,s1@example.jp,ja,no\n",
+        "S1,10.7.0.0/16,2024-01-01,\n",
+    );
+    let events = || count(&env, "SELECT coalesce(sum(events), 0) FROM event_segments");
+    let report = many_sinkhole_rows(ROWS, 7);
+    let post = |api: &str| {
+        client()
+            .post(format!(
+                "{api}/api/v1/events?format=shadowserver&name=2026-05-06-event4_sinkhole-asn-jp.csv"
+            ))
+            .body(report.clone())
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.json::<Value>())
+    };
+    let s = env.serve();
+    let api = s.api.clone();
+    let answer = std::thread::scope(|scope| {
+        let posted = scope.spawn(|| post(&api));
+        eventually(60, "the posted report being stored", || events() > 0);
+        s.sigkill();
+        posted.join().unwrap()
+    });
+    assert!(answer.is_err(), "answered before the kill: {answer:?}");
+    let stored = events();
+    assert!(
+        (stored as usize) < ROWS && stored % 32_768 == 0,
+        "killed mid-report: {stored} events stored, whole batches only"
+    );
+
+    let s = env.serve();
+    let summary = post(&s.api).unwrap();
+    assert_eq!(
+        (summary["events"].as_u64(), summary["duplicates"].as_u64()),
+        (Some(ROWS as u64 - stored), Some(stored)),
+        "{summary}"
+    );
+    assert_eq!(events(), ROWS as u64);
+    assert_eq!(count(&env, "SELECT count(*) FROM event_keys"), ROWS as u64);
+    assert_eq!(count(&env, "SELECT sum(events) FROM cases"), ROWS as u64);
+    drop(s);
+}
+
 /// Carrier-grade NAT: two subscribers share a public address, each with a
 /// port block (a CGNAT CSV export); an event with a source port is
 /// attributed to the one whose block holds the port, one without a port
