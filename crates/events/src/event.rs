@@ -164,17 +164,22 @@ pub struct KeyPrefix {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_key_made_with_a_kept_prefix_is_the_key() {
-        let mut prefix = None;
-        let mut e = Event::new(
+    /// A sinkhole event from 192.0.2.1, now.
+    fn sinkhole_event() -> Event {
+        Event::new(
             "192.0.2.1".parse().unwrap(),
             Utc::now(),
             "malicious-code",
             "infected-system",
             "Sinkhole-Events IPv4",
             "Shadowserver",
-        );
+        )
+    }
+
+    #[test]
+    fn a_key_made_with_a_kept_prefix_is_the_key() {
+        let mut prefix = None;
+        let mut e = sinkhole_event();
         let mut keys = Vec::new();
         for raw in [
             "timestamp,ip\n2026-11-22,192.0.2.1",
@@ -197,14 +202,7 @@ mod tests {
 
     #[test]
     fn serializes_with_intelmq_names() {
-        let mut e = Event::new(
-            "192.0.2.1".parse().unwrap(),
-            Utc::now(),
-            "malicious-code",
-            "infected-system",
-            "Sinkhole-Events IPv4",
-            "Shadowserver",
-        );
+        let mut e = sinkhole_event();
         e.malware = Some("mirai".into());
         e.extra.insert("source.asn".into(), "64500".into());
         let v = serde_json::to_value(&e).unwrap();
