@@ -600,6 +600,23 @@ fn count(env: &Env, sql: &str) -> u64 {
     text(env, sql).parse().unwrap_or(0)
 }
 
+/// Events stored, by their segments.
+fn stored_events(env: &Env) -> u64 {
+    count(env, "SELECT coalesce(sum(events), 0) FROM event_segments")
+}
+
+/// `n` events stored, each once: as many in segments as keys, and the
+/// cases count each once.
+fn assert_stored_once(env: &Env, n: u64) {
+    assert_eq!(stored_events(env), n, "events in segments");
+    assert_eq!(count(env, "SELECT count(*) FROM event_keys"), n, "keys");
+    assert_eq!(
+        count(env, "SELECT sum(events) FROM cases"),
+        n,
+        "case counts"
+    );
+}
+
 /// Nothing lost, nothing doubled: `kanki ingest` reading a report from a
 /// pipe is SIGKILLed mid-file, after some batches were stored and with
 /// more read but not stored; the whole file ingested again stores every
@@ -641,7 +658,7 @@ fn a_sigkilled_ingest_run_again_stores_every_event_exactly_once() {
     // was read waits in memory for more input. Then the kill.
     let progress = || {
         (
-            count(&env, "SELECT coalesce(sum(events), 0) FROM event_segments"),
+            stored_events(&env),
             count(
                 &env,
                 "SELECT count(*) FROM audit_log WHERE action = 'who-bulk'",
@@ -660,7 +677,7 @@ fn a_sigkilled_ingest_run_again_stores_every_event_exactly_once() {
     child.kill().unwrap();
     child.wait().unwrap();
     drop(stdin);
-    let before = count(&env, "SELECT coalesce(sum(events), 0) FROM event_segments");
+    let before = stored_events(&env);
     assert!(
         before > 0 && (before as usize) < ROWS,
         "killed mid-file: {before} events stored"
@@ -669,12 +686,7 @@ fn a_sigkilled_ingest_run_again_stores_every_event_exactly_once() {
     let out: Value = ingest(&env, "shadowserver", &file);
     assert_eq!(out["events"], ROWS as u64 - before, "{out}");
     assert_eq!(out["duplicates"], before, "{out}");
-    assert_eq!(
-        count(&env, "SELECT coalesce(sum(events), 0) FROM event_segments"),
-        ROWS as u64
-    );
-    assert_eq!(count(&env, "SELECT count(*) FROM event_keys"), ROWS as u64);
-    assert_eq!(count(&env, "SELECT sum(events) FROM cases"), ROWS as u64);
+    assert_stored_once(&env, ROWS as u64);
     // Every event is S1's, in its one case, and names the attribution
     // record that lists its lookup. (A batch attributed but not yet stored
     // when the kill came is attributed again, audited twice: at least
@@ -1006,7 +1018,7 @@ fn the_watched_directory_ingests_each_file_once_and_loses_nothing_on_a_kill() {
         std::fs::write(&part, text).unwrap();
         std::fs::rename(&part, w.join(name)).unwrap();
     };
-    let events = || count(&env, "SELECT coalesce(sum(events), 0) FROM event_segments");
+    let events = || stored_events(&env);
     let s = env.serve();
     let small = "2026-05-03-event4_sinkhole-asn-jp.csv";
     drop_in(small, &many_sinkhole_rows(500, 5));
@@ -1042,15 +1054,7 @@ fn the_watched_directory_ingests_each_file_once_and_loses_nothing_on_a_kill() {
     eventually(120, "the big file ingested after the restart", || {
         w.join("done").join(big).exists()
     });
-    assert_eq!(events(), (500 + ROWS) as u64);
-    assert_eq!(
-        count(&env, "SELECT count(*) FROM event_keys"),
-        (500 + ROWS) as u64
-    );
-    assert_eq!(
-        count(&env, "SELECT sum(events) FROM cases"),
-        (500 + ROWS) as u64
-    );
+    assert_stored_once(&env, (500 + ROWS) as u64);
     let summary: Value = serde_json::from_str(
         &std::fs::read_to_string(w.join(format!("done/{big}.summary.json"))).unwrap(),
     )
@@ -1083,7 +1087,7 @@ fn a_report_posted_to_a_killed_serve_is_stored_once_when_posted_again() {
         "id,email,language,consent\nS1,s1@example.jp,ja,no\n",
         "S1,10.7.0.0/16,2024-01-01,\n",
     );
-    let events = || count(&env, "SELECT coalesce(sum(events), 0) FROM event_segments");
+    let events = || stored_events(&env);
     let report = many_sinkhole_rows(ROWS, 7);
     let post = |api: &str| {
         client()
@@ -1117,9 +1121,7 @@ fn a_report_posted_to_a_killed_serve_is_stored_once_when_posted_again() {
         (Some(ROWS as u64 - stored), Some(stored)),
         "{summary}"
     );
-    assert_eq!(events(), ROWS as u64);
-    assert_eq!(count(&env, "SELECT count(*) FROM event_keys"), ROWS as u64);
-    assert_eq!(count(&env, "SELECT sum(events) FROM cases"), ROWS as u64);
+    assert_stored_once(&env, ROWS as u64);
     drop(s);
 }
 
