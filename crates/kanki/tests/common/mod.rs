@@ -115,7 +115,7 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let server = Server {
+        let mut server = Server {
             child,
             api: self.api.clone(),
         };
@@ -130,7 +130,7 @@ pub struct Server {
 }
 
 impl Server {
-    fn wait_healthy(&self) {
+    fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = client();
         while Instant::now() < deadline {
@@ -138,6 +138,15 @@ impl Server {
                 && r.status().is_success()
             {
                 return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // It stopped (a port taken meanwhile, a bad configuration):
+                // say why.
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                panic!("kanki serve exited with {status} before it was healthy:\n{err}");
             }
             std::thread::sleep(Duration::from_millis(50));
         }
