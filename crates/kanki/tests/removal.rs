@@ -600,6 +600,17 @@ fn count(env: &Env, sql: &str) -> u64 {
     text(env, sql).parse().unwrap_or(0)
 }
 
+/// A store whose one subscriber, S1 (no consent), holds 10.`net`.0.0/16:
+/// the address space of `many_sinkhole_rows(_, net)`.
+fn s1_holding_net(net: u8) -> Env {
+    let env = Env::new("");
+    env.directory(
+        "id,email,language,consent\nS1,s1@example.jp,ja,no\n",
+        &format!("S1,10.{net}.0.0/16,2024-01-01,\n"),
+    );
+    env
+}
+
 /// Events stored, by their segments.
 fn stored_events(env: &Env) -> u64 {
     count(env, "SELECT coalesce(sum(events), 0) FROM event_segments")
@@ -626,11 +637,7 @@ fn assert_stored_once(env: &Env, n: u64) {
 fn a_sigkilled_ingest_run_again_stores_every_event_exactly_once() {
     // Three quarters of it is two batches of 32,768 and some more.
     const ROWS: usize = 90_000;
-    let env = Env::new("");
-    env.directory(
-        "id,email,language,consent\nS1,s1@example.jp,ja,no\n",
-        "S1,10.1.0.0/16,2024-01-01,\n",
-    );
+    let env = s1_holding_net(1);
     let report = many_sinkhole_rows(ROWS, 1);
     // Cut at a line's end three quarters in.
     let halfway = report[..report.len() * 3 / 4].rfind('\n').unwrap() + 1;
@@ -1082,11 +1089,7 @@ fn the_watched_directory_ingests_each_file_once_and_loses_nothing_on_a_kill() {
 #[test]
 fn a_report_posted_to_a_killed_serve_is_stored_once_when_posted_again() {
     const ROWS: usize = 100_000;
-    let env = Env::new("");
-    env.directory(
-        "id,email,language,consent\nS1,s1@example.jp,ja,no\n",
-        "S1,10.7.0.0/16,2024-01-01,\n",
-    );
+    let env = s1_holding_net(7);
     let events = || stored_events(&env);
     let report = many_sinkhole_rows(ROWS, 7);
     let post = |api: &str| {

@@ -375,12 +375,13 @@ impl RemovalBackend for SqliteBackend {
         committed: &mut dyn FnMut(usize, RecordCounts) -> Result<()>,
         window: std::time::Duration,
     ) -> Result<()> {
-        // Waiting for the first batch of a transaction, the writer is free.
-        let mut first = match next(None) {
-            NextBatch::Batch(b) => b,
-            NextBatch::NotYet | NextBatch::End => return Ok(()),
-        };
         loop {
+            // Waiting for the first batch of a transaction, the writer is
+            // free.
+            let first = match next(None) {
+                NextBatch::Batch(b) => b,
+                NextBatch::NotYet | NextBatch::End => return Ok(()),
+            };
             let (more, update) = (&mut *next, &mut *update);
             let (batches, counts, ended) = self.write(move |c| {
                 let started = std::time::Instant::now();
@@ -415,10 +416,6 @@ impl RemovalBackend for SqliteBackend {
             if ended {
                 return Ok(());
             }
-            first = match next(None) {
-                NextBatch::Batch(b) => b,
-                NextBatch::NotYet | NextBatch::End => return Ok(()),
-            };
         }
     }
 
@@ -908,8 +905,8 @@ fn record_segment(
             })
             .optional()?
             .map_or((None, None), |(c, p)| (Some(c), p));
-        let before = open.as_ref().map(|c| c.state);
         let was = open.clone();
+        let before = was.as_ref().map(|c| c.state);
         let case = update(open, d, now);
         let id = if was.is_some_and(|w| only_event_columns_differ(w, &case)) {
             store_case_events(tx, &case, segment)?;
