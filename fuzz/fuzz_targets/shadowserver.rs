@@ -21,8 +21,10 @@ fuzz_target!(|data: &[u8]| {
     let schema = Schemas::builtin()
         .report(TYPES[pick as usize % TYPES.len()])
         .unwrap();
+    // The high bit of the first byte: whether the extra fields are parsed.
+    let extras = pick & 0x80 != 0;
     if let Ok((_, items)) =
-        parse_shadowserver(schema, Box::new(std::io::Cursor::new(rest.to_vec())))
+        parse_shadowserver(schema, Box::new(std::io::Cursor::new(rest.to_vec())), extras)
     {
         for i in items {
             let _ = i;

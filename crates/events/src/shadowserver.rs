@@ -3,6 +3,7 @@
 //! how each maps to IntelMQ's harmonized fields. A newer copy of the
 //! schemas can be loaded without a new kanki ([`Schemas::load`]).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
 use std::net::IpAddr;
@@ -46,20 +47,22 @@ impl Convert {
         }
     }
 
-    fn apply(self, v: &str) -> Option<String> {
+    /// The value converted; borrowed where it is kept as written (an
+    /// ingest converts every column of every row).
+    fn apply(self, v: &str) -> Option<Cow<'_, str>> {
         match self {
-            Convert::Keep | Convert::Timestamp => Some(v.to_string()),
-            Convert::Ip => v.parse::<IpAddr>().ok().map(|a| a.to_string()),
-            Convert::Int => v.parse::<i64>().ok().map(|n| n.to_string()),
-            Convert::Float => v.parse::<f64>().ok().map(|_| v.to_string()),
-            Convert::NonZero => (v != "0").then(|| v.to_string()),
+            Convert::Keep | Convert::Timestamp => Some(Cow::Borrowed(v)),
+            Convert::Ip => v.parse::<IpAddr>().ok().map(|a| Cow::Owned(a.to_string())),
+            Convert::Int => v.parse::<i64>().ok().map(|n| Cow::Owned(n.to_string())),
+            Convert::Float => v.parse::<f64>().ok().map(|_| Cow::Borrowed(v)),
+            Convert::NonZero => (v != "0").then_some(Cow::Borrowed(v)),
             Convert::CvesOfTag => {
                 let cves: Vec<&str> = v
                     .split([';', ','])
                     .map(str::trim)
                     .filter(|t| t.len() > 4 && t[..4].eq_ignore_ascii_case("cve-"))
                     .collect();
-                (!cves.is_empty()).then(|| cves.join(",").to_ascii_uppercase())
+                (!cves.is_empty()).then(|| Cow::Owned(cves.join(",").to_ascii_uppercase()))
             }
         }
     }
@@ -208,10 +211,15 @@ impl Schemas {
 }
 
 /// Reads a Shadowserver CSV report of type `schema`: the header first (its
-/// unknown columns go to the notes), then one event per row.
+/// unknown columns go to the notes), then one event per row. With `extras`,
+/// the columns kanki does not type (`source.asn`, `extra.*`, ...) are put
+/// in each event's `extra`; without, they stay in its raw record only (an
+/// ingest stores the raw record and not `extra`: building a map of some
+/// thirty strings per row was most of the parsing).
 pub fn parse_shadowserver(
     schema: Arc<ReportSchema>,
     input: Box<dyn BufRead + Send>,
+    extras: bool,
 ) -> Result<(Notes, Items), EventsError> {
     let mut records = CsvRecords::new(input);
     if !records.next_record()? {
@@ -291,6 +299,7 @@ pub fn parse_shadowserver(
                 &header_raw,
                 &records,
                 line,
+                extras,
             )));
         }
     });
@@ -305,6 +314,7 @@ fn row(
     header_raw: &[u8],
     r: &CsvRecords,
     line: u64,
+    extras: bool,
 ) -> Item {
     let skip = |reason: String| Item::Skipped(Skipped { line, reason });
     if r.fields() != by_column.len() {
@@ -323,7 +333,7 @@ fn row(
     };
     let mut e = Event::new(ip, time, "", "", &schema.feed_name, "Shadowserver");
     for (k, v) in &schema.constants {
-        set(&mut e, k, "", v.clone());
+        set(&mut e, k, "", Cow::Borrowed(v), extras);
     }
     for (i, rules) in by_column.iter().enumerate() {
         if rules.is_empty() || i == time_col || i == ip_col {
@@ -332,6 +342,7 @@ fn row(
         let v = match text(i) {
             Ok(v) if !v.is_empty() => v,
             Ok(_) => continue,
+            Err(_) if !extras => continue,
             Err(_) => {
                 e.extra.insert(
                     format!("extra.{}", rules[0].column),
@@ -342,7 +353,7 @@ fn row(
         };
         for rule in rules {
             match rule.convert.apply(v) {
-                Some(v) => set(&mut e, &rule.target, &rule.column, v),
+                Some(v) => set(&mut e, &rule.target, &rule.column, v, extras),
                 None if rule.required => {
                     return skip(format!("{} {v:?} is not valid", rule.target));
                 }
@@ -358,23 +369,25 @@ fn row(
     Item::Event(Box::new(e))
 }
 
-/// Puts a mapped value in its field.
-fn set(e: &mut Event, target: &str, column: &str, v: String) {
+/// Puts a mapped value in its field; with `extras` false, a field kanki
+/// does not type is left to the raw record.
+fn set(e: &mut Event, target: &str, column: &str, v: Cow<'_, str>, extras: bool) {
     match target {
         "source.port" => e.source_port = v.parse().ok(),
         "destination.ip" => e.destination_ip = v.parse().ok(),
         "destination.port" => e.destination_port = v.parse().ok(),
-        "classification.taxonomy" => e.taxonomy = v,
-        "classification.type" => e.class = v,
-        "classification.identifier" => e.identifier = Some(v),
+        "classification.taxonomy" => e.taxonomy = v.into_owned(),
+        "classification.type" => e.class = v.into_owned(),
+        "classification.identifier" => e.identifier = Some(v.into_owned()),
         "malware.name" => e.malware = Some(v.to_lowercase()),
         "protocol.transport" => e.transport = Some(v.to_lowercase()),
         "protocol.application" => e.application = Some(v.to_lowercase()),
+        _ if !extras => {}
         "extra." => {
-            e.extra.insert(format!("extra.{column}"), v);
+            e.extra.insert(format!("extra.{column}"), v.into_owned());
         }
         _ => {
-            e.extra.insert(target.to_string(), v);
+            e.extra.insert(target.to_string(), v.into_owned());
         }
     }
 }
@@ -386,7 +399,8 @@ mod tests {
     fn parse(report: &str, csv: &str) -> (Notes, Vec<Item>) {
         let s = Schemas::builtin().report(report).unwrap();
         let (notes, items) =
-            parse_shadowserver(s, Box::new(std::io::Cursor::new(csv.as_bytes().to_vec()))).unwrap();
+            parse_shadowserver(s, Box::new(std::io::Cursor::new(csv.as_bytes().to_vec())), true)
+                .unwrap();
         (notes, items.map(Result::unwrap).collect())
     }
 
@@ -451,6 +465,7 @@ mod tests {
             Box::new(std::io::Cursor::new(
                 b"timestamp,port\n2024-01-01 00:00:00,123\n".to_vec(),
             )),
+            true,
         );
         assert!(matches!(r, Err(EventsError::Input(m)) if m.contains("source.ip")));
     }

@@ -25,20 +25,15 @@ const DAYS: u32 = 90;
 const INFECTED_PERCENT: u64 = 5;
 
 /// The CSV the ingest benchmark reads (also what `scripts/bench.sh` gives
-/// IntelMQ's parser): `rows` rows over the sessions of the directory, as
-/// Shadowserver's daily report is: one day, in time
-/// order, naming the infected addresses of that day (a share of those in
-/// use), each many times (a bot calls its sinkholed server again and
-/// again). A reused work directory keeps the events of earlier runs, so
-/// each run draws its rows, and its day, with a `seed` of its own.
-pub fn sinkhole_csv(sessions: usize, rows: usize, seed: u64) -> Vec<u8> {
-    let ss = synth::sessions(sessions, DAYS, holders(sessions), 5);
+/// IntelMQ's parser): `rows` rows over the sessions `ss` of the directory,
+/// as Shadowserver's daily report is: one day (`day` days before the
+/// directory's last), in time order, naming the infected addresses of that
+/// day (a share of those in use), each many times (a bot calls its
+/// sinkholed server again and again).
+pub fn sinkhole_csv(ss: &[kanki_directory::BindingRef], rows: usize, day: u32, seed: u64) -> Vec<u8> {
     let mut rng = Rng::new(seed);
     let end = synth::epoch().timestamp() + DAYS as i64 * 86400;
-    // A day among the last 60, as each day's report arrives: a reused
-    // work directory holds earlier runs' days, whose keys and cases the
-    // new day's events meet as they would in a store kept for months.
-    let day = end - 86400 * (1 + (seed % 60) as i64);
+    let day = end - 86400 * (1 + day as i64);
     // Sessions in use on the day, for at least ten minutes of it.
     let in_use: Vec<(i64, i64, &kanki_directory::BindingRef)> = ss
         .iter()
@@ -70,6 +65,71 @@ fn holders(sessions: usize) -> u32 {
     (sessions / 10).max(1) as u32
 }
 
+/// Writes the directory (subscribers and sessions) into a store under
+/// `template` once; each run starts from a copy of it, so every run
+/// measures the same thing: a day's report into a store holding the
+/// directory and no events, then the next day's into the store holding
+/// the first.
+fn directory_template(sessions: usize, template: &std::path::Path, r: &Report) -> anyhow::Result<()> {
+    let ready = template.join("directory-ready");
+    if ready.exists() {
+        return Ok(());
+    }
+    let t = Instant::now();
+    let kanki = Kanki::open(Config {
+        data_dir: template.to_path_buf(),
+        ..Config::default()
+    })?;
+    let n = holders(sessions);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100_000) {
+        let subs: Vec<SubscriberRecord> = chunk
+            .iter()
+            .map(|h| SubscriberRecord {
+                id: format!("u{h}"),
+                email: Some(format!("u{h}@example.jp")),
+                postal_address: None,
+                language: "ja".into(),
+                plan: None,
+                consent: Some(h % 2 == 0),
+                identifiers: Vec::new(),
+            })
+            .collect();
+        kanki
+            .store
+            .directory()
+            .upsert_subscribers(&subs, "bench", "bench", Utc::now())?;
+    }
+    let ss = synth::sessions(sessions, DAYS, n, 5);
+    crate::bench_directory::store_sessions(&kanki, &ss)?;
+    // Closed before it is copied: the last connection's close folds the
+    // WAL into the database file.
+    drop(kanki);
+    std::fs::write(&ready, b"")?;
+    r.line(
+        &format!("directory written ({sessions} sessions, {n} subscribers)"),
+        t.elapsed().as_secs_f64(),
+        "s",
+        "-",
+    );
+    Ok(())
+}
+
+/// A fresh copy of the directory template in `run`.
+fn fresh_store(template: &std::path::Path, run: &std::path::Path) -> anyhow::Result<()> {
+    if run.exists() {
+        std::fs::remove_dir_all(run)?;
+    }
+    std::fs::create_dir_all(run)?;
+    for entry in std::fs::read_dir(template)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("kanki.sqlite3") {
+            std::fs::copy(entry.path(), run.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn ingest(
     sessions: usize,
     rows: usize,
@@ -79,43 +139,21 @@ pub fn ingest(
 ) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
-    let data_dir = dir.join(format!("removal-data-{sessions}"));
-    let ready = data_dir.join("directory-ready");
+    let template = dir.join(format!("directory-{sessions}"));
+    directory_template(sessions, &template, r)?;
+    let run = dir.join(format!("run-{sessions}"));
+    let t = Instant::now();
+    fresh_store(&template, &run)?;
+    r.line(
+        "fresh store copied from the directory's",
+        t.elapsed().as_secs_f64(),
+        "s",
+        "-",
+    );
     let kanki = Kanki::open(Config {
-        data_dir: data_dir.clone(),
+        data_dir: run,
         ..Config::default()
     })?;
-    if !ready.exists() {
-        let t = Instant::now();
-        let n = holders(sessions);
-        for chunk in (0..n).collect::<Vec<_>>().chunks(100_000) {
-            let subs: Vec<SubscriberRecord> = chunk
-                .iter()
-                .map(|h| SubscriberRecord {
-                    id: format!("u{h}"),
-                    email: Some(format!("u{h}@example.jp")),
-                    postal_address: None,
-                    language: "ja".into(),
-                    plan: None,
-                    consent: Some(h % 2 == 0),
-                    identifiers: Vec::new(),
-                })
-                .collect();
-            kanki
-                .store
-                .directory()
-                .upsert_subscribers(&subs, "bench", "bench", Utc::now())?;
-        }
-        let ss = synth::sessions(sessions, DAYS, n, 5);
-        crate::bench_directory::store_sessions(&kanki, &ss)?;
-        std::fs::write(&ready, b"")?;
-        r.line(
-            &format!("directory written ({sessions} sessions, {n} subscribers)"),
-            t.elapsed().as_secs_f64(),
-            "s",
-            "-",
-        );
-    }
     let t = Instant::now();
     let now = synth::epoch() + chrono::Duration::days(DAYS as i64);
     let compiled = Compiled::load(&kanki.store, now)?;
@@ -125,10 +163,15 @@ pub fn ingest(
         "s",
         "-",
     );
+    let ss = synth::sessions(sessions, DAYS, holders(sessions), 5);
     let seed = Utc::now().timestamp_nanos_opt().unwrap_or(23) as u64;
-    let csv = sinkhole_csv(sessions, rows, seed);
+    // Two consecutive days among the last 60.
+    let day = 1 + (seed % 59) as u32;
+    let first = sinkhole_csv(&ss, rows, day, seed);
+    let second = sinkhole_csv(&ss, rows, day - 1, seed ^ 0x9e37_79b9);
+    drop(ss);
     if let Some(path) = csv_out {
-        std::fs::write(&path, &csv)?;
+        std::fs::write(&path, &first)?;
     }
     let source = Source {
         format: kanki_events::Format::Shadowserver,
@@ -136,14 +179,17 @@ pub fn ingest(
         mapping: None,
         origin: "bench".into(),
     };
+    let run_ingest = |csv: &[u8]| {
+        kanki_removal::ingest::ingest(
+            &kanki,
+            &compiled,
+            &source,
+            Box::new(std::io::Cursor::new(csv.to_vec())),
+            &mut |_| {},
+        )
+    };
     let t = Instant::now();
-    let s = kanki_removal::ingest::ingest(
-        &kanki,
-        &compiled,
-        &source,
-        Box::new(std::io::Cursor::new(csv.clone())),
-        &mut |_| {},
-    )?;
+    let s = run_ingest(&first)?;
     let secs = t.elapsed().as_secs_f64();
     r.line(
         &format!("ingest sinkhole csv with attribution ({rows} rows)"),
@@ -159,13 +205,7 @@ pub fn ingest(
     );
     r.line("  cases opened", s.cases_opened as f64, "cases", "-");
     let t = Instant::now();
-    let again = kanki_removal::ingest::ingest(
-        &kanki,
-        &compiled,
-        &source,
-        Box::new(std::io::Cursor::new(csv)),
-        &mut |_| {},
-    )?;
+    let again = run_ingest(&first)?;
     r.line(
         "ingest the same file again (adds nothing)",
         again.records as f64 / t.elapsed().as_secs_f64(),
@@ -173,6 +213,20 @@ pub fn ingest(
         "-",
     );
     anyhow::ensure!(again.events == 0, "a replay added events");
+    let t = Instant::now();
+    let next = run_ingest(&second)?;
+    r.line(
+        "ingest the next day's report (store holds the first)",
+        next.records as f64 / t.elapsed().as_secs_f64(),
+        "events/s",
+        "-",
+    );
+    r.line(
+        "  cases opened / updated",
+        next.cases_opened as f64,
+        &format!("opened, {} updated", next.cases_updated),
+        "-",
+    );
     Ok(())
 }
 

@@ -135,7 +135,7 @@ pub fn parse(
                     s.origin
                 ))
             })?;
-            kanki_events::shadowserver::parse_shadowserver(schema, input).map_err(err)
+            kanki_events::shadowserver::parse_shadowserver(schema, input, false).map_err(err)
         }
         Format::Sinkhole => {
             let name = s.mapping.as_deref().ok_or_else(|| {
@@ -547,14 +547,27 @@ fn judge(
     // One bulk attribution (one audit record) per ground and purpose in
     // the batch: a class's ground, a feed's name.
     let cfg = &kanki.config.removal;
-    let mut groups: HashMap<(Ground, String), (Vec<Lookup>, Vec<usize>)> = HashMap::new();
+    let mut groups: Vec<(Ground, String, Vec<Lookup>, Vec<usize>)> = Vec::new();
+    let mut group_of: HashMap<(&str, &str), Option<usize>> = HashMap::new();
     for (i, (_, e)) in fresh.iter().enumerate() {
-        if let Some(&ground) = cfg.grounds.get(&e.class) {
-            let purpose = format!(
-                "removal: find the subscribers behind {} events from {} to notify them",
-                e.class, e.feed_name
-            );
-            let (lookups, of) = groups.entry((ground, purpose)).or_default();
+        let group = *group_of
+            .entry((e.class.as_str(), e.feed_name.as_str()))
+            .or_insert_with(|| {
+                let &ground = cfg.grounds.get(&e.class)?;
+                let purpose = format!(
+                    "removal: find the subscribers behind {} events from {} to notify them",
+                    e.class, e.feed_name
+                );
+                match groups.iter().position(|g| g.0 == ground && g.1 == purpose) {
+                    Some(g) => Some(g),
+                    None => {
+                        groups.push((ground, purpose, Vec::new(), Vec::new()));
+                        Some(groups.len() - 1)
+                    }
+                }
+            });
+        if let Some(g) = group {
+            let (_, _, lookups, of) = &mut groups[g];
             lookups.push(Lookup {
                 address: e.source_ip,
                 port: e.source_port,
@@ -563,10 +576,11 @@ fn judge(
             of.push(i);
         }
     }
+    drop(group_of);
     // Per event: its answer and the audit record listing it.
     let mut answers: Vec<Option<(BulkAnswer, usize)>> = vec![None; fresh.len()];
     let mut audits = Vec::with_capacity(groups.len());
-    for ((ground, purpose), (lookups, of)) in groups {
+    for (ground, purpose, lookups, of) in groups {
         let asked = BulkAsk {
             actor: "removal".into(),
             ground,
@@ -580,7 +594,9 @@ fn judge(
     }
     let t_who = t0.elapsed();
     let mut cases: Vec<CaseTarget> = Vec::new();
-    let mut case_of: HashMap<(String, String), usize> = HashMap::new();
+    // A subscriber's cases in this batch, by threat: most subscribers have
+    // one, so a short list beats a map keyed by two cloned strings.
+    let mut cases_of: HashMap<String, Vec<usize>> = HashMap::new();
     let mut writes = Vec::with_capacity(fresh.len());
     for ((key, e), answer) in fresh.into_iter().zip(answers) {
         let mut w = EventWrite {
@@ -601,10 +617,7 @@ fn judge(
                 (Some(s), c) => {
                     w.attribution = Some(EventAttribution {
                         subscriber: s,
-                        confidence: serde_json::to_value(c)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
+                        confidence: c.as_str().to_string(),
                         audit_seq: 0,
                     });
                     w.audit = Some(audit);
@@ -615,16 +628,24 @@ fn judge(
         match (&w.attribution, reason) {
             (Some(a), _) => {
                 sum.attributed += 1;
-                let k = (a.subscriber.clone(), e.threat().to_string());
-                let i = *case_of.entry(k).or_insert_with(|| {
-                    cases.push(CaseTarget {
-                        subscriber: a.subscriber.clone(),
-                        threat: e.threat().to_string(),
-                        class: e.class.clone(),
-                        severity: severity(kanki, &e.class),
-                    });
-                    cases.len() - 1
-                });
+                let threat = e.threat();
+                let of = match cases_of.get_mut(&a.subscriber) {
+                    Some(of) => of,
+                    None => cases_of.entry(a.subscriber.clone()).or_default(),
+                };
+                let i = match of.iter().find(|&&i| cases[i].threat == threat) {
+                    Some(&i) => i,
+                    None => {
+                        cases.push(CaseTarget {
+                            subscriber: a.subscriber.clone(),
+                            threat: threat.to_string(),
+                            class: e.class.clone(),
+                            severity: severity(kanki, &e.class),
+                        });
+                        of.push(cases.len() - 1);
+                        cases.len() - 1
+                    }
+                };
                 w.case = Some(i);
             }
             (None, Some(r)) => {

@@ -301,6 +301,19 @@ pub enum Confidence {
     None,
 }
 
+impl Confidence {
+    /// The name it is serialized with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Exact => "exact",
+            Confidence::InsideSession => "inside-session",
+            Confidence::NearBoundary => "near-boundary",
+            Confidence::Ambiguous => "ambiguous",
+            Confidence::None => "none",
+        }
+    }
+}
+
 /// One possible holder.
 #[derive(Clone, Debug, Serialize)]
 pub struct Holder {
