@@ -23,9 +23,11 @@ fuzz_target!(|data: &[u8]| {
         .unwrap();
     // The high bit of the first byte: whether the extra fields are parsed.
     let extras = pick & 0x80 != 0;
-    if let Ok((_, items)) =
-        parse_shadowserver(schema, Box::new(std::io::Cursor::new(rest.to_vec())), extras)
-    {
+    if let Ok((_, items)) = parse_shadowserver(
+        schema,
+        Box::new(std::io::Cursor::new(rest.to_vec())),
+        extras,
+    ) {
         for i in items {
             let _ = i;
         }

@@ -279,6 +279,14 @@ pub fn parse_shadowserver(
         report_type: Some(schema.file_name.clone()),
         unknown_columns: unknown,
     };
+    let layout = Layout {
+        schema,
+        by_column,
+        time_col,
+        ip_col,
+        header_raw,
+        extras,
+    };
     let mut line = 1u64;
     let iter = std::iter::from_fn(move || {
         loop {
@@ -291,31 +299,32 @@ pub fn parse_shadowserver(
             if records.fields() == 1 && records.field(0).is_empty() {
                 continue; // a blank line
             }
-            return Some(Ok(row(
-                &schema,
-                &by_column,
-                time_col,
-                ip_col,
-                &header_raw,
-                &records,
-                line,
-                extras,
-            )));
+            return Some(Ok(row(&layout, &records, line)));
         }
     });
     Ok((notes, Box::new(iter)))
 }
 
-fn row(
-    schema: &ReportSchema,
-    by_column: &[Vec<Rule>],
+/// What the header says of every row, and whether to fill `extra`.
+struct Layout {
+    schema: Arc<ReportSchema>,
+    by_column: Vec<Vec<Rule>>,
     time_col: usize,
     ip_col: usize,
-    header_raw: &[u8],
-    r: &CsvRecords,
-    line: u64,
+    header_raw: Vec<u8>,
     extras: bool,
-) -> Item {
+}
+
+fn row(layout: &Layout, r: &CsvRecords, line: u64) -> Item {
+    let Layout {
+        schema,
+        by_column,
+        time_col,
+        ip_col,
+        header_raw,
+        extras,
+    } = layout;
+    let (time_col, ip_col, extras) = (*time_col, *ip_col, *extras);
     let skip = |reason: String| Item::Skipped(Skipped { line, reason });
     if r.fields() != by_column.len() {
         return skip(format!(
@@ -398,9 +407,12 @@ mod tests {
 
     fn parse(report: &str, csv: &str) -> (Notes, Vec<Item>) {
         let s = Schemas::builtin().report(report).unwrap();
-        let (notes, items) =
-            parse_shadowserver(s, Box::new(std::io::Cursor::new(csv.as_bytes().to_vec())), true)
-                .unwrap();
+        let (notes, items) = parse_shadowserver(
+            s,
+            Box::new(std::io::Cursor::new(csv.as_bytes().to_vec())),
+            true,
+        )
+        .unwrap();
         (notes, items.map(Result::unwrap).collect())
     }
 

@@ -30,7 +30,12 @@ const INFECTED_PERCENT: u64 = 5;
 /// directory's last), in time order, naming the infected addresses of that
 /// day (a share of those in use), each many times (a bot calls its
 /// sinkholed server again and again).
-pub fn sinkhole_csv(ss: &[kanki_directory::BindingRef], rows: usize, day: u32, seed: u64) -> Vec<u8> {
+pub fn sinkhole_csv(
+    ss: &[kanki_directory::BindingRef],
+    rows: usize,
+    day: u32,
+    seed: u64,
+) -> Vec<u8> {
     let mut rng = Rng::new(seed);
     let end = synth::epoch().timestamp() + DAYS as i64 * 86400;
     let day = end - 86400 * (1 + day as i64);
@@ -70,7 +75,11 @@ fn holders(sessions: usize) -> u32 {
 /// measures the same thing: a day's report into a store holding the
 /// directory and no events, then the next day's into the store holding
 /// the first.
-fn directory_template(sessions: usize, template: &std::path::Path, r: &Report) -> anyhow::Result<()> {
+fn directory_template(
+    sessions: usize,
+    template: &std::path::Path,
+    r: &Report,
+) -> anyhow::Result<()> {
     let ready = template.join("directory-ready");
     if ready.exists() {
         return Ok(());

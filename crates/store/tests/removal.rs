@@ -100,6 +100,54 @@ fn events_are_stored_once_and_purged_by_age() {
     assert!(r.get_event((2 << 16) | 1).unwrap().is_some());
 }
 
+/// The keys a writer holds in memory are brought up to date with what
+/// other writers stored since: a second process stores a record, a purge
+/// by it is seen too.
+#[test]
+fn keys_stored_or_purged_by_another_writer_are_seen() {
+    let (dir, store, ingest) = store_with_an_ingest();
+    let other =
+        Store::open_sqlite(&dir.path().join("k.sqlite3"), &SqliteOptions::default()).unwrap();
+    let write = |raw: &str| {
+        let e = event(raw);
+        EventWrite {
+            key: e.key(),
+            event: e,
+            attribution: None,
+            audit: None,
+            unattributed: Some("none".into()),
+            case: None,
+        }
+    };
+    let none = &mut |_: Option<Case>, _: &CaseDelta, _| -> Case { unreachable!() };
+    // This writer reads the hour's keys (none yet) with its first record.
+    let c = record(store.removal(), ingest, &[write("h\nfirst")], &[], none);
+    assert_eq!(c.inserted, 1);
+    let c = record(other.removal(), ingest, &[write("h\nsecond")], &[], none);
+    assert_eq!(c.inserted, 1);
+    let c = record(
+        store.removal(),
+        ingest,
+        &[write("h\nfirst"), write("h\nsecond"), write("h\nthird")],
+        &[],
+        none,
+    );
+    assert_eq!(
+        (c.inserted, c.duplicates),
+        (1, 2),
+        "the other's key is known"
+    );
+    assert_eq!(
+        other
+            .removal()
+            .purge_events(Utc::now() + Duration::days(1))
+            .unwrap(),
+        3
+    );
+    let c = record(store.removal(), ingest, &[write("h\nfirst")], &[], none);
+    assert_eq!((c.inserted, c.duplicates), (1, 0), "purged elsewhere");
+}
+
 #[test]
 fn a_case_reads_its_events_newest_first_across_batches() {
     let (_dir, store, ingest) = store_with_an_ingest();

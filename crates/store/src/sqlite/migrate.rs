@@ -52,11 +52,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "event_segments",
         include_str!("../../migrations/sqlite/0009_event_segments.sql"),
     ),
+    (
+        10,
+        "event_key_blocks",
+        include_str!("../../migrations/sqlite/0010_event_key_blocks.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction
 /// after their SQL: what SQL alone cannot do (re-encode stored data).
-const STEPS: &[(i64, Step)] = &[(9, super::migrate_events::events_into_segments)];
+const STEPS: &[(i64, Step)] = &[
+    (9, super::migrate_events::events_into_segments),
+    (10, super::event_keys::keys_into_blocks),
+];
 
 type Step = fn(&Connection) -> Result<()>;
 
@@ -228,7 +236,8 @@ mod tests {
             )
             .unwrap();
         }
-        apply(&conn).unwrap();
+        let to_9: Vec<_> = MIGRATIONS.iter().copied().filter(|m| m.0 <= 9).collect();
+        apply_list(&conn, &to_9).unwrap();
         assert_eq!(tables_named(&conn, "events"), 0, "old tables dropped");
         assert_eq!(tables_named(&conn, "event_raw"), 0);
         let keys: Vec<(Vec<u8>, i64)> = conn
@@ -278,6 +287,27 @@ mod tests {
             )
             .unwrap();
         assert_eq!(unattributed, 1);
+
+        // Schema 10: the keys into blocks, a block per segment and hour
+        // (a key's first 4 bytes), each key's other 12 with its index.
+        apply(&conn).unwrap();
+        assert_eq!(tables_named(&conn, "event_keys"), 0);
+        let blocks: Vec<(i64, i64, Vec<u8>)> = conn
+            .prepare("SELECT hour, segment, keys FROM event_key_blocks ORDER BY segment, hour")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let entry = |b: u8, index: u8| [vec![b; 12], vec![0, index]].concat();
+        assert_eq!(
+            blocks,
+            [
+                (0, 1, entry(0, 0)),
+                (0x0101_0101, 1, entry(1, 1)),
+                (0x0202_0202, 2, entry(2, 0)),
+            ]
+        );
     }
 
     fn tables_named(conn: &Connection, name: &str) -> i64 {

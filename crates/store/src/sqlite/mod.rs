@@ -7,6 +7,7 @@
 mod alloc;
 mod crawl;
 mod directory;
+mod event_keys;
 mod indicators;
 mod migrate;
 mod migrate_events;
@@ -32,6 +33,8 @@ pub(crate) struct SqliteBackend {
     next_reader: AtomicUsize,
     /// Locked only while the writer is.
     open_sessions: Mutex<open_sessions::OpenSessions>,
+    /// Locked only while the writer is.
+    stored_keys: Mutex<event_keys::StoredKeys>,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -102,6 +105,7 @@ impl SqliteBackend {
             readers,
             next_reader: AtomicUsize::new(0),
             open_sessions: Mutex::new(open_sessions::OpenSessions::new(options.open_sessions_kept)),
+            stored_keys: Mutex::new(event_keys::StoredKeys::default()),
         })
     }
 

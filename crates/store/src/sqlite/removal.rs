@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use kanki_events::EventKey;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::event_keys::StoredKeys;
 use super::{SqliteBackend, from_ts, ts};
 use crate::event_segment::{
     Fields, SEGMENT_EVENTS, SegmentCase, SegmentEvent, decode_fields, decode_raw, encode_fields,
-    event_id, split_event_id,
+    split_event_id,
 };
 use crate::removal::*;
 use crate::{Result, StoreError};
@@ -201,46 +202,6 @@ fn escalation_from_row(r: &Row) -> rusqlite::Result<Escalation> {
     })
 }
 
-/// Idempotency keys per statement (two parameters each).
-const KEYS_PER_STATEMENT: usize = 256;
-
-/// Inserts the keys not stored yet, each naming its event (ids distinct);
-/// returns, for each, whether it was new (a key twice in `keys` is new
-/// once). Many rows per statement: a statement per key costs more than
-/// the B-tree insert. A key stored before (another writer's, since the
-/// caller probed) is rare: only then is each key of its chunk read back.
-fn insert_keys(c: &Connection, keys: &[(&EventKey, i64)]) -> Result<Vec<bool>> {
-    let mut new = vec![true; keys.len()];
-    let mut many = c.prepare_cached(&format!(
-        "INSERT OR IGNORE INTO event_keys (key, event) VALUES {}",
-        vec!["(?, ?)"; KEYS_PER_STATEMENT].join(", ")
-    ))?;
-    let mut one =
-        c.prepare_cached("INSERT OR IGNORE INTO event_keys (key, event) VALUES (?1, ?2)")?;
-    let mut owner = c.prepare_cached("SELECT event FROM event_keys WHERE key = ?1")?;
-    for (n, chunk) in keys.chunks(KEYS_PER_STATEMENT).enumerate() {
-        let inserted = if chunk.len() == KEYS_PER_STATEMENT {
-            let args = chunk
-                .iter()
-                .flat_map(|(k, id)| [*k as &dyn rusqlite::ToSql, id as &dyn rusqlite::ToSql]);
-            many.execute(rusqlite::params_from_iter(args))?
-        } else {
-            let mut inserted = 0;
-            for (k, id) in chunk {
-                inserted += one.execute(params![&k[..], id])?;
-            }
-            inserted
-        };
-        if inserted < chunk.len() {
-            for (i, (k, id)) in chunk.iter().enumerate() {
-                let stored: i64 = owner.query_row([&k[..]], |r| r.get(0))?;
-                new[n * KEYS_PER_STATEMENT + i] = stored == *id;
-            }
-        }
-    }
-    Ok(new)
-}
-
 /// The segment id the next batch gets: never one used before, even if
 /// that segment was purged (event ids stay unique).
 fn next_segment(c: &Connection) -> Result<i64> {
@@ -310,61 +271,11 @@ impl RemovalBackend for SqliteBackend {
     }
 
     fn known_event_keys(&self, keys: &[EventKey]) -> Result<Vec<bool>> {
-        // On the writer's connection, whose page cache holds the key index
-        // pages the last batch wrote (a reader's is emptied whenever the
-        // writer commits), in one read transaction: one snapshot, and the
-        // WAL looked up once. Many keys per statement.
-        self.write(|c| {
-            let tx =
-                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Deferred)?;
-            let mut known = std::collections::HashSet::new();
-            {
-                let mut chunks = keys.chunks_exact(KEYS_PER_STATEMENT);
-                let mut many = tx.prepare_cached(&format!(
-                    "SELECT key FROM event_keys WHERE key IN ({})",
-                    vec!["?"; KEYS_PER_STATEMENT].join(", ")
-                ))?;
-                for chunk in &mut chunks {
-                    let mut rows =
-                        many.query(rusqlite::params_from_iter(chunk.iter().map(|k| &k[..])))?;
-                    while let Some(r) = rows.next()? {
-                        known.insert(r.get::<_, Vec<u8>>(0)?);
-                    }
-                }
-                let mut one = tx.prepare_cached("SELECT 1 FROM event_keys WHERE key = ?1")?;
-                for k in chunks.remainder() {
-                    if one.exists([&k[..]])? {
-                        known.insert(k.to_vec());
-                    }
-                }
-            }
-            tx.commit()?;
-            Ok(keys.iter().map(|k| known.contains(&k[..])).collect())
-        })
+        self.read(|c| super::event_keys::known(c, keys))
     }
 
     fn event_keys_of_hour(&self, hour: u32, f: &mut dyn FnMut(EventKey)) -> Result<()> {
-        // Keys begin with their hour, big-endian: one range of the index
-        // (both bounds given, so SQLite seeks to the one and stops at the
-        // other).
-        let from = hour.to_be_bytes().to_vec();
-        let below = match hour.checked_add(1) {
-            Some(h) => h.to_be_bytes().to_vec(),
-            None => vec![0xff; 17],
-        };
-        self.read(|c| {
-            let mut stmt =
-                c.prepare_cached("SELECT key FROM event_keys WHERE key >= ?1 AND key < ?2")?;
-            let mut rows = stmt.query(params![from, below])?;
-            while let Some(r) = rows.next()? {
-                if let rusqlite::types::ValueRef::Blob(b) = r.get_ref(0)?
-                    && let Ok(k) = EventKey::try_from(b)
-                {
-                    f(k);
-                }
-            }
-            Ok(())
-        })
+        self.read(|c| super::event_keys::keys_of_hour(c, hour, f))
     }
 
     fn record_event_stream(
@@ -384,13 +295,18 @@ impl RemovalBackend for SqliteBackend {
             };
             let (more, update) = (&mut *next, &mut *update);
             let (batches, counts, ended) = self.write(move |c| {
+                let mut keys = self.stored_keys.lock().unwrap_or_else(|p| p.into_inner());
                 let started = std::time::Instant::now();
                 let tx = c.transaction()?;
                 let mut counts = RecordCounts::default();
                 let (mut batches, mut ended) = (0, false);
                 let mut batch = Some(first);
                 while let Some(b) = batch.take() {
-                    record_batch(&tx, ingest, &b, update, &mut counts)?;
+                    if let Err(e) = record_batch(&tx, &mut keys, ingest, &b, update, &mut counts) {
+                        // It holds the keys of what is rolled back.
+                        keys.clear();
+                        return Err(e);
+                    }
                     batches += 1;
                     let Some(left) = window.checked_sub(started.elapsed()) else {
                         break;
@@ -402,7 +318,10 @@ impl RemovalBackend for SqliteBackend {
                     }
                 }
                 let t_commit = std::time::Instant::now();
-                tx.commit()?;
+                if let Err(e) = tx.commit() {
+                    keys.clear();
+                    return Err(e.into());
+                }
                 tracing::debug!(
                     batches,
                     events = counts.inserted,
@@ -766,18 +685,19 @@ impl RemovalBackend for SqliteBackend {
                 .query_map([ts(before)], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             let mut n = 0u64;
+            // The keys go with their events: a replay of a purged event
+            // stores it again.
+            super::event_keys::purge(&tx, &old)?;
             for segment in old {
-                // The keys go with their events: a replay of a purged
-                // event stores it again.
-                if let Some(f) = read_segment(&tx, segment, false)? {
-                    let mut delete = tx.prepare_cached("DELETE FROM event_keys WHERE key = ?1")?;
-                    for (_, key, _) in &f.events {
-                        delete.execute([&key[..]])?;
-                    }
-                    n += f.events.len() as u64;
-                }
+                n += tx.query_row(
+                    "SELECT events FROM event_segments WHERE id = ?1",
+                    [segment],
+                    |r| r.get::<_, i64>(0),
+                )? as u64;
                 tx.execute("DELETE FROM event_segments WHERE id = ?1", [segment])?;
             }
+            let mut keys = self.stored_keys.lock().unwrap_or_else(|p| p.into_inner());
+            keys.clear();
             tx.commit()?;
             Ok(n)
         })
@@ -788,6 +708,7 @@ impl RemovalBackend for SqliteBackend {
 /// inside the caller's transaction.
 fn record_batch(
     tx: &Connection,
+    keys: &mut StoredKeys,
     ingest: i64,
     b: &EventBatch,
     update: &mut CaseUpdate<'_>,
@@ -817,7 +738,7 @@ fn record_batch(
             audit_seqs: &seqs,
             now: b.now,
         };
-        record_segment(tx, ingest, &written, update, counts)?;
+        record_segment(tx, keys, ingest, &written, update, counts)?;
     }
     Ok(())
 }
@@ -835,6 +756,7 @@ struct Written<'a> {
 /// events).
 fn record_segment(
     tx: &Connection,
+    stored_keys: &mut StoredKeys,
     ingest: i64,
     w: &Written<'_>,
     update: &mut CaseUpdate<'_>,
@@ -848,13 +770,9 @@ fn record_segment(
         now,
     } = *w;
     let segment = next_segment(tx)?;
-    let keys: Vec<(&EventKey, i64)> = batch
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (&w.key, event_id(segment, i)))
-        .collect();
+    let keys: Vec<&EventKey> = batch.iter().map(|w| &w.key).collect();
     let t0 = std::time::Instant::now();
-    let new = insert_keys(tx, &keys)?;
+    let new = stored_keys.insert_segment(tx, segment, &keys)?;
     let t_keys = t0.elapsed();
     let stored = new.iter().filter(|n| **n).count();
     counts.duplicates += (batch.len() - stored) as u64;
