@@ -35,6 +35,11 @@ pub struct RemovalConfig {
     pub events_retention: HumanDuration,
     /// Mappings of sinkhole / taken-down C&C logs (`--format sinkhole --mapping NAME`).
     pub sinkholes: Vec<SinkholeMapping>,
+    /// How long one store transaction of an ingest may gather batches: the
+    /// batches committed together write each case and block once for all
+    /// of them; other writers (RADIUS accounting in `kanki serve`) wait at
+    /// most about this long.
+    pub commit_window: HumanDuration,
 }
 
 impl Default for RemovalConfig {
@@ -66,6 +71,7 @@ impl Default for RemovalConfig {
             watch_dir: None,
             events_retention: HumanDuration::secs(180 * 86400),
             sinkholes: Vec::new(),
+            commit_window: HumanDuration::secs(1),
         }
     }
 }

@@ -609,7 +609,8 @@ fn count(env: &Env, sql: &str) -> u64 {
 /// A store whose one subscriber, S1 (no consent), holds 10.`net`.0.0/16:
 /// the address space of `many_sinkhole_rows(_, net)`.
 fn s1_holding_net(net: u8) -> Env {
-    let env = Env::new("");
+    // Short transactions: a kill lands between commits mid-file.
+    let env = Env::new("\n[removal]\ncommit_window = \"100ms\"\n");
     env.directory(
         "id,email,language,consent\nS1,s1@example.jp,ja,no\n",
         &format!("S1,10.{net}.0.0/16,2024-01-01,\n"),
@@ -1029,7 +1030,11 @@ fn the_watched_directory_ingests_each_file_once_and_loses_nothing_on_a_kill() {
     const ROWS: usize = 100_000;
     let watch = tempfile::tempdir().unwrap();
     let w = watch.path();
-    let env = Env::new(&format!("\n[removal]\nwatch_dir = \"{}\"\n", w.display()));
+    // Short transactions: a kill lands between commits mid-file.
+    let env = Env::new(&format!(
+        "\n[removal]\nwatch_dir = \"{}\"\ncommit_window = \"100ms\"\n",
+        w.display()
+    ));
     env.directory(
         "id,email,language,consent\nS1,s1@example.jp,ja,no\n",
         "S1,10.5.0.0/16,2024-01-01,\nS1,10.6.0.0/16,2024-01-01,\n",

@@ -217,13 +217,6 @@ pub fn ingest(
 /// Batches waiting between two stages.
 const IN_FLIGHT: usize = 1;
 
-/// How long one store transaction may take in batches. Batches committed
-/// together touch each case and key page once for all of them; other
-/// writers (`kanki serve`'s RADIUS accounting) wait at most about this
-/// long. A kill loses only batches not committed, which a replay stores
-/// (their keys were not stored either).
-const COMMIT_WINDOW: Duration = Duration::from_secs(1);
-
 fn run(
     kanki: &Kanki,
     compiled: &Compiled,
@@ -334,7 +327,9 @@ fn store_stream(
             progress(sum);
             Ok(())
         },
-        COMMIT_WINDOW,
+        // A kill loses only batches not committed, which a replay stores
+        // (their keys were not stored either).
+        kanki.config.removal.commit_window.0,
     )?;
     match failed {
         Some(e) => Err(e),

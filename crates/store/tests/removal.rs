@@ -366,3 +366,85 @@ fn batches_streamed_in_one_window_are_stored_with_their_audit_records() {
         .unwrap();
     assert_eq!(keys.len(), 2);
 }
+
+/// An ingest holds the open cases its batches touched from one transaction
+/// to the next; a case an operator closes in between is not written over:
+/// the next events open a new case.
+#[test]
+fn a_case_closed_between_two_transactions_of_a_stream_stays_closed() {
+    let (_dir, store, ingest) = store_with_an_ingest();
+    let r = store.removal();
+    let target = CaseTarget {
+        subscriber: "S1".into(),
+        threat: "mirai".into(),
+        class: "infected-system".into(),
+        severity: Severity::High,
+    };
+    let batch = |n: usize| {
+        let e = event(&format!("h\nrow {n}"));
+        let w = EventWrite {
+            key: e.key(),
+            event: e,
+            attribution: Some(EventAttribution {
+                subscriber: "S1".into(),
+                confidence: "exact".into(),
+                audit_seq: 0,
+            }),
+            audit: None,
+            unattributed: None,
+            case: Some(0),
+        };
+        EventBatch::new(vec![w], vec![target.clone()], Vec::new(), Utc::now())
+    };
+    let mut sent = 0;
+    r.record_event_stream(
+        ingest,
+        &mut |_| {
+            sent += 1;
+            match sent {
+                1 => kanki_store::NextBatch::Batch(Box::new(batch(1))),
+                // The first transaction committed (no window); the writer
+                // is free, and an operator closes the case.
+                2 => {
+                    let open = r.list_cases(&CaseFilter::default()).unwrap();
+                    let change = kanki_store::CaseChange {
+                        actor: "operator",
+                        action: "close",
+                        reason: Some("handled by phone"),
+                    };
+                    r.update_case(
+                        open[0].id,
+                        &change,
+                        &mut |c| {
+                            c.state = kanki_store::CaseState::Closed;
+                            Ok(())
+                        },
+                        Utc::now(),
+                    )
+                    .unwrap();
+                    kanki_store::NextBatch::Batch(Box::new(batch(2)))
+                }
+                _ => kanki_store::NextBatch::End,
+            }
+        },
+        &mut |open: Option<Case>, d: &CaseDelta, now| match open {
+            None => Case::opened(d, now),
+            Some(mut c) => {
+                c.events += d.events;
+                c
+            }
+        },
+        &mut |_, _| Ok(()),
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
+    let cases = r.list_cases(&CaseFilter::default()).unwrap();
+    let states: Vec<_> = cases.iter().map(|c| (c.state, c.events)).collect();
+    assert_eq!(
+        states,
+        [
+            (kanki_store::CaseState::Closed, 1),
+            (kanki_store::CaseState::New, 1)
+        ]
+    );
+}

@@ -18,7 +18,7 @@ mod warning;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -35,6 +35,9 @@ pub(crate) struct SqliteBackend {
     open_sessions: Mutex<open_sessions::OpenSessions>,
     /// Locked only while the writer is.
     stored_keys: Mutex<event_keys::StoredKeys>,
+    /// Moved by every write of cases: an ingest holding open cases in
+    /// memory lets them go when another writer moved it.
+    case_writes: AtomicU64,
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -106,6 +109,7 @@ impl SqliteBackend {
             next_reader: AtomicUsize::new(0),
             open_sessions: Mutex::new(open_sessions::OpenSessions::new(options.open_sessions_kept)),
             stored_keys: Mutex::new(event_keys::StoredKeys::default()),
+            case_writes: AtomicU64::new(0),
         })
     }
 

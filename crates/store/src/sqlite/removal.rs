@@ -1,6 +1,7 @@
 //! [`RemovalBackend`] for SQLite.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use kanki_events::EventKey;
@@ -286,6 +287,7 @@ impl RemovalBackend for SqliteBackend {
         committed: &mut dyn FnMut(usize, RecordCounts) -> Result<()>,
         window: std::time::Duration,
     ) -> Result<()> {
+        let mut cases = OpenCases::default();
         loop {
             // Waiting for the first batch of a transaction, the writer is
             // free.
@@ -293,35 +295,45 @@ impl RemovalBackend for SqliteBackend {
                 NextBatch::Batch(b) => b,
                 NextBatch::NotYet | NextBatch::End => return Ok(()),
             };
-            let (more, update) = (&mut *next, &mut *update);
+            let (more, update, cases) = (&mut *next, &mut *update, &mut cases);
             let (batches, counts, ended) = self.write(move |c| {
                 let mut keys = self.stored_keys.lock().unwrap_or_else(|p| p.into_inner());
                 let started = std::time::Instant::now();
                 let tx = c.transaction()?;
+                cases.check(&tx, self.case_writes.load(Ordering::Acquire))?;
+                let mut held = Held {
+                    keys: &mut keys,
+                    cases,
+                };
                 let mut counts = RecordCounts::default();
                 let (mut batches, mut ended) = (0, false);
                 let mut batch = Some(first);
-                while let Some(b) = batch.take() {
-                    if let Err(e) = record_batch(&tx, &mut keys, ingest, &b, update, &mut counts) {
-                        // It holds the keys of what is rolled back.
-                        keys.clear();
-                        return Err(e);
+                let written = loop {
+                    let Some(b) = batch.take() else {
+                        break held.cases.flush(&tx);
+                    };
+                    if let Err(e) = record_batch(&tx, &mut held, ingest, &b, update, &mut counts) {
+                        break Err(e);
                     }
                     batches += 1;
                     let Some(left) = window.checked_sub(started.elapsed()) else {
-                        break;
+                        continue;
                     };
                     match more(Some(left)) {
                         NextBatch::Batch(b) => batch = Some(b),
                         NextBatch::NotYet => {}
                         NextBatch::End => ended = true,
                     }
-                }
+                };
                 let t_commit = std::time::Instant::now();
-                if let Err(e) = tx.commit() {
-                    keys.clear();
-                    return Err(e.into());
+                if let Err(e) = written.and_then(|()| Ok(tx.commit()?)) {
+                    // What is held in memory includes what is rolled back.
+                    held.keys.clear();
+                    held.cases.clear();
+                    return Err(e);
                 }
+                held.cases
+                    .committed(self.case_writes.fetch_add(1, Ordering::AcqRel) + 1);
                 tracing::debug!(
                     batches,
                     events = counts.inserted,
@@ -449,6 +461,7 @@ impl RemovalBackend for SqliteBackend {
             store_case(&tx, &case, None)?;
             log_case(&tx, id, change, case.state, ts(now))?;
             tx.commit()?;
+            self.case_writes.fetch_add(1, Ordering::AcqRel);
             Ok(case)
         })
     }
@@ -488,6 +501,7 @@ impl RemovalBackend for SqliteBackend {
                 .pop()
                 .ok_or(StoreError::NotFound)?;
             tx.commit()?;
+            self.case_writes.fetch_add(1, Ordering::AcqRel);
             Ok(notice)
         })
     }
@@ -704,11 +718,114 @@ impl RemovalBackend for SqliteBackend {
     }
 }
 
+/// What the writer holds in memory while it stores a stream of batches.
+struct Held<'a> {
+    keys: &'a mut StoredKeys,
+    cases: &'a mut OpenCases,
+}
+
+/// Open cases held at most; past it they are let go (after being
+/// written).
+const OPEN_CASES_MAX: usize = 1 << 20;
+
+/// The open cases a stream of batches touched, as last written (or to be
+/// written): a case named again is not read again, and what new events
+/// change of it (counts, times, newest segment) is written once per
+/// transaction rather than once per batch. A case gets a few events in
+/// each of many batches of a day's report. Kept from one transaction to the
+/// next only while no one else wrote a case: another process (`PRAGMA
+/// data_version`) or this one (`case_writes`, which every writer of cases
+/// moves).
+#[derive(Default)]
+struct OpenCases {
+    /// By subscriber, then threat.
+    cases: HashMap<String, Vec<OpenCase>>,
+    held: usize,
+    /// `PRAGMA data_version` at the last transaction's start, and
+    /// `case_writes` after its commit.
+    seen: Option<(i64, u64)>,
+    version: i64,
+}
+
+struct OpenCase {
+    case: Case,
+    last_segment: Option<i64>,
+    /// Its event columns are to be written before the commit.
+    pending: bool,
+}
+
+impl OpenCases {
+    fn clear(&mut self) {
+        self.cases.clear();
+        self.held = 0;
+        self.seen = None;
+    }
+
+    /// At a transaction's start: lets go of everything if another writer
+    /// wrote since the last commit.
+    fn check(&mut self, tx: &Connection, case_writes: u64) -> Result<()> {
+        self.version = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if self.seen != Some((self.version, case_writes)) {
+            self.clear();
+        }
+        Ok(())
+    }
+
+    fn get(&self, subscriber: &str, threat: &str) -> Option<&OpenCase> {
+        self.cases
+            .get(subscriber)?
+            .iter()
+            .find(|c| c.case.threat == threat)
+    }
+
+    fn put(&mut self, case: Case, segment: i64, pending: bool) {
+        let of = match self.cases.get_mut(&case.subscriber) {
+            Some(of) => of,
+            None => self.cases.entry(case.subscriber.clone()).or_default(),
+        };
+        let c = OpenCase {
+            last_segment: Some(segment),
+            pending,
+            case,
+        };
+        match of.iter_mut().find(|o| o.case.threat == c.case.threat) {
+            Some(o) => {
+                o.pending |= c.pending;
+                o.case = c.case;
+                o.last_segment = c.last_segment;
+            }
+            None => {
+                of.push(c);
+                self.held += 1;
+            }
+        }
+    }
+
+    /// Writes the pending event columns, in the caller's transaction.
+    fn flush(&mut self, tx: &Connection) -> Result<()> {
+        for c in self.cases.values_mut().flatten().filter(|c| c.pending) {
+            if let Some(segment) = c.last_segment {
+                store_case_events(tx, &c.case, segment)?;
+            }
+            c.pending = false;
+        }
+        if self.held > OPEN_CASES_MAX {
+            self.clear();
+        }
+        Ok(())
+    }
+
+    /// After a commit, with `case_writes` as it now is.
+    fn committed(&mut self, case_writes: u64) {
+        self.seen = Some((self.version, case_writes));
+    }
+}
+
 /// Stores a batch's audit records, then its events a segment at a time,
 /// inside the caller's transaction.
 fn record_batch(
     tx: &Connection,
-    keys: &mut StoredKeys,
+    held: &mut Held<'_>,
     ingest: i64,
     b: &EventBatch,
     update: &mut CaseUpdate<'_>,
@@ -738,7 +855,7 @@ fn record_batch(
             audit_seqs: &seqs,
             now: b.now,
         };
-        record_segment(tx, keys, ingest, &written, update, counts)?;
+        record_segment(tx, held, ingest, &written, update, counts)?;
     }
     Ok(())
 }
@@ -756,7 +873,7 @@ struct Written<'a> {
 /// events).
 fn record_segment(
     tx: &Connection,
-    stored_keys: &mut StoredKeys,
+    held: &mut Held<'_>,
     ingest: i64,
     w: &Written<'_>,
     update: &mut CaseUpdate<'_>,
@@ -772,7 +889,7 @@ fn record_segment(
     let segment = next_segment(tx)?;
     let keys: Vec<&EventKey> = batch.iter().map(|w| &w.key).collect();
     let t0 = std::time::Instant::now();
-    let new = stored_keys.insert_segment(tx, segment, &keys)?;
+    let new = held.keys.insert_segment(tx, segment, &keys)?;
     let t_keys = t0.elapsed();
     let stored = new.iter().filter(|n| **n).count();
     counts.duplicates += (batch.len() - stored) as u64;
@@ -814,24 +931,28 @@ fn record_segment(
     ];
     for i in order {
         let d = &deltas[i].1;
-        let (open, previous) = tx
-            .prepare_cached(&format!(
-                "SELECT {CASE_COLUMNS}, last_segment FROM cases WHERE subscriber = ?1 AND threat = ?2 AND state <> 'closed'"
-            ))?
-            .query_row([&d.subscriber, &d.threat], |r| {
-                Ok((case_from_row(r)?, r.get::<_, Option<i64>>(23)?))
-            })
-            .optional()?
-            .map_or((None, None), |(c, p)| (Some(c), p));
+        let (open, previous) = match held.cases.get(&d.subscriber, &d.threat) {
+            Some(c) => (Some(c.case.clone()), c.last_segment),
+            None => tx
+                .prepare_cached(&format!(
+                    "SELECT {CASE_COLUMNS}, last_segment FROM cases WHERE subscriber = ?1 AND threat = ?2 AND state <> 'closed'"
+                ))?
+                .query_row([&d.subscriber, &d.threat], |r| {
+                    Ok((case_from_row(r)?, r.get::<_, Option<i64>>(23)?))
+                })
+                .optional()?
+                .map_or((None, None), |(c, p)| (Some(c), p)),
+        };
         let was = open.clone();
         let before = was.as_ref().map(|c| c.state);
-        let case = update(open, d, now);
-        let id = if was.is_some_and(|w| only_event_columns_differ(w, &case)) {
-            store_case_events(tx, &case, segment)?;
-            case.id
-        } else {
-            store_case(tx, &case, Some(segment))?
-        };
+        let mut case = update(open, d, now);
+        // What only counts and times change is written once, at the
+        // transaction's end.
+        let later = was.is_some_and(|w| only_event_columns_differ(w, &case));
+        if !later {
+            case.id = store_case(tx, &case, Some(segment))?;
+        }
+        let id = case.id;
         if before.is_none() {
             counts.cases_opened += 1;
         } else {
@@ -846,6 +967,7 @@ fn record_segment(
             };
             log_case(tx, id, &ch, case.state, now_ts)?;
         }
+        held.cases.put(case, segment, later);
         segment_cases[i] = SegmentCase { id, previous };
     }
 
