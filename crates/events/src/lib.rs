@@ -134,6 +134,31 @@ pub(crate) fn lines(
     })
 }
 
+/// `YYYY-MM-DD HH:MM:SS` (or with `T`), optionally followed by `Z`,
+/// `+00` or `+00:00`: how Shadowserver writes every timestamp, read
+/// without chrono's format machinery (a report has a million of them).
+fn plain_utc(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let b = s.as_bytes();
+    let rest = b.get(19..)?;
+    if !matches!(rest, b"" | b"Z" | b"+00" | b"+00:00")
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b' ' | b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let time = chrono::NaiveTime::from_hms_opt(num(11..13)?, num(14..16)?, num(17..19)?)?;
+    Some(date.and_time(time).and_utc())
+}
+
 /// Parses a timestamp as reports write them: RFC 3339, `YYYY-MM-DD
 /// HH:MM:SS` (UTC, as Shadowserver writes it; an optional `Z` or `+00`),
 /// or unix seconds.
@@ -142,6 +167,9 @@ pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     let s = s.trim();
     if s.is_empty() {
         return None;
+    }
+    if let Some(t) = plain_utc(s) {
+        return Some(t);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
@@ -166,4 +194,37 @@ pub fn parse_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         return Utc.timestamp_opt(s.parse().ok()?, 0).single();
     }
     None
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::parse_time;
+
+    #[test]
+    fn shadowserver_times_read_as_chrono_reads_them() {
+        for s in [
+            "2024-05-01 10:00:00",
+            "2024-05-01T23:59:59Z",
+            "2024-02-29 00:00:01+00",
+            "2024-12-31 12:34:56+00:00",
+        ] {
+            let bare = &s[..19].replace('T', " ");
+            let expected = chrono::NaiveDateTime::parse_from_str(bare, "%Y-%m-%d %H:%M:%S")
+                .unwrap()
+                .and_utc();
+            assert_eq!(parse_time(s), Some(expected), "{s}");
+        }
+        // Not a date, or not this form: the other parsers decide.
+        assert_eq!(parse_time("2023-02-29 00:00:00"), None);
+        assert_eq!(parse_time("2024-05-01 25:00:00"), None);
+        assert_eq!(
+            parse_time("2024-05-01 10:00:00.5").map(|t| t.timestamp_subsec_millis()),
+            Some(500)
+        );
+        assert_eq!(
+            parse_time("1714557600").map(|t| t.timestamp()),
+            Some(1_714_557_600)
+        );
+        assert_eq!(parse_time("2024-05-01 1O:00:00"), None);
+    }
 }

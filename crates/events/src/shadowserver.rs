@@ -279,9 +279,18 @@ pub fn parse_shadowserver(
         report_type: Some(schema.file_name.clone()),
         unknown_columns: unknown,
     };
+    let read = by_column
+        .iter()
+        .map(|rules| {
+            rules
+                .iter()
+                .any(|r| extras || r.required || typed(&r.target))
+        })
+        .collect();
     let layout = Layout {
         schema,
         by_column,
+        read,
         time_col,
         ip_col,
         header_raw,
@@ -309,6 +318,9 @@ pub fn parse_shadowserver(
 struct Layout {
     schema: Arc<ReportSchema>,
     by_column: Vec<Vec<Rule>>,
+    /// Per column: whether it is read (without `extras`, a column only
+    /// `extra` fields come from is left in the raw record unread).
+    read: Vec<bool>,
     time_col: usize,
     ip_col: usize,
     header_raw: Vec<u8>,
@@ -319,6 +331,7 @@ fn row(layout: &Layout, r: &CsvRecords, line: u64) -> Item {
     let Layout {
         schema,
         by_column,
+        read,
         time_col,
         ip_col,
         header_raw,
@@ -345,7 +358,7 @@ fn row(layout: &Layout, r: &CsvRecords, line: u64) -> Item {
         set(&mut e, k, "", Cow::Borrowed(v), extras);
     }
     for (i, rules) in by_column.iter().enumerate() {
-        if rules.is_empty() || i == time_col || i == ip_col {
+        if !read[i] || i == time_col || i == ip_col {
             continue;
         }
         let v = match text(i) {
@@ -376,6 +389,22 @@ fn row(layout: &Layout, r: &CsvRecords, line: u64) -> Item {
     raw.extend_from_slice(r.raw());
     e.raw = raw;
     Item::Event(Box::new(e))
+}
+
+/// Whether `target` is one of [`Event`]'s own fields (see [`set`]).
+fn typed(target: &str) -> bool {
+    matches!(
+        target,
+        "source.port"
+            | "destination.ip"
+            | "destination.port"
+            | "classification.taxonomy"
+            | "classification.type"
+            | "classification.identifier"
+            | "malware.name"
+            | "protocol.transport"
+            | "protocol.application"
+    )
 }
 
 /// Puts a mapped value in its field; with `extras` false, a field kanki

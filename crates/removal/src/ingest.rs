@@ -12,7 +12,7 @@
 //! attributed, so a replay adds nothing.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Read;
 use std::sync::Arc;
@@ -214,8 +214,9 @@ pub fn ingest(
     result.map(|_| sum)
 }
 
-/// Batches waiting between two stages.
-const IN_FLIGHT: usize = 1;
+/// Batches waiting between two stages: parsing and judging go on while
+/// the store commits (an fsync, now and then a checkpoint).
+const IN_FLIGHT: usize = 2;
 
 fn run(
     kanki: &Kanki,
@@ -543,11 +544,14 @@ fn judge(
     // the batch: a class's ground, a feed's name.
     let cfg = &kanki.config.removal;
     let mut groups: Vec<(Ground, String, Vec<Lookup>, Vec<usize>)> = Vec::new();
-    let mut group_of: HashMap<(&str, &str), Option<usize>> = HashMap::new();
+    let mut group_of: foldhash::HashMap<(&str, &str), Option<usize>> = Default::default();
+    // The events of an input mostly share their class and feed.
+    let mut last: Option<(&str, &str, Option<usize>)> = None;
     for (i, (_, e)) in fresh.iter().enumerate() {
-        let group = *group_of
-            .entry((e.class.as_str(), e.feed_name.as_str()))
-            .or_insert_with(|| {
+        let (class, feed) = (e.class.as_str(), e.feed_name.as_str());
+        let group = match last {
+            Some((c, f, g)) if c == class && f == feed => g,
+            _ => *group_of.entry((class, feed)).or_insert_with(|| {
                 let &ground = cfg.grounds.get(&e.class)?;
                 let purpose = format!(
                     "removal: find the subscribers behind {} events from {} to notify them",
@@ -560,7 +564,9 @@ fn judge(
                         Some(groups.len() - 1)
                     }
                 }
-            });
+            }),
+        };
+        last = Some((class, feed, group));
         if let Some(g) = group {
             let (_, _, lookups, of) = &mut groups[g];
             lookups.push(Lookup {
@@ -591,7 +597,7 @@ fn judge(
     let mut cases: Vec<CaseTarget> = Vec::new();
     // A subscriber's cases in this batch, by threat: most subscribers have
     // one, so a short list beats a map keyed by two cloned strings.
-    let mut cases_of: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut cases_of: foldhash::HashMap<String, Vec<usize>> = Default::default();
     let mut writes = Vec::with_capacity(fresh.len());
     for ((key, e), answer) in fresh.into_iter().zip(answers) {
         let mut w = EventWrite {
