@@ -448,3 +448,46 @@ fn a_case_closed_between_two_transactions_of_a_stream_stays_closed() {
         ]
     );
 }
+
+/// What is committed reaches the database file in the background (the
+/// writer does not stop to copy its WAL back until it is very large).
+#[test]
+fn committed_events_reach_the_database_file_without_the_writer_checkpointing() {
+    let (dir, store, ingest) = store_with_an_ingest();
+    let file = dir.path().join("k.sqlite3");
+    let before = std::fs::metadata(&file).unwrap().len();
+    // 8 MiB of raw records that do not compress.
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let events: Vec<EventWrite> = (0..128)
+        .map(|n| {
+            let noise: String = (0..64 * 1024)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    char::from(b'!' + (seed % 90) as u8)
+                })
+                .collect();
+            let e = event(&format!("h\n{n} {noise}"));
+            EventWrite {
+                key: e.key(),
+                event: e,
+                attribution: None,
+                audit: None,
+                unattributed: Some("none".into()),
+                case: None,
+            }
+        })
+        .collect();
+    let none = &mut |_: Option<Case>, _: &CaseDelta, _| -> Case { unreachable!() };
+    record(store.removal(), ingest, &events, &[], none);
+    let start = std::time::Instant::now();
+    while std::fs::metadata(&file).unwrap().len() < before + (4 << 20) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the database file stayed at {} bytes",
+            std::fs::metadata(&file).unwrap().len()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -38,6 +38,59 @@ pub(crate) struct SqliteBackend {
     /// Moved by every write of cases: an ingest holding open cases in
     /// memory lets them go when another writer moved it.
     case_writes: AtomicU64,
+    _checkpointer: Checkpointer,
+}
+
+/// Pages of WAL past which the writer checkpoints itself (1 GiB): only
+/// should the [`Checkpointer`] fall behind.
+const WRITER_CHECKPOINT_PAGES: i64 = 262_144;
+
+/// How often the checkpointer copies the WAL back into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Copies the WAL back into the database on a thread and connection of its
+/// own (a passive checkpoint, which neither waits for nor blocks readers
+/// and the writer), so that a commit never waits for it: checkpointing
+/// 64 MiB of WAL with its fsyncs took the writer about a second, and an
+/// ingest commits that much every few seconds.
+struct Checkpointer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path, options: &SqliteOptions) -> Result<Checkpointer> {
+        let conn = Connection::open(path)?;
+        configure(&conn, options)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while !stopping.load(Ordering::Acquire) {
+                    std::thread::park_timeout(CHECKPOINT_EVERY);
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::debug!(error = %e, "background checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Backend(format!("cannot start the checkpointer: {e}")))?;
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -89,9 +142,9 @@ impl SqliteBackend {
             )));
         }
         configure(&writer, options)?;
-        // Checkpoint the WAL every ~64 MiB rather than every 4 MiB: a large
-        // import copies each page back to the database far fewer times.
-        writer.pragma_update(None, "wal_autocheckpoint", 16384)?;
+        // The WAL is copied back by the checkpointer; the writer does it
+        // only past WRITER_CHECKPOINT_PAGES.
+        writer.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
         migrate::apply(&writer)?;
         mark_interrupted_imports(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
@@ -110,6 +163,7 @@ impl SqliteBackend {
             open_sessions: Mutex::new(open_sessions::OpenSessions::new(options.open_sessions_kept)),
             stored_keys: Mutex::new(event_keys::StoredKeys::default()),
             case_writes: AtomicU64::new(0),
+            _checkpointer: Checkpointer::start(path, options)?,
         })
     }
 
