@@ -182,7 +182,7 @@ fi
 removal_work="${REMOVAL_WORK:-$work}"
 mkdir -p "$removal_work"
 csv="$work/2026-11-01-event4_sinkhole-bench.csv"
-"$kanki" bench ingest --sessions "${SESSIONS:-10000000}" --rows "$rows" --work-dir "$removal_work" --csv-out "$csv" | tee "$work/ingest.txt"
+"$kanki" bench ingest --sessions "${SESSIONS:-10000000}" --rows "$rows" --work-dir "$removal_work" --csv-out "$csv" ${SEED:+--seed "$SEED"} | tee "$work/ingest.txt"
 "$venv/bin/python" scripts/intelmq_shadowserver.py "$csv" | tee "$work/intelmq.txt"
 k=$(awk '/^ingest sinkhole csv/ {print $(NF-4)}' "$work/ingest.txt")
 i=$(awk '{print $(NF-6)}' "$work/intelmq.txt")

@@ -74,6 +74,11 @@ pub struct BenchArgs {
     /// Write the ingest benchmark's CSV here too.
     #[arg(long)]
     csv_out: Option<PathBuf>,
+    /// The ingest benchmark's seed, which picks its day and rows (default:
+    /// the clock). The figures depend on the day (how many cases it opens):
+    /// give the same seed to compare two builds.
+    #[arg(long)]
+    seed: Option<u64>,
     /// Where the import benchmark keeps its store (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -123,7 +128,17 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         crate::bench_directory::radius(a.radius_requests, &r)?;
     }
     if a.which.contains(&Which::Ingest) {
-        crate::bench_removal::ingest(a.sessions, n, a.work_dir.clone(), a.csv_out.clone(), &r)?;
+        let seed = a
+            .seed
+            .unwrap_or_else(|| chrono::Utc::now().timestamp_nanos_opt().unwrap_or(23) as u64);
+        crate::bench_removal::ingest(
+            a.sessions,
+            n,
+            a.work_dir.clone(),
+            a.csv_out.clone(),
+            seed,
+            &r,
+        )?;
     }
     if want(Which::Notices) {
         crate::bench_removal::notices(a.notices, &r)?;

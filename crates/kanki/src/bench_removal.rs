@@ -144,6 +144,7 @@ pub fn ingest(
     rows: usize,
     work_dir: Option<PathBuf>,
     csv_out: Option<PathBuf>,
+    seed: u64,
     r: &Report,
 ) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -173,7 +174,7 @@ pub fn ingest(
         "-",
     );
     let ss = synth::sessions(sessions, DAYS, holders(sessions), 5);
-    let seed = Utc::now().timestamp_nanos_opt().unwrap_or(23) as u64;
+    r.line("seed (--seed)", seed as f64, "", "-");
     // Two consecutive days among the last 60.
     let day = 1 + (seed % 59) as u32;
     let first = sinkhole_csv(&ss, rows, day, seed);

@@ -156,6 +156,7 @@ impl SqliteBackend {
             configure(&r, options)?;
             readers.push(Mutex::new(r));
         }
+        let checkpointer = Checkpointer::start(path, options)?;
         Ok(SqliteBackend {
             writer: Mutex::new(writer),
             readers,
@@ -163,7 +164,7 @@ impl SqliteBackend {
             open_sessions: Mutex::new(open_sessions::OpenSessions::new(options.open_sessions_kept)),
             stored_keys: Mutex::new(event_keys::StoredKeys::default()),
             case_writes: AtomicU64::new(0),
-            _checkpointer: Checkpointer::start(path, options)?,
+            _checkpointer: checkpointer,
         })
     }
 
