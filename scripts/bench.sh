@@ -10,7 +10,8 @@
 #        ONLY_RPZ=1 scripts/bench.sh   only the RPZ primary with BIND (3.)
 #        REMOVAL=1 scripts/bench.sh    also the removal loop beside IntelMQ (4.)
 #        ONLY_REMOVAL=1 scripts/bench.sh   only that; REMOVAL_WORK=DIR keeps its
-#                                          10M-session directory between runs
+#                                          10M-session directory between runs;
+#                                          SEED=N picks the same day as another run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rows="${1:-1000000}"
