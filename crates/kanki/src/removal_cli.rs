@@ -363,6 +363,46 @@ pub enum NoticesCommand {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Read bounces that came back by mail (delivery status notifications,
+    /// RFC 3464), one message per file, and mark the notices they name
+    /// bounced. A directory is read whole (a maildir: its new/ and cur/).
+    Bounces {
+        /// Message files or directories of them.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The files `paths` name: files as given, the files of directories (and
+/// of a maildir's `new/` and `cur/`), in name order.
+fn message_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let mut files = Vec::new();
+        for dir in [p.clone(), p.join("new"), p.join("cur")] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries {
+                let path = e?.path();
+                let hidden = path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                if path.is_file() && !hidden {
+                    files.push(path);
+                }
+            }
+        }
+        files.sort();
+        out.extend(files);
+    }
+    Ok(out)
 }
 
 pub fn notices(config: Config, c: NoticesCommand) -> anyhow::Result<ExitCode> {
@@ -448,6 +488,49 @@ pub fn notices(config: Config, c: NoticesCommand) -> anyhow::Result<ExitCode> {
             };
             let n = kanki_removal::notice::export_letters(&kanki, &path)?;
             println!("{n} letters written to {}", path.display());
+        }
+        NoticesCommand::Bounces { paths, json } => {
+            // Every file is read; one that is not a bounce of a notice is
+            // reported and the others go on.
+            let mut unread = 0;
+            for f in message_files(&paths)? {
+                let result = std::fs::read(&f)
+                    .map_err(|e| kanki_service::ServiceError::Io {
+                        context: format!("cannot read {}", f.display()),
+                        source: e,
+                    })
+                    .and_then(|m| kanki_removal::notice::record_bounce_message(&kanki, &m));
+                match (result, json) {
+                    (Ok(bounces), true) => {
+                        for b in bounces {
+                            let mut v = serde_json::to_value(&b)?;
+                            v["file"] = f.display().to_string().into();
+                            println!("{v}");
+                        }
+                    }
+                    (Ok(bounces), false) => {
+                        for b in bounces {
+                            println!(
+                                "{}: notice {} {} ({} {}{})",
+                                f.display(),
+                                b.reference,
+                                if b.recorded { "bounced" } else { "unchanged" },
+                                b.action,
+                                b.status,
+                                b.diagnostic.map_or(String::new(), |d| format!(": {d}"))
+                            );
+                        }
+                    }
+                    (Err(e), _) => {
+                        unread += 1;
+                        eprintln!("{}: {e}", f.display());
+                    }
+                }
+            }
+            if unread > 0 {
+                eprintln!("{unread} files were not bounces of kanki notices");
+                return Ok(ExitCode::FAILURE);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

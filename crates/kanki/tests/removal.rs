@@ -271,6 +271,88 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
         report.contains("infected subscribers      2 of 2"),
         "{report}"
     );
+
+    // Later, S1's mail server bounces the notice it had accepted. The
+    // bounce in the abuse desk's mailbox quotes the headers of the mail as
+    // it was delivered, whose Message-ID names the notice. A message in
+    // the same mailbox that is not a bounce is reported and does not stop
+    // the others.
+    let message_id = m["message_id"].as_str().unwrap();
+    assert!(message_id.contains(&reference), "{message_id}");
+    let mailbox = env.dir.path().join("bounces");
+    std::fs::create_dir_all(mailbox.join("new")).unwrap();
+    std::fs::write(
+        mailbox.join("new/1.eml"),
+        bounce_of(m["headers"].as_str().unwrap(), "s1@example.jp"),
+    )
+    .unwrap();
+    std::fs::write(
+        mailbox.join("new/0.eml"),
+        "From: noc@isp.example\r\nSubject: lunch\r\n\r\nat noon\r\n",
+    )
+    .unwrap();
+    let out = env.run(&["notices", "bounces", mailbox.to_str().unwrap()]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "notice {reference} bounced (failed 5.1.1: 550 5.1.1"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("0.eml: not a delivery status notification"),
+        "{stderr}"
+    );
+    let notice = notices_of(&env, "S1")
+        .into_iter()
+        .find(|n| n["reference"] == reference.as_str())
+        .unwrap();
+    assert_eq!(notice["status"], "bounced", "{notice}");
+    assert!(
+        notice["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("User unknown"),
+        "{notice}"
+    );
+}
+
+/// A delivery status notification as Postfix writes one when the
+/// recipient's server refused, after accepting it, a mail whose delivered
+/// headers were `headers`.
+fn bounce_of(headers: &str, recipient: &str) -> String {
+    format!(
+        "From: MAILER-DAEMON@mx.isp.example (Mail Delivery System)\r\n\
+         To: abuse@isp.example\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"B1\"\r\n\
+         \r\n\
+         --B1\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\
+         \r\n\
+         Your message could not be delivered.\r\n\
+         \r\n\
+         --B1\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; mx.isp.example\r\n\
+         \r\n\
+         Final-Recipient: rfc822; {recipient}\r\n\
+         Action: failed\r\n\
+         Status: 5.1.1\r\n\
+         Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address\r\n    rejected: User unknown\r\n\
+         \r\n\
+         --B1\r\n\
+         Content-Type: text/rfc822-headers\r\n\
+         \r\n\
+         {headers}\r\n\
+         --B1--\r\n"
+    )
 }
 
 #[test]

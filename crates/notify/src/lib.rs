@@ -22,12 +22,30 @@ pub struct SendError {
     pub message: String,
 }
 
+pub mod dsn;
+
 /// A mail to send.
 #[derive(Clone, Debug)]
 pub struct Mail<'a> {
     pub to: &'a str,
     pub subject: &'a str,
     pub body: &'a str,
+    /// A notice's reference: the mail's `Message-ID` is made of it (see
+    /// [`message_id`]), so that a bounce arriving later names the notice.
+    pub reference: Option<&'a str>,
+}
+
+/// The `Message-ID` (without `<>`) of the mail of the notice `reference`
+/// sent from `from_domain`.
+pub fn message_id(reference: &str, from_domain: &str) -> String {
+    format!("{reference}.notice@{from_domain}")
+}
+
+/// The notice reference a `Message-ID` (without `<>`) made by
+/// [`message_id`] names.
+pub fn reference_of_message_id(id: &str) -> Option<&str> {
+    let (local, _) = id.rsplit_once('@')?;
+    local.strip_suffix(".notice").filter(|r| !r.is_empty())
 }
 
 /// An SMTP connection (pooled by lettre) to the configured server.
@@ -86,6 +104,10 @@ impl Mailer {
         let msg = Message::builder()
             .from(self.from.clone())
             .to(to)
+            .message_id(
+                m.reference
+                    .map(|r| format!("<{}>", message_id(r, self.from.email.domain()))),
+            )
             .subject(m.subject)
             .header(ContentType::TEXT_PLAIN)
             .body(m.body.to_string())

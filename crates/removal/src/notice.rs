@@ -538,6 +538,7 @@ fn deliver(
         to,
         subject: &n.subject,
         body: &n.body,
+        reference: Some(&n.reference),
     };
     let d = match m.attempt(&mail, n.attempts, cfg.max_attempts, cfg.retry_backoff.0) {
         Attempt::Sent => {
@@ -675,4 +676,58 @@ mod tests {
         assert_eq!(a.len(), 16);
         assert_ne!(a, new_reference());
     }
+}
+
+/// What a bounce (a delivery status notification) said of a notice.
+#[derive(Clone, Debug, Serialize)]
+pub struct Bounce {
+    pub reference: String,
+    pub recipient: String,
+    pub action: String,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnostic: Option<String>,
+    /// Whether the notice is now `bounced` (a permanent failure); a delay
+    /// changes nothing.
+    pub recorded: bool,
+}
+
+/// Reads a bounce that came back by mail (RFC 3464; one message, as a
+/// mailbox stores it) and marks the notice it names (by the `Message-ID`
+/// its mail was sent with) bounced when delivery failed for good.
+pub fn record_bounce_message(kanki: &Kanki, message: &[u8]) -> Result<Vec<Bounce>, ServiceError> {
+    let dsn = kanki_notify::dsn::parse_dsn(message).map_err(ServiceError::Invalid)?;
+    let id = dsn.original_message_id.as_deref().ok_or_else(|| {
+        ServiceError::Invalid("the bounce does not quote the Message-ID of the mail".into())
+    })?;
+    let reference = kanki_notify::reference_of_message_id(id).ok_or_else(|| {
+        ServiceError::Invalid(format!("Message-ID <{id}> is not one of a kanki notice"))
+    })?;
+    let r = kanki.store.removal();
+    if r.notice_by_reference(reference)?.is_none() {
+        return Err(ServiceError::Invalid(format!("no notice {reference}")));
+    }
+    let mut out = Vec::new();
+    for rcpt in dsn.recipients {
+        let recorded = rcpt.is_permanent_failure();
+        if recorded {
+            let reason = format!(
+                "bounced later: {} {}: {}",
+                rcpt.status,
+                rcpt.recipient,
+                rcpt.diagnostic.as_deref().unwrap_or("no diagnostic")
+            );
+            r.record_bounce(reference, &reason)?;
+            tracing::warn!(notice = %reference, %reason, "notice bounced");
+        }
+        out.push(Bounce {
+            reference: reference.to_string(),
+            recipient: rcpt.recipient,
+            action: rcpt.action,
+            status: rcpt.status,
+            diagnostic: rcpt.diagnostic,
+            recorded,
+        });
+    }
+    Ok(out)
 }

@@ -367,6 +367,7 @@ impl Kanki {
                 to,
                 subject: &n.subject,
                 body: &n.body,
+                reference: None,
             };
             let (status, error, next) = match mailer.attempt(
                 &mail,

@@ -538,6 +538,10 @@ pub trait RemovalBackend: Send + Sync {
     ) -> Result<Notice>;
     fn set_delivery(&self, notice: i64, d: &Delivery, now: DateTime<Utc>) -> Result<Notice>;
     fn notice_by_reference(&self, reference: &str) -> Result<Option<Notice>>;
+    /// A mail notice bounced after it was handed over (a delivery status
+    /// notification came back): marked `bounced` with `reason`, retries
+    /// cancelled. `Ok(None)` for an unknown reference.
+    fn record_bounce(&self, reference: &str, reason: &str) -> Result<Option<Notice>>;
     /// Marks the notice acknowledged (once); `Ok(None)` for an unknown reference.
     fn acknowledge_notice(&self, reference: &str, now: DateTime<Utc>) -> Result<Option<Notice>>;
     /// Queued mail and garden notices whose next attempt is due.

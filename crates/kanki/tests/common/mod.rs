@@ -316,7 +316,8 @@ out = []
 for m in mailbox.Maildir(sys.argv[1], create=False):
     body = m.get_payload(decode=True).decode(m.get_content_charset() or "utf-8")
     subject = str(make_header(decode_header(m["Subject"])))
-    out.append({"to": m["To"], "subject": subject, "body": body, "tls": m["X-Test-TLS"], "user": m["X-Test-User"]})
+    headers = "".join(f"{k}: {v}\r\n" for k, v in m.items())
+    out.append({"to": m["To"], "subject": subject, "body": body, "tls": m["X-Test-TLS"], "user": m["X-Test-User"], "message_id": m["Message-ID"], "headers": headers})
 print(json.dumps(out))
 "#;
         let out = Command::new(python())

@@ -531,6 +531,17 @@ impl RemovalBackend for SqliteBackend {
         self.read(|c| Ok(notices_where(c, "reference = ?1", [reference])?.pop()))
     }
 
+    fn record_bounce(&self, reference: &str, reason: &str) -> Result<Option<Notice>> {
+        self.write(|c| {
+            c.prepare_cached(
+                "UPDATE notices SET status = 'bounced', last_error = ?2, next_attempt_at = NULL
+                 WHERE reference = ?1 AND channel = 'mail'",
+            )?
+            .execute(params![reference, reason])?;
+            Ok(notices_where(c, "reference = ?1", [reference])?.pop())
+        })
+    }
+
     fn acknowledge_notice(&self, reference: &str, now: DateTime<Utc>) -> Result<Option<Notice>> {
         self.write(|c| {
             c.prepare_cached(
