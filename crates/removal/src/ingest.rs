@@ -316,14 +316,24 @@ fn store_stream(
             }
         }
     };
-    kanki.store.removal().record_event_stream(
+    // Stored batches are freed on a thread of their own: a batch is some
+    // 300,000 small allocations, and freeing them took the store stage a
+    // twentieth of its time.
+    let (spent_tx, spent) = std::sync::mpsc::channel::<Vec<Box<EventBatch>>>();
+    let freer = std::thread::spawn(move || {
+        for batches in spent {
+            drop(batches)
+        }
+    });
+    let stored = kanki.store.removal().record_event_stream(
         ingest,
         &mut next,
         &mut case::on_events,
         &mut |batches, counts| {
-            for s in uncommitted.borrow_mut().drain(..batches) {
+            for s in uncommitted.borrow_mut().drain(..batches.len()) {
                 sum.add_judged(s);
             }
+            let _ = spent_tx.send(batches);
             sum.add_stored(&counts);
             progress(sum);
             Ok(())
@@ -331,7 +341,10 @@ fn store_stream(
         // A kill loses only batches not committed, which a replay stores
         // (their keys were not stored either).
         kanki.config.removal.commit_window.0,
-    )?;
+    );
+    drop(spent_tx);
+    let _ = freer.join();
+    stored?;
     match failed {
         Some(e) => Err(e),
         None => Ok(()),

@@ -474,14 +474,15 @@ pub trait RemovalBackend: Send + Sync {
     /// Batches are committed together, a transaction holding those that
     /// arrive within `window` of its start; `next` is then asked with the
     /// time left, and the writer is let go between transactions.
-    /// `committed` is told, after each commit, how many batches it held
-    /// and what they did.
+    /// `committed` is given, after each commit, the batches it held (to
+    /// free where the caller likes: a batch's events are many small
+    /// allocations) and what they did.
     fn record_event_stream(
         &self,
         ingest: i64,
         next: &mut dyn FnMut(Option<Duration>) -> NextBatch,
         update: &mut CaseUpdate<'_>,
-        committed: &mut dyn FnMut(usize, RecordCounts) -> Result<()>,
+        committed: &mut dyn FnMut(Vec<Box<EventBatch>>, RecordCounts) -> Result<()>,
         window: Duration,
     ) -> Result<()>;
 

@@ -325,8 +325,8 @@ fn batches_streamed_in_one_window_are_stored_with_their_audit_records() {
                 c
             }
         },
-        &mut |n, counts| {
-            commits.push((n, counts));
+        &mut |batches, counts| {
+            commits.push((batches.len(), counts));
             Ok(())
         },
         std::time::Duration::from_secs(3600),

@@ -284,7 +284,7 @@ impl RemovalBackend for SqliteBackend {
         ingest: i64,
         next: &mut dyn FnMut(Option<std::time::Duration>) -> NextBatch,
         update: &mut CaseUpdate<'_>,
-        committed: &mut dyn FnMut(usize, RecordCounts) -> Result<()>,
+        committed: &mut dyn FnMut(Vec<Box<EventBatch>>, RecordCounts) -> Result<()>,
         window: std::time::Duration,
     ) -> Result<()> {
         let mut cases = OpenCases::default();
@@ -306,7 +306,7 @@ impl RemovalBackend for SqliteBackend {
                     cases,
                 };
                 let mut counts = RecordCounts::default();
-                let (mut batches, mut ended) = (0, false);
+                let (mut batches, mut ended) = (Vec::new(), false);
                 let mut batch = Some(first);
                 let written = loop {
                     let Some(b) = batch.take() else {
@@ -315,7 +315,7 @@ impl RemovalBackend for SqliteBackend {
                     if let Err(e) = record_batch(&tx, &mut held, ingest, &b, update, &mut counts) {
                         break Err(e);
                     }
-                    batches += 1;
+                    batches.push(b);
                     let Some(left) = window.checked_sub(started.elapsed()) else {
                         continue;
                     };
@@ -335,7 +335,7 @@ impl RemovalBackend for SqliteBackend {
                 held.cases
                     .committed(self.case_writes.fetch_add(1, Ordering::AcqRel) + 1);
                 tracing::debug!(
-                    batches,
+                    batches = batches.len(),
                     events = counts.inserted,
                     written_ms = (t_commit - started).as_secs_f64() * 1e3,
                     commit_ms = t_commit.elapsed().as_secs_f64() * 1e3,
