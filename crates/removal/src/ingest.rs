@@ -13,7 +13,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::io::Read;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use kanki_audit::Ground;
 use kanki_events::shadowserver::Schemas;
-use kanki_events::{Event, EventKey, Format, Item, Items, Notes};
+use kanki_events::{Event, EventKey, Format, Item, Items, KeyHasher, Notes};
 use kanki_service::directory::{BulkAnswer, BulkAsk, Compiled, Confidence, Lookup};
 use kanki_service::{Kanki, ServiceError};
 use kanki_store::{
@@ -388,30 +388,8 @@ struct Judged {
     attribution_ms: f64,
 }
 
-/// A set of event keys. A key is a hash already (after its hour), so its
-/// bytes are the set's hash: SipHash over each of millions of keys was a
-/// twentieth of an ingest.
+/// A set of event keys, hashed by their own bytes.
 type KeySet = HashSet<EventKey, BuildHasherDefault<KeyHasher>>;
-
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // An EventKey hashes as its 16 bytes (arrays write their bytes
-        // whole): bytes 4..12 are the record's SHA-256. Anything else
-        // (never given here) still hashes, if poorly.
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(b);
-        }
-    }
-}
 
 /// Stored keys held in memory at most (about 20 bytes each) for telling
 /// replayed records; past it the store is asked batch by batch.

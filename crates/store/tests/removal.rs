@@ -31,6 +31,16 @@ fn record(
     r.record_events(ingest, batch, update).unwrap()
 }
 
+/// The case target of S1's Mirai infection.
+fn s1_mirai() -> CaseTarget {
+    CaseTarget {
+        subscriber: "S1".into(),
+        threat: "mirai".into(),
+        class: "infected-system".into(),
+        severity: Severity::High,
+    }
+}
+
 /// An event from 192.0.2.1 now, with its raw record.
 fn event(raw: &str) -> Event {
     let mut e = Event::new(
@@ -266,12 +276,7 @@ fn a_batch_with_some_events_stored_before_stores_only_the_others() {
 fn batches_streamed_in_one_window_are_stored_with_their_audit_records() {
     let (_dir, store, ingest) = store_with_an_ingest();
     let r = store.removal();
-    let target = CaseTarget {
-        subscriber: "S1".into(),
-        threat: "mirai".into(),
-        class: "infected-system".into(),
-        severity: Severity::High,
-    };
+    let target = s1_mirai();
     // Three batches of two events, each attributed by its own lookup
     // record; the events of the first two fall in one hour, the third's in
     // the next.
@@ -374,12 +379,7 @@ fn batches_streamed_in_one_window_are_stored_with_their_audit_records() {
 fn a_case_closed_between_two_transactions_of_a_stream_stays_closed() {
     let (_dir, store, ingest) = store_with_an_ingest();
     let r = store.removal();
-    let target = CaseTarget {
-        subscriber: "S1".into(),
-        threat: "mirai".into(),
-        class: "infected-system".into(),
-        severity: Severity::High,
-    };
+    let target = s1_mirai();
     let batch = |n: usize| {
         let e = event(&format!("h\nrow {n}"));
         let w = EventWrite {

@@ -12,9 +12,9 @@
 //! memory, here and, through a counter in `meta`, in other processes.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
-use kanki_events::EventKey;
+use kanki_events::{EventKey, KeyHasher};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Result;
@@ -55,27 +55,8 @@ fn entries(block: &[u8]) -> impl Iterator<Item = (&[u8], u16)> {
         .map(|e| (&e[..12], u16::from_be_bytes([e[12], e[13]])))
 }
 
-/// A set of tails. A tail is a hash already, so its first bytes are the
-/// set's hash (SipHash over millions of keys was a twentieth of an ingest).
-type TailSet = HashSet<Tail, BuildHasherDefault<TailHasher>>;
-
-#[derive(Default)]
-struct TailHasher(u64);
-
-impl Hasher for TailHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // A tail hashes as its 12 bytes (arrays write their bytes whole).
-        for chunk in bytes.chunks(8) {
-            let mut b = [0u8; 8];
-            b[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(b);
-        }
-    }
-}
+/// A set of tails, hashed by their own bytes.
+type TailSet = HashSet<Tail, BuildHasherDefault<KeyHasher>>;
 
 struct HourKeys {
     /// The highest segment whose blocks of this hour are in `tails`.
