@@ -31,6 +31,19 @@ fn record(
     r.record_events(ingest, batch, update).unwrap()
 }
 
+/// An event of `raw` to write, not attributed.
+fn unattributed(raw: &str) -> EventWrite {
+    let e = event(raw);
+    EventWrite {
+        key: e.key(),
+        event: e,
+        attribution: None,
+        audit: None,
+        unattributed: Some("none".into()),
+        case: None,
+    }
+}
+
 /// The case target of S1's Mirai infection.
 fn s1_mirai() -> CaseTarget {
     CaseTarget {
@@ -118,27 +131,33 @@ fn keys_stored_or_purged_by_another_writer_are_seen() {
     let (dir, store, ingest) = store_with_an_ingest();
     let other =
         Store::open_sqlite(&dir.path().join("k.sqlite3"), &SqliteOptions::default()).unwrap();
-    let write = |raw: &str| {
-        let e = event(raw);
-        EventWrite {
-            key: e.key(),
-            event: e,
-            attribution: None,
-            audit: None,
-            unattributed: Some("none".into()),
-            case: None,
-        }
-    };
+
     let none = &mut |_: Option<Case>, _: &CaseDelta, _| -> Case { unreachable!() };
     // This writer reads the hour's keys (none yet) with its first record.
-    let c = record(store.removal(), ingest, &[write("h\nfirst")], &[], none);
+    let c = record(
+        store.removal(),
+        ingest,
+        &[unattributed("h\nfirst")],
+        &[],
+        none,
+    );
     assert_eq!(c.inserted, 1);
-    let c = record(other.removal(), ingest, &[write("h\nsecond")], &[], none);
+    let c = record(
+        other.removal(),
+        ingest,
+        &[unattributed("h\nsecond")],
+        &[],
+        none,
+    );
     assert_eq!(c.inserted, 1);
     let c = record(
         store.removal(),
         ingest,
-        &[write("h\nfirst"), write("h\nsecond"), write("h\nthird")],
+        &[
+            unattributed("h\nfirst"),
+            unattributed("h\nsecond"),
+            unattributed("h\nthird"),
+        ],
         &[],
         none,
     );
@@ -154,7 +173,13 @@ fn keys_stored_or_purged_by_another_writer_are_seen() {
             .unwrap(),
         3
     );
-    let c = record(store.removal(), ingest, &[write("h\nfirst")], &[], none);
+    let c = record(
+        store.removal(),
+        ingest,
+        &[unattributed("h\nfirst")],
+        &[],
+        none,
+    );
     assert_eq!((c.inserted, c.duplicates), (1, 0), "purged elsewhere");
 }
 
@@ -468,15 +493,7 @@ fn committed_events_reach_the_database_file_without_the_writer_checkpointing() {
                     char::from(b'!' + (seed % 90) as u8)
                 })
                 .collect();
-            let e = event(&format!("h\n{n} {noise}"));
-            EventWrite {
-                key: e.key(),
-                event: e,
-                attribution: None,
-                audit: None,
-                unattributed: Some("none".into()),
-                case: None,
-            }
+            unattributed(&format!("h\n{n} {noise}"))
         })
         .collect();
     let none = &mut |_: Option<Case>, _: &CaseDelta, _| -> Case { unreachable!() };
