@@ -38,22 +38,22 @@ pub(crate) struct SqliteBackend {
     /// Moved by every write of cases: an ingest holding open cases in
     /// memory lets them go when another writer moved it.
     case_writes: AtomicU64,
-    _checkpointer: Checkpointer,
+    checkpointer: Checkpointer,
 }
 
-/// Pages of WAL past which the writer checkpoints itself (1 GiB): only
-/// should the [`Checkpointer`] fall behind.
-const WRITER_CHECKPOINT_PAGES: i64 = 262_144;
-
-/// How often the checkpointer copies the WAL back into the database.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Pages of WAL past which the writer checkpoints itself (64 MiB). During
+/// an ingest the [`Checkpointer`] keeps the WAL below that.
+const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
 
 /// Copies the WAL back into the database on a thread and connection of its
 /// own (a passive checkpoint, which neither waits for nor blocks readers
-/// and the writer), so that a commit never waits for it: checkpointing
-/// 64 MiB of WAL with its fsyncs took the writer about a second, and an
-/// ingest commits that much every few seconds.
-struct Checkpointer {
+/// and the writer), when asked: an ingest asks after each of its commits,
+/// so that its next commit does not stop to do it (checkpointing 64 MiB of
+/// WAL with its fsyncs took the writer about a second, and an ingest
+/// commits that much every few seconds). Other writers (RADIUS
+/// accounting's many small commits) leave it to the writer's own
+/// checkpoint, which a timer here made slower.
+pub(crate) struct Checkpointer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -67,8 +67,11 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || {
-                while !stopping.load(Ordering::Acquire) {
-                    std::thread::park_timeout(CHECKPOINT_EVERY);
+                loop {
+                    std::thread::park();
+                    if stopping.load(Ordering::Acquire) {
+                        return;
+                    }
                     if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
                     {
                         tracing::debug!(error = %e, "background checkpoint failed");
@@ -80,6 +83,14 @@ impl Checkpointer {
             stop,
             thread: Some(thread),
         })
+    }
+
+    /// Asks for a checkpoint (one runs soon; asks while it runs make one
+    /// more).
+    pub(crate) fn request(&self) {
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
     }
 }
 
@@ -142,8 +153,8 @@ impl SqliteBackend {
             )));
         }
         configure(&writer, options)?;
-        // The WAL is copied back by the checkpointer; the writer does it
-        // only past WRITER_CHECKPOINT_PAGES.
+        // Past WRITER_CHECKPOINT_PAGES of WAL, the writer copies it back
+        // itself; an ingest has the checkpointer do it.
         writer.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
         migrate::apply(&writer)?;
         mark_interrupted_imports(&writer)?;
@@ -164,7 +175,7 @@ impl SqliteBackend {
             open_sessions: Mutex::new(open_sessions::OpenSessions::new(options.open_sessions_kept)),
             stored_keys: Mutex::new(event_keys::StoredKeys::default()),
             case_writes: AtomicU64::new(0),
-            _checkpointer: checkpointer,
+            checkpointer,
         })
     }
 

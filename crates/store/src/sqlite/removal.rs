@@ -334,6 +334,7 @@ impl RemovalBackend for SqliteBackend {
                 }
                 held.cases
                     .committed(self.case_writes.fetch_add(1, Ordering::AcqRel) + 1);
+                self.checkpointer.request();
                 tracing::debug!(
                     batches = batches.len(),
                     events = counts.inserted,
