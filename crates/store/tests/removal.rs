@@ -132,35 +132,19 @@ fn keys_stored_or_purged_by_another_writer_are_seen() {
     let other =
         Store::open_sqlite(&dir.path().join("k.sqlite3"), &SqliteOptions::default()).unwrap();
 
-    let none = &mut |_: Option<Case>, _: &CaseDelta, _| -> Case { unreachable!() };
+    // Unattributed rows `h\nROW` through one store.
+    let rows = |s: &Store, rows: &[&str]| {
+        let writes: Vec<EventWrite> = rows
+            .iter()
+            .map(|r| unattributed(&format!("h\n{r}")))
+            .collect();
+        let none = &mut |_: Option<Case>, _: &CaseDelta, _| -> Case { unreachable!() };
+        record(s.removal(), ingest, &writes, &[], none)
+    };
     // This writer reads the hour's keys (none yet) with its first record.
-    let c = record(
-        store.removal(),
-        ingest,
-        &[unattributed("h\nfirst")],
-        &[],
-        none,
-    );
-    assert_eq!(c.inserted, 1);
-    let c = record(
-        other.removal(),
-        ingest,
-        &[unattributed("h\nsecond")],
-        &[],
-        none,
-    );
-    assert_eq!(c.inserted, 1);
-    let c = record(
-        store.removal(),
-        ingest,
-        &[
-            unattributed("h\nfirst"),
-            unattributed("h\nsecond"),
-            unattributed("h\nthird"),
-        ],
-        &[],
-        none,
-    );
+    assert_eq!(rows(&store, &["first"]).inserted, 1);
+    assert_eq!(rows(&other, &["second"]).inserted, 1);
+    let c = rows(&store, &["first", "second", "third"]);
     assert_eq!(
         (c.inserted, c.duplicates),
         (1, 2),
@@ -173,13 +157,7 @@ fn keys_stored_or_purged_by_another_writer_are_seen() {
             .unwrap(),
         3
     );
-    let c = record(
-        store.removal(),
-        ingest,
-        &[unattributed("h\nfirst")],
-        &[],
-        none,
-    );
+    let c = rows(&store, &["first"]);
     assert_eq!((c.inserted, c.duplicates), (1, 0), "purged elsewhere");
 }
 
