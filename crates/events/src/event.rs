@@ -1,7 +1,9 @@
 //! The harmonized event.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -54,9 +56,16 @@ pub struct Event {
     #[serde(flatten)]
     pub extra: BTreeMap<String, String>,
     /// The record as the feed wrote it (for a CSV row: the header line and
-    /// the row). Stored compressed; the idempotency key is made from it.
+    /// the row), less `raw_head` when that is set. Stored compressed; the
+    /// idempotency key is made from it.
     #[serde(skip)]
     pub raw: Vec<u8>,
+    /// The first line of the record when every record of the input starts
+    /// with it (a CSV report's header, without its line end), held once for
+    /// them all rather than copied into each: the whole record is then
+    /// `raw_head`, `\n`, `raw`. A header is often longer than its row.
+    #[serde(skip)]
+    pub raw_head: Option<Arc<[u8]>>,
 }
 
 /// An event's idempotency key: the same record from the same feed has the
@@ -113,6 +122,27 @@ impl Event {
             application: None,
             extra: BTreeMap::new(),
             raw: Vec::new(),
+            raw_head: None,
+        }
+    }
+
+    /// The whole record as the feed wrote it.
+    pub fn raw_record(&self) -> Cow<'_, [u8]> {
+        match &self.raw_head {
+            None => Cow::Borrowed(&self.raw),
+            Some(h) => Cow::Owned([&h[..], b"\n", &self.raw].concat()),
+        }
+    }
+
+    /// The record as its first line, if it has more than one, and the rest
+    /// (line ends left out): with `raw_head`, that and `raw`.
+    pub fn raw_lines(&self) -> (Option<&[u8]>, &[u8]) {
+        match &self.raw_head {
+            Some(h) => (Some(h), &self.raw),
+            None => match self.raw.iter().position(|&b| b == b'\n') {
+                Some(n) => (Some(&self.raw[..n]), &self.raw[n + 1..]),
+                None => (None, &self.raw),
+            },
         }
     }
 
@@ -132,12 +162,17 @@ impl Event {
     /// than the row) kept in `prefix` from one record to the next: the same
     /// key for a fraction of the hashing.
     pub fn key_with(&self, prefix: &mut Option<KeyPrefix>) -> EventKey {
-        let head = match self.raw.iter().position(|&b| b == b'\n') {
-            Some(n) => &self.raw[..=n],
-            None => &[][..],
+        let (head, body) = self.raw_lines();
+        let same = |p: &KeyPrefix| {
+            p.feed == self.feed_name
+                && match (&p.shared, &self.raw_head, head) {
+                    (Some(a), Some(b), _) if Arc::ptr_eq(a, b) => true,
+                    (_, _, Some(h)) => p.head.as_deref() == Some(h),
+                    (_, _, None) => p.head.is_none(),
+                }
         };
         let shared = match prefix {
-            Some(p) if p.feed == self.feed_name && p.head == head => p,
+            Some(p) if same(p) => p,
             _ => {
                 // ring's SHA-256 (assembly, AVX2 where there is no SHA
                 // extension) rather than sha2's portable one: an ingest
@@ -145,16 +180,22 @@ impl Event {
                 let mut h = ring::digest::Context::new(&ring::digest::SHA256);
                 h.update(&(self.feed_name.len() as u64).to_be_bytes());
                 h.update(self.feed_name.as_bytes());
-                h.update(head);
+                if let Some(head) = head {
+                    // The first line with its line end, as the whole
+                    // record has it.
+                    h.update(head);
+                    h.update(b"\n");
+                }
                 prefix.insert(KeyPrefix {
                     feed: self.feed_name.clone(),
-                    head: head.to_vec(),
+                    head: head.map(<[u8]>::to_vec),
+                    shared: self.raw_head.clone(),
                     state: h,
                 })
             }
         };
         let mut h = shared.state.clone();
-        h.update(&self.raw[head.len()..]);
+        h.update(body);
         let d = h.finish();
         let d = d.as_ref();
         let hour = (self.time_source.timestamp() / 3600).clamp(0, u32::MAX as i64) as u32;
@@ -179,7 +220,10 @@ impl Event {
 #[derive(Clone)]
 pub struct KeyPrefix {
     feed: String,
-    head: Vec<u8>,
+    /// The first line, without its line end.
+    head: Option<Vec<u8>>,
+    /// The same, when the record held it shared: told by its address.
+    shared: Option<Arc<[u8]>>,
     state: ring::digest::Context,
 }
 
@@ -221,6 +265,23 @@ mod tests {
         keys.sort();
         keys.dedup();
         assert_eq!(keys.len(), 4);
+    }
+
+    #[test]
+    fn a_shared_first_line_makes_the_key_and_the_record_of_the_whole() {
+        let head: Arc<[u8]> = Arc::from(&b"timestamp,ip"[..]);
+        let mut prefix = None;
+        for row in ["2026-11-22,192.0.2.1", "2026-11-22,192.0.2.2"] {
+            let mut whole = sinkhole_event();
+            whole.raw = format!("timestamp,ip\n{row}").into_bytes();
+            let mut shared = whole.clone();
+            shared.raw = row.as_bytes().to_vec();
+            shared.raw_head = Some(head.clone());
+            assert_eq!(shared.key_with(&mut prefix), whole.key(), "{row}");
+            assert_eq!(whole.key_with(&mut prefix), whole.key(), "{row}");
+            assert_eq!(shared.raw_record(), whole.raw_record());
+            assert_eq!(shared.raw_lines(), whole.raw_lines());
+        }
     }
 
     #[test]

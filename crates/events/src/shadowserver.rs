@@ -228,7 +228,13 @@ pub fn parse_shadowserver(
     let header: Vec<String> = (0..records.fields())
         .map(|i| String::from_utf8_lossy(records.field(i)).trim().to_string())
         .collect();
-    let header_raw = records.raw().to_vec();
+    // Held once for all rows; a header of several lines (a quoted line
+    // end) is copied into each row's record instead, so that the record's
+    // first line is still the shared part.
+    let header_raw = match records.raw() {
+        h if h.contains(&b'\n') => Err(h.to_vec()),
+        h => Ok(Arc::from(h)),
+    };
     let mut by_column: Vec<Vec<Rule>> = vec![Vec::new(); header.len()];
     let mut unknown = Vec::new();
     for (i, col) in header.iter().enumerate() {
@@ -323,7 +329,9 @@ struct Layout {
     read: Vec<bool>,
     time_col: usize,
     ip_col: usize,
-    header_raw: Vec<u8>,
+    /// The header line as read, shared by the rows' records (or, of
+    /// several lines, copied into each).
+    header_raw: Result<Arc<[u8]>, Vec<u8>>,
     extras: bool,
 }
 
@@ -383,11 +391,13 @@ fn row(layout: &Layout, r: &CsvRecords, line: u64) -> Item {
             }
         }
     }
-    let mut raw = Vec::with_capacity(header_raw.len() + r.raw().len() + 1);
-    raw.extend_from_slice(header_raw);
-    raw.push(b'\n');
-    raw.extend_from_slice(r.raw());
-    e.raw = raw;
+    match header_raw {
+        Ok(head) => {
+            e.raw = r.raw().to_vec();
+            e.raw_head = Some(head.clone());
+        }
+        Err(head) => e.raw = [&head[..], b"\n", r.raw()].concat(),
+    }
     Item::Event(Box::new(e))
 }
 

@@ -409,7 +409,7 @@ const RECENT_BATCHES: usize = 16;
 struct KnownKeys {
     /// The hours read, while under [`KNOWN_KEYS_MAX`]; `None`: ask the
     /// store.
-    hours: Option<HashSet<u32>>,
+    hours: Option<foldhash::HashSet<u32>>,
     keys: KeySet,
     /// When asking the store: the keys of the last batches judged.
     recent: VecDeque<Vec<EventKey>>,
@@ -418,7 +418,7 @@ struct KnownKeys {
 impl KnownKeys {
     fn loading_hours() -> KnownKeys {
         KnownKeys {
-            hours: Some(HashSet::new()),
+            hours: Some(Default::default()),
             keys: KeySet::default(),
             recent: VecDeque::new(),
         }
@@ -436,9 +436,11 @@ impl KnownKeys {
     fn known(&mut self, kanki: &Kanki, keys: &[EventKey]) -> Result<Vec<bool>, ServiceError> {
         let removal = kanki.store.removal();
         if let Some(hours) = &mut self.hours {
+            // Keys come mostly in runs of one hour.
+            let mut last = None;
             for k in keys {
                 let hour = u32::from_be_bytes([k[0], k[1], k[2], k[3]]);
-                if hours.insert(hour) {
+                if last.replace(hour) != Some(hour) && hours.insert(hour) {
                     removal.event_keys_of_hour(hour, &mut |k| {
                         self.keys.insert(k);
                     })?;

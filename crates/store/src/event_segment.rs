@@ -58,17 +58,39 @@ pub(crate) struct SegmentEvent<'a> {
     pub case: Option<usize>,
 }
 
-/// The raw records of a batch, in batch order. A record's first line (a
-/// CSV report's header) is kept once per distinct value.
-pub(crate) fn encode_raw(records: &[&[u8]]) -> Vec<u8> {
+/// A raw record as the part kept once per distinct value (its first line,
+/// without the line end) and the rest.
+pub(crate) type RawParts<'a> = (Option<&'a [u8]>, &'a [u8]);
+
+/// An event's raw record in parts: its first line when held shared.
+pub(crate) fn raw_parts(e: &Event) -> RawParts<'_> {
+    match &e.raw_head {
+        Some(h) => (Some(h), &e.raw),
+        None => record_parts(&e.raw),
+    }
+}
+
+/// A whole record in parts: a first line long enough to be worth keeping
+/// once (a CSV report's header) and the rest.
+pub(crate) fn record_parts(r: &[u8]) -> RawParts<'_> {
+    match r.iter().position(|&b| b == b'\n') {
+        Some(n) if n >= 32 => (Some(&r[..n]), &r[n + 1..]),
+        _ => (None, r),
+    }
+}
+
+/// The raw records of a batch, in batch order.
+pub(crate) fn encode_raw<'a>(records: impl IntoIterator<Item = RawParts<'a>>) -> Vec<u8> {
+    let records = records.into_iter();
     let mut heads: Vec<&[u8]> = Vec::new();
-    let mut body = Vec::with_capacity(records.iter().map(|r| r.len() / 2 + 4).sum());
-    for r in records {
-        let (head, rest) = match r.iter().position(|&b| b == b'\n') {
-            Some(n) if n >= 32 => (Some(&r[..n]), &r[n + 1..]),
-            _ => (None, &r[..]),
-        };
-        let head = head.map(|h| match heads.iter().position(|x| *x == h) {
+    let mut body = Vec::with_capacity(records.size_hint().0 * 160);
+    let mut n = 0u64;
+    // The same head is mostly the same allocation: told by its address
+    // before its bytes are compared.
+    let same = |x: &[u8], h: &[u8]| (x.as_ptr() == h.as_ptr() && x.len() == h.len()) || x == h;
+    for (head, rest) in records {
+        n += 1;
+        let head = head.map(|h| match heads.iter().position(|x| same(x, h)) {
             Some(i) => i,
             None => {
                 heads.push(h);
@@ -84,7 +106,7 @@ pub(crate) fn encode_raw(records: &[&[u8]]) -> Vec<u8> {
     for h in &heads {
         put_bytes(&mut plain, h);
     }
-    put_uint(&mut plain, records.len() as u64);
+    put_uint(&mut plain, n);
     plain.extend_from_slice(&body);
     deflate(&plain)
 }
@@ -232,6 +254,7 @@ pub(crate) fn decode_fields(segment: i64, data: &[u8]) -> Option<Fields> {
             application,
             extra: Default::default(),
             raw: Vec::new(),
+            raw_head: None,
         };
         events.push((
             index,
@@ -420,15 +443,28 @@ mod tests {
         let events: Vec<Event> = (0..5).map(event).collect();
         let mut cowrie = event(9);
         cowrie.raw = b"{\"eventid\":\"cowrie.session.connect\"}".to_vec();
-        let raws: Vec<&[u8]> = events
-            .iter()
-            .chain([&cowrie])
-            .map(|e| e.raw.as_slice())
+        // The same header held once for all rows, as the Shadowserver
+        // parser gives it.
+        let head: std::sync::Arc<[u8]> =
+            std::sync::Arc::from(&b"\"timestamp\",\"ip\",\"port\",\"asn\",\"geo\""[..]);
+        let shared: Vec<Event> = (0..3)
+            .map(|i| {
+                let mut e = event(i);
+                e.raw = format!("\"2023\",\"192.0.2.{i}\"").into_bytes();
+                e.raw_head = Some(head.clone());
+                e
+            })
             .collect();
-        let raw = decode_raw(&encode_raw(&raws)).unwrap();
-        assert_eq!(raw.len(), 6);
+        let all = events.iter().chain([&cowrie]).chain(&shared);
+        let raw = decode_raw(&encode_raw(all.map(raw_parts))).unwrap();
+        assert_eq!(raw.len(), 9);
         assert_eq!(raw[3], events[3].raw);
         assert_eq!(raw[5], cowrie.raw);
+        assert_eq!(
+            String::from_utf8_lossy(&raw[8]),
+            "\"timestamp\",\"ip\",\"port\",\"asn\",\"geo\"\n\"2023\",\"192.0.2.2\""
+        );
+        assert_eq!(raw[8], *shared[2].raw_record());
 
         let keys: Vec<EventKey> = events.iter().map(Event::key).collect();
         let a = EventAttribution {
@@ -483,7 +519,7 @@ mod tests {
     #[test]
     fn a_damaged_segment_reads_as_nothing_rather_than_garbage() {
         let e = event(1);
-        let data = encode_raw(&[&e.raw]);
+        let data = encode_raw([raw_parts(&e)]);
         assert!(decode_raw(&data[..data.len() / 2]).is_none());
         assert!(decode_fields(1, b"not deflate").is_none());
     }

@@ -14,7 +14,7 @@ use kanki_events::{Event, EventKey};
 use serde::Serialize;
 
 use crate::Result;
-use crate::event_segment::{SEGMENT_EVENTS, encode_raw};
+use crate::event_segment::{SEGMENT_EVENTS, encode_raw, raw_parts};
 
 macro_rules! named_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal),+ $(,)? }) => {
@@ -180,10 +180,7 @@ impl EventBatch {
     ) -> EventBatch {
         let raw = events
             .chunks(SEGMENT_EVENTS)
-            .map(|chunk| {
-                let records: Vec<&[u8]> = chunk.iter().map(|w| w.event.raw.as_slice()).collect();
-                encode_raw(&records)
-            })
+            .map(|chunk| encode_raw(chunk.iter().map(|w| raw_parts(&w.event))))
             .collect();
         EventBatch {
             events,

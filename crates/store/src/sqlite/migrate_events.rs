@@ -10,7 +10,7 @@ use rusqlite::{Connection, params};
 
 use super::from_ts;
 use crate::event_segment::{
-    SEGMENT_EVENTS, SegmentCase, SegmentEvent, encode_fields, encode_raw, event_id,
+    SEGMENT_EVENTS, SegmentCase, SegmentEvent, encode_fields, encode_raw, event_id, record_parts,
 };
 use crate::removal::EventAttribution;
 use crate::{Result, StoreError};
@@ -117,6 +117,7 @@ fn old_event(r: &rusqlite::Row) -> rusqlite::Result<(OldEvent, i64)> {
             application: r.get(15)?,
             extra: Default::default(),
             raw: Vec::new(),
+            raw_head: None,
         },
         attribution: match subscriber {
             Some(subscriber) => Some(EventAttribution {
@@ -198,7 +199,7 @@ impl Moving {
                 observed.clone().min(),
                 observed.max(),
                 encode_fields(&cases, &written),
-                encode_raw(&raws),
+                encode_raw(raws.iter().map(|r| record_parts(r))),
             ],
         )?;
         let mut key = c.prepare_cached("INSERT INTO event_keys (key, event) VALUES (?1, ?2)")?;
