@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Utc};
 use kanki_events::EventKey;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, Statement, params};
 
 use super::event_keys::StoredKeys;
 use super::{SqliteBackend, from_ts, ts};
@@ -26,7 +26,47 @@ fn opt_ts(v: Option<i64>) -> Option<DateTime<Utc>> {
     v.map(from_ts)
 }
 
-const CASE_COLUMNS: &str = "id, subscriber, threat, class, severity, state, held, hold_reason, opened_at, first_seen, last_seen, events, notices, unacknowledged, last_notice_at, acknowledged_at, quiet_at, resolved_at, escalated_at, reinfections, closed_at, close_reason, updated_at";
+/// A case's columns, as [`case_from_row`] reads them (a macro, so that
+/// statements can be whole constants).
+macro_rules! case_columns {
+    () => {
+        "id, subscriber, threat, class, severity, state, held, hold_reason, opened_at, first_seen, last_seen, events, notices, unacknowledged, last_notice_at, acknowledged_at, quiet_at, resolved_at, escalated_at, reinfections, closed_at, close_reason, updated_at"
+    };
+}
+const CASE_COLUMNS: &str = case_columns!();
+
+const FIND_OPEN_CASE: &str = concat!(
+    "SELECT ",
+    case_columns!(),
+    ", last_segment FROM cases WHERE subscriber = ?1 AND threat = ?2 AND state <> 'closed'"
+);
+const INSERT_CASE: &str = "INSERT INTO cases (subscriber, threat, class, severity, state, held, hold_reason, opened_at, first_seen, last_seen, events, notices, unacknowledged, last_notice_at, acknowledged_at, quiet_at, resolved_at, escalated_at, reinfections, closed_at, close_reason, updated_at, last_segment)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+const UPDATE_CASE_EVENTS: &str = "UPDATE cases SET severity = ?2, first_seen = ?3, last_seen = ?4, events = ?5, updated_at = ?6, last_segment = ?7
+     WHERE id = ?1";
+const LOG_CASE: &str = "INSERT INTO case_log (case_id, at, actor, action, state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
+/// The statements an ingest runs for each case, prepared once per
+/// transaction: a day's report opens or updates hundreds of thousands of
+/// cases, and finding a statement in the connection's cache by its text
+/// each time cost a twentieth of the store stage.
+struct CaseStatements<'c> {
+    find_open: CachedStatement<'c>,
+    insert: CachedStatement<'c>,
+    update_events: CachedStatement<'c>,
+    log: CachedStatement<'c>,
+}
+
+impl<'c> CaseStatements<'c> {
+    fn new(c: &'c Connection) -> Result<CaseStatements<'c>> {
+        Ok(CaseStatements {
+            find_open: c.prepare_cached(FIND_OPEN_CASE)?,
+            insert: c.prepare_cached(INSERT_CASE)?,
+            update_events: c.prepare_cached(UPDATE_CASE_EVENTS)?,
+            log: c.prepare_cached(LOG_CASE)?,
+        })
+    }
+}
 
 fn case_from_row(r: &Row) -> rusqlite::Result<Case> {
     Ok(Case {
@@ -59,7 +99,36 @@ fn case_from_row(r: &Row) -> rusqlite::Result<Case> {
 /// Inserts or updates a case (id 0: insert) and returns its id; with a
 /// segment, that is the newest with the case's events.
 fn store_case(c: &Connection, case: &Case, segment: Option<i64>) -> Result<i64> {
-    let values = params![
+    if case.id == 0 {
+        return insert_case(&mut *c.prepare_cached(INSERT_CASE)?, case, segment);
+    }
+    let mut update = c.prepare_cached(
+        "UPDATE cases SET subscriber = ?1, threat = ?2, class = ?3, severity = ?4, state = ?5, held = ?6, hold_reason = ?7, opened_at = ?8, first_seen = ?9, last_seen = ?10, events = ?11, notices = ?12, unacknowledged = ?13, last_notice_at = ?14, acknowledged_at = ?15, quiet_at = ?16, resolved_at = ?17, escalated_at = ?18, reinfections = ?19, closed_at = ?20, close_reason = ?21, updated_at = ?22, last_segment = coalesce(?23, last_segment)
+         WHERE id = ?24",
+    )?;
+    with_case_values(case, segment, |values| {
+        let id: &dyn rusqlite::ToSql = &case.id;
+        update.execute(rusqlite::params_from_iter(
+            values.iter().copied().chain([id]),
+        ))
+    })?;
+    Ok(case.id)
+}
+
+/// Inserts a new case through [`INSERT_CASE`]; returns its id.
+fn insert_case(insert: &mut Statement<'_>, case: &Case, segment: Option<i64>) -> Result<i64> {
+    Ok(with_case_values(case, segment, |values| {
+        insert.insert(values)
+    })?)
+}
+
+/// Calls `f` with a case's columns as [`INSERT_CASE`] numbers them.
+fn with_case_values<R>(
+    case: &Case,
+    segment: Option<i64>,
+    f: impl FnOnce(&[&dyn rusqlite::ToSql]) -> R,
+) -> R {
+    f(params![
         case.subscriber,
         case.threat,
         case.class,
@@ -83,24 +152,7 @@ fn store_case(c: &Connection, case: &Case, segment: Option<i64>) -> Result<i64> 
         case.close_reason,
         ts(case.updated_at),
         segment,
-    ];
-    if case.id == 0 {
-        c.prepare_cached(
-            "INSERT INTO cases (subscriber, threat, class, severity, state, held, hold_reason, opened_at, first_seen, last_seen, events, notices, unacknowledged, last_notice_at, acknowledged_at, quiet_at, resolved_at, escalated_at, reinfections, closed_at, close_reason, updated_at, last_segment)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
-        )?
-        .execute(values)?;
-        Ok(c.last_insert_rowid())
-    } else {
-        c.prepare_cached(
-            "UPDATE cases SET subscriber = ?1, threat = ?2, class = ?3, severity = ?4, state = ?5, held = ?6, hold_reason = ?7, opened_at = ?8, first_seen = ?9, last_seen = ?10, events = ?11, notices = ?12, unacknowledged = ?13, last_notice_at = ?14, acknowledged_at = ?15, quiet_at = ?16, resolved_at = ?17, escalated_at = ?18, reinfections = ?19, closed_at = ?20, close_reason = ?21, updated_at = ?22, last_segment = coalesce(?23, last_segment)
-             WHERE id = ?24",
-        )?
-        .execute(rusqlite::params_from_iter(
-            values.iter().copied().chain(std::iter::once(&case.id as &dyn rusqlite::ToSql)),
-        ))?;
-        Ok(case.id)
-    }
+    ])
 }
 
 /// Whether `now` is `was` with only the columns [`store_case_events`]
@@ -114,14 +166,11 @@ fn only_event_columns_differ(mut was: Case, now: &Case) -> bool {
     was == *now
 }
 
-/// Stores what new events change of a case whose state they leave alone:
-/// no indexed column is written, so its indexes are not touched.
-fn store_case_events(c: &Connection, case: &Case, segment: i64) -> Result<()> {
-    c.prepare_cached(
-        "UPDATE cases SET severity = ?2, first_seen = ?3, last_seen = ?4, events = ?5, updated_at = ?6, last_segment = ?7
-         WHERE id = ?1",
-    )?
-    .execute(params![
+/// Stores what new events change of a case whose state they leave alone
+/// (through [`UPDATE_CASE_EVENTS`]): no indexed column is written, so its
+/// indexes are not touched.
+fn store_case_events(update: &mut Statement<'_>, case: &Case, segment: i64) -> Result<()> {
+    update.execute(params![
         case.id,
         case.severity.as_str(),
         ts(case.first_seen),
@@ -140,10 +189,25 @@ fn log_case(
     state: CaseState,
     now: i64,
 ) -> Result<()> {
-    c.prepare_cached(
-        "INSERT INTO case_log (case_id, at, actor, action, state, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![id, now, ch.actor, ch.action, state.as_str(), ch.reason])?;
+    log_case_with(&mut *c.prepare_cached(LOG_CASE)?, id, ch, state, now)
+}
+
+/// [`log_case`] through a prepared [`LOG_CASE`].
+fn log_case_with(
+    log: &mut Statement<'_>,
+    id: i64,
+    ch: &CaseChange<'_>,
+    state: CaseState,
+    now: i64,
+) -> Result<()> {
+    log.execute(params![
+        id,
+        now,
+        ch.actor,
+        ch.action,
+        state.as_str(),
+        ch.reason
+    ])?;
     Ok(())
 }
 
@@ -301,16 +365,18 @@ impl RemovalBackend for SqliteBackend {
                 let started = std::time::Instant::now();
                 let tx = c.transaction()?;
                 cases.check(&tx, self.case_writes.load(Ordering::Acquire))?;
+                let mut statements = CaseStatements::new(&tx)?;
                 let mut held = Held {
                     keys: &mut keys,
-                    cases,
+                    cases: &mut *cases,
+                    statements: &mut statements,
                 };
                 let mut counts = RecordCounts::default();
                 let (mut batches, mut ended) = (Vec::new(), false);
                 let mut batch = Some(first);
                 let written = loop {
                     let Some(b) = batch.take() else {
-                        break held.cases.flush(&tx);
+                        break held.cases.flush(&mut *held.statements.update_events);
                     };
                     if let Err(e) = record_batch(&tx, &mut held, ingest, &b, update, &mut counts) {
                         break Err(e);
@@ -325,15 +391,17 @@ impl RemovalBackend for SqliteBackend {
                         NextBatch::End => ended = true,
                     }
                 };
+                // The statements borrow the transaction: done with before
+                // it commits.
+                drop(statements);
                 let t_commit = std::time::Instant::now();
                 if let Err(e) = written.and_then(|()| Ok(tx.commit()?)) {
                     // What is held in memory includes what is rolled back.
-                    held.keys.clear();
-                    held.cases.clear();
+                    keys.clear();
+                    cases.clear();
                     return Err(e);
                 }
-                held.cases
-                    .committed(self.case_writes.fetch_add(1, Ordering::AcqRel) + 1);
+                cases.committed(self.case_writes.fetch_add(1, Ordering::AcqRel) + 1);
                 self.checkpointer.request();
                 tracing::debug!(
                     batches = batches.len(),
@@ -731,9 +799,10 @@ impl RemovalBackend for SqliteBackend {
 }
 
 /// What the writer holds in memory while it stores a stream of batches.
-struct Held<'a> {
+struct Held<'a, 'c> {
     keys: &'a mut StoredKeys,
     cases: &'a mut OpenCases,
+    statements: &'a mut CaseStatements<'c>,
 }
 
 /// Open cases held at most; past it they are let go (after being
@@ -813,11 +882,12 @@ impl OpenCases {
         }
     }
 
-    /// Writes the pending event columns, in the caller's transaction.
-    fn flush(&mut self, tx: &Connection) -> Result<()> {
+    /// Writes the pending event columns, in the caller's transaction,
+    /// through its [`UPDATE_CASE_EVENTS`].
+    fn flush(&mut self, update: &mut Statement<'_>) -> Result<()> {
         for c in self.cases.values_mut().flatten().filter(|c| c.pending) {
             if let Some(segment) = c.last_segment {
-                store_case_events(tx, &c.case, segment)?;
+                store_case_events(update, &c.case, segment)?;
             }
             c.pending = false;
         }
@@ -837,7 +907,7 @@ impl OpenCases {
 /// inside the caller's transaction.
 fn record_batch(
     tx: &Connection,
-    held: &mut Held<'_>,
+    held: &mut Held<'_, '_>,
     ingest: i64,
     b: &EventBatch,
     update: &mut CaseUpdate<'_>,
@@ -885,7 +955,7 @@ struct Written<'a> {
 /// events).
 fn record_segment(
     tx: &Connection,
-    held: &mut Held<'_>,
+    held: &mut Held<'_, '_>,
     ingest: i64,
     w: &Written<'_>,
     update: &mut CaseUpdate<'_>,
@@ -945,10 +1015,9 @@ fn record_segment(
         let d = &deltas[i].1;
         let (open, previous) = match held.cases.get(&d.subscriber, &d.threat) {
             Some(c) => (Some(c.case.clone()), c.last_segment),
-            None => tx
-                .prepare_cached(&format!(
-                    "SELECT {CASE_COLUMNS}, last_segment FROM cases WHERE subscriber = ?1 AND threat = ?2 AND state <> 'closed'"
-                ))?
+            None => held
+                .statements
+                .find_open
                 .query_row([&d.subscriber, &d.threat], |r| {
                     Ok((case_from_row(r)?, r.get::<_, Option<i64>>(23)?))
                 })
@@ -961,8 +1030,10 @@ fn record_segment(
         // What only counts and times change is written once, at the
         // transaction's end.
         let later = was.is_some_and(|w| only_event_columns_differ(w, &case));
-        if !later {
-            case.id = store_case(tx, &case, Some(segment))?;
+        if case.id == 0 {
+            case.id = insert_case(&mut *held.statements.insert, &case, Some(segment))?;
+        } else if !later {
+            store_case(tx, &case, Some(segment))?;
         }
         let id = case.id;
         if before.is_none() {
@@ -977,7 +1048,7 @@ fn record_segment(
                 action,
                 reason: None,
             };
-            log_case(tx, id, &ch, case.state, now_ts)?;
+            log_case_with(&mut *held.statements.log, id, &ch, case.state, now_ts)?;
         }
         held.cases.put(case, segment, later);
         segment_cases[i] = SegmentCase { id, previous };
