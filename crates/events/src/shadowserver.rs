@@ -52,8 +52,21 @@ impl Convert {
     fn apply(self, v: &str) -> Option<Cow<'_, str>> {
         match self {
             Convert::Keep | Convert::Timestamp => Some(Cow::Borrowed(v)),
-            Convert::Ip => v.parse::<IpAddr>().ok().map(|a| Cow::Owned(a.to_string())),
-            Convert::Int => v.parse::<i64>().ok().map(|n| Cow::Owned(n.to_string())),
+            // An IPv4 address Rust reads is written as it would write it
+            // (no leading zeros); IPv6 has several forms.
+            Convert::Ip => match v.parse::<IpAddr>().ok()? {
+                IpAddr::V4(_) => Some(Cow::Borrowed(v)),
+                a => Some(Cow::Owned(a.to_string())),
+            },
+            Convert::Int => {
+                let n = v.parse::<i64>().ok()?;
+                let digits = v.strip_prefix('-').unwrap_or(v);
+                let plain = !digits.starts_with(['+', '0']) || digits == "0" && v == "0";
+                Some(match plain {
+                    true => Cow::Borrowed(v),
+                    false => Cow::Owned(n.to_string()),
+                })
+            }
             Convert::Float => v.parse::<f64>().ok().map(|_| Cow::Borrowed(v)),
             Convert::NonZero => (v != "0").then_some(Cow::Borrowed(v)),
             Convert::CvesOfTag => {
@@ -443,6 +456,40 @@ fn set(e: &mut Event, target: &str, column: &str, v: Cow<'_, str>, extras: bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_and_addresses_convert_to_their_plain_form_borrowed_or_not() {
+        for v in [
+            "1",
+            "0",
+            "-5",
+            "007",
+            "+3",
+            "-0",
+            "-012",
+            "40000",
+            "9223372036854775807",
+        ] {
+            let want = v.parse::<i64>().unwrap().to_string();
+            assert_eq!(Convert::Int.apply(v).as_deref(), Some(&*want), "{v}");
+        }
+        for v in [
+            "0.0.0.0",
+            "192.0.2.1",
+            "2001:DB8::1",
+            "2001:db8:0:0:0:0:0:1",
+            "::ffff:192.0.2.1",
+        ] {
+            let want = v.parse::<IpAddr>().unwrap().to_string();
+            assert_eq!(Convert::Ip.apply(v).as_deref(), Some(&*want), "{v}");
+        }
+        for v in ["", "x", "1.2.3", "01.2.3.4", "1e3", "--1"] {
+            assert_eq!(Convert::Ip.apply(v), None, "{v}");
+            if v != "1e3" {
+                assert_eq!(Convert::Int.apply(v), None, "{v}");
+            }
+        }
+    }
 
     fn parse(report: &str, csv: &str) -> (Notes, Vec<Item>) {
         let s = Schemas::builtin().report(report).unwrap();
