@@ -3,17 +3,19 @@
 //! index entries) per event. Ingest writes a segment per batch; an event is
 //! found again by its id, `segment << 16 | index in the batch`.
 //!
-//! The raw records of a batch are encoded without the writer's lock held,
-//! before the batch is known to be new; the fields are encoded inside the
-//! transaction, once the idempotency keys tell which events are new and
-//! the cases they belong to are numbered. A segment also lists, for each
+//! The raw records of a batch are encoded and compressed without the
+//! writer's lock held, before the batch is known to be new; the fields are
+//! encoded inside the transaction, once the idempotency keys tell which
+//! events are new and the cases they belong to are numbered, and so are
+//! not compressed: their strings are written once each instead (version
+//! 2; version 1 deflated them, and is still read). A segment also lists, for each
 //! case with events in it, the case's previous segment: a case's events are
 //! read newest first by following that chain, with no row per event.
 //!
 //! The encoding is kanki's own (varints, length-prefixed bytes, deflate):
 //! it is read only by this module, and a general serializer would add a
-//! dependency and a per-field cost to the ingest's hottest loop. Its first
-//! byte is a version.
+//! dependency and a per-field cost to the ingest's hottest loop. It starts
+//! with a version.
 
 use std::io::{Read, Write};
 use std::net::IpAddr;
@@ -139,11 +141,61 @@ pub(crate) fn decode_raw(data: &[u8]) -> Option<Vec<Vec<u8>>> {
     Some(out)
 }
 
+/// The first byte of fields written by version 2, uncompressed: no raw
+/// deflate stream (version 1, compressed) starts with it, as its block
+/// type bits would be the reserved `11`.
+const FIELDS_V2: u8 = 0xff;
+
+/// The strings of a segment's fields, each written once (a feed's names and
+/// classes repeat in every event, a subscriber in each of its events) and
+/// named by index. Writing them so instead of compressing the fields took
+/// the store stage's deflate out of the writer's transaction.
+#[derive(Default)]
+struct StringTable<'a> {
+    strings: Vec<&'a str>,
+    index: foldhash::HashMap<&'a str, u32>,
+    /// Per field: the last string and its index (events of one input mostly
+    /// repeat their neighbour's).
+    last: [Option<(&'a str, u32)>; 12],
+}
+
+impl<'a> StringTable<'a> {
+    fn put(&mut self, b: &mut Vec<u8>, field: usize, s: &'a str) {
+        let i = self.index_of(field, s);
+        put_uint(b, u64::from(i));
+    }
+
+    fn put_opt(&mut self, b: &mut Vec<u8>, field: usize, s: Option<&'a str>) {
+        match s {
+            Some(s) => {
+                let i = self.index_of(field, s);
+                put_uint(b, u64::from(i) + 1)
+            }
+            None => b.push(0),
+        }
+    }
+
+    fn index_of(&mut self, field: usize, s: &'a str) -> u32 {
+        if let Some((last, i)) = self.last[field]
+            && last == s
+        {
+            return i;
+        }
+        let next = self.strings.len() as u32;
+        let i = *self.index.entry(s).or_insert(next);
+        if i == next {
+            self.strings.push(s);
+        }
+        self.last[field] = Some((s, i));
+        i
+    }
+}
+
 /// The fields of a segment's events (those stored: a duplicate's index is
 /// absent), with the segment's cases.
 pub(crate) fn encode_fields(cases: &[SegmentCase], events: &[SegmentEvent<'_>]) -> Vec<u8> {
-    let mut b = Vec::with_capacity(64 + events.len() * 96);
-    b.push(VERSION);
+    let mut t = StringTable::default();
+    let mut b = Vec::with_capacity(16 + cases.len() * 6 + events.len() * 48);
     put_uint(&mut b, cases.len() as u64);
     for c in cases {
         put_uint(&mut b, c.id as u64);
@@ -160,27 +212,35 @@ pub(crate) fn encode_fields(cases: &[SegmentCase], events: &[SegmentEvent<'_>]) 
         put_opt_uint(&mut b, e.destination_port.map(u64::from));
         put_int(&mut b, e.time_source.timestamp());
         put_int(&mut b, e.time_observation.timestamp());
-        put_str(&mut b, &e.taxonomy);
-        put_str(&mut b, &e.class);
-        put_opt_str(&mut b, e.identifier.as_deref());
-        put_opt_str(&mut b, e.malware.as_deref());
-        put_str(&mut b, &e.feed_name);
-        put_str(&mut b, &e.feed_provider);
-        put_opt_str(&mut b, e.transport.as_deref());
-        put_opt_str(&mut b, e.application.as_deref());
+        t.put(&mut b, 0, &e.taxonomy);
+        t.put(&mut b, 1, &e.class);
+        t.put_opt(&mut b, 2, e.identifier.as_deref());
+        t.put_opt(&mut b, 3, e.malware.as_deref());
+        t.put(&mut b, 4, &e.feed_name);
+        t.put(&mut b, 5, &e.feed_provider);
+        t.put_opt(&mut b, 6, e.transport.as_deref());
+        t.put_opt(&mut b, 7, e.application.as_deref());
         match w.attribution {
             Some(a) => {
                 b.push(1);
-                put_str(&mut b, &a.subscriber);
-                put_str(&mut b, &a.confidence);
+                t.put(&mut b, 8, &a.subscriber);
+                t.put(&mut b, 9, &a.confidence);
                 put_int(&mut b, w.audit_seq);
             }
             None => b.push(0),
         }
-        put_opt_str(&mut b, w.unattributed);
+        t.put_opt(&mut b, 10, w.unattributed);
         put_opt_uint(&mut b, w.case.map(|c| c as u64));
     }
-    deflate(&b)
+    let strings: usize = t.strings.iter().map(|s| s.len() + 2).sum();
+    let mut out = Vec::with_capacity(8 + strings + b.len());
+    out.extend_from_slice(&[FIELDS_V2, 2]);
+    put_uint(&mut out, t.strings.len() as u64);
+    for s in &t.strings {
+        put_str(&mut out, s);
+    }
+    out.extend_from_slice(&b);
+    out
 }
 
 /// A segment's fields, read back.
@@ -190,13 +250,57 @@ pub(crate) struct Fields {
     pub events: Vec<(usize, EventKey, StoredEvent)>,
 }
 
-/// Reads a segment's fields; `segment` makes the events' ids and case ids.
-pub(crate) fn decode_fields(segment: i64, data: &[u8]) -> Option<Fields> {
-    let plain = inflate(data)?;
-    let mut r = Reader(&plain);
-    if r.byte()? != VERSION {
-        return None;
+/// How the fields' strings are written: in place (version 1, compressed
+/// whole), or as indexes into a table at the start (version 2).
+enum Strings<'a> {
+    InPlace,
+    Table(Vec<&'a [u8]>),
+}
+
+impl Strings<'_> {
+    fn string(&self, r: &mut Reader<'_>) -> Option<String> {
+        match self {
+            Strings::InPlace => r.string(),
+            Strings::Table(t) => {
+                Some(String::from_utf8_lossy(t.get(r.uint()? as usize)?).into_owned())
+            }
+        }
     }
+
+    fn opt_string(&self, r: &mut Reader<'_>) -> Option<Option<String>> {
+        match self {
+            Strings::InPlace => r.opt_string(),
+            Strings::Table(t) => match r.uint()? {
+                0 => Some(None),
+                i => Some(Some(
+                    String::from_utf8_lossy(t.get(i as usize - 1)?).into_owned(),
+                )),
+            },
+        }
+    }
+}
+
+/// Reads a segment's fields, of either version; `segment` makes the
+/// events' ids and case ids.
+pub(crate) fn decode_fields(segment: i64, data: &[u8]) -> Option<Fields> {
+    let inflated;
+    let (mut r, strings) = match data {
+        [FIELDS_V2, 2, rest @ ..] => {
+            let mut r = Reader(rest);
+            let n = r.uint()? as usize;
+            let table = (0..n).map(|_| r.bytes()).collect::<Option<Vec<_>>>()?;
+            (r, Strings::Table(table))
+        }
+        [FIELDS_V2, ..] => return None,
+        _ => {
+            inflated = inflate(data)?;
+            let mut r = Reader(&inflated);
+            if r.byte()? != VERSION {
+                return None;
+            }
+            (r, Strings::InPlace)
+        }
+    };
     let cases: Vec<SegmentCase> = (0..r.uint()?)
         .map(|_| {
             Some(SegmentCase {
@@ -216,23 +320,23 @@ pub(crate) fn decode_fields(segment: i64, data: &[u8]) -> Option<Fields> {
         let destination_port = r.opt_port()?;
         let time_source = time(r.int()?);
         let time_observation = time(r.int()?);
-        let taxonomy = r.string()?;
-        let class = r.string()?;
-        let identifier = r.opt_string()?;
-        let malware = r.opt_string()?;
-        let feed_name = r.string()?;
-        let feed_provider = r.string()?;
-        let transport = r.opt_string()?;
-        let application = r.opt_string()?;
+        let taxonomy = strings.string(&mut r)?;
+        let class = strings.string(&mut r)?;
+        let identifier = strings.opt_string(&mut r)?;
+        let malware = strings.opt_string(&mut r)?;
+        let feed_name = strings.string(&mut r)?;
+        let feed_provider = strings.string(&mut r)?;
+        let transport = strings.opt_string(&mut r)?;
+        let application = strings.opt_string(&mut r)?;
         let attribution = match r.byte()? {
             0 => None,
             _ => Some(EventAttribution {
-                subscriber: r.string()?,
-                confidence: r.string()?,
+                subscriber: strings.string(&mut r)?,
+                confidence: strings.string(&mut r)?,
                 audit_seq: r.int()?,
             }),
         };
-        let unattributed = r.opt_string()?;
+        let unattributed = strings.opt_string(&mut r)?;
         let case_id = match r.uint()? {
             0 => None,
             c => Some(cases.get(c as usize - 1)?.id),
@@ -419,7 +523,7 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
-    fn event(i: u8) -> Event {
+    pub(super) fn event(i: u8) -> Event {
         let mut e = Event::new(
             IpAddr::from([192, 0, 2, i]),
             Utc.timestamp_opt(1_700_000_000 + i as i64, 0).unwrap(),
@@ -516,11 +620,51 @@ mod tests {
         assert_eq!(f.events[2].2.case_id, None);
     }
 
+    /// Fields as version 1 wrote them (deflated, strings in place), for
+    /// [`event`] 0 (attributed to S1 under audit record 77, in case 5 whose
+    /// previous segment is 3) and [`event`] 2 (unattributed).
+    const FIELDS_V1: &str = "626464656162606037997724b2bde6a729bb1dff5d61659603803130311cdcc1c4a6c0c8bb83010118191a8eccbfcab3e2dbdc0dbc7cb9893999c999f9a5c5bac9f929a9fc997969a9c925a929bac595c525a9b90c6cb999458999fca965a9792526f1c59979d919f939a93cc1198929f9e5c5a94565a9450c0c8c4cc1867c9979c59929a9bac5a9c5c599f979b318191899400eda2273327e75df81a40bdb97af023988e9303607b550d7410cdc79f90a499979299979e90c00";
+
+    #[test]
+    fn fields_written_by_version_1_still_read() {
+        let data: Vec<u8> = (0..FIELDS_V1.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&FIELDS_V1[i..i + 2], 16).unwrap())
+            .collect();
+        let f = decode_fields(4, &data).unwrap();
+        assert_eq!(
+            f.cases,
+            [SegmentCase {
+                id: 5,
+                previous: Some(3)
+            }]
+        );
+        let idx: Vec<usize> = f.events.iter().map(|e| e.0).collect();
+        assert_eq!(idx, [0, 2]);
+        for (i, key, stored) in &f.events {
+            let want = event(*i as u8);
+            assert_eq!(*key, want.key());
+            assert_eq!(stored.event.source_ip, want.source_ip);
+            assert_eq!(stored.event.source_port, want.source_port);
+            assert_eq!(stored.event.time_source, want.time_source);
+            assert_eq!(stored.event.malware.as_deref(), Some("mirai"));
+            assert_eq!(stored.event.feed_name, "event4_sinkhole");
+        }
+        let a = f.events[0].2.attribution.as_ref().unwrap();
+        assert_eq!((a.subscriber.as_str(), a.audit_seq), ("S1", 77));
+        assert_eq!(f.events[0].2.case_id, Some(5));
+        assert_eq!(f.events[1].2.attribution, None);
+        assert_eq!(f.events[1].2.unattributed.as_deref(), Some("no binding"));
+    }
+
     #[test]
     fn a_damaged_segment_reads_as_nothing_rather_than_garbage() {
         let e = event(1);
         let data = encode_raw([raw_parts(&e)]);
         assert!(decode_raw(&data[..data.len() / 2]).is_none());
         assert!(decode_fields(1, b"not deflate").is_none());
+        let fields = encode_fields(&[], &[]);
+        assert!(decode_fields(1, &fields).is_some());
+        assert!(decode_fields(1, &fields[..fields.len() - 1]).is_none());
     }
 }
