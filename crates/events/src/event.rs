@@ -85,7 +85,7 @@ impl std::hash::Hasher for KeyHasher {
 
     fn write(&mut self, bytes: &[u8]) {
         // A key (or its tail) hashes as its bytes (arrays write their bytes
-        // whole), most of them the record's SHA-256. Anything else still
+        // whole), most of them a hash of the record. Anything else still
         // hashes, if poorly.
         for chunk in bytes.chunks(8) {
             let mut b = [0u8; 8];
@@ -147,20 +147,24 @@ impl Event {
     }
 
     /// The hour of `time.source` (4 bytes, big-endian hours since 1970),
-    /// then the first 12 bytes of the SHA-256 of the feed name and the raw
-    /// record. Led by the hour so that a feed's keys, which come roughly in
-    /// time order, land near each other in the store's key index: a batch
-    /// probes and inserts into a few hot pages instead of pages all over an
-    /// index larger than the cache. (Stores keep keys written before in
-    /// this form too: migration 0008.)
+    /// then the first 12 bytes of a BLAKE3 hash of the feed name and the
+    /// raw record. Led by the hour so that a feed's keys, which come
+    /// roughly in time order, land near each other in the store: a batch
+    /// probes and inserts into a few hot places instead of all over an
+    /// index larger than the cache.
+    ///
+    /// The hash is BLAKE3's keyed hash of the record's rest, keyed by the
+    /// BLAKE3 hash of what the records of one input share (the feed name
+    /// and a CSV report's header line), so that the shared part is hashed
+    /// once per input. (Until schema 11 the key was SHA-256 of both; the
+    /// migration made stored keys again in this form. SHA-256 without the
+    /// CPU's SHA extensions was a quarter of parsing a report.)
     pub fn key(&self) -> EventKey {
         self.key_with(&mut None)
     }
 
     /// [`key`](Self::key), with the hash of the part records of one input
-    /// share (the feed name and a CSV report's header line, often longer
-    /// than the row) kept in `prefix` from one record to the next: the same
-    /// key for a fraction of the hashing.
+    /// share kept in `prefix` from one record to the next.
     pub fn key_with(&self, prefix: &mut Option<KeyPrefix>) -> EventKey {
         let (head, body) = self.raw_lines();
         let same = |p: &KeyPrefix| {
@@ -174,10 +178,7 @@ impl Event {
         let shared = match prefix {
             Some(p) if same(p) => p,
             _ => {
-                // ring's SHA-256 (assembly, AVX2 where there is no SHA
-                // extension) rather than sha2's portable one: an ingest
-                // hashes every record, and this was a quarter of its time.
-                let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+                let mut h = blake3::Hasher::new();
                 h.update(&(self.feed_name.len() as u64).to_be_bytes());
                 h.update(self.feed_name.as_bytes());
                 if let Some(head) = head {
@@ -190,18 +191,15 @@ impl Event {
                     feed: self.feed_name.clone(),
                     head: head.map(<[u8]>::to_vec),
                     shared: self.raw_head.clone(),
-                    state: h,
+                    key: *h.finalize().as_bytes(),
                 })
             }
         };
-        let mut h = shared.state.clone();
-        h.update(body);
-        let d = h.finish();
-        let d = d.as_ref();
+        let d = blake3::keyed_hash(&shared.key, body);
         let hour = (self.time_source.timestamp() / 3600).clamp(0, u32::MAX as i64) as u32;
         let mut k = [0u8; 16];
         k[..4].copy_from_slice(&hour.to_be_bytes());
-        k[4..].copy_from_slice(&d[..12]);
+        k[4..].copy_from_slice(&d.as_bytes()[..12]);
         k
     }
 
@@ -215,8 +213,8 @@ impl Event {
     }
 }
 
-/// The hash state after the part of a record that records of one input
-/// share; see [`Event::key_with`].
+/// The hash of the part of a record that records of one input share; see
+/// [`Event::key_with`].
 #[derive(Clone)]
 pub struct KeyPrefix {
     feed: String,
@@ -224,7 +222,8 @@ pub struct KeyPrefix {
     head: Option<Vec<u8>>,
     /// The same, when the record held it shared: told by its address.
     shared: Option<Arc<[u8]>>,
-    state: ring::digest::Context,
+    /// Their hash: the key of each record's keyed hash.
+    key: [u8; 32],
 }
 
 #[cfg(test)]
@@ -282,6 +281,27 @@ mod tests {
             assert_eq!(shared.raw_record(), whole.raw_record());
             assert_eq!(shared.raw_lines(), whole.raw_lines());
         }
+    }
+
+    /// Stored keys are this construction (schema 11 made the older ones
+    /// again in it): changing it orphans every stored key.
+    #[test]
+    fn the_key_is_the_hour_and_a_keyed_blake3_of_the_record() {
+        let mut e = sinkhole_event();
+        e.time_source = "2026-11-01T10:20:00Z".parse().unwrap();
+        e.raw = b"timestamp,ip\n2026-11-01 10:20:00,192.0.2.1".to_vec();
+        let feed = e.feed_name.as_bytes();
+        let mut shared = blake3::Hasher::new();
+        shared.update(&(feed.len() as u64).to_be_bytes());
+        shared.update(feed);
+        shared.update(b"timestamp,ip\n");
+        let d = blake3::keyed_hash(
+            shared.finalize().as_bytes(),
+            b"2026-11-01 10:20:00,192.0.2.1",
+        );
+        let k = e.key();
+        assert_eq!(k[..4], (1_793_528_400u32 / 3600).to_be_bytes());
+        assert_eq!(k[4..], d.as_bytes()[..12]);
     }
 
     #[test]

@@ -424,16 +424,6 @@ fn put_str(b: &mut Vec<u8>, v: &str) {
     put_bytes(b, v.as_bytes());
 }
 
-fn put_opt_str(b: &mut Vec<u8>, v: Option<&str>) {
-    match v {
-        Some(s) => {
-            put_uint(b, s.len() as u64 + 1);
-            b.extend_from_slice(s.as_bytes());
-        }
-        None => b.push(0),
-    }
-}
-
 fn put_ip(b: &mut Vec<u8>, ip: Option<IpAddr>) {
     match ip {
         None => b.push(0),
@@ -643,7 +633,8 @@ mod tests {
         assert_eq!(idx, [0, 2]);
         for (i, key, stored) in &f.events {
             let want = event(*i as u8);
-            assert_eq!(*key, want.key());
+            // Keys as they were then (SHA-256): the hour is the same.
+            assert_eq!(key[..4], want.key()[..4]);
             assert_eq!(stored.event.source_ip, want.source_ip);
             assert_eq!(stored.event.source_port, want.source_port);
             assert_eq!(stored.event.time_source, want.time_source);

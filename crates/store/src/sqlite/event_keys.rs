@@ -108,27 +108,19 @@ impl StoredKeys {
             self.refresh(c, h)?;
         }
         let mut new = Vec::with_capacity(keys.len());
-        let mut blocks: HashMap<u32, Vec<u8>> = HashMap::new();
-        for (i, k) in keys.iter().enumerate() {
-            let hour = hour_of(k);
-            let Some(known) = self.hours.get_mut(&hour) else {
+        let mut fresh = Vec::with_capacity(keys.len());
+        for (i, &k) in keys.iter().enumerate() {
+            let Some(known) = self.hours.get_mut(&hour_of(k)) else {
                 unreachable!("every hour of the segment was refreshed");
             };
             let is_new = known.tails.insert(tail_of(k));
             if is_new {
                 self.held += 1;
-                let block = blocks.entry(hour).or_default();
-                block.extend_from_slice(&k[4..]);
-                block.extend_from_slice(&(i as u16).to_be_bytes());
+                fresh.push((i, k));
             }
             new.push(is_new);
         }
-        let mut insert = c.prepare_cached(
-            "INSERT INTO event_key_blocks (hour, segment, keys) VALUES (?1, ?2, ?3)",
-        )?;
-        for (hour, block) in blocks {
-            insert.execute(params![hour, segment, block])?;
-        }
+        insert_blocks(c, segment, fresh)?;
         for h in hours {
             if let Some(known) = self.hours.get_mut(&h) {
                 known.through = known.through.max(segment);
@@ -218,13 +210,32 @@ pub(crate) fn purge(c: &Connection, segments: &[i64]) -> Result<()> {
     Ok(())
 }
 
+/// Writes a segment's key blocks: its events' keys, with their indexes in
+/// the segment, a block per hour.
+pub(crate) fn insert_blocks<'a>(
+    c: &Connection,
+    segment: i64,
+    keys: impl IntoIterator<Item = (usize, &'a EventKey)>,
+) -> Result<()> {
+    let mut blocks: HashMap<u32, Vec<u8>> = HashMap::new();
+    for (index, key) in keys {
+        let block = blocks.entry(hour_of(key)).or_default();
+        block.extend_from_slice(&key[4..]);
+        block.extend_from_slice(&(index as u16).to_be_bytes());
+    }
+    let mut insert =
+        c.prepare_cached("INSERT INTO event_key_blocks (hour, segment, keys) VALUES (?1, ?2, ?3)")?;
+    for (hour, block) in blocks {
+        insert.execute(params![hour, segment, block])?;
+    }
+    Ok(())
+}
+
 /// Schema 10's second step: the keys of the stored segments (each
 /// segment's fields list its events' keys) into blocks; then `event_keys`
 /// goes.
 pub(crate) fn keys_into_blocks(c: &Connection) -> Result<()> {
     let mut segments = c.prepare("SELECT id, fields FROM event_segments ORDER BY id")?;
-    let mut insert =
-        c.prepare("INSERT INTO event_key_blocks (hour, segment, keys) VALUES (?1, ?2, ?3)")?;
     let mut rows = segments.query([])?;
     while let Some(r) = rows.next()? {
         let segment: i64 = r.get(0)?;
@@ -236,15 +247,7 @@ pub(crate) fn keys_into_blocks(c: &Connection) -> Result<()> {
             );
             continue;
         };
-        let mut blocks: HashMap<u32, Vec<u8>> = HashMap::new();
-        for (index, key, _) in &f.events {
-            let block = blocks.entry(hour_of(key)).or_default();
-            block.extend_from_slice(&key[4..]);
-            block.extend_from_slice(&(*index as u16).to_be_bytes());
-        }
-        for (hour, block) in blocks {
-            insert.execute(params![hour, segment, block])?;
-        }
+        insert_blocks(c, segment, f.events.iter().map(|(i, k, _)| (*i, k)))?;
     }
     c.execute_batch("DROP TABLE event_keys")?;
     Ok(())

@@ -57,6 +57,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "event_key_blocks",
         include_str!("../../migrations/sqlite/0010_event_key_blocks.sql"),
     ),
+    (
+        11,
+        "event_keys_blake3",
+        include_str!("../../migrations/sqlite/0011_event_keys_blake3.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction
@@ -64,6 +69,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 const STEPS: &[(i64, Step)] = &[
     (9, super::migrate_events::events_into_segments),
     (10, super::event_keys::keys_into_blocks),
+    (11, super::migrate_events::rekey_events),
 ];
 
 type Step = fn(&Connection) -> Result<()>;
@@ -290,7 +296,8 @@ mod tests {
 
         // Schema 10: the keys into blocks, a block per segment and hour
         // (a key's first 4 bytes), each key's other 12 with its index.
-        apply(&conn).unwrap();
+        let to_10: Vec<_> = MIGRATIONS.iter().copied().filter(|m| m.0 <= 10).collect();
+        apply_list(&conn, &to_10).unwrap();
         assert_eq!(tables_named(&conn, "event_keys"), 0);
         let blocks: Vec<(i64, i64, Vec<u8>)> = conn
             .prepare("SELECT hour, segment, keys FROM event_key_blocks ORDER BY segment, hour")
@@ -308,6 +315,53 @@ mod tests {
                 (0x0202_0202, 2, entry(2, 0)),
             ]
         );
+
+        // Schema 11: every key made again as an ingest makes it now, from
+        // the event's feed, time and raw record; in the blocks and in the
+        // segments' fields.
+        apply(&conn).unwrap();
+        let key = |row: &String| {
+            let mut e = kanki_events::Event::new(
+                "192.0.2.1".parse().unwrap(),
+                super::super::from_ts(1_793_528_400),
+                "malicious-code",
+                "infected-system",
+                "f",
+                "p",
+            );
+            e.raw = row.as_bytes().to_vec();
+            e.key()
+        };
+        let k: Vec<_> = rows.iter().map(key).collect();
+        let blocks: Vec<(i64, i64, Vec<u8>)> = conn
+            .prepare("SELECT hour, segment, keys FROM event_key_blocks ORDER BY segment, hour")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let hour = 1_793_528_400 / 3600;
+        let entry = |k: &[u8; 16], index: u8| [&k[4..], &[0, index]].concat();
+        assert_eq!(
+            blocks,
+            [
+                (hour, 1, [entry(&k[0], 0), entry(&k[1], 1)].concat()),
+                (hour, 2, entry(&k[2], 0)),
+            ]
+        );
+        assert_eq!(
+            super::super::event_keys::known(&conn, &[k[2], k[0], [0; 16]]).unwrap(),
+            [true, true, false]
+        );
+        let fields: Vec<u8> = conn
+            .query_row("SELECT fields FROM event_segments WHERE id = 2", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        let f = crate::event_segment::decode_fields(2, &fields).unwrap();
+        assert_eq!(f.events[0].1, k[2]);
+        assert_eq!(f.events[0].2.case_id, Some(7), "the rest as it was");
+        assert_eq!(f.cases[0].previous, Some(1));
     }
 
     fn tables_named(conn: &Connection, name: &str) -> i64 {

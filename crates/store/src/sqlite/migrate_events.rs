@@ -8,9 +8,11 @@ use std::io::Read;
 use kanki_events::{Event, EventKey};
 use rusqlite::{Connection, params};
 
+use super::event_keys::insert_blocks;
 use super::from_ts;
 use crate::event_segment::{
-    SEGMENT_EVENTS, SegmentCase, SegmentEvent, encode_fields, encode_raw, event_id, record_parts,
+    SEGMENT_EVENTS, SegmentCase, SegmentEvent, decode_fields, decode_raw, encode_fields,
+    encode_raw, event_id, record_parts,
 };
 use crate::removal::EventAttribution;
 use crate::{Result, StoreError};
@@ -219,4 +221,67 @@ impl Moving {
         self.events += old.len() as u64;
         Ok(())
     }
+}
+
+/// Schema 11's second step: every stored event's idempotency key made
+/// again, as [`Event::key`] now makes it, from its feed name, its time and
+/// its raw record; the segments' fields written with the new keys, and the
+/// key blocks written again. A segment that cannot be read is left as it
+/// is, without keys (as schema 10 left it).
+pub(crate) fn rekey_events(c: &Connection) -> Result<()> {
+    c.execute("DELETE FROM event_key_blocks", [])?;
+    let segments: Vec<i64> = c
+        .prepare("SELECT id FROM event_segments ORDER BY id")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut read = c.prepare("SELECT fields, raw FROM event_segments WHERE id = ?1")?;
+    let mut update = c.prepare("UPDATE event_segments SET fields = ?2 WHERE id = ?1")?;
+    let (mut prefix, mut events) = (None, 0u64);
+    for (n, &segment) in segments.iter().enumerate() {
+        let (fields, raw): (Vec<u8>, Vec<u8>) =
+            read.query_row([segment], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let (Some(mut f), Some(records)) = (decode_fields(segment, &fields), decode_raw(&raw))
+        else {
+            tracing::warn!(
+                segment,
+                "event segment cannot be read: its keys are not made again"
+            );
+            continue;
+        };
+        for (index, key, stored) in &mut f.events {
+            let raw = records.get(*index).cloned().unwrap_or_default();
+            let e = Event {
+                raw,
+                ..stored.event.clone()
+            };
+            *key = e.key_with(&mut prefix);
+        }
+        let case_index: HashMap<i64, usize> =
+            f.cases.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+        let written: Vec<SegmentEvent> = f
+            .events
+            .iter()
+            .map(|(index, key, s)| SegmentEvent {
+                index: *index,
+                key,
+                event: &s.event,
+                attribution: s.attribution.as_ref(),
+                audit_seq: s.attribution.as_ref().map_or(0, |a| a.audit_seq),
+                unattributed: s.unattributed.as_deref(),
+                case: s.case_id.and_then(|id| case_index.get(&id).copied()),
+            })
+            .collect();
+        update.execute(params![segment, encode_fields(&f.cases, &written)])?;
+        insert_blocks(c, segment, f.events.iter().map(|(i, k, _)| (*i, k)))?;
+        events += f.events.len() as u64;
+        if (n + 1) % 1000 == 0 {
+            tracing::info!(
+                segments = n + 1,
+                of = segments.len(),
+                events,
+                "store migration 11: event keys made again"
+            );
+        }
+    }
+    Ok(())
 }
