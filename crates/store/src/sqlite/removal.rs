@@ -376,7 +376,7 @@ impl RemovalBackend for SqliteBackend {
                 let mut batch = Some(first);
                 let written = loop {
                     let Some(b) = batch.take() else {
-                        break held.cases.flush(&mut *held.statements.update_events);
+                        break held.cases.flush(&mut held.statements.update_events);
                     };
                     if let Err(e) = record_batch(&tx, &mut held, ingest, &b, update, &mut counts) {
                         break Err(e);
@@ -1031,7 +1031,7 @@ fn record_segment(
         // transaction's end.
         let later = was.is_some_and(|w| only_event_columns_differ(w, &case));
         if case.id == 0 {
-            case.id = insert_case(&mut *held.statements.insert, &case, Some(segment))?;
+            case.id = insert_case(&mut held.statements.insert, &case, Some(segment))?;
         } else if !later {
             store_case(tx, &case, Some(segment))?;
         }
@@ -1048,7 +1048,7 @@ fn record_segment(
                 action,
                 reason: None,
             };
-            log_case_with(&mut *held.statements.log, id, &ch, case.state, now_ts)?;
+            log_case_with(&mut held.statements.log, id, &ch, case.state, now_ts)?;
         }
         held.cases.put(case, segment, later);
         segment_cases[i] = SegmentCase { id, previous };
