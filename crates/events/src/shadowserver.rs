@@ -440,9 +440,9 @@ fn set(e: &mut Event, target: &str, column: &str, v: Cow<'_, str>, extras: bool)
         "classification.taxonomy" => e.taxonomy = v.into_owned(),
         "classification.type" => e.class = v.into_owned(),
         "classification.identifier" => e.identifier = Some(v.into_owned()),
-        "malware.name" => e.malware = Some(v.to_lowercase()),
-        "protocol.transport" => e.transport = Some(v.to_lowercase()),
-        "protocol.application" => e.application = Some(v.to_lowercase()),
+        "malware.name" => e.malware = Some(lower(v)),
+        "protocol.transport" => e.transport = Some(lower(v)),
+        "protocol.application" => e.application = Some(lower(v)),
         _ if !extras => {}
         "extra." => {
             e.extra.insert(format!("extra.{column}"), v.into_owned());
@@ -453,9 +453,25 @@ fn set(e: &mut Event, target: &str, column: &str, v: Cow<'_, str>, extras: bool)
     }
 }
 
+/// `v` in lower case; as it is when it is already (as reports mostly
+/// write these fields), without going through it a character at a time.
+fn lower(v: Cow<'_, str>) -> String {
+    match v.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        true => v.to_lowercase(),
+        false => v.into_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_lowered_whatever_their_case() {
+        for v in ["mirai", "Mirai", "TCP", "ÄRGER", ""] {
+            assert_eq!(lower(Cow::Borrowed(v)), v.to_lowercase(), "{v}");
+        }
+    }
 
     #[test]
     fn numbers_and_addresses_convert_to_their_plain_form_borrowed_or_not() {
