@@ -299,13 +299,7 @@ mod tests {
         let to_10: Vec<_> = MIGRATIONS.iter().copied().filter(|m| m.0 <= 10).collect();
         apply_list(&conn, &to_10).unwrap();
         assert_eq!(tables_named(&conn, "event_keys"), 0);
-        let blocks: Vec<(i64, i64, Vec<u8>)> = conn
-            .prepare("SELECT hour, segment, keys FROM event_key_blocks ORDER BY segment, hour")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+        let blocks = key_blocks(&conn);
         let entry = |b: u8, index: u8| [vec![b; 12], vec![0, index]].concat();
         assert_eq!(
             blocks,
@@ -333,13 +327,7 @@ mod tests {
             e.key()
         };
         let k: Vec<_> = rows.iter().map(key).collect();
-        let blocks: Vec<(i64, i64, Vec<u8>)> = conn
-            .prepare("SELECT hour, segment, keys FROM event_key_blocks ORDER BY segment, hour")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+        let blocks = key_blocks(&conn);
         let hour = 1_793_528_400 / 3600;
         let entry = |k: &[u8; 16], index: u8| [&k[4..], &[0, index]].concat();
         assert_eq!(
@@ -362,6 +350,16 @@ mod tests {
         assert_eq!(f.events[0].1, k[2]);
         assert_eq!(f.events[0].2.case_id, Some(7), "the rest as it was");
         assert_eq!(f.cases[0].previous, Some(1));
+    }
+
+    /// (hour, segment, keys) of every key block, in segment order.
+    fn key_blocks(conn: &Connection) -> Vec<(i64, i64, Vec<u8>)> {
+        conn.prepare("SELECT hour, segment, keys FROM event_key_blocks ORDER BY segment, hour")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
     }
 
     fn tables_named(conn: &Connection, name: &str) -> i64 {
