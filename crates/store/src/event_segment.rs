@@ -8,9 +8,10 @@
 //! encoded inside the transaction, once the idempotency keys tell which
 //! events are new and the cases they belong to are numbered, and so are
 //! not compressed: their strings are written once each instead (version
-//! 2; version 1 deflated them, and is still read). A segment also lists, for each
-//! case with events in it, the case's previous segment: a case's events are
-//! read newest first by following that chain, with no row per event.
+//! 2; version 1 deflated them, and is still read). A segment also lists,
+//! for each case with events in it, the case's previous segment: a case's
+//! events are read newest first by following that chain, with no row per
+//! event.
 //!
 //! The encoding is kanki's own (varints, length-prefixed bytes, deflate):
 //! it is read only by this module, and a general serializer would add a
@@ -156,7 +157,7 @@ struct StringTable<'a> {
     index: foldhash::HashMap<&'a str, u32>,
     /// Per field: the last string and its index (events of one input mostly
     /// repeat their neighbour's).
-    last: [Option<(&'a str, u32)>; 12],
+    last: [Option<(&'a str, u32)>; 11],
 }
 
 impl<'a> StringTable<'a> {
