@@ -14,7 +14,7 @@ use crate::event_segment::{
     SEGMENT_EVENTS, SegmentCase, SegmentEvent, decode_fields, decode_raw, encode_fields,
     encode_raw, event_id, record_parts,
 };
-use crate::removal::EventAttribution;
+use crate::removal::{EventAttribution, StoredEvent};
 use crate::{Result, StoreError};
 
 /// A block of schema 3's raw records: each length-prefixed, deflated together.
@@ -42,10 +42,8 @@ fn unpack_block(block: &[u8]) -> Vec<Vec<u8>> {
 struct OldEvent {
     index: usize,
     key: EventKey,
-    event: Event,
-    attribution: Option<EventAttribution>,
-    unattributed: Option<String>,
-    case_id: Option<i64>,
+    /// Its id and raw record unset.
+    stored: StoredEvent,
     ingest: i64,
 }
 
@@ -102,35 +100,39 @@ fn old_event(r: &rusqlite::Row) -> rusqlite::Result<(OldEvent, i64)> {
     let e = OldEvent {
         index: r.get::<_, i64>(0)? as usize,
         key: key.as_slice().try_into().unwrap_or_default(),
-        event: Event {
-            source_ip: ip(r.get(2)?).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
-            source_port: r.get(3)?,
-            destination_ip: ip(r.get(4)?),
-            destination_port: r.get(5)?,
-            time_source: from_ts(r.get(6)?),
-            time_observation: from_ts(r.get(7)?),
-            taxonomy: r.get(8)?,
-            class: r.get(9)?,
-            identifier: r.get(10)?,
-            malware: r.get(11)?,
-            feed_name: r.get(12)?,
-            feed_provider: r.get(13)?,
-            transport: r.get(14)?,
-            application: r.get(15)?,
-            extra: Default::default(),
-            raw: Vec::new(),
-            raw_head: None,
+        stored: StoredEvent {
+            id: 0,
+            raw: String::new(),
+            event: Event {
+                source_ip: ip(r.get(2)?).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into()),
+                source_port: r.get(3)?,
+                destination_ip: ip(r.get(4)?),
+                destination_port: r.get(5)?,
+                time_source: from_ts(r.get(6)?),
+                time_observation: from_ts(r.get(7)?),
+                taxonomy: r.get(8)?,
+                class: r.get(9)?,
+                identifier: r.get(10)?,
+                malware: r.get(11)?,
+                feed_name: r.get(12)?,
+                feed_provider: r.get(13)?,
+                transport: r.get(14)?,
+                application: r.get(15)?,
+                extra: Default::default(),
+                raw: Vec::new(),
+                raw_head: None,
+            },
+            attribution: match subscriber {
+                Some(subscriber) => Some(EventAttribution {
+                    subscriber,
+                    confidence: r.get::<_, Option<String>>(17)?.unwrap_or_default(),
+                    audit_seq: r.get::<_, Option<i64>>(18)?.unwrap_or_default(),
+                }),
+                None => None,
+            },
+            unattributed: r.get(19)?,
+            case_id: r.get(20)?,
         },
-        attribution: match subscriber {
-            Some(subscriber) => Some(EventAttribution {
-                subscriber,
-                confidence: r.get::<_, Option<String>>(17)?.unwrap_or_default(),
-                audit_seq: r.get::<_, Option<i64>>(18)?.unwrap_or_default(),
-            }),
-            None => None,
-        },
-        unattributed: r.get(19)?,
-        case_id: r.get(20)?,
         ingest: r.get(21)?,
     };
     Ok((e, r.get(22)?))
@@ -169,7 +171,7 @@ impl Moving {
             .collect();
         let mut cases: Vec<SegmentCase> = Vec::new();
         let mut case_index: HashMap<i64, usize> = HashMap::new();
-        for id in old.iter().filter_map(|e| e.case_id) {
+        for id in old.iter().filter_map(|e| e.stored.case_id) {
             case_index.entry(id).or_insert_with(|| {
                 cases.push(SegmentCase {
                     id,
@@ -180,17 +182,11 @@ impl Moving {
         }
         let written: Vec<SegmentEvent> = old
             .iter()
-            .map(|e| SegmentEvent {
-                index: e.index,
-                key: &e.key,
-                event: &e.event,
-                attribution: e.attribution.as_ref(),
-                audit_seq: e.attribution.as_ref().map_or(0, |a| a.audit_seq),
-                unattributed: e.unattributed.as_deref(),
-                case: e.case_id.and_then(|id| case_index.get(&id).copied()),
-            })
+            .map(|e| written_again(e.index, &e.key, &e.stored, &case_index))
             .collect();
-        let observed = old.iter().map(|e| e.event.time_observation.timestamp());
+        let observed = old
+            .iter()
+            .map(|e| e.stored.event.time_observation.timestamp());
         c.execute(
             "INSERT INTO event_segments (id, ingest, events, first_observation, last_observation, fields, raw)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -208,7 +204,7 @@ impl Moving {
         let mut reasons: HashMap<&str, i64> = HashMap::new();
         for e in &old {
             key.execute(params![&e.key[..], event_id(segment, e.index)])?;
-            if let Some(r) = &e.unattributed {
+            if let Some(r) = &e.stored.unattributed {
                 *reasons.entry(r).or_default() += 1;
             }
         }
@@ -261,15 +257,7 @@ pub(crate) fn rekey_events(c: &Connection) -> Result<()> {
         let written: Vec<SegmentEvent> = f
             .events
             .iter()
-            .map(|(index, key, s)| SegmentEvent {
-                index: *index,
-                key,
-                event: &s.event,
-                attribution: s.attribution.as_ref(),
-                audit_seq: s.attribution.as_ref().map_or(0, |a| a.audit_seq),
-                unattributed: s.unattributed.as_deref(),
-                case: s.case_id.and_then(|id| case_index.get(&id).copied()),
-            })
+            .map(|(index, key, s)| written_again(*index, key, s, &case_index))
             .collect();
         update.execute(params![segment, encode_fields(&f.cases, &written)])?;
         insert_blocks(c, segment, f.events.iter().map(|(i, k, _)| (*i, k)))?;
@@ -284,4 +272,23 @@ pub(crate) fn rekey_events(c: &Connection) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// An event read back, as a segment writes it again: its attribution with
+/// the audit record it had, its case by its place among the segment's.
+fn written_again<'a>(
+    index: usize,
+    key: &'a EventKey,
+    s: &'a StoredEvent,
+    case_index: &HashMap<i64, usize>,
+) -> SegmentEvent<'a> {
+    SegmentEvent {
+        index,
+        key,
+        event: &s.event,
+        attribution: s.attribution.as_ref(),
+        audit_seq: s.attribution.as_ref().map_or(0, |a| a.audit_seq),
+        unattributed: s.unattributed.as_deref(),
+        case: s.case_id.and_then(|id| case_index.get(&id).copied()),
+    }
 }
