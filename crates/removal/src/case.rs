@@ -6,13 +6,10 @@
 use chrono::{DateTime, Duration, Utc};
 use kanki_store::{Case, CaseDelta, CaseState, StoreError};
 
-/// A new case for a batch's events, or the open case with them appended.
-/// Events reported late (from before the case last changed state) add to
-/// the counts without moving the state.
-pub fn on_events(open: Option<Case>, d: &CaseDelta, now: DateTime<Utc>) -> Case {
-    let Some(mut c) = open else {
-        return Case::opened(d, now);
-    };
+/// An open case with a batch's events appended (the store opens a case
+/// not open yet). Events reported late (from before the case last changed
+/// state) add to the counts without moving the state.
+pub fn on_events(c: &mut Case, d: &CaseDelta, now: DateTime<Utc>) {
     c.events += d.events;
     c.first_seen = c.first_seen.min(d.first_seen);
     c.last_seen = c.last_seen.max(d.last_seen);
@@ -30,7 +27,6 @@ pub fn on_events(open: Option<Case>, d: &CaseDelta, now: DateTime<Utc>) -> Case 
         CaseState::Quiet if after(c.quiet_at) => c.state = CaseState::Notified,
         _ => {}
     }
-    c
 }
 
 /// A notice went out (or was queued for the post).
@@ -141,11 +137,11 @@ mod tests {
     use super::*;
     use kanki_store::Severity;
 
-    fn delta(at: DateTime<Utc>) -> CaseDelta {
+    fn delta(at: DateTime<Utc>) -> CaseDelta<'static> {
         CaseDelta {
-            subscriber: "S1".into(),
-            threat: "mirai".into(),
-            class: "infected-system".into(),
+            subscriber: "S1",
+            threat: "mirai",
+            class: "infected-system",
             severity: Severity::High,
             first_seen: at,
             last_seen: at,
@@ -157,12 +153,12 @@ mod tests {
     fn the_lifecycle() {
         let t0 = Utc::now();
         let day = Duration::days(1);
-        let mut c = on_events(None, &delta(t0), t0);
+        let mut c = Case::opened(&delta(t0), t0);
         assert_eq!(c.state, CaseState::New);
         on_notice(&mut c, t0 + day);
         assert_eq!((c.state, c.unacknowledged), (CaseState::Notified, 1));
         // Still infected after the notice: stays notified.
-        c = on_events(Some(c), &delta(t0 + day * 2), t0 + day * 2);
+        on_events(&mut c, &delta(t0 + day * 2), t0 + day * 2);
         assert_eq!((c.state, c.events), (CaseState::Notified, 4));
         on_acknowledged(&mut c, t0 + day * 3).unwrap();
         assert_eq!((c.state, c.unacknowledged), (CaseState::Acknowledged, 0));
@@ -173,10 +169,10 @@ mod tests {
         assert!(on_tick(&mut c, t0 + day * 16, day * 7, day * 14));
         assert_eq!(c.state, CaseState::Resolved);
         // A late report from before the resolution changes nothing ...
-        c = on_events(Some(c), &delta(t0 + day * 10), t0 + day * 17);
+        on_events(&mut c, &delta(t0 + day * 10), t0 + day * 17);
         assert_eq!(c.state, CaseState::Resolved);
         // ... new events reinfect.
-        c = on_events(Some(c), &delta(t0 + day * 18), t0 + day * 18);
+        on_events(&mut c, &delta(t0 + day * 18), t0 + day * 18);
         assert_eq!((c.state, c.reinfections), (CaseState::Reinfected, 1));
         close(&mut c, "false positive", t0 + day * 19).unwrap();
         assert!(on_acknowledged(&mut c, t0 + day * 20).is_err());

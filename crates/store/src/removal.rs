@@ -200,30 +200,32 @@ pub enum NextBatch {
     End,
 }
 
-/// Opens or updates a case: given the open case of a (subscriber, threat),
-/// if any, what new events say of it, and the time, returns the case as it
-/// is to be stored.
-pub type CaseUpdate<'a> = dyn FnMut(Option<Case>, &CaseDelta, DateTime<Utc>) -> Case + 'a;
+/// Changes an open case for what new events say of it (the store opens a
+/// case not open yet, through [`Case::opened`]). It may change the case's
+/// state, counters and times, never its names (subscriber, threat, class)
+/// or an operator's reasons: the store tells what to write by those it may
+/// change.
+pub type CaseUpdate<'a> = dyn FnMut(&mut Case, &CaseDelta<'_>, DateTime<Utc>) + 'a;
 
 /// What the new events of a batch say about one (subscriber, threat).
 #[derive(Clone, Debug)]
-pub struct CaseDelta {
-    pub subscriber: String,
-    pub threat: String,
-    pub class: String,
+pub struct CaseDelta<'a> {
+    pub subscriber: &'a str,
+    pub threat: &'a str,
+    pub class: &'a str,
     pub severity: Severity,
     pub first_seen: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
     pub events: u64,
 }
 
-impl CaseDelta {
+impl CaseDelta<'_> {
     /// The delta of one event.
-    pub fn of(t: &CaseTarget, seen: DateTime<Utc>) -> CaseDelta {
+    pub fn of(t: &CaseTarget, seen: DateTime<Utc>) -> CaseDelta<'_> {
         CaseDelta {
-            subscriber: t.subscriber.clone(),
-            threat: t.threat.clone(),
-            class: t.class.clone(),
+            subscriber: &t.subscriber,
+            threat: &t.threat,
+            class: &t.class,
             severity: t.severity,
             first_seen: seen,
             last_seen: seen,
@@ -274,9 +276,9 @@ impl Case {
     pub fn opened(d: &CaseDelta, now: DateTime<Utc>) -> Case {
         Case {
             id: 0,
-            subscriber: d.subscriber.clone(),
-            threat: d.threat.clone(),
-            class: d.class.clone(),
+            subscriber: d.subscriber.to_string(),
+            threat: d.threat.to_string(),
+            class: d.class.to_string(),
             severity: d.severity,
             state: CaseState::New,
             held: false,

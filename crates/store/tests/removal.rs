@@ -138,7 +138,7 @@ fn keys_stored_or_purged_by_another_writer_are_seen() {
             .iter()
             .map(|r| unattributed(&format!("h\n{r}")))
             .collect();
-        let none = &mut |_: Option<Case>, _: &CaseDelta, _| -> Case { unreachable!() };
+        let none = &mut |_: &mut Case, _: &CaseDelta, _| unreachable!();
         record(s.removal(), ingest, &writes, &[], none)
     };
     // This writer reads the hour's keys (none yet) with its first record.
@@ -205,13 +205,9 @@ fn a_case_reads_its_events_newest_first_across_batches() {
     // S1's events are rows 1, 6 and 7, in batches 1 and 3 (its chain skips
     // batch 2); S2's are in all three.
     let batches = [batch(&[0, 1]), batch(&[1, 1]), batch(&[1, 0, 0])];
-    let mut update = |open: Option<Case>, d: &CaseDelta, _| {
-        let Some(mut c) = open else {
-            return Case::opened(d, d.last_seen);
-        };
+    let mut update = |c: &mut Case, d: &CaseDelta, _| {
         c.events += d.events;
         c.last_seen = c.last_seen.max(d.last_seen);
-        c
     };
     let mut opened = 0;
     for b in &batches {
@@ -326,13 +322,7 @@ fn batches_streamed_in_one_window_are_stored_with_their_audit_records() {
             Some(b) => kanki_store::NextBatch::Batch(Box::new(b)),
             None => kanki_store::NextBatch::End,
         },
-        &mut |open: Option<Case>, d: &CaseDelta, now| match open {
-            None => Case::opened(d, now),
-            Some(mut c) => {
-                c.events += d.events;
-                c
-            }
-        },
+        &mut |c: &mut Case, d: &CaseDelta, _| c.events += d.events,
         &mut |batches, counts| {
             commits.push((batches.len(), counts));
             Ok(())
@@ -430,13 +420,7 @@ fn a_case_closed_between_two_transactions_of_a_stream_stays_closed() {
                 _ => kanki_store::NextBatch::End,
             }
         },
-        &mut |open: Option<Case>, d: &CaseDelta, now| match open {
-            None => Case::opened(d, now),
-            Some(mut c) => {
-                c.events += d.events;
-                c
-            }
-        },
+        &mut |c: &mut Case, d: &CaseDelta, _| c.events += d.events,
         &mut |_, _| Ok(()),
         std::time::Duration::ZERO,
     )
@@ -450,6 +434,75 @@ fn a_case_closed_between_two_transactions_of_a_stream_stays_closed() {
             (kanki_store::CaseState::New, 1)
         ]
     );
+}
+
+/// A stream that touches many of the store's open cases reads them all in
+/// one go; it still appends to those stored, and opens the others once.
+#[test]
+fn a_stream_touching_many_stored_cases_finds_them_all() {
+    let (_dir, store, ingest) = store_with_an_ingest();
+    let r = store.removal();
+    let mut n = 0;
+    // One event for each subscriber named, of its Mirai case.
+    let mut batch = |subscribers: &[&str]| {
+        let (mut events, mut targets) = (Vec::new(), Vec::new());
+        for s in subscribers {
+            n += 1;
+            let e = event(&format!("h\nrow {n}"));
+            events.push(EventWrite {
+                key: e.key(),
+                event: e,
+                attribution: Some(EventAttribution {
+                    subscriber: s.to_string(),
+                    confidence: "exact".into(),
+                    audit_seq: 0,
+                }),
+                audit: None,
+                unattributed: None,
+                case: Some(targets.len()),
+            });
+            targets.push(CaseTarget {
+                subscriber: s.to_string(),
+                ..s1_mirai()
+            });
+        }
+        EventBatch::new(events, targets, Vec::new(), Utc::now())
+    };
+    let mut update = |c: &mut Case, d: &CaseDelta, _| c.events += d.events;
+    let first = batch(&["S1", "S2", "S3"]);
+    let c = r.record_events(ingest, first, &mut update).unwrap();
+    assert_eq!(c.cases_opened, 3);
+    // One batch per transaction: after the first looked S1 up, the second
+    // and third find S2, S3 and S1 among all the open cases read.
+    let mut batches = vec![
+        batch(&["S3", "S4", "S1"]),
+        batch(&["S2", "S4"]),
+        batch(&["S1"]),
+    ];
+    let mut counts = Vec::new();
+    r.record_event_stream(
+        ingest,
+        &mut |_| match batches.pop() {
+            Some(b) => kanki_store::NextBatch::Batch(Box::new(b)),
+            None => kanki_store::NextBatch::End,
+        },
+        &mut update,
+        &mut |_, c| {
+            counts.push((c.cases_opened, c.cases_updated));
+            Ok(())
+        },
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
+    assert_eq!(counts, [(0, 1), (1, 1), (0, 3)]);
+    let cases: Vec<_> = r
+        .list_cases(&CaseFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.subscriber, c.events))
+        .collect();
+    let want = [("S1", 3), ("S2", 2), ("S3", 2), ("S4", 2)];
+    assert_eq!(cases, want.map(|(s, n)| (s.to_string(), n)));
 }
 
 /// What is committed reaches the database file in the background (the
@@ -474,7 +527,7 @@ fn committed_events_reach_the_database_file_without_the_writer_checkpointing() {
             unattributed(&format!("h\n{n} {noise}"))
         })
         .collect();
-    let none = &mut |_: Option<Case>, _: &CaseDelta, _| -> Case { unreachable!() };
+    let none = &mut |_: &mut Case, _: &CaseDelta, _| unreachable!();
     record(store.removal(), ingest, &events, &[], none);
     let start = std::time::Instant::now();
     while std::fs::metadata(&file).unwrap().len() < before + (4 << 20) {

@@ -40,6 +40,11 @@ const FIND_OPEN_CASE: &str = concat!(
     case_columns!(),
     ", last_segment FROM cases WHERE subscriber = ?1 AND threat = ?2 AND state <> 'closed'"
 );
+const FIND_ALL_OPEN_CASES: &str = concat!(
+    "SELECT ",
+    case_columns!(),
+    ", last_segment FROM cases WHERE state <> 'closed'"
+);
 const INSERT_CASE: &str = "INSERT INTO cases (subscriber, threat, class, severity, state, held, hold_reason, opened_at, first_seen, last_seen, events, notices, unacknowledged, last_notice_at, acknowledged_at, quiet_at, resolved_at, escalated_at, reinfections, closed_at, close_reason, updated_at, last_segment)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
 const UPDATE_CASE_EVENTS: &str = "UPDATE cases SET severity = ?2, first_seen = ?3, last_seen = ?4, events = ?5, updated_at = ?6, last_segment = ?7
@@ -155,15 +160,70 @@ fn with_case_values<R>(
     ])
 }
 
-/// Whether `now` is `was` with only the columns [`store_case_events`]
-/// writes changed.
-fn only_event_columns_differ(mut was: Case, now: &Case) -> bool {
-    was.severity = now.severity;
-    was.first_seen = now.first_seen;
-    was.last_seen = now.last_seen;
-    was.events = now.events;
-    was.updated_at = now.updated_at;
-    was == *now
+/// A case's columns other than its names and reasons (which
+/// [`CaseUpdate`] leaves alone) and those [`store_case_events`] writes:
+/// new events that leave them as they were are written with the counts,
+/// once per transaction.
+#[derive(Clone, Copy, PartialEq)]
+struct Lifecycle {
+    state: CaseState,
+    held: bool,
+    opened_at: DateTime<Utc>,
+    notices: u64,
+    unacknowledged: u64,
+    last_notice_at: Option<DateTime<Utc>>,
+    acknowledged_at: Option<DateTime<Utc>>,
+    quiet_at: Option<DateTime<Utc>>,
+    resolved_at: Option<DateTime<Utc>>,
+    escalated_at: Option<DateTime<Utc>>,
+    reinfections: u64,
+    closed_at: Option<DateTime<Utc>>,
+}
+
+impl Lifecycle {
+    fn of(c: &Case) -> Lifecycle {
+        Lifecycle {
+            state: c.state,
+            held: c.held,
+            opened_at: c.opened_at,
+            notices: c.notices,
+            unacknowledged: c.unacknowledged,
+            last_notice_at: c.last_notice_at,
+            acknowledged_at: c.acknowledged_at,
+            quiet_at: c.quiet_at,
+            resolved_at: c.resolved_at,
+            escalated_at: c.escalated_at,
+            reinfections: c.reinfections,
+            closed_at: c.closed_at,
+        }
+    }
+}
+
+/// Applies `update` to an open case; returns its lifecycle before.
+fn apply(
+    update: &mut CaseUpdate<'_>,
+    c: &mut Case,
+    d: &CaseDelta<'_>,
+    now: DateTime<Utc>,
+) -> Lifecycle {
+    let before = Lifecycle::of(c);
+    #[cfg(debug_assertions)]
+    let names = |c: &Case| {
+        (
+            c.id,
+            c.subscriber.clone(),
+            c.threat.clone(),
+            c.class.clone(),
+            c.hold_reason.clone(),
+            c.close_reason.clone(),
+        )
+    };
+    #[cfg(debug_assertions)]
+    let was = names(c);
+    update(c, d, now);
+    #[cfg(debug_assertions)]
+    debug_assert!(was == names(c), "a case update changed the case's names");
+    before
 }
 
 /// Stores what new events change of a case whose state they leave alone
@@ -809,19 +869,33 @@ struct Held<'a, 'c> {
 /// written).
 const OPEN_CASES_MAX: usize = 1 << 20;
 
+/// How many lookups of open cases that miss the held ones make it worth
+/// reading all of them instead (a row read in a scan costs a fraction of
+/// one looked up), when there are this many times fewer open cases.
+const LOOKUPS_PER_CASE_READ: u64 = 4;
+
 /// The open cases a stream of batches touched, as last written (or to be
 /// written): a case named again is not read again, and what new events
 /// change of it (counts, times, newest segment) is written once per
 /// transaction rather than once per batch. A case gets a few events in
-/// each of many batches of a day's report. Kept from one transaction to the
-/// next only while no one else wrote a case: another process (`PRAGMA
-/// data_version`) or this one (`case_writes`, which every writer of cases
-/// moves).
+/// each of many batches of a day's report. Once lookups show the stream
+/// touches many of the store's open cases, all of them are read in one
+/// go, and a case not held is then known not to be open without a lookup
+/// (a new day's report opens most of its cases). Kept from one
+/// transaction to the next only while no one else wrote a case: another
+/// process (`PRAGMA data_version`) or this one (`case_writes`, which every
+/// writer of cases moves).
 #[derive(Default)]
 struct OpenCases {
     /// By subscriber, then threat.
-    cases: HashMap<String, Vec<OpenCase>>,
+    cases: foldhash::HashMap<String, Vec<OpenCase>>,
     held: usize,
+    /// Every open case of the store is held.
+    complete: bool,
+    /// Open cases in the store when first counted (then `complete` or
+    /// not worth it yet), and the lookups since.
+    open: Option<u64>,
+    lookups: u64,
     /// `PRAGMA data_version` at the last transaction's start, and
     /// `case_writes` after its commit.
     seen: Option<(i64, u64)>,
@@ -839,47 +913,99 @@ impl OpenCases {
     fn clear(&mut self) {
         self.cases.clear();
         self.held = 0;
+        self.complete = false;
+        self.open = None;
+        self.lookups = 0;
         self.seen = None;
     }
 
     /// At a transaction's start: lets go of everything if another writer
-    /// wrote since the last commit.
+    /// wrote since the last commit; reads every open case once lookups
+    /// show it is worth it.
     fn check(&mut self, tx: &Connection, case_writes: u64) -> Result<()> {
         self.version = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         if self.seen != Some((self.version, case_writes)) {
             self.clear();
         }
+        if self.complete {
+            return Ok(());
+        }
+        let open = match self.open {
+            Some(n) => n,
+            None => tx.query_row(
+                "SELECT count(*) FROM cases WHERE state <> 'closed'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )? as u64,
+        };
+        self.open = Some(open);
+        if open as usize > OPEN_CASES_MAX || self.lookups * LOOKUPS_PER_CASE_READ < open {
+            return Ok(());
+        }
+        let mut all = tx.prepare_cached(FIND_ALL_OPEN_CASES)?;
+        let mut rows = all.query([])?;
+        while let Some(r) = rows.next()? {
+            let case = case_from_row(r)?;
+            // One held already may be newer than it was stored.
+            if self.position(&case.subscriber, &case.threat).is_none() {
+                let last_segment = r.get(23)?;
+                self.hold(OpenCase {
+                    case,
+                    last_segment,
+                    pending: false,
+                });
+            }
+        }
+        tracing::debug!(cases = self.held, "open cases read");
+        self.complete = true;
         Ok(())
     }
 
-    fn get(&self, subscriber: &str, threat: &str) -> Option<&OpenCase> {
+    fn position(&self, subscriber: &str, threat: &str) -> Option<usize> {
         self.cases
             .get(subscriber)?
             .iter()
-            .find(|c| c.case.threat == threat)
+            .position(|c| c.case.threat == threat)
     }
 
-    fn put(&mut self, case: Case, segment: i64, pending: bool) {
-        let of = match self.cases.get_mut(&case.subscriber) {
-            Some(of) => of,
-            None => self.cases.entry(case.subscriber.clone()).or_default(),
-        };
-        let c = OpenCase {
-            last_segment: Some(segment),
-            pending,
-            case,
-        };
-        match of.iter_mut().find(|o| o.case.threat == c.case.threat) {
-            Some(o) => {
-                o.pending |= c.pending;
-                o.case = c.case;
-                o.last_segment = c.last_segment;
-            }
-            None => {
-                of.push(c);
-                self.held += 1;
-            }
+    /// The open case of (subscriber, threat): held, else looked up (and
+    /// held from then on) unless all are held.
+    fn find(
+        &mut self,
+        find_open: &mut Statement<'_>,
+        subscriber: &str,
+        threat: &str,
+    ) -> Result<Option<&mut OpenCase>> {
+        if let Some(at) = self.position(subscriber, threat) {
+            return Ok(self.cases.get_mut(subscriber).map(|of| &mut of[at]));
         }
+        if self.complete {
+            return Ok(None);
+        }
+        self.lookups += 1;
+        let found = find_open
+            .query_row([subscriber, threat], |r| {
+                Ok((case_from_row(r)?, r.get::<_, Option<i64>>(23)?))
+            })
+            .optional()?;
+        Ok(found.map(|(case, last_segment)| {
+            self.hold(OpenCase {
+                case,
+                last_segment,
+                pending: false,
+            })
+        }))
+    }
+
+    /// Holds a case not held yet.
+    fn hold(&mut self, c: OpenCase) -> &mut OpenCase {
+        if !self.cases.contains_key(&c.case.subscriber) {
+            self.cases.insert(c.case.subscriber.clone(), Vec::new());
+        }
+        let of = self.cases.get_mut(&c.case.subscriber).expect("just made");
+        of.push(c);
+        self.held += 1;
+        of.last_mut().expect("just pushed")
     }
 
     /// Writes the pending event columns, in the caller's transaction,
@@ -1011,46 +1137,48 @@ fn record_segment(
         };
         deltas.len()
     ];
+    let opened = CaseChange {
+        actor: "removal",
+        action: "opened",
+        reason: None,
+    };
+    let moved = CaseChange {
+        action: "events",
+        ..opened
+    };
     for i in order {
         let d = &deltas[i].1;
-        let (open, previous) = match held.cases.get(&d.subscriber, &d.threat) {
-            Some(c) => (Some(c.case.clone()), c.last_segment),
-            None => held
-                .statements
-                .find_open
-                .query_row([&d.subscriber, &d.threat], |r| {
-                    Ok((case_from_row(r)?, r.get::<_, Option<i64>>(23)?))
-                })
-                .optional()?
-                .map_or((None, None), |(c, p)| (Some(c), p)),
+        let st = &mut *held.statements;
+        let (id, previous) = match held.cases.find(&mut st.find_open, d.subscriber, d.threat)? {
+            Some(open) => {
+                let before = apply(update, &mut open.case, d, now);
+                let previous = open.last_segment.replace(segment);
+                // What only counts and times change is written once, at
+                // the transaction's end.
+                open.pending = before == Lifecycle::of(&open.case);
+                if !open.pending {
+                    store_case(tx, &open.case, Some(segment))?;
+                }
+                if before.state != open.case.state {
+                    log_case_with(&mut st.log, open.case.id, &moved, open.case.state, now_ts)?;
+                }
+                counts.cases_updated += 1;
+                (open.case.id, previous)
+            }
+            None => {
+                let mut case = Case::opened(d, now);
+                case.id = insert_case(&mut st.insert, &case, Some(segment))?;
+                log_case_with(&mut st.log, case.id, &opened, case.state, now_ts)?;
+                counts.cases_opened += 1;
+                let id = case.id;
+                held.cases.hold(OpenCase {
+                    case,
+                    last_segment: Some(segment),
+                    pending: false,
+                });
+                (id, None)
+            }
         };
-        let was = open.clone();
-        let before = was.as_ref().map(|c| c.state);
-        let mut case = update(open, d, now);
-        // What only counts and times change is written once, at the
-        // transaction's end.
-        let later = was.is_some_and(|w| only_event_columns_differ(w, &case));
-        if case.id == 0 {
-            case.id = insert_case(&mut held.statements.insert, &case, Some(segment))?;
-        } else if !later {
-            store_case(tx, &case, Some(segment))?;
-        }
-        let id = case.id;
-        if before.is_none() {
-            counts.cases_opened += 1;
-        } else {
-            counts.cases_updated += 1;
-        }
-        if before != Some(case.state) {
-            let action = if before.is_none() { "opened" } else { "events" };
-            let ch = CaseChange {
-                actor: "removal",
-                action,
-                reason: None,
-            };
-            log_case_with(&mut held.statements.log, id, &ch, case.state, now_ts)?;
-        }
-        held.cases.put(case, segment, later);
         segment_cases[i] = SegmentCase { id, previous };
     }
 
