@@ -521,17 +521,20 @@ fn judge(
         sum.skipped.add(reason, Some(*line));
     }
     let stored = known.known(kanki, &batch.keys)?;
-    let mut fresh: Vec<(EventKey, Event)> = Vec::with_capacity(batch.events.len());
+    // The events to store, by index: an event is moved once, into its
+    // write (it is some 350 bytes).
+    let mut fresh: Vec<usize> = Vec::with_capacity(batch.events.len());
     // A batch may repeat a record too.
     let mut seen = KeySet::with_capacity_and_hasher(batch.events.len(), Default::default());
-    for ((k, e), stored) in batch.keys.into_iter().zip(batch.events).zip(stored) {
-        if stored || !seen.insert(k) {
+    for (i, (k, stored)) in batch.keys.iter().zip(stored).enumerate() {
+        if stored || !seen.insert(*k) {
             sum.duplicates += 1;
         } else {
-            fresh.push((k, e));
+            fresh.push(i);
         }
     }
-    known.judged(fresh.iter().map(|(k, _)| *k).collect());
+    drop(seen);
+    known.judged(fresh.iter().map(|&i| batch.keys[i]).collect());
     let t_keys = t0.elapsed();
     // One bulk attribution (one audit record) per ground and purpose in
     // the batch: a class's ground, a feed's name.
@@ -540,7 +543,7 @@ fn judge(
     let mut group_of: foldhash::HashMap<(&str, &str), Option<usize>> = Default::default();
     // The events of an input mostly share their class and feed.
     let mut last: Option<(&str, &str, Option<usize>)> = None;
-    for (i, (_, e)) in fresh.iter().enumerate() {
+    for (j, e) in fresh.iter().map(|&i| &batch.events[i]).enumerate() {
         let (class, feed) = (e.class.as_str(), e.feed_name.as_str());
         let group = match last {
             Some((c, f, g)) if c == class && f == feed => g,
@@ -567,11 +570,11 @@ fn judge(
                 port: e.source_port,
                 at: e.time_source,
             });
-            of.push(i);
+            of.push(j);
         }
     }
     drop(group_of);
-    // Per event: its answer and the audit record listing it.
+    // Per fresh event: its answer and the audit record listing it.
     let mut answers: Vec<Option<(BulkAnswer, usize)>> = vec![None; fresh.len()];
     let mut audits = Vec::with_capacity(groups.len());
     for (ground, purpose, lookups, of) in groups {
@@ -581,8 +584,8 @@ fn judge(
             purpose,
         };
         let done = kanki.who_bulk(compiled, &asked, &lookups)?;
-        for (a, i) in done.answers.into_iter().zip(of) {
-            answers[i] = Some((a, audits.len()));
+        for (a, j) in done.answers.into_iter().zip(of) {
+            answers[j] = Some((a, audits.len()));
         }
         audits.push(done.record);
     }
@@ -592,34 +595,31 @@ fn judge(
     // one, so a short list beats a map keyed by two cloned strings.
     let mut cases_of: foldhash::HashMap<String, Vec<usize>> = Default::default();
     let mut writes = Vec::with_capacity(fresh.len());
-    for ((key, e), answer) in fresh.into_iter().zip(answers) {
-        let mut w = EventWrite {
-            key,
-            event: e,
-            attribution: None,
-            audit: None,
-            unattributed: None,
-            case: None,
-        };
-        let e = &w.event;
-        let reason = match answer {
+    let mut answers = answers.into_iter();
+    let mut fresh = fresh.into_iter().peekable();
+    for (i, (key, e)) in batch.keys.into_iter().zip(batch.events).enumerate() {
+        if fresh.next_if_eq(&i).is_none() {
+            continue;
+        }
+        let (mut attribution, mut audit, mut unattributed, mut case) = (None, None, None, None);
+        let reason = match answers.next().flatten() {
             None => Some(format!("no ground configured for class {}", e.class)),
-            Some((a, audit)) => match (a.subscriber, a.confidence) {
+            Some((a, record)) => match (a.subscriber, a.confidence) {
                 (_, Confidence::None) => Some("no binding holds the address at that time".into()),
                 (_, Confidence::Ambiguous) => Some("several subscribers held the address".into()),
                 (None, _) => Some("the holder maps to no subscriber".into()),
                 (Some(s), c) => {
-                    w.attribution = Some(EventAttribution {
+                    attribution = Some(EventAttribution {
                         subscriber: s,
                         confidence: c.as_str().to_string(),
                         audit_seq: 0,
                     });
-                    w.audit = Some(audit);
+                    audit = Some(record);
                     None
                 }
             },
         };
-        match (&w.attribution, reason) {
+        match (&attribution, reason) {
             (Some(a), _) => {
                 sum.attributed += 1;
                 let threat = e.threat();
@@ -640,15 +640,22 @@ fn judge(
                         cases.len() - 1
                     }
                 };
-                w.case = Some(i);
+                case = Some(i);
             }
             (None, Some(r)) => {
                 sum.unattributed.add(&r, None);
-                w.unattributed = Some(r);
+                unattributed = Some(r);
             }
             (None, None) => {}
         }
-        writes.push(w);
+        writes.push(EventWrite {
+            key,
+            event: e,
+            attribution,
+            audit,
+            unattributed,
+            case,
+        });
     }
     Ok(Judged {
         batch: EventBatch::new(writes, cases, audits, Utc::now()),

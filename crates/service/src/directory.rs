@@ -24,8 +24,9 @@ pub struct Compiled {
     index: BindingIndex,
     /// Holder number → subscriber id, where an identifier maps it.
     subscriber_of: Vec<Option<Arc<str>>>,
-    /// Holder numbers naming an inside (private) address behind CGNAT.
-    inside_address: HashMap<u32, IpAddr>,
+    /// Holder numbers naming an inside (private) address behind CGNAT
+    /// (asked of each candidate of each lookup: foldhash, not SipHash).
+    inside_address: foldhash::HashMap<u32, IpAddr>,
 }
 
 impl Compiled {
@@ -63,7 +64,7 @@ impl Compiled {
 
         // After the bindings, so that every subject they name is listed.
         let mut subscriber_of: Vec<Option<Arc<str>>> = Vec::new();
-        let mut inside_address = HashMap::new();
+        let mut inside_address = foldhash::HashMap::default();
         // One Arc per subscriber, shared by their identifiers.
         let mut subscribers: HashMap<String, Arc<str>> = HashMap::new();
         d.binding_subjects(&mut |s| {
@@ -112,7 +113,7 @@ impl Compiled {
             generation: 0,
             index: BindingIndex::empty(),
             subscriber_of: Vec::new(),
-            inside_address: HashMap::new(),
+            inside_address: Default::default(),
         }
     }
 
@@ -545,18 +546,20 @@ fn judge<'c>(
     cands: impl Iterator<Item = (&'c kanki_directory::Candidate, Option<&'c str>)> + Clone,
     port: Option<u16>,
 ) -> (Confidence, Option<&'c str>) {
-    // Holders are told apart by subscriber, else by subject.
-    let distinct: HashSet<Result<&str, u32>> = cands
-        .clone()
-        .map(|(c, s)| s.ok_or(c.binding.holder))
-        .collect();
+    // Holders are told apart by subscriber, else by subject. Only whether
+    // they are all one matters; most lookups have one candidate.
+    fn holder<'c>((c, s): (&kanki_directory::Candidate, Option<&'c str>)) -> Result<&'c str, u32> {
+        s.ok_or(c.binding.holder)
+    }
     let mut all = cands.clone();
-    let Some((_, first)) = all.next() else {
+    let Some((c, first)) = all.next() else {
         return (Confidence::None, None);
     };
-    let confidence = match distinct.len() {
-        1 if cands.clone().all(|(c, _)| c.near_boundary) => Confidence::NearBoundary,
-        1 => {
+    let one = holder((c, first));
+    let one_holder = all.all(|x| holder(x) == one);
+    let confidence = match one_holder {
+        true if cands.clone().all(|(c, _)| c.near_boundary) => Confidence::NearBoundary,
+        true => {
             let exact = cands.clone().any(|(c, _)| {
                 let b = &c.binding;
                 !c.near_boundary
@@ -572,7 +575,7 @@ fn judge<'c>(
                 Confidence::InsideSession
             }
         }
-        _ => Confidence::Ambiguous,
+        false => Confidence::Ambiguous,
     };
     match confidence {
         Confidence::Ambiguous | Confidence::None => (confidence, None),
@@ -585,7 +588,7 @@ struct Found {
     cands: Vec<kanki_directory::Candidate>,
     /// For a candidate naming an inside (private) address behind CGNAT:
     /// the bindings of that address at the same moment.
-    inside: HashMap<usize, Vec<kanki_directory::Candidate>>,
+    inside: foldhash::HashMap<usize, Vec<kanki_directory::Candidate>>,
 }
 
 impl Found {
@@ -602,8 +605,9 @@ impl Found {
         // A CGNAT log that names the inside address: who held that address
         // then (one step; an inside address behind another NAT is not
         // followed further).
-        let mut inside = HashMap::new();
-        for (i, cand) in cands.iter().enumerate() {
+        let mut inside = foldhash::HashMap::default();
+        let cgnat = !c.inside_address.is_empty();
+        for (i, cand) in cands.iter().enumerate().filter(|_| cgnat) {
             if let Some(&addr) = c.inside_address.get(&cand.binding.holder) {
                 let mut inner = Vec::new();
                 c.index.who_at(addr, None, at.timestamp(), skew, &mut inner);

@@ -83,10 +83,17 @@ pub(crate) fn record_parts(r: &[u8]) -> RawParts<'_> {
 }
 
 /// The raw records of a batch, in batch order.
-pub(crate) fn encode_raw<'a>(records: impl IntoIterator<Item = RawParts<'a>>) -> Vec<u8> {
+pub(crate) fn encode_raw<'a, I>(records: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = RawParts<'a>>,
+    I::IntoIter: Clone,
+{
     let records = records.into_iter();
     let mut heads: Vec<&[u8]> = Vec::new();
-    let mut body = Vec::with_capacity(records.size_hint().0 * 160);
+    // Sized once: a segment's body is megabytes, and growing it copied
+    // them again.
+    let size = records.clone().map(|(_, rest)| rest.len() + 6).sum();
+    let mut body = Vec::with_capacity(size);
     let mut n = 0u64;
     // The same head is mostly the same allocation: told by its address
     // before its bytes are compared.
@@ -103,15 +110,15 @@ pub(crate) fn encode_raw<'a>(records: impl IntoIterator<Item = RawParts<'a>>) ->
         put_uint(&mut body, head.map_or(0, |i| i as u64 + 1));
         put_bytes(&mut body, rest);
     }
-    let mut plain = Vec::with_capacity(body.len() + 64);
-    plain.push(VERSION);
-    put_uint(&mut plain, heads.len() as u64);
+    let mut start = Vec::with_capacity(heads.iter().map(|h| h.len() + 10).sum::<usize>() + 20);
+    start.push(VERSION);
+    put_uint(&mut start, heads.len() as u64);
     for h in &heads {
-        put_bytes(&mut plain, h);
+        put_bytes(&mut start, h);
     }
-    put_uint(&mut plain, n);
-    plain.extend_from_slice(&body);
-    deflate(&plain)
+    put_uint(&mut start, n);
+    // Compressed in two parts: the body is not copied behind its start.
+    deflate(&[&start, &body])
 }
 
 /// The raw records of a batch, by index.
@@ -381,13 +388,17 @@ fn time(s: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(s, 0).single().unwrap_or_default()
 }
 
-fn deflate(plain: &[u8]) -> Vec<u8> {
+/// Deflates `parts` as one stream.
+fn deflate(parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut z = flate2::write::DeflateEncoder::new(
-        Vec::with_capacity(plain.len() / 4),
+        Vec::with_capacity(len / 4),
         flate2::Compression::fast(),
     );
-    // Writing to a Vec cannot fail.
-    let _ = z.write_all(plain);
+    for p in parts {
+        // Writing to a Vec cannot fail.
+        let _ = z.write_all(p);
+    }
     z.finish().unwrap_or_default()
 }
 
