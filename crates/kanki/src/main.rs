@@ -31,12 +31,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// How long freed memory stays with the allocator before it goes back to
-/// the system. mimalloc's default is 10 ms; an ingest frees and allocates
-/// tens of megabytes per batch across its threads, and faulting that memory
-/// in again (the kernel zeroing it) was 6 % of an ingest's CPU; with 10 s
-/// the ingest benchmark takes a fifth of the page faults. An idle server
-/// still gives back what it no longer uses. `MIMALLOC_PURGE_DELAY`
-/// (milliseconds) overrides it.
+/// the system. mimalloc's default is 1 s (version 3); an ingest frees and
+/// allocates tens of megabytes per batch across its threads, and faulting
+/// that memory in again (the kernel zeroing it) was 6 % of an ingest's
+/// CPU; with 10 s the ingest benchmark takes a fifth of the page faults.
+/// An idle server still gives back what it no longer uses.
+/// `MIMALLOC_PURGE_DELAY` (milliseconds) overrides it.
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
 fn tune_allocator() {
