@@ -214,9 +214,14 @@ pub fn ingest(
     result.map(|_| sum)
 }
 
-/// Batches waiting between two stages: parsing and judging go on while
-/// the store commits (an fsync, now and then a checkpoint).
-const IN_FLIGHT: usize = 2;
+/// Parsed batches waiting to be judged.
+const PARSED_IN_FLIGHT: usize = 2;
+
+/// Judged batches waiting to be stored: parsing and judging go on while
+/// the store commits (writing the WAL and its fsync, a third of a day's
+/// ingest), so that the store finds batches ready when it is done. Each
+/// is some 30 MB.
+const JUDGED_IN_FLIGHT: usize = 6;
 
 fn run(
     kanki: &Kanki,
@@ -233,7 +238,7 @@ fn run(
     let origin = sum.origin.clone();
     std::thread::scope(|scope| {
         let (parsed_tx, parsed) =
-            std::sync::mpsc::sync_channel::<Result<Parsed, String>>(IN_FLIGHT);
+            std::sync::mpsc::sync_channel::<Result<Parsed, String>>(PARSED_IN_FLIGHT);
         scope.spawn(move || {
             let mut batch = Parsed::default();
             let mut prefix = None;
@@ -260,7 +265,7 @@ fn run(
             }
         });
         let (judged_tx, judged) =
-            std::sync::mpsc::sync_channel::<Result<Judged, ServiceError>>(IN_FLIGHT);
+            std::sync::mpsc::sync_channel::<Result<Judged, ServiceError>>(JUDGED_IN_FLIGHT);
         scope.spawn(move || {
             let mut known = KnownKeys::loading_hours();
             for batch in parsed {
