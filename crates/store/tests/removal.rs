@@ -31,6 +31,34 @@ fn record(
     r.record_events(ingest, batch, update).unwrap()
 }
 
+/// Streams `batches` in order, in transactions of `window`; returns each
+/// commit's number of batches and counts.
+fn stream(
+    r: &dyn RemovalBackend,
+    ingest: i64,
+    batches: Vec<EventBatch>,
+    update: &mut CaseUpdate<'_>,
+    window: std::time::Duration,
+) -> Vec<(usize, RecordCounts)> {
+    let mut batches = batches.into_iter();
+    let mut commits = Vec::new();
+    r.record_event_stream(
+        ingest,
+        &mut |_| match batches.next() {
+            Some(b) => kanki_store::NextBatch::Batch(Box::new(b)),
+            None => kanki_store::NextBatch::End,
+        },
+        update,
+        &mut |batches, counts| {
+            commits.push((batches.len(), counts));
+            Ok(())
+        },
+        window,
+    )
+    .unwrap();
+    commits
+}
+
 /// An event of `raw` to write, not attributed.
 fn unattributed(raw: &str) -> EventWrite {
     let e = event(raw);
@@ -290,7 +318,7 @@ fn batches_streamed_in_one_window_are_stored_with_their_audit_records() {
         input: format!("{{\"batch\":{n}}}"),
         result: "{}".into(),
     };
-    let mut batches: Vec<EventBatch> = (0..3)
+    let batches: Vec<EventBatch> = (0..3)
         .map(|n| {
             let events = (0..2)
                 .map(|i| {
@@ -314,22 +342,13 @@ fn batches_streamed_in_one_window_are_stored_with_their_audit_records() {
             EventBatch::new(events, vec![target.clone()], vec![lookup(n)], Utc::now())
         })
         .collect();
-    batches.reverse();
-    let mut commits = Vec::new();
-    r.record_event_stream(
+    let commits = stream(
+        r,
         ingest,
-        &mut |_| match batches.pop() {
-            Some(b) => kanki_store::NextBatch::Batch(Box::new(b)),
-            None => kanki_store::NextBatch::End,
-        },
+        batches,
         &mut |c: &mut Case, d: &CaseDelta, _| c.events += d.events,
-        &mut |batches, counts| {
-            commits.push((batches.len(), counts));
-            Ok(())
-        },
         std::time::Duration::from_secs(3600),
-    )
-    .unwrap();
+    );
     // One transaction for all three, one case opened and updated twice.
     assert_eq!(commits.len(), 1, "{commits:?}");
     let (n, c) = &commits[0];
@@ -474,26 +493,16 @@ fn a_stream_touching_many_stored_cases_finds_them_all() {
     assert_eq!(c.cases_opened, 3);
     // One batch per transaction: after the first looked S1 up, the second
     // and third find S2, S3 and S1 among all the open cases read.
-    let mut batches = vec![
-        batch(&["S3", "S4", "S1"]),
-        batch(&["S2", "S4"]),
+    let batches = vec![
         batch(&["S1"]),
+        batch(&["S2", "S4"]),
+        batch(&["S3", "S4", "S1"]),
     ];
-    let mut counts = Vec::new();
-    r.record_event_stream(
-        ingest,
-        &mut |_| match batches.pop() {
-            Some(b) => kanki_store::NextBatch::Batch(Box::new(b)),
-            None => kanki_store::NextBatch::End,
-        },
-        &mut update,
-        &mut |_, c| {
-            counts.push((c.cases_opened, c.cases_updated));
-            Ok(())
-        },
-        std::time::Duration::ZERO,
-    )
-    .unwrap();
+    let commits = stream(r, ingest, batches, &mut update, std::time::Duration::ZERO);
+    let counts: Vec<_> = commits
+        .iter()
+        .map(|(_, c)| (c.cases_opened, c.cases_updated))
+        .collect();
     assert_eq!(counts, [(0, 1), (1, 1), (0, 3)]);
     let cases: Vec<_> = r
         .list_cases(&CaseFilter::default())
