@@ -874,6 +874,9 @@ const OPEN_CASES_MAX: usize = 1 << 20;
 /// one looked up), when there are this many times fewer open cases.
 const LOOKUPS_PER_CASE_READ: u64 = 4;
 
+/// Lookups before the open cases are counted to weigh reading them all.
+const LOOKUPS_BEFORE_COUNTING: u64 = 4096;
+
 /// The open cases a stream of batches touched, as last written (or to be
 /// written): a case named again is not read again, and what new events
 /// change of it (counts, times, newest segment) is written once per
@@ -892,8 +895,8 @@ struct OpenCases {
     held: usize,
     /// Every open case of the store is held.
     complete: bool,
-    /// Open cases in the store when first counted (then `complete` or
-    /// not worth it yet), and the lookups since.
+    /// Open cases in the store when counted (once lookups make it worth
+    /// asking), and the lookups that missed the held cases.
     open: Option<u64>,
     lookups: u64,
     /// `PRAGMA data_version` at the last transaction's start, and
@@ -930,16 +933,27 @@ impl OpenCases {
         if self.complete {
             return Ok(());
         }
+        // There are at most as many open cases as the highest case id (read
+        // from the end of the table); counting them walks an index, which
+        // an ingest of a few events should not pay for.
+        let at_most = tx.query_row("SELECT coalesce(max(id), 0) FROM cases", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64;
+        let asked = self.lookups * LOOKUPS_PER_CASE_READ;
         let open = match self.open {
+            _ if asked >= at_most && at_most as usize <= OPEN_CASES_MAX => at_most,
             Some(n) => n,
-            None => tx.query_row(
-                "SELECT count(*) FROM cases WHERE state <> 'closed'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )? as u64,
+            None if self.lookups >= LOOKUPS_BEFORE_COUNTING => {
+                let n = tx.query_row(
+                    "SELECT count(*) FROM cases WHERE state <> 'closed'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )? as u64;
+                *self.open.insert(n)
+            }
+            None => return Ok(()),
         };
-        self.open = Some(open);
-        if open as usize > OPEN_CASES_MAX || self.lookups * LOOKUPS_PER_CASE_READ < open {
+        if open as usize > OPEN_CASES_MAX || asked < open {
             return Ok(());
         }
         let mut all = tx.prepare_cached(FIND_ALL_OPEN_CASES)?;
