@@ -87,7 +87,9 @@ pub fn setup(
     Ok(Some((Arc::new(server), opts)))
 }
 
-/// Runs the primary in the background; fails now if it cannot listen.
+/// Runs the primary in the background once every zone is built (so a
+/// secondary that asks as soon as `kanki serve` is healthy gets its zone);
+/// fails now if it cannot listen.
 pub async fn spawn(
     server: Arc<RpzServer>,
     opts: RunOptions,
@@ -95,16 +97,10 @@ pub async fn spawn(
     policy: Arc<PolicyHandle>,
 ) -> anyhow::Result<()> {
     let listen = opts.listen;
-    // Bind first, so that a taken port stops `kanki serve` at start.
-    let probe = tokio::net::TcpListener::bind(listen)
+    let source = Arc::new(SnapshotSource { kanki, policy });
+    let primary = kanki_dns::rpz::start(server, source, opts)
         .await
         .with_context(|| format!("cannot listen on {listen} (rpz.listen)"))?;
-    drop(probe);
-    let source = Arc::new(SnapshotSource { kanki, policy });
-    tokio::spawn(async move {
-        if let Err(e) = kanki_dns::rpz::run(server, source, opts).await {
-            tracing::error!(error = %e, %listen, "the RPZ primary stopped");
-        }
-    });
+    tokio::spawn(primary);
     Ok(())
 }

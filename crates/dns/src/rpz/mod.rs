@@ -32,7 +32,8 @@ use kanki_store::Selection;
 
 pub use handler::Reply;
 pub use server::{
-    ListSource, RpzServer, RpzStats, RunOptions, StaticList, ZoneContent, ZoneHandle, ZoneSpec, run,
+    ListSource, RpzServer, RpzStats, RunOptions, StaticList, ZoneContent, ZoneHandle, ZoneSpec,
+    run, start,
 };
 pub use tsig::TsigKey;
 

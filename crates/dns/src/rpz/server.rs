@@ -438,12 +438,35 @@ pub async fn run(
     source: Arc<dyn ListSource>,
     opts: RunOptions,
 ) -> io::Result<()> {
+    start(server, source, opts).await?.await;
+    Ok(())
+}
+
+/// Binds the listeners and builds every zone once, then returns the
+/// primary's running future. Awaiting this before saying a server is up
+/// means that a secondary asking at once gets the zone, not SERVFAIL;
+/// requests that arrive during the first build wait in the sockets'
+/// queues. A zone whose first build fails stays SERVFAIL until the
+/// updater builds it.
+pub async fn start(
+    server: Arc<RpzServer>,
+    source: Arc<dyn ListSource>,
+    opts: RunOptions,
+) -> io::Result<impl std::future::Future<Output = ()>> {
     let tcp = TcpListener::bind(opts.listen).await?;
     let udp = Arc::new(UdpSocket::bind(opts.listen).await?);
+    let (s, src) = (server.clone(), source.clone());
+    let last = tokio::task::spawn_blocking(move || {
+        let mut last = None;
+        s.refresh(&*src, &mut last);
+        last
+    })
+    .await
+    .map_err(io::Error::other)?;
     tracing::info!(listen = %opts.listen, zones = server.zones.len(), "RPZ primary listening (TCP and UDP)");
 
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(updater(server.clone(), source, opts.check_every));
+    tasks.spawn(updater(server.clone(), source, opts.check_every, last));
     for zone in &server.zones {
         if !zone.notify.is_empty() {
             tasks.spawn(notifier(
@@ -461,13 +484,18 @@ pub async fn run(
         opts.max_transfers,
         opts.idle_timeout,
     ));
-    while tasks.join_next().await.is_some() {}
-    Ok(())
+    Ok(async move { while tasks.join_next().await.is_some() {} })
 }
 
-async fn updater(server: Arc<RpzServer>, source: Arc<dyn ListSource>, every: Duration) {
-    let mut last: Option<(u64, Vec<u64>)> = None;
+/// Follows the list and consent after the first build (`last`).
+async fn updater(
+    server: Arc<RpzServer>,
+    source: Arc<dyn ListSource>,
+    every: Duration,
+    mut last: Option<(u64, Vec<u64>)>,
+) {
     loop {
+        tokio::time::sleep(every).await;
         let s = server.clone();
         let src = source.clone();
         let l = last.take();
@@ -481,7 +509,6 @@ async fn updater(server: Arc<RpzServer>, source: Arc<dyn ListSource>, every: Dur
             Ok(l) => last = l,
             Err(e) => tracing::error!(error = %e, "RPZ zone update panicked"),
         }
-        tokio::time::sleep(every).await;
     }
 }
 
