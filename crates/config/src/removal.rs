@@ -106,6 +106,11 @@ pub struct NoticesConfig {
     pub letters_dir: Option<PathBuf>,
     /// How often `kanki serve` sends what is due.
     pub send_every: HumanDuration,
+    /// A maildir the mail server delivers bounces of notices to (the
+    /// `from` address's mailbox): `kanki serve` reads what arrives in its
+    /// `new/` and marks the notices bounced; unset: bounces are read only
+    /// by `kanki notices bounces`.
+    pub bounce_maildir: Option<PathBuf>,
 }
 
 impl Default for NoticesConfig {
@@ -122,6 +127,7 @@ impl Default for NoticesConfig {
             retry_backoff: HumanDuration::secs(300),
             letters_dir: None,
             send_every: HumanDuration::secs(3600),
+            bounce_maildir: None,
         }
     }
 }

@@ -499,7 +499,7 @@ pub fn notices(config: Config, c: NoticesCommand) -> anyhow::Result<ExitCode> {
                         context: format!("cannot read {}", f.display()),
                         source: e,
                     })
-                    .and_then(|m| kanki_removal::notice::record_bounce_message(&kanki, &m));
+                    .and_then(|m| kanki_removal::bounce::record_bounce_message(&kanki, &m));
                 match (result, json) {
                     (Ok(bounces), true) => {
                         for b in bounces {

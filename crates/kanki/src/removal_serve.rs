@@ -1,9 +1,11 @@
 //! The removal loop in `kanki serve`: notices sent on a schedule, report
-//! files dropped in the watched directory ingested, and kanki's own sensor.
+//! files dropped in the watched directory ingested, bounces read from the
+//! bounce maildir, and kanki's own sensor.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use chrono::Utc;
 use kanki_api::ApiState;
 use kanki_removal::ingest::Source;
@@ -16,6 +18,17 @@ pub async fn spawn(st: &ApiState) -> anyhow::Result<()> {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         tokio::spawn(watch_loop(st.clone(), dir));
+    }
+    if let Some(maildir) = st.kanki.config.notices.bounce_maildir.clone() {
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir_all(maildir.join(sub)).with_context(|| {
+                format!(
+                    "cannot create {} (notices.bounce_maildir)",
+                    maildir.join(sub).display()
+                )
+            })?;
+        }
+        tokio::spawn(bounce_loop(st.clone(), maildir));
     }
     let sc = &st.kanki.config.sensor;
     if !sc.listen.is_empty() {
@@ -140,6 +153,30 @@ async fn notice_loop(st: ApiState) {
             Ok(Err(e)) => tracing::error!(error = %e, "sending notices failed"),
             Err(e) => tracing::error!(error = %e, "sending notices panicked"),
         }
+    }
+}
+
+/// Reads the bounce maildir every 2 s (see `kanki_removal::bounce::read_maildir`).
+async fn bounce_loop(st: ApiState, maildir: PathBuf) {
+    loop {
+        let k = st.kanki.clone();
+        let dir = maildir.clone();
+        let done =
+            tokio::task::spawn_blocking(move || kanki_removal::bounce::read_maildir(&k, &dir))
+                .await;
+        match done {
+            Ok(Ok(p)) if p == Default::default() => {}
+            Ok(Ok(p)) => tracing::info!(
+                bounces = p.bounces,
+                notices_bounced = p.notices_bounced,
+                other_messages = p.other_messages,
+                left = p.left,
+                "bounce maildir read"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "reading the bounce maildir failed"),
+            Err(e) => tracing::error!(error = %e, "reading the bounce maildir panicked"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

@@ -34,8 +34,9 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
     let smtp = Smtp::start(dir.path());
     let radius = free_port();
     let env = Env::new(&format!(
-        "\n[directory]\nrebuild_every = \"0s\"\nrefresh_every = \"100ms\"\n\n[radius]\nlisten = \"127.0.0.1:{radius}\"\n\n[[radius.nas]]\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\n[smtp]\nserver = \"127.0.0.1:{}\"\nfrom = \"abuse@isp.example\"\ntls = \"none\"\n\n[notices]\nmin_interval = \"0s\"\nescalate_after = 1\nsite_url = \"https://isp.example/countermeasures\"\n",
-        smtp.port
+        "\n[directory]\nrebuild_every = \"0s\"\nrefresh_every = \"100ms\"\n\n[radius]\nlisten = \"127.0.0.1:{radius}\"\n\n[[radius.nas]]\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\n[smtp]\nserver = \"127.0.0.1:{}\"\nfrom = \"abuse@isp.example\"\ntls = \"none\"\n\n[notices]\nmin_interval = \"0s\"\nescalate_after = 1\nsite_url = \"https://isp.example/countermeasures\"\nbounce_maildir = \"{}\"\n",
+        smtp.port,
+        dir.path().join("abuse-mailbox").display()
     ));
     let subs = env.dir.path().join("subs.csv");
     std::fs::write(
@@ -273,24 +274,49 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
     );
 
     // Later, S1's mail server bounces the notice it had accepted. The
-    // bounce in the abuse desk's mailbox quotes the headers of the mail as
-    // it was delivered, whose Message-ID names the notice. A message in
-    // the same mailbox that is not a bounce is reported and does not stop
-    // the others.
+    // bounce arrives in the abuse desk's mailbox (the maildir serve reads)
+    // and quotes the headers of the mail as it was delivered, whose
+    // Message-ID names the notice. A message in the same mailbox that is
+    // not a bounce is left there, unseen, for the people who read it.
     let message_id = m["message_id"].as_str().unwrap();
     assert!(message_id.contains(&reference), "{message_id}");
+    let bounce = bounce_of(m["headers"].as_str().unwrap(), "s1@example.jp");
+    let lunch = "From: noc@isp.example\r\nSubject: lunch\r\n\r\nat noon\r\n";
+    let maildir = dir.path().join("abuse-mailbox");
+    for (name, text) in [
+        ("1700000001.bounce.mx", &*bounce),
+        ("1700000002.lunch.mx", lunch),
+    ] {
+        // As a mail server delivers: written in tmp/, renamed into new/.
+        std::fs::write(maildir.join("tmp").join(name), text).unwrap();
+        std::fs::rename(
+            maildir.join("tmp").join(name),
+            maildir.join("new").join(name),
+        )
+        .unwrap();
+    }
+    eventually(20, "serve reading the bounce from the maildir", || {
+        notices_of(&env, "S1")
+            .iter()
+            .any(|n| n["reference"] == reference.as_str() && n["status"] == "bounced")
+    });
+    eventually(10, "both messages moved to cur/", || {
+        let mut cur: Vec<String> = std::fs::read_dir(maildir.join("cur"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        cur.sort();
+        cur == ["1700000001.bounce.mx:2,S", "1700000002.lunch.mx:2,"]
+    });
+    assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 0);
+
+    // The same messages read by the command, from a directory: the bounce
+    // is named (recording it again changes nothing), the other message is
+    // reported and does not stop the bounce.
     let mailbox = env.dir.path().join("bounces");
     std::fs::create_dir_all(mailbox.join("new")).unwrap();
-    std::fs::write(
-        mailbox.join("new/1.eml"),
-        bounce_of(m["headers"].as_str().unwrap(), "s1@example.jp"),
-    )
-    .unwrap();
-    std::fs::write(
-        mailbox.join("new/0.eml"),
-        "From: noc@isp.example\r\nSubject: lunch\r\n\r\nat noon\r\n",
-    )
-    .unwrap();
+    std::fs::write(mailbox.join("new/1.eml"), &bounce).unwrap();
+    std::fs::write(mailbox.join("new/0.eml"), lunch).unwrap();
     let out = env.run(&["notices", "bounces", mailbox.to_str().unwrap()]);
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),

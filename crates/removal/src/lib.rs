@@ -3,6 +3,7 @@
 //! unacknowledged, and are resolved when re-observation finds them quiet.
 //! See `docs/operator-guide.md` ("Removal").
 
+pub mod bounce;
 pub mod case;
 pub mod escalation;
 pub mod ingest;
