@@ -32,11 +32,14 @@ fn radclient(port: u16, attrs: &str) {
 fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
     let dir = tempfile::tempdir().unwrap();
     let smtp = Smtp::start(dir.path());
+    // The abuse desk's own mail server, where bounces of notices arrive.
+    std::fs::create_dir_all(dir.path().join("abuse")).unwrap();
+    let abuse_mx = Smtp::start(&dir.path().join("abuse"));
     let radius = free_port();
     let env = Env::new(&format!(
         "\n[directory]\nrebuild_every = \"0s\"\nrefresh_every = \"100ms\"\n\n[radius]\nlisten = \"127.0.0.1:{radius}\"\n\n[[radius.nas]]\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\n[smtp]\nserver = \"127.0.0.1:{}\"\nfrom = \"abuse@isp.example\"\ntls = \"none\"\n\n[notices]\nmin_interval = \"0s\"\nescalate_after = 1\nsite_url = \"https://isp.example/countermeasures\"\nbounce_maildir = \"{}\"\n",
         smtp.port,
-        dir.path().join("abuse-mailbox").display()
+        abuse_mx.maildir().display()
     ));
     let subs = env.dir.path().join("subs.csv");
     std::fs::write(
@@ -274,39 +277,52 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
     );
 
     // Later, S1's mail server bounces the notice it had accepted. The
-    // bounce arrives in the abuse desk's mailbox (the maildir serve reads)
-    // and quotes the headers of the mail as it was delivered, whose
-    // Message-ID names the notice. A message in the same mailbox that is
-    // not a bounce is left there, unseen, for the people who read it.
+    // bounce is mailed to the abuse desk's mail server, which delivers it
+    // into the maildir serve reads; it quotes the headers of the mail as
+    // it was delivered, whose Message-ID names the notice. A message in
+    // the same mailbox that is not a bounce is left there, unseen, for the
+    // people who read it.
     let message_id = m["message_id"].as_str().unwrap();
     assert!(message_id.contains(&reference), "{message_id}");
     let bounce = bounce_of(m["headers"].as_str().unwrap(), "s1@example.jp");
     let lunch = "From: noc@isp.example\r\nSubject: lunch\r\n\r\nat noon\r\n";
-    let maildir = dir.path().join("abuse-mailbox");
-    for (name, text) in [
-        ("1700000001.bounce.mx", &*bounce),
-        ("1700000002.lunch.mx", lunch),
-    ] {
-        // As a mail server delivers: written in tmp/, renamed into new/.
-        std::fs::write(maildir.join("tmp").join(name), text).unwrap();
-        std::fs::rename(
-            maildir.join("tmp").join(name),
-            maildir.join("new").join(name),
-        )
-        .unwrap();
-    }
+    abuse_mx.deliver("abuse@isp.example", &bounce);
+    abuse_mx.deliver("abuse@isp.example", lunch);
     eventually(20, "serve reading the bounce from the maildir", || {
         notices_of(&env, "S1")
             .iter()
             .any(|n| n["reference"] == reference.as_str() && n["status"] == "bounced")
     });
-    eventually(10, "both messages moved to cur/", || {
-        let mut cur: Vec<String> = std::fs::read_dir(maildir.join("cur"))
+    let maildir = abuse_mx.maildir();
+    eventually(10, "both messages moved to cur/, the bounce seen", || {
+        let mut cur: Vec<(String, String)> = std::fs::read_dir(maildir.join("cur"))
             .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .map(|e| {
+                let e = e.unwrap();
+                let flags = e
+                    .file_name()
+                    .to_string_lossy()
+                    .rsplit(':')
+                    .next()
+                    .unwrap()
+                    .to_string();
+                let text = std::fs::read_to_string(e.path()).unwrap();
+                let subject = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Subject: "))
+                    .unwrap_or("")
+                    .to_string();
+                (subject, flags)
+            })
             .collect();
         cur.sort();
-        cur == ["1700000001.bounce.mx:2,S", "1700000002.lunch.mx:2,"]
+        cur == [
+            (
+                "Undelivered Mail Returned to Sender".to_string(),
+                "2,S".to_string(),
+            ),
+            ("lunch".to_string(), "2,".to_string()),
+        ]
     });
     assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 0);
 

@@ -306,6 +306,31 @@ impl Smtp {
         }
     }
 
+    /// The maildir the server delivers into.
+    pub fn maildir(&self) -> &std::path::Path {
+        &self.maildir
+    }
+
+    /// Hands `message` to the server over SMTP (Python's smtplib), as a
+    /// mail server sends a bounce: from the null sender to `to`.
+    pub fn deliver(&self, to: &str, message: &str) {
+        let script = r#"
+import smtplib, sys
+port, to, message = sys.argv[1:4]
+with smtplib.SMTP("127.0.0.1", int(port), timeout=10) as s:
+    s.sendmail("", [to], message.encode())
+"#;
+        let out = Command::new(python())
+            .args(["-c", script, &self.port.to_string(), to, message])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "smtplib: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The received mails, decoded by Python's email package: to, subject,
     /// body, and the secure server's marks (tls, user).
     pub fn mails(&self) -> Vec<serde_json::Value> {
