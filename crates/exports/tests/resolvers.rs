@@ -212,13 +212,22 @@ local.example. AAAA 2001:db8::5
 warning.kanki. A 192.0.2.81
 ";
 
+/// A port for named, free for UDP and TCP and below the kernel's
+/// ephemeral range (32768 and up): a port `bind(0)` handed out may be
+/// handed out again as some program's source port before named binds it.
+fn named_port() -> u16 {
+    let start = 23_000 + (std::process::id() % 900) as u16 * 10;
+    (start..32_000)
+        .find(|&p| {
+            std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+                && UdpSocket::bind(("127.0.0.1", p)).is_ok()
+        })
+        .expect("no free port on 127.0.0.1 below 32000")
+}
+
 fn start_named(dir: &Path, zones: &[(&str, PathBuf)]) -> (Named, u16) {
     let named = tool("named", "bind9");
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = named_port();
     let root = dir.join("root.zone");
     fs::write(&root, ROOT_ZONE).unwrap();
     let mut conf = format!(

@@ -199,12 +199,31 @@ pub fn client() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// A port free on 127.0.0.1 for both TCP and UDP, for a server a test
+/// starts. It is taken below the kernel's ephemeral range (32768 and up on
+/// Linux): a port the kernel hands out (`bind(0)`) can be handed out again,
+/// between the test picking it and the server binding it, as the source
+/// port of some other program's query — BIND and Unbound open many — and
+/// the server then fails with "address already in use". Each call in a
+/// process gives another port, from a start that differs per process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let port = (FIRST + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
+    panic!(
+        "no free port on 127.0.0.1 between {FIRST} and {}",
+        FIRST + SPAN
+    );
 }
 
 /// Waits until `f` holds, or fails after `secs`.
