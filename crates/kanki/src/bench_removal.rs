@@ -285,6 +285,7 @@ pub fn notices(n: usize, r: &Report) -> anyhow::Result<()> {
                 .collect(),
             page_url: format!("https://isp.example/countermeasures/{family}"),
             ack_url: "https://isp.example/countermeasures/ack?reference=K".into(),
+            verify_url: "https://isp.example/countermeasures/verify".into(),
             notice_number: 1 + i as u64 % 3,
             unacknowledged: i as u64 % 3,
         };

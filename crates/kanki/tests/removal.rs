@@ -170,6 +170,43 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
         .to_string();
     assert!(subject.contains(&reference));
 
+    // S1 checks that the mail is really from the ISP: the site says when
+    // and how that notice went out and about what, and nothing about S1;
+    // a reference of no notice is called a fake.
+    assert!(
+        body.contains("https://isp.example/countermeasures/verify"),
+        "{body}"
+    );
+    let verify = |r: &str| {
+        let resp = client()
+            .get(format!(
+                "{api}/countermeasures/verify?lang=en&reference={}",
+                r.replace(' ', "%20")
+            ))
+            .send()
+            .unwrap();
+        (resp.status().as_u16(), resp.text().unwrap())
+    };
+    let (status, page) = verify(&format!(" {} ", reference.to_lowercase()));
+    assert_eq!(status, 200, "{page}");
+    let today = chrono::Utc::now().date_naive().to_string();
+    assert!(
+        page.contains(&format!(
+            "Notice {reference} was sent by us on {today} by e-mail, about mirai"
+        )),
+        "{page}"
+    );
+    assert!(
+        !page.contains("S1") && !page.contains("s1@example.jp") && !page.contains("192.0.2.10"),
+        "{page}"
+    );
+    let (status, page) = verify("K-AAAA-BBBB-CCCC");
+    assert_eq!(status, 404, "{page}");
+    assert!(page.contains("the message did not come from us"), "{page}");
+    let (status, page) = verify("");
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"verify\""), "{page}");
+
     // The letter for S2, ready for the mail merge.
     let letters = env.dir.path().join("letters.csv");
     env.ok(&["notices", "letters", "-o", letters.to_str().unwrap()]);

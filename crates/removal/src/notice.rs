@@ -81,6 +81,9 @@ pub struct NoticeContext {
     /// The family's countermeasure page, and the acknowledgement page.
     pub page_url: String,
     pub ack_url: String,
+    /// Where a subscriber checks that a notice is really the ISP's (the
+    /// address only: they type the reference there themselves).
+    pub verify_url: String,
     /// 1 for the first notice of the case.
     pub notice_number: u64,
     /// Notices since the last acknowledgement, before this one.
@@ -239,6 +242,7 @@ pub fn context(
             .collect(),
         page_url: format!("{site}/{}", url_segment(&case.threat)),
         ack_url: format!("{site}/ack?reference={reference}"),
+        verify_url: format!("{site}/verify"),
         notice_number: case.notices + 1,
         unacknowledged: case.unacknowledged,
     }
@@ -630,6 +634,7 @@ mod tests {
             }],
             page_url: "https://isp.example/countermeasures/emotet".into(),
             ack_url: "https://isp.example/countermeasures/ack?reference=K-ABCD-EFGH-JKMN".into(),
+            verify_url: "https://isp.example/countermeasures/verify".into(),
             notice_number: 2,
             unacknowledged: 1,
         }

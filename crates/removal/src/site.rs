@@ -9,6 +9,11 @@
 //! this same route; a subscriber an operator put inside, with no
 //! reference, gets a leave request recorded for the operator instead.
 //!
+//! `verify` answers the other question a notice raises: is it really
+//! from the ISP? A subscriber types the site's address and the notice's
+//! reference, and is told when and how that notice was sent, or that no
+//! notice of ours has that reference (then the message is a fake).
+//!
 //! An axum [`Router`]: `kanki serve` mounts it under `/countermeasures` of
 //! the warning page (under every name, so reachable from the garden) and
 //! of the API server.
@@ -25,7 +30,7 @@ use chrono::Utc;
 use kanki_config::CountermeasureConfig;
 use kanki_service::front::Garden;
 use kanki_service::{Kanki, ServiceError};
-use kanki_store::CaseChange;
+use kanki_store::{CaseChange, Channel};
 use serde::Deserialize;
 
 use crate::{case, escalation};
@@ -48,6 +53,7 @@ pub fn router(kanki: Arc<Kanki>, garden: Arc<Garden>, gardened: Option<GardenedC
     Router::new()
         .route("/", get(index))
         .route("/ack", get(ack_form).post(ack))
+        .route("/verify", get(verify))
         .route("/{family}", get(family_page))
         .with_state(Site {
             kanki,
@@ -162,6 +168,12 @@ async fn index(
     }
     body.push_str("</ul>");
     body.push_str(&ack_link(l));
+    body.push_str(match l {
+        Lang::Ja => "<p><a href=\"verify?lang=ja\">当社からのお知らせか確かめる</a></p>",
+        Lang::En => {
+            "<p><a href=\"verify?lang=en\">Is a notice really from us? Check its reference</a></p>"
+        }
+    });
     page(l, title, &body)
 }
 
@@ -236,6 +248,173 @@ async fn ack_form(Query(p): Query<LangParam>, h: HeaderMap) -> Html<String> {
              <p><button id=\"send-cleaned\" type=\"submit\">{button}</button></p></form>{note}"
         ),
     )
+}
+
+/// What the site can say of a notice reference: nothing about the
+/// subscriber, only what the notice itself says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verified {
+    pub reference: String,
+    pub sent_on: chrono::NaiveDate,
+    pub channel: Channel,
+    /// The family (or class) the notice is about.
+    pub threat: String,
+}
+
+/// Looks a notice reference up (as a subscriber typed it: spaces around
+/// it and lower case are forgiven); `None` when no notice has it.
+pub fn verify_reference(k: &Kanki, reference: &str) -> Result<Option<Verified>, ServiceError> {
+    let reference = reference.trim().to_ascii_uppercase();
+    if reference.is_empty() {
+        return Ok(None);
+    }
+    let r = k.store.removal();
+    let Some(n) = r.notice_by_reference(&reference)? else {
+        return Ok(None);
+    };
+    let threat = r.get_case(n.case_id)?.map(|c| c.threat).unwrap_or_default();
+    Ok(Some(Verified {
+        sent_on: n.sent_at.unwrap_or(n.created_at).date_naive(),
+        reference: n.reference,
+        channel: n.channel,
+        threat,
+    }))
+}
+
+async fn verify(
+    State(Site { kanki: k, .. }): State<Site>,
+    Query(p): Query<LangParam>,
+    h: HeaderMap,
+) -> Response {
+    let l = lang(&p, &h);
+    let ja = l == Lang::Ja;
+    let typed = p.reference.clone().unwrap_or_default();
+    let form = |value: &str| {
+        let (label, button) = if ja {
+            ("お知らせに書かれたお知らせ番号", "確かめる")
+        } else {
+            ("The notice reference from your notice", "Check")
+        };
+        format!(
+            "<form id=\"verify\" method=\"get\" action=\"verify\"><input type=\"hidden\" name=\"lang\" value=\"{}\">\
+             <p><label>{label}<br><input id=\"reference\" name=\"reference\" value=\"{}\" autocomplete=\"off\" required></label></p>\
+             <p><button id=\"send-verify\" type=\"submit\">{button}</button></p></form>",
+            if ja { "ja" } else { "en" },
+            esc(value)
+        )
+    };
+    let no_credentials = if ja {
+        NO_CREDENTIALS_JA
+    } else {
+        NO_CREDENTIALS_EN
+    };
+    if typed.trim().is_empty() {
+        let (title, text) = if ja {
+            (
+                "当社からのお知らせか確かめる",
+                "当社からのお知らせを名乗るメールや手紙が本物か、お知らせ番号で確かめられます。このページのアドレスはご自身で入力してください（届いたメールのリンクからではなく）。",
+            )
+        } else {
+            (
+                "Is this notice from us?",
+                "Check a mail or letter that says it is our notice by its reference. Type this page's address yourself rather than following a link in the message.",
+            )
+        };
+        let body = format!("<p>{text}</p>{}{no_credentials}", form(""));
+        return page(l, title, &body).into_response();
+    }
+    let k2 = k.clone();
+    let looked = tokio::task::spawn_blocking(move || verify_reference(&k2, &typed))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let typed = p.reference.as_deref().unwrap_or_default().trim();
+    match looked {
+        Ok(Some(v)) => {
+            let about = k
+                .config
+                .countermeasures
+                .iter()
+                .find(|c| c.family.eq_ignore_ascii_case(&v.threat))
+                .map_or(&v.threat, |c| if ja { &c.title_ja } else { &c.title_en });
+            let how = match (v.channel, ja) {
+                (Channel::Mail, true) => "メール",
+                (Channel::Letter, true) => "郵便",
+                (Channel::Garden, true) => "接続制限中のお知らせページ",
+                (Channel::Mail, false) => "e-mail",
+                (Channel::Letter, false) => "post",
+                (Channel::Garden, false) => "the page shown while your connection was restricted",
+            };
+            let (title, text) = if ja {
+                (
+                    "当社からのお知らせです",
+                    format!(
+                        "お知らせ番号 {} は、当社が {} に{}でお送りしたお知らせのものです（内容: {}）。",
+                        esc(&v.reference),
+                        v.sent_on,
+                        how,
+                        esc(about)
+                    ),
+                )
+            } else {
+                (
+                    "This notice is from us",
+                    format!(
+                        "Notice {} was sent by us on {} by {}, about {}.",
+                        esc(&v.reference),
+                        v.sent_on,
+                        how,
+                        esc(about)
+                    ),
+                )
+            };
+            let guidance = if ja {
+                "対策の手順"
+            } else {
+                "How to fix it"
+            };
+            let body = format!(
+                "<p id=\"genuine\">{text}</p><p><a href=\"{}?lang={}\">{guidance}</a></p>{}{no_credentials}",
+                esc(&v.threat),
+                if ja { "ja" } else { "en" },
+                ack_link(l)
+            );
+            page(l, title, &body).into_response()
+        }
+        Ok(None) => {
+            tracing::info!(reference = %typed, "a notice reference that is not ours was checked");
+            let (title, text) = if ja {
+                (
+                    "当社のお知らせではありません",
+                    format!(
+                        "お知らせ番号 {} のお知らせを当社はお送りしていません。書かれたとおりに入力したかお確かめください。それでも見つからない場合、そのメールや手紙は当社からのものではありません。リンクを開いたり情報を入力したりせず、当社サポート窓口にご相談ください。",
+                        esc(typed)
+                    ),
+                )
+            } else {
+                (
+                    "Not a notice of ours",
+                    format!(
+                        "We sent no notice with the reference {}. Check that you typed it exactly as written. If it is still not found, the message did not come from us: do not follow its links or give it any information, and tell our support desk.",
+                        esc(typed)
+                    ),
+                )
+            };
+            let body = format!(
+                "<p id=\"not-ours\">{text}</p>{}{no_credentials}",
+                form(typed)
+            );
+            (StatusCode::NOT_FOUND, page(l, title, &body)).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "verifying a notice reference failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the reference could not be checked; please try again",
+            )
+                .into_response()
+        }
+    }
 }
 
 /// The longest note kept with an acknowledgement, in characters.
