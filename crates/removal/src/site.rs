@@ -382,7 +382,9 @@ async fn verify(
             page(l, title, &body).into_response()
         }
         Ok(None) => {
-            tracing::info!(reference = %typed, "a notice reference that is not ours was checked");
+            // What was typed, kept short and printable for the log.
+            let logged: String = typed.chars().filter(|c| !c.is_control()).take(40).collect();
+            tracing::info!(reference = %logged, "a notice reference that is not ours was checked");
             let (title, text) = if ja {
                 (
                     "当社のお知らせではありません",
