@@ -149,7 +149,12 @@ pub fn ingest(
 ) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
-    let template = dir.join(format!("directory-{sessions}"));
+    // Named with the page size: a template made by a build with another
+    // page size would measure that one.
+    let template = dir.join(format!(
+        "directory-{sessions}-p{}",
+        kanki_store::SQLITE_PAGE_SIZE
+    ));
     directory_template(sessions, &template, r)?;
     let run = dir.join(format!("run-{sessions}"));
     let t = Instant::now();
