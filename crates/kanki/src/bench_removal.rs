@@ -149,12 +149,7 @@ pub fn ingest(
 ) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
-    // Named with the page size: a template made by a build with another
-    // page size would measure that one.
-    let template = dir.join(format!(
-        "directory-{sessions}-p{}",
-        kanki_store::SQLITE_PAGE_SIZE
-    ));
+    let template = dir.join(format!("directory-{sessions}"));
     directory_template(sessions, &template, r)?;
     let run = dir.join(format!("run-{sessions}"));
     let t = Instant::now();

@@ -23,8 +23,6 @@ pub use crawl::*;
 pub use directory::*;
 pub use import::{ImportProgress, Importer};
 pub use removal::*;
-/// The page size a new SQLite database is made with.
-pub use sqlite::PAGE_SIZE as SQLITE_PAGE_SIZE;
 pub use types::*;
 pub use warning::*;
 

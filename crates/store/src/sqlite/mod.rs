@@ -41,17 +41,9 @@ pub(crate) struct SqliteBackend {
     checkpointer: Checkpointer,
 }
 
-/// The page size of a new database. 16 KiB rather than SQLite's 4 KiB:
-/// a commit writes each page to the WAL with two system calls (its frame
-/// header, then the page), and the removal loop's ingest writes about
-/// 200 MB per million events (segments, audit records, cases); with
-/// 4 KiB pages a day-1 ingest spent a third of its time in those writes
-/// (see docs/benchmarks.md, "SQLite page size").
-pub const PAGE_SIZE: i64 = 16_384;
-
-/// Bytes of WAL past which the writer checkpoints itself. During an
-/// ingest the [`Checkpointer`] keeps the WAL below that.
-const WRITER_CHECKPOINT_BYTES: i64 = 64 * 1024 * 1024;
+/// Pages of WAL past which the writer checkpoints itself (64 MiB). During
+/// an ingest the [`Checkpointer`] keeps the WAL below that.
+const WRITER_CHECKPOINT_PAGES: i64 = 16_384;
 
 /// Copies the WAL back into the database on a thread and connection of its
 /// own (a passive checkpoint, which neither waits for nor blocks readers
@@ -153,9 +145,6 @@ impl SqliteBackend {
         // under busy_timeout. (Found with `kanki garden enter` while
         // `kanki serve` flushed warning-page hits.)
         writer.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
-        // Fixed when the file is first written (before WAL mode, which
-        // writes it); an existing database keeps its own.
-        writer.pragma_update(None, "page_size", PAGE_SIZE)?;
         let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Backend(format!(
@@ -164,14 +153,9 @@ impl SqliteBackend {
             )));
         }
         configure(&writer, options)?;
-        // Past WRITER_CHECKPOINT_BYTES of WAL, the writer copies it back
+        // Past WRITER_CHECKPOINT_PAGES of WAL, the writer copies it back
         // itself; an ingest has the checkpointer do it.
-        let page_size: i64 = writer.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        writer.pragma_update(
-            None,
-            "wal_autocheckpoint",
-            WRITER_CHECKPOINT_BYTES / page_size.max(512),
-        )?;
+        writer.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)?;
         migrate::apply(&writer)?;
         mark_interrupted_imports(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
