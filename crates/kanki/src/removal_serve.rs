@@ -10,6 +10,8 @@ use chrono::Utc;
 use kanki_api::ApiState;
 use kanki_removal::ingest::Source;
 
+use crate::serve::background_turn;
+
 pub async fn spawn(st: &ApiState) -> anyhow::Result<()> {
     tokio::spawn(notice_loop(st.clone()));
     tokio::spawn(event_purger(st.clone()));
@@ -113,16 +115,13 @@ async fn event_purger(st: ApiState) {
     loop {
         let k = st.kanki.clone();
         let keep = k.config.removal.events_retention.as_secs().min(1 << 40) as i64;
-        let done = tokio::task::spawn_blocking(move || {
+        let purge = move || {
             k.store
                 .removal()
                 .purge_events(Utc::now() - chrono::Duration::seconds(keep))
-        })
-        .await;
-        match done {
-            Ok(Ok(n)) => tracing::info!(events = n, "event retention purge done"),
-            Ok(Err(e)) => tracing::error!(error = %e, "event retention purge failed"),
-            Err(e) => tracing::error!(error = %e, "event retention purge panicked"),
+        };
+        if let Some(n) = background_turn("event retention purge", purge).await {
+            tracing::info!(events = n, "event retention purge done");
         }
         tokio::time::sleep(every).await;
     }
@@ -133,14 +132,13 @@ async fn notice_loop(st: ApiState) {
     loop {
         tokio::time::sleep(every).await;
         let k = st.kanki.clone();
-        let done = tokio::task::spawn_blocking(move || {
+        let send = move || {
             let mailer = kanki_notify::Mailer::new(&k.config.smtp)
                 .map_err(kanki_service::ServiceError::Invalid)?;
             kanki_removal::notice::send_due(&k, Some(&mailer), false, Utc::now())
-        })
-        .await;
-        match done {
-            Ok(Ok(s)) => tracing::info!(
+        };
+        if let Some(s) = background_turn("sending notices", send).await {
+            tracing::info!(
                 mailed = s.mails_sent,
                 letters = s.letters_queued,
                 escalated = s.escalated,
@@ -149,9 +147,7 @@ async fn notice_loop(st: ApiState) {
                 failed = s.failed,
                 bounced = s.bounced,
                 "notices sent"
-            ),
-            Ok(Err(e)) => tracing::error!(error = %e, "sending notices failed"),
-            Err(e) => tracing::error!(error = %e, "sending notices panicked"),
+            );
         }
     }
 }
@@ -161,20 +157,16 @@ async fn bounce_loop(st: ApiState, maildir: PathBuf) {
     loop {
         let k = st.kanki.clone();
         let dir = maildir.clone();
-        let done =
-            tokio::task::spawn_blocking(move || kanki_removal::bounce::read_maildir(&k, &dir))
-                .await;
-        match done {
-            Ok(Ok(p)) if p == Default::default() => {}
-            Ok(Ok(p)) => tracing::info!(
+        let read = move || kanki_removal::bounce::read_maildir(&k, &dir);
+        match background_turn("reading the bounce maildir", read).await {
+            Some(p) if p != Default::default() => tracing::info!(
                 bounces = p.bounces,
                 notices_bounced = p.notices_bounced,
                 other_messages = p.other_messages,
                 left = p.left,
                 "bounce maildir read"
             ),
-            Ok(Err(e)) => tracing::error!(error = %e, "reading the bounce maildir failed"),
-            Err(e) => tracing::error!(error = %e, "reading the bounce maildir panicked"),
+            _ => {}
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }

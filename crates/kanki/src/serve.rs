@@ -259,20 +259,43 @@ async fn refresher(st: ApiState) {
     }
 }
 
+/// Runs `work` off the async threads, for one turn of a background task
+/// of serve. A failure or a panic is logged (`"{what} failed"`,
+/// `"{what} panicked"`) and gives `None`: the task tries again at its
+/// next turn.
+pub(crate) async fn background_turn<T, E>(
+    what: &str,
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Option<T>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(t)) => Some(t),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "{what} failed");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "{what} panicked");
+            None
+        }
+    }
+}
+
 async fn expirer(st: ApiState) {
     let every = st.kanki.config.indicators.expire_every.0;
     loop {
         tokio::time::sleep(every).await;
         let k = st.kanki.clone();
-        match tokio::task::spawn_blocking(move || k.store.expire(Utc::now())).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => {
+        match background_turn("expiry", move || k.store.expire(Utc::now())).await {
+            None | Some(0) => {}
+            Some(n) => {
                 st.metrics.expired.inc_by(n);
                 tracing::info!(expired = n, "listings expired");
                 st.list_changed.notify_one();
             }
-            Ok(Err(e)) => tracing::error!(error = %e, "expiry failed"),
-            Err(e) => tracing::error!(error = %e, "expiry panicked"),
         }
     }
 }
@@ -354,14 +377,13 @@ async fn purger(st: ApiState) {
     let every = st.kanki.config.directory.purge_every.0;
     loop {
         let k = st.kanki.clone();
-        match tokio::task::spawn_blocking(move || k.purge_expired(Utc::now(), "retention")).await {
-            Ok(Ok(c)) => tracing::info!(
+        let purge = move || k.purge_expired(Utc::now(), "retention");
+        if let Some(c) = background_turn("retention purge", purge).await {
+            tracing::info!(
                 bindings = c.bindings,
                 audit_records = c.audit_records,
                 "retention purge done"
-            ),
-            Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
-            Err(e) => tracing::error!(error = %e, "retention purge panicked"),
+            );
         }
         tokio::time::sleep(every).await;
     }

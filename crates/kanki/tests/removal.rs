@@ -10,7 +10,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{Env, Smtp, client, eventually, free_port, need, python};
+use common::{Env, Smtp, client, eventually, free_port, need, python, succeed};
 use serde_json::Value;
 
 fn radclient(port: u16, attrs: &str) {
@@ -749,16 +749,11 @@ fn many_sinkhole_rows(rows: usize, net: u8) -> String {
 /// A count from the store, read with the sqlite3 shell while kanki runs.
 /// What sqlite3 prints for one query on the store.
 fn text(env: &Env, sql: &str) -> String {
-    let out = Command::new(need("sqlite3", "sqlite3"))
-        .arg("-readonly")
-        .arg(env.dir.path().join("data/kanki.sqlite3"))
-        .arg(sql)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        Command::new(need("sqlite3", "sqlite3"))
+            .arg("-readonly")
+            .arg(env.dir.path().join("data/kanki.sqlite3"))
+            .arg(sql),
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -930,12 +925,7 @@ fn test_certificates(dir: &std::path::Path) -> (String, String, String) {
     let openssl = need("openssl", "openssl");
     let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
     let run = |args: &[&str]| {
-        let out = Command::new(&openssl).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeed(Command::new(&openssl).args(args));
     };
     let ec = [
         "-newkey",
@@ -1144,15 +1134,10 @@ for cte in ("base64", "quoted-printable"):
     m.add_attachment(report.encode(), maintype="application", subtype="json", cte=cte, filename="report.json")
     open("%s/%s.eml" % (out, cte), "wb").write(m.as_bytes(policy=policy.SMTP))
 "#;
-    let out = Command::new(python())
-        .args(["-c", script, &report])
-        .arg(env.dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        Command::new(python())
+            .args(["-c", script, &report])
+            .arg(env.dir.path()),
     );
     let b64 = env.dir.path().join("base64.eml");
     let qp = env.dir.path().join("quoted-printable.eml");

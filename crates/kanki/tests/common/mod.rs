@@ -255,6 +255,19 @@ pub fn need(program: &str, package: &str) -> PathBuf {
     );
 }
 
+/// Runs a helper program to its end and returns its output; the test
+/// fails, with the program's standard error, unless it succeeded.
+pub fn succeed(c: &mut Command) -> Output {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        c.get_program(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Python with aiosmtpd (scripts/test.sh installs it with pip).
 pub fn python() -> String {
     let py = std::env::var("KANKI_PYTHON").unwrap_or_else(|_| "python3".into());
@@ -339,15 +352,7 @@ port, to, message = sys.argv[1:4]
 with smtplib.SMTP("127.0.0.1", int(port), timeout=10) as s:
     s.sendmail("", [to], message.encode())
 "#;
-        let out = Command::new(python())
-            .args(["-c", script, &self.port.to_string(), to, message])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "smtplib: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        succeed(Command::new(python()).args(["-c", script, &self.port.to_string(), to, message]));
     }
 
     /// The received mails, decoded by Python's email package: to, subject,
