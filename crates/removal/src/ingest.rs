@@ -324,21 +324,23 @@ fn store_stream(
     // Stored batches are freed on a thread of their own: a batch is some
     // 300,000 small allocations, and freeing them took the store stage a
     // twentieth of its time.
-    let (spent_tx, spent) = std::sync::mpsc::channel::<Vec<Box<EventBatch>>>();
+    let (spent_tx, spent) = std::sync::mpsc::channel::<Box<EventBatch>>();
     let freer = std::thread::spawn(move || {
-        for batches in spent {
-            drop(batches)
+        for batch in spent {
+            drop(batch)
         }
     });
     let stored = kanki.store.removal().record_event_stream(
         ingest,
         &mut next,
         &mut case::on_events,
+        &mut |batch| {
+            let _ = spent_tx.send(batch);
+        },
         &mut |batches, counts| {
-            for s in uncommitted.borrow_mut().drain(..batches.len()) {
+            for s in uncommitted.borrow_mut().drain(..batches) {
                 sum.add_judged(s);
             }
-            let _ = spent_tx.send(batches);
             sum.add_stored(&counts);
             progress(sum);
             Ok(())

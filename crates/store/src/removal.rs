@@ -473,15 +473,18 @@ pub trait RemovalBackend: Send + Sync {
     /// Batches are committed together, a transaction holding those that
     /// arrive within `window` of its start; `next` is then asked with the
     /// time left, and the writer is let go between transactions.
-    /// `committed` is given, after each commit, the batches it held (to
-    /// free where the caller likes: a batch's events are many small
-    /// allocations) and what they did.
+    /// `spent` is given each batch as soon as it is written, before its
+    /// transaction commits (to free where the caller likes: a batch's
+    /// events are many small allocations, and memory given back at once
+    /// is memory the next batches reuse); `committed` is told, after each
+    /// commit, how many batches it held and what they did.
     fn record_event_stream(
         &self,
         ingest: i64,
         next: &mut dyn FnMut(Option<Duration>) -> NextBatch,
         update: &mut CaseUpdate<'_>,
-        committed: &mut dyn FnMut(Vec<Box<EventBatch>>, RecordCounts) -> Result<()>,
+        spent: &mut dyn FnMut(Box<EventBatch>),
+        committed: &mut dyn FnMut(usize, RecordCounts) -> Result<()>,
         window: Duration,
     ) -> Result<()>;
 
@@ -502,6 +505,7 @@ pub trait RemovalBackend: Send + Sync {
                     .map_or(NextBatch::End, |b| NextBatch::Batch(Box::new(b)))
             },
             update,
+            &mut drop,
             &mut |_, c| {
                 counts.add(&c);
                 Ok(())

@@ -49,8 +49,9 @@ fn stream(
             None => kanki_store::NextBatch::End,
         },
         update,
+        &mut drop,
         &mut |batches, counts| {
-            commits.push((batches.len(), counts));
+            commits.push((batches, counts));
             Ok(())
         },
         window,
@@ -440,6 +441,7 @@ fn a_case_closed_between_two_transactions_of_a_stream_stays_closed() {
             }
         },
         &mut |c: &mut Case, d: &CaseDelta, _| c.events += d.events,
+        &mut drop,
         &mut |_, _| Ok(()),
         std::time::Duration::ZERO,
     )

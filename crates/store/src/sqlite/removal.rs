@@ -408,7 +408,8 @@ impl RemovalBackend for SqliteBackend {
         ingest: i64,
         next: &mut dyn FnMut(Option<std::time::Duration>) -> NextBatch,
         update: &mut CaseUpdate<'_>,
-        committed: &mut dyn FnMut(Vec<Box<EventBatch>>, RecordCounts) -> Result<()>,
+        spent: &mut dyn FnMut(Box<EventBatch>),
+        committed: &mut dyn FnMut(usize, RecordCounts) -> Result<()>,
         window: std::time::Duration,
     ) -> Result<()> {
         let mut cases = OpenCases::default();
@@ -419,7 +420,7 @@ impl RemovalBackend for SqliteBackend {
                 NextBatch::Batch(b) => b,
                 NextBatch::NotYet | NextBatch::End => return Ok(()),
             };
-            let (more, update, cases) = (&mut *next, &mut *update, &mut cases);
+            let (more, update, spent, cases) = (&mut *next, &mut *update, &mut *spent, &mut cases);
             let (batches, counts, ended) = self.write(move |c| {
                 let mut keys = self.stored_keys.lock().unwrap_or_else(|p| p.into_inner());
                 let started = std::time::Instant::now();
@@ -432,7 +433,7 @@ impl RemovalBackend for SqliteBackend {
                     statements: &mut statements,
                 };
                 let mut counts = RecordCounts::default();
-                let (mut batches, mut ended) = (Vec::new(), false);
+                let (mut batches, mut ended) = (0, false);
                 let mut batch = Some(first);
                 let written = loop {
                     let Some(b) = batch.take() else {
@@ -441,7 +442,9 @@ impl RemovalBackend for SqliteBackend {
                     if let Err(e) = record_batch(&tx, &mut held, ingest, &b, update, &mut counts) {
                         break Err(e);
                     }
-                    batches.push(b);
+                    // Written: nothing of it is needed any more.
+                    spent(b);
+                    batches += 1;
                     let Some(left) = window.checked_sub(started.elapsed()) else {
                         continue;
                     };
@@ -464,7 +467,7 @@ impl RemovalBackend for SqliteBackend {
                 cases.committed(self.case_writes.fetch_add(1, Ordering::AcqRel) + 1);
                 self.checkpointer.request();
                 tracing::debug!(
-                    batches = batches.len(),
+                    batches,
                     events = counts.inserted,
                     written_ms = (t_commit - started).as_secs_f64() * 1e3,
                     commit_ms = t_commit.elapsed().as_secs_f64() * 1e3,
