@@ -218,7 +218,7 @@ pub fn ingest(
 const PARSED_IN_FLIGHT: usize = 2;
 
 /// Judged batches waiting to be stored: parsing and judging go on while
-/// the store commits (writing the WAL and its fsync, a third of a day's
+/// the store commits (writing its pages to the WAL, a third of a day's
 /// ingest), so that the store finds batches ready when it is done. Each
 /// is some 30 MB.
 const JUDGED_IN_FLIGHT: usize = 6;

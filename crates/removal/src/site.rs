@@ -261,10 +261,16 @@ pub struct Verified {
     pub threat: String,
 }
 
-/// Looks a notice reference up (as a subscriber typed it: spaces around
-/// it and lower case are forgiven); `None` when no notice has it.
+/// A notice reference as a subscriber typed it, as stored: spaces around
+/// it and lower case are forgiven.
+fn typed_reference(typed: &str) -> String {
+    typed.trim().to_ascii_uppercase()
+}
+
+/// Looks a notice reference up (as a subscriber typed it); `None` when no
+/// notice has it.
 pub fn verify_reference(k: &Kanki, reference: &str) -> Result<Option<Verified>, ServiceError> {
-    let reference = reference.trim().to_ascii_uppercase();
+    let reference = typed_reference(reference);
     if reference.is_empty() {
         return Ok(None);
     }
@@ -468,7 +474,7 @@ async fn ack(
     if !same_origin(&h) {
         return (StatusCode::FORBIDDEN, "cross-site post refused").into_response();
     }
-    let reference = f.reference.trim().to_ascii_uppercase();
+    let reference = typed_reference(&f.reference);
     let note: String = f
         .note
         .chars()
