@@ -51,13 +51,34 @@ impl Default for AuditConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RadiusConfig {
     /// UDP address of the RADIUS accounting server; unset: no server.
     pub listen: Option<std::net::SocketAddr>,
     /// The NASes allowed to send accounting, each with its shared secret.
     pub nas: Vec<NasConfig>,
+    /// A record whose Event-Timestamp is older than this is refused (a
+    /// replayed capture, or a NAS clock far off); records of a session are
+    /// checked against its newest stored record for this long.
+    pub max_record_age: HumanDuration,
+    /// Refuse records without Event-Timestamp (they cannot be dated, so a
+    /// replayed Accounting-On/Off without one cannot be recognized).
+    pub require_event_timestamp: bool,
+    /// Sessions kept for replay detection, at most.
+    pub tracked_sessions: usize,
+}
+
+impl Default for RadiusConfig {
+    fn default() -> Self {
+        RadiusConfig {
+            listen: None,
+            nas: Vec::new(),
+            max_record_age: HumanDuration::secs(86_400),
+            require_event_timestamp: false,
+            tracked_sessions: 1_000_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,4 +87,11 @@ pub struct NasConfig {
     /// An address or a CIDR block of NAS addresses.
     pub address: String,
     pub secret: String,
+    /// NAS-IP-Address / NAS-IPv6-Address values (addresses or networks)
+    /// this NAS may send besides its own source address.
+    #[serde(default)]
+    pub nas_ip_addresses: Vec<String>,
+    /// NAS-Identifier values this NAS may send.
+    #[serde(default)]
+    pub nas_identifiers: Vec<String>,
 }

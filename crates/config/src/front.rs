@@ -33,6 +33,18 @@ pub struct DnsConfig {
     /// Queries per second allowed per client prefix (a /24 for IPv4, a /56
     /// for IPv6), with bursts of twice that; 0: no limit.
     pub rate_limit: u32,
+    /// Queries waiting for an upstream at most; a query that finds them
+    /// all taken is answered SERVFAIL (and counted).
+    pub max_forwards: usize,
+    /// UDP sockets per upstream, each on a random source port, each
+    /// replaced by one on a fresh random port after 1,024 queries.
+    pub upstream_ports: usize,
+    /// Client TCP connections open at once, at most; past it new
+    /// connections are closed at once (and counted).
+    pub tcp_connections: usize,
+    /// A client TCP connection idle this long (or this slow to send a
+    /// query or take an answer) is closed.
+    pub tcp_idle_timeout: HumanDuration,
     /// Names (and their subdomains) reachable from the walled garden: the
     /// countermeasure and security-vendor sites.
     pub garden_allow: Vec<String>,
@@ -55,7 +67,11 @@ impl Default for DnsConfig {
             ttl: 60,
             ede: "filtered".into(),
             cache_entries: 200_000,
-            rate_limit: 0,
+            rate_limit: 1000,
+            max_forwards: 10_000,
+            upstream_ports: 64,
+            tcp_connections: 256,
+            tcp_idle_timeout: HumanDuration::secs(10),
             garden_allow: Vec::new(),
             query_log: None,
             query_log_retention: HumanDuration::secs(86400),
@@ -74,6 +90,22 @@ impl DnsConfig {
                 "dns.upstreams".into(),
                 Some(("listen".into(), 1)),
                 "the DNS front needs at least one upstream resolver".into(),
+            ));
+        }
+        for (key, value) in [
+            ("dns.max_forwards", self.max_forwards),
+            ("dns.upstream_ports", self.upstream_ports),
+            ("dns.tcp_connections", self.tcp_connections),
+        ] {
+            if value == 0 {
+                return Err((key.into(), None, format!("{key} must be at least 1")));
+            }
+        }
+        if self.upstream_ports > 1024 {
+            return Err((
+                "dns.upstream_ports".into(),
+                point(&self.upstream_ports.to_string()),
+                "upstream_ports is at most 1024 (sockets per upstream)".into(),
             ));
         }
         if !matches!(self.ede.as_str(), "filtered" | "blocked") {

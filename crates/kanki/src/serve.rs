@@ -311,13 +311,18 @@ async fn radius_server(
         .iter()
         .map(|n| {
             NasConfig::new(&n.address, n.secret.as_bytes())
+                .and_then(|c| c.claiming(&n.nas_ip_addresses, &n.nas_identifiers))
                 .with_context(|| format!("radius.nas {}", n.address))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     if nas.is_empty() {
         anyhow::bail!("radius.listen is set but no [[radius.nas]] may send accounting");
     }
-    Server::bind(ServerConfig::new(listen, nas))
+    let mut server = ServerConfig::new(listen, nas);
+    server.max_record_age = config.radius.max_record_age.0;
+    server.require_event_timestamp = config.radius.require_event_timestamp;
+    server.tracked_sessions = config.radius.tracked_sessions;
+    Server::bind(server)
         .await
         .with_context(|| format!("cannot listen on {listen} (radius.listen)"))
 }

@@ -10,7 +10,9 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::resolvers::{dig, metric, unbound_with_root_zone};
+use common::resolvers::{
+    dig, metric, unbound_with_root_zone, validating_unbound_with_signed_root,
+};
 use common::{Env, eventually, free_port};
 
 #[test]
@@ -195,4 +197,63 @@ listen = "127.0.0.1:{page_port}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A query with CD (checking disabled) asks the upstream for data it has
+/// not validated. That answer goes to the client that asked for it and to
+/// no one else: a subscriber who then asks normally gets the validating
+/// upstream's SERVFAIL, never the forged address. The upstream is a
+/// validating Unbound whose signed private root holds a record altered
+/// after signing.
+#[test]
+fn an_unvalidated_answer_to_a_cd_query_is_never_served_to_another_client() {
+    let dns_port = free_port();
+    let unbound_port = free_port();
+    let env = Env::new(&format!(
+        r#"
+[dns]
+listen = ["127.0.0.1:{dns_port}"]
+upstreams = ["127.0.0.1:{unbound_port}"]
+clients = ["127.0.0.0/8"]
+"#
+    ));
+    let _unbound = validating_unbound_with_signed_root(
+        env.dir.path(),
+        unbound_port,
+        "good.example. A 10.0.0.1\nforged.example. A 10.0.0.66\n",
+        &[("10.0.0.66", "10.6.6.6")],
+    );
+    let _kanki = env.serve();
+    let p = dns_port.to_string();
+    let ask = |from: &str, extra: &[&str]| {
+        let mut args = vec!["-b", from, "-p", &p, "@127.0.0.1"];
+        args.extend_from_slice(extra);
+        dig(&args)
+    };
+    eventually(10, "the validating upstream answering through the front", || {
+        ask("127.0.0.3", &["good.example", "A"]).answer == ["good.example. 300 IN A 10.0.0.1"]
+    });
+
+    // The attacker's client asks with CD and gets the forged record (as
+    // it asked to: no validation).
+    let cd = ask("127.0.0.2", &["+cdflag", "forged.example", "A"]);
+    assert!(
+        cd.answer.first().is_some_and(|l| l.ends_with("IN A 10.6.6.6")),
+        "{}",
+        cd.text
+    );
+    // Everyone else asks normally: the upstream validates and refuses.
+    for _ in 0..2 {
+        let plain = ask("127.0.0.3", &["forged.example", "A"]);
+        assert_eq!(plain.status, "SERVFAIL", "{}", plain.text);
+        assert!(plain.answer.is_empty(), "{}", plain.text);
+    }
+    // The same holds without EDNS (dig +noedns), and for a recursion-less
+    // query followed by an ordinary one.
+    let cd = ask("127.0.0.2", &["+cdflag", "+noedns", "forged.example", "A"]);
+    assert!(cd.answer.first().is_some_and(|l| l.ends_with("IN A 10.6.6.6")), "{}", cd.text);
+    assert_eq!(ask("127.0.0.3", &["+noedns", "forged.example", "A"]).status, "SERVFAIL");
+    let _ = ask("127.0.0.2", &["+norecurse", "good.example", "A"]);
+    let a = ask("127.0.0.3", &["good.example", "A"]);
+    assert!(a.answer.first().is_some_and(|l| l.ends_with("IN A 10.0.0.1")), "{}", a.text);
 }

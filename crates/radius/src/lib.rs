@@ -27,6 +27,7 @@
 pub mod attr;
 pub mod load;
 pub mod packet;
+pub mod replay;
 pub mod server;
 
 pub use attr::{AccountingRequest, StatusType};

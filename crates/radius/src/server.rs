@@ -34,6 +34,7 @@ use tokio::sync::mpsc;
 
 use crate::attr::{AccountingRequest, StatusType};
 use crate::packet::{self, Packet, code};
+use crate::replay::{Record, ReplayGuard};
 use crate::{DecodeError, accounting_response};
 
 /// Where the server puts what it received.
@@ -50,12 +51,25 @@ pub trait AccountingSink: Send + Sync + 'static {
 }
 
 /// One NAS (or a network of them) allowed to send accounting, with the
-/// secret it shares with the server.
+/// secret it shares with the server, and the identities it may claim.
+///
+/// A request names its NAS with NAS-IP-Address, NAS-IPv6-Address or
+/// NAS-Identifier, and an Accounting-On/Off closes every session of the
+/// NAS it names. So a request is taken only when every identity it claims
+/// is this entry's: a NAS-IP-Address or NAS-IPv6-Address equal to the
+/// request's source address or within [`NasConfig::nas_ip_addresses`], a
+/// NAS-Identifier listed in [`NasConfig::nas_identifiers`]. A NAS holding
+/// one secret cannot speak for another.
 #[derive(Clone)]
 pub struct NasConfig {
     /// The NAS's source address, or a network holding several NASes.
     pub address: IpNet,
     secret: Arc<[u8]>,
+    /// NAS-IP-Address / NAS-IPv6-Address values it may send besides its
+    /// own source address (a loopback or management address).
+    pub nas_ip_addresses: Vec<IpNet>,
+    /// NAS-Identifier values it may send.
+    pub nas_identifiers: Vec<String>,
 }
 
 impl NasConfig {
@@ -77,11 +91,56 @@ impl NasConfig {
         Ok(NasConfig {
             address,
             secret: secret.into(),
+            nas_ip_addresses: Vec::new(),
+            nas_identifiers: Vec::new(),
         })
+    }
+
+    /// Adds the NAS-IP-Address / NAS-IPv6-Address values (addresses or
+    /// networks) and NAS-Identifier values this NAS may claim.
+    pub fn claiming(
+        mut self,
+        nas_ip_addresses: &[impl AsRef<str>],
+        nas_identifiers: &[impl AsRef<str>],
+    ) -> Result<NasConfig, ConfigError> {
+        for a in nas_ip_addresses {
+            let a = a.as_ref().trim();
+            let net = match a.parse::<IpNet>() {
+                Ok(net) => net.trunc(),
+                Err(_) => a
+                    .parse::<IpAddr>()
+                    .map(|ip| IpNet::from(ip.to_canonical()))
+                    .map_err(|_| ConfigError::BadAddress(a.to_string()))?,
+            };
+            self.nas_ip_addresses.push(net);
+        }
+        for id in nas_identifiers {
+            let id = id.as_ref();
+            if id.is_empty() {
+                return Err(ConfigError::EmptyIdentifier(self.address));
+            }
+            self.nas_identifiers.push(id.to_string());
+        }
+        Ok(self)
     }
 
     pub fn secret(&self) -> &[u8] {
         &self.secret
+    }
+
+    /// Whether every NAS identity `r` claims is this entry's, for a
+    /// request from `src`.
+    pub fn owns_claims(&self, r: &AccountingRequest<'_>, src: IpAddr) -> bool {
+        let src = src.to_canonical();
+        let owns_ip = |ip: IpAddr| {
+            let ip = ip.to_canonical();
+            ip == src || self.nas_ip_addresses.iter().any(|n| n.contains(&ip))
+        };
+        r.nas_ip.is_none_or(|ip| owns_ip(IpAddr::V4(ip)))
+            && r.nas_ipv6.is_none_or(|ip| owns_ip(IpAddr::V6(ip)))
+            && r
+                .nas_identifier
+                .is_none_or(|id| self.nas_identifiers.iter().any(|n| n == id))
     }
 }
 
@@ -90,6 +149,8 @@ impl fmt::Debug for NasConfig {
         f.debug_struct("NasConfig")
             .field("address", &self.address)
             .field("secret", &"<redacted>")
+            .field("nas_ip_addresses", &self.nas_ip_addresses)
+            .field("nas_identifiers", &self.nas_identifiers)
             .finish()
     }
 }
@@ -102,6 +163,8 @@ pub enum ConfigError {
     EmptySecret(IpNet),
     #[error("NAS {0} is configured twice")]
     DuplicateNas(IpNet),
+    #[error("NAS {0}: an empty NAS-Identifier")]
+    EmptyIdentifier(IpNet),
 }
 
 /// What the server needs. [`ServerConfig::new`] fills in the defaults.
@@ -131,6 +194,20 @@ pub struct ServerConfig {
     /// NASes resending after an outage) while the server catches up.
     /// Default 4 MiB; Linux caps it at `net.core.rmem_max`.
     pub receive_buffer: usize,
+    /// A record whose Event-Timestamp is older than this is refused
+    /// (dropped unanswered, counted as `stale_record`): a replay of an old
+    /// capture, or a NAS clock far off. Records of a session are also
+    /// checked against the session's newest record for this long (see
+    /// [`crate::replay`]). Default 24 hours.
+    pub max_record_age: Duration,
+    /// Refuse records without Event-Timestamp (counted as
+    /// `missing_event_timestamp`): they cannot be dated by the NAS, so a
+    /// replayed Accounting-On/Off without one cannot be told from a new
+    /// one. Default false.
+    pub require_event_timestamp: bool,
+    /// Sessions whose newest record is kept for replay detection, at most.
+    /// Default 1,000,000.
+    pub tracked_sessions: usize,
 }
 
 impl ServerConfig {
@@ -144,6 +221,9 @@ impl ServerConfig {
             duplicate_window: Duration::from_secs(10),
             duplicate_capacity: 262_144,
             receive_buffer: 4 << 20,
+            max_record_age: Duration::from_secs(86_400),
+            require_event_timestamp: false,
+            tracked_sessions: 1_000_000,
         }
     }
 }
@@ -189,6 +269,13 @@ drop_reasons! {
     MissingUserName = "missing_user_name",
     /// The queue to the sink was full.
     Overloaded = "overloaded",
+    /// The request names a NAS (NAS-IP-Address, NAS-IPv6-Address,
+    /// NAS-Identifier) that is not the sender's entry.
+    ForeignNas = "foreign_nas",
+    /// Event-Timestamp older than `max_record_age`.
+    StaleRecord = "stale_record",
+    /// No Event-Timestamp, and `require_event_timestamp` is set.
+    MissingEventTimestamp = "missing_event_timestamp",
 }
 
 impl From<DecodeError> for DropReason {
@@ -233,6 +320,12 @@ pub struct Counters {
     pub sink_errors: AtomicU64,
     /// Responses the socket refused to send.
     pub send_errors: AtomicU64,
+    /// Replays recognized past the duplicate cache (a record not newer
+    /// than its session's stored one): answered, not applied again.
+    pub replays: AtomicU64,
+    /// Sessions not tracked for replay detection because
+    /// `tracked_sessions` were.
+    pub untracked_sessions: AtomicU64,
     dropped: [AtomicU64; REASONS],
 }
 
@@ -303,12 +396,17 @@ impl Server {
             config.duplicate_window,
             config.duplicate_capacity,
         )));
+        let replays = Arc::new(Mutex::new(ReplayGuard::new(
+            config.max_record_age.as_secs() as i64,
+            config.tracked_sessions,
+        )));
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         let committer = tokio::spawn(commit(
             rx,
             sink,
             socket.clone(),
             duplicates.clone(),
+            replays.clone(),
             counters.clone(),
             config.batch_window,
             config.max_batch.max(1),
@@ -318,6 +416,9 @@ impl Server {
             nas,
             counters,
             duplicates,
+            replays,
+            max_record_age: config.max_record_age,
+            require_event_timestamp: config.require_event_timestamp,
             queue: tx,
         };
         let result = receiver.run(shutdown).await;
@@ -336,6 +437,8 @@ struct Pending {
     event: BindingEvent,
     key: DuplicateKey,
     response: Vec<u8>,
+    /// What the replay guard remembers once the event is stored.
+    record: Option<Record>,
 }
 
 struct Receiver {
@@ -343,6 +446,9 @@ struct Receiver {
     nas: NasTable,
     counters: Arc<Counters>,
     duplicates: Arc<Mutex<DuplicateCache>>,
+    replays: Arc<Mutex<ReplayGuard>>,
+    max_record_age: Duration,
+    require_event_timestamp: bool,
     queue: mpsc::Sender<Pending>,
 }
 
@@ -355,6 +461,9 @@ enum Outcome {
     Answer(Vec<u8>),
     /// A retransmission of a request still waiting for the sink.
     InFlight,
+    /// A record already stored (or older than its session's stored one):
+    /// answered, not applied again.
+    Replay(Vec<u8>),
     Queue(Pending),
 }
 
@@ -392,6 +501,11 @@ impl Receiver {
                 Outcome::InFlight => {
                     self.counters.duplicates.fetch_add(1, Relaxed);
                 }
+                Outcome::Replay(response) => {
+                    self.counters.replays.fetch_add(1, Relaxed);
+                    tracing::debug!(%src, "radius: a replayed record, answered and not applied");
+                    send(&self.socket, &self.counters, &response, src).await;
+                }
                 Outcome::Queue(pending) => {
                     match self.queue.try_send(pending) {
                         Ok(()) => {}
@@ -413,9 +527,10 @@ impl Receiver {
 
     fn handle(&self, datagram: &[u8], src: SocketAddr) -> Outcome {
         // An unknown sender's datagram is not even parsed.
-        let Some(secret) = self.nas.secret_for(src.ip()) else {
+        let Some(nas) = self.nas.entry_for(src.ip()) else {
             return Outcome::Drop(DropReason::UnknownNas);
         };
+        let secret = nas.secret();
         let packet = match Packet::parse(datagram) {
             Ok(p) => p,
             Err(e) => return Outcome::Drop(e.into()),
@@ -439,20 +554,87 @@ impl Receiver {
             Seen::InFlight => return Outcome::InFlight,
             Seen::New => {}
         }
-        let event = AccountingRequest::decode(&packet)
-            .and_then(|r| to_binding_event(&r, src.ip(), Utc::now()));
-        match event {
-            Ok(event) => Outcome::Queue(Pending {
-                event,
-                key,
-                response: accounting_response(&packet, secret),
-            }),
-            Err(e) => {
+        let checked = AccountingRequest::decode(&packet)
+            .map_err(DropReason::from)
+            .and_then(|r| self.admit(nas, &r, src).map(|()| r))
+            .and_then(|r| {
+                let event = to_binding_event(&r, src.ip(), Utc::now())?;
+                let record = replay_record(&r, &event);
+                Ok((event, record))
+            });
+        let (event, record) = match checked {
+            Ok(x) => x,
+            Err(reason) => {
                 lock(&self.duplicates).forget(&key);
-                Outcome::Drop(e.into())
+                return Outcome::Drop(reason);
             }
+        };
+        if record.as_ref().is_some_and(|r| lock(&self.replays).is_replay(r)) {
+            lock(&self.duplicates).answered(&key);
+            return Outcome::Replay(accounting_response(&packet, secret));
         }
+        Outcome::Queue(Pending {
+            event,
+            key,
+            response: accounting_response(&packet, secret),
+            record,
+        })
     }
+
+    /// The checks of what a verified request says: the NAS it names is
+    /// the sender's, and its Event-Timestamp is recent enough.
+    fn admit(
+        &self,
+        nas: &NasConfig,
+        r: &AccountingRequest<'_>,
+        src: SocketAddr,
+    ) -> Result<(), DropReason> {
+        if !nas.owns_claims(r, src.ip()) {
+            tracing::warn!(
+                %src,
+                nas_ip_address = ?r.nas_ip,
+                nas_ipv6_address = ?r.nas_ipv6,
+                nas_identifier = ?r.nas_identifier,
+                "radius: a request names a NAS that is not its sender's entry; refused \
+                 (list the NAS's own identities in nas_ip_addresses / nas_identifiers)"
+            );
+            return Err(DropReason::ForeignNas);
+        }
+        match r.event_timestamp {
+            Some(ts) => {
+                let age = Utc::now().timestamp() - i64::from(ts);
+                if age > self.max_record_age.as_secs() as i64 {
+                    tracing::warn!(%src, age_seconds = age, "radius: a record older than max_record_age; refused");
+                    return Err(DropReason::StaleRecord);
+                }
+            }
+            None if self.require_event_timestamp => {
+                return Err(DropReason::MissingEventTimestamp);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+/// What the replay guard knows a request by.
+fn replay_record(r: &AccountingRequest<'_>, event: &BindingEvent) -> Option<Record> {
+    Some(match event {
+        // Never made by `to_binding_event`.
+        BindingEvent::Binding(_) => return None,
+        BindingEvent::Session(s) => Record::session(
+            &s.nas,
+            &s.session_id,
+            match s.phase {
+                SessionPhase::Start => 0,
+                SessionPhase::Interim => 1,
+                SessionPhase::Stop => 2,
+            },
+            r.event_timestamp,
+            r.session_time,
+        ),
+        BindingEvent::NasReset { nas, .. } => Record::reset(nas, r.event_timestamp),
+    })
 }
 
 async fn commit(
@@ -460,6 +642,7 @@ async fn commit(
     sink: Arc<dyn AccountingSink>,
     socket: Arc<UdpSocket>,
     duplicates: Arc<Mutex<DuplicateCache>>,
+    replays: Arc<Mutex<ReplayGuard>>,
     counters: Arc<Counters>,
     window: Duration,
     max_batch: usize,
@@ -485,9 +668,11 @@ async fn commit(
 
         let mut events = Vec::with_capacity(batch.len());
         let mut replies = Vec::with_capacity(batch.len());
+        let mut records = Vec::with_capacity(batch.len());
         for p in batch {
             events.push(p.event);
             replies.push((p.key, p.response));
+            records.push(p.record);
         }
         let n = events.len() as u64;
         let sink = sink.clone();
@@ -504,6 +689,14 @@ async fn commit(
                     for (key, _) in &replies {
                         d.answered(key);
                     }
+                }
+                {
+                    let now = Utc::now().timestamp();
+                    let mut g = lock(&replays);
+                    for r in records.iter().flatten() {
+                        g.stored(r, now);
+                    }
+                    counters.untracked_sessions.store(g.untracked, Relaxed);
                 }
                 // Answered on their own task, so the next batch is applied
                 // while these go out.
@@ -645,26 +838,26 @@ fn is_real_address(ip: Ipv4Addr) -> bool {
 /// The configured NASes: exact addresses in a map, networks by longest
 /// prefix.
 struct NasTable {
-    exact: HashMap<IpAddr, Arc<[u8]>, foldhash::fast::RandomState>,
+    exact: HashMap<IpAddr, Arc<NasConfig>, foldhash::fast::RandomState>,
     /// Longest prefix first.
-    networks: Vec<(IpNet, Arc<[u8]>)>,
+    networks: Vec<(IpNet, Arc<NasConfig>)>,
 }
 
 impl NasTable {
     fn new(nas: &[NasConfig]) -> Result<NasTable, ConfigError> {
         let mut exact = HashMap::default();
-        let mut networks: Vec<(IpNet, Arc<[u8]>)> = Vec::new();
+        let mut networks: Vec<(IpNet, Arc<NasConfig>)> = Vec::new();
         for n in nas {
             if n.secret.is_empty() {
                 return Err(ConfigError::EmptySecret(n.address));
             }
             let net = n.address.trunc();
             let dup = if net.prefix_len() == net.max_prefix_len() {
-                exact.insert(net.addr(), n.secret.clone()).is_some()
+                exact.insert(net.addr(), Arc::new(n.clone())).is_some()
             } else if networks.iter().any(|(m, _)| *m == net) {
                 true
             } else {
-                networks.push((net, n.secret.clone()));
+                networks.push((net, Arc::new(n.clone())));
                 false
             };
             if dup {
@@ -679,7 +872,7 @@ impl NasTable {
         self.exact.len() + self.networks.len()
     }
 
-    fn secret_for(&self, ip: IpAddr) -> Option<&[u8]> {
+    fn entry_for(&self, ip: IpAddr) -> Option<&NasConfig> {
         // A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d.
         let ip = ip.to_canonical();
         if let Some(s) = self.exact.get(&ip) {
@@ -688,7 +881,12 @@ impl NasTable {
         self.networks
             .iter()
             .find(|(n, _)| n.contains(&ip))
-            .map(|(_, s)| &s[..])
+            .map(|(_, s)| &**s)
+    }
+
+    #[cfg(test)]
+    fn secret_for(&self, ip: IpAddr) -> Option<&[u8]> {
+        self.entry_for(ip).map(NasConfig::secret)
     }
 }
 

@@ -1,5 +1,12 @@
-//! The response cache: upstream answers by (name, type, EDNS, DO), served
+//! The response cache: upstream answers by (name, type, EDNS, DO, AD), served
 //! until their smallest TTL runs out, with every TTL aged on the way out.
+//!
+//! Only ordinary queries (RD set, CD clear) are answered from the cache or
+//! fill it: an answer to a CD query is data the upstream did not
+//! validate, and an answer to an RD=0 query is whatever the upstream
+//! happened to hold (a referral, a partial chain). Either, served to the
+//! next client that asks normally, would put unvalidated data or a
+//! referral in front of everyone. Such queries are always forwarded.
 //!
 //! Only forwarded answers are cached. A policy answer depends on who asks
 //! (consent, passes, the garden), so it is written fresh for each query and
@@ -21,8 +28,14 @@ struct Key {
     /// The question name, lower case, wire form.
     name: Box<[u8]>,
     qtype: u16,
-    /// 0: no EDNS; 1: EDNS; 2: EDNS with DO.
+    /// 0: no EDNS; 1: EDNS; 2: EDNS with DO; plus 4 when the query set
+    /// AD (the upstream then says whether the answer is authentic).
     edns: u8,
+}
+
+/// Whether answers to `q` may be served from, and kept in, the cache.
+pub fn cacheable(q: &Query<'_>) -> bool {
+    q.recursion_desired() && !q.checking_disabled()
 }
 
 struct Entry {
@@ -42,7 +55,7 @@ fn key_of(q: &Query<'_>) -> Key {
     Key {
         name: q.qname.to_ascii_lowercase().into(),
         qtype: q.qtype,
-        edns: q.edns.map_or(0, |e| 1 + u8::from(e.dnssec_ok)),
+        edns: q.edns.map_or(0, |e| 1 + u8::from(e.dnssec_ok)) | (u8::from(q.authentic_data()) << 2),
     }
 }
 
@@ -66,7 +79,7 @@ impl Cache {
     /// The cached answer to `q` (from `packet`), aged, with the query's id
     /// and the question's case; `None` on a miss or an expired entry.
     pub fn get(&self, packet: &[u8], q: &Query<'_>, now: Instant) -> Option<Vec<u8>> {
-        if self.per_shard == 0 {
+        if self.per_shard == 0 || !cacheable(q) {
             return None;
         }
         let k = key_of(q);
@@ -90,10 +103,15 @@ impl Cache {
         Some(out)
     }
 
-    /// Keeps `response` to `q` if it can be: a complete NOERROR or
-    /// NXDOMAIN answer with at least one record to take a TTL from.
+    /// Keeps `response` to `q` if it can be: an ordinary query's complete
+    /// NOERROR or NXDOMAIN answer with at least one record to take a TTL
+    /// from.
     pub fn put(&self, q: &Query<'_>, response: &[u8], facts: &ResponseFacts, now: Instant) {
-        if self.per_shard == 0 || facts.truncated || !matches!(facts.rcode, 0 | 3) {
+        if self.per_shard == 0
+            || !cacheable(q)
+            || facts.truncated
+            || !matches!(facts.rcode, 0 | 3)
+        {
             return;
         }
         let Some(ttl) = facts.min_ttl.map(|t| t.min(MAX_TTL)).filter(|&t| t > 0) else {

@@ -17,10 +17,12 @@ mod query_log;
 pub mod upstream;
 pub mod wire;
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -30,6 +32,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use wire::Malformed;
 
@@ -69,6 +72,15 @@ pub struct FrontOptions {
     pub cache_entries: usize,
     /// Queries per second per client /24 or /56; 0: unlimited.
     pub rate_limit: u32,
+    /// Forwards waiting for an upstream at most; past it, SERVFAIL.
+    pub max_forwards: usize,
+    /// Sockets (random source ports) per upstream.
+    pub upstream_ports: usize,
+    /// Client TCP connections open at most; past it, new ones are closed.
+    pub tcp_connections: usize,
+    /// A client TCP connection with nothing to read or write this long is
+    /// closed.
+    pub tcp_idle_timeout: Duration,
     /// A debugging log of every query, and how long its files are kept.
     pub query_log: Option<(std::path::PathBuf, Duration)>,
 }
@@ -90,6 +102,10 @@ impl FrontOptions {
             ede_code: if c.ede == "blocked" { 15 } else { 17 },
             cache_entries: c.cache_entries,
             rate_limit: c.rate_limit,
+            max_forwards: c.max_forwards,
+            upstream_ports: c.upstream_ports,
+            tcp_connections: c.tcp_connections,
+            tcp_idle_timeout: c.tcp_idle_timeout.0,
             query_log: c.query_log.clone().map(|p| (p, c.query_log_retention.0)),
         })
     }
@@ -114,6 +130,8 @@ pub struct FrontStats {
     cache_hits: Counter,
     refused: Counter,
     rate_limited: Counter,
+    forward_overflow: Counter,
+    tcp_refused: Counter,
     malformed: Counter,
     upstream_seconds: Histogram,
     // Hot counters fetched once from their families.
@@ -153,6 +171,8 @@ impl Default for FrontStats {
             cache_hits: Counter::default(),
             refused: Counter::default(),
             rate_limited: Counter::default(),
+            forward_overflow: Counter::default(),
+            tcp_refused: Counter::default(),
             malformed: Counter::default(),
             upstream_seconds: Histogram::new([
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -199,6 +219,16 @@ impl FrontStats {
             self.rate_limited.clone(),
         );
         r.register(
+            "dns_forward_overflow",
+            "Queries answered SERVFAIL because dns.max_forwards forwards were in flight",
+            self.forward_overflow.clone(),
+        );
+        r.register(
+            "dns_tcp_refused",
+            "Client TCP connections closed at once because dns.tcp_connections were open",
+            self.tcp_refused.clone(),
+        );
+        r.register(
             "dns_malformed",
             "Malformed messages, dropped or answered FORMERR/NOTIMP/BADVERS",
             self.malformed.clone(),
@@ -211,33 +241,87 @@ impl FrontStats {
     }
 }
 
-/// A token bucket per client prefix.
+/// The rate limit per client prefix (a /24 for IPv4, a /56 for IPv6):
+/// `rate` queries a second, in bursts of up to twice that.
+///
+/// A fixed table of atomic slots, one word each, indexed by a keyed hash
+/// of the prefix: no lock and no allocation per query, and memory bounded
+/// whatever the number of clients. Each slot holds a tag (more bits of the
+/// hash, to tell prefixes sharing a slot apart) and the prefix's
+/// theoretical arrival time (GCRA, the generic cell rate algorithm, which
+/// is a token bucket kept as one time). A prefix that finds its slot held
+/// by another starts afresh; with 65,536 slots that is rare among the
+/// prefixes active at once, and it only ever errs towards answering.
 struct RateLimiter {
-    rate: f64,
-    buckets: Mutex<HashMap<(bool, u128), (f64, Instant)>>,
+    /// Microseconds between queries at the rate.
+    interval: u64,
+    /// How far ahead of now a prefix's arrival time may run: the burst.
+    tolerance: u64,
+    start: Instant,
+    hasher: foldhash::fast::RandomState,
+    slots: Box<[AtomicU64]>,
 }
 
+const LIMITER_SLOTS: usize = 1 << 16;
+/// A slot: the tag in the high 20 bits, the arrival time (microseconds
+/// since `start`, modulo 2^44, about 203 days) in the low 44.
+const TIME_BITS: u32 = 44;
+const TIME_MASK: u64 = (1 << TIME_BITS) - 1;
+/// How far apart two threads' clocks may read for the same prefix (a
+/// query timed just before another is counted just after it).
+const LIMITER_SLACK_MICROS: u64 = 1_000_000;
+
 impl RateLimiter {
+    fn new(rate: u32) -> RateLimiter {
+        let interval = (1_000_000 / u64::from(rate.max(1))).max(1);
+        RateLimiter {
+            interval,
+            tolerance: interval * (2 * u64::from(rate.max(1)) - 1),
+            start: Instant::now(),
+            hasher: foldhash::fast::RandomState::default(),
+            slots: (0..LIMITER_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
     fn allow(&self, client: IpAddr, now: Instant) -> bool {
-        let key = match client {
-            IpAddr::V4(a) => (true, u128::from(u32::from(a) & 0xffff_ff00)),
-            IpAddr::V6(a) => (false, u128::from(a) & !((1u128 << 72) - 1)),
+        let key = match client.to_canonical() {
+            IpAddr::V4(a) => u128::from(u32::from(a) & 0xffff_ff00),
+            IpAddr::V6(a) => (u128::from(a) & !((1u128 << 72) - 1)) | 1,
         };
-        let burst = self.rate * 2.0;
-        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if b.len() > 100_000 {
-            b.retain(|_, (_, at)| now.saturating_duration_since(*at) < Duration::from_secs(10));
+        let h = self.hasher.hash_one(key);
+        let slot = &self.slots[h as usize % LIMITER_SLOTS];
+        let tag = h >> TIME_BITS;
+        let t = now.saturating_duration_since(self.start).as_micros() as u64 & TIME_MASK;
+        let mut cur = slot.load(Relaxed);
+        loop {
+            // How far the prefix's arrival time runs ahead of now: none
+            // for a new prefix, or one whose time has passed (which reads
+            // as far ahead, modulo 2^44).
+            let ahead = cur.wrapping_sub(t) & TIME_MASK;
+            let fresh = self.tolerance + self.interval + LIMITER_SLACK_MICROS;
+            let ahead = if cur >> TIME_BITS != tag || ahead > fresh {
+                0
+            } else {
+                ahead
+            };
+            if ahead > self.tolerance {
+                return false;
+            }
+            let next = (tag << TIME_BITS) | ((t + ahead + self.interval) & TIME_MASK);
+            match slot.compare_exchange_weak(cur, next, Relaxed, Relaxed) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
         }
-        let (tokens, at) = b.entry(key).or_insert((burst, now));
-        *tokens =
-            (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.rate).min(burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+    }
+}
+
+/// A forward in flight, counted in [`Front::forwarding`] until dropped.
+struct ForwardSlot<F: Deref<Target = Front>>(F);
+
+impl<F: Deref<Target = Front>> Drop for ForwardSlot<F> {
+    fn drop(&mut self) {
+        self.0.forwarding.fetch_sub(1, Relaxed);
     }
 }
 
@@ -248,6 +332,9 @@ pub struct Front {
     cache: cache::Cache,
     upstreams: upstream::Upstreams,
     limiter: Option<RateLimiter>,
+    /// Forwards in flight (at most `opts.max_forwards`).
+    forwarding: AtomicUsize,
+    tcp_slots: Arc<Semaphore>,
     query_log: Option<query_log::QueryLog>,
     pub stats: Arc<FrontStats>,
 }
@@ -266,14 +353,19 @@ impl Front {
         decider: Arc<dyn Decider>,
         stats: Arc<FrontStats>,
     ) -> io::Result<Front> {
-        let upstreams =
-            upstream::Upstreams::connect(&opts.upstreams, opts.upstream_timeout).await?;
+        let upstreams = upstream::Upstreams::connect(
+            &opts.upstreams,
+            &upstream::UpstreamOptions {
+                timeout: opts.upstream_timeout,
+                ports: opts.upstream_ports,
+            },
+        )
+        .await?;
         Ok(Front {
             cache: cache::Cache::new(opts.cache_entries),
-            limiter: (opts.rate_limit > 0).then(|| RateLimiter {
-                rate: opts.rate_limit as f64,
-                buckets: Mutex::new(HashMap::new()),
-            }),
+            limiter: (opts.rate_limit > 0).then(|| RateLimiter::new(opts.rate_limit)),
+            forwarding: AtomicUsize::new(0),
+            tcp_slots: Arc::new(Semaphore::new(opts.tcp_connections.max(1))),
             query_log: opts
                 .query_log
                 .clone()
@@ -375,6 +467,23 @@ impl Front {
         }
     }
 
+    /// The upstreams (for tests: the source ports in use).
+    pub fn upstreams(&self) -> &upstream::Upstreams {
+        &self.upstreams
+    }
+
+    /// A place among the forwards in flight; `None` (counted) when all
+    /// `max_forwards` are taken.
+    fn forward_slot<F: Deref<Target = Front>>(front: F) -> Option<ForwardSlot<F>> {
+        if front.forwarding.fetch_add(1, Relaxed) >= front.opts.max_forwards {
+            front.forwarding.fetch_sub(1, Relaxed);
+            front.stats.forward_overflow.inc();
+            front.stats.servfail.inc();
+            return None;
+        }
+        Some(ForwardSlot(front))
+    }
+
     /// The answer to a query to forward (`None`: not even SERVFAIL can be
     /// written, so nothing is sent).
     async fn forward(&self, packet: &[u8], client: IpAddr, tcp: bool) -> Option<Vec<u8>> {
@@ -404,7 +513,10 @@ impl Front {
         match self.step(packet, client, tcp) {
             Step::Reply(r) => Some(r),
             Step::Nothing => None,
-            Step::Forward => self.forward(packet, client, tcp).await,
+            Step::Forward => match Front::forward_slot(self) {
+                Some(_slot) => self.forward(packet, client, tcp).await,
+                None => wire::error_answer(packet, wire::RCODE_SERVFAIL),
+            },
         }
     }
 }
@@ -469,14 +581,21 @@ async fn serve_udp(front: Arc<Front>, socket: Arc<UdpSocket>) {
                 let _ = socket.send_to(&r, from).await;
             }
             Step::Nothing => {}
-            Step::Forward => {
-                let (front, socket, packet) = (front.clone(), socket.clone(), packet.to_vec());
-                tokio::spawn(async move {
-                    if let Some(r) = front.forward(&packet, from.ip(), false).await {
+            Step::Forward => match Front::forward_slot(front.clone()) {
+                Some(slot) => {
+                    let (socket, packet) = (socket.clone(), packet.to_vec());
+                    tokio::spawn(async move {
+                        if let Some(r) = slot.0.forward(&packet, from.ip(), false).await {
+                            let _ = socket.send_to(&r, from).await;
+                        }
+                    });
+                }
+                None => {
+                    if let Some(r) = wire::error_answer(packet, wire::RCODE_SERVFAIL) {
                         let _ = socket.send_to(&r, from).await;
                     }
-                });
-            }
+                }
+            },
         }
     }
 }
@@ -484,9 +603,17 @@ async fn serve_udp(front: Arc<Front>, socket: Arc<UdpSocket>) {
 async fn serve_tcp(front: Arc<Front>, listener: TcpListener) {
     loop {
         match listener.accept().await {
-            Ok((conn, from)) => {
-                tokio::spawn(serve_tcp_connection(front.clone(), conn, from));
-            }
+            Ok((conn, from)) => match front.tcp_slots.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    tokio::spawn(serve_tcp_connection(front.clone(), conn, from, permit));
+                }
+                Err(_) => {
+                    // Full: closed at once, so a flood of idle connections
+                    // cannot hold the front's memory or its descriptors.
+                    front.stats.tcp_refused.inc();
+                    drop(conn);
+                }
+            },
             Err(e) => {
                 tracing::debug!(error = %e, "DNS front: accept failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -495,9 +622,16 @@ async fn serve_tcp(front: Arc<Front>, listener: TcpListener) {
     }
 }
 
-/// Messages on one connection, answered in turn; closed after 10 s idle.
-async fn serve_tcp_connection(front: Arc<Front>, mut conn: TcpStream, from: SocketAddr) {
-    let idle = Duration::from_secs(10);
+/// Messages on one connection, answered in turn; closed when a message
+/// or an answer takes longer than `tcp_idle_timeout` to read or write, or
+/// nothing comes for that long. Holds one of the `tcp_connections` slots.
+async fn serve_tcp_connection(
+    front: Arc<Front>,
+    mut conn: TcpStream,
+    from: SocketAddr,
+    _slot: OwnedSemaphorePermit,
+) {
+    let idle = front.opts.tcp_idle_timeout;
     loop {
         let len = match tokio::time::timeout(idle, conn.read_u16()).await {
             Ok(Ok(l)) => l as usize,
@@ -517,7 +651,10 @@ async fn serve_tcp_connection(front: Arc<Front>, mut conn: TcpStream, from: Sock
         let mut out = Vec::with_capacity(r.len() + 2);
         out.extend_from_slice(&(r.len() as u16).to_be_bytes());
         out.extend_from_slice(&r);
-        if conn.write_all(&out).await.is_err() {
+        if !matches!(
+            tokio::time::timeout(idle, conn.write_all(&out)).await,
+            Ok(Ok(()))
+        ) {
             return;
         }
     }
@@ -529,10 +666,7 @@ mod tests {
 
     #[test]
     fn a_prefix_over_its_rate_is_limited_and_its_neighbours_are_not() {
-        let l = RateLimiter {
-            rate: 10.0,
-            buckets: Mutex::new(HashMap::new()),
-        };
+        let l = RateLimiter::new(10);
         let t0 = Instant::now();
         let a: IpAddr = "198.51.100.7".parse().unwrap();
         // A burst of twice the rate, then nothing until tokens come back.
@@ -543,5 +677,18 @@ mod tests {
         // A second later, ten more.
         let t1 = t0 + Duration::from_secs(1);
         assert_eq!((0..30).filter(|_| l.allow(a, t1)).count(), 10);
+        // IPv6: the /56 shares, the next /56 does not; a mapped IPv4
+        // address is its IPv4 prefix.
+        let v6: IpAddr = "2001:db8:0:1::1".parse().unwrap();
+        assert_eq!((0..30).filter(|_| l.allow(v6, t1)).count(), 20);
+        assert!(!l.allow("2001:db8:0:ff::2".parse().unwrap(), t1));
+        assert!(l.allow("2001:db8:0:100::1".parse().unwrap(), t1));
+        assert!(!l.allow("::ffff:198.51.100.9".parse().unwrap(), t1));
+        // A query timed a moment before the last one (another thread's
+        // clock) is still limited.
+        assert!(!l.allow(a, t1 - Duration::from_millis(5)));
+        // Hours later (the time kept wraps round), a full burst again.
+        let t2 = t0 + Duration::from_secs(6 * 3600);
+        assert_eq!((0..30).filter(|_| l.allow(a, t2)).count(), 20);
     }
 }

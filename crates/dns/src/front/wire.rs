@@ -41,6 +41,21 @@ impl Query<'_> {
     pub fn recursion_desired(&self) -> bool {
         self.flags & 0x0100 != 0
     }
+
+    /// CD: the client asks for data its resolver has not validated.
+    pub fn checking_disabled(&self) -> bool {
+        self.flags & 0x0010 != 0
+    }
+
+    /// AD in a query: the client understands the AD bit (RFC 6840 §5.7).
+    pub fn authentic_data(&self) -> bool {
+        self.flags & 0x0020 != 0
+    }
+
+    /// The question as sent: name, type and class in wire form.
+    pub fn question<'p>(&self, packet: &'p [u8]) -> &'p [u8] {
+        &packet[12..self.question_end]
+    }
 }
 
 /// Why a packet is not a query we answer normally.
@@ -333,6 +348,27 @@ pub fn truncated_answer(packet: &[u8], q: &Query<'_>) -> Vec<u8> {
         opt_record(&mut out, 0, e.dnssec_ok, None);
     }
     out
+}
+
+/// Whether `reply` answers the query sent with `id` and `question` (the
+/// question section as sent: name, type, class): a response (QR set) to a
+/// standard query, with that id, exactly one question, and that question
+/// (the name in any case). Where it came from is the caller's check.
+pub fn reply_answers(reply: &[u8], id: u16, question: &[u8]) -> bool {
+    if question.len() < 5 {
+        return false;
+    }
+    let end = 12 + question.len();
+    reply.len() >= end
+        && u16::from_be_bytes([reply[0], reply[1]]) == id
+        && reply[2] & 0x80 != 0
+        && (reply[2] >> 3) & 0xf == 0
+        && u16_at(reply, 4) == Some(1)
+        && reply[12..end - 4].eq_ignore_ascii_case(&question[..question.len() - 4])
+        && reply[end - 4..end] == question[question.len() - 4..]
+        // The name in the reply ends where the question's does: no label
+        // of the reply's may swallow the type and class.
+        && skip_name(reply, 12, false) == Some(end - 4)
 }
 
 /// What a cache needs of an upstream response: its rcode, whether it is

@@ -129,3 +129,73 @@ pub fn metric(api: &str, name: &str) -> f64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
+
+/// A validating Unbound on 127.0.0.1:`port` whose private root zone,
+/// holding `records`, is signed (dnssec-keygen, dnssec-signzone) and
+/// trusted; each `(good, forged)` pair of `tamper` is then replaced in
+/// the signed zone, so the records holding `forged` are bogus: an
+/// ordinary query for them gets SERVFAIL, a query with CD the forged data.
+pub fn validating_unbound_with_signed_root(
+    dir: &Path,
+    port: u16,
+    records: &str,
+    tamper: &[(&str, &str)],
+) -> Proc {
+    use super::succeed;
+    let keygen = need("dnssec-keygen", "bind9-utils");
+    let signzone = need("dnssec-signzone", "bind9-utils");
+    let ub = dir.join("unbound-signed");
+    fs::create_dir_all(&ub).unwrap();
+    fs::write(
+        ub.join("root.zone"),
+        format!(
+            "$TTL 300\n. IN SOA localhost. hostmaster.localhost. 1 300 60 604800 60\n. IN NS localhost.\n\
+             localhost. A 127.0.0.1\n{records}"
+        ),
+    )
+    .unwrap();
+    for ksk in [true, false] {
+        let mut c = Command::new(&keygen);
+        c.current_dir(&ub).args(["-q", "-a", "ECDSAP256SHA256"]);
+        if ksk {
+            c.args(["-f", "KSK"]);
+        }
+        succeed(c.arg("."));
+    }
+    succeed(
+        Command::new(&signzone)
+            .current_dir(&ub)
+            .args(["-q", "-o", ".", "-K", ".", "-S", "-f", "root.signed", "root.zone"]),
+    );
+    let mut signed = fs::read_to_string(ub.join("root.signed")).unwrap();
+    for (good, forged) in tamper {
+        assert!(signed.contains(good), "{good} not in the signed zone");
+        signed = signed.replace(good, forged);
+    }
+    fs::write(ub.join("root.signed"), signed).unwrap();
+    // dsset-.: ".  IN DS <tag> <alg> <digest type> <digest in parts>"
+    let ds = fs::read_to_string(ub.join("dsset-.")).unwrap();
+    let f: Vec<&str> = ds.split_whitespace().collect();
+    let anchor = format!(". DS {} {} {} {}", f[3], f[4], f[5], f[6..].concat());
+    fs::write(
+        ub.join("unbound.conf"),
+        format!(
+            "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  \
+             use-syslog: no\n  logfile: \"\"\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  \
+             pidfile: \"{d}/unbound.pid\"\n  access-control: 127.0.0.0/8 allow\n  \
+             do-not-query-localhost: no\n  module-config: \"validator iterator\"\n  \
+             trust-anchor: \"{anchor}\"\n\
+             auth-zone:\n  name: \".\"\n  zonefile: \"{d}/root.signed\"\n  for-upstream: yes\n  for-downstream: no\n",
+            d = ub.display()
+        ),
+    )
+    .unwrap();
+    spawn(
+        "unbound (validating)",
+        dir,
+        Command::new(need("unbound", "unbound"))
+            .arg("-d")
+            .arg("-c")
+            .arg(ub.join("unbound.conf")),
+    )
+}
