@@ -89,7 +89,11 @@ pub fn bench(
         .thread_name("radius-server")
         .enable_all()
         .build()?;
-    let nas = NasConfig::new("127.0.0.1", SECRET).map_err(io::Error::other)?;
+    // The generator's requests name NASes 192.0.2.1 to .16 (see
+    // `request`), all sent from 127.0.0.1.
+    let nas = NasConfig::new("127.0.0.1", SECRET)
+        .and_then(|n| n.claiming(&["192.0.2.0/27"], &[] as &[&str]))
+        .map_err(io::Error::other)?;
     let config = ServerConfig::new((Ipv4Addr::LOCALHOST, 0).into(), vec![nas]);
     let server = server_rt.block_on(Server::bind(config))?;
     let target = server.local_addr()?;

@@ -7,14 +7,19 @@
 //! the way and sent again later, or a NAS resending after that, is a new
 //! datagram with the same record. Applied again, an old Start would
 //! reopen a session that has ended, and an old Accounting-On would close
-//! sessions; so each session's newest record is kept for as long as the
-//! session lives, and a record of it that is not newer is a replay.
+//! sessions; so what each session has said is kept for as long as the
+//! session lives, and a record it has already said is a replay:
 //!
-//! A record's place in its session is its Event-Timestamp and its kind
-//! (Start before Interim-Update before Stop). A NAS that sends no
+//! * a Start with the time of the Start stored;
+//! * an Interim-Update not newer than the newest one stored;
+//! * a Stop not newer than the Stop stored;
+//! * once the session has stopped, any Start or Interim-Update from before
+//!   its Stop (it would reopen the session).
+//!
+//! A record's time is its Event-Timestamp. A NAS that sends no
 //! Event-Timestamp has its records placed by Acct-Session-Time instead
-//! (which grows along a session), and its Accounting-On/Off cannot be
-//! placed at all; [`crate::server::ServerConfig::require_event_timestamp`]
+//! (which grows along a session; a Start's is 0), and its
+//! Accounting-On/Off cannot be placed at all; [`crate::server::ServerConfig::require_event_timestamp`]
 //! refuses such records.
 //!
 //! A session is kept until its newest record is older than the record age
@@ -29,7 +34,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 /// A record's place: timed or not, the time (or session time), the kind.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Place {
     timed: bool,
     at: u64,
@@ -87,14 +92,56 @@ fn place(rank: u8, event_timestamp: Option<u32>, session_time: Option<u32>) -> P
     }
 }
 
+/// What one session has said (times as in [`Place::at`]).
+#[derive(Clone, Copy, Debug)]
+struct Said {
+    timed: bool,
+    start: Option<u64>,
+    interim: Option<u64>,
+    stop: Option<u64>,
+    /// When it may be forgotten (Unix seconds).
+    expires: i64,
+}
+
+impl Said {
+    fn has_said(&self, p: Place) -> bool {
+        if p.timed != self.timed {
+            return false;
+        }
+        let stopped_after = self.stop.is_some_and(|s| p.at <= s);
+        match p.rank {
+            0 => stopped_after || self.start == Some(p.at),
+            1 => stopped_after || self.interim.is_some_and(|i| p.at <= i),
+            _ => stopped_after,
+        }
+    }
+
+    fn say(&mut self, p: Place) {
+        if p.timed != self.timed {
+            *self = Said {
+                timed: p.timed,
+                start: None,
+                interim: None,
+                stop: None,
+                expires: self.expires,
+            };
+        }
+        let newest = |old: Option<u64>| Some(old.map_or(p.at, |o| o.max(p.at)));
+        match p.rank {
+            0 => self.start = Some(p.at),
+            1 => self.interim = newest(self.interim),
+            _ => self.stop = newest(self.stop),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Nas {
     /// The newest timed Accounting-On/Off: records from before it are
     /// replays.
     reset: Option<u64>,
-    /// Session id (keyed hash) → its newest record's place, and when it
-    /// may be forgotten (Unix seconds).
-    sessions: HashMap<u64, (Place, i64), foldhash::fast::RandomState>,
+    /// Session id (keyed hash) → what it has said.
+    sessions: HashMap<u64, Said, foldhash::fast::RandomState>,
 }
 
 pub(crate) struct ReplayGuard {
@@ -135,7 +182,7 @@ impl ReplayGuard {
                 }
                 nas.sessions
                     .get(&self.hasher.hash_one(s))
-                    .is_some_and(|(p, _)| p.timed == r.place.timed && r.place <= *p)
+                    .is_some_and(|said| said.has_said(r.place))
             }
         }
     }
@@ -161,15 +208,21 @@ impl ReplayGuard {
             Some(s) => {
                 let key = self.hasher.hash_one(s);
                 match nas.sessions.get_mut(&key) {
-                    Some((p, e)) => {
-                        if p.timed != r.place.timed || r.place > *p {
-                            *p = r.place;
-                        }
-                        *e = (*e).max(expires);
+                    Some(said) => {
+                        said.say(r.place);
+                        said.expires = said.expires.max(expires);
                     }
                     None if full => self.untracked += 1,
                     None => {
-                        nas.sessions.insert(key, (r.place, expires));
+                        let mut said = Said {
+                            timed: r.place.timed,
+                            start: None,
+                            interim: None,
+                            stop: None,
+                            expires,
+                        };
+                        said.say(r.place);
+                        nas.sessions.insert(key, said);
                         self.sessions += 1;
                     }
                 }
@@ -186,7 +239,7 @@ impl ReplayGuard {
         self.last_sweep = now;
         let mut kept = 0;
         for nas in self.nases.values_mut() {
-            nas.sessions.retain(|_, (_, e)| *e > now);
+            nas.sessions.retain(|_, said| said.expires > now);
             kept += nas.sessions.len();
         }
         let window = self.window as u64;
@@ -239,6 +292,11 @@ mod tests {
         g.stored(&i, now);
         assert!(g.is_replay(&i));
         assert!(!g.is_replay(&Record::session("nas", "U", 1, None, Some(600))));
+
+        // Out of order before the Stop: an Interim-Update stored first
+        // does not make the Start a replay.
+        g.stored(&Record::session("nas", "O", 1, Some(t + 300), Some(300)), now);
+        assert!(!g.is_replay(&Record::session("nas", "O", 0, Some(t), None)));
     }
 
     #[test]

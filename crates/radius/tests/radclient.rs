@@ -197,26 +197,39 @@ fn nets(s: &[&str]) -> Vec<IpNet> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_interim_stop_and_nas_reboot() {
-    let srv = Running::start("127.0.0.1").await;
+    // radclient sends from 127.0.0.1; the NAS names itself 192.0.2.10
+    // (its loopback address), which its entry lists.
+    let srv = Running::start_with(ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![
+            NasConfig::new("127.0.0.1", SECRET)
+                .unwrap()
+                .claiming(&["192.0.2.10"], &[] as &[&str])
+                .unwrap(),
+        ],
+    ))
+    .await;
+    let t0 = chrono::Utc::now().timestamp() - 3600;
+    let (t1, t2, t3) = (t0 + 300, t0 + 600, t0 + 700);
     let requests = [
-        "User-Name = \"alice@isp.example\", Acct-Status-Type = Start, Acct-Session-Id = \"0000A1\", \
+        format!("User-Name = \"alice@isp.example\", Acct-Status-Type = Start, Acct-Session-Id = \"0000A1\", \
          NAS-IP-Address = 192.0.2.10, Framed-IP-Address = 198.51.100.7, \
          Framed-IPv6-Prefix = 2001:db8:1:2::/64, Delegated-IPv6-Prefix = 2001:db8:ff00::/56, \
-         Event-Timestamp = 1700000000, Class = 0xcafe01, Acct-Delay-Time = 0",
-        "User-Name = \"alice@isp.example\", Acct-Status-Type = Interim-Update, Acct-Session-Id = \"0000A1\", \
+         Event-Timestamp = {t0}, Class = 0xcafe01, Acct-Delay-Time = 0"),
+        format!("User-Name = \"alice@isp.example\", Acct-Status-Type = Interim-Update, Acct-Session-Id = \"0000A1\", \
          NAS-IP-Address = 192.0.2.10, Framed-IP-Address = 198.51.100.7, \
-         Delegated-IPv6-Prefix = 2001:db8:ff00::/56, Event-Timestamp = 1700000300, \
+         Delegated-IPv6-Prefix = 2001:db8:ff00::/56, Event-Timestamp = {t1}, \
          Acct-Session-Time = 300, Acct-Interim-Interval = 300, Acct-Input-Octets = 12345, \
-         Proxy-State = 0x01020304",
-        "User-Name = \"alice@isp.example\", Acct-Status-Type = Stop, Acct-Session-Id = \"0000A1\", \
+         Proxy-State = 0x01020304"),
+        format!("User-Name = \"alice@isp.example\", Acct-Status-Type = Stop, Acct-Session-Id = \"0000A1\", \
          NAS-IP-Address = 192.0.2.10, Framed-IP-Address = 198.51.100.7, \
-         Event-Timestamp = 1700000600, Acct-Session-Time = 600, Acct-Terminate-Cause = User-Request",
-        "Acct-Status-Type = Accounting-On, NAS-IP-Address = 192.0.2.10, Event-Timestamp = 1700000700",
+         Event-Timestamp = {t2}, Acct-Session-Time = 600, Acct-Terminate-Cause = User-Request"),
+        format!("Acct-Status-Type = Accounting-On, NAS-IP-Address = 192.0.2.10, Event-Timestamp = {t3}"),
         // No NAS attribute and no Event-Timestamp: the source address and
         // the time of receipt less Acct-Delay-Time.
-        "Acct-Status-Type = Accounting-Off, Acct-Session-Id = \"0\", Acct-Delay-Time = 3600",
+        "Acct-Status-Type = Accounting-Off, Acct-Session-Id = \"0\", Acct-Delay-Time = 3600".to_string(),
     ];
-    for r in requests {
+    for r in &requests {
         let reply = radclient_send(srv.addr, SECRET, r, 1, 3.0).await;
         assert!(
             reply.answered,
@@ -236,10 +249,7 @@ async fn start_interim_stop_and_nas_reboot() {
         start.prefixes,
         nets(&["198.51.100.7/32", "2001:db8:1:2::/64", "2001:db8:ff00::/56"])
     );
-    assert_eq!(
-        start.at,
-        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
-    );
+    assert_eq!(start.at, DateTime::from_timestamp(t0, 0).unwrap());
     assert_eq!(start.class.as_deref(), Some("cafe01"));
     assert_eq!(start.session_time, None);
 
@@ -250,18 +260,18 @@ async fn start_interim_stop_and_nas_reboot() {
         interim.prefixes,
         nets(&["198.51.100.7/32", "2001:db8:ff00::/56"])
     );
-    assert_eq!(interim.at.timestamp(), 1_700_000_300);
+    assert_eq!(interim.at.timestamp(), t1);
 
     let stop = session(&events[2]);
     assert_eq!(stop.phase, SessionPhase::Stop);
     assert_eq!(stop.session_time, Some(600));
-    assert_eq!(stop.at.timestamp(), 1_700_000_600);
+    assert_eq!(stop.at.timestamp(), t2);
 
     assert_eq!(
         events[3],
         BindingEvent::NasReset {
             nas: "192.0.2.10".into(),
-            at: DateTime::from_timestamp(1_700_000_700, 0).unwrap()
+            at: DateTime::from_timestamp(t3, 0).unwrap()
         }
     );
     let BindingEvent::NasReset { nas, at } = &events[4] else {
@@ -548,6 +558,139 @@ async fn overload_drops_and_counts() {
     assert!((2..=3).contains(&overloaded), "{overloaded} overloaded");
     assert_eq!(answers, 4 - overloaded);
     assert_eq!(srv.sink.events().len() as u64, 4 - overloaded);
+    srv.stop().await;
+}
+
+/// One NAS's secret does not let it speak for another: a request that
+/// names another NAS (NAS-Identifier, NAS-IP-Address), such as an
+/// Accounting-On that would close every session of that NAS, is refused
+/// unanswered; naming itself, it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nas_claiming_another_nas_is_refused() {
+    let srv = Running::start_with(ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![
+            NasConfig::new("127.0.0.1", "secret-of-a")
+                .unwrap()
+                .claiming(&[] as &[&str], &["bras-a"])
+                .unwrap(),
+            NasConfig::new("192.0.2.20", "secret-of-b")
+                .unwrap()
+                .claiming(&["198.51.100.20"], &["bras-b"])
+                .unwrap(),
+        ],
+    ))
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    for claim in [
+        "NAS-Identifier = \"bras-b\"",
+        "NAS-IP-Address = 192.0.2.20",
+        "NAS-IP-Address = 198.51.100.20",
+        // Its own address, and another's identifier beside it.
+        "NAS-IP-Address = 127.0.0.1, NAS-Identifier = \"bras-b\"",
+    ] {
+        let reply = radclient_send(
+            srv.addr,
+            "secret-of-a",
+            &format!("Acct-Status-Type = Accounting-On, {claim}, Event-Timestamp = {now}"),
+            1,
+            0.5,
+        )
+        .await;
+        assert!(
+            !reply.answered,
+            "answered a request claiming another NAS ({claim}):\n{}",
+            reply.output
+        );
+    }
+    assert_eq!(srv.dropped(DropReason::ForeignNas), 4);
+    assert!(srv.sink.events().is_empty(), "{:#?}", srv.sink.events());
+    // A session record naming another NAS is refused too.
+    let reply = radclient_send(
+        srv.addr,
+        "secret-of-a",
+        "User-Name = \"mallory\", Acct-Status-Type = Stop, Acct-Session-Id = \"B-1\", NAS-Identifier = \"bras-b\"",
+        1,
+        0.5,
+    )
+    .await;
+    assert!(!reply.answered, "{}", reply.output);
+    assert_eq!(srv.dropped(DropReason::ForeignNas), 5);
+
+    // Naming itself (its identifier, its own address): answered.
+    let reply = radclient_send(
+        srv.addr,
+        "secret-of-a",
+        &format!(
+            "Acct-Status-Type = Accounting-On, NAS-Identifier = \"bras-a\", NAS-IP-Address = 127.0.0.1, Event-Timestamp = {now}"
+        ),
+        1,
+        3.0,
+    )
+    .await;
+    assert!(reply.answered, "{}", reply.output);
+    assert_eq!(
+        srv.sink.events(),
+        [BindingEvent::NasReset {
+            nas: "127.0.0.1".into(),
+            at: DateTime::from_timestamp(now, 0).unwrap()
+        }]
+    );
+    srv.stop().await;
+}
+
+/// A record whose Event-Timestamp is older than the window is refused; a
+/// record sent again after the duplicate cache forgot it (a replayed
+/// capture) is answered but not applied again, even after its session
+/// ended; so is a replayed Accounting-On.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_and_replayed_records_are_not_applied() {
+    let mut config = ServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        vec![NasConfig::new("127.0.0.1", SECRET).unwrap()],
+    );
+    // The duplicate cache forgets at once: every resend is a replay here.
+    config.duplicate_window = Duration::ZERO;
+    config.max_record_age = Duration::from_secs(3600);
+    let srv = Running::start_with(config).await;
+    let now = chrono::Utc::now().timestamp();
+    let addr = srv.addr;
+    let send = |attrs: String| async move { radclient_send(addr, SECRET, &attrs, 1, 2.0).await };
+
+    let old = now - 7200;
+    let reply = send(format!(
+        "User-Name = \"olga\", Acct-Status-Type = Start, Acct-Session-Id = \"OLD\", \
+         Framed-IP-Address = 203.0.113.40, Event-Timestamp = {old}"
+    ))
+    .await;
+    assert!(!reply.answered, "answered a stale record:\n{}", reply.output);
+    assert_eq!(srv.dropped(DropReason::StaleRecord), 1);
+
+    let start = format!(
+        "User-Name = \"peter\", Acct-Status-Type = Start, Acct-Session-Id = \"P1\", \
+         Framed-IP-Address = 203.0.113.41, Event-Timestamp = {}",
+        now - 60
+    );
+    let stop = format!(
+        "User-Name = \"peter\", Acct-Status-Type = Stop, Acct-Session-Id = \"P1\", \
+         Framed-IP-Address = 203.0.113.41, Acct-Session-Time = 30, Event-Timestamp = {}",
+        now - 30
+    );
+    let on = format!("Acct-Status-Type = Accounting-On, Event-Timestamp = {}", now - 10);
+    for (attrs, applied, replays) in [
+        (&start, 1, 0),
+        (&start, 1, 1),
+        (&stop, 2, 1),
+        (&start, 2, 2),
+        (&stop, 2, 3),
+        (&on, 3, 3),
+        (&on, 3, 4),
+    ] {
+        let reply = send(attrs.clone()).await;
+        assert!(reply.answered, "{attrs}:\n{}", reply.output);
+        assert_eq!(srv.sink.events().len(), applied, "{attrs}: {:#?}", srv.sink.events());
+        assert_eq!(srv.counters.replays.load(SeqCst), replays, "{attrs}");
+    }
     srv.stop().await;
 }
 
