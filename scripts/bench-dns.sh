@@ -112,6 +112,9 @@ listen = "127.0.0.1:$api_port"
 listen = ["127.0.0.1:$dns_port"]
 upstreams = ["127.0.0.1:$up_port"]
 clients = ["127.0.0.0/8"]
+# dnsperf sends everything from 127.0.0.1, one /24; the peer has no
+# per-client limit either.
+rate_limit = 0
 CONF
 k() { "$kanki" --config "$work/kanki.toml" "$@"; }
 printf 'id,email,language,consent\nS1,s1@example.jp,ja,yes\n' > "$work/subs.csv"

@@ -26,7 +26,8 @@ pub struct StatusLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RadiusLabels {
-    /// received, answered, duplicate, applied, sink_error, send_error, or
+    /// received, answered, duplicate, replay, untracked_session, applied,
+    /// sink_error, send_error, or
     /// dropped_<reason>.
     pub outcome: String,
 }
@@ -240,6 +241,8 @@ impl Metrics {
         set("applied", c.events.load(Relaxed));
         set("sink_error", c.sink_errors.load(Relaxed));
         set("send_error", c.send_errors.load(Relaxed));
+        set("replay", c.replays.load(Relaxed));
+        set("untracked_session", c.untracked_sessions.load(Relaxed));
         for &r in kanki_radius::server::DropReason::ALL {
             set(&format!("dropped_{}", r.as_str()), c.dropped(r));
         }
