@@ -26,7 +26,10 @@ fuzz_target!(|data: &[u8]| {
     let id = u16::from_be_bytes([data[0], data[1]]);
     let from = match data[2] % 5 {
         0 => UPSTREAM,
-        1 => SocketAddr::new(IpAddr::V6(Ipv4Addr::new(192, 0, 2, 53).to_ipv6_mapped()), 53),
+        1 => SocketAddr::new(
+            IpAddr::V6(Ipv4Addr::new(192, 0, 2, 53).to_ipv6_mapped()),
+            53,
+        ),
         2 => SocketAddr::new(UPSTREAM.ip(), 5353),
         3 => SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 54)), 53),
         _ => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), 53),
@@ -45,12 +48,15 @@ fuzz_target!(|data: &[u8]| {
         assert!(reply[2] & 0x80 != 0, "a query taken for an answer");
         assert_eq!((reply[4], reply[5]), (0, 1));
         let mut d = BinDecoder::new(&reply[12..]);
-        let asked = Query::read(&mut BinDecoder::new(&packet[12..])).expect("the query's question reads");
+        let asked =
+            Query::read(&mut BinDecoder::new(&packet[12..])).expect("the query's question reads");
         let got = Query::read(&mut d).expect("a matched reply's question reads");
         assert_eq!(got.query_type(), asked.query_type());
         assert_eq!(got.query_class(), asked.query_class());
         assert!(
-            got.name().to_ascii().eq_ignore_ascii_case(&asked.name().to_ascii()),
+            got.name()
+                .to_ascii()
+                .eq_ignore_ascii_case(&asked.name().to_ascii()),
             "{} answers {}",
             got.name(),
             asked.name()

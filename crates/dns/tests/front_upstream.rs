@@ -170,18 +170,30 @@ async fn a_referral_to_a_recursion_less_query_is_not_served_to_an_ordinary_one()
     let (up, _) = upstream().await;
     let (f, _) = front(options(up)).await;
     // Client A asks without recursion: it gets the referral it asked for.
-    let r = f.answer(&query(1, "rd.example.", false), A, false).await.unwrap();
+    let r = f
+        .answer(&query(1, "rd.example.", false), A, false)
+        .await
+        .unwrap();
     assert_eq!(answer_a(&r), (ResponseCode::NoError, vec![]));
     // Client B asks normally: the address, not A's referral from a cache.
-    let r = f.answer(&query(2, "rd.example.", true), B, false).await.unwrap();
-    assert_eq!(answer_a(&r), (ResponseCode::NoError, vec![Ipv4Addr::new(10, 0, 0, 1)]));
+    let r = f
+        .answer(&query(2, "rd.example.", true), B, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer_a(&r),
+        (ResponseCode::NoError, vec![Ipv4Addr::new(10, 0, 0, 1)])
+    );
 }
 
 #[tokio::test]
 async fn forged_answers_from_another_port_or_for_another_question_are_ignored() {
     let (up, received) = upstream().await;
     let (f, _) = front(options(up)).await;
-    let r = f.answer(&query(7, "spoof.example.", true), A, false).await.unwrap();
+    let r = f
+        .answer(&query(7, "spoof.example.", true), A, false)
+        .await
+        .unwrap();
     assert_eq!(
         answer_a(&r),
         (ResponseCode::NoError, vec![Ipv4Addr::new(10, 0, 0, 2)])
@@ -212,7 +224,10 @@ async fn upstream_ports_are_random_and_rotate() {
         assert_eq!(answer_a(&r).1, [Ipv4Addr::new(10, 0, 0, 9)]);
     }
     let after = f.upstreams().ports(0);
-    assert!(after.iter().any(|p| !before.contains(p)), "{before:?} {after:?}");
+    assert!(
+        after.iter().any(|p| !before.contains(p)),
+        "{before:?} {after:?}"
+    );
 }
 
 #[tokio::test]
@@ -231,7 +246,10 @@ async fn forwards_past_the_cap_are_answered_servfail_and_counted() {
     while received.load(SeqCst) < 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let r = f.answer(&query(9, "clean.example.", true), B, false).await.unwrap();
+    let r = f
+        .answer(&query(9, "clean.example.", true), B, false)
+        .await
+        .unwrap();
     assert_eq!(answer_a(&r), (ResponseCode::ServFail, vec![]));
     assert_eq!(received.load(SeqCst), 2, "the third query was forwarded");
     assert_eq!(metric(&stats, "kanki_dns_forward_overflow_total"), 1.0);
@@ -240,7 +258,10 @@ async fn forwards_past_the_cap_are_answered_servfail_and_counted() {
         let r = w.await.unwrap().unwrap();
         assert_eq!(answer_a(&r).0, ResponseCode::ServFail);
     }
-    let r = f.answer(&query(10, "clean.example.", true), B, false).await.unwrap();
+    let r = f
+        .answer(&query(10, "clean.example.", true), B, false)
+        .await
+        .unwrap();
     assert_eq!(answer_a(&r).1, [Ipv4Addr::new(10, 0, 0, 9)]);
 }
 

@@ -10,9 +10,7 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::resolvers::{
-    dig, metric, unbound_with_root_zone, validating_unbound_with_signed_root,
-};
+use common::resolvers::{dig, metric, unbound_with_root_zone, validating_unbound_with_signed_root};
 use common::{Env, eventually, free_port};
 
 #[test]
@@ -230,15 +228,19 @@ clients = ["127.0.0.0/8"]
         args.extend_from_slice(extra);
         dig(&args)
     };
-    eventually(10, "the validating upstream answering through the front", || {
-        ask("127.0.0.3", &["good.example", "A"]).answer == ["good.example. 300 IN A 10.0.0.1"]
-    });
+    eventually(
+        10,
+        "the validating upstream answering through the front",
+        || ask("127.0.0.3", &["good.example", "A"]).answer == ["good.example. 300 IN A 10.0.0.1"],
+    );
 
     // The attacker's client asks with CD and gets the forged record (as
     // it asked to: no validation).
     let cd = ask("127.0.0.2", &["+cdflag", "forged.example", "A"]);
     assert!(
-        cd.answer.first().is_some_and(|l| l.ends_with("IN A 10.6.6.6")),
+        cd.answer
+            .first()
+            .is_some_and(|l| l.ends_with("IN A 10.6.6.6")),
         "{}",
         cd.text
     );
@@ -251,9 +253,24 @@ clients = ["127.0.0.0/8"]
     // The same holds without EDNS (dig +noedns), and for a recursion-less
     // query followed by an ordinary one.
     let cd = ask("127.0.0.2", &["+cdflag", "+noedns", "forged.example", "A"]);
-    assert!(cd.answer.first().is_some_and(|l| l.ends_with("IN A 10.6.6.6")), "{}", cd.text);
-    assert_eq!(ask("127.0.0.3", &["+noedns", "forged.example", "A"]).status, "SERVFAIL");
+    assert!(
+        cd.answer
+            .first()
+            .is_some_and(|l| l.ends_with("IN A 10.6.6.6")),
+        "{}",
+        cd.text
+    );
+    assert_eq!(
+        ask("127.0.0.3", &["+noedns", "forged.example", "A"]).status,
+        "SERVFAIL"
+    );
     let _ = ask("127.0.0.2", &["+norecurse", "good.example", "A"]);
     let a = ask("127.0.0.3", &["good.example", "A"]);
-    assert!(a.answer.first().is_some_and(|l| l.ends_with("IN A 10.0.0.1")), "{}", a.text);
+    assert!(
+        a.answer
+            .first()
+            .is_some_and(|l| l.ends_with("IN A 10.0.0.1")),
+        "{}",
+        a.text
+    );
 }

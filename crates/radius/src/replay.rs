@@ -295,7 +295,10 @@ mod tests {
 
         // Out of order before the Stop: an Interim-Update stored first
         // does not make the Start a replay.
-        g.stored(&Record::session("nas", "O", 1, Some(t + 300), Some(300)), now);
+        g.stored(
+            &Record::session("nas", "O", 1, Some(t + 300), Some(300)),
+            now,
+        );
         assert!(!g.is_replay(&Record::session("nas", "O", 0, Some(t), None)));
     }
 

@@ -138,8 +138,7 @@ impl NasConfig {
         };
         r.nas_ip.is_none_or(|ip| owns_ip(IpAddr::V4(ip)))
             && r.nas_ipv6.is_none_or(|ip| owns_ip(IpAddr::V6(ip)))
-            && r
-                .nas_identifier
+            && r.nas_identifier
                 .is_none_or(|id| self.nas_identifiers.iter().any(|n| n == id))
     }
 }
@@ -408,8 +407,7 @@ impl Server {
             duplicates.clone(),
             replays.clone(),
             counters.clone(),
-            config.batch_window,
-            config.max_batch.max(1),
+            (config.batch_window, config.max_batch.max(1)),
         ));
         let receiver = Receiver {
             socket,
@@ -569,7 +567,10 @@ impl Receiver {
                 return Outcome::Drop(reason);
             }
         };
-        if record.as_ref().is_some_and(|r| lock(&self.replays).is_replay(r)) {
+        if record
+            .as_ref()
+            .is_some_and(|r| lock(&self.replays).is_replay(r))
+        {
             lock(&self.duplicates).answered(&key);
             return Outcome::Replay(accounting_response(&packet, secret));
         }
@@ -644,8 +645,7 @@ async fn commit(
     duplicates: Arc<Mutex<DuplicateCache>>,
     replays: Arc<Mutex<ReplayGuard>>,
     counters: Arc<Counters>,
-    window: Duration,
-    max_batch: usize,
+    (window, max_batch): (Duration, usize),
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];

@@ -212,22 +212,31 @@ async fn start_interim_stop_and_nas_reboot() {
     let t0 = chrono::Utc::now().timestamp() - 3600;
     let (t1, t2, t3) = (t0 + 300, t0 + 600, t0 + 700);
     let requests = [
-        format!("User-Name = \"alice@isp.example\", Acct-Status-Type = Start, Acct-Session-Id = \"0000A1\", \
+        format!(
+            "User-Name = \"alice@isp.example\", Acct-Status-Type = Start, Acct-Session-Id = \"0000A1\", \
          NAS-IP-Address = 192.0.2.10, Framed-IP-Address = 198.51.100.7, \
          Framed-IPv6-Prefix = 2001:db8:1:2::/64, Delegated-IPv6-Prefix = 2001:db8:ff00::/56, \
-         Event-Timestamp = {t0}, Class = 0xcafe01, Acct-Delay-Time = 0"),
-        format!("User-Name = \"alice@isp.example\", Acct-Status-Type = Interim-Update, Acct-Session-Id = \"0000A1\", \
+         Event-Timestamp = {t0}, Class = 0xcafe01, Acct-Delay-Time = 0"
+        ),
+        format!(
+            "User-Name = \"alice@isp.example\", Acct-Status-Type = Interim-Update, Acct-Session-Id = \"0000A1\", \
          NAS-IP-Address = 192.0.2.10, Framed-IP-Address = 198.51.100.7, \
          Delegated-IPv6-Prefix = 2001:db8:ff00::/56, Event-Timestamp = {t1}, \
          Acct-Session-Time = 300, Acct-Interim-Interval = 300, Acct-Input-Octets = 12345, \
-         Proxy-State = 0x01020304"),
-        format!("User-Name = \"alice@isp.example\", Acct-Status-Type = Stop, Acct-Session-Id = \"0000A1\", \
+         Proxy-State = 0x01020304"
+        ),
+        format!(
+            "User-Name = \"alice@isp.example\", Acct-Status-Type = Stop, Acct-Session-Id = \"0000A1\", \
          NAS-IP-Address = 192.0.2.10, Framed-IP-Address = 198.51.100.7, \
-         Event-Timestamp = {t2}, Acct-Session-Time = 600, Acct-Terminate-Cause = User-Request"),
-        format!("Acct-Status-Type = Accounting-On, NAS-IP-Address = 192.0.2.10, Event-Timestamp = {t3}"),
+         Event-Timestamp = {t2}, Acct-Session-Time = 600, Acct-Terminate-Cause = User-Request"
+        ),
+        format!(
+            "Acct-Status-Type = Accounting-On, NAS-IP-Address = 192.0.2.10, Event-Timestamp = {t3}"
+        ),
         // No NAS attribute and no Event-Timestamp: the source address and
         // the time of receipt less Acct-Delay-Time.
-        "Acct-Status-Type = Accounting-Off, Acct-Session-Id = \"0\", Acct-Delay-Time = 3600".to_string(),
+        "Acct-Status-Type = Accounting-Off, Acct-Session-Id = \"0\", Acct-Delay-Time = 3600"
+            .to_string(),
     ];
     for r in &requests {
         let reply = radclient_send(srv.addr, SECRET, r, 1, 3.0).await;
@@ -663,7 +672,11 @@ async fn stale_and_replayed_records_are_not_applied() {
          Framed-IP-Address = 203.0.113.40, Event-Timestamp = {old}"
     ))
     .await;
-    assert!(!reply.answered, "answered a stale record:\n{}", reply.output);
+    assert!(
+        !reply.answered,
+        "answered a stale record:\n{}",
+        reply.output
+    );
     assert_eq!(srv.dropped(DropReason::StaleRecord), 1);
 
     let start = format!(
@@ -676,7 +689,10 @@ async fn stale_and_replayed_records_are_not_applied() {
          Framed-IP-Address = 203.0.113.41, Acct-Session-Time = 30, Event-Timestamp = {}",
         now - 30
     );
-    let on = format!("Acct-Status-Type = Accounting-On, Event-Timestamp = {}", now - 10);
+    let on = format!(
+        "Acct-Status-Type = Accounting-On, Event-Timestamp = {}",
+        now - 10
+    );
     for (attrs, applied, replays) in [
         (&start, 1, 0),
         (&start, 1, 1),
@@ -688,7 +704,12 @@ async fn stale_and_replayed_records_are_not_applied() {
     ] {
         let reply = send(attrs.clone()).await;
         assert!(reply.answered, "{attrs}:\n{}", reply.output);
-        assert_eq!(srv.sink.events().len(), applied, "{attrs}: {:#?}", srv.sink.events());
+        assert_eq!(
+            srv.sink.events().len(),
+            applied,
+            "{attrs}: {:#?}",
+            srv.sink.events()
+        );
         assert_eq!(srv.counters.replays.load(SeqCst), replays, "{attrs}");
     }
     srv.stop().await;

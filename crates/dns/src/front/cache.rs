@@ -107,10 +107,7 @@ impl Cache {
     /// NOERROR or NXDOMAIN answer with at least one record to take a TTL
     /// from.
     pub fn put(&self, q: &Query<'_>, response: &[u8], facts: &ResponseFacts, now: Instant) {
-        if self.per_shard == 0
-            || !cacheable(q)
-            || facts.truncated
-            || !matches!(facts.rcode, 0 | 3)
+        if self.per_shard == 0 || !cacheable(q) || facts.truncated || !matches!(facts.rcode, 0 | 3)
         {
             return;
         }

@@ -358,8 +358,7 @@ async fn read_answers(port: Arc<Port>, upstream: SocketAddr, linger: Duration) {
         }
         let id = u16::from_be_bytes([b[0], b[1]]);
         let mut w = port.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        if w
-            .get(&id)
+        if w.get(&id)
             .is_some_and(|x| reply_matches(b, from, upstream, id, &x.question))
             && let Some(x) = w.remove(&id)
         {
@@ -391,8 +390,20 @@ mod tests {
         let mapped: SocketAddr = "[::ffff:192.0.2.53]:53".parse().unwrap();
         assert!(reply_matches(&upper, mapped, up, 0x1234, question));
         // Another port, another address, another id.
-        assert!(!reply_matches(&reply, "192.0.2.53:54".parse().unwrap(), up, 0x1234, question));
-        assert!(!reply_matches(&reply, "192.0.2.54:53".parse().unwrap(), up, 0x1234, question));
+        assert!(!reply_matches(
+            &reply,
+            "192.0.2.53:54".parse().unwrap(),
+            up,
+            0x1234,
+            question
+        ));
+        assert!(!reply_matches(
+            &reply,
+            "192.0.2.54:53".parse().unwrap(),
+            up,
+            0x1234,
+            question
+        ));
         assert!(!reply_matches(&reply, up, up, 0x1235, question));
         // Another type (AAAA), another class, a query not a response.
         let mut aaaa = reply.clone();
@@ -416,6 +427,12 @@ mod tests {
         let mut two = reply.clone();
         two[5] = 2;
         assert!(!reply_matches(&two, up, up, 0x1234, question));
-        assert!(!reply_matches(&reply[..reply.len() - 1], up, up, 0x1234, question));
+        assert!(!reply_matches(
+            &reply[..reply.len() - 1],
+            up,
+            up,
+            0x1234,
+            question
+        ));
     }
 }

@@ -162,11 +162,17 @@ pub fn validating_unbound_with_signed_root(
         }
         succeed(c.arg("."));
     }
-    succeed(
-        Command::new(&signzone)
-            .current_dir(&ub)
-            .args(["-q", "-o", ".", "-K", ".", "-S", "-f", "root.signed", "root.zone"]),
-    );
+    succeed(Command::new(&signzone).current_dir(&ub).args([
+        "-q",
+        "-o",
+        ".",
+        "-K",
+        ".",
+        "-S",
+        "-f",
+        "root.signed",
+        "root.zone",
+    ]));
     let mut signed = fs::read_to_string(ub.join("root.signed")).unwrap();
     for (good, forged) in tamper {
         assert!(signed.contains(good), "{good} not in the signed zone");
