@@ -76,14 +76,7 @@ impl NasConfig {
     /// `address` is an IP address (`192.0.2.1`, `2001:db8::1`) or a
     /// network (`192.0.2.0/24`); `secret` must not be empty.
     pub fn new(address: &str, secret: impl Into<Vec<u8>>) -> Result<NasConfig, ConfigError> {
-        let a = address.trim();
-        let address = match a.parse::<IpNet>() {
-            Ok(net) => net.trunc(),
-            Err(_) => a
-                .parse::<IpAddr>()
-                .map(|ip| IpNet::from(ip.to_canonical()))
-                .map_err(|_| ConfigError::BadAddress(address.to_string()))?,
-        };
+        let address = parse_net(address)?;
         let secret = secret.into();
         if secret.is_empty() {
             return Err(ConfigError::EmptySecret(address));
@@ -104,15 +97,7 @@ impl NasConfig {
         nas_identifiers: &[impl AsRef<str>],
     ) -> Result<NasConfig, ConfigError> {
         for a in nas_ip_addresses {
-            let a = a.as_ref().trim();
-            let net = match a.parse::<IpNet>() {
-                Ok(net) => net.trunc(),
-                Err(_) => a
-                    .parse::<IpAddr>()
-                    .map(|ip| IpNet::from(ip.to_canonical()))
-                    .map_err(|_| ConfigError::BadAddress(a.to_string()))?,
-            };
-            self.nas_ip_addresses.push(net);
+            self.nas_ip_addresses.push(parse_net(a.as_ref())?);
         }
         for id in nas_identifiers {
             let id = id.as_ref();
@@ -140,6 +125,19 @@ impl NasConfig {
             && r.nas_ipv6.is_none_or(|ip| owns_ip(IpAddr::V6(ip)))
             && r.nas_identifier
                 .is_none_or(|id| self.nas_identifiers.iter().any(|n| n == id))
+    }
+}
+
+/// An IP address (`192.0.2.1`, `2001:db8::1`, as a one-address network)
+/// or a network (`192.0.2.0/24`, host bits cleared).
+fn parse_net(text: &str) -> Result<IpNet, ConfigError> {
+    let a = text.trim();
+    match a.parse::<IpNet>() {
+        Ok(net) => Ok(net.trunc()),
+        Err(_) => a
+            .parse::<IpAddr>()
+            .map(|ip| IpNet::from(ip.to_canonical()))
+            .map_err(|_| ConfigError::BadAddress(text.to_string())),
     }
 }
 

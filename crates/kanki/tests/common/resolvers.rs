@@ -30,28 +30,38 @@ impl Drop for Proc {
     }
 }
 
+/// A private root zone holding `records` (zone-file lines).
+fn root_zone(records: &str) -> String {
+    format!(
+        "$TTL 300\n. IN SOA localhost. hostmaster.localhost. 1 300 60 604800 60\n. IN NS localhost.\n\
+         localhost. A 127.0.0.1\n{records}"
+    )
+}
+
+/// Unbound's `server:` lines for 127.0.0.1:`port`, in the foreground,
+/// its files in `dir`.
+fn unbound_server(port: u16, dir: &Path) -> String {
+    format!(
+        "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  \
+         use-syslog: no\n  logfile: \"\"\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  \
+         pidfile: \"{d}/unbound.pid\"\n  access-control: 127.0.0.0/8 allow\n  \
+         do-not-query-localhost: no\n",
+        d = dir.display()
+    )
+}
+
 /// Unbound on 127.0.0.1:`port`, authoritative for a private root zone
 /// holding `records` (zone-file lines), so nothing leaves the machine.
 pub fn unbound_with_root_zone(dir: &Path, port: u16, records: &str) -> Proc {
     let bin = need("unbound", "unbound");
     let ub = dir.join("unbound");
     fs::create_dir_all(&ub).unwrap();
-    fs::write(
-        ub.join("root.zone"),
-        format!(
-            "$TTL 300\n. IN SOA localhost. hostmaster.localhost. 1 300 60 604800 60\n. IN NS localhost.\n\
-             localhost. A 127.0.0.1\n{records}"
-        ),
-    )
-    .unwrap();
+    fs::write(ub.join("root.zone"), root_zone(records)).unwrap();
     fs::write(
         ub.join("unbound.conf"),
         format!(
-            "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  \
-             use-syslog: no\n  logfile: \"\"\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  \
-             pidfile: \"{d}/unbound.pid\"\n  access-control: 127.0.0.0/8 allow\n  \
-             do-not-query-localhost: no\n\
-             auth-zone:\n  name: \".\"\n  zonefile: \"{d}/root.zone\"\n  for-upstream: yes\n  for-downstream: yes\n",
+            "{}auth-zone:\n  name: \".\"\n  zonefile: \"{d}/root.zone\"\n  for-upstream: yes\n  for-downstream: yes\n",
+            unbound_server(port, &ub),
             d = ub.display()
         ),
     )
@@ -146,14 +156,7 @@ pub fn validating_unbound_with_signed_root(
     let signzone = need("dnssec-signzone", "bind9-utils");
     let ub = dir.join("unbound-signed");
     fs::create_dir_all(&ub).unwrap();
-    fs::write(
-        ub.join("root.zone"),
-        format!(
-            "$TTL 300\n. IN SOA localhost. hostmaster.localhost. 1 300 60 604800 60\n. IN NS localhost.\n\
-             localhost. A 127.0.0.1\n{records}"
-        ),
-    )
-    .unwrap();
+    fs::write(ub.join("root.zone"), root_zone(records)).unwrap();
     for ksk in [true, false] {
         let mut c = Command::new(&keygen);
         c.current_dir(&ub).args(["-q", "-a", "ECDSAP256SHA256"]);
@@ -186,12 +189,9 @@ pub fn validating_unbound_with_signed_root(
     fs::write(
         ub.join("unbound.conf"),
         format!(
-            "server:\n  interface: 127.0.0.1\n  port: {port}\n  do-daemonize: no\n  \
-             use-syslog: no\n  logfile: \"\"\n  username: \"\"\n  chroot: \"\"\n  directory: \"{d}\"\n  \
-             pidfile: \"{d}/unbound.pid\"\n  access-control: 127.0.0.0/8 allow\n  \
-             do-not-query-localhost: no\n  module-config: \"validator iterator\"\n  \
-             trust-anchor: \"{anchor}\"\n\
+            "{}  module-config: \"validator iterator\"\n  trust-anchor: \"{anchor}\"\n\
              auth-zone:\n  name: \".\"\n  zonefile: \"{d}/root.signed\"\n  for-upstream: yes\n  for-downstream: no\n",
+            unbound_server(port, &ub),
             d = ub.display()
         ),
     )
