@@ -290,4 +290,25 @@ not json
         assert_eq!(b.class, "scanner");
         assert_eq!(items.len(), 3);
     }
+
+    #[test]
+    fn open_sessions_are_bounded_oldest_first() {
+        let mut log = String::new();
+        let n = OPEN_SESSIONS + 10;
+        for i in 0..n {
+            log.push_str(&format!(
+                "{{\"eventid\":\"cowrie.session.connect\",\"session\":\"s{i}\",\"src_ip\":\"192.0.2.1\",\"src_port\":{},\"timestamp\":\"2024-05-01T10:00:00Z\"}}\n",
+                1000 + i % 60000
+            ));
+        }
+        let items: Vec<Item> = parse_cowrie(Box::new(std::io::Cursor::new(log.into_bytes())))
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(items.len(), n, "every session once");
+        // The oldest came out first, before the log ended.
+        let Item::Event(first) = &items[0] else {
+            panic!("{:?}", items[0])
+        };
+        assert!(String::from_utf8_lossy(&first.raw).contains("\"s0\""));
+    }
 }

@@ -402,4 +402,37 @@ mod tests {
         let r = parse_mapped(m, Box::new(std::io::Cursor::new(b"when,ip\n".to_vec())));
         assert!(matches!(r, Err(EventsError::Input(_))));
     }
+
+    #[test]
+    fn a_json_array_is_read_an_element_at_a_time_and_a_long_one_ends_it() {
+        let m = mapping();
+        let mut text = br#"  [ {"ip":"192.0.2.1","ts":"2024-05-01 10:00:00","bot":"Mirai"},
+            {"ip":"192.0.2.2","ts":"2024-05-01 10:00:01"}, 7, {"ip":""#
+            .to_vec();
+        text.extend(std::iter::repeat_n(b'1', crate::MAX_RECORD));
+        text.extend(br#""}]"#);
+        let (_, items) = parse_mapped(m, Box::new(std::io::Cursor::new(text))).unwrap();
+        let items: Vec<Item> = items.map(Result::unwrap).collect();
+        assert_eq!(items.len(), 4, "{items:?}");
+        assert!(matches!(&items[0], Item::Event(e) if e.malware.as_deref() == Some("mirai")));
+        assert!(matches!(&items[1], Item::Event(e) if e.source_ip.to_string() == "192.0.2.2"));
+        assert!(matches!(&items[2], Item::Skipped(s) if s.line == 3 && s.reason == "not a JSON object"));
+        assert!(
+            matches!(&items[3], Item::Skipped(s) if s.line == 4 && s.reason.contains("longer than")),
+            "{:?}",
+            items[3]
+        );
+    }
+
+    #[test]
+    fn a_json_line_longer_than_the_bound_is_skipped_and_the_next_read() {
+        let m = mapping();
+        let mut text = br#"{"ip":"192.0.2.1","ts":"2024-05-01 10:00:00","x":""#.to_vec();
+        text.extend(std::iter::repeat_n(b'a', crate::MAX_RECORD));
+        text.extend(b"\"}\n{\"ip\":\"192.0.2.3\",\"ts\":\"2024-05-01 10:00:00\"}\n");
+        let (_, items) = parse_mapped(m, Box::new(std::io::Cursor::new(text))).unwrap();
+        let items: Vec<Item> = items.map(Result::unwrap).collect();
+        assert!(matches!(&items[0], Item::Skipped(s) if s.line == 1 && s.reason.contains("longer than")));
+        assert!(matches!(&items[1], Item::Event(e) if e.source_ip.to_string() == "192.0.2.3"));
+    }
 }

@@ -670,4 +670,55 @@ mod tests {
         );
         assert!(matches!(r, Err(EventsError::Input(m)) if m.contains("source.ip")));
     }
+
+    #[test]
+    fn short_rows_networks_and_a_family_without_an_infection_are_read() {
+        let csv = "\"timestamp\",\"src_ip\",\"src_port\",\"infection\",\"family\",\"tag\",\"src_asn\"\n\
+                   \"2024-05-01 10:00:00\",\"192.0.2.7\",\"51234\",\"\",\"Mirai\",\"botnet\",\"64500\"\n\
+                   \"2024-05-01 10:00:01\",\"198.51.100.77/24\",\"1\",\"\",\"\",\"qakbot;x\",\"64501\"\n\
+                   \"2024-05-01 10:00:02\",\"192.0.2.9\"\n\
+                   \"2024-05-01 10:00:03\",\"192.0.2.9\",\"1\",\"\",\"\",\"\",\"1\",\"one too many\"\n";
+        let (_, items) = parse("event4_sinkhole", csv);
+        let events: Vec<&Event> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Event(e) => Some(&**e),
+                Item::Skipped(_) => None,
+            })
+            .collect();
+        assert_eq!(events.len(), 3, "{items:?}");
+        // The family names the malware when the infection column is empty.
+        assert_eq!(events[0].malware.as_deref(), Some("mirai"));
+        assert_eq!(events[0].remark, None);
+        // A network is its first address, and says it is a network; the
+        // first tag names the malware when the family is empty too.
+        assert_eq!(events[1].source_ip.to_string(), "198.51.100.0");
+        assert_eq!(events[1].extra[NETWORK], "198.51.100.0/24");
+        assert_eq!(events[1].malware.as_deref(), Some("qakbot"));
+        // A short row: the missing fields are empty, and it is remarked on.
+        assert_eq!(events[2].source_ip.to_string(), "192.0.2.9");
+        assert_eq!(events[2].source_port, None);
+        assert_eq!(events[2].remark, Some(SHORT_ROW));
+        // A row longer than the header is still refused.
+        let Item::Skipped(s) = &items[3] else {
+            panic!("{:?}", items[3])
+        };
+        assert!(s.reason.contains("8 fields"), "{}", s.reason);
+    }
+
+    #[test]
+    fn a_record_longer_than_the_bound_is_skipped_and_the_next_read() {
+        let mut csv = b"\"timestamp\",\"src_ip\"\n\"2024-05-01 10:00:00\",\"".to_vec();
+        csv.extend(std::iter::repeat_n(b'x', crate::MAX_RECORD + 1));
+        csv.extend(b"\"\n\"2024-05-01 10:00:01\",\"192.0.2.8\"\n");
+        let s = Schemas::builtin().report("event4_sinkhole").unwrap();
+        let (_, items) = parse_shadowserver(s, Box::new(std::io::Cursor::new(csv)), false).unwrap();
+        let items: Vec<Item> = items.map(Result::unwrap).collect();
+        assert!(
+            matches!(&items[0], Item::Skipped(s) if s.line == 2 && s.reason.contains("longer than")),
+            "{:?}",
+            items[0]
+        );
+        assert!(matches!(&items[1], Item::Event(e) if e.source_ip.to_string() == "192.0.2.8"));
+    }
 }
