@@ -612,7 +612,7 @@ fn a_feed_download_larger_than_its_bound_is_refused_and_nothing_is_imported() {
     let body: &'static str = "toolarge.example\n".repeat(1000).leak();
     let (url, seen) = feed_server(body);
     let env = Env::new(&format!(
-        "\n[input]\nmax_download_bytes = 4096\n\n[[feeds]]\nname = \"remote\"\nformat = \"plain\"\nurl = \"{url}\"\nevery = \"1s\"\n"
+        "\n[input]\nmax_download_bytes = 4096\n\n[[feeds]]\nname = \"remote\"\nformat = \"plain\"\nurl = \"{url}\"\nevery = \"10s\"\n"
     ));
     let mut s = env.serve();
     let stderr = s.child.stderr.take().unwrap();
