@@ -33,7 +33,7 @@ def bomb(path, header, line):
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
         with z.open("report.csv", "w", force_zip64=True) as f:
             f.write(header)
-            block = line * (1 << 20) // len(line)
+            block = line * ((1 << 20) // len(line))
             written = len(header)
             while written < size:
                 f.write(block)

@@ -416,7 +416,9 @@ mod tests {
         assert_eq!(items.len(), 4, "{items:?}");
         assert!(matches!(&items[0], Item::Event(e) if e.malware.as_deref() == Some("mirai")));
         assert!(matches!(&items[1], Item::Event(e) if e.source_ip.to_string() == "192.0.2.2"));
-        assert!(matches!(&items[2], Item::Skipped(s) if s.line == 3 && s.reason == "not a JSON object"));
+        assert!(
+            matches!(&items[2], Item::Skipped(s) if s.line == 3 && s.reason == "not a JSON object")
+        );
         assert!(
             matches!(&items[3], Item::Skipped(s) if s.line == 4 && s.reason.contains("longer than")),
             "{:?}",
@@ -432,7 +434,9 @@ mod tests {
         text.extend(b"\"}\n{\"ip\":\"192.0.2.3\",\"ts\":\"2024-05-01 10:00:00\"}\n");
         let (_, items) = parse_mapped(m, Box::new(std::io::Cursor::new(text))).unwrap();
         let items: Vec<Item> = items.map(Result::unwrap).collect();
-        assert!(matches!(&items[0], Item::Skipped(s) if s.line == 1 && s.reason.contains("longer than")));
+        assert!(
+            matches!(&items[0], Item::Skipped(s) if s.line == 1 && s.reason.contains("longer than"))
+        );
         assert!(matches!(&items[1], Item::Event(e) if e.source_ip.to_string() == "192.0.2.3"));
     }
 }
