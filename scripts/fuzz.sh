@@ -7,6 +7,11 @@
 #   scripts/fuzz.sh 180      build, then run every target for 3 minutes
 #   scripts/fuzz.sh 60 rpz   build, then run only the named targets
 #
+# Every run has an RSS limit (KANKI_FUZZ_RSS_MB, default 1024; libFuzzer's
+# -rss_limit_mb, which also bounds any single allocation): a parser whose
+# memory grows with its input crashes the run instead of passing. The
+# sanitizer's own overhead is a few hundred MB of it.
+#
 # cargo-fuzz passes nightly-only flags (-Zsanitizer=address); with only the
 # stable toolchain installed, RUSTC_BOOTSTRAP=1 lets stable rustc accept them.
 set -euo pipefail
@@ -15,6 +20,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-0}"
 shift || true
 
+rss_mb="${KANKI_FUZZ_RSS_MB:-1024}"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_DIR="${KANKI_FUZZ_TARGET_DIR:-${HOME}/.cache/kanki/target-fuzz}"
 
@@ -37,6 +43,7 @@ if [ "$seconds" -gt 0 ]; then
         # New inputs go to corpus/ (gitignored); the committed seeds are read only.
         mkdir -p "corpus/$t"
         echo "== fuzzing $t for ${seconds}s"
-        cargo fuzz run --features fuzz-targets "$t" "corpus/$t" "seeds/$t" -- -max_total_time="$seconds" -print_final_stats=1
+        cargo fuzz run --features fuzz-targets "$t" "corpus/$t" "seeds/$t" -- \
+            -max_total_time="$seconds" -rss_limit_mb="$rss_mb" -print_final_stats=1
     done
 fi

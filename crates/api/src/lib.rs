@@ -10,10 +10,9 @@ mod metrics;
 mod removal;
 mod warning;
 
-use std::io::Cursor;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -182,6 +181,76 @@ impl From<ServiceError> for ApiError {
 
 fn bad_request(m: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, m.into())
+}
+
+/// An upload on its way to a parser: written to an unnamed temporary file
+/// in the data directory as it arrives, never held in memory whole, and
+/// refused past `api.max_upload_bytes`.
+pub(crate) struct Upload {
+    file: tokio::fs::File,
+    len: u64,
+    max: u64,
+}
+
+impl Upload {
+    pub(crate) async fn new(st: &ApiState) -> Result<Upload, ApiError> {
+        let dir = st.kanki.config.data_dir.clone();
+        let file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(dir))
+            .await
+            .map_err(|e| internal(format!("worker failed: {e}")))?
+            .map_err(|e| internal(format!("cannot spool the upload: {e}")))?;
+        Ok(Upload {
+            file: tokio::fs::File::from_std(file),
+            len: 0,
+            max: st.kanki.config.api.max_upload_bytes,
+        })
+    }
+
+    pub(crate) async fn write(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        use tokio::io::AsyncWriteExt;
+        self.len += chunk.len() as u64;
+        if self.len > self.max {
+            return Err(ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the upload is larger than {} bytes (api.max_upload_bytes)",
+                    self.max
+                ),
+            ));
+        }
+        self.file
+            .write_all(chunk)
+            .await
+            .map_err(|e| internal(format!("cannot spool the upload: {e}")))
+    }
+
+    /// Writes a whole request body.
+    pub(crate) async fn write_body(&mut self, mut body: Body) -> Result<(), ApiError> {
+        use axum::body::HttpBody;
+        while let Some(frame) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+        {
+            let frame = frame.map_err(|e| bad_request(format!("reading the body: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                self.write(&data).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The upload, to be read from its start.
+    pub(crate) async fn finish(self) -> Result<std::fs::File, ApiError> {
+        use tokio::io::AsyncSeekExt;
+        let mut file = self.file;
+        file.rewind()
+            .await
+            .map_err(|e| internal(format!("cannot read the spooled upload: {e}")))?;
+        Ok(file.into_std().await)
+    }
+}
+
+fn internal(m: String) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, m)
 }
 
 /// Runs store work on the blocking pool.
@@ -612,39 +681,40 @@ async fn upload_import(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("multipart/form-data"));
-    let (data, origin): (Bytes, String) = if is_multipart {
+    let mut spool = Upload::new(&st).await?;
+    let origin = if is_multipart {
         let mut form = Multipart::from_request(req, &st)
             .await
             .map_err(|e| bad_request(e.body_text()))?;
         // The first file field; plain text fields before it are ignored.
         loop {
-            let field = form
+            let mut field = form
                 .next_field()
                 .await
                 .map_err(|e| bad_request(e.body_text()))?
                 .ok_or_else(|| bad_request("the form has no file field"))?;
             if let Some(name) = field.file_name().map(str::to_string) {
-                break (
-                    field
-                        .bytes()
-                        .await
-                        .map_err(|e| bad_request(e.body_text()))?,
-                    name,
-                );
+                while let Some(chunk) = field
+                    .chunk()
+                    .await
+                    .map_err(|e| bad_request(e.body_text()))?
+                {
+                    spool.write(&chunk).await?;
+                }
+                break name;
             }
         }
     } else {
-        let body = Bytes::from_request(req, &st)
-            .await
-            .map_err(|e| ApiError(e.status(), e.body_text()))?;
-        (body, "upload".to_string())
+        spool.write_body(req.into_body()).await?;
+        "upload".to_string()
     };
+    let data = spool.finish().await?;
     let summary = blocking(&st, move |k| {
         let origin = format!("api:{origin}");
         Ok(k.import_reader(
             format,
             p.source.as_deref(),
-            Box::new(Cursor::new(data)),
+            Box::new(data),
             &origin,
             &mut |_| {},
         )?)

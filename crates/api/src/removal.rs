@@ -3,7 +3,7 @@
 //! garden (and the letter desk, the call centre) consumes.
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use kanki_events::Format;
@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::directory::actor;
-use crate::{ApiError, ApiState, Params, bad_request, blocking};
+use crate::{ApiError, ApiState, Params, Upload, bad_request, blocking};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,8 +30,11 @@ pub(crate) struct IngestParams {
 pub(crate) async fn ingest(
     State(st): State<ApiState>,
     Params(p): Params<IngestParams>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Json<kanki_removal::ingest::IngestSummary>, ApiError> {
+    let mut upload = Upload::new(&st).await?;
+    upload.write_body(body).await?;
+    let body = upload.finish().await?;
     let compiled = st.directory.compiled();
     let source = Source {
         format: p.format,
@@ -44,7 +47,7 @@ pub(crate) async fn ingest(
             k,
             &compiled,
             &source,
-            Box::new(std::io::Cursor::new(body)),
+            Box::new(body),
             &mut |_| {},
         )?))
     })

@@ -9,7 +9,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use kanki_feeds::Format;
+use kanki_feeds::{Format, InputLimits};
 use kanki_indicators::{Category, Tlp};
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +48,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub log: LogConfig,
     pub api: ApiConfig,
+    /// Bounds on every input from outside: feeds, reports, uploads.
+    pub input: InputLimits,
     pub storage: StorageConfig,
     pub indicators: IndicatorsConfig,
     pub allowlist: AllowlistConfig,
@@ -80,6 +82,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./kanki-data"),
             log: LogConfig::default(),
             api: ApiConfig::default(),
+            input: InputLimits::default(),
             storage: StorageConfig::default(),
             indicators: IndicatorsConfig::default(),
             allowlist: AllowlistConfig::default(),

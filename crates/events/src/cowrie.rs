@@ -6,8 +6,13 @@
 //! login followed by commands is an infected machine at work
 //! (`infected-system`), login attempts alone are `brute-force`, a bare
 //! connection is a `scanner`.
+//!
+//! Memory is bounded: a session whose record grows past
+//! [`crate::MAX_RECORD`] is made into an event then (and goes on as a new
+//! one), and when the open sessions hold more than [`OPEN_BYTES`] or
+//! number more than [`OPEN_SESSIONS`], the oldest is made into an event.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::BufRead;
 
 use serde_json::Value;
@@ -137,12 +142,20 @@ impl Session {
     }
 }
 
+/// Most bytes of raw records held in open sessions.
+const OPEN_BYTES: usize = 32 << 20;
+/// Most sessions held open.
+const OPEN_SESSIONS: usize = 100_000;
+
 /// Parses a Cowrie JSON log. Sessions still open at the end of the input
 /// are made into events then.
 pub fn parse_cowrie(input: Box<dyn BufRead + Send>) -> Items {
     let mut lines = crate::lines(input);
     let mut sessions: HashMap<String, Session> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
+    // Sessions in the order they opened, by id and first line (an entry
+    // whose session closed, or was made anew, is passed over).
+    let mut order: VecDeque<(String, u64)> = VecDeque::new();
+    let mut open_bytes = 0usize;
     let mut line = 0u64;
     let mut pending: std::collections::VecDeque<Result<Item, EventsError>> = Default::default();
     let mut done = false;
@@ -157,8 +170,10 @@ pub fn parse_cowrie(input: Box<dyn BufRead + Send>) -> Items {
             let text = match lines.next() {
                 None => {
                     done = true;
-                    for id in order.drain(..) {
-                        if let Some(s) = sessions.remove(&id) {
+                    for (id, first) in order.drain(..) {
+                        if sessions.get(&id).is_some_and(|s| s.first_line == first)
+                            && let Some(s) = sessions.remove(&id)
+                        {
                             pending.push_back(Ok(s.event()));
                         }
                     }
@@ -168,7 +183,11 @@ pub fn parse_cowrie(input: Box<dyn BufRead + Send>) -> Items {
                     done = true;
                     return Some(Err(e.into()));
                 }
-                Some(Ok(t)) => t,
+                Some(Ok(Some(t))) => t,
+                Some(Ok(None)) => {
+                    line += 1;
+                    return Some(Ok(skipped(line, &crate::too_long())));
+                }
             };
             line += 1;
             if text.trim().is_empty() {
@@ -183,8 +202,16 @@ pub fn parse_cowrie(input: Box<dyn BufRead + Send>) -> Items {
                 return Some(Ok(skipped(line, "no session")));
             };
             let eventid = v.get("eventid").and_then(Value::as_str).unwrap_or("");
+            // A session grown too large is made into an event now.
+            if let Some(s) = sessions.get(&id)
+                && s.raw.len() + text.len() > crate::MAX_RECORD
+                && let Some(s) = sessions.remove(&id)
+            {
+                open_bytes -= s.raw.len();
+                pending.push_back(Ok(s.event()));
+            }
             let s = sessions.entry(id.clone()).or_insert_with(|| {
-                order.push(id.clone());
+                order.push_back((id.clone(), line));
                 Session {
                     first_line: line,
                     ..Default::default()
@@ -193,12 +220,33 @@ pub fn parse_cowrie(input: Box<dyn BufRead + Send>) -> Items {
             if eventid == "cowrie.session.connect" {
                 s.connect = Some((v.clone(), line));
             }
+            let before = s.raw.len();
             s.add(&v, &text);
-            if eventid == "cowrie.session.closed" {
-                order.retain(|o| *o != id);
-                if let Some(s) = sessions.remove(&id) {
-                    return Some(Ok(s.event()));
+            open_bytes += s.raw.len() - before;
+            if eventid == "cowrie.session.closed"
+                && let Some(s) = sessions.remove(&id)
+            {
+                open_bytes -= s.raw.len();
+                pending.push_back(Ok(s.event()));
+            }
+            // Too much open: the oldest sessions are made into events.
+            while open_bytes > OPEN_BYTES || sessions.len() > OPEN_SESSIONS {
+                let Some((id, first)) = order.pop_front() else {
+                    break;
+                };
+                if sessions.get(&id).is_some_and(|s| s.first_line == first)
+                    && let Some(s) = sessions.remove(&id)
+                {
+                    open_bytes -= s.raw.len();
+                    pending.push_back(Ok(s.event()));
                 }
+            }
+            // Entries of closed sessions are dropped as they reach the front.
+            while order
+                .front()
+                .is_some_and(|(id, first)| sessions.get(id).is_none_or(|s| s.first_line != *first))
+            {
+                order.pop_front();
             }
         }
     }))
@@ -241,5 +289,26 @@ not json
         let Item::Event(b) = &items[2] else { panic!() };
         assert_eq!(b.class, "scanner");
         assert_eq!(items.len(), 3);
+    }
+
+    #[test]
+    fn open_sessions_are_bounded_oldest_first() {
+        let mut log = String::new();
+        let n = OPEN_SESSIONS + 10;
+        for i in 0..n {
+            log.push_str(&format!(
+                "{{\"eventid\":\"cowrie.session.connect\",\"session\":\"s{i}\",\"src_ip\":\"192.0.2.1\",\"src_port\":{},\"timestamp\":\"2024-05-01T10:00:00Z\"}}\n",
+                1000 + i % 60000
+            ));
+        }
+        let items: Vec<Item> = parse_cowrie(Box::new(std::io::Cursor::new(log.into_bytes())))
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(items.len(), n, "every session once");
+        // The oldest came out first, before the log ended.
+        let Item::Event(first) = &items[0] else {
+            panic!("{:?}", items[0])
+        };
+        assert!(String::from_utf8_lossy(&first.raw).contains("\"s0\""));
     }
 }

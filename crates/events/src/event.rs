@@ -66,6 +66,10 @@ pub struct Event {
     /// `raw_head`, `\n`, `raw`. A header is often longer than its row.
     #[serde(skip)]
     pub raw_head: Option<Arc<[u8]>>,
+    /// A remark on how the record was read (`short row`), which an ingest
+    /// counts; not stored.
+    #[serde(skip)]
+    pub remark: Option<&'static str>,
 }
 
 /// An event's idempotency key: the same record from the same feed has the
@@ -123,6 +127,7 @@ impl Event {
             extra: BTreeMap::new(),
             raw: Vec::new(),
             raw_head: None,
+            remark: None,
         }
     }
 

@@ -112,25 +112,63 @@ impl FromStr for Format {
 /// A stream of parsed items and, once read, the notes about the input.
 pub type Items = Box<dyn Iterator<Item = Result<Item, EventsError>> + Send>;
 
-/// Reads whole lines, tolerating bytes that are not UTF-8 (replaced).
+/// Longest line or record kept; a longer one is read to its end, dropped and
+/// counted as skipped, so that an input without line ends cannot make a
+/// parser hold it all.
+pub const MAX_RECORD: usize = 1 << 20;
+
+/// The reason a record longer than [`MAX_RECORD`] is skipped.
+pub(crate) fn too_long() -> String {
+    format!("record longer than {MAX_RECORD} bytes")
+}
+
+/// Reads whole lines, tolerating bytes that are not UTF-8 (replaced): each
+/// line, or `None` for a line longer than [`MAX_RECORD`].
 pub(crate) fn lines(
     input: Box<dyn BufRead + Send>,
-) -> impl Iterator<Item = std::io::Result<String>> {
+) -> impl Iterator<Item = std::io::Result<Option<String>>> {
     let mut input = input;
     std::iter::from_fn(move || {
         let mut buf = Vec::new();
-        match input.read_until(b'\n', &mut buf) {
-            Ok(0) => None,
-            Ok(_) => {
-                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                    buf.pop();
+        let mut long = false;
+        let mut any = false;
+        loop {
+            let avail = match input.fill_buf() {
+                Ok(a) => a,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Some(Err(e)),
+            };
+            if avail.is_empty() {
+                if !any {
+                    return None;
                 }
-                Some(Ok(String::from_utf8(buf).unwrap_or_else(|e| {
-                    String::from_utf8_lossy(e.as_bytes()).into_owned()
-                })))
+                break;
             }
-            Err(e) => Some(Err(e)),
+            any = true;
+            let (chunk, used, done) = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => (&avail[..i], i + 1, true),
+                None => (avail, avail.len(), false),
+            };
+            if buf.len() + chunk.len() <= MAX_RECORD {
+                buf.extend_from_slice(chunk);
+            } else {
+                long = true;
+                buf = Vec::new();
+            }
+            input.consume(used);
+            if done {
+                break;
+            }
         }
+        if long {
+            return Some(Ok(None));
+        }
+        while buf.last().is_some_and(|b| *b == b'\r') {
+            buf.pop();
+        }
+        Some(Ok(Some(String::from_utf8(buf).unwrap_or_else(|e| {
+            String::from_utf8_lossy(e.as_bytes()).into_owned()
+        }))))
     })
 }
 

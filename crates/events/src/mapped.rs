@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::csv_records::CsvRecords;
-use crate::{Event, EventsError, Item, Items, Notes, Skipped, parse_time};
+use crate::csv_records::{CsvRecords, Next};
+use crate::{Event, EventsError, Item, Items, MAX_RECORD, Notes, Skipped, parse_time};
 
 /// Which column (CSV) or key (JSON) holds what.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,7 +174,11 @@ impl Record for CsvRow<'_> {
 
 fn csv(m: SinkholeMapping, input: Box<dyn BufRead + Send>) -> Result<Items, EventsError> {
     let mut records = CsvRecords::new(input);
-    records.next_record()?;
+    if records.next_record()? == Next::TooLong {
+        return Err(EventsError::Input(format!(
+            "the header is longer than {MAX_RECORD} bytes"
+        )));
+    }
     let header: Vec<String> = (0..records.fields())
         .map(|i| {
             String::from_utf8_lossy(records.field(i))
@@ -196,12 +200,16 @@ fn csv(m: SinkholeMapping, input: Box<dyn BufRead + Send>) -> Result<Items, Even
     let mut line = 1;
     Ok(Box::new(std::iter::from_fn(move || {
         loop {
-            match records.next_record() {
+            let next = match records.next_record() {
                 Err(e) => return Some(Err(e.into())),
-                Ok(false) => return None,
-                Ok(true) => {}
-            }
+                Ok(n) => n,
+            };
             line += 1;
+            match next {
+                Next::End => return None,
+                Next::TooLong => return Some(Ok(skipped(line, &crate::too_long()))),
+                Next::Record => {}
+            }
             if records.fields() == 1 && records.field(0).is_empty() {
                 continue;
             }
@@ -235,28 +243,21 @@ fn json(m: SinkholeMapping, mut input: Box<dyn BufRead + Send>) -> Result<Items,
         .find(|b| !b.is_ascii_whitespace())
         .copied();
     if first == Some(b'[') {
-        // A whole array: read at once, one record per element.
-        let mut text = Vec::new();
-        input.read_to_end(&mut text)?;
-        let items: Vec<Item> = match serde_json::from_slice::<Vec<serde_json::Value>>(&text) {
-            Err(e) => vec![Item::Skipped(Skipped {
-                line: 1,
-                reason: format!("not a JSON array of objects: {e}"),
-            })],
-            Ok(values) => values
-                .into_iter()
-                .enumerate()
-                .map(|(i, v)| json_item(&m, &tf, v, i as u64 + 1))
-                .collect(),
-        };
-        return Ok(Box::new(items.into_iter().map(Ok)));
+        return Ok(json_array(m, tf, input));
     }
     let mut lines = crate::lines(input);
     let mut line = 0;
     Ok(Box::new(std::iter::from_fn(move || {
         loop {
             let text = match lines.next()? {
-                Ok(t) => t,
+                Ok(Some(t)) => t,
+                Ok(None) => {
+                    line += 1;
+                    return Some(Ok(Item::Skipped(Skipped {
+                        line,
+                        reason: crate::too_long(),
+                    })));
+                }
                 Err(e) => return Some(Err(e.into())),
             };
             line += 1;
@@ -272,6 +273,73 @@ fn json(m: SinkholeMapping, mut input: Box<dyn BufRead + Send>) -> Result<Items,
             }));
         }
     })))
+}
+
+/// A JSON array, read one element at a time (each at most
+/// [`crate::MAX_RECORD`] bytes), numbered from 1. Anything that is not an
+/// element ends it with a skip saying why.
+fn json_array(m: SinkholeMapping, tf: TimeFormat, mut input: Box<dyn BufRead + Send>) -> Items {
+    use serde::Deserialize;
+    let mut index = 0u64;
+    let mut opened = false;
+    let mut done = false;
+    Box::new(std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        // Past blanks, the opening bracket and commas, to the next element.
+        loop {
+            let buf = match input.fill_buf() {
+                Ok(b) => b,
+                Err(e) => {
+                    done = true;
+                    return Some(Err(e.into()));
+                }
+            };
+            let Some(i) = buf.iter().position(|b| !b.is_ascii_whitespace()) else {
+                if buf.is_empty() {
+                    done = true;
+                    return opened.then(|| Ok(skipped(index + 1, "the JSON array is not closed")));
+                }
+                let n = buf.len();
+                input.consume(n);
+                continue;
+            };
+            match buf[i] {
+                b'[' if !opened => opened = true,
+                b',' if opened => {}
+                b']' if opened => {
+                    done = true;
+                    return None;
+                }
+                _ => break,
+            }
+            input.consume(i + 1);
+        }
+        index += 1;
+        let mut limited = std::io::Read::take(&mut input, crate::MAX_RECORD as u64);
+        let value = serde_json::Value::deserialize(&mut serde_json::Deserializer::from_reader(
+            &mut limited,
+        ));
+        Some(Ok(match value {
+            Ok(v) => json_item(&m, &tf, v, index),
+            Err(_) if limited.limit() == 0 => {
+                done = true;
+                skipped(index, &crate::too_long())
+            }
+            Err(e) => {
+                done = true;
+                skipped(index, &format!("not a JSON array of objects: {e}"))
+            }
+        }))
+    }))
+}
+
+fn skipped(line: u64, reason: &str) -> Item {
+    Item::Skipped(Skipped {
+        line,
+        reason: reason.to_string(),
+    })
 }
 
 fn json_item(m: &SinkholeMapping, tf: &TimeFormat, v: serde_json::Value, line: u64) -> Item {
@@ -333,5 +401,42 @@ mod tests {
         assert_eq!(e.time_source.to_rfc3339(), "2024-05-01T10:00:00+00:00");
         let r = parse_mapped(m, Box::new(std::io::Cursor::new(b"when,ip\n".to_vec())));
         assert!(matches!(r, Err(EventsError::Input(_))));
+    }
+
+    #[test]
+    fn a_json_array_is_read_an_element_at_a_time_and_a_long_one_ends_it() {
+        let m = mapping();
+        let mut text = br#"  [ {"ip":"192.0.2.1","ts":"2024-05-01 10:00:00","bot":"Mirai"},
+            {"ip":"192.0.2.2","ts":"2024-05-01 10:00:01"}, 7, {"ip":""#
+            .to_vec();
+        text.extend(std::iter::repeat_n(b'1', crate::MAX_RECORD));
+        text.extend(br#""}]"#);
+        let (_, items) = parse_mapped(m, Box::new(std::io::Cursor::new(text))).unwrap();
+        let items: Vec<Item> = items.map(Result::unwrap).collect();
+        assert_eq!(items.len(), 4, "{items:?}");
+        assert!(matches!(&items[0], Item::Event(e) if e.malware.as_deref() == Some("mirai")));
+        assert!(matches!(&items[1], Item::Event(e) if e.source_ip.to_string() == "192.0.2.2"));
+        assert!(
+            matches!(&items[2], Item::Skipped(s) if s.line == 3 && s.reason == "not a JSON object")
+        );
+        assert!(
+            matches!(&items[3], Item::Skipped(s) if s.line == 4 && s.reason.contains("longer than")),
+            "{:?}",
+            items[3]
+        );
+    }
+
+    #[test]
+    fn a_json_line_longer_than_the_bound_is_skipped_and_the_next_read() {
+        let m = mapping();
+        let mut text = br#"{"ip":"192.0.2.1","ts":"2024-05-01 10:00:00","x":""#.to_vec();
+        text.extend(std::iter::repeat_n(b'a', crate::MAX_RECORD));
+        text.extend(b"\"}\n{\"ip\":\"192.0.2.3\",\"ts\":\"2024-05-01 10:00:00\"}\n");
+        let (_, items) = parse_mapped(m, Box::new(std::io::Cursor::new(text))).unwrap();
+        let items: Vec<Item> = items.map(Result::unwrap).collect();
+        assert!(
+            matches!(&items[0], Item::Skipped(s) if s.line == 1 && s.reason.contains("longer than"))
+        );
+        assert!(matches!(&items[1], Item::Event(e) if e.source_ip.to_string() == "192.0.2.3"));
     }
 }

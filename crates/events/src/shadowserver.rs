@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 
-use crate::csv_records::CsvRecords;
+use crate::csv_records::{CsvRecords, Next};
 use crate::{Event, EventsError, Item, Items, Notes, Skipped, parse_time};
 
 const BUILTIN_INTELMQ: &str = include_str!("../schemas/shadowserver-intelmq.json");
@@ -201,6 +201,11 @@ impl Schemas {
         self.by_file_name.len()
     }
 
+    /// The report types, as in file names, longest first.
+    pub fn report_types(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_file_name.is_empty()
     }
@@ -235,8 +240,15 @@ pub fn parse_shadowserver(
     extras: bool,
 ) -> Result<(Notes, Items), EventsError> {
     let mut records = CsvRecords::new(input);
-    if !records.next_record()? {
-        return Err(EventsError::Input("the report is empty: no header".into()));
+    match records.next_record()? {
+        Next::Record => {}
+        Next::End => return Err(EventsError::Input("the report is empty: no header".into())),
+        Next::TooLong => {
+            return Err(EventsError::Input(format!(
+                "the header is longer than {} bytes",
+                crate::MAX_RECORD
+            )));
+        }
     }
     let header: Vec<String> = (0..records.fields())
         .map(|i| String::from_utf8_lossy(records.field(i)).trim().to_string())
@@ -306,24 +318,42 @@ pub fn parse_shadowserver(
                 .any(|r| extras || r.required || typed(&r.target))
         })
         .collect();
+    // Where the report names the family or tags the row, for a row whose
+    // infection column is empty.
+    let named = |name: &str| {
+        header
+            .iter()
+            .position(|h| h.trim_start_matches('\u{feff}') == name)
+    };
     let layout = Layout {
         schema,
         by_column,
         read,
         time_col,
         ip_col,
+        family_col: named("family"),
+        tag_col: named("tag"),
         header_raw,
         extras,
     };
     let mut line = 1u64;
     let iter = std::iter::from_fn(move || {
         loop {
-            match records.next_record() {
+            let next = match records.next_record() {
                 Err(e) => return Some(Err(EventsError::Io(e))),
-                Ok(false) => return None,
-                Ok(true) => {}
-            }
+                Ok(n) => n,
+            };
             line += 1;
+            match next {
+                Next::End => return None,
+                Next::TooLong => {
+                    return Some(Ok(Item::Skipped(Skipped {
+                        line,
+                        reason: crate::too_long(),
+                    })));
+                }
+                Next::Record => {}
+            }
             if records.fields() == 1 && records.field(0).is_empty() {
                 continue; // a blank line
             }
@@ -342,6 +372,8 @@ struct Layout {
     read: Vec<bool>,
     time_col: usize,
     ip_col: usize,
+    family_col: Option<usize>,
+    tag_col: Option<usize>,
     /// The header line as read, shared by the rows' records (or, of
     /// several lines, copied into each).
     header_raw: Result<Arc<[u8]>, Vec<u8>>,
@@ -355,30 +387,46 @@ fn row(layout: &Layout, r: &CsvRecords, line: u64) -> Item {
         read,
         time_col,
         ip_col,
+        family_col,
+        tag_col,
         header_raw,
         extras,
     } = layout;
     let (time_col, ip_col, extras) = (*time_col, *ip_col, *extras);
     let skip = |reason: String| Item::Skipped(Skipped { line, reason });
-    if r.fields() != by_column.len() {
+    // A short row (fewer fields than the header) is read with its missing
+    // trailing fields empty, as IntelMQ reads it, and remarked on.
+    if r.fields() > by_column.len() {
         return skip(format!(
             "{} fields where the header has {}",
             r.fields(),
             by_column.len()
         ));
     }
-    let text = |i: usize| std::str::from_utf8(r.field(i)).map(str::trim);
+    let text = |i: usize| match i < r.fields() {
+        true => std::str::from_utf8(r.field(i)).map(str::trim),
+        false => Ok(""),
+    };
     let Ok(Some(time)) = text(time_col).map(parse_time) else {
         return skip("time.source is missing or not a time".into());
     };
-    let Ok(Ok(ip)) = text(ip_col).map(str::parse::<IpAddr>) else {
-        return skip("source.ip is missing or not an address".into());
+    // An address, or a network (`198.51.100.0/24`): its first address
+    // stands for it, and `source.network` says it is one.
+    let (ip, network) = match text(ip_col).map(address_or_network) {
+        Ok(Some(a)) => a,
+        _ => return skip("source.ip is missing or not an address or network".into()),
     };
     let mut e = Event::new(ip, time, "", "", &schema.feed_name, "Shadowserver");
+    if let Some(n) = network {
+        e.extra.insert(NETWORK.into(), n);
+    }
+    if r.fields() < by_column.len() {
+        e.remark = Some(SHORT_ROW);
+    }
     for (k, v) in &schema.constants {
         set(&mut e, k, "", Cow::Borrowed(v), extras);
     }
-    for (i, rules) in by_column.iter().enumerate() {
+    for (i, rules) in by_column.iter().enumerate().take(r.fields()) {
         if !read[i] || i == time_col || i == ip_col {
             continue;
         }
@@ -404,6 +452,16 @@ fn row(layout: &Layout, r: &CsvRecords, line: u64) -> Item {
             }
         }
     }
+    // The infection column left empty: the family the report names, or
+    // else its first tag, says what the machine is infected with.
+    if e.malware.is_none() {
+        let named = |col: Option<usize>| {
+            col.and_then(|c| text(c).ok())
+                .and_then(|v| v.split([',', ';']).map(str::trim).find(|t| !t.is_empty()))
+                .map(|v| lower(Cow::Borrowed(v)))
+        };
+        e.malware = named(*family_col).or_else(|| named(*tag_col));
+    }
     match header_raw {
         Ok(head) => {
             e.raw = r.raw().to_vec();
@@ -412,6 +470,35 @@ fn row(layout: &Layout, r: &CsvRecords, line: u64) -> Item {
         Err(head) => e.raw = [&head[..], b"\n", r.raw()].concat(),
     }
     Item::Event(Box::new(e))
+}
+
+/// The field that marks an event whose source is a network, not one address.
+pub const NETWORK: &str = "source.network";
+
+/// The remark on a row with fewer fields than the header.
+pub const SHORT_ROW: &str = "short row";
+
+/// An address, or a network in CIDR notation (its first address, and the
+/// network written out in its plain form).
+fn address_or_network(v: &str) -> Option<(IpAddr, Option<String>)> {
+    if let Ok(ip) = v.parse::<IpAddr>() {
+        return Some((ip, None));
+    }
+    let (addr, len) = v.split_once('/')?;
+    let addr: IpAddr = addr.trim().parse().ok()?;
+    let len: u8 = len.trim().parse().ok()?;
+    let first = match addr {
+        IpAddr::V4(a) if len <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) if len <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+        _ => return None,
+    };
+    Some((first, Some(format!("{first}/{len}"))))
 }
 
 /// Whether `target` is one of [`Event`]'s own fields (see [`set`]).
@@ -582,5 +669,56 @@ mod tests {
             true,
         );
         assert!(matches!(r, Err(EventsError::Input(m)) if m.contains("source.ip")));
+    }
+
+    #[test]
+    fn short_rows_networks_and_a_family_without_an_infection_are_read() {
+        let csv = "\"timestamp\",\"src_ip\",\"src_port\",\"infection\",\"family\",\"tag\",\"src_asn\"\n\
+                   \"2024-05-01 10:00:00\",\"192.0.2.7\",\"51234\",\"\",\"Mirai\",\"botnet\",\"64500\"\n\
+                   \"2024-05-01 10:00:01\",\"198.51.100.77/24\",\"1\",\"\",\"\",\"qakbot;x\",\"64501\"\n\
+                   \"2024-05-01 10:00:02\",\"192.0.2.9\"\n\
+                   \"2024-05-01 10:00:03\",\"192.0.2.9\",\"1\",\"\",\"\",\"\",\"1\",\"one too many\"\n";
+        let (_, items) = parse("event4_sinkhole", csv);
+        let events: Vec<&Event> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Event(e) => Some(&**e),
+                Item::Skipped(_) => None,
+            })
+            .collect();
+        assert_eq!(events.len(), 3, "{items:?}");
+        // The family names the malware when the infection column is empty.
+        assert_eq!(events[0].malware.as_deref(), Some("mirai"));
+        assert_eq!(events[0].remark, None);
+        // A network is its first address, and says it is a network; the
+        // first tag names the malware when the family is empty too.
+        assert_eq!(events[1].source_ip.to_string(), "198.51.100.0");
+        assert_eq!(events[1].extra[NETWORK], "198.51.100.0/24");
+        assert_eq!(events[1].malware.as_deref(), Some("qakbot"));
+        // A short row: the missing fields are empty, and it is remarked on.
+        assert_eq!(events[2].source_ip.to_string(), "192.0.2.9");
+        assert_eq!(events[2].source_port, None);
+        assert_eq!(events[2].remark, Some(SHORT_ROW));
+        // A row longer than the header is still refused.
+        let Item::Skipped(s) = &items[3] else {
+            panic!("{:?}", items[3])
+        };
+        assert!(s.reason.contains("8 fields"), "{}", s.reason);
+    }
+
+    #[test]
+    fn a_record_longer_than_the_bound_is_skipped_and_the_next_read() {
+        let mut csv = b"\"timestamp\",\"src_ip\"\n\"2024-05-01 10:00:00\",\"".to_vec();
+        csv.extend(std::iter::repeat_n(b'x', crate::MAX_RECORD + 1));
+        csv.extend(b"\"\n\"2024-05-01 10:00:01\",\"192.0.2.8\"\n");
+        let s = Schemas::builtin().report("event4_sinkhole").unwrap();
+        let (_, items) = parse_shadowserver(s, Box::new(std::io::Cursor::new(csv)), false).unwrap();
+        let items: Vec<Item> = items.map(Result::unwrap).collect();
+        assert!(
+            matches!(&items[0], Item::Skipped(s) if s.line == 2 && s.reason.contains("longer than")),
+            "{:?}",
+            items[0]
+        );
+        assert!(matches!(&items[1], Item::Event(e) if e.source_ip.to_string() == "192.0.2.8"));
     }
 }

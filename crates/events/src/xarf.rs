@@ -1,6 +1,10 @@
-//! X-ARF v4 abuse reports: the JSON report (`{"Version": "4",
-//! "ReporterInfo": {...}, "Report": {...}}`), alone or inside an abuse
-//! mail. A mail is taken apart by `mailparse` (MIME parts, base64 and
+//! X-ARF v4 abuse reports, alone or inside an abuse mail, in the forms
+//! published: X-ARF 4.0.0 of the specification's repository
+//! (xarf/xarf-spec: flat, `"xarf_version": "4.0.0"`, `source_identifier`,
+//! `category` or `class`, `type`, per-type fields), the JSON-schema form of
+//! abusix/xarf (`{"ReporterInfo", "Report": {"SourceIp", "MalwareName"}}`,
+//! no `Version`), and the older drafts (`{"Version": "4", "Report":
+//! {"Source", ...}}`). A mail is taken apart by `mailparse` (MIME parts, base64 and
 //! quoted-printable, charsets, attached messages), and each part's decoded
 //! body is searched for JSON objects with a `Report` that start a line.
 //! Several reports in one input are read one after another. The raw record
@@ -18,18 +22,40 @@ use serde_json::Value;
 
 use crate::{Event, EventsError, Item, Items, Notes, Skipped, parse_time};
 
-/// RSIT taxonomy and type of an X-ARF report type.
+/// RSIT taxonomy and type of an X-ARF report type: the older drafts'
+/// `ReportType` (`Malware`, `LoginAttack`, ...) and 4.0.0's `type`
+/// (`infected_host`, `login_attack`, ...), compared without case, `_`
+/// or `-`. A 4.0.0 `bot` is a crawler, not a bot of a botnet: that is
+/// [`class_of_4_0_0`]'s business.
 fn class_of(report_type: &str) -> (&'static str, &'static str) {
-    match report_type.to_ascii_lowercase().as_str() {
-        "malware" | "botnet" | "bot" | "c&c" | "cnc" => ("malicious-code", "infected-system"),
-        "loginattack" | "login-attack" | "bruteforce" => ("intrusion-attempts", "brute-force"),
-        "portscan" | "scanning" | "scan" => ("information-gathering", "scanner"),
+    let t: String = report_type
+        .chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect();
+    match t.as_str() {
+        "malware" | "botnet" | "bot" | "c&c" | "cnc" | "infectedhost" => {
+            ("malicious-code", "infected-system")
+        }
+        "loginattack" | "bruteforce" | "authfailure" => ("intrusion-attempts", "brute-force"),
+        "portscan" | "scanning" | "scan" | "reconnaissance" | "vulnscanning"
+        | "vulnerabilityscan" => ("information-gathering", "scanner"),
         "spam" => ("abusive-content", "spam"),
-        "ddos" | "dos" => ("availability", "ddos"),
+        "ddos" | "dos" | "ddosamplification" => ("availability", "ddos"),
         "phishing" => ("fraud", "phishing"),
         "vulnerable" | "opendns" | "openresolver" => ("vulnerable", "vulnerable-system"),
         _ => ("other", "other"),
     }
+}
+
+/// [`class_of`] for X-ARF 4.0.0's `type`, where `bot` (in the
+/// `connection` category) is a crawler seen at work (GPTBot and its
+/// kind), not a machine in a botnet, and `scraping` is the same.
+fn class_of_4_0_0(report_type: &str) -> (&'static str, &'static str) {
+    if report_type.eq_ignore_ascii_case("bot") || report_type.eq_ignore_ascii_case("scraping") {
+        return ("other", "other");
+    }
+    class_of(report_type)
 }
 
 /// Reads every X-ARF v4 report in the input.
@@ -49,7 +75,8 @@ pub fn parse_xarf(mut input: Box<dyn BufRead + Send>) -> Result<(Notes, Items), 
     if n == 0 {
         items.push(Item::Skipped(Skipped {
             line: 1,
-            reason: "no X-ARF report (a JSON object with a Report) in the input".into(),
+            reason: "no X-ARF report (a JSON object with an xarf_version or a Report) in the input"
+                .into(),
         }));
     }
     Ok((Notes::default(), Box::new(items.into_iter().map(Ok))))
@@ -119,7 +146,7 @@ fn reports_in(text: &str, items: &mut Vec<Item>) -> u64 {
         }
         let mut de = serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
         match de.next() {
-            Some(Ok(v)) if v.get("Report").is_some() => {
+            Some(Ok(v)) if v.get("Report").is_some() || v.get("xarf_version").is_some() => {
                 n += 1;
                 let end = start + de.byte_offset();
                 let line = text[..start].matches('\n').count() as u64 + 1;
@@ -133,42 +160,132 @@ fn reports_in(text: &str, items: &mut Vec<Item>) -> u64 {
 }
 
 fn report(v: &Value, raw: Vec<u8>, line: u64) -> Item {
-    let skip = |reason: &str| {
-        Item::Skipped(Skipped {
-            line,
-            reason: reason.to_string(),
-        })
+    let read = if v.get("xarf_version").is_some() {
+        report_4_0_0(v)
+    } else {
+        report_draft(v)
     };
+    match read {
+        Ok(mut e) => {
+            e.raw = raw;
+            Item::Event(Box::new(e))
+        }
+        Err(reason) => Item::Skipped(Skipped { line, reason }),
+    }
+}
+
+/// A port given as a number or as text.
+fn port(v: Option<&Value>) -> Option<u16> {
+    match v? {
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A malware name from a tag such as `malware:zeus` (4.0.0's tags).
+fn malware_tag(tags: Option<&Value>) -> Option<String> {
+    tags?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|t| {
+            let (k, v) = t.split_once(':')?;
+            (k.trim().eq_ignore_ascii_case("malware") && !v.trim().is_empty())
+                .then(|| v.trim().to_lowercase())
+        })
+}
+
+/// X-ARF 4.0.0, as the specification's repository publishes it: flat,
+/// `xarf_version`, `source_identifier`, `category` (`class` in earlier
+/// 4.0.0 samples), `type`, per-type fields such as `malware_family`.
+fn report_4_0_0(v: &Value) -> Result<Event, String> {
+    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::trim);
+    let version = match &v["xarf_version"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if !version.starts_with('4') {
+        return Err(format!("X-ARF version {version:?}: only version 4 is read"));
+    }
+    let source = s("source_identifier").unwrap_or("");
+    let Ok(ip) = source.parse() else {
+        return Err(format!(
+            "source_identifier {source:?} is not an address: only reports on an address name a subscriber"
+        ));
+    };
+    let Some(t) = ["last_seen", "first_seen", "timestamp"]
+        .iter()
+        .find_map(|k| s(k).and_then(parse_time))
+    else {
+        return Err("no time (last_seen, first_seen or timestamp)".into());
+    };
+    let category = s("category").or_else(|| s("class")).unwrap_or("");
+    let report_type = s("type").unwrap_or("");
+    let (taxonomy, class) = class_of_4_0_0(report_type);
+    let reporter = v["reporter"]
+        .get("org")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown reporter");
+    let mut e = Event::new(ip, t, taxonomy, class, "X-ARF", reporter);
+    e.source_port = port(v.get("source_port"));
+    e.destination_ip = s("destination_ip").and_then(|a| a.parse().ok());
+    e.destination_port = port(v.get("destination_port"));
+    e.identifier = Some(report_type.to_ascii_lowercase()).filter(|x| !x.is_empty());
+    e.malware = s("malware_family")
+        .map(str::to_lowercase)
+        .or_else(|| malware_tag(v.get("tags")))
+        .filter(|m| !m.is_empty());
+    e.transport = s("protocol").map(str::to_lowercase);
+    e.application = s("service").map(str::to_lowercase);
+    for (field, key) in [
+        ("extra.xarf_version", "xarf_version"),
+        ("extra.report_id", "report_id"),
+    ] {
+        if let Some(x) = s(key).filter(|x| !x.is_empty()) {
+            e.extra.insert(field.into(), x.to_string());
+        }
+    }
+    if !category.is_empty() {
+        e.extra
+            .insert("extra.category".into(), category.to_string());
+    }
+    if let Some(m) = v["reporter"].get("contact").and_then(Value::as_str) {
+        e.extra.insert("extra.reporter_email".into(), m.to_string());
+    }
+    Ok(e)
+}
+
+/// The older X-ARF v4 drafts: `{"Version": "4", "ReporterInfo", "Report":
+/// {"Source", ...}}`, and the JSON-schema form of the abusix/xarf
+/// repository, which has no `Version` and names the address `SourceIp`
+/// and the malware `MalwareName` or `BotnetName`.
+fn report_draft(v: &Value) -> Result<Event, String> {
     let version = match &v["Version"] {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
+        Value::Null => "4".into(),
         _ => String::new(),
     };
     if !version.starts_with('4') {
-        return skip(&format!(
-            "X-ARF version {version:?}: only version 4 is read"
-        ));
+        return Err(format!("X-ARF version {version:?}: only version 4 is read"));
     }
     let r = &v["Report"];
-    let s = |k: &str| r.get(k).and_then(Value::as_str);
-    let port = |k: &str| {
-        r.get(k).and_then(|p| match p {
-            Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
-            Value::String(s) => s.parse().ok(),
-            _ => None,
-        })
-    };
+    let s = |k: &str| r.get(k).and_then(Value::as_str).map(str::trim);
     let source_type = s("SourceType").unwrap_or("ip-address");
     if !source_type.eq_ignore_ascii_case("ip-address") && !source_type.eq_ignore_ascii_case("ip") {
-        return skip(&format!(
+        return Err(format!(
             "SourceType {source_type:?}: only ip-address reports name a subscriber"
         ));
     }
-    let Some(ip) = s("Source").and_then(|a| a.trim().parse().ok()) else {
-        return skip("Report.Source is missing or not an address");
+    let Some(ip) = s("SourceIp")
+        .or_else(|| s("Source"))
+        .and_then(|a| a.parse().ok())
+    else {
+        return Err("Report.SourceIp (or Report.Source) is missing or not an address".into());
     };
     let Some(t) = s("Date").and_then(parse_time) else {
-        return skip("Report.Date is missing or not a time");
+        return Err("Report.Date is missing or not a time".into());
     };
     let report_type = s("ReportType").unwrap_or("");
     let (taxonomy, class) = class_of(report_type);
@@ -177,12 +294,13 @@ fn report(v: &Value, raw: Vec<u8>, line: u64) -> Item {
         .and_then(Value::as_str)
         .unwrap_or("unknown reporter");
     let mut e = Event::new(ip, t, taxonomy, class, "X-ARF", reporter);
-    e.source_port = port("SourcePort");
+    e.source_port = port(r.get("SourcePort"));
     e.destination_ip = s("DestinationIp").and_then(|a| a.parse().ok());
-    e.destination_port = port("DestinationPort").or_else(|| port("Port"));
+    e.destination_port = port(r.get("DestinationPort")).or_else(|| port(r.get("Port")));
     e.identifier = Some(report_type.to_ascii_lowercase()).filter(|x| !x.is_empty());
-    e.malware = s("MalwareFamily")
-        .or_else(|| s("Family"))
+    e.malware = ["MalwareFamily", "MalwareName", "BotnetName", "Family"]
+        .iter()
+        .find_map(|k| s(k).filter(|m| !m.is_empty()))
         .map(str::to_lowercase);
     e.application = s("Service").map(str::to_lowercase);
     if let Some(c) = s("ReportClass") {
@@ -194,8 +312,7 @@ fn report(v: &Value, raw: Vec<u8>, line: u64) -> Item {
     {
         e.extra.insert("extra.reporter_email".into(), m.to_string());
     }
-    e.raw = raw;
-    Item::Event(Box::new(e))
+    Ok(e)
 }
 
 #[cfg(test)]
@@ -276,5 +393,103 @@ mod tests {
             let items: Vec<Item> = items.map(Result::unwrap).collect();
             assert!(matches!(&items[..], [Item::Skipped(_)]), "{text}");
         }
+    }
+
+    /// Modelled on xarf/xarf-spec `samples/v4/connection-infected-host.json`
+    /// (X-ARF 4.0.0, shortened; addresses from the documentation ranges).
+    const SPEC_4_0_0_INFECTED: &str = r#"{
+	"xarf_version": "4.0.0",
+	"report_id": "h8i9j0k1-l2m3-4567-hi89-01234gh56789",
+	"timestamp": "2025-01-11T13:42:15Z",
+	"reporter": {"org": "Malware Detection Service", "contact": "infections@malware-detect.example"},
+	"source_identifier": "203.0.113.85",
+	"source_port": 443,
+	"category": "connection",
+	"type": "infected_host",
+	"destination_ip": "198.51.100.150",
+	"destination_port": 8080,
+	"protocol": "tcp",
+	"malware_family": "Zeus",
+	"first_seen": "2025-01-10T08:00:00Z",
+	"last_seen": "2025-01-11T13:40:00Z",
+	"evidence": [{"content_type": "text/plain", "payload": "SW5mZWN0ZWQ="}],
+	"tags": ["malware:zeus", "c2:active"]
+}"#;
+
+    /// Modelled on xarf/xarf-spec `samples/v4/connection/login_attack_sample.json`:
+    /// an earlier 4.0.0 sample with `class` where later ones have `category`,
+    /// and no time but the report's.
+    const SPEC_4_0_0_LOGIN: &str = r#"{"xarf_version": "4.0.0", "report_id": "u1v2", "timestamp": "2024-01-15T06:30:45Z",
+  "reporter": {"org": "SSH Honeypot Network", "contact": "honeypot@sshsecurity.example", "type": "automated"},
+  "source_identifier": "198.51.100.77", "source_port": 45621, "class": "connection", "type": "login_attack",
+  "destination_ip": "203.0.113.22", "destination_port": 22, "protocol": "tcp", "service": "ssh",
+  "tags": ["attack:brute_force"]}"#;
+
+    /// Modelled on abusix/xarf `samples/botnet_sample.json` and
+    /// `samples/malware_sample.json` (the JSON-schema form: no `Version`).
+    const ABUSIX_BOTNET: &str = r#"{"ReporterInfo": {"ReporterOrg": "ExampleOrg", "ReporterOrgEmail": "reports@example.com"},
+  "Disclosure": true,
+  "Report": {"ReportClass": "Content", "ReportType": "Botnet", "Date": "2018-02-05T14:17:10Z",
+    "SourceIp": "192.0.2.55", "SourcePort": 54321, "BotnetName": "Mariposa", "Ongoing": true}}"#;
+    const ABUSIX_MALWARE: &str = r#"{"ReporterInfo": {"ReporterOrg": "ExampleOrg"}, "Disclosure": true,
+  "Report": {"ReportClass": "Content", "ReportType": "Malware", "Date": "2018-02-05T14:17:10Z",
+    "SourceIp": "192.0.2.56", "SourcePort": 54321, "SourceUrl": "http://example.org/hosted_malware.exe",
+    "MalwareName": "conficker"}}"#;
+
+    #[test]
+    fn x_arf_4_0_0_of_the_specification_is_read() {
+        let e = events(SPEC_4_0_0_INFECTED);
+        assert_eq!(e.len(), 1);
+        let e = &e[0];
+        assert_eq!(e.source_ip.to_string(), "203.0.113.85");
+        assert_eq!(e.source_port, Some(443));
+        assert_eq!(e.class, "infected-system");
+        assert_eq!(e.taxonomy, "malicious-code");
+        assert_eq!(e.malware.as_deref(), Some("zeus"));
+        assert_eq!(e.destination_port, Some(8080));
+        assert_eq!(e.transport.as_deref(), Some("tcp"));
+        assert_eq!(e.feed_provider, "Malware Detection Service");
+        assert_eq!(e.time_source.to_rfc3339(), "2025-01-11T13:40:00+00:00");
+        assert_eq!(e.extra["extra.category"], "connection");
+
+        let e = events(SPEC_4_0_0_LOGIN);
+        assert_eq!(e.len(), 1, "the older `class` key");
+        assert_eq!(e[0].class, "brute-force");
+        assert_eq!(e[0].application.as_deref(), Some("ssh"));
+        assert_eq!(e[0].time_source.to_rfc3339(), "2024-01-15T06:30:45+00:00");
+
+        // The family only in a tag still names the malware.
+        let tagged = SPEC_4_0_0_INFECTED.replace("\"malware_family\": \"Zeus\",", "");
+        assert_eq!(events(&tagged)[0].malware.as_deref(), Some("zeus"));
+        // A crawler (`bot`) is not an infected machine.
+        let crawler = SPEC_4_0_0_INFECTED.replace("infected_host", "bot");
+        assert_eq!(events(&crawler)[0].class, "other");
+        // A report on a domain names no subscriber, and says so.
+        let domain = SPEC_4_0_0_INFECTED.replace("203.0.113.85", "evil.example");
+        let (_, items) = parse_xarf(Box::new(std::io::Cursor::new(domain.into_bytes()))).unwrap();
+        let items: Vec<Item> = items.map(Result::unwrap).collect();
+        assert!(
+            matches!(&items[..], [Item::Skipped(s)] if s.reason.contains("source_identifier")),
+            "{items:?}"
+        );
+    }
+
+    #[test]
+    fn the_abusix_json_schema_form_is_read() {
+        let e = events(ABUSIX_BOTNET);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].source_ip.to_string(), "192.0.2.55");
+        assert_eq!(e[0].class, "infected-system");
+        assert_eq!(e[0].malware.as_deref(), Some("mariposa"));
+        assert_eq!(e[0].feed_provider, "ExampleOrg");
+        let e = events(ABUSIX_MALWARE);
+        assert_eq!(e[0].source_ip.to_string(), "192.0.2.56");
+        assert_eq!(e[0].malware.as_deref(), Some("conficker"));
+        // Both in one mail, one after the other.
+        let both = mail(
+            "Content-Type: application/json",
+            &format!("{ABUSIX_BOTNET}\n{SPEC_4_0_0_INFECTED}"),
+        );
+        assert_eq!(events(&both).len(), 2);
     }
 }

@@ -11,9 +11,10 @@
 //! Each format lives in its own module; what they share (numbered lines,
 //! CSV records and headers, dates, tags) is in `common`. Rows stream: CSV
 //! and line formats hold one line at a time, whatever the input's size.
-//! JSON inputs are read into memory first: records are found by walking
-//! the document over a byte slice, the only form for which `serde_json`
-//! reports where a value ends (and so which line each record is on).
+//! JSON inputs stream through a window of about one record: records are
+//! found by walking the document over that byte slice, the only form for
+//! which `serde_json` reports where a value ends (and so which line each
+//! record is on).
 
 use std::fmt;
 use std::io::{BufRead, Cursor, Read};
@@ -33,7 +34,7 @@ pub mod synth;
 mod threatfox;
 mod urlhaus;
 
-pub use input::open_input;
+pub use input::{InputLimits, open_input};
 
 /// A list format kanki can import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -164,6 +165,9 @@ pub enum FeedError {
     Io(#[from] std::io::Error),
     #[error("broken archive: {0}")]
     Archive(String),
+    /// A bound of [`InputLimits`] crossed: a compression bomb, a file too large.
+    #[error("input refused: {0}")]
+    Refused(String),
     #[error("{format} input has no header line naming its columns (expected one with {expected})")]
     NoHeader {
         format: Format,
@@ -177,9 +181,13 @@ impl FeedError {
     /// An I/O error, or the archive error it carries (see [`open_input`]).
     pub(crate) fn from_io(e: std::io::Error) -> FeedError {
         if e.get_ref()
-            .is_some_and(|inner| inner.is::<input::ArchiveError>())
+            .is_some_and(|inner| inner.is::<input::InputError>())
         {
-            return FeedError::Archive(e.into_inner().expect("checked").to_string());
+            let inner = e.into_inner().expect("checked");
+            return match inner.downcast::<input::InputError>() {
+                Ok(i) => (*i).into(),
+                Err(other) => FeedError::Io(std::io::Error::other(other)),
+            };
         }
         FeedError::Io(e)
     }
@@ -236,13 +244,16 @@ pub fn parse_reader(
     format: Format,
     input: Box<dyn Read + Send>,
 ) -> Result<Box<dyn Iterator<Item = Row> + Send>, FeedError> {
-    parse(format, open_input(input)?)
+    parse(format, open_input(input, &InputLimits::default())?)
 }
 
 /// Parses bytes already in memory (plain, gzip or zip) and collects the
 /// rows; for tests, fuzzing and small inputs.
 pub fn parse_bytes(format: Format, bytes: &[u8]) -> Result<Vec<Row>, FeedError> {
-    let input = open_input(Box::new(Cursor::new(bytes.to_vec())))?;
+    let input = open_input(
+        Box::new(Cursor::new(bytes.to_vec())),
+        &InputLimits::default(),
+    )?;
     parse_fallible(format, input)?.collect()
 }
 
@@ -373,7 +384,7 @@ pub(crate) mod tests {
         let mut g = gzip(&data);
         g.truncate(g.len() - 40);
         // The fallible form ends with the error ...
-        let input = open_input(Box::new(Cursor::new(g.clone()))).unwrap();
+        let input = open_input(Box::new(Cursor::new(g.clone())), &InputLimits::default()).unwrap();
         let last = parse_fallible(Format::Plain, input)
             .unwrap()
             .last()

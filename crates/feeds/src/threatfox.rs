@@ -5,7 +5,7 @@
 //! address, with the port as a `port:N` tag) and `ip`. Hashes and other
 //! types are skipped as `unsupported ioc_type <type>`.
 
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 
 use kanki_indicators::{Category, Kind};
 use serde_json::Value;
@@ -22,9 +22,10 @@ pub(crate) fn parse(
 ) -> Result<Box<dyn Iterator<Item = RowResult> + Send>, FeedError> {
     let (is_json, blank_lines) = common::sniff_json(&mut input).map_err(FeedError::from_io)?;
     if is_json {
-        let mut buf = Vec::new();
-        input.read_to_end(&mut buf).map_err(FeedError::from_io)?;
-        return Ok(Box::new(JsonRows::<Threatfox>::new(buf, 1 + blank_lines)?));
+        return Ok(Box::new(JsonRows::<Threatfox>::new(
+            input,
+            1 + blank_lines,
+        )?));
     }
     Ok(Box::new(CsvRows::<Threatfox>::open(
         input,

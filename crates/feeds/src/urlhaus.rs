@@ -4,7 +4,7 @@
 //! last_online,threat,tags,urlhaus_link,reporter`), never by position:
 //! older dumps lack `last_online`, and columns may come and go again.
 
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 
 use kanki_indicators::{Category, Kind};
 use serde_json::Value;
@@ -20,9 +20,7 @@ pub(crate) fn parse(
 ) -> Result<Box<dyn Iterator<Item = RowResult> + Send>, FeedError> {
     let (is_json, blank_lines) = common::sniff_json(&mut input).map_err(FeedError::from_io)?;
     if is_json {
-        let mut buf = Vec::new();
-        input.read_to_end(&mut buf).map_err(FeedError::from_io)?;
-        return Ok(Box::new(JsonRows::<Urlhaus>::new(buf, 1 + blank_lines)?));
+        return Ok(Box::new(JsonRows::<Urlhaus>::new(input, 1 + blank_lines)?));
     }
     Ok(Box::new(CsvRows::<Urlhaus>::open(input, 1 + blank_lines)?))
 }

@@ -430,7 +430,8 @@ async fn import_feed(
             let dir = st.kanki.config.data_dir.join("feeds");
             tokio::fs::create_dir_all(&dir).await?;
             let dest = dir.join(format!("{}.download", feed.name));
-            if !download(client, url, &dest, fetch).await? {
+            let max = st.kanki.config.input.max_download_bytes;
+            if !download(client, url, &dest, max, fetch).await? {
                 tracing::info!(feed = %feed.name, "feed not modified since the last fetch");
                 return Ok(());
             }
@@ -461,12 +462,14 @@ async fn import_feed(
     Ok(())
 }
 
-/// Fetches `url` into `dest` (through a temporary file renamed at the end).
+/// Fetches `url` into `dest` (through a temporary file renamed at the end),
+/// refusing a body larger than `max` bytes (`input.max_download_bytes`).
 /// Returns false when the server says it has not changed.
 async fn download(
     client: &reqwest::Client,
     url: &str,
     dest: &std::path::Path,
+    max: u64,
     fetch: &mut FetchState,
 ) -> anyhow::Result<bool> {
     use tokio::io::AsyncWriteExt;
@@ -497,13 +500,28 @@ async fn download(
         header(reqwest::header::ETAG),
         header(reqwest::header::LAST_MODIFIED),
     );
+    let too_large = || {
+        anyhow::anyhow!(
+            "fetching {url}: the body is larger than {max} bytes (input.max_download_bytes)"
+        )
+    };
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(too_large());
+    }
     let tmp = dest.with_extension("part");
     let mut file = tokio::fs::File::create(&tmp).await?;
+    let mut received = 0u64;
     while let Some(chunk) = resp
         .chunk()
         .await
         .with_context(|| format!("reading {url}"))?
     {
+        received += chunk.len() as u64;
+        if received > max {
+            drop(file);
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(too_large());
+        }
         file.write_all(&chunk).await?;
     }
     file.sync_all().await?;

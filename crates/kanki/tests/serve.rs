@@ -534,3 +534,102 @@ fn consent_revoked_elsewhere_reaches_a_running_serve_within_a_second_and_attribu
     assert_eq!(audit[0]["purpose"], "C&C contact, case 17");
     assert_eq!(get(api, "/api/v1/audit/verify")["intact"], true);
 }
+
+/// `size` bytes of `line` repeated, deflated into one zip entry: a
+/// thousand times smaller than what it unpacks to.
+fn zip_bomb(name: &str, head: &[u8], line: &[u8], size: usize) -> Vec<u8> {
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .compression_level(Some(9));
+    w.start_file(name, opts).unwrap();
+    w.write_all(head).unwrap();
+    let block = line.repeat((1 << 20) / line.len());
+    let mut written = head.len();
+    while written < size {
+        w.write_all(&block).unwrap();
+        written += block.len();
+    }
+    w.finish().unwrap().into_inner()
+}
+
+#[test]
+fn compression_bombs_posted_to_the_api_are_refused_with_their_reason_and_serve_keeps_answering() {
+    let env = Env::new("");
+    let s = env.serve();
+    let c = client();
+    let bomb = zip_bomb("list.txt", b"", b"bomb.example\n", 256 << 20);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let r = c
+        .post(format!("{}/api/v1/imports?format=plain&source=bomb", s.api))
+        .body(bomb)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let err: Value = r.json().unwrap();
+    let err = err["error"].as_str().unwrap();
+    assert!(
+        err.contains("zip entry 0 (\"list.txt\")") && err.contains("compression bomb"),
+        "{err}"
+    );
+    // A report for the removal loop, gzip this time.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(b"\"timestamp\",\"src_ip\",\"infection\"\n")
+        .unwrap();
+    let row = b"\"2024-05-01 10:00:00\",\"192.0.2.7\",\"mirai\"\n".repeat(20_000);
+    for _ in 0..(256 << 20) / row.len() {
+        gz.write_all(&row).unwrap();
+    }
+    let r = c
+        .post(format!(
+            "{}/api/v1/events?format=shadowserver&report_type=event4_sinkhole",
+            s.api
+        ))
+        .body(gz.finish().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let err: Value = r.json().unwrap();
+    assert!(
+        err["error"].as_str().unwrap().contains("compression bomb"),
+        "{err}"
+    );
+    // The server goes on answering, and importing.
+    let r = c
+        .post(format!(
+            "{}/api/v1/imports?format=plain&source=after",
+            s.api
+        ))
+        .body("after.example\n")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(lookup(&s.api, "after.example"), "listed");
+}
+
+#[test]
+fn a_feed_download_larger_than_its_bound_is_refused_and_nothing_is_imported() {
+    let body: &'static str = "toolarge.example\n".repeat(1000).leak();
+    let (url, seen) = feed_server(body);
+    let env = Env::new(&format!(
+        "\n[input]\nmax_download_bytes = 4096\n\n[[feeds]]\nname = \"remote\"\nformat = \"plain\"\nurl = \"{url}\"\nevery = \"10s\"\n"
+    ));
+    let mut s = env.serve();
+    let stderr = s.child.stderr.take().unwrap();
+    eventually(10, "two fetches of the feed", || {
+        seen.lock().unwrap().len() >= 2
+    });
+    assert_eq!(lookup(&s.api, "toolarge.example"), "not-listed");
+    assert_eq!(get(&s.api, "/api/v1/imports").as_array().unwrap().len(), 0);
+    assert!(
+        !env.dir.path().join("data/feeds/remote.part").exists(),
+        "the partial download is removed"
+    );
+    s.sigterm();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut { stderr }, &mut log).unwrap();
+    assert!(
+        log.contains("larger than 4096 bytes (input.max_download_bytes)"),
+        "{log}"
+    );
+}

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use kanki_audit::Ground;
-use kanki_events::shadowserver::Schemas;
+use kanki_events::shadowserver::{NETWORK, Schemas};
 use kanki_events::{Event, EventKey, Format, Item, Items, KeyHasher, Notes};
 use kanki_service::directory::{BulkAnswer, BulkAsk, Compiled, Confidence, Lookup};
 use kanki_service::{Kanki, ServiceError};
@@ -100,6 +100,9 @@ pub struct IngestSummary {
     /// Events stored before (a replay).
     pub duplicates: u64,
     pub skipped: Reasons,
+    /// Records read, with a remark on how (`short row`: fewer fields than
+    /// the header, the missing ones read as empty).
+    pub remarks: Reasons,
     pub attributed: u64,
     pub unattributed: Reasons,
     pub cases_opened: u64,
@@ -113,7 +116,7 @@ pub fn parse(
     s: &Source,
     input: Box<dyn Read + Send>,
 ) -> Result<(Notes, Items), ServiceError> {
-    let input = kanki_feeds::open_input(input)?;
+    let input = kanki_feeds::open_input(input, &kanki.config.input)?;
     let err = |e: kanki_events::EventsError| ServiceError::Invalid(format!("{}: {e}", s.origin));
     match s.format {
         Format::Shadowserver => {
@@ -245,6 +248,9 @@ fn run(
             for item in items {
                 match item {
                     Ok(Item::Event(e)) => {
+                        if let Some(r) = e.remark {
+                            batch.remarks.push(r);
+                        }
                         batch.keys.push(e.key_with(&mut prefix));
                         batch.events.push(*e);
                     }
@@ -367,6 +373,7 @@ impl IngestSummary {
         self.duplicates += s.duplicates;
         self.attributed += s.attributed;
         self.skipped.merge(s.skipped);
+        self.remarks.merge(s.remarks);
         self.unattributed.merge(s.unattributed);
     }
 
@@ -385,6 +392,7 @@ struct Parsed {
     events: Vec<Event>,
     keys: Vec<EventKey>,
     skipped: Vec<(String, u64)>,
+    remarks: Vec<&'static str>,
 }
 
 /// A batch judged: what to store, and what it adds to the summary.
@@ -500,6 +508,7 @@ pub fn record_batch(
         events,
         keys,
         skipped: Vec::new(),
+        remarks: Vec::new(),
     };
     let judged = judge(kanki, compiled, parsed, &mut KnownKeys::asking_the_store())?;
     let counts = kanki
@@ -527,6 +536,9 @@ fn judge(
     };
     for (reason, line) in &batch.skipped {
         sum.skipped.add(reason, Some(*line));
+    }
+    for remark in &batch.remarks {
+        sum.remarks.add(remark, None);
     }
     let stored = known.known(kanki, &batch.keys)?;
     // The events to store, by index: an event is moved once, into its
@@ -571,7 +583,8 @@ fn judge(
             }),
         };
         last = Some((class, feed, group));
-        if let Some(g) = group {
+        // A network names no one subscriber: it is not looked up.
+        if let Some(g) = group.filter(|_| !e.extra.contains_key(NETWORK)) {
             let (_, _, lookups, of) = &mut groups[g];
             lookups.push(Lookup {
                 address: e.source_ip,
@@ -610,7 +623,11 @@ fn judge(
             continue;
         }
         let (mut attribution, mut audit, mut unattributed, mut case) = (None, None, None, None);
-        let reason = match answers.next().flatten() {
+        let answer = answers.next().flatten();
+        let reason = match answer {
+            None if e.extra.contains_key(NETWORK) => {
+                Some("a network (source.network), not one address".into())
+            }
             None => Some(format!("no ground configured for class {}", e.class)),
             Some((a, record)) => match (a.subscriber, a.confidence) {
                 (_, Confidence::None) => Some("no binding holds the address at that time".into()),

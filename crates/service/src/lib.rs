@@ -140,7 +140,10 @@ impl Kanki {
         progress: &mut dyn FnMut(&ImportProgress),
     ) -> Result<ImportSummary, ServiceError> {
         let spec = self.source_spec(source.unwrap_or(format.as_str()), format);
-        let rows = kanki_feeds::parse_fallible(format, kanki_feeds::open_input(input)?)?;
+        let rows = kanki_feeds::parse_fallible(
+            format,
+            kanki_feeds::open_input(input, &self.config.input)?,
+        )?;
         Ok(Importer::new(&self.store).run(
             &spec,
             format.as_str(),

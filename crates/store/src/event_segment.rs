@@ -367,6 +367,7 @@ pub(crate) fn decode_fields(segment: i64, data: &[u8]) -> Option<Fields> {
             extra: Default::default(),
             raw: Vec::new(),
             raw_head: None,
+            remark: None,
         };
         events.push((
             index,

@@ -121,6 +121,7 @@ fn old_event(r: &rusqlite::Row) -> rusqlite::Result<(OldEvent, i64)> {
                 extra: Default::default(),
                 raw: Vec::new(),
                 raw_head: None,
+                remark: None,
             },
             attribution: match subscriber {
                 Some(subscriber) => Some(EventAttribution {
