@@ -216,8 +216,13 @@ pub fn radius(requests: u64, r: &Report) -> anyhow::Result<()> {
         data_dir: tmp.path().join("data"),
         ..Config::default()
     })?);
+    let directory = std::sync::Arc::new(kanki_service::directory::Directory::load(
+        &kanki.store,
+        Utc::now(),
+    )?);
     let sink = std::sync::Arc::new(crate::serve::StoreSink {
         kanki: kanki.clone(),
+        directory,
     });
     let report = kanki_radius::load::bench(sink, requests, 512)?;
     let l = &report.load;
