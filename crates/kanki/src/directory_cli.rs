@@ -220,11 +220,11 @@ pub fn who(config: Config, a: WhoArgs) -> anyhow::Result<ExitCode> {
     // From the store's index of prefixes: one address's bindings, not the
     // whole directory compiled.
     let r = kanki.who_in_store(&WhoQuery {
-            address: a.address,
-            port: a.port,
-            at,
-            ground: a.ground,
-            purpose: a.purpose,
+        address: a.address,
+        port: a.port,
+        at,
+        ground: a.ground,
+        purpose: a.purpose,
         actor: a.actor.unwrap_or_else(actor_default),
     })?;
     if a.json {

@@ -410,10 +410,15 @@ fn follow_turn(
         }
     }
     if !events.is_empty() {
-        match k.store.directory().apply_bindings(origin, &events, Utc::now()) {
-            Ok((counts, _)) => {
-                d.count(&format!("{src}: stop without start"), counts.stops_without_start)
-            }
+        match k
+            .store
+            .directory()
+            .apply_bindings(origin, &events, Utc::now())
+        {
+            Ok((counts, _)) => d.count(
+                &format!("{src}: stop without start"),
+                counts.stops_without_start,
+            ),
             Err(e) => {
                 // Not stored: read again next time.
                 *tail = kanki_directory::sources::Tail::new(origin, tail.path(), before);

@@ -226,11 +226,10 @@ impl Compiled {
         let mut changes = Vec::new();
         let mut after = self.seq;
         loop {
-            let read = store.directory().binding_changes_since(
-                after,
-                CHANGES_PER_READ,
-                &mut |c| changes.push(c),
-            )?;
+            let read =
+                store
+                    .directory()
+                    .binding_changes_since(after, CHANGES_PER_READ, &mut |c| changes.push(c))?;
             if read.missed || self.overlay.bindings.len() + changes.len() > OVERLAY_MOST {
                 return Ok(Changes::Stale);
             }
@@ -375,7 +374,12 @@ impl Compiled {
         }
         if out.len() > before {
             // Most specific prefix first, then by start, as the index gives them.
-            out[first..].sort_by_key(|c| (std::cmp::Reverse(c.binding.prefix.prefix_len()), c.binding.from));
+            out[first..].sort_by_key(|c| {
+                (
+                    std::cmp::Reverse(c.binding.prefix.prefix_len()),
+                    c.binding.from,
+                )
+            });
         }
     }
 
@@ -597,7 +601,12 @@ impl Directory {
 
     /// Swaps in `c` with the changes after its last laid over it (the
     /// follower's lock held).
-    fn lay_over(&self, c: &Arc<Compiled>, store: &Store, now: DateTime<Utc>) -> Result<usize, ServiceError> {
+    fn lay_over(
+        &self,
+        c: &Arc<Compiled>,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<usize, ServiceError> {
         let mut overlaps = 0;
         let changed = c.with_changes(store, now, &mut |b, others| {
             overlaps += 1;

@@ -13,7 +13,8 @@
 //!   its start. Text after the old file's last newline was cut off
 //!   mid-line; it is counted (`cut off by rotation`), not parsed (a Kea line
 //!   cut inside a number would still parse, wrongly).
-//! - **Truncation** (`copytruncate`, or a file rewritten shorter): the file
+//! - **Truncation** (`copytruncate`, or a file rewritten shorter than the
+//!   position, seen by a look before it grew back past it): the file
 //!   is read again from its start, and the event counted (`file
 //!   truncated`).
 //! - **Restart**: a position names the file by device and inode; when the
@@ -59,7 +60,9 @@ impl TailPosition {
     /// else (a damaged position file: the file is then read from its start,
     /// which re-applies records idempotently).
     pub fn parse(text: &str) -> Option<TailPosition> {
-        let rest = text.trim_end_matches(['\n', '\r']).strip_prefix(POSITION_TAG)?;
+        let rest = text
+            .trim_end_matches(['\n', '\r'])
+            .strip_prefix(POSITION_TAG)?;
         let mut f = rest.strip_prefix(' ')?.split(' ');
         let mut n = || -> Option<u64> {
             let s = f.next()?;
@@ -147,7 +150,11 @@ fn event(line: u64, reason: &str) -> Skipped {
 impl Tail {
     /// Follows `path`, a file of `origin`'s format, from `resume` when it
     /// names the file now at the path, else from its start.
-    pub fn new(origin: BindingOrigin, path: impl Into<PathBuf>, resume: Option<TailPosition>) -> Tail {
+    pub fn new(
+        origin: BindingOrigin,
+        path: impl Into<PathBuf>,
+        resume: Option<TailPosition>,
+    ) -> Tail {
         Tail {
             origin,
             path: path.into(),
@@ -395,7 +402,9 @@ mod tests {
     const KEA4: &str = "address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context,pool_id\n";
 
     fn lease(n: u32) -> String {
-        format!("192.0.2.{n},00:16:3e:5a:10:{n:02x},01:00:16:3e:5a:10:{n:02x},3600,1794801600,1,0,0,pc{n},0,,0\n")
+        format!(
+            "192.0.2.{n},00:16:3e:5a:10:{n:02x},01:00:16:3e:5a:10:{n:02x},3600,1794801600,1,0,0,pc{n},0,,0\n"
+        )
     }
 
     fn append(path: &Path, s: &str) {
@@ -427,7 +436,10 @@ mod tests {
         let kept = TailPosition::parse(&t.position().unwrap().to_line()).unwrap();
         append(&path, &lease(3));
         let mut t = Tail::new(BindingOrigin::Kea, &path, Some(kept));
-        assert_eq!(bindings(&t.poll().unwrap()), [(4, "192.0.2.3/32".to_string())]);
+        assert_eq!(
+            bindings(&t.poll().unwrap()),
+            [(4, "192.0.2.3/32".to_string())]
+        );
 
         // Rotated with a line cut in the middle, and a new file begun.
         append(&path, &lease(4));
@@ -439,15 +451,26 @@ mod tests {
         assert!(r.rotated);
         assert_eq!(
             bindings(&r),
-            [(5, "192.0.2.4/32".to_string()), (2, "192.0.2.6/32".to_string())]
+            [
+                (5, "192.0.2.4/32".to_string()),
+                (2, "192.0.2.6/32".to_string())
+            ]
         );
-        assert_eq!(r.events.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(), ["cut off by rotation"]);
+        assert_eq!(
+            r.events
+                .iter()
+                .map(|e| e.reason.as_str())
+                .collect::<Vec<_>>(),
+            ["cut off by rotation"]
+        );
 
         // Truncated: read again from the start, and said so.
-        std::fs::write(&path, format!("{KEA4}{}", lease(7))).unwrap();
+        std::fs::write(&path, "").unwrap();
+        let r = t.poll().unwrap();
+        assert_eq!(r.events[0].reason, "file truncated");
+        append(&path, &format!("{KEA4}{}", lease(7)));
         let r = t.poll().unwrap();
         assert_eq!(bindings(&r), [(2, "192.0.2.7/32".to_string())]);
-        assert_eq!(r.events[0].reason, "file truncated");
 
         // A position naming another file: this one from its start.
         let stale = TailPosition {
@@ -470,13 +493,19 @@ mod tests {
         append(&path, &block[..60]);
         assert!(t.poll().unwrap().rows.is_empty());
         append(&path, &block[60..]);
-        assert_eq!(bindings(&t.poll().unwrap()), [(1, "192.0.2.50/32".to_string())]);
+        assert_eq!(
+            bindings(&t.poll().unwrap()),
+            [(1, "192.0.2.50/32".to_string())]
+        );
 
         let path = dir.path().join("detail");
         let mut t = Tail::new(BindingOrigin::Detail, &path, None);
         let rec = "Mon Nov 16 12:00:04 2026\n\tAcct-Status-Type = Start\n\tUser-Name = \"u1\"\n\tAcct-Session-Id = \"A1\"\n\tFramed-IP-Address = 198.51.100.23\n\tNAS-IP-Address = 192.0.2.1\n\tTimestamp = 1794830404\n";
         append(&path, rec);
-        assert!(t.poll().unwrap().rows.is_empty(), "no closing blank line yet");
+        assert!(
+            t.poll().unwrap().rows.is_empty(),
+            "no closing blank line yet"
+        );
         append(&path, "\n");
         let r = t.poll().unwrap();
         assert_eq!(r.rows.len(), 1);

@@ -236,9 +236,7 @@ pub(super) fn fill_binding_ranges(conn: &Connection) -> Result<()> {
             update.execute(params![id, len, hi, lo])?;
         }
     }
-    conn.execute_batch(
-        "CREATE INDEX bindings_net ON bindings(net_len, net_hi, net_lo, from_ts)",
-    )?;
+    conn.execute_batch("CREATE INDEX bindings_net ON bindings(net_len, net_hi, net_lo, from_ts)")?;
     Ok(())
 }
 
@@ -701,7 +699,8 @@ fn scan_row(r: &Row, at: usize) -> rusqlite::Result<Option<BindingScan>> {
 
 /// Joins a subject (`s`) to the subscriber whose identifier it is (`i`), or
 /// who it is (`p`).
-const SUBJECT_OWNER: &str = "LEFT JOIN subscriber_identifiers i ON i.kind = s.kind AND i.value = s.value
+const SUBJECT_OWNER: &str =
+    "LEFT JOIN subscriber_identifiers i ON i.kind = s.kind AND i.value = s.value
      LEFT JOIN subscribers p ON s.kind = 'subscriber' AND p.id = s.value";
 
 /// Calls `f` with the subject of a row `s.id, s.kind, s.value, subscriber`.
