@@ -608,15 +608,28 @@ impl Directory {
         now: DateTime<Utc>,
     ) -> Result<usize, ServiceError> {
         let mut overlaps = 0;
+        let mut first = None;
         let changed = c.with_changes(store, now, &mut |b, others| {
             overlaps += 1;
-            tracing::warn!(
-                prefix = %b.prefix,
-                binding = b.id,
-                still_open = ?others.iter().map(|o| o.binding.id).collect::<Vec<_>>(),
-                "a binding starts on an address another holder still holds; the newest start decides who holds it now"
-            );
+            first.get_or_insert_with(|| {
+                (
+                    b.prefix,
+                    b.id,
+                    others.iter().map(|o| o.binding.id).collect::<Vec<_>>(),
+                )
+            });
         });
+        // One line per look, however many (a NAS that lost its Stops
+        // would otherwise fill the log).
+        if let Some((prefix, binding, still_open)) = first {
+            tracing::warn!(
+                overlaps,
+                %prefix,
+                binding,
+                ?still_open,
+                "bindings start on addresses other holders still hold; the newest start decides who holds each now"
+            );
+        }
         self.count("overlap", overlaps);
         match changed? {
             Changes::Laid(next, n) => {
