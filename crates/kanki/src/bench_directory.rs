@@ -178,9 +178,10 @@ fn live(kanki: &Kanki, sessions: &[BindingRef], now: i64, r: &Report) -> anyhow:
     }
     let at = Utc.timestamp_opt(now, 0).unwrap();
     let directory = std::sync::Arc::new(Directory::load(&kanki.store, at)?);
-    // Changes laid over the index: new holders of 50,000 random prefixes.
+    // Changes laid over the index: new holders of random prefixes.
     let mut rng = Rng::new(23);
-    let changes: Vec<BindingEvent> = (0..50_000.min(n))
+    // As many as a busy feed changes between rebuilds: 50,000 at 10M.
+    let changes: Vec<BindingEvent> = (0..(n / 200).clamp(1, 50_000))
         .map(|i| {
             let s = &sessions[rng.below(n as u64) as usize];
             BindingEvent::Binding(Binding {
