@@ -31,6 +31,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use super::detail::unlinked;
 use crate::types::{BindingOrigin, BindingRow, Skipped};
 
 /// Where a [`Tail`] stands in the file it follows.
@@ -112,32 +113,9 @@ pub struct Tail {
 /// At most this much is read per look, by default.
 pub const TAIL_MAX_BYTES: usize = 8 << 20;
 
+/// The file's device and inode; (0, 0) where the platform has none.
 fn file_id(meta: &std::fs::Metadata) -> (u64, u64) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        (meta.dev(), meta.ino())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = meta;
-        (0, 0)
-    }
-}
-
-/// Whether an open file has been deleted (its inode number may already
-/// belong to a new file at the same path).
-fn unlinked(file: &File) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        file.metadata().is_ok_and(|m| m.nlink() == 0)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = file;
-        false
-    }
+    super::detail::file_id(meta).unwrap_or((0, 0))
 }
 
 fn event(line: u64, reason: &str) -> Skipped {
