@@ -299,9 +299,17 @@ fn reach_front(
         .unwrap_or(2_000_000);
     let kanki_arc = std::sync::Arc::new(Kanki::open(kanki.config.clone())?);
     let (latencies, radius) = std::thread::scope(|scope| -> anyhow::Result<_> {
+        // As serve runs them: the refresher and the rebuilder apart.
         let refresher = scope.spawn(|| -> anyhow::Result<()> {
             while !done.load(Ordering::Relaxed) {
-                directory.refresh(store, Utc::now(), std::time::Duration::from_secs(10))?;
+                directory.refresh(store, Utc::now())?;
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            Ok(())
+        });
+        let rebuilder = scope.spawn(|| -> anyhow::Result<()> {
+            while !done.load(Ordering::Relaxed) {
+                directory.rebuild_if_due(store, Utc::now(), std::time::Duration::from_secs(10))?;
                 std::thread::sleep(std::time::Duration::from_millis(250));
             }
             Ok(())
@@ -357,6 +365,7 @@ fn reach_front(
         let radius = load.join().expect("the RADIUS load panicked")?;
         done.store(true, Ordering::Relaxed);
         refresher.join().expect("the refresher panicked")?;
+        rebuilder.join().expect("the rebuilder panicked")?;
         Ok((latencies, radius))
     })?;
     let mut l = latencies;

@@ -138,6 +138,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(refresher(state.clone()));
     tokio::spawn(expirer(state.clone()));
     tokio::spawn(directory_refresher(state.clone()));
+    tokio::spawn(directory_rebuilder(state.clone()));
     if let Some(listen) = kanki.config.radius.listen {
         let server = radius_server(&kanki.config, listen).await?;
         let _ = metrics.radius_source.set(server.counters());
@@ -457,38 +458,56 @@ async fn shutdown_signal_quiet() {
 }
 
 /// Picks up directory changes (consent, subscribers, bindings) made by
-/// other processes or by the API: consent at once, the binding index after;
-/// and the walled garden, changed by `kanki garden` in another process.
+/// any process or by the API: consent and changed bindings every
+/// `refresh_every`; and the walled garden, changed by `kanki garden` in
+/// another process. The index is rebuilt by `directory_rebuilder`, on its
+/// own task, so that changes keep arriving while it runs.
 async fn directory_refresher(st: ApiState) {
+    let every = st.kanki.config.directory.refresh_every.0;
+    loop {
+        tokio::time::sleep(every).await;
+        let k = st.kanki.clone();
+        let (d, g) = (st.directory.clone(), st.garden.clone());
+        let refreshed = move || {
+            if g.refresh(&k.store)? {
+                tracing::debug!(inside = g.len(), "walled garden reloaded");
+            }
+            d.refresh(&k.store, Utc::now())
+        };
+        match tokio::task::spawn_blocking(refreshed).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "directory refresh failed; the previous one stays in use")
+            }
+            Err(e) => tracing::error!(error = %e, "directory refresh panicked"),
+        }
+    }
+}
+
+/// Rebuilds the binding index when it is due (`rebuild_every` while
+/// bindings change), folding in the changes laid over it, and trims the
+/// store's change log now and then.
+async fn directory_rebuilder(st: ApiState) {
     let every = st.kanki.config.directory.refresh_every.0;
     let rebuild = st.kanki.config.directory.rebuild_every.0;
     let mut last_trim = Instant::now();
     loop {
         tokio::time::sleep(every).await;
-        let k = st.kanki.clone();
-        let (d, g) = (st.directory.clone(), st.garden.clone());
         let trim = last_trim.elapsed() >= CHANGE_LOG_KEPT / 10;
         if trim {
             last_trim = Instant::now();
         }
-        let refreshed = move || {
-            if g.refresh(&k.store)? {
-                tracing::debug!(inside = g.len(), "walled garden reloaded");
-            }
+        let (k, d) = (st.kanki.clone(), st.directory.clone());
+        let rebuilt = move || -> Result<bool, kanki_service::ServiceError> {
             if trim {
                 let kept = CHANGE_LOG_KEPT.max(rebuild * 10);
                 let before = Utc::now() - chrono::Duration::from_std(kept).unwrap_or_default();
                 k.store.directory().trim_binding_changes(before)?;
             }
-            d.refresh(&k.store, Utc::now(), rebuild)
+            d.rebuild_if_due(&k.store, Utc::now(), rebuild)
         };
-        match tokio::task::spawn_blocking(refreshed).await {
-            Ok(Ok(true)) => tracing::debug!("subscriber directory reloaded"),
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "directory reload failed; the previous one stays in use")
-            }
-            Err(e) => tracing::error!(error = %e, "directory reload panicked"),
+        if let Some(true) = background_turn("directory rebuild", rebuilt).await {
+            tracing::debug!("subscriber directory rebuilt");
         }
     }
 }

@@ -654,26 +654,30 @@ impl Directory {
     }
 
     /// Picks up changes made through the store: consent at once when it
-    /// changed; changed bindings at once, laid over the index; the index
-    /// itself rebuilt when bindings changed and the last rebuild is at
+    /// changed, and the changed bindings, laid over the index. Cheap;
+    /// `kanki serve` calls it every `refresh_every`, on its own task, so a
+    /// rebuild running meanwhile delays nothing.
+    pub fn refresh(&self, store: &Store, now: DateTime<Utc>) -> Result<(), ServiceError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if store.directory().consent_generation()? != self.consent_generation.load(Relaxed) {
+            self.reload_consent(store)?;
+        }
+        self.follow_changes(store, now)?;
+        Ok(())
+    }
+
+    /// Rebuilds the index when bindings changed and the last rebuild is at
     /// least `rebuild_every` old (a busy RADIUS feed changes bindings all
     /// the time; rebuilding ten million of them takes seconds), or at once
-    /// when the changes could not be followed. Returns whether the index
-    /// was rebuilt.
-    pub fn refresh(
+    /// when the changes could not be followed. Returns whether it did.
+    pub fn rebuild_if_due(
         &self,
         store: &Store,
         now: DateTime<Utc>,
         rebuild_every: std::time::Duration,
     ) -> Result<bool, ServiceError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let d = store.directory();
-        if d.consent_generation()? != self.consent_generation.load(Relaxed) {
-            self.reload_consent(store)?;
-        }
-        self.follow_changes(store, now)?;
-        let stale = self.stale.load(Relaxed);
-        if !stale && d.directory_generation()? == self.compiled.load().generation {
+        let stale = self.stale.load(std::sync::atomic::Ordering::Relaxed);
+        if !stale && store.directory().directory_generation()? == self.compiled.load().generation {
             return Ok(false);
         }
         {
