@@ -1216,3 +1216,86 @@ impl Found {
         (answer, entry)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use kanki_directory::{Binding, BindingEvent, BindingOrigin};
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_790_000_000 + s, 0).unwrap()
+    }
+
+    /// Random bindings on a few addresses, changed after the index was
+    /// built: the index with the changes laid over answers as an index
+    /// compiled afresh, for `who_at` and `holder_now`.
+    #[test]
+    fn changes_laid_over_answer_as_a_fresh_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(
+            &dir.path().join("kanki.sqlite3"),
+            &kanki_store::SqliteOptions::default(),
+        )
+        .unwrap();
+        let mut rng = kanki_directory::synth::Rng::new(3);
+        let mut binding = |i: u64, rng: &mut kanki_directory::synth::Rng| {
+            let from = rng.below(10_000) as i64;
+            BindingEvent::Binding(Binding {
+                subject: Subject::login(&format!("u{}", rng.below(6))).unwrap(),
+                prefix: format!("192.0.2.{}/32", rng.below(8)).parse().unwrap(),
+                ports: None,
+                from: at(from),
+                to: (rng.below(3) != 0).then(|| at(from + rng.below(3_000) as i64)),
+                origin: BindingOrigin::Static,
+                key: format!("k{i}"),
+                reporter: None,
+            })
+        };
+        let first: Vec<BindingEvent> = (0..200).map(|i| binding(i, &mut rng)).collect();
+        let d = store.directory();
+        d.apply_bindings(BindingOrigin::Static, &first, at(0))
+            .unwrap();
+        let directory = Directory::load(&store, at(5_000)).unwrap();
+        // New bindings, and old ones changed (the same keys again).
+        for round in 0..3 {
+            let more: Vec<BindingEvent> = (0..100)
+                .map(|_| {
+                    let k = rng.below(300 + round * 50);
+                    binding(k, &mut rng)
+                })
+                .collect();
+            d.apply_bindings(BindingOrigin::Static, &more, at(0))
+                .unwrap();
+            directory.follow_changes(&store, at(5_000)).unwrap();
+        }
+        let laid = directory.compiled();
+        assert!(laid.changed_since_built() > 0);
+        let fresh = Compiled::load(&store, at(5_000)).unwrap();
+        for _ in 0..3_000 {
+            let addr: IpAddr = format!("192.0.2.{}", rng.below(9)).parse().unwrap();
+            let t = at(rng.below(14_000) as i64).timestamp();
+            let skew = rng.below(3) as u32 * 100;
+            let ids = |c: &Compiled| {
+                let mut out = Vec::new();
+                c.who_at(addr, None, t, skew, &mut out);
+                let mut v: Vec<(i64, i64, Option<i64>, bool)> = out
+                    .iter()
+                    .map(|x| (x.binding.id, x.binding.from, x.binding.to, x.near_boundary))
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(ids(&laid), ids(&fresh), "who_at {addr} at {t} skew {skew}");
+            assert_eq!(
+                laid.subscriber_now(addr, t).map(str::to_string),
+                fresh.subscriber_now(addr, t).map(str::to_string)
+            );
+            assert_eq!(
+                laid.holder_now(addr, t),
+                fresh.holder_now(addr, t),
+                "holder_now {addr} at {t}"
+            );
+        }
+    }
+}
