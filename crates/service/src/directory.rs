@@ -1239,7 +1239,7 @@ mod tests {
         )
         .unwrap();
         let mut rng = kanki_directory::synth::Rng::new(3);
-        let mut binding = |i: u64, rng: &mut kanki_directory::synth::Rng| {
+        let binding = |i: u64, rng: &mut kanki_directory::synth::Rng| {
             let from = rng.below(10_000) as i64;
             BindingEvent::Binding(Binding {
                 subject: Subject::login(&format!("u{}", rng.below(6))).unwrap(),
