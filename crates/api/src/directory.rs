@@ -207,6 +207,7 @@ pub(crate) async fn status(State(st): State<ApiState>) -> Json<serde_json::Value
     Json(json!({
         "generation": c.generation,
         "bindings": c.bindings(),
+        "changed_since_built": c.changed_since_built(),
         "index_memory_bytes": c.memory_bytes(),
         "consenting_subscribers": st.directory.consenting_count(),
     }))

@@ -286,6 +286,16 @@ async fn metrics_text(State(st): State<ApiState>) -> Result<Response, ApiError> 
     let c = st.directory.compiled();
     st.metrics.directory_bindings.set(c.bindings() as i64);
     st.metrics
+        .directory_changed
+        .set(c.changed_since_built() as i64);
+    for (event, n) in st.directory.events() {
+        let counter = st
+            .metrics
+            .directory_events
+            .get_or_create(&metrics::EventLabels { event });
+        counter.inc_by(n.saturating_sub(counter.get()));
+    }
+    st.metrics
         .directory_consenting
         .set(st.directory.consenting_count() as i64);
     let (counts, outcomes) = blocking(&st, |k| {

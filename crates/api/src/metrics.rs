@@ -33,6 +33,11 @@ pub struct RadiusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub method: String,
     pub code: String,
@@ -59,6 +64,11 @@ pub struct Metrics {
     pub radius_source: std::sync::OnceLock<std::sync::Arc<kanki_radius::server::Counters>>,
     pub directory_bindings: Gauge,
     pub directory_consenting: Gauge,
+    /// Bindings changed since the index was built, laid over it.
+    pub directory_changed: Gauge,
+    /// Overlapping holders, stops without a start, lines a followed file
+    /// skipped, by kind (copied from the directory at each scrape).
+    pub directory_events: Family<EventLabels, Counter>,
     /// The removal loop's outcomes, set at each scrape.
     pub removal: kanki_removal::outcomes::OutcomeGauges,
 }
@@ -92,6 +102,8 @@ impl Metrics {
             radius_source: std::sync::OnceLock::new(),
             directory_bindings: Gauge::default(),
             directory_consenting: Gauge::default(),
+            directory_changed: Gauge::default(),
+            directory_events: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -168,6 +180,16 @@ impl Metrics {
             "directory_consenting_subscribers",
             "Subscribers who consent to be warned",
             m.directory_consenting.clone(),
+        );
+        registry.register(
+            "directory_changed_bindings",
+            "Bindings changed since the directory's index was built, laid over it until the next rebuild",
+            m.directory_changed.clone(),
+        );
+        registry.register(
+            "directory_events",
+            "Directory events by kind: overlap (a binding starting on an address another holder still holds), stop without start, and what a followed lease or accounting file skipped, by reason",
+            m.directory_events.clone(),
         );
         registry.register(
             "http_requests",

@@ -22,6 +22,45 @@ pub struct DirectoryConfig {
     pub rebuild_every: HumanDuration,
     /// How often `kanki serve` runs the retention purge.
     pub purge_every: HumanDuration,
+    /// Lease and accounting files `kanki serve` follows as they grow.
+    pub follow: Vec<FollowConfig>,
+}
+
+/// One file `kanki serve` follows (`[[directory.follow]]`): its records are
+/// stored as they are completed, from where the last run stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowConfig {
+    /// `kea` (a Kea memfile lease file, v4 or v6), `dhcpd` (ISC dhcpd's
+    /// `dhcpd.leases`) or `detail` (a FreeRADIUS detail file).
+    pub format: FollowFormat,
+    pub path: std::path::PathBuf,
+    /// How often the file is looked at.
+    #[serde(default = "follow_every")]
+    pub every: HumanDuration,
+}
+
+fn follow_every() -> HumanDuration {
+    HumanDuration::millis(250)
+}
+
+/// The formats a followed file may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FollowFormat {
+    Kea,
+    Dhcpd,
+    Detail,
+}
+
+impl FollowFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FollowFormat::Kea => "kea",
+            FollowFormat::Dhcpd => "dhcpd",
+            FollowFormat::Detail => "detail",
+        }
+    }
 }
 
 impl Default for DirectoryConfig {
@@ -32,6 +71,7 @@ impl Default for DirectoryConfig {
             refresh_every: HumanDuration::millis(250),
             rebuild_every: HumanDuration::secs(10),
             purge_every: HumanDuration::secs(86400),
+            follow: Vec::new(),
         }
     }
 }

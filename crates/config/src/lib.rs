@@ -24,7 +24,9 @@ pub use crawler::{
     CrawlScheduleConfig, CrawlerConfig, NoticeConfig, NoticeDelivery, ProfileConfig,
     builtin_profiles,
 };
-pub use directory::{AuditConfig, DirectoryConfig, NasConfig, RadiusConfig};
+pub use directory::{
+    AuditConfig, DirectoryConfig, FollowConfig, FollowFormat, NasConfig, RadiusConfig,
+};
 pub use duration::HumanDuration;
 pub use front::{DnsConfig, WarningConfig};
 pub use removal::{

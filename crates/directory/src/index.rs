@@ -574,10 +574,11 @@ impl BindingIndex {
         }
     }
 
-    /// The holder of `addr` at `now` (unix seconds) when exactly one binding
-    /// holds it, the most specific prefix first; `None` when none does or
-    /// several holders share it (ask [`who_at`](Self::who_at)). Exact, no
-    /// skew: the DNS front asks this for every query.
+    /// The holder of `addr` at `now` (unix seconds), as [`holder_now`]
+    /// decides it: the most specific prefix held, a binding that ended at
+    /// `now` or before no longer holds it, and of overlapping holders the
+    /// newest start. Exact, no skew: the DNS front asks this for every
+    /// query.
     #[inline]
     pub fn who_now(&self, addr: IpAddr, now: i64) -> Option<u32> {
         let (x, v4) = (to_u128(addr), is_v4(addr));
@@ -595,7 +596,7 @@ impl BindingIndex {
                     break;
                 }
                 if c.key == key && c.len_ix == ix as u32 {
-                    if c.holder != SEVERAL && c.from <= now && now <= c.to {
+                    if c.holder != SEVERAL && c.from <= now && now < c.to {
                         return Some(c.holder);
                     }
                     // Changed since the build, or shared: the full path.
@@ -614,16 +615,50 @@ impl BindingIndex {
     fn who_now_slow(&self, addr: IpAddr, now: Secs) -> Option<u32> {
         let mut out = Vec::new();
         self.who_at(addr, None, now as i64, 0, &mut out);
-        let first = out.first()?.binding.prefix.prefix_len();
-        let most_specific: Vec<_> = out
-            .iter()
-            .filter(|c| c.binding.prefix.prefix_len() == first)
-            .collect();
-        let holder = most_specific[0].binding.holder;
-        most_specific
-            .iter()
-            .all(|c| c.binding.holder == holder)
-            .then_some(holder)
+        holder_now(&out, now as i64)
+    }
+}
+
+/// Who holds an address at `now`, of the bindings found for it (by
+/// [`BindingIndex::who_at`] without skew, or any list of them): the DNS
+/// front's question, which is about today's answer, not about the past.
+///
+/// - A binding holds from its start up to, not including, its end: a
+///   stopped session is over at once (the clock-skew tolerance is for
+///   attributing past events, not for this question).
+/// - The most specific prefix held decides.
+/// - Several holders of it: when their bindings are addresses (no CGNAT
+///   port block), the newest start decides (a Start that arrived before
+///   the previous holder's Stop); a tie, or port blocks shared by several
+///   holders, gives `None`.
+pub fn holder_now(cands: &[Candidate], now: i64) -> Option<u32> {
+    let holds = |c: &&Candidate| c.binding.from <= now && c.binding.to.is_none_or(|t| now < t);
+    let top = cands
+        .iter()
+        .filter(holds)
+        .map(|c| c.binding.prefix.prefix_len())
+        .max()?;
+    let mut held = cands
+        .iter()
+        .filter(holds)
+        .filter(|c| c.binding.prefix.prefix_len() == top);
+    let first = held.next()?;
+    let (mut newest, mut tie, mut shared, mut ports) =
+        (first, false, false, first.binding.ports.is_some());
+    for c in held {
+        ports |= c.binding.ports.is_some();
+        shared |= c.binding.holder != first.binding.holder;
+        if c.binding.from > newest.binding.from {
+            (newest, tie) = (c, false);
+        } else if c.binding.from == newest.binding.from && c.binding.holder != newest.binding.holder
+        {
+            tie = true;
+        }
+    }
+    match (shared, ports || tie) {
+        (false, _) => Some(first.binding.holder),
+        (true, false) => Some(newest.binding.holder),
+        (true, true) => None,
     }
 }
 
@@ -813,6 +848,30 @@ mod tests {
     }
 
     #[test]
+    fn who_now_a_stop_ends_at_once_and_the_newest_start_decides() {
+        let a: IpAddr = "192.0.2.44".parse().unwrap();
+        // Back to back: at the hand-over second the new holder holds it.
+        let mut ib = IndexBuilder::new();
+        ib.add(&b(1, "192.0.2.44/32", 100, Some(200), 1));
+        ib.add(&b(2, "192.0.2.44/32", 200, None, 2));
+        let ix = ib.build(150, 3);
+        assert_eq!(ix.who_now(a, 200), Some(2));
+        assert_eq!(ix.who_now(a, 199), Some(1));
+        // Overlapping: the old holder's Stop has not come yet.
+        let mut ib = IndexBuilder::new();
+        ib.add(&b(1, "192.0.2.44/32", 100, None, 1));
+        ib.add(&b(2, "192.0.2.44/32", 300, None, 2));
+        let ix = ib.build(400, 3);
+        assert_eq!(ix.who_now(a, 400), Some(2));
+        assert_eq!(ix.who_now(a, 250), Some(1));
+        // Two Starts in the same second: nobody is sure.
+        let mut ib = IndexBuilder::new();
+        ib.add(&b(1, "192.0.2.44/32", 300, None, 1));
+        ib.add(&b(2, "192.0.2.44/32", 300, None, 2));
+        assert_eq!(ib.build(400, 3).who_now(a, 400), None);
+    }
+
+    #[test]
     fn a_brute_force_oracle_agrees() {
         // Random bindings on a few addresses; every answer checked against
         // a linear scan.
@@ -864,19 +923,36 @@ mod tests {
                 .collect();
             want.sort();
             assert_eq!(got, want, "{addr} at {t} skew {skew}");
-            // who_now: the one holder of the most specific prefix, if one.
-            let mut exact = Vec::new();
-            ix.who_at(addr, None, t, 0, &mut exact);
-            let top = exact.first().map(|c| c.binding.prefix.prefix_len());
-            let mut hs: Vec<u32> = exact
+            // who_now: of the bindings holding the most specific prefix
+            // (from <= t < to), the one holder, else the newest start's
+            // when it is alone.
+            let held: Vec<&BindingRef> = all
                 .iter()
-                .filter(|c| Some(c.binding.prefix.prefix_len()) == top)
-                .map(|c| c.binding.holder)
+                .filter(|r| r.prefix.contains(&addr) && r.from <= t && r.to.is_none_or(|to| t < to))
                 .collect();
-            hs.dedup();
+            let top = held.iter().map(|r| r.prefix.prefix_len()).max();
+            let held: Vec<&&BindingRef> = held
+                .iter()
+                .filter(|r| Some(r.prefix.prefix_len()) == top)
+                .collect();
+            let mut hs: Vec<u32> = held.iter().map(|r| r.holder).collect();
             hs.sort();
             hs.dedup();
-            let want_now = (hs.len() == 1).then(|| hs[0]);
+            let want_now = match hs.len() {
+                0 => None,
+                1 => Some(hs[0]),
+                _ => {
+                    let newest = held.iter().map(|r| r.from).max().unwrap();
+                    let mut at_newest: Vec<u32> = held
+                        .iter()
+                        .filter(|r| r.from == newest)
+                        .map(|r| r.holder)
+                        .collect();
+                    at_newest.sort();
+                    at_newest.dedup();
+                    (at_newest.len() == 1).then(|| at_newest[0])
+                }
+            };
             assert_eq!(ix.who_now(addr, t), want_now, "who_now {addr} at {t}");
         }
     }

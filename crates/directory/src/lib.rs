@@ -17,6 +17,6 @@ pub mod subscribers;
 pub mod synth;
 pub mod types;
 
-pub use index::{BindingIndex, BindingRef, Candidate, IndexBuilder};
+pub use index::{BindingIndex, BindingRef, Candidate, IndexBuilder, holder_now};
 pub use subscribers::{SubscriberRecord, SubscriberRow, read_subscribers};
 pub use types::*;

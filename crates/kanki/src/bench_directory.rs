@@ -12,7 +12,7 @@ use kanki_config::Config;
 use kanki_directory::synth::{self, Rng};
 use kanki_directory::{Binding, BindingEvent, BindingOrigin, BindingRef, IndexBuilder, Subject};
 use kanki_service::Kanki;
-use kanki_service::directory::Compiled;
+use kanki_service::directory::{Compiled, Directory};
 use kanki_store::ALL_BINDINGS;
 
 use crate::bench::Report;
@@ -161,6 +161,315 @@ pub fn run(
         "s",
         "<= 10 s at 10M",
     );
+    drop(c);
+    live(&kanki, &sessions[..store_rows], now, r)?;
+    Ok(())
+}
+
+/// The directory live: lookups with changes laid over the index, `kanki
+/// who` answered from the store, the time from a binding change stored to
+/// the DNS front's answer changing under RADIUS load, and a Kea lease file
+/// followed at 5,000 leases/s.
+fn live(kanki: &Kanki, sessions: &[BindingRef], now: i64, r: &Report) -> anyhow::Result<()> {
+    use kanki_service::directory::WhoQuery;
+    let n = sessions.len();
+    if n == 0 {
+        return Ok(());
+    }
+    let at = Utc.timestamp_opt(now, 0).unwrap();
+    let directory = std::sync::Arc::new(Directory::load(&kanki.store, at)?);
+    // Changes laid over the index: new holders of random prefixes.
+    let mut rng = Rng::new(23);
+    // As many as a busy feed changes between rebuilds: 50,000 at 10M.
+    let changes: Vec<BindingEvent> = (0..(n / 200).clamp(1, 50_000))
+        .map(|i| {
+            let s = &sessions[rng.below(n as u64) as usize];
+            BindingEvent::Binding(Binding {
+                subject: Subject::login(&format!("u{}", s.holder + 1)).expect("non-empty"),
+                prefix: s.prefix,
+                ports: None,
+                from: Utc.timestamp_opt(now - 60, 0).unwrap(),
+                to: None,
+                origin: BindingOrigin::Static,
+                key: format!("live-{i}"),
+                reporter: None,
+            })
+        })
+        .collect();
+    kanki
+        .store
+        .directory()
+        .apply_bindings(BindingOrigin::Static, &changes, Utc::now())?;
+    let t = Instant::now();
+    let laid = directory.follow_changes(&kanki.store, at)?;
+    r.line(
+        &format!("changes laid over the index ({laid})"),
+        t.elapsed().as_secs_f64(),
+        "s",
+        "-",
+    );
+    let c = directory.compiled();
+    let queries: Vec<(IpAddr, i64)> = (0..2_000_000)
+        .map(|_| {
+            let s = &sessions[rng.below(n as u64) as usize];
+            let t = synth::epoch().timestamp() + rng.below(DAYS as u64 * 86400) as i64;
+            (address_in(s, &mut rng), t)
+        })
+        .collect();
+    let mut out = Vec::with_capacity(8);
+    let mut found = 0usize;
+    let t = Instant::now();
+    for &(a, at) in &queries {
+        out.clear();
+        c.who_at(a, None, at, 120, &mut out);
+        found += out.len();
+    }
+    black_box(found);
+    r.line(
+        "who_at lookups, changes laid over (one core)",
+        queries.len() as f64 / t.elapsed().as_secs_f64(),
+        "lookups/s",
+        ">= 1000000",
+    );
+    let now_queries: Vec<IpAddr> = (0..4_000_000)
+        .map(|_| address_in(&sessions[rng.below(n as u64) as usize], &mut rng))
+        .collect();
+    let mut held = 0usize;
+    let t = Instant::now();
+    for &a in &now_queries {
+        held += usize::from(c.holder_now(a, now).is_some());
+    }
+    black_box(held);
+    r.line(
+        "who_now lookups, changes laid over (one core)",
+        now_queries.len() as f64 / t.elapsed().as_secs_f64(),
+        "lookups/s",
+        ">= 5000000",
+    );
+    drop(c);
+
+    // `kanki who`: one address answered from the store's index of prefixes
+    // (the bindings read, the answer judged and audited), no index compiled.
+    let mut took = Vec::new();
+    for _ in 0..200 {
+        let s = &sessions[rng.below(n as u64) as usize];
+        let q = WhoQuery {
+            address: address_in(s, &mut rng),
+            port: None,
+            at: Utc.timestamp_opt(s.from + 1, 0).unwrap(),
+            ground: kanki_audit::Ground::EmergencyEvacuation,
+            purpose: "benchmark".into(),
+            actor: "bench".into(),
+        };
+        let t = Instant::now();
+        black_box(kanki.who_in_store(&q)?);
+        took.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    took.sort_by(f64::total_cmp);
+    r.line("who from the store, p50", took[took.len() / 2], "ms", "-");
+    r.line(
+        "who from the store, p99",
+        took[took.len() * 99 / 100],
+        "ms",
+        "<= 50 ms at 10M",
+    );
+
+    reach_front(kanki, &directory, r)?;
+    follow_kea(kanki, r)
+}
+
+/// The time from a binding change stored to the DNS front's question
+/// (`who holds this address now`) answering differently: a Start on a
+/// fresh address, then its Stop, while kanki-radius's load generator keeps
+/// the store busy through the RADIUS server, and a refresher looks for
+/// changes every 250 ms (the default `directory.refresh_every`) and
+/// rebuilds the index every 10 s, as `kanki serve` does.
+fn reach_front(
+    kanki: &Kanki,
+    directory: &std::sync::Arc<Directory>,
+    r: &Report,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let store = &kanki.store;
+    let done = AtomicBool::new(false);
+    let probes = 100u32;
+    let radius_requests: u64 = std::env::var("KANKI_BENCH_RADIUS_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000);
+    let kanki_arc = std::sync::Arc::new(Kanki::open(kanki.config.clone())?);
+    let (latencies, radius) = std::thread::scope(|scope| -> anyhow::Result<_> {
+        // As serve runs them: the refresher and the rebuilder apart.
+        let refresher = scope.spawn(|| -> anyhow::Result<()> {
+            while !done.load(Ordering::Relaxed) {
+                directory.refresh(store, Utc::now())?;
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            Ok(())
+        });
+        let rebuilder = scope.spawn(|| -> anyhow::Result<()> {
+            while !done.load(Ordering::Relaxed) {
+                directory.rebuild_if_due(store, Utc::now(), std::time::Duration::from_secs(10))?;
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            Ok(())
+        });
+        let load = {
+            let (k, d) = (kanki_arc.clone(), directory.clone());
+            scope.spawn(move || {
+                let sink = std::sync::Arc::new(crate::serve::StoreSink {
+                    kanki: k,
+                    directory: d,
+                });
+                kanki_radius::load::bench(sink, radius_requests, 512)
+            })
+        };
+        let mut latencies = Vec::new();
+        for p in 0..probes {
+            let addr: IpAddr =
+                IpAddr::V4(std::net::Ipv4Addr::new(198, 18, (p >> 8) as u8, p as u8));
+            let start = Utc::now();
+            let binding = |to: Option<chrono::DateTime<Utc>>| {
+                BindingEvent::Binding(Binding {
+                    subject: Subject::login(&format!("probe{p}")).expect("non-empty"),
+                    prefix: ipnet::IpNet::from(addr),
+                    ports: None,
+                    from: start - chrono::Duration::seconds(1),
+                    to,
+                    origin: BindingOrigin::Static,
+                    key: format!("probe-{p}"),
+                    reporter: None,
+                })
+            };
+            for (to, held) in [(None, true), (Some(start), false)] {
+                store.directory().apply_bindings(
+                    BindingOrigin::Static,
+                    &[binding(to)],
+                    Utc::now(),
+                )?;
+                let t = Instant::now();
+                while directory
+                    .compiled()
+                    .holder_now(addr, Utc::now().timestamp())
+                    .is_some()
+                    != held
+                {
+                    if t.elapsed().as_secs() > 30 {
+                        anyhow::bail!("a binding change did not reach the front in 30 s");
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        let radius = load.join().expect("the RADIUS load panicked")?;
+        done.store(true, Ordering::Relaxed);
+        refresher.join().expect("the refresher panicked")?;
+        rebuilder.join().expect("the rebuilder panicked")?;
+        Ok((latencies, radius))
+    })?;
+    let mut l = latencies;
+    l.sort_by(f64::total_cmp);
+    r.line(
+        "RADIUS load during the probes",
+        radius.load.rate(),
+        "requests/s",
+        ">= 30000",
+    );
+    r.line(
+        "binding change to DNS front, p50",
+        l[l.len() / 2],
+        "ms",
+        "-",
+    );
+    r.line(
+        "binding change to DNS front, p99",
+        l[l.len() * 99 / 100],
+        "ms",
+        "<= 1000",
+    );
+    Ok(())
+}
+
+/// A Kea lease file written at 5,000 leases/s for 10 s while a follower
+/// (as `kanki serve` runs one, looking every 250 ms) stores them: the lag
+/// of each look, from a lease written to it stored.
+fn follow_kea(kanki: &Kanki, r: &Report) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::sync::Mutex;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("kea-leases4.csv");
+    let rate = 5_000u64;
+    let secs = 10u64;
+    let written: Mutex<Vec<(u64, Instant)>> = Mutex::new(Vec::new());
+    let lags = std::thread::scope(|scope| -> anyhow::Result<Vec<f64>> {
+        let writer = scope.spawn(|| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(b"address,hwaddr,client_id,valid_lifetime,expire,subnet_id,fqdn_fwd,fqdn_rev,hostname,state,user_context,pool_id\n")?;
+            let start = Instant::now();
+            let expire = Utc::now().timestamp() + 3600;
+            let mut n = 0u64;
+            while n < rate * secs {
+                // 250 leases every 50 ms.
+                let due = (start.elapsed().as_millis() as u64 / 50 + 1) * 250;
+                let mut text = String::new();
+                while n < due.min(rate * secs) {
+                    let a = std::net::Ipv4Addr::from(0x0a40_0000u32 + n as u32);
+                    let m = n.to_be_bytes();
+                    text.push_str(&format!(
+                        "{a},00:16:3e:{:02x}:{:02x}:{:02x},,3600,{expire},1,0,0,,0,,0\n",
+                        m[5], m[6], m[7]
+                    ));
+                    n += 1;
+                }
+                f.write_all(text.as_bytes())?;
+                written.lock().unwrap().push((n, Instant::now()));
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Ok(())
+        });
+        let mut tail = kanki_directory::sources::Tail::new(BindingOrigin::Kea, &path, None);
+        let (mut stored, mut lags) = (0u64, Vec::new());
+        while stored < rate * secs {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            let read = tail.poll()?;
+            let events: Vec<BindingEvent> = read
+                .rows
+                .into_iter()
+                .filter_map(|row| match row {
+                    kanki_directory::BindingRow::Event { event, .. } => Some(event),
+                    _ => None,
+                })
+                .collect();
+            if events.is_empty() {
+                continue;
+            }
+            kanki
+                .store
+                .directory()
+                .apply_bindings(BindingOrigin::Kea, &events, Utc::now())?;
+            stored += events.len() as u64;
+            // The oldest lease of this look was written just after the
+            // previous look's newest: its wait is the look's lag.
+            let w = written.lock().unwrap();
+            if let Some(&(_, t)) = w
+                .iter()
+                .find(|(upto, _)| *upto > stored - events.len() as u64)
+            {
+                lags.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        writer.join().expect("the writer panicked")?;
+        Ok(lags)
+    })?;
+    let mut l = lags;
+    l.sort_by(f64::total_cmp);
+    r.line(
+        "Kea lease file followed at 5,000/s, lag max",
+        l.last().copied().unwrap_or(0.0),
+        "ms",
+        "<= 1000",
+    );
     Ok(())
 }
 
@@ -216,8 +525,13 @@ pub fn radius(requests: u64, r: &Report) -> anyhow::Result<()> {
         data_dir: tmp.path().join("data"),
         ..Config::default()
     })?);
+    let directory = std::sync::Arc::new(kanki_service::directory::Directory::load(
+        &kanki.store,
+        Utc::now(),
+    )?);
     let sink = std::sync::Arc::new(crate::serve::StoreSink {
         kanki: kanki.clone(),
+        directory,
     });
     let report = kanki_radius::load::bench(sink, requests, 512)?;
     let l = &report.load;

@@ -14,7 +14,7 @@ use kanki_audit::{Ground, verify};
 use kanki_config::Config;
 use kanki_directory::{SubscriberRow, read_subscribers};
 use kanki_service::Kanki;
-use kanki_service::directory::{Compiled, WhoQuery};
+use kanki_service::directory::WhoQuery;
 use kanki_store::AuditFilter;
 
 /// Accepts RFC 3339 (`2026-11-16T12:00:00+09:00`) or `YYYY-MM-DD HH:MM:SS`
@@ -216,19 +216,17 @@ pub struct WhoArgs {
 
 pub fn who(config: Config, a: WhoArgs) -> anyhow::Result<ExitCode> {
     let kanki = Kanki::open(config)?;
-    let compiled = Compiled::load(&kanki.store, Utc::now())?;
     let at = a.at.unwrap_or_else(Utc::now);
-    let r = kanki.who(
-        &compiled,
-        &WhoQuery {
-            address: a.address,
-            port: a.port,
-            at,
-            ground: a.ground,
-            purpose: a.purpose,
-            actor: a.actor.unwrap_or_else(actor_default),
-        },
-    )?;
+    // From the store's index of prefixes: one address's bindings, not the
+    // whole directory compiled.
+    let r = kanki.who_in_store(&WhoQuery {
+        address: a.address,
+        port: a.port,
+        at,
+        ground: a.ground,
+        purpose: a.purpose,
+        actor: a.actor.unwrap_or_else(actor_default),
+    })?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

@@ -138,17 +138,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(refresher(state.clone()));
     tokio::spawn(expirer(state.clone()));
     tokio::spawn(directory_refresher(state.clone()));
+    tokio::spawn(directory_rebuilder(state.clone()));
     if let Some(listen) = kanki.config.radius.listen {
         let server = radius_server(&kanki.config, listen).await?;
         let _ = metrics.radius_source.set(server.counters());
         let sink = Arc::new(StoreSink {
             kanki: kanki.clone(),
+            directory: directory.clone(),
         });
         tokio::spawn(async move {
             if let Err(e) = server.run(sink, shutdown_signal_quiet()).await {
                 tracing::error!(error = %e, "the RADIUS accounting server stopped");
             }
         });
+    }
+    for f in &kanki.config.directory.follow {
+        tokio::spawn(follow_loop(state.clone(), f.clone()));
     }
     tokio::spawn(purger(state.clone()));
     crate::crawl_serve::spawn(kanki.clone(), list_changed.clone())?;
@@ -329,19 +334,126 @@ async fn radius_server(
 
 /// Where the RADIUS server's batches go: one store transaction each,
 /// idempotent (sessions are keyed by NAS, Acct-Session-Id and prefix).
+/// What is stored reaches the DNS front within `directory.refresh_every`
+/// (the refresher lays the store's changes over the index).
 pub(crate) struct StoreSink {
     pub(crate) kanki: Arc<Kanki>,
+    pub(crate) directory: Arc<Directory>,
 }
 
 impl kanki_radius::server::AccountingSink for StoreSink {
     fn apply(&self, events: Vec<kanki_directory::BindingEvent>) -> Result<(), String> {
-        self.kanki
+        let (counts, _) = self
+            .kanki
             .store
             .directory()
             .apply_bindings(kanki_directory::BindingOrigin::Radius, &events, Utc::now())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.directory
+            .count("radius: stop without start", counts.stops_without_start);
+        Ok(())
     }
+}
+
+/// Follows one lease or accounting file (`[[directory.follow]]`): each
+/// look's records are stored in one transaction, then the position is
+/// saved (after the commit, so a crash re-reads at most one look, which
+/// applies idempotently).
+async fn follow_loop(st: ApiState, f: kanki_config::FollowConfig) {
+    use kanki_config::FollowFormat;
+    use kanki_directory::BindingOrigin;
+    let origin = match f.format {
+        FollowFormat::Kea => BindingOrigin::Kea,
+        FollowFormat::Dhcpd => BindingOrigin::Dhcpd,
+        FollowFormat::Detail => BindingOrigin::Detail,
+    };
+    let position = follow_position_path(&st.kanki.config.data_dir, origin, &f.path);
+    let resume = std::fs::read_to_string(&position)
+        .ok()
+        .and_then(|s| kanki_directory::sources::TailPosition::parse(&s));
+    tracing::info!(file = %f.path.display(), format = origin.as_str(), resumed = resume.is_some(), "following");
+    let tail = Arc::new(std::sync::Mutex::new(kanki_directory::sources::Tail::new(
+        origin, &f.path, resume,
+    )));
+    let what = format!("following {}", f.path.display());
+    loop {
+        tokio::time::sleep(f.every.0).await;
+        let (k, d, t, p) = (
+            st.kanki.clone(),
+            st.directory.clone(),
+            tail.clone(),
+            position.clone(),
+        );
+        background_turn(&what, move || {
+            let mut t = t.lock().unwrap_or_else(|p| p.into_inner());
+            follow_turn(&k, &d, origin, &mut t, &p)
+        })
+        .await;
+    }
+}
+
+/// One look at a followed file.
+fn follow_turn(
+    k: &Kanki,
+    d: &Directory,
+    origin: kanki_directory::BindingOrigin,
+    tail: &mut kanki_directory::sources::Tail,
+    position: &std::path::Path,
+) -> anyhow::Result<()> {
+    use kanki_directory::BindingRow;
+    let before = tail.position();
+    let read = tail.poll()?;
+    let src = origin.as_str();
+    for e in &read.events {
+        tracing::warn!(file = %tail.path().display(), line = e.line, "{}", e.reason);
+        d.count(&format!("{src}: {}", e.reason), 1);
+    }
+    let mut events = Vec::with_capacity(read.rows.len());
+    for row in read.rows {
+        match row {
+            BindingRow::Event { event, .. } => events.push(event),
+            BindingRow::Skip(s) => d.count(&format!("{src}: {}", s.reason), 1),
+        }
+    }
+    if !events.is_empty() {
+        match k
+            .store
+            .directory()
+            .apply_bindings(origin, &events, Utc::now())
+        {
+            Ok((counts, _)) => d.count(
+                &format!("{src}: stop without start"),
+                counts.stops_without_start,
+            ),
+            Err(e) => {
+                // Not stored: read again next time.
+                *tail = kanki_directory::sources::Tail::new(origin, tail.path(), before);
+                return Err(e.into());
+            }
+        }
+    }
+    if let Some(p) = tail.position()
+        && Some(p) != before
+    {
+        let tmp = position.with_extension("tmp");
+        std::fs::write(&tmp, p.to_line())?;
+        std::fs::rename(&tmp, position)?;
+    }
+    Ok(())
+}
+
+/// Where the position in a followed file is kept: in the data directory,
+/// named by the format and the file's absolute path.
+fn follow_position_path(
+    data_dir: &std::path::Path,
+    origin: kanki_directory::BindingOrigin,
+    path: &std::path::Path,
+) -> PathBuf {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let key =
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(abs.to_string_lossy().as_bytes());
+    data_dir.join(format!("follow-{}-{key:016x}.pos", origin.as_str()))
 }
 
 /// The shutdown signal for a part that stops with the process (the API's
@@ -351,11 +463,12 @@ async fn shutdown_signal_quiet() {
 }
 
 /// Picks up directory changes (consent, subscribers, bindings) made by
-/// other processes or by the API: consent at once, the binding index after;
-/// and the walled garden, changed by `kanki garden` in another process.
+/// any process or by the API: consent and changed bindings every
+/// `refresh_every`; and the walled garden, changed by `kanki garden` in
+/// another process. The index is rebuilt by `directory_rebuilder`, on its
+/// own task, so that changes keep arriving while it runs.
 async fn directory_refresher(st: ApiState) {
     let every = st.kanki.config.directory.refresh_every.0;
-    let rebuild = st.kanki.config.directory.rebuild_every.0;
     loop {
         tokio::time::sleep(every).await;
         let k = st.kanki.clone();
@@ -364,18 +477,49 @@ async fn directory_refresher(st: ApiState) {
             if g.refresh(&k.store)? {
                 tracing::debug!(inside = g.len(), "walled garden reloaded");
             }
-            d.refresh(&k.store, Utc::now(), rebuild)
+            d.refresh(&k.store, Utc::now())
         };
         match tokio::task::spawn_blocking(refreshed).await {
-            Ok(Ok(true)) => tracing::debug!("subscriber directory reloaded"),
-            Ok(Ok(false)) => {}
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "directory reload failed; the previous one stays in use")
+                tracing::error!(error = %e, "directory refresh failed; the previous one stays in use")
             }
-            Err(e) => tracing::error!(error = %e, "directory reload panicked"),
+            Err(e) => tracing::error!(error = %e, "directory refresh panicked"),
         }
     }
 }
+
+/// Rebuilds the binding index when it is due (`rebuild_every` while
+/// bindings change), folding in the changes laid over it, and trims the
+/// store's change log now and then.
+async fn directory_rebuilder(st: ApiState) {
+    let every = st.kanki.config.directory.refresh_every.0;
+    let rebuild = st.kanki.config.directory.rebuild_every.0;
+    let mut last_trim = Instant::now();
+    loop {
+        tokio::time::sleep(every).await;
+        let trim = last_trim.elapsed() >= CHANGE_LOG_KEPT / 10;
+        if trim {
+            last_trim = Instant::now();
+        }
+        let (k, d) = (st.kanki.clone(), st.directory.clone());
+        let rebuilt = move || -> Result<bool, kanki_service::ServiceError> {
+            if trim {
+                let kept = CHANGE_LOG_KEPT.max(rebuild * 10);
+                let before = Utc::now() - chrono::Duration::from_std(kept).unwrap_or_default();
+                k.store.directory().trim_binding_changes(before)?;
+            }
+            d.rebuild_if_due(&k.store, Utc::now(), rebuild)
+        };
+        if let Some(true) = background_turn("directory rebuild", rebuilt).await {
+            tracing::debug!("subscriber directory rebuilt");
+        }
+    }
+}
+
+/// How long the store's log of binding changes is kept (at least ten
+/// rebuilds): a process further behind than this rebuilds its index.
+const CHANGE_LOG_KEPT: Duration = Duration::from_secs(600);
 
 /// The retention purge of bindings and audit records, itself audited.
 async fn purger(st: ApiState) {

@@ -5,31 +5,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::{Env, client, eventually, free_port, need};
+use common::{Env, client, eventually, free_port, need, radclient};
 use serde_json::{Value, json};
-
-fn radclient(port: u16, attrs: &str) {
-    let mut c = Command::new(need("radclient", "freeradius-utils"))
-        .args(["-x", "-r", "2", "-t", "2"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["acct", "testing123"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
-    let out = c.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && text.contains("Accounting-Response"),
-        "radclient got no Accounting-Response: {text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn who(api: &str, address: &str, at: i64) -> Value {
     let r = client()

@@ -10,17 +10,27 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use kanki_audit::{AuditEntry, Ground};
-use kanki_directory::{BindingIndex, BindingRef, IndexBuilder, Subject, SubjectKind};
+use kanki_directory::{BindingIndex, BindingRef, Candidate, IndexBuilder, Subject, SubjectKind};
 use kanki_store::{Store, StoredBinding};
 use serde::Serialize;
 
 use crate::{Kanki, ServiceError};
 
 /// The binding index with the subscribers behind its holder numbers, as of
-/// one directory generation. Immutable. A holder number is the number the
-/// store gives a subject (see `DirectoryBackend::binding_subjects`).
+/// one directory generation, and the bindings changed since laid over it.
+/// Immutable: a change makes a new `Compiled` sharing the index. A holder
+/// number is the number the store gives a subject (see
+/// `DirectoryBackend::binding_subjects`), in the index and the overlay alike.
 pub struct Compiled {
     pub generation: u64,
+    base: Arc<Base>,
+    overlay: Arc<Overlay>,
+    /// The last entry of the store's change log laid over the index.
+    seq: i64,
+}
+
+/// The compiled index and the subscribers behind its holder numbers.
+struct Base {
     index: BindingIndex,
     /// Holder number → subscriber id, where an identifier maps it.
     subscriber_of: Vec<Option<Arc<str>>>,
@@ -29,15 +39,424 @@ pub struct Compiled {
     inside_address: foldhash::HashMap<u32, IpAddr>,
 }
 
+/// The bindings changed since the index was built, each as it is now: a
+/// lookup takes a binding from here rather than from the index (a Stop
+/// ends in the overlay a session the index still holds open). Folded into
+/// the index by the next rebuild.
+#[derive(Clone, Default)]
+struct Overlay {
+    bindings: foldhash::HashMap<i64, BindingRef>,
+    /// The ids of the changed bindings of each prefix.
+    by_prefix: foldhash::HashMap<ipnet::IpNet, Vec<i64>>,
+    /// The prefix lengths present, IPv4 and IPv6, longest first.
+    lens: [Vec<u8>; 2],
+    /// The subjects of the changed bindings: their subscriber, and the
+    /// inside address a CGNAT subject names.
+    subscriber_of: foldhash::HashMap<u32, Option<Arc<str>>>,
+    inside_address: foldhash::HashMap<u32, IpAddr>,
+}
+
+/// IPv4, or the IPv4 address an IPv4-mapped IPv6 address carries.
+fn unmapped(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl Overlay {
+    fn is_empty(&self) -> bool {
+        self.bindings.is_empty()
+    }
+
+    /// The changed bindings whose prefix contains `addr`.
+    fn covering(&self, addr: IpAddr) -> impl Iterator<Item = &BindingRef> {
+        let addr = unmapped(addr);
+        let lens = &self.lens[usize::from(addr.is_ipv6())];
+        lens.iter()
+            .filter_map(move |&len| {
+                let net = ipnet::IpNet::new(addr, len).ok()?.trunc();
+                self.by_prefix.get(&net)
+            })
+            .flatten()
+            .filter_map(|id| self.bindings.get(id))
+    }
+
+    fn covers(&self, addr: IpAddr) -> bool {
+        self.covering(addr).next().is_some()
+    }
+
+    /// Lays one change over the others.
+    fn put(&mut self, c: kanki_store::BindingChange) {
+        let b = BindingRef {
+            id: c.binding.id,
+            prefix: c.binding.prefix,
+            ports: c.binding.ports,
+            from: c.binding.from,
+            to: c.binding.to,
+            holder: c.binding.subject,
+        };
+        if self.bindings.insert(b.id, b.clone()).is_none() {
+            self.by_prefix.entry(b.prefix).or_default().push(b.id);
+            let lens = &mut self.lens[usize::from(b.prefix.addr().is_ipv6())];
+            if !lens.contains(&b.prefix.prefix_len()) {
+                lens.push(b.prefix.prefix_len());
+                lens.sort_unstable_by(|a, b| b.cmp(a));
+            }
+        }
+        if c.kind == SubjectKind::InsideAddress
+            && let Ok(addr) = c.value.parse::<IpAddr>()
+        {
+            self.inside_address.insert(b.holder, addr);
+        }
+        self.subscriber_of
+            .insert(b.holder, c.subscriber.map(Arc::from));
+    }
+}
+
 impl Compiled {
+    /// Reads every binding and subject from the store and compiles them,
+    /// with the changes made meanwhile laid over them.
+    pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Compiled, ServiceError> {
+        // The change log's head first: a change made while the bindings
+        // are read is laid over them again (the same binding as it is).
+        let seq = store.directory().binding_change_head()?;
+        let generation = store.directory().directory_generation()?;
+        let base = Base::load(store, now)?;
+        let c = Compiled {
+            generation,
+            base: Arc::new(base),
+            overlay: Arc::default(),
+            seq,
+        };
+        Ok(match c.with_changes(store, now, &mut |_, _| {})? {
+            Changes::Laid(next, _) => next,
+            // Changed too much meanwhile: what was read is what there is.
+            Changes::None | Changes::Stale => c,
+        })
+    }
+
+    /// The bindings of one address around one moment, read from the
+    /// store's index of prefixes (with, behind CGNAT, those of the inside
+    /// addresses they name), compiled: what [`Kanki::who`] needs to answer
+    /// one lookup, in milliseconds, without compiling the directory.
+    pub fn for_address(
+        store: &Store,
+        addr: IpAddr,
+        at: DateTime<Utc>,
+        skew: u32,
+    ) -> Result<Compiled, ServiceError> {
+        let d = store.directory();
+        let (from, to) = (
+            at.timestamp() - i64::from(skew),
+            at.timestamp() + i64::from(skew),
+        );
+        let mut found: Vec<kanki_store::BindingScan> = Vec::new();
+        d.bindings_covering(unmapped(addr), from, to, &mut |b| found.push(b))?;
+        let (mut subscriber_of, mut inside_address) = (Vec::new(), Default::default());
+        let mut subscribers = HashMap::new();
+        let mut seen = 0;
+        // One step behind CGNAT, as `Found::lookup` follows it.
+        for round in 0..2 {
+            let mut fresh: Vec<u32> = found[seen..].iter().map(|b| b.subject).collect();
+            seen = found.len();
+            fresh.sort_unstable();
+            fresh.dedup();
+            let mut inside = Vec::new();
+            d.subjects_numbered(&fresh, &mut |s| {
+                if s.kind == SubjectKind::InsideAddress
+                    && let Ok(a) = s.value.parse::<IpAddr>()
+                {
+                    inside.push(a);
+                }
+                name_subject(&mut subscriber_of, &mut inside_address, &mut subscribers, s);
+            })?;
+            if round == 0 {
+                for a in inside {
+                    d.bindings_covering(unmapped(a), from, to, &mut |b| found.push(b))?;
+                }
+            }
+        }
+        let mut builder = IndexBuilder::with_capacity(found.len());
+        for b in &found {
+            builder.add(&BindingRef {
+                id: b.id,
+                prefix: b.prefix,
+                ports: b.ports,
+                from: b.from,
+                to: b.to,
+                holder: b.subject,
+            });
+        }
+        let base = Base {
+            index: builder.build(Utc::now().timestamp(), rand_seed()),
+            subscriber_of,
+            inside_address,
+        };
+        Ok(Compiled {
+            generation: 0,
+            base: Arc::new(base),
+            overlay: Arc::default(),
+            seq: 0,
+        })
+    }
+
+    pub fn empty() -> Compiled {
+        Compiled {
+            generation: 0,
+            base: Arc::new(Base {
+                index: BindingIndex::empty(),
+                subscriber_of: Vec::new(),
+                inside_address: Default::default(),
+            }),
+            overlay: Arc::default(),
+            seq: 0,
+        }
+    }
+
+    /// This compiled index with the changes after its last laid over it.
+    /// `overlap` is told of each new binding that holds an address another
+    /// holder holds too.
+    fn with_changes(
+        &self,
+        store: &Store,
+        now: DateTime<Utc>,
+        overlap: &mut dyn FnMut(&BindingRef, &[Candidate]),
+    ) -> Result<Changes, ServiceError> {
+        let mut changes = Vec::new();
+        let mut after = self.seq;
+        loop {
+            let read =
+                store
+                    .directory()
+                    .binding_changes_since(after, CHANGES_PER_READ, &mut |c| changes.push(c))?;
+            if read.missed || self.overlay.bindings.len() + changes.len() > OVERLAY_MOST {
+                return Ok(Changes::Stale);
+            }
+            after = read.last;
+            if !read.more {
+                break;
+            }
+        }
+        if after == self.seq {
+            return Ok(Changes::None);
+        }
+        let n = changes.len();
+        let mut overlay = (*self.overlay).clone();
+        let now = now.timestamp();
+        let mut held = Vec::new();
+        for c in changes {
+            let (id, prefix, ports) = (c.binding.id, c.binding.prefix, c.binding.ports);
+            let fresh = ports.is_none() && !overlay.bindings.contains_key(&id);
+            if fresh {
+                held.clear();
+                self.who_at_over(&overlay, prefix.addr(), None, now, 0, &mut held);
+            }
+            overlay.put(c);
+            let b = &overlay.bindings[&id];
+            if fresh
+                && b.prefix.prefix_len() == b.prefix.max_prefix_len()
+                && b.from <= now
+                && b.to.is_none_or(|t| now < t)
+                && !held.iter().any(|x| x.binding.id == id)
+            {
+                let others: Vec<Candidate> = held
+                    .iter()
+                    .filter(|x| {
+                        x.binding.prefix == b.prefix
+                            && x.binding.holder != b.holder
+                            && x.binding.to.is_none_or(|t| now < t)
+                    })
+                    .cloned()
+                    .collect();
+                if !others.is_empty() {
+                    overlap(b, &others);
+                }
+            }
+        }
+        Ok(Changes::Laid(
+            Compiled {
+                generation: self.generation,
+                base: self.base.clone(),
+                overlay: Arc::new(overlay),
+                seq: after,
+            },
+            n,
+        ))
+    }
+
+    /// Number of bindings in the compiled index.
+    pub fn bindings(&self) -> usize {
+        self.base.index.len()
+    }
+
+    /// Number of bindings changed since the index was built, laid over it.
+    pub fn changed_since_built(&self) -> usize {
+        self.overlay.bindings.len()
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.base.index.memory_bytes()
+    }
+
+    /// The subscriber whose identifier holder number `h` is, if any.
+    fn subscriber_of(&self, h: u32) -> Option<&str> {
+        match self.overlay.subscriber_of.get(&h) {
+            Some(s) => s.as_deref(),
+            None => self.base.subscriber_of.get(h as usize)?.as_deref(),
+        }
+    }
+
+    /// The inside address holder number `h` names, behind CGNAT.
+    fn inside_address(&self, h: u32) -> Option<IpAddr> {
+        self.overlay
+            .inside_address
+            .get(&h)
+            .or_else(|| self.base.inside_address.get(&h))
+            .copied()
+    }
+
+    fn has_inside_addresses(&self) -> bool {
+        !self.base.inside_address.is_empty() || !self.overlay.inside_address.is_empty()
+    }
+
+    /// [`BindingIndex::who_at`], with the changed bindings as they are now.
+    pub fn who_at(
+        &self,
+        addr: IpAddr,
+        port: Option<u16>,
+        t: i64,
+        skew: u32,
+        out: &mut Vec<Candidate>,
+    ) {
+        self.who_at_over(&self.overlay, addr, port, t, skew, out)
+    }
+
+    fn who_at_over(
+        &self,
+        overlay: &Overlay,
+        addr: IpAddr,
+        port: Option<u16>,
+        t: i64,
+        skew: u32,
+        out: &mut Vec<Candidate>,
+    ) {
+        let first = out.len();
+        self.base.index.who_at(addr, port, t, skew, out);
+        if overlay.is_empty() {
+            return;
+        }
+        let mut i = first;
+        while i < out.len() {
+            if overlay.bindings.contains_key(&out[i].binding.id) {
+                out.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        let before = out.len();
+        let skew = i64::from(skew);
+        for b in overlay.covering(addr) {
+            let to = b.to.unwrap_or(i64::MAX).max(b.from);
+            if b.from - skew > t || to.saturating_add(skew) < t {
+                continue;
+            }
+            if let (Some(p), Some(r)) = (port, b.ports)
+                && !(r.first <= p && p <= r.last)
+            {
+                continue;
+            }
+            let near = t < b.from + skew || (b.to.is_some() && t + skew > to);
+            out.push(Candidate {
+                binding: b.clone(),
+                near_boundary: near,
+            });
+        }
+        if out.len() > before {
+            // Most specific prefix first, then by start, as the index gives them.
+            out[first..].sort_by_key(|c| {
+                (
+                    std::cmp::Reverse(c.binding.prefix.prefix_len()),
+                    c.binding.from,
+                )
+            });
+        }
+    }
+
+    /// The holder of `addr` now, as [`kanki_directory::holder_now`] decides.
+    #[inline]
+    pub fn holder_now(&self, addr: IpAddr, now: i64) -> Option<u32> {
+        if self.overlay.is_empty() || !self.overlay.covers(addr) {
+            return self.base.index.who_now(addr, now);
+        }
+        let mut cands = Vec::new();
+        self.who_at(addr, None, now, 0, &mut cands);
+        kanki_directory::holder_now(&cands, now)
+    }
+
+    /// The subscriber holding `addr` now, if one does (see
+    /// [`holder_now`](Self::holder_now)). For the DNS front's consent
+    /// check, which is covered by the subscriber's consent and not written
+    /// to the audit log (see `../shared/DESIGN.md`).
+    #[inline]
+    pub fn subscriber_now(&self, addr: IpAddr, now: i64) -> Option<&str> {
+        self.subscriber_of(self.holder_now(addr, now)?)
+    }
+}
+
+/// What [`Compiled::with_changes`] found.
+enum Changes {
+    None,
+    /// The compiled index with them laid over it, and how many there were.
+    Laid(Compiled, usize),
+    /// They cannot be followed (the log was trimmed past them, or there are
+    /// more than an overlay should hold): rebuild.
+    Stale,
+}
+
+/// At most this many changes are read from the log at once.
+const CHANGES_PER_READ: u32 = 50_000;
+/// An overlay holding more changed bindings than this is folded into the
+/// index by a rebuild rather than grown (a bulk import).
+const OVERLAY_MOST: usize = 500_000;
+
+/// Numbers one subject: its subscriber (one `Arc` per subscriber, shared by
+/// their identifiers) and the inside address it names.
+fn name_subject(
+    subscriber_of: &mut Vec<Option<Arc<str>>>,
+    inside_address: &mut foldhash::HashMap<u32, IpAddr>,
+    subscribers: &mut HashMap<String, Arc<str>>,
+    s: kanki_store::SubjectEntry<'_>,
+) {
+    if s.kind == SubjectKind::InsideAddress
+        && let Ok(addr) = s.value.parse::<IpAddr>()
+    {
+        inside_address.insert(s.number, addr);
+    }
+    let Some(id) = s.subscriber else { return };
+    let n = s.number as usize;
+    if subscriber_of.len() <= n {
+        subscriber_of.resize(n + 1, None);
+    }
+    let shared = match subscribers.get(id) {
+        Some(a) => a.clone(),
+        None => {
+            let a: Arc<str> = Arc::from(id);
+            subscribers.insert(id.to_string(), a.clone());
+            a
+        }
+    };
+    subscriber_of[n] = Some(shared);
+}
+
+impl Base {
     /// Reads every binding and subject from the store and compiles them.
     /// The bindings are read and sorted in id ranges on as many threads as
     /// there are cores (10M rows must load in seconds at start), then
     /// merged.
-    pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Compiled, ServiceError> {
+    fn load(store: &Store, now: DateTime<Utc>) -> Result<Base, ServiceError> {
         let started = std::time::Instant::now();
         let d = store.directory();
-        let generation = d.directory_generation()?;
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
         let ranges: Vec<RangeInclusive<i64>> = match d.binding_id_span()? {
             None => Vec::new(),
@@ -65,28 +484,9 @@ impl Compiled {
         // After the bindings, so that every subject they name is listed.
         let mut subscriber_of: Vec<Option<Arc<str>>> = Vec::new();
         let mut inside_address = foldhash::HashMap::default();
-        // One Arc per subscriber, shared by their identifiers.
         let mut subscribers: HashMap<String, Arc<str>> = HashMap::new();
         d.binding_subjects(&mut |s| {
-            if s.kind == SubjectKind::InsideAddress
-                && let Ok(addr) = s.value.parse::<IpAddr>()
-            {
-                inside_address.insert(s.number, addr);
-            }
-            let Some(id) = s.subscriber else { return };
-            let n = s.number as usize;
-            if subscriber_of.len() <= n {
-                subscriber_of.resize(n + 1, None);
-            }
-            let shared = match subscribers.get(id) {
-                Some(a) => a.clone(),
-                None => {
-                    let a: Arc<str> = Arc::from(id);
-                    subscribers.insert(id.to_string(), a.clone());
-                    a
-                }
-            };
-            subscriber_of[n] = Some(shared);
+            name_subject(&mut subscriber_of, &mut inside_address, &mut subscribers, s)
         })?;
         let subjects_read = started.elapsed();
         let merged = IndexBuilder::merge(parts);
@@ -100,43 +500,11 @@ impl Compiled {
             built_s = (started.elapsed() - merged_at).as_secs_f64(),
             "directory index compiled"
         );
-        Ok(Compiled {
-            generation,
+        Ok(Base {
             index,
             subscriber_of,
             inside_address,
         })
-    }
-
-    pub fn empty() -> Compiled {
-        Compiled {
-            generation: 0,
-            index: BindingIndex::empty(),
-            subscriber_of: Vec::new(),
-            inside_address: Default::default(),
-        }
-    }
-
-    /// Number of bindings held.
-    pub fn bindings(&self) -> usize {
-        self.index.len()
-    }
-
-    pub fn memory_bytes(&self) -> usize {
-        self.index.memory_bytes()
-    }
-
-    /// The subscriber whose identifier holder number `h` is, if any.
-    fn subscriber_of(&self, h: u32) -> Option<&str> {
-        self.subscriber_of.get(h as usize)?.as_deref()
-    }
-
-    /// The subscriber holding `addr` now, if exactly one does. For the DNS
-    /// front's consent check, which is covered by the subscriber's consent
-    /// and not written to the audit log (see `../shared/DESIGN.md`).
-    #[inline]
-    pub fn subscriber_now(&self, addr: IpAddr, now: i64) -> Option<&str> {
-        self.subscriber_of(self.index.who_now(addr, now)?)
     }
 }
 
@@ -169,14 +537,21 @@ fn rand_seed() -> u64 {
     RandomState::new().hash_one(0x006b_616e_6b69_u64)
 }
 
-/// The directory a running kanki keeps: the compiled index and the set of
-/// consenting subscribers, each swapped whole when it changes.
+/// The directory a running kanki keeps: the compiled index with the
+/// bindings changed since laid over it, and the set of consenting
+/// subscribers, each swapped whole when it changes.
 pub struct Directory {
     compiled: ArcSwap<Compiled>,
     consent: ArcSwap<HashSet<String>>,
     consent_generation: std::sync::atomic::AtomicU64,
     /// When the index was last rebuilt.
     built: std::sync::Mutex<std::time::Instant>,
+    /// Held while changes are laid over the index, so that two followers
+    /// (the refresher, a rebuild catching up) do not drop each other's.
+    following: std::sync::Mutex<()>,
+    /// The change log could not be followed: rebuild at the next refresh.
+    stale: std::sync::atomic::AtomicBool,
+    events: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Directory {
@@ -186,6 +561,9 @@ impl Directory {
             consent: ArcSwap::from_pointee(HashSet::new()),
             consent_generation: Default::default(),
             built: std::sync::Mutex::new(std::time::Instant::now()),
+            following: Default::default(),
+            stale: Default::default(),
+            events: Default::default(),
         };
         d.reload_consent(store)?;
         d.compiled.store(Arc::new(Compiled::load(store, now)?));
@@ -196,36 +574,142 @@ impl Directory {
         self.compiled.load_full()
     }
 
+    /// Counts `n` directory events of a kind (`overlap`,
+    /// `stop_without_start`, a follower's skip reason...), for the metrics.
+    pub fn count(&self, event: &str, n: u64) {
+        if n > 0 {
+            let mut e = self.events.lock().unwrap_or_else(|p| p.into_inner());
+            *e.entry(event.to_string()).or_default() += n;
+        }
+    }
+
+    /// Every event counted so far, by kind.
+    pub fn events(&self) -> Vec<(String, u64)> {
+        let e = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        e.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// Lays the bindings changed since the last look over the index (any
+    /// process's changes: the store's change log). Cheap when nothing
+    /// changed; `kanki serve` calls it every `refresh_every`. Returns the
+    /// number of changes read.
+    pub fn follow_changes(&self, store: &Store, now: DateTime<Utc>) -> Result<usize, ServiceError> {
+        let _one = self.following.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.compiled.load_full();
+        self.lay_over(&current, store, now)
+    }
+
+    /// Swaps in `c` with the changes after its last laid over it (the
+    /// follower's lock held).
+    fn lay_over(
+        &self,
+        c: &Arc<Compiled>,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<usize, ServiceError> {
+        let mut overlaps = 0;
+        let mut first = None;
+        let changed = c.with_changes(store, now, &mut |b, others| {
+            overlaps += 1;
+            first.get_or_insert_with(|| {
+                (
+                    b.prefix,
+                    b.id,
+                    others.iter().map(|o| o.binding.id).collect::<Vec<_>>(),
+                )
+            });
+        });
+        // One line per look, however many (a NAS that lost its Stops
+        // would otherwise fill the log).
+        if let Some((prefix, binding, still_open)) = first {
+            tracing::warn!(
+                overlaps,
+                %prefix,
+                binding,
+                ?still_open,
+                "bindings start on addresses other holders still hold; the newest start decides who holds each now"
+            );
+        }
+        self.count("overlap", overlaps);
+        match changed? {
+            Changes::Laid(next, n) => {
+                self.compiled.store(Arc::new(next));
+                Ok(n)
+            }
+            Changes::None => {
+                if !Arc::ptr_eq(c, &self.compiled.load()) {
+                    self.compiled.store(c.clone());
+                }
+                Ok(0)
+            }
+            Changes::Stale => {
+                // A rebuild's own index is swapped in even so: it is newer.
+                if !Arc::ptr_eq(c, &self.compiled.load()) {
+                    self.compiled.store(c.clone());
+                }
+                self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(0)
+            }
+        }
+    }
+
     /// Picks up changes made through the store: consent at once when it
-    /// changed; the binding index when bindings changed and the last
-    /// rebuild is at least `rebuild_every` old (a busy RADIUS feed changes
-    /// bindings all the time; rebuilding ten million of them takes
-    /// seconds). Returns whether the index was rebuilt.
-    pub fn refresh(
+    /// changed, and the changed bindings, laid over the index. Cheap;
+    /// `kanki serve` calls it every `refresh_every`, on its own task, so a
+    /// rebuild running meanwhile delays nothing.
+    pub fn refresh(&self, store: &Store, now: DateTime<Utc>) -> Result<(), ServiceError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if store.directory().consent_generation()? != self.consent_generation.load(Relaxed) {
+            self.reload_consent(store)?;
+        }
+        self.follow_changes(store, now)?;
+        Ok(())
+    }
+
+    /// Rebuilds the index when bindings changed and the last rebuild is at
+    /// least `rebuild_every` old (a busy RADIUS feed changes bindings all
+    /// the time; rebuilding ten million of them takes seconds), or at once
+    /// when the changes could not be followed. Returns whether it did.
+    pub fn rebuild_if_due(
         &self,
         store: &Store,
         now: DateTime<Utc>,
         rebuild_every: std::time::Duration,
     ) -> Result<bool, ServiceError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let d = store.directory();
-        if d.consent_generation()? != self.consent_generation.load(Relaxed) {
-            self.reload_consent(store)?;
-        }
-        if d.directory_generation()? == self.compiled.load().generation {
+        let stale = self.stale.load(std::sync::atomic::Ordering::Relaxed);
+        if !stale && store.directory().directory_generation()? == self.compiled.load().generation {
             return Ok(false);
         }
         {
             let built = self.built.lock().unwrap_or_else(|p| p.into_inner());
-            if built.elapsed() < rebuild_every {
+            if !stale && built.elapsed() < rebuild_every {
                 return Ok(false);
             }
         }
-        self.compiled.store(Arc::new(Compiled::load(store, now)?));
-        *self.built.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        self.rebuild(store, now)?;
         Ok(true)
     }
 
+    /// Compiles the index anew from the store (the followers keep laying
+    /// changes over the old one meanwhile), then swaps it in with the
+    /// changes made since its read began laid over it.
+    pub fn rebuild(&self, store: &Store, now: DateTime<Utc>) -> Result<(), ServiceError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let seq = store.directory().binding_change_head()?;
+        let generation = store.directory().directory_generation()?;
+        let base = Base::load(store, now)?;
+        let fresh = Arc::new(Compiled {
+            generation,
+            base: Arc::new(base),
+            overlay: Arc::default(),
+            seq,
+        });
+        let _one = self.following.lock().unwrap_or_else(|p| p.into_inner());
+        self.stale.store(false, Relaxed);
+        self.lay_over(&fresh, store, now)?;
+        *self.built.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+        Ok(())
+    }
     pub fn reload_consent(&self, store: &Store) -> Result<(), ServiceError> {
         let d = store.directory();
         // The generation first: a change made while reading is then seen
@@ -364,6 +848,15 @@ impl Kanki {
         let (mut answer, entry) = found.answer(c, q, skew, &stored);
         answer.audit_seq = self.store.directory().audit_append(&entry)?.seq;
         Ok(answer)
+    }
+
+    /// [`who`](Self::who), answered from the store's index of prefixes
+    /// (the bindings of this one address), without compiling the
+    /// directory: for a process that asks once (`kanki who`).
+    pub fn who_in_store(&self, q: &WhoQuery) -> Result<Attribution, ServiceError> {
+        check_asked(&q.actor, &q.purpose)?;
+        let c = Compiled::for_address(&self.store, q.address, q.at, self.clock_skew())?;
+        self.who(&c, q)
     }
 
     /// Many lookups made for one purpose under one ground (an ingest
@@ -600,17 +1093,16 @@ impl Found {
         skew: u32,
     ) -> Found {
         let mut cands = Vec::new();
-        c.index
-            .who_at(address, port, at.timestamp(), skew, &mut cands);
+        c.who_at(address, port, at.timestamp(), skew, &mut cands);
         // A CGNAT log that names the inside address: who held that address
         // then (one step; an inside address behind another NAT is not
         // followed further).
         let mut inside = foldhash::HashMap::default();
-        let cgnat = !c.inside_address.is_empty();
+        let cgnat = c.has_inside_addresses();
         for (i, cand) in cands.iter().enumerate().filter(|_| cgnat) {
-            if let Some(&addr) = c.inside_address.get(&cand.binding.holder) {
+            if let Some(addr) = c.inside_address(cand.binding.holder) {
                 let mut inner = Vec::new();
-                c.index.who_at(addr, None, at.timestamp(), skew, &mut inner);
+                c.who_at(addr, None, at.timestamp(), skew, &mut inner);
                 inside.insert(i, inner);
             }
         }
@@ -722,5 +1214,88 @@ impl Found {
             audit_seq: 0,
         };
         (answer, entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use kanki_directory::{Binding, BindingEvent, BindingOrigin};
+
+    fn at(s: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_790_000_000 + s, 0).unwrap()
+    }
+
+    /// Random bindings on a few addresses, changed after the index was
+    /// built: the index with the changes laid over answers as an index
+    /// compiled afresh, for `who_at` and `holder_now`.
+    #[test]
+    fn changes_laid_over_answer_as_a_fresh_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(
+            &dir.path().join("kanki.sqlite3"),
+            &kanki_store::SqliteOptions::default(),
+        )
+        .unwrap();
+        let mut rng = kanki_directory::synth::Rng::new(3);
+        let binding = |i: u64, rng: &mut kanki_directory::synth::Rng| {
+            let from = rng.below(10_000) as i64;
+            BindingEvent::Binding(Binding {
+                subject: Subject::login(&format!("u{}", rng.below(6))).unwrap(),
+                prefix: format!("192.0.2.{}/32", rng.below(8)).parse().unwrap(),
+                ports: None,
+                from: at(from),
+                to: (rng.below(3) != 0).then(|| at(from + rng.below(3_000) as i64)),
+                origin: BindingOrigin::Static,
+                key: format!("k{i}"),
+                reporter: None,
+            })
+        };
+        let first: Vec<BindingEvent> = (0..200).map(|i| binding(i, &mut rng)).collect();
+        let d = store.directory();
+        d.apply_bindings(BindingOrigin::Static, &first, at(0))
+            .unwrap();
+        let directory = Directory::load(&store, at(5_000)).unwrap();
+        // New bindings, and old ones changed (the same keys again).
+        for round in 0..3 {
+            let more: Vec<BindingEvent> = (0..100)
+                .map(|_| {
+                    let k = rng.below(300 + round * 50);
+                    binding(k, &mut rng)
+                })
+                .collect();
+            d.apply_bindings(BindingOrigin::Static, &more, at(0))
+                .unwrap();
+            directory.follow_changes(&store, at(5_000)).unwrap();
+        }
+        let laid = directory.compiled();
+        assert!(laid.changed_since_built() > 0);
+        let fresh = Compiled::load(&store, at(5_000)).unwrap();
+        for _ in 0..3_000 {
+            let addr: IpAddr = format!("192.0.2.{}", rng.below(9)).parse().unwrap();
+            let t = at(rng.below(14_000) as i64).timestamp();
+            let skew = rng.below(3) as u32 * 100;
+            let ids = |c: &Compiled| {
+                let mut out = Vec::new();
+                c.who_at(addr, None, t, skew, &mut out);
+                let mut v: Vec<(i64, i64, Option<i64>, bool)> = out
+                    .iter()
+                    .map(|x| (x.binding.id, x.binding.from, x.binding.to, x.near_boundary))
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(ids(&laid), ids(&fresh), "who_at {addr} at {t} skew {skew}");
+            assert_eq!(
+                laid.subscriber_now(addr, t).map(str::to_string),
+                fresh.subscriber_now(addr, t).map(str::to_string)
+            );
+            assert_eq!(
+                laid.holder_now(addr, t),
+                fresh.holder_now(addr, t),
+                "holder_now {addr} at {t}"
+            );
+        }
     }
 }

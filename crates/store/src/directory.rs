@@ -67,6 +67,9 @@ pub struct BindingCounts {
     /// Sessions closed by a NAS restart (Accounting-On/Off) or by a prefix
     /// change within a session.
     pub closed: u64,
+    /// Stops of sessions whose Start the store never had (stored as the
+    /// session, from its start as the Stop gives it).
+    pub stops_without_start: u64,
 }
 
 /// Ids of the bindings a change touched (read them with
@@ -94,6 +97,31 @@ pub struct SubjectEntry<'a> {
     pub kind: kanki_directory::SubjectKind,
     pub value: &'a str,
     pub subscriber: Option<&'a str>,
+}
+
+/// A binding as one change left it, with its subject as a subscriber
+/// lookup names it: what a process holding the compiled index lays over it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BindingChange {
+    /// The change's number in the change log.
+    pub seq: i64,
+    pub binding: BindingScan,
+    pub kind: kanki_directory::SubjectKind,
+    pub value: String,
+    /// The subscriber whose identifier the subject is, if any.
+    pub subscriber: Option<String>,
+}
+
+/// What a read of the change log found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChangesRead {
+    /// The number of the last change read (the `after` asked when none).
+    pub last: i64,
+    /// Changes after `after` were trimmed from the log before they were
+    /// read: the reader has missed some and must rebuild from the bindings.
+    pub missed: bool,
+    /// More changes follow than the limit let through.
+    pub more: bool,
 }
 
 /// Filters of `audit show`.
@@ -193,6 +221,39 @@ pub trait DirectoryBackend: Send + Sync {
 
     /// The lowest and the highest binding id, or `None` when there is none.
     fn binding_id_span(&self) -> Result<Option<(i64, i64)>>;
+
+    /// The number of the newest entry of the change log (0 when nothing
+    /// has changed): every binding written or changed by
+    /// [`apply_bindings`](Self::apply_bindings), in commit order.
+    fn binding_change_head(&self) -> Result<i64>;
+
+    /// The bindings changed after change `after`, as they are now, with
+    /// their subjects, in change order, at most `limit` changes (a binding
+    /// purged since is left out).
+    fn binding_changes_since(
+        &self,
+        after: i64,
+        limit: u32,
+        f: &mut dyn FnMut(BindingChange),
+    ) -> Result<ChangesRead>;
+
+    /// Removes change-log entries written before `before`.
+    fn trim_binding_changes(&self, before: DateTime<Utc>) -> Result<u64>;
+
+    /// Every binding whose prefix contains `addr` and whose interval meets
+    /// `from..=to` (Unix seconds), from the store's index of prefixes,
+    /// without reading the others.
+    fn bindings_covering(
+        &self,
+        addr: std::net::IpAddr,
+        from: i64,
+        to: i64,
+        f: &mut dyn FnMut(BindingScan),
+    ) -> Result<()>;
+
+    /// The subjects numbered `numbers`, as [`binding_subjects`](Self::binding_subjects) gives them.
+    fn subjects_numbered(&self, numbers: &[u32], f: &mut dyn FnMut(SubjectEntry<'_>))
+    -> Result<()>;
 
     /// The bindings with these ids (the evidence of an attribution).
     fn bindings_by_id(&self, ids: &[i64]) -> Result<Vec<StoredBinding>>;

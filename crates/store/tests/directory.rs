@@ -666,3 +666,112 @@ fn remembered_open_sessions_write_what_reading_the_store_writes() {
         "{remembered_writes_nothing}"
     );
 }
+
+#[test]
+fn the_change_log_lists_changed_bindings_and_bindings_are_found_by_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let d = store.directory();
+    d.upsert_subscribers(
+        &[SubscriberRecord {
+            id: "S1".into(),
+            email: None,
+            postal_address: None,
+            language: "ja".into(),
+            plan: None,
+            consent: Some(true),
+            identifiers: vec![],
+        }],
+        "import",
+        "test",
+        t(0),
+    )
+    .unwrap();
+    assert_eq!(d.binding_change_head().unwrap(), 0);
+    let (counts, _) = d
+        .apply_bindings(
+            BindingOrigin::Radius,
+            &[
+                session(
+                    SessionPhase::Start,
+                    "nas1",
+                    "a",
+                    "S1",
+                    &["192.0.2.7/32", "2001:db8:7:100::/56"],
+                    1,
+                ),
+                // A Stop whose Start never came: stored, and counted.
+                session(SessionPhase::Stop, "nas1", "b", "bob", &["192.0.2.9/32"], 3),
+            ],
+            t(4),
+        )
+        .unwrap();
+    assert_eq!(counts.stops_without_start, 1);
+    let mut seen = Vec::new();
+    let read = d
+        .binding_changes_since(0, 100, &mut |c| {
+            seen.push((
+                c.binding.prefix.to_string(),
+                c.binding.to.is_some(),
+                c.subscriber,
+            ))
+        })
+        .unwrap();
+    assert!(!read.missed && !read.more);
+    assert_eq!(read.last, d.binding_change_head().unwrap());
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("192.0.2.7/32".to_string(), false, Some("S1".to_string())),
+            ("192.0.2.9/32".to_string(), true, None),
+            (
+                "2001:db8:7:100::/56".to_string(),
+                false,
+                Some("S1".to_string())
+            ),
+        ]
+    );
+    // The Stop of session a: one more change, read after the last one seen.
+    d.apply_bindings(
+        BindingOrigin::Radius,
+        &[session(
+            SessionPhase::Stop,
+            "nas1",
+            "a",
+            "S1",
+            &["192.0.2.7/32", "2001:db8:7:100::/56"],
+            2,
+        )],
+        t(4),
+    )
+    .unwrap();
+    let mut later = Vec::new();
+    let next = d
+        .binding_changes_since(read.last, 1, &mut |c| later.push(c.binding.to))
+        .unwrap();
+    assert!(next.more, "two changes, one asked");
+    assert_eq!(later, [Some(t(2).timestamp())]);
+
+    // By address: the prefixes that contain it, around the moment.
+    let found = |addr: &str, at: i64| {
+        let mut v = Vec::new();
+        d.bindings_covering(
+            addr.parse().unwrap(),
+            t(at).timestamp(),
+            t(at).timestamp(),
+            &mut |b| v.push(b.prefix.to_string()),
+        )
+        .unwrap();
+        v
+    };
+    assert_eq!(found("192.0.2.7", 1), ["192.0.2.7/32"]);
+    assert_eq!(found("2001:db8:7:1ff::9", 1), ["2001:db8:7:100::/56"]);
+    assert!(found("192.0.2.8", 1).is_empty());
+    assert!(found("192.0.2.7", 3).is_empty(), "stopped at 2");
+
+    // Trimmed past a reader: it is told it missed changes.
+    d.trim_binding_changes(t(5)).unwrap();
+    let r = d.binding_changes_since(0, 100, &mut |_| {}).unwrap();
+    assert!(r.missed);
+}

@@ -455,7 +455,7 @@ pub struct Follow {
     next_line: u64,
 }
 
-fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
+pub(crate) fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
@@ -470,7 +470,7 @@ fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
 
 /// Whether an open file has been deleted (its inode number may already
 /// belong to a new file at the same path).
-fn unlinked(file: &File) -> bool {
+pub(crate) fn unlinked(file: &File) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;

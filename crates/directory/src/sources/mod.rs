@@ -39,6 +39,7 @@ pub mod detail;
 pub mod dhcpd;
 pub mod kea;
 pub mod static_csv;
+pub mod tail;
 
 mod fields;
 mod lines;
@@ -49,6 +50,7 @@ pub use detail::{DetailRows, Follow, Polled};
 pub use dhcpd::DhcpdRows;
 pub use kea::KeaRows;
 pub use static_csv::StaticRows;
+pub use tail::{Tail, TailPosition, TailRead};
 
 /// Reads `input` as a file of `origin`'s format.
 ///

@@ -433,3 +433,27 @@ print("ready", flush=True)
 sys.stdin.read()
 c.stop()
 "#;
+
+/// Sends one Accounting-Request (`attrs`, radclient's attribute list) to
+/// the RADIUS server on 127.0.0.1:`port` with FreeRADIUS's `radclient`
+/// (secret `testing123`); fails unless it is answered.
+pub fn radclient(port: u16, attrs: &str) {
+    use std::io::Write;
+    let mut c = Command::new(need("radclient", "freeradius-utils"))
+        .args(["-x", "-r", "2", "-t", "2"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["acct", "testing123"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("Accounting-Response"),
+        "radclient got no Accounting-Response: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

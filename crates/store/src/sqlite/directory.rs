@@ -189,6 +189,57 @@ fn unpack_prefix(b: &[u8]) -> Option<IpNet> {
     IpNet::new(addr, *len).ok()
 }
 
+/// A prefix as the `net_len`, `net_hi`, `net_lo` columns keep it (schema
+/// 12): the length (plus 200 for IPv4), and the network address's upper and
+/// lower 64 bits, bit for bit as signed integers.
+pub(crate) fn net_columns(p: &IpNet) -> (i64, i64, i64) {
+    match p.trunc() {
+        IpNet::V4(n) => (
+            200 + i64::from(n.prefix_len()),
+            0,
+            i64::from(u32::from(n.network())),
+        ),
+        IpNet::V6(n) => {
+            let a = u128::from(n.network());
+            (
+                i64::from(n.prefix_len()),
+                (a >> 64) as u64 as i64,
+                a as u64 as i64,
+            )
+        }
+    }
+}
+
+/// Schema 12's second step: every stored binding's prefix as integers, then
+/// their index (made after, so that filling the columns does not update it
+/// row by row).
+pub(super) fn fill_binding_ranges(conn: &Connection) -> Result<()> {
+    let rows: Vec<(i64, Option<IpNet>)> = {
+        let mut stmt = conn.prepare("SELECT id, coalesce(net, prefix) FROM bindings")?;
+        let mut rows = stmt.query([])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            let prefix = match r.get_ref(1)? {
+                ValueRef::Blob(b) => unpack_prefix(b),
+                ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(parse_prefix),
+                _ => None,
+            };
+            out.push((r.get(0)?, prefix));
+        }
+        out
+    };
+    let mut update =
+        conn.prepare("UPDATE bindings SET net_len = ?2, net_hi = ?3, net_lo = ?4 WHERE id = ?1")?;
+    for (id, prefix) in rows {
+        if let Some(p) = prefix {
+            let (len, hi, lo) = net_columns(&p);
+            update.execute(params![id, len, hi, lo])?;
+        }
+    }
+    conn.execute_batch("CREATE INDEX bindings_net ON bindings(net_len, net_hi, net_lo, from_ts)")?;
+    Ok(())
+}
+
 /// Inserts a binding whose (origin, key) is new; `None` when one exists.
 fn insert_binding(
     tx: &Connection,
@@ -197,11 +248,12 @@ fn insert_binding(
     now: i64,
 ) -> Result<Option<i64>> {
     let subject = subject_number(tx, &b.subject)?;
+    let net = net_columns(&b.prefix);
     let n = tx
         .prepare_cached(
         "INSERT INTO bindings (origin, key, subject_kind, subject, prefix, port_first, port_last,
-            from_ts, to_ts, reporter, detail, updated_at, subject_id, net)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+            from_ts, to_ts, reporter, detail, updated_at, subject_id, net, net_len, net_hi, net_lo)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT (origin, key) DO NOTHING",
     )?
     .execute(params![
@@ -219,6 +271,9 @@ fn insert_binding(
         now,
         subject,
         pack_prefix(&b.prefix),
+        net.0,
+        net.1,
+        net.2,
     ])?;
     Ok((n == 1).then(|| tx.last_insert_rowid()))
 }
@@ -450,6 +505,7 @@ impl Apply<'_, '_> {
         let stop = e.phase == SessionPhase::Stop;
         let key = format!("{}/{}/{prefix}", e.nas, e.session_id);
         let subject = subject_number(self.tx, &e.subject)?;
+        let net = net_columns(prefix);
         // Insert first (most rows of a busy feed are new sessions), then
         // update a known one. (Not one upsert: telling its insert from its
         // update by the last inserted row id fails when numbering the
@@ -458,8 +514,8 @@ impl Apply<'_, '_> {
             .tx
             .prepare_cached(
                 "INSERT INTO bindings (origin, key, subject_kind, subject, prefix, from_ts,
-                    to_ts, reporter, detail, updated_at, subject_id, net)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                    to_ts, reporter, detail, updated_at, subject_id, net, net_len, net_hi, net_lo)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                  ON CONFLICT (origin, key) DO NOTHING",
             )?
             .execute(params![
@@ -475,10 +531,17 @@ impl Apply<'_, '_> {
                 self.now,
                 subject,
                 pack_prefix(prefix),
+                net.0,
+                net.1,
+                net.2,
             ])?;
         if inserted == 1 {
             let id = self.tx.last_insert_rowid();
             self.counts.added += 1;
+            if stop {
+                // The session's Start never reached the store.
+                self.counts.stops_without_start += 1;
+            }
             self.changed.push(id);
             return Ok(Some(id));
         }
@@ -595,30 +658,75 @@ fn scan_binding_rows(
     )?;
     let mut rows = stmt.query([ids.start(), ids.end()])?;
     while let Some(r) = rows.next()? {
-        // Rows written before schema version 7 have their prefix as text
-        // only.
-        let prefix = match r.get_ref(2)? {
-            ValueRef::Blob(b) => unpack_prefix(b),
-            ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(parse_prefix),
-            _ => None,
-        };
-        let (Some(subject), Some(prefix)) = (r.get::<_, Option<u32>>(1)?, prefix) else {
-            continue; // written by this code, so never; skip rather than fail a start
-        };
-        let ports = match (r.get::<_, Option<u16>>(3)?, r.get::<_, Option<u16>>(4)?) {
-            (Some(a), Some(b)) => PortRange::new(a, b),
-            _ => None,
-        };
-        f(BindingScan {
-            id: r.get(0)?,
-            subject,
-            prefix,
-            ports,
-            from: r.get(5)?,
-            to: r.get(6)?,
-        });
+        if let Some(b) = scan_row(r, 0)? {
+            f(b);
+        }
     }
     Ok(())
+}
+
+/// A binding in its compact form from the columns `id, subject_id,
+/// coalesce(net, prefix), port_first, port_last, from_ts, to_ts` starting
+/// at column `at`; `None` for a row without a subject number or a readable
+/// prefix (written by this code, so never; skipped rather than failing a
+/// start).
+fn scan_row(r: &Row, at: usize) -> rusqlite::Result<Option<BindingScan>> {
+    // Rows written before schema version 7 have their prefix as text only.
+    let prefix = match r.get_ref(at + 2)? {
+        ValueRef::Blob(b) => unpack_prefix(b),
+        ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(parse_prefix),
+        _ => None,
+    };
+    let (Some(subject), Some(prefix)) = (r.get::<_, Option<u32>>(at + 1)?, prefix) else {
+        return Ok(None);
+    };
+    let ports = match (
+        r.get::<_, Option<u16>>(at + 3)?,
+        r.get::<_, Option<u16>>(at + 4)?,
+    ) {
+        (Some(a), Some(b)) => PortRange::new(a, b),
+        _ => None,
+    };
+    Ok(Some(BindingScan {
+        id: r.get(at)?,
+        subject,
+        prefix,
+        ports,
+        from: r.get(at + 5)?,
+        to: r.get(at + 6)?,
+    }))
+}
+
+/// Joins a subject (`s`) to the subscriber whose identifier it is (`i`), or
+/// who it is (`p`).
+const SUBJECT_OWNER: &str =
+    "LEFT JOIN subscriber_identifiers i ON i.kind = s.kind AND i.value = s.value
+     LEFT JOIN subscribers p ON s.kind = 'subscriber' AND p.id = s.value";
+
+/// Calls `f` with the subject of a row `s.id, s.kind, s.value, subscriber`.
+fn subject_entry(r: &Row, f: &mut dyn FnMut(SubjectEntry<'_>)) -> Result<()> {
+    let (Ok(number), Ok(kind)) = (r.get::<_, u32>(0), text(r, 1)?.parse()) else {
+        return Ok(());
+    };
+    f(SubjectEntry {
+        number,
+        kind,
+        value: text(r, 2)?,
+        subscriber: r
+            .get_ref(3)?
+            .as_str_or_null()
+            .map_err(rusqlite::Error::from)?,
+    });
+    Ok(())
+}
+
+/// The number of the newest change-log entry ever written.
+fn change_head(c: &Connection) -> Result<i64> {
+    Ok(c.query_row(
+        "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'binding_changes'), 0)",
+        [],
+        |r| r.get(0),
+    )?)
 }
 
 fn text<'r>(r: &'r Row, i: usize) -> rusqlite::Result<&'r str> {
@@ -957,6 +1065,12 @@ impl DirectoryBackend for SqliteBackend {
             changed.dedup();
             if !changed.is_empty() {
                 bump_generation(&tx)?;
+                let mut log = tx.prepare_cached(
+                    "INSERT INTO binding_changes (binding_id, at) VALUES (?1, ?2)",
+                )?;
+                for id in &changed {
+                    log.execute(params![id, ts(now)])?;
+                }
             }
             tx.commit()?;
             open.keep();
@@ -983,26 +1097,13 @@ impl DirectoryBackend for SqliteBackend {
 
     fn binding_subjects(&self, f: &mut dyn FnMut(SubjectEntry<'_>)) -> Result<()> {
         self.read(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.prepare(&format!(
                 "SELECT s.id, s.kind, s.value, coalesce(i.subscriber_id, p.id)
-                 FROM binding_subjects s
-                 LEFT JOIN subscriber_identifiers i ON i.kind = s.kind AND i.value = s.value
-                 LEFT JOIN subscribers p ON s.kind = 'subscriber' AND p.id = s.value",
-            )?;
+                 FROM binding_subjects s {SUBJECT_OWNER}"
+            ))?;
             let mut rows = stmt.query([])?;
             while let Some(r) = rows.next()? {
-                let (Ok(number), Ok(kind)) = (r.get::<_, u32>(0), text(r, 1)?.parse()) else {
-                    continue;
-                };
-                f(SubjectEntry {
-                    number,
-                    kind,
-                    value: text(r, 2)?,
-                    subscriber: r
-                        .get_ref(3)?
-                        .as_str_or_null()
-                        .map_err(rusqlite::Error::from)?,
-                });
+                subject_entry(r, f)?;
             }
             Ok(())
         })
@@ -1015,6 +1116,147 @@ impl DirectoryBackend for SqliteBackend {
                     Ok(r.get::<_, Option<i64>>(0)?.zip(r.get::<_, Option<i64>>(1)?))
                 })?,
             )
+        })
+    }
+
+    fn binding_change_head(&self) -> Result<i64> {
+        self.read(change_head)
+    }
+
+    fn binding_changes_since(
+        &self,
+        after: i64,
+        limit: u32,
+        f: &mut dyn FnMut(BindingChange),
+    ) -> Result<ChangesRead> {
+        self.read(|c| {
+            // One read transaction: the bounds and the rows agree.
+            let tx = c.unchecked_transaction()?;
+            let head = change_head(&tx)?;
+            if head <= after {
+                return Ok(ChangesRead {
+                    last: after,
+                    ..Default::default()
+                });
+            }
+            let oldest: Option<i64> =
+                tx.query_row("SELECT min(seq) FROM binding_changes", [], |r| r.get(0))?;
+            if oldest.is_none_or(|o| o > after + 1) {
+                return Ok(ChangesRead {
+                    last: head,
+                    missed: true,
+                    more: false,
+                });
+            }
+            let last: i64 = tx.query_row(
+                "SELECT coalesce(max(seq), ?1) FROM
+                    (SELECT seq FROM binding_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2)",
+                params![after, limit],
+                |r| r.get(0),
+            )?;
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT c.seq, b.id, b.subject_id, coalesce(b.net, b.prefix), b.port_first,
+                        b.port_last, b.from_ts, b.to_ts, s.kind, s.value,
+                        coalesce(i.subscriber_id, p.id)
+                 FROM binding_changes c
+                 JOIN bindings b ON b.id = c.binding_id
+                 JOIN binding_subjects s ON s.id = b.subject_id
+                 {SUBJECT_OWNER}
+                 WHERE c.seq > ?1 AND c.seq <= ?2 ORDER BY c.seq"
+            ))?;
+            let mut rows = stmt.query(params![after, last])?;
+            while let Some(r) = rows.next()? {
+                let (Some(binding), Ok(kind)) = (scan_row(r, 1)?, text(r, 8)?.parse()) else {
+                    continue;
+                };
+                f(BindingChange {
+                    seq: r.get(0)?,
+                    binding,
+                    kind,
+                    value: r.get(9)?,
+                    subscriber: r.get(10)?,
+                });
+            }
+            Ok(ChangesRead {
+                last,
+                missed: false,
+                more: last < head,
+            })
+        })
+    }
+
+    fn trim_binding_changes(&self, before: DateTime<Utc>) -> Result<u64> {
+        self.write(|c| {
+            Ok(c.execute("DELETE FROM binding_changes WHERE at < ?1", [ts(before)])? as u64)
+        })
+    }
+
+    fn bindings_covering(
+        &self,
+        addr: IpAddr,
+        from: i64,
+        to: i64,
+        f: &mut dyn FnMut(BindingScan),
+    ) -> Result<()> {
+        self.read(|c| {
+            // The prefix lengths present, each found by one probe of the
+            // index (a skip scan), then the prefixes of this address at
+            // each length.
+            let (lo, hi) = match addr {
+                IpAddr::V4(_) => (200, 232),
+                IpAddr::V6(_) => (0, 128),
+            };
+            let lens: Vec<i64> = c
+                .prepare_cached(
+                    "WITH RECURSIVE l(n) AS (
+                        SELECT (SELECT min(net_len) FROM bindings WHERE net_len >= ?1)
+                        UNION ALL
+                        SELECT (SELECT min(net_len) FROM bindings WHERE net_len > l.n)
+                        FROM l WHERE l.n IS NOT NULL AND l.n < ?2)
+                     SELECT n FROM l WHERE n IS NOT NULL AND n <= ?2",
+                )?
+                .query_map(params![lo, hi], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut stmt = c.prepare_cached(
+                "SELECT id, subject_id, coalesce(net, prefix), port_first, port_last, from_ts, to_ts
+                 FROM bindings
+                 WHERE net_len = ?1 AND net_hi = ?2 AND net_lo = ?3
+                   AND from_ts <= ?5 AND (to_ts IS NULL OR to_ts >= ?4)",
+            )?;
+            for len in lens {
+                let bits = if len >= 200 { len - 200 } else { len } as u8;
+                let Ok(net) = IpNet::new(addr, bits) else {
+                    continue;
+                };
+                let (l, h, w) = net_columns(&net);
+                let mut rows = stmt.query(params![l, h, w, from, to])?;
+                while let Some(r) = rows.next()? {
+                    if let Some(b) = scan_row(r, 0)? {
+                        f(b);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn subjects_numbered(
+        &self,
+        numbers: &[u32],
+        f: &mut dyn FnMut(SubjectEntry<'_>),
+    ) -> Result<()> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT s.id, s.kind, s.value, coalesce(i.subscriber_id, p.id)
+                 FROM binding_subjects s {SUBJECT_OWNER} WHERE s.id = ?1"
+            ))?;
+            for n in numbers {
+                let mut rows = stmt.query([n])?;
+                while let Some(r) = rows.next()? {
+                    subject_entry(r, f)?;
+                }
+            }
+            Ok(())
         })
     }
 

@@ -62,6 +62,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "event_keys_blake3",
         include_str!("../../migrations/sqlite/0011_event_keys_blake3.sql"),
     ),
+    (
+        12,
+        "binding_ranges",
+        include_str!("../../migrations/sqlite/0012_binding_ranges.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction
@@ -70,6 +75,7 @@ const STEPS: &[(i64, Step)] = &[
     (9, super::migrate_events::events_into_segments),
     (10, super::event_keys::keys_into_blocks),
     (11, super::migrate_events::rekey_events),
+    (12, super::directory::fill_binding_ranges),
 ];
 
 type Step = fn(&Connection) -> Result<()>;
