@@ -17,6 +17,7 @@ mod crawler;
 mod directory;
 mod duration;
 mod front;
+mod operators;
 mod removal;
 mod rpz;
 
@@ -27,6 +28,7 @@ pub use crawler::{
 pub use directory::{AuditConfig, DirectoryConfig, NasConfig, RadiusConfig};
 pub use duration::HumanDuration;
 pub use front::{DnsConfig, WarningConfig};
+pub use operators::OperatorsConfig;
 pub use removal::{
     CountermeasureConfig, NoticesConfig, RemovalConfig, SensorConfig, SmtpConfig, SmtpTls, ToolLink,
 };
@@ -72,6 +74,8 @@ pub struct Config {
     pub sensor: SensorConfig,
     /// The countermeasure site's pages, one per family.
     pub countermeasures: Vec<CountermeasureConfig>,
+    /// Sign-in, sessions and tokens of the operator API.
+    pub operators: OperatorsConfig,
 }
 
 impl Default for Config {
@@ -98,6 +102,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             sensor: SensorConfig::default(),
             countermeasures: Vec::new(),
+            operators: OperatorsConfig::default(),
         }
     }
 }

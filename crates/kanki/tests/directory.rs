@@ -38,8 +38,9 @@ fn who(api: &str, address: &str, at: i64) -> Value {
         .json(&json!({
             "address": address,
             "at": chrono::DateTime::from_timestamp(at, 0).unwrap(),
-            "ground": "emergency-evacuation",
-            "purpose": "seen talking to a C&C server, case 42",
+            "ground": "legitimate-business",
+            "program": "OP25B",
+            "purpose": "outbound SMTP from this address",
         }))
         .send()
         .unwrap();
@@ -124,9 +125,11 @@ fn radius_accounting_attributes_addresses_and_a_nas_restart_closes_sessions() {
             .unwrap()
             .to_rfc3339(),
         "--ground",
-        "emergency-evacuation",
+        "legitimate-business",
+        "--program",
+        "OP25B",
         "--purpose",
-        "case 42",
+        "outbound SMTP from this address",
     ]);
     assert!(out.contains("S1 (exact)"), "{out}");
     let verified = env.ok(&["audit", "verify"]);
@@ -147,7 +150,9 @@ fn who_cli(env: &Env, args: &[&str]) -> Value {
     let mut a = vec![
         "who",
         "--ground",
-        "emergency-evacuation",
+        "legitimate-business",
+        "--program",
+        "OP25B",
         "--purpose",
         "test",
         "--json",

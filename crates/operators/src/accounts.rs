@@ -173,6 +173,19 @@ pub fn create_token(
     req: &TokenRequest,
     now: DateTime<Utc>,
 ) -> Result<(Token, String), AccountError> {
+    register_token(store, req, None, now)
+}
+
+/// [`create_token`], or, given `existing` (a token string made by an
+/// earlier `create_token`, in its exact format), registers that token
+/// again: for moving a machine client's token to a rebuilt server without
+/// handing the client a new one.
+pub fn register_token(
+    store: &dyn OperatorStore,
+    req: &TokenRequest,
+    existing: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(Token, String), AccountError> {
     let op = operator(store, &req.operator)?;
     if op.disabled {
         return Err(AccountError::Invalid(format!(
@@ -197,7 +210,18 @@ pub fn create_token(
             "a token's name says what it is for: 1 to 128 characters".into(),
         ));
     }
-    let made = secret::new_token();
+    let made = match existing {
+        None => secret::new_token(),
+        Some(t) => {
+            let p = secret::parse_token(t.trim())
+                .map_err(|e| AccountError::Invalid(e.to_string()))?;
+            secret::NewTokenSecret {
+                id: p.id,
+                token: t.trim().to_string(),
+                secret_hash: p.secret_hash,
+            }
+        }
+    };
     let token = Token {
         id: made.id,
         name: req.name.trim().to_string(),

@@ -10,17 +10,23 @@
 //! * [`accounts`]: the rules for adding operators, roles, passwords and
 //!   tokens (scope within the owner's roles, expiry, source prefixes).
 //! * [`auth`]: checking a request's token or session cookie in memory.
+//! * [`signin`] and [`limit`]: signing in with a password and TOTP code,
+//!   and the rate limits on failed attempts.
 //! * [`store`]: the storage this part needs ([`OperatorStore`]), which a
 //!   backend implements without rules of its own.
 
 pub mod accounts;
 pub mod auth;
+pub mod limit;
 pub mod model;
 pub mod secret;
+pub mod signin;
 pub mod store;
 
 pub use accounts::{AccountError, TokenRequest};
 pub use auth::{AuthError, Authenticator, SessionLimits};
+pub use limit::{SignInLimiter, SignInLimits};
+pub use signin::{Attempt, SignInError};
 pub use model::{
     AccountKind, NewOperator, Operator, Permission, Permissions, Principal, Role, Roles, Session,
     Token,

@@ -62,6 +62,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "event_keys_blake3",
         include_str!("../../migrations/sqlite/0011_event_keys_blake3.sql"),
     ),
+    (
+        12,
+        "operators",
+        include_str!("../../migrations/sqlite/0012_operators.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction
