@@ -282,9 +282,16 @@ fn leases_static_assignments_and_cgnat_blocks_attribute_addresses() {
     // record changed behind kanki's back is named.
     let shown = env.ok(&["audit", "show", "--action", "who", "--json"]);
     assert_eq!(shown.lines().count(), 9);
+    // With the import's two grants of consent, in the same chain.
+    assert_eq!(
+        env.ok(&["audit", "show", "--action", "consent-grant", "--json"])
+            .lines()
+            .count(),
+        2
+    );
     assert!(
         env.ok(&["audit", "verify"])
-            .starts_with("audit log intact: 9 records")
+            .starts_with("audit log intact: 11 records")
     );
     let db = d.join("data").join("kanki.sqlite3");
     let conn = rusqlite_open(&db);
