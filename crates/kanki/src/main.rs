@@ -1,6 +1,7 @@
 //! `kanki`: one binary for every part of the platform.
 
 mod bench;
+mod bench_api;
 mod bench_crawl;
 mod bench_directory;
 mod bench_removal;
