@@ -60,7 +60,11 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/api/v1/subscribers", ReadSubscribers),
     ("POST", "/api/v1/subscribers", ManageSubscribers),
     ("GET", "/api/v1/subscribers/{id}", ReadSubscribers),
-    ("POST", "/api/v1/subscribers/{id}/consent", ManageSubscribers),
+    (
+        "POST",
+        "/api/v1/subscribers/{id}/consent",
+        ManageSubscribers,
+    ),
     ("POST", "/api/v1/who", Attribute),
     ("GET", "/api/v1/audit", ReadAudit),
     ("GET", "/api/v1/audit/verify", ReadAudit),
@@ -72,7 +76,11 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("POST", "/api/v1/cases/{id}/actions", ActOnCases),
     ("GET", "/api/v1/escalations", ReadCases),
     ("POST", "/api/v1/escalations/{id}", ActOnCases),
-    ("POST", "/api/v1/notices/{reference}/acknowledge", ActOnCases),
+    (
+        "POST",
+        "/api/v1/notices/{reference}/acknowledge",
+        ActOnCases,
+    ),
     ("GET", "/api/v1/removal/report", ViewCounts),
     ("GET", "/api/v1/false-positives", ReadList),
     ("GET", "/api/v1/false-positives/{id}", ReadList),
@@ -153,10 +161,9 @@ pub(crate) async fn authenticate(
         }
         // Perhaps made a moment ago by `kanki tokens create`.
         let (k, auth) = (st.kanki.clone(), st.auth.clone());
-        let reloaded = tokio::task::spawn_blocking(move || {
-            auth.refresh(k.store.operators(), Utc::now())
-        })
-        .await;
+        let reloaded =
+            tokio::task::spawn_blocking(move || auth.refresh(k.store.operators(), Utc::now()))
+                .await;
         if !matches!(reloaded, Ok(Ok(()))) {
             tracing::error!("reloading operators and tokens failed");
         }
@@ -205,14 +212,16 @@ fn csrf_ok(p: &Principal, headers: &HeaderMap) -> bool {
 
 /// The middleware: every matched route is authenticated and authorized by
 /// [`ROUTES`]; the [`Principal`] goes into the request for the handler.
-pub(crate) async fn authorize(State(st): State<ApiState>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn authorize(
+    State(st): State<ApiState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let path = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string());
-    let needed = path
-        .as_deref()
-        .and_then(|p| permission(req.method(), p));
+    let needed = path.as_deref().and_then(|p| permission(req.method(), p));
     let Some(needed) = needed else {
         tracing::error!(method = %req.method(), path = ?path, "a route without a declared permission was refused");
         return refuse(

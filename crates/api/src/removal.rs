@@ -120,7 +120,14 @@ pub(crate) async fn get_case(
     blocking(&st, move |k| {
         let r = k.store.removal();
         let case = r.get_case(id)?.ok_or(kanki_store::StoreError::NotFound)?;
-        record_view(k, &caller, "case", &id.to_string(), Some(&case.subscriber), &view)?;
+        record_view(
+            k,
+            &caller,
+            "case",
+            &id.to_string(),
+            Some(&case.subscriber),
+            &view,
+        )?;
         Ok(Json(json!({
             "case": case,
             "history": r.case_log(id)?,

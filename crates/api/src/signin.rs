@@ -38,7 +38,8 @@ impl Setup {
     /// Makes the code to print on the terminal.
     pub fn begin(&self) -> String {
         let code = secret::new_csrf_token();
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(secret::secret_hash(code.as_bytes()));
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(secret::secret_hash(code.as_bytes()));
         code
     }
 
@@ -86,7 +87,10 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
@@ -97,7 +101,9 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 }
 
 fn sign_in_form(message: Option<&str>) -> String {
-    let msg = message.map_or_else(String::new, |m| format!("<p role=\"alert\">{}</p>\n", escape(m)));
+    let msg = message.map_or_else(String::new, |m| {
+        format!("<p role=\"alert\">{}</p>\n", escape(m))
+    });
     format!(
         "{msg}<form method=\"post\" action=\"/sign-in\">\n<p><label>Name <input name=\"name\" autocomplete=\"username\" required></label></p>\n<p><label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label></p>\n<p><label>TOTP code <input name=\"totp\" inputmode=\"numeric\" autocomplete=\"one-time-code\"></label></p>\n<p><button>Sign in</button></p>\n</form>"
     )
@@ -173,7 +179,11 @@ async fn attempt(
         Ok((op, cookie, session.csrf))
     })
     .await
-    .unwrap_or_else(|e| Err(SignInError::Storage(kanki_operators::StorageError::Backend(e.to_string()))));
+    .unwrap_or_else(|e| {
+        Err(SignInError::Storage(
+            kanki_operators::StorageError::Backend(e.to_string()),
+        ))
+    });
     if let Err(e) = &result {
         count_failure(st, e);
     }
@@ -212,16 +222,29 @@ pub(crate) async fn sign_in_form_post(State(st): State<ApiState>, req: Request) 
         Ok(Form(f)) => f,
         Err(e) => {
             let status = e.status();
-            return page(status, "Sign in", &sign_in_form(Some("The form was not understood.")));
+            return page(
+                status,
+                "Sign in",
+                &sign_in_form(Some("The form was not understood.")),
+            );
         }
     };
     match attempt(&st, form.name, form.password, form.totp, from).await {
         Ok((_, cookie, _)) => {
-            let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/api/v1/session")]).into_response();
-            r.headers_mut().insert(header::SET_COOKIE, session_cookie(&st, &cookie));
+            let mut r = (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, "/api/v1/session")],
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::SET_COOKIE, session_cookie(&st, &cookie));
             r
         }
-        Err(e) => page(status_of(&e), "Sign in", &sign_in_form(Some(&e.to_string()))),
+        Err(e) => page(
+            status_of(&e),
+            "Sign in",
+            &sign_in_form(Some(&e.to_string())),
+        ),
     }
 }
 
@@ -242,7 +265,10 @@ pub(crate) async fn sign_in_json(
 ) -> Result<Response, ApiError> {
     if !same_origin(&headers) {
         crate::auth::count_forbidden(&st, "origin");
-        return Err(ApiError(StatusCode::FORBIDDEN, "a sign-in from another site is refused".into()));
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "a sign-in from another site is refused".into(),
+        ));
     }
     match attempt(&st, b.name, b.password, b.totp, peer.ip()).await {
         Ok((op, cookie, csrf)) => {
@@ -252,7 +278,8 @@ pub(crate) async fn sign_in_json(
                 "csrf_token": csrf,
             }))
             .into_response();
-            r.headers_mut().insert(header::SET_COOKIE, session_cookie(&st, &cookie));
+            r.headers_mut()
+                .insert(header::SET_COOKIE, session_cookie(&st, &cookie));
             Ok(r)
         }
         Err(e) => Err(ApiError(status_of(&e), e.to_string())),
@@ -272,7 +299,10 @@ pub(crate) async fn whoami(Caller(p): Caller) -> axum::Json<serde_json::Value> {
 
 /// `DELETE /api/v1/session`: sign-out. The cookie is cleared and the
 /// session ended, so a copy of the cookie no longer works either.
-pub(crate) async fn sign_out(State(st): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(crate) async fn sign_out(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let hash = headers
         .get(header::COOKIE)
         .and_then(|v| secret::parse_session_cookie(v.as_bytes()).ok().flatten());
@@ -298,13 +328,24 @@ pub(crate) struct SetupQuery {
 
 /// `GET /setup?code=...`: the first administrator's form, while no
 /// operator exists and with the code `kanki serve` printed.
-pub(crate) async fn setup_page(State(st): State<ApiState>, Query(q): Query<SetupQuery>) -> Response {
+pub(crate) async fn setup_page(
+    State(st): State<ApiState>,
+    Query(q): Query<SetupQuery>,
+) -> Response {
     let code = q.code.unwrap_or_default();
     if !st.setup.pending() {
-        return page(StatusCode::NOT_FOUND, "Setup", "<p>Setup is done: sign in at <a href=\"/sign-in\">/sign-in</a>.</p>");
+        return page(
+            StatusCode::NOT_FOUND,
+            "Setup",
+            "<p>Setup is done: sign in at <a href=\"/sign-in\">/sign-in</a>.</p>",
+        );
     }
     if !st.setup.matches(&code) {
-        return page(StatusCode::FORBIDDEN, "Setup", "<p role=\"alert\">Use the link <code>kanki serve</code> printed on its terminal.</p>");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Setup",
+            "<p role=\"alert\">Use the link <code>kanki serve</code> printed on its terminal.</p>",
+        );
     }
     page(
         StatusCode::OK,
@@ -328,17 +369,35 @@ pub(crate) struct SetupForm {
 pub(crate) async fn setup_post(State(st): State<ApiState>, req: Request) -> Response {
     if !same_origin(req.headers()) {
         crate::auth::count_forbidden(&st, "origin");
-        return page(StatusCode::FORBIDDEN, "Setup", "<p role=\"alert\">Refused: another site.</p>");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Setup",
+            "<p role=\"alert\">Refused: another site.</p>",
+        );
     }
     let form = match Form::<SetupForm>::from_request(req, &st).await {
         Ok(Form(f)) => f,
-        Err(e) => return page(e.status(), "Setup", "<p role=\"alert\">The form was not understood.</p>"),
+        Err(e) => {
+            return page(
+                e.status(),
+                "Setup",
+                "<p role=\"alert\">The form was not understood.</p>",
+            );
+        }
     };
     if !st.setup.pending() {
-        return page(StatusCode::NOT_FOUND, "Setup", "<p>Setup is done: sign in at <a href=\"/sign-in\">/sign-in</a>.</p>");
+        return page(
+            StatusCode::NOT_FOUND,
+            "Setup",
+            "<p>Setup is done: sign in at <a href=\"/sign-in\">/sign-in</a>.</p>",
+        );
     }
     if !st.setup.matches(&form.code) {
-        return page(StatusCode::FORBIDDEN, "Setup", "<p role=\"alert\">This setup link is not valid (any more).</p>");
+        return page(
+            StatusCode::FORBIDDEN,
+            "Setup",
+            "<p role=\"alert\">This setup link is not valid (any more).</p>",
+        );
     }
     let (k, auth) = (st.kanki.clone(), st.auth.clone());
     let made = tokio::task::spawn_blocking(move || {
@@ -356,7 +415,9 @@ pub(crate) async fn setup_post(State(st): State<ApiState>, req: Request) -> Resp
             now,
         )
         .map_err(|e| e.to_string())?;
-        let (cookie, _) = auth.start_session(store, &op, now).map_err(|e| e.to_string())?;
+        let (cookie, _) = auth
+            .start_session(store, &op, now)
+            .map_err(|e| e.to_string())?;
         Ok(cookie)
     })
     .await
@@ -365,8 +426,13 @@ pub(crate) async fn setup_post(State(st): State<ApiState>, req: Request) -> Resp
         Ok(cookie) => {
             st.setup.done();
             tracing::info!("the first administrator was created through the setup page");
-            let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/api/v1/session")]).into_response();
-            r.headers_mut().insert(header::SET_COOKIE, session_cookie(&st, &cookie));
+            let mut r = (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, "/api/v1/session")],
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::SET_COOKIE, session_cookie(&st, &cookie));
             r
         }
         Err(m) => page(
@@ -376,4 +442,3 @@ pub(crate) async fn setup_post(State(st): State<ApiState>, req: Request) -> Resp
         ),
     }
 }
-

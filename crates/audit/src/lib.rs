@@ -110,7 +110,10 @@ impl AuditEntry {
             actor: actor.to_string(),
             action: action.into(),
             ground: Some(Ground::Consent),
-            purpose: format!("consent {} through {channel}", if granted { "granted" } else { "revoked" }),
+            purpose: format!(
+                "consent {} through {channel}",
+                if granted { "granted" } else { "revoked" }
+            ),
             input: serde_json::json!({ "subscriber": subscriber, "channel": channel }).to_string(),
             result: serde_json::json!({ "consent": granted }).to_string(),
         }

@@ -91,8 +91,8 @@ pub(crate) fn api_auth(requests: u64, r: &Report) -> anyhow::Result<()> {
     let cookie = format!("lang=ja; {}={cookie}", secret::SESSION_COOKIE);
     let t = Instant::now();
     for _ in 0..n {
-        let h = secret::parse_session_cookie(black_box(cookie.as_bytes()))?
-            .context("the cookie")?;
+        let h =
+            secret::parse_session_cookie(black_box(cookie.as_bytes()))?.context("the cookie")?;
         black_box(auth.authenticate_session(&h, Utc::now()).ok());
     }
     r.line(
@@ -170,7 +170,12 @@ fn throughput(port: u16, token: &str, requests: u64, r: &Report) -> anyhow::Resu
         }
         let done = (per_phase / CONNECTIONS as u64 * CONNECTIONS as u64 * 4) as f64;
         let (plain, token_rps) = (done / secs[0], done / secs[1]);
-        r.line("GET /metrics from a scraper prefix, no token", plain, "req/s", "-");
+        r.line(
+            "GET /metrics from a scraper prefix, no token",
+            plain,
+            "req/s",
+            "-",
+        );
         r.line("GET /metrics with a token", token_rps, "req/s", "-");
         // Time per request with one connection's view: connections / rate.
         let cost = (CONNECTIONS as f64 / token_rps - CONNECTIONS as f64 / plain) * 1e6;

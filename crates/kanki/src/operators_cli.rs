@@ -119,7 +119,12 @@ pub fn operators(config: Config, cmd: OperatorsCommand) -> anyhow::Result<ExitCo
                 _ => None,
             };
             let op = accounts::add_operator(store, &name, kind, roles, password.as_deref(), now)?;
-            println!("added {} ({}) with roles {}", op.name, op.kind.as_str(), op.roles);
+            println!(
+                "added {} ({}) with roles {}",
+                op.name,
+                op.kind.as_str(),
+                op.roles
+            );
             if totp {
                 let (_, s) = accounts::enroll_totp(store, &name, now)?;
                 println!("TOTP: {}", secret::totp_uri(&s, &name));
@@ -235,8 +240,10 @@ pub fn tokens(config: Config, cmd: TokensCommand) -> anyhow::Result<ExitCode> {
                         t.name,
                         t.scope,
                         state,
-                        t.expires_at.map_or_else(|| "never".into(), |e| e.to_rfc3339()),
-                        t.last_used_at.map_or_else(|| "never".into(), |e| e.to_rfc3339()),
+                        t.expires_at
+                            .map_or_else(|| "never".into(), |e| e.to_rfc3339()),
+                        t.last_used_at
+                            .map_or_else(|| "never".into(), |e| e.to_rfc3339()),
                     );
                 }
             }

@@ -208,7 +208,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    .await?;
     if let Some(w) = warning
         && let Err(e) = tokio::task::spawn_blocking(move || w.flush_hits()).await?
     {

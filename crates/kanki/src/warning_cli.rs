@@ -183,11 +183,7 @@ pub fn false_positives(config: Config, c: FalsePositivesCommand) -> anyhow::Resu
                 }
             }
         }
-        FalsePositivesCommand::Review {
-            id,
-            outcome,
-            note,
-        } => {
+        FalsePositivesCommand::Review { id, outcome, note } => {
             let actor = actor_default();
             let r = match kanki.review_report(id, outcome, &note, &actor) {
                 Err(ServiceError::Store(StoreError::NotFound)) => bail!("no report {id}"),

@@ -60,7 +60,9 @@ fn every_route_answers_each_role_exactly_as_the_matrix_says() {
             }
             let m = axum::http::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let needed = kanki_api::auth::permission(&m, path).unwrap_or_else(|| {
-                panic!("{method} {path} is in docs/openapi.json but missing from the permission matrix")
+                panic!(
+                    "{method} {path} is in docs/openapi.json but missing from the permission matrix"
+                )
             });
             let url = format!("{}{}", server.api, concrete(path));
             let send = |auth: Option<&str>| {
@@ -160,7 +162,10 @@ fn refused_credentials_get_401_and_are_counted() {
     };
     assert_eq!(status(&bearer(&viewer)), 200);
     assert_eq!(status("Basic dXNlcjpwYXNz"), 401);
-    assert_eq!(status(&format!("Bearer kanki_0000000000000000_{}", "A".repeat(43))), 401);
+    assert_eq!(
+        status(&format!("Bearer kanki_0000000000000000_{}", "A".repeat(43))),
+        401
+    );
     assert_eq!(status(&bearer(&elsewhere)), 401);
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(status(&bearer(&brief)), 401);
@@ -169,9 +174,18 @@ fn refused_credentials_get_401_and_are_counted() {
     env.ok(&["tokens", "revoke", id]);
     eventually(10, "the revoked token refused", || {
         status(&bearer(&elsewhere)) == 401
-            && metric(api, &viewer, "kanki_api_auth_failures_total{reason=\"revoked\"}") >= 1.0
+            && metric(
+                api,
+                &viewer,
+                "kanki_api_auth_failures_total{reason=\"revoked\"}",
+            ) >= 1.0
     });
-    for reason in ["malformed", "unknown-token", "source-not-allowed", "expired"] {
+    for reason in [
+        "malformed",
+        "unknown-token",
+        "source-not-allowed",
+        "expired",
+    ] {
         assert!(
             metric(
                 api,
@@ -199,7 +213,13 @@ fn refused_credentials_get_401_and_are_counted() {
             .status(),
         403
     );
-    assert!(metric(api, &viewer, "kanki_api_forbidden_total{permission=\"read-audit\"}") >= 1.0);
+    assert!(
+        metric(
+            api,
+            &viewer,
+            "kanki_api_forbidden_total{permission=\"read-audit\"}"
+        ) >= 1.0
+    );
     // The last use of a token is recorded.
     eventually(10, "last use written", || {
         let list: Value = serde_json::from_str(&env.ok(&["tokens", "list", "--json"])).unwrap();
@@ -259,7 +279,12 @@ fn the_audit_log_names_the_caller_checks_the_ground_and_records_views() {
         "purpose": "seen talking to a C&C server",
     }));
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("cites the case or the event"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("cites the case or the event")
+    );
     let (status, _) = who(json!({
         "address": "198.51.100.7", "ground": "emergency-evacuation", "case": 999,
         "purpose": "seen talking to a C&C server",
@@ -313,7 +338,10 @@ fn the_audit_log_names_the_caller_checks_the_ground_and_records_views() {
     let cases = get(&analyst, format!("{api}/api/v1/cases?subscriber=S1"));
     let case = cases["items"][0]["id"].as_i64().unwrap();
     // Viewing the case, once, leaves one view record.
-    get(&analyst, format!("{api}/api/v1/cases/{case}?purpose=triage"));
+    get(
+        &analyst,
+        format!("{api}/api/v1/cases/{case}?purpose=triage"),
+    );
     // An emergency evacuation citing that case is answered.
     let (status, body) = who(json!({
         "address": "198.51.100.7", "ground": "emergency-evacuation", "case": case,
@@ -331,7 +359,11 @@ fn the_audit_log_names_the_caller_checks_the_ground_and_records_views() {
 
     let records = get(&auditor, format!("{api}/api/v1/audit?limit=1000"));
     let records = records.as_array().unwrap();
-    assert!(!serde_json::to_string(records).unwrap().contains("somebody-else"));
+    assert!(
+        !serde_json::to_string(records)
+            .unwrap()
+            .contains("somebody-else")
+    );
     let officer_actor = format!("officer token {}", token_id(&officer));
     let analyst_actor = format!("ann token {}", token_id(&analyst));
     let of = |action: &str| -> Vec<&Value> {
@@ -343,7 +375,12 @@ fn the_audit_log_names_the_caller_checks_the_ground_and_records_views() {
     assert!(whos.iter().all(|r| r["actor"] == officer_actor.as_str()));
     assert!(whos[0]["result"].as_str().unwrap().contains("refused"));
     assert!(!whos[0]["result"].as_str().unwrap().contains("S2"));
-    assert!(whos[2]["input"].as_str().unwrap().contains(&format!("\"case\":{case}")));
+    assert!(
+        whos[2]["input"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("\"case\":{case}"))
+    );
     let bulk = of("who-bulk");
     assert_eq!(bulk.len(), 1);
     assert_eq!(bulk[0]["actor"], analyst_actor.as_str());

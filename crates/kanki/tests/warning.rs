@@ -489,7 +489,10 @@ fn false_positive_reports_reach_the_operators_queue() {
         .env
         .ok(&["false-positives", "list", "--status", "reviewed"]);
     assert!(
-        out.contains(&format!("reviewed: false-positive by {}", common::test_actor())),
+        out.contains(&format!(
+            "reviewed: false-positive by {}",
+            common::test_actor()
+        )),
         "{out}"
     );
 }

@@ -213,8 +213,8 @@ pub fn register_token(
     let made = match existing {
         None => secret::new_token(),
         Some(t) => {
-            let p = secret::parse_token(t.trim())
-                .map_err(|e| AccountError::Invalid(e.to_string()))?;
+            let p =
+                secret::parse_token(t.trim()).map_err(|e| AccountError::Invalid(e.to_string()))?;
             secret::NewTokenSecret {
                 id: p.id,
                 token: t.trim().to_string(),

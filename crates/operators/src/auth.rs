@@ -144,7 +144,11 @@ impl Authenticator {
 
     /// Writes last-used times, ends stale sessions and reloads tokens,
     /// operators and sessions from the store.
-    pub fn refresh(&self, store: &dyn OperatorStore, now: DateTime<Utc>) -> Result<(), StorageError> {
+    pub fn refresh(
+        &self,
+        store: &dyn OperatorStore,
+        now: DateTime<Utc>,
+    ) -> Result<(), StorageError> {
         let (used, seen) = self.unwritten_use();
         if !used.is_empty() {
             store.record_token_use(&used)?;
@@ -192,15 +196,16 @@ impl Authenticator {
             .sessions()?
             .into_iter()
             .map(|s| {
-                let (last_seen, unwritten) = cache.sessions.get(&s.secret_hash).map_or(
-                    (unix(s.last_seen_at), 0),
-                    |c| {
-                        (
-                            c.last_seen.load(Ordering::Relaxed),
-                            c.unwritten.load(Ordering::Relaxed),
-                        )
-                    },
-                );
+                let (last_seen, unwritten) =
+                    cache
+                        .sessions
+                        .get(&s.secret_hash)
+                        .map_or((unix(s.last_seen_at), 0), |c| {
+                            (
+                                c.last_seen.load(Ordering::Relaxed),
+                                c.unwritten.load(Ordering::Relaxed),
+                            )
+                        });
                 (
                     s.secret_hash,
                     CachedSession {

@@ -26,22 +26,24 @@ pub mod store;
 pub use accounts::{AccountError, TokenRequest};
 pub use auth::{AuthError, Authenticator, SessionLimits};
 pub use limit::{SignInLimiter, SignInLimits};
-pub use signin::{Attempt, SignInError};
 pub use model::{
     AccountKind, NewOperator, Operator, Permission, Permissions, Principal, Role, Roles, Session,
     Token,
 };
+pub use signin::{Attempt, SignInError};
 pub use store::{OperatorStore, StorageError, StorageResult};
 
 /// The actor the one-shot command line records: the operating-system user
 /// running it (`os:alice`), since `kanki <command>` acts as the machine's
 /// local administrator.
 pub fn os_actor() -> String {
-    let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|l| l.split_whitespace().next().map(str::to_string))
-    });
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        });
     let by_uid = uid.as_deref().and_then(|uid| {
         std::fs::read_to_string("/etc/passwd").ok().and_then(|p| {
             p.lines().find_map(|l| {

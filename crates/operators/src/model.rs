@@ -127,7 +127,8 @@ impl Permissions {
 
 impl FromIterator<Permission> for Permissions {
     fn from_iter<I: IntoIterator<Item = Permission>>(it: I) -> Self {
-        it.into_iter().fold(Permissions::default(), Permissions::with)
+        it.into_iter()
+            .fold(Permissions::default(), Permissions::with)
     }
 }
 
@@ -334,7 +335,9 @@ impl FromStr for AccountKind {
             "local" => Ok(AccountKind::Local),
             "ldap" => Ok(AccountKind::Ldap),
             "machine" => Ok(AccountKind::Machine),
-            _ => Err(format!("unknown account kind {s:?}: local, ldap or machine")),
+            _ => Err(format!(
+                "unknown account kind {s:?}: local, ldap or machine"
+            )),
         }
     }
 }

@@ -198,9 +198,7 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     let Ok(hash) = PasswordHash::new(phc) else {
         return false;
     };
-    argon2()
-        .verify_password(password.as_bytes(), &hash)
-        .is_ok()
+    argon2().verify_password(password.as_bytes(), &hash).is_ok()
 }
 
 /// [`hash_password`] on tokio's blocking pool.
@@ -326,6 +324,8 @@ mod tests {
         assert!(check_totp(secret, "287082", 59 + 30)); // one step of skew
         assert!(!check_totp(secret, "287082", 59 + 90));
         assert!(!check_totp(secret, "28708", 59));
-        assert!(totp_uri(secret, "a b").contains("kanki:a%20b?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"));
+        assert!(
+            totp_uri(secret, "a b").contains("kanki:a%20b?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
+        );
     }
 }

@@ -79,8 +79,7 @@ pub fn sign_in_local(
         .filter(|o| o.kind == AccountKind::Local)
         .and_then(|o| o.password_hash.clone());
     let has_hash = hash.is_some();
-    let password_ok =
-        secret::verify_password(a.password, hash.as_deref().unwrap_or(decoy_hash()));
+    let password_ok = secret::verify_password(a.password, hash.as_deref().unwrap_or(decoy_hash()));
     let Some(op) = op.filter(|_| password_ok && has_hash) else {
         limiter.failed(a.name, a.source);
         return Err(SignInError::WrongCredentials);

@@ -207,7 +207,15 @@ pub fn ingest(
         notes,
         ..Default::default()
     };
-    let result = run(kanki, compiled, id, items, &source.actor, &mut sum, progress);
+    let result = run(
+        kanki,
+        compiled,
+        id,
+        items,
+        &source.actor,
+        &mut sum,
+        progress,
+    );
     sum.elapsed_ms = started.elapsed().as_millis() as u64;
     let status = if result.is_ok() {
         "completed"

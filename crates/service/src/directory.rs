@@ -437,7 +437,8 @@ impl Kanki {
             Ground::LegitimateBusiness => {
                 if cites.program.as_deref().is_none_or(|p| p.trim().is_empty()) {
                     return Err(ServiceError::Invalid(
-                        "a legitimate business act names its program (program: OP25B, IP53B, ...)".into(),
+                        "a legitimate business act names its program (program: OP25B, IP53B, ...)"
+                            .into(),
                     ));
                 }
                 Ok(())

@@ -160,12 +160,9 @@ fn a_token_acts_within_its_scope_prefixes_and_time() {
         Err(AuthError::Expired)
     );
     // A forged secret with a real id.
-    let forged = kanki_operators::secret::parse_token(&format!(
-        "kanki_{}_{}",
-        token.id,
-        "A".repeat(43)
-    ))
-    .unwrap();
+    let forged =
+        kanki_operators::secret::parse_token(&format!("kanki_{}_{}", token.id, "A".repeat(43)))
+            .unwrap();
     assert_eq!(
         auth.authenticate_token(&forged, ip("192.0.2.7"), at(5)),
         Err(AuthError::UnknownToken)

@@ -53,7 +53,11 @@ fn operator_from_row(r: &Row) -> rusqlite::Result<Operator> {
     })
 }
 
-fn operator_where(c: &Connection, clause: &str, arg: &dyn rusqlite::ToSql) -> StorageResult<Option<Operator>> {
+fn operator_where(
+    c: &Connection,
+    clause: &str,
+    arg: &dyn rusqlite::ToSql,
+) -> StorageResult<Option<Operator>> {
     c.prepare_cached(&format!(
         "SELECT {OPERATOR_COLUMNS} FROM operators WHERE {clause}"
     ))
@@ -153,8 +157,8 @@ impl OperatorStore for SqliteBackend {
     }
 
     fn add_token(&self, t: &Token) -> StorageResult<()> {
-        let sources = serde_json::to_string(&t.sources)
-            .map_err(|e| StorageError::Backend(e.to_string()))?;
+        let sources =
+            serde_json::to_string(&t.sources).map_err(|e| StorageError::Backend(e.to_string()))?;
         self.write(|c| {
             c.execute(
                 "INSERT INTO api_tokens (id, name, operator_id, scope, expires_at, sources, secret_hash, created_at)
