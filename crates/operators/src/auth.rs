@@ -98,6 +98,11 @@ struct Cache {
     sessions: HashMap<[u8; 32], CachedSession>,
 }
 
+/// A token's id and when it was last used.
+type TokenUse = (String, DateTime<Utc>);
+/// A session's hash and when it was last seen.
+type SessionUse = ([u8; 32], DateTime<Utc>);
+
 /// Checks tokens and session cookies against what is in memory.
 pub struct Authenticator {
     cache: RwLock<Cache>,
@@ -239,7 +244,7 @@ impl Authenticator {
         due
     }
 
-    fn unwritten_use(&self) -> (Vec<(String, DateTime<Utc>)>, Vec<([u8; 32], DateTime<Utc>)>) {
+    fn unwritten_use(&self) -> (Vec<TokenUse>, Vec<SessionUse>) {
         let cache = self.read();
         let used = cache
             .tokens
