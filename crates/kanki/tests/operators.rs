@@ -418,3 +418,195 @@ fn the_audit_log_names_the_caller_checks_the_ground_and_records_views() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The session cookie from a response's `Set-Cookie`, and its attributes.
+fn session_cookie(r: &reqwest::blocking::Response) -> (String, String) {
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let value = set.split(';').next().unwrap().to_string();
+    (value, set)
+}
+
+#[test]
+fn first_run_setup_then_sign_in_csrf_and_sign_out() {
+    use std::io::BufRead;
+    let env = Env::new("");
+    // An empty data directory: serve prints a one-time setup link.
+    let mut child = env
+        .cmd(&["serve"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut link = String::new();
+    for _ in 0..50 {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        if let Some(i) = line.find("http://") {
+            link = line[i..].trim().to_string();
+            break;
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    assert!(link.contains("/setup?code="), "no setup link printed");
+    let code = link.rsplit("code=").next().unwrap().to_string();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let api = env.api.clone();
+    eventually(30, "serve up", || {
+        http.get(format!("{api}/healthz")).send().is_ok()
+    });
+    let page = http.get(&link).send().unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    // A wrong code does nothing.
+    let r = http
+        .post(format!("{api}/setup"))
+        .form(&[
+            ("code", "wrong"),
+            ("name", "mallory"),
+            ("password", "long enough password"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = http
+        .post(format!("{api}/setup"))
+        .form(&[
+            ("code", code.as_str()),
+            ("name", "alice"),
+            ("password", "a long pass phrase"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    // The code works once.
+    let again = http
+        .post(format!("{api}/setup"))
+        .form(&[
+            ("code", code.as_str()),
+            ("name", "eve"),
+            ("password", "a long pass phrase"),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(again.status(), 404);
+    let listed = env.ok(&["operators", "list"]);
+    assert!(listed.contains("alice\tlocal\tadministrator"), "{listed}");
+    assert!(!listed.contains("eve") && !listed.contains("mallory"));
+    env.ok(&[
+        "operators",
+        "add",
+        "bob",
+        "--kind",
+        "machine",
+        "--roles",
+        "attribution-officer",
+    ]);
+    env.ok_with_stdin(
+        &[
+            "operators",
+            "add",
+            "carol",
+            "--roles",
+            "attribution-officer",
+        ],
+        "carol's long password",
+    );
+    env.directory("id,email,language,consent\nS1,s1@example.jp,ja,yes\n", "");
+
+    // Wrong passwords: 401, counted, then rate-limited.
+    let sign_in = |name: &str, password: &str| {
+        http.post(format!("{api}/api/v1/session"))
+            .json(&json!({"name": name, "password": password}))
+            .send()
+            .unwrap()
+    };
+    for _ in 0..5 {
+        assert_eq!(sign_in("carol", "not her password").status(), 401);
+    }
+    assert_eq!(sign_in("carol", "carol's long password").status(), 429);
+    assert_eq!(sign_in("bob", "machines have none").status(), 401);
+
+    let r = sign_in("alice", "a long pass phrase");
+    assert_eq!(r.status(), 200);
+    let (cookie, set) = session_cookie(&r);
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{set}");
+    }
+    let me: Value = r.json().unwrap();
+    let csrf = me["csrf_token"].as_str().unwrap().to_string();
+    let whoami = http
+        .get(format!("{api}/api/v1/session"))
+        .header("Cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(whoami.status(), 200);
+    // Alice administers; she may not read subscribers.
+    let r = http
+        .get(format!("{api}/api/v1/subscribers/S1"))
+        .header("Cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    env.ok(&[
+        "operators",
+        "roles",
+        "alice",
+        "--set",
+        "administrator,attribution-officer",
+    ]);
+    eventually(10, "the new role seen", || {
+        http.get(format!("{api}/api/v1/subscribers/S1"))
+            .header("Cookie", &cookie)
+            .send()
+            .unwrap()
+            .status()
+            == 200
+    });
+    // A text/plain change with the cookie (what a page of another origin
+    // can send) is refused and changes nothing; with the CSRF token it goes.
+    let revoke = |headers: &[(&str, &str)]| {
+        let mut q = http
+            .post(format!("{api}/api/v1/subscribers"))
+            .header("Cookie", &cookie)
+            .header("Content-Type", "text/plain")
+            .body("id,email,language,consent\nS1,s1@example.jp,ja,no\n");
+        for (k, v) in headers {
+            q = q.header(*k, *v);
+        }
+        q.send().unwrap().status().as_u16()
+    };
+    assert_eq!(revoke(&[]), 403);
+    assert_eq!(revoke(&[("X-CSRF-Token", "not the token")]), 403);
+    let s1: Value =
+        serde_json::from_str(&env.ok(&["subscribers", "show", "S1", "--json"])).unwrap();
+    assert_eq!(s1["consent"], true);
+    assert_eq!(revoke(&[("X-CSRF-Token", csrf.as_str())]), 200);
+    // Sign-out: the cookie, replayed, no longer works.
+    let out = http
+        .delete(format!("{api}/api/v1/session"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .send()
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    let replay = http
+        .get(format!("{api}/api/v1/session"))
+        .header("Cookie", &cookie)
+        .send()
+        .unwrap();
+    assert_eq!(replay.status(), 401);
+    let _ = child.kill();
+    let _ = child.wait();
+}
