@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use kanki_audit::{Ground, verify};
 use kanki_directory::{SubscriberRow, read_subscribers};
@@ -14,16 +14,8 @@ use kanki_store::AuditFilter;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{ApiError, ApiState, Params, bad_request, blocking};
-
-/// Who is calling, for consent history and the audit log: the
-/// `X-Kanki-Actor` header, else "api".
-pub(crate) fn actor(h: &HeaderMap) -> String {
-    h.get("x-kanki-actor")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.trim().is_empty())
-        .map_or_else(|| "api".to_string(), |v| format!("api:{v}"))
-}
+use crate::auth::Caller;
+use crate::{ApiError, ApiState, Params, ViewParams, bad_request, blocking, record_view};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,16 +41,21 @@ pub(crate) async fn list_subscribers(
     ))
 }
 
+/// A subscriber's record, with one view record.
 pub(crate) async fn get_subscriber(
     State(st): State<ApiState>,
     Path(id): Path<String>,
+    Caller(caller): Caller,
+    Params(view): Params<ViewParams>,
 ) -> Result<Json<kanki_store::Subscriber>, ApiError> {
     blocking(&st, move |k| {
-        k.store
+        let s = k
+            .store
             .directory()
             .get_subscriber(&id)?
-            .map(Json)
-            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no subscriber {id}")))
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no subscriber {id}")))?;
+        record_view(k, &caller, "subscriber", &id, Some(&id), &view)?;
+        Ok(Json(s))
     })
     .await
 }
@@ -66,10 +63,10 @@ pub(crate) async fn get_subscriber(
 /// Body: the subscriber CSV (see docs/bindings.md).
 pub(crate) async fn import_subscribers(
     State(st): State<ApiState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = actor(&headers);
+    let who = caller.actor();
     let directory = st.directory.clone();
     blocking(&st, move |k| {
         let rows = read_subscribers(&body[..]).map_err(bad_request)?;
@@ -102,10 +99,10 @@ pub(crate) struct ConsentBody {
 pub(crate) async fn set_consent(
     State(st): State<ApiState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     Json(b): Json<ConsentBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let who = actor(&headers);
+    let who = caller.actor();
     let directory = st.directory.clone();
     blocking(&st, move |k| {
         let channel = b.channel.unwrap_or_else(|| "api".into());
@@ -130,12 +127,19 @@ pub(crate) struct WhoBody {
     at: Option<DateTime<Utc>>,
     ground: Ground,
     purpose: String,
+    /// The case an emergency evacuation serves.
+    case: Option<i64>,
+    /// The event an emergency evacuation serves.
+    event: Option<i64>,
+    /// The program a legitimate business act belongs to.
+    program: Option<String>,
 }
 
-/// An attribution: audited before it is answered.
+/// An attribution: audited before it is answered, under the caller's
+/// identity, its ground checked.
 pub(crate) async fn who(
     State(st): State<ApiState>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     Json(b): Json<WhoBody>,
 ) -> Result<Json<kanki_service::directory::Attribution>, ApiError> {
     let q = WhoQuery {
@@ -144,7 +148,12 @@ pub(crate) async fn who(
         at: b.at.unwrap_or_else(Utc::now),
         ground: b.ground,
         purpose: b.purpose,
-        actor: actor(&headers),
+        actor: caller.actor(),
+        cites: kanki_service::directory::Cites {
+            case: b.case,
+            event: b.event,
+            program: b.program,
+        },
     };
     let compiled = st.directory.compiled();
     blocking(&st, move |k| Ok(Json(k.who(&compiled, &q)?))).await

@@ -4,10 +4,12 @@
 //! `/api/v1/openapi.json` (kept in `docs/openapi.json`). Store calls run on
 //! the blocking pool so that a long import never stalls other requests.
 
+pub mod auth;
 mod crawl;
 mod directory;
 mod metrics;
 mod removal;
+pub mod signin;
 mod warning;
 
 use std::sync::Arc;
@@ -48,6 +50,14 @@ pub struct ApiState {
     /// The walled garden the DNS front and the warning page read; reloaded
     /// at once when the API changes it.
     pub garden: Arc<kanki_service::front::Garden>,
+    /// Tokens, operators and sessions, checked in memory.
+    pub auth: Arc<kanki_operators::Authenticator>,
+    /// Failed sign-ins per account and per source.
+    pub limiter: Arc<kanki_operators::SignInLimiter>,
+    /// The first run's setup code, while no operator exists.
+    pub setup: Arc<signin::Setup>,
+    /// Session cookies are marked Secure (the API is served over TLS).
+    pub secure_cookies: bool,
 }
 
 /// The whole HTTP surface: `/api/v1`, `/healthz`, `/metrics`.
@@ -55,6 +65,25 @@ pub fn router(state: ApiState) -> Router {
     let upload_limit = state.kanki.config.api.max_upload_bytes as usize;
     Router::new()
         .route("/healthz", get(healthz))
+        .route(
+            "/sign-in",
+            get(signin::sign_in_page)
+                .post(signin::sign_in_form_post)
+                .layer(DefaultBodyLimit::max(signin::FORM_LIMIT)),
+        )
+        .route(
+            "/setup",
+            get(signin::setup_page)
+                .post(signin::setup_post)
+                .layer(DefaultBodyLimit::max(signin::FORM_LIMIT)),
+        )
+        .route(
+            "/api/v1/session",
+            get(signin::whoami)
+                .post(signin::sign_in_json)
+                .delete(signin::sign_out)
+                .layer(DefaultBodyLimit::max(signin::FORM_LIMIT)),
+        )
         .route("/metrics", get(metrics_text))
         .route("/api/v1/openapi.json", get(openapi))
         .route(
@@ -123,6 +152,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/crawls/{id}", get(crawl::get_crawl))
         .route("/api/v1/crawl-sites", get(crawl::list_sites))
         .route("/api/v1/crawl-notices", get(crawl::list_notices))
+        // Every matched route is authenticated and authorized by auth::ROUTES.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authorize,
+        ))
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -177,6 +211,46 @@ impl From<ServiceError> for ApiError {
             other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
         }
     }
+}
+
+/// Why a page naming a subscriber is read (`?purpose=`), for its view
+/// record.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ViewParams {
+    purpose: Option<String>,
+}
+
+impl ViewParams {
+    pub(crate) fn purpose(&self) -> &str {
+        self.purpose
+            .as_deref()
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or("viewed through the API")
+    }
+}
+
+/// Records one view of data naming a subscriber (see
+/// [`kanki_audit::AuditEntry::view`]); the data is not answered unless the
+/// record is written.
+pub(crate) fn record_view(
+    k: &Kanki,
+    caller: &kanki_operators::Principal,
+    what: &str,
+    id: &str,
+    subscriber: Option<&str>,
+    view: &ViewParams,
+) -> Result<(), ApiError> {
+    let entry = kanki_audit::AuditEntry::view(
+        Utc::now(),
+        &caller.actor(),
+        what,
+        id,
+        subscriber,
+        view.purpose(),
+    );
+    k.store.directory().audit_append(&entry)?;
+    Ok(())
 }
 
 fn bad_request(m: impl Into<String>) -> ApiError {

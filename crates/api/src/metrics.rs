@@ -43,6 +43,16 @@ pub struct HttpLabels {
     pub code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PermissionLabels {
+    pub permission: String,
+}
+
 /// Every metric kanki exports so far.
 pub struct Metrics {
     pub registry: Registry,
@@ -59,6 +69,13 @@ pub struct Metrics {
     pub import_rows_skipped: Family<SourceLabels, Counter>,
     pub expired: Counter,
     pub http_requests: Family<HttpLabels, Counter>,
+    /// Requests refused 401, by reason (missing, malformed, revoked, ...).
+    pub auth_failures: Family<ReasonLabels, Counter>,
+    /// Requests refused 403 for want of a permission, or 400/403 for a
+    /// request a browser was tricked into (csrf, origin, host).
+    pub forbidden: Family<PermissionLabels, Counter>,
+    /// Failed sign-ins, by reason.
+    pub sign_in_failures: Family<ReasonLabels, Counter>,
     pub radius: Family<RadiusLabels, Counter>,
     /// The RADIUS server's own counters, copied into `radius` at each scrape.
     pub radius_source: std::sync::OnceLock<std::sync::Arc<kanki_radius::server::Counters>>,
@@ -98,6 +115,9 @@ impl Metrics {
             import_rows_skipped: Family::default(),
             expired: Counter::default(),
             http_requests: Family::default(),
+            auth_failures: Family::default(),
+            forbidden: Family::default(),
+            sign_in_failures: Family::default(),
             radius: Family::default(),
             radius_source: std::sync::OnceLock::new(),
             directory_bindings: Gauge::default(),
@@ -106,6 +126,21 @@ impl Metrics {
             directory_events: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "api_auth_failures",
+            "API requests refused as unauthenticated (401), by reason",
+            m.auth_failures.clone(),
+        );
+        registry.register(
+            "api_forbidden",
+            "API requests refused (403) for want of a permission, or as cross-site (csrf, origin, host)",
+            m.forbidden.clone(),
+        );
+        registry.register(
+            "sign_in_failures",
+            "Failed sign-ins, by reason",
+            m.sign_in_failures.clone(),
+        );
         registry.register(
             "indicators",
             "Indicators in the store by status",

@@ -5,7 +5,6 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use kanki_events::Format;
 use kanki_removal::case::Action;
 use kanki_removal::ingest::Source;
@@ -13,8 +12,10 @@ use kanki_store::{CaseFilter, CaseState, EscalationStatus};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::directory::actor;
-use crate::{ApiError, ApiState, Params, Upload, bad_request, blocking};
+use crate::auth::Caller;
+use crate::{
+    ApiError, ApiState, Params, Upload, ViewParams, bad_request, blocking, record_view,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +30,7 @@ pub(crate) struct IngestParams {
 /// The body is one input (a report, a log); it is ingested with attribution.
 pub(crate) async fn ingest(
     State(st): State<ApiState>,
+    Caller(caller): Caller,
     Params(p): Params<IngestParams>,
     body: Body,
 ) -> Result<Json<kanki_removal::ingest::IngestSummary>, ApiError> {
@@ -41,6 +43,7 @@ pub(crate) async fn ingest(
         report_type: p.report_type,
         mapping: p.mapping,
         origin: p.name.unwrap_or_else(|| "http".into()),
+        actor: caller.actor(),
     };
     blocking(&st, move |k| {
         Ok(Json(kanki_removal::ingest::ingest(
@@ -54,16 +57,22 @@ pub(crate) async fn ingest(
     .await
 }
 
+/// An event, with one view record (it may name its subscriber).
 pub(crate) async fn get_event(
     State(st): State<ApiState>,
     Path(id): Path<i64>,
+    Caller(caller): Caller,
+    Params(view): Params<ViewParams>,
 ) -> Result<Json<kanki_store::StoredEvent>, ApiError> {
     blocking(&st, move |k| {
-        k.store
+        let e = k
+            .store
             .removal()
             .get_event(id)?
-            .map(Json)
-            .ok_or_else(|| kanki_store::StoreError::NotFound.into())
+            .ok_or(kanki_store::StoreError::NotFound)?;
+        let subscriber = e.attribution.as_ref().map(|a| a.subscriber.as_str());
+        record_view(k, &caller, "event", &id.to_string(), subscriber, &view)?;
+        Ok(Json(e))
     })
     .await
 }
@@ -106,13 +115,24 @@ pub(crate) async fn list_cases(
     Ok(Json(json!({ "items": items, "next_after": next })))
 }
 
+/// A case with its history, notices and events, with one view record.
 pub(crate) async fn get_case(
     State(st): State<ApiState>,
     Path(id): Path<i64>,
+    Caller(caller): Caller,
+    Params(view): Params<ViewParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     blocking(&st, move |k| {
         let r = k.store.removal();
         let case = r.get_case(id)?.ok_or(kanki_store::StoreError::NotFound)?;
+        record_view(
+            k,
+            &caller,
+            "case",
+            &id.to_string(),
+            Some(&case.subscriber),
+            &view,
+        )?;
         Ok(Json(json!({
             "case": case,
             "history": r.case_log(id)?,
@@ -135,7 +155,7 @@ pub(crate) struct ActionBody {
 pub(crate) async fn case_action(
     State(st): State<ApiState>,
     Path(id): Path<i64>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     Json(b): Json<ActionBody>,
 ) -> Result<Json<kanki_store::Case>, ApiError> {
     let action = match b.action.as_str() {
@@ -149,7 +169,7 @@ pub(crate) async fn case_action(
             )));
         }
     };
-    let who = actor(&headers);
+    let who = caller.actor();
     let garden = st.garden.clone();
     blocking(&st, move |k| {
         let case = kanki_removal::case::act(k, id, &action, &who)?;

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::NaiveDate;
 use kanki_audit::Ground;
 use kanki_service::ServiceError;
@@ -15,7 +15,7 @@ use kanki_store::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::directory::actor;
+use crate::auth::Caller;
 use crate::{ApiError, ApiState, Body_, Params, blocking};
 
 #[derive(Debug, Deserialize)]
@@ -76,10 +76,10 @@ pub(crate) struct Review {
 pub(crate) async fn review_report(
     State(st): State<ApiState>,
     Path(id): Path<i64>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     Body_(r): Body_<Review>,
 ) -> Result<Json<FalsePositiveReport>, ApiError> {
-    let who = actor(&headers);
+    let who = caller.actor();
     let report = blocking(&st, move |k| {
         k.review_report(id, r.outcome, &r.note, &who)
             .map_err(|e| match e {
@@ -119,14 +119,14 @@ pub(crate) struct GardenBody {
 pub(crate) async fn enter_garden(
     State(st): State<ApiState>,
     Path(subscriber): Path<String>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     Body_(b): Body_<GardenBody>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let change = GardenChange {
         subscriber: subscriber.clone(),
         ground: b.ground,
         reason: b.reason,
-        actor: actor(&headers),
+        actor: caller.actor(),
     };
     let garden = st.garden.clone();
     blocking(&st, move |k| {
@@ -163,14 +163,14 @@ pub(crate) struct LeaveBody {
 pub(crate) async fn leave_garden(
     State(st): State<ApiState>,
     Path(subscriber): Path<String>,
-    headers: HeaderMap,
+    Caller(caller): Caller,
     Body_(b): Body_<LeaveBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let change = GardenChange {
         subscriber: subscriber.clone(),
         ground: b.ground,
         reason: b.reason,
-        actor: actor(&headers),
+        actor: caller.actor(),
     };
     let garden = st.garden.clone();
     blocking(&st, move |k| {

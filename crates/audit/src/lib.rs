@@ -90,6 +90,62 @@ pub struct AuditEntry {
     pub result: String,
 }
 
+impl AuditEntry {
+    /// A grant or revocation of a subscriber's consent: who changed it and
+    /// through which channel (web, phone, contract, import, api).
+    pub fn consent_change(
+        at: DateTime<Utc>,
+        actor: &str,
+        subscriber: &str,
+        granted: bool,
+        channel: &str,
+    ) -> AuditEntry {
+        let action = if granted {
+            "consent-grant"
+        } else {
+            "consent-revoke"
+        };
+        AuditEntry {
+            at,
+            actor: actor.to_string(),
+            action: action.into(),
+            ground: Some(Ground::Consent),
+            purpose: format!(
+                "consent {} through {channel}",
+                if granted { "granted" } else { "revoked" }
+            ),
+            input: serde_json::json!({ "subscriber": subscriber, "channel": channel }).to_string(),
+            result: serde_json::json!({ "consent": granted }).to_string(),
+        }
+    }
+
+    /// One view of data naming a subscriber (a case, an event, a
+    /// subscriber's record): who saw it, when, which, and why.
+    pub fn view(
+        at: DateTime<Utc>,
+        actor: &str,
+        what: &str,
+        id: &str,
+        subscriber: Option<&str>,
+        purpose: &str,
+    ) -> AuditEntry {
+        let mut input = serde_json::Map::new();
+        input.insert(what.to_string(), id.into());
+        if let Some(s) = subscriber {
+            input.insert("subscriber".into(), s.into());
+        }
+        AuditEntry {
+            at,
+            actor: actor.to_string(),
+            action: format!("view-{what}"),
+            ground: None,
+            purpose: purpose.to_string(),
+            input: serde_json::Value::Object(input).to_string(),
+            result: "{}".into(),
+        }
+    }
+}
+
 /// A stored record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {

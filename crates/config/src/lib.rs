@@ -17,6 +17,7 @@ mod crawler;
 mod directory;
 mod duration;
 mod front;
+mod operators;
 mod removal;
 mod rpz;
 
@@ -29,6 +30,7 @@ pub use directory::{
 };
 pub use duration::HumanDuration;
 pub use front::{DnsConfig, WarningConfig};
+pub use operators::OperatorsConfig;
 pub use removal::{
     CountermeasureConfig, NoticesConfig, RemovalConfig, SensorConfig, SmtpConfig, SmtpTls, ToolLink,
 };
@@ -76,6 +78,8 @@ pub struct Config {
     pub sensor: SensorConfig,
     /// The countermeasure site's pages, one per family.
     pub countermeasures: Vec<CountermeasureConfig>,
+    /// Sign-in, sessions and tokens of the operator API.
+    pub operators: OperatorsConfig,
 }
 
 impl Default for Config {
@@ -103,6 +107,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             sensor: SensorConfig::default(),
             countermeasures: Vec::new(),
+            operators: OperatorsConfig::default(),
         }
     }
 }

@@ -44,6 +44,10 @@ pub enum Which {
     /// The crawler against the lab with 20 ms latency (--crawl-seeds), and
     /// a YARA scan of a 10 MB body with 100 rules.
     Crawl,
+    /// What authentication costs a request: token and session checks in
+    /// process, and /metrics over HTTP with and without a token side by
+    /// side against a real `kanki serve` (--api-requests). Run on its own.
+    ApiAuth,
     All,
 }
 
@@ -68,6 +72,9 @@ pub struct BenchArgs {
     /// Seeds for the crawl benchmark (3 pages each).
     #[arg(long, default_value_t = 2000)]
     crawl_seeds: usize,
+    /// Requests for the api-auth benchmark (half with a token).
+    #[arg(long, default_value_t = 40_000)]
+    api_requests: u64,
     /// Notices rendered by the notices benchmark.
     #[arg(long, default_value_t = 100_000)]
     notices: usize,
@@ -148,6 +155,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if want(Which::Crawl) {
         crate::bench_crawl::run(a.crawl_seeds, &r)?;
+    }
+    if a.which.contains(&Which::ApiAuth) {
+        crate::bench_api::api_auth(a.api_requests, &r)?;
     }
     Ok(ExitCode::SUCCESS)
 }

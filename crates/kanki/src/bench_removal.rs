@@ -188,6 +188,7 @@ pub fn ingest(
         report_type: Some("event4_sinkhole".into()),
         mapping: None,
         origin: "bench".into(),
+        actor: "bench".into(),
     };
     let run_ingest = |csv: &[u8]| {
         kanki_removal::ingest::ingest(

@@ -33,8 +33,11 @@ pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
     ))
 }
 
+/// The actor the command line records: the operating-system user
+/// running it (`os:alice`). No option names another: the one-shot command
+/// line acts as the machine's local administrator.
 pub(crate) fn actor_default() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "operator".into())
+    kanki_operators::os_actor()
 }
 
 #[derive(Subcommand, Debug)]
@@ -207,9 +210,15 @@ pub struct WhoArgs {
     /// Why: recorded in the audit log with the answer.
     #[arg(long)]
     purpose: String,
-    /// Who asks (default: $USER).
+    /// The case an emergency evacuation serves.
     #[arg(long)]
-    actor: Option<String>,
+    case: Option<i64>,
+    /// The event an emergency evacuation serves.
+    #[arg(long)]
+    event: Option<i64>,
+    /// The program a legitimate business act belongs to (OP25B, IP53B, ...).
+    #[arg(long)]
+    program: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -225,7 +234,12 @@ pub fn who(config: Config, a: WhoArgs) -> anyhow::Result<ExitCode> {
         at,
         ground: a.ground,
         purpose: a.purpose,
-        actor: a.actor.unwrap_or_else(actor_default),
+        actor: actor_default(),
+        cites: kanki_service::directory::Cites {
+            case: a.case,
+            event: a.event,
+            program: a.program,
+        },
     })?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

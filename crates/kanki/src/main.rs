@@ -1,6 +1,7 @@
 //! `kanki`: one binary for every part of the platform.
 
 mod bench;
+mod bench_api;
 mod bench_crawl;
 mod bench_directory;
 mod bench_removal;
@@ -9,6 +10,7 @@ mod crawl_cli;
 mod crawl_serve;
 mod directory_cli;
 mod front;
+mod operators_cli;
 mod progress;
 mod removal_cli;
 mod removal_serve;
@@ -145,6 +147,12 @@ enum Command {
     /// The queue of false-positive reports from the warning page.
     #[command(subcommand)]
     FalsePositives(warning_cli::FalsePositivesCommand),
+    /// Operator accounts: add, list, disable, reset a password, set roles.
+    #[command(subcommand)]
+    Operators(operators_cli::OperatorsCommand),
+    /// API tokens for operators and machine clients: create, list, revoke.
+    #[command(subcommand)]
+    Tokens(operators_cli::TokensCommand),
     /// Measure kanki's speed and memory on synthetic data (see docs/benchmarks.md).
     Bench(cli::BenchArgs),
 }
@@ -199,6 +207,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Escalations(c) => removal_cli::escalations(config, c),
         Command::Garden(c) => warning_cli::garden(config, c),
         Command::FalsePositives(c) => warning_cli::false_positives(config, c),
+        Command::Operators(c) => operators_cli::operators(config, c),
+        Command::Tokens(c) => operators_cli::tokens(config, c),
         Command::Config(_) | Command::Bench(_) => unreachable!("handled above"),
     }
 }

@@ -63,6 +63,7 @@ pub fn ingest(config: Config, a: IngestArgs) -> anyhow::Result<ExitCode> {
             } else {
                 file.display().to_string()
             },
+            actor: crate::directory_cli::actor_default(),
         };
         match kanki_removal::ingest::ingest(&kanki, &compiled, &source, input, &mut |_| {}) {
             Ok(s) if a.json => println!("{}", serde_json::to_string_pretty(&s)?),

@@ -274,6 +274,7 @@ fn ingest_file(
         report_type: None,
         mapping: None,
         origin: name,
+        actor: "removal".into(),
     };
     kanki_removal::ingest::ingest(
         &st.kanki,

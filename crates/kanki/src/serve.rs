@@ -92,7 +92,43 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let (k, g) = (kanki.clone(), garden.clone());
         tokio::task::spawn_blocking(move || g.reload(&k.store)).await??;
     }
+    let auth = {
+        let k = kanki.clone();
+        let o = &k.config.operators;
+        let limits = kanki_operators::SessionLimits {
+            idle: o.session_idle.0,
+            absolute: o.session_absolute.0,
+        };
+        let k2 = k.clone();
+        Arc::new(
+            tokio::task::spawn_blocking(move || {
+                kanki_operators::Authenticator::load(k2.store.operators(), limits, Utc::now())
+            })
+            .await??,
+        )
+    };
+    // First run: no operator yet. A one-time link on this terminal (not in
+    // the log) lets whoever started kanki create the first administrator.
+    let setup = Arc::new(kanki_api::signin::Setup::default());
+    {
+        let k = kanki.clone();
+        let none = tokio::task::spawn_blocking(move || k.store.operators().operators())
+            .await??
+            .is_empty();
+        if none {
+            let code = setup.begin();
+            eprintln!(
+                "kanki: first run, no operator yet. Create the first administrator at:\n  http://{listen}/setup?code={code}\n(or on this machine: kanki operators add NAME --roles administrator)"
+            );
+        }
+    }
     let state = ApiState {
+        auth,
+        limiter: Arc::new(kanki_operators::SignInLimiter::new(
+            kanki_operators::SignInLimits::default(),
+        )),
+        setup,
+        secure_cookies: false,
         kanki: kanki.clone(),
         policy: policy.clone(),
         metrics: metrics.clone(),
@@ -156,6 +192,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(follow_loop(state.clone(), f.clone()));
     }
     tokio::spawn(purger(state.clone()));
+    tokio::spawn(operators_refresher(state.clone()));
     crate::crawl_serve::spawn(kanki.clone(), list_changed.clone())?;
     for feed in kanki.config.feeds.iter().filter(|f| f.enabled) {
         tokio::spawn(feed_loop(state.clone(), feed.clone()));
@@ -171,9 +208,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         kanki_removal::site::router(kanki.clone(), garden.clone(), None),
     );
     crate::removal_serve::spawn(&state).await?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     if let Some(w) = warning
         && let Err(e) = tokio::task::spawn_blocking(move || w.flush_hits()).await?
     {
@@ -520,6 +560,20 @@ async fn directory_rebuilder(st: ApiState) {
 /// How long the store's log of binding changes is kept (at least ten
 /// rebuilds): a process further behind than this rebuilds its index.
 const CHANGE_LOG_KEPT: Duration = Duration::from_secs(600);
+
+/// Reloads operators, tokens and sessions (changed by `kanki operators`
+/// and `kanki tokens` in other processes) and writes last-used times.
+async fn operators_refresher(st: ApiState) {
+    let every = st.kanki.config.operators.refresh_every.0;
+    loop {
+        tokio::time::sleep(every).await;
+        let (k, auth) = (st.kanki.clone(), st.auth.clone());
+        background_turn("operators reload", move || {
+            auth.refresh(k.store.operators(), Utc::now())
+        })
+        .await;
+    }
+}
 
 /// The retention purge of bindings and audit records, itself audited.
 async fn purger(st: ApiState) {

@@ -46,9 +46,6 @@ pub struct GardenArgs {
     /// Why: recorded in the audit log.
     #[arg(long)]
     reason: String,
-    /// Who decides (default: $USER).
-    #[arg(long)]
-    actor: Option<String>,
 }
 
 impl GardenArgs {
@@ -57,7 +54,7 @@ impl GardenArgs {
             subscriber: self.subscriber,
             ground: self.ground,
             reason: self.reason,
-            actor: self.actor.unwrap_or_else(actor_default),
+            actor: actor_default(),
         }
     }
 }
@@ -138,8 +135,6 @@ pub enum FalsePositivesCommand {
         outcome: ReportOutcome,
         #[arg(long)]
         note: String,
-        #[arg(long)]
-        actor: Option<String>,
     },
 }
 
@@ -188,13 +183,8 @@ pub fn false_positives(config: Config, c: FalsePositivesCommand) -> anyhow::Resu
                 }
             }
         }
-        FalsePositivesCommand::Review {
-            id,
-            outcome,
-            note,
-            actor,
-        } => {
-            let actor = actor.unwrap_or_else(actor_default);
+        FalsePositivesCommand::Review { id, outcome, note } => {
+            let actor = actor_default();
             let r = match kanki.review_report(id, outcome, &note, &actor) {
                 Err(ServiceError::Store(StoreError::NotFound)) => bail!("no report {id}"),
                 r => r?,

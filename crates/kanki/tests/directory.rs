@@ -17,8 +17,9 @@ fn who(api: &str, address: &str, at: i64) -> Value {
         .json(&json!({
             "address": address,
             "at": chrono::DateTime::from_timestamp(at, 0).unwrap(),
-            "ground": "emergency-evacuation",
-            "purpose": "seen talking to a C&C server, case 42",
+            "ground": "legitimate-business",
+            "program": "OP25B",
+            "purpose": "outbound SMTP from this address",
         }))
         .send()
         .unwrap();
@@ -103,9 +104,11 @@ fn radius_accounting_attributes_addresses_and_a_nas_restart_closes_sessions() {
             .unwrap()
             .to_rfc3339(),
         "--ground",
-        "emergency-evacuation",
+        "legitimate-business",
+        "--program",
+        "OP25B",
         "--purpose",
-        "case 42",
+        "outbound SMTP from this address",
     ]);
     assert!(out.contains("S1 (exact)"), "{out}");
     let verified = env.ok(&["audit", "verify"]);
@@ -126,7 +129,9 @@ fn who_cli(env: &Env, args: &[&str]) -> Value {
     let mut a = vec![
         "who",
         "--ground",
-        "emergency-evacuation",
+        "legitimate-business",
+        "--program",
+        "OP25B",
         "--purpose",
         "test",
         "--json",
@@ -256,9 +261,16 @@ fn leases_static_assignments_and_cgnat_blocks_attribute_addresses() {
     // record changed behind kanki's back is named.
     let shown = env.ok(&["audit", "show", "--action", "who", "--json"]);
     assert_eq!(shown.lines().count(), 9);
+    // With the import's two grants of consent, in the same chain.
+    assert_eq!(
+        env.ok(&["audit", "show", "--action", "consent-grant", "--json"])
+            .lines()
+            .count(),
+        2
+    );
     assert!(
         env.ok(&["audit", "verify"])
-            .starts_with("audit log intact: 9 records")
+            .starts_with("audit log intact: 11 records")
     );
     let db = d.join("data").join("kanki.sqlite3");
     let conn = rusqlite_open(&db);

@@ -467,7 +467,7 @@ fn false_positive_reports_reach_the_operators_queue() {
     assert_eq!(r.status(), 200);
     let done: Value = r.json().unwrap();
     assert_eq!(done["status"], "reviewed");
-    assert_eq!(done["reviewed_by"], "api:soc");
+    assert_eq!(done["reviewed_by"], common::test_actor());
     let ind = api_get(f.api(), &format!("/api/v1/indicators/{}", f.indicator));
     assert_eq!(ind["status"], "false-positive");
     let r = c
@@ -488,7 +488,13 @@ fn false_positive_reports_reach_the_operators_queue() {
     let out = f
         .env
         .ok(&["false-positives", "list", "--status", "reviewed"]);
-    assert!(out.contains("reviewed: false-positive by api:soc"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "reviewed: false-positive by {}",
+            common::test_actor()
+        )),
+        "{out}"
+    );
 }
 
 #[test]
@@ -509,8 +515,6 @@ fn the_walled_garden_shows_its_notice_and_how_to_leave_and_is_audited() {
         "Mirai C&C traffic seen, case 42",
         "--notice",
         "お使いの機器から Mirai の通信を確認しました。",
-        "--actor",
-        "soc-alice",
     ]);
     assert!(out.contains("S1 is in the walled garden"), "{out}");
     let out = f.env.run(&[
@@ -593,7 +597,8 @@ fn the_walled_garden_shows_its_notice_and_how_to_leave_and_is_audited() {
     let garden = api_get(api, "/api/v1/garden");
     assert_eq!(garden[0]["subscriber"], "S1");
     assert_eq!(garden[0]["ground"], "emergency-evacuation");
-    assert_eq!(garden[0]["entered_by"], "soc-alice");
+    // The command line records the operating-system user.
+    assert_eq!(garden[0]["entered_by"], kanki_operators::os_actor());
     assert_eq!(
         garden[0]["leave_request_note"],
         "ウイルス対策ソフトで駆除しました"
@@ -685,11 +690,14 @@ fn the_walled_garden_shows_its_notice_and_how_to_leave_and_is_audited() {
             )
         })
         .collect();
+    let test_actor = common::test_actor();
+    // The command line records the operating-system user running it.
+    let os_actor = kanki_operators::os_actor();
     let want: Vec<(String, String, String)> = [
-        ("garden-enter", "soc-alice", "emergency-evacuation"),
+        ("garden-enter", os_actor.as_str(), "emergency-evacuation"),
         ("garden-leave-request", "subscriber", "emergency-evacuation"),
-        ("garden-leave", "api:soc-bob", "emergency-evacuation"),
-        ("garden-enter", "api:removal", "legitimate-business"),
+        ("garden-leave", test_actor.as_str(), "emergency-evacuation"),
+        ("garden-enter", test_actor.as_str(), "legitimate-business"),
         ("garden-leave", "operator", "legitimate-business"),
     ]
     .iter()

@@ -48,6 +48,11 @@ pub struct Source {
     pub mapping: Option<String>,
     /// A file name, `stdin`, `http`, `sensor`.
     pub origin: String,
+    /// Who ingests: the audit log's actor of the attributions made (the
+    /// authenticated operator or token through the API, the
+    /// operating-system user from the command line, `removal` for kanki's
+    /// own jobs).
+    pub actor: String,
 }
 
 /// Counted reasons, with the first few line numbers of each.
@@ -205,7 +210,15 @@ pub fn ingest(
         notes,
         ..Default::default()
     };
-    let result = run(kanki, compiled, id, items, &mut sum, progress);
+    let result = run(
+        kanki,
+        compiled,
+        id,
+        items,
+        &source.actor,
+        &mut sum,
+        progress,
+    );
     sum.elapsed_ms = started.elapsed().as_millis() as u64;
     let status = if result.is_ok() {
         "completed"
@@ -231,6 +244,7 @@ fn run(
     compiled: &Compiled,
     ingest: i64,
     items: Items,
+    actor: &str,
     sum: &mut IngestSummary,
     progress: &mut dyn FnMut(&IngestSummary),
 ) -> Result<(), ServiceError> {
@@ -277,7 +291,7 @@ fn run(
             for batch in parsed {
                 let judged = batch
                     .map_err(|e| ServiceError::Invalid(format!("{origin}: {e}")))
-                    .and_then(|b| judge(kanki, compiled, b, &mut known));
+                    .and_then(|b| judge(kanki, compiled, b, actor, &mut known));
                 let failed = judged.is_err();
                 if judged_tx.send(judged).is_err() || failed {
                     return;
@@ -510,7 +524,13 @@ pub fn record_batch(
         skipped: Vec::new(),
         remarks: Vec::new(),
     };
-    let judged = judge(kanki, compiled, parsed, &mut KnownKeys::asking_the_store())?;
+    let judged = judge(
+        kanki,
+        compiled,
+        parsed,
+        "removal",
+        &mut KnownKeys::asking_the_store(),
+    )?;
     let counts = kanki
         .store
         .removal()
@@ -527,6 +547,7 @@ fn judge(
     kanki: &Kanki,
     compiled: &Compiled,
     batch: Parsed,
+    actor: &str,
     known: &mut KnownKeys,
 ) -> Result<Judged, ServiceError> {
     let t0 = Instant::now();
@@ -600,7 +621,7 @@ fn judge(
     let mut audits = Vec::with_capacity(groups.len());
     for (ground, purpose, lookups, of) in groups {
         let asked = BulkAsk {
-            actor: "removal".into(),
+            actor: actor.to_string(),
             ground,
             purpose,
         };

@@ -765,6 +765,21 @@ pub struct WhoQuery {
     pub ground: Ground,
     pub purpose: String,
     pub actor: String,
+    /// What the ground rests on (checked: see [`Kanki::who`]).
+    pub cites: Cites,
+}
+
+/// What an attribution cites for its ground: an emergency evacuation
+/// serves a case or an event; a legitimate business act names its
+/// program (OP25B, IP53B, ...).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Cites {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
 }
 
 /// How sure an attribution is.
@@ -831,8 +846,15 @@ impl Kanki {
     /// lookup and its answer, with the bindings read from the store as
     /// evidence, are written to the audit log before the answer is
     /// returned, and no answer is returned if that write fails.
+    ///
+    /// The ground is checked, not only named: an emergency evacuation must
+    /// cite a case or an event that exists; a legitimate business act names
+    /// its program; consent holds only for a subscriber who consented at the
+    /// moment asked about (otherwise the lookup is recorded as refused and
+    /// nobody is named).
     pub fn who(&self, c: &Compiled, q: &WhoQuery) -> Result<Attribution, ServiceError> {
         check_asked(&q.actor, &q.purpose)?;
+        self.check_cites(q.ground, &q.cites)?;
         let skew = self.clock_skew();
         let found = Found::lookup(c, q.address, q.port, q.at, skew);
         let mut ids: Vec<i64> = found.binding_ids().collect();
@@ -845,7 +867,19 @@ impl Kanki {
             .into_iter()
             .map(|b| (b.id, b))
             .collect();
-        let (mut answer, entry) = found.answer(c, q, skew, &stored);
+        let (mut answer, mut entry) = found.answer(c, q, skew, &stored);
+        if q.ground == Ground::Consent {
+            let consented = match &answer.subscriber {
+                Some(id) => self.consented_at(id, q.at)?,
+                None => false,
+            };
+            if !consented {
+                let why = "consent is the ground only for a subscriber who consented at the moment asked about";
+                entry.result = serde_json::json!({ "refused": why }).to_string();
+                self.store.directory().audit_append(&entry)?;
+                return Err(ServiceError::Invalid(format!("refused: {why}")));
+            }
+        }
         answer.audit_seq = self.store.directory().audit_append(&entry)?.seq;
         Ok(answer)
     }
@@ -857,6 +891,53 @@ impl Kanki {
         check_asked(&q.actor, &q.purpose)?;
         let c = Compiled::for_address(&self.store, q.address, q.at, self.clock_skew())?;
         self.who(&c, q)
+    }
+
+    /// Whether a subscriber's consent held at `at`, by its history of
+    /// grants and revocations.
+    pub fn consented_at(&self, subscriber: &str, at: DateTime<Utc>) -> Result<bool, ServiceError> {
+        let Some(s) = self.store.directory().get_subscriber(subscriber)? else {
+            return Ok(false);
+        };
+        let mut history = s.consent_history.clone();
+        history.sort_by_key(|e| e.at);
+        Ok(match history.iter().rev().find(|e| e.at <= at) {
+            Some(e) => e.granted,
+            // No recorded change before then: the consent it was
+            // registered with, if that was before the moment.
+            None => s.consent && s.consent_at.is_some_and(|t| t <= at),
+        })
+    }
+
+    /// What a ground must cite, checked against the store.
+    pub fn check_cites(&self, ground: Ground, cites: &Cites) -> Result<(), ServiceError> {
+        match ground {
+            Ground::EmergencyEvacuation => {
+                let removal = self.store.removal();
+                match (cites.case, cites.event) {
+                    (None, None) => Err(ServiceError::Invalid(
+                        "an emergency evacuation cites the case or the event it serves (case or event)".into(),
+                    )),
+                    (Some(id), _) if removal.get_case(id)?.is_none() => {
+                        Err(ServiceError::Invalid(format!("no case {id} to cite")))
+                    }
+                    (_, Some(id)) if removal.get_event(id)?.is_none() => {
+                        Err(ServiceError::Invalid(format!("no event {id} to cite")))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Ground::LegitimateBusiness => {
+                if cites.program.as_deref().is_none_or(|p| p.trim().is_empty()) {
+                    return Err(ServiceError::Invalid(
+                        "a legitimate business act names its program (program: OP25B, IP53B, ...)"
+                            .into(),
+                    ));
+                }
+                Ok(())
+            }
+            Ground::Consent => Ok(()),
+        }
     }
 
     /// Many lookups made for one purpose under one ground (an ingest
@@ -1188,6 +1269,7 @@ impl Found {
             "port": q.port,
             "at": q.at,
             "clock_skew_secs": skew,
+            "cites": q.cites,
         });
         let result = serde_json::json!({
             "confidence": confidence,

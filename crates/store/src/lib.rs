@@ -123,6 +123,7 @@ pub struct Store {
     crawl: Arc<dyn CrawlBackend>,
     removal: Arc<dyn RemovalBackend>,
     warning: Arc<dyn WarningBackend>,
+    operators: Arc<dyn kanki_operators::OperatorStore>,
 }
 
 impl Store {
@@ -135,7 +136,8 @@ impl Store {
             directory: backend.clone(),
             crawl: backend.clone(),
             removal: backend.clone(),
-            warning: backend,
+            warning: backend.clone(),
+            operators: backend,
         })
     }
 
@@ -158,6 +160,11 @@ impl Store {
     /// walled garden.
     pub fn warning(&self) -> &dyn WarningBackend {
         self.warning.as_ref()
+    }
+
+    /// Operators, their API tokens and browser sessions.
+    pub fn operators(&self) -> &dyn kanki_operators::OperatorStore {
+        self.operators.as_ref()
     }
 }
 

@@ -21,6 +21,16 @@ pub struct Env {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub api: String,
+    /// Set once the test operator and its token are in the data directory.
+    test_operator: std::sync::OnceLock<()>,
+}
+
+/// The API token every request of [`client`] carries: one per test
+/// process, registered in each [`Env`]'s data directory (for an operator
+/// `tests` holding every role) before its `kanki serve` starts.
+pub fn test_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| kanki_operators::secret::new_token().token)
 }
 
 impl Env {
@@ -41,6 +51,7 @@ impl Env {
             dir,
             config,
             api: format!("http://127.0.0.1:{port}"),
+            test_operator: std::sync::OnceLock::new(),
         }
     }
 
@@ -108,7 +119,63 @@ impl Env {
         self.ok(&["import", "--format", "plain", &list]);
     }
 
+    /// Adds the operator `tests` (every role) and registers
+    /// [`test_token`] for it, once.
+    pub fn test_operator(&self) {
+        self.test_operator.get_or_init(|| {
+            self.ok(&[
+                "operators",
+                "add",
+                "tests",
+                "--kind",
+                "machine",
+                "--roles",
+                "viewer,analyst,attribution-officer,list-curator,notices-officer,auditor,administrator",
+            ]);
+            self.ok_with_stdin(
+                &[
+                    "tokens",
+                    "create",
+                    "--operator",
+                    "tests",
+                    "--name",
+                    "tests",
+                    "--expires-in",
+                    "never",
+                    "--secret-stdin",
+                ],
+                test_token(),
+            );
+        });
+    }
+
+    /// Runs a subcommand with `input` on its standard input; it must succeed.
+    pub fn ok_with_stdin(&self, args: &[&str], input: &str) -> String {
+        use std::io::Write;
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{input}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kanki {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     pub fn serve(&self) -> Server {
+        self.test_operator();
         let child = self
             .cmd(&["serve"])
             .stdout(Stdio::null())
@@ -191,12 +258,33 @@ pub fn signal(pid: u32, sig: &str) {
     assert!(ok.success());
 }
 
+/// The audit log's actor for a request made with [`test_token`].
+pub fn test_actor() -> String {
+    let id = &test_token()["kanki_".len().."kanki_".len() + 16];
+    format!("tests token {id}")
+}
+
+/// An HTTP client whose every request carries [`test_token`].
 pub fn client() -> reqwest::blocking::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", test_token()).parse().unwrap(),
+    );
+    anonymous_client_builder()
+        .default_headers(headers)
         .build()
         .unwrap()
+}
+
+/// An HTTP client with no credentials.
+pub fn anonymous_client() -> reqwest::blocking::Client {
+    anonymous_client_builder().build().unwrap()
+}
+
+fn anonymous_client_builder() -> reqwest::blocking::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(60))
 }
 
 /// A port free on 127.0.0.1 for both TCP and UDP, for a server a test

@@ -105,6 +105,11 @@ fn record_consent(
         "INSERT INTO consent_events (subscriber_id, granted, at, channel, actor) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![id, granted, now, channel, actor])?;
+    // In the audit log's hash chain too, in the same transaction.
+    append_audit(
+        tx,
+        &AuditEntry::consent_change(from_ts(now), actor, id, granted, channel),
+    )?;
     Ok(())
 }
 

@@ -67,6 +67,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "binding_ranges",
         include_str!("../../migrations/sqlite/0012_binding_ranges.sql"),
     ),
+    (
+        13,
+        "operators",
+        include_str!("../../migrations/sqlite/0013_operators.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction

@@ -12,6 +12,7 @@ mod indicators;
 mod migrate;
 mod migrate_events;
 mod open_sessions;
+mod operators;
 mod removal;
 mod warning;
 

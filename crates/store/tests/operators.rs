@@ -1,0 +1,256 @@
+//! Operators, tokens and sessions on a real SQLite file, checked through
+//! the operators part's own rules and authenticator.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use kanki_operators::accounts::{self, TokenRequest};
+use kanki_operators::{
+    AccountError, AccountKind, AuthError, Authenticator, Permission, Role, Roles, SessionLimits,
+    StorageError,
+};
+use kanki_store::{SqliteOptions, Store};
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open_sqlite(&dir.path().join("kanki.sqlite3"), &SqliteOptions::default()).unwrap()
+}
+
+fn at(s: i64) -> chrono::DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+}
+
+const LIMITS: SessionLimits = SessionLimits {
+    idle: Duration::from_secs(600),
+    absolute: Duration::from_secs(3600),
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn operators_keep_their_roles_and_only_a_password_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ops = store.operators();
+    let roles: Roles = "analyst,auditor".parse().unwrap();
+    let alice = accounts::add_operator(
+        ops,
+        "alice",
+        AccountKind::Local,
+        roles,
+        Some("a long enough password"),
+        at(0),
+    )
+    .unwrap();
+    assert_eq!(alice.roles, roles);
+    let stored = ops.operator_named("alice").unwrap().unwrap();
+    let hash = stored.password_hash.clone().unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains("a long enough password"));
+    assert!(kanki_operators::secret::verify_password(
+        "a long enough password",
+        &hash
+    ));
+    // Names are unique, and plain.
+    assert!(matches!(
+        accounts::add_operator(ops, "alice", AccountKind::Machine, roles, None, at(1)),
+        Err(AccountError::Storage(StorageError::Conflict(_)))
+    ));
+    assert!(matches!(
+        accounts::add_operator(ops, "Bob Smith", AccountKind::Machine, roles, None, at(1)),
+        Err(AccountError::Invalid(_))
+    ));
+    // Roles change; disabling; a new password.
+    let r = accounts::set_roles(ops, "alice", "viewer".parse().unwrap(), at(2)).unwrap();
+    assert_eq!(r.roles.iter().collect::<Vec<_>>(), [Role::Viewer]);
+    accounts::set_disabled(ops, "alice", true, at(3)).unwrap();
+    assert!(ops.operator_named("alice").unwrap().unwrap().disabled);
+    accounts::reset_password(ops, "alice", "another long password", at(4)).unwrap();
+    let h2 = ops
+        .operator_named("alice")
+        .unwrap()
+        .unwrap()
+        .password_hash
+        .unwrap();
+    assert!(kanki_operators::secret::verify_password(
+        "another long password",
+        &h2
+    ));
+    assert!(!kanki_operators::secret::verify_password(
+        "a long enough password",
+        &h2
+    ));
+}
+
+#[test]
+fn a_token_acts_within_its_scope_prefixes_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ops = store.operators();
+    accounts::add_operator(
+        ops,
+        "ingest-bot",
+        AccountKind::Machine,
+        "list-curator,analyst".parse().unwrap(),
+        None,
+        at(0),
+    )
+    .unwrap();
+    // A scope beyond the owner's roles is refused.
+    let wide = TokenRequest {
+        operator: "ingest-bot".into(),
+        name: "too wide".into(),
+        scope: Some("administrator".parse().unwrap()),
+        expires_at: None,
+        sources: vec![],
+    };
+    assert!(matches!(
+        accounts::create_token(ops, &wide, at(0)),
+        Err(AccountError::Invalid(_))
+    ));
+    let req = TokenRequest {
+        operator: "ingest-bot".into(),
+        name: "ci".into(),
+        scope: Some("list-curator".parse().unwrap()),
+        expires_at: Some(at(100)),
+        sources: vec!["192.0.2.0/24".parse().unwrap()],
+    };
+    let (token, secret) = accounts::create_token(ops, &req, at(0)).unwrap();
+    // Only a hash is stored.
+    let raw: Vec<u8> = {
+        let c = rusqlite::Connection::open(dir.path().join("kanki.sqlite3")).unwrap();
+        c.query_row("SELECT * FROM api_tokens", [], |r| {
+            let mut all = Vec::new();
+            for i in 0..11 {
+                if let Ok(v) = r.get::<_, rusqlite::types::Value>(i) {
+                    all.extend(format!("{v:?}").into_bytes());
+                }
+            }
+            Ok(all)
+        })
+        .unwrap()
+    };
+    let secret_part = secret.rsplit('_').next().unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains(secret_part));
+
+    let auth = Authenticator::load(ops, LIMITS, at(1)).unwrap();
+    let presented = kanki_operators::secret::parse_token(&secret).unwrap();
+    let p = auth
+        .authenticate_token(&presented, ip("192.0.2.7"), at(5))
+        .unwrap();
+    assert_eq!(p.operator, "ingest-bot");
+    assert_eq!(p.actor(), format!("ingest-bot token {}", token.id));
+    assert!(p.may(Permission::CurateList));
+    assert!(p.may(Permission::Ingest));
+    // The scope leaves out the owner's analyst role.
+    assert!(!p.may(Permission::ReadCases));
+    // An IPv4-mapped source counts as its IPv4 address.
+    assert!(
+        auth.authenticate_token(&presented, ip("::ffff:192.0.2.9"), at(5))
+            .is_ok()
+    );
+    assert_eq!(
+        auth.authenticate_token(&presented, ip("198.51.100.1"), at(5)),
+        Err(AuthError::SourceNotAllowed)
+    );
+    assert_eq!(
+        auth.authenticate_token(&presented, ip("192.0.2.7"), at(100)),
+        Err(AuthError::Expired)
+    );
+    // A forged secret with a real id.
+    let forged =
+        kanki_operators::secret::parse_token(&format!("kanki_{}_{}", token.id, "A".repeat(43)))
+            .unwrap();
+    assert_eq!(
+        auth.authenticate_token(&forged, ip("192.0.2.7"), at(5)),
+        Err(AuthError::UnknownToken)
+    );
+    // Last use is written at refresh.
+    auth.refresh(ops, at(6)).unwrap();
+    let listed = ops.tokens().unwrap();
+    assert_eq!(listed[0].last_used_at, Some(at(5)));
+
+    // The owner loses a role: the token loses it too.
+    accounts::set_roles(ops, "ingest-bot", "analyst".parse().unwrap(), at(7)).unwrap();
+    auth.refresh(ops, at(7)).unwrap();
+    let p = auth
+        .authenticate_token(&presented, ip("192.0.2.7"), at(8))
+        .unwrap();
+    assert!(!p.may(Permission::CurateList));
+
+    // Disabled owner, then revoked token.
+    accounts::set_disabled(ops, "ingest-bot", true, at(9)).unwrap();
+    auth.refresh(ops, at(9)).unwrap();
+    assert_eq!(
+        auth.authenticate_token(&presented, ip("192.0.2.7"), at(9)),
+        Err(AuthError::Disabled)
+    );
+    accounts::set_disabled(ops, "ingest-bot", false, at(10)).unwrap();
+    accounts::revoke_token(ops, &token.id, at(10)).unwrap();
+    auth.refresh(ops, at(10)).unwrap();
+    assert_eq!(
+        auth.authenticate_token(&presented, ip("192.0.2.7"), at(11)),
+        Err(AuthError::Revoked)
+    );
+    assert!(accounts::revoke_token(ops, &token.id, at(12)).is_err());
+}
+
+#[test]
+fn sessions_end_when_idle_too_old_or_signed_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ops = store.operators();
+    let op = accounts::add_operator(
+        ops,
+        "carol",
+        AccountKind::Machine,
+        "notices-officer".parse().unwrap(),
+        None,
+        at(0),
+    )
+    .unwrap();
+    let auth = Authenticator::load(ops, LIMITS, at(0)).unwrap();
+    let (cookie, session) = auth.start_session(ops, &op, at(0)).unwrap();
+    let header = format!("{}={cookie}", kanki_operators::secret::SESSION_COOKIE);
+    let hash = kanki_operators::secret::parse_session_cookie(header.as_bytes())
+        .unwrap()
+        .unwrap();
+    assert_eq!(hash, session.secret_hash);
+    let p = auth.authenticate_session(&hash, at(500)).unwrap();
+    assert_eq!(p.operator, "carol");
+    assert_eq!(p.csrf.as_deref(), Some(session.csrf.as_str()));
+    assert!(p.may(Permission::ActOnCases));
+    // Used at 500, so still alive at 1000 (idle 600), and survives a
+    // reload from the store (another process, a restart).
+    auth.refresh(ops, at(1000)).unwrap();
+    let again = Authenticator::load(ops, LIMITS, at(1000)).unwrap();
+    assert!(again.authenticate_session(&hash, at(1000)).is_ok());
+    assert!(auth.authenticate_session(&hash, at(1000)).is_ok());
+    // Idle for more than 600 s.
+    assert_eq!(
+        auth.authenticate_session(&hash, at(1700)),
+        Err(AuthError::SessionExpired)
+    );
+    // A fresh session, kept busy, still ends after an hour.
+    let (cookie2, s2) = auth.start_session(ops, &op, at(2000)).unwrap();
+    for t in (2000..5600).step_by(300) {
+        assert!(auth.authenticate_session(&s2.secret_hash, at(t)).is_ok());
+    }
+    assert_eq!(
+        auth.authenticate_session(&s2.secret_hash, at(5700)),
+        Err(AuthError::SessionExpired)
+    );
+    // Sign-out.
+    let (_, s3) = auth.start_session(ops, &op, at(6000)).unwrap();
+    assert!(auth.end_session(ops, &s3.secret_hash).unwrap());
+    assert_eq!(
+        auth.authenticate_session(&s3.secret_hash, at(6001)),
+        Err(AuthError::UnknownSession)
+    );
+    assert!(!cookie2.is_empty());
+    // Stale sessions are removed from the store at refresh.
+    auth.refresh(ops, at(9000)).unwrap();
+    assert!(ops.sessions().unwrap().is_empty());
+}
