@@ -1,6 +1,7 @@
 //! `kanki`: one binary for every part of the platform.
 
 mod bench;
+mod checkpoint;
 mod bench_crawl;
 mod bench_directory;
 mod bench_removal;
@@ -8,6 +9,7 @@ mod cli;
 mod crawl_cli;
 mod crawl_serve;
 mod directory_cli;
+mod files;
 mod front;
 mod progress;
 mod removal_cli;
@@ -173,6 +175,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let config = cli::load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
     cli::init_logging(&config, matches!(cli.command, Command::Serve));
+    for w in config.warnings(cli.config.as_deref()) {
+        tracing::warn!("{w}");
+    }
     match cli.command {
         Command::Serve => serve::run(config).map(|_| ExitCode::SUCCESS),
         Command::Import(a) => cli::import(config, a),

@@ -151,6 +151,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
     tokio::spawn(purger(state.clone()));
+    tokio::spawn(crate::checkpoint::run(kanki.clone()));
     crate::crawl_serve::spawn(kanki.clone(), list_changed.clone())?;
     for feed in kanki.config.feeds.iter().filter(|f| f.enabled) {
         tokio::spawn(feed_loop(state.clone(), feed.clone()));

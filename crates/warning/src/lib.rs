@@ -23,6 +23,7 @@
 //! Hits are counted per indicator per day in memory and written to the
 //! store every `hits_flush_every`; nothing about the client is kept.
 
+pub mod headers;
 pub mod lang;
 pub mod page;
 pub mod request;
@@ -328,34 +329,15 @@ impl ReportLimit {
     }
 }
 
-/// An HTML response with the headers every page carries: never cached,
-/// never framed (the proceed button must not be clickjacked), scripts and
-/// styles only with this response's nonce.
+/// An HTML response with the headers every page carries ([`headers`]).
 fn html(status: StatusCode, nonce: &str, body: String) -> Response {
-    let csp = format!(
-        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    );
     let mut r = (status, body).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // Nothing to another site; and with "no-referrer" a browser would send
-    // `Origin: null` on the page's own forms.
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
+    headers::apply(h, nonce);
     r
 }
 
@@ -502,7 +484,7 @@ async fn show(
     path: String,
     lang: Lang,
 ) -> Response {
-    let nonce = w.tokens.nonce();
+    let nonce = headers::nonce();
     let frame = w.frame(lang, &nonce, Some(&path));
     let site = host.as_ref().map(|h| site(h, &path));
     let listed = host.as_ref().and_then(|h| w.listed(&h.name));
@@ -657,7 +639,7 @@ fn check_form(
             .rejected
             .get_or_create(&OutcomeLabels { outcome: reason })
             .inc();
-        let nonce = w.tokens.nonce();
+        let nonce = headers::nonce();
         let frame = w.frame(lang, &nonce, None);
         let t = lang.text();
         html(
@@ -757,7 +739,7 @@ async fn report(
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let nonce = w.tokens.nonce();
+    let nonce = headers::nonce();
     let frame = w.frame(c.lang, &nonce, None);
     let t = c.lang.text();
     let back = format!(

@@ -7,14 +7,13 @@ use std::net::IpAddr;
 
 use data_encoding::BASE64URL_NOPAD;
 use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::rand::SystemRandom;
 
 /// How long a shown page's forms stay valid.
 const VALID_SECS: i64 = 3600;
 
 pub struct Tokens {
     key: hmac::Key,
-    rng: SystemRandom,
 }
 
 impl Tokens {
@@ -22,7 +21,7 @@ impl Tokens {
     pub fn new() -> Tokens {
         let rng = SystemRandom::new();
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("system randomness");
-        Tokens { key, rng }
+        Tokens { key }
     }
 
     fn message(client: IpAddr, name: &str, issued: i64) -> Vec<u8> {
@@ -52,13 +51,6 @@ impl Tokens {
             return false;
         }
         hmac::verify(&self.key, &Self::message(client, name, issued), &tag).is_ok()
-    }
-
-    /// A fresh nonce for one response's Content-Security-Policy.
-    pub fn nonce(&self) -> String {
-        let mut b = [0u8; 16];
-        self.rng.fill(&mut b).expect("system randomness");
-        BASE64URL_NOPAD.encode(&b)
     }
 }
 

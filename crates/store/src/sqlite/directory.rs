@@ -1159,15 +1159,35 @@ impl DirectoryBackend for SqliteBackend {
                     "UPDATE meta SET value = ?1 WHERE key = 'audit_anchor'",
                     [&hash],
                 )?;
+
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('audit_next_seq', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     [next_seq.to_string()],
                 )?;
             }
+            // Where the chain starts now: the first remaining record's
+            // predecessor (with nothing left, the head the purge record
+            // will chain to).
+            let start: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT seq, prev_hash FROM audit_log ORDER BY seq LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let (next, prev) = match start {
+                Some(s) => s,
+                None => audit_head(&tx)?,
+            };
+            let anchor = (next > 1 || prev != kanki_audit::GENESIS).then(|| kanki_audit::Anchor {
+                seq: next - 1,
+                hash: prev,
+            });
             let counts = PurgeCounts {
                 bindings,
                 audit_records,
+                anchor,
             };
             record.result = serde_json::to_string(&counts).unwrap_or_default();
             append_audit(&tx, &record)?;
