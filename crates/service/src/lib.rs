@@ -8,6 +8,7 @@ pub mod directory;
 pub mod front;
 pub mod warning;
 
+use std::os::unix::fs::DirBuilderExt;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -56,7 +57,13 @@ impl Kanki {
     /// migrations), and brings the store's sources and configured allowlist
     /// in line with the configuration.
     pub fn open(config: Config) -> Result<Kanki, ServiceError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(io_err(format!(
+        // Who held which address, and the audit log: for kanki's user
+        // alone (the database inside is 0600 too).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
+            .map_err(io_err(format!(
             "cannot create data directory {}",
             config.data_dir.display()
         )))?;
