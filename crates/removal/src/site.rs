@@ -41,6 +41,11 @@ use crate::{case, escalation};
 /// can tell.
 pub type GardenedClient = Arc<dyn Fn(IpAddr) -> Option<String> + Send + Sync>;
 
+/// Where `kanki serve` mounts the site (on the warning page and the API
+/// server alike): its links are absolute under it, as its index has no
+/// trailing slash to be relative to.
+const SITE: &str = kanki_warning::COUNTERMEASURES;
+
 #[derive(Clone)]
 struct Site {
     kanki: Arc<Kanki>,
@@ -173,8 +178,8 @@ fn general(l: Lang) -> (&'static str, &'static str) {
 
 fn ack_link(l: Lang) -> String {
     match l {
-        Lang::Ja => "<p>対策が終わったら、<a href=\"ack?lang=ja\">お知らせ番号を入力してお知らせください</a>。</p>".into(),
-        Lang::En => "<p>When you have cleaned your device, <a href=\"ack?lang=en\">tell us with your notice reference</a>.</p>".into(),
+        Lang::Ja => format!("<p>対策が終わったら、<a href=\"{SITE}/ack?lang=ja\">お知らせ番号を入力してお知らせください</a>。</p>"),
+        Lang::En => format!("<p>When you have cleaned your device, <a href=\"{SITE}/ack?lang=en\">tell us with your notice reference</a>.</p>"),
     }
 }
 
@@ -199,18 +204,18 @@ async fn index(
             &c.title_en
         };
         body.push_str(&format!(
-            "<li><a href=\"{}\">{}</a></li>",
+            "<li><a href=\"{SITE}/{}\">{}</a></li>",
             esc(&c.family),
             esc(t)
         ));
     }
     body.push_str("</ul>");
     body.push_str(&ack_link(l));
-    body.push_str(match l {
-        Lang::Ja => "<p><a href=\"verify?lang=ja\">当社からのお知らせか確かめる</a></p>",
-        Lang::En => {
-            "<p><a href=\"verify?lang=en\">Is a notice really from us? Check its reference</a></p>"
-        }
+    body.push_str(&match l {
+        Lang::Ja => format!("<p><a href=\"{SITE}/verify?lang=ja\">当社からのお知らせか確かめる</a></p>"),
+        Lang::En => format!(
+            "<p><a href=\"{SITE}/verify?lang=en\">Is a notice really from us? Check its reference</a></p>"
+        ),
     });
     page(l, &nonce, title, &body)
 }
@@ -418,13 +423,12 @@ async fn verify(
             } else {
                 "How to fix it"
             };
-            // The family's own page when one is configured (relative: this
-            // page is beside it), else the site's index with the general
-            // guidance.
-            let guide = page_of.map_or(kanki_warning::COUNTERMEASURES, |c| c.family.as_str());
+            // The family's own page when one is configured, else the
+            // site's index with the general guidance.
+            let guide = page_of.map_or(SITE.to_string(), |c| format!("{SITE}/{}", c.family));
             let body = format!(
                 "<p id=\"genuine\">{text}</p><p><a id=\"guidance\" href=\"{}?lang={}\">{guidance}</a></p>{}{no_credentials}",
-                esc(guide),
+                esc(&guide),
                 if ja { "ja" } else { "en" },
                 ack_link(l)
             );
