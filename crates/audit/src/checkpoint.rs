@@ -248,7 +248,10 @@ mod tests {
             let f = Checkpoint::parse(&forged).unwrap();
             assert!(f.verify_signature(None).is_err(), "{forged}");
         }
-        assert_eq!(read_all(&format!("noise\n{line}\n"), None).unwrap().len(), 1);
+        assert_eq!(
+            read_all(&format!("noise\n{line}\n"), None).unwrap().len(),
+            1
+        );
         assert!(read_all(&line.replacen("seq=42", "seq=41", 1), None).is_err());
         for junk in [
             TAG.to_string(),

@@ -190,9 +190,7 @@ impl Anchor {
         struct Result {
             anchor: Option<Anchor>,
         }
-        serde_json::from_str::<Result>(&r.entry.result)
-            .ok()?
-            .anchor
+        serde_json::from_str::<Result>(&r.entry.result).ok()?.anchor
     }
 }
 

@@ -570,7 +570,10 @@ impl Config {
         if self.storage.synchronous != Synchronous::Normal || self.storage.accept_loss {
             return Ok(());
         }
-        let on = match (self.radius.listen.is_some(), !self.removal.grounds.is_empty()) {
+        let on = match (
+            self.radius.listen.is_some(),
+            !self.removal.grounds.is_empty(),
+        ) {
             (true, _) => "RADIUS accounting is on (radius.listen)",
             (false, true) => "attribution is on (removal.grounds)",
             (false, false) => return Ok(()),
@@ -673,8 +676,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.storage.synchronous, Synchronous::Normal);
         // Nothing that could be lost: no RADIUS, no attribution.
-        Config::from_toml_str("[storage]\nsynchronous = \"normal\"\n[removal]\ngrounds = {}\n", None)
-            .unwrap();
+        Config::from_toml_str(
+            "[storage]\nsynchronous = \"normal\"\n[removal]\ngrounds = {}\n",
+            None,
+        )
+        .unwrap();
     }
 
     #[test]

@@ -32,11 +32,7 @@ fn read_secret(path: &Path) -> Result<String, String> {
 }
 
 /// Fills a required secret from its file: exactly one of the two is given.
-fn required(
-    at: &str,
-    secret: &mut String,
-    file: Option<&Path>,
-) -> Result<(), (String, String)> {
+fn required(at: &str, secret: &mut String, file: Option<&Path>) -> Result<(), (String, String)> {
     match (secret.is_empty(), file) {
         (false, Some(_)) => Err((
             format!("{at}.secret_file"),
@@ -69,10 +65,18 @@ impl Config {
     /// Reads every `*_file` secret into its option (called on load).
     pub(crate) fn read_secret_files(&mut self) -> Result<(), (String, String)> {
         for (i, k) in self.rpz.tsig.iter_mut().enumerate() {
-            required(&format!("rpz.tsig[{i}]"), &mut k.secret, k.secret_file.as_deref())?;
+            required(
+                &format!("rpz.tsig[{i}]"),
+                &mut k.secret,
+                k.secret_file.as_deref(),
+            )?;
         }
         for (i, n) in self.radius.nas.iter_mut().enumerate() {
-            required(&format!("radius.nas[{i}]"), &mut n.secret, n.secret_file.as_deref())?;
+            required(
+                &format!("radius.nas[{i}]"),
+                &mut n.secret,
+                n.secret_file.as_deref(),
+            )?;
         }
         if let Some(f) = &self.smtp.password_file {
             if self.smtp.password.is_some() {
@@ -127,7 +131,12 @@ impl Config {
             .tsig
             .iter()
             .filter_map(|k| k.secret_file.as_deref())
-            .chain(self.radius.nas.iter().filter_map(|n| n.secret_file.as_deref()))
+            .chain(
+                self.radius
+                    .nas
+                    .iter()
+                    .filter_map(|n| n.secret_file.as_deref()),
+            )
             .chain(self.smtp.password_file.as_deref());
         for f in files {
             if readable_by_others(f) {
@@ -182,7 +191,11 @@ mod tests {
         assert_eq!(c.radius.nas[0].secret, "testing123");
         assert_eq!(c.smtp.password.as_deref(), Some("hunter2"));
         let conf = write(dir.path(), "kanki.toml", &text, 0o644);
-        assert!(c.warnings(Some(&conf)).is_empty(), "{:?}", c.warnings(Some(&conf)));
+        assert!(
+            c.warnings(Some(&conf)).is_empty(),
+            "{:?}",
+            c.warnings(Some(&conf))
+        );
 
         // Both, or neither: refused with the key.
         let both = "[radius]\n[[radius.nas]]\naddress = \"127.0.0.1\"\nsecret = \"x\"\nsecret_file = \"/nonexistent\"\n";
@@ -191,7 +204,8 @@ mod tests {
         let neither = "[radius]\n[[radius.nas]]\naddress = \"127.0.0.1\"\n";
         let e = Config::from_toml_str(neither, None).unwrap_err();
         assert_eq!(e.key.as_deref(), Some("radius.nas[0].secret"), "{e}");
-        let missing = "[radius]\n[[radius.nas]]\naddress = \"127.0.0.1\"\nsecret_file = \"/nonexistent/x\"\n";
+        let missing =
+            "[radius]\n[[radius.nas]]\naddress = \"127.0.0.1\"\nsecret_file = \"/nonexistent/x\"\n";
         let e = Config::from_toml_str(missing, None).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/x"), "{e}");
     }
@@ -204,7 +218,9 @@ mod tests {
         let open = write(dir.path(), "open.toml", text, 0o644);
         let w = c.warnings(Some(&open));
         assert!(
-            w.len() == 1 && w[0].contains("radius.nas[0].secret") && w[0].contains("others can read"),
+            w.len() == 1
+                && w[0].contains("radius.nas[0].secret")
+                && w[0].contains("others can read"),
             "{w:?}"
         );
         let closed = write(dir.path(), "closed.toml", text, 0o600);

@@ -205,7 +205,12 @@ fn audit_verify(n: usize, work_dir: Option<PathBuf>, r: &Report) -> anyhow::Resu
                 action: "who".into(),
                 ground: Some(kanki_audit::Ground::EmergencyEvacuation),
                 purpose: format!("case {i}"),
-                input: format!("{{\"address\":\"10.{}.{}.{}\",\"at\":\"{at}\"}}", i >> 16 & 255, i >> 8 & 255, i & 255),
+                input: format!(
+                    "{{\"address\":\"10.{}.{}.{}\",\"at\":\"{at}\"}}",
+                    i >> 16 & 255,
+                    i >> 8 & 255,
+                    i & 255
+                ),
                 result: "{\"subscriber\":\"S1\",\"confidence\":\"exact\"}".into(),
             })
             .collect();

@@ -57,7 +57,9 @@ pub async fn run(k: Arc<Kanki>) {
         let k2 = k.clone();
         match tokio::task::spawn_blocking(move || write(&k2)).await {
             Ok(Ok(c)) => tracing::info!(seq = c.seq, head = %c.hash, "audit checkpoint written"),
-            Ok(Err(e)) => tracing::error!(error = %format!("{e:#}"), "audit checkpoint not written"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), "audit checkpoint not written")
+            }
             Err(e) => tracing::error!(error = %e, "audit checkpoint panicked"),
         }
         tokio::time::sleep(every).await;

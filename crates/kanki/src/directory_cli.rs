@@ -330,9 +330,15 @@ pub fn audit(config: Config, c: AuditCommand) -> anyhow::Result<ExitCode> {
                     let key = match public_key {
                         Some(k) => Some(k),
                         None => match &kanki.config.audit.checkpoint_key_file {
-                            Some(f) if f.exists() => Some(Signer::from_file(f).map_err(anyhow::Error::msg)?.public_key()),
+                            Some(f) if f.exists() => Some(
+                                Signer::from_file(f)
+                                    .map_err(anyhow::Error::msg)?
+                                    .public_key(),
+                            ),
                             _ => {
-                                eprintln!("warning: no --public-key and no readable audit.checkpoint_key_file: each checkpoint is checked against the key it names");
+                                eprintln!(
+                                    "warning: no --public-key and no readable audit.checkpoint_key_file: each checkpoint is checked against the key it names"
+                                );
                                 None
                             }
                         },

@@ -1,10 +1,10 @@
 //! `kanki`: one binary for every part of the platform.
 
 mod bench;
-mod checkpoint;
 mod bench_crawl;
 mod bench_directory;
 mod bench_removal;
+mod checkpoint;
 mod cli;
 mod crawl_cli;
 mod crawl_serve;

@@ -275,9 +275,9 @@ fn ingest_file(
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| kanki_service::ServiceError::Io {
-        context: format!("cannot open {}", path.display()),
-        source: e,
-    })?;
+            context: format!("cannot open {}", path.display()),
+            source: e,
+        })?;
     let source = Source {
         format: format_of(&name),
         report_type: None,

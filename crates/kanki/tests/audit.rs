@@ -53,13 +53,19 @@ fn logged() -> Logged {
         lookup(&env);
     }
     let line = env.ok(&["audit", "checkpoint"]);
-    assert!(line.starts_with("kanki-audit-checkpoint v1 seq=3 "), "{line}");
+    assert!(
+        line.starts_with("kanki-audit-checkpoint v1 seq=3 "),
+        "{line}"
+    );
     for _ in 0..2 {
         lookup(&env);
     }
     env.ok(&["audit", "checkpoint"]);
     assert_eq!(
-        std::fs::read_to_string(&checkpoints).unwrap().lines().count(),
+        std::fs::read_to_string(&checkpoints)
+            .unwrap()
+            .lines()
+            .count(),
         2
     );
     // The tempdir of the key lives as long as the test process needs it.
@@ -150,7 +156,8 @@ fn a_log_rewritten_after_a_checkpoint_fails_verification() {
     let l = logged();
     // Record 2 changed, and every hash from it on recomputed.
     let db = l.db();
-    db.execute_batch("DROP TRIGGER audit_log_no_update").unwrap();
+    db.execute_batch("DROP TRIGGER audit_log_no_update")
+        .unwrap();
     let mut stmt = db
         .prepare(
             "SELECT seq, at, actor, action, ground, purpose, input, result, prev_hash FROM audit_log ORDER BY seq",

@@ -59,7 +59,9 @@ fn a_symbolic_link_in_the_watched_directory_is_not_followed() {
     let env = Env::new(&format!("\n[removal]\nwatch_dir = \"{}\"\n", w.display()));
     // A file kanki can read but nobody meant it to ingest (it could be any
     // file: its text would land in failed/ with the error).
-    let outside = elsewhere.path().join("2026-05-02-event4_sinkhole-asn-jp.csv");
+    let outside = elsewhere
+        .path()
+        .join("2026-05-02-event4_sinkhole-asn-jp.csv");
     std::fs::write(&outside, report(&["192.0.2.7"])).unwrap();
     let link = w.join("2026-05-02-event4_sinkhole-asn-jp.csv");
     std::os::unix::fs::symlink(&outside, &link).unwrap();
@@ -72,7 +74,12 @@ fn a_symbolic_link_in_the_watched_directory_is_not_followed() {
     let summary = std::fs::read_to_string(w.join(format!("done/{real}.summary.json"))).unwrap();
     assert!(summary.contains("\"events\": 2"), "{summary}");
     // The link is where it was, untouched; nothing read through it.
-    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
     let moved: Vec<_> = ["done", "failed"]
         .iter()
         .flat_map(|d| std::fs::read_dir(w.join(d)).unwrap().flatten())

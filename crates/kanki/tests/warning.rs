@@ -1043,7 +1043,10 @@ fn hostile_family_names_from_a_report_run_no_script_and_link_nowhere() {
         .collect();
     assert_eq!(references.len(), 3, "{text}");
     // The letter shows the names in the safe alphabet only.
-    assert!(!text.contains("javascript:") && !text.contains('<'), "{text}");
+    assert!(
+        !text.contains("javascript:") && !text.contains('<'),
+        "{text}"
+    );
 
     let server = env.serve();
     let site = format!("{}/countermeasures", server.api);
@@ -1056,7 +1059,9 @@ fn hostile_family_names_from_a_report_run_no_script_and_link_nowhere() {
         c.get(format!("{site}/verify?reference={}", references[0]))
             .send()
             .unwrap(),
-        c.get(format!("{site}/verify?reference=K-NONE")).send().unwrap(),
+        c.get(format!("{site}/verify?reference=K-NONE"))
+            .send()
+            .unwrap(),
         c.get(format!("{site}/ack")).send().unwrap(),
         c.post(format!("{site}/ack"))
             .form(&[("reference", "K-NONE")])

@@ -178,8 +178,12 @@ fn general(l: Lang) -> (&'static str, &'static str) {
 
 fn ack_link(l: Lang) -> String {
     match l {
-        Lang::Ja => format!("<p>対策が終わったら、<a href=\"{SITE}/ack?lang=ja\">お知らせ番号を入力してお知らせください</a>。</p>"),
-        Lang::En => format!("<p>When you have cleaned your device, <a href=\"{SITE}/ack?lang=en\">tell us with your notice reference</a>.</p>"),
+        Lang::Ja => format!(
+            "<p>対策が終わったら、<a href=\"{SITE}/ack?lang=ja\">お知らせ番号を入力してお知らせください</a>。</p>"
+        ),
+        Lang::En => format!(
+            "<p>When you have cleaned your device, <a href=\"{SITE}/ack?lang=en\">tell us with your notice reference</a>.</p>"
+        ),
     }
 }
 

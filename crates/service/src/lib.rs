@@ -8,9 +8,9 @@ pub mod directory;
 pub mod front;
 pub mod warning;
 
-use std::os::unix::fs::DirBuilderExt;
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -64,9 +64,9 @@ impl Kanki {
             .mode(0o700)
             .create(&config.data_dir)
             .map_err(io_err(format!(
-            "cannot create data directory {}",
-            config.data_dir.display()
-        )))?;
+                "cannot create data directory {}",
+                config.data_dir.display()
+            )))?;
         let options = SqliteOptions {
             synchronous_full: config.storage.synchronous == kanki_config::Synchronous::Full,
             busy_timeout: config.storage.busy_timeout.0,

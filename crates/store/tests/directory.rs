@@ -535,12 +535,21 @@ fn the_audit_chain_verifies_survives_a_purge_and_shows_tampering() {
         hash: before[1].hash.clone(),
     };
     assert_eq!(c.anchor.as_ref(), Some(&anchor));
-    assert_eq!(kanki_audit::Anchor::named_by(rs.last().unwrap()), Some(anchor.clone()));
+    assert_eq!(
+        kanki_audit::Anchor::named_by(rs.last().unwrap()),
+        Some(anchor.clone())
+    );
     let v = verify(&rs, &d.audit_anchor().unwrap()).unwrap();
     assert_eq!((v.records, v.anchor), (4, Some(anchor.clone())));
     // A purge that removes nothing names the same anchor again.
     let c = d
-        .purge(t(0), t(0), AuditEntry { ..rs.last().unwrap().entry.clone() })
+        .purge(
+            t(0),
+            t(0),
+            AuditEntry {
+                ..rs.last().unwrap().entry.clone()
+            },
+        )
         .unwrap();
     assert_eq!((c.audit_records, c.anchor), (0, Some(anchor)));
     assert!(verify(&records(&store), &d.audit_anchor().unwrap()).is_ok());

@@ -739,7 +739,9 @@ async fn proceed(
         // Every pass slot held by live passes: the warning stays.
         w.counters
             .rejected
-            .get_or_create(&OutcomeLabels { outcome: "passes-full" })
+            .get_or_create(&OutcomeLabels {
+                outcome: "passes-full",
+            })
             .inc();
         tracing::warn!("proceed-once refused: the pass table is full");
         return (StatusCode::SEE_OTHER, [(header::LOCATION, c.path.clone())]).into_response();

@@ -5,8 +5,8 @@
 //! lines are dropped rather than slowing the answers.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 

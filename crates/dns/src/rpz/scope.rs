@@ -51,9 +51,10 @@ impl ConsentSource for ConsentFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(e),
         };
-        Ok(parse_consent(&text, |line| {
-            tracing::warn!(file = %self.path.display(), line, "not an address or block; ignored")
-        }))
+        Ok(parse_consent(
+            &text,
+            |line| tracing::warn!(file = %self.path.display(), line, "not an address or block; ignored"),
+        ))
     }
 
     fn version(&self) -> u64 {

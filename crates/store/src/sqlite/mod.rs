@@ -290,7 +290,8 @@ pub(crate) fn count_map(conn: &Connection, sql: &str) -> Result<HashMap<String, 
 /// gives its `-wal` and `-shm` files the database file's mode.
 fn private_file(path: &Path) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let io = |e: std::io::Error| StoreError::Backend(format!("cannot open {}: {e}", path.display()));
+    let io =
+        |e: std::io::Error| StoreError::Backend(format!("cannot open {}: {e}", path.display()));
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
