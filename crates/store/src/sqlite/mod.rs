@@ -125,10 +125,15 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
             "NORMAL"
         },
     )?;
-    // Up to 256 MiB of page cache: a million-row import keeps its indexes
-    // in memory. SQLite allocates it only as pages are used.
-    conn.pragma_update(None, "cache_size", -262144)?;
+    configure_cache(conn)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
+}
+
+/// Up to 256 MiB of page cache: a million-row import keeps its indexes in
+/// memory. SQLite allocates it only as pages are used.
+pub(super) fn configure_cache(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "cache_size", -262144)?;
     Ok(())
 }
 
