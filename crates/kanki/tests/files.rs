@@ -7,7 +7,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{Env, eventually};
+use common::{Env, eventually, sinkhole_csv};
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -35,22 +35,6 @@ fn the_data_directory_and_the_database_are_for_kankis_user_alone() {
     assert_eq!(mode(&data.join("kanki.sqlite3")), 0o600);
 }
 
-fn report(rows: &[&str]) -> String {
-    let at = (chrono::Utc::now() - chrono::Duration::hours(1))
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string();
-    let mut text = String::from(
-        "\"timestamp\",\"protocol\",\"src_ip\",\"src_port\",\"dst_ip\",\"dst_port\",\"infection\",\"family\",\"tag\"\n",
-    );
-    for (i, addr) in rows.iter().enumerate() {
-        text.push_str(&format!(
-            "\"{at}\",\"tcp\",\"{addr}\",{},\"198.51.100.1\",80,\"mirai\",\"mirai\",\n",
-            50000 + i
-        ));
-    }
-    text
-}
-
 #[test]
 fn a_symbolic_link_in_the_watched_directory_is_not_followed() {
     let watch = tempfile::tempdir().unwrap();
@@ -62,12 +46,16 @@ fn a_symbolic_link_in_the_watched_directory_is_not_followed() {
     let outside = elsewhere
         .path()
         .join("2026-05-02-event4_sinkhole-asn-jp.csv");
-    std::fs::write(&outside, report(&["192.0.2.7"])).unwrap();
+    std::fs::write(&outside, sinkhole_csv(&[("192.0.2.7", "mirai")])).unwrap();
     let link = w.join("2026-05-02-event4_sinkhole-asn-jp.csv");
     std::os::unix::fs::symlink(&outside, &link).unwrap();
     let _s = env.serve();
     let real = "2026-05-03-event4_sinkhole-asn-jp.csv";
-    std::fs::write(w.join(real), report(&["192.0.2.8", "192.0.2.9"])).unwrap();
+    std::fs::write(
+        w.join(real),
+        sinkhole_csv(&[("192.0.2.8", "mirai"), ("192.0.2.9", "mirai")]),
+    )
+    .unwrap();
     eventually(30, "the regular file ingested", || {
         w.join("done").join(real).exists()
     });

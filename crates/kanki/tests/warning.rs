@@ -706,6 +706,28 @@ fn the_walled_garden_shows_its_notice_and_how_to_leave_and_is_audited() {
     assert!(f.env.ok(&["audit", "verify"]).contains("audit log intact"));
 }
 
+/// Headless Chromium's flags: a fresh profile in `profile`, nothing sent
+/// anywhere on its own (no background networking, updates, sync or QUIC),
+/// then `extra`.
+fn chromium_args(profile: &std::path::Path, extra: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    args.extend_from_slice(extra);
+    args
+}
+
 /// chromedriver on a free port, stopped with the test.
 struct Driver {
     child: Child,
@@ -902,17 +924,14 @@ fn the_page_works_in_headless_chromium_in_both_languages() {
     let profile = tempfile::tempdir().unwrap();
     // The browser resolves the listed name to the warning page, as a
     // consenting subscriber's resolver (the DNS front) would.
-    let args: Vec<String> = vec![
-        "--headless=new".into(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-dev-shm-usage".into(),
-        "--no-first-run".into(),
-        "--window-size=1000,1300".into(),
-        "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable".into(),
-        format!("--host-resolver-rules=MAP bad.example 127.0.0.1:{}", f.page),
-        format!("--user-data-dir={}", profile.path().display()),
-    ];
+    let args = chromium_args(
+        profile.path(),
+        &[
+            "--window-size=1000,1300".into(),
+            "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable".into(),
+            format!("--host-resolver-rules=MAP bad.example 127.0.0.1:{}", f.page),
+        ],
+    );
     let s = driver.session(&args, "ja");
     let healthz = format!("{}/healthz", f.api());
     let warning = "http://bad.example/payload.exe";
@@ -1013,19 +1032,8 @@ fn hostile_family_names_from_a_report_run_no_script_and_link_nowhere() {
         "<script>document.title='p'+'wned'</script>",
         "\"><img src=x onerror=\"document.title='p'+'wned'\">",
     ];
-    let at = (chrono::Utc::now() - chrono::Duration::hours(1))
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string();
-    let mut csv = String::from(
-        "\"timestamp\",\"protocol\",\"src_ip\",\"src_port\",\"dst_ip\",\"dst_port\",\"infection\",\"family\",\"tag\"\n",
-    );
-    for (i, name) in hostile.iter().enumerate() {
-        let q = name.replace('"', "\"\"");
-        csv.push_str(&format!(
-            "\"{at}\",\"tcp\",\"192.0.2.44\",{},\"198.51.100.1\",80,\"{q}\",\"{q}\",\n",
-            50000 + i
-        ));
-    }
+    let rows: Vec<(&str, &str)> = hostile.iter().map(|n| ("192.0.2.44", *n)).collect();
+    let csv = common::sinkhole_csv(&rows);
     let report = env.dir.path().join("2026-05-01-event4_sinkhole-asn-jp.csv");
     std::fs::write(&report, csv).unwrap();
     env.ok(&["ingest", "-f", "shadowserver", report.to_str().unwrap()]);
@@ -1082,18 +1090,7 @@ fn hostile_family_names_from_a_report_run_no_script_and_link_nowhere() {
 
     let driver = Driver::start();
     let profile = tempfile::tempdir().unwrap();
-    let args: Vec<String> = vec![
-        "--headless=new".into(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-dev-shm-usage".into(),
-        "--disable-background-networking".into(),
-        "--disable-component-update".into(),
-        "--disable-sync".into(),
-        "--disable-quic".into(),
-        "--no-first-run".into(),
-        format!("--user-data-dir={}", profile.path().display()),
-    ];
+    let args = chromium_args(profile.path(), &[]);
     let s = driver.session(&args, "en");
     // Every link of the page: its scheme and where it goes; and the title
     // (which a script of the report's would have changed).
