@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use kanki_audit::{Ground, verify};
+use kanki_audit::Ground;
 use kanki_directory::{SubscriberRow, read_subscribers};
 use kanki_service::directory::WhoQuery;
 use kanki_store::AuditFilter;
@@ -198,11 +198,7 @@ pub(crate) async fn audit_verify(
     State(st): State<ApiState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     blocking(&st, |k| {
-        let d = k.store.directory();
-        let anchor = d.audit_anchor()?;
-        let mut records = Vec::new();
-        d.audit_records(&AuditFilter::default(), &mut |r| records.push(r))?;
-        Ok(Json(match verify(records, &anchor) {
+        Ok(Json(match k.verify_audit(&[])? {
             Ok(v) => json!({ "intact": true, "records": v.records, "head": v.head }),
             Err(b) => json!({ "intact": false, "first_broken": b.seq, "reason": b.reason }),
         }))

@@ -81,12 +81,24 @@ impl Default for DirectoryConfig {
 pub struct AuditConfig {
     /// Audit records older than this are purged (the purge is recorded).
     pub retention: HumanDuration,
+    /// The Ed25519 key (PKCS#8, DER or PEM: `kanki audit keygen`) that
+    /// signs checkpoints of the chain's head. Unset: no checkpoints.
+    pub checkpoint_key_file: Option<std::path::PathBuf>,
+    /// How often `kanki serve` writes a checkpoint.
+    pub checkpoint_every: HumanDuration,
+    /// Where checkpoints go: a file path (one line appended each time), or
+    /// `"syslog"` (the local syslog socket, facility auth, for shipping
+    /// elsewhere).
+    pub checkpoint_to: Option<String>,
 }
 
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
             retention: HumanDuration::secs(3 * 365 * 86400),
+            checkpoint_key_file: None,
+            checkpoint_every: HumanDuration::secs(3600),
+            checkpoint_to: None,
         }
     }
 }
@@ -126,6 +138,7 @@ impl Default for RadiusConfig {
 pub struct NasConfig {
     /// An address or a CIDR block of NAS addresses.
     pub address: String,
+    #[serde(default)]
     pub secret: String,
     /// NAS-IP-Address / NAS-IPv6-Address values (addresses or networks)
     /// this NAS may send besides its own source address.
@@ -134,4 +147,8 @@ pub struct NasConfig {
     /// NAS-Identifier values this NAS may send.
     #[serde(default)]
     pub nas_identifiers: Vec<String>,
+    /// A file holding the shared secret instead (kept out of the
+    /// configuration, readable by kanki alone).
+    #[serde(default)]
+    pub secret_file: Option<std::path::PathBuf>,
 }

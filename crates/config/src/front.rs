@@ -143,6 +143,8 @@ pub struct WarningConfig {
     /// False-positive reports accepted per client address per hour (the
     /// queue is the operators' time; 0: none accepted).
     pub reports_per_hour: u32,
+    /// False-positive reports accepted per hour from all clients together.
+    pub reports_per_hour_total: u32,
 }
 
 impl Default for WarningConfig {
@@ -155,6 +157,7 @@ impl Default for WarningConfig {
             countermeasure_url: None,
             hits_flush_every: HumanDuration::secs(10),
             reports_per_hour: 10,
+            reports_per_hour_total: 200,
         }
     }
 }

@@ -20,6 +20,7 @@ mod front;
 mod operators;
 mod removal;
 mod rpz;
+mod secrets;
 
 pub use crawler::{
     CrawlScheduleConfig, CrawlerConfig, NoticeConfig, NoticeDelivery, ProfileConfig,
@@ -163,6 +164,11 @@ pub struct StorageConfig {
     /// SQLite's `synchronous` setting: `full` survives power loss, `normal`
     /// survives a killed process but may lose the last commits on power loss.
     pub synchronous: Synchronous,
+    /// With `synchronous = "normal"`, says that losing the last
+    /// acknowledged RADIUS records and audit records on power loss is
+    /// accepted; without it, `normal` is refused while RADIUS accounting
+    /// or attribution is on.
+    pub accept_loss: bool,
     /// How long a writer waits for another writer before giving up.
     pub busy_timeout: HumanDuration,
 }
@@ -172,6 +178,7 @@ impl Default for StorageConfig {
         StorageConfig {
             backend: Backend::Sqlite,
             synchronous: Synchronous::Full,
+            accept_loss: false,
             busy_timeout: HumanDuration::secs(30),
         }
     }
@@ -504,12 +511,15 @@ impl Config {
         };
         let de = toml::de::Deserializer::parse(text)
             .map_err(|e| err(None, e.span(), e.message().to_string()))?;
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let key = (path != ".").then_some(path);
             let inner = e.into_inner();
             err(key, inner.span(), inner.message().to_string())
         })?;
+        if let Err((key, message)) = config.read_secret_files() {
+            return Err(err(Some(key), None, message));
+        }
         if let Err((key, needle, message)) = config.validate() {
             let span = needle
                 .and_then(|n| nth_occurrence(text, &n.0, n.1))
@@ -550,6 +560,7 @@ impl Config {
         self.crawler.validate()?;
         self.dns.validate()?;
         self.validate_removal()?;
+        self.validate_durability()?;
         self.warning.validate()?;
         if self.indicators.default_confidence > 100 {
             return Err((
@@ -559,6 +570,31 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// `synchronous = "normal"` loses the last commits on power loss: a
+    /// NAS's accounting record kanki acknowledged (the NAS will not send it
+    /// again) and the audit record of an attribution made. Refused while
+    /// either is on, unless the operator says the loss is accepted.
+    fn validate_durability(&self) -> Result<(), Invalid> {
+        if self.storage.synchronous != Synchronous::Normal || self.storage.accept_loss {
+            return Ok(());
+        }
+        let on = match (
+            self.radius.listen.is_some(),
+            !self.removal.grounds.is_empty(),
+        ) {
+            (true, _) => "RADIUS accounting is on (radius.listen)",
+            (false, true) => "attribution is on (removal.grounds)",
+            (false, false) => return Ok(()),
+        };
+        Err((
+            "storage.synchronous".into(),
+            Some(("synchronous".into(), 1)),
+            format!(
+                "synchronous = \"normal\" can lose acknowledged RADIUS records and audit records on power loss, and {on}: use \"full\", or set storage.accept_loss = true to accept that loss"
+            ),
+        ))
     }
 
     fn validate_removal(&self) -> Result<(), Invalid> {
@@ -583,6 +619,16 @@ impl Config {
                 "notices.escalate_after".into(),
                 Some(("escalate_after".into(), 1)),
                 "escalate after at least one notice".into(),
+            ));
+        }
+        if self.smtp.username.is_some()
+            && self.smtp.tls == SmtpTls::None
+            && !self.smtp.allow_auth_without_tls
+        {
+            return Err((
+                "smtp.username".into(),
+                Some(("username".into(), 1)),
+                "SMTP AUTH over a connection without TLS shows the password to anyone on the path: set smtp.tls = \"starttls\" or \"tls\", or smtp.allow_auth_without_tls = true".into(),
             ));
         }
         let mut names = std::collections::HashSet::new();
@@ -623,6 +669,43 @@ fn nth_occurrence(text: &str, needle: &str, n: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn synchronous_normal_is_refused_while_records_could_be_lost_unless_accepted() {
+        let e = error_of("[storage]\nsynchronous = \"normal\"\n");
+        assert_eq!(e.key.as_deref(), Some("storage.synchronous"), "{e}");
+        assert!(e.to_string().contains("attribution is on"), "{e}");
+        let e = error_of(
+            "[storage]\nsynchronous = \"normal\"\n[radius]\nlisten = \"127.0.0.1:1813\"\n[removal.grounds]\n",
+        );
+        assert!(e.to_string().contains("RADIUS accounting is on"), "{e}");
+        let c = Config::from_toml_str(
+            "[storage]\nsynchronous = \"normal\"\naccept_loss = true\n",
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.storage.synchronous, Synchronous::Normal);
+        // Nothing that could be lost: no RADIUS, no attribution.
+        Config::from_toml_str(
+            "[storage]\nsynchronous = \"normal\"\n[removal]\ngrounds = {}\n",
+            None,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn smtp_auth_without_tls_is_refused_unless_allowed() {
+        let e = error_of("[smtp]\nusername = \"u\"\npassword = \"p\"\n");
+        assert_eq!(e.key.as_deref(), Some("smtp.username"), "{e}");
+        assert!(e.to_string().contains("without TLS"), "{e}");
+        for ok in [
+            "[smtp]\nusername = \"u\"\npassword = \"p\"\ntls = \"starttls\"\n",
+            "[smtp]\nusername = \"u\"\npassword = \"p\"\nallow_auth_without_tls = true\n",
+            "[smtp]\ntls = \"none\"\n",
+        ] {
+            Config::from_toml_str(ok, None).unwrap();
+        }
+    }
 
     #[test]
     fn the_commented_default_is_the_default() {

@@ -149,6 +149,13 @@ pub struct SmtpConfig {
     pub tls: SmtpTls,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// A file holding the password instead (kept out of the
+    /// configuration, readable by kanki alone).
+    pub password_file: Option<PathBuf>,
+    /// Sends the username and password over a connection without TLS
+    /// (`tls = "none"`), where anyone on the path reads them. Refused
+    /// unless this is set.
+    pub allow_auth_without_tls: bool,
     pub timeout: HumanDuration,
     /// A PEM file of CA certificates trusted for the server's certificate
     /// besides the built-in web roots (a relay with a private CA or a
@@ -164,6 +171,8 @@ impl Default for SmtpConfig {
             tls: SmtpTls::None,
             username: None,
             password: None,
+            password_file: None,
+            allow_auth_without_tls: false,
             timeout: HumanDuration::secs(30),
             ca_file: None,
         }

@@ -114,7 +114,12 @@ pub struct TsigKeyConfig {
     #[serde(default = "default_algorithm")]
     pub algorithm: String,
     /// The secret, base64 (what `tsig-keygen` prints).
+    #[serde(default)]
     pub secret: String,
+    /// A file holding the secret instead (kept out of the configuration,
+    /// readable by kanki alone).
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
 }
 
 fn default_algorithm() -> String {

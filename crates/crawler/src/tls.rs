@@ -142,8 +142,21 @@ pub(crate) fn client_config() -> (rustls::ClientConfig, Arc<RecordingVerifier>) 
 
 /// The facts of a leaf certificate and what its verification said.
 pub(crate) fn cert_facts(der: &[u8], verifier: &RecordingVerifier) -> CertFacts {
+    CertFacts::of_der(der, verifier.outcome(der))
+}
+
+impl CertFacts {
+    /// The facts of a leaf certificate (DER, as a crawled site sent it:
+    /// anything) and its verification's outcome (`Some(None)`: valid,
+    /// `Some(Some(why))`: not, `None`: not recorded).
+    pub fn of_der(der: &[u8], outcome: Option<Option<String>>) -> CertFacts {
+        facts_of(der, outcome)
+    }
+}
+
+fn facts_of(der: &[u8], outcome: Option<Option<String>>) -> CertFacts {
     let sha256 = hex::encode(Sha256::digest(der));
-    let (valid, problem) = match verifier.outcome(der) {
+    let (valid, problem) = match outcome {
         Some(None) => (true, None),
         Some(Some(p)) => (false, Some(p)),
         None => (false, Some("verification outcome not recorded".into())),

@@ -48,6 +48,9 @@ pub enum Which {
     /// process, and /metrics over HTTP with and without a token side by
     /// side against a real `kanki serve` (--api-requests). Run on its own.
     ApiAuth,
+    /// `kanki audit verify` of an audit log of `--rows` records: time, and
+    /// the peak memory verification adds (flat: it streams).
+    Audit,
     All,
 }
 
@@ -159,6 +162,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     if a.which.contains(&Which::ApiAuth) {
         crate::bench_api::api_auth(a.api_requests, &r)?;
     }
+    if a.which.contains(&Which::Audit) {
+        audit_verify(n, a.work_dir.clone(), &r)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -180,6 +186,70 @@ fn parse(n: usize, r: &Report) -> anyhow::Result<()> {
         "rows/s",
         ">= 1000000",
     );
+    Ok(())
+}
+
+/// Writes `n` audit records (a who-lookup's size each), then verifies the
+/// chain as `kanki audit verify` does, measuring the peak resident memory
+/// of the verification alone (the peak is reset before it).
+fn audit_verify(n: usize, work_dir: Option<PathBuf>, r: &Report) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let dir = work_dir.unwrap_or_else(|| tmp.path().to_path_buf());
+    let data_dir = dir.join("audit-bench");
+    if data_dir.exists() {
+        std::fs::remove_dir_all(&data_dir)?;
+    }
+    let config = Config {
+        data_dir,
+        ..Config::default()
+    };
+    let kanki = Kanki::open(config)?;
+    let d = kanki.store.directory();
+    let at = chrono::Utc::now();
+    let mut written = 0;
+    while written < n {
+        let batch: Vec<kanki_audit::AuditEntry> = (written..n.min(written + 10_000))
+            .map(|i| kanki_audit::AuditEntry {
+                at,
+                actor: "bench".into(),
+                action: "who".into(),
+                ground: Some(kanki_audit::Ground::EmergencyEvacuation),
+                purpose: format!("case {i}"),
+                input: format!(
+                    "{{\"address\":\"10.{}.{}.{}\",\"at\":\"{at}\"}}",
+                    i >> 16 & 255,
+                    i >> 8 & 255,
+                    i & 255
+                ),
+                result: "{\"subscriber\":\"S1\",\"confidence\":\"exact\"}".into(),
+            })
+            .collect();
+        written += batch.len();
+        d.audit_append_many(&batch)?;
+    }
+    // Linux: "5" resets the peak (VmHWM) to the current resident size.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let before = rss_bytes("VmRSS:").unwrap_or(0);
+    let t = Instant::now();
+    let v = kanki
+        .verify_audit(&[])?
+        .map_err(|b| anyhow::anyhow!("the bench's own chain does not verify: {b}"))?;
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(v.records == n as u64, "verified {} of {n}", v.records);
+    r.line(
+        &format!("audit verify {n} records (records/s)"),
+        n as f64 / secs,
+        "records/s",
+        ">= 200000",
+    );
+    if let Some(hwm) = rss_bytes("VmHWM:") {
+        r.line(
+            &format!("audit verify {n} records (peak memory added)"),
+            hwm.saturating_sub(before) as f64 / 1e6,
+            "MB",
+            "<= 64, whatever n",
+        );
+    }
     Ok(())
 }
 

@@ -67,6 +67,9 @@ pub fn config(c: &ConfigCommand) -> anyhow::Result<ExitCode> {
         }
         ConfigCommand::Check { file } => match Config::load(file) {
             Ok(c) => {
+                for w in c.warnings(Some(file)) {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "{}: ok ({} feed{}, data_dir {})",
                     file.display(),

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use clap::{Args, Subcommand};
-use kanki_audit::{Ground, verify};
+use kanki_audit::Ground;
+use kanki_audit::checkpoint::{Signer, read_all};
 use kanki_config::Config;
 use kanki_directory::{SubscriberRow, read_subscribers};
 use kanki_service::Kanki;
@@ -283,8 +284,27 @@ pub fn who(config: Config, a: WhoArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCommand {
-    /// Check the hash chain; names the first broken record.
-    Verify,
+    /// Check the hash chain, one record at a time; names the first broken
+    /// record.
+    Verify {
+        /// Also hold the log to every signed checkpoint in this file (as
+        /// `kanki serve` writes them to a file or syslog): a log cut short
+        /// or rewritten after a checkpoint fails.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The checkpoints' public key (hex); by default the one of
+        /// `audit.checkpoint_key_file` when it is readable here, else the
+        /// key each line names (then a forger's own key would do).
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Write a new Ed25519 signing key for checkpoints (PKCS#8, mode 0600)
+    /// and print its public key.
+    Keygen { out: PathBuf },
+    /// Sign the chain's head now and write the checkpoint where
+    /// `audit.checkpoint_to` says (`kanki serve` does it every
+    /// `audit.checkpoint_every`).
+    Checkpoint,
     /// Show audit records (oldest first), filtered.
     Show {
         #[arg(long, value_parser = parse_time)]
@@ -313,13 +333,48 @@ pub fn audit(config: Config, c: AuditCommand) -> anyhow::Result<ExitCode> {
     let kanki = Kanki::open(config)?;
     let d = kanki.store.directory();
     match c {
-        AuditCommand::Verify => {
-            let anchor = d.audit_anchor()?;
-            let mut records = Vec::new();
-            d.audit_records(&AuditFilter::default(), &mut |r| records.push(r))?;
-            match verify(records, &anchor) {
+        AuditCommand::Verify {
+            checkpoint,
+            public_key,
+        } => {
+            let checkpoints = match &checkpoint {
+                Some(file) => {
+                    let key = match public_key {
+                        Some(k) => Some(k),
+                        None => match &kanki.config.audit.checkpoint_key_file {
+                            Some(f) if f.exists() => Some(
+                                Signer::from_file(f)
+                                    .map_err(anyhow::Error::msg)?
+                                    .public_key(),
+                            ),
+                            _ => {
+                                eprintln!(
+                                    "warning: no --public-key and no readable audit.checkpoint_key_file: each checkpoint is checked against the key it names"
+                                );
+                                None
+                            }
+                        },
+                    };
+                    let text = std::fs::read_to_string(file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    let cps = read_all(&text, key.as_deref())
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                    if cps.is_empty() {
+                        bail!("{} holds no checkpoint", file.display());
+                    }
+                    cps
+                }
+                None => Vec::new(),
+            };
+            match kanki.verify_audit(&checkpoints)? {
                 Ok(v) => {
                     println!("audit log intact: {} records, head {}", v.records, v.head);
+                    if checkpoint.is_some() {
+                        println!(
+                            "checkpoints: {} confirmed, {} of records since purged",
+                            v.checkpoints_confirmed, v.checkpoints_purged
+                        );
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(b) => {
@@ -327,6 +382,19 @@ pub fn audit(config: Config, c: AuditCommand) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(3))
                 }
             }
+        }
+        AuditCommand::Keygen { out } => {
+            let key = Signer::generate();
+            crate::files::write_private(&out, &key)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            let s = Signer::from_pkcs8(&key).map_err(anyhow::Error::msg)?;
+            println!("{}", s.public_key());
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Checkpoint => {
+            let c = crate::checkpoint::write(&kanki)?;
+            println!("{c}");
+            Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Show {
             since,

@@ -5,10 +5,12 @@ mod bench_api;
 mod bench_crawl;
 mod bench_directory;
 mod bench_removal;
+mod checkpoint;
 mod cli;
 mod crawl_cli;
 mod crawl_serve;
 mod directory_cli;
+mod files;
 mod front;
 mod operators_cli;
 mod progress;
@@ -181,6 +183,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     let config = cli::load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
     cli::init_logging(&config, matches!(cli.command, Command::Serve));
+    for w in config.warnings(cli.config.as_deref()) {
+        tracing::warn!("{w}");
+    }
     match cli.command {
         Command::Serve => serve::run(config).map(|_| ExitCode::SUCCESS),
         Command::Import(a) => cli::import(config, a),

@@ -2,6 +2,7 @@
 //! files dropped in the watched directory ingested, bounces read from the
 //! bounce maildir, and kanki's own sensor.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -188,10 +189,13 @@ fn format_of(name: &str) -> kanki_events::Format {
 
 /// Whether a file in the watched directory is complete: a writer puts a
 /// file in under a hidden or partial name (`.x`, `*.part`, `*.tmp`) and
-/// renames it when done.
+/// renames it when done. A symbolic link is not followed (it could point
+/// at any file kanki can read, and its text would end up in `failed/`):
+/// only a regular file is taken.
 fn complete(path: &Path) -> bool {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    path.is_file() && !name.starts_with('.') && !name.ends_with(".part") && !name.ends_with(".tmp")
+    let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    regular && !name.starts_with('.') && !name.ends_with(".part") && !name.ends_with(".tmp")
 }
 
 /// `dir/name`, or `dir/name.N` when a file of that name is there already
@@ -265,10 +269,15 @@ fn ingest_file(
         .unwrap_or_default()
         .to_string_lossy()
         .into_owned();
-    let f = std::fs::File::open(path).map_err(|e| kanki_service::ServiceError::Io {
-        context: format!("cannot open {}", path.display()),
-        source: e,
-    })?;
+    // Not through a link swapped in since the listing (O_NOFOLLOW).
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| kanki_service::ServiceError::Io {
+            context: format!("cannot open {}", path.display()),
+            source: e,
+        })?;
     let source = Source {
         format: format_of(&name),
         report_type: None,

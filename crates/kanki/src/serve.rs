@@ -193,6 +193,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tokio::spawn(purger(state.clone()));
     tokio::spawn(operators_refresher(state.clone()));
+    tokio::spawn(crate::checkpoint::run(kanki.clone()));
     crate::crawl_serve::spawn(kanki.clone(), list_changed.clone())?;
     for feed in kanki.config.feeds.iter().filter(|f| f.enabled) {
         tokio::spawn(feed_loop(state.clone(), feed.clone()));

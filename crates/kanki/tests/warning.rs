@@ -714,6 +714,28 @@ fn the_walled_garden_shows_its_notice_and_how_to_leave_and_is_audited() {
     assert!(f.env.ok(&["audit", "verify"]).contains("audit log intact"));
 }
 
+/// Headless Chromium's flags: a fresh profile in `profile`, nothing sent
+/// anywhere on its own (no background networking, updates, sync or QUIC),
+/// then `extra`.
+fn chromium_args(profile: &std::path::Path, extra: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--no-first-run",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    args.extend_from_slice(extra);
+    args
+}
+
 /// chromedriver on a free port, stopped with the test.
 struct Driver {
     child: Child,
@@ -910,17 +932,14 @@ fn the_page_works_in_headless_chromium_in_both_languages() {
     let profile = tempfile::tempdir().unwrap();
     // The browser resolves the listed name to the warning page, as a
     // consenting subscriber's resolver (the DNS front) would.
-    let args: Vec<String> = vec![
-        "--headless=new".into(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-dev-shm-usage".into(),
-        "--no-first-run".into(),
-        "--window-size=1000,1300".into(),
-        "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable".into(),
-        format!("--host-resolver-rules=MAP bad.example 127.0.0.1:{}", f.page),
-        format!("--user-data-dir={}", profile.path().display()),
-    ];
+    let args = chromium_args(
+        profile.path(),
+        &[
+            "--window-size=1000,1300".into(),
+            "--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable".into(),
+            format!("--host-resolver-rules=MAP bad.example 127.0.0.1:{}", f.page),
+        ],
+    );
     let s = driver.session(&args, "ja");
     let healthz = format!("{}/healthz", f.api());
     let warning = "http://bad.example/payload.exe";
@@ -999,4 +1018,137 @@ fn the_page_works_in_headless_chromium_in_both_languages() {
     s.wait_for("#leave-requested");
     let garden = api_get(f.api(), "/api/v1/garden");
     assert_eq!(garden[0]["leave_request_note"], "駆除ツールを実行しました");
+}
+
+/// A malware name comes from a report, so it is anyone's text. A
+/// Shadowserver report names hostile families (a `javascript:` URL, a
+/// script, markup closing an attribute); the countermeasure site's pages
+/// about those notices, loaded in headless Chromium, run no script and
+/// hold no link but to the site, and every response of the site carries
+/// the warning page's CSP, frame and nosniff headers.
+#[test]
+fn hostile_family_names_from_a_report_run_no_script_and_link_nowhere() {
+    let env = Env::new("");
+    env.directory(
+        "id,email,postal_address,language,consent\nS4,,東京都千代田区1-1-1,en,yes\n",
+        "S4,192.0.2.44,2020-01-01,\n",
+    );
+    let hostile = [
+        "javascript:alert(1)",
+        // A script would set the title to "pwned" (a word the names
+        // themselves do not hold).
+        "<script>document.title='p'+'wned'</script>",
+        "\"><img src=x onerror=\"document.title='p'+'wned'\">",
+    ];
+    let rows: Vec<(&str, &str)> = hostile.iter().map(|n| ("192.0.2.44", *n)).collect();
+    let csv = common::sinkhole_csv(&rows);
+    let report = env.dir.path().join("2026-05-01-event4_sinkhole-asn-jp.csv");
+    std::fs::write(&report, csv).unwrap();
+    env.ok(&["ingest", "-f", "shadowserver", report.to_str().unwrap()]);
+    let sent = env.ok(&["notices", "send"]);
+    assert!(sent.contains("3 letters queued"), "{sent}");
+    let letters = env.dir.path().join("letters.csv");
+    env.ok(&["notices", "letters", "-o", letters.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&letters).unwrap();
+    let references: Vec<String> = text
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.starts_with("K-") && w.len() == 16)
+        .map(String::from)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(references.len(), 3, "{text}");
+    // The letter shows the names in the safe alphabet only.
+    assert!(
+        !text.contains("javascript:") && !text.contains('<'),
+        "{text}"
+    );
+
+    let server = env.serve();
+    let site = format!("{}/countermeasures", server.api);
+
+    // Every response of the site, pages and errors, with the headers.
+    let c = client();
+    for r in [
+        c.get(format!("{site}?lang=en")).send().unwrap(),
+        c.get(format!("{site}/javascript:alert(1)")).send().unwrap(),
+        c.get(format!("{site}/verify?reference={}", references[0]))
+            .send()
+            .unwrap(),
+        c.get(format!("{site}/verify?reference=K-NONE"))
+            .send()
+            .unwrap(),
+        c.get(format!("{site}/ack")).send().unwrap(),
+        c.post(format!("{site}/ack"))
+            .form(&[("reference", "K-NONE")])
+            .send()
+            .unwrap(),
+    ] {
+        let h = r.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
+            "{}: {csp}",
+            r.url()
+        );
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(h["x-frame-options"], "DENY", "{}", r.url());
+        assert_eq!(h["x-content-type-options"], "nosniff", "{}", r.url());
+    }
+
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let args = chromium_args(profile.path(), &[]);
+    let s = driver.session(&args, "en");
+    // Every link of the page: its scheme and where it goes; and the title
+    // (which a script of the report's would have changed).
+    let links_and_title = || {
+        s.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({
+                "script": "return [document.title, Array.from(document.querySelectorAll('a')).map(a => a.protocol + ' ' + a.href)];",
+                "args": [],
+            })),
+        )
+    };
+    let check = |what: &str| {
+        let v = links_and_title();
+        let title = v[0].as_str().unwrap();
+        assert!(!title.contains("pwned"), "{what}: a script ran: {title}");
+        for l in v[1].as_array().unwrap() {
+            let l = l.as_str().unwrap();
+            assert!(
+                l.starts_with(&format!("http: {site}")),
+                "{what}: a link elsewhere: {l}\n{}",
+                s.source()
+            );
+        }
+        assert!(!s.has("script") && !s.has("img"), "{what}: {}", s.source());
+    };
+    for reference in &references {
+        s.go(&format!("{site}/verify?lang=en&reference={reference}"));
+        s.wait_for("#genuine");
+        check(reference);
+        // The guidance link leads to the site (no family page is
+        // configured: the index), and runs nothing.
+        s.click("#guidance");
+        eventually(10, "the site's index", || s.url().starts_with(&site));
+        check("the guidance page");
+    }
+    for name in hostile {
+        let path: String = name
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        s.go(&format!("{site}/{path}?lang=en"));
+        s.wait_for("h1");
+        check(name);
+    }
 }

@@ -221,7 +221,9 @@ pub fn context(
     NoticeContext {
         reference: reference.to_string(),
         subscriber: case.subscriber.clone(),
-        family: case.threat.clone(),
+        // A family named by a report is shown in the safe alphabet: a
+        // notice never carries a report's markup or a link of its making.
+        family: crate::site::shown_name(&case.threat),
         class: case.class.clone(),
         severity: case.severity.to_string(),
         first_seen: t(case.first_seen),

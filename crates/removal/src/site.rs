@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Extension, Form, Path, Query, State};
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -31,6 +31,7 @@ use kanki_config::CountermeasureConfig;
 use kanki_service::front::Garden;
 use kanki_service::{Kanki, ServiceError};
 use kanki_store::{CaseChange, Channel};
+use kanki_warning::headers::Nonce;
 use serde::Deserialize;
 
 use crate::{case, escalation};
@@ -39,6 +40,11 @@ use crate::{case, escalation};
 /// Only a server that sees subscribers' own addresses (the warning page)
 /// can tell.
 pub type GardenedClient = Arc<dyn Fn(IpAddr) -> Option<String> + Send + Sync>;
+
+/// Where `kanki serve` mounts the site (on the warning page and the API
+/// server alike): its links are absolute under it, as its index has no
+/// trailing slash to be relative to.
+const SITE: &str = kanki_warning::COUNTERMEASURES;
 
 #[derive(Clone)]
 struct Site {
@@ -60,6 +66,39 @@ pub fn router(kanki: Arc<Kanki>, garden: Arc<Garden>, gardened: Option<GardenedC
             garden,
             gardened,
         })
+        // Every response of the site, a page or an error, with the warning
+        // page's headers (CSP, no framing, no sniffing, no caching).
+        .layer(axum::middleware::from_fn(kanki_warning::headers::layer))
+}
+
+/// The configured countermeasure page of `family`, if there is one. Only
+/// these are ever linked: a family name comes from reports (anyone's
+/// text), and a link made of it could point anywhere.
+fn configured<'a>(k: &'a Kanki, family: &str) -> Option<&'a CountermeasureConfig> {
+    k.config
+        .countermeasures
+        .iter()
+        .find(|c| c.family.eq_ignore_ascii_case(family))
+}
+
+/// The longest family name shown, in characters.
+const SHOWN_NAME_MAX: usize = 64;
+
+/// A family name from a report as it may be shown (on the site and in a
+/// notice): letters, digits, `-`, `_`, `.`, `/` and spaces, every other
+/// character as `_`, at most [`SHOWN_NAME_MAX`] characters. A name is
+/// data, never markup or a link, whatever the report put in it.
+pub fn shown_name(name: &str) -> String {
+    name.chars()
+        .take(SHOWN_NAME_MAX)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_./ ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -108,16 +147,19 @@ fn esc(s: &str) -> String {
     out
 }
 
-fn page(l: Lang, title: &str, body: &str) -> Html<String> {
+/// A page of the site. Its one style carries the response's CSP nonce
+/// (from [`kanki_warning::headers::layer`]).
+fn page(l: Lang, nonce: &Nonce, title: &str, body: &str) -> Html<String> {
     let (lang, other, other_name) = match l {
         Lang::Ja => ("ja", "en", "English"),
         Lang::En => ("en", "ja", "日本語"),
     };
     Html(format!(
         "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title>\
-         <style>body{{font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em;line-height:1.6}}input{{font-size:1.2em}}</style></head>\
-         <body><p style=\"text-align:right\"><a href=\"?lang={other}\">{other_name}</a></p><h1>{t}</h1>{body}</body></html>",
-        t = esc(title)
+         <style nonce=\"{n}\">body{{font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em;line-height:1.6}}input{{font-size:1.2em}}.lang{{text-align:right}}</style></head>\
+         <body><p class=\"lang\"><a href=\"?lang={other}\">{other_name}</a></p><h1>{t}</h1>{body}</body></html>",
+        t = esc(title),
+        n = esc(&nonce.0)
     ))
 }
 
@@ -136,8 +178,12 @@ fn general(l: Lang) -> (&'static str, &'static str) {
 
 fn ack_link(l: Lang) -> String {
     match l {
-        Lang::Ja => "<p>対策が終わったら、<a href=\"ack?lang=ja\">お知らせ番号を入力してお知らせください</a>。</p>".into(),
-        Lang::En => "<p>When you have cleaned your device, <a href=\"ack?lang=en\">tell us with your notice reference</a>.</p>".into(),
+        Lang::Ja => format!(
+            "<p>対策が終わったら、<a href=\"{SITE}/ack?lang=ja\">お知らせ番号を入力してお知らせください</a>。</p>"
+        ),
+        Lang::En => format!(
+            "<p>When you have cleaned your device, <a href=\"{SITE}/ack?lang=en\">tell us with your notice reference</a>.</p>"
+        ),
     }
 }
 
@@ -148,6 +194,7 @@ const NO_CREDENTIALS_EN: &str =
 
 async fn index(
     State(Site { kanki: k, .. }): State<Site>,
+    Extension(nonce): Extension<Nonce>,
     Query(p): Query<LangParam>,
     h: HeaderMap,
 ) -> Html<String> {
@@ -161,40 +208,36 @@ async fn index(
             &c.title_en
         };
         body.push_str(&format!(
-            "<li><a href=\"{}\">{}</a></li>",
+            "<li><a href=\"{SITE}/{}\">{}</a></li>",
             esc(&c.family),
             esc(t)
         ));
     }
     body.push_str("</ul>");
     body.push_str(&ack_link(l));
-    body.push_str(match l {
-        Lang::Ja => "<p><a href=\"verify?lang=ja\">当社からのお知らせか確かめる</a></p>",
-        Lang::En => {
-            "<p><a href=\"verify?lang=en\">Is a notice really from us? Check its reference</a></p>"
-        }
+    body.push_str(&match l {
+        Lang::Ja => format!("<p><a href=\"{SITE}/verify?lang=ja\">当社からのお知らせか確かめる</a></p>"),
+        Lang::En => format!(
+            "<p><a href=\"{SITE}/verify?lang=en\">Is a notice really from us? Check its reference</a></p>"
+        ),
     });
-    page(l, title, &body)
+    page(l, &nonce, title, &body)
 }
 
 async fn family_page(
     State(Site { kanki: k, .. }): State<Site>,
+    Extension(nonce): Extension<Nonce>,
     Path(family): Path<String>,
     Query(p): Query<LangParam>,
     h: HeaderMap,
 ) -> Html<String> {
     let l = lang(&p, &h);
-    let found: Option<&CountermeasureConfig> = k
-        .config
-        .countermeasures
-        .iter()
-        .find(|c| c.family.eq_ignore_ascii_case(&family));
-    let (title, text, tools) = match found {
+    let (title, text, tools) = match configured(&k, &family) {
         Some(c) if l == Lang::Ja => (c.title_ja.clone(), c.guidance_ja.clone(), &c.tools[..]),
         Some(c) => (c.title_en.clone(), c.guidance_en.clone(), &c.tools[..]),
         None => {
             let (t, g) = general(l);
-            let t = format!("{t} ({family})");
+            let t = format!("{t} ({})", shown_name(&family));
             (t, g.to_string(), &[][..])
         }
     };
@@ -216,10 +259,14 @@ async fn family_page(
     } else {
         NO_CREDENTIALS_EN
     });
-    page(l, &title, &body)
+    page(l, &nonce, &title, &body)
 }
 
-async fn ack_form(Query(p): Query<LangParam>, h: HeaderMap) -> Html<String> {
+async fn ack_form(
+    Extension(nonce): Extension<Nonce>,
+    Query(p): Query<LangParam>,
+    h: HeaderMap,
+) -> Html<String> {
     let l = lang(&p, &h);
     let reference = esc(p.reference.as_deref().unwrap_or(""));
     let (title, label, note_label, button, note) = match l {
@@ -241,6 +288,7 @@ async fn ack_form(Query(p): Query<LangParam>, h: HeaderMap) -> Html<String> {
     let lang = if l == Lang::Ja { "ja" } else { "en" };
     page(
         l,
+        &nonce,
         title,
         &format!(
             "<form id=\"cleaned\" method=\"post\" action=\"ack?lang={lang}\"><p><label>{label}<br><input id=\"reference\" name=\"reference\" value=\"{reference}\" autocomplete=\"off\" required></label></p>\
@@ -289,6 +337,7 @@ pub fn verify_reference(k: &Kanki, reference: &str) -> Result<Option<Verified>, 
 
 async fn verify(
     State(Site { kanki: k, .. }): State<Site>,
+    Extension(nonce): Extension<Nonce>,
     Query(p): Query<LangParam>,
     h: HeaderMap,
 ) -> Response {
@@ -327,7 +376,7 @@ async fn verify(
             )
         };
         let body = format!("<p>{text}</p>{}{no_credentials}", form(""));
-        return page(l, title, &body).into_response();
+        return page(l, &nonce, title, &body).into_response();
     }
     let k2 = k.clone();
     let looked = tokio::task::spawn_blocking(move || verify_reference(&k2, &typed))
@@ -337,12 +386,11 @@ async fn verify(
     let typed = p.reference.as_deref().unwrap_or_default().trim();
     match looked {
         Ok(Some(v)) => {
-            let about = k
-                .config
-                .countermeasures
-                .iter()
-                .find(|c| c.family.eq_ignore_ascii_case(&v.threat))
-                .map_or(&v.threat, |c| if ja { &c.title_ja } else { &c.title_en });
+            let page_of = configured(&k, &v.threat);
+            let about = page_of.map_or_else(
+                || shown_name(&v.threat),
+                |c| if ja { &c.title_ja } else { &c.title_en }.clone(),
+            );
             let how = match (v.channel, ja) {
                 (Channel::Mail, true) => "メール",
                 (Channel::Letter, true) => "郵便",
@@ -359,7 +407,7 @@ async fn verify(
                         esc(&v.reference),
                         v.sent_on,
                         how,
-                        esc(about)
+                        esc(&about)
                     ),
                 )
             } else {
@@ -370,7 +418,7 @@ async fn verify(
                         esc(&v.reference),
                         v.sent_on,
                         how,
-                        esc(about)
+                        esc(&about)
                     ),
                 )
             };
@@ -379,13 +427,16 @@ async fn verify(
             } else {
                 "How to fix it"
             };
+            // The family's own page when one is configured, else the
+            // site's index with the general guidance.
+            let guide = page_of.map_or(SITE.to_string(), |c| format!("{SITE}/{}", c.family));
             let body = format!(
-                "<p id=\"genuine\">{text}</p><p><a href=\"{}?lang={}\">{guidance}</a></p>{}{no_credentials}",
-                esc(&v.threat),
+                "<p id=\"genuine\">{text}</p><p><a id=\"guidance\" href=\"{}?lang={}\">{guidance}</a></p>{}{no_credentials}",
+                esc(&guide),
                 if ja { "ja" } else { "en" },
                 ack_link(l)
             );
-            page(l, title, &body).into_response()
+            page(l, &nonce, title, &body).into_response()
         }
         Ok(None) => {
             // What was typed, kept short and printable for the log.
@@ -412,7 +463,7 @@ async fn verify(
                 "<p id=\"not-ours\">{text}</p>{}{no_credentials}",
                 form(typed)
             );
-            (StatusCode::NOT_FOUND, page(l, title, &body)).into_response()
+            (StatusCode::NOT_FOUND, page(l, &nonce, title, &body)).into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "verifying a notice reference failed");
@@ -464,6 +515,7 @@ fn same_origin(h: &HeaderMap) -> bool {
 
 async fn ack(
     State(site): State<Site>,
+    Extension(nonce): Extension<Nonce>,
     Query(p): Query<LangParam>,
     h: HeaderMap,
     ext: Extensions,
@@ -561,7 +613,7 @@ async fn ack(
                 .into_response();
         }
     };
-    (status, page(l, title, text)).into_response()
+    (status, page(l, &nonce, title, text)).into_response()
 }
 
 /// Records "I have cleaned my machine" for the case of a notice, with the

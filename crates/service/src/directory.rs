@@ -1033,6 +1033,39 @@ impl Kanki {
 
     /// Removes bindings and audit records past their retention, recording
     /// the purge in the audit log.
+    /// Verifies the whole audit chain, one record at a time (memory stays
+    /// flat whatever the log's size), and holds it to `checkpoints` (signed
+    /// heads, see [`kanki_audit::checkpoint`]).
+    pub fn verify_audit(
+        &self,
+        checkpoints: &[kanki_audit::checkpoint::Checkpoint],
+    ) -> Result<Result<kanki_audit::Verified, kanki_audit::Broken>, ServiceError> {
+        let d = self.store.directory();
+        let mut v = kanki_audit::Verifier::new(&d.audit_anchor()?);
+        for c in checkpoints {
+            v.expect(c.seq, &c.hash);
+        }
+        d.audit_records(&kanki_store::AuditFilter::default(), &mut |r| v.push(&r))?;
+        Ok(v.finish())
+    }
+
+    /// The chain's head now: the last record's sequence number and hash
+    /// (for an empty log, the number before the next record and the
+    /// anchor). What a checkpoint signs.
+    pub fn audit_head(&self) -> Result<(i64, String), ServiceError> {
+        let d = self.store.directory();
+        let mut head = None;
+        let newest = kanki_store::AuditFilter {
+            limit: Some(1),
+            ..Default::default()
+        };
+        d.audit_records(&newest, &mut |r| head = Some((r.seq, r.hash)))?;
+        match head {
+            Some(h) => Ok(h),
+            None => Ok((0, d.audit_anchor()?)),
+        }
+    }
+
     pub fn purge_expired(
         &self,
         now: DateTime<Utc>,

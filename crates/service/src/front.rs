@@ -18,9 +18,31 @@ use kanki_store::Store;
 
 use crate::ServiceError;
 
+/// The prefix a client address stands for: an IPv4 address itself, an
+/// IPv6 address its /56 (what an ISP delegates to one subscriber, whose
+/// devices pick addresses from it and change them at will). Passes, form
+/// tokens and report limits are kept per prefix: a subscriber's pass holds
+/// on all their addresses, and a limit cannot be escaped by moving to
+/// another address of the same /56.
+pub fn client_prefix(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(a) & !((1u128 << 72) - 1)).into()),
+        },
+    }
+}
+
+/// The most clients (prefixes) holding passes at once. Past it, expired
+/// passes are dropped; when all are live, a new client gets no pass (the
+/// warning stays: the safe side) rather than the map growing without end.
+pub const MAX_PASS_CLIENTS: usize = 100_000;
+
 /// Proceed-once passes: after "proceed" on the warning page, that client
-/// reaches that name (and its subdomains) unwarned until the pass expires.
-/// Kept in memory only: a restart asks again, which errs on the safe side.
+/// (its [`client_prefix`]) reaches that name (and its subdomains) unwarned
+/// until the pass expires. Kept in memory only: a restart asks again,
+/// which errs on the safe side.
 pub struct Passes {
     ttl: Duration,
     by_client: Mutex<HashMap<IpAddr, Vec<Pass>>>,
@@ -43,20 +65,38 @@ impl Passes {
     }
 
     /// Grants `client` a pass for `name` (a lower-case name without the
-    /// trailing dot) from `now`.
-    pub fn grant(&self, client: IpAddr, name: &str, now: Instant) {
+    /// trailing dot) from `now`; false when the map is full of live passes
+    /// of other clients (see [`MAX_PASS_CLIENTS`]).
+    pub fn grant(&self, client: IpAddr, name: &str, now: Instant) -> bool {
+        /// Names one client holds passes for at once.
+        const PER_CLIENT: usize = 64;
         let until = now + self.ttl;
         let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let client = client_prefix(client);
         let mut map = self.by_client.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_PASS_CLIENTS && !map.contains_key(&client) {
+            map.retain(|_, passes| {
+                passes.retain(|(_, until)| *until > now);
+                !passes.is_empty()
+            });
+            if map.len() >= MAX_PASS_CLIENTS {
+                return false;
+            }
+        }
         let passes = map.entry(client).or_default();
         passes.retain(|(n, u)| *u > now && **n != *name);
+        if passes.len() >= PER_CLIENT {
+            // The oldest gives way.
+            passes.remove(0);
+        }
         passes.push((name.into(), until));
+        true
     }
 
     /// Whether `client` holds a pass, now, for `name` or a parent of it.
     pub fn allows(&self, client: IpAddr, name: &str, now: Instant) -> bool {
         let map = self.by_client.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(passes) = map.get(&client) else {
+        let Some(passes) = map.get(&client_prefix(client)) else {
             return false;
         };
         let name = name.trim_end_matches('.');
@@ -169,6 +209,36 @@ mod tests {
         assert!(!p.allows(b, "bad.example", t0));
         assert!(!p.allows(a, "bad.example", t0 + Duration::from_secs(601)));
         assert_eq!(p.purge(t0 + Duration::from_secs(601)), 0);
+    }
+
+    #[test]
+    fn a_pass_holds_for_the_clients_ipv6_56_and_the_map_is_bounded() {
+        let p = Passes::new(Duration::from_secs(600));
+        let t0 = Instant::now();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(p.grant(ip("2001:db8:1:ab00::1"), "bad.example", t0));
+        // Another address of the same /56 (a privacy address, another
+        // device of the household): the same pass.
+        assert!(p.allows(ip("2001:db8:1:abff:1234::9"), "bad.example", t0));
+        // The next /56: another subscriber.
+        assert!(!p.allows(ip("2001:db8:1:ac00::1"), "bad.example", t0));
+        assert_eq!(
+            client_prefix(ip("::ffff:192.0.2.1")),
+            ip("192.0.2.1"),
+            "a mapped IPv4 address is that address"
+        );
+        assert_eq!(client_prefix(ip("192.0.2.1")), ip("192.0.2.1"));
+
+        // Full of live passes: a new client is refused, not added.
+        for i in 1..MAX_PASS_CLIENTS as u32 {
+            assert!(p.grant(IpAddr::V4(i.into()), "bad.example", t0));
+        }
+        assert!(!p.grant(ip("2001:db8:2::1"), "bad.example", t0));
+        // A client holding one still renews; once they expire, room again.
+        assert!(p.grant(IpAddr::V4(1.into()), "other.example", t0));
+        let later = t0 + Duration::from_secs(601);
+        assert!(p.grant(ip("2001:db8:2::1"), "bad.example", later));
+        assert_eq!(p.purge(later), 1);
     }
 
     #[test]

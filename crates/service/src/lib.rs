@@ -10,6 +10,7 @@ pub mod warning;
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -56,10 +57,16 @@ impl Kanki {
     /// migrations), and brings the store's sources and configured allowlist
     /// in line with the configuration.
     pub fn open(config: Config) -> Result<Kanki, ServiceError> {
-        std::fs::create_dir_all(&config.data_dir).map_err(io_err(format!(
-            "cannot create data directory {}",
-            config.data_dir.display()
-        )))?;
+        // Who held which address, and the audit log: for kanki's user
+        // alone (the database inside is 0600 too).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.data_dir)
+            .map_err(io_err(format!(
+                "cannot create data directory {}",
+                config.data_dir.display()
+            )))?;
         let options = SqliteOptions {
             synchronous_full: config.storage.synchronous == kanki_config::Synchronous::Full,
             busy_timeout: config.storage.busy_timeout.0,

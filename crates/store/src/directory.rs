@@ -144,6 +144,11 @@ pub struct AuditFilter {
 pub struct PurgeCounts {
     pub bindings: u64,
     pub audit_records: u64,
+    /// Where the audit chain starts after the purge (none: it was never
+    /// purged and starts at the genesis). Written into the purge's own
+    /// record, where the chain's hashes cover it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<kanki_audit::Anchor>,
 }
 
 /// The directory's and the audit log's storage. Every method is atomic and

@@ -510,7 +510,8 @@ fn the_audit_chain_verifies_survives_a_purge_and_shows_tampering() {
     for i in 0..5 {
         d.audit_append(&entry(t(i), &format!("case {i}"))).unwrap();
     }
-    let v = verify(records(&store), &d.audit_anchor().unwrap()).unwrap();
+    let before = records(&store);
+    let v = verify(&before, &d.audit_anchor().unwrap()).unwrap();
     assert_eq!(v.records, 5);
 
     // Purge what is older than hour 2: the purge is itself recorded and the
@@ -528,7 +529,30 @@ fn the_audit_chain_verifies_survives_a_purge_and_shows_tampering() {
     assert_eq!(rs.first().unwrap().seq, 3);
     assert_eq!(rs.last().unwrap().entry.action, "purge");
     assert_ne!(d.audit_anchor().unwrap(), GENESIS);
-    assert_eq!(verify(rs, &d.audit_anchor().unwrap()).unwrap().records, 4);
+    // The purge record names the anchor, under the chain's hashes.
+    let anchor = kanki_audit::Anchor {
+        seq: 2,
+        hash: before[1].hash.clone(),
+    };
+    assert_eq!(c.anchor.as_ref(), Some(&anchor));
+    assert_eq!(
+        kanki_audit::Anchor::named_by(rs.last().unwrap()),
+        Some(anchor.clone())
+    );
+    let v = verify(&rs, &d.audit_anchor().unwrap()).unwrap();
+    assert_eq!((v.records, v.anchor), (4, Some(anchor.clone())));
+    // A purge that removes nothing names the same anchor again.
+    let c = d
+        .purge(
+            t(0),
+            t(0),
+            AuditEntry {
+                ..rs.last().unwrap().entry.clone()
+            },
+        )
+        .unwrap();
+    assert_eq!((c.audit_records, c.anchor), (0, Some(anchor)));
+    assert!(verify(&records(&store), &d.audit_anchor().unwrap()).is_ok());
 
     // Updates are refused by the database itself.
     let conn = rusqlite::Connection::open(dir.path().join("kanki.sqlite3")).unwrap();
@@ -538,7 +562,7 @@ fn the_audit_chain_verifies_survives_a_purge_and_shows_tampering() {
     );
     // Someone who drops the trigger and edits a record is caught.
     conn.execute_batch("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET result = '{\"subscriber\":\"S2\"}' WHERE seq = 4;").unwrap();
-    let err = verify(records(&store), &d.audit_anchor().unwrap()).unwrap_err();
+    let err = verify(&records(&store), &d.audit_anchor().unwrap()).unwrap_err();
     assert_eq!(err.seq, 4);
 
     let mut shown = Vec::new();

@@ -373,7 +373,7 @@ fn batches_streamed_in_one_window_are_stored_with_their_audit_records() {
         let batch = &e.raw["batch ".len().."batch ".len() + 1];
         assert_eq!(record.entry.input, format!("{{\"batch\":{batch}}}"));
     }
-    kanki_audit::verify(records, kanki_audit::GENESIS).unwrap();
+    kanki_audit::verify(&records, kanki_audit::GENESIS).unwrap();
     // The keys of an hour are one range.
     let mut keys = Vec::new();
     r.event_keys_of_hour(hour as u32, &mut |k| keys.push(k))

@@ -190,5 +190,5 @@ fn entering_and_leaving_the_garden_move_its_generation_and_are_audited() {
         actions,
         ["garden-enter", "garden-leave-request", "garden-leave"]
     );
-    verify(records, GENESIS).unwrap();
+    verify(&records, GENESIS).unwrap();
 }

@@ -23,6 +23,7 @@
 //! Hits are counted per indicator per day in memory and written to the
 //! store every `hits_flush_every`; nothing about the client is kept.
 
+pub mod headers;
 pub mod lang;
 pub mod page;
 pub mod request;
@@ -45,7 +46,7 @@ use kanki_indicators::Indicator;
 use kanki_policy::{PolicyHandle, Verdict};
 use kanki_service::Kanki;
 use kanki_service::directory::Directory;
-use kanki_service::front::{Garden, Passes};
+use kanki_service::front::{Garden, Passes, client_prefix};
 use kanki_store::{GardenMember, HitCount, HitsQuery, NewReport};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -149,13 +150,14 @@ pub struct Warning {
 impl Warning {
     pub fn new(shared: Shared, counters: Counters) -> Arc<Warning> {
         let per_hour = shared.kanki.config.warning.reports_per_hour;
+        let total_per_hour = shared.kanki.config.warning.reports_per_hour_total;
         Arc::new(Warning {
             shared,
             counters,
             tokens: Tokens::new(),
             tally: Mutex::new(HashMap::new()),
             tally_day: Mutex::new(None),
-            reports: ReportLimit::new(per_hour),
+            reports: ReportLimit::new(per_hour, total_per_hour),
         })
     }
 
@@ -288,21 +290,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// At most `per_hour` reports per client address per hour. The map is
-/// swept of quiet clients when it grows, so a scan of addresses cannot
-/// grow it without bound.
+/// At most `per_hour` reports per client (its [`client_prefix`]: an IPv6
+/// /56) per hour, and at most `total_per_hour` from everyone: the queue is
+/// the operators' time, and many addresses must not fill it either. The
+/// map is swept of quiet clients when it grows, and never holds more than
+/// [`ReportLimit::MAX_CLIENTS`].
 struct ReportLimit {
     per_hour: u32,
-    seen: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+    total_per_hour: u32,
+    seen: Mutex<Seen>,
+}
+
+#[derive(Default)]
+struct Seen {
+    by_client: HashMap<IpAddr, Vec<Instant>>,
+    all: std::collections::VecDeque<Instant>,
 }
 
 impl ReportLimit {
     const HOUR: Duration = Duration::from_secs(3600);
+    const MAX_CLIENTS: usize = 10_000;
 
-    fn new(per_hour: u32) -> ReportLimit {
+    fn new(per_hour: u32, total_per_hour: u32) -> ReportLimit {
         ReportLimit {
             per_hour,
-            seen: Mutex::new(HashMap::new()),
+            total_per_hour,
+            seen: Mutex::new(Seen::default()),
         }
     }
 
@@ -310,52 +323,45 @@ impl ReportLimit {
         if self.per_hour == 0 {
             return false;
         }
+        let client = client_prefix(client);
         let recent = |t: &Instant| now.duration_since(*t) < Self::HOUR;
         let mut seen = lock(&self.seen);
-        if seen.len() >= 10_000 {
-            seen.retain(|_, v| {
+        let Seen { by_client, all } = &mut *seen;
+        while all.front().is_some_and(|t| !recent(t)) {
+            all.pop_front();
+        }
+        if all.len() >= self.total_per_hour as usize {
+            return false;
+        }
+        if by_client.len() >= Self::MAX_CLIENTS && !by_client.contains_key(&client) {
+            by_client.retain(|_, v| {
                 v.retain(recent);
                 !v.is_empty()
             });
+            if by_client.len() >= Self::MAX_CLIENTS {
+                return false;
+            }
         }
-        let v = seen.entry(client).or_default();
+        let v = by_client.entry(client).or_default();
         v.retain(recent);
         if v.len() >= self.per_hour as usize {
             return false;
         }
         v.push(now);
+        all.push_back(now);
         true
     }
 }
 
-/// An HTML response with the headers every page carries: never cached,
-/// never framed (the proceed button must not be clickjacked), scripts and
-/// styles only with this response's nonce.
+/// An HTML response with the headers every page carries ([`headers`]).
 fn html(status: StatusCode, nonce: &str, body: String) -> Response {
-    let csp = format!(
-        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    );
     let mut r = (status, body).into_response();
     let h = r.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    // Nothing to another site; and with "no-referrer" a browser would send
-    // `Origin: null` on the page's own forms.
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        h.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
+    headers::apply(h, nonce);
     r
 }
 
@@ -502,7 +508,7 @@ async fn show(
     path: String,
     lang: Lang,
 ) -> Response {
-    let nonce = w.tokens.nonce();
+    let nonce = headers::nonce();
     let frame = w.frame(lang, &nonce, Some(&path));
     let site = host.as_ref().map(|h| site(h, &path));
     let listed = host.as_ref().and_then(|h| w.listed(&h.name));
@@ -657,7 +663,7 @@ fn check_form(
             .rejected
             .get_or_create(&OutcomeLabels { outcome: reason })
             .inc();
-        let nonce = w.tokens.nonce();
+        let nonce = headers::nonce();
         let frame = w.frame(lang, &nonce, None);
         let t = lang.text();
         html(
@@ -729,7 +735,17 @@ async fn proceed(
             .inc();
         return (StatusCode::SEE_OTHER, [(header::LOCATION, c.path.clone())]).into_response();
     }
-    w.shared.passes.grant(c.client, &host.name, Instant::now());
+    if !w.shared.passes.grant(c.client, &host.name, Instant::now()) {
+        // Every pass slot held by live passes: the warning stays.
+        w.counters
+            .rejected
+            .get_or_create(&OutcomeLabels {
+                outcome: "passes-full",
+            })
+            .inc();
+        tracing::warn!("proceed-once refused: the pass table is full");
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, c.path.clone())]).into_response();
+    }
     w.counters.proceeds.inc();
     if let Some((_, ids)) = w.listed(&host.name) {
         w.count(&ids, 0, 1);
@@ -757,7 +773,7 @@ async fn report(
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let nonce = w.tokens.nonce();
+    let nonce = headers::nonce();
     let frame = w.frame(c.lang, &nonce, None);
     let t = c.lang.text();
     let back = format!(
@@ -872,4 +888,39 @@ pub async fn spawn(w: Arc<Warning>, site: Router) -> std::io::Result<()> {
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_limits_hold_per_ipv6_56_and_for_everyone_together() {
+        let l = ReportLimit::new(2, 5);
+        let t0 = Instant::now();
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(l.allow(v6("2001:db8:0:100::1"), t0));
+        assert!(l.allow(v6("2001:db8:0:1ff::2"), t0));
+        // A third address of the same /56: the same client, over its limit.
+        assert!(!l.allow(v6("2001:db8:0:180::3"), t0));
+        // Other clients, up to the total.
+        for i in 1..=3u32 {
+            assert!(l.allow(IpAddr::V4(i.into()), t0));
+        }
+        assert!(!l.allow(IpAddr::V4(4.into()), t0), "the total is reached");
+        // An hour on, room again.
+        assert!(l.allow(IpAddr::V4(4.into()), t0 + ReportLimit::HOUR));
+    }
+
+    #[test]
+    fn the_report_limits_map_stays_bounded() {
+        let l = ReportLimit::new(1, u32::MAX);
+        let t0 = Instant::now();
+        for i in 0..ReportLimit::MAX_CLIENTS as u32 {
+            assert!(l.allow(IpAddr::V4(i.into()), t0));
+        }
+        assert!(!l.allow(IpAddr::V4(u32::MAX.into()), t0));
+        assert_eq!(lock(&l.seen).by_client.len(), ReportLimit::MAX_CLIENTS);
+        assert!(l.allow(IpAddr::V4(u32::MAX.into()), t0 + ReportLimit::HOUR));
+    }
 }

@@ -7,14 +7,13 @@ use std::net::IpAddr;
 
 use data_encoding::BASE64URL_NOPAD;
 use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
+use ring::rand::SystemRandom;
 
 /// How long a shown page's forms stay valid.
 const VALID_SECS: i64 = 3600;
 
 pub struct Tokens {
     key: hmac::Key,
-    rng: SystemRandom,
 }
 
 impl Tokens {
@@ -22,10 +21,13 @@ impl Tokens {
     pub fn new() -> Tokens {
         let rng = SystemRandom::new();
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("system randomness");
-        Tokens { key, rng }
+        Tokens { key }
     }
 
+    /// The token binds the client's prefix (an IPv6 /56), not its address:
+    /// a device may post from another of its privacy addresses.
     fn message(client: IpAddr, name: &str, issued: i64) -> Vec<u8> {
+        let client = kanki_service::front::client_prefix(client);
         format!("kanki-warning-v1\n{client}\n{name}\n{issued}").into_bytes()
     }
 
@@ -53,13 +55,6 @@ impl Tokens {
         }
         hmac::verify(&self.key, &Self::message(client, name, issued), &tag).is_ok()
     }
-
-    /// A fresh nonce for one response's Content-Security-Policy.
-    pub fn nonce(&self) -> String {
-        let mut b = [0u8; 16];
-        self.rng.fill(&mut b).expect("system randomness");
-        BASE64URL_NOPAD.encode(&b)
-    }
 }
 
 impl Default for Tokens {
@@ -83,6 +78,11 @@ mod tests {
         assert!(!t.verify(&tok, a, "other.example", 1_000_100));
         assert!(!t.verify(&tok, a, "bad.example", 1_000_000 + 3601));
         assert!(!Tokens::new().verify(&tok, a, "bad.example", 1_000_100));
+        // IPv6: the token holds on the client's /56, not beyond.
+        let v6 = |s: &str| s.parse::<IpAddr>().unwrap();
+        let tok = t.issue(v6("2001:db8:0:1200::5"), "bad.example", 1_000_000);
+        assert!(t.verify(&tok, v6("2001:db8:0:12ff:a::7"), "bad.example", 1_000_100));
+        assert!(!t.verify(&tok, v6("2001:db8:0:1300::5"), "bad.example", 1_000_100));
         let forged = tok.replacen("1000000", "1000500", 1);
         assert!(!t.verify(&forged, a, "bad.example", 1_000_600));
         for junk in ["", ".", "x.y", "1000000.", "1000000.!!!"] {

@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -40,9 +41,11 @@ fn write_lines(path: PathBuf, keep: Duration, mut rx: mpsc::Receiver<String>) {
         let day = chrono::Utc::now().format("%Y-%m-%d").to_string();
         if open.as_ref().is_none_or(|(d, _)| *d != day) {
             let file = PathBuf::from(format!("{}.{day}", path.display()));
+            // A record of communications: for kanki's user alone.
             match std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&file)
             {
                 Ok(f) => open = Some((day, f)),

@@ -51,20 +51,10 @@ impl ConsentSource for ConsentFile {
             Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(e),
         };
-        let mut out = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if line.is_empty() {
-                continue;
-            }
-            match IpTrigger::parse(line) {
-                Some(t) => out.push(t),
-                None => {
-                    tracing::warn!(file = %self.path.display(), line = i + 1, "not an address or block; ignored")
-                }
-            }
-        }
-        Ok(out)
+        Ok(parse_consent(
+            &text,
+            |line| tracing::warn!(file = %self.path.display(), line, "not an address or block; ignored"),
+        ))
     }
 
     fn version(&self) -> u64 {
@@ -74,6 +64,24 @@ impl ConsentSource for ConsentFile {
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_nanos() as u64 ^ 1)
     }
+}
+
+/// The addresses and blocks of a consent file's text (see
+/// [`ConsentFile`]); `ignored` hears the number of each line that is
+/// neither (1-based).
+pub fn parse_consent(text: &str, mut ignored: impl FnMut(usize)) -> Vec<IpTrigger> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        match IpTrigger::parse(line) {
+            Some(t) => out.push(t),
+            None => ignored(i + 1),
+        }
+    }
+    out
 }
 
 /// Nobody has consented.

@@ -545,3 +545,23 @@ pub fn radclient(port: u16, attrs: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A Shadowserver sinkhole report (`event4_sinkhole`) of one event per
+/// `(address, family)` an hour ago, the family in both its columns (quoted
+/// as CSV quotes).
+pub fn sinkhole_csv(rows: &[(&str, &str)]) -> String {
+    let at = (chrono::Utc::now() - chrono::Duration::hours(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let mut text = String::from(
+        "\"timestamp\",\"protocol\",\"src_ip\",\"src_port\",\"dst_ip\",\"dst_port\",\"infection\",\"family\",\"tag\"\n",
+    );
+    for (i, (addr, family)) in rows.iter().enumerate() {
+        let family = family.replace('"', "\"\"");
+        text.push_str(&format!(
+            "\"{at}\",\"tcp\",\"{addr}\",{},\"198.51.100.1\",80,\"{family}\",\"{family}\",\n",
+            50000 + i
+        ));
+    }
+    text
+}

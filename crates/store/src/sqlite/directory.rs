@@ -18,6 +18,9 @@ use super::{SqliteBackend, from_ts, ts};
 use crate::directory::*;
 use crate::{Result, StoreError};
 
+/// The page cache (negative: KiB) of a whole-log audit read.
+const AUDIT_SCAN_CACHE_KIB: i64 = -8192;
+
 fn bump_generation(tx: &Connection) -> Result<()> {
     tx.prepare_cached(
         "UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) WHERE key = 'directory_generation'",
@@ -1353,12 +1356,25 @@ impl DirectoryBackend for SqliteBackend {
                      FROM audit_log {filter} ORDER BY seq"
                 ),
             };
-            let mut stmt = c.prepare(&sql)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-            while let Some(r) = rows.next()? {
-                f(audit_from_row(r)?);
+            // A whole-log read (`audit verify`) visits every page once: in
+            // a small page cache of its own, so its memory stays flat
+            // whatever the log's size, rather than filling the reader's.
+            let whole = q.limit.is_none();
+            if whole {
+                c.pragma_update(None, "cache_size", AUDIT_SCAN_CACHE_KIB)?;
             }
-            Ok(())
+            let read = (|| -> Result<()> {
+                let mut stmt = c.prepare(&sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+                while let Some(r) = rows.next()? {
+                    f(audit_from_row(r)?);
+                }
+                Ok(())
+            })();
+            if whole {
+                super::configure_cache(c)?;
+            }
+            read
         })
     }
 
@@ -1406,15 +1422,35 @@ impl DirectoryBackend for SqliteBackend {
                     "UPDATE meta SET value = ?1 WHERE key = 'audit_anchor'",
                     [&hash],
                 )?;
+
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES ('audit_next_seq', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     [next_seq.to_string()],
                 )?;
             }
+            // Where the chain starts now: the first remaining record's
+            // predecessor (with nothing left, the head the purge record
+            // will chain to).
+            let start: Option<(i64, String)> = tx
+                .query_row(
+                    "SELECT seq, prev_hash FROM audit_log ORDER BY seq LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let (next, prev) = match start {
+                Some(s) => s,
+                None => audit_head(&tx)?,
+            };
+            let anchor = (next > 1 || prev != kanki_audit::GENESIS).then(|| kanki_audit::Anchor {
+                seq: next - 1,
+                hash: prev,
+            });
             let counts = PurgeCounts {
                 bindings,
                 audit_records,
+                anchor,
             };
             record.result = serde_json::to_string(&counts).unwrap_or_default();
             append_audit(&tx, &record)?;

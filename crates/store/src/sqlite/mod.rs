@@ -126,10 +126,15 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
             "NORMAL"
         },
     )?;
-    // Up to 256 MiB of page cache: a million-row import keeps its indexes
-    // in memory. SQLite allocates it only as pages are used.
-    conn.pragma_update(None, "cache_size", -262144)?;
+    configure_cache(conn)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
+}
+
+/// Up to 256 MiB of page cache: a million-row import keeps its indexes in
+/// memory. SQLite allocates it only as pages are used.
+pub(super) fn configure_cache(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "cache_size", -262144)?;
     Ok(())
 }
 
@@ -137,6 +142,7 @@ impl SqliteBackend {
     pub(crate) fn open(path: &Path, options: &SqliteOptions) -> Result<Self> {
         #[cfg(feature = "mimalloc")]
         alloc::use_mimalloc();
+        private_file(path)?;
         let mut writer = Connection::open(path)
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         // Every write transaction takes the write lock at BEGIN. A deferred
@@ -283,4 +289,27 @@ pub(crate) fn count_map(conn: &Connection, sql: &str) -> Result<HashMap<String, 
         out.insert(k, v);
     }
     Ok(out)
+}
+
+/// Creates the database file for its owner alone (0600), or takes back a
+/// looser mode: it holds who held which address and the audit log. SQLite
+/// gives its `-wal` and `-shm` files the database file's mode.
+fn private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let io =
+        |e: std::io::Error| StoreError::Backend(format!("cannot open {}: {e}", path.display()));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    let mode = f.metadata().map_err(io)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+    }
+    Ok(())
 }
