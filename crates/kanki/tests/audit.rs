@@ -28,9 +28,11 @@ fn lookup(env: &Env) {
         "--at",
         "2026-11-16 12:00:00",
         "--ground",
-        "emergency-evacuation",
+        "legitimate-business",
+        "--program",
+        "OP25B",
         "--purpose",
-        "case 7",
+        "an abused SMTP-AUTH account",
     ]);
     assert!(out.status.code() == Some(1), "{out:?}");
 }

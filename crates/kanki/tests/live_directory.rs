@@ -136,12 +136,12 @@ enum Answer {
 fn who(api: &str, address: &str) -> Value {
     let r = client()
         .post(format!("{api}/api/v1/who"))
-        .header("X-Kanki-Actor", "soc")
         .json(&json!({
             "address": address,
             "at": chrono::Utc::now(),
-            "ground": "emergency-evacuation",
-            "purpose": "seen talking to a C&C server, case 42",
+            "ground": "legitimate-business",
+            "program": "OP25B",
+            "purpose": "outbound SMTP from a dynamic address",
         }))
         .send()
         .unwrap();
@@ -351,9 +351,11 @@ fn serve_follows_a_kea_lease_file_through_rotation_and_restart() {
         "who",
         "127.0.0.12",
         "--ground",
-        "emergency-evacuation",
+        "legitimate-business",
+        "--program",
+        "OP25B",
         "--purpose",
-        "case 7",
+        "outbound SMTP from a dynamic address",
     ]);
     assert!(out.contains(": S1 ("), "{out}");
 }
