@@ -13,9 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Caller;
-use crate::{
-    ApiError, ApiState, Params, Upload, ViewParams, bad_request, blocking, record_view,
-};
+use crate::{ApiError, ApiState, Params, Upload, ViewParams, bad_request, blocking, record_view};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
