@@ -617,7 +617,8 @@ fn a_feed_download_larger_than_its_bound_is_refused_and_nothing_is_imported() {
     ));
     let mut s = env.serve();
     let stderr = s.child.stderr.take().unwrap();
-    eventually(10, "two fetches of the feed", || {
+    // Feeds are fetched every 10 s at the most often: wait for two.
+    eventually(30, "two fetches of the feed", || {
         seen.lock().unwrap().len() >= 2
     });
     assert_eq!(lookup(&s.api, "toolarge.example"), "not-listed");
