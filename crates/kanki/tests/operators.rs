@@ -469,38 +469,18 @@ fn first_run_setup_then_sign_in_csrf_and_sign_out() {
             .unwrap()
             .contains("default-src 'none'")
     );
+    let setup = |code: &str, name: &str, password: &str| {
+        http.post(format!("{api}/setup"))
+            .form(&[("code", code), ("name", name), ("password", password)])
+            .send()
+            .unwrap()
+            .status()
+    };
     // A wrong code does nothing.
-    let r = http
-        .post(format!("{api}/setup"))
-        .form(&[
-            ("code", "wrong"),
-            ("name", "mallory"),
-            ("password", "long enough password"),
-        ])
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = http
-        .post(format!("{api}/setup"))
-        .form(&[
-            ("code", code.as_str()),
-            ("name", "alice"),
-            ("password", "a long pass phrase"),
-        ])
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 303);
+    assert_eq!(setup("wrong", "mallory", "long enough password"), 403);
+    assert_eq!(setup(&code, "alice", "a long pass phrase"), 303);
     // The code works once.
-    let again = http
-        .post(format!("{api}/setup"))
-        .form(&[
-            ("code", code.as_str()),
-            ("name", "eve"),
-            ("password", "a long pass phrase"),
-        ])
-        .send()
-        .unwrap();
-    assert_eq!(again.status(), 404);
+    assert_eq!(setup(&code, "eve", "a long pass phrase"), 404);
     let listed = env.ok(&["operators", "list"]);
     assert!(listed.contains("alice\tlocal\tadministrator"), "{listed}");
     assert!(!listed.contains("eve") && !listed.contains("mallory"));
