@@ -57,7 +57,9 @@ step "installing what the tests need"
 #   (fonts-ipafont-gothic): the warning page is loaded and clicked in
 #   headless Chromium, and its screenshots show the Japanese text;
 #   openssl: the SMTP test makes a CA and a server certificate for aiosmtpd;
-#   ssh (openssh-client): the sensor test connects to its SSH port.
+#   ssh (openssh-client): the sensor test connects to its SSH port;
+#   slapd, slapadd (slapd) and ldap-utils: operators sign in against a real
+#   OpenLDAP directory the operators test starts on loopback ports.
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 have named-checkzone || need+=(bind9-utils)
@@ -72,6 +74,8 @@ have radclient || need+=(freeradius-utils)
 have sqlite3 || need+=(sqlite3)
 have openssl || need+=(openssl)
 have ssh || need+=(openssh-client)
+have slapd || need+=(slapd)
+have ldapsearch || need+=(ldap-utils)
 have chromium || need+=(chromium)
 have chromedriver || need+=(chromium-driver)
 [ -e /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || need+=(fonts-ipafont-gothic)

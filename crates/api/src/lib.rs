@@ -54,6 +54,11 @@ pub struct ApiState {
     pub auth: Arc<kanki_operators::Authenticator>,
     /// Failed sign-ins per account and per source.
     pub limiter: Arc<kanki_operators::SignInLimiter>,
+    /// The LDAP directory operators may sign in against
+    /// (`[operators.ldap]`).
+    pub ldap: Option<Arc<kanki_operators::ldap::Directory>>,
+    /// Subscribers named by pseudonym to whoever may not see identities.
+    pub pseudonyms: Arc<kanki_operators::pseudonym::Pseudonyms>,
     /// The first run's setup code, while no operator exists.
     pub setup: Arc<signin::Setup>,
     /// Session cookies are marked Secure (the API is served over TLS).

@@ -61,7 +61,8 @@ pub(crate) async fn get_event(
     Path(id): Path<i64>,
     Caller(caller): Caller,
     Params(view): Params<ViewParams>,
-) -> Result<Json<kanki_store::StoredEvent>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let pseudonyms = st.pseudonyms.clone();
     blocking(&st, move |k| {
         let e = k
             .store
@@ -70,7 +71,7 @@ pub(crate) async fn get_event(
             .ok_or(kanki_store::StoreError::NotFound)?;
         let subscriber = e.attribution.as_ref().map(|a| a.subscriber.as_str());
         record_view(k, &caller, "event", &id.to_string(), subscriber, &view)?;
-        Ok(Json(e))
+        Ok(Json(pseudonyms.shown_to(&caller, json!(e))))
     })
     .await
 }
@@ -87,6 +88,7 @@ pub(crate) struct CaseParams {
 
 pub(crate) async fn list_cases(
     State(st): State<ApiState>,
+    Caller(caller): Caller,
     Params(p): Params<CaseParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let states = p
@@ -110,7 +112,8 @@ pub(crate) async fn list_cases(
     let next = (items.len() == limit as usize)
         .then(|| items.last().map(|c| c.id))
         .flatten();
-    Ok(Json(json!({ "items": items, "next_after": next })))
+    let answer = json!({ "items": items, "next_after": next });
+    Ok(Json(st.pseudonyms.shown_to(&caller, answer)))
 }
 
 /// A case with its history, notices and events, with one view record.
@@ -120,6 +123,7 @@ pub(crate) async fn get_case(
     Caller(caller): Caller,
     Params(view): Params<ViewParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let pseudonyms = st.pseudonyms.clone();
     blocking(&st, move |k| {
         let r = k.store.removal();
         let case = r.get_case(id)?.ok_or(kanki_store::StoreError::NotFound)?;
@@ -131,12 +135,13 @@ pub(crate) async fn get_case(
             Some(&case.subscriber),
             &view,
         )?;
-        Ok(Json(json!({
+        let answer = json!({
             "case": case,
             "history": r.case_log(id)?,
             "notices": r.case_notices(id)?,
             "events": r.case_events(id, 20)?,
-        })))
+        });
+        Ok(Json(pseudonyms.shown_to(&caller, answer)))
     })
     .await
 }
@@ -186,12 +191,14 @@ pub(crate) struct EscalationParams {
 
 pub(crate) async fn list_escalations(
     State(st): State<ApiState>,
+    Caller(caller): Caller,
     Params(p): Params<EscalationParams>,
-) -> Result<Json<Vec<kanki_store::Escalation>>, ApiError> {
-    blocking(&st, move |k| {
-        Ok(Json(k.store.removal().list_escalations(p.status)?))
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let items = blocking(&st, move |k| {
+        Ok(k.store.removal().list_escalations(p.status)?)
     })
-    .await
+    .await?;
+    Ok(Json(st.pseudonyms.shown_to(&caller, json!(items))))
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,8 +15,9 @@ use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use kanki_operators::ldap::DirectoryError;
 use kanki_operators::secret::{self, SESSION_COOKIE};
-use kanki_operators::{AccountKind, Attempt, Operator, Role, SignInError};
+use kanki_operators::{AccountKind, Attempt, Operator, Role, SignInError, StorageError, signin};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -150,9 +151,10 @@ fn count_failure(st: &ApiState, e: &SignInError) {
         .inc();
 }
 
-/// Checks an attempt (on the blocking pool: argon2id is slow on purpose)
-/// and starts a session; returns the operator, the cookie and the session's
-/// CSRF token.
+/// Checks an attempt and starts a session; returns the operator, the
+/// cookie and the session's CSRF token. A local password is checked on the
+/// blocking pool (argon2id is slow on purpose); a directory operator's by
+/// a bind to the directory, under the same rate limits.
 async fn attempt(
     st: &ApiState,
     name: String,
@@ -160,30 +162,57 @@ async fn attempt(
     totp: Option<String>,
     from: IpAddr,
 ) -> Result<(Operator, String, String), SignInError> {
-    let (k, auth, limiter) = (st.kanki.clone(), st.auth.clone(), st.limiter.clone());
-    let result = tokio::task::spawn_blocking(move || {
-        let store = k.store.operators();
-        let now = Utc::now();
-        let op = kanki_operators::signin::sign_in_local(
-            store,
-            &limiter,
-            &Attempt {
+    let result: Result<(Operator, String, String), SignInError> = async {
+        let directory = match &st.ldap {
+            Some(d) => {
+                let (k, n) = (st.kanki.clone(), name.clone());
+                let by_directory = tokio::task::spawn_blocking(move || {
+                    signin::by_directory(k.store.operators(), &n)
+                })
+                .await
+                .unwrap_or_else(|e| Err(StorageError::Backend(e.to_string())))?;
+                by_directory.then(|| d.clone())
+            }
+            None => None,
+        };
+        // The directory's answer, asked under the rate limits (a guessing run
+        // does not reach the directory).
+        let answer = match directory {
+            None => None,
+            Some(d) => {
+                if !st.limiter.allowed(&name, from) {
+                    return Err(SignInError::RateLimited);
+                }
+                let groups = d.groups_of(&name, &password).await;
+                if let Err(DirectoryError::Unavailable(e)) = &groups {
+                    tracing::error!(error = %e, "the LDAP directory could not be asked");
+                }
+                Some((d, groups))
+            }
+        };
+        let (k, auth, limiter) = (st.kanki.clone(), st.auth.clone(), st.limiter.clone());
+        tokio::task::spawn_blocking(move || {
+            let store = k.store.operators();
+            let now = Utc::now();
+            let a = Attempt {
                 name: &name,
                 password: &password,
                 totp: totp.as_deref(),
                 source: from,
-            },
-            now,
-        )?;
-        let (cookie, session) = auth.start_session(store, &op, now)?;
-        Ok((op, cookie, session.csrf))
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(SignInError::Storage(
-            kanki_operators::StorageError::Backend(e.to_string()),
-        ))
-    });
+            };
+            let op = match answer {
+                None => signin::sign_in_local(store, &limiter, &a, now)?,
+                Some((d, groups)) => {
+                    signin::sign_in_directory(store, &limiter, &d, &a, groups, now)?
+                }
+            };
+            let (cookie, session) = auth.start_session(store, &op, now)?;
+            Ok((op, cookie, session.csrf))
+        })
+        .await
+        .unwrap_or_else(|e| Err(SignInError::Storage(StorageError::Backend(e.to_string()))))
+    }
+    .await;
     if let Err(e) = &result {
         count_failure(st, e);
     }
@@ -194,6 +223,8 @@ fn status_of(e: &SignInError) -> StatusCode {
     match e {
         SignInError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         SignInError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        SignInError::DirectoryUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        SignInError::NoRole => StatusCode::FORBIDDEN,
         _ => StatusCode::UNAUTHORIZED,
     }
 }

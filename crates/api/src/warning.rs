@@ -99,10 +99,10 @@ pub(crate) async fn review_report(
 
 pub(crate) async fn list_garden(
     State(st): State<ApiState>,
-) -> Result<Json<Vec<GardenMember>>, ApiError> {
-    Ok(Json(
-        blocking(&st, |k| Ok(k.store.warning().garden()?)).await?,
-    ))
+    Caller(caller): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let members: Vec<GardenMember> = blocking(&st, |k| Ok(k.store.warning().garden()?)).await?;
+    Ok(Json(st.pseudonyms.shown_to(&caller, json!(members))))
 }
 
 #[derive(Debug, Deserialize)]

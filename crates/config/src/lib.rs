@@ -31,7 +31,7 @@ pub use directory::{
 };
 pub use duration::HumanDuration;
 pub use front::{DnsConfig, WarningConfig};
-pub use operators::OperatorsConfig;
+pub use operators::{LdapConfig, OperatorsConfig};
 pub use removal::{
     CountermeasureConfig, NoticesConfig, RemovalConfig, SensorConfig, SmtpConfig, SmtpTls, ToolLink,
 };
@@ -557,6 +557,7 @@ impl Config {
             }
         }
         self.rpz.validate()?;
+        self.operators.validate()?;
         self.crawler.validate()?;
         self.dns.validate()?;
         self.validate_removal()?;

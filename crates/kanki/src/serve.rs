@@ -122,12 +122,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             );
         }
     }
+    let pseudonyms = {
+        use kanki_operators::pseudonym::Pseudonyms;
+        let k = kanki.clone();
+        let key = tokio::task::spawn_blocking(move || {
+            k.store.operators().pseudonym_key(&Pseudonyms::new_key())
+        })
+        .await??;
+        Arc::new(Pseudonyms::new(&key))
+    };
     let state = ApiState {
         auth,
+        pseudonyms,
         limiter: Arc::new(kanki_operators::SignInLimiter::new(
             kanki_operators::SignInLimits::default(),
         )),
         setup,
+        ldap: kanki
+            .config
+            .operators
+            .ldap
+            .as_ref()
+            .map(kanki_operators::ldap::Directory::from_config)
+            .transpose()
+            .map_err(anyhow::Error::msg)?
+            .map(Arc::new),
         secure_cookies: false,
         kanki: kanki.clone(),
         policy: policy.clone(),

@@ -337,11 +337,33 @@ fn the_audit_log_names_the_caller_checks_the_ground_and_records_views() {
     assert_eq!(r.status(), 403);
     let cases = get(&analyst, format!("{api}/api/v1/cases?subscriber=S1"));
     let case = cases["items"][0]["id"].as_i64().unwrap();
+    // The analyst sees S1 by pseudonym, the same in the list and the case,
+    // and no address to reach S1 by.
+    let pseudonym = cases["items"][0]["subscriber"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(pseudonym.starts_with("p-"), "{pseudonym}");
     // Viewing the case, once, leaves one view record.
-    get(
+    let seen = get(
         &analyst,
         format!("{api}/api/v1/cases/{case}?purpose=triage"),
     );
+    assert_eq!(seen["case"]["subscriber"], pseudonym.as_str());
+    assert!(!seen.to_string().contains("S1"), "{seen}");
+    assert!(!seen.to_string().contains("s1@example.jp"), "{seen}");
+    let event = seen["events"][0]["id"].as_i64().unwrap();
+    let seen_event = get(
+        &analyst,
+        format!("{api}/api/v1/events/{event}?purpose=triage"),
+    );
+    assert_eq!(seen_event["attribution"]["subscriber"], pseudonym.as_str());
+    // The attribution officer sees who it is; that view is recorded too.
+    let identified = get(
+        &officer,
+        format!("{api}/api/v1/cases/{case}?purpose=prepare the call"),
+    );
+    assert_eq!(identified["case"]["subscriber"], "S1");
     // An emergency evacuation citing that case is answered.
     let (status, body) = who(json!({
         "address": "198.51.100.7", "ground": "emergency-evacuation", "case": case,
@@ -385,10 +407,13 @@ fn the_audit_log_names_the_caller_checks_the_ground_and_records_views() {
     assert_eq!(bulk.len(), 1);
     assert_eq!(bulk[0]["actor"], analyst_actor.as_str());
     let views = of("view-case");
-    assert_eq!(views.len(), 1, "{views:?}");
+    assert_eq!(views.len(), 2, "{views:?}");
     assert_eq!(views[0]["actor"], analyst_actor.as_str());
     assert_eq!(views[0]["purpose"], "triage");
     assert!(views[0]["input"].as_str().unwrap().contains("S1"));
+    assert_eq!(views[1]["actor"], officer_actor.as_str());
+    assert_eq!(views[1]["purpose"], "prepare the call");
+    assert!(views[1]["input"].as_str().unwrap().contains("S1"));
     let revoked = of("consent-revoke");
     assert_eq!(revoked.len(), 1);
     assert_eq!(revoked[0]["actor"], officer_actor.as_str());
@@ -417,6 +442,18 @@ fn the_audit_log_names_the_caller_checks_the_ground_and_records_views() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// `POST /api/v1/session` with a JSON body: the sign-in of a script.
+fn sign_in_json(
+    http: &reqwest::blocking::Client,
+    api: &str,
+    body: Value,
+) -> reqwest::blocking::Response {
+    http.post(format!("{api}/api/v1/session"))
+        .json(&body)
+        .send()
+        .unwrap()
 }
 
 /// The session cookie from a response's `Set-Cookie`, and its attributes.
@@ -507,10 +544,7 @@ fn first_run_setup_then_sign_in_csrf_and_sign_out() {
 
     // Wrong passwords: 401, counted, then rate-limited.
     let sign_in = |name: &str, password: &str| {
-        http.post(format!("{api}/api/v1/session"))
-            .json(&json!({"name": name, "password": password}))
-            .send()
-            .unwrap()
+        sign_in_json(&http, &api, json!({"name": name, "password": password}))
     };
     for _ in 0..5 {
         assert_eq!(sign_in("carol", "not her password").status(), 401);
@@ -589,4 +623,371 @@ fn first_run_setup_then_sign_in_csrf_and_sign_out() {
     assert_eq!(replay.status(), 401);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A page of another origin (another port of 127.0.0.1: the same site to
+/// the browser, so even a SameSite=Strict cookie goes along) that, opened
+/// by a signed-in operator, posts `text/plain` bodies to the API: a list
+/// import, a Shadowserver report and a subscriber file, by `fetch` and by
+/// a form. None of it may change anything.
+fn attack_page(api: &str, report: &str) -> String {
+    let js = |s: &str| serde_json::to_string(s).unwrap();
+    format!(
+        r#"<!doctype html><html><head><title>loading</title></head><body>
+<iframe name="sink" style="display:none"></iframe>
+<form id="f" method="post" enctype="text/plain" target="sink" action="{api}/api/v1/subscribers">
+<input name="id,email,language,consent&#10;S-FORM,form@attacker.example,en,yes&#10;x" value="">
+</form>
+<script>
+const posts = [
+  ["{api}/api/v1/imports?format=plain", "evil-fetch.example\n"],
+  ["{api}/api/v1/events?format=shadowserver&report_type=event4_sinkhole", {report}],
+  ["{api}/api/v1/subscribers", "id,email,language,consent\nS-FETCH,fetch@attacker.example,en,yes\n"],
+];
+Promise.allSettled(posts.map(([url, body]) => fetch(url, {{
+  method: "POST", mode: "no-cors", credentials: "include",
+  headers: {{"Content-Type": "text/plain"}}, body,
+}}))).then(() => {{
+  document.getElementById("f").submit();
+  document.title = "posted";
+}});
+</script></body></html>"#,
+        report = js(report)
+    )
+}
+
+#[test]
+fn a_page_of_another_origin_changes_nothing_in_headless_chromium() {
+    use common::browser::{Driver, chromium_args};
+    let env = Env::new("");
+    env.two_subscribers_and_a_listed_name();
+    env.ok_with_stdin(
+        &[
+            "operators",
+            "add",
+            "alice",
+            "--roles",
+            "analyst,list-curator,attribution-officer,viewer",
+        ],
+        "alice's long password",
+    );
+    let server = env.serve();
+    let api = server.api.clone();
+    let metrics_token = token_for(&env, "scraper", "viewer", &[]);
+    let report = common::sinkhole_csv(&[("127.0.0.1", "mirai")]);
+
+    // The other origin: a plain static server on another loopback port.
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("attack.html"), attack_page(&api, &report)).unwrap();
+    let port = common::free_port();
+    let mut static_server = std::process::Command::new(common::python())
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(site.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let attacker = format!("http://127.0.0.1:{port}");
+    eventually(30, "the other origin up", || {
+        anonymous_client()
+            .get(format!("{attacker}/attack.html"))
+            .send()
+            .is_ok()
+    });
+
+    let csrf_refusals = || {
+        metric(
+            &api,
+            &metrics_token,
+            "kanki_api_forbidden_total{permission=\"csrf\"}",
+        )
+    };
+    let before = csrf_refusals();
+    let tests = common::client();
+    let json = |path: &str| -> Value {
+        tests
+            .get(format!("{api}{path}"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let imports_before = json("/api/v1/imports");
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let s = driver.session(&chromium_args(profile.path(), &[]), "en");
+    // Alice signs in through the sign-in page: her browser holds the
+    // session cookie.
+    s.go(&format!("{api}/sign-in"));
+    s.type_into("input[name=name]", "alice");
+    s.type_into("input[name=password]", "alice's long password");
+    s.click("button");
+    eventually(30, "signed in", || s.source().contains("\"alice\""));
+    // Then she opens the other site's page.
+    s.go(&format!("{attacker}/attack.html"));
+    eventually(30, "the page posted", || {
+        s.call(reqwest::Method::GET, "/title", None) == "posted"
+    });
+    // All four posts reached kanki and were refused as cross-site.
+    eventually(30, "four refusals counted", || {
+        csrf_refusals() >= before + 4.0
+    });
+    drop(s);
+    let _ = static_server.kill();
+    let _ = static_server.wait();
+
+    // Nothing changed: no import, no event, no subscriber.
+    assert_eq!(json("/api/v1/imports"), imports_before);
+    let cases = json("/api/v1/cases?subscriber=S1");
+    assert_eq!(cases["items"].as_array().map(Vec::len), Some(0), "{cases}");
+    for id in ["S-FETCH", "S-FORM"] {
+        let r = tests
+            .get(format!("{api}/api/v1/subscribers/{id}?purpose=csrf-test"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 404, "{id}");
+    }
+    // The same report sent by a client that may (a token) does make a
+    // case: what the page sent would have changed something.
+    let r = tests
+        .post(format!(
+            "{api}/api/v1/events?format=shadowserver&report_type=event4_sinkhole"
+        ))
+        .body(report)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+    let cases = json("/api/v1/cases?subscriber=S1");
+    assert_eq!(cases["items"].as_array().map(Vec::len), Some(1), "{cases}");
+}
+
+/// A real OpenLDAP `slapd`, unprivileged on two loopback ports (ldaps://
+/// and ldap:// for StartTLS) with its own configuration and database in a
+/// temporary directory and a certificate from an openssl test CA. People:
+/// hanako (in the group soc) and taro (in the group canteen).
+struct Slapd {
+    child: std::process::Child,
+    ldaps: u16,
+    ldap: u16,
+    ca: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const PEOPLE: &str = "ou=people,dc=kanki,dc=test";
+const GROUPS: &str = "ou=groups,dc=kanki,dc=test";
+
+impl Slapd {
+    fn start() -> Slapd {
+        let slapd = common::need("slapd", "slapd");
+        let slapadd = common::need("slapadd", "slapd");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (ca, cert, key) = common::test_certificates(d);
+        std::fs::create_dir(d.join("db")).unwrap();
+        let conf = d.join("slapd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "include /etc/ldap/schema/core.schema\n\
+                 include /etc/ldap/schema/cosine.schema\n\
+                 include /etc/ldap/schema/inetorgperson.schema\n\
+                 pidfile {pid}\n\
+                 modulepath /usr/lib/ldap\n\
+                 moduleload back_mdb\n\
+                 TLSCACertificateFile {ca}\n\
+                 TLSCertificateFile {cert}\n\
+                 TLSCertificateKeyFile {key}\n\
+                 database mdb\n\
+                 maxsize 10485760\n\
+                 suffix \"dc=kanki,dc=test\"\n\
+                 rootdn \"cn=admin,dc=kanki,dc=test\"\n\
+                 directory {db}\n\
+                 access to attrs=userPassword by anonymous auth by * none\n\
+                 access to * by users read by * none\n",
+                pid = d.join("slapd.pid").display(),
+                db = d.join("db").display(),
+            ),
+        )
+        .unwrap();
+        let person = |uid: &str, password: &str| {
+            format!(
+                "dn: uid={uid},{PEOPLE}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\nuserPassword: {password}\n\n"
+            )
+        };
+        let group = |cn: &str, member: &str| {
+            format!(
+                "dn: cn={cn},{GROUPS}\nobjectClass: groupOfNames\ncn: {cn}\nmember: uid={member},{PEOPLE}\n\n"
+            )
+        };
+        let ldif = d.join("data.ldif");
+        std::fs::write(
+            &ldif,
+            format!(
+                "dn: dc=kanki,dc=test\nobjectClass: dcObject\nobjectClass: organization\no: kanki test\ndc: kanki\n\n\
+                 dn: {PEOPLE}\nobjectClass: organizationalUnit\nou: people\n\n\
+                 dn: {GROUPS}\nobjectClass: organizationalUnit\nou: groups\n\n{}{}{}{}",
+                person("hanako", "hanako's directory password"),
+                person("taro", "taro's directory password"),
+                group("soc", "hanako"),
+                group("canteen", "taro"),
+            ),
+        )
+        .unwrap();
+        common::succeed(
+            std::process::Command::new(slapadd)
+                .arg("-f")
+                .arg(&conf)
+                .arg("-l")
+                .arg(&ldif),
+        );
+        let (ldaps, ldap) = (common::free_port(), common::free_port());
+        let child = std::process::Command::new(slapd)
+            .arg("-f")
+            .arg(&conf)
+            .arg("-h")
+            .arg(format!(
+                "ldaps://127.0.0.1:{ldaps}/ ldap://127.0.0.1:{ldap}/"
+            ))
+            // -d: stay in the foreground (killed with the test).
+            .args(["-d", "0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        eventually(30, "slapd listening", || {
+            std::net::TcpStream::connect(("127.0.0.1", ldaps)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", ldap)).is_ok()
+        });
+        Slapd {
+            child,
+            ldaps,
+            ldap,
+            ca,
+            _dir: dir,
+        }
+    }
+
+    /// `[operators.ldap]` for this directory: soc members are analysts.
+    fn config(&self, starttls: bool) -> String {
+        let url = if starttls {
+            format!("ldap://127.0.0.1:{}", self.ldap)
+        } else {
+            format!("ldaps://127.0.0.1:{}", self.ldaps)
+        };
+        format!(
+            "\n[operators.ldap]\nurl = \"{url}\"\nstarttls = {starttls}\nbind_dn = \"uid={{name}},{PEOPLE}\"\ngroup_base = \"{GROUPS}\"\nca_file = \"{}\"\n\n[operators.ldap.roles]\n\"cn=soc,{GROUPS}\" = \"analyst\"\n",
+            self.ca
+        )
+    }
+}
+
+#[test]
+fn ldap_operators_sign_in_against_slapd_with_the_roles_of_their_groups() {
+    let slapd = Slapd::start();
+    for starttls in [false, true] {
+        let env = Env::new(&slapd.config(starttls));
+        env.two_subscribers_and_a_listed_name();
+        let server = env.serve();
+        let api = server.api.clone();
+        let http = anonymous_client();
+        let sign_in = |name: &str, password: &str| {
+            sign_in_json(&http, &api, json!({"name": name, "password": password}))
+        };
+        // Hanako, in soc: signed in, an analyst.
+        let r = sign_in("hanako", "hanako's directory password");
+        assert_eq!(
+            r.status(),
+            200,
+            "starttls {starttls}: {}",
+            r.text().unwrap()
+        );
+        let (cookie, _) = session_cookie(&r);
+        let me: Value = r.json().unwrap();
+        assert_eq!(me["roles"], json!(["analyst"]), "{me}");
+        let cases = http
+            .get(format!("{api}/api/v1/cases"))
+            .header("Cookie", &cookie)
+            .send()
+            .unwrap();
+        assert_eq!(cases.status(), 200);
+        // An analyst does not read subscriber identities.
+        let who = http
+            .get(format!("{api}/api/v1/subscribers/S1"))
+            .header("Cookie", &cookie)
+            .send()
+            .unwrap();
+        assert_eq!(who.status(), 403);
+        let listed = env.ok(&["operators", "list"]);
+        assert!(listed.contains("hanako\tldap\tanalyst"), "{listed}");
+        // A wrong password, and an empty one (an unauthenticated bind,
+        // which the directory itself would accept), are refused.
+        assert_eq!(sign_in("hanako", "not her password").status(), 401);
+        assert_eq!(sign_in("hanako", "").status(), 401);
+        // Taro is in no mapped group: no access, and no account made.
+        assert_eq!(sign_in("taro", "taro's directory password").status(), 403);
+        assert!(!env.ok(&["operators", "list"]).contains("taro"));
+        // Disabled here: the directory's yes does not override it.
+        env.ok(&["operators", "disable", "hanako"]);
+        let r = sign_in("hanako", "hanako's directory password");
+        assert_eq!(r.status(), 401, "{}", r.text().unwrap());
+        let refused = metric(
+            &api,
+            common::test_token(),
+            "kanki_sign_in_failures_total{reason=\"no-role\"}",
+        );
+        assert_eq!(refused, 1.0);
+    }
+}
+
+#[test]
+fn a_totp_code_signs_in_once_through_the_api() {
+    let env = Env::new("");
+    let out = env.ok_with_stdin(
+        &["operators", "add", "carol", "--roles", "analyst", "--totp"],
+        "carol's long password",
+    );
+    let uri = out
+        .lines()
+        .find_map(|l| l.strip_prefix("TOTP: "))
+        .unwrap_or_else(|| panic!("no TOTP URI printed: {out}"));
+    let b32 = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    let secret = data_encoding::BASE32_NOPAD.decode(b32.as_bytes()).unwrap();
+    let server = env.serve();
+    let api = server.api.clone();
+    let http = anonymous_client();
+    let sign_in = |totp: &str| {
+        let body = json!({"name": "carol", "password": "carol's long password", "totp": totp});
+        sign_in_json(&http, &api, body)
+    };
+    let code = kanki_operators::secret::totp_code(&secret, chrono::Utc::now().timestamp() as u64);
+    assert_eq!(sign_in(&code).status(), 200);
+    // The same code again (seen over her shoulder): refused, and counted.
+    let again = sign_in(&code);
+    assert_eq!(again.status(), 401);
+    assert!(again.text().unwrap().contains("used already"));
+    let reused = metric(
+        &api,
+        common::test_token(),
+        "kanki_sign_in_failures_total{reason=\"totp-reused\"}",
+    );
+    assert_eq!(reused, 1.0);
 }

@@ -10,7 +10,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{Env, Smtp, client, eventually, free_port, need, python, succeed};
+use common::{Env, Smtp, client, eventually, free_port, need, python, succeed, test_certificates};
 use serde_json::Value;
 
 fn radclient(port: u16, attrs: &str) {
@@ -917,74 +917,6 @@ fn a_sigkilled_ingest_run_again_stores_every_event_exactly_once() {
         ),
         1
     );
-}
-
-/// A test CA and a server certificate it signs for 127.0.0.1 (openssl),
-/// in `dir`: (ca.pem, server.pem, server.key).
-fn test_certificates(dir: &std::path::Path) -> (String, String, String) {
-    let openssl = need("openssl", "openssl");
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let run = |args: &[&str]| {
-        succeed(Command::new(&openssl).args(args));
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            &p("ca.key"),
-            "-out",
-            &p("ca.pem"),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=kanki test CA",
-        ],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &[
-            "-keyout",
-            &p("server.key"),
-            "-out",
-            &p("server.csr"),
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    ]
-    .concat());
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &p("server.csr"),
-        "-CA",
-        &p("ca.pem"),
-        "-CAkey",
-        &p("ca.key"),
-        "-CAcreateserial",
-        "-out",
-        &p("server.pem"),
-        "-days",
-        "2",
-        "-extfile",
-        &p("server.ext"),
-    ]);
-    (p("ca.pem"), p("server.pem"), p("server.key"))
 }
 
 /// The notices of a subscriber's case, from `kanki cases show --json`.

@@ -11,14 +11,19 @@
 //!   tokens (scope within the owner's roles, expiry, source prefixes).
 //! * [`auth`]: checking a request's token or session cookie in memory.
 //! * [`signin`] and [`limit`]: signing in with a password and TOTP code,
-//!   and the rate limits on failed attempts.
+//!   and the rate limits on failed attempts; [`ldap`]: the password checked
+//!   by the ISP's directory instead, and roles from its groups.
+//! * [`pseudonym`]: subscribers named by a keyed pseudonym to whoever may
+//!   not see their identity.
 //! * [`store`]: the storage this part needs ([`OperatorStore`]), which a
 //!   backend implements without rules of its own.
 
 pub mod accounts;
 pub mod auth;
+pub mod ldap;
 pub mod limit;
 pub mod model;
+pub mod pseudonym;
 pub mod secret;
 pub mod signin;
 pub mod store;

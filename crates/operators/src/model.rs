@@ -245,6 +245,10 @@ impl Roles {
         Roles(self.0 & other.0)
     }
 
+    pub fn union(self, other: Roles) -> Roles {
+        Roles(self.0 | other.0)
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Role> {
         Role::ALL.into_iter().filter(move |r| self.contains(*r))
     }
@@ -262,6 +266,12 @@ impl Roles {
 
     pub fn from_bits(bits: u8) -> Roles {
         Roles(bits & ((1 << Role::ALL.len()) - 1))
+    }
+}
+
+impl From<Role> for Roles {
+    fn from(r: Role) -> Roles {
+        Roles(r.bit())
     }
 }
 

@@ -48,6 +48,11 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
+/// 32 random bytes (a key).
+pub(crate) fn random_bytes() -> [u8; 32] {
+    random()
+}
+
 /// SHA-256 of a secret, as stored.
 pub fn secret_hash(secret: &[u8]) -> [u8; 32] {
     let d = ring::digest::digest(&ring::digest::SHA256, secret);
@@ -220,18 +225,44 @@ pub fn new_totp_secret() -> Vec<u8> {
     random::<20>().to_vec()
 }
 
+/// A TOTP step: 30 seconds.
+const TOTP_STEP: u64 = 30;
+
 fn totp(secret: &[u8]) -> Option<totp_rs::TOTP> {
-    // SHA-1, 6 digits, 30 s steps, one step of clock skew either way: what
-    // every authenticator app uses by default.
-    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret.to_vec()).ok()
+    // SHA-1, 6 digits, 30 s steps: what every authenticator app uses by
+    // default. (One step of clock skew either way is allowed by
+    // [`totp_step`].)
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, TOTP_STEP, secret.to_vec()).ok()
 }
 
-/// Checks a TOTP code at `unix_time`.
-pub fn check_totp(secret: &[u8], code: &str, unix_time: u64) -> bool {
+/// The time step (Unix time / 30) whose code `code` is, among the step at
+/// `unix_time` and one step either side (clock skew); `None` when it is
+/// none of them. A sign-in remembers the step it accepted, so that a code
+/// seen once (over a shoulder, in a proxy's log) cannot be used again.
+pub fn totp_step(secret: &[u8], code: &str, unix_time: u64) -> Option<u64> {
     let code = code.trim();
-    code.len() == 6
-        && code.bytes().all(|b| b.is_ascii_digit())
-        && totp(secret).is_some_and(|t| t.check(code, unix_time))
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let t = totp(secret)?;
+    let now = unix_time / TOTP_STEP;
+    // Every candidate is compared, in time independent of which matches.
+    (now.saturating_sub(1)..=now + 1)
+        .filter(|step| {
+            let want = t.generate(step * TOTP_STEP);
+            want.len() == code.len()
+                && want
+                    .bytes()
+                    .zip(code.bytes())
+                    .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+                    == 0
+        })
+        .last()
+}
+
+/// Checks a TOTP code at `unix_time` (one step of skew either way).
+pub fn check_totp(secret: &[u8], code: &str, unix_time: u64) -> bool {
+    totp_step(secret, code, unix_time).is_some()
 }
 
 /// The code at `unix_time` (for tests and for showing the set-up worked).
@@ -324,6 +355,11 @@ mod tests {
         assert!(check_totp(secret, "287082", 59 + 30)); // one step of skew
         assert!(!check_totp(secret, "287082", 59 + 90));
         assert!(!check_totp(secret, "28708", 59));
+        // The step a code belongs to, whichever neighbour it is checked at.
+        assert_eq!(totp_step(secret, "287082", 59), Some(1));
+        assert_eq!(totp_step(secret, "287082", 59 + 30), Some(1));
+        assert_eq!(totp_step(secret, "287082", 0), Some(1));
+        assert_eq!(totp_step(secret, "287082", 59 + 60), None);
         assert!(
             totp_uri(secret, "a b").contains("kanki:a%20b?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")
         );

@@ -5,8 +5,9 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
+use crate::ldap::{Directory, DirectoryError};
 use crate::limit::SignInLimiter;
-use crate::model::{AccountKind, Operator};
+use crate::model::{AccountKind, NewOperator, Operator};
 use crate::secret;
 use crate::store::{OperatorStore, StorageError};
 
@@ -21,10 +22,16 @@ pub enum SignInError {
     TotpNeeded,
     #[error("wrong TOTP code")]
     WrongTotp,
+    #[error("this TOTP code was used already: wait for the next one")]
+    TotpReused,
     #[error("this account is disabled")]
     Disabled,
     #[error("this account signs in through the directory (LDAP), which is not configured")]
     NoDirectory,
+    #[error("the directory (LDAP) could not be asked: try again later")]
+    DirectoryUnavailable,
+    #[error("none of your directory groups gives a role in kanki")]
+    NoRole,
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -37,8 +44,11 @@ impl SignInError {
             SignInError::WrongCredentials => "wrong-credentials",
             SignInError::TotpNeeded => "totp-needed",
             SignInError::WrongTotp => "wrong-totp",
+            SignInError::TotpReused => "totp-reused",
             SignInError::Disabled => "disabled",
             SignInError::NoDirectory => "no-directory",
+            SignInError::DirectoryUnavailable => "directory-unavailable",
+            SignInError::NoRole => "no-role",
             SignInError::Storage(_) => "storage",
         }
     }
@@ -84,13 +94,92 @@ pub fn sign_in_local(
         limiter.failed(a.name, a.source);
         return Err(SignInError::WrongCredentials);
     };
+    second_factor_and_admit(store, limiter, a, op, now)
+}
+
+/// Whether a name's password is checked by the directory: an LDAP account,
+/// or a name kanki does not know yet while a directory is configured (its
+/// first sign-in makes the account).
+pub fn by_directory(store: &dyn OperatorStore, name: &str) -> Result<bool, StorageError> {
+    Ok(store
+        .operator_named(name)?
+        .is_none_or(|o| o.kind == AccountKind::Ldap))
+}
+
+/// Finishes a sign-in whose password the directory checked: `groups` is
+/// its answer. The operator gets the roles of their groups now (the
+/// account is made at the first sign-in, its roles rewritten at each one);
+/// a local disable still wins; an operator in no mapped group gets no
+/// access (and loses the roles of an earlier sign-in). Storage calls:
+/// call it on a blocking thread.
+pub fn sign_in_directory(
+    store: &dyn OperatorStore,
+    limiter: &SignInLimiter,
+    directory: &Directory,
+    a: &Attempt<'_>,
+    groups: Result<Vec<String>, DirectoryError>,
+    now: DateTime<Utc>,
+) -> Result<Operator, SignInError> {
+    let groups = match groups {
+        Ok(g) => g,
+        Err(DirectoryError::Refused) => {
+            limiter.failed(a.name, a.source);
+            return Err(SignInError::WrongCredentials);
+        }
+        Err(DirectoryError::Unavailable(_)) => return Err(SignInError::DirectoryUnavailable),
+    };
+    let roles = directory.roles_of(&groups);
+    let op = match store.operator_named(a.name)? {
+        // A local or machine account of that name is not the directory's.
+        Some(op) if op.kind != AccountKind::Ldap => {
+            limiter.failed(a.name, a.source);
+            return Err(SignInError::WrongCredentials);
+        }
+        Some(mut op) => {
+            if op.roles != roles {
+                op.roles = roles;
+                store.update_operator(&op, now)?;
+            }
+            op
+        }
+        None if roles.is_empty() => return Err(SignInError::NoRole),
+        None => store.add_operator(
+            &NewOperator {
+                name: a.name.to_string(),
+                kind: AccountKind::Ldap,
+                roles,
+                password_hash: None,
+                totp_secret: None,
+            },
+            now,
+        )?,
+    };
+    if roles.is_empty() {
+        return Err(SignInError::NoRole);
+    }
+    second_factor_and_admit(store, limiter, a, op, now)
+}
+
+/// The steps after a right password: the TOTP code when the operator has
+/// one (each code accepted once), and a disabled account refused.
+fn second_factor_and_admit(
+    store: &dyn OperatorStore,
+    limiter: &SignInLimiter,
+    a: &Attempt<'_>,
+    op: Operator,
+    now: DateTime<Utc>,
+) -> Result<Operator, SignInError> {
     if let Some(s) = &op.totp_secret {
         let Some(code) = a.totp.filter(|c| !c.trim().is_empty()) else {
             return Err(SignInError::TotpNeeded);
         };
-        if !secret::check_totp(s, code, now.timestamp().max(0) as u64) {
+        let Some(step) = secret::totp_step(s, code, now.timestamp().max(0) as u64) else {
             limiter.failed(a.name, a.source);
             return Err(SignInError::WrongTotp);
+        };
+        if !store.accept_totp_step(op.id, step)? {
+            limiter.failed(a.name, a.source);
+            return Err(SignInError::TotpReused);
         }
     }
     if op.disabled {

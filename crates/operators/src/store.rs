@@ -30,6 +30,15 @@ pub trait OperatorStore: Send + Sync {
     /// Writes an operator's roles, kind, disabled flag, password hash and
     /// TOTP secret.
     fn update_operator(&self, op: &Operator, now: DateTime<Utc>) -> StorageResult<()>;
+    /// Records `step` as the last TOTP time step the operator signed in
+    /// with, only if it is later than the one recorded; false (nothing
+    /// written) when it is not. One atomic compare-and-set, so that two
+    /// sign-ins racing with one code cannot both succeed.
+    fn accept_totp_step(&self, operator_id: i64, step: u64) -> StorageResult<bool>;
+
+    /// The installation's pseudonym key: the one stored, or `fresh`,
+    /// stored now, when there is none yet (the first caller wins).
+    fn pseudonym_key(&self, fresh: &[u8; 32]) -> StorageResult<Vec<u8>>;
 
     fn add_token(&self, token: &Token) -> StorageResult<()>;
     /// Every token, revoked and expired ones included, newest first, with

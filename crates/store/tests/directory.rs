@@ -799,3 +799,52 @@ fn the_change_log_lists_changed_bindings_and_bindings_are_found_by_address() {
     let r = d.binding_changes_since(0, 100, &mut |_| {}).unwrap();
     assert!(r.missed);
 }
+
+/// An import's consent changes enter the chain one record each, written in
+/// one batch after a record already there, and the chain verifies.
+#[test]
+fn an_imports_consent_changes_chain_one_record_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let d = store.directory();
+    d.audit_append(&entry(t(0), "before the import")).unwrap();
+    let recs: Vec<SubscriberRecord> = (0..50)
+        .map(|i| SubscriberRecord {
+            id: format!("S{i}"),
+            language: "ja".into(),
+            consent: Some(i % 5 != 0),
+            ..Default::default()
+        })
+        .collect();
+    let counts = d.upsert_subscribers(&recs, "import", "test", t(1)).unwrap();
+    assert_eq!(counts.consent_changes, 40);
+    // Two revocations in a second import.
+    let again: Vec<SubscriberRecord> = recs[1..3]
+        .iter()
+        .map(|r| SubscriberRecord {
+            consent: Some(false),
+            ..r.clone()
+        })
+        .collect();
+    assert_eq!(
+        d.upsert_subscribers(&again, "import", "test", t(2))
+            .unwrap()
+            .consent_changes,
+        2
+    );
+    let all = records(&store);
+    let v = verify(&all, &d.audit_anchor().unwrap()).unwrap();
+    assert_eq!(v.records, 1 + 40 + 2);
+    let grants = all
+        .iter()
+        .filter(|r| r.entry.action == "consent-grant")
+        .count();
+    let revokes: Vec<_> = all
+        .iter()
+        .filter(|r| r.entry.action == "consent-revoke")
+        .collect();
+    assert_eq!((grants, revokes.len()), (40, 2));
+    assert!(revokes[0].entry.input.contains("S1") && revokes[1].entry.input.contains("S2"));
+    // Sequence numbers follow each other with no gap.
+    assert!(all.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+}

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use kanki_operators::accounts::{self, TokenRequest};
+use kanki_operators::ldap::{Directory, DirectoryError};
 use kanki_operators::{
-    AccountError, AccountKind, AuthError, Authenticator, Permission, Role, Roles, SessionLimits,
-    StorageError,
+    AccountError, AccountKind, Attempt, AuthError, Authenticator, Permission, Role, Roles,
+    SessionLimits, SignInError, SignInLimiter, SignInLimits, StorageError, secret, signin,
 };
 use kanki_store::{SqliteOptions, Store};
 
@@ -253,4 +254,159 @@ fn sessions_end_when_idle_too_old_or_signed_out() {
     // Stale sessions are removed from the store at refresh.
     auth.refresh(ops, at(9000)).unwrap();
     assert!(ops.sessions().unwrap().is_empty());
+}
+
+fn attempt<'a>(name: &'a str, password: &'a str, totp: Option<&'a str>) -> Attempt<'a> {
+    Attempt {
+        name,
+        password,
+        totp,
+        source: ip("192.0.2.7"),
+    }
+}
+
+#[test]
+fn a_totp_code_signs_in_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ops = store.operators();
+    let limiter = SignInLimiter::new(SignInLimits::default());
+    let pw = "carol's long password";
+    accounts::add_operator(
+        ops,
+        "carol",
+        AccountKind::Local,
+        Role::Analyst.into(),
+        Some(pw),
+        at(0),
+    )
+    .unwrap();
+    let (_, s) = accounts::enroll_totp(ops, "carol", at(0)).unwrap();
+    let now = at(100);
+    let code = secret::totp_code(&s, now.timestamp() as u64);
+    let sign_in = |code: &str, when| {
+        signin::sign_in_local(ops, &limiter, &attempt("carol", pw, Some(code)), when)
+    };
+    assert!(sign_in(&code, now).is_ok());
+    // The same code again, in its window: refused.
+    assert!(matches!(sign_in(&code, now), Err(SignInError::TotpReused)));
+    assert!(matches!(
+        sign_in(&code, now + chrono::Duration::seconds(25)),
+        Err(SignInError::TotpReused)
+    ));
+    // The code of the step before (still within the skew allowed): refused.
+    let earlier = secret::totp_code(&s, now.timestamp() as u64 - 30);
+    if earlier != code {
+        assert!(matches!(
+            sign_in(&earlier, now),
+            Err(SignInError::TotpReused)
+        ));
+    }
+    // The next step's code works, once.
+    let later = now + chrono::Duration::seconds(30);
+    let next = secret::totp_code(&s, later.timestamp() as u64);
+    assert!(sign_in(&next, later).is_ok());
+    assert!(matches!(
+        sign_in(&next, later),
+        Err(SignInError::TotpReused)
+    ));
+    // A wrong code is wrong, not reused.
+    let wrong = if next == "000000" { "111111" } else { "000000" };
+    assert!(matches!(sign_in(wrong, later), Err(SignInError::WrongTotp)));
+}
+
+fn directory() -> Directory {
+    Directory::from_config(&kanki_config::LdapConfig::new(
+        "ldaps://ldap.example.jp",
+        "uid={name},ou=people,dc=example,dc=jp",
+        "ou=groups,dc=example,dc=jp",
+        &[
+            ("cn=soc,ou=groups,dc=example,dc=jp", "analyst"),
+            ("cn=leads,ou=groups,dc=example,dc=jp", "attribution-officer"),
+        ],
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_directory_operator_gets_the_roles_of_their_groups_at_each_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let ops = store.operators();
+    let limiter = SignInLimiter::new(SignInLimits::default());
+    let d = directory();
+    let a = attempt("hanako", "directory password", None);
+    let groups = |g: &[&str]| -> Result<Vec<String>, DirectoryError> {
+        Ok(g.iter().map(|s| s.to_string()).collect())
+    };
+    let sign_in = |a: &Attempt<'_>, groups: Result<Vec<String>, DirectoryError>, when: i64| {
+        signin::sign_in_directory(ops, &limiter, &d, a, groups, at(when))
+    };
+    assert!(signin::by_directory(ops, "hanako").unwrap());
+    // First sign-in: the account is made, an LDAP one, with its group's role.
+    let op = sign_in(&a, groups(&["cn=soc,ou=groups,dc=example,dc=jp"]), 0).unwrap();
+    assert_eq!(op.kind, AccountKind::Ldap);
+    assert_eq!(op.roles.to_string(), "analyst");
+    assert!(op.password_hash.is_none());
+    // The directory moved her: the next sign-in has the new role only.
+    let op = sign_in(&a, groups(&["cn=leads,ou=groups,dc=example,dc=jp"]), 10).unwrap();
+    assert_eq!(op.roles.to_string(), "attribution-officer");
+    assert_eq!(
+        ops.operator_named("hanako").unwrap().unwrap().roles,
+        op.roles
+    );
+    // In no mapped group: no access, and the stored roles are gone too.
+    assert!(matches!(
+        sign_in(&a, groups(&["cn=canteen,ou=groups,dc=example,dc=jp"]), 20),
+        Err(SignInError::NoRole)
+    ));
+    assert!(
+        ops.operator_named("hanako")
+            .unwrap()
+            .unwrap()
+            .roles
+            .is_empty()
+    );
+    // A local disable wins over the directory.
+    accounts::set_disabled(ops, "hanako", true, at(30)).unwrap();
+    assert!(matches!(
+        sign_in(&a, groups(&["cn=soc,ou=groups,dc=example,dc=jp"]), 40),
+        Err(SignInError::Disabled)
+    ));
+    // Refused by the directory: wrong credentials. Unknown and unmapped:
+    // no account is made.
+    assert!(matches!(
+        sign_in(&a, Err(DirectoryError::Refused), 50),
+        Err(SignInError::WrongCredentials)
+    ));
+    let taro = attempt("taro", "directory password", None);
+    assert!(matches!(
+        sign_in(&taro, groups(&[]), 60),
+        Err(SignInError::NoRole)
+    ));
+    assert!(ops.operator_named("taro").unwrap().is_none());
+    // A local account of the same name is never taken over by the directory.
+    accounts::add_operator(
+        ops,
+        "jiro",
+        AccountKind::Local,
+        Role::Viewer.into(),
+        Some("jiro's long password"),
+        at(70),
+    )
+    .unwrap();
+    assert!(!signin::by_directory(ops, "jiro").unwrap());
+    let jiro = attempt("jiro", "directory password", None);
+    assert!(matches!(
+        sign_in(&jiro, groups(&["cn=leads,ou=groups,dc=example,dc=jp"]), 80),
+        Err(SignInError::WrongCredentials)
+    ));
+    assert_eq!(
+        ops.operator_named("jiro")
+            .unwrap()
+            .unwrap()
+            .roles
+            .to_string(),
+        "viewer"
+    );
 }

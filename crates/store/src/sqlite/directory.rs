@@ -94,6 +94,7 @@ fn fill_subscriber(conn: &Connection, s: &mut Subscriber) -> Result<()> {
 
 fn record_consent(
     tx: &Connection,
+    chain: &mut AuditTail,
     id: &str,
     granted: bool,
     channel: &str,
@@ -109,11 +110,31 @@ fn record_consent(
     )?
     .execute(params![id, granted, now, channel, actor])?;
     // In the audit log's hash chain too, in the same transaction.
-    append_audit(
+    chain.append(
         tx,
         &AuditEntry::consent_change(from_ts(now), actor, id, granted, channel),
-    )?;
-    Ok(())
+    )
+}
+
+/// The audit log's head within one transaction: read at the first record
+/// appended and carried forward, so that a batch (an import's consent
+/// changes, one record each) does not read it back for every record.
+struct AuditTail(Option<(i64, String)>);
+
+impl AuditTail {
+    fn new() -> AuditTail {
+        AuditTail(None)
+    }
+
+    fn append(&mut self, tx: &Connection, e: &AuditEntry) -> Result<()> {
+        let (seq, prev) = match self.0.take() {
+            Some(head) => head,
+            None => audit_head(tx)?,
+        };
+        let hash = insert_audit(tx, e, seq, &prev)?;
+        self.0 = Some((seq + 1, hash));
+        Ok(())
+    }
 }
 
 /// The stored form of a binding's row, read back.
@@ -865,6 +886,7 @@ impl DirectoryBackend for SqliteBackend {
         self.write(|c| {
             let tx = c.transaction()?;
             let mut counts = SubscriberCounts::default();
+            let mut chain = AuditTail::new();
             for s in subscribers {
                 let old = tx
                     .prepare_cached(&format!(
@@ -898,7 +920,7 @@ impl DirectoryBackend for SqliteBackend {
                 if let Some(want) = s.consent
                     && want != was
                 {
-                    record_consent(&tx, &s.id, want, channel, actor, now)?;
+                    record_consent(&tx, &mut chain, &s.id, want, channel, actor, now)?;
                     counts.consent_changes += 1;
                     changed = true;
                 }
@@ -983,7 +1005,15 @@ impl DirectoryBackend for SqliteBackend {
             if current == granted {
                 return Ok(false);
             }
-            record_consent(&tx, id, granted, channel, actor, ts(now))?;
+            record_consent(
+                &tx,
+                &mut AuditTail::new(),
+                id,
+                granted,
+                channel,
+                actor,
+                ts(now),
+            )?;
             bump_consent_generation(&tx)?;
             tx.commit()?;
             Ok(true)

@@ -72,6 +72,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "operators",
         include_str!("../../migrations/sqlite/0013_operators.sql"),
     ),
+    (
+        14,
+        "operators_totp_keys",
+        include_str!("../../migrations/sqlite/0014_operators_totp_keys.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction

@@ -156,6 +156,35 @@ impl OperatorStore for SqliteBackend {
         Ok(())
     }
 
+    fn accept_totp_step(&self, operator_id: i64, step: u64) -> StorageResult<bool> {
+        let step = i64::try_from(step).map_err(|e| StorageError::Backend(e.to_string()))?;
+        let n = self
+            .write(|c| {
+                Ok(c.execute(
+                    "UPDATE operators SET totp_last_step = ?2
+                     WHERE id = ?1 AND (totp_last_step IS NULL OR totp_last_step < ?2)",
+                    params![operator_id, step],
+                )?)
+            })
+            .map_err(storage)?;
+        Ok(n == 1)
+    }
+
+    fn pseudonym_key(&self, fresh: &[u8; 32]) -> StorageResult<Vec<u8>> {
+        self.write(|c| {
+            c.execute(
+                "INSERT OR IGNORE INTO installation_keys (name, key) VALUES ('pseudonym', ?1)",
+                params![fresh.as_slice()],
+            )?;
+            Ok(c.query_row(
+                "SELECT key FROM installation_keys WHERE name = 'pseudonym'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .map_err(storage)
+    }
+
     fn add_token(&self, t: &Token) -> StorageResult<()> {
         let sources =
             serde_json::to_string(&t.sources).map_err(|e| StorageError::Backend(e.to_string()))?;
