@@ -11,12 +11,10 @@ mod common;
 
 use std::io::Read;
 use std::net::{IpAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::browser::{Driver, chromium_args};
-use common::{Env, Server, client, eventually, free_port, need};
+use common::{Env, Server, client, eventually, free_port};
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{ACCEPT_LANGUAGE, LOCATION, ORIGIN};
 use serde_json::{Value, json};
