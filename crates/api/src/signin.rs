@@ -96,7 +96,10 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // same-origin, not no-referrer: under no-referrer a browser posts
+        // the sign-in form with "Origin: null", which is refused as
+        // another site. Other sites still get no referrer.
+        HeaderValue::from_static("same-origin"),
     );
     r
 }
