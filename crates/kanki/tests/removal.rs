@@ -10,7 +10,9 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{Env, Smtp, client, eventually, free_port, need, python, succeed};
+use common::{
+    Env, SINKHOLE_HEADER, Smtp, client, eventually, free_port, need, python, sinkhole_csv, succeed,
+};
 use serde_json::Value;
 
 fn radclient(port: u16, attrs: &str) {
@@ -504,20 +506,8 @@ fn newest_event_of(api: &str, subscriber: &str) -> Value {
 
 /// A sinkhole report of subscribers at `(address, family)`, seen an hour ago.
 fn sinkhole_report(dir: &std::path::Path, rows: &[(&str, &str)]) -> String {
-    let at = (chrono::Utc::now() - chrono::Duration::hours(1))
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string();
-    let mut text = String::from(
-        "\"timestamp\",\"protocol\",\"src_ip\",\"src_port\",\"dst_ip\",\"dst_port\",\"infection\",\"family\",\"tag\"\n",
-    );
-    for (i, (addr, family)) in rows.iter().enumerate() {
-        text.push_str(&format!(
-            "\"{at}\",\"tcp\",\"{addr}\",{},\"198.51.100.1\",80,\"{family}\",\"{family}\",\n",
-            50000 + i
-        ));
-    }
     let p = dir.join("2026-05-01-event4_sinkhole-asn-jp.csv");
-    std::fs::write(&p, text).unwrap();
+    std::fs::write(&p, sinkhole_csv(rows)).unwrap();
     p.to_str().unwrap().to_string()
 }
 
@@ -731,9 +721,7 @@ garden_ground = "consent"
 /// from addresses in 10.`net`.0.0/16.
 fn many_sinkhole_rows(rows: usize, net: u8) -> String {
     let t0 = chrono::Utc::now() - chrono::Duration::days(1);
-    let mut report = String::from(
-        "\"timestamp\",\"protocol\",\"src_ip\",\"src_port\",\"dst_ip\",\"dst_port\",\"infection\",\"family\",\"tag\"\n",
-    );
+    let mut report = String::from(SINKHOLE_HEADER);
     for i in 0..rows {
         let at = (t0 + chrono::Duration::seconds(i as i64)).format("%Y-%m-%d %H:%M:%S");
         report.push_str(&format!(
@@ -1327,7 +1315,7 @@ fn cgnat_port_blocks_attribute_an_event_to_the_right_subscriber() {
     std::fs::write(
         &report,
         format!(
-            "\"timestamp\",\"protocol\",\"src_ip\",\"src_port\",\"dst_ip\",\"dst_port\",\"infection\",\"family\",\"tag\"\n\
+            "{SINKHOLE_HEADER}\
              \"{at}\",\"tcp\",\"203.0.113.7\",1100,\"198.51.100.1\",80,\"mirai\",\"mirai\",\n\
              \"{at}\",\"tcp\",\"203.0.113.7\",1600,\"198.51.100.1\",80,\"emotet\",\"emotet\",\n\
              \"{at}\",\"tcp\",\"203.0.113.7\",,\"198.51.100.1\",80,\"qakbot\",\"qakbot\",\n"
