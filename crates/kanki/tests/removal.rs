@@ -1423,3 +1423,82 @@ fn the_sensor_records_an_ssh_client_s_banner_and_hassh() {
     assert_eq!(raw["hassh"].as_str().unwrap().len(), 32);
     assert!(raw["username"].is_null() && raw["password"].is_null());
 }
+
+/// A Shadowserver sinkhole report with every column Shadowserver writes
+/// for `event4_sinkhole`, POSTed to `kanki serve`: the harmonized fields
+/// IntelMQ sets from its columns (the source's AS, country, region, city
+/// and reverse name; the destination's; the severity) are stored with the
+/// event and shown by the API's event and case and by `kanki events
+/// list`. The report's own columns (`extra.*`) stay in the raw record.
+#[test]
+fn the_harmonized_fields_of_a_shadowserver_report_are_stored_and_shown() {
+    let env = Env::new("");
+    env.directory(
+        "id,email,language,consent\nS5,s5@example.jp,en,no\n",
+        "S5,192.0.2.55,2024-01-01,\n",
+    );
+    let s = env.serve();
+    let at = (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y-%m-%d %H:%M:%S");
+    let report = format!(
+        "\"timestamp\",\"protocol\",\"src_ip\",\"src_port\",\"src_asn\",\"src_geo\",\"src_region\",\"src_city\",\"src_hostname\",\"src_naics\",\"src_sector\",\"device_vendor\",\"device_type\",\"device_model\",\"severity\",\"dst_ip\",\"dst_port\",\"dst_asn\",\"dst_geo\",\"dst_region\",\"dst_city\",\"dst_hostname\",\"dst_naics\",\"dst_sector\",\"public_source\",\"infection\",\"family\",\"tag\",\"application\",\"version\",\"event_id\",\"ssl_cipher\",\"ssl_servername\"\n\
+         \"{at}\",\"tcp\",\"192.0.2.55\",51234,64500,\"JP\",\"TOKYO\",\"CHIYODA\",\"host55.example.jp\",517311,\"Communications, Service Provider, and Telecommunications\",,,,\"medium\",\"198.51.100.1\",80,64501,\"US\",\"CALIFORNIA\",\"LOS ANGELES\",\"sinkhole.example.net\",0,,\"CERT-X\",\"andromeda\",\"andromeda\",,\"http\",,,,\n"
+    );
+    let summary: Value = client()
+        .post(format!(
+            "{}/api/v1/events?format=shadowserver&name=2026-05-07-event4_sinkhole-asn-jp.csv",
+            s.api
+        ))
+        .body(report)
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.json())
+        .unwrap();
+    assert_eq!(
+        (summary["events"].as_u64(), summary["attributed"].as_u64()),
+        (Some(1), Some(1)),
+        "{summary}"
+    );
+
+    let e = newest_event_of(&s.api, "S5");
+    for (field, value) in [
+        ("source.asn", "64500"),
+        ("source.geolocation.cc", "JP"),
+        ("source.geolocation.region", "TOKYO"),
+        ("source.geolocation.city", "CHIYODA"),
+        ("source.reverse_dns", "host55.example.jp"),
+        ("destination.asn", "64501"),
+        ("destination.geolocation.cc", "US"),
+        ("destination.reverse_dns", "sinkhole.example.net"),
+        ("severity", "medium"),
+        ("malware.name", "andromeda"),
+    ] {
+        assert_eq!(e[field], value, "{field} in {e}");
+    }
+    // The report's own columns are in its raw record, not fields.
+    assert!(e.get("extra.source.naics").is_none(), "{e}");
+    assert!(e.get("extra.public_source").is_none(), "{e}");
+    assert!(e["raw"].as_str().unwrap().contains("\"CERT-X\""), "{e}");
+
+    // The case lists its events with them.
+    let case = &get_json(&s.api, "/api/v1/cases?subscriber=S5")["items"][0];
+    let case_id = case["id"].as_i64().unwrap();
+    let case = get_json(&s.api, &format!("/api/v1/cases/{case_id}"));
+    assert_eq!(case["events"][0]["source.asn"], "64500", "{case}");
+    assert_eq!(case["events"][0]["source.geolocation.cc"], "JP", "{case}");
+
+    // The command line: in the text listing, and each field in JSON.
+    let listed = env.ok(&["events", "list", "--case", &case_id.to_string()]);
+    assert!(
+        listed.contains("AS64500 JP host55.example.jp"),
+        "{listed}"
+    );
+    let json: Value = serde_json::from_str(
+        env.ok(&["events", "list", "--case", &case_id.to_string(), "--json"])
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["source.reverse_dns"], "host55.example.jp", "{json}");
+    drop(s);
+}
