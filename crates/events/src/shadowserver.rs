@@ -674,7 +674,11 @@ mod tests {
             ]
         );
         assert!(!e.extra.contains_key("extra.source.naics"), "{:?}", e.extra);
-        assert!(!e.extra.contains_key("extra.public_source"), "{:?}", e.extra);
+        assert!(
+            !e.extra.contains_key("extra.public_source"),
+            "{:?}",
+            e.extra
+        );
     }
 
     #[test]

@@ -794,7 +794,8 @@ fn assert_stored_once(env: &Env, n: u64) {
 /// counting each once.
 #[test]
 fn a_sigkilled_ingest_run_again_stores_every_event_exactly_once() {
-    // Three quarters of it is two batches of 32,768 and some more.
+    // Three quarters of it is several batches (each up to 32,768 events
+    // or 8 MiB of them) and some more.
     const ROWS: usize = 90_000;
     let env = s1_holding_net(1);
     let report = many_sinkhole_rows(ROWS, 1);
@@ -1491,10 +1492,7 @@ fn the_harmonized_fields_of_a_shadowserver_report_are_stored_and_shown() {
 
     // The command line: in the text listing, and each field in JSON.
     let listed = env.ok(&["events", "list", "--case", &case_id.to_string()]);
-    assert!(
-        listed.contains("AS64500 JP host55.example.jp"),
-        "{listed}"
-    );
+    assert!(listed.contains("AS64500 JP host55.example.jp"), "{listed}");
     let json: Value = serde_json::from_str(
         env.ok(&["events", "list", "--case", &case_id.to_string(), "--json"])
             .lines()

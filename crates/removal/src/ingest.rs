@@ -337,8 +337,8 @@ fn run(
                         return;
                     }
                 }
-                let full = batch.events.len() + batch.skipped.len() == BATCH
-                    || batch.bytes >= BATCH_BYTES;
+                let full =
+                    batch.events.len() + batch.skipped.len() == BATCH || batch.bytes >= BATCH_BYTES;
                 if full && !hand_on(std::mem::take(&mut batch)) {
                     return;
                 }

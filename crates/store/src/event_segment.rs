@@ -574,7 +574,8 @@ mod tests {
         let mut events: Vec<Event> = (0..5).map(event).collect();
         // Harmonized fields are kept; a report's own columns are not.
         for (i, e) in events.iter_mut().enumerate() {
-            e.extra.insert("source.asn".into(), format!("6450{}", i % 2));
+            e.extra
+                .insert("source.asn".into(), format!("6450{}", i % 2));
             e.extra.insert("source.geolocation.cc".into(), "JP".into());
             e.extra
                 .insert("source.reverse_dns".into(), format!("host{i}.example.jp"));
@@ -729,4 +730,3 @@ mod tests {
         assert!(decode_fields(1, &fields[..fields.len() - 1]).is_none());
     }
 }
-
