@@ -817,8 +817,9 @@ mod tests {
         let waiting = {
             let f = f.clone();
             std::thread::spawn(move || {
-                let held = f.hold(BATCH_BYTES);
-                (held, f.held.lock().unwrap().0)
+                let went = f.hold(BATCH_BYTES);
+                let held = f.held.lock().unwrap().0;
+                (went, held)
             })
         };
         // The waiting batch goes once the first is freed, and then the
