@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 /// One security event, with IntelMQ's harmonized field names. Fields that
 /// kanki acts on are typed; every other harmonized field a parser mapped is
-/// in `extra` under its IntelMQ name (`source.asn`, `extra.tag`, ...).
+/// in `extra` under its IntelMQ name (`source.asn`, `extra.tag`, ...): the
+/// harmonized ones are stored and shown ([`Event::harmonized_extra`]), a
+/// report's own columns (`extra.*`) are kept in its raw record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     #[serde(rename = "source.ip")]
@@ -206,6 +208,43 @@ impl Event {
         k[..4].copy_from_slice(&hour.to_be_bytes());
         k[4..].copy_from_slice(&d.as_bytes()[..12]);
         k
+    }
+
+    /// The harmonized fields in `extra` (`source.asn`,
+    /// `source.geolocation.cc`, `source.reverse_dns`, `source.network`,
+    /// ...), by name: those an ingest stores with the event. A report's own
+    /// columns (`extra.*`, which may hold what a sensor captured, such as a
+    /// password tried) are left out: they stay in the raw record.
+    pub fn harmonized_extra(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        self.extra
+            .iter()
+            .filter(|(k, _)| !k.starts_with("extra."))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// About how many bytes the event holds in memory (itself, its strings,
+    /// its `extra` and its raw record): what an ingest counts to bound the
+    /// events it holds in flight.
+    pub fn size_in_memory(&self) -> usize {
+        // A string's allocation, rounded as an allocator does, and a map
+        // entry's share of its node.
+        let s = |v: &str| v.len().next_multiple_of(16);
+        let o = |v: &Option<String>| v.as_deref().map_or(0, s);
+        std::mem::size_of::<Event>()
+            + s(&self.taxonomy)
+            + s(&self.class)
+            + s(&self.feed_name)
+            + s(&self.feed_provider)
+            + o(&self.identifier)
+            + o(&self.malware)
+            + o(&self.transport)
+            + o(&self.application)
+            + self
+                .extra
+                .iter()
+                .map(|(k, v)| 64 + s(k) + s(v))
+                .sum::<usize>()
+            + self.raw.capacity()
     }
 
     /// What a case is about: the malware family, else the classification

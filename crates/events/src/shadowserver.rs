@@ -229,11 +229,13 @@ impl Schemas {
 }
 
 /// Reads a Shadowserver CSV report of type `schema`: the header first (its
-/// unknown columns go to the notes), then one event per row. With `extras`,
-/// the columns kanki does not type (`source.asn`, `extra.*`, ...) are put
-/// in each event's `extra`; without, they stay in its raw record only (an
-/// ingest stores the raw record and not `extra`: building a map of some
-/// thirty strings per row was most of the parsing).
+/// unknown columns go to the notes), then one event per row. The
+/// harmonized fields kanki does not type (`source.asn`,
+/// `source.geolocation.cc`, `source.reverse_dns`, ...) are put in each
+/// event's `extra`, where an ingest stores them. With `extras`, so are the
+/// report's own columns (`extra.*`); without, those stay in the raw record
+/// only (building a map of some thirty strings per row was most of the
+/// parsing).
 pub fn parse_shadowserver(
     schema: Arc<ReportSchema>,
     input: Box<dyn BufRead + Send>,
@@ -315,7 +317,7 @@ pub fn parse_shadowserver(
         .map(|rules| {
             rules
                 .iter()
-                .any(|r| extras || r.required || typed(&r.target))
+                .any(|r| extras || r.required || !is_extra(&r.target))
         })
         .collect();
     // Where the report names the family or tags the row, for a row whose
@@ -501,24 +503,14 @@ fn address_or_network(v: &str) -> Option<(IpAddr, Option<String>)> {
     Some((first, Some(format!("{first}/{len}"))))
 }
 
-/// Whether `target` is one of [`Event`]'s own fields (see [`set`]).
-fn typed(target: &str) -> bool {
-    matches!(
-        target,
-        "source.port"
-            | "destination.ip"
-            | "destination.port"
-            | "classification.taxonomy"
-            | "classification.type"
-            | "classification.identifier"
-            | "malware.name"
-            | "protocol.transport"
-            | "protocol.application"
-    )
+/// Whether `target` is one of the report's own columns (`extra.*`) rather
+/// than a harmonized field.
+fn is_extra(target: &str) -> bool {
+    target.starts_with("extra.")
 }
 
-/// Puts a mapped value in its field; with `extras` false, a field kanki
-/// does not type is left to the raw record.
+/// Puts a mapped value in its field; with `extras` false, a report's own
+/// column (`extra.*`) is left to the raw record.
 fn set(e: &mut Event, target: &str, column: &str, v: Cow<'_, str>, extras: bool) {
     match target {
         "source.port" => e.source_port = v.parse().ok(),
@@ -530,7 +522,7 @@ fn set(e: &mut Event, target: &str, column: &str, v: Cow<'_, str>, extras: bool)
         "malware.name" => e.malware = Some(lower(v)),
         "protocol.transport" => e.transport = Some(lower(v)),
         "protocol.application" => e.application = Some(lower(v)),
-        _ if !extras => {}
+        _ if !extras && is_extra(target) => {}
         "extra." => {
             e.extra.insert(format!("extra.{column}"), v.into_owned());
         }
@@ -656,6 +648,37 @@ mod tests {
         };
         assert_eq!(s.line, 3);
         assert!(s.reason.contains("time"), "{}", s.reason);
+    }
+
+    #[test]
+    fn an_ingest_keeps_the_harmonized_fields_and_leaves_the_columns_to_the_raw_record() {
+        let csv = "\"timestamp\",\"src_ip\",\"src_port\",\"infection\",\"src_asn\",\"src_geo\",\"src_hostname\",\"src_naics\",\"public_source\"\n\
+                   \"2024-05-01 10:00:00\",\"192.0.2.7\",\"51234\",\"mirai\",\"64500\",\"JP\",\"host7.example.jp\",\"517311\",\"CERT\"\n";
+        let s = Schemas::builtin().report("event4_sinkhole").unwrap();
+        let (_, mut items) = parse_shadowserver(
+            s,
+            Box::new(std::io::Cursor::new(csv.as_bytes().to_vec())),
+            false,
+        )
+        .unwrap();
+        let Some(Ok(Item::Event(e))) = items.next() else {
+            panic!("no event")
+        };
+        let fields: Vec<(&str, &str)> = e.harmonized_extra().collect();
+        assert_eq!(
+            fields,
+            [
+                ("source.asn", "64500"),
+                ("source.geolocation.cc", "JP"),
+                ("source.reverse_dns", "host7.example.jp"),
+            ]
+        );
+        assert!(!e.extra.contains_key("extra.source.naics"), "{:?}", e.extra);
+        assert!(
+            !e.extra.contains_key("extra.public_source"),
+            "{:?}",
+            e.extra
+        );
     }
 
     #[test]

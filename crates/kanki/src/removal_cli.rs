@@ -157,7 +157,7 @@ pub fn events(config: Config, c: EventsCommand) -> anyhow::Result<ExitCode> {
                     let a = e.attribution.as_ref();
                     writeln!(
                         out,
-                        "{:<12} {}  {:<39} {:>5}  {:<24} {}",
+                        "{:<12} {}  {:<39} {:>5}  {:<24} {:<32} {}",
                         e.id,
                         e.event.time_source.format("%Y-%m-%d %H:%M:%S"),
                         e.event.source_ip,
@@ -167,6 +167,7 @@ pub fn events(config: Config, c: EventsCommand) -> anyhow::Result<ExitCode> {
                             "{} (audit {})",
                             a.confidence, a.audit_seq
                         )),
+                        source_facts(&e.event),
                     )?;
                 }
             }
@@ -317,7 +318,7 @@ pub fn cases(config: Config, c: CasesCommand) -> anyhow::Result<ExitCode> {
                 println!("latest events:");
                 for e in &events {
                     println!(
-                        "  {}  {}  {}:{}  {}",
+                        "  {}  {}  {}:{}  {}  {}",
                         e.id,
                         e.event.time_source.format("%Y-%m-%d %H:%M:%S"),
                         e.event.source_ip,
@@ -325,7 +326,8 @@ pub fn cases(config: Config, c: CasesCommand) -> anyhow::Result<ExitCode> {
                             .source_port
                             .map(|p| p.to_string())
                             .unwrap_or_default(),
-                        e.event.feed_name
+                        e.event.feed_name,
+                        source_facts(&e.event),
                     );
                 }
             }
@@ -637,4 +639,22 @@ pub fn report(config: Config, a: ReportArgs) -> anyhow::Result<ExitCode> {
         println!("  not attributed: {r}: {n}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a report said of an event's source, as one column of text: its
+/// network, AS, country and reverse name where the report gave them
+/// (`198.51.100.0/24 AS64500 JP host.example.jp`). The JSON output has
+/// every harmonized field.
+fn source_facts(e: &kanki_events::Event) -> String {
+    let field = |name: &str| e.extra.get(name).map(String::as_str);
+    [
+        field("source.network").map(str::to_string),
+        field("source.asn").map(|a| format!("AS{a}")),
+        field("source.geolocation.cc").map(str::to_string),
+        field("source.reverse_dns").map(str::to_string),
+    ]
+    .into_iter()
+    .flatten()
+    .collect::<Vec<_>>()
+    .join(" ")
 }

@@ -10,8 +10,30 @@ mod common;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::resolvers::{dig, metric, unbound_with_root_zone, validating_unbound_with_signed_root};
+use common::resolvers::{
+    Dig, dig, metric, unbound_with_root_zone, validating_unbound_with_signed_root,
+};
 use common::{Env, eventually, free_port};
+
+/// Asks the front listening on 127.0.0.1:`port` with dig from the source
+/// address `from`; `args` are dig's (the name, the type, flags).
+fn ask_front(port: u16, from: &str, args: &[&str]) -> Dig {
+    let p = port.to_string();
+    let mut all = vec!["-b", from, "-p", &p, "@127.0.0.1"];
+    all.extend_from_slice(args);
+    dig(&all)
+}
+
+/// Whether the first record of an answer is an A record of `address`
+/// (whatever its TTL).
+fn first_a_is(d: &Dig, address: &str) -> bool {
+    let a = format!("IN A {address}");
+    d.answer.first().is_some_and(|l| l.ends_with(&a))
+}
+
+fn assert_first_a(d: &Dig, address: &str) {
+    assert!(first_a_is(d, address), "{}", d.text);
+}
 
 #[test]
 fn consenting_subscribers_are_warned_others_get_the_upstream_answer() {
@@ -52,13 +74,9 @@ listen = "127.0.0.1:{page_port}"
     env.two_subscribers_and_a_listed_name();
     let _kanki = env.serve();
     let api = env.api.clone();
-    let p = dns_port.to_string();
     let ask = |from: &str, name: &str, t: &str, tcp: bool| {
-        let mut args = vec!["-b", from, "-p", &p, "@127.0.0.1", name, t];
-        if tcp {
-            args.push("+tcp");
-        }
-        dig(&args)
+        let args = [name, t, "+tcp"];
+        ask_front(dns_port, from, &args[..if tcp { 3 } else { 2 }])
     };
     eventually(10, "Unbound answering through the front", || {
         ask("127.0.0.3", "clean.example", "A", false).answer == ["clean.example. 300 IN A 10.0.0.9"]
@@ -109,7 +127,7 @@ listen = "127.0.0.1:{page_port}"
     for from in ["127.0.0.2", "127.0.0.3"] {
         let a = ask(from, "www.bad.example", "A", false);
         assert_eq!(a.answer.len(), 1, "{}", a.text);
-        assert!(a.answer[0].ends_with("IN A 10.0.0.1"), "{}", a.text);
+        assert_first_a(&a, "10.0.0.1");
     }
     // Outside dns.clients: REFUSED.
     assert_eq!(
@@ -162,15 +180,7 @@ listen = "127.0.0.1:{page_port}"
         .send()
         .unwrap();
     assert_eq!(r.status(), 303);
-    let passed = ask("127.0.0.1", "www.bad.example", "A", false);
-    assert!(
-        passed
-            .answer
-            .first()
-            .is_some_and(|l| l.ends_with("IN A 10.0.0.1")),
-        "{}",
-        passed.text
-    );
+    assert_first_a(&ask("127.0.0.1", "www.bad.example", "A", false), "10.0.0.1");
     // Another listed name (the parent) is still warned.
     assert_eq!(
         ask("127.0.0.1", "bad.example", "A", false).answer,
@@ -181,11 +191,7 @@ listen = "127.0.0.1:{page_port}"
     let revoked = Instant::now();
     env.ok(&["consent", "revoke", "S1", "--channel", "phone"]);
     loop {
-        let a = ask("127.0.0.1", "bad.example", "A", false);
-        if a.answer
-            .first()
-            .is_some_and(|l| l.ends_with("IN A 10.0.0.1"))
-        {
+        if first_a_is(&ask("127.0.0.1", "bad.example", "A", false), "10.0.0.1") {
             break;
         }
         assert!(
@@ -222,12 +228,7 @@ clients = ["127.0.0.0/8"]
         &[("10.0.0.66", "10.6.6.6")],
     );
     let _kanki = env.serve();
-    let p = dns_port.to_string();
-    let ask = |from: &str, extra: &[&str]| {
-        let mut args = vec!["-b", from, "-p", &p, "@127.0.0.1"];
-        args.extend_from_slice(extra);
-        dig(&args)
-    };
+    let ask = |from: &str, args: &[&str]| ask_front(dns_port, from, args);
     eventually(
         10,
         "the validating upstream answering through the front",
@@ -236,13 +237,9 @@ clients = ["127.0.0.0/8"]
 
     // The attacker's client asks with CD and gets the forged record (as
     // it asked to: no validation).
-    let cd = ask("127.0.0.2", &["+cdflag", "forged.example", "A"]);
-    assert!(
-        cd.answer
-            .first()
-            .is_some_and(|l| l.ends_with("IN A 10.6.6.6")),
-        "{}",
-        cd.text
+    assert_first_a(
+        &ask("127.0.0.2", &["+cdflag", "forged.example", "A"]),
+        "10.6.6.6",
     );
     // Everyone else asks normally: the upstream validates and refuses.
     for _ in 0..2 {
@@ -252,25 +249,14 @@ clients = ["127.0.0.0/8"]
     }
     // The same holds without EDNS (dig +noedns), and for a recursion-less
     // query followed by an ordinary one.
-    let cd = ask("127.0.0.2", &["+cdflag", "+noedns", "forged.example", "A"]);
-    assert!(
-        cd.answer
-            .first()
-            .is_some_and(|l| l.ends_with("IN A 10.6.6.6")),
-        "{}",
-        cd.text
+    assert_first_a(
+        &ask("127.0.0.2", &["+cdflag", "+noedns", "forged.example", "A"]),
+        "10.6.6.6",
     );
     assert_eq!(
         ask("127.0.0.3", &["+noedns", "forged.example", "A"]).status,
         "SERVFAIL"
     );
     let _ = ask("127.0.0.2", &["+norecurse", "good.example", "A"]);
-    let a = ask("127.0.0.3", &["good.example", "A"]);
-    assert!(
-        a.answer
-            .first()
-            .is_some_and(|l| l.ends_with("IN A 10.0.0.1")),
-        "{}",
-        a.text
-    );
+    assert_first_a(&ask("127.0.0.3", &["good.example", "A"]), "10.0.0.1");
 }

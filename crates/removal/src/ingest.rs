@@ -10,6 +10,10 @@
 //! events nor its keys nor its lookups' records), which a replay stores;
 //! events already stored are recognized by key before they are
 //! attributed, so a replay adds nothing.
+//!
+//! Memory is bounded whatever the input: a batch ends at a count of events
+//! or of bytes, and the batches between the parser and the store hold at
+//! most [`IN_FLIGHT_BYTES`] together.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -32,11 +36,25 @@ use serde::Serialize;
 
 use crate::case;
 
-/// Events per batch (one attribution transaction and one store transaction).
-/// Large: a batch's cost is mostly the pages it dirties (the cases and keys
-/// it touches), and a larger batch touches each of them once for more
-/// events. A batch in memory is about 30 MB.
+/// Events per batch (one attribution transaction and one store transaction)
+/// at most. Large: a batch's cost is mostly the pages it dirties (the cases
+/// and keys it touches), and a larger batch touches each of them once for
+/// more events.
 const BATCH: usize = 32_768;
+
+/// A batch ends, too, when its events hold this many bytes (as
+/// [`Event::size_in_memory`] counts them): some 8,000 rows of a
+/// Shadowserver report, one record of up to [`kanki_events::MAX_RECORD`]
+/// bytes past it at most.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// The bytes of the batches parsed and not yet freed by the store, at most
+/// (a batch is parsed on while the one before is judged and the one before
+/// that is stored): with the batch being parsed, the ingest's events hold
+/// under 32 MiB whatever the input. Before this bound, a 1 GiB zip bomb of
+/// report rows peaked at 127 MiB with 2 parsed and 6 judged batches of up
+/// to 32,768 events in flight.
+const IN_FLIGHT_BYTES: usize = 3 * BATCH_BYTES;
 
 /// What to read.
 #[derive(Clone, Debug)]
@@ -235,9 +253,45 @@ const PARSED_IN_FLIGHT: usize = 2;
 
 /// Judged batches waiting to be stored: parsing and judging go on while
 /// the store commits (writing its pages to the WAL, a third of a day's
-/// ingest), so that the store finds batches ready when it is done. Each
-/// is some 30 MB.
+/// ingest), so that the store finds batches ready when it is done, as far
+/// as [`IN_FLIGHT_BYTES`] lets them.
 const JUDGED_IN_FLIGHT: usize = 6;
+
+/// The bytes of the batches in flight between the parser and the store,
+/// against [`IN_FLIGHT_BYTES`]: the parser holds a batch's bytes before it
+/// hands it on, and they are released when the store has freed it.
+#[derive(Default)]
+struct InFlight {
+    /// Bytes held, and whether the ingest has ended (nothing waits then).
+    held: std::sync::Mutex<(usize, bool)>,
+    freed: std::sync::Condvar,
+}
+
+impl InFlight {
+    /// Waits until `bytes` more fit under [`IN_FLIGHT_BYTES`] (or nothing is
+    /// held, so that a batch always goes), then holds them; false when the
+    /// ingest has ended.
+    fn hold(&self, bytes: usize) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        while !held.1 && held.0 > 0 && held.0 + bytes > IN_FLIGHT_BYTES {
+            held = self.freed.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
+        held.0 += bytes;
+        !held.1
+    }
+
+    fn release(&self, bytes: usize) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.0 = held.0.saturating_sub(bytes);
+        self.freed.notify_all();
+    }
+
+    /// The ingest has ended (the store stage returned): no one waits.
+    fn close(&self) {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.freed.notify_all();
+    }
+}
 
 fn run(
     kanki: &Kanki,
@@ -253,35 +307,44 @@ fn run(
     // then storing, here. A batch is stored while the next is judged and
     // the one after is parsed.
     let origin = sum.origin.clone();
+    let in_flight = Arc::new(InFlight::default());
     std::thread::scope(|scope| {
         let (parsed_tx, parsed) =
             std::sync::mpsc::sync_channel::<Result<Parsed, String>>(PARSED_IN_FLIGHT);
+        let parser_in_flight = in_flight.clone();
         scope.spawn(move || {
             let mut batch = Parsed::default();
             let mut prefix = None;
+            let hand_on = |batch: Parsed| {
+                parser_in_flight.hold(batch.bytes) && parsed_tx.send(Ok(batch)).is_ok()
+            };
             for item in items {
                 match item {
                     Ok(Item::Event(e)) => {
                         if let Some(r) = e.remark {
                             batch.remarks.push(r);
                         }
+                        batch.bytes += e.size_in_memory() + std::mem::size_of::<EventKey>();
                         batch.keys.push(e.key_with(&mut prefix));
                         batch.events.push(*e);
                     }
-                    Ok(Item::Skipped(s)) => batch.skipped.push((s.reason, s.line)),
+                    Ok(Item::Skipped(s)) => {
+                        batch.bytes += s.reason.len() + std::mem::size_of::<(String, u64)>();
+                        batch.skipped.push((s.reason, s.line));
+                    }
                     Err(e) => {
                         let _ = parsed_tx.send(Err(e.to_string()));
                         return;
                     }
                 }
-                if batch.events.len() + batch.skipped.len() == BATCH
-                    && parsed_tx.send(Ok(std::mem::take(&mut batch))).is_err()
-                {
+                let full =
+                    batch.events.len() + batch.skipped.len() == BATCH || batch.bytes >= BATCH_BYTES;
+                if full && !hand_on(std::mem::take(&mut batch)) {
                     return;
                 }
             }
             if !batch.events.is_empty() || !batch.skipped.is_empty() {
-                let _ = parsed_tx.send(Ok(batch));
+                hand_on(batch);
             }
         });
         let (judged_tx, judged) =
@@ -298,7 +361,9 @@ fn run(
                 }
             }
         });
-        store_stream(kanki, ingest, judged, sum, progress)
+        let stored = store_stream(kanki, ingest, judged, &in_flight, sum, progress);
+        in_flight.close();
+        stored
     })
 }
 
@@ -308,11 +373,15 @@ fn store_stream(
     kanki: &Kanki,
     ingest: i64,
     judged: Receiver<Result<Judged, ServiceError>>,
+    in_flight: &Arc<InFlight>,
     sum: &mut IngestSummary,
     progress: &mut dyn FnMut(&IngestSummary),
 ) -> Result<(), ServiceError> {
     // The summaries of the batches handed to the store and not committed.
     let uncommitted = RefCell::new(VecDeque::new());
+    // The bytes held in flight by the batches handed to the store and not
+    // freed yet, in order.
+    let unfreed = RefCell::new(VecDeque::new());
     let mut failed = None;
     let mut next = |wait: Option<Duration>| {
         let got = match wait {
@@ -337,6 +406,7 @@ fn store_stream(
                     "ingest batch judged"
                 );
                 uncommitted.borrow_mut().push_back(j.sum);
+                unfreed.borrow_mut().push_back(j.bytes);
                 NextBatch::Batch(Box::new(j.batch))
             }
         }
@@ -345,10 +415,13 @@ fn store_stream(
     // written (before their commit): a batch is some 300,000 small
     // allocations, and freeing them took the store stage a twentieth of
     // its time.
-    let (spent_tx, spent) = std::sync::mpsc::channel::<Box<EventBatch>>();
+    // They are released from the bytes in flight once freed.
+    let (spent_tx, spent) = std::sync::mpsc::channel::<(Box<EventBatch>, usize)>();
+    let freer_in_flight = in_flight.clone();
     let freer = std::thread::spawn(move || {
-        for batch in spent {
-            drop(batch)
+        for (batch, bytes) in spent {
+            drop(batch);
+            freer_in_flight.release(bytes);
         }
     });
     let stored = kanki.store.removal().record_event_stream(
@@ -356,7 +429,8 @@ fn store_stream(
         &mut next,
         &mut case::on_events,
         &mut |batch| {
-            let _ = spent_tx.send(batch);
+            let bytes = unfreed.borrow_mut().pop_front().unwrap_or_default();
+            let _ = spent_tx.send((batch, bytes));
         },
         &mut |batches, counts| {
             for s in uncommitted.borrow_mut().drain(..batches) {
@@ -407,6 +481,8 @@ struct Parsed {
     keys: Vec<EventKey>,
     skipped: Vec<(String, u64)>,
     remarks: Vec<&'static str>,
+    /// What its events and skipped records hold in memory, about.
+    bytes: usize,
 }
 
 /// A batch judged: what to store, and what it adds to the summary.
@@ -416,6 +492,8 @@ struct Judged {
     sum: IngestSummary,
     keys_ms: f64,
     attribution_ms: f64,
+    /// The parsed batch's bytes, held in flight until the store frees it.
+    bytes: usize,
 }
 
 /// A set of event keys, hashed by their own bytes.
@@ -523,6 +601,7 @@ pub fn record_batch(
         keys,
         skipped: Vec::new(),
         remarks: Vec::new(),
+        bytes: 0,
     };
     let judged = judge(
         kanki,
@@ -551,6 +630,7 @@ fn judge(
     known: &mut KnownKeys,
 ) -> Result<Judged, ServiceError> {
     let t0 = Instant::now();
+    let bytes = batch.bytes;
     let mut sum = IngestSummary {
         records: (batch.events.len() + batch.skipped.len()) as u64,
         ..Default::default()
@@ -708,6 +788,7 @@ fn judge(
         sum,
         keys_ms: t_keys.as_secs_f64() * 1e3,
         attribution_ms: (t_who - t_keys).as_secs_f64() * 1e3,
+        bytes,
     })
 }
 
@@ -719,4 +800,40 @@ fn severity(kanki: &Kanki, class: &str) -> Severity {
         .get(class)
         .and_then(|s| s.parse().ok())
         .unwrap_or(Severity::Medium)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch waits for room under the bound until the store frees one
+    /// before it; one batch alone always goes; an ended ingest waits for
+    /// nothing.
+    #[test]
+    fn batches_in_flight_hold_at_most_the_bound() {
+        let f = Arc::new(InFlight::default());
+        assert!(f.hold(2 * BATCH_BYTES));
+        assert!(f.hold(BATCH_BYTES));
+        let waiting = {
+            let f = f.clone();
+            std::thread::spawn(move || {
+                let went = f.hold(BATCH_BYTES);
+                let held = f.held.lock().unwrap().0;
+                (went, held)
+            })
+        };
+        // The waiting batch goes once the first is freed, and then the
+        // bytes held are within the bound.
+        f.release(2 * BATCH_BYTES);
+        assert_eq!(waiting.join().unwrap(), (true, 2 * BATCH_BYTES));
+        f.release(2 * BATCH_BYTES);
+        // Larger than the bound, alone: it goes.
+        assert!(f.hold(IN_FLIGHT_BYTES + 1));
+        let blocked = {
+            let f = f.clone();
+            std::thread::spawn(move || f.hold(1))
+        };
+        f.close();
+        assert!(!blocked.join().unwrap());
+    }
 }

@@ -8,7 +8,10 @@
 //! encoded inside the transaction, once the idempotency keys tell which
 //! events are new and the cases they belong to are numbered, and so are
 //! not compressed: their strings are written once each instead (version
-//! 2; version 1 deflated them, and is still read). A segment also lists,
+//! 2; version 1 deflated them, and is still read). Version 3 adds each
+//! event's harmonized fields that kanki does not type (`source.asn`,
+//! `source.geolocation.cc`, `source.reverse_dns`, ...; version 2 did not
+//! keep them, and reads with none). A segment also lists,
 //! for each case with events in it, the case's previous segment: a case's
 //! events are read newest first by following that chain, with no row per
 //! event.
@@ -149,10 +152,13 @@ pub(crate) fn decode_raw(data: &[u8]) -> Option<Vec<Vec<u8>>> {
     Some(out)
 }
 
-/// The first byte of fields written by version 2, uncompressed: no raw
-/// deflate stream (version 1, compressed) starts with it, as its block
-/// type bits would be the reserved `11`.
+/// The first byte of fields written by version 2 or later, uncompressed:
+/// no raw deflate stream (version 1, compressed) starts with it, as its
+/// block type bits would be the reserved `11`. The version follows it.
 const FIELDS_V2: u8 = 0xff;
+
+/// The version of the fields written now: 3, with the harmonized fields.
+const FIELDS_VERSION: u8 = 3;
 
 /// The strings of a segment's fields, each written once (a feed's names and
 /// classes repeat in every event, a subscriber in each of its events) and
@@ -164,7 +170,7 @@ struct StringTable<'a> {
     index: foldhash::HashMap<&'a str, u32>,
     /// Per field: the last string and its index (events of one input mostly
     /// repeat their neighbour's).
-    last: [Option<(&'a str, u32)>; 11],
+    last: [Option<(&'a str, u32)>; HARMONIZED_VALUE + 1],
 }
 
 impl<'a> StringTable<'a> {
@@ -198,6 +204,11 @@ impl<'a> StringTable<'a> {
         i
     }
 }
+
+/// The string fields' slots in [`StringTable::last`] past the typed ones: a
+/// harmonized field's name, and its value.
+const HARMONIZED_NAME: usize = 11;
+const HARMONIZED_VALUE: usize = 12;
 
 /// The fields of a segment's events (those stored: a duplicate's index is
 /// absent), with the segment's cases.
@@ -239,10 +250,16 @@ pub(crate) fn encode_fields(cases: &[SegmentCase], events: &[SegmentEvent<'_>]) 
         }
         t.put_opt(&mut b, 10, w.unattributed);
         put_opt_uint(&mut b, w.case.map(|c| c as u64));
+        let harmonized = e.harmonized_extra();
+        put_uint(&mut b, harmonized.clone().count() as u64);
+        for (name, value) in harmonized {
+            t.put(&mut b, HARMONIZED_NAME, name);
+            t.put(&mut b, HARMONIZED_VALUE, value);
+        }
     }
     let strings: usize = t.strings.iter().map(|s| s.len() + 2).sum();
     let mut out = Vec::with_capacity(8 + strings + b.len());
-    out.extend_from_slice(&[FIELDS_V2, 2]);
+    out.extend_from_slice(&[FIELDS_V2, FIELDS_VERSION]);
     put_uint(&mut out, t.strings.len() as u64);
     for s in &t.strings {
         put_str(&mut out, s);
@@ -288,16 +305,16 @@ impl Strings<'_> {
     }
 }
 
-/// Reads a segment's fields, of either version; `segment` makes the
-/// events' ids and case ids.
+/// Reads a segment's fields, of any version; `segment` makes the events'
+/// ids and case ids.
 pub(crate) fn decode_fields(segment: i64, data: &[u8]) -> Option<Fields> {
     let inflated;
-    let (mut r, strings) = match data {
-        [FIELDS_V2, 2, rest @ ..] => {
+    let (mut r, strings, harmonized) = match data {
+        [FIELDS_V2, version @ (2 | 3), rest @ ..] => {
             let mut r = Reader(rest);
             let n = r.uint()? as usize;
             let table = (0..n).map(|_| r.bytes()).collect::<Option<Vec<_>>>()?;
-            (r, Strings::Table(table))
+            (r, Strings::Table(table), *version >= 3)
         }
         [FIELDS_V2, ..] => return None,
         _ => {
@@ -306,7 +323,7 @@ pub(crate) fn decode_fields(segment: i64, data: &[u8]) -> Option<Fields> {
             if r.byte()? != VERSION {
                 return None;
             }
-            (r, Strings::InPlace)
+            (r, Strings::InPlace, false)
         }
     };
     let cases: Vec<SegmentCase> = (0..r.uint()?)
@@ -349,6 +366,13 @@ pub(crate) fn decode_fields(segment: i64, data: &[u8]) -> Option<Fields> {
             0 => None,
             c => Some(cases.get(c as usize - 1)?.id),
         };
+        let mut extra = std::collections::BTreeMap::new();
+        if harmonized {
+            for _ in 0..r.uint()? {
+                let name = strings.string(&mut r)?;
+                extra.insert(name, strings.string(&mut r)?);
+            }
+        }
         let event = Event {
             source_ip,
             source_port,
@@ -364,7 +388,7 @@ pub(crate) fn decode_fields(segment: i64, data: &[u8]) -> Option<Fields> {
             feed_provider,
             transport,
             application,
-            extra: Default::default(),
+            extra,
             raw: Vec::new(),
             raw_head: None,
             remark: None,
@@ -547,7 +571,16 @@ mod tests {
 
     #[test]
     fn a_segment_reads_back_what_was_written_with_its_header_kept_once() {
-        let events: Vec<Event> = (0..5).map(event).collect();
+        let mut events: Vec<Event> = (0..5).map(event).collect();
+        // Harmonized fields are kept; a report's own columns are not.
+        for (i, e) in events.iter_mut().enumerate() {
+            e.extra
+                .insert("source.asn".into(), format!("6450{}", i % 2));
+            e.extra.insert("source.geolocation.cc".into(), "JP".into());
+            e.extra
+                .insert("source.reverse_dns".into(), format!("host{i}.example.jp"));
+            e.extra.insert("extra.password".into(), "vizxv".into());
+        }
         let mut cowrie = event(9);
         cowrie.raw = b"{\"eventid\":\"cowrie.session.connect\"}".to_vec();
         // The same header held once for all rows, as the Shadowserver
@@ -614,6 +647,9 @@ mod tests {
         assert_eq!(e.attribution.as_ref(), Some(&a));
         let mut want = events[2].clone();
         want.raw.clear();
+        want.extra.remove("extra.password");
+        assert_eq!(e.event.extra["source.reverse_dns"], "host2.example.jp");
+        assert_eq!(f.events[0].2.event.extra["source.asn"], "64500");
         want.time_observation = time(want.time_observation.timestamp());
         assert_eq!(
             serde_json::to_value(&e.event).unwrap(),
@@ -623,16 +659,13 @@ mod tests {
         assert_eq!(f.events[2].2.case_id, None);
     }
 
-    /// Fields as version 1 wrote them (deflated, strings in place), for
-    /// [`event`] 0 (attributed to S1 under audit record 77, in case 5 whose
-    /// previous segment is 3) and [`event`] 2 (unattributed).
-    const FIELDS_V1: &str = "626464656162606037997724b2bde6a729bb1dff5d61659603803130311cdcc1c4a6c0c8bb83010118191a8eccbfcab3e2dbdc0dbc7cb9893999c999f9a5c5bac9f929a9fc997969a9c925a929bac595c525a9b90c6cb999458999fca965a9792526f1c59979d919f939a93cc1198929f9e5c5a94565a9450c0c8c4cc1867c9979c59929a9bac5a9c5c599f979b318191899400eda2273327e75df81a40bdb97af023988e9303607b550d7410cdc79f90a499979299979e90c00";
-
-    #[test]
-    fn fields_written_by_version_1_still_read() {
-        let data: Vec<u8> = (0..FIELDS_V1.len())
+    /// Fields an earlier version wrote (`hex`) for [`event`] 0 (attributed
+    /// to S1 under audit record 77, in case 5 whose previous segment is 3)
+    /// and [`event`] 2 (unattributed), read back.
+    fn read_old_fields(hex: &str) -> Fields {
+        let data: Vec<u8> = (0..hex.len())
             .step_by(2)
-            .map(|i| u8::from_str_radix(&FIELDS_V1[i..i + 2], 16).unwrap())
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
             .collect();
         let f = decode_fields(4, &data).unwrap();
         assert_eq!(
@@ -646,19 +679,44 @@ mod tests {
         assert_eq!(idx, [0, 2]);
         for (i, key, stored) in &f.events {
             let want = event(*i as u8);
-            // Keys as they were then (SHA-256): the hour is the same.
+            // Keys as they were then (SHA-256 until version 2): the hour is
+            // the same.
             assert_eq!(key[..4], want.key()[..4]);
             assert_eq!(stored.event.source_ip, want.source_ip);
             assert_eq!(stored.event.source_port, want.source_port);
             assert_eq!(stored.event.time_source, want.time_source);
             assert_eq!(stored.event.malware.as_deref(), Some("mirai"));
             assert_eq!(stored.event.feed_name, "event4_sinkhole");
+            // No harmonized fields were kept then.
+            assert!(stored.event.extra.is_empty());
         }
         let a = f.events[0].2.attribution.as_ref().unwrap();
         assert_eq!((a.subscriber.as_str(), a.audit_seq), ("S1", 77));
         assert_eq!(f.events[0].2.case_id, Some(5));
         assert_eq!(f.events[1].2.attribution, None);
         assert_eq!(f.events[1].2.unattributed.as_deref(), Some("no binding"));
+        f
+    }
+
+    /// Version 1: deflated, strings in place.
+    const FIELDS_V1: &str = "626464656162606037997724b2bde6a729bb1dff5d61659603803130311cdcc1c4a6c0c8bb83010118191a8eccbfcab3e2dbdc0dbc7cb9893999c999f9a5c5bac9f929a9fc997969a9c925a929bac595c525a9b90c6cb999458999fca965a9792526f1c59979d919f939a93cc1198929f9e5c5a94565a9450c0c8c4cc1867c9979c59929a9bac5a9c5c599f979b318191899400eda2273327e75df81a40bdb97af023988e9303607b550d7410cdc79f90a499979299979e90c00";
+
+    /// Version 2: strings in a table, no harmonized fields.
+    const FIELDS_V2_HEX: &str = "ff02080e6d616c6963696f75732d636f64650f696e6665637465642d73797374656d056d697261690f6576656e74345f73696e6b686f6c650c536861646f777365727665720253310e696e736964652d73657373696f6e0a6e6f2062696e64696e6701050402000007349e22cd29efca4a7d299bdef01904c0000200c1b8020620010db80000000000000000000000010080c49fd50c8ad9b1b10d00010003030400000105069a010001020007349e9b4efaa27c7cfc555cbd277f04c0000202c3b8020620010db80000000000000000000000010084c49fd50c8ad9b1b10d0001000303040000000800";
+
+    #[test]
+    fn fields_written_by_version_1_still_read() {
+        read_old_fields(FIELDS_V1);
+    }
+
+    #[test]
+    fn fields_written_by_version_2_still_read_with_no_harmonized_fields() {
+        assert!(FIELDS_V2_HEX.starts_with("ff02"));
+        let f = read_old_fields(FIELDS_V2_HEX);
+        assert_eq!(f.events[1].1, event(2).key());
+        assert_eq!(f.events[1].2.event.destination_ip, event(2).destination_ip);
+        // Written now, fields are version 3.
+        assert_eq!(encode_fields(&[], &[])[..2], [FIELDS_V2, FIELDS_VERSION]);
     }
 
     #[test]

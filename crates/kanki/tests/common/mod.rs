@@ -547,6 +547,10 @@ pub fn radclient(port: u16, attrs: &str) {
     );
 }
 
+/// The header line of the sinkhole reports the tests write (columns of
+/// Shadowserver's `event4_sinkhole`), with its line end.
+pub const SINKHOLE_HEADER: &str = "\"timestamp\",\"protocol\",\"src_ip\",\"src_port\",\"dst_ip\",\"dst_port\",\"infection\",\"family\",\"tag\"\n";
+
 /// A Shadowserver sinkhole report (`event4_sinkhole`) of one event per
 /// `(address, family)` an hour ago, the family in both its columns (quoted
 /// as CSV quotes).
@@ -554,9 +558,7 @@ pub fn sinkhole_csv(rows: &[(&str, &str)]) -> String {
     let at = (chrono::Utc::now() - chrono::Duration::hours(1))
         .format("%Y-%m-%d %H:%M:%S")
         .to_string();
-    let mut text = String::from(
-        "\"timestamp\",\"protocol\",\"src_ip\",\"src_port\",\"dst_ip\",\"dst_port\",\"infection\",\"family\",\"tag\"\n",
-    );
+    let mut text = String::from(SINKHOLE_HEADER);
     for (i, (addr, family)) in rows.iter().enumerate() {
         let family = family.replace('"', "\"\"");
         text.push_str(&format!(
