@@ -22,39 +22,21 @@ pub(crate) struct LineInfo {
 }
 
 /// Numbered lines of an input, without their `\n` / `\r\n` ends, with a
-/// leading UTF-8 byte-order mark removed and a count of the bytes consumed.
+/// leading UTF-8 byte-order mark removed.
 pub(crate) struct LineReader<R> {
     inner: R,
     next_no: u64,
-    consumed: u64,
     at_start: bool,
 }
 
 impl<R: BufRead> LineReader<R> {
     /// Reads `inner` from its start: lines are numbered from 1.
     pub(crate) fn new(inner: R) -> Self {
-        Self::starting_at(inner, 1)
-    }
-
-    /// Reads `inner`, whose first line is line `first_line` of a larger
-    /// file (a byte-order mark is only looked for on line 1).
-    pub(crate) fn starting_at(inner: R, first_line: u64) -> Self {
         LineReader {
             inner,
-            next_no: first_line.max(1),
-            consumed: 0,
-            at_start: first_line <= 1,
+            next_no: 1,
+            at_start: true,
         }
-    }
-
-    /// Bytes consumed so far, line ends included.
-    pub(crate) fn consumed(&self) -> u64 {
-        self.consumed
-    }
-
-    /// The number the next line will get.
-    pub(crate) fn next_line_no(&self) -> u64 {
-        self.next_no
     }
 
     /// Reads the next line into `buf` (cleared first). `None` at the end of
@@ -84,7 +66,6 @@ impl<R: BufRead> LineReader<R> {
                 too_long = true;
             }
             self.inner.consume(used);
-            self.consumed += used as u64;
             if done {
                 terminated = true;
                 break;
@@ -130,7 +111,6 @@ mod tests {
                 info.terminated,
             ));
         }
-        assert_eq!(r.consumed(), input.len() as u64);
         out
     }
 
