@@ -101,7 +101,9 @@ pub fn run(
     let now_queries = now_queries(&sessions, &mut rng);
     r.line(
         "who_now lookups (one core)",
-        rate_of(&now_queries, |a| usize::from(index.who_now(a, now).is_some())),
+        rate_of(&now_queries, |a| {
+            usize::from(index.who_now(a, now).is_some())
+        }),
         "lookups/s",
         ">= 5000000",
     );
@@ -234,7 +236,9 @@ fn live(kanki: &Kanki, sessions: &[BindingRef], now: i64, r: &Report) -> anyhow:
     let now_queries = now_queries(sessions, &mut rng);
     r.line(
         "who_now lookups, changes laid over (one core)",
-        rate_of(&now_queries, |a| usize::from(c.holder_now(a, now).is_some())),
+        rate_of(&now_queries, |a| {
+            usize::from(c.holder_now(a, now).is_some())
+        }),
         "lookups/s",
         ">= 5000000",
     );
@@ -305,94 +309,95 @@ fn reach_front(
     let radius_rate = Some(env("KANKI_BENCH_RADIUS_RATE", 30_000)).filter(|&r| r > 0);
     let radius_requests = env("KANKI_BENCH_RADIUS_REQUESTS", 2_000_000);
     let kanki_arc = std::sync::Arc::new(Kanki::open(kanki.config.clone())?);
-    let (latencies, radius, mut refreshes, rebuilds) = std::thread::scope(|scope| -> anyhow::Result<_> {
-        // As serve runs them: the refresher and the rebuilder apart.
-        // Each timed: what a change may wait for.
-        let refresher = scope.spawn(|| -> anyhow::Result<Vec<f64>> {
-            let mut took = Vec::new();
-            while !done.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                directory.refresh(store, Utc::now())?;
-                took.push(t.elapsed().as_secs_f64() * 1000.0);
-                std::thread::sleep(std::time::Duration::from_millis(250));
-            }
-            Ok(took)
-        });
-        let rebuilder = scope.spawn(|| -> anyhow::Result<Vec<f64>> {
-            let mut took = Vec::new();
-            while !done.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                if directory.rebuild_if_due(
-                    store,
-                    Utc::now(),
-                    std::time::Duration::from_secs(10),
-                )? {
+    let (latencies, radius, mut refreshes, rebuilds) =
+        std::thread::scope(|scope| -> anyhow::Result<_> {
+            // As serve runs them: the refresher and the rebuilder apart.
+            // Each timed: what a change may wait for.
+            let refresher = scope.spawn(|| -> anyhow::Result<Vec<f64>> {
+                let mut took = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    directory.refresh(store, Utc::now())?;
                     took.push(t.elapsed().as_secs_f64() * 1000.0);
+                    std::thread::sleep(std::time::Duration::from_millis(250));
                 }
-                std::thread::sleep(std::time::Duration::from_millis(250));
-            }
-            Ok(took)
-        });
-        let load = {
-            let (k, d) = (kanki_arc.clone(), directory.clone());
-            let loaded = &loaded;
-            scope.spawn(move || {
-                let sink = std::sync::Arc::new(crate::serve::StoreSink {
-                    kanki: k,
-                    directory: d,
-                });
-                let report =
-                    kanki_radius::load::bench_at_rate(sink, radius_requests, 512, radius_rate);
-                loaded.store(true, Ordering::Relaxed);
-                report
-            })
-        };
-        let mut latencies = Vec::new();
-        let mut p = 0u32;
-        while p < PROBES || (!loaded.load(Ordering::Relaxed) && p < 60_000) {
-            p += 1;
-            let addr: IpAddr =
-                IpAddr::V4(std::net::Ipv4Addr::new(198, 18, (p >> 8) as u8, p as u8));
-            let start = Utc::now();
-            let binding = |to: Option<chrono::DateTime<Utc>>| {
-                BindingEvent::Binding(Binding {
-                    subject: Subject::login(&format!("probe{p}")).expect("non-empty"),
-                    prefix: ipnet::IpNet::from(addr),
-                    ports: None,
-                    from: start - chrono::Duration::seconds(1),
-                    to,
-                    origin: BindingOrigin::Static,
-                    key: format!("probe-{p}"),
-                    reporter: None,
+                Ok(took)
+            });
+            let rebuilder = scope.spawn(|| -> anyhow::Result<Vec<f64>> {
+                let mut took = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if directory.rebuild_if_due(
+                        store,
+                        Utc::now(),
+                        std::time::Duration::from_secs(10),
+                    )? {
+                        took.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                Ok(took)
+            });
+            let load = {
+                let (k, d) = (kanki_arc.clone(), directory.clone());
+                let loaded = &loaded;
+                scope.spawn(move || {
+                    let sink = std::sync::Arc::new(crate::serve::StoreSink {
+                        kanki: k,
+                        directory: d,
+                    });
+                    let report =
+                        kanki_radius::load::bench_at_rate(sink, radius_requests, 512, radius_rate);
+                    loaded.store(true, Ordering::Relaxed);
+                    report
                 })
             };
-            for (to, held) in [(None, true), (Some(start), false)] {
-                store.directory().apply_bindings(
-                    BindingOrigin::Static,
-                    &[binding(to)],
-                    Utc::now(),
-                )?;
-                let t = Instant::now();
-                while directory
-                    .compiled()
-                    .holder_now(addr, Utc::now().timestamp())
-                    .is_some()
-                    != held
-                {
-                    if t.elapsed().as_secs() > 30 {
-                        anyhow::bail!("a binding change did not reach the front in 30 s");
+            let mut latencies = Vec::new();
+            let mut p = 0u32;
+            while p < PROBES || (!loaded.load(Ordering::Relaxed) && p < 60_000) {
+                p += 1;
+                let addr: IpAddr =
+                    IpAddr::V4(std::net::Ipv4Addr::new(198, 18, (p >> 8) as u8, p as u8));
+                let start = Utc::now();
+                let binding = |to: Option<chrono::DateTime<Utc>>| {
+                    BindingEvent::Binding(Binding {
+                        subject: Subject::login(&format!("probe{p}")).expect("non-empty"),
+                        prefix: ipnet::IpNet::from(addr),
+                        ports: None,
+                        from: start - chrono::Duration::seconds(1),
+                        to,
+                        origin: BindingOrigin::Static,
+                        key: format!("probe-{p}"),
+                        reporter: None,
+                    })
+                };
+                for (to, held) in [(None, true), (Some(start), false)] {
+                    store.directory().apply_bindings(
+                        BindingOrigin::Static,
+                        &[binding(to)],
+                        Utc::now(),
+                    )?;
+                    let t = Instant::now();
+                    while directory
+                        .compiled()
+                        .holder_now(addr, Utc::now().timestamp())
+                        .is_some()
+                        != held
+                    {
+                        if t.elapsed().as_secs() > 30 {
+                            anyhow::bail!("a binding change did not reach the front in 30 s");
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(1));
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
             }
-        }
-        let radius = load.join().expect("the RADIUS load panicked")?;
-        done.store(true, Ordering::Relaxed);
-        let refreshes = refresher.join().expect("the refresher panicked")?;
-        let rebuilds = rebuilder.join().expect("the rebuilder panicked")?;
-        Ok((latencies, radius, refreshes, rebuilds))
-    })?;
+            let radius = load.join().expect("the RADIUS load panicked")?;
+            done.store(true, Ordering::Relaxed);
+            let refreshes = refresher.join().expect("the refresher panicked")?;
+            let rebuilds = rebuilder.join().expect("the rebuilder panicked")?;
+            Ok((latencies, radius, refreshes, rebuilds))
+        })?;
     let mut l = latencies;
     l.sort_by(f64::total_cmp);
     r.line(
@@ -401,7 +406,12 @@ fn reach_front(
         "requests/s",
         ">= 30000",
     );
-    r.line("RADIUS requests lost", radius.load.lost as f64, "requests", "0");
+    r.line(
+        "RADIUS requests lost",
+        radius.load.lost as f64,
+        "requests",
+        "0",
+    );
     r.line(
         &format!("binding changes probed ({})", l.len()),
         l.len() as f64,

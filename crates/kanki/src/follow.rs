@@ -78,7 +78,10 @@ impl Follower {
                 .apply_bindings(self.origin, &events, Utc::now())
             {
                 Ok((counts, _)) => {
-                    count(&format!("{src}: stop without start"), counts.stops_without_start);
+                    count(
+                        &format!("{src}: stop without start"),
+                        counts.stops_without_start,
+                    );
                     look.stored = events.len();
                 }
                 Err(e) => {

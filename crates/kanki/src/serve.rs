@@ -74,11 +74,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let directory = {
         let k = kanki.clone();
         let t = Instant::now();
-        let d =
-            tokio::task::spawn_blocking(move || {
-                Directory::load_with(&k.store, Utc::now(), k.config.directory.overlay_most)
-            })
-            .await??;
+        let d = tokio::task::spawn_blocking(move || {
+            Directory::load_with(&k.store, Utc::now(), k.config.directory.overlay_most)
+        })
+        .await??;
         let c = d.compiled();
         tracing::info!(
             bindings = c.bindings(),

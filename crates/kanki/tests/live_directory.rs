@@ -383,7 +383,13 @@ fn a_change_made_while_the_index_is_rebuilt_reaches_the_front_within_a_second() 
         text.push_str(&format!("S2,10.{a}.{b}.{c}/32,2020-01-01T00:00:00Z,\n"));
     }
     std::fs::write(&many, text).unwrap();
-    live.env.ok(&["bindings", "import", "--format", "static", many.to_str().unwrap()]);
+    live.env.ok(&[
+        "bindings",
+        "import",
+        "--format",
+        "static",
+        many.to_str().unwrap(),
+    ]);
 
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -403,7 +409,13 @@ fn a_change_made_while_the_index_is_rebuilt_reaches_the_front_within_a_second() 
                     }
                 }
                 std::fs::write(&path, text).unwrap();
-                live.env.ok(&["bindings", "import", "--format", "static", path.to_str().unwrap()]);
+                live.env.ok(&[
+                    "bindings",
+                    "import",
+                    "--format",
+                    "static",
+                    path.to_str().unwrap(),
+                ]);
                 round += 1;
             }
             round
@@ -424,7 +436,10 @@ fn a_change_made_while_the_index_is_rebuilt_reaches_the_front_within_a_second() 
                 eventually(1, &format!("S1's {status} reached the front"), || {
                     live.bad_example_from(&me) == want
                 });
-                eprintln!("{status}, round {round}: {} ms", stored.elapsed().as_millis());
+                eprintln!(
+                    "{status}, round {round}: {} ms",
+                    stored.elapsed().as_millis()
+                );
                 // And stays: no rebuild swapped in hides it.
                 for _ in 0..10 {
                     assert_eq!(live.bad_example_from(&me), want, "{status}, round {round}");
@@ -437,7 +452,10 @@ fn a_change_made_while_the_index_is_rebuilt_reaches_the_front_within_a_second() 
         assert!(rounds > 0, "the churn ran");
         let rebuilds = rebuilt() - rebuilt_before;
         eprintln!("{rounds} churn imports, {rebuilds} rebuilds meanwhile");
-        assert!(rebuilds >= 4.0, "the index was rebuilt while the changes came ({rebuilds})");
+        assert!(
+            rebuilds >= 4.0,
+            "the index was rebuilt while the changes came ({rebuilds})"
+        );
         assert_eq!(
             metric(
                 live.api(),

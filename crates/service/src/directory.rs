@@ -105,7 +105,10 @@ impl PrefixFilter {
             let m = u128::from(a) * u128::from(b);
             (m as u64) ^ ((m >> 64) as u64)
         };
-        let h = fold(bits as u64 ^ self.seed, 0x9e37_79b9_7f4a_7c15 ^ u64::from(len));
+        let h = fold(
+            bits as u64 ^ self.seed,
+            0x9e37_79b9_7f4a_7c15 ^ u64::from(len),
+        );
         fold(h ^ (bits >> 64) as u64, 0xd6e8_feb8_6659_fd93 ^ self.seed)
     }
 
@@ -226,11 +229,13 @@ impl Compiled {
         // The change log's head first: a change made while the bindings
         // are read is laid over them again (the same binding as it is).
         let c = Compiled::compile(store, now)?;
-        Ok(match c.with_changes(store, now, OVERLAY_MOST, &mut |_, _| {})? {
-            Changes::Laid(next, _) => next,
-            // Changed too much meanwhile: what was read is what there is.
-            Changes::None | Changes::Stale => c,
-        })
+        Ok(
+            match c.with_changes(store, now, OVERLAY_MOST, &mut |_, _| {})? {
+                Changes::Laid(next, _) => next,
+                // Changed too much meanwhile: what was read is what there is.
+                Changes::None | Changes::Stale => c,
+            },
+        )
     }
 
     /// The index compiled from the store with nothing laid over it yet,
@@ -351,10 +356,15 @@ impl Compiled {
                 n += 1;
                 self.lay_one(o, c, now, &mut held, overlap);
             };
-            let read = store
-                .directory()
-                .binding_changes_since(after, CHANGES_PER_READ, &mut read_one)?;
-            if read.missed || overlay.as_ref().is_some_and(|o| o.bindings.len() > overlay_most) {
+            let read =
+                store
+                    .directory()
+                    .binding_changes_since(after, CHANGES_PER_READ, &mut read_one)?;
+            if read.missed
+                || overlay
+                    .as_ref()
+                    .is_some_and(|o| o.bindings.len() > overlay_most)
+            {
                 return Ok(Changes::Stale);
             }
             after = read.last;
@@ -897,7 +907,8 @@ impl Directory {
         now: DateTime<Utc>,
     ) -> Result<(), ServiceError> {
         let _one = self.following.lock().unwrap_or_else(|p| p.into_inner());
-        self.stale.store(false, std::sync::atomic::Ordering::Relaxed);
+        self.stale
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         self.lay_over(&Arc::new(fresh), store, now)?;
         self.count("index rebuilt", 1);
         *self.built.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
@@ -1636,11 +1647,16 @@ mod tests {
         let old: Vec<BindingEvent> = (0..50)
             .map(|i| binding(&format!("old{i}"), "u", &format!("192.0.2.{i}"), 0, None))
             .collect();
-        d.apply_bindings(BindingOrigin::Static, &old, at(0)).unwrap();
+        d.apply_bindings(BindingOrigin::Static, &old, at(0))
+            .unwrap();
         // At most 10 changed bindings laid over the index.
         let directory = Directory::load_with(&store, at(100), 10).unwrap();
         let probe: IpAddr = "198.51.100.1".parse().unwrap();
-        let held = |d: &Directory| d.compiled().holder_now(probe, at(100).timestamp()).is_some();
+        let held = |d: &Directory| {
+            d.compiled()
+                .holder_now(probe, at(100).timestamp())
+                .is_some()
+        };
 
         // A rebuild reads the store...
         let fresh = Compiled::compile(&store, at(100)).unwrap();
@@ -1655,13 +1671,23 @@ mod tests {
         for round in 0..3 {
             let changed: Vec<BindingEvent> = (0..5)
                 .map(|i| {
-                    binding(&format!("old{i}"), "u", &format!("192.0.2.{i}"), 0, Some(1000 + round))
+                    binding(
+                        &format!("old{i}"),
+                        "u",
+                        &format!("192.0.2.{i}"),
+                        0,
+                        Some(1000 + round),
+                    )
                 })
                 .collect();
-            d.apply_bindings(BindingOrigin::Static, &changed, at(0)).unwrap();
+            d.apply_bindings(BindingOrigin::Static, &changed, at(0))
+                .unwrap();
         }
         directory.follow_changes(&store, at(100)).unwrap();
-        assert!(held(&directory), "the refresher laid the probe over the index");
+        assert!(
+            held(&directory),
+            "the refresher laid the probe over the index"
+        );
         directory.swap_rebuilt(fresh, &store, at(100)).unwrap();
         assert!(held(&directory), "the rebuild kept the probe");
 
@@ -1670,7 +1696,8 @@ mod tests {
         let many: Vec<BindingEvent> = (0..20)
             .map(|i| binding(&format!("new{i}"), "v", &format!("203.0.113.{i}"), 50, None))
             .collect();
-        d.apply_bindings(BindingOrigin::Static, &many, at(0)).unwrap();
+        d.apply_bindings(BindingOrigin::Static, &many, at(0))
+            .unwrap();
         directory.follow_changes(&store, at(100)).unwrap();
         assert!(held(&directory));
         assert!(
@@ -1681,7 +1708,9 @@ mod tests {
         );
         let c = directory.compiled();
         assert!(held(&directory));
-        assert!(c.holder_now("203.0.113.7".parse().unwrap(), at(100).timestamp()).is_some());
+        assert!(
+            c.holder_now("203.0.113.7".parse().unwrap(), at(100).timestamp())
+                .is_some()
+        );
     }
-
 }

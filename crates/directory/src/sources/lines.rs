@@ -17,8 +17,6 @@ pub(crate) struct LineInfo {
     pub no: u64,
     /// The line was longer than [`MAX_LINE`]; its text was dropped.
     pub too_long: bool,
-    /// The line ended with `\n` (the last line of an input may not).
-    pub terminated: bool,
 }
 
 /// Numbered lines of an input, without their `\n` / `\r\n` ends, with a
@@ -45,7 +43,6 @@ impl<R: BufRead> LineReader<R> {
         buf.clear();
         let mut read_any = false;
         let mut too_long = false;
-        let mut terminated = false;
         loop {
             let avail = match self.inner.fill_buf() {
                 Ok(a) => a,
@@ -67,7 +64,6 @@ impl<R: BufRead> LineReader<R> {
             }
             self.inner.consume(used);
             if done {
-                terminated = true;
                 break;
             }
         }
@@ -88,11 +84,7 @@ impl<R: BufRead> LineReader<R> {
         }
         let no = self.next_no;
         self.next_no += 1;
-        Ok(Some(LineInfo {
-            no,
-            too_long,
-            terminated,
-        }))
+        Ok(Some(LineInfo { no, too_long }))
     }
 }
 
@@ -100,16 +92,12 @@ impl<R: BufRead> LineReader<R> {
 mod tests {
     use super::*;
 
-    fn lines(input: &[u8]) -> Vec<(u64, String, bool)> {
+    fn lines(input: &[u8]) -> Vec<(u64, String)> {
         let mut r = LineReader::new(input);
         let mut buf = Vec::new();
         let mut out = Vec::new();
         while let Some(info) = r.read_line(&mut buf).unwrap() {
-            out.push((
-                info.no,
-                String::from_utf8(buf.clone()).unwrap(),
-                info.terminated,
-            ));
+            out.push((info.no, String::from_utf8(buf.clone()).unwrap()));
         }
         out
     }
@@ -119,10 +107,10 @@ mod tests {
         assert_eq!(
             lines(b"\xEF\xBB\xBFa\r\nb\n\nc"),
             vec![
-                (1, "a".into(), true),
-                (2, "b".into(), true),
-                (3, "".into(), true),
-                (4, "c".into(), false),
+                (1, "a".into()),
+                (2, "b".into()),
+                (3, "".into()),
+                (4, "c".into()),
             ]
         );
         assert!(lines(b"").is_empty());
