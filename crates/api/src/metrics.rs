@@ -223,7 +223,7 @@ impl Metrics {
         );
         registry.register(
             "directory_events",
-            "Directory events by kind: overlap (a binding starting on an address another holder still holds), stop without start, and what a followed lease or accounting file skipped, by reason",
+            "Directory events by kind: overlap (a binding starting on an address another holder still holds), stop without start, index rebuilt, changes wait for a rebuild (more changed bindings than directory.overlay_most), and what a followed lease or accounting file skipped, by reason",
             m.directory_events.clone(),
         );
         registry.register(

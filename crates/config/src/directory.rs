@@ -20,6 +20,11 @@ pub struct DirectoryConfig {
     /// The binding index is rebuilt at most this often while bindings keep
     /// changing (RADIUS accounting changes them all the time).
     pub rebuild_every: HumanDuration,
+    /// The most bindings changed since the last rebuild that `kanki serve`
+    /// lays over the index (each costs about 200 bytes); past this (a bulk
+    /// import) it rebuilds at once, and changes reach the front with that
+    /// rebuild rather than within `refresh_every`.
+    pub overlay_most: usize,
     /// How often `kanki serve` runs the retention purge.
     pub purge_every: HumanDuration,
     /// Lease and accounting files `kanki serve` follows as they grow.
@@ -70,6 +75,7 @@ impl Default for DirectoryConfig {
             bindings_retention: HumanDuration::secs(400 * 86400),
             refresh_every: HumanDuration::millis(250),
             rebuild_every: HumanDuration::secs(10),
+            overlay_most: 500_000,
             purge_every: HumanDuration::secs(86400),
             follow: Vec::new(),
         }

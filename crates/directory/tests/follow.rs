@@ -1,11 +1,12 @@
-//! Following a growing FreeRADIUS `detail` file.
+//! Following a growing FreeRADIUS `detail` file with the follower every
+//! followed format shares.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-use kanki_directory::sources::Follow;
-use kanki_directory::{BindingEvent, BindingRow};
+use kanki_directory::sources::{Tail, TailPosition};
+use kanki_directory::{BindingEvent, BindingOrigin, BindingRow};
 
 fn record(session: u32) -> String {
     format!(
@@ -26,10 +27,12 @@ fn append(path: &Path, text: &str) {
 }
 
 /// The session ids and line numbers one poll yields.
-fn poll(f: &mut Follow) -> Vec<(u64, String)> {
+fn poll(f: &mut Tail) -> Vec<(u64, String)> {
     f.poll()
         .unwrap()
-        .map(|r| match r.unwrap() {
+        .rows
+        .into_iter()
+        .map(|r| match r {
             BindingRow::Event {
                 line,
                 event: BindingEvent::Session(s),
@@ -47,7 +50,7 @@ fn ids(rows: &[(u64, String)]) -> Vec<&str> {
 fn sees_appended_records_once_they_are_complete() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("detail");
-    let mut f = Follow::new(&path);
+    let mut f = Tail::new(BindingOrigin::Detail, &path, None);
     assert!(poll(&mut f).is_empty(), "no file yet");
 
     append(&path, &record(1));
@@ -58,7 +61,7 @@ fn sees_appended_records_once_they_are_complete() {
     let got = poll(&mut f);
     assert_eq!(ids(&got), ["S1", "S2"]);
     assert_eq!(got[1].0, 9, "line numbers count from the file's start");
-    assert_eq!(f.offset(), 2 * record(1).len() as u64);
+    assert_eq!(f.position().unwrap().offset, 2 * record(1).len() as u64);
     assert!(poll(&mut f).is_empty());
 
     // The rest of record 3 and all of record 4.
@@ -77,9 +80,9 @@ fn sees_appended_records_once_they_are_complete() {
     assert_eq!(ids(&poll(&mut f)), ["S5"]);
 
     // Resuming from the saved position reads only what is new.
-    let (offset, line) = (f.offset(), f.next_line());
+    let at: TailPosition = f.position().unwrap();
     append(&path, &record(6));
-    let mut resumed = Follow::resume(&path, offset, line);
+    let mut resumed = Tail::new(BindingOrigin::Detail, &path, Some(at));
     assert_eq!(poll(&mut resumed), vec![(41, "S6".to_string())]);
 }
 
@@ -88,7 +91,7 @@ fn follows_rotation_and_truncation() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("detail");
     append(&path, &record(1));
-    let mut f = Follow::new(&path);
+    let mut f = Tail::new(BindingOrigin::Detail, &path, None);
     assert_eq!(ids(&poll(&mut f)), ["S1"]);
 
     // Written to the old file just before it was rotated (its last record
@@ -99,7 +102,7 @@ fn follows_rotation_and_truncation() {
     let got = poll(&mut f);
     assert_eq!(ids(&got), ["S2", "S3"]);
     assert_eq!(got[1].0, 1, "the new file counts lines from 1");
-    assert_eq!(f.offset(), record(3).len() as u64);
+    assert_eq!(f.position().unwrap().offset, record(3).len() as u64);
 
     // Rotation by copy and truncate: the file shrinks.
     fs::write(&path, "").unwrap();
@@ -112,15 +115,4 @@ fn follows_rotation_and_truncation() {
     assert!(poll(&mut f).is_empty());
     append(&path, &record(5));
     assert_eq!(ids(&poll(&mut f)), ["S5"]);
-}
-
-#[test]
-fn rows_not_taken_are_read_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("detail");
-    append(&path, &(record(1) + &record(2) + &record(3)));
-    let mut f = Follow::new(&path);
-    let first = f.poll().unwrap().next().unwrap().unwrap();
-    assert!(matches!(first, BindingRow::Event { line: 1, .. }));
-    assert_eq!(ids(&poll(&mut f)), ["S2", "S3"]);
 }

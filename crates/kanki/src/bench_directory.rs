@@ -29,6 +29,35 @@ fn address_in(b: &BindingRef, rng: &mut Rng) -> IpAddr {
     }
 }
 
+/// `who_at` questions: an address of a random session at a random moment
+/// of the period (most fall inside some session of that prefix).
+fn at_queries(sessions: &[BindingRef], rng: &mut Rng) -> Vec<(IpAddr, i64)> {
+    (0..2_000_000)
+        .map(|_| {
+            let s = &sessions[rng.below(sessions.len() as u64) as usize];
+            let t = synth::epoch().timestamp() + rng.below(DAYS as u64 * 86400) as i64;
+            (address_in(s, rng), t)
+        })
+        .collect()
+}
+
+/// `who_now` questions: addresses of random sessions (asked at the end of
+/// the period).
+fn now_queries(sessions: &[BindingRef], rng: &mut Rng) -> Vec<IpAddr> {
+    (0..4_000_000)
+        .map(|_| address_in(&sessions[rng.below(sessions.len() as u64) as usize], rng))
+        .collect()
+}
+
+/// Asks `lookup` every question on this thread; the questions answered
+/// per second. `lookup` returns what it found, kept from the optimizer.
+fn rate_of<Q: Copy>(questions: &[Q], mut lookup: impl FnMut(Q) -> usize) -> f64 {
+    let t = Instant::now();
+    let found: usize = questions.iter().map(|&q| lookup(q)).sum();
+    black_box(found);
+    questions.len() as f64 / t.elapsed().as_secs_f64()
+}
+
 pub fn run(
     n: usize,
     store_rows: usize,
@@ -56,49 +85,32 @@ pub fn run(
         "<= 100",
     );
 
-    // who_at: an address of a random session at a random moment of the
-    // period (most fall inside some session of that prefix).
     let mut rng = Rng::new(17);
-    let queries: Vec<(IpAddr, i64)> = (0..2_000_000)
-        .map(|_| {
-            let s = &sessions[rng.below(n as u64) as usize];
-            let t = synth::epoch().timestamp() + rng.below(DAYS as u64 * 86400) as i64;
-            (address_in(s, &mut rng), t)
-        })
-        .collect();
+    let queries = at_queries(&sessions, &mut rng);
     let mut out = Vec::with_capacity(8);
-    let mut found = 0usize;
-    let t = Instant::now();
-    for &(a, at) in &queries {
-        out.clear();
-        index.who_at(a, None, at, 120, &mut out);
-        found += out.len();
-    }
-    let secs = t.elapsed().as_secs_f64();
-    black_box(found);
     r.line(
         "who_at lookups (one core)",
-        queries.len() as f64 / secs,
+        rate_of(&queries, |(a, at)| {
+            out.clear();
+            index.who_at(a, None, at, 120, &mut out);
+            out.len()
+        }),
         "lookups/s",
         ">= 1000000",
     );
-
-    // who_now: addresses of random sessions, now = the end of the period.
-    let now_queries: Vec<IpAddr> = (0..4_000_000)
-        .map(|_| address_in(&sessions[rng.below(n as u64) as usize], &mut rng))
-        .collect();
-    let mut held = 0usize;
-    let t = Instant::now();
-    for &a in &now_queries {
-        held += usize::from(index.who_now(a, now).is_some());
-    }
-    let secs = t.elapsed().as_secs_f64();
+    let now_queries = now_queries(&sessions, &mut rng);
     r.line(
         "who_now lookups (one core)",
-        now_queries.len() as f64 / secs,
+        rate_of(&now_queries, |a| {
+            usize::from(index.who_now(a, now).is_some())
+        }),
         "lookups/s",
         ">= 5000000",
     );
+    let held = now_queries
+        .iter()
+        .filter(|&&a| index.who_now(a, now).is_some())
+        .count();
     r.line(
         "who_now answered with one holder",
         100.0 * held as f64 / now_queries.len() as f64,
@@ -209,40 +221,24 @@ fn live(kanki: &Kanki, sessions: &[BindingRef], now: i64, r: &Report) -> anyhow:
         "-",
     );
     let c = directory.compiled();
-    let queries: Vec<(IpAddr, i64)> = (0..2_000_000)
-        .map(|_| {
-            let s = &sessions[rng.below(n as u64) as usize];
-            let t = synth::epoch().timestamp() + rng.below(DAYS as u64 * 86400) as i64;
-            (address_in(s, &mut rng), t)
-        })
-        .collect();
+    let queries = at_queries(sessions, &mut rng);
     let mut out = Vec::with_capacity(8);
-    let mut found = 0usize;
-    let t = Instant::now();
-    for &(a, at) in &queries {
-        out.clear();
-        c.who_at(a, None, at, 120, &mut out);
-        found += out.len();
-    }
-    black_box(found);
     r.line(
         "who_at lookups, changes laid over (one core)",
-        queries.len() as f64 / t.elapsed().as_secs_f64(),
+        rate_of(&queries, |(a, at)| {
+            out.clear();
+            c.who_at(a, None, at, 120, &mut out);
+            out.len()
+        }),
         "lookups/s",
         ">= 1000000",
     );
-    let now_queries: Vec<IpAddr> = (0..4_000_000)
-        .map(|_| address_in(&sessions[rng.below(n as u64) as usize], &mut rng))
-        .collect();
-    let mut held = 0usize;
-    let t = Instant::now();
-    for &a in &now_queries {
-        held += usize::from(c.holder_now(a, now).is_some());
-    }
-    black_box(held);
+    let now_queries = now_queries(sessions, &mut rng);
     r.line(
         "who_now lookups, changes laid over (one core)",
-        now_queries.len() as f64 / t.elapsed().as_secs_f64(),
+        rate_of(&now_queries, |a| {
+            usize::from(c.holder_now(a, now).is_some())
+        }),
         "lookups/s",
         ">= 5000000",
     );
@@ -287,9 +283,13 @@ fn live(kanki: &Kanki, sessions: &[BindingRef], now: i64, r: &Report) -> anyhow:
 /// The time from a binding change stored to the DNS front's question
 /// (`who holds this address now`) answering differently: a Start on a
 /// fresh address, then its Stop, while kanki-radius's load generator keeps
-/// the store busy through the RADIUS server, and a refresher looks for
-/// changes every 250 ms (the default `directory.refresh_every`) and
-/// rebuilds the index every 10 s, as `kanki serve` does.
+/// the store busy through the RADIUS server at a steady rate
+/// (`KANKI_BENCH_RADIUS_RATE` requests/s, 30,000 unless set; 0 for as fast
+/// as it goes; `KANKI_BENCH_RADIUS_REQUESTS` in all), and a refresher
+/// looks for changes every 250 ms (the default `directory.refresh_every`)
+/// and rebuilds the index every 10 s, as `kanki serve` does. Probes go on
+/// while the load runs (at least `PROBES`), so that many land during a
+/// rebuild.
 fn reach_front(
     kanki: &Kanki,
     directory: &std::sync::Arc<Directory>,
@@ -297,83 +297,107 @@ fn reach_front(
 ) -> anyhow::Result<()> {
     use std::sync::atomic::{AtomicBool, Ordering};
     let store = &kanki.store;
+    const PROBES: u32 = 100;
     let done = AtomicBool::new(false);
-    let probes = 100u32;
-    let radius_requests: u64 = std::env::var("KANKI_BENCH_RADIUS_REQUESTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2_000_000);
+    let loaded = AtomicBool::new(false);
+    let env = |name: &str, default: u64| -> u64 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let radius_rate = Some(env("KANKI_BENCH_RADIUS_RATE", 30_000)).filter(|&r| r > 0);
+    let radius_requests = env("KANKI_BENCH_RADIUS_REQUESTS", 2_000_000);
     let kanki_arc = std::sync::Arc::new(Kanki::open(kanki.config.clone())?);
-    let (latencies, radius) = std::thread::scope(|scope| -> anyhow::Result<_> {
-        // As serve runs them: the refresher and the rebuilder apart.
-        let refresher = scope.spawn(|| -> anyhow::Result<()> {
-            while !done.load(Ordering::Relaxed) {
-                directory.refresh(store, Utc::now())?;
-                std::thread::sleep(std::time::Duration::from_millis(250));
-            }
-            Ok(())
-        });
-        let rebuilder = scope.spawn(|| -> anyhow::Result<()> {
-            while !done.load(Ordering::Relaxed) {
-                directory.rebuild_if_due(store, Utc::now(), std::time::Duration::from_secs(10))?;
-                std::thread::sleep(std::time::Duration::from_millis(250));
-            }
-            Ok(())
-        });
-        let load = {
-            let (k, d) = (kanki_arc.clone(), directory.clone());
-            scope.spawn(move || {
-                let sink = std::sync::Arc::new(crate::serve::StoreSink {
-                    kanki: k,
-                    directory: d,
-                });
-                kanki_radius::load::bench(sink, radius_requests, 512)
-            })
-        };
-        let mut latencies = Vec::new();
-        for p in 0..probes {
-            let addr: IpAddr =
-                IpAddr::V4(std::net::Ipv4Addr::new(198, 18, (p >> 8) as u8, p as u8));
-            let start = Utc::now();
-            let binding = |to: Option<chrono::DateTime<Utc>>| {
-                BindingEvent::Binding(Binding {
-                    subject: Subject::login(&format!("probe{p}")).expect("non-empty"),
-                    prefix: ipnet::IpNet::from(addr),
-                    ports: None,
-                    from: start - chrono::Duration::seconds(1),
-                    to,
-                    origin: BindingOrigin::Static,
-                    key: format!("probe-{p}"),
-                    reporter: None,
+    let (latencies, radius, mut refreshes, rebuilds) =
+        std::thread::scope(|scope| -> anyhow::Result<_> {
+            // As serve runs them: the refresher and the rebuilder apart.
+            // Each timed: what a change may wait for.
+            let refresher = scope.spawn(|| -> anyhow::Result<Vec<f64>> {
+                let mut took = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    directory.refresh(store, Utc::now())?;
+                    took.push(t.elapsed().as_secs_f64() * 1000.0);
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                Ok(took)
+            });
+            let rebuilder = scope.spawn(|| -> anyhow::Result<Vec<f64>> {
+                let mut took = Vec::new();
+                while !done.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if directory.rebuild_if_due(
+                        store,
+                        Utc::now(),
+                        std::time::Duration::from_secs(10),
+                    )? {
+                        took.push(t.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                Ok(took)
+            });
+            let load = {
+                let (k, d) = (kanki_arc.clone(), directory.clone());
+                let loaded = &loaded;
+                scope.spawn(move || {
+                    let sink = std::sync::Arc::new(crate::serve::StoreSink {
+                        kanki: k,
+                        directory: d,
+                    });
+                    let report =
+                        kanki_radius::load::bench_at_rate(sink, radius_requests, 512, radius_rate);
+                    loaded.store(true, Ordering::Relaxed);
+                    report
                 })
             };
-            for (to, held) in [(None, true), (Some(start), false)] {
-                store.directory().apply_bindings(
-                    BindingOrigin::Static,
-                    &[binding(to)],
-                    Utc::now(),
-                )?;
-                let t = Instant::now();
-                while directory
-                    .compiled()
-                    .holder_now(addr, Utc::now().timestamp())
-                    .is_some()
-                    != held
-                {
-                    if t.elapsed().as_secs() > 30 {
-                        anyhow::bail!("a binding change did not reach the front in 30 s");
+            let mut latencies = Vec::new();
+            let mut p = 0u32;
+            while p < PROBES || (!loaded.load(Ordering::Relaxed) && p < 60_000) {
+                p += 1;
+                let addr: IpAddr =
+                    IpAddr::V4(std::net::Ipv4Addr::new(198, 18, (p >> 8) as u8, p as u8));
+                let start = Utc::now();
+                let binding = |to: Option<chrono::DateTime<Utc>>| {
+                    BindingEvent::Binding(Binding {
+                        subject: Subject::login(&format!("probe{p}")).expect("non-empty"),
+                        prefix: ipnet::IpNet::from(addr),
+                        ports: None,
+                        from: start - chrono::Duration::seconds(1),
+                        to,
+                        origin: BindingOrigin::Static,
+                        key: format!("probe-{p}"),
+                        reporter: None,
+                    })
+                };
+                for (to, held) in [(None, true), (Some(start), false)] {
+                    store.directory().apply_bindings(
+                        BindingOrigin::Static,
+                        &[binding(to)],
+                        Utc::now(),
+                    )?;
+                    let t = Instant::now();
+                    while directory
+                        .compiled()
+                        .holder_now(addr, Utc::now().timestamp())
+                        .is_some()
+                        != held
+                    {
+                        if t.elapsed().as_secs() > 30 {
+                            anyhow::bail!("a binding change did not reach the front in 30 s");
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(1));
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    latencies.push(t.elapsed().as_secs_f64() * 1000.0);
                 }
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
             }
-        }
-        let radius = load.join().expect("the RADIUS load panicked")?;
-        done.store(true, Ordering::Relaxed);
-        refresher.join().expect("the refresher panicked")?;
-        rebuilder.join().expect("the rebuilder panicked")?;
-        Ok((latencies, radius))
-    })?;
+            let radius = load.join().expect("the RADIUS load panicked")?;
+            done.store(true, Ordering::Relaxed);
+            let refreshes = refresher.join().expect("the refresher panicked")?;
+            let rebuilds = rebuilder.join().expect("the rebuilder panicked")?;
+            Ok((latencies, radius, refreshes, rebuilds))
+        })?;
     let mut l = latencies;
     l.sort_by(f64::total_cmp);
     r.line(
@@ -383,17 +407,63 @@ fn reach_front(
         ">= 30000",
     );
     r.line(
-        "binding change to DNS front, p50",
-        l[l.len() / 2],
+        "RADIUS requests lost",
+        radius.load.lost as f64,
+        "requests",
+        "0",
+    );
+    r.line(
+        &format!("binding changes probed ({})", l.len()),
+        l.len() as f64,
+        "changes",
+        "-",
+    );
+    refreshes.sort_by(f64::total_cmp);
+    r.line(
+        "refresher look (changes laid over), p99",
+        refreshes
+            .get(refreshes.len() * 99 / 100)
+            .copied()
+            .unwrap_or(0.0),
         "ms",
         "-",
     );
     r.line(
-        "binding change to DNS front, p99",
-        l[l.len() * 99 / 100],
+        "refresher look, max",
+        refreshes.last().copied().unwrap_or(0.0),
         "ms",
-        "<= 1000",
+        "-",
     );
+    r.line(
+        &format!("rebuilds during the probes ({}), longest", rebuilds.len()),
+        rebuilds.iter().copied().fold(0.0, f64::max),
+        "ms",
+        "-",
+    );
+    let waited = directory
+        .events()
+        .into_iter()
+        .find(|(e, _)| e == "changes wait for a rebuild")
+        .map_or(0, |(_, n)| n);
+    r.line(
+        "looks whose changes waited for a rebuild",
+        waited as f64,
+        "looks",
+        "0",
+    );
+    for (q, target) in [(50, "-"), (95, "-"), (99, "<= 1000"), (100, "-")] {
+        let at = (l.len() * q / 100).min(l.len() - 1);
+        let name = match q {
+            100 => "max".to_string(),
+            q => format!("p{q}"),
+        };
+        r.line(
+            &format!("binding change to DNS front, {name}"),
+            l[at],
+            "ms",
+            target,
+        );
+    }
     Ok(())
 }
 

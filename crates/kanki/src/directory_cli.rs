@@ -472,11 +472,17 @@ pub enum BindingsCommand {
         /// The file, or - for standard input.
         file: PathBuf,
     },
-    /// Follow a growing FreeRADIUS detail file, importing each record as it
-    /// is completed, until interrupted. The position is kept in the data
-    /// directory, so a restart carries on where it stopped.
+    /// Follow a growing lease or accounting file (a FreeRADIUS detail file
+    /// unless --format says otherwise), importing each record as it is
+    /// completed, until interrupted: the follower `[[directory.follow]]`
+    /// runs in `kanki serve`. The position is kept in the data directory,
+    /// so a restart (of either) carries on where it stopped, and rotation
+    /// is followed.
     Follow {
         file: PathBuf,
+        /// detail, kea or dhcpd.
+        #[arg(long, default_value = "detail")]
+        format: kanki_directory::BindingOrigin,
         /// How often to look for new records.
         #[arg(long, default_value = "1s")]
         every: kanki_config::HumanDuration,
@@ -587,50 +593,49 @@ pub fn bindings(config: Config, c: BindingsCommand) -> anyhow::Result<ExitCode> 
                 );
             }
         }
-        BindingsCommand::Follow { file, every } => {
-            follow(&kanki, &file, every.0)?;
+        BindingsCommand::Follow {
+            file,
+            format,
+            every,
+        } => {
+            follow(&kanki, &file, format, every.0)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `kanki bindings follow`: polls the detail file, applies what it finds,
-/// then saves the position (after the store commit, so a crash re-reads at
-/// most one batch, which applies idempotently).
-fn follow(kanki: &Kanki, file: &std::path::Path, every: std::time::Duration) -> anyhow::Result<()> {
-    use kanki_directory::sources::Follow;
-    let abs = std::path::absolute(file)?;
-    let key = {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        BuildHasherDefault::<DefaultHasher>::default().hash_one(abs.to_string_lossy().as_bytes())
-    };
-    let pos_path = kanki.config.data_dir.join(format!("follow-{key:016x}.pos"));
-    let mut f = match std::fs::read_to_string(&pos_path).ok().and_then(|s| {
-        let (a, b) = s.trim().split_once(' ')?;
-        Some((a.parse().ok()?, b.parse().ok()?))
-    }) {
-        Some((offset, line)) => Follow::resume(&abs, offset, line),
-        None => Follow::new(&abs),
-    };
-    eprintln!("following {} (Ctrl-C to stop)", abs.display());
+/// `kanki bindings follow`: a look every `every` with the follower `kanki
+/// serve` runs, what each stored and skipped written to standard error.
+fn follow(
+    kanki: &Kanki,
+    file: &std::path::Path,
+    origin: kanki_directory::BindingOrigin,
+    every: std::time::Duration,
+) -> anyhow::Result<()> {
+    use kanki_directory::BindingOrigin;
+    if !matches!(
+        origin,
+        BindingOrigin::Detail | BindingOrigin::Kea | BindingOrigin::Dhcpd
+    ) {
+        bail!(
+            "{} files are imported, not followed: use kanki bindings import",
+            origin.as_str()
+        );
+    }
+    let mut f = crate::follow::Follower::open(&kanki.config.data_dir, origin, file);
+    eprintln!("following {} (Ctrl-C to stop)", f.path().display());
     loop {
-        let mut b = BindingBatches {
-            kanki,
-            origin: kanki_directory::BindingOrigin::Detail,
-            events: Vec::new(),
-            counts: Default::default(),
-            read: 0,
-            skipped: Default::default(),
-        };
-        for row in f.poll()? {
-            b.push(row?)?;
-        }
-        b.flush()?;
-        if b.read > 0 {
-            b.summary();
-            let tmp = pos_path.with_extension("tmp");
-            std::fs::write(&tmp, format!("{} {}\n", f.offset(), f.next_line()))?;
-            std::fs::rename(&tmp, &pos_path)?;
+        let skipped = std::cell::RefCell::new(std::collections::BTreeMap::<String, u64>::new());
+        let look = f.look(kanki, &|reason, n| {
+            if n > 0 {
+                *skipped.borrow_mut().entry(reason.to_string()).or_default() += n;
+            }
+        })?;
+        if look.stored > 0 || look.skipped > 0 {
+            eprintln!("stored {} records", look.stored);
+            for (reason, n) in skipped.into_inner() {
+                eprintln!("  {n} {reason}");
+            }
         }
         std::thread::sleep(every);
     }

@@ -11,6 +11,7 @@ mod crawl_cli;
 mod crawl_serve;
 mod directory_cli;
 mod files;
+mod follow;
 mod front;
 mod operators_cli;
 mod progress;

@@ -74,8 +74,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let directory = {
         let k = kanki.clone();
         let t = Instant::now();
-        let d =
-            tokio::task::spawn_blocking(move || Directory::load(&k.store, Utc::now())).await??;
+        let d = tokio::task::spawn_blocking(move || {
+            Directory::load_with(&k.store, Utc::now(), k.config.directory.overlay_most)
+        })
+        .await??;
         let c = d.compiled();
         tracing::info!(
             bindings = c.bindings(),
@@ -415,10 +417,8 @@ impl kanki_radius::server::AccountingSink for StoreSink {
     }
 }
 
-/// Follows one lease or accounting file (`[[directory.follow]]`): each
-/// look's records are stored in one transaction, then the position is
-/// saved (after the commit, so a crash re-reads at most one look, which
-/// applies idempotently).
+/// Follows one lease or accounting file (`[[directory.follow]]`) with the
+/// follower `kanki bindings follow` runs too, a look every `every`.
 async fn follow_loop(st: ApiState, f: kanki_config::FollowConfig) {
     use kanki_config::FollowFormat;
     use kanki_directory::BindingOrigin;
@@ -427,93 +427,21 @@ async fn follow_loop(st: ApiState, f: kanki_config::FollowConfig) {
         FollowFormat::Dhcpd => BindingOrigin::Dhcpd,
         FollowFormat::Detail => BindingOrigin::Detail,
     };
-    let position = follow_position_path(&st.kanki.config.data_dir, origin, &f.path);
-    let resume = std::fs::read_to_string(&position)
-        .ok()
-        .and_then(|s| kanki_directory::sources::TailPosition::parse(&s));
-    tracing::info!(file = %f.path.display(), format = origin.as_str(), resumed = resume.is_some(), "following");
-    let tail = Arc::new(std::sync::Mutex::new(kanki_directory::sources::Tail::new(
-        origin, &f.path, resume,
+    let follower = Arc::new(std::sync::Mutex::new(crate::follow::Follower::open(
+        &st.kanki.config.data_dir,
+        origin,
+        &f.path,
     )));
     let what = format!("following {}", f.path.display());
     loop {
         tokio::time::sleep(f.every.0).await;
-        let (k, d, t, p) = (
-            st.kanki.clone(),
-            st.directory.clone(),
-            tail.clone(),
-            position.clone(),
-        );
+        let (k, d, t) = (st.kanki.clone(), st.directory.clone(), follower.clone());
         background_turn(&what, move || {
             let mut t = t.lock().unwrap_or_else(|p| p.into_inner());
-            follow_turn(&k, &d, origin, &mut t, &p)
+            t.look(&k, &|reason, n| d.count(reason, n))
         })
         .await;
     }
-}
-
-/// One look at a followed file.
-fn follow_turn(
-    k: &Kanki,
-    d: &Directory,
-    origin: kanki_directory::BindingOrigin,
-    tail: &mut kanki_directory::sources::Tail,
-    position: &std::path::Path,
-) -> anyhow::Result<()> {
-    use kanki_directory::BindingRow;
-    let before = tail.position();
-    let read = tail.poll()?;
-    let src = origin.as_str();
-    for e in &read.events {
-        tracing::warn!(file = %tail.path().display(), line = e.line, "{}", e.reason);
-        d.count(&format!("{src}: {}", e.reason), 1);
-    }
-    let mut events = Vec::with_capacity(read.rows.len());
-    for row in read.rows {
-        match row {
-            BindingRow::Event { event, .. } => events.push(event),
-            BindingRow::Skip(s) => d.count(&format!("{src}: {}", s.reason), 1),
-        }
-    }
-    if !events.is_empty() {
-        match k
-            .store
-            .directory()
-            .apply_bindings(origin, &events, Utc::now())
-        {
-            Ok((counts, _)) => d.count(
-                &format!("{src}: stop without start"),
-                counts.stops_without_start,
-            ),
-            Err(e) => {
-                // Not stored: read again next time.
-                *tail = kanki_directory::sources::Tail::new(origin, tail.path(), before);
-                return Err(e.into());
-            }
-        }
-    }
-    if let Some(p) = tail.position()
-        && Some(p) != before
-    {
-        let tmp = position.with_extension("tmp");
-        std::fs::write(&tmp, p.to_line())?;
-        std::fs::rename(&tmp, position)?;
-    }
-    Ok(())
-}
-
-/// Where the position in a followed file is kept: in the data directory,
-/// named by the format and the file's absolute path.
-fn follow_position_path(
-    data_dir: &std::path::Path,
-    origin: kanki_directory::BindingOrigin,
-    path: &std::path::Path,
-) -> PathBuf {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let key =
-        BuildHasherDefault::<DefaultHasher>::default().hash_one(abs.to_string_lossy().as_bytes());
-    data_dir.join(format!("follow-{}-{key:016x}.pos", origin.as_str()))
 }
 
 /// The shutdown signal for a part that stops with the process (the API's

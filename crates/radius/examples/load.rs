@@ -78,6 +78,7 @@ fn send(target: SocketAddr, args: &Args) -> LoadReport {
         requests: args.requests,
         window: args.window,
         timeout: Duration::from_secs(2),
+        rate: None,
     };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -37,6 +37,9 @@ pub struct LoadConfig {
     pub window: usize,
     /// How long to wait for an answer before counting a request lost.
     pub timeout: Duration,
+    /// Requests per second to send at most, spread evenly (a NAS fleet's
+    /// steady feed); `None` sends as fast as the window allows.
+    pub rate: Option<u64>,
 }
 
 /// What came back.
@@ -83,6 +86,16 @@ pub fn bench(
     requests: u64,
     window: usize,
 ) -> io::Result<BenchReport> {
+    bench_at_rate(sink, requests, window, None)
+}
+
+/// [`bench`], sending at most `rate` requests per second.
+pub fn bench_at_rate(
+    sink: Arc<dyn AccountingSink>,
+    requests: u64,
+    window: usize,
+    rate: Option<u64>,
+) -> io::Result<BenchReport> {
     const SECRET: &str = "bench-secret";
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -108,6 +121,7 @@ pub fn bench(
         requests,
         window,
         timeout: Duration::from_secs(2),
+        rate,
     };
     let load = std::thread::Builder::new()
         .name("radius-load".into())
@@ -152,6 +166,7 @@ pub async fn run(config: &LoadConfig) -> io::Result<LoadReport> {
             timeout: config.timeout,
             remaining: remaining.clone(),
             next_seq: next_seq.clone(),
+            pace: config.rate.map(|r| (start, r.max(1) as f64)),
         };
         tasks.push(tokio::spawn(worker.run()));
     }
@@ -185,7 +200,12 @@ struct Worker {
     timeout: Duration,
     remaining: Arc<AtomicU64>,
     next_seq: Arc<AtomicU64>,
+    /// When sending began and the requests per second all workers share.
+    pace: Option<(Instant, f64)>,
 }
+
+/// The longest a paced worker waits before looking whether it may send.
+const PACE_TICK: Duration = Duration::from_millis(1);
 
 #[derive(Default)]
 struct WorkerReport {
@@ -211,7 +231,7 @@ impl Worker {
         let mut last_scan = Instant::now();
         loop {
             while let Some(&id) = free.last() {
-                if !claim(&self.remaining) {
+                if !self.may_send() || !claim(&self.remaining) {
                     break;
                 }
                 free.pop();
@@ -227,7 +247,7 @@ impl Worker {
                 outstanding += 1;
                 r.sent += 1;
             }
-            if outstanding == 0 {
+            if outstanding == 0 && self.remaining.load(Relaxed) == 0 {
                 return Ok(r);
             }
             // Take every answer already there, then send again; wait only
@@ -265,9 +285,14 @@ impl Worker {
             }
             let mut timed_out = false;
             if got == 0 {
-                match tokio::time::timeout(self.timeout, self.socket.readable()).await {
+                // Paced, with a slot free: wake soon to send the next.
+                let wait = match self.pace {
+                    Some(_) if !free.is_empty() => PACE_TICK,
+                    _ => self.timeout,
+                };
+                match tokio::time::timeout(wait, self.socket.readable()).await {
                     Ok(r) => r?,
-                    Err(_) => timed_out = true,
+                    Err(_) => timed_out = wait == self.timeout,
                 }
             }
             // Requests past their timeout are lost; their ids are free
@@ -288,6 +313,16 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+impl Worker {
+    /// Whether the next request is due (always, unpaced): request `n` is
+    /// due `n / rate` seconds after sending began.
+    fn may_send(&self) -> bool {
+        self.pace.is_none_or(|(start, rate)| {
+            self.next_seq.load(Relaxed) as f64 <= start.elapsed().as_secs_f64() * rate
+        })
     }
 }
 

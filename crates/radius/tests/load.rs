@@ -35,6 +35,7 @@ async fn every_generated_request_is_answered_once() {
         // More than 256: several sockets.
         window: 600,
         timeout: Duration::from_secs(5),
+        rate: None,
     })
     .await
     .unwrap();

@@ -54,6 +54,101 @@ struct Overlay {
     /// inside address a CGNAT subject names.
     subscriber_of: foldhash::HashMap<u32, Option<Arc<str>>>,
     inside_address: foldhash::HashMap<u32, IpAddr>,
+    /// The prefixes of `by_prefix`, for the question every DNS query asks
+    /// first: may the overlay cover this address at all? Most addresses
+    /// are not in it, and the filter answers that from a table that stays
+    /// in cache where `by_prefix` does not.
+    filter: PrefixFilter,
+}
+
+/// A blocked Bloom filter of prefixes (address bits and length): one
+/// 64-bit word per prefix, two bits in it. No false negatives; about 1 %
+/// false positives at the 16 bits a prefix it keeps (it doubles as it
+/// fills). Written here since it is a few lines and keyed by prefixes
+/// rather than hashed values.
+#[derive(Clone)]
+struct PrefixFilter {
+    words: Vec<u64>,
+    /// `64 - log2(words.len())`: the hash's top bits pick the word.
+    shift: u32,
+    seed: u64,
+    len: usize,
+}
+
+impl Default for PrefixFilter {
+    fn default() -> Self {
+        PrefixFilter {
+            words: vec![0; 64],
+            shift: 64 - 6,
+            seed: rand_seed(),
+            len: 0,
+        }
+    }
+}
+
+impl PrefixFilter {
+    /// `addr` (unmapped) truncated to `len` bits, and `len`: a prefix's key.
+    #[inline]
+    fn key(addr: IpAddr, len: u8) -> (u128, u8) {
+        let bits = match addr {
+            IpAddr::V4(a) => u128::from(u32::from(a).checked_shr(32 - u32::from(len)).unwrap_or(0)),
+            IpAddr::V6(a) => u128::from(a).checked_shr(128 - u32::from(len)).unwrap_or(0),
+        };
+        (bits, len + if addr.is_ipv6() { 128 } else { 0 })
+    }
+
+    #[inline]
+    fn hash(&self, (bits, len): (u128, u8)) -> u64 {
+        // Multiply-fold (as foldhash does); the seed is random per process,
+        // so chosen addresses cannot aim at one word.
+        let fold = |a: u64, b: u64| {
+            let m = u128::from(a) * u128::from(b);
+            (m as u64) ^ ((m >> 64) as u64)
+        };
+        let h = fold(
+            bits as u64 ^ self.seed,
+            0x9e37_79b9_7f4a_7c15 ^ u64::from(len),
+        );
+        fold(h ^ (bits >> 64) as u64, 0xd6e8_feb8_6659_fd93 ^ self.seed)
+    }
+
+    #[inline]
+    fn mask(h: u64) -> u64 {
+        (1u64 << (h & 63)) | (1u64 << ((h >> 6) & 63))
+    }
+
+    /// Puts `net` in, first doubling the words (and putting `all`, the
+    /// prefixes put so far, in again) when it is full.
+    fn insert<'a>(
+        &mut self,
+        net: ipnet::IpNet,
+        all: impl ExactSizeIterator<Item = &'a ipnet::IpNet>,
+    ) {
+        if (self.len + 1) * 16 > self.words.len() * 64 {
+            let words = (self.words.len() * 2).max((all.len() + 1).div_ceil(4).next_power_of_two());
+            self.words = vec![0; words];
+            self.shift = 64 - words.trailing_zeros();
+            self.len = 0;
+            for n in all {
+                self.put(*n);
+            }
+        }
+        self.put(net);
+    }
+
+    fn put(&mut self, net: ipnet::IpNet) {
+        let h = self.hash(Self::key(net.addr(), net.prefix_len()));
+        self.words[(h >> self.shift) as usize] |= Self::mask(h);
+        self.len += 1;
+    }
+
+    /// Whether the prefix of `len` bits holding `addr` may have been put.
+    #[inline]
+    fn may_hold(&self, addr: IpAddr, len: u8) -> bool {
+        let h = self.hash(Self::key(addr, len));
+        let m = Self::mask(h);
+        self.words[(h >> self.shift) as usize] & m == m
+    }
 }
 
 /// IPv4, or the IPv4 address an IPv4-mapped IPv6 address carries.
@@ -86,6 +181,16 @@ impl Overlay {
         self.covering(addr).next().is_some()
     }
 
+    /// Whether the overlay may cover `addr`: `false` means it does not,
+    /// for a probe of a small table per prefix length present.
+    #[inline]
+    fn may_cover(&self, addr: IpAddr) -> bool {
+        let addr = unmapped(addr);
+        self.lens[usize::from(addr.is_ipv6())]
+            .iter()
+            .any(|&len| self.filter.may_hold(addr, len))
+    }
+
     /// Lays one change over the others.
     fn put(&mut self, c: kanki_store::BindingChange) {
         let b = BindingRef {
@@ -97,6 +202,9 @@ impl Overlay {
             holder: c.binding.subject,
         };
         if self.bindings.insert(b.id, b.clone()).is_none() {
+            if !self.by_prefix.contains_key(&b.prefix) {
+                self.filter.insert(b.prefix, self.by_prefix.keys());
+            }
             self.by_prefix.entry(b.prefix).or_default().push(b.id);
             let lens = &mut self.lens[usize::from(b.prefix.addr().is_ipv6())];
             if !lens.contains(&b.prefix.prefix_len()) {
@@ -120,19 +228,28 @@ impl Compiled {
     pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Compiled, ServiceError> {
         // The change log's head first: a change made while the bindings
         // are read is laid over them again (the same binding as it is).
+        let c = Compiled::compile(store, now)?;
+        Ok(
+            match c.with_changes(store, now, OVERLAY_MOST, &mut |_, _| {})? {
+                Changes::Laid(next, _) => next,
+                // Changed too much meanwhile: what was read is what there is.
+                Changes::None | Changes::Stale => c,
+            },
+        )
+    }
+
+    /// The index compiled from the store with nothing laid over it yet,
+    /// remembering the change log's head read before the bindings (a
+    /// rebuild's first half).
+    fn compile(store: &Store, now: DateTime<Utc>) -> Result<Compiled, ServiceError> {
         let seq = store.directory().binding_change_head()?;
         let generation = store.directory().directory_generation()?;
         let base = Base::load(store, now)?;
-        let c = Compiled {
+        Ok(Compiled {
             generation,
             base: Arc::new(base),
             overlay: Arc::default(),
             seq,
-        };
-        Ok(match c.with_changes(store, now, &mut |_, _| {})? {
-            Changes::Laid(next, _) => next,
-            // Changed too much meanwhile: what was read is what there is.
-            Changes::None | Changes::Stale => c,
         })
     }
 
@@ -216,21 +333,38 @@ impl Compiled {
 
     /// This compiled index with the changes after its last laid over it.
     /// `overlap` is told of each new binding that holds an address another
-    /// holder holds too.
+    /// holder holds too. Each change is laid over as it is read (a bulk
+    /// import's millions are never held at once); the overlay's size is
+    /// counted in distinct bindings (a session's Start, Interims and Stop
+    /// are one), and past `overlay_most` the answer is [`Changes::Stale`].
     fn with_changes(
         &self,
         store: &Store,
         now: DateTime<Utc>,
+        overlay_most: usize,
         overlap: &mut dyn FnMut(&BindingRef, &[Candidate]),
     ) -> Result<Changes, ServiceError> {
-        let mut changes = Vec::new();
+        let mut overlay: Option<Overlay> = None;
         let mut after = self.seq;
+        let mut n = 0;
+        let now = now.timestamp();
+        let mut held = Vec::new();
         loop {
+            // Cloned only once there is something to lay over it.
+            let mut read_one = |c: kanki_store::BindingChange| {
+                let o = overlay.get_or_insert_with(|| (*self.overlay).clone());
+                n += 1;
+                self.lay_one(o, c, now, &mut held, overlap);
+            };
             let read =
                 store
                     .directory()
-                    .binding_changes_since(after, CHANGES_PER_READ, &mut |c| changes.push(c))?;
-            if read.missed || self.overlay.bindings.len() + changes.len() > OVERLAY_MOST {
+                    .binding_changes_since(after, CHANGES_PER_READ, &mut read_one)?;
+            if read.missed
+                || overlay
+                    .as_ref()
+                    .is_some_and(|o| o.bindings.len() > overlay_most)
+            {
                 return Ok(Changes::Stale);
             }
             after = read.last;
@@ -241,48 +375,55 @@ impl Compiled {
         if after == self.seq {
             return Ok(Changes::None);
         }
-        let n = changes.len();
-        let mut overlay = (*self.overlay).clone();
-        let now = now.timestamp();
-        let mut held = Vec::new();
-        for c in changes {
-            let (id, prefix, ports) = (c.binding.id, c.binding.prefix, c.binding.ports);
-            let fresh = ports.is_none() && !overlay.bindings.contains_key(&id);
-            if fresh {
-                held.clear();
-                self.who_at_over(&overlay, prefix.addr(), None, now, 0, &mut held);
-            }
-            overlay.put(c);
-            let b = &overlay.bindings[&id];
-            if fresh
-                && b.prefix.prefix_len() == b.prefix.max_prefix_len()
-                && b.from <= now
-                && b.to.is_none_or(|t| now < t)
-                && !held.iter().any(|x| x.binding.id == id)
-            {
-                let others: Vec<Candidate> = held
-                    .iter()
-                    .filter(|x| {
-                        x.binding.prefix == b.prefix
-                            && x.binding.holder != b.holder
-                            && x.binding.to.is_none_or(|t| now < t)
-                    })
-                    .cloned()
-                    .collect();
-                if !others.is_empty() {
-                    overlap(b, &others);
-                }
-            }
-        }
+        let overlay = overlay.map_or_else(|| self.overlay.clone(), Arc::new);
         Ok(Changes::Laid(
             Compiled {
                 generation: self.generation,
                 base: self.base.clone(),
-                overlay: Arc::new(overlay),
+                overlay,
                 seq: after,
             },
             n,
         ))
+    }
+
+    /// Lays change `c` over `overlay`, telling `overlap` when its binding
+    /// starts on an address another holder still holds.
+    fn lay_one(
+        &self,
+        overlay: &mut Overlay,
+        c: kanki_store::BindingChange,
+        now: i64,
+        held: &mut Vec<Candidate>,
+        overlap: &mut dyn FnMut(&BindingRef, &[Candidate]),
+    ) {
+        let (id, prefix, ports) = (c.binding.id, c.binding.prefix, c.binding.ports);
+        let fresh = ports.is_none() && !overlay.bindings.contains_key(&id);
+        if fresh {
+            held.clear();
+            self.who_at_over(overlay, prefix.addr(), None, now, 0, held);
+        }
+        overlay.put(c);
+        let b = &overlay.bindings[&id];
+        if fresh
+            && b.prefix.prefix_len() == b.prefix.max_prefix_len()
+            && b.from <= now
+            && b.to.is_none_or(|t| now < t)
+            && !held.iter().any(|x| x.binding.id == id)
+        {
+            let others: Vec<Candidate> = held
+                .iter()
+                .filter(|x| {
+                    x.binding.prefix == b.prefix
+                        && x.binding.holder != b.holder
+                        && x.binding.to.is_none_or(|t| now < t)
+                })
+                .cloned()
+                .collect();
+            if !others.is_empty() {
+                overlap(b, &others);
+            }
+        }
     }
 
     /// Number of bindings in the compiled index.
@@ -386,7 +527,7 @@ impl Compiled {
     /// The holder of `addr` now, as [`kanki_directory::holder_now`] decides.
     #[inline]
     pub fn holder_now(&self, addr: IpAddr, now: i64) -> Option<u32> {
-        if self.overlay.is_empty() || !self.overlay.covers(addr) {
+        if self.overlay.is_empty() || !self.overlay.may_cover(addr) || !self.overlay.covers(addr) {
             return self.base.index.who_now(addr, now);
         }
         let mut cands = Vec::new();
@@ -417,8 +558,9 @@ enum Changes {
 /// At most this many changes are read from the log at once.
 const CHANGES_PER_READ: u32 = 50_000;
 /// An overlay holding more changed bindings than this is folded into the
-/// index by a rebuild rather than grown (a bulk import).
-const OVERLAY_MOST: usize = 500_000;
+/// index by a rebuild rather than grown (a bulk import), unless the
+/// directory is given another bound (`directory.overlay_most`).
+pub const OVERLAY_MOST: usize = 500_000;
 
 /// Numbers one subject: its subscriber (one `Arc` per subscriber, shared by
 /// their identifiers) and the inside address it names.
@@ -551,18 +693,35 @@ pub struct Directory {
     following: std::sync::Mutex<()>,
     /// The change log could not be followed: rebuild at the next refresh.
     stale: std::sync::atomic::AtomicBool,
+    /// The index in use lacks changes it could not take (more than
+    /// `overlay_most`): the refresher waits for the rebuild.
+    behind: std::sync::atomic::AtomicBool,
     events: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// The most changed bindings laid over the index (see `OVERLAY_MOST`).
+    overlay_most: usize,
 }
 
 impl Directory {
     pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Directory, ServiceError> {
+        Directory::load_with(store, now, OVERLAY_MOST)
+    }
+
+    /// [`Directory::load`], laying at most `overlay_most` changed bindings
+    /// over the index (`directory.overlay_most`).
+    pub fn load_with(
+        store: &Store,
+        now: DateTime<Utc>,
+        overlay_most: usize,
+    ) -> Result<Directory, ServiceError> {
         let d = Directory {
+            overlay_most,
             compiled: ArcSwap::from_pointee(Compiled::empty()),
             consent: ArcSwap::from_pointee(HashSet::new()),
             consent_generation: Default::default(),
             built: std::sync::Mutex::new(std::time::Instant::now()),
             following: Default::default(),
             stale: Default::default(),
+            behind: Default::default(),
             events: Default::default(),
         };
         d.reload_consent(store)?;
@@ -595,21 +754,32 @@ impl Directory {
     /// number of changes read.
     pub fn follow_changes(&self, store: &Store, now: DateTime<Utc>) -> Result<usize, ServiceError> {
         let _one = self.following.lock().unwrap_or_else(|p| p.into_inner());
+        if self.behind.load(std::sync::atomic::Ordering::Relaxed) {
+            // Past the overlay's bound: not read again each look; the
+            // rebuild due at once takes them.
+            return Ok(0);
+        }
         let current = self.compiled.load_full();
-        self.lay_over(&current, store, now)
+        Ok(self.lay_over(&current, store, now)?.unwrap_or(0))
     }
 
-    /// Swaps in `c` with the changes after its last laid over it (the
-    /// follower's lock held).
+    /// Swaps in `c` (the index in use, or a rebuilt one) with the changes
+    /// after its last laid over it, the follower's lock held; the number
+    /// of changes. When they are too many to lay over (`None`), a rebuild
+    /// is asked for, and `c` is swapped in as it is only if the index in
+    /// use lacks changes too (is `behind`): over one that holds them all
+    /// it would hide them until the next rebuild.
     fn lay_over(
         &self,
         c: &Arc<Compiled>,
         store: &Store,
         now: DateTime<Utc>,
-    ) -> Result<usize, ServiceError> {
+    ) -> Result<Option<usize>, ServiceError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let started = std::time::Instant::now();
         let mut overlaps = 0;
         let mut first = None;
-        let changed = c.with_changes(store, now, &mut |b, others| {
+        let changed = c.with_changes(store, now, self.overlay_most, &mut |b, others| {
             overlaps += 1;
             first.get_or_insert_with(|| {
                 (
@@ -631,24 +801,44 @@ impl Directory {
             );
         }
         self.count("overlap", overlaps);
-        match changed? {
+        let changed = changed?;
+        tracing::debug!(
+            changes = match &changed {
+                Changes::Laid(_, n) => *n,
+                _ => 0,
+            },
+            stale = matches!(changed, Changes::Stale),
+            overlay = match &changed {
+                Changes::Laid(next, _) => next.changed_since_built(),
+                _ => c.changed_since_built(),
+            },
+            took_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "binding changes laid over the index"
+        );
+        let in_use = Arc::ptr_eq(c, &self.compiled.load());
+        match changed {
             Changes::Laid(next, n) => {
                 self.compiled.store(Arc::new(next));
-                Ok(n)
+                self.behind.store(false, Relaxed);
+                Ok(Some(n))
             }
             Changes::None => {
-                if !Arc::ptr_eq(c, &self.compiled.load()) {
+                if !in_use {
                     self.compiled.store(c.clone());
                 }
-                Ok(0)
+                self.behind.store(false, Relaxed);
+                Ok(Some(0))
             }
             Changes::Stale => {
-                // A rebuild's own index is swapped in even so: it is newer.
-                if !Arc::ptr_eq(c, &self.compiled.load()) {
-                    self.compiled.store(c.clone());
+                if in_use || self.behind.load(Relaxed) {
+                    if !in_use {
+                        self.compiled.store(c.clone());
+                    }
+                    self.behind.store(true, Relaxed);
+                    self.count("changes wait for a rebuild", 1);
                 }
-                self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
-                Ok(0)
+                self.stale.store(true, Relaxed);
+                Ok(None)
             }
         }
     }
@@ -694,22 +884,37 @@ impl Directory {
     /// changes over the old one meanwhile), then swaps it in with the
     /// changes made since its read began laid over it.
     pub fn rebuild(&self, store: &Store, now: DateTime<Utc>) -> Result<(), ServiceError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let seq = store.directory().binding_change_head()?;
-        let generation = store.directory().directory_generation()?;
-        let base = Base::load(store, now)?;
-        let fresh = Arc::new(Compiled {
-            generation,
-            base: Arc::new(base),
-            overlay: Arc::default(),
-            seq,
-        });
+        let started = std::time::Instant::now();
+        let fresh = Compiled::compile(store, now)?;
+        let laid = self.swap_rebuilt(fresh, store, now);
+        tracing::debug!(
+            took_s = started.elapsed().as_secs_f64(),
+            "directory index rebuilt"
+        );
+        laid
+    }
+
+    /// The second half of [`rebuild`](Self::rebuild): `fresh`, compiled
+    /// from the store, swapped in with the changes made since its read
+    /// began laid over it. When they are too many for an overlay, the index
+    /// in use stays (the refresher has laid them over it), unless it is
+    /// stale too, and another rebuild is due at once: a rebuild never hides
+    /// a change the front already answers by.
+    fn swap_rebuilt(
+        &self,
+        fresh: Compiled,
+        store: &Store,
+        now: DateTime<Utc>,
+    ) -> Result<(), ServiceError> {
         let _one = self.following.lock().unwrap_or_else(|p| p.into_inner());
-        self.stale.store(false, Relaxed);
-        self.lay_over(&fresh, store, now)?;
+        self.stale
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        self.lay_over(&Arc::new(fresh), store, now)?;
+        self.count("index rebuilt", 1);
         *self.built.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
         Ok(())
     }
+
     pub fn reload_consent(&self, store: &Store) -> Result<(), ServiceError> {
         let d = store.directory();
         // The generation first: a change made while reading is then seen
@@ -1342,17 +1547,21 @@ mod tests {
         Utc.timestamp_opt(1_790_000_000 + s, 0).unwrap()
     }
 
+    fn store_in(dir: &std::path::Path) -> Store {
+        Store::open_sqlite(
+            &dir.join("kanki.sqlite3"),
+            &kanki_store::SqliteOptions::default(),
+        )
+        .unwrap()
+    }
+
     /// Random bindings on a few addresses, changed after the index was
     /// built: the index with the changes laid over answers as an index
     /// compiled afresh, for `who_at` and `holder_now`.
     #[test]
     fn changes_laid_over_answer_as_a_fresh_index() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(
-            &dir.path().join("kanki.sqlite3"),
-            &kanki_store::SqliteOptions::default(),
-        )
-        .unwrap();
+        let store = store_in(dir.path());
         let mut rng = kanki_directory::synth::Rng::new(3);
         let binding = |i: u64, rng: &mut kanki_directory::synth::Rng| {
             let from = rng.below(10_000) as i64;
@@ -1412,5 +1621,96 @@ mod tests {
                 "holder_now {addr} at {t}"
             );
         }
+    }
+
+    /// A change stored while a rebuild reads the store reaches the front
+    /// at the next look and stays there when the rebuild is swapped in,
+    /// even when the changes made meanwhile are more than an overlay takes
+    /// counted with repeats (each binding changed several times).
+    #[test]
+    fn a_change_made_during_a_rebuild_is_not_hidden_by_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_in(dir.path());
+        let binding = |key: &str, who: &str, addr: &str, from: i64, to: Option<i64>| {
+            BindingEvent::Binding(Binding {
+                subject: Subject::login(who).unwrap(),
+                prefix: format!("{addr}/32").parse().unwrap(),
+                ports: None,
+                from: at(from),
+                to: to.map(at),
+                origin: BindingOrigin::Static,
+                key: key.into(),
+                reporter: None,
+            })
+        };
+        let d = store.directory();
+        let old: Vec<BindingEvent> = (0..50)
+            .map(|i| binding(&format!("old{i}"), "u", &format!("192.0.2.{i}"), 0, None))
+            .collect();
+        d.apply_bindings(BindingOrigin::Static, &old, at(0))
+            .unwrap();
+        // At most 10 changed bindings laid over the index.
+        let directory = Directory::load_with(&store, at(100), 10).unwrap();
+        let probe: IpAddr = "198.51.100.1".parse().unwrap();
+        let held = |d: &Directory| {
+            d.compiled()
+                .holder_now(probe, at(100).timestamp())
+                .is_some()
+        };
+
+        // A rebuild reads the store...
+        let fresh = Compiled::compile(&store, at(100)).unwrap();
+        // ...while the probe starts, and five bindings change three times
+        // each (16 changes, 6 bindings).
+        d.apply_bindings(
+            BindingOrigin::Static,
+            &[binding("probe", "p", "198.51.100.1", 50, None)],
+            at(0),
+        )
+        .unwrap();
+        for round in 0..3 {
+            let changed: Vec<BindingEvent> = (0..5)
+                .map(|i| {
+                    binding(
+                        &format!("old{i}"),
+                        "u",
+                        &format!("192.0.2.{i}"),
+                        0,
+                        Some(1000 + round),
+                    )
+                })
+                .collect();
+            d.apply_bindings(BindingOrigin::Static, &changed, at(0))
+                .unwrap();
+        }
+        directory.follow_changes(&store, at(100)).unwrap();
+        assert!(
+            held(&directory),
+            "the refresher laid the probe over the index"
+        );
+        directory.swap_rebuilt(fresh, &store, at(100)).unwrap();
+        assert!(held(&directory), "the rebuild kept the probe");
+
+        // More changed bindings than an overlay takes: the front keeps what
+        // it has until a rebuild folds them in, which is due at once.
+        let many: Vec<BindingEvent> = (0..20)
+            .map(|i| binding(&format!("new{i}"), "v", &format!("203.0.113.{i}"), 50, None))
+            .collect();
+        d.apply_bindings(BindingOrigin::Static, &many, at(0))
+            .unwrap();
+        directory.follow_changes(&store, at(100)).unwrap();
+        assert!(held(&directory));
+        assert!(
+            directory
+                .rebuild_if_due(&store, at(100), std::time::Duration::from_secs(3600))
+                .unwrap(),
+            "a rebuild is due at once"
+        );
+        let c = directory.compiled();
+        assert!(held(&directory));
+        assert!(
+            c.holder_now("203.0.113.7".parse().unwrap(), at(100).timestamp())
+                .is_some()
+        );
     }
 }

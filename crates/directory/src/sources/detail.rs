@@ -1,5 +1,5 @@
 //! FreeRADIUS `detail` accounting files, read whole ([`DetailRows`]) or
-//! followed as they grow ([`Follow`]).
+//! followed as they grow by [`Tail`](super::Tail) as every followed format is.
 //!
 //! ```text
 //! Mon Nov 16 21:00:04 2026
@@ -40,9 +40,8 @@
 //!   server's local time: run it in UTC, or rely on `Timestamp`).
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom};
+use std::io::{self, BufRead};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
 
 use chrono::{DateTime, Duration, Utc};
 use ipnet::{IpNet, Ipv6Net};
@@ -60,11 +59,6 @@ pub struct DetailRows<R> {
     buf: Vec<u8>,
     rec: Record,
     in_record: bool,
-    /// Whether the input may still grow: a record not yet ended by a blank
-    /// line at the end of the input is not read.
-    follow: bool,
-    committed_bytes: u64,
-    committed_line: u64,
     pending: Option<BindingRow>,
     done: bool,
 }
@@ -316,38 +310,14 @@ impl<R: BufRead> DetailRows<R> {
     /// Reads a whole file: a last record without its closing blank line is
     /// read too.
     pub fn new(input: R) -> Self {
-        Self::with(input, 1, false)
-    }
-
-    fn with(input: R, first_line: u64, follow: bool) -> Self {
-        let lines = LineReader::starting_at(input, first_line);
         DetailRows {
-            committed_line: lines.next_line_no(),
-            lines,
+            lines: LineReader::new(input),
             buf: Vec::new(),
             rec: Record::default(),
             in_record: false,
-            follow,
-            committed_bytes: 0,
             pending: None,
             done: false,
         }
-    }
-
-    /// Bytes of the input read up to the end of the last record yielded
-    /// (with the blank lines after it).
-    fn committed_bytes(&self) -> u64 {
-        self.committed_bytes
-    }
-
-    /// The number of the first line after those bytes.
-    fn committed_line(&self) -> u64 {
-        self.committed_line
-    }
-
-    fn between_records(&mut self) {
-        self.committed_bytes = self.lines.consumed();
-        self.committed_line = self.lines.next_line_no();
     }
 
     fn finish_record(&mut self) -> BindingRow {
@@ -369,21 +339,17 @@ impl<R: BufRead> DetailRows<R> {
             if self.done {
                 return Ok(None);
             }
-            let before = self.lines.consumed();
             let info = match self.lines.read_line(&mut self.buf) {
                 Err(e) => {
                     self.done = true;
                     return Err(e);
                 }
-                Ok(Some(info)) if !self.follow || info.terminated => info,
-                // The end; in follow mode, a last line without its line
-                // end is still being written and is not read.
-                _ => {
+                Ok(Some(info)) => info,
+                // The end: a last record without its blank line is read.
+                Ok(None) => {
                     self.done = true;
-                    if self.in_record && !self.follow {
-                        let row = self.finish_record();
-                        self.between_records();
-                        return Ok(Some(row));
+                    if self.in_record {
+                        return Ok(Some(self.finish_record()));
                     }
                     return Ok(None);
                 }
@@ -391,11 +357,8 @@ impl<R: BufRead> DetailRows<R> {
             let blank = !info.too_long && self.buf.iter().all(u8::is_ascii_whitespace);
             if blank {
                 if self.in_record {
-                    let row = self.finish_record();
-                    self.between_records();
-                    return Ok(Some(row));
+                    return Ok(Some(self.finish_record()));
                 }
-                self.between_records();
                 continue;
             }
             let indented = matches!(self.buf.first(), Some(b' ' | b'\t'));
@@ -404,8 +367,6 @@ impl<R: BufRead> DetailRows<R> {
                 if self.in_record {
                     // A new record without a blank line before it.
                     finished = Some(self.finish_record());
-                    self.committed_bytes = before;
-                    self.committed_line = info.no;
                 }
                 self.rec.reset(info.no);
                 self.in_record = true;
@@ -435,26 +396,6 @@ impl<R: BufRead> Iterator for DetailRows<R> {
     }
 }
 
-/// Follows a growing `detail` file, as `tail -F` does: each
-/// [`poll`](Follow::poll) yields the records completed since the last one.
-///
-/// The position (byte offset and line number) advances past every record
-/// yielded, so [`Follow::resume`] with [`Follow::offset`] and
-/// [`Follow::next_line`] carries on after a restart. A record is complete
-/// once the blank line after it is written. When the path is renamed
-/// (rotation; a new inode appears at the path), the old file is read to
-/// its end, its last record included, and reading goes on at the start of
-/// the new file (likewise when the old file was deleted and a new one
-/// created); when the file shrinks below the offset (`copytruncate`),
-/// reading starts again from its beginning.
-pub struct Follow {
-    path: PathBuf,
-    file: Option<File>,
-    id: Option<(u64, u64)>,
-    offset: u64,
-    next_line: u64,
-}
-
 pub(crate) fn file_id(meta: &std::fs::Metadata) -> Option<(u64, u64)> {
     #[cfg(unix)]
     {
@@ -480,137 +421,5 @@ pub(crate) fn unlinked(file: &File) -> bool {
     {
         let _ = file;
         false
-    }
-}
-
-impl Follow {
-    /// Follows `path` from its beginning.
-    pub fn new(path: impl Into<PathBuf>) -> Follow {
-        Follow::resume(path, 0, 1)
-    }
-
-    /// Follows `path` from byte `offset`, whose line is `next_line` (as
-    /// [`Follow::offset`] and [`Follow::next_line`] gave them).
-    pub fn resume(path: impl Into<PathBuf>, offset: u64, next_line: u64) -> Follow {
-        Follow {
-            path: path.into(),
-            file: None,
-            id: None,
-            offset,
-            next_line: next_line.max(1),
-        }
-    }
-
-    /// Where the next record starts, in bytes.
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    /// The line number at [`Follow::offset`].
-    pub fn next_line(&self) -> u64 {
-        self.next_line
-    }
-
-    /// The records completed since the last poll. A missing file is not an
-    /// error (it may be being rotated): it has no records yet.
-    pub fn poll(&mut self) -> io::Result<Polled<'_>> {
-        let at_path = match std::fs::metadata(&self.path) {
-            Ok(meta) => Some(file_id(&meta)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let mut switch_to = None;
-        let mut final_read = false;
-        match (&self.file, at_path) {
-            (None, None) => {
-                return Ok(Polled {
-                    follow: self,
-                    rows: None,
-                    base: 0,
-                    switch_to: None,
-                });
-            }
-            (None, Some(_)) => {
-                let f = File::open(&self.path)?;
-                self.id = file_id(&f.metadata()?);
-                self.file = Some(f);
-            }
-            (Some(old), Some(id)) if id != self.id || unlinked(old) => {
-                // Rotated: read the old file to its end, then the new one.
-                let f = File::open(&self.path)?;
-                let id = file_id(&f.metadata()?);
-                switch_to = Some((f, id));
-                final_read = true;
-            }
-            _ => {}
-        }
-        let file = self.file.as_ref().expect("a file is open");
-        if file.metadata()?.len() < self.offset {
-            self.offset = 0;
-            self.next_line = 1;
-        }
-        let rows = reader_at(file, self.offset, self.next_line, !final_read)?;
-        Ok(Polled {
-            base: self.offset,
-            follow: self,
-            rows: Some(rows),
-            switch_to,
-        })
-    }
-}
-
-fn reader_at(
-    file: &File,
-    offset: u64,
-    next_line: u64,
-    follow: bool,
-) -> io::Result<DetailRows<BufReader<File>>> {
-    let mut f = file.try_clone()?;
-    f.seek(SeekFrom::Start(offset))?;
-    Ok(DetailRows::with(BufReader::new(f), next_line, follow))
-}
-
-/// The records one [`Follow::poll`] found, in order. The follower's
-/// position advances as they are taken; records not taken are read again
-/// by the next poll.
-pub struct Polled<'a> {
-    follow: &'a mut Follow,
-    rows: Option<DetailRows<BufReader<File>>>,
-    base: u64,
-    switch_to: Option<(File, Option<(u64, u64)>)>,
-}
-
-impl Polled<'_> {
-    fn sync(&mut self) {
-        if let Some(rows) = &self.rows {
-            self.follow.offset = self.base + rows.committed_bytes();
-            self.follow.next_line = rows.committed_line();
-        }
-    }
-}
-
-impl Iterator for Polled<'_> {
-    type Item = io::Result<BindingRow>;
-
-    fn next(&mut self) -> Option<io::Result<BindingRow>> {
-        loop {
-            let item = self.rows.as_mut()?.next();
-            self.sync();
-            if item.is_some() {
-                return item;
-            }
-            self.rows = None;
-            let (file, id) = self.switch_to.take()?;
-            self.follow.file = Some(file);
-            self.follow.id = id;
-            self.follow.offset = 0;
-            self.follow.next_line = 1;
-            self.base = 0;
-            let file = self.follow.file.as_ref().expect("just set");
-            match reader_at(file, 0, 1, true) {
-                Ok(rows) => self.rows = Some(rows),
-                Err(e) => return Some(Err(e)),
-            }
-        }
     }
 }

@@ -17,44 +17,24 @@ pub(crate) struct LineInfo {
     pub no: u64,
     /// The line was longer than [`MAX_LINE`]; its text was dropped.
     pub too_long: bool,
-    /// The line ended with `\n` (the last line of an input may not).
-    pub terminated: bool,
 }
 
 /// Numbered lines of an input, without their `\n` / `\r\n` ends, with a
-/// leading UTF-8 byte-order mark removed and a count of the bytes consumed.
+/// leading UTF-8 byte-order mark removed.
 pub(crate) struct LineReader<R> {
     inner: R,
     next_no: u64,
-    consumed: u64,
     at_start: bool,
 }
 
 impl<R: BufRead> LineReader<R> {
     /// Reads `inner` from its start: lines are numbered from 1.
     pub(crate) fn new(inner: R) -> Self {
-        Self::starting_at(inner, 1)
-    }
-
-    /// Reads `inner`, whose first line is line `first_line` of a larger
-    /// file (a byte-order mark is only looked for on line 1).
-    pub(crate) fn starting_at(inner: R, first_line: u64) -> Self {
         LineReader {
             inner,
-            next_no: first_line.max(1),
-            consumed: 0,
-            at_start: first_line <= 1,
+            next_no: 1,
+            at_start: true,
         }
-    }
-
-    /// Bytes consumed so far, line ends included.
-    pub(crate) fn consumed(&self) -> u64 {
-        self.consumed
-    }
-
-    /// The number the next line will get.
-    pub(crate) fn next_line_no(&self) -> u64 {
-        self.next_no
     }
 
     /// Reads the next line into `buf` (cleared first). `None` at the end of
@@ -63,7 +43,6 @@ impl<R: BufRead> LineReader<R> {
         buf.clear();
         let mut read_any = false;
         let mut too_long = false;
-        let mut terminated = false;
         loop {
             let avail = match self.inner.fill_buf() {
                 Ok(a) => a,
@@ -84,9 +63,7 @@ impl<R: BufRead> LineReader<R> {
                 too_long = true;
             }
             self.inner.consume(used);
-            self.consumed += used as u64;
             if done {
-                terminated = true;
                 break;
             }
         }
@@ -107,11 +84,7 @@ impl<R: BufRead> LineReader<R> {
         }
         let no = self.next_no;
         self.next_no += 1;
-        Ok(Some(LineInfo {
-            no,
-            too_long,
-            terminated,
-        }))
+        Ok(Some(LineInfo { no, too_long }))
     }
 }
 
@@ -119,18 +92,13 @@ impl<R: BufRead> LineReader<R> {
 mod tests {
     use super::*;
 
-    fn lines(input: &[u8]) -> Vec<(u64, String, bool)> {
+    fn lines(input: &[u8]) -> Vec<(u64, String)> {
         let mut r = LineReader::new(input);
         let mut buf = Vec::new();
         let mut out = Vec::new();
         while let Some(info) = r.read_line(&mut buf).unwrap() {
-            out.push((
-                info.no,
-                String::from_utf8(buf.clone()).unwrap(),
-                info.terminated,
-            ));
+            out.push((info.no, String::from_utf8(buf.clone()).unwrap()));
         }
-        assert_eq!(r.consumed(), input.len() as u64);
         out
     }
 
@@ -139,10 +107,10 @@ mod tests {
         assert_eq!(
             lines(b"\xEF\xBB\xBFa\r\nb\n\nc"),
             vec![
-                (1, "a".into(), true),
-                (2, "b".into(), true),
-                (3, "".into(), true),
-                (4, "c".into(), false),
+                (1, "a".into()),
+                (2, "b".into()),
+                (3, "".into()),
+                (4, "c".into()),
             ]
         );
         assert!(lines(b"").is_empty());

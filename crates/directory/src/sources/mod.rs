@@ -46,7 +46,7 @@ mod lines;
 mod time;
 
 pub use cgnat::CgnatRows;
-pub use detail::{DetailRows, Follow, Polled};
+pub use detail::DetailRows;
 pub use dhcpd::DhcpdRows;
 pub use kea::KeaRows;
 pub use static_csv::StaticRows;
