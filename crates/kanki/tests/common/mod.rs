@@ -1,6 +1,7 @@
 //! Running the real `kanki` binary in tests.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod resolvers;
 
 use std::net::TcpListener;

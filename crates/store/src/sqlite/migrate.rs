@@ -72,6 +72,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "operators",
         include_str!("../../migrations/sqlite/0013_operators.sql"),
     ),
+    (
+        15,
+        "console_language",
+        include_str!("../../migrations/sqlite/0015_console_language.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction
