@@ -349,8 +349,10 @@ fn hostile_values_are_inert_and_bad_queries_get_a_clear_message() {
     // javascript: link: text, never markup or a live link.
     let id = desk.hostile_indicator();
     let curator = {
-        desk.env
-            .ok_with_stdin(&["operators", "add", "cora", "--roles", "list-curator"], PASSWORD);
+        desk.env.ok_with_stdin(
+            &["operators", "add", "cora", "--roles", "list-curator"],
+            PASSWORD,
+        );
         sign_in(desk.api(), "cora")
     };
     for path in [

@@ -33,7 +33,13 @@ fn link_or_text(url: &str) -> String {
     }
 }
 
-fn select<'a>(name: &str, label: &str, any: &str, all: impl Iterator<Item = &'a str>, chosen: Option<&str>) -> String {
+fn select<'a>(
+    name: &str,
+    label: &str,
+    any: &str,
+    all: impl Iterator<Item = &'a str>,
+    chosen: Option<&str>,
+) -> String {
     let options: String = all
         .map(|v| {
             format!(
@@ -42,18 +48,30 @@ fn select<'a>(name: &str, label: &str, any: &str, all: impl Iterator<Item = &'a 
             )
         })
         .collect();
-    format!("<label>{label} <select name=\"{name}\"><option value=\"\">{any}</option>{options}</select></label>")
+    format!(
+        "<label>{label} <select name=\"{name}\"><option value=\"\">{any}</option>{options}</select></label>"
+    )
 }
 
 /// `GET /indicators`: the search.
-pub(super) async fn search(State(st): State<ApiState>, c: Console, RawQuery(raw): RawQuery) -> Response {
+pub(super) async fn search(
+    State(st): State<ApiState>,
+    c: Console,
+    RawQuery(raw): RawQuery,
+) -> Response {
     let q = match IndicatorQuery::parse(raw.as_deref().unwrap_or("")) {
         Ok(q) => q,
         Err(problems) => {
-            let lines: Vec<String> = problems.iter().map(|p| p.text(c.lang).to_string()).collect();
+            let lines: Vec<String> = problems
+                .iter()
+                .map(|p| p.text(c.lang).to_string())
+                .collect();
             return c.message(
                 StatusCode::BAD_REQUEST,
-                c.tr("Indicators: the query is not valid", "指標: 指定が正しくありません"),
+                c.tr(
+                    "Indicators: the query is not valid",
+                    "指標: 指定が正しくありません",
+                ),
                 &lines,
                 "/indicators",
             );
@@ -76,9 +94,27 @@ pub(super) async fn search(State(st): State<ApiState>, c: Console, RawQuery(raw)
         qv = esc(q.q.as_deref().unwrap_or("")),
         sl = c.tr("Source", "情報源"),
         sv = esc(q.source.as_deref().unwrap_or("")),
-        cat = select("category", c.tr("Category", "種別"), any, Category::ALL.iter().map(|x| x.as_str()), q.category.map(|x| x.as_str())),
-        status = select("status", c.tr("Status", "状態"), any, Status::ALL.iter().map(|x| x.as_str()), q.status.map(|x| x.as_str())),
-        kind = select("kind", c.tr("Kind", "形式"), any, Kind::ALL.iter().map(|x| x.as_str()), q.kind.map(|x| x.as_str())),
+        cat = select(
+            "category",
+            c.tr("Category", "種別"),
+            any,
+            Category::ALL.iter().map(|x| x.as_str()),
+            q.category.map(|x| x.as_str())
+        ),
+        status = select(
+            "status",
+            c.tr("Status", "状態"),
+            any,
+            Status::ALL.iter().map(|x| x.as_str()),
+            q.status.map(|x| x.as_str())
+        ),
+        kind = select(
+            "kind",
+            c.tr("Kind", "形式"),
+            any,
+            Kind::ALL.iter().map(|x| x.as_str()),
+            q.kind.map(|x| x.as_str())
+        ),
         apply = c.tr("Search", "検索"),
         total_l = c.tr("Matching", "該当"),
         total = page.total,
@@ -117,12 +153,20 @@ pub(super) async fn search(State(st): State<ApiState>, c: Console, RawQuery(raw)
 
 /// `GET /indicators/{id}`: one indicator, its feed rows, evidence and
 /// warning-page hits per day.
-pub(super) async fn indicator(State(st): State<ApiState>, c: Console, Path(id): Path<String>) -> Response {
+pub(super) async fn indicator(
+    State(st): State<ApiState>,
+    c: Console,
+    Path(id): Path<String>,
+) -> Response {
     let Ok(id) = id.parse::<i64>() else {
         return c.message(
             StatusCode::BAD_REQUEST,
             c.tr("Indicator", "指標"),
-            &[format!("{} {:?}", c.tr("Not an indicator number:", "指標番号ではありません:"), id.chars().take(40).collect::<String>())],
+            &[format!(
+                "{} {:?}",
+                c.tr("Not an indicator number:", "指標番号ではありません:"),
+                id.chars().take(40).collect::<String>()
+            )],
             "/indicators",
         );
     };
@@ -148,7 +192,10 @@ pub(super) async fn indicator(State(st): State<ApiState>, c: Console, Path(id): 
             return c.message(
                 StatusCode::NOT_FOUND,
                 c.tr("Indicator", "指標"),
-                &[format!("{} #{id}", c.tr("No such indicator:", "該当する指標がありません:"))],
+                &[format!(
+                    "{} #{id}",
+                    c.tr("No such indicator:", "該当する指標がありません:")
+                )],
                 "/indicators",
             );
         }
@@ -179,14 +226,22 @@ pub(super) async fn indicator(State(st): State<ApiState>, c: Console, Path(id): 
         ));
     }
     body.push_str("</tbody></table></section>");
-    body.push_str(&format!("<section id=\"evidence\"><h2>{}</h2><ul>", c.tr("Evidence", "証拠")));
+    body.push_str(&format!(
+        "<section id=\"evidence\"><h2>{}</h2><ul>",
+        c.tr("Evidence", "証拠")
+    ));
     for e in &ind.evidence {
         body.push_str(&format!(
             "<li class=\"evidence\"><strong>{}</strong> {} {}{}</li>",
             esc(&e.kind),
             link_or_text(&e.uri),
-            e.note.as_deref().map_or(String::new(), |n| format!("· {}", esc(n))),
-            e.sha256.as_deref().map_or(String::new(), |h| format!(" · sha256 <code>{}</code>", esc(h))),
+            e.note
+                .as_deref()
+                .map_or(String::new(), |n| format!("· {}", esc(n))),
+            e.sha256.as_deref().map_or(String::new(), |h| format!(
+                " · sha256 <code>{}</code>",
+                esc(h)
+            )),
         ));
     }
     body.push_str("</ul></section>");
@@ -221,7 +276,9 @@ fn summary(c: &Console, i: &Indicator) -> String {
         i.category.as_str(),
         c.tr("Status", "状態"),
         i.status.as_str(),
-        i.status_reason.as_deref().map_or(String::new(), |r| format!(" ({})", esc(r))),
+        i.status_reason
+            .as_deref()
+            .map_or(String::new(), |r| format!(" ({})", esc(r))),
         i.tlp.as_str(),
         c.tr("Confidence", "確度"),
         i.confidence,
@@ -250,7 +307,10 @@ pub(super) async fn false_positives(State(st): State<ApiState>, c: Console) -> R
     let curate = c.may_call(&Method::POST, "/false-positives/{id}/review");
     let mut body = String::new();
     if reports.is_empty() {
-        body.push_str(&format!("<p id=\"no-reports\">{}</p>", c.tr("No open report.", "未処理の報告はありません。")));
+        body.push_str(&format!(
+            "<p id=\"no-reports\">{}</p>",
+            c.tr("No open report.", "未処理の報告はありません。")
+        ));
     }
     for r in &reports {
         let indicators: String = r
@@ -306,10 +366,24 @@ pub(super) async fn review(
 ) -> Response {
     let title = c.tr("False-positive reports", "誤検知の報告");
     let Ok(outcome) = f.outcome.parse::<ReportOutcome>() else {
-        return c.message(StatusCode::BAD_REQUEST, title, &[c.tr("Choose approve or reject.", "承認か却下を選んでください。").to_string()], "/false-positives");
+        return c.message(
+            StatusCode::BAD_REQUEST,
+            title,
+            &[
+                c.tr("Choose approve or reject.", "承認か却下を選んでください。")
+                    .to_string(),
+            ],
+            "/false-positives",
+        );
     };
     if f.note.trim().is_empty() {
-        return c.message(StatusCode::BAD_REQUEST, title, &[c.tr("Write a review note.", "判断メモを入力してください。").to_string()], "/false-positives");
+        return c.message(
+            StatusCode::BAD_REQUEST,
+            title,
+            &[c.tr("Write a review note.", "判断メモを入力してください。")
+                .to_string()],
+            "/false-positives",
+        );
     }
     let (k, who) = (st.kanki.clone(), c.who.actor());
     let note: String = f.note.chars().take(500).collect();
@@ -326,7 +400,12 @@ pub(super) async fn review(
                 "/false-positives",
             )
         }
-        Ok(Err(e)) => c.message(StatusCode::UNPROCESSABLE_ENTITY, title, &[e.to_string()], "/false-positives"),
+        Ok(Err(e)) => c.message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            title,
+            &[e.to_string()],
+            "/false-positives",
+        ),
         Err(e) => c.failed(&e.to_string()),
     }
 }

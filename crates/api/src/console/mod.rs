@@ -134,10 +134,7 @@ pub(crate) fn router() -> Router<ApiState> {
         .route("/indicators", get(indicators::search))
         .route("/indicators/{id}", get(indicators::indicator))
         .route("/false-positives", get(indicators::false_positives))
-        .route(
-            "/false-positives/{id}/review",
-            post(indicators::review),
-        )
+        .route("/false-positives/{id}/review", post(indicators::review))
         .route("/language", post(language))
         .route("/sign-out", post(sign_out))
         .layer(middleware::from_fn(headers));

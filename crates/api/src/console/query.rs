@@ -339,14 +339,33 @@ impl IndicatorQuery {
         };
         q.q = text(&p, "q", &mut problems);
         q.source = text(&p, "source", &mut problems);
-        q.category = vocabulary(&p, "category", Category::ALL.iter().map(|c| c.as_str()), &mut problems);
-        q.status = vocabulary(&p, "status", Status::ALL.iter().map(|c| c.as_str()), &mut problems);
-        q.kind = vocabulary(&p, "kind", Kind::ALL.iter().map(|c| c.as_str()), &mut problems);
+        q.category = vocabulary(
+            &p,
+            "category",
+            Category::ALL.iter().map(|c| c.as_str()),
+            &mut problems,
+        );
+        q.status = vocabulary(
+            &p,
+            "status",
+            Status::ALL.iter().map(|c| c.as_str()),
+            &mut problems,
+        );
+        q.kind = vocabulary(
+            &p,
+            "kind",
+            Kind::ALL.iter().map(|c| c.as_str()),
+            &mut problems,
+        );
         q.after = number(&p, "after", 1..=i64::MAX, &mut problems);
         if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
             q.size = n as u32;
         }
-        if problems.is_empty() { Ok(q) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(q)
+        } else {
+            Err(problems)
+        }
     }
 
     /// The store's query.
@@ -389,8 +408,16 @@ impl IndicatorQuery {
 
 fn unknown(name: &str, known: &[&str]) -> Problem {
     Problem::new(
-        format!("Unknown parameter {:?}: this page takes {}.", shown(name), known.join(", ")),
-        format!("不明なパラメータ {:?} です。使えるのは {} です。", shown(name), known.join(", ")),
+        format!(
+            "Unknown parameter {:?}: this page takes {}.",
+            shown(name),
+            known.join(", ")
+        ),
+        format!(
+            "不明なパラメータ {:?} です。使えるのは {} です。",
+            shown(name),
+            known.join(", ")
+        ),
     )
 }
 
@@ -488,7 +515,9 @@ mod tests {
 
     #[test]
     fn the_indicator_search_checks_its_vocabularies() {
-        let q = IndicatorQuery::parse("q=bad.example&category=exploit&status=active&kind=url&size=10").unwrap();
+        let q =
+            IndicatorQuery::parse("q=bad.example&category=exploit&status=active&kind=url&size=10")
+                .unwrap();
         assert_eq!(q.category, Some(Category::Exploit));
         assert_eq!(IndicatorQuery::parse(&q.with_after(None)).unwrap(), q);
         let e = IndicatorQuery::parse("category=<script>&status=gone&tlp=red").unwrap_err();

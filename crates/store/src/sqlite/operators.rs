@@ -159,15 +159,13 @@ impl OperatorStore for SqliteBackend {
     fn console_language(&self, operator_id: i64) -> StorageResult<Option<String>> {
         self.read(|c| {
             Ok(
-                c.prepare_cached("SELECT console_language FROM operators WHERE id = ?1")
-                    .map_err(sql)?
+                c.prepare_cached("SELECT console_language FROM operators WHERE id = ?1")?
                     .query_row([operator_id], |r| r.get::<_, Option<String>>(0))
-                    .optional()
-                    .map_err(sql),
+                    .optional()?,
             )
         })
-        .map_err(storage)?
         .map(Option::flatten)
+        .map_err(storage)
     }
 
     fn set_console_language(&self, operator_id: i64, language: &str) -> StorageResult<()> {
