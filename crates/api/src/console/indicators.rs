@@ -319,11 +319,11 @@ pub(super) async fn false_positives(State(st): State<ApiState>, c: Console) -> R
             .map(|id| format!("<a href=\"/indicators/{id}\">#{id}</a> "))
             .collect();
         body.push_str(&format!(
-            "<section class=\"report\" id=\"report-{id}\"><h2>#{id} {name}</h2><dl><dt>URL</dt><dd>{url}</dd><dt>{il}</dt><dd>{indicators}</dd>\
+            "<section class=\"report\" id=\"report-{id}\"><h2>#{id} {name}</h2><dl><dt>URL</dt><dd><span class=\"inert\">{url}</span></dd><dt>{il}</dt><dd>{indicators}</dd>\
 <dt>{nl}</dt><dd class=\"note\">{note}</dd><dt>{rl}</dt><dd>{at}</dd></dl>",
             id = r.id,
             name = esc(&r.name),
-            url = format!("<span class=\"inert\">{}</span>", esc(&r.url)),
+            url = esc(&r.url),
             il = c.tr("Indicators", "指標"),
             nl = c.tr("Reporter's note", "報告者のメモ"),
             note = esc(&r.note),
