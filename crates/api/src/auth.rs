@@ -93,6 +93,21 @@ pub const ROUTES: &[(&str, &str, Permission)] = routes![
     GET "/api/v1/crawls/{id}" => ReadList,
     GET "/api/v1/crawl-sites" => ReadList,
     GET "/api/v1/crawl-notices" => ReadList,
+    // The console (HTML pages; tag `console` in docs/openapi.json): each
+    // page and action with the permission of the API route it serves.
+    GET "/static/console.css" => Public,
+    GET "/" => SignedIn,
+    POST "/language" => SignedIn,
+    POST "/sign-out" => SignedIn,
+    GET "/cases" => ReadCases,
+    GET "/cases/{id}" => ReadCases,
+    POST "/cases/actions" => ActOnCases,
+    GET "/who" => Attribute,
+    POST "/who" => Attribute,
+    GET "/indicators" => ReadList,
+    GET "/indicators/{id}" => ReadList,
+    GET "/false-positives" => ReadList,
+    POST "/false-positives/{id}/review" => CurateList,
 ];
 
 /// The permission a route needs, from [`ROUTES`]; `None` for a route not
@@ -120,6 +135,31 @@ pub(crate) fn count_forbidden(st: &ApiState, label: &str) {
 }
 
 fn refuse(st: &ApiState, status: StatusCode, label: &str, message: String) -> Response {
+    refuse_as(st, status, label, message, false)
+}
+
+/// As [`refuse`]; for a console page (`page`), a browser without a valid
+/// session is sent to sign in and a refusal is a page.
+fn refuse_as(
+    st: &ApiState,
+    status: StatusCode,
+    label: &str,
+    message: String,
+    page: bool,
+) -> Response {
+    if page {
+        if status == StatusCode::UNAUTHORIZED {
+            st.metrics
+                .auth_failures
+                .get_or_create(&metrics::ReasonLabels {
+                    reason: label.to_string(),
+                })
+                .inc();
+            return axum::response::Redirect::to("/sign-in").into_response();
+        }
+        count_forbidden(st, label);
+        return crate::console::refusal(status, &message);
+    }
     if status == StatusCode::UNAUTHORIZED {
         st.metrics
             .auth_failures
@@ -193,6 +233,36 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"))
 }
 
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// Whether a console form's `csrf_token` field is the session's token.
+/// The form (at most [`crate::signin::FORM_LIMIT`] bytes, larger is
+/// refused) is read here and handed on intact.
+async fn form_csrf_ok(p: &Principal, req: Request) -> (bool, Request) {
+    let Some(expected) = p.csrf.as_deref() else {
+        return (true, req);
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, crate::signin::FORM_LIMIT).await else {
+        return (false, Request::from_parts(parts, axum::body::Body::empty()));
+    };
+    let ok = url::form_urlencoded::parse(&bytes)
+        .any(|(k, v)| k == crate::console::CSRF_FIELD && v.as_bytes() == expected.as_bytes());
+    (
+        ok,
+        Request::from_parts(parts, axum::body::Body::from(bytes)),
+    )
+}
+
 /// For a request made with a session cookie (a browser): a state-changing
 /// request carries a JSON body (which a cross-site form cannot send) or
 /// the session's CSRF token in `X-CSRF-Token`.
@@ -234,6 +304,7 @@ pub(crate) async fn authorize(
     if needed == Public {
         return next.run(req).await;
     }
+    let page = path.as_deref().is_some_and(crate::console::is_page);
     let source = source(req.extensions());
     let principal = match authenticate(&st, req.headers(), source).await {
         Ok(p) => p,
@@ -250,11 +321,17 @@ pub(crate) async fn authorize(
             return next.run(req).await;
         }
         Err(e) => {
-            return refuse(&st, StatusCode::UNAUTHORIZED, e.reason(), e.to_string());
+            return refuse_as(
+                &st,
+                StatusCode::UNAUTHORIZED,
+                e.reason(),
+                e.to_string(),
+                page,
+            );
         }
     };
     if !principal.may(needed) {
-        return refuse(
+        return refuse_as(
             &st,
             StatusCode::FORBIDDEN,
             needed.as_str(),
@@ -267,15 +344,26 @@ pub(crate) async fn authorize(
                     principal.roles.to_string()
                 }
             ),
+            page,
         );
     }
     if state_changing(req.method()) && !csrf_ok(&principal, req.headers()) {
-        return refuse(
-            &st,
-            StatusCode::FORBIDDEN,
-            "csrf",
-            "a change made from a browser session needs a JSON body or the session's X-CSRF-Token header".into(),
-        );
+        // A console form carries the token as a field instead.
+        let (ok, back) = if page && is_form(req.headers()) {
+            form_csrf_ok(&principal, req).await
+        } else {
+            (false, req)
+        };
+        if !ok {
+            return refuse_as(
+                &st,
+                StatusCode::FORBIDDEN,
+                "csrf",
+                "a change made from a browser session needs a JSON body, the session's X-CSRF-Token header, or (a console form) its csrf_token field".into(),
+                page,
+            );
+        }
+        req = back;
     }
     req.extensions_mut().insert(principal);
     next.run(req).await
@@ -353,6 +441,7 @@ mod tests {
                 ("GET", "/setup"),
                 ("POST", "/setup"),
                 ("POST", "/api/v1/session"),
+                ("GET", "/static/console.css"),
             ]
         );
         assert_eq!(permission(&Method::HEAD, "/metrics"), Some(Metrics));

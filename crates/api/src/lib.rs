@@ -5,6 +5,7 @@
 //! the blocking pool so that a long import never stalls other requests.
 
 pub mod auth;
+pub mod console;
 mod crawl;
 mod directory;
 mod metrics;
@@ -157,6 +158,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/crawls/{id}", get(crawl::get_crawl))
         .route("/api/v1/crawl-sites", get(crawl::list_sites))
         .route("/api/v1/crawl-notices", get(crawl::list_notices))
+        .merge(console::router())
         // Every matched route is authenticated and authorized by auth::ROUTES.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

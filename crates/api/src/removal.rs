@@ -106,6 +106,7 @@ pub(crate) async fn list_cases(
             threat: p.threat,
             after: p.after,
             limit: Some(limit),
+            ..Default::default()
         })?)
     })
     .await?;

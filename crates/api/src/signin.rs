@@ -3,9 +3,10 @@
 //! A session lives in a cookie that is HttpOnly and SameSite=Strict (and
 //! Secure when the API is served over TLS); it ends after
 //! `operators.session_idle` unused or `operators.session_absolute` after
-//! sign-in, or at sign-out. The pages are plain server-rendered HTML under
-//! a strict Content-Security-Policy (no script, no style, forms only to
-//! this origin), escaped throughout.
+//! sign-in, or at sign-out. The pages are plain server-rendered HTML in
+//! kanki's page shell, under its strict Content-Security-Policy (only the
+//! response's nonce's style, forms only to this origin), escaped
+//! throughout. A signed-in browser goes to the console at `/`.
 
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -13,7 +14,7 @@ use std::sync::Mutex;
 use axum::Form;
 use axum::extract::{FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 use kanki_operators::ldap::DirectoryError;
 use kanki_operators::secret::{self, SESSION_COOKIE};
@@ -21,14 +22,13 @@ use kanki_operators::{AccountKind, Attempt, Operator, Role, SignInError, Storage
 use serde::Deserialize;
 use serde_json::json;
 
+use kanki_html::{esc as escape, same_origin};
+
 use crate::auth::{Caller, source};
 use crate::{ApiError, ApiState, Body_, metrics};
 
 /// Largest sign-in or setup form accepted (413 beyond).
 pub const FORM_LIMIT: usize = 16 * 1024;
-
-/// The Content-Security-Policy of kanki's own pages.
-const CSP: &str = "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// The first run's one-time setup code (its hash), while no operator
 /// exists.
@@ -61,47 +61,45 @@ impl Setup {
     }
 }
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} · kanki</title></head>\n<body>\n<h1>{}</h1>\n{body}\n</body></html>\n",
-        escape(title),
+/// A sign-in or setup page: kanki's page shell and headers
+/// ([`kanki_html`]), in English (the operator's language is known only
+/// once signed in).
+pub(crate) fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let nonce = kanki_html::headers::nonce();
+    let head = kanki_html::style(&nonce, crate::console::SIGN_IN_STYLE);
+    let body = format!(
+        "<main id=\"main\"><h1>{}</h1>\n{body}\n</main>",
         escape(title)
     );
-    let mut r = (status, html).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(
-        header::REFERRER_POLICY,
-        // same-origin, not no-referrer: under no-referrer a browser posts
-        // the sign-in form with "Origin: null", which is refused as
-        // another site. Other sites still get no referrer.
-        HeaderValue::from_static("same-origin"),
-    );
+    let html = kanki_html::Document {
+        lang: kanki_html::Lang::En,
+        title: &format!("{title} · kanki"),
+        head: &head,
+        body: &body,
+    }
+    .render();
+    let mut r = (status, Html(html)).into_response();
+    kanki_html::headers::apply(r.headers_mut(), &nonce);
     r
+}
+
+/// The page after setup, for a setup link used again.
+fn setup_done() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        "Setup",
+        "<p>Setup is done: sign in at <a href=\"/sign-in\">/sign-in</a>.</p>",
+    )
+}
+
+/// The page refusing a form posted from another site.
+fn cross_site(st: &ApiState, title: &str) -> Response {
+    crate::auth::count_forbidden(st, "origin");
+    page(
+        StatusCode::FORBIDDEN,
+        title,
+        "<p role=\"alert\">A form posted from another site is refused.</p>",
+    )
 }
 
 fn sign_in_form(message: Option<&str>) -> String {
@@ -116,24 +114,6 @@ fn sign_in_form(message: Option<&str>) -> String {
 /// `GET /sign-in`.
 pub(crate) async fn sign_in_page() -> Response {
     page(StatusCode::OK, "Sign in", &sign_in_form(None))
-}
-
-/// Whether a browser's request comes from this origin: its `Origin`
-/// header, if any, names the host it was sent to. (A cross-site form post
-/// carries the other site's origin.)
-pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
-    };
-    let (Ok(origin), Some(host)) = (
-        origin.to_str(),
-        headers.get(header::HOST).and_then(|h| h.to_str().ok()),
-    ) else {
-        return false;
-    };
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
 }
 
 fn session_cookie(st: &ApiState, value: &str) -> HeaderValue {
@@ -241,15 +221,10 @@ pub(crate) struct SignInForm {
 }
 
 /// `POST /sign-in`: the page's form. On success the session cookie is
-/// set and the browser is sent to `/api/v1/session`.
+/// set and the browser is sent to the console at `/`.
 pub(crate) async fn sign_in_form_post(State(st): State<ApiState>, req: Request) -> Response {
     if !same_origin(req.headers()) {
-        crate::auth::count_forbidden(&st, "origin");
-        return page(
-            StatusCode::FORBIDDEN,
-            "Sign in",
-            "<p role=\"alert\">A sign-in from another site is refused.</p>",
-        );
+        return cross_site(&st, "Sign in");
     }
     let from = source(req.extensions());
     let form = match Form::<SignInForm>::from_request(req, &st).await {
@@ -265,11 +240,7 @@ pub(crate) async fn sign_in_form_post(State(st): State<ApiState>, req: Request) 
     };
     match attempt(&st, form.name, form.password, form.totp, from).await {
         Ok((_, cookie, _)) => {
-            let mut r = (
-                StatusCode::SEE_OTHER,
-                [(header::LOCATION, "/api/v1/session")],
-            )
-                .into_response();
+            let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
             r.headers_mut()
                 .insert(header::SET_COOKIE, session_cookie(&st, &cookie));
             r
@@ -331,12 +302,9 @@ pub(crate) async fn whoami(Caller(p): Caller) -> axum::Json<serde_json::Value> {
     }))
 }
 
-/// `DELETE /api/v1/session`: sign-out. The cookie is cleared and the
-/// session ended, so a copy of the cookie no longer works either.
-pub(crate) async fn sign_out(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+/// Ends the session a request's cookie names, if any: a copy of the
+/// cookie no longer works either.
+pub(crate) async fn end_session(st: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     let hash = headers
         .get(header::COOKIE)
         .and_then(|v| secret::parse_session_cookie(v.as_bytes()).ok().flatten());
@@ -347,11 +315,23 @@ pub(crate) async fn sign_out(
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
             .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     }
+    Ok(())
+}
+
+/// The `Set-Cookie` that clears the session cookie.
+pub(crate) fn cleared_cookie() -> HeaderValue {
+    HeaderValue::from_static("kanki_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// `DELETE /api/v1/session`: sign-out. The cookie is cleared and the
+/// session ended.
+pub(crate) async fn sign_out(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    end_session(&st, &headers).await?;
     let mut r = StatusCode::NO_CONTENT.into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static("kanki_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
-    );
+    r.headers_mut().insert(header::SET_COOKIE, cleared_cookie());
     Ok(r)
 }
 
@@ -368,11 +348,7 @@ pub(crate) async fn setup_page(
 ) -> Response {
     let code = q.code.unwrap_or_default();
     if !st.setup.pending() {
-        return page(
-            StatusCode::NOT_FOUND,
-            "Setup",
-            "<p>Setup is done: sign in at <a href=\"/sign-in\">/sign-in</a>.</p>",
-        );
+        return setup_done();
     }
     if !st.setup.matches(&code) {
         return page(
@@ -402,12 +378,7 @@ pub(crate) struct SetupForm {
 /// code works once.
 pub(crate) async fn setup_post(State(st): State<ApiState>, req: Request) -> Response {
     if !same_origin(req.headers()) {
-        crate::auth::count_forbidden(&st, "origin");
-        return page(
-            StatusCode::FORBIDDEN,
-            "Setup",
-            "<p role=\"alert\">Refused: another site.</p>",
-        );
+        return cross_site(&st, "Setup");
     }
     let form = match Form::<SetupForm>::from_request(req, &st).await {
         Ok(Form(f)) => f,
@@ -420,11 +391,7 @@ pub(crate) async fn setup_post(State(st): State<ApiState>, req: Request) -> Resp
         }
     };
     if !st.setup.pending() {
-        return page(
-            StatusCode::NOT_FOUND,
-            "Setup",
-            "<p>Setup is done: sign in at <a href=\"/sign-in\">/sign-in</a>.</p>",
-        );
+        return setup_done();
     }
     if !st.setup.matches(&form.code) {
         return page(
@@ -460,11 +427,7 @@ pub(crate) async fn setup_post(State(st): State<ApiState>, req: Request) -> Resp
         Ok(cookie) => {
             st.setup.done();
             tracing::info!("the first administrator was created through the setup page");
-            let mut r = (
-                StatusCode::SEE_OTHER,
-                [(header::LOCATION, "/api/v1/session")],
-            )
-                .into_response();
+            let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, "/")]).into_response();
             r.headers_mut()
                 .insert(header::SET_COOKIE, session_cookie(&st, &cookie));
             r

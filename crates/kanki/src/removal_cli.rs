@@ -249,6 +249,7 @@ pub fn cases(config: Config, c: CasesCommand) -> anyhow::Result<ExitCode> {
                 threat,
                 after,
                 limit: Some(limit),
+                ..Default::default()
             })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&cases)?);

@@ -40,6 +40,12 @@ pub trait OperatorStore: Send + Sync {
     /// stored now, when there is none yet (the first caller wins).
     fn pseudonym_key(&self, fresh: &[u8; 32]) -> StorageResult<Vec<u8>>;
 
+    /// The console language an operator chose (`ja` or `en`); `None`
+    /// before they chose one.
+    fn console_language(&self, operator_id: i64) -> StorageResult<Option<String>>;
+    /// Remembers an operator's console language.
+    fn set_console_language(&self, operator_id: i64, language: &str) -> StorageResult<()>;
+
     fn add_token(&self, token: &Token) -> StorageResult<()>;
     /// Every token, revoked and expired ones included, newest first, with
     /// their owners' names.

@@ -28,10 +28,10 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use chrono::Utc;
 use kanki_config::CountermeasureConfig;
+use kanki_html::{Lang, Nonce, esc, same_origin};
 use kanki_service::front::Garden;
 use kanki_service::{Kanki, ServiceError};
 use kanki_store::{CaseChange, Channel};
-use kanki_warning::headers::Nonce;
 use serde::Deserialize;
 
 use crate::{case, escalation};
@@ -68,7 +68,7 @@ pub fn router(kanki: Arc<Kanki>, garden: Arc<Garden>, gardened: Option<GardenedC
         })
         // Every response of the site, a page or an error, with the warning
         // page's headers (CSP, no framing, no sniffing, no caching).
-        .layer(axum::middleware::from_fn(kanki_warning::headers::layer))
+        .layer(axum::middleware::from_fn(kanki_html::headers::layer))
 }
 
 /// The configured countermeasure page of `family`, if there is one. Only
@@ -101,12 +101,6 @@ pub fn shown_name(name: &str) -> String {
         .collect()
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Lang {
-    Ja,
-    En,
-}
-
 #[derive(Debug, Deserialize)]
 struct LangParam {
     lang: Option<String>,
@@ -115,52 +109,39 @@ struct LangParam {
 
 /// `?lang=` first, then the browser's Accept-Language, Japanese by default.
 fn lang(p: &LangParam, h: &HeaderMap) -> Lang {
-    match p.lang.as_deref() {
-        Some("en") => Lang::En,
-        Some("ja") => Lang::Ja,
-        _ => {
-            let accept = h
-                .get(header::ACCEPT_LANGUAGE)
+    p.lang
+        .as_deref()
+        .and_then(Lang::parse)
+        .or_else(|| {
+            h.get(header::ACCEPT_LANGUAGE)
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
-            if accept.trim_start().starts_with("en") {
-                Lang::En
-            } else {
-                Lang::Ja
-            }
-        }
-    }
-}
-
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+                .and_then(Lang::negotiate)
+        })
+        .unwrap_or(Lang::Ja)
 }
 
 /// A page of the site. Its one style carries the response's CSP nonce
-/// (from [`kanki_warning::headers::layer`]).
+/// (from [`kanki_html::headers::layer`]).
 fn page(l: Lang, nonce: &Nonce, title: &str, body: &str) -> Html<String> {
-    let (lang, other, other_name) = match l {
-        Lang::Ja => ("ja", "en", "English"),
-        Lang::En => ("en", "ja", "日本語"),
-    };
-    Html(format!(
-        "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{t}</title>\
-         <style nonce=\"{n}\">body{{font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em;line-height:1.6}}input{{font-size:1.2em}}.lang{{text-align:right}}</style></head>\
-         <body><p class=\"lang\"><a href=\"?lang={other}\">{other_name}</a></p><h1>{t}</h1>{body}</body></html>",
+    let head = kanki_html::style(
+        &nonce.0,
+        "body{font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em;line-height:1.6}input{font-size:1.2em}.lang{text-align:right}",
+    );
+    let body = format!(
+        "<p class=\"lang\"><a href=\"?lang={other}\">{other_name}</a></p><h1>{t}</h1>{body}",
+        other = l.other().code(),
+        other_name = l.other_name(),
         t = esc(title),
-        n = esc(&nonce.0)
-    ))
+    );
+    Html(
+        kanki_html::Document {
+            lang: l,
+            title,
+            head: &head,
+            body: &body,
+        }
+        .render(),
+    )
 }
 
 fn general(l: Lang) -> (&'static str, &'static str) {
@@ -498,19 +479,6 @@ pub enum Acknowledged {
     /// No reference, from a subscriber an operator put in the garden: a
     /// leave request for the operator.
     LeaveRequested,
-}
-
-/// A browser says where a post comes from: when it does, it must be this
-/// very site (so no other site can post for the subscriber).
-fn same_origin(h: &HeaderMap) -> bool {
-    let Some(origin) = h.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let host = h.get(header::HOST).and_then(|v| v.to_str().ok());
-    let authority = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    authority.is_some() && authority == host
 }
 
 async fn ack(

@@ -326,8 +326,15 @@ pub struct CaseFilter {
     pub states: Vec<CaseState>,
     pub subscriber: Option<String>,
     pub threat: Option<String>,
+    pub severity: Option<Severity>,
+    /// Cases opened at or after this.
+    pub opened_since: Option<DateTime<Utc>>,
     /// Cases with an id above this.
     pub after: Option<i64>,
+    /// Cases with an id below this.
+    pub before: Option<i64>,
+    /// Newest (highest id) first; else oldest first.
+    pub newest_first: bool,
     pub limit: Option<u32>,
 }
 

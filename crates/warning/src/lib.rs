@@ -23,7 +23,6 @@
 //! Hits are counted per indicator per day in memory and written to the
 //! store every `hits_flush_every`; nothing about the client is kept.
 
-pub mod headers;
 pub mod lang;
 pub mod page;
 pub mod request;
@@ -55,7 +54,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 
-use crate::lang::Lang;
+use kanki_html::headers;
+
+use crate::lang::{Lang, Texts};
 use crate::page::{Frame, GardenView, IndicatorView, Listing, Site};
 use crate::request::{Host, clean_path, clean_text, host_of};
 use crate::token::Tokens;

@@ -7,36 +7,9 @@ use chrono::{DateTime, Utc};
 use kanki_indicators::{Category, Tlp};
 use kanki_store::GardenMember;
 
-use crate::lang::{Lang, Text};
+use crate::lang::{Lang, Text, Texts};
 
-/// HTML-escapes text for element content and quoted attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Percent-encodes a query parameter value (RFC 3986 unreserved kept).
-pub fn query_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use kanki_html::{esc, query_value};
 
 /// A text with `{key}` placeholders filled by already-escaped values.
 fn fill(template: &str, values: &[(&str, &str)]) -> String {
@@ -137,20 +110,24 @@ fn layout(
             esc(url)
         )
     });
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{refresh}\
-<title>{title}</title><style nonce=\"{nonce}\">{STYLE}</style></head><body>{switch}\
-<header class=\"{header_class}\"><h1>{heading}</h1></header><main>{body}\
-<footer>{footer}</footer></main>\
-<script nonce=\"{nonce}\">var b=document.getElementById('back');if(b){{b.addEventListener('click',function(){{if(history.length>1){{history.back()}}else{{location.replace('about:blank')}}}})}}</script>\
-</body></html>\n",
-        lang = f.lang.code(),
-        title = esc(title),
+    let head = format!("{refresh}{}", kanki_html::style(f.nonce, STYLE));
+    let body = format!(
+        "{switch}<header class=\"{header_class}\"><h1>{heading}</h1></header><main>{body}\
+<footer>{footer}</footer></main>{script}",
         heading = esc(heading),
-        nonce = f.nonce,
         footer = t.footer,
-    )
+        script = kanki_html::script(
+            f.nonce,
+            "var b=document.getElementById('back');if(b){b.addEventListener('click',function(){if(history.length>1){history.back()}else{location.replace('about:blank')}})}"
+        ),
+    );
+    kanki_html::Document {
+        lang: f.lang,
+        title,
+        head: &head,
+        body: &body,
+    }
+    .render()
 }
 
 /// The "why" block: the listed name, category, sources, first seen,
@@ -489,14 +466,5 @@ mod tests {
             linked("https://a.example/xをご覧"),
             "<a href=\"https://a.example/x\">https://a.example/x</a>をご覧"
         );
-    }
-
-    #[test]
-    fn outside_text_is_escaped() {
-        assert_eq!(
-            esc("<script>\"x\"&'y'</script>"),
-            "&lt;script&gt;&quot;x&quot;&amp;&#39;y&#39;&lt;/script&gt;"
-        );
-        assert_eq!(query_value("/a b?c=d&e"), "/a%20b%3Fc%3Dd%26e");
     }
 }

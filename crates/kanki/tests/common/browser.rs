@@ -1,5 +1,7 @@
-//! Headless Chromium driven through chromedriver (WebDriver, W3C protocol
-//! over plain HTTP and JSON), for the tests that need a real browser.
+//! Headless Chromium driven through chromedriver (the W3C WebDriver
+//! protocol over plain HTTP and JSON), for the tests of kanki's pages:
+//! nothing sent anywhere but loopback, a fresh profile each time,
+//! screenshots kept under the cargo target directory.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -194,14 +196,20 @@ impl Session<'_> {
     }
 
     /// A PNG of the window, kept at `name` under the cargo target
-    /// directory; returns its path.
+    /// directory's `warning-page`; returns its path.
     pub fn screenshot(&self, name: &str) -> PathBuf {
+        self.screenshot_in("warning-page", name)
+    }
+
+    /// A PNG of the window, kept at `dir/name` under the cargo target
+    /// directory; returns its path.
+    pub fn screenshot_in(&self, dir: &str, name: &str) -> PathBuf {
         let b64 = self.call(reqwest::Method::GET, "/screenshot", None);
         let png = data_encoding::BASE64
             .decode(b64.as_str().unwrap().as_bytes())
             .unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("warning-page");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(name);
         std::fs::write(&path, png).unwrap();
@@ -218,5 +226,20 @@ impl Drop for Session<'_> {
             .http
             .delete(format!("{}/session/{}", self.d.url, self.id))
             .send();
+    }
+}
+
+impl Session<'_> {
+    /// Whether a JavaScript alert, confirm or prompt is open (a hostile
+    /// value ran as script).
+    pub fn alert_open(&self) -> bool {
+        let url = format!("{}/session/{}/alert/text", self.d.url, self.id);
+        let v: Value = self.d.http.get(url).send().unwrap().json().unwrap();
+        v["value"]["error"].is_null()
+    }
+
+    /// Clicks the `<option>` of `select` whose value is `value`.
+    pub fn choose(&self, select: &str, value: &str) {
+        self.click(&format!("{select} option[value=\"{value}\"]"));
     }
 }

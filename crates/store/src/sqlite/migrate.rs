@@ -77,6 +77,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "operators_totp_keys",
         include_str!("../../migrations/sqlite/0014_operators_totp_keys.sql"),
     ),
+    (
+        15,
+        "console_language",
+        include_str!("../../migrations/sqlite/0015_console_language.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction

@@ -185,6 +185,33 @@ impl OperatorStore for SqliteBackend {
         .map_err(storage)
     }
 
+    fn console_language(&self, operator_id: i64) -> StorageResult<Option<String>> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT console_language FROM operators WHERE id = ?1")?
+                    .query_row([operator_id], |r| r.get::<_, Option<String>>(0))
+                    .optional()?,
+            )
+        })
+        .map(Option::flatten)
+        .map_err(storage)
+    }
+
+    fn set_console_language(&self, operator_id: i64, language: &str) -> StorageResult<()> {
+        let n = self
+            .write(|c| {
+                Ok(c.execute(
+                    "UPDATE operators SET console_language = ?2 WHERE id = ?1",
+                    params![operator_id, language],
+                )?)
+            })
+            .map_err(storage)?;
+        if n == 0 {
+            return Err(StorageError::NotFound);
+        }
+        Ok(())
+    }
+
     fn add_token(&self, t: &Token) -> StorageResult<()> {
         let sources =
             serde_json::to_string(&t.sources).map_err(|e| StorageError::Backend(e.to_string()))?;

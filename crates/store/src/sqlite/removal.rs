@@ -531,8 +531,24 @@ impl RemovalBackend for SqliteBackend {
 
     fn list_cases(&self, f: &CaseFilter) -> Result<Vec<Case>> {
         self.read(|c| {
-            let mut clauses = vec!["id > ?".to_string()];
-            let mut args: Vec<rusqlite::types::Value> = vec![f.after.unwrap_or(0).into()];
+            let mut clauses = vec!["1".to_string()];
+            let mut args: Vec<rusqlite::types::Value> = Vec::new();
+            if let Some(after) = f.after {
+                clauses.push("id > ?".into());
+                args.push(after.into());
+            }
+            if let Some(before) = f.before {
+                clauses.push("id < ?".into());
+                args.push(before.into());
+            }
+            if let Some(s) = f.severity {
+                clauses.push("severity = ?".into());
+                args.push(s.as_str().to_string().into());
+            }
+            if let Some(t) = f.opened_since {
+                clauses.push("opened_at >= ?".into());
+                args.push(ts(t).into());
+            }
             if !f.states.is_empty() {
                 clauses.push(format!(
                     "state IN ({})",
@@ -550,8 +566,9 @@ impl RemovalBackend for SqliteBackend {
             }
             let limit = f.limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
             let mut stmt = c.prepare(&format!(
-                "SELECT {CASE_COLUMNS} FROM cases WHERE {} ORDER BY id{limit}",
-                clauses.join(" AND ")
+                "SELECT {CASE_COLUMNS} FROM cases WHERE {} ORDER BY id{}{limit}",
+                clauses.join(" AND "),
+                if f.newest_first { " DESC" } else { "" }
             ))?;
             Ok(stmt
                 .query_map(rusqlite::params_from_iter(args), case_from_row)?

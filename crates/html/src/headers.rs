@@ -1,8 +1,8 @@
-//! The headers every HTML page kanki shows a subscriber carries (the
-//! warning page and the countermeasure site): never cached, never framed
-//! (a proceed or "cleaned" button must not be clickjacked), never sniffed
-//! as another type, and a Content-Security-Policy under which only this
-//! response's nonce may carry a script or a style.
+//! The headers every HTML page of kanki carries (the warning page, the
+//! countermeasure site, sign-in, the console): never cached, never framed
+//! (a proceed, "cleaned" or "close case" button must not be clickjacked),
+//! never sniffed as another type, and a Content-Security-Policy under
+//! which only this response's nonce may carry a script or a style.
 
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -26,8 +26,16 @@ pub fn policy(nonce: &str) -> String {
     )
 }
 
-/// Sets the page headers on `h`.
-pub fn apply(h: &mut HeaderMap, nonce: &str) {
+/// As [`policy`], and the site's own stylesheets and images (the console's
+/// CSS file, cached long, and its server-drawn SVG).
+pub fn policy_with_own_files(nonce: &str) -> String {
+    format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )
+}
+
+/// Sets the page headers on `h`, with the Content-Security-Policy `csp`.
+pub fn apply_policy(h: &mut HeaderMap, csp: &str) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
@@ -40,9 +48,15 @@ pub fn apply(h: &mut HeaderMap, nonce: &str) {
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
-    if let Ok(v) = HeaderValue::from_str(&policy(nonce)) {
+    if let Ok(v) = HeaderValue::from_str(csp) {
         h.insert(header::CONTENT_SECURITY_POLICY, v);
     }
+}
+
+/// Sets the page headers on `h` for a response whose inline script and
+/// style carry `nonce`.
+pub fn apply(h: &mut HeaderMap, nonce: &str) {
+    apply_policy(h, &policy(nonce));
 }
 
 /// The nonce a handler behind [`layer`] writes on its inline style or
@@ -53,7 +67,7 @@ pub struct Nonce(pub String);
 /// Middleware that gives every response of a router the page headers,
 /// whatever the handler (an error, a redirect, a page): the handler finds
 /// its [`Nonce`] in the request's extensions. Use with
-/// `axum::middleware::from_fn(kanki_warning::headers::layer)`.
+/// `axum::middleware::from_fn(kanki_html::headers::layer)`.
 pub async fn layer(mut req: Request, next: Next) -> Response {
     let n = nonce();
     req.extensions_mut().insert(Nonce(n.clone()));

@@ -1,0 +1,53 @@
+//! `/`: where an operator lands after signing in: the pages their roles
+//! allow, each with what it is for.
+
+use axum::http::Method;
+use axum::response::Response;
+
+use super::{Console, NAV, tr};
+
+/// What each page is for, by path.
+fn purpose(c: &Console, path: &str) -> &'static str {
+    match path {
+        "/cases" => c.tr(
+            "The case queue: filter, review, hold, close; each case's events, attributions and notices.",
+            "事案の一覧: 絞り込み、確認、保留、終了。事案ごとのイベント、利用者特定、通知。",
+        ),
+        "/who" => c.tr(
+            "Find the subscriber who held an address at a moment, under a legal ground and purpose (audited).",
+            "ある時刻にアドレスを利用していた契約者を、法的根拠と目的を示して照会します（監査記録あり）。",
+        ),
+        "/indicators" => c.tr(
+            "Search the list by name, URL, source, category, status and kind; each indicator's feed rows, evidence and warning-page hits.",
+            "名前、URL、情報源、種別、状態、形式でリストを検索。指標ごとのフィードの行、証拠、警告ページの表示数。",
+        ),
+        "/false-positives" => c.tr(
+            "Reports from the warning page that a site is listed wrongly: approve (delist) or reject.",
+            "警告ページから届いた誤検知の報告: 承認（リストから外す）または却下。",
+        ),
+        _ => "",
+    }
+}
+
+pub(super) async fn page(c: Console) -> Response {
+    let mut body = format!(
+        "<p>{}</p><ul class=\"cards\" id=\"pages\">",
+        c.tr(
+            "The pages your roles allow. Keys: Alt+C cases, Alt+I indicators, Alt+F false-positive reports, Alt+W who held an address, Alt+L language, / the page's search field.",
+            "あなたのロールで使えるページです。キー: Alt+C 事案、Alt+I 指標、Alt+F 誤検知の報告、Alt+W アドレスの利用者、Alt+L 言語、/ ページの検索欄。"
+        )
+    );
+    for item in NAV.iter().filter(|i| i.path != "/") {
+        if !c.may_call(&Method::GET, item.path) {
+            continue;
+        }
+        body.push_str(&format!(
+            "<li><a href=\"{}\">{}</a><p>{}</p></li>",
+            item.path,
+            tr(c.lang, item.en, item.ja),
+            purpose(&c, item.path)
+        ));
+    }
+    body.push_str("</ul>");
+    c.page(c.tr("kanki console", "kanki コンソール"), &body)
+}

@@ -1,0 +1,527 @@
+//! The console's query strings, parsed and checked: a value out of range
+//! (a page size of a million, a sort that does not exist, an age in the
+//! future) gets a clear message on the page, never an error page or a
+//! silent default. Bounded whatever the input: at most [`MAX_QUERY`] bytes
+//! and [`MAX_PAIRS`] parameters are read.
+
+use chrono::{DateTime, Duration, Utc};
+use kanki_html::Lang;
+use kanki_indicators::{Category, Kind, Status};
+use kanki_store::{CaseFilter, CaseState, ListQuery, Severity};
+
+/// The longest query string read, in bytes.
+pub const MAX_QUERY: usize = 4096;
+/// The most parameters read.
+pub const MAX_PAIRS: usize = 32;
+/// The longest text value (a threat name), in characters.
+pub const MAX_TEXT: usize = 200;
+
+/// What is wrong with one parameter, in both languages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub en: String,
+    pub ja: String,
+}
+
+impl Problem {
+    fn new(en: String, ja: String) -> Problem {
+        Problem { en, ja }
+    }
+
+    pub fn text(&self, l: Lang) -> &str {
+        match l {
+            Lang::En => &self.en,
+            Lang::Ja => &self.ja,
+        }
+    }
+}
+
+/// The decoded parameters of a query string, in order.
+#[derive(Debug, Default)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// Decodes a raw query string (without the `?`).
+    pub fn parse(raw: &str) -> Result<Params, Problem> {
+        if raw.len() > MAX_QUERY {
+            return Err(Problem::new(
+                format!("The address's query is longer than {MAX_QUERY} bytes."),
+                format!("アドレスのクエリが {MAX_QUERY} バイトを超えています。"),
+            ));
+        }
+        let mut pairs = Vec::new();
+        for (k, v) in url::form_urlencoded::parse(raw.as_bytes()) {
+            if pairs.len() == MAX_PAIRS {
+                return Err(Problem::new(
+                    format!("More than {MAX_PAIRS} parameters."),
+                    format!("パラメータが {MAX_PAIRS} 個を超えています。"),
+                ));
+            }
+            pairs.push((k.into_owned(), v.into_owned()));
+        }
+        Ok(Params(pairs))
+    }
+
+    /// Every non-empty value of `name` (`state=new&state=notified`, or
+    /// `state=new,notified`).
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .flat_map(|(_, v)| v.split(','))
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect()
+    }
+
+    /// The one value of `name`, if given and not empty.
+    fn one(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, v)| k == name && !v.trim().is_empty())
+            .map(|(_, v)| v.trim())
+    }
+
+    /// Names not in `known`.
+    fn unknown(&self, known: &[&str]) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .0
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !known.contains(k))
+            .collect();
+        out.dedup();
+        out
+    }
+}
+
+/// A whole number of `name` within `range`.
+fn number(
+    p: &Params,
+    name: &str,
+    range: std::ops::RangeInclusive<i64>,
+    problems: &mut Vec<Problem>,
+) -> Option<i64> {
+    let v = p.one(name)?;
+    match v.parse::<i64>() {
+        Ok(n) if range.contains(&n) => Some(n),
+        _ => {
+            problems.push(Problem::new(
+                format!(
+                    "{name} must be a whole number from {} to {}, not {:?}.",
+                    range.start(),
+                    range.end(),
+                    shown(v)
+                ),
+                format!(
+                    "{name} は {} から {} までの整数で指定してください（{:?} は範囲外です）。",
+                    range.start(),
+                    range.end(),
+                    shown(v)
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// A value as quoted back in a message: at most 40 characters.
+fn shown(v: &str) -> String {
+    let mut s: String = v.chars().take(40).collect();
+    if v.chars().count() > 40 {
+        s.push('…');
+    }
+    s
+}
+
+/// An age such as `24h` or `7d`: at most ten years.
+fn age(v: &str) -> Option<Duration> {
+    let (n, unit) = v.split_at(v.len().checked_sub(1)?);
+    let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
+    let hours = match unit {
+        "h" => n,
+        "d" => n.checked_mul(24)?,
+        _ => return None,
+    };
+    (hours <= 24 * 3650).then(|| Duration::hours(hours))
+}
+
+/// The case queue's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum CaseSort {
+    /// The newest case first (the default).
+    #[default]
+    Newest,
+    Oldest,
+}
+
+impl CaseSort {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseSort::Newest => "newest",
+            CaseSort::Oldest => "oldest",
+        }
+    }
+}
+
+/// The case queue's query: filters, order and page, all checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CaseQuery {
+    pub states: Vec<CaseState>,
+    pub severity: Option<Severity>,
+    pub threat: Option<String>,
+    /// `24h`, `7d`: cases opened within it.
+    pub age: Option<String>,
+    pub sort: CaseSort,
+    /// The page after the case with this id (in the queue's order).
+    pub after: Option<i64>,
+    pub size: u32,
+}
+
+/// Cases on a page unless `size=` says otherwise.
+pub const DEFAULT_PAGE: u32 = 50;
+/// The most cases on a page.
+pub const MAX_PAGE: u32 = 200;
+
+impl CaseQuery {
+    const KNOWN: &[&str] = &[
+        "state", "severity", "threat", "age", "sort", "after", "size",
+    ];
+
+    /// Parses the queue's query string; every problem found, not only the
+    /// first, so one message names them all.
+    pub fn parse(raw: &str) -> Result<CaseQuery, Vec<Problem>> {
+        let p = Params::parse(raw).map_err(|e| vec![e])?;
+        let mut problems = Vec::new();
+        for name in p.unknown(Self::KNOWN) {
+            problems.push(unknown(name, Self::KNOWN));
+        }
+        let mut q = CaseQuery {
+            size: DEFAULT_PAGE,
+            ..CaseQuery::default()
+        };
+        for s in p.all("state") {
+            match s.parse::<CaseState>() {
+                Ok(s) if !q.states.contains(&s) => q.states.push(s),
+                Ok(_) => {}
+                Err(_) => problems.push(one_of(
+                    "state",
+                    s,
+                    CaseState::ALL.iter().map(|s| s.as_str()),
+                )),
+            }
+        }
+        if let Some(s) = p.one("severity") {
+            match s.parse::<Severity>() {
+                Ok(s) => q.severity = Some(s),
+                Err(_) => problems.push(one_of(
+                    "severity",
+                    s,
+                    Severity::ALL.iter().map(|s| s.as_str()),
+                )),
+            }
+        }
+        if let Some(t) = p.one("threat") {
+            if t.chars().count() > MAX_TEXT {
+                problems.push(Problem::new(
+                    format!("threat is longer than {MAX_TEXT} characters."),
+                    format!("threat が {MAX_TEXT} 文字を超えています。"),
+                ));
+            } else {
+                q.threat = Some(t.to_string());
+            }
+        }
+        if let Some(a) = p.one("age") {
+            if age(a).is_some() {
+                q.age = Some(a.to_string());
+            } else {
+                problems.push(Problem::new(
+                    format!(
+                        "age must be hours or days such as 24h or 7d, at most 3650d, not {:?}.",
+                        shown(a)
+                    ),
+                    format!(
+                        "age は 24h や 7d のように時間か日数で、3650d までで指定してください（{:?} は使えません）。",
+                        shown(a)
+                    ),
+                ));
+            }
+        }
+        if let Some(s) = p.one("sort") {
+            match s {
+                "newest" => q.sort = CaseSort::Newest,
+                "oldest" => q.sort = CaseSort::Oldest,
+                other => problems.push(one_of("sort", other, ["newest", "oldest"].into_iter())),
+            }
+        }
+        q.after = number(&p, "after", 1..=i64::MAX, &mut problems);
+        if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
+            q.size = n as u32;
+        }
+        if problems.is_empty() {
+            Ok(q)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The store's filter for this query at `now`, one case more than the
+    /// page (to know whether a next page exists).
+    pub fn filter(&self, now: DateTime<Utc>) -> CaseFilter {
+        let newest_first = self.sort == CaseSort::Newest;
+        CaseFilter {
+            states: self.states.clone(),
+            threat: self.threat.clone(),
+            severity: self.severity,
+            opened_since: self.age.as_deref().and_then(age).map(|d| now - d),
+            after: if newest_first { None } else { self.after },
+            before: if newest_first { self.after } else { None },
+            newest_first,
+            limit: Some(self.size + 1),
+            ..CaseFilter::default()
+        }
+    }
+
+    /// The query string of this query with another `after` (the filters
+    /// and order kept), escaped for a URL.
+    pub fn with_after(&self, after: Option<i64>) -> String {
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        if !self.states.is_empty() {
+            let s: Vec<&str> = self.states.iter().map(|s| s.as_str()).collect();
+            out.append_pair("state", &s.join(","));
+        }
+        if let Some(s) = self.severity {
+            out.append_pair("severity", s.as_str());
+        }
+        if let Some(t) = &self.threat {
+            out.append_pair("threat", t);
+        }
+        if let Some(a) = &self.age {
+            out.append_pair("age", a);
+        }
+        out.append_pair("sort", self.sort.as_str());
+        if self.size != DEFAULT_PAGE {
+            out.append_pair("size", &self.size.to_string());
+        }
+        if let Some(a) = after {
+            out.append_pair("after", &a.to_string());
+        }
+        out.finish()
+    }
+}
+
+/// The indicator search's query: what the store can filter by, checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndicatorQuery {
+    /// Part of the name or URL.
+    pub q: Option<String>,
+    pub source: Option<String>,
+    pub category: Option<Category>,
+    pub status: Option<Status>,
+    pub kind: Option<Kind>,
+    pub after: Option<i64>,
+    pub size: u32,
+}
+
+impl IndicatorQuery {
+    const KNOWN: &[&str] = &["q", "source", "category", "status", "kind", "after", "size"];
+
+    pub fn parse(raw: &str) -> Result<IndicatorQuery, Vec<Problem>> {
+        let p = Params::parse(raw).map_err(|e| vec![e])?;
+        let mut problems = Vec::new();
+        for name in p.unknown(Self::KNOWN) {
+            problems.push(unknown(name, Self::KNOWN));
+        }
+        let mut q = IndicatorQuery {
+            size: DEFAULT_PAGE,
+            ..IndicatorQuery::default()
+        };
+        q.q = text(&p, "q", &mut problems);
+        q.source = text(&p, "source", &mut problems);
+        q.category = vocabulary(
+            &p,
+            "category",
+            Category::ALL.iter().map(|c| c.as_str()),
+            &mut problems,
+        );
+        q.status = vocabulary(
+            &p,
+            "status",
+            Status::ALL.iter().map(|c| c.as_str()),
+            &mut problems,
+        );
+        q.kind = vocabulary(
+            &p,
+            "kind",
+            Kind::ALL.iter().map(|c| c.as_str()),
+            &mut problems,
+        );
+        q.after = number(&p, "after", 1..=i64::MAX, &mut problems);
+        if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
+            q.size = n as u32;
+        }
+        if problems.is_empty() {
+            Ok(q)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The store's query.
+    pub fn list(&self) -> ListQuery {
+        ListQuery {
+            kind: self.kind,
+            category: self.category,
+            status: self.status,
+            source: self.source.clone(),
+            q: self.q.clone(),
+            after: self.after,
+            limit: Some(self.size),
+            ..ListQuery::default()
+        }
+    }
+
+    /// This query's string with another `after`.
+    pub fn with_after(&self, after: Option<i64>) -> String {
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("q", self.q.as_deref()),
+            ("source", self.source.as_deref()),
+            ("category", self.category.map(|c| c.as_str())),
+            ("status", self.status.map(|c| c.as_str())),
+            ("kind", self.kind.map(|c| c.as_str())),
+        ] {
+            if let Some(v) = v {
+                out.append_pair(k, v);
+            }
+        }
+        if self.size != DEFAULT_PAGE {
+            out.append_pair("size", &self.size.to_string());
+        }
+        if let Some(a) = after {
+            out.append_pair("after", &a.to_string());
+        }
+        out.finish()
+    }
+}
+
+fn unknown(name: &str, known: &[&str]) -> Problem {
+    Problem::new(
+        format!(
+            "Unknown parameter {:?}: this page takes {}.",
+            shown(name),
+            known.join(", ")
+        ),
+        format!(
+            "不明なパラメータ {:?} です。使えるのは {} です。",
+            shown(name),
+            known.join(", ")
+        ),
+    )
+}
+
+/// A text value of at most [`MAX_TEXT`] characters.
+fn text(p: &Params, name: &str, problems: &mut Vec<Problem>) -> Option<String> {
+    let t = p.one(name)?;
+    if t.chars().count() > MAX_TEXT {
+        problems.push(Problem::new(
+            format!("{name} is longer than {MAX_TEXT} characters."),
+            format!("{name} が {MAX_TEXT} 文字を超えています。"),
+        ));
+        return None;
+    }
+    Some(t.to_string())
+}
+
+/// One of a vocabulary's words.
+fn vocabulary<'a, T: std::str::FromStr>(
+    p: &Params,
+    name: &str,
+    all: impl Iterator<Item = &'a str>,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
+    let v = p.one(name)?;
+    match v.parse::<T>() {
+        Ok(t) => Some(t),
+        Err(_) => {
+            problems.push(one_of(name, v, all));
+            None
+        }
+    }
+}
+
+fn one_of<'a>(name: &str, v: &str, all: impl Iterator<Item = &'a str>) -> Problem {
+    let all: Vec<&str> = all.collect();
+    Problem::new(
+        format!(
+            "{name} must be one of {}, not {:?}.",
+            all.join(", "),
+            shown(v)
+        ),
+        format!(
+            "{name} は {} のいずれかで指定してください（{:?} は使えません）。",
+            all.join(", "),
+            shown(v)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_good_query_parses_and_round_trips() {
+        let q = CaseQuery::parse(
+            "state=new,notified&severity=high&threat=mirai&age=7d&sort=oldest&after=10&size=20",
+        )
+        .unwrap();
+        assert_eq!(q.states, [CaseState::New, CaseState::Notified]);
+        assert_eq!(q.severity, Some(Severity::High));
+        assert_eq!(q.threat.as_deref(), Some("mirai"));
+        assert_eq!(q.sort, CaseSort::Oldest);
+        assert_eq!((q.after, q.size), (Some(10), 20));
+        let again = CaseQuery::parse(&q.with_after(Some(10))).unwrap();
+        assert_eq!(again, q);
+        let f = q.filter(Utc::now());
+        assert_eq!((f.after, f.before, f.limit), (Some(10), None, Some(21)));
+        assert_eq!(CaseQuery::parse("").unwrap().size, DEFAULT_PAGE);
+    }
+
+    #[test]
+    fn out_of_range_values_are_each_named() {
+        let e = CaseQuery::parse("size=1000000&sort=sideways&age=-1d&after=0&state=gone&page=2")
+            .unwrap_err();
+        let all: Vec<&str> = e.iter().map(|p| p.en.as_str()).collect();
+        assert_eq!(e.len(), 6, "{all:?}");
+        assert!(
+            all.iter()
+                .any(|m| m.contains("size must be a whole number from 1 to 200"))
+        );
+        assert!(
+            all.iter()
+                .any(|m| m.contains("sort must be one of newest, oldest"))
+        );
+        assert!(all.iter().any(|m| m.contains("age must be hours or days")));
+        assert!(all.iter().any(|m| m.starts_with("after must be")));
+        assert!(all.iter().any(|m| m.contains("state must be one of new,")));
+        assert!(all.iter().any(|m| m.contains("Unknown parameter \"page\"")));
+        assert!(e.iter().all(|p| !p.ja.is_empty()));
+        assert!(CaseQuery::parse("age=99999d").is_err());
+        assert!(CaseQuery::parse(&"a=1&".repeat(40)).is_err());
+        assert!(CaseQuery::parse(&"x".repeat(MAX_QUERY + 1)).is_err());
+    }
+
+    #[test]
+    fn the_indicator_search_checks_its_vocabularies() {
+        let q =
+            IndicatorQuery::parse("q=bad.example&category=exploit&status=active&kind=url&size=10")
+                .unwrap();
+        assert_eq!(q.category, Some(Category::Exploit));
+        assert_eq!(IndicatorQuery::parse(&q.with_after(None)).unwrap(), q);
+        let e = IndicatorQuery::parse("category=<script>&status=gone&tlp=red").unwrap_err();
+        assert_eq!(e.len(), 3);
+        assert!(e[0].en.contains("Unknown parameter \"tlp\""), "{e:?}");
+    }
+}

@@ -1,0 +1,514 @@
+//! The operator console of a running `kanki serve`, as the abuse desk
+//! meets it: each role's pages and buttons (absent when the roles lack
+//! them, and their routes refusing), hostile values from reports shown
+//! inert, out-of-range query strings answered with a clear message, and a
+//! case reviewed and acted on in headless Chromium in both languages, with
+//! screenshots of every page kept under the cargo target directory
+//! (`console-screenshots/`).
+
+mod common;
+
+use common::browser::{Driver, chromium_args};
+use common::{Env, Server, Smtp, client, eventually};
+use reqwest::blocking::Client;
+use reqwest::header::{COOKIE, LOCATION};
+use serde_json::Value;
+
+const PASSWORD: &str = "a long pass phrase for tests";
+
+/// The hostile family name every report here carries.
+const HOSTILE: &str = "javascript:alert(1)";
+
+/// A `kanki serve` with one consenting subscriber S1 (s1@example.jp) on
+/// 198.51.100.7, one case for S1 from a sinkhole report whose family is
+/// [`HOSTILE`], and local operators of the given roles.
+struct Desk {
+    env: Env,
+    server: Server,
+    smtp: Option<Smtp>,
+}
+
+impl Desk {
+    fn start(operators: &[(&str, &str)], with_mail: bool) -> Desk {
+        let mail_dir = tempfile::tempdir().unwrap().keep();
+        let smtp = with_mail.then(|| Smtp::start(&mail_dir));
+        let extra = smtp.as_ref().map_or(String::new(), |s| {
+            format!(
+                "\n[smtp]\nserver = \"127.0.0.1:{}\"\nfrom = \"abuse@isp.example\"\ntls = \"none\"\n\n[notices]\nmin_interval = \"0s\"\nsite_url = \"https://isp.example/countermeasures\"\n",
+                s.port
+            )
+        });
+        let env = Env::new(&extra);
+        let from = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+        env.directory(
+            "id,email,language,consent\nS1,s1@example.jp,ja,yes\n",
+            &format!("S1,198.51.100.7/32,{from},\n"),
+        );
+        for (name, roles) in operators {
+            env.ok_with_stdin(&["operators", "add", name, "--roles", roles], PASSWORD);
+        }
+        let server = env.serve();
+        let report = common::sinkhole_csv(&[("198.51.100.7", HOSTILE)]);
+        let r = client()
+            .post(format!(
+                "{}/api/v1/events?format=shadowserver&name=2026-05-01-event4_sinkhole-asn-jp.csv",
+                server.api
+            ))
+            .body(report)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().unwrap());
+        Desk { env, server, smtp }
+    }
+
+    fn api(&self) -> &str {
+        &self.server.api
+    }
+
+    /// Lists a URL carrying a script tag, its source's reference a
+    /// `javascript:` link; returns its id.
+    fn hostile_indicator(&self) -> i64 {
+        let r = client()
+            .post(format!("{}/api/v1/indicators", self.api()))
+            .json(&serde_json::json!({
+                "value": "http://bad.example/<script>alert(1)</script>",
+                "category": "malware-distribution",
+                "reference_url": HOSTILE,
+                "reporter": "<img src=x onerror=alert(2)>",
+                "source": "test-feed",
+                "tlp": "clear",
+            }))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().unwrap());
+        r.json::<Value>().unwrap()["id"].as_i64().unwrap()
+    }
+
+    /// The one case (through the API).
+    fn case(&self) -> Value {
+        let v: Value = client()
+            .get(format!("{}/api/v1/cases", self.api()))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
+        v["items"][0].clone()
+    }
+}
+
+/// An operator's browser session without a browser: its cookie and CSRF
+/// token, through the sign-in page's form.
+struct Signed {
+    http: Client,
+    api: String,
+    cookie: String,
+    csrf: String,
+}
+
+fn sign_in(api: &str, name: &str) -> Signed {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = http
+        .post(format!("{api}/sign-in"))
+        .form(&[("name", name), ("password", PASSWORD)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().unwrap());
+    assert_eq!(r.headers()[LOCATION], "/", "signed in, to the console");
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let me: Value = http
+        .get(format!("{api}/api/v1/session"))
+        .header(COOKIE, &cookie)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    Signed {
+        http,
+        api: api.to_string(),
+        csrf: me["csrf_token"].as_str().unwrap().to_string(),
+        cookie,
+    }
+}
+
+impl Signed {
+    fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .header(COOKIE, &self.cookie)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    /// Posts a console form; `csrf` adds the session's token.
+    fn post(&self, path: &str, fields: &[(&str, &str)], csrf: bool) -> (u16, String) {
+        let mut fields = fields.to_vec();
+        if csrf {
+            fields.push(("csrf_token", &self.csrf));
+        }
+        let r = self
+            .http
+            .post(format!("{}{path}", self.api))
+            .header(COOKIE, &self.cookie)
+            .form(&fields)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    }
+}
+
+#[test]
+fn each_role_sees_only_its_pages_and_its_routes_refuse() {
+    let desk = Desk::start(
+        &[
+            ("vic", "viewer"),
+            ("ann", "analyst"),
+            ("nora", "notices-officer"),
+            ("otto", "attribution-officer"),
+        ],
+        false,
+    );
+    let api = desk.api();
+    let case = desk.case()["id"].as_i64().unwrap();
+
+    // No session: a browser is sent to sign in, from any page.
+    let anonymous = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for path in ["/", "/cases", "/who"] {
+        let r = anonymous.get(format!("{api}{path}")).send().unwrap();
+        assert_eq!(r.status(), 303, "{path}");
+        assert_eq!(r.headers()[LOCATION], "/sign-in", "{path}");
+    }
+
+    // The navigation lists only what the roles allow; the rest refuses.
+    let nav = |s: &Signed| {
+        let (status, home) = s.get("/");
+        assert_eq!(status, 200, "{home}");
+        (
+            home.contains("href=\"/cases\""),
+            home.contains("href=\"/who\""),
+        )
+    };
+    let vic = sign_in(api, "vic");
+    assert_eq!(nav(&vic), (false, false));
+    let (status, page) = vic.get("/cases");
+    assert_eq!(status, 403);
+    assert!(page.contains("Not allowed"), "{page}");
+    assert_eq!(vic.get(&format!("/cases/{case}")).0, 403);
+    assert_eq!(vic.get("/who").0, 403);
+
+    let ann = sign_in(api, "ann");
+    assert_eq!(nav(&ann), (true, false));
+    let (status, queue) = ann.get("/cases");
+    assert_eq!(status, 200, "{queue}");
+    assert!(queue.contains(&format!("href=\"/cases/{case}\"")));
+    assert!(
+        !queue.contains("id=\"bulk\""),
+        "an analyst has no bulk actions"
+    );
+    assert!(
+        !queue.contains(">S1<"),
+        "an analyst does not see the subscriber's identity"
+    );
+    assert!(queue.contains("withheld"));
+    let (status, _) = ann.post(
+        "/cases/actions",
+        &[
+            ("case", &case.to_string()),
+            ("action", "hold"),
+            ("reason", "x"),
+        ],
+        true,
+    );
+    assert_eq!(status, 403);
+    assert_eq!(ann.get("/who").0, 403);
+    assert_eq!(
+        ann.post("/who", &[("address", "198.51.100.7")], true).0,
+        403
+    );
+    let (status, page) = ann.get(&format!("/cases/{case}"));
+    assert_eq!(status, 200);
+    assert!(!page.contains(">S1<") && page.contains("withheld"));
+
+    // The notices officer acts; a form without the session's token is
+    // refused and changes nothing.
+    let nora = sign_in(api, "nora");
+    assert_eq!(nav(&nora), (true, false));
+    let (_, queue) = nora.get("/cases");
+    assert!(queue.contains("id=\"bulk\""));
+    let hold = [
+        ("case", case.to_string()),
+        ("action", "hold".into()),
+        ("reason", "customer called".into()),
+    ];
+    let hold: Vec<(&str, &str)> = hold.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(nora.post("/cases/actions", &hold, false).0, 403);
+    assert_eq!(desk.case()["held"], false);
+    let (status, page) = nora.post("/cases/actions", &hold, true);
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(desk.case()["held"], true);
+    assert_eq!(desk.case()["hold_reason"], "customer called");
+
+    // The attribution officer sees identities and asks who held an
+    // address; the form requires a ground and a purpose.
+    let otto = sign_in(api, "otto");
+    assert_eq!(nav(&otto), (true, true));
+    let (_, page) = otto.get(&format!("/cases/{case}"));
+    assert!(
+        page.contains("<span class=\"subscriber\">S1</span>"),
+        "{page}"
+    );
+    let (status, page) = otto.post("/who", &[("address", "198.51.100.7")], true);
+    assert_eq!(status, 400);
+    assert!(page.contains("Choose the legal ground") || page.contains("法的根拠を選んでください"));
+    let (status, page) = otto.post(
+        "/who",
+        &[
+            ("address", "198.51.100.7"),
+            ("ground", "emergency-evacuation"),
+            ("purpose", "seen talking to a C&C server"),
+        ],
+        true,
+    );
+    assert_eq!(status, 400, "an emergency cites its case");
+    assert!(page.contains("cites the case or event") || page.contains("緊急避難では"));
+    let (status, page) = otto.post(
+        "/who",
+        &[
+            ("address", "198.51.100.7"),
+            ("ground", "emergency-evacuation"),
+            ("purpose", "seen talking to a C&C server"),
+            ("case", &case.to_string()),
+        ],
+        true,
+    );
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"confidence\">exact<"), "{page}");
+    let seq = page
+        .split("id=\"audit-record\">#")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_string();
+    let audit = desk.env.ok(&["audit", "show", "--action", "who", "--json"]);
+    let record: Value = serde_json::from_str(audit.lines().last().unwrap()).unwrap();
+    assert_eq!(record["seq"].to_string(), seq, "{audit}");
+    assert_eq!(record["actor"], "otto");
+
+    // Each view of the case page left its audit record.
+    let views = desk
+        .env
+        .ok(&["audit", "show", "--action", "view-case", "--json"]);
+    let actors: Vec<String> = views
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["actor"].to_string())
+        .collect();
+    assert!(actors.contains(&"\"ann\"".to_string()), "{views}");
+    assert!(actors.contains(&"\"otto\"".to_string()), "{views}");
+}
+
+#[test]
+fn hostile_values_are_inert_and_bad_queries_get_a_clear_message() {
+    let desk = Desk::start(&[("nora", "notices-officer")], false);
+    let nora = sign_in(desk.api(), "nora");
+    let case = desk.case()["id"].as_i64().unwrap();
+    for path in ["/cases".to_string(), format!("/cases/{case}")] {
+        let r = nora
+            .http
+            .get(format!("{}{path}", desk.api()))
+            .header(COOKIE, &nora.cookie)
+            .send()
+            .unwrap();
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(csp.contains("script-src 'nonce-"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+        let page = r.text().unwrap();
+        assert!(!page.contains("href=\"javascript:"), "{page}");
+        assert!(!page.contains("<script>"), "only nonce'd scripts: {page}");
+        assert!(!page.contains(" onclick="), "no inline handlers");
+    }
+    // An indicator whose URL carries a script and whose reference is a
+    // javascript: link: text, never markup or a live link.
+    let id = desk.hostile_indicator();
+    let curator = {
+        desk.env.ok_with_stdin(
+            &["operators", "add", "cora", "--roles", "list-curator"],
+            PASSWORD,
+        );
+        sign_in(desk.api(), "cora")
+    };
+    for path in [
+        format!("/indicators?q={}", "bad.example"),
+        format!("/indicators/{id}"),
+    ] {
+        let (status, page) = curator.get(&path);
+        assert_eq!(status, 200, "{path}: {page}");
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;/script&gt;")
+                || page.contains("%3Cscript%3Ealert(1)%3C/script%3E"),
+            "{path}: {page}"
+        );
+        assert!(!page.contains("<script>alert"), "{path}");
+        assert!(!page.contains("href=\"javascript:"), "{path}");
+        assert!(!page.contains("<img"), "{path}");
+    }
+    let (status, page) = curator.get("/indicators?category=%3Cscript%3E");
+    assert_eq!(status, 400);
+    // Japanese unless the operator or the browser chose English.
+    assert!(
+        page.contains("category は malware-distribution, exploit"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>"));
+
+    // The raw record keeps the family, escaped text in a <pre>.
+    let (_, page) = nora.get(&format!("/cases/{case}"));
+    assert!(page.contains("<pre class=\"raw\">"), "{page}");
+    assert!(page.contains(HOSTILE), "the raw record, as text");
+
+    for (query, says) in [
+        ("size=1000000", "size must be a whole number from 1 to 200"),
+        ("sort=sideways", "sort must be one of newest, oldest"),
+        ("after=-5", "after must be a whole number"),
+        ("age=tomorrow", "age must be hours or days"),
+        ("state=%3Cscript%3E", "state must be one of new"),
+        ("page=2", "Unknown parameter"),
+    ] {
+        let r = nora
+            .http
+            .get(format!("{}/cases?{query}", desk.api()))
+            .header(COOKIE, &nora.cookie)
+            .header("Accept-Language", "en")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        let page = r.text().unwrap();
+        assert!(page.contains("role=\"alert\""), "{query}: {page}");
+        assert!(page.contains(says), "{query}: {page}");
+        assert!(!page.contains("<script>"), "{query}");
+    }
+    // The stylesheet is cached long and never sniffed.
+    let r = reqwest::blocking::get(format!("{}/static/console.css", desk.api())).unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=31536000")
+    );
+}
+
+#[test]
+fn a_case_reviewed_and_held_in_chromium_in_both_languages() {
+    let desk = Desk::start(
+        &[("alice", "analyst,notices-officer,attribution-officer")],
+        true,
+    );
+    // The notice goes out to the real SMTP server.
+    let sent = desk.env.ok(&["notices", "send"]);
+    let smtp = desk.smtp.as_ref().unwrap();
+    eventually(10, "the notice in the mailbox", || !smtp.mails().is_empty());
+    let api = desk.api().to_string();
+    let case = desk.case()["id"].as_i64().unwrap();
+
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let args = chromium_args(profile.path(), &["--window-size=1280,1100".into()]);
+    let s = driver.session(&args, "ja");
+    let shot = |name: &str| {
+        let p = s.screenshot_in("console-screenshots", name);
+        assert!(std::fs::metadata(&p).unwrap().len() > 5_000, "{sent}");
+    };
+
+    // Signing in, with the keyboard's form.
+    s.go(&format!("{api}/cases"));
+    s.wait_for("input[name=name]");
+    shot("sign-in.png");
+    s.type_into("input[name=name]", "alice");
+    s.type_into("input[name=password]", PASSWORD);
+    s.click("button");
+    s.wait_for("#pages");
+    assert!(s.source().contains("kanki コンソール"));
+    assert!(s.has("a.skip[href='#main']"), "a skip link");
+    shot("home-ja.png");
+
+    // The queue: the hostile family shown as text, nothing runs.
+    s.go(&format!("{api}/cases"));
+    s.wait_for("#cases");
+    assert!(!s.alert_open());
+    assert!(!s.has("a[href^='javascript']"));
+    shot("cases-ja.png");
+
+    // The case: its event with the attribution and its audit record, the
+    // notice as delivered.
+    s.click(&format!("a[href='/cases/{case}']"));
+    s.wait_for("#events");
+    let page = s.source();
+    assert!(page.contains("監査記録"), "{page}");
+    assert!(s.has("#events .event"));
+    assert!(s.has("#notices .notice"));
+    assert!(page.contains("sent"), "the notice's delivery: {page}");
+    assert!(page.contains("<span class=\"subscriber\">S1</span>"));
+    assert!(!s.alert_open());
+    shot("case-ja.png");
+
+    // Hold it from its page, through the console's form.
+    s.choose("#bulk-action", "hold");
+    s.type_into("#bulk-reason", "reviewed in the console");
+    s.click("#bulk-apply");
+    s.wait_for("#bulk-results");
+    let held = desk.case();
+    assert_eq!(held["held"], true, "{held}");
+    assert_eq!(held["hold_reason"], "reviewed in the console");
+
+    // Who held this address, in Japanese.
+    s.go(&format!("{api}/who"));
+    s.wait_for("form#who");
+    shot("who-ja.png");
+
+    // The switch: English, remembered for the operator.
+    s.click("#lang-switch");
+    eventually(10, "the English page", || {
+        s.source().contains("Who held this address")
+    });
+    shot("who-en.png");
+    s.go(&format!("{api}/"));
+    s.wait_for("#pages");
+    assert!(s.source().contains("kanki console"));
+    shot("home-en.png");
+    s.go(&format!("{api}/cases"));
+    s.wait_for("#cases");
+    shot("cases-en.png");
+    s.go(&format!("{api}/cases/{case}"));
+    s.wait_for("#events");
+    shot("case-en.png");
+    // An out-of-range query: a clear message on the page.
+    s.go(&format!("{api}/cases?size=0"));
+    s.wait_for("[role=alert]");
+    assert!(
+        s.source()
+            .contains("size must be a whole number from 1 to 200")
+    );
+    shot("cases-bad-query-en.png");
+    // The language stays English after signing in again elsewhere.
+    let alice = sign_in(&api, "alice");
+    assert!(alice.get("/").1.contains("lang=\"en\""));
+}

@@ -1,0 +1,37 @@
+#![no_main]
+//! The console's case-queue query string (`/cases?state=..&size=..`):
+//! any input gives either a query within its bounds or clear messages in
+//! both languages, never a panic. A query that parses gives the same query
+//! again when written back (the pager's next-page link) and read again.
+
+use kanki_api::console::query::{CaseQuery, MAX_PAGE, MAX_TEXT};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(raw) = std::str::from_utf8(data) else {
+        return;
+    };
+    match CaseQuery::parse(raw) {
+        Ok(q) => {
+            assert!((1..=MAX_PAGE).contains(&q.size));
+            assert!(q.after.is_none_or(|a| a > 0));
+            assert!(
+                q.threat
+                    .as_ref()
+                    .is_none_or(|t| t.chars().count() <= MAX_TEXT)
+            );
+            let link = q.with_after(q.after);
+            assert_eq!(CaseQuery::parse(&link).as_ref(), Ok(&q), "{link}");
+            let f = q.filter(chrono::Utc::now());
+            assert_eq!(f.limit, Some(q.size + 1));
+        }
+        Err(problems) => {
+            assert!(!problems.is_empty());
+            assert!(
+                problems
+                    .iter()
+                    .all(|p| !p.en.is_empty() && !p.ja.is_empty())
+            );
+        }
+    }
+});
