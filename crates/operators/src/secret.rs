@@ -257,7 +257,7 @@ pub fn totp_step(secret: &[u8], code: &str, unix_time: u64) -> Option<u64> {
                     .fold(0u8, |acc, (x, y)| acc | (x ^ y))
                     == 0
         })
-        .last()
+        .max()
 }
 
 /// Checks a TOTP code at `unix_time` (one step of skew either way).
