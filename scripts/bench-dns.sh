@@ -246,13 +246,22 @@ if [ "$mode" = callgrind ]; then
     callgrind_control -d "$1" > /dev/null
     awk '/^(summary|totals):/ {print $2; exit}' "$(ls -t "$cg_out"/callgrind."$1".* | head -1)"
   }
+  # Of which in kanki's Front::step (the query read, the client checks,
+  # the decision, the answer written or taken from the cache): the part of
+  # the front's own code, which varies less from run to run than the
+  # runtime's waking and parking around it.
+  in_step() { # pid (after counted, before the next dump)
+    callgrind_annotate --inclusive=yes "$(ls -t "$cg_out"/callgrind."$1".* | head -1)" 2>/dev/null |
+      awk '/Front::step \[/ {gsub(",", "", $1); print $1; exit}'
+  }
   instructions() { # name port pid file
-    local out done spent idle t0 t1
+    local out done spent idle step t0 t1
     callgrind_control -z "$3" > /dev/null
     t0=$(date +%s.%N)
     out=$(once "$2" "$4")
     t1=$(date +%s.%N)
     spent=$(counted "$3")
+    step=$(in_step "$3")
     callgrind_control -z "$3" > /dev/null
     sleep "$(echo "$t1 - $t0" | bc)"
     idle=$(counted "$3")
@@ -260,6 +269,7 @@ if [ "$mode" = callgrind ]; then
     printf '%-34s %10s instructions per answered query (%s answered, %s lost; idle %s per query)\n' \
       "$1" "$(( (spent - idle) / done ))" "$done" \
       "$(echo "$out" | awk '/Queries lost/ {print $3}')" "$(( idle / done ))"
+    [ -n "$step" ] && printf '%-34s %10s of them in Front::step\n' "" "$(( step / done ))"
     echo $(( (spent - idle) / done )) > "$work/last.ipq"
   }
   echo "== work per answered query under callgrind, $queries queries each"
