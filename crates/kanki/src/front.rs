@@ -4,10 +4,9 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use chrono::Utc;
 use kanki_dns::front::{Decider, Decision, Front, FrontOptions, FrontStats};
 use kanki_policy::{PolicyHandle, Verdict};
 use kanki_service::directory::Directory;
@@ -27,7 +26,11 @@ impl Decider for PolicyDecider {
             IpAddr::V6(a) => a.to_ipv4_mapped().map_or(client, IpAddr::V4),
             v4 => v4,
         };
-        let now = Utc::now().timestamp();
+        // Unix seconds, read straight from the clock (chrono's `Utc::now`
+        // builds a calendar date first; this runs on every query).
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         let who = self
             .directory
             .with_subscriber_now(client, now, |subscriber, consents| {

@@ -684,7 +684,9 @@ fn rand_seed() -> u64 {
 /// subscribers, each swapped whole when it changes.
 pub struct Directory {
     compiled: ArcSwap<Compiled>,
-    consent: ArcSwap<HashSet<String>>,
+    /// Consenting subscribers, hashed with foldhash (the DNS front asks on
+    /// every query; the ids are the operator's, not a client's).
+    consent: ArcSwap<HashSet<String, foldhash::fast::RandomState>>,
     consent_generation: std::sync::atomic::AtomicU64,
     /// When the index was last rebuilt.
     built: std::sync::Mutex<std::time::Instant>,
@@ -716,7 +718,7 @@ impl Directory {
         let d = Directory {
             overlay_most,
             compiled: ArcSwap::from_pointee(Compiled::empty()),
-            consent: ArcSwap::from_pointee(HashSet::new()),
+            consent: ArcSwap::from_pointee(HashSet::default()),
             consent_generation: Default::default(),
             built: std::sync::Mutex::new(std::time::Instant::now()),
             following: Default::default(),

@@ -341,7 +341,8 @@ pub struct Front {
 
 /// What a listener does with one packet.
 enum Step {
-    Reply(Vec<u8>),
+    /// Send the reply written into the listener's buffer.
+    Reply,
     Forward,
     Nothing,
 }
@@ -396,8 +397,17 @@ impl Front {
             })
     }
 
-    /// Everything but forwarding: checks, the decision, the cache.
-    fn step(&self, packet: &[u8], client: IpAddr, tcp: bool) -> Step {
+    /// Everything but forwarding: checks, the decision, the cache. A
+    /// reply is written into `out`, which a listener reuses from one query
+    /// to the next (no allocation per answer).
+    fn step(&self, packet: &[u8], client: IpAddr, tcp: bool, out: &mut Vec<u8>) -> Step {
+        let error = |out: &mut Vec<u8>, rcode| match wire::error_answer(packet, rcode) {
+            Some(e) => {
+                *out = e;
+                Step::Reply
+            }
+            None => Step::Nothing,
+        };
         let q = match wire::parse_query(packet) {
             Ok(q) => q,
             Err(Malformed::Drop) => {
@@ -411,14 +421,13 @@ impl Front {
                     self.stats.malformed.inc();
                 }
                 self.stats.errors.inc();
-                return wire::error_answer(packet, rcode).map_or(Step::Nothing, Step::Reply);
+                return error(out, rcode);
             }
         };
         if !self.client_allowed(client) {
             self.stats.refused.inc();
             self.stats.errors.inc();
-            return wire::error_answer(packet, wire::RCODE_REFUSED)
-                .map_or(Step::Nothing, Step::Reply);
+            return error(out, wire::RCODE_REFUSED);
         }
         let now = Instant::now();
         if let Some(l) = &self.limiter
@@ -431,7 +440,6 @@ impl Front {
         if let Some(name) = wire::dotted(q.qname, &mut buf)
             && let Decision::Warn { indicator, garden } = self.decider.decide(client, name)
         {
-            let text = warning_text(name, indicator, garden);
             self.log(client, &q, if garden { "garden" } else { "warning" });
             if garden {
                 self.stats.garden.inc();
@@ -439,24 +447,27 @@ impl Front {
                 self.stats.policy_hits.inc();
                 self.stats.warned.inc();
             }
-            return Step::Reply(wire::warning_answer(
+            wire::warning_answer(
+                out,
                 packet,
                 &q,
                 self.opts.warning_v4,
                 self.opts.warning_v6,
                 self.opts.ttl,
                 self.opts.ede_code,
-                &text,
-            ));
+                |text| write_warning_text(text, name, indicator, garden),
+            );
+            return Step::Reply;
         }
-        if let Some(hit) = self.cache.get(packet, &q, now) {
-            if !tcp && hit.len() > q.udp_limit() {
-                return Step::Reply(wire::truncated_answer(packet, &q));
+        if self.cache.get(packet, &q, now, out) {
+            if !tcp && out.len() > q.udp_limit() {
+                wire::truncated_answer(out, packet, &q);
+                return Step::Reply;
             }
             self.stats.cache_hits.inc();
             self.stats.cached.inc();
             self.log(client, &q, "cached");
-            return Step::Reply(hit);
+            return Step::Reply;
         }
         Step::Forward
     }
@@ -496,7 +507,9 @@ impl Front {
                 self.cache.put(&q, &a.bytes, &a.facts, Instant::now());
                 self.stats.forwarded.inc();
                 if !tcp && a.bytes.len() > q.udp_limit() {
-                    return Some(wire::truncated_answer(packet, &q));
+                    let mut t = Vec::new();
+                    wire::truncated_answer(&mut t, packet, &q);
+                    return Some(t);
                 }
                 Some(a.bytes)
             }
@@ -510,8 +523,9 @@ impl Front {
     /// Answers one message the way a listener would; for tests and the
     /// fuzz target (which passes a front with no reachable upstream).
     pub async fn answer(&self, packet: &[u8], client: IpAddr, tcp: bool) -> Option<Vec<u8>> {
-        match self.step(packet, client, tcp) {
-            Step::Reply(r) => Some(r),
+        let mut out = Vec::new();
+        match self.step(packet, client, tcp, &mut out) {
+            Step::Reply => Some(out),
             Step::Nothing => None,
             Step::Forward => match Front::forward_slot(self) {
                 Some(_slot) => self.forward(packet, client, tcp).await,
@@ -523,17 +537,27 @@ impl Front {
 
 /// The Extended DNS Error text: the indicator, and a structured error
 /// (draft-ietf-dnsop-structured-dns-error) pointing at the warning page.
-fn warning_text(name: &[u8], indicator: Option<i64>, garden: bool) -> String {
-    let name = String::from_utf8_lossy(name);
-    let j = match (garden, indicator) {
-        (true, _) => "walled garden: this line has a security notice".to_string(),
-        (false, Some(i)) => format!("listed by kanki, indicator {i}"),
-        (false, None) => "listed by kanki".to_string(),
-    };
-    format!(
-        "{{\"c\":[\"http://{name}/\"],\"j\":\"{j}\",\"o\":\"kanki\"{}}}",
-        indicator.map_or(String::new(), |i| format!(",\"i\":{i}"))
-    )
+/// `name` is a question name as [`wire::dotted`] gives it (letters,
+/// digits, `-`, `_`, `*`, dots), so it needs no escaping in JSON.
+fn write_warning_text(out: &mut Vec<u8>, name: &[u8], indicator: Option<i64>, garden: bool) {
+    let mut number = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"c\":[\"http://");
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"/\"],\"j\":\"");
+    match (garden, indicator) {
+        (true, _) => out.extend_from_slice(b"walled garden: this line has a security notice"),
+        (false, Some(i)) => {
+            out.extend_from_slice(b"listed by kanki, indicator ");
+            out.extend_from_slice(number.format(i).as_bytes());
+        }
+        (false, None) => out.extend_from_slice(b"listed by kanki"),
+    }
+    out.extend_from_slice(b"\",\"o\":\"kanki\"");
+    if let Some(i) = indicator {
+        out.extend_from_slice(b",\"i\":");
+        out.extend_from_slice(number.format(i).as_bytes());
+    }
+    out.push(b'}');
 }
 
 /// Runs the front on every `listen` address, UDP and TCP; fails at once if
@@ -566,6 +590,7 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
 
 async fn serve_udp(front: Arc<Front>, socket: Arc<UdpSocket>) {
     let mut buf = vec![0u8; 4096];
+    let mut reply = Vec::with_capacity(4096);
     loop {
         let (n, from) = match socket.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -576,9 +601,9 @@ async fn serve_udp(front: Arc<Front>, socket: Arc<UdpSocket>) {
         };
         front.stats.udp.inc();
         let packet = &buf[..n];
-        match front.step(packet, from.ip(), false) {
-            Step::Reply(r) => {
-                let _ = socket.send_to(&r, from).await;
+        match front.step(packet, from.ip(), false, &mut reply) {
+            Step::Reply => {
+                let _ = socket.send_to(&reply, from).await;
             }
             Step::Nothing => {}
             Step::Forward => match Front::forward_slot(front.clone()) {

@@ -230,8 +230,15 @@ fn answer_header(out: &mut Vec<u8>, q_id: u16, q_flags: u16, rcode: u16, counts:
 }
 
 /// An OPT record of ours: UDP size 1232 (the DNS flag day's), the
-/// extended rcode bits, and an Extended DNS Error option when given.
-fn opt_record(out: &mut Vec<u8>, rcode: u16, dnssec_ok: bool, ede: Option<(u16, &str)>) {
+/// extended rcode bits, and an Extended DNS Error option when given: its
+/// code, and a writer of its text (UTF-8, cut at 400 bytes), which writes
+/// straight into `out`.
+fn opt_record(
+    out: &mut Vec<u8>,
+    rcode: u16,
+    dnssec_ok: bool,
+    ede: Option<(u16, &mut dyn FnMut(&mut Vec<u8>))>,
+) {
     out.push(0);
     out.extend_from_slice(&TYPE_OPT.to_be_bytes());
     out.extend_from_slice(&1232u16.to_be_bytes());
@@ -241,13 +248,17 @@ fn opt_record(out: &mut Vec<u8>, rcode: u16, dnssec_ok: bool, ede: Option<(u16, 
     match ede {
         None => out.extend_from_slice(&0u16.to_be_bytes()),
         Some((code, text)) => {
-            // RFC 8914: option 15, INFO-CODE, EXTRA-TEXT (UTF-8).
-            let text = &text.as_bytes()[..text.len().min(400)];
-            out.extend_from_slice(&(4 + 2 + text.len() as u16).to_be_bytes());
-            out.extend_from_slice(&15u16.to_be_bytes());
-            out.extend_from_slice(&(2 + text.len() as u16).to_be_bytes());
+            // RFC 8914: option 15, INFO-CODE, EXTRA-TEXT; the lengths are
+            // filled in once the text is written.
+            let rdlen_at = out.len();
+            out.extend_from_slice(&[0, 0, 0, 15, 0, 0]);
             out.extend_from_slice(&code.to_be_bytes());
-            out.extend_from_slice(text);
+            let text_at = out.len();
+            text(out);
+            out.truncate(text_at + 400);
+            let text_len = (out.len() - text_at) as u16;
+            out[rdlen_at..rdlen_at + 2].copy_from_slice(&(4 + 2 + text_len).to_be_bytes());
+            out[rdlen_at + 4..rdlen_at + 6].copy_from_slice(&(2 + text_len).to_be_bytes());
         }
     }
 }
@@ -285,19 +296,22 @@ pub fn error_answer(packet: &[u8], rcode: u16) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The warning answer: A or AAAA of the warning address for those types,
-/// NODATA for others, TTL `ttl`, and (when the query has EDNS) an Extended
-/// DNS Error `ede_code` with `ede_text`.
+/// The warning answer, written into `out` (cleared first): A or AAAA of
+/// the warning address for those types, NODATA for others, TTL `ttl`, and
+/// (when the query has EDNS) an Extended DNS Error `ede_code` whose text
+/// `ede_text` writes.
+#[allow(clippy::too_many_arguments)]
 pub fn warning_answer(
+    out: &mut Vec<u8>,
     packet: &[u8],
     q: &Query<'_>,
     v4: std::net::Ipv4Addr,
     v6: std::net::Ipv6Addr,
     ttl: u32,
     ede_code: u16,
-    ede_text: &str,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(q.question_end + 64 + ede_text.len());
+    mut ede_text: impl FnMut(&mut Vec<u8>),
+) {
+    out.clear();
     let (v4, v6) = (v4.octets(), v6.octets());
     let rdata: Option<(u16, &[u8])> = match q.qtype {
         TYPE_A => Some((TYPE_A, &v4)),
@@ -305,7 +319,7 @@ pub fn warning_answer(
         _ => None,
     };
     answer_header(
-        &mut out,
+        out,
         q.id,
         q.flags,
         0,
@@ -326,17 +340,17 @@ pub fn warning_answer(
         out.extend_from_slice(data);
     }
     if let Some(e) = q.edns {
-        opt_record(&mut out, 0, e.dnssec_ok, Some((ede_code, ede_text)));
+        opt_record(out, 0, e.dnssec_ok, Some((ede_code, &mut ede_text)));
     }
-    out
 }
 
 /// A truncated answer (TC set, question only), for a UDP response too
-/// large for the client: it asks again over TCP.
-pub fn truncated_answer(packet: &[u8], q: &Query<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(q.question_end + 11);
+/// large for the client: it asks again over TCP. Written into `out`
+/// (cleared first).
+pub fn truncated_answer(out: &mut Vec<u8>, packet: &[u8], q: &Query<'_>) {
+    out.clear();
     answer_header(
-        &mut out,
+        out,
         q.id,
         q.flags | 0x0200,
         0,
@@ -345,9 +359,8 @@ pub fn truncated_answer(packet: &[u8], q: &Query<'_>) -> Vec<u8> {
     out[2] |= 0x02;
     out.extend_from_slice(&packet[12..q.question_end]);
     if let Some(e) = q.edns {
-        opt_record(&mut out, 0, e.dnssec_ok, None);
+        opt_record(out, 0, e.dnssec_ok, None);
     }
-    out
 }
 
 /// Whether `reply` answers the query sent with `id` and `question` (the
@@ -453,14 +466,16 @@ mod tests {
         assert_eq!(q.udp_limit(), 1232);
         let mut buf = [0u8; 256];
         assert_eq!(dotted(q.qname, &mut buf).unwrap(), b"www.bad.example");
-        let ans = warning_answer(
+        let mut ans = Vec::new();
+        warning_answer(
+            &mut ans,
             &pkt,
             &q,
             "192.0.2.80".parse().unwrap(),
             "2001:db8::80".parse().unwrap(),
             60,
             17,
-            "kanki indicator 7",
+            |o| o.extend_from_slice(b"kanki indicator 7"),
         );
         let m = Message::from_vec(&ans).unwrap();
         assert_eq!(m.metadata.id, 4242);
@@ -480,11 +495,49 @@ mod tests {
         // NODATA for other types; facts of an answer read back.
         let pkt = query("bad.example.", RecordType::MX, false);
         let q = parse_query(&pkt).unwrap();
-        let ans = warning_answer(&pkt, &q, [0; 4].into(), [0; 16].into(), 60, 17, "x");
+        warning_answer(
+            &mut ans,
+            &pkt,
+            &q,
+            [0; 4].into(),
+            [0; 16].into(),
+            60,
+            17,
+            |o| o.push(b'x'),
+        );
         let m = Message::from_vec(&ans).unwrap();
         assert!(m.answers.is_empty() && m.edns.is_none());
         let f = response_facts(&ans, &q).unwrap();
         assert_eq!((f.rcode, f.min_ttl), (0, None));
+    }
+
+    #[test]
+    fn a_long_ede_text_is_cut_at_400_bytes_and_the_answer_still_parses() {
+        let pkt = query("bad.example.", RecordType::A, true);
+        let q = parse_query(&pkt).unwrap();
+        let mut ans = vec![1, 2, 3];
+        warning_answer(
+            &mut ans,
+            &pkt,
+            &q,
+            "192.0.2.80".parse().unwrap(),
+            "2001:db8::80".parse().unwrap(),
+            60,
+            15,
+            |o| o.extend(std::iter::repeat_n(b'x', 1000)),
+        );
+        let m = Message::from_vec(&ans).unwrap();
+        assert_eq!(m.metadata.id, 4242);
+        assert_eq!(m.answers.len(), 1);
+        let mut ede = vec![0, 15, 0x01, 0x92, 0, 15];
+        ede.extend(std::iter::repeat_n(b'x', 400));
+        assert!(ans.ends_with(&ede));
+        // The OPT's RDLENGTH covers the option exactly.
+        let rdlen_at = ans.len() - ede.len() - 2;
+        assert_eq!(
+            u16::from_be_bytes([ans[rdlen_at], ans[rdlen_at + 1]]) as usize,
+            ede.len()
+        );
     }
 
     #[test]
