@@ -43,11 +43,8 @@ pub enum Phase {
     Infected,
     /// Read notice `reference`; acknowledges at minute `ack_at`.
     Notified { reference: String, ack_at: u64 },
-    /// Cleaned up at minute `since`; infected again at `reinfect_at`.
-    Clean {
-        since: u64,
-        reinfect_at: Option<u64>,
-    },
+    /// Cleaned up; infected again at minute `reinfect_at`.
+    Clean { reinfect_at: Option<u64> },
 }
 
 /// What a restart resumes from (`lab.json` in the lab's directory).
@@ -334,7 +331,6 @@ impl Driver {
                     self.state.phases.insert(
                         id,
                         Phase::Clean {
-                            since: abs,
                             reinfect_at: again
                                 .then(|| abs + u64::from(inf.reinfected_after_minutes)),
                         },
@@ -346,10 +342,7 @@ impl Driver {
                     tracing::debug!(error = %format!("{e:#}"), "lab: acknowledgement refused");
                     self.state.phases.insert(
                         id,
-                        Phase::Clean {
-                            since: abs,
-                            reinfect_at: None,
-                        },
+                        Phase::Clean { reinfect_at: None },
                     );
                 }
             }

@@ -139,7 +139,7 @@ fn create_operators(config: kanki_config::Config, token_path: &Path) -> anyhow::
     if accounts::operator(store, ADMIN).is_ok() {
         accounts::reset_password(store, ADMIN, &password, now)?;
     } else {
-        accounts::add_operator(store, ADMIN, AccountKind::Local, all, Some(&password), now)?;
+        accounts::add_operator(store, ADMIN, AccountKind::Local, all, Some(password.as_str()), now)?;
     }
     if accounts::operator(store, DRIVER).is_err() {
         let driver: Roles = "analyst,attribution-officer,list-curator,notices-officer,viewer"

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 /// A notice as the subscriber's mailbox received it.
@@ -150,7 +150,6 @@ async fn read_line_bounded<R: tokio::io::AsyncBufRead + Unpin>(
 async fn read_data<R: tokio::io::AsyncBufRead + Unpin>(
     r: &mut R,
 ) -> anyhow::Result<Option<Vec<u8>>> {
-    use tokio::io::AsyncReadExt;
     let mut message = Vec::new();
     let mut too_large = false;
     loop {

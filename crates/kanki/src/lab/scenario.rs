@@ -260,12 +260,12 @@ impl Rng {
         let mut r = Rng::new(seed);
         for p in parts {
             r.0 ^= p.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            r.next();
+            r.next_u64();
         }
         r
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -275,11 +275,11 @@ impl Rng {
 
     /// A number in `0..n` (`n` > 0).
     pub fn below(&mut self, n: u32) -> u32 {
-        ((self.next() >> 32) * u64::from(n) >> 32) as u32
+        ((self.next_u64() >> 32) * u64::from(n) >> 32) as u32
     }
 
     pub fn chance(&mut self, p: f64) -> bool {
-        ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < p
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 
     fn word(&mut self) -> String {
