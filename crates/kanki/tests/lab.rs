@@ -88,7 +88,7 @@ impl Lab {
         while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
             self.seen.push(l);
         }
-        self.seen
+        std::mem::take(&mut self.seen)
     }
 }
 
