@@ -179,10 +179,9 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         crate::bench_api::api_auth(a.api_requests, &r)?;
     }
     if a.which.contains(&Which::ConsoleStore) {
-        let dir = a
-            .work_dir
-            .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("console-store needs --work-dir (where the store stays)"))?;
+        let dir = a.work_dir.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("console-store needs --work-dir (where the store stays)")
+        })?;
         let size = crate::bench_console::ConsoleStoreSize {
             cases: a.cases,
             events: a.events,

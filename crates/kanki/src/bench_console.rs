@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use chrono::{TimeZone, Utc};
 use kanki_config::Config;
-use kanki_directory::{Binding, BindingEvent, BindingOrigin, SubscriberRecord, Subject};
+use kanki_directory::{Binding, BindingEvent, BindingOrigin, Subject, SubscriberRecord};
 use kanki_removal::ingest::Source;
 use kanki_service::Kanki;
 use kanki_service::directory::Compiled;
@@ -142,7 +142,10 @@ pub fn console_store(work_dir: &Path, size: ConsoleStoreSize, r: &Report) -> any
                 action: "who".into(),
                 ground: Some(kanki_audit::Ground::EmergencyEvacuation),
                 purpose: format!("notice for case {}", 1 + i % size.cases),
-                input: format!("{{\"address\":\"{}\",\"at\":\"{at}\"}}", address(i % size.cases)),
+                input: format!(
+                    "{{\"address\":\"{}\",\"at\":\"{at}\"}}",
+                    address(i % size.cases)
+                ),
                 result: format!(
                     "{{\"subscriber\":\"S{:08}\",\"confidence\":\"exact\"}}",
                     i % size.cases

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{eventually, kanki_bin, signal};
+use common::{anonymous_client, eventually, kanki_bin, signal};
 use serde_json::Value;
 
 /// A running `kanki lab`, its standard output read line by line.
@@ -70,7 +70,10 @@ impl Lab {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        panic!("no line with {needle:?} within {secs} s:\n{}", self.seen.join("\n"));
+        panic!(
+            "no line with {needle:?} within {secs} s:\n{}",
+            self.seen.join("\n")
+        );
     }
 
     /// SIGINT, as Ctrl-C in the terminal; it must exit 0 within 30 s.
@@ -82,7 +85,10 @@ impl Lab {
                 assert!(status.success(), "kanki lab exited with {status}");
                 break;
             }
-            assert!(Instant::now() < deadline, "kanki lab did not stop on SIGINT");
+            assert!(
+                Instant::now() < deadline,
+                "kanki lab did not stop on SIGINT"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(2)) {
@@ -113,7 +119,7 @@ fn after(line: &str, label: &str) -> String {
 }
 
 fn get(api: &str, token: &str, path: &str) -> Value {
-    let r = reqwest::blocking::Client::new()
+    let r = anonymous_client()
         .get(format!("{api}{path}"))
         .bearer_auth(token)
         .timeout(Duration::from_secs(30))
@@ -141,7 +147,7 @@ fn the_drill_isp_runs_both_loops_through_the_listeners_and_resumes_after_sigint(
     lab.line("playing the day of seed 7", 5);
 
     // The administrator signs in with the password printed once.
-    let r = reqwest::blocking::Client::new()
+    let r = anonymous_client()
         .post(format!("{api}/api/v1/session"))
         .json(&serde_json::json!({"name": "lab-admin", "password": password}))
         .send()
@@ -202,7 +208,10 @@ fn the_drill_isp_runs_both_loops_through_the_listeners_and_resumes_after_sigint(
         .find(|l| l.starts_with("day "))
         .expect("a status line")
         .clone();
-    assert!(last.contains("acks ") && !last.contains("acks 0 "), "{last}");
+    assert!(
+        last.contains("acks ") && !last.contains("acks 0 "),
+        "{last}"
+    );
     let state: Value =
         serde_json::from_slice(&std::fs::read(lab_dir.join("lab.json")).unwrap()).unwrap();
     let stopped_at = state["minute"].as_u64().unwrap();
@@ -216,7 +225,10 @@ fn the_drill_isp_runs_both_loops_through_the_listeners_and_resumes_after_sigint(
     let console = again.line("console ", 5);
     let api = after(&console, "console").trim_end_matches('/').to_string();
     let sign_in = again.line("sign in ", 5);
-    assert!(!sign_in.contains("with password "), "no new password: {sign_in}");
+    assert!(
+        !sign_in.contains("with password "),
+        "no new password: {sign_in}"
+    );
     again.line("playing the day of seed 7", 5);
     let before = report["acknowledged_cases"].as_u64().unwrap();
     let r = get(&api, &token, "/api/v1/removal/report");

@@ -340,10 +340,9 @@ impl Driver {
                     // A notice of a case already resolved or closed: the
                     // subscriber cleans up all the same.
                     tracing::debug!(error = %format!("{e:#}"), "lab: acknowledgement refused");
-                    self.state.phases.insert(
-                        id,
-                        Phase::Clean { reinfect_at: None },
-                    );
+                    self.state
+                        .phases
+                        .insert(id, Phase::Clean { reinfect_at: None });
                 }
             }
         }
@@ -614,7 +613,11 @@ fn attr_after(html: &str, marker: &str, attr: &str) -> Option<String> {
 
 /// An A query for `name` from `from` to the DNS front; the first A record
 /// of the answer.
-async fn dns_query(from: Ipv4Addr, front: SocketAddr, name: &str) -> anyhow::Result<Option<Ipv4Addr>> {
+async fn dns_query(
+    from: Ipv4Addr,
+    front: SocketAddr,
+    name: &str,
+) -> anyhow::Result<Option<Ipv4Addr>> {
     use hickory_proto::op::{Message, Query};
     use hickory_proto::rr::{Name, RData, RecordType};
     let socket = tokio::net::UdpSocket::bind((from, 0)).await?;

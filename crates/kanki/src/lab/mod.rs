@@ -53,6 +53,8 @@ pub fn run(data_dir: Option<&Path>, a: &LabArgs) -> anyhow::Result<ExitCode> {
         a.speed.is_finite() && (0.1..=100_000.0).contains(&a.speed),
         "--speed must be between 0.1 and 100000"
     );
+    // Once per process; a second call only says a provider is already there.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = data_dir.map_or_else(|| PathBuf::from(DEFAULT_DIR), Path::to_path_buf);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = std::fs::canonicalize(&dir)?;
@@ -132,14 +134,22 @@ fn create_operators(config: kanki_config::Config, token_path: &Path) -> anyhow::
     let kanki = kanki_service::Kanki::open(config)?;
     let store = kanki.store.operators();
     let now = Utc::now();
-    let all: Roles = "viewer,analyst,attribution-officer,list-curator,notices-officer,auditor,administrator"
-        .parse()
-        .map_err(|e| anyhow::anyhow!("roles: {e}"))?;
+    let all: Roles =
+        "viewer,analyst,attribution-officer,list-curator,notices-officer,auditor,administrator"
+            .parse()
+            .map_err(|e| anyhow::anyhow!("roles: {e}"))?;
     let password = kanki_operators::secret::new_session_secret().0;
     if accounts::operator(store, ADMIN).is_ok() {
         accounts::reset_password(store, ADMIN, &password, now)?;
     } else {
-        accounts::add_operator(store, ADMIN, AccountKind::Local, all, Some(password.as_str()), now)?;
+        accounts::add_operator(
+            store,
+            ADMIN,
+            AccountKind::Local,
+            all,
+            Some(password.as_str()),
+            now,
+        )?;
     }
     if accounts::operator(store, DRIVER).is_err() {
         let driver: Roles = "analyst,attribution-officer,list-curator,notices-officer,viewer"
@@ -203,7 +213,15 @@ impl Lab {
 
         let mut serve = self.start_serve()?;
         let played = self
-            .play(&mut serve, &scenario, state, token, password, resumed, &mut mail_rx)
+            .play(
+                &mut serve,
+                &scenario,
+                state,
+                token,
+                password,
+                resumed,
+                &mut mail_rx,
+            )
             .await;
         // Stopped however the play ended: serve is never left behind.
         stop(&mut serve).await;
@@ -246,7 +264,10 @@ impl Lab {
                 _ = ticker.tick() => {}
             }
             if let Some(status) = serve.try_wait()? {
-                anyhow::bail!("kanki serve stopped ({status}); see {}", self.dir.join("serve.log").display());
+                anyhow::bail!(
+                    "kanki serve stopped ({status}); see {}",
+                    self.dir.join("serve.log").display()
+                );
             }
             let due = first + (started.elapsed().as_secs_f64() * self.speed / 60.0) as u64;
             while driver.state.minute < due {
@@ -366,7 +387,10 @@ impl Lab {
         println!("  warning page {}", p.warning);
         println!("  RADIUS       {} (accounting)", p.radius);
         println!("  RPZ          {} (zone malware.rpz.lab.kanki)", p.rpz);
-        println!("  notices to   {} (mail server of the lab)", self.dir.join("mail/new").display());
+        println!(
+            "  notices to   {} (mail server of the lab)",
+            self.dir.join("mail/new").display()
+        );
         println!("  serve log    {}", self.dir.join("serve.log").display());
         println!(
             "playing the day of seed {} at {}x: {} subscribers ({consenting} consenting, {infected} infected), {} listed sites from the feed; a sinkhole report every {} minutes of the day. Ctrl-C stops; a second start resumes.",

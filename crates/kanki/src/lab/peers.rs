@@ -190,7 +190,10 @@ pub async fn feed_server(addr: SocketAddr, body: String) -> anyhow::Result<()> {
             let body = body.clone();
             async move {
                 (
-                    [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; charset=utf-8",
+                    )],
                     body.as_str().to_owned(),
                 )
             }
@@ -235,7 +238,11 @@ pub async fn upstream_resolver(addr: SocketAddr) -> anyhow::Result<()> {
                         .bytes()
                         .fold(7u8, |h, b| h.wrapping_mul(31).wrapping_add(b));
                     let a = Ipv4Addr::new(198, 51, 100, h.max(1));
-                    m.add_answer(Record::from_rdata(query.name().clone(), 300, RData::A(A(a))));
+                    m.add_answer(Record::from_rdata(
+                        query.name().clone(),
+                        300,
+                        RData::A(A(a)),
+                    ));
                 }
             }
             if let Ok(bytes) = m.to_vec() {
