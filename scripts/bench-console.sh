@@ -54,6 +54,8 @@ for _ in $(seq 1 600); do
 done
 case_id=$((cases / 2 > 0 ? cases / 2 : 1))
 subscriber=$(printf 'S%08d' $((case_id - 1)))
+since=$(date -u -d '-30 days' +%Y-%m-%dT00:00:00Z)
+until=$(date -u -d '-29 days' +%Y-%m-%dT00:00:00Z)
 echo "== $repeats requests per route after one warm-up; case {case}=$case_id, subscriber {subscriber}=$subscriber; $(nproc) cores"
 printf '%-40s %9s %9s %9s %10s %s\n' route "p50 ms" "p95 ms" "bound" "bytes" status
 fail=0
@@ -61,6 +63,8 @@ while IFS=$'\t' read -r bound name path; do
   case "$bound" in '#'* | '') continue ;; esac
   path="${path//\{case\}/$case_id}"
   path="${path//\{subscriber\}/$subscriber}"
+  path="${path//\{since\}/$since}"
+  path="${path//\{until\}/$until}"
   url="$api$path"
   code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$url")
   times=$(for _ in $(seq 1 "$repeats"); do
