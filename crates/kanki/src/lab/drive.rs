@@ -137,11 +137,11 @@ impl Driver {
             self.lookups(abs, m);
         }
         self.acknowledge(abs).await;
-        if m % self.scenario.config.report_every_minutes.max(1) == 0 {
-            if let Err(e) = self.report(abs, m).await {
-                self.counters.errors.fetch_add(1, Relaxed);
-                tracing::warn!(error = %format!("{e:#}"), "lab: a sinkhole report was not taken");
-            }
+        if m.is_multiple_of(self.scenario.config.report_every_minutes.max(1))
+            && let Err(e) = self.report(abs, m).await
+        {
+            self.counters.errors.fetch_add(1, Relaxed);
+            tracing::warn!(error = %format!("{e:#}"), "lab: a sinkhole report was not taken");
         }
         self.state.minute += 1;
         self.first_step = false;
@@ -160,9 +160,8 @@ impl Driver {
             } else {
                 (day, m - 1)
             };
-            let was = (!self.first_step && !(day == 0 && m == 0))
-                .then(|| s.session_at(prev_m))
-                .flatten();
+            let fresh = self.first_step || (day == 0 && m == 0);
+            let was = (!fresh).then(|| s.session_at(prev_m)).flatten();
             let is = s.session_at(m);
             let same = was.is_some() && was == is && m != 0;
             if let Some(k) = was.filter(|_| !same) {
@@ -172,7 +171,7 @@ impl Driver {
                 if !same {
                     packets.push(session_packet(s, day, k, 1, now));
                     self.started.insert(i, Instant::now());
-                } else if (m - s.sessions[k].0) % 60 == 0 {
+                } else if (m - s.sessions[k].0).is_multiple_of(60) {
                     packets.push(session_packet(s, day, k, 3, now));
                 }
             } else {
