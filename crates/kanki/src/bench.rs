@@ -55,6 +55,10 @@ pub enum Which {
     /// `kanki subscribers import` writes it: one transaction, one consent
     /// record in the audit chain per subscriber.
     ConsentImport,
+    /// Build the store the console is measured on (--work-dir, --cases,
+    /// --events, --indicators, --audit); scripts/bench-console.sh
+    /// serves it and drives the console's routes. Run on its own.
+    ConsoleStore,
     All,
 }
 
@@ -96,6 +100,18 @@ pub struct BenchArgs {
     /// Where the import benchmark keeps its store (default: a temporary directory).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// console-store: cases (one subscriber each).
+    #[arg(long, default_value_t = 1_000_000)]
+    cases: usize,
+    /// console-store: events, spread over the cases.
+    #[arg(long, default_value_t = 10_000_000)]
+    events: usize,
+    /// console-store: indicators.
+    #[arg(long, default_value_t = 1_000_000)]
+    indicators: usize,
+    /// console-store: audit records (besides the ingest's own).
+    #[arg(long = "audit", default_value_t = 1_000_000)]
+    audit_records: usize,
     /// Print one JSON object per measurement instead of text.
     #[arg(long)]
     json: bool,
@@ -165,6 +181,18 @@ pub fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     if a.which.contains(&Which::ApiAuth) {
         crate::bench_api::api_auth(a.api_requests, &r)?;
+    }
+    if a.which.contains(&Which::ConsoleStore) {
+        let dir = a.work_dir.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("console-store needs --work-dir (where the store stays)")
+        })?;
+        let size = crate::bench_console::ConsoleStoreSize {
+            cases: a.cases,
+            events: a.events,
+            indicators: a.indicators,
+            audit: a.audit_records,
+        };
+        crate::bench_console::console_store(dir, size, &r)?;
     }
     if a.which.contains(&Which::Audit) {
         audit_verify(n, a.work_dir.clone(), &r)?;

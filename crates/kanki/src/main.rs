@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_api;
+mod bench_console;
 mod bench_crawl;
 mod bench_directory;
 mod bench_removal;
@@ -13,6 +14,7 @@ mod directory_cli;
 mod files;
 mod follow;
 mod front;
+mod lab;
 mod operators_cli;
 mod progress;
 mod removal_cli;
@@ -158,6 +160,10 @@ enum Command {
     Tokens(operators_cli::TokensCommand),
     /// Measure kanki's speed and memory on synthetic data (see docs/benchmarks.md).
     Bench(cli::BenchArgs),
+    /// A drill ISP on loopback: starts `kanki serve` in a data directory of
+    /// its own (default ./kanki-lab; --config is not used) and replays a
+    /// synthetic day through its listeners, until interrupted.
+    Lab(lab::LabArgs),
 }
 
 fn main() -> ExitCode {
@@ -181,6 +187,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         // directory rebuild logs its phases at `debug`).
         cli::init_logging(&kanki_config::Config::default(), false);
         return cli::bench(b);
+    }
+    if let Command::Lab(a) = &cli.command {
+        // The lab prints its own status line; serve's log goes to its file.
+        cli::init_logging(&kanki_config::Config::default(), false);
+        return lab::run(cli.data_dir.as_deref(), a);
     }
     let config = cli::load_config(cli.config.as_deref(), cli.data_dir.as_deref())?;
     cli::init_logging(&config, matches!(cli.command, Command::Serve));
@@ -215,6 +226,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::FalsePositives(c) => warning_cli::false_positives(config, c),
         Command::Operators(c) => operators_cli::operators(config, c),
         Command::Tokens(c) => operators_cli::tokens(config, c),
-        Command::Config(_) | Command::Bench(_) => unreachable!("handled above"),
+        Command::Config(_) | Command::Bench(_) | Command::Lab(_) => unreachable!("handled above"),
     }
 }

@@ -1,0 +1,206 @@
+//! The configuration of the drill ISP's `kanki serve`: every listener on
+//! a free loopback port, every schedule scaled to the lab's speed. This is
+//! the one place the lab's serve configuration is written.
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::Path;
+use std::time::Duration;
+
+/// The loopback ports of one lab run (chosen afresh at every start).
+#[derive(Clone, Debug)]
+pub struct LabPorts {
+    /// The operator listener: API, console, `/metrics`, and (nested) the
+    /// countermeasure site.
+    pub api: SocketAddr,
+    /// The DNS front, UDP and TCP.
+    pub dns: SocketAddr,
+    /// The warning page.
+    pub warning: SocketAddr,
+    /// RADIUS accounting.
+    pub radius: SocketAddr,
+    /// The RPZ primary.
+    pub rpz: SocketAddr,
+    /// The lab's resolver, behind the DNS front.
+    pub upstream: SocketAddr,
+    /// The lab's SMTP sink, where notices go.
+    pub smtp: SocketAddr,
+    /// The lab's feed server.
+    pub feed: SocketAddr,
+}
+
+impl LabPorts {
+    pub fn pick() -> anyhow::Result<LabPorts> {
+        Ok(LabPorts {
+            api: free_tcp()?,
+            dns: free_both()?,
+            warning: free_tcp()?,
+            radius: free_udp()?,
+            rpz: free_both()?,
+            upstream: free_udp()?,
+            smtp: free_tcp()?,
+            feed: free_tcp()?,
+        })
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api)
+    }
+
+    /// Where notices send subscribers. While the countermeasure site is
+    /// nested under the operator listener, it is there.
+    pub fn countermeasures_url(&self) -> String {
+        format!("{}/countermeasures", self.api_url())
+    }
+}
+
+fn free_tcp() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+fn free_udp() -> anyhow::Result<SocketAddr> {
+    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+/// A port free for both UDP and TCP.
+fn free_both() -> anyhow::Result<SocketAddr> {
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0")?;
+        let addr = udp.local_addr()?;
+        if TcpListener::bind(addr).is_ok() {
+            return Ok(addr);
+        }
+    }
+    anyhow::bail!("no loopback port free for both UDP and TCP")
+}
+
+/// `minutes` of the synthetic day in real time at `speed`, in whole
+/// seconds (at least one: the removal schedules count whole seconds).
+fn scaled(minutes: u32, speed: f64) -> String {
+    let secs = (f64::from(minutes) * 60.0 / speed).round().max(1.0);
+    format!("{}s", secs as u64)
+}
+
+/// `minutes` of the synthetic day at `speed`, for the fast schedules
+/// (milliseconds, at least `floor`).
+pub fn scaled_ms(minutes: f64, speed: f64, floor: Duration) -> Duration {
+    Duration::from_secs_f64(minutes * 60.0 / speed).max(floor)
+}
+
+/// The TOML of the lab's `kanki serve`.
+pub fn serve_toml(data_dir: &Path, p: &LabPorts, radius_secret: &str, speed: f64) -> String {
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    let fast = |minutes: f64| ms(scaled_ms(minutes, speed, Duration::from_millis(200)));
+    format!(
+        r#"# Written by `kanki lab` at every start (the ports change); edits are lost.
+data_dir = "{data}"
+
+[api]
+listen = "{api}"
+
+[policy]
+refresh_every = "1s"
+
+[indicators]
+expire_every = "1m"
+
+[[feeds]]
+name = "lab-feed"
+format = "plain"
+url = "http://{feed}/malware-sites.txt"
+every = "{feed_every}"
+category = "malware-distribution"
+
+[[rpz.zones]]
+name = "malware.rpz.lab.kanki"
+
+[rpz]
+listen = "{rpz}"
+
+[directory]
+refresh_every = "500ms"
+
+[radius]
+listen = "{radius}"
+
+[[radius.nas]]
+address = "127.0.0.1"
+secret = "{radius_secret}"
+
+[dns]
+listen = ["{dns}"]
+upstreams = ["{upstream}"]
+clients = ["127.0.0.0/8"]
+warning_v4 = "127.0.0.1"
+rate_limit = 0
+
+[warning]
+listen = "{warning}"
+hits_flush_every = "1s"
+reports_per_hour = 1000
+
+[removal]
+quiet_after = "{quiet}"
+resolve_after = "{resolve}"
+
+[notices]
+min_interval = "{min_interval}"
+escalate_after = 3
+site_url = "{site}"
+send_every = "{send_every}"
+retry_backoff = "{retry}"
+
+[smtp]
+server = "{smtp}"
+from = "abuse@isp.lab.example"
+tls = "none"
+timeout = "10s"
+"#,
+        data = toml_path(data_dir),
+        api = p.api,
+        feed = p.feed,
+        // serve refuses a feed schedule under 10 s.
+        feed_every = ms(scaled_ms(60.0, speed, Duration::from_secs(10))),
+        rpz = p.rpz,
+        radius = p.radius,
+        dns = p.dns,
+        upstream = p.upstream,
+        warning = p.warning,
+        quiet = scaled(60, speed),
+        resolve = scaled(120, speed),
+        min_interval = scaled(180, speed),
+        site = p.countermeasures_url(),
+        send_every = fast(2.0),
+        retry = scaled(10, speed),
+        smtp = p.smtp,
+    )
+}
+
+/// A path as a TOML basic string's content.
+fn toml_path(p: &Path) -> String {
+    p.display()
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_generated_configuration_is_valid_and_scaled() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = LabPorts::pick().unwrap();
+        let text = serve_toml(dir.path(), &p, "s3cret", 60.0);
+        let file = dir.path().join("kanki.toml");
+        std::fs::write(&file, &text).unwrap();
+        let c = kanki_config::Config::load(&file).unwrap();
+        assert_eq!(c.api.listen, p.api);
+        assert_eq!(c.dns.listen, vec![p.dns]);
+        assert_eq!(c.radius.listen, Some(p.radius));
+        // An hour of the day is a minute at speed 60.
+        assert_eq!(c.removal.quiet_after.as_secs(), 60);
+        assert_eq!(c.feeds[0].every.0, Duration::from_secs(60));
+        assert_eq!(c.notices.site_url, p.countermeasures_url());
+    }
+}
