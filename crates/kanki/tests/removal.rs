@@ -10,7 +10,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{Env, Smtp, client, eventually, free_port, need, python, succeed};
+use common::{Env, Smtp, anonymous_client, client, eventually, free_port, need, python, succeed};
 use serde_json::Value;
 
 fn radclient(port: u16, attrs: &str) {
@@ -36,11 +36,14 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
     std::fs::create_dir_all(dir.path().join("abuse")).unwrap();
     let abuse_mx = Smtp::start(&dir.path().join("abuse"));
     let radius = free_port();
+    // The countermeasure site on its own listener; notices link to it.
+    let site_port = free_port();
     let env = Env::new(&format!(
-        "\n[directory]\nrebuild_every = \"0s\"\nrefresh_every = \"100ms\"\n\n[radius]\nlisten = \"127.0.0.1:{radius}\"\n\n[[radius.nas]]\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\n[smtp]\nserver = \"127.0.0.1:{}\"\nfrom = \"abuse@isp.example\"\ntls = \"none\"\n\n[notices]\nmin_interval = \"0s\"\nescalate_after = 1\nsite_url = \"https://isp.example/countermeasures\"\nbounce_maildir = \"{}\"\n",
+        "\n[directory]\nrebuild_every = \"0s\"\nrefresh_every = \"100ms\"\n\n[radius]\nlisten = \"127.0.0.1:{radius}\"\n\n[[radius.nas]]\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\n[smtp]\nserver = \"127.0.0.1:{}\"\nfrom = \"abuse@isp.example\"\ntls = \"none\"\n\n[notices]\nmin_interval = \"0s\"\nescalate_after = 1\nbounce_maildir = \"{}\"\n\n[countermeasure_site]\nlisten = \"127.0.0.1:{site_port}\"\n",
         smtp.port,
         abuse_mx.maildir().display()
     ));
+    let site = format!("http://127.0.0.1:{site_port}/countermeasures");
     let subs = env.dir.path().join("subs.csv");
     std::fs::write(
         &subs,
@@ -159,10 +162,8 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
     assert!(subject.contains("Mirai"), "{subject}");
     let body = m["body"].as_str().unwrap();
     assert!(body.contains("S1 様"), "{body}");
-    assert!(
-        body.contains("https://isp.example/countermeasures/mirai"),
-        "{body}"
-    );
+    assert!(body.contains(&format!("{site}/mirai")), "{body}");
+    assert!(body.contains(&format!("{site}/ack?reference=")), "{body}");
     let reference = body
         .split_whitespace()
         .find_map(|w| w.split("reference=").nth(1))
@@ -173,14 +174,18 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
     // S1 checks that the mail is really from the ISP: the site says when
     // and how that notice went out and about what, and nothing about S1;
     // a reference of no notice is called a fake.
-    assert!(
-        body.contains("https://isp.example/countermeasures/verify"),
-        "{body}"
-    );
+    assert!(body.contains(&format!("{site}/verify")), "{body}");
+    // Subscribers reach the site on its own listener, never the operator
+    // API's, which does not serve it.
+    let on_api = anonymous_client()
+        .get(format!("{api}/countermeasures/verify?lang=en"))
+        .send()
+        .unwrap();
+    assert_eq!(on_api.status(), 404);
     let verify = |r: &str| {
-        let resp = client()
+        let resp = anonymous_client()
             .get(format!(
-                "{api}/countermeasures/verify?lang=en&reference={}",
+                "{site}/verify?lang=en&reference={}",
                 r.replace(' ', "%20")
             ))
             .send()
@@ -217,22 +222,22 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
     );
 
     // S1 says "I have cleaned my machine" on the countermeasure site.
-    let page = client()
-        .get(format!("{api}/countermeasures/ack?reference={reference}"))
+    let page = anonymous_client()
+        .get(format!("{site}/ack?reference={reference}"))
         .send()
         .unwrap()
         .text()
         .unwrap();
     assert!(page.contains(&reference) && !page.to_lowercase().contains("password\""));
-    let r = client()
-        .post(format!("{api}/countermeasures/ack?lang=en"))
+    let r = anonymous_client()
+        .post(format!("{site}/ack?lang=en"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!("reference={reference}"))
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    let bad = client()
-        .post(format!("{api}/countermeasures/ack"))
+    let bad = anonymous_client()
+        .post(format!("{site}/ack"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("reference=K-0000-0000-0000")
         .send()
@@ -919,74 +924,6 @@ fn a_sigkilled_ingest_run_again_stores_every_event_exactly_once() {
     );
 }
 
-/// A test CA and a server certificate it signs for 127.0.0.1 (openssl),
-/// in `dir`: (ca.pem, server.pem, server.key).
-fn test_certificates(dir: &std::path::Path) -> (String, String, String) {
-    let openssl = need("openssl", "openssl");
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let run = |args: &[&str]| {
-        succeed(Command::new(&openssl).args(args));
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            &p("ca.key"),
-            "-out",
-            &p("ca.pem"),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=kanki test CA",
-        ],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &[
-            "-keyout",
-            &p("server.key"),
-            "-out",
-            &p("server.csr"),
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    ]
-    .concat());
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &p("server.csr"),
-        "-CA",
-        &p("ca.pem"),
-        "-CAkey",
-        &p("ca.key"),
-        "-CAcreateserial",
-        "-out",
-        &p("server.pem"),
-        "-days",
-        "2",
-        "-extfile",
-        &p("server.ext"),
-    ]);
-    (p("ca.pem"), p("server.pem"), p("server.key"))
-}
-
 /// The notices of a subscriber's case, from `kanki cases show --json`.
 fn notices_of(env: &Env, subscriber: &str) -> Vec<Value> {
     let cases: Value =
@@ -1006,7 +943,7 @@ fn notices_of(env: &Env, subscriber: &str) -> Vec<Value> {
 #[test]
 fn notices_go_over_tls_with_auth_and_bounces_and_retries_are_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = test_certificates(dir.path());
+    let (ca, cert, key) = common::test_certificates(dir.path(), "test");
     for mode in ["starttls", "tls"] {
         let smtp = Smtp::start_secure(dir.path(), mode, &cert, &key);
         let config = |ca_file: &str| {

@@ -18,6 +18,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod limit;
+pub mod listener;
 pub mod model;
 pub mod secret;
 pub mod signin;
