@@ -88,11 +88,14 @@ pub async fn spawn(listen: SocketAddr, site: Router) -> std::io::Result<()> {
         let q = uri.query().map_or(String::new(), |q| format!("?{q}"));
         Redirect::permanent(&format!("{SITE}{q}"))
     });
+    // The redirects get the page headers here; the site's own responses
+    // get them from `site` (once: a second layer would replace the CSP
+    // nonce its pages were written with).
     let app = Router::new()
-        .nest(SITE, site)
         .route("/", index.clone())
         .route("/countermeasures/", index)
         .layer(axum::middleware::from_fn(kanki_warning::headers::layer))
+        .nest(SITE, site)
         .into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%listen, "countermeasure site serving");
     tokio::spawn(async move {
