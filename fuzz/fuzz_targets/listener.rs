@@ -21,8 +21,8 @@ fuzz_target!(|data: &[u8]| {
     let (mut forwarded, mut xff) = (Vec::new(), Vec::new());
     for line in lines {
         match line.split_first() {
-            Some((b'F', rest)) => forwarded.push(rest.strip_prefix(b":").unwrap_or(rest)),
-            Some((b'X', rest)) => xff.push(rest.strip_prefix(b":").unwrap_or(rest)),
+            Some((&b'F', rest)) => forwarded.push(rest.strip_prefix(b":").unwrap_or(rest)),
+            Some((&b'X', rest)) => xff.push(rest.strip_prefix(b":").unwrap_or(rest)),
             _ => {}
         }
     }

@@ -67,7 +67,9 @@ pub struct ApiState {
 /// behind a trusted proxy).
 pub fn router(state: ApiState) -> Router {
     let upload_limit = state.kanki.config.api.max_upload_bytes as usize;
-    let hosts = Arc::new(listen::Hosts::new(&state.kanki.config.api.allowed_hosts()));
+    let hosts = Arc::new(kanki_operators::listener::Hosts::new(
+        &state.kanki.config.api.allowed_hosts(),
+    ));
     Router::new()
         .route("/healthz", get(healthz))
         .route(

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kanki_operators::listener::{BadForwarded, Hosts, client_address};
@@ -60,17 +60,10 @@ pub(crate) async fn guard(
     let trusted = &st.kanki.config.api.trusted_proxies;
     if !trusted.is_empty() {
         let peer = crate::auth::source(req.extensions());
-        let values = |name| -> Vec<&[u8]> {
-            req.headers()
-                .get_all(name)
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect()
-        };
         let forwarded = client_address(
             peer,
-            &values(header::FORWARDED.as_str()),
-            &values("x-forwarded-for"),
+            &values(req.headers(), header::FORWARDED),
+            &values(req.headers(), HeaderName::from_static("x-forwarded-for")),
             trusted,
         );
         match forwarded {
@@ -88,4 +81,9 @@ pub(crate) async fn guard(
         }
     }
     next.run(req).await
+}
+
+/// The values of every `name` header, in the order received.
+fn values(headers: &HeaderMap, name: HeaderName) -> Vec<&[u8]> {
+    headers.get_all(name).iter().map(|v| v.as_bytes()).collect()
 }
