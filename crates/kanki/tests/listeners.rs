@@ -76,14 +76,15 @@ fn the_api_over_tls_answers_clients_trusting_its_ca_and_serves_a_renewed_certifi
     eventually(30, "the renewed certificate served", || {
         answers(&second, &format!("{api}/healthz"))
     });
-    assert!(!answers(&first, &format!("{api}/healthz")));
+    // (A new client: a connection made before keeps its certificate.)
+    assert!(!answers(&client_trusting(&ca1), &format!("{api}/healthz")));
 
     // SIGHUP reloads at once and does not stop the server.
     std::fs::copy(&key1, &key).unwrap();
     std::fs::copy(&cert1, &cert).unwrap();
     common::signal(server.child.id(), "HUP");
     eventually(30, "the first certificate served again", || {
-        answers(&first, &format!("{api}/healthz"))
+        answers(&client_trusting(&ca1), &format!("{api}/healthz"))
     });
     let r = first
         .get(format!("{api}/api/v1/indicators"))
