@@ -179,8 +179,12 @@ fn refuse_as(
     }
 }
 
-/// The address the request came from (the listener's peer).
+/// The address the request came from: the client a trusted proxy
+/// forwarded ([`crate::listen::Client`]), else the listener's peer.
 pub(crate) fn source(req_extensions: &axum::http::Extensions) -> IpAddr {
+    if let Some(c) = req_extensions.get::<crate::listen::Client>() {
+        return c.0;
+    }
     req_extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())

@@ -8,9 +8,11 @@ pub mod auth;
 pub mod console;
 mod crawl;
 mod directory;
+pub mod listen;
 mod metrics;
 mod removal;
 pub mod signin;
+pub mod tls;
 mod warning;
 
 use std::sync::Arc;
@@ -66,9 +68,14 @@ pub struct ApiState {
     pub secure_cookies: bool,
 }
 
-/// The whole HTTP surface: `/api/v1`, `/healthz`, `/metrics`.
+/// The whole HTTP surface: `/api/v1`, `/healthz`, `/metrics`. Every
+/// request is first checked by [`listen::guard`] (its Host, the client
+/// behind a trusted proxy).
 pub fn router(state: ApiState) -> Router {
     let upload_limit = state.kanki.config.api.max_upload_bytes as usize;
+    let hosts = Arc::new(kanki_operators::listener::Hosts::new(
+        &state.kanki.config.api.allowed_hosts(),
+    ));
     Router::new()
         .route("/healthz", get(healthz))
         .route(
@@ -165,6 +172,10 @@ pub fn router(state: ApiState) -> Router {
             auth::authorize,
         ))
         .layer(DefaultBodyLimit::max(upload_limit))
+        .layer(middleware::from_fn_with_state(
+            (state.clone(), hosts),
+            listen::guard,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,

@@ -133,7 +133,7 @@ impl Metrics {
         );
         registry.register(
             "api_forbidden",
-            "API requests refused (403) for want of a permission, or as cross-site (csrf, origin, host)",
+            "API requests refused: 403 for want of a permission or as cross-site (csrf, origin); 400 for another Host (host) or an unreadable forwarded address (forwarded)",
             m.forbidden.clone(),
         );
         registry.register(

@@ -265,7 +265,7 @@ pub(crate) struct SignInBody {
 pub(crate) async fn sign_in_json(
     State(st): State<ApiState>,
     headers: HeaderMap,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    crate::listen::Client(from): crate::listen::Client,
     Body_(b): Body_<SignInBody>,
 ) -> Result<Response, ApiError> {
     if !same_origin(&headers) {
@@ -275,7 +275,7 @@ pub(crate) async fn sign_in_json(
             "a sign-in from another site is refused".into(),
         ));
     }
-    match attempt(&st, b.name, b.password, b.totp, peer.ip()).await {
+    match attempt(&st, b.name, b.password, b.totp, from).await {
         Ok((op, cookie, csrf)) => {
             let mut r = axum::Json(json!({
                 "operator": op.name,

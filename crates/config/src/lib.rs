@@ -13,6 +13,7 @@ use kanki_feeds::{Format, InputLimits};
 use kanki_indicators::{Category, Tlp};
 use serde::{Deserialize, Serialize};
 
+mod api;
 mod crawler;
 mod directory;
 mod duration;
@@ -33,7 +34,8 @@ pub use duration::HumanDuration;
 pub use front::{DnsConfig, WarningConfig};
 pub use operators::{LdapConfig, OperatorsConfig};
 pub use removal::{
-    CountermeasureConfig, NoticesConfig, RemovalConfig, SensorConfig, SmtpConfig, SmtpTls, ToolLink,
+    CountermeasureConfig, CountermeasureSiteConfig, NoticesConfig, RemovalConfig, SensorConfig,
+    SmtpConfig, SmtpTls, ToolLink,
 };
 pub use rpz::{
     RpzConfig, RpzZoneConfig, TSIG_ALGORITHMS, TsigKeyConfig, decode_secret, parse_prefix,
@@ -79,6 +81,8 @@ pub struct Config {
     pub sensor: SensorConfig,
     /// The countermeasure site's pages, one per family.
     pub countermeasures: Vec<CountermeasureConfig>,
+    /// The countermeasure site's own listener and public address.
+    pub countermeasure_site: CountermeasureSiteConfig,
     /// Sign-in, sessions and tokens of the operator API.
     pub operators: OperatorsConfig,
 }
@@ -108,6 +112,7 @@ impl Default for Config {
             smtp: SmtpConfig::default(),
             sensor: SensorConfig::default(),
             countermeasures: Vec::new(),
+            countermeasure_site: CountermeasureSiteConfig::default(),
             operators: OperatorsConfig::default(),
         }
     }
@@ -142,9 +147,26 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     /// Address of the operator's HTTP API, `/metrics` and `/healthz`.
+    /// Beyond loopback only with TLS (`tls_cert_file`) or behind a
+    /// declared TLS reverse proxy (`trusted_proxies`, `proxy_tls`).
     pub listen: SocketAddr,
     /// Largest file accepted by the import upload endpoint, in bytes.
     pub max_upload_bytes: u64,
+    /// PEM certificate chain the API is served with over TLS (with
+    /// `tls_key_file`); unset: plain HTTP. Reloaded when it changes.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
+    /// The names (`host` or `host:port`) clients reach the API by; a
+    /// request whose Host is none of them is refused. Empty: the listen
+    /// address, and `localhost` when it is loopback.
+    pub hostnames: Vec<String>,
+    /// Reverse proxies in front of the API: from a peer in these prefixes
+    /// the client's address is taken from `Forwarded` / `X-Forwarded-For`.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The proxies in `trusted_proxies` speak TLS to clients: session
+    /// cookies are marked Secure, and the API may listen beyond loopback.
+    pub proxy_tls: bool,
 }
 
 impl Default for ApiConfig {
@@ -152,6 +174,11 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             max_upload_bytes: 512 * 1024 * 1024,
+            tls_cert_file: None,
+            tls_key_file: None,
+            hostnames: Vec::new(),
+            trusted_proxies: Vec::new(),
+            proxy_tls: false,
         }
     }
 }
@@ -563,6 +590,8 @@ impl Config {
         self.validate_removal()?;
         self.validate_durability()?;
         self.warning.validate()?;
+        self.api.validate()?;
+        self.countermeasure_site.validate()?;
         if self.indicators.default_confidence > 100 {
             return Err((
                 "indicators.default_confidence".into(),

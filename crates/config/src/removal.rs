@@ -92,8 +92,6 @@ pub struct NoticesConfig {
     /// The legal ground the removal loop puts a consenting subscriber in the
     /// walled garden under (recorded in the audit log).
     pub garden_ground: Ground,
-    /// Base URL of the countermeasure site, as written in notices.
-    pub site_url: String,
     /// A directory of templates overriding the built-in ones
     /// (`{language}/{class}.txt`, `{language}/{family}.txt`).
     pub templates: Option<PathBuf>,
@@ -121,7 +119,6 @@ impl Default for NoticesConfig {
             daily_capacity: 1000,
             escalate_after: 3,
             garden_ground: Ground::Consent,
-            site_url: "http://127.0.0.1:8080/countermeasures".into(),
             templates: None,
             max_attempts: 5,
             retry_backoff: HumanDuration::secs(300),
@@ -175,6 +172,51 @@ impl Default for SmtpConfig {
             allow_auth_without_tls: false,
             timeout: HumanDuration::secs(30),
             ca_file: None,
+        }
+    }
+}
+
+/// Where the countermeasure site is served to subscribers: its own
+/// listener, apart from the operator API, so the API never faces them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CountermeasureSiteConfig {
+    /// HTTP address of the countermeasure site (its pages under
+    /// `/countermeasures`); unset: only the warning page serves it.
+    pub listen: Option<SocketAddr>,
+    /// The site's address as subscribers reach it, written in notices
+    /// (`<public_url>/<family>`, `/ack?reference=...`, `/verify`); unset:
+    /// `http://<listen>/countermeasures`, else the warning page's.
+    pub public_url: Option<String>,
+}
+
+impl CountermeasureSiteConfig {
+    pub(crate) fn validate(&self) -> Result<(), crate::Invalid> {
+        if let Some(u) = &self.public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            return Err((
+                "countermeasure_site.public_url".into(),
+                Some((u.clone(), 1)),
+                format!("public_url {u:?} must start with http:// or https://"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl crate::Config {
+    /// The countermeasure site's base URL as written in notices:
+    /// `countermeasure_site.public_url`, else its listener's address, else
+    /// the warning page's (which serves the site under every name), else
+    /// `http://localhost/countermeasures`.
+    pub fn countermeasure_site_url(&self) -> String {
+        if let Some(u) = &self.countermeasure_site.public_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        match self.countermeasure_site.listen.or(self.warning.listen) {
+            Some(a) => format!("http://{a}/countermeasures"),
+            None => "http://localhost/countermeasures".into(),
         }
     }
 }

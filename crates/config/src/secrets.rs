@@ -137,7 +137,8 @@ impl Config {
                     .iter()
                     .filter_map(|n| n.secret_file.as_deref()),
             )
-            .chain(self.smtp.password_file.as_deref());
+            .chain(self.smtp.password_file.as_deref())
+            .chain(self.api.tls_key_file.as_deref());
         for f in files {
             if readable_by_others(f) {
                 out.push(format!(

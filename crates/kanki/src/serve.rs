@@ -1,6 +1,9 @@
 //! `kanki serve`: the long-running parts, on one tokio runtime.
 //!
-//! * the HTTP API, `/metrics` and `/healthz`;
+//! * the HTTP API, `/metrics` and `/healthz` (over TLS when
+//!   `api.tls_cert_file` is set, the certificate reloaded when it changes);
+//! * the countermeasure site on its own listener
+//!   (`countermeasure_site.listen`);
 //! * the policy refresher: rebuilds, persists and swaps the snapshot when
 //!   the list's generation moves (checked every `policy.refresh_every`, and
 //!   at once when the API changes something);
@@ -119,8 +122,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .is_empty();
         if none {
             let code = setup.begin();
+            let api = &kanki.config.api;
+            let scheme = if api.clients_use_tls() {
+                "https"
+            } else {
+                "http"
+            };
+            let host = api
+                .hostnames
+                .first()
+                .cloned()
+                .unwrap_or_else(|| listen.to_string());
             eprintln!(
-                "kanki: first run, no operator yet. Create the first administrator at:\n  http://{listen}/setup?code={code}\n(or on this machine: kanki operators add NAME --roles administrator)"
+                "kanki: first run, no operator yet. Create the first administrator at:\n  {scheme}://{host}/setup?code={code}\n(or on this machine: kanki operators add NAME --roles administrator)"
             );
         }
     }
@@ -132,6 +146,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         })
         .await??;
         Arc::new(Pseudonyms::new(&key))
+    };
+    // An unusable certificate stops the start, with the reason.
+    let certificates = match (
+        &kanki.config.api.tls_cert_file,
+        &kanki.config.api.tls_key_file,
+    ) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            kanki_api::tls::Certificates::load(cert, key).map_err(anyhow::Error::msg)?,
+        )),
+        _ => None,
     };
     let state = ApiState {
         auth,
@@ -149,7 +173,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .transpose()
             .map_err(anyhow::Error::msg)?
             .map(Arc::new),
-        secure_cookies: false,
+        secure_cookies: kanki.config.api.clients_use_tls(),
         kanki: kanki.clone(),
         policy: policy.clone(),
         metrics: metrics.clone(),
@@ -157,6 +181,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         directory: directory.clone(),
         garden: garden.clone(),
     };
+    let mut gardened: Option<kanki_removal::site::GardenedClient> = None;
     let warning = match warning_counters {
         Some(counters) => {
             let shared = kanki_warning::Shared {
@@ -169,16 +194,24 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let w = kanki_warning::Warning::new(shared, counters);
             // The countermeasure site, reachable from the walled garden
             // under every name.
-            let gardened: kanki_removal::site::GardenedClient = {
+            let client_gardened: kanki_removal::site::GardenedClient = {
                 let w = w.clone();
                 Arc::new(move |client| w.gardened(client))
             };
-            let site = kanki_removal::site::router(kanki.clone(), garden.clone(), Some(gardened));
+            gardened = Some(client_gardened.clone());
+            let site =
+                kanki_removal::site::router(kanki.clone(), garden.clone(), Some(client_gardened));
             kanki_warning::spawn(w.clone(), site).await?;
             Some(w)
         }
         None => None,
     };
+    // The countermeasure site on its own listener, for the links in
+    // notices: subscribers never reach the operator API.
+    if let Some(listen) = kanki.config.countermeasure_site.listen {
+        let site = kanki_removal::site::router(kanki.clone(), garden.clone(), gardened);
+        kanki_removal::site::spawn(listen, site).await?;
+    }
     if let Some(stats) = front_stats {
         let decider = crate::front::PolicyDecider {
             policy: policy.clone(),
@@ -223,19 +256,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (api.listen)"))?;
-    tracing::info!(%listen, elapsed_ms = started.elapsed().as_millis() as u64, "kanki serving the API");
-    // The countermeasure site also here, for notices whose site_url points at the API server.
-    let app = kanki_api::router(state.clone()).nest(
-        "/countermeasures",
-        kanki_removal::site::router(kanki.clone(), garden.clone(), None),
-    );
+    tracing::info!(%listen, tls = certificates.is_some(), elapsed_ms = started.elapsed().as_millis() as u64, "kanki serving the API");
+    let app = kanki_api::router(state.clone())
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     crate::removal_serve::spawn(&state).await?;
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    match certificates {
+        Some(certs) => {
+            use axum::serve::ListenerExt;
+            kanki_api::tls::watch(certs.clone());
+            // tap_io: axum gives the peer's address (ConnectInfo) for any
+            // listener it wraps so, not for a listener of our own.
+            let tls = kanki_api::tls::TlsListener::new(listener, &certs)?.tap_io(|_| {});
+            axum::serve(tls, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?
+        }
+    }
     if let Some(w) = warning
         && let Err(e) = tokio::task::spawn_blocking(move || w.flush_hits()).await?
     {

@@ -817,7 +817,7 @@ impl Slapd {
         let slapadd = common::need("slapadd", "slapd");
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let (ca, cert, key) = common::test_certificates(d);
+        let (ca, cert, key) = common::test_certificates(d, "slapd");
         std::fs::create_dir(d.join("db")).unwrap();
         let conf = d.join("slapd.conf");
         std::fs::write(

@@ -11,8 +11,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::{
-    Env, SINKHOLE_HEADER, Smtp, client, eventually, free_port, need, python, sinkhole_csv, succeed,
-    test_certificates,
+    Env, SINKHOLE_HEADER, Smtp, anonymous_client, client, eventually, free_port, need, python,
+    sinkhole_csv, succeed,
 };
 use serde_json::Value;
 
@@ -39,11 +39,14 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
     std::fs::create_dir_all(dir.path().join("abuse")).unwrap();
     let abuse_mx = Smtp::start(&dir.path().join("abuse"));
     let radius = free_port();
+    // The countermeasure site on its own listener; notices link to it.
+    let site_port = free_port();
     let env = Env::new(&format!(
-        "\n[directory]\nrebuild_every = \"0s\"\nrefresh_every = \"100ms\"\n\n[radius]\nlisten = \"127.0.0.1:{radius}\"\n\n[[radius.nas]]\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\n[smtp]\nserver = \"127.0.0.1:{}\"\nfrom = \"abuse@isp.example\"\ntls = \"none\"\n\n[notices]\nmin_interval = \"0s\"\nescalate_after = 1\nsite_url = \"https://isp.example/countermeasures\"\nbounce_maildir = \"{}\"\n",
+        "\n[directory]\nrebuild_every = \"0s\"\nrefresh_every = \"100ms\"\n\n[radius]\nlisten = \"127.0.0.1:{radius}\"\n\n[[radius.nas]]\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n\n[smtp]\nserver = \"127.0.0.1:{}\"\nfrom = \"abuse@isp.example\"\ntls = \"none\"\n\n[notices]\nmin_interval = \"0s\"\nescalate_after = 1\nbounce_maildir = \"{}\"\n\n[countermeasure_site]\nlisten = \"127.0.0.1:{site_port}\"\n",
         smtp.port,
         abuse_mx.maildir().display()
     ));
+    let site = format!("http://127.0.0.1:{site_port}/countermeasures");
     let subs = env.dir.path().join("subs.csv");
     std::fs::write(
         &subs,
@@ -162,10 +165,8 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
     assert!(subject.contains("Mirai"), "{subject}");
     let body = m["body"].as_str().unwrap();
     assert!(body.contains("S1 様"), "{body}");
-    assert!(
-        body.contains("https://isp.example/countermeasures/mirai"),
-        "{body}"
-    );
+    assert!(body.contains(&format!("{site}/mirai")), "{body}");
+    assert!(body.contains(&format!("{site}/ack?reference=")), "{body}");
     let reference = body
         .split_whitespace()
         .find_map(|w| w.split("reference=").nth(1))
@@ -176,14 +177,18 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
     // S1 checks that the mail is really from the ISP: the site says when
     // and how that notice went out and about what, and nothing about S1;
     // a reference of no notice is called a fake.
-    assert!(
-        body.contains("https://isp.example/countermeasures/verify"),
-        "{body}"
-    );
+    assert!(body.contains(&format!("{site}/verify")), "{body}");
+    // Subscribers reach the site on its own listener, never the operator
+    // API's, which does not serve it.
+    let on_api = anonymous_client()
+        .get(format!("{api}/countermeasures/verify?lang=en"))
+        .send()
+        .unwrap();
+    assert_eq!(on_api.status(), 404);
     let verify = |r: &str| {
-        let resp = client()
+        let resp = anonymous_client()
             .get(format!(
-                "{api}/countermeasures/verify?lang=en&reference={}",
+                "{site}/verify?lang=en&reference={}",
                 r.replace(' ', "%20")
             ))
             .send()
@@ -220,22 +225,22 @@ fn from_a_sinkhole_report_to_a_notified_subscriber_who_acknowledges() {
     );
 
     // S1 says "I have cleaned my machine" on the countermeasure site.
-    let page = client()
-        .get(format!("{api}/countermeasures/ack?reference={reference}"))
+    let page = anonymous_client()
+        .get(format!("{site}/ack?reference={reference}"))
         .send()
         .unwrap()
         .text()
         .unwrap();
     assert!(page.contains(&reference) && !page.to_lowercase().contains("password\""));
-    let r = client()
-        .post(format!("{api}/countermeasures/ack?lang=en"))
+    let r = anonymous_client()
+        .post(format!("{site}/ack?lang=en"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!("reference={reference}"))
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    let bad = client()
-        .post(format!("{api}/countermeasures/ack"))
+    let bad = anonymous_client()
+        .post(format!("{site}/ack"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("reference=K-0000-0000-0000")
         .send()
@@ -928,7 +933,7 @@ fn notices_of(env: &Env, subscriber: &str) -> Vec<Value> {
 #[test]
 fn notices_go_over_tls_with_auth_and_bounces_and_retries_are_recorded() {
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = test_certificates(dir.path());
+    let (ca, cert, key) = common::test_certificates(dir.path(), "test");
     for mode in ["starttls", "tls"] {
         let smtp = Smtp::start_secure(dir.path(), mode, &cert, &key);
         let config = |ca_file: &str| {

@@ -816,7 +816,10 @@ fn the_page_works_in_headless_chromium_in_both_languages() {
 /// the warning page's CSP, frame and nosniff headers.
 #[test]
 fn hostile_family_names_from_a_report_run_no_script_and_link_nowhere() {
-    let env = Env::new("");
+    let site_port = common::free_port();
+    let env = Env::new(&format!(
+        "[countermeasure_site]\nlisten = \"127.0.0.1:{site_port}\"\n"
+    ));
     env.directory(
         "id,email,postal_address,language,consent\nS4,,東京都千代田区1-1-1,en,yes\n",
         "S4,192.0.2.44,2020-01-01,\n",
@@ -852,8 +855,8 @@ fn hostile_family_names_from_a_report_run_no_script_and_link_nowhere() {
         "{text}"
     );
 
-    let server = env.serve();
-    let site = format!("{}/countermeasures", server.api);
+    let _server = env.serve();
+    let site = format!("http://127.0.0.1:{site_port}/countermeasures");
 
     // Every response of the site, pages and errors, with the headers.
     let c = client();

@@ -22,6 +22,7 @@ pub mod accounts;
 pub mod auth;
 pub mod ldap;
 pub mod limit;
+pub mod listener;
 pub mod model;
 pub mod pseudonym;
 pub mod secret;

@@ -216,7 +216,8 @@ pub fn context(
     events: &[StoredEvent],
     reference: &str,
 ) -> NoticeContext {
-    let site = kanki.config.notices.site_url.trim_end_matches('/');
+    let site = kanki.config.countermeasure_site_url();
+    let site = site.as_str();
     let t = |d: DateTime<Utc>| d.format("%Y-%m-%d %H:%M UTC").to_string();
     NoticeContext {
         reference: reference.to_string(),

@@ -16,7 +16,8 @@
 //!
 //! An axum [`Router`]: `kanki serve` mounts it under `/countermeasures` of
 //! the warning page (under every name, so reachable from the garden) and
-//! of the API server.
+//! of its own listener ([`spawn`], `[countermeasure_site] listen`), never
+//! of the operator API's: the API does not face subscribers.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -41,8 +42,8 @@ use crate::{case, escalation};
 /// can tell.
 pub type GardenedClient = Arc<dyn Fn(IpAddr) -> Option<String> + Send + Sync>;
 
-/// Where `kanki serve` mounts the site (on the warning page and the API
-/// server alike): its links are absolute under it, as its index has no
+/// Where `kanki serve` mounts the site (on the warning page and its own
+/// listener alike): its links are absolute under it, as its index has no
 /// trailing slash to be relative to.
 const SITE: &str = kanki_warning::COUNTERMEASURES;
 
@@ -69,6 +70,40 @@ pub fn router(kanki: Arc<Kanki>, garden: Arc<Garden>, gardened: Option<GardenedC
         // Every response of the site, a page or an error, with the warning
         // page's headers (CSP, no framing, no sniffing, no caching).
         .layer(axum::middleware::from_fn(kanki_html::headers::layer))
+}
+
+/// Binds the site's own listener (so that a taken port stops `kanki
+/// serve` at start) and serves `site` there under `/countermeasures`, with
+/// `/` and `/countermeasures/` leading to its index.
+pub async fn spawn(listen: SocketAddr, site: Router) -> std::io::Result<()> {
+    use axum::http::Uri;
+    use axum::response::Redirect;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {listen} (countermeasure_site.listen): {e}"),
+        )
+    })?;
+    let index = get(|uri: Uri| async move {
+        let q = uri.query().map_or(String::new(), |q| format!("?{q}"));
+        Redirect::permanent(&format!("{SITE}{q}"))
+    });
+    // The redirects get the page headers here; the site's own responses
+    // get them from `site` (once: a second layer would replace the CSP
+    // nonce its pages were written with).
+    let app = Router::new()
+        .route("/", index.clone())
+        .route("/countermeasures/", index)
+        .layer(axum::middleware::from_fn(kanki_warning::headers::layer))
+        .nest(SITE, site)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tracing::info!(%listen, "countermeasure site serving");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the countermeasure site stopped");
+        }
+    });
+    Ok(())
 }
 
 /// The configured countermeasure page of `family`, if there is one. Only

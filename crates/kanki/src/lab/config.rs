@@ -9,9 +9,10 @@ use std::time::Duration;
 /// The loopback ports of one lab run (chosen afresh at every start).
 #[derive(Clone, Debug)]
 pub struct LabPorts {
-    /// The operator listener: API, console, `/metrics`, and (nested) the
-    /// countermeasure site.
+    /// The operator listener: API, console, `/metrics`.
     pub api: SocketAddr,
+    /// The countermeasure site subscribers' notices link to.
+    pub site: SocketAddr,
     /// The DNS front, UDP and TCP.
     pub dns: SocketAddr,
     /// The warning page.
@@ -32,6 +33,7 @@ impl LabPorts {
     pub fn pick() -> anyhow::Result<LabPorts> {
         Ok(LabPorts {
             api: free_tcp()?,
+            site: free_tcp()?,
             dns: free_both()?,
             warning: free_tcp()?,
             radius: free_udp()?,
@@ -46,10 +48,10 @@ impl LabPorts {
         format!("http://{}", self.api)
     }
 
-    /// Where notices send subscribers. While the countermeasure site is
-    /// nested under the operator listener, it is there.
+    /// Where notices send subscribers: the countermeasure site's own
+    /// listener.
     pub fn countermeasures_url(&self) -> String {
-        format!("{}/countermeasures", self.api_url())
+        format!("http://{}/countermeasures", self.site)
     }
 }
 
@@ -145,9 +147,12 @@ resolve_after = "{resolve}"
 [notices]
 min_interval = "{min_interval}"
 escalate_after = 3
-site_url = "{site}"
 send_every = "{send_every}"
 retry_backoff = "{retry}"
+
+[countermeasure_site]
+listen = "{site_listen}"
+public_url = "{site}"
 
 [smtp]
 server = "{smtp}"
@@ -169,6 +174,7 @@ timeout = "10s"
         resolve = scaled(120, speed),
         min_interval = scaled(180, speed),
         site = p.countermeasures_url(),
+        site_listen = p.site,
         send_every = fast(2.0),
         retry = scaled(10, speed),
         smtp = p.smtp,
@@ -201,6 +207,10 @@ mod tests {
         // An hour of the day is a minute at speed 60.
         assert_eq!(c.removal.quiet_after.as_secs(), 60);
         assert_eq!(c.feeds[0].every.0, Duration::from_secs(60));
-        assert_eq!(c.notices.site_url, p.countermeasures_url());
+        assert_eq!(c.countermeasure_site.listen, Some(p.site));
+        assert_eq!(
+            c.countermeasure_site.public_url,
+            Some(p.countermeasures_url())
+        );
     }
 }

@@ -37,21 +37,32 @@ pub fn test_token() -> &'static str {
 impl Env {
     /// A data directory and a configuration with a free API port.
     pub fn new(extra: &str) -> Env {
+        Env::with_api("", extra)
+    }
+
+    /// Like [`Env::new`], with `api` (lines of `[api]`, e.g. TLS) too.
+    /// With TLS the API's address is `https://`.
+    pub fn with_api(api: &str, extra: &str) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("kanki.toml");
         std::fs::write(
             &config,
             format!(
-                "data_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n[policy]\nrefresh_every = \"200ms\"\n{extra}",
+                "data_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n{api}\n\n[policy]\nrefresh_every = \"200ms\"\n{extra}",
                 dir.path().join("data").display()
             ),
         )
         .unwrap();
+        let scheme = if api.contains("tls_cert_file") {
+            "https"
+        } else {
+            "http"
+        };
         Env {
             dir,
             config,
-            api: format!("http://127.0.0.1:{port}"),
+            api: format!("{scheme}://127.0.0.1:{port}"),
             test_operator: std::sync::OnceLock::new(),
         }
     }
@@ -176,6 +187,12 @@ impl Env {
     }
 
     pub fn serve(&self) -> Server {
+        self.serve_checked_by(&client())
+    }
+
+    /// Starts `kanki serve` and waits until `client` gets its /healthz
+    /// (a client that trusts the test CA, for the API over TLS).
+    pub fn serve_checked_by(&self, client: &reqwest::blocking::Client) -> Server {
         self.test_operator();
         let child = self
             .cmd(&["serve"])
@@ -187,7 +204,7 @@ impl Env {
             child,
             api: self.api.clone(),
         };
-        server.wait_healthy();
+        server.wait_healthy(client);
         server
     }
 }
@@ -198,9 +215,8 @@ pub struct Server {
 }
 
 impl Server {
-    fn wait_healthy(&mut self) {
+    fn wait_healthy(&mut self, client: &reqwest::blocking::Client) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        let client = client();
         while Instant::now() < deadline {
             if let Ok(r) = client.get(format!("{}/healthz", self.api)).send()
                 && r.status().is_success()
@@ -274,6 +290,22 @@ pub fn client() -> reqwest::blocking::Client {
     );
     anonymous_client_builder()
         .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// An HTTP client carrying [`test_token`] that trusts only the CA in the
+/// PEM file `ca` (for the API over TLS).
+pub fn client_trusting(ca: &str) -> reqwest::blocking::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", test_token()).parse().unwrap(),
+    );
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).unwrap()).unwrap();
+    anonymous_client_builder()
+        .default_headers(headers)
+        .tls_certs_only([ca])
         .build()
         .unwrap()
 }
@@ -569,11 +601,12 @@ pub fn sinkhole_csv(rows: &[(&str, &str)]) -> String {
     text
 }
 
-/// A test CA and a server certificate it signs for 127.0.0.1 (openssl),
-/// in `dir`: (ca.pem, server.pem, server.key).
-pub fn test_certificates(dir: &std::path::Path) -> (String, String, String) {
+/// A test CA named `name` and a server certificate it signs for 127.0.0.1
+/// and localhost (openssl), in `dir`: (`{name}-ca.pem`, `{name}.pem`,
+/// `{name}.key`).
+pub fn test_certificates(dir: &Path, name: &str) -> (String, String, String) {
     let openssl = need("openssl", "openssl");
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let p = |f: &str| dir.join(format!("{name}{f}")).to_str().unwrap().to_string();
     let run = |args: &[&str]| {
         succeed(Command::new(&openssl).args(args));
     };
@@ -584,18 +617,19 @@ pub fn test_certificates(dir: &std::path::Path) -> (String, String, String) {
         "ec_paramgen_curve:prime256v1",
         "-nodes",
     ];
+    let ca_subject = format!("/CN=kanki test CA {name}");
     run(&[
         &["req", "-x509"][..],
         &ec,
         &[
             "-keyout",
-            &p("ca.key"),
+            &p("-ca.key"),
             "-out",
-            &p("ca.pem"),
+            &p("-ca.pem"),
             "-days",
             "2",
             "-subj",
-            "/CN=kanki test CA",
+            &ca_subject,
         ],
     ]
     .concat());
@@ -604,16 +638,16 @@ pub fn test_certificates(dir: &std::path::Path) -> (String, String, String) {
         &ec,
         &[
             "-keyout",
-            &p("server.key"),
+            &p(".key"),
             "-out",
-            &p("server.csr"),
+            &p(".csr"),
             "-subj",
             "/CN=127.0.0.1",
         ],
     ]
     .concat());
     std::fs::write(
-        dir.join("server.ext"),
+        p(".ext"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
@@ -621,18 +655,18 @@ pub fn test_certificates(dir: &std::path::Path) -> (String, String, String) {
         "x509",
         "-req",
         "-in",
-        &p("server.csr"),
+        &p(".csr"),
         "-CA",
-        &p("ca.pem"),
+        &p("-ca.pem"),
         "-CAkey",
-        &p("ca.key"),
+        &p("-ca.key"),
         "-CAcreateserial",
         "-out",
-        &p("server.pem"),
+        &p(".pem"),
         "-days",
         "2",
         "-extfile",
-        &p("server.ext"),
+        &p(".ext"),
     ]);
-    (p("ca.pem"), p("server.pem"), p("server.key"))
+    (p("-ca.pem"), p(".pem"), p(".key"))
 }
