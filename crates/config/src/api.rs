@@ -63,8 +63,8 @@ impl ApiConfig {
             }
         }
         let ip = self.listen.ip();
-        if !ip.is_loopback() && !self.tls() && !(self.proxy_tls && !self.trusted_proxies.is_empty())
-        {
+        let behind_tls_proxy = self.proxy_tls && !self.trusted_proxies.is_empty();
+        if !ip.is_loopback() && !self.tls() && !behind_tls_proxy {
             return Err((
                 "api.listen".into(),
                 Some(("listen".into(), 1)),

@@ -94,7 +94,7 @@ pub async fn spawn(listen: SocketAddr, site: Router) -> std::io::Result<()> {
     let app = Router::new()
         .route("/", index.clone())
         .route("/countermeasures/", index)
-        .layer(axum::middleware::from_fn(kanki_warning::headers::layer))
+        .layer(axum::middleware::from_fn(kanki_html::headers::layer))
         .nest(SITE, site)
         .into_make_service_with_connect_info::<SocketAddr>();
     tracing::info!(%listen, "countermeasure site serving");

@@ -229,16 +229,14 @@ fn answer_header(out: &mut Vec<u8>, q_id: u16, q_flags: u16, rcode: u16, counts:
     }
 }
 
+/// Writes an Extended DNS Error's text straight into the answer.
+type EdeText<'a> = &'a mut dyn FnMut(&mut Vec<u8>);
+
 /// An OPT record of ours: UDP size 1232 (the DNS flag day's), the
 /// extended rcode bits, and an Extended DNS Error option when given: its
 /// code, and a writer of its text (UTF-8, cut at 400 bytes), which writes
 /// straight into `out`.
-fn opt_record(
-    out: &mut Vec<u8>,
-    rcode: u16,
-    dnssec_ok: bool,
-    ede: Option<(u16, &mut dyn FnMut(&mut Vec<u8>))>,
-) {
+fn opt_record(out: &mut Vec<u8>, rcode: u16, dnssec_ok: bool, ede: Option<(u16, EdeText<'_>)>) {
     out.push(0);
     out.extend_from_slice(&TYPE_OPT.to_be_bytes());
     out.extend_from_slice(&1232u16.to_be_bytes());
