@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The DNS front beside Unbound, in one run, with dnsperf (issue 4):
+# The DNS front beside Unbound, in one run, with dnsperf:
 #
 #   * a 1,000,000-name list: imported into kanki; exported as an RPZ zone
 #     that Unbound loads;
