@@ -34,7 +34,7 @@ impl Desk {
         let smtp = with_mail.then(|| Smtp::start(&mail_dir));
         let extra = smtp.as_ref().map_or(String::new(), |s| {
             format!(
-                "\n[smtp]\nserver = \"127.0.0.1:{}\"\nfrom = \"abuse@isp.example\"\ntls = \"none\"\n\n[notices]\nmin_interval = \"0s\"\nsite_url = \"https://isp.example/countermeasures\"\n",
+                "\n[smtp]\nserver = \"127.0.0.1:{}\"\nfrom = \"abuse@isp.example\"\ntls = \"none\"\n\n[notices]\nmin_interval = \"0s\"\n\n[countermeasure_site]\npublic_url = \"https://isp.example/countermeasures\"\n",
                 s.port
             )
         });
