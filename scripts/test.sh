@@ -122,6 +122,11 @@ export RUSTC_WORKSPACE_WRAPPER="${RUSTC_WORKSPACE_WRAPPER:-$(rustc --print sysro
 export CLIPPY_ARGS="${CLIPPY_ARGS:--D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__}"
 step "building every target, linted by clippy"
 cargo test --workspace --all-targets --no-run --quiet "${features[@]}" --features kanki-fuzz/fuzz-targets
+# The binary alone, as the README's `cargo run --release -- serve` builds it:
+# without the test-only features that dev-dependencies switch on, so that a
+# feature only the tests enable cannot hide a broken build of `kanki`.
+step "building the kanki binary alone"
+cargo build -p kanki --bin kanki --quiet "${features[@]}"
 step "cargo test"
 set +e
 cargo test --workspace --no-fail-fast "${features[@]}" 2>&1 | tee "$CARGO_TARGET_DIR/test.log"
