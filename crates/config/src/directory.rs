@@ -75,7 +75,7 @@ impl Default for DirectoryConfig {
             bindings_retention: HumanDuration::secs(400 * 86400),
             refresh_every: HumanDuration::millis(250),
             rebuild_every: HumanDuration::secs(10),
-            overlay_most: 500_000,
+            overlay_most: 2_000_000,
             purge_every: HumanDuration::secs(86400),
             follow: Vec::new(),
         }

@@ -560,7 +560,7 @@ const CHANGES_PER_READ: u32 = 50_000;
 /// An overlay holding more changed bindings than this is folded into the
 /// index by a rebuild rather than grown (a bulk import), unless the
 /// directory is given another bound (`directory.overlay_most`).
-pub const OVERLAY_MOST: usize = 500_000;
+pub const OVERLAY_MOST: usize = 2_000_000;
 
 /// Numbers one subject: its subscriber (one `Arc` per subscriber, shared by
 /// their identifiers) and the inside address it names.
