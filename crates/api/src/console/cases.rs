@@ -48,17 +48,12 @@ pub(super) async fn queue(
     let q = match CaseQuery::parse(raw.as_deref().unwrap_or("")) {
         Ok(q) => q,
         Err(problems) => {
-            let lines: Vec<String> = problems
-                .iter()
-                .map(|p| p.text(c.lang).to_string())
-                .collect();
-            return c.message(
-                StatusCode::BAD_REQUEST,
+            return c.bad_query(
                 c.tr(
                     "Cases: the query is not valid",
                     "事案: 指定が正しくありません",
                 ),
-                &lines,
+                &problems,
                 "/cases",
             );
         }

@@ -62,17 +62,12 @@ pub(super) async fn search(
     let q = match IndicatorQuery::parse(raw.as_deref().unwrap_or("")) {
         Ok(q) => q,
         Err(problems) => {
-            let lines: Vec<String> = problems
-                .iter()
-                .map(|p| p.text(c.lang).to_string())
-                .collect();
-            return c.message(
-                StatusCode::BAD_REQUEST,
+            return c.bad_query(
                 c.tr(
                     "Indicators: the query is not valid",
                     "指標: 指定が正しくありません",
                 ),
-                &lines,
+                &problems,
                 "/indicators",
             );
         }

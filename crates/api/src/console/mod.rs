@@ -328,6 +328,16 @@ impl Console {
         (status, Html(html)).into_response()
     }
 
+    /// The 400 page for a query string out of range: each problem named,
+    /// in the operator's language, with a link `back` to the page.
+    pub fn bad_query(&self, title: &str, problems: &[query::Problem], back: &str) -> Response {
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| p.text(self.lang).to_string())
+            .collect();
+        self.message(StatusCode::BAD_REQUEST, title, &lines, back)
+    }
+
     /// A clear message on a page of its own (an out-of-range query, a
     /// refusal), with a link back.
     pub fn message(
