@@ -147,35 +147,29 @@ fn refuse_as(
     message: String,
     page: bool,
 ) -> Response {
-    if page {
-        if status == StatusCode::UNAUTHORIZED {
-            st.metrics
-                .auth_failures
-                .get_or_create(&metrics::ReasonLabels {
-                    reason: label.to_string(),
-                })
-                .inc();
-            return axum::response::Redirect::to("/sign-in").into_response();
-        }
-        count_forbidden(st, label);
-        return crate::console::refusal(status, &message);
-    }
-    if status == StatusCode::UNAUTHORIZED {
+    let unauthorized = status == StatusCode::UNAUTHORIZED;
+    if unauthorized {
         st.metrics
             .auth_failures
             .get_or_create(&metrics::ReasonLabels {
                 reason: label.to_string(),
             })
             .inc();
-        let mut r = ApiError(status, message).into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"kanki\""),
-        );
-        r
     } else {
         count_forbidden(st, label);
-        ApiError(status, message).into_response()
+    }
+    match (page, unauthorized) {
+        (true, true) => axum::response::Redirect::to("/sign-in").into_response(),
+        (true, false) => crate::console::refusal(status, &message),
+        (false, true) => {
+            let mut r = ApiError(status, message).into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"kanki\""),
+            );
+            r
+        }
+        (false, false) => ApiError(status, message).into_response(),
     }
 }
 
