@@ -22,6 +22,10 @@ shift || true
 
 rss_mb="${KANKI_FUZZ_RSS_MB:-1024}"
 export RUSTC_BOOTSTRAP=1
+# SQLite's amalgamation has several function-local statics of one name
+# (`aiOff`); AddressSanitizer's ODR check takes them for one global defined
+# twice and aborts any target that links SQLite before its first input.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_odr_violation=0}"
 export CARGO_TARGET_DIR="${KANKI_FUZZ_TARGET_DIR:-${HOME}/.cache/kanki/target-fuzz}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
