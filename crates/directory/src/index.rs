@@ -413,6 +413,12 @@ impl IndexBuilder {
         for (gi, grp) in groups[..groups.len() - 1].iter().enumerate() {
             let range = grp.start as usize..groups[gi + 1].start as usize;
             let mut found: Option<Current> = None;
+            // A binding known to start later (sessions are by start) ends
+            // the entry there: from then on the newest start decides.
+            let later = sessions[range.clone()]
+                .iter()
+                .find(|s| s.from > now)
+                .map_or(OPEN, |s| s.from);
             for s in &sessions[range] {
                 if s.from <= now && now <= s.to {
                     found = Some(match found {
@@ -434,6 +440,7 @@ impl IndexBuilder {
             }
             if let Some(mut c) = found {
                 c.len_ix = group_len[gi];
+                c.to = c.to.min(later);
                 current_rows.push(c);
             }
         }
@@ -473,6 +480,26 @@ impl BindingIndex {
     /// Number of bindings.
     pub fn len(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// The longest prefix length among the bindings of one family (an
+    /// IPv4 /32 is 32), if it has any.
+    pub fn longest_prefix_len(&self, v4: bool) -> Option<u8> {
+        // `lens` is longest first.
+        let l = self.lens.iter().find(|l| l.v4 == v4)?;
+        Some(if v4 { l.bits - 96 } else { l.bits })
+    }
+
+    /// The first start after `t` of a binding of exactly `prefix` (one
+    /// known in advance), if the index holds one.
+    pub fn next_start(&self, prefix: IpNet, t: i64) -> Option<i64> {
+        let (key, bits, v4) = prefix_key(prefix);
+        let len = self.lens.iter().find(|l| (l.bits, l.v4) == (bits, v4))?;
+        let g = self.group(len, split(key))?;
+        let ss = &self.sessions[self.groups[g].start as usize..self.groups[g + 1].start as usize];
+        let t = clamp_secs(t);
+        ss.get(ss.partition_point(|s| s.from <= t))
+            .map(|s| i64::from(s.from))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -864,6 +891,21 @@ mod tests {
         let ix = ib.build(400, 3);
         assert_eq!(ix.who_now(a, 400), Some(2));
         assert_eq!(ix.who_now(a, 250), Some(1));
+        // Built before the new holder's Start, asked after it.
+        let mut ib = IndexBuilder::new();
+        ib.add(&b(1, "192.0.2.44/32", 100, None, 1));
+        ib.add(&b(2, "192.0.2.44/32", 300, None, 2));
+        let ix = ib.build(150, 3);
+        assert_eq!(ix.who_now(a, 150), Some(1));
+        assert_eq!(ix.who_now(a, 350), Some(2));
+        assert_eq!(
+            ix.next_start("192.0.2.44/32".parse().unwrap(), 150),
+            Some(300)
+        );
+        assert_eq!(ix.next_start("192.0.2.44/32".parse().unwrap(), 300), None);
+        assert_eq!(ix.next_start("192.0.2.45/32".parse().unwrap(), 0), None);
+        assert_eq!(ix.longest_prefix_len(true), Some(32));
+        assert_eq!(ix.longest_prefix_len(false), None);
         // Two Starts in the same second: nobody is sure.
         let mut ib = IndexBuilder::new();
         ib.add(&b(1, "192.0.2.44/32", 300, None, 1));
