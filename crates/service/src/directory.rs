@@ -46,8 +46,8 @@ struct Base {
 #[derive(Clone, Default)]
 struct Overlay {
     bindings: foldhash::HashMap<i64, BindingRef>,
-    /// The ids of the changed bindings of each prefix.
-    by_prefix: foldhash::HashMap<ipnet::IpNet, Vec<i64>>,
+    /// The changed bindings of each prefix, and who holds it now.
+    by_prefix: foldhash::HashMap<ipnet::IpNet, Touched>,
     /// The prefix lengths present, IPv4 and IPv6, longest first.
     lens: [Vec<u8>; 2],
     /// The subjects of the changed bindings: their subscriber, and the
@@ -59,6 +59,40 @@ struct Overlay {
     /// are not in it, and the filter answers that from a table that stays
     /// in cache where `by_prefix` does not.
     filter: PrefixFilter,
+}
+
+/// A prefix the overlay holds changes of.
+#[derive(Clone, Default)]
+struct Touched {
+    /// The ids of its changed bindings.
+    ids: Vec<i64>,
+    /// Who holds it now, decided when its changes were laid over: the DNS
+    /// front's question for an address a change touched, answered with
+    /// one probe instead of the index's and the overlay's full lists.
+    now: Option<HeldNow>,
+}
+
+/// [`holder_now`](kanki_directory::holder_now) of every address of one
+/// prefix, the same from `from` up to (not including) `until`. Kept only
+/// where the prefix's own bindings decide it (one of them is held, and the
+/// index has no longer prefix that could hold part of it), so that a change
+/// to a wider prefix cannot alter it; a change to the prefix itself
+/// decides again.
+#[derive(Clone, Copy)]
+struct HeldNow {
+    from: i64,
+    until: i64,
+    holder: Option<u32>,
+}
+
+/// What the overlay says of an address for the DNS front's question.
+enum NowLookup {
+    /// No change touched it: the index answers.
+    Untouched,
+    /// Decided, with the holder (if one is alone).
+    Held(Option<u32>),
+    /// Touched, but not decided in advance: the full lists answer.
+    Full,
 }
 
 /// A blocked Bloom filter of prefixes (address bits and length): one
@@ -173,22 +207,33 @@ impl Overlay {
                 let net = ipnet::IpNet::new(addr, len).ok()?.trunc();
                 self.by_prefix.get(&net)
             })
-            .flatten()
+            .flat_map(|t| &t.ids)
             .filter_map(|id| self.bindings.get(id))
     }
 
-    fn covers(&self, addr: IpAddr) -> bool {
-        self.covering(addr).next().is_some()
-    }
-
-    /// Whether the overlay may cover `addr`: `false` means it does not,
-    /// for a probe of a small table per prefix length present.
+    /// The DNS front's question (who holds `addr` at `now`) as far as
+    /// the overlay answers it: the most specific prefix it holds changes
+    /// of decides, where that prefix was decided in advance. Each prefix
+    /// length present costs a probe of the Bloom filter, which stays in
+    /// cache, and only an address it may hold probes the prefix table.
     #[inline]
-    fn may_cover(&self, addr: IpAddr) -> bool {
+    fn held_now(&self, addr: IpAddr, now: i64) -> NowLookup {
         let addr = unmapped(addr);
-        self.lens[usize::from(addr.is_ipv6())]
-            .iter()
-            .any(|&len| self.filter.may_hold(addr, len))
+        for &len in &self.lens[usize::from(addr.is_ipv6())] {
+            if !self.filter.may_hold(addr, len) {
+                continue;
+            }
+            let Ok(net) = ipnet::IpNet::new(addr, len) else {
+                continue;
+            };
+            if let Some(t) = self.by_prefix.get(&net.trunc()) {
+                return match t.now {
+                    Some(h) if h.from <= now && now < h.until => NowLookup::Held(h.holder),
+                    _ => NowLookup::Full,
+                };
+            }
+        }
+        NowLookup::Untouched
     }
 
     /// Lays one change over the others.
@@ -205,7 +250,7 @@ impl Overlay {
             if !self.by_prefix.contains_key(&b.prefix) {
                 self.filter.insert(b.prefix, self.by_prefix.keys());
             }
-            self.by_prefix.entry(b.prefix).or_default().push(b.id);
+            self.by_prefix.entry(b.prefix).or_default().ids.push(b.id);
             let lens = &mut self.lens[usize::from(b.prefix.addr().is_ipv6())];
             if !lens.contains(&b.prefix.prefix_len()) {
                 lens.push(b.prefix.prefix_len());
@@ -349,11 +394,13 @@ impl Compiled {
         let mut n = 0;
         let now = now.timestamp();
         let mut held = Vec::new();
+        let mut touched = foldhash::HashSet::default();
         loop {
             // Cloned only once there is something to lay over it.
             let mut read_one = |c: kanki_store::BindingChange| {
                 let o = overlay.get_or_insert_with(|| (*self.overlay).clone());
                 n += 1;
+                touched.insert(c.binding.prefix);
                 self.lay_one(o, c, now, &mut held, overlap);
             };
             let read =
@@ -374,6 +421,14 @@ impl Compiled {
         }
         if after == self.seq {
             return Ok(Changes::None);
+        }
+        if let Some(o) = overlay.as_mut() {
+            for net in touched {
+                let decided = self.decide_now(o, net, now, &mut held);
+                if let Some(t) = o.by_prefix.get_mut(&net) {
+                    t.now = decided;
+                }
+            }
         }
         let overlay = overlay.map_or_else(|| self.overlay.clone(), Arc::new);
         Ok(Changes::Laid(
@@ -424,6 +479,57 @@ impl Compiled {
                 overlap(b, &others);
             }
         }
+    }
+
+    /// Who holds every address of `net` at `now` and until when, where
+    /// `net`'s own bindings decide it (see [`HeldNow`]); `None` where the
+    /// full lists must answer each time.
+    fn decide_now(
+        &self,
+        overlay: &Overlay,
+        net: ipnet::IpNet,
+        now: i64,
+        cands: &mut Vec<Candidate>,
+    ) -> Option<HeldNow> {
+        let len = net.prefix_len();
+        // A longer prefix in the index could hold part of `net`.
+        if self
+            .base
+            .index
+            .longest_prefix_len(net.addr().is_ipv4())
+            .is_some_and(|l| l > len)
+        {
+            return None;
+        }
+        cands.clear();
+        self.who_at_over(overlay, net.addr(), None, now, 0, cands);
+        // A longer prefix of the overlay holding `net.addr()` may not hold
+        // the others: it answers for its own addresses (probed first).
+        cands.retain(|c| c.binding.prefix.prefix_len() <= len);
+        let holds = |b: &BindingRef| b.from <= now && b.to.is_none_or(|t| now < t);
+        let own = |c: &&Candidate| c.binding.prefix == net && holds(&c.binding);
+        if !cands.iter().any(|c| own(&c)) {
+            return None;
+        }
+        // Until one of its bindings held now ends, or another one starts.
+        let ends = cands.iter().filter(own).filter_map(|c| c.binding.to);
+        let starts = overlay.by_prefix.get(&net).into_iter().flat_map(|t| {
+            t.ids
+                .iter()
+                .filter_map(|id| overlay.bindings.get(id))
+                .map(|b| b.from)
+                .filter(|&f| f > now)
+        });
+        let until = ends
+            .chain(starts)
+            .chain(self.base.index.next_start(net, now))
+            .min()
+            .unwrap_or(i64::MAX);
+        Some(HeldNow {
+            from: now,
+            until,
+            holder: kanki_directory::holder_now(cands, now),
+        })
     }
 
     /// Number of bindings in the compiled index.
@@ -527,9 +633,18 @@ impl Compiled {
     /// The holder of `addr` now, as [`kanki_directory::holder_now`] decides.
     #[inline]
     pub fn holder_now(&self, addr: IpAddr, now: i64) -> Option<u32> {
-        if self.overlay.is_empty() || !self.overlay.may_cover(addr) || !self.overlay.covers(addr) {
+        if self.overlay.is_empty() {
             return self.base.index.who_now(addr, now);
         }
+        match self.overlay.held_now(addr, now) {
+            NowLookup::Untouched => self.base.index.who_now(addr, now),
+            NowLookup::Held(h) => h,
+            NowLookup::Full => self.holder_now_full(addr, now),
+        }
+    }
+
+    #[cold]
+    fn holder_now_full(&self, addr: IpAddr, now: i64) -> Option<u32> {
         let mut cands = Vec::new();
         self.who_at(addr, None, now, 0, &mut cands);
         kanki_directory::holder_now(&cands, now)
@@ -1557,9 +1672,11 @@ mod tests {
         .unwrap()
     }
 
-    /// Random bindings on a few addresses, changed after the index was
-    /// built: the index with the changes laid over answers as an index
-    /// compiled afresh, for `who_at` and `holder_now`.
+    /// Random bindings on a few addresses and the wider prefixes holding
+    /// them, changed after the index was built: the index with the changes
+    /// laid over answers as an index compiled afresh, for `who_at` and
+    /// `holder_now` (before the look, and after it, where the overlay's
+    /// answers decided in advance apply).
     #[test]
     fn changes_laid_over_answer_as_a_fresh_index() {
         let dir = tempfile::tempdir().unwrap();
@@ -1569,7 +1686,13 @@ mod tests {
             let from = rng.below(10_000) as i64;
             BindingEvent::Binding(Binding {
                 subject: Subject::login(&format!("u{}", rng.below(6))).unwrap(),
-                prefix: format!("192.0.2.{}/32", rng.below(8)).parse().unwrap(),
+                // Addresses, and now and then a wider prefix holding four.
+                prefix: match rng.below(6) {
+                    0 => format!("192.0.2.{}/30", 4 * rng.below(2)),
+                    _ => format!("192.0.2.{}/32", rng.below(8)),
+                }
+                .parse()
+                .unwrap(),
                 ports: None,
                 from: at(from),
                 to: (rng.below(3) != 0).then(|| at(from + rng.below(3_000) as i64)),
