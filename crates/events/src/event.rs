@@ -101,6 +101,20 @@ impl std::hash::Hasher for KeyHasher {
     }
 }
 
+/// How many items of `item_bytes` a hash set may hold in `bytes`: the
+/// slots of Rust's `HashSet` (SwissTable) are a power of two, an item and
+/// a control byte each, filled to 7/8 before the table doubles. A set kept
+/// under this many items never takes more than `bytes`.
+pub const fn hash_set_items_within(bytes: usize, item_bytes: usize) -> usize {
+    let most_slots = bytes / (item_bytes + 1);
+    if most_slots < 8 {
+        return 0;
+    }
+    // The largest power of two of slots that fits.
+    let slots = 1usize << (usize::BITS - 1 - most_slots.leading_zeros());
+    slots / 8 * 7
+}
+
 impl Event {
     /// A new event of a class, seen now; the parser fills in the rest.
     pub fn new(
@@ -273,6 +287,32 @@ pub struct KeyPrefix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_set_under_its_item_bound_stays_within_its_bytes() {
+        let bytes = 1 << 20;
+        let most = hash_set_items_within(bytes, size_of::<EventKey>());
+        assert!(most > 20_000, "{most}");
+        let mut set: std::collections::HashSet<EventKey, std::hash::BuildHasherDefault<KeyHasher>> =
+            Default::default();
+        let key = |i: u64| {
+            let mut k = [0u8; 16];
+            k[..8].copy_from_slice(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes());
+            k
+        };
+        for i in 0..most as u64 {
+            set.insert(key(i));
+        }
+        let slot_bytes = |s: &std::collections::HashSet<_, _>| s.capacity() / 7 * 8 * 17;
+        assert!(
+            slot_bytes(&set) <= bytes,
+            "{} slots' bytes",
+            slot_bytes(&set)
+        );
+        // One more, and the table doubles past the bound.
+        set.insert(key(u64::MAX));
+        assert!(slot_bytes(&set) > bytes);
+    }
 
     /// A sinkhole event from 192.0.2.1, now.
     fn sinkhole_event() -> Event {

@@ -21,7 +21,7 @@ use std::io::BufRead;
 use std::str::FromStr;
 
 pub use cowrie::parse_cowrie;
-pub use event::{Event, EventKey, KeyHasher, KeyPrefix};
+pub use event::{Event, EventKey, KeyHasher, KeyPrefix, hash_set_items_within};
 pub use mapped::{MappedFormat, SinkholeMapping, TimeFormat, parse_mapped};
 pub use xarf::parse_xarf;
 

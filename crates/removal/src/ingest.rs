@@ -499,9 +499,14 @@ struct Judged {
 /// A set of event keys, hashed by their own bytes.
 type KeySet = HashSet<EventKey, BuildHasherDefault<KeyHasher>>;
 
-/// Stored keys held in memory at most (about 20 bytes each) for telling
-/// replayed records; past it the store is asked batch by batch.
-const KNOWN_KEYS_MAX: usize = 4 << 20;
+/// Bytes the stored keys held in memory for telling replayed records may
+/// take; past it the store is asked batch by batch. With the batches in
+/// flight (`IN_FLIGHT_BYTES` and the one being parsed) it keeps an ingest
+/// in its memory bound whatever the input.
+const KNOWN_KEYS_BYTES: usize = 8 << 20;
+/// [`KNOWN_KEYS_BYTES`] in keys (some 450,000).
+const KNOWN_KEYS_MAX: usize =
+    kanki_events::hash_set_items_within(KNOWN_KEYS_BYTES, size_of::<EventKey>());
 
 /// Batches whose keys are kept when the store is asked: those judged and
 /// perhaps not committed yet (one commit window and the stages between).
@@ -546,15 +551,21 @@ impl KnownKeys {
         if let Some(hours) = &mut self.hours {
             // Keys come mostly in runs of one hour.
             let mut last = None;
+            let mut full = false;
             for k in keys {
                 let hour = u32::from_be_bytes([k[0], k[1], k[2], k[3]]);
-                if last.replace(hour) != Some(hour) && hours.insert(hour) {
+                if !full && last.replace(hour) != Some(hour) && hours.insert(hour) {
                     removal.event_keys_of_hour(hour, &mut |k| {
-                        self.keys.insert(k);
+                        // Never past the bound, however many are stored.
+                        if self.keys.len() < KNOWN_KEYS_MAX {
+                            self.keys.insert(k);
+                        } else {
+                            full = true;
+                        }
                     })?;
                 }
             }
-            if self.keys.len() <= KNOWN_KEYS_MAX {
+            if !full {
                 return Ok(keys.iter().map(|k| self.keys.contains(k)).collect());
             }
             tracing::debug!(
@@ -573,6 +584,13 @@ impl KnownKeys {
 
     /// The keys of a batch just judged (its new events).
     fn judged(&mut self, keys: Vec<EventKey>) {
+        if self.hours.is_some() && self.keys.len() + keys.len() > KNOWN_KEYS_MAX {
+            tracing::debug!(
+                keys = self.keys.len(),
+                "ingest: too many keys to hold; asking the store"
+            );
+            *self = KnownKeys::asking_the_store();
+        }
         self.keys.extend(keys.iter().copied());
         if self.hours.is_none() {
             self.recent.push_back(keys);

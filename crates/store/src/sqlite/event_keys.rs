@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 
-use kanki_events::{EventKey, KeyHasher};
+use kanki_events::{EventKey, KeyHasher, hash_set_items_within};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::Result;
@@ -27,9 +27,13 @@ type Tail = [u8; 12];
 /// (big-endian).
 const ENTRY: usize = 14;
 
-/// Keys held in memory at most (about 20 bytes each); past it the hours
-/// not in the batch at hand are let go.
-const HELD_MAX: usize = 4 << 20;
+/// Bytes the tails held in memory may take (a hash set's slots, a tail
+/// and a control byte each; see [`hash_set_items_within`]). Past it the
+/// hours not in the batch at hand are let go, and an hour that alone would
+/// pass it is not held: its keys are checked by reading its blocks (slower,
+/// but an hour of that many records is rare, and the memory stays bounded
+/// whatever the input).
+const HELD_BYTES: usize = 8 << 20;
 
 fn hour_of(k: &EventKey) -> u32 {
     u32::from_be_bytes([k[0], k[1], k[2], k[3]])
@@ -62,21 +66,42 @@ struct HourKeys {
     /// The highest segment whose blocks of this hour are in `tails`.
     through: i64,
     tails: TailSet,
+    /// Too many to hold: `tails` is empty, and the hour's blocks are read
+    /// for each segment stored.
+    read_each_time: bool,
 }
 
 /// The stored keys of the hours recent batches fell in, as the writer
 /// knows them. Used only under the write lock, inside its transaction; a
 /// transaction that does not commit must [`clear`](Self::clear) it, since
 /// it holds the keys that transaction wrote.
-#[derive(Default)]
 pub(crate) struct StoredKeys {
     hours: HashMap<u32, HourKeys>,
+    /// Tails the held sets have room for (their capacities), at most
+    /// `held_most`.
     held: usize,
+    held_most: usize,
     /// `meta.event_key_purges` when the hours were read.
     purges: Option<String>,
 }
 
+impl Default for StoredKeys {
+    fn default() -> Self {
+        StoredKeys::holding(hash_set_items_within(HELD_BYTES, size_of::<Tail>()))
+    }
+}
+
 impl StoredKeys {
+    /// Holding at most `held_most` tails in all.
+    fn holding(held_most: usize) -> StoredKeys {
+        StoredKeys {
+            hours: HashMap::new(),
+            held: 0,
+            held_most,
+            purges: None,
+        }
+    }
+
     pub(crate) fn clear(&mut self) {
         self.hours.clear();
         self.held = 0;
@@ -97,29 +122,58 @@ impl StoredKeys {
             self.clear();
             self.purges = Some(purges);
         }
-        let mut hours: Vec<u32> = keys.iter().map(|k| hour_of(k)).collect();
-        hours.sort_unstable();
-        hours.dedup();
-        if self.held > HELD_MAX {
+        let mut of_hour: Vec<u32> = keys.iter().map(|k| hour_of(k)).collect();
+        of_hour.sort_unstable();
+        // Each hour of the segment, with how many of its keys fall in it.
+        let counts: Vec<(u32, usize)> = of_hour
+            .chunk_by(|a, b| a == b)
+            .map(|run| (run[0], run.len()))
+            .collect();
+        let hours: Vec<u32> = counts.iter().map(|&(h, _)| h).collect();
+        if self.held > self.held_most / 2 {
             self.hours.retain(|h, _| hours.binary_search(h).is_ok());
-            self.held = self.hours.values().map(|h| h.tails.len()).sum();
+            self.held = self.hours.values().map(|h| h.tails.capacity()).sum();
         }
-        for &h in &hours {
+        for &(h, more) in &counts {
             self.refresh(c, h)?;
+            // Room for the segment's keys of the hour, or read each time.
+            if let Some(known) = self.hours.get_mut(&h) {
+                make_room(known, &mut self.held, self.held_most, more);
+            }
         }
         let mut new = Vec::with_capacity(keys.len());
-        let mut fresh = Vec::with_capacity(keys.len());
+        // The tails of this segment in the hours read each time, new within
+        // the segment, with where they are in `keys`.
+        let mut unheld: HashMap<u32, HashMap<Tail, usize, BuildHasherDefault<KeyHasher>>> =
+            HashMap::new();
         for (i, &k) in keys.iter().enumerate() {
             let Some(known) = self.hours.get_mut(&hour_of(k)) else {
                 unreachable!("every hour of the segment was refreshed");
             };
-            let is_new = known.tails.insert(tail_of(k));
-            if is_new {
-                self.held += 1;
-                fresh.push((i, k));
-            }
+            let tail = tail_of(k);
+            let is_new = if known.read_each_time {
+                let seen = unheld.entry(hour_of(k)).or_default();
+                let first = !seen.contains_key(&tail);
+                seen.entry(tail).or_insert(i);
+                first
+            } else {
+                known.tails.insert(tail)
+            };
             new.push(is_new);
         }
+        // The hours not held: their stored tails, read block by block.
+        for (hour, mut seen) in unheld {
+            keys_of_hour(c, hour, &mut |k| {
+                if let Some(i) = seen.remove(&tail_of(&k)) {
+                    new[i] = false;
+                }
+            })?;
+        }
+        let fresh = keys
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| new[i])
+            .map(|(i, &k)| (i, k));
         insert_blocks(c, segment, fresh)?;
         for h in hours {
             if let Some(known) = self.hours.get_mut(&h) {
@@ -134,7 +188,11 @@ impl StoredKeys {
         let known = self.hours.entry(hour).or_insert_with(|| HourKeys {
             through: 0,
             tails: TailSet::default(),
+            read_each_time: false,
         });
+        if known.read_each_time {
+            return Ok(());
+        }
         let mut stmt = c.prepare_cached(
             "SELECT segment, keys FROM event_key_blocks WHERE hour = ?1 AND segment > ?2",
         )?;
@@ -142,15 +200,45 @@ impl StoredKeys {
         while let Some(r) = rows.next()? {
             let segment: i64 = r.get(0)?;
             if let rusqlite::types::ValueRef::Blob(b) = r.get_ref(1)? {
+                make_room(known, &mut self.held, self.held_most, b.len() / ENTRY);
+                if known.read_each_time {
+                    return Ok(());
+                }
                 for (tail, _) in entries(b) {
-                    if known.tails.insert(tail.try_into().unwrap_or_default()) {
-                        self.held += 1;
-                    }
+                    known.tails.insert(tail.try_into().unwrap_or_default());
                 }
             }
             known.through = known.through.max(segment);
         }
         Ok(())
+    }
+}
+
+/// Makes room in `known` for `more` tails, unless its set would then pass
+/// what `held_most` leaves: then the hour is let go (read each time).
+fn make_room(known: &mut HourKeys, held: &mut usize, held_most: usize, more: usize) {
+    let (len, cap) = (known.tails.len(), known.tails.capacity());
+    if known.read_each_time || len + more <= cap {
+        return;
+    }
+    if *held - cap + capacity_for(len + more) <= held_most {
+        known.tails.reserve(more);
+        *held = *held - cap + known.tails.capacity();
+    } else {
+        *held -= cap;
+        known.tails = TailSet::default();
+        known.read_each_time = true;
+    }
+}
+
+/// The capacity a `HashSet` takes to hold `items`: its slots are a power
+/// of two (at least 4) filled to 7/8 (3 of 4, 7 of 8 below 16).
+fn capacity_for(items: usize) -> usize {
+    match items {
+        0 => 0,
+        1..=3 => 3,
+        4..=7 => 7,
+        n => (n * 8).div_ceil(7).next_power_of_two() / 8 * 7,
     }
 }
 
@@ -251,4 +339,77 @@ pub(crate) fn keys_into_blocks(c: &Connection) -> Result<()> {
     }
     c.execute_batch("DROP TABLE event_keys")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE event_key_blocks (hour INTEGER NOT NULL, segment INTEGER NOT NULL,
+                 keys BLOB NOT NULL, PRIMARY KEY (hour, segment)) WITHOUT ROWID;",
+        )
+        .unwrap();
+        c
+    }
+
+    /// Segments of keys over a few hours, many of them replays: a writer
+    /// holding a few hundred tails (whose busy hours it reads each time)
+    /// says the same of every key as one holding them all, and as a set of
+    /// every key stored.
+    #[test]
+    fn a_writer_under_its_memory_bound_finds_the_same_replays() {
+        let (small_db, large_db) = (db(), db());
+        let mut small = StoredKeys::holding(300);
+        let mut large = StoredKeys::holding(usize::MAX / 4);
+        let mut stored: std::collections::HashSet<EventKey> = Default::default();
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        for segment in 1..=40 {
+            // A busy hour (up to 2,000 distinct keys) and a quiet one.
+            let keys: Vec<EventKey> = (0..200)
+                .map(|_| {
+                    let hour = if next(4) == 0 { 7 } else { 8 };
+                    let n = if hour == 7 { next(50) } else { next(2_000) };
+                    key_of(hour, &n.to_be_bytes()[..8].repeat(2)[..12])
+                })
+                .collect();
+            let refs: Vec<&EventKey> = keys.iter().collect();
+            let want: Vec<bool> = {
+                let mut seen = stored.clone();
+                keys.iter().map(|k| seen.insert(*k)).collect()
+            };
+            stored.extend(keys.iter().copied());
+            assert_eq!(
+                small.insert_segment(&small_db, segment, &refs).unwrap(),
+                want,
+                "segment {segment}"
+            );
+            assert_eq!(
+                large.insert_segment(&large_db, segment, &refs).unwrap(),
+                want,
+                "segment {segment}"
+            );
+            assert!(small.held <= 300, "{} held", small.held);
+        }
+        assert!(small.hours.values().any(|h| h.read_each_time));
+        assert!(!large.hours.values().any(|h| h.read_each_time));
+    }
+
+    #[test]
+    fn capacity_for_is_what_a_set_takes() {
+        for n in [0, 1, 3, 4, 7, 8, 14, 15, 100, 1_000, 100_000] {
+            let mut s = TailSet::default();
+            s.reserve(n);
+            assert_eq!(capacity_for(n), s.capacity(), "{n} items");
+        }
+    }
 }
