@@ -6,6 +6,7 @@
 #
 #   scripts/bench-input-memory.sh            # 1 GiB bomb, 2 GiB line
 #   SIZE_MB=64 scripts/bench-input-memory.sh # a quick check at a small size
+#   DISTINCT_MB=512                          # size of the report of distinct rows (default)
 #
 # The inputs are made on the fly in a temporary directory (about SIZE_MB*2 of
 # disk for the long line) and removed at the end. With the default
@@ -15,6 +16,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 size_mb="${SIZE_MB:-1024}"
+# Distinct rows of a Shadowserver report, for the caches of keys.
+distinct_mb="${DISTINCT_MB:-512}"
 kanki="${KANKI:-}"
 if [ -z "$kanki" ]; then
     cargo build --release -p kanki --no-default-features
@@ -23,7 +26,7 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-python3 - "$work" "$size_mb" <<'PY'
+python3 - "$work" "$size_mb" "$distinct_mb" <<'PY'
 import sys, zipfile
 work, size = sys.argv[1], int(sys.argv[2]) << 20
 
@@ -43,6 +46,23 @@ bomb(f"{work}/bomb-plain.zip", b"", b"bomb.example\n")
 bomb(f"{work}/2024-05-01-event4_sinkhole-bomb.zip",
      b'"timestamp","protocol","src_ip","src_port","infection"\n',
      b'"2024-05-01 10:00:00","tcp","192.0.2.7","51234","mirai"\n')
+# Distinct rows (every record its own key, so the caches of keys that tell
+# replays fill): an address and a port per row, over the hours of one day.
+distinct = int(sys.argv[3]) << 20
+with zipfile.ZipFile(f"{work}/2024-05-01-event4_sinkhole-distinct.zip", "w",
+                     zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+    with z.open("report.csv", "w", force_zip64=True) as f:
+        f.write(b'"timestamp","protocol","src_ip","src_port","infection"\n')
+        written, i = 0, 0
+        while written < distinct:
+            rows = "".join(
+                f'"2024-05-01 {(i + k) % 24:02d}:{(i + k) // 24 % 60:02d}:00","tcp",'
+                f'"10.{(i + k) >> 16 & 255}.{(i + k) >> 8 & 255}.{(i + k) & 255}",'
+                f'"{1024 + (i + k) // 16_777_216}","mirai"\n'
+                for k in range(10_000)).encode()
+            f.write(rows)
+            written += len(rows)
+            i += 10_000
 # One line of twice the size, no line end until the last byte.
 for name, header in (("line-plain.txt", b""),
                      ("2024-05-01-event4_sinkhole-line.csv", b'"timestamp","src_ip"\n')):
@@ -88,5 +108,9 @@ echo "import, one line:"
 peak "$kanki" --config "$work/kanki.toml" import -f plain "$work/line-plain.txt"
 echo "ingest, zip bomb (Shadowserver sinkhole rows), limits lifted:"
 peak "$kanki" --config "$work/kanki.toml" ingest -f shadowserver "$work/2024-05-01-event4_sinkhole-bomb.zip"
+echo "ingest, ${distinct_mb} MiB of distinct Shadowserver sinkhole rows (every key new), zipped:"
+peak "$kanki" --config "$work/kanki.toml" ingest -f shadowserver "$work/2024-05-01-event4_sinkhole-distinct.zip"
+echo "ingest, the same again (every record a replay):"
+peak "$kanki" --config "$work/kanki.toml" ingest -f shadowserver "$work/2024-05-01-event4_sinkhole-distinct.zip"
 echo "ingest, one line after a header:"
 peak "$kanki" --config "$work/kanki.toml" ingest -f shadowserver "$work/2024-05-01-event4_sinkhole-line.csv"
