@@ -1,6 +1,7 @@
 //! `kanki lab`: the drill ISP plays its day through serve's real
-//! listeners, both loops show in the API within a bounded time, SIGINT
-//! stops it cleanly and a second start on the same directory resumes.
+//! listeners, both loops and the crawler show in the API within a bounded
+//! time, SIGINT stops it cleanly and a second start on the same directory
+//! resumes.
 
 mod common;
 
@@ -200,6 +201,29 @@ fn the_drill_isp_runs_both_loops_through_the_listeners_and_resumes_after_sigint(
     // The notices reached the lab's mail server.
     let mails = std::fs::read_dir(lab_dir.join("mail/new")).unwrap().count();
     assert!(mails as u64 >= sent, "{mails} mails for {sent} notices");
+
+    // The crawler: serve crawled the lab's web of attack chains from the
+    // seeds, listed what the compromised shop's chain leads to, and wrote
+    // to the shop's contact, found through the lab's RDAP.
+    eventually(
+        120,
+        "a crawl of the shop, its finds listed, its contact noticed",
+        || {
+            let crawls = get(&api, &token, "/api/v1/crawls?limit=100");
+            let shop = crawls.as_array().unwrap().iter().any(|c| {
+                c["seed"].as_str().unwrap_or("").contains("shop.lab")
+                    && c["verdict"].as_str() != Some("clean")
+            });
+            let found = get(&api, &token, "/api/v1/indicators?source=crawler&limit=5");
+            let notices = get(&api, &token, "/api/v1/crawl-notices");
+            let noticed = notices
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["site"].as_str().unwrap_or("").contains("shop.lab"));
+            shop && !found["items"].as_array().unwrap().is_empty() && noticed
+        },
+    );
 
     let seen = lab.interrupt();
     let last = seen

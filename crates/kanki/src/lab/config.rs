@@ -88,8 +88,21 @@ pub fn scaled_ms(minutes: f64, speed: f64, floor: Duration) -> Duration {
     Duration::from_secs_f64(minutes * 60.0 / speed).max(floor)
 }
 
+/// Where the crawler lab is and its seed file, for serve's `[crawler]`.
+#[derive(Clone, Debug)]
+pub struct CrawlSeeds<'a> {
+    pub lab: SocketAddr,
+    pub file: &'a Path,
+}
+
 /// The TOML of the lab's `kanki serve`.
-pub fn serve_toml(data_dir: &Path, p: &LabPorts, radius_secret: &str, speed: f64) -> String {
+pub fn serve_toml(
+    data_dir: &Path,
+    p: &LabPorts,
+    crawl: &CrawlSeeds<'_>,
+    radius_secret: &str,
+    speed: f64,
+) -> String {
     let ms = |d: Duration| format!("{}ms", d.as_millis());
     let fast = |minutes: f64| ms(scaled_ms(minutes, speed, Duration::from_millis(200)));
     format!(
@@ -159,7 +172,7 @@ server = "{smtp}"
 from = "abuse@isp.lab.example"
 tls = "none"
 timeout = "10s"
-"#,
+{crawler}"#,
         data = toml_path(data_dir),
         api = p.api,
         feed = p.feed,
@@ -178,11 +191,18 @@ timeout = "10s"
         send_every = fast(2.0),
         retry = scaled(10, speed),
         smtp = p.smtp,
+        // Seeds every six hours of the day, listed sites every hour.
+        crawler = super::crawl::serve_toml(
+            crawl.lab,
+            crawl.file,
+            &scaled(360, speed),
+            &scaled(60, speed),
+        ),
     )
 }
 
 /// A path as a TOML basic string's content.
-fn toml_path(p: &Path) -> String {
+pub fn toml_path(p: &Path) -> String {
     p.display()
         .to_string()
         .replace('\\', "\\\\")
@@ -197,7 +217,12 @@ mod tests {
     fn the_generated_configuration_is_valid_and_scaled() {
         let dir = tempfile::tempdir().unwrap();
         let p = LabPorts::pick().unwrap();
-        let text = serve_toml(dir.path(), &p, "s3cret", 60.0);
+        let seeds = dir.path().join("crawl-seeds.txt");
+        let crawl = CrawlSeeds {
+            lab: "127.0.0.1:8080".parse().unwrap(),
+            file: &seeds,
+        };
+        let text = serve_toml(dir.path(), &p, &crawl, "s3cret", 60.0);
         let file = dir.path().join("kanki.toml");
         std::fs::write(&file, &text).unwrap();
         let c = kanki_config::Config::load(&file).unwrap();
@@ -212,5 +237,11 @@ mod tests {
             c.countermeasure_site.public_url,
             Some(p.countermeasures_url())
         );
+        // The crawler lab: its names past the guard, crawled every six
+        // hours of the day, its sites' contacts noticed by mail.
+        assert_eq!(c.crawler.schedule.seeds, vec![seeds.clone()]);
+        assert_eq!(c.crawler.schedule.every.0, Duration::from_secs(360));
+        assert!(c.crawler.notices.enabled);
+        assert_eq!(c.crawler.hosts.len(), 5);
     }
 }

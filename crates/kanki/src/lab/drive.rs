@@ -358,9 +358,15 @@ impl Driver {
         Ok(())
     }
 
-    /// A notice reached a subscriber's mailbox.
+    /// A mail reached the lab's mail server: a notice to subscribers, or
+    /// one to a compromised site's contact (not counted as a notice).
     pub fn delivered(&mut self, d: Delivered) {
-        self.counters.notices.fetch_add(1, Relaxed);
+        let to_subscriber =
+            d.to.iter()
+                .any(|to| self.scenario.subscribers.iter().any(|s| &s.email == to));
+        if to_subscriber {
+            self.counters.notices.fetch_add(1, Relaxed);
+        }
         let abs = self.state.minute;
         for to in &d.to {
             let Some(s) = self.scenario.subscribers.iter().find(|s| &s.email == to) else {

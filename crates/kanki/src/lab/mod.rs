@@ -4,12 +4,14 @@
 //! data directory of its own, with a configuration that puts every
 //! listener on a free loopback port (`config.rs`), runs the ISP's own
 //! peers (a mail server for the notices, a web server for the threat
-//! feed, a resolver behind the DNS front: `peers.rs`), and replays a
+//! feed, a resolver behind the DNS front: `peers.rs`; the web of attack
+//! chains serve's crawler visits: `crawl.rs`), and replays a
 //! synthetic day (`scenario.rs`) at the chosen speed through serve's real
 //! listeners and inputs (`drive.rs`), until interrupted. A second start on
 //! the same directory resumes the day where it stopped.
 
 mod config;
+mod crawl;
 mod drive;
 mod peers;
 mod scenario;
@@ -93,10 +95,23 @@ pub fn run(data_dir: Option<&Path>, a: &LabArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     let ports = config::LabPorts::pick()?;
+    let crawl_lab = crawl::CrawlLab::start().context("cannot start the crawler lab")?;
+    let seeds = dir.join("crawl-seeds.txt");
+    write_private(&seeds, &crawl_lab.seeds())?;
     let config_path = dir.join("kanki.toml");
+    let crawl_seeds = config::CrawlSeeds {
+        lab: crawl_lab.addr(),
+        file: &seeds,
+    };
     write_private(
         &config_path,
-        &config::serve_toml(&dir.join("data"), &ports, &state.radius_secret, a.speed),
+        &config::serve_toml(
+            &dir.join("data"),
+            &ports,
+            &crawl_seeds,
+            &state.radius_secret,
+            a.speed,
+        ),
     )?;
     let config = kanki_config::Config::load(&config_path)?;
     let token_path = dir.join("lab-token");
@@ -118,6 +133,7 @@ pub fn run(data_dir: Option<&Path>, a: &LabArgs) -> anyhow::Result<ExitCode> {
         config_path,
         state_path,
         ports,
+        crawl_lab,
         speed: a.speed,
     };
     rt.block_on(lab.run(scenario, state, token, password, resumed))?;
@@ -194,6 +210,7 @@ struct Lab {
     config_path: PathBuf,
     state_path: PathBuf,
     ports: config::LabPorts,
+    crawl_lab: crawl::CrawlLab,
     speed: f64,
 }
 
@@ -270,6 +287,10 @@ impl Lab {
                 );
             }
             let due = first + (started.elapsed().as_secs_f64() * self.speed / 60.0) as u64;
+            // From 14:00 of the first day on (also after a resume).
+            if driver.state.minute >= u64::from(crawl::CLEAN_UP_MINUTE) {
+                self.crawl_lab.clean_up();
+            }
             while driver.state.minute < due {
                 // Minutes more than five behind are played without lookups.
                 let on_time = due - driver.state.minute <= 5;
@@ -387,6 +408,11 @@ impl Lab {
         println!("  warning page {}", p.warning);
         println!("  RADIUS       {} (accounting)", p.radius);
         println!("  RPZ          {} (zone malware.rpz.lab.kanki)", p.rpz);
+        println!(
+            "  crawler lab  {} and four more sites (crawled every 6 hours of the day; the shop is cleaned up at {:02}:00)",
+            self.crawl_lab.entrance_url(),
+            crawl::CLEAN_UP_MINUTE / 60
+        );
         println!(
             "  notices to   {} (mail server of the lab)",
             self.dir.join("mail/new").display()
