@@ -64,8 +64,10 @@ struct Overlay {
 /// A prefix the overlay holds changes of.
 #[derive(Clone, Default)]
 struct Touched {
-    /// The ids of its changed bindings.
-    ids: Vec<i64>,
+    /// The ids of its changed bindings: most prefixes have one or two, kept
+    /// inline, so that a look's copy of the overlay allocates nothing per
+    /// prefix (a busy feed's overlay holds hundreds of thousands).
+    ids: smallvec::SmallVec<[i64; 2]>,
     /// Who holds it now, decided when its changes were laid over: the DNS
     /// front's question for an address a change touched, answered with
     /// one probe instead of the index's and the overlay's full lists.
@@ -209,6 +211,16 @@ impl Overlay {
             })
             .flat_map(|t| &t.ids)
             .filter_map(|id| self.bindings.get(id))
+    }
+
+    /// Whether the overlay may cover `addr`: `false` means it does not,
+    /// for a probe of the Bloom filter per prefix length present.
+    #[inline]
+    fn may_cover(&self, addr: IpAddr) -> bool {
+        let addr = unmapped(addr);
+        self.lens[usize::from(addr.is_ipv6())]
+            .iter()
+            .any(|&len| self.filter.may_hold(addr, len))
     }
 
     /// The DNS front's question (who holds `addr` at `now`) as far as
@@ -590,7 +602,9 @@ impl Compiled {
     ) {
         let first = out.len();
         self.base.index.who_at(addr, port, t, skew, out);
-        if overlay.is_empty() {
+        // No changed binding's prefix holds `addr` (the filter's answer,
+        // from cache): the index's candidates stand as they are.
+        if overlay.is_empty() || !overlay.may_cover(addr) {
             return;
         }
         let mut i = first;
@@ -762,6 +776,19 @@ impl Base {
             subscriber_of,
             inside_address,
         })
+    }
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10); threads it
+/// starts inherit it. On Linux the nice value is a thread's own, so the
+/// rest of the process keeps its priority.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority take no pointers; a failure leaves
+    // the priority as it was, which is harmless.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 10);
     }
 }
 
@@ -1002,7 +1029,30 @@ impl Directory {
     /// changes made since its read began laid over it.
     pub fn rebuild(&self, store: &Store, now: DateTime<Utc>) -> Result<(), ServiceError> {
         let started = std::time::Instant::now();
-        let fresh = Compiled::compile(store, now)?;
+        // Compiled on threads of their own at a lower priority: on a busy
+        // machine the rebuild (seconds of CPU on every core) must not
+        // starve the refresher, which is what brings a change to the front
+        // meanwhile, nor the RADIUS listener.
+        let fresh = std::thread::scope(|s| {
+            s.spawn(|| {
+                lower_this_threads_priority();
+                let fresh = Compiled::compile(store, now)?;
+                // Most of the changes made during the read, laid over it
+                // while the refresher goes on over the index in use; only
+                // those made since are laid under its lock (below), so
+                // that a look never waits for the whole catch-up. (Their
+                // overlaps were told when the refresher laid them.)
+                Ok::<_, ServiceError>(
+                    match fresh.with_changes(store, now, self.overlay_most, &mut |_, _| {})? {
+                        Changes::Laid(next, _) => next,
+                        // Too many: the locked pass finds so too, and decides.
+                        Changes::None | Changes::Stale => fresh,
+                    },
+                )
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
         let laid = self.swap_rebuilt(fresh, store, now);
         tracing::debug!(
             took_s = started.elapsed().as_secs_f64(),
