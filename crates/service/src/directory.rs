@@ -43,23 +43,44 @@ struct Base {
 /// lookup takes a binding from here rather than from the index (a Stop
 /// ends in the overlay a session the index still holds open). Folded into
 /// the index by the next rebuild.
+///
+/// In two levels, so that a look costs what it lays over rather than all
+/// that was laid since the build (a busy feed lays hundreds of thousands
+/// of bindings between rebuilds): `recent`, copied by each look that
+/// changes it, and `settled`, shared by the looks and folded anew only
+/// when `recent` has grown past a share of it. A binding or a prefix in
+/// `recent` is as it is now; `settled` answers for the others.
 #[derive(Clone, Default)]
 struct Overlay {
+    settled: Arc<Level>,
+    recent: Level,
+    /// The prefix lengths present in either level, IPv4 and IPv6, longest
+    /// first.
+    lens: [Vec<u8>; 2],
+    /// The prefixes of both levels, for the question every DNS query asks
+    /// first: may the overlay cover this address at all? Most addresses
+    /// are not in it, and the filter answers that from a table that stays
+    /// in cache where the prefix tables do not.
+    filter: PrefixFilter,
+}
+
+/// One level of the [`Overlay`].
+#[derive(Clone, Default)]
+struct Level {
     bindings: foldhash::HashMap<i64, BindingRef>,
     /// The changed bindings of each prefix, and who holds it now.
     by_prefix: foldhash::HashMap<ipnet::IpNet, Touched>,
-    /// The prefix lengths present, IPv4 and IPv6, longest first.
-    lens: [Vec<u8>; 2],
     /// The subjects of the changed bindings: their subscriber, and the
     /// inside address a CGNAT subject names.
     subscriber_of: foldhash::HashMap<u32, Option<Arc<str>>>,
     inside_address: foldhash::HashMap<u32, IpAddr>,
-    /// The prefixes of `by_prefix`, for the question every DNS query asks
-    /// first: may the overlay cover this address at all? Most addresses
-    /// are not in it, and the filter answers that from a table that stays
-    /// in cache where `by_prefix` does not.
-    filter: PrefixFilter,
 }
+
+/// `recent` is folded into `settled` once it holds more bindings than
+/// this, and more than a quarter of `settled`'s: the fold copies
+/// `settled`, so growing the share keeps its cost per change bounded.
+/// (16 in unit tests, so that they fold.)
+const FOLD_AT_LEAST: usize = if cfg!(test) { 16 } else { 65_536 };
 
 /// A prefix the overlay holds changes of.
 #[derive(Clone, Default)]
@@ -154,14 +175,15 @@ impl PrefixFilter {
     }
 
     /// Puts `net` in, first doubling the words (and putting `all`, the
-    /// prefixes put so far, in again) when it is full.
+    /// `count` prefixes put so far, in again) when it is full.
     fn insert<'a>(
         &mut self,
         net: ipnet::IpNet,
-        all: impl ExactSizeIterator<Item = &'a ipnet::IpNet>,
+        count: usize,
+        all: impl Iterator<Item = &'a ipnet::IpNet>,
     ) {
         if (self.len + 1) * 16 > self.words.len() * 64 {
-            let words = (self.words.len() * 2).max((all.len() + 1).div_ceil(4).next_power_of_two());
+            let words = (self.words.len() * 2).max((count + 1).div_ceil(4).next_power_of_two());
             self.words = vec![0; words];
             self.shift = 64 - words.trailing_zeros();
             self.len = 0;
@@ -197,7 +219,64 @@ fn unmapped(addr: IpAddr) -> IpAddr {
 
 impl Overlay {
     fn is_empty(&self) -> bool {
-        self.bindings.is_empty()
+        self.recent.bindings.is_empty() && self.settled.bindings.is_empty()
+    }
+
+    /// Changed bindings held (one changed in both levels counts twice: a
+    /// bound, not a count).
+    fn len(&self) -> usize {
+        self.recent.bindings.len() + self.settled.bindings.len()
+    }
+
+    /// A changed binding as it is now.
+    fn binding(&self, id: i64) -> Option<&BindingRef> {
+        self.recent
+            .bindings
+            .get(&id)
+            .or_else(|| self.settled.bindings.get(&id))
+    }
+
+    fn touched(&self, net: &ipnet::IpNet) -> Option<&Touched> {
+        self.recent
+            .by_prefix
+            .get(net)
+            .or_else(|| self.settled.by_prefix.get(net))
+    }
+
+    /// The changed bindings of `net`, each once.
+    fn of_prefix(&self, net: ipnet::IpNet) -> impl Iterator<Item = &BindingRef> {
+        let recent = self
+            .recent
+            .by_prefix
+            .get(&net)
+            .into_iter()
+            .flat_map(|t| &t.ids);
+        let settled = self
+            .settled
+            .by_prefix
+            .get(&net)
+            .into_iter()
+            .flat_map(|t| &t.ids)
+            .filter(|id| !self.recent.bindings.contains_key(id));
+        recent.chain(settled).filter_map(|&id| self.binding(id))
+    }
+
+    fn subscriber_of(&self, h: u32) -> Option<&Option<Arc<str>>> {
+        self.recent
+            .subscriber_of
+            .get(&h)
+            .or_else(|| self.settled.subscriber_of.get(&h))
+    }
+
+    fn inside_address(&self, h: u32) -> Option<&IpAddr> {
+        self.recent
+            .inside_address
+            .get(&h)
+            .or_else(|| self.settled.inside_address.get(&h))
+    }
+
+    fn has_inside_addresses(&self) -> bool {
+        !self.recent.inside_address.is_empty() || !self.settled.inside_address.is_empty()
     }
 
     /// The changed bindings whose prefix contains `addr`.
@@ -205,12 +284,38 @@ impl Overlay {
         let addr = unmapped(addr);
         let lens = &self.lens[usize::from(addr.is_ipv6())];
         lens.iter()
-            .filter_map(move |&len| {
-                let net = ipnet::IpNet::new(addr, len).ok()?.trunc();
-                self.by_prefix.get(&net)
-            })
-            .flat_map(|t| &t.ids)
-            .filter_map(|id| self.bindings.get(id))
+            .filter_map(move |&len| Some(ipnet::IpNet::new(addr, len).ok()?.trunc()))
+            .flat_map(|net| self.of_prefix(net))
+    }
+
+    /// Folds `recent` into a new `settled` once it has grown past its
+    /// share (see [`FOLD_AT_LEAST`]).
+    fn fold_if_due(&mut self) {
+        let recent = self.recent.bindings.len();
+        if recent <= FOLD_AT_LEAST || recent <= self.settled.bindings.len() / 4 {
+            return;
+        }
+        let Level {
+            bindings,
+            by_prefix,
+            subscriber_of,
+            inside_address,
+        } = std::mem::take(&mut self.recent);
+        let mut settled = (*self.settled).clone();
+        settled.bindings.extend(bindings);
+        for (net, t) in by_prefix {
+            let e = settled.by_prefix.entry(net).or_default();
+            for id in t.ids {
+                if !e.ids.contains(&id) {
+                    e.ids.push(id);
+                }
+            }
+            // Decided when it was last laid over: the newer answer.
+            e.now = t.now;
+        }
+        settled.subscriber_of.extend(subscriber_of);
+        settled.inside_address.extend(inside_address);
+        self.settled = Arc::new(settled);
     }
 
     /// Whether the overlay may cover `addr`: `false` means it does not,
@@ -238,7 +343,7 @@ impl Overlay {
             let Ok(net) = ipnet::IpNet::new(addr, len) else {
                 continue;
             };
-            if let Some(t) = self.by_prefix.get(&net.trunc()) {
+            if let Some(t) = self.touched(&net.trunc()) {
                 return match t.now {
                     Some(h) if h.from <= now && now < h.until => NowLookup::Held(h.holder),
                     _ => NowLookup::Full,
@@ -258,11 +363,21 @@ impl Overlay {
             to: c.binding.to,
             holder: c.binding.subject,
         };
-        if self.bindings.insert(b.id, b.clone()).is_none() {
-            if !self.by_prefix.contains_key(&b.prefix) {
-                self.filter.insert(b.prefix, self.by_prefix.keys());
+        if self.recent.bindings.insert(b.id, b.clone()).is_none() {
+            if self.touched(&b.prefix).is_none() {
+                let (recent, settled) = (&self.recent.by_prefix, &self.settled.by_prefix);
+                self.filter.insert(
+                    b.prefix,
+                    recent.len() + settled.len(),
+                    recent.keys().chain(settled.keys()),
+                );
             }
-            self.by_prefix.entry(b.prefix).or_default().ids.push(b.id);
+            self.recent
+                .by_prefix
+                .entry(b.prefix)
+                .or_default()
+                .ids
+                .push(b.id);
             let lens = &mut self.lens[usize::from(b.prefix.addr().is_ipv6())];
             if !lens.contains(&b.prefix.prefix_len()) {
                 lens.push(b.prefix.prefix_len());
@@ -272,9 +387,10 @@ impl Overlay {
         if c.kind == SubjectKind::InsideAddress
             && let Ok(addr) = c.value.parse::<IpAddr>()
         {
-            self.inside_address.insert(b.holder, addr);
+            self.recent.inside_address.insert(b.holder, addr);
         }
-        self.subscriber_of
+        self.recent
+            .subscriber_of
             .insert(b.holder, c.subscriber.map(Arc::from));
     }
 }
@@ -419,11 +535,7 @@ impl Compiled {
                 store
                     .directory()
                     .binding_changes_since(after, CHANGES_PER_READ, &mut read_one)?;
-            if read.missed
-                || overlay
-                    .as_ref()
-                    .is_some_and(|o| o.bindings.len() > overlay_most)
-            {
+            if read.missed || overlay.as_ref().is_some_and(|o| o.len() > overlay_most) {
                 return Ok(Changes::Stale);
             }
             after = read.last;
@@ -437,10 +549,11 @@ impl Compiled {
         if let Some(o) = overlay.as_mut() {
             for net in touched {
                 let decided = self.decide_now(o, net, now, &mut held);
-                if let Some(t) = o.by_prefix.get_mut(&net) {
+                if let Some(t) = o.recent.by_prefix.get_mut(&net) {
                     t.now = decided;
                 }
             }
+            o.fold_if_due();
         }
         let overlay = overlay.map_or_else(|| self.overlay.clone(), Arc::new);
         Ok(Changes::Laid(
@@ -465,13 +578,15 @@ impl Compiled {
         overlap: &mut dyn FnMut(&BindingRef, &[Candidate]),
     ) {
         let (id, prefix, ports) = (c.binding.id, c.binding.prefix, c.binding.ports);
-        let fresh = ports.is_none() && !overlay.bindings.contains_key(&id);
+        let fresh = ports.is_none() && overlay.binding(id).is_none();
         if fresh {
             held.clear();
             self.who_at_over(overlay, prefix.addr(), None, now, 0, held);
         }
         overlay.put(c);
-        let b = &overlay.bindings[&id];
+        let Some(b) = overlay.binding(id) else {
+            unreachable!("the binding was just laid over");
+        };
         if fresh
             && b.prefix.prefix_len() == b.prefix.max_prefix_len()
             && b.from <= now
@@ -525,13 +640,7 @@ impl Compiled {
         }
         // Until one of its bindings held now ends, or another one starts.
         let ends = cands.iter().filter(own).filter_map(|c| c.binding.to);
-        let starts = overlay.by_prefix.get(&net).into_iter().flat_map(|t| {
-            t.ids
-                .iter()
-                .filter_map(|id| overlay.bindings.get(id))
-                .map(|b| b.from)
-                .filter(|&f| f > now)
-        });
+        let starts = overlay.of_prefix(net).map(|b| b.from).filter(|&f| f > now);
         let until = ends
             .chain(starts)
             .chain(self.base.index.next_start(net, now))
@@ -551,7 +660,7 @@ impl Compiled {
 
     /// Number of bindings changed since the index was built, laid over it.
     pub fn changed_since_built(&self) -> usize {
-        self.overlay.bindings.len()
+        self.overlay.len()
     }
 
     pub fn memory_bytes(&self) -> usize {
@@ -560,7 +669,7 @@ impl Compiled {
 
     /// The subscriber whose identifier holder number `h` is, if any.
     fn subscriber_of(&self, h: u32) -> Option<&str> {
-        match self.overlay.subscriber_of.get(&h) {
+        match self.overlay.subscriber_of(h) {
             Some(s) => s.as_deref(),
             None => self.base.subscriber_of.get(h as usize)?.as_deref(),
         }
@@ -569,14 +678,13 @@ impl Compiled {
     /// The inside address holder number `h` names, behind CGNAT.
     fn inside_address(&self, h: u32) -> Option<IpAddr> {
         self.overlay
-            .inside_address
-            .get(&h)
+            .inside_address(h)
             .or_else(|| self.base.inside_address.get(&h))
             .copied()
     }
 
     fn has_inside_addresses(&self) -> bool {
-        !self.base.inside_address.is_empty() || !self.overlay.inside_address.is_empty()
+        !self.base.inside_address.is_empty() || self.overlay.has_inside_addresses()
     }
 
     /// [`BindingIndex::who_at`], with the changed bindings as they are now.
@@ -609,7 +717,7 @@ impl Compiled {
         }
         let mut i = first;
         while i < out.len() {
-            if overlay.bindings.contains_key(&out[i].binding.id) {
+            if overlay.binding(out[i].binding.id).is_some() {
                 out.remove(i);
             } else {
                 i += 1;
@@ -1757,45 +1865,52 @@ mod tests {
             .unwrap();
         let directory = Directory::load(&store, at(5_000)).unwrap();
         // New bindings, and old ones changed (the same keys again).
-        for round in 0..3 {
-            let more: Vec<BindingEvent> = (0..100)
+        // Rounds of new bindings and old ones changed (the same keys
+        // again), checked after each: the overlay's recent level is folded
+        // into its settled one at some looks and not at others.
+        let mut folds = 0;
+        for round in 0..8 {
+            let more: Vec<BindingEvent> = (0..40)
                 .map(|_| {
-                    let k = rng.below(300 + round * 50);
+                    let k = rng.below(300 + round * 20);
                     binding(k, &mut rng)
                 })
                 .collect();
             d.apply_bindings(BindingOrigin::Static, &more, at(0))
                 .unwrap();
+            let settled = Arc::as_ptr(&directory.compiled().overlay.settled);
             directory.follow_changes(&store, at(5_000)).unwrap();
+            let laid = directory.compiled();
+            folds += usize::from(!std::ptr::eq(settled, Arc::as_ptr(&laid.overlay.settled)));
+            assert!(laid.changed_since_built() > 0);
+            let fresh = Compiled::load(&store, at(5_000)).unwrap();
+            for _ in 0..1_000 {
+                let addr: IpAddr = format!("192.0.2.{}", rng.below(9)).parse().unwrap();
+                let t = at(rng.below(14_000) as i64).timestamp();
+                let skew = rng.below(3) as u32 * 100;
+                let ids = |c: &Compiled| {
+                    let mut out = Vec::new();
+                    c.who_at(addr, None, t, skew, &mut out);
+                    let mut v: Vec<(i64, i64, Option<i64>, bool)> = out
+                        .iter()
+                        .map(|x| (x.binding.id, x.binding.from, x.binding.to, x.near_boundary))
+                        .collect();
+                    v.sort();
+                    v
+                };
+                assert_eq!(ids(&laid), ids(&fresh), "who_at {addr} at {t} skew {skew}");
+                assert_eq!(
+                    laid.subscriber_now(addr, t).map(str::to_string),
+                    fresh.subscriber_now(addr, t).map(str::to_string)
+                );
+                assert_eq!(
+                    laid.holder_now(addr, t),
+                    fresh.holder_now(addr, t),
+                    "holder_now {addr} at {t} (round {round})"
+                );
+            }
         }
-        let laid = directory.compiled();
-        assert!(laid.changed_since_built() > 0);
-        let fresh = Compiled::load(&store, at(5_000)).unwrap();
-        for _ in 0..3_000 {
-            let addr: IpAddr = format!("192.0.2.{}", rng.below(9)).parse().unwrap();
-            let t = at(rng.below(14_000) as i64).timestamp();
-            let skew = rng.below(3) as u32 * 100;
-            let ids = |c: &Compiled| {
-                let mut out = Vec::new();
-                c.who_at(addr, None, t, skew, &mut out);
-                let mut v: Vec<(i64, i64, Option<i64>, bool)> = out
-                    .iter()
-                    .map(|x| (x.binding.id, x.binding.from, x.binding.to, x.near_boundary))
-                    .collect();
-                v.sort();
-                v
-            };
-            assert_eq!(ids(&laid), ids(&fresh), "who_at {addr} at {t} skew {skew}");
-            assert_eq!(
-                laid.subscriber_now(addr, t).map(str::to_string),
-                fresh.subscriber_now(addr, t).map(str::to_string)
-            );
-            assert_eq!(
-                laid.holder_now(addr, t),
-                fresh.holder_now(addr, t),
-                "holder_now {addr} at {t}"
-            );
-        }
+        assert!((1..8).contains(&folds), "{folds} folds in 8 looks");
     }
 
     /// A change stored while a rebuild reads the store reaches the front
