@@ -73,7 +73,11 @@ impl Convert {
                 let cves: Vec<&str> = v
                     .split([';', ','])
                     .map(str::trim)
-                    .filter(|t| t.len() > 4 && t[..4].eq_ignore_ascii_case("cve-"))
+                    // `get`: a tag may hold any character, and slicing
+                    // inside one would panic (found by the fuzzer).
+                    .filter(|t| {
+                        t.len() > 4 && t.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("cve-"))
+                    })
                     .collect();
                 (!cves.is_empty()).then(|| Cow::Owned(cves.join(",").to_ascii_uppercase()))
             }
@@ -544,6 +548,18 @@ fn lower(v: Cow<'_, str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cves_are_taken_from_a_tag_list_whatever_characters_it_holds() {
+        let cves = |v| Convert::CvesOfTag.apply(v).map(|c| c.into_owned());
+        assert_eq!(
+            cves("openresolver;cve-2020-1; CVE-2021-2,x").as_deref(),
+            Some("CVE-2020-1,CVE-2021-2")
+        );
+        // A multi-byte character across the fourth byte (a fuzzer's find,
+        // which panicked): no CVE, no panic.
+        assert_eq!(cves("Uc\u{fffd}ics;ab\u{e9}cd"), None);
+    }
 
     #[test]
     fn names_are_lowered_whatever_their_case() {
