@@ -153,9 +153,13 @@ impl StoredKeys {
             let tail = tail_of(k);
             let is_new = if known.read_each_time {
                 let seen = unheld.entry(hour_of(k)).or_default();
-                let first = !seen.contains_key(&tail);
-                seen.entry(tail).or_insert(i);
-                first
+                match seen.entry(tail) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(i);
+                        true
+                    }
+                    std::collections::hash_map::Entry::Occupied(_) => false,
+                }
             } else {
                 known.tails.insert(tail)
             };
