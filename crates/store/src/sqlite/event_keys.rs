@@ -370,13 +370,8 @@ mod tests {
         let mut small = StoredKeys::holding(300);
         let mut large = StoredKeys::holding(usize::MAX / 4);
         let mut stored: std::collections::HashSet<EventKey> = Default::default();
-        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rng = kanki_directory::synth::Rng::new(0x2545_f491_4f6c_dd1d);
+        let mut next = |n: u64| rng.below(n);
         for segment in 1..=40 {
             // A busy hour (up to 2,000 distinct keys) and a quiet one.
             let keys: Vec<EventKey> = (0..200)
