@@ -605,7 +605,10 @@ fn compression_bombs_posted_to_the_api_are_refused_with_their_reason_and_serve_k
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(lookup(&s.api, "after.example"), "listed");
+    // The policy snapshot follows the store shortly after, not within the request.
+    eventually(5, "the import after the bombs in the policy", || {
+        lookup(&s.api, "after.example") == "listed"
+    });
 }
 
 #[test]
