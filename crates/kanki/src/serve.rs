@@ -497,9 +497,13 @@ async fn shutdown_signal_quiet() {
 /// another process. The index is rebuilt by `directory_rebuilder`, on its
 /// own task, so that changes keep arriving while it runs.
 async fn directory_refresher(st: ApiState) {
-    let every = st.kanki.config.directory.refresh_every.0;
+    // A look starts every `refresh_every`, or at once when the one before
+    // took longer: a change then waits for at most the look under way and
+    // the next, not for a pause after a slow look too.
+    let mut tick = tokio::time::interval(st.kanki.config.directory.refresh_every.0);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::time::sleep(every).await;
+        tick.tick().await;
         let k = st.kanki.clone();
         let (d, g) = (st.directory.clone(), st.garden.clone());
         let refreshed = move || {

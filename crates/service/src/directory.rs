@@ -49,11 +49,13 @@ struct Base {
 /// of bindings between rebuilds): `recent`, copied by each look that
 /// changes it, and `settled`, shared by the looks and folded anew only
 /// when `recent` has grown past a share of it. A binding or a prefix in
-/// `recent` is as it is now; `settled` answers for the others.
+/// `recent` is as it is now; `settled` answers for the others. A fold is
+/// made on a thread of its own and swapped in by a later look (see
+/// [`Fold`]), so that no look waits for the copy of `settled`.
 #[derive(Clone, Default)]
 struct Overlay {
     settled: Arc<Level>,
-    recent: Level,
+    recent: Arc<Level>,
     /// The prefix lengths present in either level, IPv4 and IPv6, longest
     /// first.
     lens: [Vec<u8>; 2],
@@ -65,7 +67,7 @@ struct Overlay {
 }
 
 /// One level of the [`Overlay`].
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq)]
 struct Level {
     bindings: foldhash::HashMap<i64, BindingRef>,
     /// The changed bindings of each prefix, and who holds it now.
@@ -82,8 +84,20 @@ struct Level {
 /// (16 in unit tests, so that they fold.)
 const FOLD_AT_LEAST: usize = if cfg!(test) { 16 } else { 65_536 };
 
+/// A fold of an overlay's `recent` level into its `settled` one, under way
+/// on a thread of its own: a look copies neither, and a later look swaps
+/// the result in (see [`Overlay::settle`]).
+struct Fold {
+    /// The settled level it folds into: an overlay with another (a rebuild
+    /// was swapped in since) drops the result.
+    into: Arc<Level>,
+    /// The recent level when the fold began.
+    snapshot: Arc<Level>,
+    folded: std::thread::JoinHandle<Level>,
+}
+
 /// A prefix the overlay holds changes of.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq)]
 struct Touched {
     /// The ids of its changed bindings: most prefixes have one or two, kept
     /// inline, so that a look's copy of the overlay allocates nothing per
@@ -101,7 +115,7 @@ struct Touched {
 /// index has no longer prefix that could hold part of it), so that a change
 /// to a wider prefix cannot alter it; a change to the prefix itself
 /// decides again.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 struct HeldNow {
     from: i64,
     until: i64,
@@ -245,20 +259,20 @@ impl Overlay {
 
     /// The changed bindings of `net`, each once.
     fn of_prefix(&self, net: ipnet::IpNet) -> impl Iterator<Item = &BindingRef> {
-        let recent = self
-            .recent
-            .by_prefix
-            .get(&net)
-            .into_iter()
-            .flat_map(|t| &t.ids);
+        let recent: &[i64] = self.recent.by_prefix.get(&net).map_or(&[], |t| &t.ids);
+        // A binding of `recent`'s list may be in `settled`'s too (a fold
+        // swapped in keeps in `recent` the prefixes changed since it began).
         let settled = self
             .settled
             .by_prefix
             .get(&net)
             .into_iter()
             .flat_map(|t| &t.ids)
-            .filter(|id| !self.recent.bindings.contains_key(id));
-        recent.chain(settled).filter_map(|&id| self.binding(id))
+            .filter(move |id| !recent.contains(id));
+        recent
+            .iter()
+            .chain(settled)
+            .filter_map(|&id| self.binding(id))
     }
 
     fn subscriber_of(&self, h: u32) -> Option<&Option<Arc<str>>> {
@@ -288,24 +302,28 @@ impl Overlay {
             .flat_map(|net| self.of_prefix(net))
     }
 
-    /// Folds `recent` into a new `settled` once it has grown past its
-    /// share (see [`FOLD_AT_LEAST`]).
-    fn fold_if_due(&mut self) {
+    /// Whether `recent` has grown past its share (see [`FOLD_AT_LEAST`]).
+    fn fold_due(&self) -> bool {
         let recent = self.recent.bindings.len();
-        if recent <= FOLD_AT_LEAST || recent <= self.settled.bindings.len() / 4 {
-            return;
+        recent > FOLD_AT_LEAST && recent > self.settled.bindings.len() / 4
+    }
+
+    /// Folds `recent` into a new `settled` here and now, if due.
+    fn fold_if_due(&mut self) {
+        if self.fold_due() {
+            self.settled = Arc::new(Overlay::folded(&self.settled, &self.recent));
+            self.recent = Arc::default();
         }
-        let Level {
-            bindings,
-            by_prefix,
-            subscriber_of,
-            inside_address,
-        } = std::mem::take(&mut self.recent);
-        let mut settled = (*self.settled).clone();
-        settled.bindings.extend(bindings);
-        for (net, t) in by_prefix {
-            let e = settled.by_prefix.entry(net).or_default();
-            for id in t.ids {
+    }
+
+    /// `settled` with `recent` laid over it: what a fold makes.
+    fn folded(settled: &Level, recent: &Level) -> Level {
+        let mut out = settled.clone();
+        out.bindings
+            .extend(recent.bindings.iter().map(|(&id, b)| (id, b.clone())));
+        for (net, t) in &recent.by_prefix {
+            let e = out.by_prefix.entry(*net).or_default();
+            for &id in &t.ids {
                 if !e.ids.contains(&id) {
                     e.ids.push(id);
                 }
@@ -313,9 +331,31 @@ impl Overlay {
             // Decided when it was last laid over: the newer answer.
             e.now = t.now;
         }
-        settled.subscriber_of.extend(subscriber_of);
-        settled.inside_address.extend(inside_address);
-        self.settled = Arc::new(settled);
+        out.subscriber_of
+            .extend(recent.subscriber_of.iter().map(|(&h, s)| (h, s.clone())));
+        out.inside_address.extend(&recent.inside_address);
+        out
+    }
+
+    /// Swaps in `folded`, made from `into` and `snapshot` (the two levels
+    /// when the fold began), if `into` is still this overlay's settled
+    /// level; `recent` then keeps only what was laid since the snapshot
+    /// (an entry as it was then is in `folded`). Whether it was swapped in.
+    fn settle(&mut self, into: &Arc<Level>, snapshot: &Level, folded: Arc<Level>) -> bool {
+        if !Arc::ptr_eq(&self.settled, into) {
+            return false;
+        }
+        self.settled = folded;
+        let r = Arc::make_mut(&mut self.recent);
+        r.bindings
+            .retain(|id, b| snapshot.bindings.get(id) != Some(b));
+        r.by_prefix
+            .retain(|net, t| snapshot.by_prefix.get(net) != Some(t));
+        r.subscriber_of
+            .retain(|h, s| snapshot.subscriber_of.get(h) != Some(s));
+        r.inside_address
+            .retain(|h, a| snapshot.inside_address.get(h) != Some(a));
+        true
     }
 
     /// Whether the overlay may cover `addr`: `false` means it does not,
@@ -363,7 +403,11 @@ impl Overlay {
             to: c.binding.to,
             holder: c.binding.subject,
         };
-        if self.recent.bindings.insert(b.id, b.clone()).is_none() {
+        if Arc::make_mut(&mut self.recent)
+            .bindings
+            .insert(b.id, b.clone())
+            .is_none()
+        {
             if self.touched(&b.prefix).is_none() {
                 let (recent, settled) = (&self.recent.by_prefix, &self.settled.by_prefix);
                 self.filter.insert(
@@ -372,12 +416,16 @@ impl Overlay {
                     recent.keys().chain(settled.keys()),
                 );
             }
-            self.recent
+            // Listed already when a fold swapped in since took the binding
+            // out of `recent` but kept its prefix there.
+            let ids = &mut Arc::make_mut(&mut self.recent)
                 .by_prefix
                 .entry(b.prefix)
                 .or_default()
-                .ids
-                .push(b.id);
+                .ids;
+            if !ids.contains(&b.id) {
+                ids.push(b.id);
+            }
             let lens = &mut self.lens[usize::from(b.prefix.addr().is_ipv6())];
             if !lens.contains(&b.prefix.prefix_len()) {
                 lens.push(b.prefix.prefix_len());
@@ -387,9 +435,11 @@ impl Overlay {
         if c.kind == SubjectKind::InsideAddress
             && let Ok(addr) = c.value.parse::<IpAddr>()
         {
-            self.recent.inside_address.insert(b.holder, addr);
+            Arc::make_mut(&mut self.recent)
+                .inside_address
+                .insert(b.holder, addr);
         }
-        self.recent
+        Arc::make_mut(&mut self.recent)
             .subscriber_of
             .insert(b.holder, c.subscriber.map(Arc::from));
     }
@@ -549,11 +599,10 @@ impl Compiled {
         if let Some(o) = overlay.as_mut() {
             for net in touched {
                 let decided = self.decide_now(o, net, now, &mut held);
-                if let Some(t) = o.recent.by_prefix.get_mut(&net) {
+                if let Some(t) = Arc::make_mut(&mut o.recent).by_prefix.get_mut(&net) {
                     t.now = decided;
                 }
             }
-            o.fold_if_due();
         }
         let overlay = overlay.map_or_else(|| self.overlay.clone(), Arc::new);
         Ok(Changes::Laid(
@@ -951,6 +1000,8 @@ pub struct Directory {
     events: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// The most changed bindings laid over the index (see `OVERLAY_MOST`).
     overlay_most: usize,
+    /// The overlay's fold under way, if one is (locked with `following`).
+    fold: std::sync::Mutex<Option<Fold>>,
 }
 
 impl Directory {
@@ -975,6 +1026,7 @@ impl Directory {
             stale: Default::default(),
             behind: Default::default(),
             events: Default::default(),
+            fold: Default::default(),
         };
         d.reload_consent(store)?;
         d.compiled.store(Arc::new(Compiled::load(store, now)?));
@@ -1069,7 +1121,8 @@ impl Directory {
         );
         let in_use = Arc::ptr_eq(c, &self.compiled.load());
         match changed {
-            Changes::Laid(next, n) => {
+            Changes::Laid(mut next, n) => {
+                self.fold_beside(&mut next);
                 self.compiled.store(Arc::new(next));
                 self.behind.store(false, Relaxed);
                 Ok(Some(n))
@@ -1092,6 +1145,56 @@ impl Directory {
                 self.stale.store(true, Relaxed);
                 Ok(None)
             }
+        }
+    }
+
+    /// Swaps a finished fold into `next`'s overlay, and starts one when
+    /// its recent level is due (see [`Fold`]). Called by a look, with the
+    /// follower's lock held; `next`'s overlay is its own.
+    fn fold_beside(&self, next: &mut Compiled) {
+        let mut fold = self.fold.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = fold.take_if(|f| f.folded.is_finished()) {
+            let folded = f
+                .folded
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            if Arc::make_mut(&mut next.overlay).settle(&f.into, &f.snapshot, Arc::new(folded)) {
+                self.count("overlay folded", 1);
+            }
+        }
+        if fold.is_some() || !next.overlay.fold_due() {
+            return;
+        }
+        let (into, snapshot) = (next.overlay.settled.clone(), next.overlay.recent.clone());
+        let (i, r) = (into.clone(), snapshot.clone());
+        match std::thread::Builder::new()
+            .name("directory-fold".into())
+            .spawn(move || Overlay::folded(&i, &r))
+        {
+            Ok(folded) => {
+                *fold = Some(Fold {
+                    into,
+                    snapshot,
+                    folded,
+                })
+            }
+            // No thread to be had: folded here, as the look's own work.
+            Err(_) => Arc::make_mut(&mut next.overlay).fold_if_due(),
+        }
+    }
+
+    /// Waits for the fold under way to finish (tests: a look after this
+    /// one swaps it in).
+    #[cfg(test)]
+    fn wait_for_fold(&self) {
+        while self
+            .fold
+            .lock()
+            .unwrap()
+            .as_ref()
+            .is_some_and(|f| !f.folded.is_finished())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 
@@ -1152,7 +1255,12 @@ impl Directory {
                 // overlaps were told when the refresher laid them.)
                 Ok::<_, ServiceError>(
                     match fresh.with_changes(store, now, self.overlay_most, &mut |_, _| {})? {
-                        Changes::Laid(next, _) => next,
+                        Changes::Laid(mut next, _) => {
+                            // Folded on this thread: the catch-up is most
+                            // of what it laid.
+                            Arc::make_mut(&mut next.overlay).fold_if_due();
+                            next
+                        }
                         // Too many: the locked pass finds so too, and decides.
                         Changes::None | Changes::Stale => fresh,
                     },
@@ -1879,6 +1987,11 @@ mod tests {
             d.apply_bindings(BindingOrigin::Static, &more, at(0))
                 .unwrap();
             let settled = Arc::as_ptr(&directory.compiled().overlay.settled);
+            // A fold started by the look before is swapped in by this one
+            // when it has finished: at some looks, and not at others.
+            if round % 3 != 0 {
+                directory.wait_for_fold();
+            }
             directory.follow_changes(&store, at(5_000)).unwrap();
             let laid = directory.compiled();
             folds += usize::from(!std::ptr::eq(settled, Arc::as_ptr(&laid.overlay.settled)));
