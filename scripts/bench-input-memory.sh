@@ -47,7 +47,8 @@ bomb(f"{work}/2024-05-01-event4_sinkhole-bomb.zip",
      b'"timestamp","protocol","src_ip","src_port","infection"\n',
      b'"2024-05-01 10:00:00","tcp","192.0.2.7","51234","mirai"\n')
 # Distinct rows (every record its own key, so the caches of keys that tell
-# replays fill): an address and a port per row, over the hours of one day.
+# replays fill): an address and a port per row, over the hours of one day in
+# order, as a report lists them.
 distinct = int(sys.argv[3]) << 20
 with zipfile.ZipFile(f"{work}/2024-05-01-event4_sinkhole-distinct.zip", "w",
                      zipfile.ZIP_DEFLATED, compresslevel=1) as z:
@@ -55,8 +56,9 @@ with zipfile.ZipFile(f"{work}/2024-05-01-event4_sinkhole-distinct.zip", "w",
         f.write(b'"timestamp","protocol","src_ip","src_port","infection"\n')
         written, i = 0, 0
         while written < distinct:
+            hour = min(23, written * 24 // distinct)
             rows = "".join(
-                f'"2024-05-01 {(i + k) % 24:02d}:{(i + k) // 24 % 60:02d}:00","tcp",'
+                f'"2024-05-01 {hour:02d}:{(i + k) // 1000 % 60:02d}:00","tcp",'
                 f'"10.{(i + k) >> 16 & 255}.{(i + k) >> 8 & 255}.{(i + k) & 255}",'
                 f'"{1024 + (i + k) // 16_777_216}","mirai"\n'
                 for k in range(10_000)).encode()

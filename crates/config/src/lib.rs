@@ -198,6 +198,13 @@ pub struct StorageConfig {
     pub accept_loss: bool,
     /// How long a writer waits for another writer before giving up.
     pub busy_timeout: HumanDuration,
+    /// Page cache of each database connection, in MiB, for `kanki serve`
+    /// and the other commands (a writer, four readers and a checkpointer;
+    /// it is filled only as pages are read).
+    pub page_cache_mib: u32,
+    /// The same for the one-shot `kanki import` and `kanki ingest`: small,
+    /// so that reading a report of any size stays in bounded memory.
+    pub import_page_cache_mib: u32,
 }
 
 impl Default for StorageConfig {
@@ -207,6 +214,8 @@ impl Default for StorageConfig {
             synchronous: Synchronous::Full,
             accept_loss: false,
             busy_timeout: HumanDuration::secs(30),
+            page_cache_mib: 256,
+            import_page_cache_mib: 8,
         }
     }
 }
@@ -592,6 +601,18 @@ impl Config {
         self.warning.validate()?;
         self.api.validate()?;
         self.countermeasure_site.validate()?;
+        for (key, mib) in [
+            ("page_cache_mib", self.storage.page_cache_mib),
+            ("import_page_cache_mib", self.storage.import_page_cache_mib),
+        ] {
+            if !(1..=65_536).contains(&mib) {
+                return Err((
+                    format!("storage.{key}"),
+                    None,
+                    format!("{key} = {mib}: a page cache is 1 to 65536 MiB"),
+                ));
+            }
+        }
         if self.indicators.default_confidence > 100 {
             return Err((
                 "indicators.default_confidence".into(),
@@ -699,6 +720,22 @@ fn nth_occurrence(text: &str, needle: &str, n: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_cache_out_of_range_is_named() {
+        let e = error_of("[storage]\nimport_page_cache_mib = 0\n");
+        assert_eq!(
+            e.key.as_deref(),
+            Some("storage.import_page_cache_mib"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("1 to 65536 MiB"), "{e}");
+        let c = Config::from_toml_str("[storage]\npage_cache_mib = 64\n", None).unwrap();
+        assert_eq!(
+            (c.storage.page_cache_mib, c.storage.import_page_cache_mib),
+            (64, 8)
+        );
+    }
 
     #[test]
     fn synchronous_normal_is_refused_while_records_could_be_lost_unless_accepted() {

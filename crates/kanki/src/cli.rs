@@ -104,7 +104,7 @@ pub struct ImportArgs {
 }
 
 pub fn import(config: Config, a: ImportArgs) -> anyhow::Result<ExitCode> {
-    let kanki = Kanki::open(config)?;
+    let kanki = Kanki::open_for_import(config)?;
     let size = std::fs::metadata(&a.file).ok().map(|m| m.len());
     let bar = crate::progress::import_bar(&a.file, size);
     let summary = kanki.import_path(a.format, a.source.as_deref(), &a.file, &mut |p| {

@@ -37,7 +37,7 @@ pub struct IngestArgs {
 }
 
 pub fn ingest(config: Config, a: IngestArgs) -> anyhow::Result<ExitCode> {
-    let kanki = Kanki::open(config)?;
+    let kanki = Kanki::open_for_import(config)?;
     let compiled = Compiled::load(&kanki.store, Utc::now())?;
     let mut failed = 0;
     for file in &a.files {

@@ -57,6 +57,19 @@ impl Kanki {
     /// migrations), and brings the store's sources and configured allowlist
     /// in line with the configuration.
     pub fn open(config: Config) -> Result<Kanki, ServiceError> {
+        let page_cache_mib = config.storage.page_cache_mib;
+        Kanki::open_with_page_cache(config, page_cache_mib)
+    }
+
+    /// Opens the store for a one-shot `kanki import` or `kanki ingest`:
+    /// with `storage.import_page_cache_mib` of page cache per connection,
+    /// so that its memory stays bounded whatever the size of what it reads.
+    pub fn open_for_import(config: Config) -> Result<Kanki, ServiceError> {
+        let page_cache_mib = config.storage.import_page_cache_mib;
+        Kanki::open_with_page_cache(config, page_cache_mib)
+    }
+
+    fn open_with_page_cache(config: Config, page_cache_mib: u32) -> Result<Kanki, ServiceError> {
         // Who held which address, and the audit log: for kanki's user
         // alone (the database inside is 0600 too).
         std::fs::DirBuilder::new()
@@ -70,6 +83,7 @@ impl Kanki {
         let options = SqliteOptions {
             synchronous_full: config.storage.synchronous == kanki_config::Synchronous::Full,
             busy_timeout: config.storage.busy_timeout.0,
+            page_cache_kib: page_cache_mib.saturating_mul(1024),
             ..SqliteOptions::default()
         };
         let store = Store::open_sqlite(&config.database_path(), &options)?;

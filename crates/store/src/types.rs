@@ -32,6 +32,10 @@ pub struct SqliteOptions {
     /// Interim-Update of a known session writes nothing and a Stop writes
     /// by row id (0: none; each costs about 100 bytes).
     pub open_sessions_kept: usize,
+    /// Page cache of each connection, in KiB. SQLite allocates it only as
+    /// pages are used, so it is a bound on memory rather than a reservation;
+    /// the store has a writer, four readers and a checkpointer.
+    pub page_cache_kib: u32,
 }
 
 impl Default for SqliteOptions {
@@ -40,6 +44,7 @@ impl Default for SqliteOptions {
             synchronous_full: true,
             busy_timeout: Duration::from_secs(30),
             open_sessions_kept: 2_000_000,
+            page_cache_kib: 256 * 1024,
         }
     }
 }

@@ -1402,7 +1402,7 @@ impl DirectoryBackend for SqliteBackend {
                 Ok(())
             })();
             if whole {
-                super::configure_cache(c)?;
+                super::configure_cache(c, self.page_cache_kib)?;
             }
             read
         })

@@ -40,6 +40,9 @@ pub(crate) struct SqliteBackend {
     /// memory lets them go when another writer moved it.
     case_writes: AtomicU64,
     checkpointer: Checkpointer,
+    /// Each connection's page cache, restored after a scan that used a
+    /// small one of its own.
+    page_cache_kib: u32,
 }
 
 /// Pages of WAL past which the writer checkpoints itself (64 MiB). During
@@ -126,15 +129,16 @@ fn configure(conn: &Connection, options: &SqliteOptions) -> Result<()> {
             "NORMAL"
         },
     )?;
-    configure_cache(conn)?;
+    configure_cache(conn, options.page_cache_kib)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
 
-/// Up to 256 MiB of page cache: a million-row import keeps its indexes in
-/// memory. SQLite allocates it only as pages are used.
-pub(super) fn configure_cache(conn: &Connection) -> Result<()> {
-    conn.pragma_update(None, "cache_size", -262144)?;
+/// The page cache of one connection (a negative `cache_size` is in KiB).
+/// A large one lets a million-row import keep its indexes in memory; a
+/// small one bounds the memory of a one-shot import or ingest.
+pub(super) fn configure_cache(conn: &Connection, kib: u32) -> Result<()> {
+    conn.pragma_update(None, "cache_size", -i64::from(kib))?;
     Ok(())
 }
 
@@ -183,6 +187,7 @@ impl SqliteBackend {
             stored_keys: Mutex::new(event_keys::StoredKeys::default()),
             case_writes: AtomicU64::new(0),
             checkpointer,
+            page_cache_kib: options.page_cache_kib,
         })
     }
 
