@@ -451,12 +451,26 @@ impl Compiled {
     pub fn load(store: &Store, now: DateTime<Utc>) -> Result<Compiled, ServiceError> {
         // The change log's head first: a change made while the bindings
         // are read is laid over them again (the same binding as it is).
-        let c = Compiled::compile(store, now)?;
+        Compiled::compile(store, now)?.caught_up(store, now, OVERLAY_MOST)
+    }
+
+    /// This index with the changes made since its read began laid over it
+    /// and folded here (a catch-up is a fold's worth at once); as it is
+    /// when there were none, or too many for an overlay (then what was
+    /// read is what there is, and the caller decides).
+    fn caught_up(
+        self,
+        store: &Store,
+        now: DateTime<Utc>,
+        overlay_most: usize,
+    ) -> Result<Compiled, ServiceError> {
         Ok(
-            match c.with_changes(store, now, OVERLAY_MOST, &mut |_, _| {})? {
-                Changes::Laid(next, _) => next,
-                // Changed too much meanwhile: what was read is what there is.
-                Changes::None | Changes::Stale => c,
+            match self.with_changes(store, now, overlay_most, &mut |_, _| {})? {
+                Changes::Laid(mut next, _) => {
+                    Arc::make_mut(&mut next.overlay).fold_if_due();
+                    next
+                }
+                Changes::None | Changes::Stale => self,
             },
         )
     }
@@ -1247,24 +1261,14 @@ impl Directory {
         let fresh = std::thread::scope(|s| {
             s.spawn(|| {
                 lower_this_threads_priority();
-                let fresh = Compiled::compile(store, now)?;
                 // Most of the changes made during the read, laid over it
                 // while the refresher goes on over the index in use; only
                 // those made since are laid under its lock (below), so
                 // that a look never waits for the whole catch-up. (Their
-                // overlaps were told when the refresher laid them.)
-                Ok::<_, ServiceError>(
-                    match fresh.with_changes(store, now, self.overlay_most, &mut |_, _| {})? {
-                        Changes::Laid(mut next, _) => {
-                            // Folded on this thread: the catch-up is most
-                            // of what it laid.
-                            Arc::make_mut(&mut next.overlay).fold_if_due();
-                            next
-                        }
-                        // Too many: the locked pass finds so too, and decides.
-                        Changes::None | Changes::Stale => fresh,
-                    },
-                )
+                // overlaps were told when the refresher laid them; too
+                // many for an overlay, the locked pass finds so too, and
+                // decides.)
+                Compiled::compile(store, now)?.caught_up(store, now, self.overlay_most)
             })
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
