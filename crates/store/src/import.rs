@@ -27,6 +27,7 @@ pub struct Importer<'a> {
     store: &'a Store,
     chunk_rows: usize,
     first_lines: usize,
+    listed_most_bytes: usize,
 }
 
 impl<'a> Importer<'a> {
@@ -35,7 +36,19 @@ impl<'a> Importer<'a> {
             store,
             chunk_rows: 100_000,
             first_lines: 5,
+            listed_most_bytes: 24 << 20,
         }
+    }
+
+    /// The most bytes a run holds of what its source already lists
+    /// (default 24 MiB, some 200,000 values). A source whose list fits is
+    /// read once and each row checked against it in memory; past it, each
+    /// chunk looks up its own values in the store, so that an import's
+    /// memory does not grow with the source's list (ten million distinct
+    /// values cost lookups, not gigabytes).
+    pub fn listed_most_bytes(mut self, n: usize) -> Self {
+        self.listed_most_bytes = n;
+        self
     }
 
     /// Rows per transaction (default 100,000: with random inserts into the
@@ -69,6 +82,7 @@ impl<'a> Importer<'a> {
             rows_read: 0,
             skipped: 0,
             counts: Default::default(),
+            listed_most_bytes: self.listed_most_bytes,
             cache: None,
         };
         let mut summary = ImportSummary {

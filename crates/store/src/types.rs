@@ -80,6 +80,9 @@ pub struct ImportRun {
     pub rows_read: u64,
     pub skipped: u64,
     pub counts: ChunkCounts,
+    /// The most bytes the run may hold of what its source lists (see
+    /// [`Importer::listed_most_bytes`](crate::Importer::listed_most_bytes)).
+    pub listed_most_bytes: usize,
     /// Backend-private state (e.g. what this source already lists).
     pub(crate) cache: Option<Box<dyn std::any::Any + Send>>,
 }

@@ -528,3 +528,69 @@ fn selections_cut_the_list_by_category_source_and_tlp() {
     );
     assert_eq!(c2.category, Category::C2);
 }
+
+/// A run that cannot hold what its source lists (its bound at nothing, so
+/// each chunk looks up its own values) counts and stores exactly what a
+/// run holding it all does: new values, repeats across and within chunks,
+/// values another source lists, and a re-import.
+#[test]
+fn an_import_past_its_memory_bound_looks_up_each_chunk_and_answers_the_same() {
+    let run = |bound: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let import = |source: &str, rows: Vec<Row>, now| {
+            let s = Importer::new(&store)
+                .chunk_rows(3)
+                .listed_most_bytes(bound)
+                .run(
+                    &spec(source),
+                    "plain",
+                    "test",
+                    rows.into_iter().map(Ok),
+                    now,
+                    &mut |_| {},
+                )
+                .unwrap();
+            (s.rows_read, s.added, s.updated, s.unchanged, s.skipped)
+        };
+        let names = |n: u64| -> Vec<Row> {
+            (0..n)
+                .map(|i| rec(i + 1, &format!("n{}.example", i % 7)))
+                .collect()
+        };
+        let mut seen = vec![
+            import(
+                "other",
+                vec![rec(1, "n3.example"), rec(2, "x.example")],
+                at(1),
+            ),
+            import("f", names(12), at(1)),
+            import("f", names(12), at(2)),
+            import("f", names(9), at(9)),
+        ];
+        seen.push(import("f", vec![rec(1, "new.example")], at(9)));
+        let mut stored: Vec<(String, usize, Option<DateTime<Utc>>)> =
+            ["n0", "n3", "n6", "x", "new"]
+                .iter()
+                .map(|n| {
+                    let i = store
+                        .find_indicator(&format!("{n}.example"))
+                        .unwrap()
+                        .unwrap();
+                    (i.value, i.sources.len(), i.expires_at)
+                })
+                .collect();
+        stored.sort();
+        (seen, stored)
+    };
+    let (held, stored_held) = run(usize::MAX);
+    let (looked_up, stored_looked_up) = run(0);
+    assert_eq!(
+        held[1],
+        (12, 6, 1, 5, 0),
+        "7 distinct names, one of them joined as another source lists it"
+    );
+    assert_eq!(held[2], (12, 0, 0, 12, 0), "a re-import changes nothing");
+    assert_eq!(looked_up, held);
+    assert_eq!(stored_looked_up, stored_held);
+}

@@ -21,8 +21,15 @@ use crate::{
 struct RunCache {
     source_id: i64,
     allowlist: Allowlist,
-    /// Value → (indicator id, status, fingerprint) of what this source lists.
+    /// Value → (indicator id, status, fingerprint) of what this source
+    /// lists: all of it while `complete`, else the values of the chunk at
+    /// hand (looked up when it begins).
     listed: HashMap<String, Listed>,
+    /// `listed` holds every value this source lists.
+    complete: bool,
+    /// What `listed` takes, counted as [`listed_bytes`] does, against
+    /// [`ImportRun::listed_most_bytes`].
+    listed_bytes: usize,
     /// `Some(seq)` while every indicator in the store is one this source
     /// lists (`listed` holds them all), as of change journal entry `seq`:
     /// then a value this source does not list is not in the store at all,
@@ -30,6 +37,49 @@ struct RunCache {
     /// empty store runs this way. Every insert of an indicator is journaled,
     /// so a journal that moved on means someone else may have added one.
     alone_at: Option<i64>,
+}
+
+/// What one entry of the map of what a source lists takes: the value's
+/// bytes, its `String`, the [`Listed`] and a hash slot, rounded up.
+fn listed_bytes(value: &str) -> usize {
+    value.len() + 96
+}
+
+/// Values per statement when a chunk looks up what its source lists.
+const LISTED_LOOKUP_BATCH: usize = 500;
+
+/// What `source_id` lists of `values`, into `listed`.
+fn look_up_listed(
+    c: &Connection,
+    source_id: i64,
+    values: &[&str],
+    listed: &mut HashMap<String, Listed>,
+) -> Result<()> {
+    for batch in values.chunks(LISTED_LOOKUP_BATCH) {
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT i.value, i.id, i.status, s.fingerprint, i.expires_at FROM indicators i
+             JOIN indicator_sources s ON s.indicator_id = i.id AND s.source_id = ?1
+             WHERE i.value IN ({})",
+            vec!["?"; batch.len()].join(", ")
+        ))?;
+        let args = std::iter::once(&source_id as &dyn rusqlite::ToSql)
+            .chain(batch.iter().map(|v| v as &dyn rusqlite::ToSql));
+        let mut rows = stmt.query(params_from_iter(args))?;
+        while let Some(r) = rows.next()? {
+            listed.insert(r.get(0)?, listed_row(r)?);
+        }
+    }
+    Ok(())
+}
+
+/// A row of (value, id, status, fingerprint, expires_at) as [`Listed`].
+fn listed_row(r: &Row) -> Result<Listed> {
+    Ok(Listed {
+        id: r.get(1)?,
+        status: parse_enum(&r.get::<_, String>(2)?)?,
+        fingerprint: r.get(3)?,
+        expires_at: r.get(4)?,
+    })
 }
 
 /// The newest change journal entry (0 for none).
@@ -338,6 +388,7 @@ fn flush_new_rows(
             recompute(tx, id, now)?;
             counts.updated += 1;
         }
+        cache.listed_bytes += listed_bytes(&p.record.indicator.value);
         cache.listed.insert(
             p.record.indicator.value.clone(),
             Listed {
@@ -730,33 +781,41 @@ impl Backend for SqliteBackend {
                 let allowlist =
                     Allowlist::new(load_allowlist(c)?.into_iter().map(|e| e.entry));
                 let head = journal_head(c)?;
+                // Held whole if it fits; else each chunk looks up its own.
                 let mut listed = HashMap::new();
+                let (mut complete, mut bytes) = (true, 0);
                 let mut stmt = c.prepare(
                     "SELECT i.value, i.id, i.status, s.fingerprint, i.expires_at FROM indicator_sources s
                      JOIN indicators i ON i.id = s.indicator_id WHERE s.source_id = ?1",
                 )?;
                 let mut rows = stmt.query([sid])?;
+                let mut lists = 0usize;
                 while let Some(r) = rows.next()? {
-                    listed.insert(
-                        r.get::<_, String>(0)?,
-                        Listed {
-                            id: r.get(1)?,
-                            status: parse_enum(&r.get::<_, String>(2)?)?,
-                            fingerprint: r.get(3)?,
-                            expires_at: r.get(4)?,
-                        },
-                    );
+                    lists += 1;
+                    if !complete {
+                        continue;
+                    }
+                    let value: String = r.get(0)?;
+                    bytes += listed_bytes(&value);
+                    if bytes > run.listed_most_bytes {
+                        (complete, bytes) = (false, 0);
+                        listed = HashMap::new();
+                        continue;
+                    }
+                    listed.insert(value, listed_row(r)?);
                 }
                 drop(rows);
                 drop(stmt);
                 let total: i64 = c.query_row("SELECT count(*) FROM indicators", [], |r| r.get(0))?;
                 // The head was read before the rows: anything written since
                 // moves the journal past it, and the first chunk sees that.
-                let alone_at = (total as usize == listed.len()).then_some(head);
+                let alone_at = (total as usize == lists).then_some(head);
                 run.cache = Some(Box::new(RunCache {
                     source_id: sid,
                     allowlist,
                     listed,
+                    complete,
+                    listed_bytes: bytes,
                     alone_at,
                 }));
             }
@@ -771,6 +830,19 @@ impl Backend for SqliteBackend {
                 && journal_head(&tx)? != seq
             {
                 cache.alone_at = None;
+            }
+            if cache.complete && cache.listed_bytes > run.listed_most_bytes {
+                // Grown past its bound with what this run added.
+                cache.complete = false;
+            }
+            if !cache.complete {
+                cache.listed = HashMap::new();
+                cache.listed_bytes = 0;
+                let mut values: Vec<&str> =
+                    records.iter().map(|r| r.indicator.value.as_str()).collect();
+                values.sort_unstable();
+                values.dedup();
+                look_up_listed(&tx, cache.source_id, &values, &mut cache.listed)?;
             }
             let mut pending: Vec<NewRow> = Vec::with_capacity(NEW_ROWS_BATCH);
             let mut pending_values: HashSet<&str> = HashSet::new();
