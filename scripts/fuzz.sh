@@ -4,8 +4,8 @@
 #
 #   scripts/fuzz.sh          build only
 #   scripts/fuzz.sh check    type-check only (what CI runs, to keep the targets compiling)
-#   scripts/fuzz.sh 180      build, then run every target for 3 minutes
-#   scripts/fuzz.sh 60 rpz   build, then run only the named targets
+#   scripts/fuzz.sh 180      run every target for 3 minutes, each built as it starts
+#   scripts/fuzz.sh 60 rpz   run only the named targets
 #
 # Every run has an RSS limit (KANKI_FUZZ_RSS_MB, default 1024; libFuzzer's
 # -rss_limit_mb, which also bounds any single allocation): a parser whose
@@ -36,8 +36,12 @@ cd fuzz
 if [ "$seconds" = "check" ]; then
     exec cargo fuzz check --features fuzz-targets
 fi
-cargo fuzz build --features fuzz-targets
+if [ "$seconds" -eq 0 ]; then
+    exec cargo fuzz build --features fuzz-targets
+fi
 
+# Each target is built as its run starts (`cargo fuzz run` builds only
+# it): named targets start fuzzing without building all the others first.
 if [ "$seconds" -gt 0 ]; then
     targets=("$@")
     if [ "${#targets[@]}" -eq 0 ]; then
