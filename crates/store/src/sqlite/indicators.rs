@@ -31,9 +31,9 @@ struct RunCache {
     /// [`ImportRun::listed_most_bytes`].
     listed_bytes: usize,
     /// `Some(seq)` while every indicator in the store is one this source
-    /// lists (`listed` holds them all), as of change journal entry `seq`:
-    /// then a value this source does not list is not in the store at all,
-    /// and new rows need no lookup. The usual first import of a feed into an
+    /// lists, as of change journal entry `seq`: then a value this source
+    /// does not list is not in the store at all, and new rows need no
+    /// lookup. The usual first import of a feed into an
     /// empty store runs this way. Every insert of an indicator is journaled,
     /// so a journal that moved on means someone else may have added one.
     alone_at: Option<i64>,
@@ -781,35 +781,35 @@ impl Backend for SqliteBackend {
                 let allowlist =
                     Allowlist::new(load_allowlist(c)?.into_iter().map(|e| e.entry));
                 let head = journal_head(c)?;
+                let lists: i64 = c.query_row(
+                    "SELECT count(*) FROM indicator_sources WHERE source_id = ?1",
+                    [sid],
+                    |r| r.get(0),
+                )?;
                 // Held whole if it fits; else each chunk looks up its own.
                 let mut listed = HashMap::new();
-                let (mut complete, mut bytes) = (true, 0);
-                let mut stmt = c.prepare(
-                    "SELECT i.value, i.id, i.status, s.fingerprint, i.expires_at FROM indicator_sources s
-                     JOIN indicators i ON i.id = s.indicator_id WHERE s.source_id = ?1",
-                )?;
-                let mut rows = stmt.query([sid])?;
-                let mut lists = 0usize;
-                while let Some(r) = rows.next()? {
-                    lists += 1;
-                    if !complete {
-                        continue;
+                let mut bytes = 0;
+                let mut complete = lists as usize * listed_bytes("") <= run.listed_most_bytes;
+                if complete {
+                    let mut stmt = c.prepare(
+                        "SELECT i.value, i.id, i.status, s.fingerprint, i.expires_at FROM indicator_sources s
+                         JOIN indicators i ON i.id = s.indicator_id WHERE s.source_id = ?1",
+                    )?;
+                    let mut rows = stmt.query([sid])?;
+                    while let Some(r) = rows.next()? {
+                        let value: String = r.get(0)?;
+                        bytes += listed_bytes(&value);
+                        if bytes > run.listed_most_bytes {
+                            (complete, bytes, listed) = (false, 0, HashMap::new());
+                            break;
+                        }
+                        listed.insert(value, listed_row(r)?);
                     }
-                    let value: String = r.get(0)?;
-                    bytes += listed_bytes(&value);
-                    if bytes > run.listed_most_bytes {
-                        (complete, bytes) = (false, 0);
-                        listed = HashMap::new();
-                        continue;
-                    }
-                    listed.insert(value, listed_row(r)?);
                 }
-                drop(rows);
-                drop(stmt);
                 let total: i64 = c.query_row("SELECT count(*) FROM indicators", [], |r| r.get(0))?;
                 // The head was read before the rows: anything written since
                 // moves the journal past it, and the first chunk sees that.
-                let alone_at = (total as usize == lists).then_some(head);
+                let alone_at = (total == lists).then_some(head);
                 run.cache = Some(Box::new(RunCache {
                     source_id: sid,
                     allowlist,
