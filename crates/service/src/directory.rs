@@ -242,19 +242,24 @@ impl Overlay {
         self.recent.bindings.len() + self.settled.bindings.len()
     }
 
+    /// `key` in one map of the levels: `recent`'s entry, else `settled`'s.
+    fn find<'a, K: Eq + std::hash::Hash + 'a, V: 'a>(
+        &'a self,
+        map: impl Fn(&'a Level) -> &'a foldhash::HashMap<K, V>,
+        key: &K,
+    ) -> Option<&'a V> {
+        map(&self.recent)
+            .get(key)
+            .or_else(|| map(&self.settled).get(key))
+    }
+
     /// A changed binding as it is now.
     fn binding(&self, id: i64) -> Option<&BindingRef> {
-        self.recent
-            .bindings
-            .get(&id)
-            .or_else(|| self.settled.bindings.get(&id))
+        self.find(|l| &l.bindings, &id)
     }
 
     fn touched(&self, net: &ipnet::IpNet) -> Option<&Touched> {
-        self.recent
-            .by_prefix
-            .get(net)
-            .or_else(|| self.settled.by_prefix.get(net))
+        self.find(|l| &l.by_prefix, net)
     }
 
     /// The changed bindings of `net`, each once.
@@ -276,17 +281,11 @@ impl Overlay {
     }
 
     fn subscriber_of(&self, h: u32) -> Option<&Option<Arc<str>>> {
-        self.recent
-            .subscriber_of
-            .get(&h)
-            .or_else(|| self.settled.subscriber_of.get(&h))
+        self.find(|l| &l.subscriber_of, &h)
     }
 
     fn inside_address(&self, h: u32) -> Option<&IpAddr> {
-        self.recent
-            .inside_address
-            .get(&h)
-            .or_else(|| self.settled.inside_address.get(&h))
+        self.find(|l| &l.inside_address, &h)
     }
 
     fn has_inside_addresses(&self) -> bool {
@@ -346,15 +345,17 @@ impl Overlay {
             return false;
         }
         self.settled = folded;
+        fn changed_since<K: Eq + std::hash::Hash, V: PartialEq>(
+            now: &mut foldhash::HashMap<K, V>,
+            then: &foldhash::HashMap<K, V>,
+        ) {
+            now.retain(|k, v| then.get(k) != Some(v));
+        }
         let r = Arc::make_mut(&mut self.recent);
-        r.bindings
-            .retain(|id, b| snapshot.bindings.get(id) != Some(b));
-        r.by_prefix
-            .retain(|net, t| snapshot.by_prefix.get(net) != Some(t));
-        r.subscriber_of
-            .retain(|h, s| snapshot.subscriber_of.get(h) != Some(s));
-        r.inside_address
-            .retain(|h, a| snapshot.inside_address.get(h) != Some(a));
+        changed_since(&mut r.bindings, &snapshot.bindings);
+        changed_since(&mut r.by_prefix, &snapshot.by_prefix);
+        changed_since(&mut r.subscriber_of, &snapshot.subscriber_of);
+        changed_since(&mut r.inside_address, &snapshot.inside_address);
         true
     }
 

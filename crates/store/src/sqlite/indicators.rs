@@ -48,6 +48,10 @@ fn listed_bytes(value: &str) -> usize {
 /// Values per statement when a chunk looks up what its source lists.
 const LISTED_LOOKUP_BATCH: usize = 500;
 
+/// What [`listed_row`] reads, from `indicators i` joined with its
+/// `indicator_sources s` row.
+const LISTED_COLUMNS: &str = "i.value, i.id, i.status, s.fingerprint, i.expires_at";
+
 /// What `source_id` lists of `values`, into `listed`.
 fn look_up_listed(
     c: &Connection,
@@ -57,7 +61,7 @@ fn look_up_listed(
 ) -> Result<()> {
     for batch in values.chunks(LISTED_LOOKUP_BATCH) {
         let mut stmt = c.prepare_cached(&format!(
-            "SELECT i.value, i.id, i.status, s.fingerprint, i.expires_at FROM indicators i
+            "SELECT {LISTED_COLUMNS} FROM indicators i
              JOIN indicator_sources s ON s.indicator_id = i.id AND s.source_id = ?1
              WHERE i.value IN ({})",
             vec!["?"; batch.len()].join(", ")
@@ -72,7 +76,7 @@ fn look_up_listed(
     Ok(())
 }
 
-/// A row of (value, id, status, fingerprint, expires_at) as [`Listed`].
+/// A row of [`LISTED_COLUMNS`] as [`Listed`] (the value is column 0).
 fn listed_row(r: &Row) -> Result<Listed> {
     Ok(Listed {
         id: r.get(1)?,
@@ -791,10 +795,10 @@ impl Backend for SqliteBackend {
                 let mut bytes = 0;
                 let mut complete = lists as usize * listed_bytes("") <= run.listed_most_bytes;
                 if complete {
-                    let mut stmt = c.prepare(
-                        "SELECT i.value, i.id, i.status, s.fingerprint, i.expires_at FROM indicator_sources s
-                         JOIN indicators i ON i.id = s.indicator_id WHERE s.source_id = ?1",
-                    )?;
+                    let mut stmt = c.prepare(&format!(
+                        "SELECT {LISTED_COLUMNS} FROM indicator_sources s
+                         JOIN indicators i ON i.id = s.indicator_id WHERE s.source_id = ?1"
+                    ))?;
                     let mut rows = stmt.query([sid])?;
                     while let Some(r) = rows.next()? {
                         let value: String = r.get(0)?;
