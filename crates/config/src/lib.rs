@@ -215,7 +215,7 @@ impl Default for StorageConfig {
             accept_loss: false,
             busy_timeout: HumanDuration::secs(30),
             page_cache_mib: 256,
-            import_page_cache_mib: 8,
+            import_page_cache_mib: 2,
         }
     }
 }
@@ -733,7 +733,7 @@ mod tests {
         let c = Config::from_toml_str("[storage]\npage_cache_mib = 64\n", None).unwrap();
         assert_eq!(
             (c.storage.page_cache_mib, c.storage.import_page_cache_mib),
-            (64, 8)
+            (64, 2)
         );
     }
 

@@ -12,8 +12,9 @@
 //! attributed, so a replay adds nothing.
 //!
 //! Memory is bounded whatever the input: a batch ends at a count of events
-//! or of bytes, and the batches between the parser and the store hold at
-//! most [`IN_FLIGHT_BYTES`] together.
+//! or of bytes ([`StreamMemory::batch_bytes`]), and the batches between the
+//! parser and the store hold at most [`BATCHES_IN_FLIGHT`] times that
+//! together.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -28,7 +29,7 @@ use kanki_audit::Ground;
 use kanki_events::shadowserver::{NETWORK, Schemas};
 use kanki_events::{Event, EventKey, Format, Item, Items, KeyHasher, Notes};
 use kanki_service::directory::{BulkAnswer, BulkAsk, Compiled, Confidence, Lookup};
-use kanki_service::{Kanki, ServiceError};
+use kanki_service::{Kanki, ServiceError, StreamMemory};
 use kanki_store::{
     CaseTarget, EventAttribution, EventBatch, EventWrite, NextBatch, RecordCounts, Severity,
 };
@@ -42,19 +43,17 @@ use crate::case;
 /// more events.
 const BATCH: usize = 32_768;
 
-/// A batch ends, too, when its events hold this many bytes (as
-/// [`Event::size_in_memory`] counts them): some 8,000 rows of a
-/// Shadowserver report, one record of up to [`kanki_events::MAX_RECORD`]
-/// bytes past it at most.
-const BATCH_BYTES: usize = 8 << 20;
-
-/// The bytes of the batches parsed and not yet freed by the store, at most
-/// (a batch is parsed on while the one before is judged and the one before
-/// that is stored): with the batch being parsed, the ingest's events hold
-/// under 32 MiB whatever the input. Before this bound, a 1 GiB zip bomb of
-/// report rows peaked at 127 MiB with 2 parsed and 6 judged batches of up
-/// to 32,768 events in flight.
-const IN_FLIGHT_BYTES: usize = 3 * BATCH_BYTES;
+/// The bytes of the batches parsed and not yet freed by the store, at most,
+/// in batches: a batch is parsed on while the one before is judged and the
+/// one before that is stored. A batch ends, too, when its events hold
+/// [`StreamMemory::batch_bytes`] (as [`Event::size_in_memory`] counts them;
+/// with 8 MiB some 18,000 rows of a Shadowserver report), one record of up
+/// to [`kanki_events::MAX_RECORD`] bytes past it at most. With the batch
+/// being parsed, the ingest's events hold four batches' bytes at most
+/// whatever the input. Before this bound, a 1 GiB zip bomb of report rows
+/// peaked at 127 MiB with 2 parsed and 6 judged batches of up to 32,768
+/// events in flight.
+const BATCHES_IN_FLIGHT: usize = 3;
 
 /// What to read.
 #[derive(Clone, Debug)]
@@ -254,26 +253,34 @@ const PARSED_IN_FLIGHT: usize = 2;
 /// Judged batches waiting to be stored: parsing and judging go on while
 /// the store commits (writing its pages to the WAL, a third of a day's
 /// ingest), so that the store finds batches ready when it is done, as far
-/// as [`IN_FLIGHT_BYTES`] lets them.
+/// as the bytes in flight let them.
 const JUDGED_IN_FLIGHT: usize = 6;
 
 /// The bytes of the batches in flight between the parser and the store,
-/// against [`IN_FLIGHT_BYTES`]: the parser holds a batch's bytes before it
-/// hands it on, and they are released when the store has freed it.
-#[derive(Default)]
+/// against a bound: the parser holds a batch's bytes before it hands it
+/// on, and they are released when the store has freed it.
 struct InFlight {
+    most: usize,
     /// Bytes held, and whether the ingest has ended (nothing waits then).
     held: std::sync::Mutex<(usize, bool)>,
     freed: std::sync::Condvar,
 }
 
 impl InFlight {
-    /// Waits until `bytes` more fit under [`IN_FLIGHT_BYTES`] (or nothing is
-    /// held, so that a batch always goes), then holds them; false when the
+    fn within(memory: StreamMemory) -> InFlight {
+        InFlight {
+            most: BATCHES_IN_FLIGHT * memory.batch_bytes,
+            held: Default::default(),
+            freed: Default::default(),
+        }
+    }
+
+    /// Waits until `bytes` more fit under the bound (or nothing is held,
+    /// so that a batch always goes), then holds them; false when the
     /// ingest has ended.
     fn hold(&self, bytes: usize) -> bool {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        while !held.1 && held.0 > 0 && held.0 + bytes > IN_FLIGHT_BYTES {
+        while !held.1 && held.0 > 0 && held.0 + bytes > self.most {
             held = self.freed.wait(held).unwrap_or_else(|p| p.into_inner());
         }
         held.0 += bytes;
@@ -307,7 +314,8 @@ fn run(
     // then storing, here. A batch is stored while the next is judged and
     // the one after is parsed.
     let origin = sum.origin.clone();
-    let in_flight = Arc::new(InFlight::default());
+    let memory = kanki.stream_memory;
+    let in_flight = Arc::new(InFlight::within(memory));
     std::thread::scope(|scope| {
         let (parsed_tx, parsed) =
             std::sync::mpsc::sync_channel::<Result<Parsed, String>>(PARSED_IN_FLIGHT);
@@ -337,8 +345,8 @@ fn run(
                         return;
                     }
                 }
-                let full =
-                    batch.events.len() + batch.skipped.len() == BATCH || batch.bytes >= BATCH_BYTES;
+                let full = batch.events.len() + batch.skipped.len() == BATCH
+                    || batch.bytes >= memory.batch_bytes;
                 if full && !hand_on(std::mem::take(&mut batch)) {
                     return;
                 }
@@ -350,7 +358,7 @@ fn run(
         let (judged_tx, judged) =
             std::sync::mpsc::sync_channel::<Result<Judged, ServiceError>>(JUDGED_IN_FLIGHT);
         scope.spawn(move || {
-            let mut known = KnownKeys::loading_hours();
+            let mut known = KnownKeys::loading_hours(memory);
             for batch in parsed {
                 let judged = batch
                     .map_err(|e| ServiceError::Invalid(format!("{origin}: {e}")))
@@ -499,15 +507,6 @@ struct Judged {
 /// A set of event keys, hashed by their own bytes.
 type KeySet = HashSet<EventKey, BuildHasherDefault<KeyHasher>>;
 
-/// Bytes the stored keys held in memory for telling replayed records may
-/// take; past it the store is asked batch by batch. With the batches in
-/// flight (`IN_FLIGHT_BYTES` and the one being parsed) it keeps an ingest
-/// in its memory bound whatever the input.
-const KNOWN_KEYS_BYTES: usize = 8 << 20;
-/// [`KNOWN_KEYS_BYTES`] in keys (some 450,000).
-const KNOWN_KEYS_MAX: usize =
-    kanki_events::hash_set_items_within(KNOWN_KEYS_BYTES, size_of::<EventKey>());
-
 /// Batches whose keys are kept when the store is asked: those judged and
 /// perhaps not committed yet (one commit window and the stages between).
 const RECENT_BATCHES: usize = 16;
@@ -520,8 +519,12 @@ const RECENT_BATCHES: usize = 16;
 /// batch was most of the time of a replay. A key stored by another writer
 /// after its hour was read is still caught when the event is stored.
 struct KnownKeys {
-    /// The hours read, while under [`KNOWN_KEYS_MAX`]; `None`: ask the
-    /// store.
+    /// The keys held while hours are read, at most: past it the store is
+    /// asked batch by batch ([`StreamMemory::keys_bytes`] in keys; some
+    /// 450,000 in 8 MiB). With the batches in flight it keeps an ingest in
+    /// its memory bound whatever the input.
+    most: usize,
+    /// The hours read, while under `most`; `None`: ask the store.
     hours: Option<foldhash::HashSet<u32>>,
     keys: KeySet,
     /// When asking the store: the keys of the last batches judged.
@@ -529,8 +532,9 @@ struct KnownKeys {
 }
 
 impl KnownKeys {
-    fn loading_hours() -> KnownKeys {
+    fn loading_hours(memory: StreamMemory) -> KnownKeys {
         KnownKeys {
+            most: kanki_events::hash_set_items_within(memory.keys_bytes, size_of::<EventKey>()),
             hours: Some(Default::default()),
             keys: KeySet::default(),
             recent: VecDeque::new(),
@@ -539,6 +543,7 @@ impl KnownKeys {
 
     fn asking_the_store() -> KnownKeys {
         KnownKeys {
+            most: 0,
             hours: None,
             keys: KeySet::default(),
             recent: VecDeque::new(),
@@ -557,7 +562,7 @@ impl KnownKeys {
                 if !full && last.replace(hour) != Some(hour) && hours.insert(hour) {
                     removal.event_keys_of_hour(hour, &mut |k| {
                         // Never past the bound, however many are stored.
-                        if self.keys.len() < KNOWN_KEYS_MAX {
+                        if self.keys.len() < self.most {
                             self.keys.insert(k);
                         } else {
                             full = true;
@@ -584,7 +589,7 @@ impl KnownKeys {
 
     /// The keys of a batch just judged (its new events).
     fn judged(&mut self, keys: Vec<EventKey>) {
-        if self.hours.is_some() && self.keys.len() + keys.len() > KNOWN_KEYS_MAX {
+        if self.hours.is_some() && self.keys.len() + keys.len() > self.most {
             tracing::debug!(
                 keys = self.keys.len(),
                 "ingest: too many keys to hold; asking the store"
@@ -829,24 +834,26 @@ mod tests {
     /// nothing.
     #[test]
     fn batches_in_flight_hold_at_most_the_bound() {
-        let f = Arc::new(InFlight::default());
-        assert!(f.hold(2 * BATCH_BYTES));
-        assert!(f.hold(BATCH_BYTES));
+        let memory = StreamMemory::ONE_SHOT;
+        let f = Arc::new(InFlight::within(memory));
+        let batch_bytes = memory.batch_bytes;
+        assert!(f.hold(2 * batch_bytes));
+        assert!(f.hold(batch_bytes));
         let waiting = {
             let f = f.clone();
             std::thread::spawn(move || {
-                let went = f.hold(BATCH_BYTES);
+                let went = f.hold(batch_bytes);
                 let held = f.held.lock().unwrap().0;
                 (went, held)
             })
         };
         // The waiting batch goes once the first is freed, and then the
         // bytes held are within the bound.
-        f.release(2 * BATCH_BYTES);
-        assert_eq!(waiting.join().unwrap(), (true, 2 * BATCH_BYTES));
-        f.release(2 * BATCH_BYTES);
+        f.release(2 * batch_bytes);
+        assert_eq!(waiting.join().unwrap(), (true, 2 * batch_bytes));
+        f.release(2 * batch_bytes);
         // Larger than the bound, alone: it goes.
-        assert!(f.hold(IN_FLIGHT_BYTES + 1));
+        assert!(f.hold(BATCHES_IN_FLIGHT * batch_bytes + 1));
         let blocked = {
             let f = f.clone();
             std::thread::spawn(move || f.hold(1))

@@ -36,6 +36,9 @@ pub struct SqliteOptions {
     /// pages are used, so it is a bound on memory rather than a reservation;
     /// the store has a writer, four readers and a checkpointer.
     pub page_cache_kib: u32,
+    /// Bytes the writer may hold of the stored event keys of recent hours,
+    /// to tell a replayed event without reading the key index.
+    pub held_keys_bytes: usize,
 }
 
 impl Default for SqliteOptions {
@@ -45,6 +48,7 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(30),
             open_sessions_kept: 2_000_000,
             page_cache_kib: 256 * 1024,
+            held_keys_bytes: 8 << 20,
         }
     }
 }

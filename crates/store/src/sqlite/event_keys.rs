@@ -27,14 +27,6 @@ type Tail = [u8; 12];
 /// (big-endian).
 const ENTRY: usize = 14;
 
-/// Bytes the tails held in memory may take (a hash set's slots, a tail
-/// and a control byte each; see [`hash_set_items_within`]). Past it the
-/// hours not in the batch at hand are let go, and an hour that alone would
-/// pass it is not held: its keys are checked by reading its blocks (slower,
-/// but an hour of that many records is rare, and the memory stays bounded
-/// whatever the input).
-const HELD_BYTES: usize = 8 << 20;
-
 fn hour_of(k: &EventKey) -> u32 {
     u32::from_be_bytes([k[0], k[1], k[2], k[3]])
 }
@@ -85,13 +77,18 @@ pub(crate) struct StoredKeys {
     purges: Option<String>,
 }
 
-impl Default for StoredKeys {
-    fn default() -> Self {
-        StoredKeys::holding(hash_set_items_within(HELD_BYTES, size_of::<Tail>()))
-    }
-}
-
 impl StoredKeys {
+    /// Holding tails in at most `bytes` (a hash set's slots, a tail and a
+    /// control byte each; see [`hash_set_items_within`];
+    /// `SqliteOptions::held_keys_bytes`). Past it the hours not in the
+    /// batch at hand are let go, and an hour that alone would pass it is
+    /// not held: its keys are checked by reading its blocks (slower, but an
+    /// hour of that many records is rare, and the memory stays bounded
+    /// whatever the input).
+    pub(crate) fn within(bytes: usize) -> StoredKeys {
+        StoredKeys::holding(hash_set_items_within(bytes, size_of::<Tail>()))
+    }
+
     /// Holding at most `held_most` tails in all.
     fn holding(held_most: usize) -> StoredKeys {
         StoredKeys {

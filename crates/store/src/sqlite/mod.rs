@@ -184,7 +184,7 @@ impl SqliteBackend {
             readers,
             next_reader: AtomicUsize::new(0),
             open_sessions: Mutex::new(open_sessions::OpenSessions::new(options.open_sessions_kept)),
-            stored_keys: Mutex::new(event_keys::StoredKeys::default()),
+            stored_keys: Mutex::new(event_keys::StoredKeys::within(options.held_keys_bytes)),
             case_writes: AtomicU64::new(0),
             checkpointer,
             page_cache_kib: options.page_cache_kib,
