@@ -47,10 +47,10 @@ const BATCH: usize = 32_768;
 /// in batches: a batch is parsed on while the one before is judged and the
 /// one before that is stored. A batch ends, too, when its events hold
 /// [`StreamMemory::batch_bytes`] (as [`Event::size_in_memory`] counts them;
-/// with 8 MiB some 18,000 rows of a Shadowserver report), one record of up
-/// to [`kanki_events::MAX_RECORD`] bytes past it at most. With the batch
-/// being parsed, the ingest's events hold four batches' bytes at most
-/// whatever the input. Before this bound, a 1 GiB zip bomb of report rows
+/// with 8 MiB some 8,000 rows of a 33-column Shadowserver report), one
+/// record of up to [`kanki_events::MAX_RECORD`] bytes past it at most.
+/// With the batch being parsed, the ingest's events hold four batches'
+/// bytes at most whatever the input. Before this bound, a 1 GiB zip bomb of report rows
 /// peaked at 127 MiB with 2 parsed and 6 judged batches of up to 32,768
 /// events in flight.
 const BATCHES_IN_FLIGHT: usize = 3;

@@ -50,7 +50,7 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) 
 pub struct Kanki {
     pub config: Config,
     pub store: Store,
-    /// What a streaming import or ingest may hold in memory.
+    /// What a streaming ingest may hold in memory.
     pub stream_memory: StreamMemory,
 }
 
