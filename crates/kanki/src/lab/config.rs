@@ -30,17 +30,21 @@ pub struct LabPorts {
 }
 
 impl LabPorts {
+    /// Nine distinct free ports: each socket is held until all are picked,
+    /// or the system may hand the same free port out twice (and serve
+    /// then fails to bind its second listener).
     pub fn pick() -> anyhow::Result<LabPorts> {
+        let mut held = Held::default();
         Ok(LabPorts {
-            api: free_tcp()?,
-            site: free_tcp()?,
-            dns: free_both()?,
-            warning: free_tcp()?,
-            radius: free_udp()?,
-            rpz: free_both()?,
-            upstream: free_udp()?,
-            smtp: free_tcp()?,
-            feed: free_tcp()?,
+            api: held.tcp()?,
+            site: held.tcp()?,
+            dns: held.both()?,
+            warning: held.tcp()?,
+            radius: held.udp()?,
+            rpz: held.both()?,
+            upstream: held.udp()?,
+            smtp: held.tcp()?,
+            feed: held.tcp()?,
         })
     }
 
@@ -55,24 +59,42 @@ impl LabPorts {
     }
 }
 
-fn free_tcp() -> anyhow::Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+/// The sockets bound while ports are picked, closed together when it is
+/// dropped.
+#[derive(Default)]
+struct Held {
+    tcp: Vec<TcpListener>,
+    udp: Vec<UdpSocket>,
 }
 
-fn free_udp() -> anyhow::Result<SocketAddr> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-/// A port free for both UDP and TCP.
-fn free_both() -> anyhow::Result<SocketAddr> {
-    for _ in 0..100 {
-        let udp = UdpSocket::bind("127.0.0.1:0")?;
-        let addr = udp.local_addr()?;
-        if TcpListener::bind(addr).is_ok() {
-            return Ok(addr);
-        }
+impl Held {
+    fn tcp(&mut self) -> anyhow::Result<SocketAddr> {
+        let l = TcpListener::bind("127.0.0.1:0")?;
+        let addr = l.local_addr()?;
+        self.tcp.push(l);
+        Ok(addr)
     }
-    anyhow::bail!("no loopback port free for both UDP and TCP")
+
+    fn udp(&mut self) -> anyhow::Result<SocketAddr> {
+        let s = UdpSocket::bind("127.0.0.1:0")?;
+        let addr = s.local_addr()?;
+        self.udp.push(s);
+        Ok(addr)
+    }
+
+    /// A port free for both UDP and TCP.
+    fn both(&mut self) -> anyhow::Result<SocketAddr> {
+        for _ in 0..100 {
+            let udp = UdpSocket::bind("127.0.0.1:0")?;
+            let addr = udp.local_addr()?;
+            if let Ok(tcp) = TcpListener::bind(addr) {
+                self.udp.push(udp);
+                self.tcp.push(tcp);
+                return Ok(addr);
+            }
+        }
+        anyhow::bail!("no loopback port free for both UDP and TCP")
+    }
 }
 
 /// `minutes` of the synthetic day in real time at `speed`, in whole
