@@ -140,6 +140,24 @@ impl FeedRecord {
             online: None,
         }
     }
+
+    /// About what the record holds in memory: itself and its strings,
+    /// each rounded as an allocator does.
+    pub fn size_in_memory(&self) -> usize {
+        let s = |v: &str| v.len().next_multiple_of(16);
+        let o = |v: &Option<String>| v.as_deref().map_or(0, s);
+        std::mem::size_of::<FeedRecord>()
+            + s(&self.indicator.value)
+            + o(&self.indicator.host)
+            + o(&self.source_id)
+            + o(&self.reference_url)
+            + o(&self.reporter)
+            + self
+                .tags
+                .iter()
+                .map(|t| size_of::<String>() + s(t))
+                .sum::<usize>()
+    }
 }
 
 /// A row that was not used, and why.

@@ -10,9 +10,7 @@ use kanki_crawler::{CrawlReport, Crawler, Node, Verdict};
 use kanki_feeds::{FeedRecord, Row};
 use kanki_indicators::{Category, Kind};
 use kanki_notify::{Attempt, Mail, Mailer};
-use kanki_store::{
-    CrawlNodeRow, HostMark, Importer, NewCrawl, NewEvidence, NewSiteNotice, SourceSpec,
-};
+use kanki_store::{CrawlNodeRow, HostMark, NewCrawl, NewEvidence, NewSiteNotice, SourceSpec};
 use serde::Serialize;
 
 use crate::{Kanki, ServiceError};
@@ -160,7 +158,7 @@ impl Kanki {
             ttl: Some(self.config.indicators.default_ttl.0),
             list_url_hosts: true,
         };
-        Importer::new(&self.store).run(
+        self.importer().run(
             &spec,
             "crawl",
             &format!("crawl {crawl_id}"),

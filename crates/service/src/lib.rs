@@ -50,36 +50,46 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) 
 pub struct Kanki {
     pub config: Config,
     pub store: Store,
-    /// What a streaming ingest may hold in memory.
+    /// What a streaming import or ingest may hold in memory.
     pub stream_memory: StreamMemory,
 }
 
-/// What a streaming ingest may hold in memory besides the store's page
-/// cache: its batches of parsed events (three in flight between the parser
-/// and the store, and the one being parsed) and the keys it and the
-/// store's writer each keep to tell replayed records.
+/// What a streaming import or ingest may hold in memory besides the
+/// store's page cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamMemory {
-    /// A batch of parsed events ends when its events hold this many bytes.
+    /// An ingest's batch of parsed events ends when its events hold this
+    /// many bytes; three batches may be in flight between the parser and
+    /// the store, and one is being parsed.
     pub batch_bytes: usize,
-    /// Bytes of event keys held by the ingest, and by the store's writer.
+    /// Bytes of event keys held to tell replayed records, by the ingest
+    /// and by the store's writer each.
     pub keys_bytes: usize,
+    /// An import's chunk (one transaction) ends when its rows hold this
+    /// many bytes.
+    pub import_chunk_bytes: usize,
+    /// Bytes an import may hold of the values its source already lists.
+    pub import_listed_bytes: usize,
 }
 
 impl StreamMemory {
-    /// `kanki serve` (and the benchmarks): large batches, whose costs per
-    /// batch (the cases and pages each touches) are paid for more events.
-    /// A day's report of a million rows ingests half again as fast as with
-    /// [`ONE_SHOT`](Self::ONE_SHOT)'s.
+    /// `kanki serve` (and the benchmarks): large batches and chunks, whose
+    /// costs per batch (the cases and pages each touches) are paid for more
+    /// events. A day's report of a million rows ingests half again as fast
+    /// as with [`ONE_SHOT`](Self::ONE_SHOT)'s.
     pub const SERVER: StreamMemory = StreamMemory {
         batch_bytes: 8 << 20,
         keys_bytes: 8 << 20,
+        import_chunk_bytes: 64 << 20,
+        import_listed_bytes: 24 << 20,
     };
     /// A one-shot `kanki import` or `kanki ingest`, which should run beside
     /// a server in some 64 MB, whatever the size of what it reads.
     pub const ONE_SHOT: StreamMemory = StreamMemory {
         batch_bytes: 2 << 20,
         keys_bytes: 2 << 20,
+        import_chunk_bytes: 8 << 20,
+        import_listed_bytes: 8 << 20,
     };
 }
 
@@ -131,6 +141,13 @@ impl Kanki {
         };
         kanki.sync_config()?;
         Ok(kanki)
+    }
+
+    /// An importer within [`Kanki::stream_memory`].
+    pub fn importer(&self) -> Importer<'_> {
+        Importer::new(&self.store)
+            .chunk_bytes(self.stream_memory.import_chunk_bytes)
+            .listed_most_bytes(self.stream_memory.import_listed_bytes)
     }
 
     fn sync_config(&self) -> Result<(), ServiceError> {
@@ -206,14 +223,9 @@ impl Kanki {
             format,
             kanki_feeds::open_input(input, &self.config.input)?,
         )?;
-        Ok(Importer::new(&self.store).run(
-            &spec,
-            format.as_str(),
-            origin,
-            rows,
-            Utc::now(),
-            progress,
-        )?)
+        Ok(self
+            .importer()
+            .run(&spec, format.as_str(), origin, rows, Utc::now(), progress)?)
     }
 
     /// Imports a file, or standard input for `-`.

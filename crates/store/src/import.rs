@@ -26,6 +26,7 @@ pub struct ImportProgress {
 pub struct Importer<'a> {
     store: &'a Store,
     chunk_rows: usize,
+    chunk_bytes: usize,
     first_lines: usize,
     listed_most_bytes: usize,
 }
@@ -35,6 +36,7 @@ impl<'a> Importer<'a> {
         Importer {
             store,
             chunk_rows: 100_000,
+            chunk_bytes: 64 << 20,
             first_lines: 5,
             listed_most_bytes: 24 << 20,
         }
@@ -56,6 +58,15 @@ impl<'a> Importer<'a> {
     /// fewer, larger chunks write far less; 20,000 took a third longer).
     pub fn chunk_rows(mut self, n: usize) -> Self {
         self.chunk_rows = n.max(1);
+        self
+    }
+
+    /// A chunk ends, too, when its rows hold this many bytes
+    /// ([`FeedRecord::size_in_memory`]; default 64 MiB, past the 100,000
+    /// rows of any common feed), one row of up to a line's cap past it at
+    /// most: rows of a hostile source may be long.
+    pub fn chunk_bytes(mut self, n: usize) -> Self {
+        self.chunk_bytes = n;
         self
     }
 
@@ -100,7 +111,8 @@ impl<'a> Importer<'a> {
             error: None,
             elapsed_ms: 0,
         };
-        let mut chunk: Vec<FeedRecord> = Vec::with_capacity(self.chunk_rows);
+        let mut chunk: Vec<FeedRecord> = Vec::new();
+        let mut chunk_bytes = 0;
         let mut outcome = Ok(());
         let mut input_error = None;
         let mut rows = rows.peekable();
@@ -118,7 +130,10 @@ impl<'a> Importer<'a> {
                 };
                 run.rows_read += 1;
                 match row {
-                    Row::Record(r) => chunk.push(r),
+                    Row::Record(r) => {
+                        chunk_bytes += r.size_in_memory();
+                        chunk.push(r);
+                    }
                     Row::Skip(s) => {
                         run.skipped += 1;
                         let g: &mut SkipGroup =
@@ -129,7 +144,7 @@ impl<'a> Importer<'a> {
                         }
                     }
                 }
-                if chunk.len() >= self.chunk_rows {
+                if chunk.len() >= self.chunk_rows || chunk_bytes >= self.chunk_bytes {
                     break;
                 }
             }
@@ -138,6 +153,7 @@ impl<'a> Importer<'a> {
                 break;
             }
             chunk.clear();
+            chunk_bytes = 0;
             progress(&ImportProgress {
                 rows_read: run.rows_read,
                 added: run.counts.added,

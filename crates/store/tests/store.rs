@@ -594,3 +594,35 @@ fn an_import_past_its_memory_bound_looks_up_each_chunk_and_answers_the_same() {
     assert_eq!(looked_up, held);
     assert_eq!(stored_looked_up, stored_held);
 }
+
+/// A chunk ends at its byte bound as well as its row count: rows with long
+/// values commit (and report progress) in smaller chunks, and the import
+/// stores every row all the same.
+#[test]
+fn an_import_s_chunks_end_at_their_byte_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let long = |i: u64| format!("{}.x{i}.example", "a".repeat(60));
+    let rows: Vec<Row> = (0..10).map(|i| rec(i + 1, &long(i))).collect();
+    let one_row = match &rows[0] {
+        Row::Record(r) => r.size_in_memory(),
+        Row::Skip(_) => unreachable!(),
+    };
+    let mut chunks = Vec::new();
+    let s = Importer::new(&store)
+        .chunk_bytes(3 * one_row)
+        .run(
+            &spec("f"),
+            "plain",
+            "test",
+            rows.into_iter().map(Ok),
+            at(1),
+            &mut |p| chunks.push(p.rows_read),
+        )
+        .unwrap();
+    assert_eq!((s.rows_read, s.added), (10, 10));
+    assert_eq!(chunks, vec![3, 6, 9, 10]);
+    for i in 0..10 {
+        assert!(store.find_indicator(&long(i)).unwrap().is_some(), "{i}");
+    }
+}
