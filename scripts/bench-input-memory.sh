@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Peak memory of reading hostile inputs: a 1 GiB zip bomb and a 2 GiB file of
-# one line, through `kanki import` (feeds) and `kanki ingest` (reports), each
-# its own process, its peak RSS (getrusage's ru_maxrss) printed beside the
+# Peak memory of reading hostile and large inputs: a 1 GiB zip bomb, a 2 GiB
+# file of one line, a feed of a million distinct URLs and a report of millions
+# of distinct rows, through `kanki import` (feeds) and `kanki ingest`
+# (reports), each its own process, its peak RSS (getrusage's ru_maxrss) printed beside the
 # bound: 64 MiB plus a small multiple of the largest record kept (1 MiB).
 #
 #   scripts/bench-input-memory.sh            # 1 GiB bomb, 2 GiB line
@@ -65,6 +66,13 @@ with zipfile.ZipFile(f"{work}/2024-05-01-event4_sinkhole-distinct.zip", "w",
             f.write(rows)
             written += len(rows)
             i += 10_000
+# A large valid feed: a million distinct URLs in URLhaus's CSV (165 MB), for
+# the import's chunks and its map of what the source lists.
+with open(f"{work}/urlhaus-1m.csv", "w") as f:
+    f.write("# id,dateadded,url,url_status,last_online,threat,tags,urlhaus_link,reporter\n")
+    for i in range(1_000_000):
+        f.write(f'"{i}","2024-11-20 10:11:05","http://host{i}.dist-{i % 9973}.example/app/{i * 7919 % 1000003}.bin",'
+                f'"online","","malware_download","elf,Mozi","https://urlhaus.abuse.ch/url/{i}/","r"\n')
 # One line of twice the size, no line end until the last byte.
 for name, header in (("line-plain.txt", b""),
                      ("2024-05-01-event4_sinkhole-line.csv", b'"timestamp","src_ip"\n')):
@@ -108,6 +116,10 @@ echo "import, zip bomb, default limits (refused by its expansion):"
 peak "$kanki" --config "$work/defaults.toml" import -f plain "$work/bomb-plain.zip"
 echo "import, one line:"
 peak "$kanki" --config "$work/kanki.toml" import -f plain "$work/line-plain.txt"
+echo "import, 1,000,000 distinct URLs (URLhaus CSV), into an empty store:"
+peak "$kanki" --config "$work/kanki.toml" import -f urlhaus "$work/urlhaus-1m.csv"
+echo "import, the same again (nothing changes):"
+peak "$kanki" --config "$work/kanki.toml" import -f urlhaus "$work/urlhaus-1m.csv"
 echo "ingest, zip bomb (Shadowserver sinkhole rows), limits lifted:"
 peak "$kanki" --config "$work/kanki.toml" ingest -f shadowserver "$work/2024-05-01-event4_sinkhole-bomb.zip"
 echo "ingest, ${distinct_mb} MiB of distinct Shadowserver sinkhole rows (every key new), zipped:"
