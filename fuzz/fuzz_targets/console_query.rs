@@ -1,10 +1,11 @@
 #![no_main]
-//! The console's case-queue query string (`/cases?state=..&size=..`):
-//! any input gives either a query within its bounds or clear messages in
-//! both languages, never a panic. A query that parses gives the same query
-//! again when written back (the pager's next-page link) and read again.
+//! The console's query strings, the case queue's (`/cases?state=..&size=..`)
+//! and the audit search's (`/audit?since=..&mentions=..`): any input gives
+//! either a query within its bounds or clear messages in both languages,
+//! never a panic. A case query that parses gives the same query again when
+//! written back (the pager's next-page link) and read again.
 
-use kanki_api::console::query::{CaseQuery, MAX_PAGE, MAX_TEXT};
+use kanki_api::console::query::{AuditQuery, CaseQuery, MAX_PAGE, MAX_TEXT};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,13 +26,29 @@ fuzz_target!(|data: &[u8]| {
             let f = q.filter(chrono::Utc::now());
             assert_eq!(f.limit, Some(q.size + 1));
         }
-        Err(problems) => {
-            assert!(!problems.is_empty());
-            assert!(
-                problems
-                    .iter()
-                    .all(|p| !p.en.is_empty() && !p.ja.is_empty())
-            );
+        Err(problems) => named(&problems),
+    }
+    match AuditQuery::parse(raw) {
+        Ok(q) => {
+            assert!((1..=MAX_PAGE).contains(&q.size));
+            for t in [&q.actor, &q.action, &q.mentions] {
+                assert!(t.as_ref().is_none_or(|t| t.chars().count() <= MAX_TEXT));
+            }
+            if let (Some(since), Some(until)) = (q.since, q.until) {
+                assert!(since < until);
+            }
+            assert_eq!(q.filter().limit, Some(q.size));
+            let _ = q.api_query();
         }
+        Err(problems) => named(&problems),
     }
 });
+
+fn named(problems: &[kanki_api::console::query::Problem]) {
+    assert!(!problems.is_empty());
+    assert!(
+        problems
+            .iter()
+            .all(|p| !p.en.is_empty() && !p.ja.is_empty())
+    );
+}

@@ -108,6 +108,8 @@ pub const ROUTES: &[(&str, &str, Permission)] = routes![
     GET "/indicators/{id}" => ReadList,
     GET "/false-positives" => ReadList,
     POST "/false-positives/{id}/review" => CurateList,
+    GET "/audit" => ReadAudit,
+    GET "/audit/verify" => ReadAudit,
 ];
 
 /// The permission a route needs, from [`ROUTES`]; `None` for a route not

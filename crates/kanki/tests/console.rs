@@ -512,3 +512,80 @@ fn a_case_reviewed_and_held_in_chromium_in_both_languages() {
     let alice = sign_in(&api, "alice");
     assert!(alice.get("/").1.contains("lang=\"en\""));
 }
+
+/// The audit log page: an auditor finds an officer's lookup by operator,
+/// action and what it mentions, verifies the chain (the same head as the
+/// API's) and exports the records found as JSON; an operator without the
+/// auditor's role has no such page, and its routes refuse.
+#[test]
+fn an_auditor_searches_the_log_verifies_the_chain_and_exports_what_it_found() {
+    let desk = Desk::start(
+        &[("otto", "attribution-officer"), ("aud", "auditor")],
+        false,
+    );
+    let case = desk.case()["id"].as_i64().unwrap().to_string();
+    let otto = sign_in(desk.api(), "otto");
+    let (status, page) = otto.post(
+        "/who",
+        &[
+            ("address", "198.51.100.7"),
+            ("ground", "emergency-evacuation"),
+            ("purpose", "bot seen by the sinkhole"),
+            ("case", &case),
+        ],
+        true,
+    );
+    assert_eq!(status, 200, "{page}");
+    let (_, home) = otto.get("/");
+    assert!(!home.contains("href=\"/audit\""), "{home}");
+    assert_eq!(otto.get("/audit").0, 403);
+    assert_eq!(otto.get("/audit/verify").0, 403);
+
+    let aud = sign_in(desk.api(), "aud");
+    let (_, home) = aud.get("/");
+    assert!(home.contains("href=\"/audit\""), "{home}");
+    let (status, page) = aud.get("/audit?actor=otto&action=who");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<td>otto</td>") && page.contains("bot seen by the sinkhole"),
+        "{page}"
+    );
+    let (_, page) = aud.get("/audit?mentions=198.51.100.7&ground=emergency-evacuation");
+    assert!(page.contains("bot seen by the sinkhole"), "{page}");
+    let (_, page) = aud.get("/audit?actor=nobody");
+    assert!(
+        page.contains("id=\"none\"") && !page.contains("bot seen by the sinkhole"),
+        "{page}"
+    );
+    let (status, page) = aud.get("/audit?since=yesterday&ground=whim");
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("since") && page.contains("ground"), "{page}");
+
+    // The export link gives the records found, as the API does.
+    let (_, page) = aud.get("/audit?actor=otto&action=who");
+    let href = page
+        .split("id=\"export\" href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(href.starts_with("/api/v1/audit?"), "{href}");
+    let (status, json) = aud.get(&href);
+    assert_eq!(status, 200, "{json}");
+    let records: Value = serde_json::from_str(&json).unwrap();
+    let records = records.as_array().unwrap();
+    assert_eq!(records.len(), 1, "{json}");
+    assert_eq!(records[0]["purpose"], "bot seen by the sinkhole");
+
+    // The chain verified in the console has the API's head.
+    let (status, page) = aud.get("/audit/verify");
+    assert_eq!(status, 200, "{page}");
+    let (_, api) = aud.get("/api/v1/audit/verify");
+    let api: Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(api["intact"], true, "{api}");
+    let head = api["head"].as_str().unwrap();
+    assert!(
+        page.contains("id=\"intact\"") && page.contains(&format!("id=\"head\">{head}<")),
+        "{page}"
+    );
+}

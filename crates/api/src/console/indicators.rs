@@ -33,7 +33,7 @@ fn link_or_text(url: &str) -> String {
     }
 }
 
-fn select<'a>(
+pub(super) fn select<'a>(
     name: &str,
     label: &str,
     any: &str,

@@ -19,6 +19,7 @@
 //! `ROUTES` and docs/openapi.json (tag `console`), its entry in [`NAV`] if
 //! it is a top-level page, and its texts through [`tr`].
 
+mod audit;
 mod cases;
 mod home;
 mod indicators;
@@ -114,6 +115,12 @@ pub const NAV: &[NavItem] = &[
         ja: "アドレスの利用者",
         key: 'w',
     },
+    NavItem {
+        path: "/audit",
+        en: "Audit log",
+        ja: "監査ログ",
+        key: 'a',
+    },
 ];
 
 /// Whether a path is a console page (HTML for a browser) rather than the
@@ -135,6 +142,8 @@ pub(crate) fn router() -> Router<ApiState> {
         .route("/indicators/{id}", get(indicators::indicator))
         .route("/false-positives", get(indicators::false_positives))
         .route("/false-positives/{id}/review", post(indicators::review))
+        .route("/audit", get(audit::search))
+        .route("/audit/verify", get(audit::verify))
         .route("/language", post(language))
         .route("/sign-out", post(sign_out))
         .layer(middleware::from_fn(headers));

@@ -5,9 +5,10 @@
 //! and [`MAX_PAIRS`] parameters are read.
 
 use chrono::{DateTime, Duration, Utc};
+use kanki_audit::Ground;
 use kanki_html::Lang;
 use kanki_indicators::{Category, Kind, Status};
-use kanki_store::{CaseFilter, CaseState, ListQuery, Severity};
+use kanki_store::{AuditFilter, CaseFilter, CaseState, ListQuery, Severity};
 
 /// The longest query string read, in bytes.
 pub const MAX_QUERY: usize = 4096;
@@ -406,6 +407,130 @@ impl IndicatorQuery {
     }
 }
 
+/// The audit search's query: the records' actor, action, ground, a text
+/// they mention (a subscriber id, an address) and a time range, newest
+/// first, at most `size` of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub ground: Option<Ground>,
+    pub mentions: Option<String>,
+    /// From this moment (a date is its midnight, UTC).
+    pub since: Option<DateTime<Utc>>,
+    /// Before this moment (a date is the end of that day, UTC).
+    pub until: Option<DateTime<Utc>>,
+    pub size: u32,
+}
+
+impl AuditQuery {
+    const KNOWN: &[&str] = &[
+        "actor", "action", "ground", "mentions", "since", "until", "size",
+    ];
+
+    pub fn parse(raw: &str) -> Result<AuditQuery, Vec<Problem>> {
+        let p = Params::parse(raw).map_err(|e| vec![e])?;
+        let mut problems = Vec::new();
+        for name in p.unknown(Self::KNOWN) {
+            problems.push(unknown(name, Self::KNOWN));
+        }
+        let mut q = AuditQuery {
+            size: DEFAULT_PAGE,
+            ..AuditQuery::default()
+        };
+        q.actor = text(&p, "actor", &mut problems);
+        q.action = text(&p, "action", &mut problems);
+        q.ground = vocabulary(
+            &p,
+            "ground",
+            Ground::ALL.iter().map(|g| g.as_str()),
+            &mut problems,
+        );
+        q.mentions = text(&p, "mentions", &mut problems);
+        q.since = moment(&p, "since", false, &mut problems);
+        q.until = moment(&p, "until", true, &mut problems);
+        if let (Some(since), Some(until)) = (q.since, q.until)
+            && since >= until
+        {
+            problems.push(Problem::new(
+                "since must come before until.".to_string(),
+                "since は until より前の日時を指定してください。".to_string(),
+            ));
+        }
+        if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
+            q.size = n as u32;
+        }
+        if problems.is_empty() {
+            Ok(q)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The store's filter.
+    pub fn filter(&self) -> AuditFilter {
+        AuditFilter {
+            since: self.since,
+            until: self.until,
+            actor: self.actor.clone(),
+            action: self.action.clone(),
+            ground: self.ground,
+            mentions: self.mentions.clone(),
+            limit: Some(self.size),
+        }
+    }
+
+    /// The same records from `GET /api/v1/audit`, as JSON.
+    pub fn api_query(&self) -> String {
+        let mut out = url::form_urlencoded::Serializer::new(String::new());
+        let since = self.since.map(|t| t.to_rfc3339());
+        let until = self.until.map(|t| t.to_rfc3339());
+        for (k, v) in [
+            ("actor", self.actor.as_deref()),
+            ("action", self.action.as_deref()),
+            ("ground", self.ground.map(|g| g.as_str())),
+            ("mentions", self.mentions.as_deref()),
+            ("since", since.as_deref()),
+            ("until", until.as_deref()),
+        ] {
+            if let Some(v) = v {
+                out.append_pair(k, v);
+            }
+        }
+        out.append_pair("limit", &self.size.to_string());
+        out.finish()
+    }
+}
+
+/// A moment: RFC 3339, or a date (`2026-12-01`) meaning its midnight UTC,
+/// or with `end_of_day` the midnight after it.
+fn moment(
+    p: &Params,
+    name: &str,
+    end_of_day: bool,
+    problems: &mut Vec<Problem>,
+) -> Option<DateTime<Utc>> {
+    let v = p.one(name)?;
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        let d = if end_of_day { d.succ_opt()? } else { d };
+        return Some(d.and_hms_opt(0, 0, 0)?.and_utc());
+    }
+    problems.push(Problem::new(
+        format!(
+            "{name} must be a date such as 2026-12-01 or a moment such as 2026-12-01T09:30:00Z, not {:?}.",
+            shown(v)
+        ),
+        format!(
+            "{name} は 2026-12-01 のような日付か 2026-12-01T09:30:00Z のような日時で指定してください（{:?} は使えません）。",
+            shown(v)
+        ),
+    ));
+    None
+}
+
 fn unknown(name: &str, known: &[&str]) -> Problem {
     Problem::new(
         format!(
@@ -487,6 +612,33 @@ mod tests {
         let f = q.filter(Utc::now());
         assert_eq!((f.after, f.before, f.limit), (Some(10), None, Some(21)));
         assert_eq!(CaseQuery::parse("").unwrap().size, DEFAULT_PAGE);
+    }
+
+    #[test]
+    fn an_audit_query_reads_dates_as_whole_days_and_names_each_problem() {
+        let q = AuditQuery::parse(
+            "actor=officer&ground=consent&mentions=S1&since=2026-12-01&until=2026-12-02&size=20",
+        )
+        .unwrap();
+        assert_eq!(q.ground, Some(Ground::Consent));
+        assert_eq!(q.since.unwrap().to_rfc3339(), "2026-12-01T00:00:00+00:00");
+        // The end of the day named: records of all of 2 December.
+        assert_eq!(q.until.unwrap().to_rfc3339(), "2026-12-03T00:00:00+00:00");
+        let f = q.filter();
+        assert_eq!((f.actor.as_deref(), f.limit), (Some("officer"), Some(20)));
+        assert!(q.api_query().contains("mentions=S1"), "{}", q.api_query());
+        let at = AuditQuery::parse("since=2026-12-01T09:30:00%2B09:00").unwrap();
+        assert_eq!(at.since.unwrap().to_rfc3339(), "2026-12-01T00:30:00+00:00");
+        let e = AuditQuery::parse("ground=whim&since=yesterday&size=0&seq=3").unwrap_err();
+        let all: Vec<&str> = e.iter().map(|p| p.en.as_str()).collect();
+        assert_eq!(e.len(), 4, "{all:?}");
+        assert!(
+            all.iter()
+                .any(|m| m.contains("ground must be one of consent"))
+        );
+        assert!(all.iter().any(|m| m.starts_with("since must be a date")));
+        let e = AuditQuery::parse("since=2026-12-02&until=2026-12-01").unwrap_err();
+        assert!(e[0].en.contains("since must come before until"), "{e:?}");
     }
 
     #[test]
