@@ -138,13 +138,15 @@ fn shown(v: &str) -> String {
 
 /// An age such as `24h` or `7d`: at most ten years.
 fn age(v: &str) -> Option<Duration> {
-    let (n, unit) = v.split_at(v.len().checked_sub(1)?);
-    let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
-    let hours = match unit {
-        "h" => n,
-        "d" => n.checked_mul(24)?,
-        _ => return None,
+    // By suffix, not by byte: the last character of a query value may be
+    // several bytes long (`age=7イ`).
+    let (n, hours_each) = if let Some(n) = v.strip_suffix('h') {
+        (n, 1)
+    } else {
+        (v.strip_suffix('d')?, 24)
     };
+    let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
+    let hours = n.checked_mul(hours_each)?;
     (hours <= 24 * 3650).then(|| Duration::hours(hours))
 }
 
@@ -661,6 +663,14 @@ mod tests {
         assert!(all.iter().any(|m| m.contains("Unknown parameter \"page\"")));
         assert!(e.iter().all(|p| !p.ja.is_empty()));
         assert!(CaseQuery::parse("age=99999d").is_err());
+        // A multi-byte last character is an invalid age, not a panic
+        // (found by the console_query fuzz target).
+        assert!(CaseQuery::parse("age=3650%E3%82%A4").is_err());
+        assert!(CaseQuery::parse("age=%E3%82%A4").is_err());
+        assert_eq!(
+            CaseQuery::parse("age=24h").unwrap().age.as_deref(),
+            Some("24h")
+        );
         assert!(CaseQuery::parse(&"a=1&".repeat(40)).is_err());
         assert!(CaseQuery::parse(&"x".repeat(MAX_QUERY + 1)).is_err());
     }
