@@ -2,7 +2,7 @@
 //! The console's query strings, the case queue's (`/cases?state=..&size=..`)
 //! and the audit search's (`/audit?since=..&mentions=..`): any input gives
 //! either a query within its bounds or clear messages in both languages,
-//! never a panic. A case query that parses gives the same query again when
+//! never a panic. A query that parses gives the same query again when
 //! written back (the pager's next-page link) and read again.
 
 use kanki_api::console::query::{AuditQuery, CaseQuery, MAX_PAGE, MAX_TEXT};
@@ -38,6 +38,8 @@ fuzz_target!(|data: &[u8]| {
                 assert!(since < until);
             }
             assert_eq!(q.filter().limit, Some(q.size));
+            let link = q.with_before(q.before);
+            assert_eq!(AuditQuery::parse(&link).as_ref(), Ok(&q), "{link}");
             let _ = q.api_query();
         }
         Err(problems) => named(&problems),

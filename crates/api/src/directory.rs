@@ -168,6 +168,7 @@ pub(crate) struct AuditParams {
     action: Option<String>,
     ground: Option<Ground>,
     mentions: Option<String>,
+    before: Option<i64>,
     limit: Option<u32>,
 }
 
@@ -182,6 +183,7 @@ pub(crate) async fn audit(
         action: p.action,
         ground: p.ground,
         mentions: p.mentions,
+        before: p.before,
         limit: Some(p.limit.unwrap_or(100).clamp(1, 10_000)),
     };
     blocking(&st, move |k| {

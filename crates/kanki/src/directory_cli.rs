@@ -413,6 +413,7 @@ pub fn audit(config: Config, c: AuditCommand) -> anyhow::Result<ExitCode> {
                 action,
                 ground,
                 mentions,
+                before: None,
                 limit,
             };
             let mut out = std::io::stdout().lock();

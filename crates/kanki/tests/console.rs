@@ -536,6 +536,17 @@ fn an_auditor_searches_the_log_verifies_the_chain_and_exports_what_it_found() {
         true,
     );
     assert_eq!(status, 200, "{page}");
+    let (status, page) = otto.post(
+        "/who",
+        &[
+            ("address", "198.51.100.7"),
+            ("ground", "emergency-evacuation"),
+            ("purpose", "bot seen again"),
+            ("case", &case),
+        ],
+        true,
+    );
+    assert_eq!(status, 200, "{page}");
     let (_, home) = otto.get("/");
     assert!(!home.contains("href=\"/audit\""), "{home}");
     assert_eq!(otto.get("/audit").0, 403);
@@ -550,6 +561,21 @@ fn an_auditor_searches_the_log_verifies_the_chain_and_exports_what_it_found() {
         page.contains("<td>otto</td>") && page.contains("bot seen by the sinkhole"),
         "{page}"
     );
+    // One a page: the newest lookup first, the older one on the next page.
+    let (_, first) = aud.get("/audit?actor=otto&action=who&size=1");
+    assert!(
+        first.contains("bot seen again") && !first.contains("bot seen by the sinkhole"),
+        "{first}"
+    );
+    let older = first
+        .split("id=\"older\" rel=\"next\" href=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .replace("&amp;", "&");
+    let (status, second) = aud.get(&older);
+    assert_eq!(status, 200, "{second}");
+    assert!(second.contains("bot seen by the sinkhole"), "{second}");
     let (_, page) = aud.get("/audit?mentions=198.51.100.7&ground=emergency-evacuation");
     assert!(page.contains("bot seen by the sinkhole"), "{page}");
     let (_, page) = aud.get("/audit?actor=nobody");
@@ -562,7 +588,7 @@ fn an_auditor_searches_the_log_verifies_the_chain_and_exports_what_it_found() {
     assert!(page.contains("since") && page.contains("ground"), "{page}");
 
     // The export link gives the records found, as the API does.
-    let (_, page) = aud.get("/audit?actor=otto&action=who");
+    let (_, page) = aud.get(&older);
     let href = page
         .split("id=\"export\" href=\"")
         .nth(1)
@@ -576,6 +602,7 @@ fn an_auditor_searches_the_log_verifies_the_chain_and_exports_what_it_found() {
     let records = records.as_array().unwrap();
     assert_eq!(records.len(), 1, "{json}");
     assert_eq!(records[0]["purpose"], "bot seen by the sinkhole");
+    assert_eq!(records[0]["actor"], "otto");
 
     // The chain verified in the console has the API's head.
     let (status, page) = aud.get("/audit/verify");

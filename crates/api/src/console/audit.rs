@@ -96,14 +96,9 @@ pub(super) async fn search(
         until = esc(&day(q.until)),
         apply = c.tr("Search", "検索"),
         newest = esc(&match c.lang {
-            kanki_html::Lang::En => format!(
-                "The newest {} matching records; narrow the filters or the time range for older ones.",
-                q.size
-            ),
-            kanki_html::Lang::Ja => format!(
-                "条件に合う新しい順の {} 件です。古い記録は条件や期間で絞り込んでください。",
-                q.size
-            ),
+            kanki_html::Lang::En => format!("Matching records, newest first, {} a page.", q.size),
+            kanki_html::Lang::Ja =>
+                format!("条件に合う記録を新しい順に {} 件ずつ表示します。", q.size),
         }),
         api = esc(&q.api_query()),
         export = c.tr("These records as JSON", "この記録を JSON で"),
@@ -119,7 +114,8 @@ pub(super) async fn search(
         c.tr("Input", "入力"),
         c.tr("Result", "結果"),
     ));
-    for r in &records {
+    // The store gives the page oldest first.
+    for r in records.iter().rev() {
         let e = &r.entry;
         body.push_str(&format!(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
@@ -134,6 +130,17 @@ pub(super) async fn search(
         ));
     }
     body.push_str("</tbody></table>");
+    // A full page may have older records after it: they are those before
+    // its oldest.
+    if records.len() == q.size as usize
+        && let Some(oldest) = records.first()
+    {
+        body.push_str(&format!(
+            "<p><a id=\"older\" rel=\"next\" href=\"/audit?{}\">{}</a></p>",
+            esc(&q.with_before(Some(oldest.seq))),
+            c.tr("Older records", "さらに古い記録")
+        ));
+    }
     if records.is_empty() {
         body.push_str(&format!(
             "<p id=\"none\">{}</p>",

@@ -422,12 +422,14 @@ pub struct AuditQuery {
     pub since: Option<DateTime<Utc>>,
     /// Before this moment (a date is the end of that day, UTC).
     pub until: Option<DateTime<Utc>>,
+    /// Records before this one (by number): the next page.
+    pub before: Option<i64>,
     pub size: u32,
 }
 
 impl AuditQuery {
     const KNOWN: &[&str] = &[
-        "actor", "action", "ground", "mentions", "since", "until", "size",
+        "actor", "action", "ground", "mentions", "since", "until", "before", "size",
     ];
 
     pub fn parse(raw: &str) -> Result<AuditQuery, Vec<Problem>> {
@@ -459,6 +461,7 @@ impl AuditQuery {
                 "since は until より前の日時を指定してください。".to_string(),
             ));
         }
+        q.before = number(&p, "before", 1..=i64::MAX, &mut problems);
         if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
             q.size = n as u32;
         }
@@ -478,12 +481,13 @@ impl AuditQuery {
             action: self.action.clone(),
             ground: self.ground,
             mentions: self.mentions.clone(),
+            before: self.before,
             limit: Some(self.size),
         }
     }
 
-    /// The same records from `GET /api/v1/audit`, as JSON.
-    pub fn api_query(&self) -> String {
+    /// This query's string with another `before` (the next page's link).
+    pub fn with_before(&self, before: Option<i64>) -> String {
         let mut out = url::form_urlencoded::Serializer::new(String::new());
         let since = self.since.map(|t| t.to_rfc3339());
         let until = self.until.map(|t| t.to_rfc3339());
@@ -499,8 +503,28 @@ impl AuditQuery {
                 out.append_pair(k, v);
             }
         }
-        out.append_pair("limit", &self.size.to_string());
+        if self.size != DEFAULT_PAGE {
+            out.append_pair("size", &self.size.to_string());
+        }
+        if let Some(b) = before {
+            out.append_pair("before", &b.to_string());
+        }
         out.finish()
+    }
+
+    /// The same records from `GET /api/v1/audit`, as JSON: the filters,
+    /// `before`, and the page's size as `limit`.
+    pub fn api_query(&self) -> String {
+        let mut q = AuditQuery {
+            size: DEFAULT_PAGE,
+            ..self.clone()
+        }
+        .with_before(self.before);
+        if !q.is_empty() {
+            q.push('&');
+        }
+        q.push_str(&format!("limit={}", self.size));
+        q
     }
 }
 
@@ -629,6 +653,22 @@ mod tests {
         let f = q.filter();
         assert_eq!((f.actor.as_deref(), f.limit), (Some("officer"), Some(20)));
         assert!(q.api_query().contains("mentions=S1"), "{}", q.api_query());
+        // The next page's link keeps the filters and names the record it
+        // starts before; the export takes the same page.
+        let next = AuditQuery::parse(&q.with_before(Some(5))).unwrap();
+        assert_eq!(next.before, Some(5));
+        assert_eq!(
+            AuditQuery {
+                before: None,
+                ..next.clone()
+            },
+            q
+        );
+        assert!(
+            next.api_query().ends_with("before=5&limit=20"),
+            "{}",
+            next.api_query()
+        );
         let at = AuditQuery::parse("since=2026-12-01T09:30:00%2B09:00").unwrap();
         assert_eq!(at.since.unwrap().to_rfc3339(), "2026-12-01T00:30:00+00:00");
         let e = AuditQuery::parse("ground=whim&since=yesterday&size=0&seq=3").unwrap_err();

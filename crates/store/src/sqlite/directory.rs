@@ -1371,6 +1371,10 @@ impl DirectoryBackend for SqliteBackend {
                 args.push(m.clone().into());
                 args.push(m.clone().into());
             }
+            if let Some(seq) = q.before {
+                clauses.push("seq < ?");
+                args.push(seq.into());
+            }
             let filter = if clauses.is_empty() {
                 String::new()
             } else {
