@@ -54,18 +54,12 @@ const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 /// distinct report rows: 174 MiB with a 10 s purge and transparent huge
 /// pages, 53 MiB without either, in twice the time; the server keeps both).
 fn tune_allocator(within_bound: bool) {
-    let set = |name: &str, option, value| {
-        if std::env::var_os(name).is_none() {
-            // SAFETY: sets an option's value; called at the start of main,
-            // before any other thread runs.
-            unsafe { libmimalloc_sys::mi_option_set(option, value) };
-        }
-    };
-    set(
-        "MIMALLOC_PURGE_DELAY",
-        MI_OPTION_PURGE_DELAY,
-        if within_bound { 0 } else { PURGE_DELAY_MS },
-    );
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        let delay = if within_bound { 0 } else { PURGE_DELAY_MS };
+        // SAFETY: sets an option's value; called at the start of main,
+        // before any other thread runs.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, delay) };
+    }
     if within_bound && std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
         // mimalloc reads its own THP option once, when it starts, before
         // main; what it then does for the option is this process-wide

@@ -46,18 +46,16 @@ pub(super) async fn search(
     };
     let filter = q.filter();
     let k = st.kanki.clone();
-    let found = tokio::task::spawn_blocking(move || {
+    let found = c.blocking(move || {
         let mut out = Vec::new();
         k.store
             .directory()
             .audit_records(&filter, &mut |r| out.push(r))
             .map(|()| out)
-    })
-    .await;
-    let records = match found {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return c.failed(&e.to_string()),
-        Err(e) => return c.failed(&e.to_string()),
+    });
+    let records = match found.await {
+        Ok(r) => r,
+        Err(failed) => return failed,
     };
     let day = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map_or(String::new(), |t| {
@@ -154,10 +152,9 @@ pub(super) async fn search(
 /// `GET /api/v1/audit/verify`), in bounded memory.
 pub(super) async fn verify(State(st): State<ApiState>, c: Console) -> Response {
     let k = st.kanki.clone();
-    let checked = match tokio::task::spawn_blocking(move || k.verify_audit(&[])).await {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => return c.failed(&e.to_string()),
-        Err(e) => return c.failed(&e.to_string()),
+    let checked = match c.blocking(move || k.verify_audit(&[])).await {
+        Ok(v) => v,
+        Err(failed) => return failed,
     };
     let body = match checked {
         Ok(v) => match c.lang {

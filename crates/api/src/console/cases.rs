@@ -59,15 +59,13 @@ pub(super) async fn queue(
         }
     };
     let filter = q.filter(Utc::now());
-    let found = tokio::task::spawn_blocking({
-        let k = st.kanki.clone();
-        move || k.store.removal().list_cases(&filter)
-    })
-    .await;
-    let mut cases = match found {
-        Ok(Ok(cases)) => cases,
-        Ok(Err(e)) => return c.failed(&e.to_string()),
-        Err(e) => return c.failed(&e.to_string()),
+    let k = st.kanki.clone();
+    let mut cases = match c
+        .blocking(move || k.store.removal().list_cases(&filter))
+        .await
+    {
+        Ok(cases) => cases,
+        Err(page) => return page,
     };
     let more = cases.len() > q.size as usize;
     cases.truncate(q.size as usize);
@@ -570,5 +568,22 @@ impl Console {
             &[e.to_string()],
             "/",
         )
+    }
+
+    /// Runs a store call off the async runtime; its failure (or its
+    /// thread's) is the [`failed`](Self::failed) page.
+    pub(super) async fn blocking<T, E>(
+        &self,
+        f: impl FnOnce() -> Result<T, E> + Send + 'static,
+    ) -> Result<T, Response>
+    where
+        T: Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
+        match tokio::task::spawn_blocking(f).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => Err(self.failed(&e.to_string())),
+            Err(e) => Err(self.failed(&e.to_string())),
+        }
     }
 }

@@ -74,10 +74,9 @@ pub(super) async fn search(
     };
     let list = q.list();
     let k = st.kanki.clone();
-    let page = match tokio::task::spawn_blocking(move || k.store.list_indicators(&list)).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return c.failed(&e.to_string()),
-        Err(e) => return c.failed(&e.to_string()),
+    let page = match c.blocking(move || k.store.list_indicators(&list)).await {
+        Ok(p) => p,
+        Err(failed) => return failed,
     };
     let any = c.tr("any", "すべて");
     let mut body = format!(
@@ -294,10 +293,9 @@ pub(super) async fn false_positives(State(st): State<ApiState>, c: Console) -> R
         after: None,
         limit: Some(200),
     };
-    let reports = match tokio::task::spawn_blocking(move || k.store.warning().reports(&q)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return c.failed(&e.to_string()),
-        Err(e) => return c.failed(&e.to_string()),
+    let reports = match c.blocking(move || k.store.warning().reports(&q)).await {
+        Ok(r) => r,
+        Err(failed) => return failed,
     };
     let curate = c.may_call(&Method::POST, "/false-positives/{id}/review");
     let mut body = String::new();

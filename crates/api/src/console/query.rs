@@ -63,6 +63,18 @@ impl Params {
         Ok(Params(pairs))
     }
 
+    /// Decodes a raw query string, with a problem for each parameter not
+    /// in `known` (the page's).
+    fn known(raw: &str, known: &[&str]) -> Result<(Params, Vec<Problem>), Vec<Problem>> {
+        let p = Params::parse(raw).map_err(|e| vec![e])?;
+        let problems = p
+            .unknown(known)
+            .into_iter()
+            .map(|name| unknown(name, known))
+            .collect();
+        Ok((p, problems))
+    }
+
     /// Every non-empty value of `name` (`state=new&state=notified`, or
     /// `state=new,notified`).
     fn all(&self, name: &str) -> Vec<&str> {
@@ -195,11 +207,7 @@ impl CaseQuery {
     /// Parses the queue's query string; every problem found, not only the
     /// first, so one message names them all.
     pub fn parse(raw: &str) -> Result<CaseQuery, Vec<Problem>> {
-        let p = Params::parse(raw).map_err(|e| vec![e])?;
-        let mut problems = Vec::new();
-        for name in p.unknown(Self::KNOWN) {
-            problems.push(unknown(name, Self::KNOWN));
-        }
+        let (p, mut problems) = Params::known(raw, Self::KNOWN)?;
         let mut q = CaseQuery {
             size: DEFAULT_PAGE,
             ..CaseQuery::default()
@@ -262,11 +270,7 @@ impl CaseQuery {
         if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
             q.size = n as u32;
         }
-        if problems.is_empty() {
-            Ok(q)
-        } else {
-            Err(problems)
-        }
+        found(q, problems)
     }
 
     /// The store's filter for this query at `now`, one case more than the
@@ -289,28 +293,19 @@ impl CaseQuery {
     /// The query string of this query with another `after` (the filters
     /// and order kept), escaped for a URL.
     pub fn with_after(&self, after: Option<i64>) -> String {
-        let mut out = url::form_urlencoded::Serializer::new(String::new());
-        if !self.states.is_empty() {
-            let s: Vec<&str> = self.states.iter().map(|s| s.as_str()).collect();
-            out.append_pair("state", &s.join(","));
-        }
-        if let Some(s) = self.severity {
-            out.append_pair("severity", s.as_str());
-        }
-        if let Some(t) = &self.threat {
-            out.append_pair("threat", t);
-        }
-        if let Some(a) = &self.age {
-            out.append_pair("age", a);
-        }
-        out.append_pair("sort", self.sort.as_str());
-        if self.size != DEFAULT_PAGE {
-            out.append_pair("size", &self.size.to_string());
-        }
-        if let Some(a) = after {
-            out.append_pair("after", &a.to_string());
-        }
-        out.finish()
+        let states: Vec<&str> = self.states.iter().map(|s| s.as_str()).collect();
+        let states = states.join(",");
+        page_link(
+            &[
+                ("state", Some(states.as_str()).filter(|s| !s.is_empty())),
+                ("severity", self.severity.map(|s| s.as_str())),
+                ("threat", self.threat.as_deref()),
+                ("age", self.age.as_deref()),
+                ("sort", Some(self.sort.as_str())),
+            ],
+            self.size,
+            ("after", after),
+        )
     }
 }
 
@@ -331,11 +326,7 @@ impl IndicatorQuery {
     const KNOWN: &[&str] = &["q", "source", "category", "status", "kind", "after", "size"];
 
     pub fn parse(raw: &str) -> Result<IndicatorQuery, Vec<Problem>> {
-        let p = Params::parse(raw).map_err(|e| vec![e])?;
-        let mut problems = Vec::new();
-        for name in p.unknown(Self::KNOWN) {
-            problems.push(unknown(name, Self::KNOWN));
-        }
+        let (p, mut problems) = Params::known(raw, Self::KNOWN)?;
         let mut q = IndicatorQuery {
             size: DEFAULT_PAGE,
             ..IndicatorQuery::default()
@@ -364,11 +355,7 @@ impl IndicatorQuery {
         if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
             q.size = n as u32;
         }
-        if problems.is_empty() {
-            Ok(q)
-        } else {
-            Err(problems)
-        }
+        found(q, problems)
     }
 
     /// The store's query.
@@ -387,25 +374,17 @@ impl IndicatorQuery {
 
     /// This query's string with another `after`.
     pub fn with_after(&self, after: Option<i64>) -> String {
-        let mut out = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
-            ("q", self.q.as_deref()),
-            ("source", self.source.as_deref()),
-            ("category", self.category.map(|c| c.as_str())),
-            ("status", self.status.map(|c| c.as_str())),
-            ("kind", self.kind.map(|c| c.as_str())),
-        ] {
-            if let Some(v) = v {
-                out.append_pair(k, v);
-            }
-        }
-        if self.size != DEFAULT_PAGE {
-            out.append_pair("size", &self.size.to_string());
-        }
-        if let Some(a) = after {
-            out.append_pair("after", &a.to_string());
-        }
-        out.finish()
+        page_link(
+            &[
+                ("q", self.q.as_deref()),
+                ("source", self.source.as_deref()),
+                ("category", self.category.map(|c| c.as_str())),
+                ("status", self.status.map(|c| c.as_str())),
+                ("kind", self.kind.map(|c| c.as_str())),
+            ],
+            self.size,
+            ("after", after),
+        )
     }
 }
 
@@ -433,11 +412,7 @@ impl AuditQuery {
     ];
 
     pub fn parse(raw: &str) -> Result<AuditQuery, Vec<Problem>> {
-        let p = Params::parse(raw).map_err(|e| vec![e])?;
-        let mut problems = Vec::new();
-        for name in p.unknown(Self::KNOWN) {
-            problems.push(unknown(name, Self::KNOWN));
-        }
+        let (p, mut problems) = Params::known(raw, Self::KNOWN)?;
         let mut q = AuditQuery {
             size: DEFAULT_PAGE,
             ..AuditQuery::default()
@@ -465,11 +440,7 @@ impl AuditQuery {
         if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
             q.size = n as u32;
         }
-        if problems.is_empty() {
-            Ok(q)
-        } else {
-            Err(problems)
-        }
+        found(q, problems)
     }
 
     /// The store's filter.
@@ -488,28 +459,20 @@ impl AuditQuery {
 
     /// This query's string with another `before` (the next page's link).
     pub fn with_before(&self, before: Option<i64>) -> String {
-        let mut out = url::form_urlencoded::Serializer::new(String::new());
         let since = self.since.map(|t| t.to_rfc3339());
         let until = self.until.map(|t| t.to_rfc3339());
-        for (k, v) in [
-            ("actor", self.actor.as_deref()),
-            ("action", self.action.as_deref()),
-            ("ground", self.ground.map(|g| g.as_str())),
-            ("mentions", self.mentions.as_deref()),
-            ("since", since.as_deref()),
-            ("until", until.as_deref()),
-        ] {
-            if let Some(v) = v {
-                out.append_pair(k, v);
-            }
-        }
-        if self.size != DEFAULT_PAGE {
-            out.append_pair("size", &self.size.to_string());
-        }
-        if let Some(b) = before {
-            out.append_pair("before", &b.to_string());
-        }
-        out.finish()
+        page_link(
+            &[
+                ("actor", self.actor.as_deref()),
+                ("action", self.action.as_deref()),
+                ("ground", self.ground.map(|g| g.as_str())),
+                ("mentions", self.mentions.as_deref()),
+                ("since", since.as_deref()),
+                ("until", until.as_deref()),
+            ],
+            self.size,
+            ("before", before),
+        )
     }
 
     /// The same records from `GET /api/v1/audit`, as JSON: the filters,
@@ -564,6 +527,33 @@ fn moment(
         ),
     ));
     None
+}
+
+/// The query, or every problem found in it.
+fn found<Q>(q: Q, problems: Vec<Problem>) -> Result<Q, Vec<Problem>> {
+    if problems.is_empty() {
+        Ok(q)
+    } else {
+        Err(problems)
+    }
+}
+
+/// A page's query string, escaped for a URL: the values given (an absent
+/// one left out), the page size unless it is the default, and the cursor.
+fn page_link(given: &[(&str, Option<&str>)], size: u32, cursor: (&str, Option<i64>)) -> String {
+    let mut out = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in given {
+        if let Some(v) = v {
+            out.append_pair(k, v);
+        }
+    }
+    if size != DEFAULT_PAGE {
+        out.append_pair("size", &size.to_string());
+    }
+    if let (name, Some(at)) = cursor {
+        out.append_pair(name, &at.to_string());
+    }
+    out.finish()
 }
 
 fn unknown(name: &str, known: &[&str]) -> Problem {
