@@ -1,11 +1,14 @@
 #![no_main]
-//! The console's query strings, the case queue's (`/cases?state=..&size=..`)
-//! and the audit search's (`/audit?since=..&mentions=..`): any input gives
+//! The console's query strings, the case queue's (`/cases?state=..&size=..`),
+//! the audit search's (`/audit?since=..&mentions=..`) and the subscribers'
+//! (`/subscribers?after=..`, `/subscribers/{id}?after=START.ID`): any input gives
 //! either a query within its bounds or clear messages in both languages,
 //! never a panic. A query that parses gives the same query again when
 //! written back (the pager's next-page link) and read again.
 
-use kanki_api::console::query::{AuditQuery, CaseQuery, MAX_PAGE, MAX_TEXT};
+use kanki_api::console::query::{
+    AuditQuery, CaseQuery, MAX_PAGE, MAX_TEXT, SubscriberQuery, SubscribersQuery,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -41,6 +44,25 @@ fuzz_target!(|data: &[u8]| {
             let link = q.with_before(q.before);
             assert_eq!(AuditQuery::parse(&link).as_ref(), Ok(&q), "{link}");
             let _ = q.api_query();
+        }
+        Err(problems) => named(&problems),
+    }
+    match SubscribersQuery::parse(raw) {
+        Ok(q) => {
+            assert!((1..=MAX_PAGE).contains(&q.size));
+            for t in [&q.id, &q.after] {
+                assert!(t.as_ref().is_none_or(|t| t.chars().count() <= MAX_TEXT));
+            }
+            let link = q.with_after(q.after.as_deref());
+            assert_eq!(SubscribersQuery::parse(&link).as_ref(), Ok(&q), "{link}");
+        }
+        Err(problems) => named(&problems),
+    }
+    match SubscriberQuery::parse(raw) {
+        Ok(q) => {
+            assert!((1..=MAX_PAGE).contains(&q.size));
+            let link = q.with_after(q.after);
+            assert_eq!(SubscriberQuery::parse(&link).as_ref(), Ok(&q), "{link}");
         }
         Err(problems) => named(&problems),
     }

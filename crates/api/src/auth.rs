@@ -68,6 +68,7 @@ pub const ROUTES: &[(&str, &str, Permission)] = routes![
     GET "/api/v1/subscribers" => ReadSubscribers,
     POST "/api/v1/subscribers" => ManageSubscribers,
     GET "/api/v1/subscribers/{id}" => ReadSubscribers,
+    GET "/api/v1/subscribers/{id}/bindings" => ReadSubscribers,
     POST "/api/v1/subscribers/{id}/consent" => ManageSubscribers,
     POST "/api/v1/who" => Attribute,
     GET "/api/v1/audit" => ReadAudit,
@@ -108,6 +109,9 @@ pub const ROUTES: &[(&str, &str, Permission)] = routes![
     GET "/indicators/{id}" => ReadList,
     GET "/false-positives" => ReadList,
     POST "/false-positives/{id}/review" => CurateList,
+    GET "/subscribers" => ReadSubscribers,
+    GET "/subscribers/{id}" => ReadSubscribers,
+    POST "/subscribers/{id}/consent" => ManageSubscribers,
     GET "/audit" => ReadAudit,
     GET "/audit/verify" => ReadAudit,
 ];

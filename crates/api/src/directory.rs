@@ -106,14 +106,87 @@ pub(crate) async fn set_consent(
     let directory = st.directory.clone();
     blocking(&st, move |k| {
         let channel = b.channel.unwrap_or_else(|| "api".into());
-        let changed =
-            k.store
-                .directory()
-                .set_consent(&id, b.granted, &channel, &who, Utc::now())?;
-        directory.reload_consent(&k.store)?;
+        let changed = change_consent(k, &directory, &id, b.granted, &channel, &who)?;
         Ok(Json(
             json!({ "subscriber": id, "consent": b.granted, "changed": changed }),
         ))
+    })
+    .await
+}
+
+/// A consent change as the API and the console make it: stored with its
+/// audit record, then the DNS front's consent set reloaded, so the next
+/// query sees it. Whether it changed anything (granting a consent already
+/// given does not).
+pub(crate) fn change_consent(
+    k: &kanki_service::Kanki,
+    directory: &kanki_service::directory::Directory,
+    id: &str,
+    granted: bool,
+    channel: &str,
+    who: &str,
+) -> Result<bool, ApiError> {
+    let changed = k
+        .store
+        .directory()
+        .set_consent(id, granted, channel, who, Utc::now())
+        .map_err(|e| match e {
+            kanki_store::StoreError::NotFound => {
+                ApiError(StatusCode::NOT_FOUND, format!("no subscriber {id}"))
+            }
+            other => other.into(),
+        })?;
+    directory.reload_consent(&k.store)?;
+    Ok(changed)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BindingPage {
+    /// The last binding of the page before: `START.ID` (its start in Unix
+    /// seconds and its id), as `next_after` gave it.
+    after: Option<String>,
+    limit: Option<u32>,
+    purpose: Option<String>,
+}
+
+/// Reads `START.ID`, a binding page's position.
+pub(crate) fn binding_position(s: &str) -> Option<(i64, i64)> {
+    let (from, id) = s.split_once('.')?;
+    Some((from.parse().ok()?, id.parse().ok()?))
+}
+
+/// The addresses a subscriber's identifiers held over time, latest first,
+/// with one view record.
+pub(crate) async fn subscriber_bindings(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+    Caller(caller): Caller,
+    Params(p): Params<BindingPage>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let after = match p.after.as_deref() {
+        None => None,
+        Some(a) => Some(binding_position(a).ok_or_else(|| {
+            bad_request(format!("after {a:?}: START.ID, as next_after gives it"))
+        })?),
+    };
+    let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+    let view = ViewParams { purpose: p.purpose };
+    blocking(&st, move |k| {
+        let d = k.store.directory();
+        if d.get_subscriber(&id)?.is_none() {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no subscriber {id}"),
+            ));
+        }
+        record_view(k, &caller, "subscriber-bindings", &id, Some(&id), &view)?;
+        let items = d.subscriber_bindings(&id, after, limit)?;
+        let next = (items.len() == limit as usize)
+            .then(|| items.last())
+            .flatten()
+            .map(|b| format!("{}.{}", b.binding.from.timestamp(), b.id));
+        Ok(Json(json!({ "items": items, "next_after": next })))
     })
     .await
 }

@@ -130,6 +130,10 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/subscribers/{id}", get(directory::get_subscriber))
         .route(
+            "/api/v1/subscribers/{id}/bindings",
+            get(directory::subscriber_bindings),
+        )
+        .route(
             "/api/v1/subscribers/{id}/consent",
             post(directory::set_consent),
         )

@@ -616,3 +616,135 @@ fn an_auditor_searches_the_log_verifies_the_chain_and_exports_what_it_found() {
         "{page}"
     );
 }
+
+#[test]
+fn an_officer_reads_a_subscriber_s_history_and_records_a_withdrawn_consent() {
+    let desk = Desk::start(
+        &[("otto", "attribution-officer"), ("ann", "analyst")],
+        false,
+    );
+    let case = desk.case()["id"].as_i64().unwrap();
+
+    // Subscriber identities are not an analyst's.
+    let ann = sign_in(desk.api(), "ann");
+    let (_, home) = ann.get("/");
+    assert!(!home.contains("href=\"/subscribers\""), "{home}");
+    assert_eq!(ann.get("/subscribers").0, 403);
+    assert_eq!(ann.get("/subscribers/S1").0, 403);
+    assert_eq!(
+        ann.post(
+            "/subscribers/S1/consent",
+            &[("granted", "no"), ("channel", "phone")],
+            true
+        )
+        .0,
+        403
+    );
+
+    let otto = sign_in(desk.api(), "otto");
+    assert_eq!(otto.post("/language", &[("lang", "en")], true).0, 303);
+    let (_, home) = otto.get("/");
+    assert!(home.contains("href=\"/subscribers\""), "{home}");
+    let (status, list) = otto.get("/subscribers");
+    assert_eq!(status, 200, "{list}");
+    assert!(list.contains("href=\"/subscribers/S1\""), "{list}");
+    let r = otto
+        .http
+        .get(format!("{}/subscribers?id=S1", desk.api()))
+        .header(COOKIE, &otto.cookie)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[LOCATION], "/subscribers/S1");
+
+    // The page: identity, consent, the address held, the case.
+    let (status, page) = otto.get("/subscribers/S1");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"email\">s1@example.jp<"), "{page}");
+    assert!(page.contains("id=\"consent\">given<"), "{page}");
+    assert!(
+        page.contains("<code>198.51.100.7/32</code>") && page.contains("held now"),
+        "{page}"
+    );
+    assert!(page.contains(&format!("href=\"/cases/{case}\"")), "{page}");
+    assert!(page.contains("Not in the walled garden."), "{page}");
+
+    // A withdrawal by phone: without the session's token it is refused and
+    // changes nothing; with it, it is recorded and the page shows it.
+    let withdraw = [("granted", "no"), ("channel", "phone")];
+    assert_eq!(
+        otto.post("/subscribers/S1/consent", &withdraw, false).0,
+        403
+    );
+    let (_, api) = otto.get("/api/v1/subscribers/S1");
+    assert_eq!(
+        serde_json::from_str::<Value>(&api).unwrap()["consent"],
+        true
+    );
+    let r = otto
+        .http
+        .post(format!("{}/subscribers/S1/consent", desk.api()))
+        .header(COOKIE, &otto.cookie)
+        .form(&[
+            ("granted", "no"),
+            ("channel", "phone"),
+            ("csrf_token", otto.csrf.as_str()),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().unwrap());
+    let (_, api) = otto.get("/api/v1/subscribers/S1");
+    let api: Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(api["consent"], false, "{api}");
+    let last = api["consent_history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (last["channel"].as_str(), last["actor"].as_str()),
+        (Some("phone"), Some("otto"))
+    );
+    let (_, page) = otto.get("/subscribers/S1");
+    assert!(page.contains("id=\"consent\">not given<"), "{page}");
+    assert!(
+        page.contains("<td>withdrawn</td><td>phone</td><td>otto</td>"),
+        "{page}"
+    );
+    assert!(page.contains("Record the consent given"), "{page}");
+
+    // Bad input: a clear message each.
+    let (status, page) = otto.post(
+        "/subscribers/S1/consent",
+        &[("granted", "maybe"), ("channel", "phone")],
+        true,
+    );
+    assert_eq!(status, 400, "{page}");
+    let (status, page) = otto.post(
+        "/subscribers/S1/consent",
+        &[("granted", "yes"), ("channel", "carrier pigeon")],
+        true,
+    );
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("phone, counter"), "{page}");
+    let (status, page) = otto.get("/subscribers/S1?after=yesterday&size=0");
+    assert_eq!(status, 400, "{page}");
+    assert!(
+        page.contains("after must be") && page.contains("size must be"),
+        "{page}"
+    );
+    let (status, page) = otto.get("/subscribers/S9");
+    assert_eq!(status, 404, "{page}");
+
+    // Each view is in the audit log, under the officer's name.
+    let views = desk
+        .env
+        .ok(&["audit", "show", "--action", "view-subscriber", "--json"]);
+    let records: Vec<Value> = views
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(records.len() >= 2, "{views}");
+    assert!(records.iter().all(|r| r["actor"] == "otto"), "{views}");
+}

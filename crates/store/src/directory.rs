@@ -266,6 +266,16 @@ pub trait DirectoryBackend: Send + Sync {
     /// The bindings with these ids (the evidence of an attribution).
     fn bindings_by_id(&self, ids: &[i64]) -> Result<Vec<StoredBinding>>;
 
+    /// The bindings of a subscriber's identifiers over time, latest start
+    /// first: at most `limit`, those that come after `after` in that order
+    /// (a page's last binding: its start in Unix seconds, and its id).
+    fn subscriber_bindings(
+        &self,
+        subscriber: &str,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<StoredBinding>>;
+
     /// Appends to the audit log, chaining the record.
     fn audit_append(&self, entry: &AuditEntry) -> Result<AuditRecord>;
 

@@ -848,3 +848,120 @@ fn an_imports_consent_changes_chain_one_record_each() {
     // Sequence numbers follow each other with no gap.
     assert!(all.windows(2).all(|w| w[1].seq == w[0].seq + 1));
 }
+
+#[test]
+fn a_subscriber_s_bindings_come_latest_first_a_page_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let d = store.directory();
+    d.upsert_subscribers(
+        &[
+            SubscriberRecord {
+                id: "S1".into(),
+                language: "ja".into(),
+                identifiers: vec![
+                    Subject::login("alice").unwrap(),
+                    Subject::login("alice-mobile").unwrap(),
+                ],
+                ..Default::default()
+            },
+            SubscriberRecord {
+                id: "S2".into(),
+                language: "ja".into(),
+                identifiers: vec![Subject::login("bob").unwrap()],
+                ..Default::default()
+            },
+        ],
+        "import",
+        "test",
+        t(0),
+    )
+    .unwrap();
+    // Two sessions of each of S1's identifiers, two at the same start, and
+    // one of S2's.
+    let events = [
+        session(
+            SessionPhase::Start,
+            "nas1",
+            "a1",
+            "alice",
+            &["192.0.2.1/32"],
+            1,
+        ),
+        session(
+            SessionPhase::Start,
+            "nas1",
+            "a2",
+            "alice",
+            &["192.0.2.2/32"],
+            3,
+        ),
+        session(
+            SessionPhase::Start,
+            "nas1",
+            "m1",
+            "alice-mobile",
+            &["192.0.2.3/32"],
+            3,
+        ),
+        session(
+            SessionPhase::Start,
+            "nas1",
+            "m2",
+            "alice-mobile",
+            &["192.0.2.4/32"],
+            5,
+        ),
+        session(
+            SessionPhase::Start,
+            "nas1",
+            "b1",
+            "bob",
+            &["192.0.2.9/32"],
+            4,
+        ),
+    ];
+    d.apply_bindings(BindingOrigin::Radius, &events, t(6))
+        .unwrap();
+    // And a static binding named by the subscriber id itself.
+    let fixed = BindingEvent::Binding(Binding {
+        key: "S1-fixed".into(),
+        subject: Subject::new(kanki_directory::SubjectKind::Subscriber, "S1").unwrap(),
+        prefix: "198.51.100.0/29".parse().unwrap(),
+        ports: None,
+        from: t(2),
+        to: None,
+        origin: BindingOrigin::Static,
+        reporter: None,
+    });
+    d.apply_bindings(BindingOrigin::Static, &[fixed], t(6))
+        .unwrap();
+    let prefixes = |bs: &[kanki_store::StoredBinding]| -> Vec<String> {
+        bs.iter().map(|b| b.binding.prefix.to_string()).collect()
+    };
+    let all = d.subscriber_bindings("S1", None, 10).unwrap();
+    assert_eq!(all.len(), 5, "S2's binding is not S1's");
+    assert_eq!(prefixes(&all)[3], "198.51.100.0/29");
+    assert_eq!(prefixes(&all)[0], "192.0.2.4/32");
+    assert_eq!(prefixes(&all)[4], "192.0.2.1/32");
+    assert!(
+        all.windows(2)
+            .all(|w| w[0].binding.from >= w[1].binding.from)
+    );
+
+    // Pages of one: the two bindings that start together both come, once.
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = d.subscriber_bindings("S1", after, 1).unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.binding.from.timestamp(), last.id));
+        paged.extend(page);
+    }
+    assert_eq!(prefixes(&paged), prefixes(&all));
+    assert!(
+        d.subscriber_bindings("nobody", None, 10)
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -25,6 +25,10 @@ fn purpose(c: &Console, path: &str) -> &'static str {
             "Reports from the warning page that a site is listed wrongly: approve (delist) or reject.",
             "警告ページから届いた誤検知の報告: 承認（リストから外す）または却下。",
         ),
+        "/subscribers" => c.tr(
+            "Subscribers: identity, consent and its history, the addresses they held over time, the walled garden and their cases (each view audited).",
+            "契約者: 本人情報、同意とその履歴、割り当てられたアドレスの推移、隔離の状態、事案（表示はすべて監査記録あり）。",
+        ),
         "/audit" => c.tr(
             "The audit log: every lookup of a subscriber and change of consent, searched by operator, ground, subscriber and time; the chain verified; the records exported as JSON.",
             "監査ログ: 契約者の照会と同意の変更のすべてを、オペレーター、法的根拠、契約者、期間で検索。チェーンの検証、記録の JSON 出力。",
@@ -37,8 +41,8 @@ pub(super) async fn page(c: Console) -> Response {
     let mut body = format!(
         "<p>{}</p><ul class=\"cards\" id=\"pages\">",
         c.tr(
-            "The pages your roles allow. Keys: Alt+C cases, Alt+I indicators, Alt+F false-positive reports, Alt+W who held an address, Alt+A audit log, Alt+L language, / the page's search field.",
-            "あなたのロールで使えるページです。キー: Alt+C 事案、Alt+I 指標、Alt+F 誤検知の報告、Alt+W アドレスの利用者、Alt+A 監査ログ、Alt+L 言語、/ ページの検索欄。"
+            "The pages your roles allow. Keys: Alt+C cases, Alt+I indicators, Alt+F false-positive reports, Alt+W who held an address, Alt+S subscribers, Alt+A audit log, Alt+L language, / the page's search field.",
+            "あなたのロールで使えるページです。キー: Alt+C 事案、Alt+I 指標、Alt+F 誤検知の報告、Alt+W アドレスの利用者、Alt+S 契約者、Alt+A 監査ログ、Alt+L 言語、/ ページの検索欄。"
         )
     );
     for item in NAV.iter().filter(|i| i.path != "/") {

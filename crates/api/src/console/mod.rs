@@ -24,6 +24,7 @@ mod cases;
 mod home;
 mod indicators;
 pub mod query;
+mod subscribers;
 mod who;
 
 use axum::extract::{FromRequestParts, Request, State};
@@ -116,6 +117,12 @@ pub const NAV: &[NavItem] = &[
         key: 'w',
     },
     NavItem {
+        path: "/subscribers",
+        en: "Subscribers",
+        ja: "契約者",
+        key: 's',
+    },
+    NavItem {
         path: "/audit",
         en: "Audit log",
         ja: "監査ログ",
@@ -142,6 +149,9 @@ pub(crate) fn router() -> Router<ApiState> {
         .route("/indicators/{id}", get(indicators::indicator))
         .route("/false-positives", get(indicators::false_positives))
         .route("/false-positives/{id}/review", post(indicators::review))
+        .route("/subscribers", get(subscribers::list))
+        .route("/subscribers/{id}", get(subscribers::subscriber))
+        .route("/subscribers/{id}/consent", post(subscribers::consent))
         .route("/audit", get(audit::search))
         .route("/audit/verify", get(audit::verify))
         .route("/language", post(language))

@@ -491,6 +491,88 @@ impl AuditQuery {
     }
 }
 
+/// The subscriber list's query: a subscriber to open (`id`), or a page
+/// of the list in id order after `after`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscribersQuery {
+    /// A subscriber id to open.
+    pub id: Option<String>,
+    /// The page after this subscriber id.
+    pub after: Option<String>,
+    pub size: u32,
+}
+
+impl SubscribersQuery {
+    const KNOWN: &[&str] = &["id", "after", "size"];
+
+    pub fn parse(raw: &str) -> Result<SubscribersQuery, Vec<Problem>> {
+        let (p, mut problems) = Params::known(raw, Self::KNOWN)?;
+        let mut q = SubscribersQuery {
+            size: DEFAULT_PAGE,
+            ..SubscribersQuery::default()
+        };
+        q.id = text(&p, "id", &mut problems);
+        q.after = text(&p, "after", &mut problems);
+        if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
+            q.size = n as u32;
+        }
+        found(q, problems)
+    }
+
+    /// This query's string with another `after`.
+    pub fn with_after(&self, after: Option<&str>) -> String {
+        page_link(&[("id", self.id.as_deref())], self.size, ("after", after))
+    }
+}
+
+/// A subscriber page's query: the page of their bindings after
+/// `after` (`START.ID`: a binding's start in Unix seconds and its id).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscriberQuery {
+    pub after: Option<(i64, i64)>,
+    pub size: u32,
+}
+
+impl SubscriberQuery {
+    const KNOWN: &[&str] = &["after", "size"];
+
+    pub fn parse(raw: &str) -> Result<SubscriberQuery, Vec<Problem>> {
+        let (p, mut problems) = Params::known(raw, Self::KNOWN)?;
+        let mut q = SubscriberQuery {
+            size: DEFAULT_PAGE,
+            ..SubscriberQuery::default()
+        };
+        if let Some(a) = p.one("after") {
+            match crate::directory::binding_position(a) {
+                Some(at) => q.after = Some(at),
+                None => problems.push(Problem::new(
+                    format!(
+                        "after must be a binding's position such as 1764547200.42, not {:?}.",
+                        shown(a)
+                    ),
+                    format!(
+                        "after は 1764547200.42 のような割り当ての位置で指定してください（{:?} は使えません）。",
+                        shown(a)
+                    ),
+                )),
+            }
+        }
+        if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
+            q.size = n as u32;
+        }
+        found(q, problems)
+    }
+
+    /// This query's string with another `after`.
+    pub fn with_after(&self, after: Option<(i64, i64)>) -> String {
+        page_link(
+            &[],
+            self.size,
+            ("after", after.map(|(from, id)| format!("{from}.{id}"))),
+        )
+    }
+}
+
 /// A moment: RFC 3339, or a date (`2026-12-01`) meaning its midnight UTC,
 /// or with `end_of_day` the midnight after it.
 fn moment(
@@ -540,7 +622,11 @@ fn found<Q>(q: Q, problems: Vec<Problem>) -> Result<Q, Vec<Problem>> {
 
 /// A page's query string, escaped for a URL: the values given (an absent
 /// one left out), the page size unless it is the default, and the cursor.
-fn page_link(given: &[(&str, Option<&str>)], size: u32, cursor: (&str, Option<i64>)) -> String {
+fn page_link<C: ToString>(
+    given: &[(&str, Option<&str>)],
+    size: u32,
+    cursor: (&str, Option<C>),
+) -> String {
     let mut out = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in given {
         if let Some(v) = v {
@@ -637,6 +723,24 @@ mod tests {
         let f = q.filter(Utc::now());
         assert_eq!((f.after, f.before, f.limit), (Some(10), None, Some(21)));
         assert_eq!(CaseQuery::parse("").unwrap().size, DEFAULT_PAGE);
+    }
+
+    #[test]
+    fn a_subscriber_page_s_cursor_is_a_binding_s_start_and_id() {
+        let q = SubscriberQuery::parse("after=1764547200.42&size=10").unwrap();
+        assert_eq!((q.after, q.size), (Some((1_764_547_200, 42)), 10));
+        assert_eq!(SubscriberQuery::parse(&q.with_after(q.after)), Ok(q));
+        let bad = SubscriberQuery::parse("after=yesterday&size=500&id=S1").unwrap_err();
+        let named: Vec<&str> = bad.iter().map(|p| p.en.as_str()).collect();
+        assert_eq!(bad.len(), 3, "{named:?}");
+        assert!(
+            named[0].contains("id")
+                && named[1].starts_with("after")
+                && named[2].starts_with("size")
+        );
+        let q = SubscribersQuery::parse("after=S%26100").unwrap();
+        assert_eq!(q.after.as_deref(), Some("S&100"));
+        assert_eq!(SubscribersQuery::parse(&q.with_after(Some("S&100"))), Ok(q));
     }
 
     #[test]

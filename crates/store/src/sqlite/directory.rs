@@ -1316,6 +1316,37 @@ impl DirectoryBackend for SqliteBackend {
         })
     }
 
+    fn subscriber_bindings(
+        &self,
+        subscriber: &str,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<StoredBinding>> {
+        let columns = BINDING_COLUMNS
+            .split(", ")
+            .map(|c| format!("b.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // The subscriber's identifiers and their id itself (a static
+        // binding names it); past the last page's (start, id), in the same
+        // descending order.
+        let (from, id) = after.unwrap_or((i64::MAX, i64::MAX));
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "WITH ids(kind, value) AS (\
+                   SELECT kind, value FROM subscriber_identifiers WHERE subscriber_id = ?1 \
+                   UNION ALL SELECT 'subscriber', ?1) \
+                 SELECT {columns} FROM ids i \
+                 JOIN binding_subjects s ON s.kind = i.kind AND s.value = i.value \
+                 JOIN bindings b ON b.subject_id = s.id \
+                 WHERE (b.from_ts < ?2 OR (b.from_ts = ?2 AND b.id < ?3)) \
+                 ORDER BY b.from_ts DESC, b.id DESC LIMIT ?4"
+            ))?
+            .query_map(params![subscriber, from, id, limit], binding_from_row)?
+            .collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     fn audit_append(&self, entry: &AuditEntry) -> Result<AuditRecord> {
         self.write(|c| {
             let tx = c.transaction()?;

@@ -82,6 +82,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console_language",
         include_str!("../../migrations/sqlite/0015_console_language.sql"),
     ),
+    (
+        16,
+        "bindings_by_subscriber",
+        include_str!("../../migrations/sqlite/0016_bindings_by_subscriber.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction
