@@ -4,6 +4,7 @@
 //! `/api/v1/openapi.json` (kept in `docs/openapi.json`). Store calls run on
 //! the blocking pool so that a long import never stalls other requests.
 
+mod admin;
 pub mod auth;
 pub mod console;
 mod crawl;
@@ -98,6 +99,15 @@ pub fn router(state: ApiState) -> Router {
                 .layer(DefaultBodyLimit::max(signin::FORM_LIMIT)),
         )
         .route("/metrics", get(metrics_text))
+        .route("/api/v1/operators", get(admin::list_operators))
+        .route(
+            "/api/v1/operators/{name}/disabled",
+            post(admin::set_disabled),
+        )
+        .route("/api/v1/operators/{name}/roles", post(admin::set_roles))
+        .route("/api/v1/tokens", get(admin::list_tokens))
+        .route("/api/v1/tokens/{id}", delete(admin::revoke_token))
+        .route("/api/v1/config", get(admin::config))
         .route("/api/v1/openapi.json", get(openapi))
         .route(
             "/api/v1/indicators",

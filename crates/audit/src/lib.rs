@@ -128,6 +128,27 @@ impl AuditEntry {
         }
     }
 
+    /// A change to an operator account or a token (disabled, enabled,
+    /// roles set, revoked) made by an administrator: `action` names it,
+    /// `input` says which account or token and `result` what it is now.
+    pub fn account_change(
+        at: DateTime<Utc>,
+        actor: &str,
+        action: &str,
+        input: serde_json::Value,
+        result: serde_json::Value,
+    ) -> AuditEntry {
+        AuditEntry {
+            at,
+            actor: actor.to_string(),
+            action: action.to_string(),
+            ground: None,
+            purpose: "account administration".into(),
+            input: input.to_string(),
+            result: result.to_string(),
+        }
+    }
+
     /// One view of data naming a subscriber (a case, an event, a
     /// subscriber's record): who saw it, when, which, and why.
     pub fn view(

@@ -19,9 +19,12 @@ mod directory;
 mod duration;
 mod front;
 mod operators;
+mod redact;
 mod removal;
 mod rpz;
 mod secrets;
+
+pub use redact::REDACTED;
 
 pub use crawler::{
     CrawlScheduleConfig, CrawlerConfig, NoticeConfig, NoticeDelivery, ProfileConfig,

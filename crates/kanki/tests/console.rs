@@ -30,14 +30,20 @@ struct Desk {
 
 impl Desk {
     fn start(operators: &[(&str, &str)], with_mail: bool) -> Desk {
+        Desk::start_with(operators, with_mail, "")
+    }
+
+    /// [`Desk::start`] with more configuration.
+    fn start_with(operators: &[(&str, &str)], with_mail: bool, config: &str) -> Desk {
         let mail_dir = tempfile::tempdir().unwrap().keep();
         let smtp = with_mail.then(|| Smtp::start(&mail_dir));
-        let extra = smtp.as_ref().map_or(String::new(), |s| {
+        let mut extra = smtp.as_ref().map_or(String::new(), |s| {
             format!(
                 "\n[smtp]\nserver = \"127.0.0.1:{}\"\nfrom = \"abuse@isp.example\"\ntls = \"none\"\n\n[notices]\nmin_interval = \"0s\"\n\n[countermeasure_site]\npublic_url = \"https://isp.example/countermeasures\"\n",
                 s.port
             )
         });
+        extra.push_str(config);
         let env = Env::new(&extra);
         let from = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
         env.directory(
@@ -747,4 +753,173 @@ fn an_officer_reads_a_subscriber_s_history_and_records_a_withdrawn_consent() {
         .collect();
     assert!(records.len() >= 2, "{views}");
     assert!(records.iter().all(|r| r["actor"] == "otto"), "{views}");
+}
+
+#[test]
+fn an_administrator_disables_sets_roles_revokes_and_reads_the_redacted_configuration() {
+    let desk = Desk::start_with(
+        &[
+            ("ada", "administrator"),
+            ("ann", "analyst"),
+            ("vic", "viewer"),
+        ],
+        false,
+        "\n[[radius.nas]]\naddress = \"192.0.2.1\"\nsecret = \"nas-shared-secret-do-not-show\"\n",
+    );
+    let api = desk.api();
+    let token = desk
+        .env
+        .ok(&[
+            "tokens",
+            "create",
+            "--operator",
+            "ann",
+            "--name",
+            "ann-scripts",
+        ])
+        .trim()
+        .to_string();
+    let token_id = token.split('_').nth(1).unwrap().to_string();
+    let with_token = |path: &str| {
+        client()
+            .get(format!("{api}{path}"))
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(with_token("/api/v1/cases"), 200);
+
+    // Administration is the administrator's alone.
+    let ann = sign_in(api, "ann");
+    let (_, home) = ann.get("/");
+    assert!(!home.contains("href=\"/admin\""), "{home}");
+    assert_eq!(ann.get("/admin").0, 403);
+    assert_eq!(ann.get("/admin/config").0, 403);
+    assert_eq!(
+        ann.post("/admin/tokens/x/revoke", &[], true).0,
+        403,
+        "an analyst cannot revoke"
+    );
+
+    let ada = sign_in(api, "ada");
+    assert_eq!(ada.post("/language", &[("lang", "en")], true).0, 303);
+    let (_, home) = ada.get("/");
+    assert!(home.contains("href=\"/admin\""), "{home}");
+    let (status, page) = ada.get("/admin");
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<td>ann</td>") && page.contains("<td>vic</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!("<code>{token_id}</code>")) && page.contains("ann-scripts"),
+        "{page}"
+    );
+    assert!(!page.contains(&token), "a token's secret is never shown");
+
+    // Disabling ann ends her session and stops her token, at once; without
+    // the session's CSRF token nothing changes.
+    assert_eq!(
+        ada.post(
+            "/admin/operators/ann/disabled",
+            &[("disabled", "yes")],
+            false
+        )
+        .0,
+        403
+    );
+    assert_eq!(ann.get("/cases").0, 200);
+    let (status, page) = ada.post(
+        "/admin/operators/ann/disabled",
+        &[("disabled", "yes")],
+        true,
+    );
+    assert_eq!(status, 303, "{page}");
+    assert_eq!(ann.get("/cases").0, 303, "her session ended: to sign-in");
+    assert_eq!(with_token("/api/v1/cases"), 401);
+    let (_, page) = ada.get("/admin");
+    assert!(page.contains("<td class=\"state\">disabled</td>"), "{page}");
+    let (status, _) = ada.post("/admin/operators/ann/disabled", &[("disabled", "no")], true);
+    assert_eq!(status, 303);
+    assert_eq!(with_token("/api/v1/cases"), 200, "enabled again");
+
+    // Roles: one field per role checked.
+    let (status, page) = ada.post(
+        "/admin/operators/vic/roles",
+        &[("role", "viewer"), ("role", "list-curator")],
+        true,
+    );
+    assert_eq!(status, 303, "{page}");
+    let (_, ops) = ada.get("/api/v1/operators");
+    let ops: Value = serde_json::from_str(&ops).unwrap();
+    let vic = ops["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "vic")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        vic["roles_list"],
+        serde_json::json!(["viewer", "list-curator"]),
+        "{vic}"
+    );
+    let (status, page) = ada.post("/admin/operators/vic/roles", &[], true);
+    assert_eq!(status, 400, "no role: {page}");
+
+    // No administrator locks themselves out.
+    let (status, page) = ada.post(
+        "/admin/operators/ada/disabled",
+        &[("disabled", "yes")],
+        true,
+    );
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("cannot disable their own account"), "{page}");
+    let (status, page) = ada.post("/admin/operators/ada/roles", &[("role", "viewer")], true);
+    assert_eq!(status, 422, "{page}");
+    let (status, page) = ada.post(
+        "/admin/operators/nobody/disabled",
+        &[("disabled", "yes")],
+        true,
+    );
+    assert_eq!(status, 404, "{page}");
+
+    // Revoking the token stops it; the list says so and offers no button.
+    let (status, page) = ada.post(&format!("/admin/tokens/{token_id}/revoke"), &[], true);
+    assert_eq!(status, 303, "{page}");
+    assert_eq!(with_token("/api/v1/cases"), 401);
+    let (_, page) = ada.get("/admin");
+    assert!(page.contains("<td class=\"state\">revoked</td>"), "{page}");
+    assert!(
+        !page.contains(&format!("/admin/tokens/{token_id}/revoke")),
+        "{page}"
+    );
+
+    // Every change is in the audit log under the administrator's name.
+    for action in [
+        "account-disable",
+        "account-enable",
+        "account-roles",
+        "token-revoke",
+    ] {
+        let out = desk
+            .env
+            .ok(&["audit", "show", "--action", action, "--json"]);
+        let r: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        assert_eq!(r["actor"], "ada", "{action}: {out}");
+    }
+
+    // The configuration in effect, the NAS secret redacted.
+    let (status, page) = ada.get("/admin/config");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("192.0.2.1"), "{page}");
+    assert!(page.contains("(redacted)"), "{page}");
+    assert!(!page.contains("nas-shared-secret-do-not-show"), "{page}");
+    let (status, json) = ada.get("/api/v1/config");
+    assert_eq!(status, 200);
+    assert!(!json.contains("nas-shared-secret-do-not-show"), "{json}");
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["radius"]["nas"][0]["secret"], "(redacted)");
 }

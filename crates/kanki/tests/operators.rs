@@ -38,6 +38,7 @@ fn concrete(path: &str) -> String {
         .replace("{format}", "hosts")
         .replace("{reference}", "KNOWN-TO-NOBODY")
         .replace("{subscriber}", "S-NOBODY")
+        .replace("{name}", "nobody")
 }
 
 #[test]

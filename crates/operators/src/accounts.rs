@@ -102,6 +102,33 @@ pub fn set_disabled(
     Ok(op)
 }
 
+/// Refuses a change an administrator makes to their own account that
+/// would lock them out: disabling it, or taking away its administrator
+/// role (another administrator, or the CLI on the server, must do that).
+pub fn refuse_own_lockout(
+    by: i64,
+    target: &Operator,
+    disabled: bool,
+    roles: Roles,
+) -> Result<(), AccountError> {
+    if by != target.id {
+        return Ok(());
+    }
+    if disabled {
+        return Err(AccountError::Invalid(format!(
+            "{} cannot disable their own account",
+            target.name
+        )));
+    }
+    if !roles.contains(crate::model::Role::Administrator) {
+        return Err(AccountError::Invalid(format!(
+            "{} cannot take the administrator role from their own account",
+            target.name
+        )));
+    }
+    Ok(())
+}
+
 /// Sets a new password (hashed here: call on a blocking thread); the
 /// operator's sessions end.
 pub fn reset_password(
@@ -248,5 +275,30 @@ pub fn revoke_token(
         Ok(())
     } else {
         Err(AccountError::NoSuchToken(id.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Role;
+
+    #[test]
+    fn an_administrator_cannot_lock_themselves_out_but_may_change_others() {
+        let admin = Operator {
+            id: 7,
+            name: "ada".into(),
+            kind: AccountKind::Local,
+            roles: [Role::Administrator, Role::Viewer].into_iter().collect(),
+            disabled: false,
+            password_hash: None,
+            totp_secret: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        };
+        assert!(refuse_own_lockout(7, &admin, true, admin.roles).is_err());
+        assert!(refuse_own_lockout(7, &admin, false, Role::Viewer.into()).is_err());
+        refuse_own_lockout(7, &admin, false, Role::Administrator.into()).unwrap();
+        refuse_own_lockout(8, &admin, true, Role::Viewer.into()).unwrap();
     }
 }

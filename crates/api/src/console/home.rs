@@ -33,6 +33,10 @@ fn purpose(c: &Console, path: &str) -> &'static str {
             "The audit log: every lookup of a subscriber and change of consent, searched by operator, ground, subscriber and time; the chain verified; the records exported as JSON.",
             "監査ログ: 契約者の照会と同意の変更のすべてを、オペレーター、法的根拠、契約者、期間で検索。チェーンの検証、記録の JSON 出力。",
         ),
+        "/admin" => c.tr(
+            "Operators, their roles and second factor, and API tokens: disable, enable, set roles, revoke (audited, in force at once); the configuration in effect, secrets redacted.",
+            "オペレーターとそのロール・二要素認証、API トークン: 無効化、有効化、ロールの設定、失効（監査記録あり、即時に有効）。現在の設定（秘密の値は伏せて表示）。",
+        ),
         _ => "",
     }
 }
@@ -41,8 +45,8 @@ pub(super) async fn page(c: Console) -> Response {
     let mut body = format!(
         "<p>{}</p><ul class=\"cards\" id=\"pages\">",
         c.tr(
-            "The pages your roles allow. Keys: Alt+C cases, Alt+I indicators, Alt+F false-positive reports, Alt+W who held an address, Alt+S subscribers, Alt+A audit log, Alt+L language, / the page's search field.",
-            "あなたのロールで使えるページです。キー: Alt+C 事案、Alt+I 指標、Alt+F 誤検知の報告、Alt+W アドレスの利用者、Alt+S 契約者、Alt+A 監査ログ、Alt+L 言語、/ ページの検索欄。"
+            "The pages your roles allow. Keys: Alt+C cases, Alt+I indicators, Alt+F false-positive reports, Alt+W who held an address, Alt+S subscribers, Alt+A audit log, Alt+M administration, Alt+L language, / the page's search field.",
+            "あなたのロールで使えるページです。キー: Alt+C 事案、Alt+I 指標、Alt+F 誤検知の報告、Alt+W アドレスの利用者、Alt+S 契約者、Alt+A 監査ログ、Alt+M 管理、Alt+L 言語、/ ページの検索欄。"
         )
     );
     for item in NAV.iter().filter(|i| i.path != "/") {

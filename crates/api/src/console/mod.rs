@@ -19,6 +19,7 @@
 //! `ROUTES` and docs/openapi.json (tag `console`), its entry in [`NAV`] if
 //! it is a top-level page, and its texts through [`tr`].
 
+mod admin;
 mod audit;
 mod cases;
 mod home;
@@ -128,6 +129,12 @@ pub const NAV: &[NavItem] = &[
         ja: "監査ログ",
         key: 'a',
     },
+    NavItem {
+        path: "/admin",
+        en: "Administration",
+        ja: "管理",
+        key: 'm',
+    },
 ];
 
 /// Whether a path is a console page (HTML for a browser) rather than the
@@ -154,6 +161,11 @@ pub(crate) fn router() -> Router<ApiState> {
         .route("/subscribers/{id}/consent", post(subscribers::consent))
         .route("/audit", get(audit::search))
         .route("/audit/verify", get(audit::verify))
+        .route("/admin", get(admin::page))
+        .route("/admin/config", get(admin::config))
+        .route("/admin/operators/{name}/disabled", post(admin::disabled))
+        .route("/admin/operators/{name}/roles", post(admin::roles))
+        .route("/admin/tokens/{id}/revoke", post(admin::revoke))
         .route("/language", post(language))
         .route("/sign-out", post(sign_out))
         .layer(middleware::from_fn(headers));
