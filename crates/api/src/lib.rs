@@ -9,6 +9,8 @@ pub mod auth;
 pub mod console;
 mod crawl;
 mod directory;
+mod feeds;
+pub mod inputs;
 pub mod listen;
 mod metrics;
 mod removal;
@@ -56,6 +58,8 @@ pub struct ApiState {
     pub garden: Arc<kanki_service::front::Garden>,
     /// Tokens, operators and sessions, checked in memory.
     pub auth: Arc<kanki_operators::Authenticator>,
+    /// What the feeds and the sensor are doing now.
+    pub inputs: Arc<inputs::Inputs>,
     /// Failed sign-ins per account and per source.
     pub limiter: Arc<kanki_operators::SignInLimiter>,
     /// The LDAP directory operators may sign in against
@@ -108,6 +112,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/tokens", get(admin::list_tokens))
         .route("/api/v1/tokens/{id}", delete(admin::revoke_token))
         .route("/api/v1/config", get(admin::config))
+        .route("/api/v1/feeds", get(feeds::list))
+        .route("/api/v1/feeds/{name}/run", post(feeds::run))
         .route("/api/v1/openapi.json", get(openapi))
         .route(
             "/api/v1/indicators",

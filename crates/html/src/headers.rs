@@ -27,10 +27,12 @@ pub fn policy(nonce: &str) -> String {
 }
 
 /// As [`policy`], and the site's own stylesheets and images (the console's
-/// CSS file, cached long, and its server-drawn SVG).
+/// CSS file, cached long, and its server-drawn SVG), and requests from
+/// script to the site itself (the console's report upload, which shows
+/// its progress).
 pub fn policy_with_own_files(nonce: &str) -> String {
     format!(
-        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
     )
 }
 

@@ -46,6 +46,7 @@ pub async fn spawn(st: &ApiState) -> anyhow::Result<()> {
         };
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let counters = std::sync::Arc::new(kanki_sensors::SensorCounters::default());
+        st.inputs.set_sensor(counters.clone());
         tokio::spawn(kanki_sensors::run(listeners, opts, tx, counters));
         tokio::spawn(sensor_events(st.clone(), rx));
     }
@@ -187,17 +188,6 @@ fn format_of(name: &str) -> kanki_events::Format {
     }
 }
 
-/// Whether a file in the watched directory is complete: a writer puts a
-/// file in under a hidden or partial name (`.x`, `*.part`, `*.tmp`) and
-/// renames it when done. A symbolic link is not followed (it could point
-/// at any file kanki can read, and its text would end up in `failed/`):
-/// only a regular file is taken.
-fn complete(path: &Path) -> bool {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
-    regular && !name.starts_with('.') && !name.ends_with(".part") && !name.ends_with(".tmp")
-}
-
 /// `dir/name`, or `dir/name.N` when a file of that name is there already
 /// (the same name dropped again).
 fn free_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
@@ -223,7 +213,7 @@ async fn watch_loop(st: ApiState, dir: PathBuf) {
             .map(|rd| {
                 rd.flatten()
                     .map(|e| e.path())
-                    .filter(|p| complete(p))
+                    .filter(|p| kanki_removal::ingest::waiting_report(p))
                     .collect()
             })
             .unwrap_or_default();

@@ -180,6 +180,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         list_changed: list_changed.clone(),
         directory: directory.clone(),
         garden: garden.clone(),
+        inputs: Arc::new(kanki_api::inputs::Inputs::new(&kanki.config.feeds)),
     };
     let mut gardened: Option<kanki_removal::site::GardenedClient> = None;
     let warning = match warning_counters {
@@ -601,20 +602,37 @@ async fn feed_loop(st: ApiState, feed: FeedConfig) {
         .build()
         .expect("HTTP client");
     let mut fetch = FetchState::default();
+    let wake = st.inputs.wake_of(&feed.name);
     loop {
-        if let Err(e) = import_feed(&st, &feed, &client, &mut fetch).await {
+        st.inputs.started(&feed.name, chrono::Utc::now());
+        let outcome = import_feed(&st, &feed, &client, &mut fetch).await;
+        if let Err(e) = &outcome {
             tracing::error!(feed = %feed.name, error = %format!("{e:#}"), "feed import failed; will retry on schedule");
         }
-        tokio::time::sleep(feed.every.0).await;
+        let now = chrono::Utc::now();
+        let next = now + chrono::Duration::from_std(feed.every.0).unwrap_or(chrono::Duration::MAX);
+        st.inputs
+            .finished(&feed.name, outcome.map_err(|e| format!("{e:#}")), next, now);
+        // The schedule, or an operator's "run now" (console, API).
+        match &wake {
+            Some(w) => {
+                tokio::select! {
+                    () = tokio::time::sleep(feed.every.0) => {}
+                    () = w.notified() => {}
+                }
+            }
+            None => tokio::time::sleep(feed.every.0).await,
+        }
     }
 }
 
+/// One run of a feed; whether it imported (false: "not modified").
 async fn import_feed(
     st: &ApiState,
     feed: &FeedConfig,
     client: &reqwest::Client,
     fetch: &mut FetchState,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let path: PathBuf = match (&feed.path, &feed.url) {
         (Some(p), _) => p.clone(),
         (None, Some(url)) => {
@@ -624,16 +642,18 @@ async fn import_feed(
             let max = st.kanki.config.input.max_download_bytes;
             if !download(client, url, &dest, max, fetch).await? {
                 tracing::info!(feed = %feed.name, "feed not modified since the last fetch");
-                return Ok(());
+                return Ok(false);
             }
             dest
         }
         (None, None) => unreachable!("the configuration requires a path or a url"),
     };
-    let k = st.kanki.clone();
+    let (k, inputs) = (st.kanki.clone(), st.inputs.clone());
     let f = feed.clone();
     let summary = tokio::task::spawn_blocking(move || {
-        k.import_path(f.format.0, Some(&f.name), &path, &mut |_| {})
+        k.import_path(f.format.0, Some(&f.name), &path, &mut |p| {
+            inputs.progress(&f.name, p.rows_read, p.skipped)
+        })
     })
     .await??;
     st.metrics.record_import(&summary);
@@ -650,7 +670,7 @@ async fn import_feed(
     if !summary.changed_nothing() {
         st.list_changed.notify_one();
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Fetches `url` into `dest` (through a temporary file renamed at the end),

@@ -923,3 +923,161 @@ fn an_administrator_disables_sets_roles_revokes_and_reads_the_redacted_configura
     let json: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["radius"]["nas"][0]["secret"], "(redacted)");
 }
+
+/// Feeds and sensors: a viewer sees each feed's last run with its rejects,
+/// the reports ingested from the watched directory and the sensor's
+/// counters; a list curator runs a feed now; an operator uploads a report
+/// in Chromium and sees its progress and its counts. Screenshots of the
+/// pages added with it, in both languages.
+#[test]
+fn feeds_runs_reports_and_the_sensor_at_a_glance_and_an_upload_in_chromium() {
+    let files = tempfile::tempdir().unwrap();
+    let list = files.path().join("list.txt");
+    std::fs::write(&list, "bad.example\nworse.example\nnot a name at all!\n").unwrap();
+    let watch = files.path().join("watch");
+    std::fs::create_dir_all(&watch).unwrap();
+    let sensor_port = common::free_port();
+    let all_roles =
+        "viewer,analyst,attribution-officer,list-curator,notices-officer,auditor,administrator";
+    let desk = Desk::start_with(
+        &[
+            ("vic", "viewer"),
+            ("lena", "list-curator"),
+            ("root", all_roles),
+        ],
+        false,
+        &format!(
+            "\n[[feeds]]\nname = \"local-list\"\nformat = \"plain\"\npath = \"{}\"\nevery = \"1h\"\n\n[removal]\nwatch_dir = \"{}\"\n\n[sensor]\nlisten = [\"127.0.0.1:{sensor_port}\"]\n",
+            list.display(),
+            watch.display()
+        ),
+    );
+    let api = desk.api().to_string();
+
+    // A viewer: the feed's first run, its rejected row by reason; no
+    // button, no upload.
+    let vic = sign_in(&api, "vic");
+    assert_eq!(vic.post("/language", &[("lang", "en")], true).0, 303);
+    let feeds = |s: &Signed| -> Value { serde_json::from_str(&s.get("/api/v1/feeds").1).unwrap() };
+    eventually(20, "the feed's first run", || {
+        feeds(&vic)["feeds"][0]["last_import"]["rows_read"] == 3
+    });
+    let (status, page) = vic.get("/feeds");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<th scope=\"row\">local-list</th>"), "{page}");
+    assert!(page.contains("3 read: 2 added"), "{page}");
+    let state = feeds(&vic);
+    let rejects = state["feeds"][0]["rejects"].as_object().unwrap();
+    assert_eq!(
+        rejects.values().filter_map(Value::as_u64).sum::<u64>(),
+        1,
+        "{state}"
+    );
+    let reason = rejects.keys().next().unwrap();
+    assert!(page.contains(&format!("{reason}: 1")), "{page}");
+    assert!(state["feeds"][0]["next_run"].is_string(), "{state}");
+    assert!(
+        !page.contains("Run now") && !page.contains("id=\"upload-form\""),
+        "{page}"
+    );
+    assert_eq!(vic.post("/feeds/local-list/run", &[], true).0, 403);
+
+    // A report dropped in the watched directory, and a connection to the
+    // sensor.
+    std::fs::write(
+        watch.join("2026-05-01-event4_sinkhole-asn-jp.csv"),
+        common::sinkhole_csv(&[("198.51.100.7", "mirai")]),
+    )
+    .unwrap();
+    {
+        use std::io::Write;
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", sensor_port)).unwrap();
+        let _ = c.write_all(b"GET / HTTP/1.0\r\n\r\n");
+    }
+    eventually(
+        20,
+        "the dropped report ingested, the sensor's connection counted",
+        || {
+            let s = feeds(&vic);
+            s["watched"]["done"]["count"] == 1
+                && s["ingests"].as_array().unwrap().iter().any(|i| {
+                    i["origin"]
+                        .as_str()
+                        .is_some_and(|o| o.contains("event4_sinkhole"))
+                        && i["events"] == 1
+                })
+                && s["sensor"]["connections"].as_u64() >= Some(1)
+        },
+    );
+    let (_, page) = vic.get("/feeds");
+    assert!(
+        page.contains("2026-05-01-event4_sinkhole-asn-jp.csv"),
+        "{page}"
+    );
+    assert!(page.contains("id=\"sensor-connections\">"), "{page}");
+
+    // A list curator runs the feed now: the new row is read.
+    std::fs::write(
+        &list,
+        "bad.example\nworse.example\nnot a name at all!\nthird.example\n",
+    )
+    .unwrap();
+    let lena = sign_in(&api, "lena");
+    let (_, page) = lena.get("/feeds");
+    assert!(page.contains("action=\"/feeds/local-list/run\""), "{page}");
+    assert_eq!(lena.post("/feeds/local-list/run", &[], false).0, 403);
+    let (status, page) = lena.post("/feeds/local-list/run", &[], true);
+    assert_eq!(status, 303, "{page}");
+    eventually(20, "the run asked for", || {
+        feeds(&lena)["feeds"][0]["last_import"]["rows_read"] == 4
+    });
+    let (status, page) = lena.post("/feeds/nothing/run", &[], true);
+    assert_eq!(status, 404, "{page}");
+
+    // An upload in Chromium, with its progress and its counts.
+    let report = files.path().join("2026-05-02-event4_sinkhole-asn-jp.csv");
+    std::fs::write(&report, common::sinkhole_csv(&[("198.51.100.7", "emotet")])).unwrap();
+    let driver = Driver::start();
+    let profile = tempfile::tempdir().unwrap();
+    let args = chromium_args(profile.path(), &["--window-size=1280,1100".into()]);
+    let s = driver.session(&args, "ja");
+    s.go(&format!("{api}/feeds"));
+    s.wait_for("input[name=name]");
+    s.type_into("input[name=name]", "root");
+    s.type_into("input[name=password]", PASSWORD);
+    s.click("button");
+    s.wait_for("#pages");
+    s.go(&format!("{api}/feeds"));
+    s.wait_for("#upload-form");
+    s.type_into("#report-file", report.to_str().unwrap());
+    s.choose("#report-format", "shadowserver");
+    s.click("#upload-report");
+    eventually(20, "the upload's counts", || {
+        s.source().contains(" 1 / 1</span>")
+    });
+    assert!(!s.alert_open());
+    s.wait_for("#ingests");
+    eventually(20, "the uploaded report listed", || {
+        s.source().contains("2026-05-02-event4_sinkhole-asn-jp.csv")
+    });
+    let shots = |lang: &str| {
+        for (path, css, name) in [
+            ("/feeds", "#feeds", "feeds"),
+            ("/subscribers", "#subscribers", "subscribers"),
+            ("/subscribers/S1", "#bindings", "subscriber"),
+            ("/admin", "#operators", "admin"),
+            ("/admin/config", "#effective-config", "admin-config"),
+            ("/audit", "#records", "audit"),
+        ] {
+            s.go(&format!("{api}{path}"));
+            s.wait_for(css);
+            assert!(!s.alert_open());
+            let p = s.screenshot_in("console-screenshots", &format!("{name}-{lang}.png"));
+            assert!(std::fs::metadata(&p).unwrap().len() > 5_000);
+        }
+    };
+    shots("ja");
+    s.click("#lang-switch");
+    eventually(10, "the English page", || s.source().contains("Audit log"));
+    shots("en");
+}

@@ -60,6 +60,9 @@ pub trait Backend: Send + Sync {
     fn finish_import(&self, summary: &ImportSummary, now: DateTime<Utc>) -> Result<()>;
     /// The most recent import runs, newest first.
     fn recent_imports(&self, limit: u32) -> Result<Vec<ImportRecord>>;
+    /// The latest import run of `source`, with its summary (JSON text:
+    /// counts and the skipped rows by reason) once it has finished.
+    fn last_import_of(&self, source: &str) -> Result<Option<(ImportRecord, Option<String>)>>;
 
     fn add_indicator(&self, new: &NewIndicator, now: DateTime<Utc>) -> Result<(Indicator, bool)>;
     fn get_indicator(&self, id: IndicatorId) -> Result<Option<Indicator>>;

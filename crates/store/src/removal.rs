@@ -338,6 +338,22 @@ pub struct CaseFilter {
     pub limit: Option<u32>,
 }
 
+/// An ingest run of reports or sensor events, as recorded.
+#[derive(Clone, Debug, Serialize)]
+pub struct IngestRecord {
+    pub id: i64,
+    pub format: String,
+    /// What was read: a file's name, an upload, `kanki serve` (the sensor).
+    pub origin: String,
+    pub report_type: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// `running`, `completed` or `failed`.
+    pub status: String,
+    /// The summary written at its end (JSON text: counts and reasons).
+    pub summary: Option<String>,
+}
+
 /// A stored event with what was made of it.
 #[derive(Clone, Debug, Serialize)]
 pub struct StoredEvent {
@@ -466,6 +482,8 @@ pub trait RemovalBackend: Send + Sync {
     /// `summary` is JSON text.
     fn finish_ingest(&self, id: i64, status: &str, summary: &str, now: DateTime<Utc>)
     -> Result<()>;
+    /// The latest ingest runs, newest first.
+    fn recent_ingests(&self, limit: u32) -> Result<Vec<IngestRecord>>;
 
     /// For each key, whether an event with it is stored.
     fn known_event_keys(&self, keys: &[EventKey]) -> Result<Vec<bool>>;

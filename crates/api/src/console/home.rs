@@ -25,6 +25,10 @@ fn purpose(c: &Console, path: &str) -> &'static str {
             "Reports from the warning page that a site is listed wrongly: approve (delist) or reject.",
             "警告ページから届いた誤検知の報告: 承認（リストから外す）または却下。",
         ),
+        "/feeds" => c.tr(
+            "Each feed's last run with its rejects by reason, the run under way, the next run and a run now; the latest reports ingested; the watched directory and the sensor; a report upload with a progress bar.",
+            "フィードごとの前回の実行と除外理由、実行中の進捗、次回の実行、今すぐ実行。最近取り込んだレポート、監視ディレクトリとセンサー、進捗表示つきのレポートのアップロード。",
+        ),
         "/subscribers" => c.tr(
             "Subscribers: identity, consent and its history, the addresses they held over time, the walled garden and their cases (each view audited).",
             "契約者: 本人情報、同意とその履歴、割り当てられたアドレスの推移、隔離の状態、事案（表示はすべて監査記録あり）。",
@@ -45,8 +49,8 @@ pub(super) async fn page(c: Console) -> Response {
     let mut body = format!(
         "<p>{}</p><ul class=\"cards\" id=\"pages\">",
         c.tr(
-            "The pages your roles allow. Keys: Alt+C cases, Alt+I indicators, Alt+F false-positive reports, Alt+W who held an address, Alt+S subscribers, Alt+A audit log, Alt+M administration, Alt+L language, / the page's search field.",
-            "あなたのロールで使えるページです。キー: Alt+C 事案、Alt+I 指標、Alt+F 誤検知の報告、Alt+W アドレスの利用者、Alt+S 契約者、Alt+A 監査ログ、Alt+M 管理、Alt+L 言語、/ ページの検索欄。"
+            "The pages your roles allow. Keys: Alt+C cases, Alt+I indicators, Alt+F false-positive reports, Alt+W who held an address, Alt+E feeds and sensors, Alt+S subscribers, Alt+A audit log, Alt+M administration, Alt+L language, / the page's search field.",
+            "あなたのロールで使えるページです。キー: Alt+C 事案、Alt+I 指標、Alt+F 誤検知の報告、Alt+W アドレスの利用者、Alt+E フィードとセンサー、Alt+S 契約者、Alt+A 監査ログ、Alt+M 管理、Alt+L 言語、/ ページの検索欄。"
         )
     );
     for item in NAV.iter().filter(|i| i.path != "/") {

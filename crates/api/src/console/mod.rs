@@ -22,6 +22,7 @@
 mod admin;
 mod audit;
 mod cases;
+mod feeds;
 mod home;
 mod indicators;
 pub mod query;
@@ -118,6 +119,12 @@ pub const NAV: &[NavItem] = &[
         key: 'w',
     },
     NavItem {
+        path: "/feeds",
+        en: "Feeds and sensors",
+        ja: "フィードとセンサー",
+        key: 'e',
+    },
+    NavItem {
         path: "/subscribers",
         en: "Subscribers",
         ja: "契約者",
@@ -156,6 +163,8 @@ pub(crate) fn router() -> Router<ApiState> {
         .route("/indicators/{id}", get(indicators::indicator))
         .route("/false-positives", get(indicators::false_positives))
         .route("/false-positives/{id}/review", post(indicators::review))
+        .route("/feeds", get(feeds::page))
+        .route("/feeds/{name}/run", post(feeds::run))
         .route("/subscribers", get(subscribers::list))
         .route("/subscribers/{id}", get(subscribers::subscriber))
         .route("/subscribers/{id}/consent", post(subscribers::consent))
@@ -308,6 +317,21 @@ impl Console {
     }
 
     pub fn page_with(&self, status: StatusCode, title: &str, body: &str) -> Response {
+        self.render(status, title, body, None)
+    }
+
+    /// A page that reloads itself every `seconds` (while something it
+    /// shows is under way).
+    pub fn page_reloading(&self, title: &str, body: &str, seconds: u32) -> Response {
+        self.render(StatusCode::OK, title, body, Some(seconds))
+    }
+
+    /// An inline script under this response's nonce.
+    pub fn script(&self, js: &str) -> String {
+        kanki_html::script(&self.nonce, js)
+    }
+
+    fn render(&self, status: StatusCode, title: &str, body: &str, reload: Option<u32>) -> Response {
         let l = self.lang;
         let mut nav = String::new();
         for item in NAV {
@@ -329,7 +353,11 @@ impl Console {
             ));
         }
         let csrf = self.csrf_field();
-        let head = format!("<link rel=\"stylesheet\" href=\"{STYLESHEET}?v={CSS_VERSION:016x}\">");
+        let mut head =
+            format!("<link rel=\"stylesheet\" href=\"{STYLESHEET}?v={CSS_VERSION:016x}\">");
+        if let Some(s) = reload {
+            head.push_str(&format!("<meta http-equiv=\"refresh\" content=\"{s}\">"));
+        }
         let body = format!(
             "<a class=\"skip\" href=\"#main\">{skip}</a>\
 <header class=\"bar\"><span class=\"brand\">kanki</span>\

@@ -978,27 +978,21 @@ impl Backend for SqliteBackend {
 
     fn recent_imports(&self, limit: u32) -> Result<Vec<ImportRecord>> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT id, source, format, origin, started_at, finished_at, status, rows_read, added,
-                    updated, unchanged, skipped FROM imports ORDER BY id DESC LIMIT ?1",
-            )?;
-            let rows = stmt.query_map([limit], |r| {
-                Ok(ImportRecord {
-                    id: r.get(0)?,
-                    source: r.get(1)?,
-                    format: r.get(2)?,
-                    origin: r.get(3)?,
-                    started_at: from_ts(r.get(4)?),
-                    finished_at: r.get::<_, Option<i64>>(5)?.map(from_ts),
-                    status: r.get(6)?,
-                    rows_read: r.get::<_, i64>(7)? as u64,
-                    added: r.get::<_, i64>(8)? as u64,
-                    updated: r.get::<_, i64>(9)? as u64,
-                    unchanged: r.get::<_, i64>(10)? as u64,
-                    skipped: r.get::<_, i64>(11)? as u64,
-                })
-            })?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {IMPORT_COLUMNS} FROM imports ORDER BY id DESC LIMIT ?1"
+            ))?;
+            let rows = stmt.query_map([limit], import_from_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn last_import_of(&self, source: &str) -> Result<Option<(ImportRecord, Option<String>)>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(&format!(
+                "SELECT {IMPORT_COLUMNS}, summary FROM imports WHERE source = ?1 ORDER BY id DESC LIMIT 1"
+            ))?
+            .query_row([source], |r| Ok((import_from_row(r)?, r.get(12)?)))
+            .optional()?)
         })
     }
 
@@ -1559,4 +1553,23 @@ impl Backend for SqliteBackend {
             Ok(())
         })
     }
+}
+
+const IMPORT_COLUMNS: &str = "id, source, format, origin, started_at, finished_at, status, rows_read, added, updated, unchanged, skipped";
+
+fn import_from_row(r: &Row) -> rusqlite::Result<ImportRecord> {
+    Ok(ImportRecord {
+        id: r.get(0)?,
+        source: r.get(1)?,
+        format: r.get(2)?,
+        origin: r.get(3)?,
+        started_at: from_ts(r.get(4)?),
+        finished_at: r.get::<_, Option<i64>>(5)?.map(from_ts),
+        status: r.get(6)?,
+        rows_read: r.get::<_, i64>(7)? as u64,
+        added: r.get::<_, i64>(8)? as u64,
+        updated: r.get::<_, i64>(9)? as u64,
+        unchanged: r.get::<_, i64>(10)? as u64,
+        skipped: r.get::<_, i64>(11)? as u64,
+    })
 }

@@ -395,6 +395,28 @@ impl RemovalBackend for SqliteBackend {
         })
     }
 
+    fn recent_ingests(&self, limit: u32) -> Result<Vec<IngestRecord>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT id, format, origin, report_type, started_at, finished_at, status, summary \
+                 FROM ingests ORDER BY id DESC LIMIT ?1",
+            )?
+            .query_map([limit], |r| {
+                Ok(IngestRecord {
+                    id: r.get(0)?,
+                    format: r.get(1)?,
+                    origin: r.get(2)?,
+                    report_type: r.get(3)?,
+                    started_at: from_ts(r.get(4)?),
+                    finished_at: r.get::<_, Option<i64>>(5)?.map(from_ts),
+                    status: r.get(6)?,
+                    summary: r.get(7)?,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     fn known_event_keys(&self, keys: &[EventKey]) -> Result<Vec<bool>> {
         self.read(|c| super::event_keys::known(c, keys))
     }
