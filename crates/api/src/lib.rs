@@ -8,6 +8,7 @@ mod admin;
 pub mod auth;
 pub mod console;
 mod crawl;
+pub mod dashboard;
 mod directory;
 mod feeds;
 pub mod inputs;
@@ -60,6 +61,8 @@ pub struct ApiState {
     pub auth: Arc<kanki_operators::Authenticator>,
     /// What the feeds and the sensor are doing now.
     pub inputs: Arc<inputs::Inputs>,
+    /// The list's size, kept between dashboards.
+    pub list_counts: Arc<dashboard::ListCountsCache>,
     /// Failed sign-ins per account and per source.
     pub limiter: Arc<kanki_operators::SignInLimiter>,
     /// The LDAP directory operators may sign in against
@@ -112,6 +115,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/tokens", get(admin::list_tokens))
         .route("/api/v1/tokens/{id}", delete(admin::revoke_token))
         .route("/api/v1/config", get(admin::config))
+        .route("/api/v1/dashboard", get(dashboard_json))
         .route("/api/v1/feeds", get(feeds::list))
         .route("/api/v1/feeds/{name}/run", post(feeds::run))
         .route("/api/v1/openapi.json", get(openapi))
@@ -883,4 +887,26 @@ async fn export(
         HeaderValue::from_static(format.media_type()),
     );
     Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DashboardParams {
+    range: Option<String>,
+}
+
+/// `GET /api/v1/dashboard?range=hour|day|week|month` (default day).
+async fn dashboard_json(
+    State(st): State<ApiState>,
+    Params(p): Params<DashboardParams>,
+) -> Result<Json<dashboard::Dashboard>, ApiError> {
+    let range = match p.range.as_deref() {
+        None => dashboard::Range::Day,
+        Some(r) => dashboard::Range::parse(r)
+            .ok_or_else(|| bad_request(format!("range {r:?}: hour, day, week or month")))?,
+    };
+    let state = st.clone();
+    blocking(&st, move |k| dashboard::dashboard(&state, k, range))
+        .await
+        .map(Json)
 }

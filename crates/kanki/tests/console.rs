@@ -1062,6 +1062,7 @@ fn feeds_runs_reports_and_the_sensor_at_a_glance_and_an_upload_in_chromium() {
     });
     let shots = |lang: &str| {
         for (path, css, name) in [
+            ("/dashboard", "#charts", "dashboard"),
             ("/feeds", "#feeds", "feeds"),
             ("/subscribers", "#subscribers", "subscribers"),
             ("/subscribers/S1", "#bindings", "subscriber"),
@@ -1080,4 +1081,128 @@ fn feeds_runs_reports_and_the_sensor_at_a_glance_and_an_upload_in_chromium() {
     s.click("#lang-switch");
     eventually(10, "the English page", || s.source().contains("Audit log"));
     shots("en");
+}
+
+/// The dashboard: a report, its case, its notice through a real SMTP
+/// server and its acknowledgement each show in the charts and the
+/// outcomes, as the page, the API and the CSV and SVG exports say alike.
+#[test]
+fn the_dashboard_counts_a_report_its_case_its_notice_and_its_acknowledgement() {
+    let desk = Desk::start(&[("vic", "viewer"), ("aud", "auditor")], true);
+    desk.hostile_indicator();
+    let vic = sign_in(desk.api(), "vic");
+    assert_eq!(vic.post("/language", &[("lang", "en")], true).0, 303);
+    let aud = sign_in(desk.api(), "aud");
+    assert_eq!(aud.get("/dashboard").0, 403, "counts are not the auditor's");
+    let dashboard = |range: &str| -> Value {
+        let (status, body) = vic.get(&format!("/api/v1/dashboard?range={range}"));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let total = |d: &Value, chart: &str, label: &str| -> u64 {
+        d["charts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == chart)
+            .unwrap()["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|l| l[0] == label)
+            .flat_map(|l| l[1].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()))
+            .sum()
+    };
+    let d = dashboard("day");
+    assert_eq!(total(&d, "events", "shadowserver"), 1, "{d}");
+    let severity = desk.case()["severity"].as_str().unwrap().to_string();
+    assert_eq!(total(&d, "cases", &format!("opened: {severity}")), 1, "{d}");
+    assert_eq!(total(&d, "notices", "sent: mail"), 0);
+    assert_eq!(d["outcomes"]["infected_subscribers"], 1);
+    assert!(
+        d["list"]["by_status_category"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r[0] == "active" && r[2] == 1),
+        "{d}"
+    );
+
+    // The notice, sent through the SMTP server, then acknowledged.
+    desk.env.ok(&["notices", "send"]);
+    let smtp = desk.smtp.as_ref().unwrap();
+    eventually(10, "the notice in the mailbox", || !smtp.mails().is_empty());
+    let case = desk.case()["id"].as_i64().unwrap();
+    let full: Value = client()
+        .get(format!("{}/api/v1/cases/{case}", desk.api()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let reference = full["notices"][0]["reference"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = client()
+        .post(format!(
+            "{}/api/v1/notices/{reference}/acknowledge",
+            desk.api()
+        ))
+        .json(&serde_json::json!({}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    let d = dashboard("hour");
+    assert_eq!(total(&d, "notices", "sent: mail"), 1, "{d}");
+    assert_eq!(total(&d, "notices", "acknowledged"), 1, "{d}");
+    assert_eq!(d["outcomes"]["acknowledgement_rate"], 1.0, "{d}");
+
+    // The page: the same figures, each chart with its exports.
+    let (status, page) = vic.get("/dashboard?range=week");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("id=\"acknowledgement-rate\">100%<"), "{page}");
+    assert!(page.contains("aria-current=\"page\">Last week<"), "{page}");
+    for chart in ["events", "rejected", "cases", "notices", "warning"] {
+        assert!(
+            page.contains(&format!("id=\"chart-{chart}\"")),
+            "{chart}: {page}"
+        );
+        assert!(
+            page.contains(&format!("src=\"/dashboard/{chart}.svg?range=week\"")),
+            "{page}"
+        );
+    }
+    let (status, csv) = vic.get("/dashboard/notices.csv?range=week");
+    assert_eq!(status, 200, "{csv}");
+    assert!(csv.starts_with("start,label,count\n"), "{csv}");
+    let sent: u64 = csv
+        .lines()
+        .filter(|l| l.contains(",\"sent: mail\","))
+        .map(|l| l.rsplit(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(sent, 1, "{csv}");
+    let r = vic
+        .http
+        .get(format!("{}/dashboard/cases.svg?range=month", desk.api()))
+        .header(COOKIE, &vic.cookie)
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "image/svg+xml");
+    let svg = r.text().unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<polyline"),
+        "{svg}"
+    );
+    assert!(!svg.contains("<script"), "{svg}");
+
+    // Out of range: a clear message; an unknown chart: not found.
+    let (status, page) = vic.get("/dashboard?range=year");
+    assert_eq!(status, 400, "{page}");
+    assert!(
+        page.contains("range must be one of hour, day, week, month"),
+        "{page}"
+    );
+    assert_eq!(vic.get("/dashboard/secrets.csv").0, 404);
+    let (status, _) = vic.get("/api/v1/dashboard?range=year");
+    assert_eq!(status, 400);
 }

@@ -39,6 +39,7 @@ fn concrete(path: &str) -> String {
         .replace("{reference}", "KNOWN-TO-NOBODY")
         .replace("{subscriber}", "S-NOBODY")
         .replace("{name}", "nobody")
+        .replace("{file}", "events.csv")
 }
 
 #[test]

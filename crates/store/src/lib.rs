@@ -60,6 +60,10 @@ pub trait Backend: Send + Sync {
     fn finish_import(&self, summary: &ImportSummary, now: DateTime<Utc>) -> Result<()>;
     /// The most recent import runs, newest first.
     fn recent_imports(&self, limit: u32) -> Result<Vec<ImportRecord>>;
+    /// The list's size: indicators by status and category, and the active
+    /// ones by source (an indicator listed by two sources counts for
+    /// each). A full scan: cache it.
+    fn list_counts(&self) -> Result<ListCounts>;
     /// The latest import run of `source`, with its summary (JSON text:
     /// counts and the skipped rows by reason) once it has finished.
     fn last_import_of(&self, source: &str) -> Result<Option<(ImportRecord, Option<String>)>>;

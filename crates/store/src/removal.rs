@@ -338,6 +338,19 @@ pub struct CaseFilter {
     pub limit: Option<u32>,
 }
 
+/// One count of the dashboard's charts: in the bucket starting at
+/// `bucket` (Unix seconds), `count` of `series` (`cases-opened`,
+/// `cases-resolved`, `notices-sent`, `notices-bounced`,
+/// `notices-acknowledged`, `events`, `rejected`), for `label` (a severity,
+/// a channel, a format; empty when the series has none).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ActivityCount {
+    pub bucket: i64,
+    pub series: &'static str,
+    pub label: String,
+    pub count: u64,
+}
+
 /// An ingest run of reports or sensor events, as recorded.
 #[derive(Clone, Debug, Serialize)]
 pub struct IngestRecord {
@@ -602,6 +615,12 @@ pub trait RemovalBackend: Send + Sync {
     ) -> Result<Escalation>;
 
     fn removal_stats(&self) -> Result<RemovalStats>;
+
+    /// What the removal loop did in each bucket of `bucket_secs` seconds
+    /// from `since` on: cases opened (by severity) and resolved, notices
+    /// sent (by channel; those that bounced apart) and acknowledged, and
+    /// each ingest run's events stored and records rejected (by format).
+    fn activity(&self, since: DateTime<Utc>, bucket_secs: i64) -> Result<Vec<ActivityCount>>;
 
     /// Removes events observed before `before`, with their raw records and
     /// keys, a stored batch at a time (a batch goes when its last event is

@@ -251,3 +251,12 @@ impl Selection {
         self.categories.is_empty() && self.sources.is_empty() && self.tlps.is_empty()
     }
 }
+
+/// The list's size, for the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ListCounts {
+    /// (status, category, indicators)
+    pub by_status_category: Vec<(String, String, u64)>,
+    /// (source, active indicators it lists)
+    pub active_by_source: Vec<(String, u64)>,
+}

@@ -154,6 +154,9 @@ pub trait WarningBackend: Send + Sync {
 
     /// Counts matching the filter, newest day first, then by indicator.
     fn hits(&self, q: &HitsQuery) -> Result<Vec<HitCount>>;
+    /// The warning page's hits and proceeds of all indicators, by day, from
+    /// `since` on, oldest first.
+    fn hits_by_day(&self, since: NaiveDate) -> Result<Vec<(NaiveDate, u64, u64)>>;
 
     fn add_report(&self, r: &NewReport, now: DateTime<Utc>) -> Result<FalsePositiveReport>;
 

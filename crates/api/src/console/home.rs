@@ -9,6 +9,10 @@ use super::{Console, NAV, tr};
 /// What each page is for, by path.
 fn purpose(c: &Console, path: &str) -> &'static str {
     match path {
+        "/dashboard" => c.tr(
+            "Both loops at a glance over the last hour, day, week or month: events, rejects, cases, notices, the warning page, outcomes, the list's size and what is under way; each chart as CSV or SVG.",
+            "直近 1 時間・1 日・1 週間・1 か月の両ループの概況: イベント、除外、事案、通知、警告ページ、成果、リストの規模、実行中の処理。グラフは CSV と SVG で出力できます。",
+        ),
         "/cases" => c.tr(
             "The case queue: filter, review, hold, close; each case's events, attributions and notices.",
             "事案の一覧: 絞り込み、確認、保留、終了。事案ごとのイベント、利用者特定、通知。",
@@ -49,8 +53,8 @@ pub(super) async fn page(c: Console) -> Response {
     let mut body = format!(
         "<p>{}</p><ul class=\"cards\" id=\"pages\">",
         c.tr(
-            "The pages your roles allow. Keys: Alt+C cases, Alt+I indicators, Alt+F false-positive reports, Alt+W who held an address, Alt+E feeds and sensors, Alt+S subscribers, Alt+A audit log, Alt+M administration, Alt+L language, / the page's search field.",
-            "あなたのロールで使えるページです。キー: Alt+C 事案、Alt+I 指標、Alt+F 誤検知の報告、Alt+W アドレスの利用者、Alt+E フィードとセンサー、Alt+S 契約者、Alt+A 監査ログ、Alt+M 管理、Alt+L 言語、/ ページの検索欄。"
+            "The pages your roles allow. Keys: Alt+B dashboard, Alt+C cases, Alt+I indicators, Alt+F false-positive reports, Alt+W who held an address, Alt+E feeds and sensors, Alt+S subscribers, Alt+A audit log, Alt+M administration, Alt+L language, / the page's search field.",
+            "あなたのロールで使えるページです。キー: Alt+B ダッシュボード、Alt+C 事案、Alt+I 指標、Alt+F 誤検知の報告、Alt+W アドレスの利用者、Alt+E フィードとセンサー、Alt+S 契約者、Alt+A 監査ログ、Alt+M 管理、Alt+L 言語、/ ページの検索欄。"
         )
     );
     for item in NAV.iter().filter(|i| i.path != "/") {

@@ -22,6 +22,7 @@
 mod admin;
 mod audit;
 mod cases;
+mod dashboard;
 mod feeds;
 mod home;
 mod indicators;
@@ -95,6 +96,12 @@ pub const NAV: &[NavItem] = &[
         key: 'h',
     },
     NavItem {
+        path: "/dashboard",
+        en: "Dashboard",
+        ja: "ダッシュボード",
+        key: 'b',
+    },
+    NavItem {
         path: "/cases",
         en: "Cases",
         ja: "事案",
@@ -163,6 +170,8 @@ pub(crate) fn router() -> Router<ApiState> {
         .route("/indicators/{id}", get(indicators::indicator))
         .route("/false-positives", get(indicators::false_positives))
         .route("/false-positives/{id}/review", post(indicators::review))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/{file}", get(dashboard::export))
         .route("/feeds", get(feeds::page))
         .route("/feeds/{name}/run", post(feeds::run))
         .route("/subscribers", get(subscribers::list))

@@ -491,6 +491,29 @@ impl AuditQuery {
     }
 }
 
+/// The dashboard's query: the charts' window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DashboardQuery {
+    pub range: crate::dashboard::Range,
+}
+
+impl DashboardQuery {
+    const KNOWN: &[&str] = &["range"];
+
+    pub fn parse(raw: &str) -> Result<DashboardQuery, Vec<Problem>> {
+        use crate::dashboard::Range;
+        let (p, mut problems) = Params::known(raw, Self::KNOWN)?;
+        let mut q = DashboardQuery { range: Range::Day };
+        if let Some(r) = p.one("range") {
+            match Range::parse(r) {
+                Some(r) => q.range = r,
+                None => problems.push(one_of("range", r, Range::ALL.iter().map(|r| r.as_str()))),
+            }
+        }
+        found(q, problems)
+    }
+}
+
 /// The subscriber list's query: a subscriber to open (`id`), or a page
 /// of the list in id order after `after`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_f
 
 use super::{SqliteBackend, count_map, from_ts, journal, source_id, ts};
 use crate::{
-    Backend, ChunkCounts, HostMark, ImportRecord, ImportRun, ImportSummary, ListQuery, NewEvidence,
-    NewIndicator, Page, Result, Selection, SourceSpec, StoreError, StoredAllowEntry,
+    Backend, ChunkCounts, HostMark, ImportRecord, ImportRun, ImportSummary, ListCounts, ListQuery,
+    NewEvidence, NewIndicator, Page, Result, Selection, SourceSpec, StoreError, StoredAllowEntry,
 };
 
 /// What an import run knows about its source, loaded once per run.
@@ -983,6 +983,29 @@ impl Backend for SqliteBackend {
             ))?;
             let rows = stmt.query_map([limit], import_from_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn list_counts(&self) -> Result<ListCounts> {
+        self.read(|c| {
+            let by_status_category = c
+                .prepare_cached(
+                    "SELECT status, category, COUNT(*) FROM indicators GROUP BY status, category ORDER BY status, category",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let active_by_source = c
+                .prepare_cached(
+                    "SELECT s.name, COUNT(*) FROM indicator_sources x \
+                     JOIN indicators i ON i.id = x.indicator_id AND i.status = 'active' \
+                     JOIN sources s ON s.id = x.source_id GROUP BY s.name ORDER BY s.name",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(ListCounts {
+                by_status_category,
+                active_by_source,
+            })
         })
     }
 

@@ -87,6 +87,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "bindings_by_subscriber",
         include_str!("../../migrations/sqlite/0016_bindings_by_subscriber.sql"),
     ),
+    (
+        17,
+        "dashboard_times",
+        include_str!("../../migrations/sqlite/0017_dashboard_times.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction

@@ -395,6 +395,80 @@ impl RemovalBackend for SqliteBackend {
         })
     }
 
+    fn activity(&self, since: DateTime<Utc>, bucket_secs: i64) -> Result<Vec<ActivityCount>> {
+        let (from, step) = (ts(since), bucket_secs.max(1));
+        self.read(|c| {
+            let mut out = Vec::new();
+            // (series, SQL giving bucket number, label, count)
+            let queries: [(&'static str, &str); 5] = [
+                (
+                    "cases-opened",
+                    "SELECT (opened_at - ?1) / ?2, severity, COUNT(*) FROM cases WHERE opened_at >= ?1 GROUP BY 1, 2",
+                ),
+                (
+                    "cases-resolved",
+                    "SELECT (resolved_at - ?1) / ?2, '', COUNT(*) FROM cases WHERE resolved_at >= ?1 GROUP BY 1",
+                ),
+                (
+                    "notices-sent",
+                    "SELECT (sent_at - ?1) / ?2, channel, COUNT(*) FROM notices WHERE sent_at >= ?1 AND status <> 'bounced' GROUP BY 1, 2",
+                ),
+                (
+                    "notices-bounced",
+                    "SELECT (sent_at - ?1) / ?2, channel, COUNT(*) FROM notices WHERE sent_at >= ?1 AND status = 'bounced' GROUP BY 1, 2",
+                ),
+                (
+                    "notices-acknowledged",
+                    "SELECT (acknowledged_at - ?1) / ?2, '', COUNT(*) FROM notices WHERE acknowledged_at >= ?1 GROUP BY 1",
+                ),
+            ];
+            for (series, sql) in queries {
+                let mut stmt = c.prepare_cached(sql)?;
+                let rows = stmt.query_map(params![from, step], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                })?;
+                for row in rows {
+                    let (n, label, count) = row?;
+                    out.push(ActivityCount {
+                        bucket: from + n * step,
+                        series,
+                        label,
+                        count: count as u64,
+                    });
+                }
+            }
+            // Ingest runs: their summaries' counts, in the bucket they
+            // started in (the table holds a row per run: few).
+            let mut stmt = c.prepare_cached(
+                "SELECT started_at, format, summary FROM ingests WHERE started_at >= ?1 AND summary IS NOT NULL",
+            )?;
+            let rows = stmt.query_map([from], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })?;
+            for row in rows {
+                let (at, format, summary) = row?;
+                let Ok(s) = serde_json::from_str::<serde_json::Value>(&summary) else {
+                    continue;
+                };
+                let bucket = from + (at - from) / step * step;
+                let rejected: u64 = s["skipped"]
+                    .as_object()
+                    .map_or(0, |m| m.values().filter_map(|v| v["count"].as_u64()).sum());
+                for (series, count) in [("events", s["events"].as_u64().unwrap_or(0)), ("rejected", rejected)] {
+                    if count > 0 {
+                        out.push(ActivityCount {
+                            bucket,
+                            series,
+                            label: format.clone(),
+                            count,
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn recent_ingests(&self, limit: u32) -> Result<Vec<IngestRecord>> {
         self.read(|c| {
             Ok(c.prepare_cached(

@@ -110,6 +110,25 @@ impl WarningBackend for SqliteBackend {
         })
     }
 
+    fn hits_by_day(&self, since: NaiveDate) -> Result<Vec<(NaiveDate, u64, u64)>> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT day, SUM(hits), SUM(proceeds) FROM warning_hits WHERE day >= ?1 GROUP BY day ORDER BY day",
+            )?;
+            let rows = stmt.query_map([since.format(DAY).to_string()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (day, hits, proceeds) = row?;
+                if let Ok(d) = NaiveDate::parse_from_str(&day, DAY) {
+                    out.push((d, hits as u64, proceeds as u64));
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn hits(&self, q: &HitsQuery) -> Result<Vec<HitCount>> {
         self.read(|c| {
             let mut clauses = Vec::new();

@@ -1,0 +1,454 @@
+//! The dashboard: both loops at a glance, for `GET /api/v1/dashboard`
+//! and the console's `/dashboard`. Counts only, no subscriber named.
+//!
+//! * Charts over the last hour, day, week or month, in buckets (5 minutes,
+//!   an hour, 6 hours, a day): events stored and records rejected by
+//!   format, cases opened by severity and resolved, notices sent and
+//!   bounced by channel and acknowledged, the warning page's hits and
+//!   proceeds by day. Each exports as CSV and as SVG (drawn here).
+//! * The removal loop's outcomes (infected subscribers per 10,000,
+//!   acknowledgement and reinfection rates, time-to-clean quantiles).
+//! * The list's size by status, category and source (a full scan of the
+//!   list, so kept until the list changes, at most [`LIST_COUNTS_FOR`]).
+//! * Live: feed runs and ingests under way, notices waiting and failed, the
+//!   sensor's counters.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+use kanki_html::esc;
+use kanki_removal::outcomes::Outcomes;
+use kanki_service::Kanki;
+use kanki_store::{ActivityCount, ListCounts};
+use serde::Serialize;
+
+use crate::inputs::SensorNow;
+use crate::{ApiError, ApiState};
+
+/// How long the list's counts are kept while the list does not change.
+pub const LIST_COUNTS_FOR: Duration = Duration::from_secs(300);
+
+/// The window a chart covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Range {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl Range {
+    pub const ALL: [Range; 4] = [Range::Hour, Range::Day, Range::Week, Range::Month];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Range::Hour => "hour",
+            Range::Day => "day",
+            Range::Week => "week",
+            Range::Month => "month",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Range> {
+        Range::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Seconds per bucket, and buckets in the window.
+    pub fn buckets(self) -> (i64, usize) {
+        match self {
+            Range::Hour => (300, 12),
+            Range::Day => (3600, 24),
+            Range::Week => (6 * 3600, 28),
+            Range::Month => (86_400, 30),
+        }
+    }
+
+    /// The first bucket's start: the window ends with the bucket holding
+    /// `now`, buckets aligned on their size (UTC).
+    pub fn since(self, now: DateTime<Utc>) -> i64 {
+        let (step, n) = self.buckets();
+        let current = now.timestamp().div_euclid(step) * step;
+        current - (n as i64 - 1) * step
+    }
+}
+
+/// One chart: a line per label over the window's buckets.
+#[derive(Clone, Debug, Serialize)]
+pub struct Chart {
+    pub name: &'static str,
+    pub title: &'static str,
+    /// Each bucket's start (Unix seconds).
+    pub starts: Vec<i64>,
+    /// (label, a count per bucket)
+    pub lines: Vec<(String, Vec<u64>)>,
+}
+
+/// The charts, their titles (English; the console has both languages)
+/// and the activity series each draws.
+pub const CHARTS: &[(&str, &str, &str)] = &[
+    (
+        "events",
+        "Events stored, by format",
+        "保存したイベント（形式別）",
+    ),
+    (
+        "rejected",
+        "Records rejected, by format",
+        "除外したレコード（形式別）",
+    ),
+    (
+        "cases",
+        "Cases opened, by severity, and resolved",
+        "開いた事案（重大度別）と解決した事案",
+    ),
+    (
+        "notices",
+        "Notices sent and bounced, by channel, and acknowledged",
+        "送った通知・不達（手段別）と対策完了の連絡",
+    ),
+    (
+        "warning",
+        "Warning page shown and proceed-once taken, by day",
+        "警告ページの表示と「一度だけ進む」（日別）",
+    ),
+];
+
+/// Which chart and line a count belongs to (none: a series no chart
+/// draws).
+fn place(c: &ActivityCount) -> Option<(&'static str, String)> {
+    Some(match c.series {
+        "events" => ("events", c.label.clone()),
+        "rejected" => ("rejected", c.label.clone()),
+        "cases-opened" => ("cases", format!("opened: {}", c.label)),
+        "cases-resolved" => ("cases", "resolved".into()),
+        "notices-sent" => ("notices", format!("sent: {}", c.label)),
+        "notices-bounced" => ("notices", format!("bounced: {}", c.label)),
+        "notices-acknowledged" => ("notices", "acknowledged".into()),
+        _ => return None,
+    })
+}
+
+/// The charts of a window from the store's activity counts and the
+/// warning page's days.
+pub fn charts(
+    range: Range,
+    now: DateTime<Utc>,
+    activity: &[ActivityCount],
+    warning_days: &[(chrono::NaiveDate, u64, u64)],
+) -> Vec<Chart> {
+    let (step, n) = range.buckets();
+    let since = range.since(now);
+    let starts: Vec<i64> = (0..n as i64).map(|i| since + i * step).collect();
+    let mut lines: BTreeMap<&'static str, BTreeMap<String, Vec<u64>>> = BTreeMap::new();
+    for c in activity {
+        let i = (c.bucket - since).div_euclid(step);
+        if !(0..n as i64).contains(&i) {
+            continue;
+        }
+        let Some((chart, label)) = place(c) else {
+            continue;
+        };
+        lines
+            .entry(chart)
+            .or_default()
+            .entry(label)
+            .or_insert_with(|| vec![0; n])[i as usize] += c.count;
+    }
+    // The warning page counts by day: its chart is in days, over the
+    // window's days (at least today).
+    let first_day = Utc
+        .timestamp_opt(since, 0)
+        .single()
+        .unwrap_or(now)
+        .date_naive();
+    let days: Vec<chrono::NaiveDate> = first_day
+        .iter_days()
+        .take_while(|d| *d <= now.date_naive())
+        .collect();
+    let mut hits = vec![0; days.len()];
+    let mut proceeds = vec![0; days.len()];
+    for (d, h, p) in warning_days {
+        if let Some(i) = days.iter().position(|x| x == d) {
+            hits[i] += h;
+            proceeds[i] += p;
+        }
+    }
+    CHARTS
+        .iter()
+        .map(|(name, title, _)| {
+            if *name == "warning" {
+                return Chart {
+                    name,
+                    title,
+                    starts: days
+                        .iter()
+                        .map(|d| {
+                            d.and_hms_opt(0, 0, 0)
+                                .map_or(0, |t| t.and_utc().timestamp())
+                        })
+                        .collect(),
+                    lines: vec![
+                        ("shown".into(), hits.clone()),
+                        ("proceeded".into(), proceeds.clone()),
+                    ],
+                };
+            }
+            Chart {
+                name,
+                title,
+                starts: starts.clone(),
+                lines: lines.remove(name).unwrap_or_default().into_iter().collect(),
+            }
+        })
+        .collect()
+}
+
+/// What is under way now.
+#[derive(Clone, Debug, Serialize)]
+pub struct Live {
+    /// (feed, rows read so far)
+    pub feeds_running: Vec<(String, u64)>,
+    pub ingests_running: u64,
+    pub notices_queued: u64,
+    pub notices_failed: u64,
+    pub sensor: Option<SensorNow>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Dashboard {
+    pub range: Range,
+    pub at: DateTime<Utc>,
+    pub charts: Vec<Chart>,
+    pub outcomes: Outcomes,
+    pub list: ListCounts,
+    pub live: Live,
+}
+
+/// The list's counts, kept between dashboards (see [`LIST_COUNTS_FOR`]).
+#[derive(Default)]
+pub struct ListCountsCache(Mutex<Option<(u64, Instant, ListCounts)>>);
+
+impl ListCountsCache {
+    fn get(&self, k: &Kanki) -> Result<ListCounts, ApiError> {
+        let generation = k.store.generation()?;
+        let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((g, at, counts)) = kept.as_ref()
+            && *g == generation
+            && at.elapsed() < LIST_COUNTS_FOR
+        {
+            return Ok(counts.clone());
+        }
+        let counts = k.store.list_counts()?;
+        *kept = Some((generation, Instant::now(), counts.clone()));
+        Ok(counts)
+    }
+}
+
+/// The dashboard of `range` now.
+pub fn dashboard(st: &ApiState, k: &Kanki, range: Range) -> Result<Dashboard, ApiError> {
+    let now = Utc::now();
+    let since = Utc
+        .timestamp_opt(range.since(now), 0)
+        .single()
+        .unwrap_or(now);
+    let activity = k.store.removal().activity(since, range.buckets().0)?;
+    let warning = k.store.warning().hits_by_day(since.date_naive())?;
+    let outcomes = kanki_removal::outcomes::outcomes(k)?;
+    let count = |status: &str| {
+        outcomes
+            .notices
+            .iter()
+            .filter(|(_, s, _)| s == status)
+            .map(|(_, _, n)| n)
+            .sum()
+    };
+    let live = Live {
+        feeds_running: k
+            .config
+            .feeds
+            .iter()
+            .filter_map(|f| {
+                st.inputs
+                    .feed(&f.name)
+                    .running
+                    .map(|r| (f.name.clone(), r.rows_read))
+            })
+            .collect(),
+        ingests_running: k
+            .store
+            .removal()
+            .recent_ingests(crate::feeds::INGESTS_SHOWN)?
+            .iter()
+            .filter(|i| i.status == "running" && i.format != "sensor")
+            .count() as u64,
+        notices_queued: count("queued"),
+        notices_failed: count("failed"),
+        sensor: st.inputs.sensor(),
+    };
+    Ok(Dashboard {
+        range,
+        at: now,
+        charts: charts(range, now, &activity, &warning),
+        list: st.list_counts.get(k)?,
+        outcomes,
+        live,
+    })
+}
+
+fn stamp(t: i64) -> String {
+    Utc.timestamp_opt(t, 0)
+        .single()
+        .map_or_else(String::new, |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+}
+
+/// A chart as CSV: `start,label,count`, a row per bucket and line.
+pub fn chart_csv(c: &Chart) -> String {
+    let mut out = String::from("start,label,count\n");
+    for (label, counts) in &c.lines {
+        // A label is a format, channel or severity name; quoted anyway.
+        let label = format!("\"{}\"", label.replace('"', "\"\""));
+        for (start, n) in c.starts.iter().zip(counts) {
+            out.push_str(&format!("{},{label},{n}\n", stamp(*start)));
+        }
+    }
+    out
+}
+
+/// The lines' colours, in order (distinguishable in greyscale too).
+const COLOURS: &[&str] = &[
+    "#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad", "#d4880f", "#555555",
+];
+
+/// A chart as a standalone SVG: a line per label, the axes with the
+/// largest count and the window's first and last bucket, and a legend.
+pub fn chart_svg(c: &Chart, title: &str) -> String {
+    let (w, h, left, right, top, bottom) = (640.0, 260.0, 48.0, 12.0, 28.0, 64.0);
+    let plot_w = w - left - right;
+    let plot_h = h - top - bottom;
+    let max = c
+        .lines
+        .iter()
+        .flat_map(|(_, v)| v.iter())
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let n = c.starts.len().max(1);
+    let x = |i: usize| {
+        if n == 1 {
+            left + plot_w / 2.0
+        } else {
+            left + plot_w * i as f64 / (n - 1) as f64
+        }
+    };
+    let y = |v: u64| top + plot_h - plot_h * v as f64 / max as f64;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{t}\" font-family=\"sans-serif\" font-size=\"11\">\
+<title>{t}</title><rect width=\"{w}\" height=\"{h}\" fill=\"#fff\"/>\
+<text x=\"{left}\" y=\"16\" font-size=\"13\" font-weight=\"bold\">{t}</text>\
+<line x1=\"{left}\" y1=\"{y0}\" x2=\"{xr}\" y2=\"{y0}\" stroke=\"#888\"/><line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{y0}\" stroke=\"#888\"/>\
+<text x=\"{lt}\" y=\"{ty}\" text-anchor=\"end\">{max}</text><text x=\"{lt}\" y=\"{y0}\" text-anchor=\"end\">0</text>",
+        t = esc(title),
+        y0 = top + plot_h,
+        xr = left + plot_w,
+        lt = left - 4.0,
+        ty = top + 4.0,
+    );
+    if let (Some(first), Some(last)) = (c.starts.first(), c.starts.last()) {
+        svg.push_str(&format!(
+            "<text x=\"{left}\" y=\"{ly}\">{}</text><text x=\"{xr}\" y=\"{ly}\" text-anchor=\"end\">{}</text>",
+            stamp(*first),
+            stamp(*last),
+            ly = top + plot_h + 14.0,
+            xr = left + plot_w,
+        ));
+    }
+    for (i, (label, counts)) in c.lines.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let points: Vec<String> = counts
+            .iter()
+            .enumerate()
+            .map(|(j, v)| format!("{:.1},{:.1}", x(j), y(*v)))
+            .collect();
+        svg.push_str(&format!(
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"/>",
+            points.join(" ")
+        ));
+        let (lx, ly) = (
+            left + (i % 3) as f64 * 190.0,
+            h - 26.0 + (i / 3) as f64 * 14.0,
+        );
+        svg.push_str(&format!(
+            "<rect x=\"{lx}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{colour}\"/><text x=\"{}\" y=\"{ly}\">{} ({})</text>",
+            ly - 9.0,
+            lx + 14.0,
+            esc(label),
+            counts.iter().sum::<u64>(),
+        ));
+    }
+    if c.lines.is_empty() {
+        svg.push_str(&format!(
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#555\">no data in this window</text>",
+            left + plot_w / 2.0,
+            top + plot_h / 2.0
+        ));
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn counts_fall_in_their_buckets_and_outside_ones_are_left_out() {
+        let now = at("2026-12-07T10:30:00Z");
+        // A day: 24 hourly buckets, the last one holding now.
+        let since = Range::Day.since(now);
+        assert_eq!(since, at("2026-12-06T11:00:00Z").timestamp());
+        let count = |bucket: i64, series: &'static str, label: &str, count: u64| ActivityCount {
+            bucket,
+            series,
+            label: label.into(),
+            count,
+        };
+        let activity = [
+            count(since, "events", "shadowserver", 5),
+            count(since, "events", "shadowserver", 2),
+            count(since + 23 * 3600, "notices-sent", "mail", 3),
+            count(since + 23 * 3600, "notices-acknowledged", "", 1),
+            count(since - 3600, "events", "cowrie", 9),
+            count(since + 24 * 3600, "events", "cowrie", 9),
+        ];
+        let charts = charts(Range::Day, now, &activity, &[(now.date_naive(), 4, 1)]);
+        let chart = |name: &str| charts.iter().find(|c| c.name == name).unwrap();
+        let events = chart("events");
+        assert_eq!(events.starts.len(), 24);
+        assert_eq!(events.lines.len(), 1, "cowrie fell outside: {events:?}");
+        assert_eq!(events.lines[0].1[0], 7);
+        let notices = chart("notices");
+        let line = |l: &str| notices.lines.iter().find(|(x, _)| x == l).unwrap().1[23];
+        assert_eq!((line("sent: mail"), line("acknowledged")), (3, 1));
+        let warning = chart("warning");
+        assert_eq!(warning.starts.len(), 2, "yesterday and today");
+        assert_eq!(warning.lines[0].1, [0, 4]);
+        let csv = chart_csv(notices);
+        assert!(csv.starts_with("start,label,count\n"), "{csv}");
+        assert!(
+            csv.contains("2026-12-07T10:00:00Z,\"sent: mail\",3\n"),
+            "{csv}"
+        );
+        let svg = chart_svg(events, "Events <&>");
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert!(svg.contains("Events &lt;&amp;&gt;") && !svg.contains("<&>"));
+        assert!(svg.contains("shadowserver (7)"), "{svg}");
+    }
+}
