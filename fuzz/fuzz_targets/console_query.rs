@@ -1,13 +1,14 @@
 #![no_main]
 //! The console's query strings, the case queue's (`/cases?state=..&size=..`),
-//! the audit search's (`/audit?since=..&mentions=..`) and the subscribers'
-//! (`/subscribers?after=..`, `/subscribers/{id}?after=START.ID`): any input gives
+//! the audit search's (`/audit?since=..&mentions=..`), the subscribers'
+//! (`/subscribers?after=..`, `/subscribers/{id}?after=START.ID`) and the
+//! dashboard's (`/dashboard?range=..`): any input gives
 //! either a query within its bounds or clear messages in both languages,
 //! never a panic. A query that parses gives the same query again when
 //! written back (the pager's next-page link) and read again.
 
 use kanki_api::console::query::{
-    AuditQuery, CaseQuery, MAX_PAGE, MAX_TEXT, SubscriberQuery, SubscribersQuery,
+    AuditQuery, CaseQuery, DashboardQuery, MAX_PAGE, MAX_TEXT, SubscriberQuery, SubscribersQuery,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -55,6 +56,13 @@ fuzz_target!(|data: &[u8]| {
             }
             let link = q.with_after(q.after.as_deref());
             assert_eq!(SubscribersQuery::parse(&link).as_ref(), Ok(&q), "{link}");
+        }
+        Err(problems) => named(&problems),
+    }
+    match DashboardQuery::parse(raw) {
+        Ok(q) => {
+            let (step, n) = q.range.buckets();
+            assert!(step > 0 && n > 0);
         }
         Err(problems) => named(&problems),
     }
