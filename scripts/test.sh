@@ -59,7 +59,9 @@ step "installing what the tests need"
 #   openssl: the SMTP test makes a CA and a server certificate for aiosmtpd;
 #   ssh (openssh-client): the sensor test connects to its SSH port;
 #   slapd, slapadd (slapd) and ldap-utils: operators sign in against a real
-#   OpenLDAP directory the operators test starts on loopback ports.
+#   OpenLDAP directory the operators test starts on loopback ports;
+#   firefox-esr: the console is also walked through in headless Firefox,
+#   driven by geckodriver (built from crates.io below; Debian has none).
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 have named-checkzone || need+=(bind9-utils)
@@ -78,6 +80,7 @@ have slapd || need+=(slapd)
 have ldapsearch || need+=(ldap-utils)
 have chromium || need+=(chromium)
 have chromedriver || need+=(chromium-driver)
+have firefox-esr || need+=(firefox-esr)
 [ -e /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf ] || need+=(fonts-ipafont-gothic)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}"
@@ -86,6 +89,17 @@ if [ ${#need[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+
+# geckodriver, Mozilla's WebDriver server for Firefox, from crates.io at a
+# fixed version, built once into the cache and found on PATH by the tests.
+gecko_root="${KANKI_GECKODRIVER_ROOT:-$HOME/.cache/kanki/geckodriver}"
+gecko_version=0.37.1
+if ! "$gecko_root/bin/geckodriver" --version 2>/dev/null | grep -q "geckodriver $gecko_version"; then
+  echo "test.sh: building geckodriver $gecko_version"
+  CARGO_TARGET_DIR="$HOME/.cache/kanki/geckodriver-build" \
+    cargo install --quiet --locked geckodriver --version "$gecko_version" --root "$gecko_root"
+fi
+export PATH="$gecko_root/bin:$PATH"
 
 # PyPI packages the tests use: aiosmtpd (a real SMTP server receiving the
 # removal loop's notices).

@@ -9,6 +9,9 @@
 mod common;
 
 use common::browser::{Driver, chromium_args};
+
+/// The WebDriver key code of Enter.
+const ENTER: &str = "\u{E007}";
 use common::{Env, Server, Smtp, client, eventually};
 use reqwest::blocking::Client;
 use reqwest::header::{COOKIE, LOCATION};
@@ -1205,4 +1208,82 @@ fn the_dashboard_counts_a_report_its_case_its_notice_and_its_acknowledgement() {
     assert_eq!(vic.get("/dashboard/secrets.csv").0, 404);
     let (status, _) = vic.get("/api/v1/dashboard?range=year");
     assert_eq!(status, 400);
+}
+
+/// The console in Firefox (ESR, headless, through geckodriver): signing
+/// in with the keyboard, every page of an operator holding every role
+/// shown with nothing run from a hostile value, a case held through its
+/// page's form, a report uploaded with its progress bar, and the language
+/// switched; a screenshot of each page.
+#[test]
+fn the_console_works_in_firefox_page_by_page() {
+    let all_roles =
+        "viewer,analyst,attribution-officer,list-curator,notices-officer,auditor,administrator";
+    let desk = Desk::start(&[("root", all_roles)], false);
+    let indicator = desk.hostile_indicator();
+    let case = desk.case()["id"].as_i64().unwrap();
+    let api = desk.api().to_string();
+    let files = tempfile::tempdir().unwrap();
+    let report = files.path().join("2026-05-03-event4_sinkhole-asn-jp.csv");
+    std::fs::write(&report, common::sinkhole_csv(&[("198.51.100.7", "qakbot")])).unwrap();
+
+    let driver = Driver::start_firefox();
+    let s = driver.session(&[], "en");
+    s.go(&format!("{api}/"));
+    s.wait_for("input[name=name]");
+    s.type_into("input[name=name]", "root");
+    s.type_into("input[name=password]", &format!("{PASSWORD}{ENTER}"));
+    s.wait_for("#pages");
+    let pages = [
+        ("/", "#pages", "home"),
+        ("/dashboard", "#charts", "dashboard"),
+        ("/cases", "#cases", "cases"),
+        (&format!("/cases/{case}"), "#events", "case"),
+        ("/indicators", "#indicators", "indicators"),
+        (&format!("/indicators/{indicator}"), "main h1", "indicator"),
+        ("/false-positives", "main h1", "false-positives"),
+        ("/who", "form#who", "who"),
+        ("/feeds", "#feeds", "feeds"),
+        ("/subscribers", "#subscribers", "subscribers"),
+        ("/subscribers/S1", "#bindings", "subscriber"),
+        ("/audit", "#records", "audit"),
+        ("/admin", "#operators", "admin"),
+        ("/admin/config", "#effective-config", "admin-config"),
+    ];
+    for (path, css, name) in pages {
+        s.go(&format!("{api}{path}"));
+        s.wait_for(css);
+        assert!(!s.alert_open(), "{path}");
+        assert!(!s.has("a[href^='javascript']"), "{path}");
+        let p = s.screenshot_in("console-screenshots", &format!("firefox-{name}-en.png"));
+        assert!(std::fs::metadata(&p).unwrap().len() > 5_000, "{path}");
+    }
+
+    // A case held from its page's form.
+    s.go(&format!("{api}/cases/{case}"));
+    s.wait_for("#bulk-action");
+    s.choose("#bulk-action", "hold");
+    s.type_into("#bulk-reason", "held in Firefox");
+    s.click("#bulk-apply");
+    s.wait_for("#bulk-results");
+    assert_eq!(desk.case()["hold_reason"], "held in Firefox");
+
+    // A report uploaded with its progress bar (a request from the page's
+    // script, which the page's policy allows to this site alone).
+    s.go(&format!("{api}/feeds"));
+    s.wait_for("#upload-form");
+    s.type_into("#report-file", report.to_str().unwrap());
+    s.choose("#report-format", "shadowserver");
+    s.click("#upload-report");
+    eventually(20, "the upload's counts in Firefox", || {
+        s.source().contains(" 1 / 1</span>")
+    });
+
+    // Japanese, remembered.
+    s.go(&format!("{api}/dashboard"));
+    s.wait_for("#lang-switch");
+    s.click("#lang-switch");
+    eventually(10, "the Japanese page", || s.source().contains("ダッシュボード"));
+    let p = s.screenshot_in("console-screenshots", "firefox-dashboard-ja.png");
+    assert!(std::fs::metadata(&p).unwrap().len() > 5_000);
 }

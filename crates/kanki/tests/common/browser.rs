@@ -1,7 +1,8 @@
-//! Headless Chromium driven through chromedriver (the W3C WebDriver
-//! protocol over plain HTTP and JSON), for the tests of kanki's pages:
-//! nothing sent anywhere but loopback, a fresh profile each time,
-//! screenshots kept under the cargo target directory.
+//! Headless Chromium driven through chromedriver, and headless Firefox
+//! through geckodriver (the W3C WebDriver protocol over plain HTTP and
+//! JSON), for the tests of kanki's pages: nothing sent anywhere but
+//! loopback, a fresh profile each time, screenshots kept under the cargo
+//! target directory.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -34,8 +35,52 @@ pub fn chromium_args(profile: &std::path::Path, extra: &[String]) -> Vec<String>
     args
 }
 
-/// chromedriver on a free port, stopped with the test.
+/// Firefox's preferences for a test: nothing sent anywhere on its own
+/// (no updates, telemetry, safe browsing, captive-portal or connectivity
+/// checks, remote settings, DNS over HTTPS), and every request to an
+/// address other than loopback sent to a proxy on a loopback port where
+/// nothing listens, so it fails on this machine; then the language.
+fn firefox_prefs(accept_language: &str) -> Value {
+    json!({
+        "network.proxy.type": 1,
+        "network.proxy.http": "127.0.0.1",
+        "network.proxy.http_port": 9,
+        "network.proxy.ssl": "127.0.0.1",
+        "network.proxy.ssl_port": 9,
+        "network.proxy.socks": "127.0.0.1",
+        "network.proxy.socks_port": 9,
+        "network.proxy.no_proxies_on": "127.0.0.1,localhost",
+        "network.proxy.allow_hijacking_localhost": false,
+        "network.trr.mode": 5,
+        "network.captive-portal-service.enabled": false,
+        "network.connectivity-service.enabled": false,
+        "app.update.auto": false,
+        "app.update.enabled": false,
+        "browser.safebrowsing.malware.enabled": false,
+        "browser.safebrowsing.phishing.enabled": false,
+        "browser.safebrowsing.downloads.enabled": false,
+        "browser.search.update": false,
+        "datareporting.healthreport.uploadEnabled": false,
+        "datareporting.policy.dataSubmissionEnabled": false,
+        "toolkit.telemetry.enabled": false,
+        "extensions.update.enabled": false,
+        "extensions.getAddons.cache.enabled": false,
+        "services.settings.server": "http://127.0.0.1:9/",
+        "browser.shell.checkDefaultBrowser": false,
+        "intl.accept_languages": accept_language,
+    })
+}
+
+/// Which browser a driver drives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Browser {
+    Chromium,
+    Firefox,
+}
+
+/// chromedriver or geckodriver on a free port, stopped with the test.
 pub struct Driver {
+    pub browser: Browser,
     child: Child,
     url: String,
     http: Client,
@@ -55,6 +100,7 @@ pub struct Session<'a> {
 }
 
 impl Driver {
+    /// chromedriver, for Chromium.
     pub fn start() -> Driver {
         let port = free_port();
         let child = Command::new(need("chromedriver", "chromium-driver"))
@@ -63,7 +109,25 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        Driver::ready(Browser::Chromium, child, port)
+    }
+
+    /// geckodriver, for Firefox (ESR, Debian's); its Marionette port is
+    /// one the system gives.
+    pub fn start_firefox() -> Driver {
+        let port = free_port();
+        let child = Command::new(need("geckodriver", "geckodriver (cargo install, by scripts/test.sh)"))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Driver::ready(Browser::Firefox, child, port)
+    }
+
+    fn ready(browser: Browser, child: Child, port: u16) -> Driver {
         let d = Driver {
+            browser,
             child,
             url: format!("http://127.0.0.1:{port}"),
             http: Client::builder()
@@ -71,7 +135,7 @@ impl Driver {
                 .build()
                 .unwrap(),
         };
-        eventually(30, "chromedriver ready", || {
+        eventually(30, "the WebDriver server ready", || {
             d.http
                 .get(format!("{}/status", d.url))
                 .send()
@@ -82,18 +146,33 @@ impl Driver {
         d
     }
 
+    /// A session: for Chromium `args` are its flags (see
+    /// [`chromium_args`]); Firefox runs headless in a fresh profile of
+    /// geckodriver's, 1280 by 1100, with [`firefox_prefs`], and takes no
+    /// other arguments.
     pub fn session(&self, args: &[String], accept_language: &str) -> Session<'_> {
-        let r: Value = self
-            .http
-            .post(format!("{}/session", self.url))
-            .json(&json!({"capabilities": {"alwaysMatch": {
+        let capabilities = match self.browser {
+            Browser::Chromium => json!({
                 "browserName": "chrome",
                 "goog:chromeOptions": {
                     "binary": need("chromium", "chromium"),
                     "args": args,
                     "prefs": {"intl.accept_languages": accept_language},
                 }
-            }}}))
+            }),
+            Browser::Firefox => json!({
+                "browserName": "firefox",
+                "moz:firefoxOptions": {
+                    "binary": need("firefox-esr", "firefox-esr"),
+                    "args": ["-headless", "--width=1280", "--height=1100"],
+                    "prefs": firefox_prefs(accept_language),
+                }
+            }),
+        };
+        let r: Value = self
+            .http
+            .post(format!("{}/session", self.url))
+            .json(&json!({"capabilities": {"alwaysMatch": capabilities}}))
             .send()
             .unwrap()
             .json()
