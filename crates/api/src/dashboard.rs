@@ -114,7 +114,92 @@ pub const CHARTS: &[(&str, &str, &str)] = &[
         "Warning page shown and proceed-once taken, by day",
         "警告ページの表示と「一度だけ進む」（日別）",
     ),
+    ("dns", "DNS front: queries", "DNS フロント: 問い合わせ"),
+    (
+        "policy",
+        "Policy hits, warning pages shown and proceed-once taken",
+        "ポリシー該当・警告ページの表示・「一度だけ進む」",
+    ),
+    (
+        "radius",
+        "RADIUS accounting requests received",
+        "受信した RADIUS アカウンティング要求",
+    ),
 ];
+
+/// The running server's counters kept per 5-minute bucket (see
+/// [`CounterSampler`]): the name kept, the chart that draws it, the series
+/// of the metrics exposition it is read from, and a label the series must
+/// carry (empty: the sum over its labels).
+pub const KEPT_COUNTERS: &[(&str, &str, &str, &str)] = &[
+    ("dns-queries", "dns", "kanki_dns_queries_total", ""),
+    ("policy-hits", "policy", "kanki_dns_policy_hits_total", ""),
+    (
+        "warning-pages",
+        "policy",
+        "kanki_warning_pages_total",
+        "page=\"warning\"",
+    ),
+    ("proceed-once", "policy", "kanki_warning_proceeds_total", ""),
+    (
+        "radius-requests",
+        "radius",
+        "kanki_radius_requests_total",
+        "outcome=\"received\"",
+    ),
+];
+
+/// The size of a kept counter's bucket, in seconds.
+pub const COUNTER_BUCKET: i64 = 300;
+
+/// The kept counters' totals read from the server's own metrics
+/// exposition (`/metrics`' text): one place for counters that live in
+/// different parts (the DNS front, the warning page, the RADIUS server).
+pub fn counter_totals(exposition: &str) -> BTreeMap<&'static str, u64> {
+    let mut out = BTreeMap::new();
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        for (kept, _, from, label) in KEPT_COUNTERS {
+            if name == *from && (label.is_empty() || labels.contains(label)) {
+                *out.entry(*kept).or_insert(0) += value as u64;
+            }
+        }
+    }
+    out
+}
+
+/// Turns the counters' running totals into counts per bucket: each
+/// sample adds what each counter grew since the one before to the bucket
+/// of its time (the first, what it grew since the server started).
+#[derive(Default)]
+pub struct CounterSampler {
+    last: BTreeMap<&'static str, u64>,
+}
+
+impl CounterSampler {
+    pub fn sample(
+        &mut self,
+        now: DateTime<Utc>,
+        totals: &BTreeMap<&'static str, u64>,
+    ) -> Vec<(i64, &'static str, u64)> {
+        let bucket = now.timestamp().div_euclid(COUNTER_BUCKET) * COUNTER_BUCKET;
+        let mut out = Vec::new();
+        for (name, total) in totals {
+            let before = self.last.insert(name, *total).unwrap_or(0);
+            let grew = total.saturating_sub(before);
+            if grew > 0 {
+                out.push((bucket, *name, grew));
+            }
+        }
+        out
+    }
+}
 
 /// Which chart and line a count belongs to (none: a series no chart
 /// draws).
@@ -127,12 +212,16 @@ fn place(c: &ActivityCount) -> Option<(&'static str, String)> {
         "notices-sent" => ("notices", format!("sent: {}", c.label)),
         "notices-bounced" => ("notices", format!("bounced: {}", c.label)),
         "notices-acknowledged" => ("notices", "acknowledged".into()),
-        _ => return None,
+        kept => KEPT_COUNTERS
+            .iter()
+            .find(|(name, ..)| *name == kept)
+            .map(|(name, chart, ..)| (*chart, (*name).to_string()))?,
     })
 }
 
-/// The charts of a window from the store's activity counts and the
-/// warning page's days.
+/// The charts of a window from the store's activity counts (the kept
+/// counters' among them, their series the counter's name) and the warning
+/// page's days.
 pub fn charts(
     range: Range,
     now: DateTime<Utc>,
@@ -254,7 +343,17 @@ pub fn dashboard(st: &ApiState, k: &Kanki, range: Range) -> Result<Dashboard, Ap
         .timestamp_opt(range.since(now), 0)
         .single()
         .unwrap_or(now);
-    let activity = k.store.removal().activity(since, range.buckets().0)?;
+    let mut activity = k.store.removal().activity(since, range.buckets().0)?;
+    for (bucket, counter, count) in k.store.counter_counts(since.timestamp())? {
+        if let Some((name, ..)) = KEPT_COUNTERS.iter().find(|(n, ..)| *n == counter) {
+            activity.push(ActivityCount {
+                bucket,
+                series: name,
+                label: String::new(),
+                count,
+            });
+        }
+    }
     let warning = k.store.warning().hits_by_day(since.date_naive())?;
     let outcomes = kanki_removal::outcomes::outcomes(k)?;
     let count = |status: &str| {
@@ -446,9 +545,61 @@ mod tests {
             csv.contains("2026-12-07T10:00:00Z,\"sent: mail\",3\n"),
             "{csv}"
         );
+        assert!(chart("radius").lines.is_empty());
         let svg = chart_svg(events, "Events <&>");
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains("Events &lt;&amp;&gt;") && !svg.contains("<&>"));
         assert!(svg.contains("shadowserver (7)"), "{svg}");
+    }
+
+    #[test]
+    fn counters_are_read_from_the_exposition_and_kept_as_what_they_grew() {
+        let text = "# HELP kanki_dns_queries DNS front queries received\n\
+kanki_dns_queries_total{transport=\"udp\"} 10\n\
+kanki_dns_queries_total{transport=\"tcp\"} 2\n\
+kanki_dns_policy_hits_total 3\n\
+kanki_warning_pages_total{page=\"warning\"} 4\n\
+kanki_warning_pages_total{page=\"garden\"} 50\n\
+kanki_radius_requests_total{outcome=\"received\"} 7\n\
+kanki_radius_requests_total{outcome=\"answered\"} 7\n";
+        let totals = counter_totals(text);
+        assert_eq!(totals["dns-queries"], 12);
+        assert_eq!(
+            totals["warning-pages"], 4,
+            "the garden's pages are not warnings"
+        );
+        assert_eq!(totals["radius-requests"], 7);
+        assert!(!totals.contains_key("proceed-once"));
+        let mut sampler = CounterSampler::default();
+        let now = at("2026-12-07T10:07:30Z");
+        let first = sampler.sample(now, &totals);
+        assert!(first.contains(&(at("2026-12-07T10:05:00Z").timestamp(), "dns-queries", 12)));
+        let mut more = totals.clone();
+        more.insert("dns-queries", 20);
+        let second = sampler.sample(now + chrono::Duration::minutes(5), &more);
+        assert_eq!(
+            second,
+            [(at("2026-12-07T10:10:00Z").timestamp(), "dns-queries", 8)]
+        );
+        // In the charts: the dns chart's hour bucket.
+        let activity: Vec<ActivityCount> = first
+            .iter()
+            .chain(&second)
+            .map(|(bucket, name, count)| ActivityCount {
+                bucket: *bucket,
+                series: name,
+                label: String::new(),
+                count: *count,
+            })
+            .collect();
+        let charts = charts(
+            Range::Day,
+            now + chrono::Duration::minutes(5),
+            &activity,
+            &[],
+        );
+        let dns = charts.iter().find(|c| c.name == "dns").unwrap();
+        assert_eq!(dns.lines[0].0, "dns-queries");
+        assert_eq!(dns.lines[0].1.iter().sum::<u64>(), 20);
     }
 }

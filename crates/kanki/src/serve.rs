@@ -249,6 +249,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     tokio::spawn(purger(state.clone()));
     tokio::spawn(operators_refresher(state.clone()));
+    tokio::spawn(counter_keeper(state.clone()));
     tokio::spawn(crate::checkpoint::run(kanki.clone()));
     crate::crawl_serve::spawn(kanki.clone(), list_changed.clone())?;
     for feed in kanki.config.feeds.iter().filter(|f| f.enabled) {
@@ -555,6 +556,45 @@ async fn directory_rebuilder(st: ApiState) {
 /// How long the store's log of binding changes is kept (at least ten
 /// rebuilds): a process further behind than this rebuilds its index.
 const CHANGE_LOG_KEPT: Duration = Duration::from_secs(600);
+
+/// Keeps the dashboard's server counters (DNS queries, policy hits,
+/// warning pages, proceed-once, RADIUS requests) per 5-minute bucket in
+/// the store every 30 s, and the last 35 days of them (see
+/// `kanki_api::dashboard::CounterSampler`). Counts a write could not store
+/// are written with the next.
+async fn counter_keeper(st: ApiState) {
+    const EVERY: Duration = Duration::from_secs(30);
+    const KEEP_DAYS: i64 = 35;
+    let mut sampler = kanki_api::dashboard::CounterSampler::default();
+    let mut pending: Vec<(i64, &'static str, u64)> = Vec::new();
+    let mut trimmed = std::time::Instant::now() - Duration::from_secs(3600);
+    loop {
+        tokio::time::sleep(EVERY).await;
+        st.metrics.sync_radius();
+        let totals = kanki_api::dashboard::counter_totals(&st.metrics.encode());
+        let now = chrono::Utc::now();
+        pending.extend(sampler.sample(now, &totals));
+        let trim = trimmed.elapsed() >= Duration::from_secs(3600);
+        let (k, counts) = (st.kanki.clone(), pending.clone());
+        let write = move || {
+            k.store.add_counter_counts(&counts)?;
+            if trim {
+                k.store
+                    .trim_counter_counts((now - chrono::Duration::days(KEEP_DAYS)).timestamp())?;
+            }
+            Ok::<_, kanki_store::StoreError>(())
+        };
+        if background_turn("keeping the dashboard's counters", write)
+            .await
+            .is_some()
+        {
+            pending.clear();
+            if trim {
+                trimmed = std::time::Instant::now();
+            }
+        }
+    }
+}
 
 /// Reloads operators, tokens and sessions (changed by `kanki operators`
 /// and `kanki tokens` in other processes) and writes last-used times.

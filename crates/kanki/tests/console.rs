@@ -1091,7 +1091,14 @@ fn feeds_runs_reports_and_the_sensor_at_a_glance_and_an_upload_in_chromium() {
 /// outcomes, as the page, the API and the CSV and SVG exports say alike.
 #[test]
 fn the_dashboard_counts_a_report_its_case_its_notice_and_its_acknowledgement() {
-    let desk = Desk::start(&[("vic", "viewer"), ("aud", "auditor")], true);
+    let radius = common::free_port();
+    let desk = Desk::start_with(
+        &[("vic", "viewer"), ("aud", "auditor")],
+        true,
+        &format!(
+            "\n[radius]\nlisten = \"127.0.0.1:{radius}\"\n\n[[radius.nas]]\naddress = \"127.0.0.1\"\nsecret = \"testing123\"\n"
+        ),
+    );
     desk.hostile_indicator();
     let vic = sign_in(desk.api(), "vic");
     assert_eq!(vic.post("/language", &[("lang", "en")], true).0, 303);
@@ -1208,6 +1215,18 @@ fn the_dashboard_counts_a_report_its_case_its_notice_and_its_acknowledgement() {
     assert_eq!(vic.get("/dashboard/secrets.csv").0, 404);
     let (status, _) = vic.get("/api/v1/dashboard?range=year");
     assert_eq!(status, 400);
+
+    // A RADIUS request: the server's counters are kept per 5 minutes in
+    // the store (every 30 s), and charted.
+    common::radclient(
+        radius,
+        "Acct-Status-Type = Start\nUser-Name = \"S1\"\nAcct-Session-Id = \"sess-1\"\nNAS-IP-Address = 127.0.0.1\nFramed-IP-Address = 192.0.2.10\n",
+    );
+    eventually(45, "the RADIUS request in the dashboard", || {
+        total(&dashboard("hour"), "radius", "radius-requests") == 1
+    });
+    let (_, csv) = vic.get("/dashboard/radius.csv?range=day");
+    assert!(csv.contains(",\"radius-requests\",1\n"), "{csv}");
 }
 
 /// The console in Firefox (ESR, headless, through geckodriver): signing
@@ -1283,7 +1302,9 @@ fn the_console_works_in_firefox_page_by_page() {
     s.go(&format!("{api}/dashboard"));
     s.wait_for("#lang-switch");
     s.click("#lang-switch");
-    eventually(10, "the Japanese page", || s.source().contains("ダッシュボード"));
+    eventually(10, "the Japanese page", || {
+        s.source().contains("ダッシュボード")
+    });
     let p = s.screenshot_in("console-screenshots", "firefox-dashboard-ja.png");
     assert!(std::fs::metadata(&p).unwrap().len() > 5_000);
 }

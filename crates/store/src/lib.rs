@@ -60,6 +60,13 @@ pub trait Backend: Send + Sync {
     fn finish_import(&self, summary: &ImportSummary, now: DateTime<Utc>) -> Result<()>;
     /// The most recent import runs, newest first.
     fn recent_imports(&self, limit: u32) -> Result<Vec<ImportRecord>>;
+    /// Adds each `(bucket, counter, count)` to the counter's count in its
+    /// bucket (Unix seconds, the bucket's start).
+    fn add_counter_counts(&self, counts: &[(i64, &str, u64)]) -> Result<()>;
+    /// The counters' counts from bucket `since` on, oldest first.
+    fn counter_counts(&self, since: i64) -> Result<Vec<(i64, String, u64)>>;
+    /// Removes the counts of buckets before `before`; how many.
+    fn trim_counter_counts(&self, before: i64) -> Result<u64>;
     /// The list's size: indicators by status and category, and the active
     /// ones by source (an indicator listed by two sources counts for
     /// each). A full scan: cache it.

@@ -116,12 +116,15 @@ impl Driver {
     /// one the system gives.
     pub fn start_firefox() -> Driver {
         let port = free_port();
-        let child = Command::new(need("geckodriver", "geckodriver (cargo install, by scripts/test.sh)"))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = Command::new(need(
+            "geckodriver",
+            "geckodriver (cargo install, by scripts/test.sh)",
+        ))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
         Driver::ready(Browser::Firefox, child, port)
     }
 

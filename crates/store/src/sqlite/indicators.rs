@@ -986,6 +986,39 @@ impl Backend for SqliteBackend {
         })
     }
 
+    fn add_counter_counts(&self, counts: &[(i64, &str, u64)]) -> Result<()> {
+        self.write(|c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO counter_counts (bucket, counter, count) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (bucket, counter) DO UPDATE SET count = count + excluded.count",
+                )?;
+                for (bucket, counter, count) in counts {
+                    stmt.execute(params![bucket, counter, *count as i64])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn counter_counts(&self, since: i64) -> Result<Vec<(i64, String, u64)>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT bucket, counter, count FROM counter_counts WHERE bucket >= ?1 ORDER BY bucket",
+            )?
+            .query_map([since], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64)))?
+            .collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn trim_counter_counts(&self, before: i64) -> Result<u64> {
+        self.write(|c| {
+            Ok(c.execute("DELETE FROM counter_counts WHERE bucket < ?1", [before])? as u64)
+        })
+    }
+
     fn list_counts(&self) -> Result<ListCounts> {
         self.read(|c| {
             let by_status_category = c

@@ -92,6 +92,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "dashboard_times",
         include_str!("../../migrations/sqlite/0017_dashboard_times.sql"),
     ),
+    (
+        18,
+        "counter_counts",
+        include_str!("../../migrations/sqlite/0018_counter_counts.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction
