@@ -234,6 +234,12 @@ fn each_role_sees_only_its_pages_and_its_routes_refuse() {
         "an analyst does not see the subscriber's identity"
     );
     assert!(queue.contains("withheld"));
+    // The same pseudonym as the API gives the analyst.
+    let (_, api_cases) = ann.get("/api/v1/cases");
+    let api_cases: Value = serde_json::from_str(&api_cases).unwrap();
+    let pseudonym = api_cases["items"][0]["subscriber"].as_str().unwrap();
+    assert!(pseudonym.starts_with("p-"), "{api_cases}");
+    assert!(queue.contains(&format!(">{pseudonym}</span>")), "{queue}");
     let (status, _) = ann.post(
         "/cases/actions",
         &[

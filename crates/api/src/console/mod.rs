@@ -228,6 +228,8 @@ async fn stylesheet() -> Response {
 pub struct Console {
     pub who: Principal,
     pub lang: Lang,
+    /// The installation's subscriber pseudonyms (the API's).
+    pseudonyms: std::sync::Arc<kanki_operators::pseudonym::Pseudonyms>,
     nonce: String,
     /// The request's path and query, for the language switch to return to.
     here: String,
@@ -263,6 +265,7 @@ impl FromRequestParts<ApiState> for Console {
         Ok(Console {
             who,
             lang,
+            pseudonyms: st.pseudonyms.clone(),
             nonce,
             here,
         })
@@ -287,19 +290,21 @@ impl Console {
     }
 
     /// A subscriber as this operator may see them: the identifier to a
-    /// role allowed subscriber identities, else a placeholder. The one
-    /// place the console decides this (a pseudonym from the API replaces
-    /// the placeholder when the API gives one).
+    /// role allowed subscriber identities, else the pseudonym the API
+    /// gives (the same subscriber, the same pseudonym, so an analyst can
+    /// follow one across cases without knowing who it is). The one place
+    /// the console decides this.
     pub fn subscriber(&self, id: &str) -> String {
         if self.may(Permission::ReadSubscribers) {
             format!("<span class=\"subscriber\">{}</span>", esc(id))
         } else {
             format!(
-                "<span class=\"subscriber withheld\">{}</span>",
+                "<span class=\"subscriber withheld\" title=\"{}\">{}</span>",
                 self.tr(
-                    "(withheld: your roles do not include subscriber identities)",
-                    "（非表示: 契約者情報の権限がありません）"
-                )
+                    "A pseudonym: your roles do not include subscriber identities",
+                    "仮名: 契約者情報の権限がありません"
+                ),
+                esc(&self.pseudonyms.of(id))
             )
         }
     }
