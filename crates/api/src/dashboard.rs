@@ -9,7 +9,8 @@
 //! * The removal loop's outcomes (infected subscribers per 10,000,
 //!   acknowledgement and reinfection rates, time-to-clean quantiles).
 //! * The list's size by status, category and source (a full scan of the
-//!   list, so kept until the list changes, at most [`LIST_COUNTS_FOR`]).
+//!   list, so kept until the list changes, at most [`LIST_COUNTS_FOR`]);
+//!   the outcomes likewise, at most [`OUTCOMES_FOR`].
 //! * Live: feed runs and ingests under way, notices waiting and failed, the
 //!   sensor's counters.
 
@@ -316,23 +317,76 @@ pub struct Dashboard {
     pub live: Live,
 }
 
-/// The list's counts, kept between dashboards (see [`LIST_COUNTS_FOR`]).
-#[derive(Default)]
-pub struct ListCountsCache(Mutex<Option<(u64, Instant, ListCounts)>>);
+/// How long the removal loop's outcomes are kept: their computation reads
+/// every case, so the dashboard and `/metrics` share one a minute, and a
+/// change made through the API or the console drops it at once.
+pub const OUTCOMES_FOR: Duration = Duration::from_secs(60);
 
-impl ListCountsCache {
-    fn get(&self, k: &Kanki) -> Result<ListCounts, ApiError> {
-        let generation = k.store.generation()?;
+/// A figure computed now and then and kept between requests: computed
+/// again when `key` changes (the list's generation) or when it is older
+/// than the age asked.
+pub struct Kept<T>(Mutex<Option<(u64, Instant, T)>>);
+
+impl<T> Default for Kept<T> {
+    fn default() -> Self {
+        Kept(Mutex::new(None))
+    }
+}
+
+impl<T> Kept<T> {
+    pub fn forget(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+impl<T: Clone> Kept<T> {
+    pub fn get<E>(
+        &self,
+        key: u64,
+        max_age: Duration,
+        compute: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut kept = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((g, at, counts)) = kept.as_ref()
-            && *g == generation
-            && at.elapsed() < LIST_COUNTS_FOR
+        if let Some((k, at, value)) = kept.as_ref()
+            && *k == key
+            && at.elapsed() < max_age
         {
-            return Ok(counts.clone());
+            return Ok(value.clone());
         }
-        let counts = k.store.list_counts()?;
-        *kept = Some((generation, Instant::now(), counts.clone()));
-        Ok(counts)
+        let value = compute()?;
+        *kept = Some((key, Instant::now(), value.clone()));
+        Ok(value)
+    }
+}
+
+/// The figures kept between dashboards and scrapes.
+#[derive(Default)]
+pub struct KeptFigures {
+    pub list: Kept<ListCounts>,
+    pub outcomes: Kept<Outcomes>,
+}
+
+impl KeptFigures {
+    /// The list's size, computed again when the list changed and at most
+    /// every [`LIST_COUNTS_FOR`].
+    pub fn list(&self, k: &Kanki) -> Result<ListCounts, ApiError> {
+        let generation = k.store.generation()?;
+        self.list
+            .get(generation, LIST_COUNTS_FOR, || k.store.list_counts())
+            .map_err(ApiError::from)
+    }
+
+    /// Something changed through the API or the console: the outcomes
+    /// are computed again for the next dashboard.
+    pub fn changed(&self) {
+        self.outcomes.forget();
+    }
+
+    /// The removal loop's outcomes, at most [`OUTCOMES_FOR`] old.
+    pub fn outcomes(&self, k: &Kanki) -> Result<Outcomes, ApiError> {
+        self.outcomes
+            .get(0, OUTCOMES_FOR, || kanki_removal::outcomes::outcomes(k))
+            .map_err(ApiError::from)
     }
 }
 
@@ -355,7 +409,7 @@ pub fn dashboard(st: &ApiState, k: &Kanki, range: Range) -> Result<Dashboard, Ap
         }
     }
     let warning = k.store.warning().hits_by_day(since.date_naive())?;
-    let outcomes = kanki_removal::outcomes::outcomes(k)?;
+    let outcomes = st.kept.outcomes(k)?;
     let count = |status: &str| {
         outcomes
             .notices
@@ -391,7 +445,7 @@ pub fn dashboard(st: &ApiState, k: &Kanki, range: Range) -> Result<Dashboard, Ap
         range,
         at: now,
         charts: charts(range, now, &activity, &warning),
-        list: st.list_counts.get(k)?,
+        list: st.kept.list(k)?,
         outcomes,
         live,
     })

@@ -61,8 +61,9 @@ pub struct ApiState {
     pub auth: Arc<kanki_operators::Authenticator>,
     /// What the feeds and the sensor are doing now.
     pub inputs: Arc<inputs::Inputs>,
-    /// The list's size, kept between dashboards.
-    pub list_counts: Arc<dashboard::ListCountsCache>,
+    /// The list's size and the removal outcomes, kept between dashboards
+    /// and scrapes.
+    pub kept: Arc<dashboard::KeptFigures>,
     /// Failed sign-ins per account and per source.
     pub limiter: Arc<kanki_operators::SignInLimiter>,
     /// The LDAP directory operators may sign in against
@@ -210,6 +211,13 @@ pub fn router(state: ApiState) -> Router {
 async fn count_requests(State(st): State<ApiState>, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let resp = next.run(req).await;
+    // A change made here (a case acted on, a notice acknowledged) shows on
+    // the next dashboard, not a minute later.
+    if !matches!(method.as_str(), "GET" | "HEAD")
+        && (resp.status().is_success() || resp.status().is_redirection())
+    {
+        st.kept.changed();
+    }
     st.metrics
         .http_requests
         .get_or_create(&metrics::HttpLabels {
@@ -414,11 +422,9 @@ async fn metrics_text(State(st): State<ApiState>) -> Result<Response, ApiError> 
     st.metrics
         .directory_consenting
         .set(st.directory.consenting_count() as i64);
-    let (counts, outcomes) = blocking(&st, |k| {
-        Ok((
-            k.store.counts_by_status()?,
-            kanki_removal::outcomes::outcomes(k)?,
-        ))
+    let kept = st.kept.clone();
+    let (counts, outcomes) = blocking(&st, move |k| {
+        Ok((k.store.counts_by_status()?, kept.outcomes(k)?))
     })
     .await?;
     st.metrics.removal.set(&outcomes);

@@ -181,7 +181,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         directory: directory.clone(),
         garden: garden.clone(),
         inputs: Arc::new(kanki_api::inputs::Inputs::new(&kanki.config.feeds)),
-        list_counts: Arc::default(),
+        kept: Arc::default(),
     };
     let mut gardened: Option<kanki_removal::site::GardenedClient> = None;
     let warning = match warning_counters {
