@@ -170,6 +170,40 @@ fn the_entrance_chain_is_followed_to_the_payload_and_listed() {
             .join(hex_sha256(&fake_pe()))
             .exists()
     );
+
+    // The console's indicator page draws the chain that reached it, each
+    // edge with its kind, the payload marked.
+    let server = env.serve();
+    let id = payload["id"].as_i64().unwrap();
+    let page = common::client()
+        .get(format!("{}/indicators/{id}", server.api))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let chain = page
+        .split("id=\"crawl-tree\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no evidence chain: {page}"));
+    for edge in [
+        "[seed]",
+        "[script]",
+        "[js-write]",
+        "[http-redirect]",
+        "[js-location]",
+    ] {
+        assert!(chain.contains(edge), "{edge} missing: {chain}");
+    }
+    assert!(chain.contains(&format!("#{crawl_id}")), "{chain}");
+    assert_eq!(
+        chain.matches("stroke-width=\"3\"").count(),
+        1,
+        "the payload marked: {chain}"
+    );
+    assert!(
+        chain.contains("<li class=\"marked\">distribution [js-location]"),
+        "{chain}"
+    );
 }
 
 fn hex_sha256(b: &[u8]) -> String {

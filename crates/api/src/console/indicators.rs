@@ -147,6 +147,23 @@ pub(super) async fn search(
 
 /// `GET /indicators/{id}`: one indicator, its feed rows, evidence and
 /// warning-page hits per day.
+/// The newest crawl with a node at `url`: its id, the profile of that
+/// node's tree, and its report.
+fn newest_crawl(
+    k: &kanki_service::Kanki,
+    url: &str,
+) -> Result<Option<(i64, String, serde_json::Value)>, kanki_store::StoreError> {
+    let crawls = k.store.crawl();
+    let Some((id, node)) = crawls.nodes_for_url(url, 1)?.into_iter().next() else {
+        return Ok(None);
+    };
+    Ok(crawls.get_crawl(id)?.and_then(|(_, report)| {
+        serde_json::from_str(&report)
+            .ok()
+            .map(|r| (id, node.profile, r))
+    }))
+}
+
 pub(super) async fn indicator(
     State(st): State<ApiState>,
     c: Console,
@@ -177,12 +194,17 @@ pub(super) async fn indicator(
         } else {
             Vec::new()
         };
-        Ok::<_, kanki_store::StoreError>((ind, hits))
+        // The newest crawl that reached it, for its evidence chain.
+        let crawl = match &ind {
+            Some(i) => newest_crawl(&k, &i.value)?,
+            None => None,
+        };
+        Ok::<_, kanki_store::StoreError>((ind, hits, crawl))
     })
     .await;
-    let (ind, hits) = match found {
-        Ok(Ok((Some(i), hits))) => (i, hits),
-        Ok(Ok((None, _))) => {
+    let (ind, hits, crawl) = match found {
+        Ok(Ok((Some(i), hits, crawl))) => (i, hits, crawl),
+        Ok(Ok((None, _, _))) => {
             return c.message(
                 StatusCode::NOT_FOUND,
                 c.tr("Indicator", "指標"),
@@ -239,6 +261,7 @@ pub(super) async fn indicator(
         ));
     }
     body.push_str("</ul></section>");
+    body.push_str(&super::crawl_tree::section(&c, crawl, &ind.value));
     if hits_allowed {
         body.push_str(&format!(
             "<section id=\"hits\"><h2>{}</h2><table><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",

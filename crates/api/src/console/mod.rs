@@ -22,6 +22,7 @@
 mod admin;
 mod audit;
 mod cases;
+mod crawl_tree;
 mod dashboard;
 mod feeds;
 mod home;
