@@ -1314,3 +1314,76 @@ fn the_console_works_in_firefox_page_by_page() {
     let p = s.screenshot_in("console-screenshots", "firefox-dashboard-ja.png");
     assert!(std::fs::metadata(&p).unwrap().len() > 5_000);
 }
+
+/// A notices officer releases a case's subscriber from the walled garden
+/// from the queue's bulk form: under the ground they were put in under,
+/// with the reason given, audited under the officer's name.
+#[test]
+fn a_case_s_subscriber_is_released_from_the_walled_garden_from_the_queue() {
+    let desk = Desk::start(&[("nora", "notices-officer")], false);
+    let case = desk.case()["id"].as_i64().unwrap().to_string();
+    let r = client()
+        .post(format!("{}/api/v1/garden/S1", desk.api()))
+        .json(&serde_json::json!({"ground": "emergency-evacuation", "reason": "bot talking to its C&C"}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    let garden = || -> Value {
+        client()
+            .get(format!("{}/api/v1/garden", desk.api()))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    assert_eq!(garden().as_array().unwrap().len(), 1);
+
+    let nora = sign_in(desk.api(), "nora");
+    assert_eq!(nora.post("/language", &[("lang", "en")], true).0, 303);
+    let (_, queue) = nora.get("/cases");
+    assert!(queue.contains("value=\"garden-release\""), "{queue}");
+    let (status, page) = nora.post(
+        "/cases/actions",
+        &[
+            ("case", &case),
+            ("action", "garden-release"),
+            ("reason", ""),
+        ],
+        true,
+    );
+    assert_eq!(status, 400, "a release gives its reason: {page}");
+    assert_eq!(garden().as_array().unwrap().len(), 1);
+    let (status, page) = nora.post(
+        "/cases/actions",
+        &[
+            ("case", &case),
+            ("action", "garden-release"),
+            ("reason", "subscriber cleaned up, confirmed by phone"),
+        ],
+        true,
+    );
+    assert_eq!(status, 200, "{page}");
+    assert!(garden().as_array().unwrap().is_empty());
+    let out = desk
+        .env
+        .ok(&["audit", "show", "--action", "garden-leave", "--json"]);
+    let r: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(r["actor"], "nora", "{out}");
+    assert_eq!(r["ground"], "emergency-evacuation", "{out}");
+    assert_eq!(
+        r["purpose"], "subscriber cleaned up, confirmed by phone",
+        "{out}"
+    );
+    // Again: not in the garden any more, said so.
+    let (status, page) = nora.post(
+        "/cases/actions",
+        &[
+            ("case", &case),
+            ("action", "garden-release"),
+            ("reason", "again"),
+        ],
+        true,
+    );
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("not in the walled garden"), "{page}");
+}

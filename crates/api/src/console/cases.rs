@@ -201,7 +201,46 @@ const ACTIONS: &[(&str, &str, &str)] = &[
     ("release", "Release the hold", "保留を解除"),
     ("review", "Mark reviewed", "確認済みにする"),
     ("close", "Close", "終了"),
+    (
+        "garden-release",
+        "Release the subscriber from the walled garden",
+        "契約者の隔離を解除",
+    ),
 ];
+
+/// What the bulk form does to each selected case.
+enum Bulk {
+    /// A case action, as `POST /api/v1/cases/{id}/actions`.
+    Case(Action),
+    /// The case's subscriber let out of the walled garden under the ground
+    /// they were put in under, with the reason, as
+    /// `DELETE /api/v1/garden/{subscriber}`.
+    GardenRelease(String),
+}
+
+/// The case's subscriber out of the walled garden.
+fn release_from_garden(k: &Kanki, id: i64, reason: &str, who: &str) -> Result<CaseState, String> {
+    let case = k
+        .store
+        .removal()
+        .get_case(id)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no case #{id}"))?;
+    let member = k
+        .store
+        .warning()
+        .garden_member(&case.subscriber)
+        .map_err(|e| e.to_string())?
+        .ok_or("the subscriber is not in the walled garden")?;
+    let change = kanki_service::warning::GardenChange {
+        subscriber: case.subscriber.clone(),
+        ground: member.ground,
+        reason: reason.to_string(),
+        actor: who.to_string(),
+    };
+    k.garden_leave(&change).map_err(|e| e.to_string())?;
+    Ok(case.state)
+}
 
 fn bulk_controls(c: &Console) -> String {
     let actions: String = ACTIONS
@@ -215,7 +254,10 @@ fn bulk_controls(c: &Console) -> String {
 <button id=\"bulk-apply\">{apply}</button></fieldset>",
         legend = c.tr("Selected cases", "選択した事案"),
         action_l = c.tr("Action", "操作"),
-        reason_l = c.tr("Reason (hold, review, close)", "理由（保留・確認・終了）"),
+        reason_l = c.tr(
+            "Reason (hold, review, close, garden release)",
+            "理由（保留・確認・終了・隔離の解除）"
+        ),
         apply = c.tr("Apply", "実行"),
     )
 }
@@ -248,21 +290,32 @@ pub(super) async fn bulk(
         }
     }
     let action = match action.as_str() {
-        "review" => Some(Action::Review(reason)),
-        "hold" => Some(Action::Hold(reason)),
-        "release" => Some(Action::Release),
-        "close" => Some(Action::Close(reason)),
-        _ => None,
+        "review" => Some(Bulk::Case(Action::Review(reason))),
+        "hold" => Some(Bulk::Case(Action::Hold(reason))),
+        "release" => Some(Bulk::Case(Action::Release)),
+        "close" => Some(Bulk::Case(Action::Close(reason))),
+        "garden-release" if reason.trim().is_empty() => {
+            problems.push(
+                c.tr(
+                    "Give the reason for releasing from the walled garden.",
+                    "隔離を解除する理由を入力してください。",
+                )
+                .to_string(),
+            );
+            None
+        }
+        "garden-release" => Some(Bulk::GardenRelease(reason)),
+        _ => {
+            problems.push(
+                c.tr(
+                    "Choose an action: hold, release, review, close or release from the walled garden.",
+                    "操作（保留・保留解除・確認・終了・隔離の解除）を選んでください。",
+                )
+                .to_string(),
+            );
+            None
+        }
     };
-    if action.is_none() {
-        problems.push(
-            c.tr(
-                "Choose an action: hold, release, review or close.",
-                "操作（保留・保留解除・確認・終了）を選んでください。",
-            )
-            .to_string(),
-        );
-    }
     if ids.is_empty() {
         problems.push(
             c.tr(
@@ -287,15 +340,17 @@ pub(super) async fn bulk(
         let out: Vec<(i64, Result<CaseState, String>)> = ids
             .iter()
             .map(|&id| {
-                (
-                    id,
-                    kanki_removal::case::act(&k, id, &action, &who)
+                let done = match &action {
+                    Bulk::Case(a) => kanki_removal::case::act(&k, id, a, &who)
                         .map(|case| case.state)
                         .map_err(|e| e.to_string()),
-                )
+                    Bulk::GardenRelease(reason) => release_from_garden(&k, id, reason, &who),
+                };
+                (id, done)
             })
             .collect();
-        // Closing may have let a subscriber out of the walled garden.
+        // Closing, or a release, may have let a subscriber out of the
+        // walled garden.
         if let Err(e) = garden.refresh(&k.store) {
             tracing::error!(error = %e, "refreshing the walled garden after a bulk action failed");
         }
