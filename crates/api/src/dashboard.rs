@@ -307,6 +307,57 @@ pub struct Live {
     pub sensor: Option<SensorNow>,
 }
 
+/// An RPZ zone as served now, and its secondaries.
+#[derive(Clone, Debug, Serialize)]
+pub struct RpzZone {
+    pub zone: String,
+    /// `None`: not built yet.
+    pub serial: Option<u32>,
+    pub secondaries: Vec<RpzSecondary>,
+}
+
+/// A secondary's last request for a zone.
+#[derive(Clone, Debug, Serialize)]
+pub struct RpzSecondary {
+    pub address: std::net::IpAddr,
+    pub at: DateTime<Utc>,
+    /// `axfr`, `ixfr`, `ixfr-full` or `up-to-date`.
+    pub kind: &'static str,
+    /// Its serial when it asked (IXFR).
+    pub had: Option<u32>,
+    /// The serial it was given.
+    pub given: u32,
+    /// Whether the zone has moved on since.
+    pub behind: bool,
+}
+
+/// The RPZ primary's zones and who transferred them.
+pub fn rpz_now(server: &kanki_dns::rpz::RpzServer) -> Vec<RpzZone> {
+    server
+        .zones
+        .iter()
+        .map(|z| {
+            let serial = z.state().map(|s| s.serial);
+            RpzZone {
+                zone: z.name.to_string(),
+                serial,
+                secondaries: z
+                    .secondaries()
+                    .into_iter()
+                    .map(|(address, a)| RpzSecondary {
+                        address,
+                        at: a.at,
+                        kind: a.kind,
+                        had: a.had,
+                        given: a.serial,
+                        behind: serial.is_some_and(|s| s != a.serial),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Dashboard {
     pub range: Range,
@@ -315,6 +366,8 @@ pub struct Dashboard {
     pub outcomes: Outcomes,
     pub list: ListCounts,
     pub live: Live,
+    /// The RPZ zones served (none without `[rpz]` zones).
+    pub rpz: Vec<RpzZone>,
 }
 
 /// How long the removal loop's outcomes are kept: their computation reads
@@ -446,6 +499,7 @@ pub fn dashboard(st: &ApiState, k: &Kanki, range: Range) -> Result<Dashboard, Ap
         at: now,
         charts: charts(range, now, &activity, &warning),
         list: st.kept.list(k)?,
+        rpz: st.rpz.as_deref().map(rpz_now).unwrap_or_default(),
         outcomes,
         live,
     })

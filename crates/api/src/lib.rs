@@ -61,6 +61,9 @@ pub struct ApiState {
     pub auth: Arc<kanki_operators::Authenticator>,
     /// What the feeds and the sensor are doing now.
     pub inputs: Arc<inputs::Inputs>,
+    /// The RPZ primary, when zones are configured: its zones' serials and
+    /// each secondary's last transfer, for the dashboard.
+    pub rpz: Option<Arc<kanki_dns::rpz::RpzServer>>,
     /// The list's size and the removal outcomes, kept between dashboards
     /// and scrapes.
     pub kept: Arc<dashboard::KeptFigures>,

@@ -248,12 +248,12 @@ pub(crate) async fn acknowledge(
     .await
 }
 
-/// The removal outcomes (as in `kanki report`).
+/// The removal outcomes (as in `kanki report`), as the dashboard has
+/// them: at most a minute old, computed again after any change made
+/// through the API or the console.
 pub(crate) async fn report(
     State(st): State<ApiState>,
 ) -> Result<Json<kanki_removal::outcomes::Outcomes>, ApiError> {
-    blocking(&st, move |k| {
-        Ok(Json(kanki_removal::outcomes::outcomes(k)?))
-    })
-    .await
+    let kept = st.kept.clone();
+    blocking(&st, move |k| Ok(Json(kept.outcomes(k)?))).await
 }

@@ -343,13 +343,17 @@ pub fn indicators(config: Config, c: IndicatorsCommand) -> anyhow::Result<ExitCo
                         i.value
                     );
                 }
+                let total = format!(
+                    "{}{}",
+                    page.total,
+                    if page.total_at_least { "+" } else { "" }
+                );
                 match page.next_after {
                     Some(a) => println!(
-                        "{} of {} shown; next page: --after {a}",
+                        "{} of {total} shown; next page: --after {a}",
                         page.items.len(),
-                        page.total
                     ),
-                    None => println!("{} of {} shown", page.items.len(), page.total),
+                    None => println!("{} of {total} shown", page.items.len()),
                 }
             }
         }

@@ -334,6 +334,34 @@ secret = "{SECRET}"
         ixfr.text
     );
     assert!(soas >= 2, "{}", ixfr.text);
+
+    // The dashboard shows the zone's serial and this transfer.
+    let d: serde_json::Value = client()
+        .get(format!("{api}/api/v1/dashboard"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let zone = d["rpz"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|z| z["zone"].as_str().unwrap().trim_end_matches('.') == "malware.rpz.kanki")
+        .unwrap_or_else(|| panic!("no zone in {d}"))
+        .clone();
+    let me = zone["secondaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["address"] == "127.0.0.1")
+        .unwrap_or_else(|| panic!("no secondary in {zone}"))
+        .clone();
+    // (After the restart the primary answers this IXFR with the full zone:
+    // the dashboard says which it was.)
+    assert!(me["kind"] == "ixfr" || me["kind"] == "ixfr-full", "{zone}");
+    assert_eq!(me["had"].as_u64(), Some(u64::from(serial - 1)), "{zone}");
+    assert_eq!(me["given"], zone["serial"], "{zone}");
+    assert_eq!(me["behind"], false, "{zone}");
     drop(unbound);
 }
 

@@ -616,10 +616,12 @@ pub trait RemovalBackend: Send + Sync {
 
     fn removal_stats(&self) -> Result<RemovalStats>;
 
-    /// What the removal loop did in each bucket of `bucket_secs` seconds
-    /// from `since` on: cases opened (by severity) and resolved, notices
-    /// sent (by channel; those that bounced apart) and acknowledged, and
-    /// each ingest run's events stored and records rejected (by format).
+    /// What the removal loop did in each bucket of `bucket_secs` seconds (a
+    /// multiple of 300) from `since` (aligned on it) on: cases opened (by
+    /// severity) and resolved, notices sent and bounced (by channel) and
+    /// acknowledged, and each ingest run's events stored and records
+    /// rejected (by format). Read from counts kept per 5 minutes, not by
+    /// counting the window's rows.
     fn activity(&self, since: DateTime<Utc>, bucket_secs: i64) -> Result<Vec<ActivityCount>>;
 
     /// Removes events observed before `before`, with their raw records and

@@ -209,8 +209,10 @@ pub struct Page {
     pub items: Vec<kanki_indicators::Indicator>,
     /// Pass as `after` to get the next page; absent on the last page.
     pub next_after: Option<i64>,
-    /// How many indicators match the filters in all.
+    /// How many indicators match the filters in all, counted up to 10,000.
     pub total: u64,
+    /// More than `total` match (counting stopped there).
+    pub total_at_least: bool,
 }
 
 /// An allowlist entry with its store id.

@@ -77,6 +77,7 @@ pub(super) async fn page(
     }
     body.push_str("</section>");
     body.push_str(&list(&c, &d));
+    body.push_str(&rpz(&c, &d));
     c.page(c.tr("Dashboard", "ダッシュボード"), &body)
 }
 
@@ -225,6 +226,59 @@ fn list(c: &Console, d: &Dashboard) -> String {
     ));
     for (source, n) in &d.list.active_by_source {
         out.push_str(&format!("<tr><td>{}</td><td>{n}</td></tr>", esc(source)));
+    }
+    out.push_str("</tbody></table></section>");
+    out
+}
+
+fn rpz(c: &Console, d: &Dashboard) -> String {
+    let mut out = format!(
+        "<section id=\"rpz\"><h2>{}</h2>",
+        c.tr("RPZ zones and their secondaries", "RPZ ゾーンとセカンダリ")
+    );
+    if d.rpz.is_empty() {
+        out.push_str(&format!(
+            "<p>{}</p></section>",
+            c.tr(
+                "No RPZ zone is served ([rpz]).",
+                "RPZ ゾーンは配信していません（[rpz]）。"
+            )
+        ));
+        return out;
+    }
+    out.push_str(&format!(
+        "<table><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
+        c.tr("Zone", "ゾーン"),
+        c.tr("Serial", "シリアル"),
+        c.tr("Secondary", "セカンダリ"),
+        c.tr("Last asked (UTC)", "最終要求 (UTC)"),
+        c.tr("Transfer", "転送"),
+        c.tr("Serial given", "渡したシリアル"),
+    ));
+    for z in &d.rpz {
+        let serial = z.serial.map_or_else(|| "—".to_string(), |s| s.to_string());
+        if z.secondaries.is_empty() {
+            out.push_str(&format!(
+                "<tr class=\"rpz-zone\"><td>{}</td><td>{serial}</td><td colspan=\"4\">{}</td></tr>",
+                esc(&z.zone),
+                c.tr("no transfer yet", "転送はまだありません"),
+            ));
+        }
+        for s in &z.secondaries {
+            out.push_str(&format!(
+                "<tr class=\"rpz-secondary\"><td>{}</td><td>{serial}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}{}</td></tr>",
+                esc(&z.zone),
+                s.address,
+                s.at.format("%Y-%m-%d %H:%M:%S"),
+                s.kind,
+                s.given,
+                if s.behind {
+                    format!(" <span class=\"error\">({})</span>", c.tr("behind", "遅れ"))
+                } else {
+                    String::new()
+                },
+            ));
+        }
     }
     out.push_str("</tbody></table></section>");
     out

@@ -111,7 +111,11 @@ pub(super) async fn search(
         ),
         apply = c.tr("Search", "検索"),
         total_l = c.tr("Matching", "該当"),
-        total = page.total,
+        total = format!(
+            "{}{}",
+            page.total,
+            if page.total_at_least { "+" } else { "" }
+        ),
     );
     body.push_str(&format!(
         "<table id=\"indicators\"><thead><tr><th scope=\"col\">#</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">TLP</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",

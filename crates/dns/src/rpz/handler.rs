@@ -161,6 +161,12 @@ impl RpzServer {
         let flags = u16::from_be_bytes([raw[2], raw[3]]);
         let id = req.metadata.id;
         let qtype = u16::from(q.query_type);
+        let asked = |kind, had| super::server::SecondaryAsked {
+            at: chrono::Utc::now(),
+            kind,
+            had,
+            serial: state.serial,
+        };
         let transfer = |kind| {
             Reply::Transfer(Transfer::new(
                 state.clone(),
@@ -188,6 +194,7 @@ impl RpzServer {
             RecordType::AXFR => {
                 stats.axfr.inc();
                 tracing::info!(%peer, zone = %zone.name, serial = state.serial, "AXFR");
+                zone.asked(peer, asked("axfr", None));
                 transfer(Kind::Full)
             }
             RecordType::IXFR => {
@@ -205,14 +212,17 @@ impl RpzServer {
                 };
                 stats.ixfr.inc();
                 if client == state.serial || serial_gt(client, state.serial) || !tcp {
+                    zone.asked(peer, asked("up-to-date", Some(client)));
                     return transfer(Kind::Soa);
                 }
                 if state.chain_from(client).is_some() {
                     tracing::info!(%peer, zone = %zone.name, from = client, to = state.serial, "IXFR");
+                    zone.asked(peer, asked("ixfr", Some(client)));
                     transfer(Kind::Incremental { from: client })
                 } else {
                     stats.ixfr_full.inc();
                     tracing::info!(%peer, zone = %zone.name, from = client, to = state.serial, "IXFR from a serial the journal no longer has: full zone");
+                    zone.asked(peer, asked("ixfr-full", Some(client)));
                     transfer(Kind::Full)
                 }
             }

@@ -148,12 +148,51 @@ pub struct ZoneHandle {
     floor: Mutex<Option<u32>>,
     journal: Mutex<Option<Journal>>,
     changed: watch::Sender<u32>,
+    /// Each secondary's last request for the zone, by address.
+    secondaries: Mutex<std::collections::BTreeMap<IpAddr, SecondaryAsked>>,
 }
+
+/// A secondary's last request for a zone: what the dashboard shows of the
+/// zone's distribution.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecondaryAsked {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// `axfr`, `ixfr` (changes since its serial), `ixfr-full` (a full zone
+    /// because the journal no longer had its serial) or `up-to-date` (an
+    /// IXFR that found nothing new).
+    pub kind: &'static str,
+    /// The secondary's serial, when it said (IXFR).
+    pub had: Option<u32>,
+    /// The serial it was given.
+    pub serial: u32,
+}
+
+/// The most secondaries remembered per zone (transfers are limited to the
+/// ACL's addresses; this bounds a wide ACL too).
+const SECONDARIES_KEPT: usize = 1024;
 
 impl ZoneHandle {
     /// The zone at its current serial; `None` until its first build.
     pub fn state(&self) -> Option<Arc<ZoneState>> {
         self.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records a secondary's request (see [`SecondaryAsked`]).
+    pub(crate) fn asked(&self, peer: IpAddr, asked: SecondaryAsked) {
+        let mut m = self.secondaries.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= SECONDARIES_KEPT && !m.contains_key(&peer) {
+            // The one asking longest ago makes room.
+            if let Some(oldest) = m.iter().min_by_key(|(_, a)| a.at).map(|(ip, _)| *ip) {
+                m.remove(&oldest);
+            }
+        }
+        m.insert(peer, asked);
+    }
+
+    /// Each secondary's last request, by address.
+    pub fn secondaries(&self) -> Vec<(IpAddr, SecondaryAsked)> {
+        let m = self.secondaries.lock().unwrap_or_else(|p| p.into_inner());
+        m.iter().map(|(ip, a)| (*ip, a.clone())).collect()
     }
 
     /// Follows serial changes (for NOTIFY).
@@ -365,6 +404,7 @@ impl RpzServer {
                 floor: Mutex::new(floor),
                 journal: Mutex::new(journal),
                 changed,
+                secondaries: Mutex::new(std::collections::BTreeMap::new()),
             }));
         }
         Ok(RpzServer {

@@ -1142,8 +1142,13 @@ impl Backend for SqliteBackend {
         let limit = q.limit.unwrap_or(100).clamp(1, 1000) as i64;
         let (filter, args) = list_filter(q);
         self.read(|c| {
+            // Counted up to a bound: a count of a million matches is a
+            // scan of them all, and a page needs none of it.
             let total: i64 = c.query_row(
-                &format!("SELECT count(*) FROM indicators i {filter}"),
+                &format!(
+                    "SELECT count(*) FROM (SELECT 1 FROM indicators i {filter} LIMIT {})",
+                    TOTAL_COUNTED_MOST + 1
+                ),
                 params_from_iter(args.iter()),
                 |r| r.get(0),
             )?;
@@ -1174,10 +1179,12 @@ impl Backend for SqliteBackend {
             for ind in &mut items {
                 fill_details(c, ind)?;
             }
+            let total = total as u64;
             Ok(Page {
                 items,
                 next_after,
-                total: total as u64,
+                total: total.min(TOTAL_COUNTED_MOST),
+                total_at_least: total > TOTAL_COUNTED_MOST,
             })
         })
     }
@@ -1629,3 +1636,6 @@ fn import_from_row(r: &Row) -> rusqlite::Result<ImportRecord> {
         skipped: r.get::<_, i64>(11)? as u64,
     })
 }
+
+/// The most matches a list query counts (see `Page::total_at_least`).
+pub const TOTAL_COUNTED_MOST: u64 = 10_000;

@@ -97,6 +97,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "counter_counts",
         include_str!("../../migrations/sqlite/0018_counter_counts.sql"),
     ),
+    (
+        19,
+        "dashboard_counts",
+        include_str!("../../migrations/sqlite/0019_dashboard_counts.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction
