@@ -125,6 +125,44 @@ where
 }
 
 /// The raw records of a batch, by index.
+/// The raw records whose index `wanted` says, by index (each read, only
+/// those copied: a segment holds up to 65,536 records, a page shows a few).
+pub(crate) fn decode_raw_of(
+    data: &[u8],
+    wanted: impl Fn(usize) -> bool,
+) -> Option<std::collections::HashMap<usize, Vec<u8>>> {
+    let plain = inflate(data)?;
+    let mut r = Reader(&plain);
+    if r.byte()? != VERSION {
+        return None;
+    }
+    let heads: Vec<&[u8]> = (0..r.uint()?).map(|_| r.bytes()).collect::<Option<_>>()?;
+    let n = r.uint()? as usize;
+    let mut out = std::collections::HashMap::new();
+    for i in 0..n {
+        let head = r.uint()?;
+        let rest = r.bytes()?;
+        if !wanted(i) {
+            continue;
+        }
+        out.insert(
+            i,
+            match head {
+                0 => rest.to_vec(),
+                h => {
+                    let h = heads.get(h as usize - 1)?;
+                    let mut v = Vec::with_capacity(h.len() + 1 + rest.len());
+                    v.extend_from_slice(h);
+                    v.push(b'\n');
+                    v.extend_from_slice(rest);
+                    v
+                }
+            },
+        );
+    }
+    Some(out)
+}
+
 pub(crate) fn decode_raw(data: &[u8]) -> Option<Vec<Vec<u8>>> {
     let plain = inflate(data)?;
     let mut r = Reader(&plain);
@@ -596,8 +634,14 @@ mod tests {
             })
             .collect();
         let all = events.iter().chain([&cowrie]).chain(&shared);
-        let raw = decode_raw(&encode_raw(all.map(raw_parts))).unwrap();
+        let encoded = encode_raw(all.map(raw_parts));
+        let raw = decode_raw(&encoded).unwrap();
         assert_eq!(raw.len(), 9);
+        // Some of them only, each the same.
+        let some = decode_raw_of(&encoded, |i| i == 3 || i == 8).unwrap();
+        assert_eq!(some.len(), 2);
+        assert_eq!(some[&3], raw[3]);
+        assert_eq!(some[&8], raw[8]);
         assert_eq!(raw[3], events[3].raw);
         assert_eq!(raw[5], cowrie.raw);
         assert_eq!(

@@ -10,7 +10,7 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, Statement, p
 use super::event_keys::StoredKeys;
 use super::{SqliteBackend, from_ts, ts};
 use crate::event_segment::{
-    Fields, SEGMENT_EVENTS, SegmentCase, SegmentEvent, decode_fields, decode_raw, encode_fields,
+    Fields, SEGMENT_EVENTS, SegmentCase, SegmentEvent, decode_fields, decode_raw_of, encode_fields,
     split_event_id,
 };
 use crate::removal::*;
@@ -339,22 +339,32 @@ fn next_segment(c: &Connection) -> Result<i64> {
 }
 
 /// A segment's events, with their raw records when `raw` is read.
-fn read_segment(c: &Connection, segment: i64, with_raw: bool) -> Result<Option<Fields>> {
-    let row: Option<(Vec<u8>, Option<Vec<u8>>)> = c
-        .prepare_cached(
-            "SELECT fields, CASE WHEN ?2 THEN raw END FROM event_segments WHERE id = ?1",
-        )?
-        .query_row(params![segment, with_raw], |r| Ok((r.get(0)?, r.get(1)?)))
+/// A stored segment's events, with the raw records of those `raw_of`
+/// keeps (by index and event).
+fn read_segment(
+    c: &Connection,
+    segment: i64,
+    raw_of: impl Fn(usize, &StoredEvent) -> bool,
+) -> Result<Option<Fields>> {
+    let row: Option<(Vec<u8>, Vec<u8>)> = c
+        .prepare_cached("SELECT fields, raw FROM event_segments WHERE id = ?1")?
+        .query_row(params![segment], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let Some((fields, raw)) = row else {
         return Ok(None);
     };
     let damaged = || StoreError::Backend(format!("event segment {segment} cannot be read"));
     let mut f = decode_fields(segment, &fields).ok_or_else(damaged)?;
-    if let Some(raw) = raw {
-        let records = decode_raw(&raw).ok_or_else(damaged)?;
+    let wanted: std::collections::HashSet<usize> = f
+        .events
+        .iter()
+        .filter(|(i, _, e)| raw_of(*i, e))
+        .map(|(i, _, _)| *i)
+        .collect();
+    if !wanted.is_empty() {
+        let records = decode_raw_of(&raw, |i| wanted.contains(&i)).ok_or_else(damaged)?;
         for (i, _, e) in &mut f.events {
-            if let Some(r) = records.get(*i) {
+            if let Some(r) = records.get(i) {
                 e.raw = String::from_utf8_lossy(r).into_owned();
             }
         }
@@ -582,7 +592,7 @@ impl RemovalBackend for SqliteBackend {
     fn get_event(&self, id: i64) -> Result<Option<StoredEvent>> {
         let (segment, index) = split_event_id(id);
         self.read(|c| {
-            Ok(read_segment(c, segment, true)?.and_then(|f| {
+            Ok(read_segment(c, segment, |i, _| i == index)?.and_then(|f| {
                 f.events
                     .into_iter()
                     .find(|(i, _, _)| *i == index)
@@ -603,7 +613,7 @@ impl RemovalBackend for SqliteBackend {
             while let Some(segment) = next
                 && out.len() < limit as usize
             {
-                let Some(f) = read_segment(c, segment, true)? else {
+                let Some(f) = read_segment(c, segment, |_, e| e.case_id == Some(case_id))? else {
                     break; // purged
                 };
                 let of_case = f.events.into_iter().rev().map(|(_, _, e)| e);
