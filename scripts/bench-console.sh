@@ -44,7 +44,9 @@ k operators list | grep -q '^bench-console' ||
   k operators add bench-console --kind machine \
     --roles viewer,analyst,attribution-officer,list-curator,notices-officer,auditor,administrator >/dev/null
 token=$(k tokens create --operator bench-console --name "bench-$(date +%s)" --expires-in 1d 2>/dev/null)
-k serve 2>"$work/serve.log" &
+# kanki itself in the background, not a subshell running it: the trap's
+# SIGINT must reach serve.
+"$KANKI" --config "$work/kanki.toml" serve 2>"$work/serve.log" &
 serve=$!
 trap 'kill -INT $serve 2>/dev/null; wait $serve 2>/dev/null || true' EXIT
 api="http://127.0.0.1:$port"

@@ -102,6 +102,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "dashboard_counts",
         include_str!("../../migrations/sqlite/0019_dashboard_counts.sql"),
     ),
+    (
+        20,
+        "cases_by_subscriber",
+        include_str!("../../migrations/sqlite/0020_cases_by_subscriber.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction
