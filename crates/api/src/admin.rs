@@ -91,14 +91,14 @@ pub(crate) fn tokens_now(k: &Kanki) -> Result<Vec<ListedToken>, ApiError> {
 pub(crate) async fn list_operators(
     State(st): State<ApiState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let items = blocking(&st, |k| operators_now(k)).await?;
+    let items = blocking(&st, operators_now).await?;
     Ok(Json(json!({ "items": items })))
 }
 
 pub(crate) async fn list_tokens(
     State(st): State<ApiState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let items = blocking(&st, |k| tokens_now(k)).await?;
+    let items = blocking(&st, tokens_now).await?;
     Ok(Json(json!({ "items": items })))
 }
 

@@ -43,6 +43,21 @@ fn redact(key: &str, v: &mut toml::Value) {
     }
 }
 
+/// `text` (an error message, a log line) with every appearance of the URL
+/// `url` redacted as the configuration shows it: an HTTP client's error
+/// names the URL it fetched, query and all.
+pub fn redact_url_in(text: &str, url: &str) -> String {
+    let Some(clean) = url_without_secrets(url) else {
+        return text.to_string();
+    };
+    let mut out = text.replace(url, &clean);
+    // As a client writes it back (normalized: a path added, escapes).
+    if let Ok(parsed) = url::Url::parse(url) {
+        out = out.replace(parsed.as_str(), &clean);
+    }
+    out
+}
+
 /// A URL with its password and query values redacted; `None` when `s` is
 /// not a URL with a host or holds nothing to redact.
 fn url_without_secrets(s: &str) -> Option<String> {
@@ -114,6 +129,26 @@ every = "1h"
         );
         let nas = &c.redacted()["radius"]["nas"][0];
         assert_eq!(nas["secret"].as_str(), Some(REDACTED));
+        // An error naming the feed's URL, as a client writes it.
+        let url = "https://user:feed-password@feeds.example/csv?auth-key=feed-api-key";
+        let said = redact_url_in(
+            "error sending request for url (https://user:feed-password@feeds.example/csv?auth-key=feed-api-key)",
+            url,
+        );
+        assert!(
+            !said.contains("feed-api-key") && !said.contains("feed-password"),
+            "{said}"
+        );
+        assert!(
+            said.contains("feeds.example/csv?auth-key=(redacted)")
+                || said.contains("feeds.example/csv?auth-key=%28redacted%29"),
+            "{said}"
+        );
+        let said = redact_url_in(
+            "failed: https://feeds.example?k=v",
+            "https://feeds.example?k=v",
+        );
+        assert!(!said.contains("k=v"), "{said}");
         // A key that is not a secret, with no URL in it, is as it was.
         assert_eq!(
             c.redacted()["data_dir"].as_str(),

@@ -647,14 +647,20 @@ async fn feed_loop(st: ApiState, feed: FeedConfig) {
     let wake = st.inputs.wake_of(&feed.name);
     loop {
         st.inputs.started(&feed.name, chrono::Utc::now());
-        let outcome = import_feed(&st, &feed, &client, &mut fetch).await;
+        // An error names the URL fetched: its secrets (a feed's API key in
+        // its query) go neither to the log nor to the feeds page.
+        let outcome = import_feed(&st, &feed, &client, &mut fetch)
+            .await
+            .map_err(|e| match &feed.url {
+                Some(url) => kanki_config::redact_url_in(&format!("{e:#}"), url),
+                None => format!("{e:#}"),
+            });
         if let Err(e) = &outcome {
-            tracing::error!(feed = %feed.name, error = %format!("{e:#}"), "feed import failed; will retry on schedule");
+            tracing::error!(feed = %feed.name, error = %e, "feed import failed; will retry on schedule");
         }
         let now = chrono::Utc::now();
         let next = now + chrono::Duration::from_std(feed.every.0).unwrap_or(chrono::Duration::MAX);
-        st.inputs
-            .finished(&feed.name, outcome.map_err(|e| format!("{e:#}")), next, now);
+        st.inputs.finished(&feed.name, outcome, next, now);
         // The schedule, or an operator's "run now" (console, API).
         match &wake {
             Some(w) => {

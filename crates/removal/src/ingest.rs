@@ -825,6 +825,17 @@ fn severity(kanki: &Kanki, class: &str) -> Severity {
         .unwrap_or(Severity::Medium)
 }
 
+/// Whether a file in the watched directory is a complete report waiting
+/// to be ingested: a writer puts a file in under a hidden or partial name
+/// (`.x`, `*.part`, `*.tmp`) and renames it when done. A symbolic link is
+/// not followed (it could point at any file kanki can read, and its text
+/// would end up in `failed/`): only a regular file is taken.
+pub fn waiting_report(path: &std::path::Path) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    regular && !name.starts_with('.') && !name.ends_with(".part") && !name.ends_with(".tmp")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -861,15 +872,4 @@ mod tests {
         f.close();
         assert!(!blocked.join().unwrap());
     }
-}
-
-/// Whether a file in the watched directory is a complete report waiting
-/// to be ingested: a writer puts a file in under a hidden or partial name
-/// (`.x`, `*.part`, `*.tmp`) and renames it when done. A symbolic link is
-/// not followed (it could point at any file kanki can read, and its text
-/// would end up in `failed/`): only a regular file is taken.
-pub fn waiting_report(path: &std::path::Path) -> bool {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let regular = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
-    regular && !name.starts_with('.') && !name.ends_with(".part") && !name.ends_with(".tmp")
 }

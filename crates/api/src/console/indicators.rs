@@ -83,7 +83,7 @@ pub(super) async fn search(
         "<form id=\"filter\" class=\"filters\" method=\"get\" action=\"/indicators\" role=\"search\">\
 <label>{ql} <input name=\"q\" data-search value=\"{qv}\" maxlength=\"200\" placeholder=\"/\"></label>\
 <label>{sl} <input name=\"source\" value=\"{sv}\" maxlength=\"200\"></label>{cat}{status}{kind}\
-<button id=\"apply-filter\">{apply}</button></form><p id=\"total\">{total_l}: {total}</p>",
+<button id=\"apply-filter\">{apply}</button></form><p id=\"total\">{total_l}: {total}{more}</p>",
         ql = c.tr("Name or URL contains", "名前・URL に含む"),
         qv = esc(q.q.as_deref().unwrap_or("")),
         sl = c.tr("Source", "情報源"),
@@ -111,11 +111,8 @@ pub(super) async fn search(
         ),
         apply = c.tr("Search", "検索"),
         total_l = c.tr("Matching", "該当"),
-        total = format!(
-            "{}{}",
-            page.total,
-            if page.total_at_least { "+" } else { "" }
-        ),
+        total = page.total,
+        more = if page.total_at_least { "+" } else { "" },
     );
     body.push_str(&format!(
         "<table id=\"indicators\"><thead><tr><th scope=\"col\">#</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">TLP</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
