@@ -67,6 +67,8 @@ pub struct ApiState {
     /// The list's size and the removal outcomes, kept between dashboards
     /// and scrapes.
     pub kept: Arc<dashboard::KeptFigures>,
+    /// The console's audit chain check, run in the background.
+    pub audit_checks: Arc<console::audit::Checks>,
     /// Failed sign-ins per account and per source.
     pub limiter: Arc<kanki_operators::SignInLimiter>,
     /// The LDAP directory operators may sign in against

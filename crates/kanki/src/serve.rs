@@ -182,6 +182,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         garden: garden.clone(),
         inputs: Arc::new(kanki_api::inputs::Inputs::new(&kanki.config.feeds)),
         kept: Arc::default(),
+        audit_checks: Arc::default(),
         rpz: rpz.as_ref().map(|(server, _)| server.clone()),
     };
     let mut gardened: Option<kanki_removal::site::GardenedClient> = None;

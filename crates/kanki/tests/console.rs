@@ -630,6 +630,14 @@ fn an_auditor_searches_the_log_verifies_the_chain_and_exports_what_it_found() {
         page.contains("id=\"intact\"") && page.contains(&format!("id=\"head\">{head}<")),
         "{page}"
     );
+    // The check runs in the background (its progress page follows
+    // `?check=N`): the same check's result again, and a check that is not
+    // the last one said so.
+    let (status, again) = aud.get("/audit/verify?check=1");
+    assert_eq!(status, 200, "{again}");
+    assert!(again.contains(&format!("id=\"head\">{head}<")), "{again}");
+    let (status, page) = aud.get("/audit/verify?check=7");
+    assert_eq!(status, 404, "{page}");
 }
 
 #[test]

@@ -1633,12 +1633,29 @@ impl Kanki {
         &self,
         checkpoints: &[kanki_audit::checkpoint::Checkpoint],
     ) -> Result<Result<kanki_audit::Verified, kanki_audit::Broken>, ServiceError> {
+        self.verify_audit_with(checkpoints, &mut |_| {})
+    }
+
+    /// [`verify_audit`](Self::verify_audit), telling `progress` the number
+    /// of the record reached every [`AUDIT_PROGRESS_EVERY`] records.
+    pub fn verify_audit_with(
+        &self,
+        checkpoints: &[kanki_audit::checkpoint::Checkpoint],
+        progress: &mut dyn FnMut(i64),
+    ) -> Result<Result<kanki_audit::Verified, kanki_audit::Broken>, ServiceError> {
         let d = self.store.directory();
         let mut v = kanki_audit::Verifier::new(&d.audit_anchor()?);
         for c in checkpoints {
             v.expect(c.seq, &c.hash);
         }
-        d.audit_records(&kanki_store::AuditFilter::default(), &mut |r| v.push(&r))?;
+        let mut n = 0u64;
+        d.audit_records(&kanki_store::AuditFilter::default(), &mut |r| {
+            n += 1;
+            if n.is_multiple_of(AUDIT_PROGRESS_EVERY) {
+                progress(r.seq);
+            }
+            v.push(&r)
+        })?;
         Ok(v.finish())
     }
 
@@ -2122,3 +2139,6 @@ mod tests {
         );
     }
 }
+
+/// How often [`Kanki::verify_audit_with`] reports its progress, in records.
+pub const AUDIT_PROGRESS_EVERY: u64 = 10_000;

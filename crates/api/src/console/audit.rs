@@ -3,10 +3,16 @@
 //! verification (streamed, in bounded memory); and the same records as
 //! JSON from `GET /api/v1/audit` for export.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use kanki_audit::Ground;
+use kanki_audit::{Broken, Verified};
 use kanki_html::esc;
+use kanki_service::Kanki;
 
 use super::Console;
 use super::indicators::select;
@@ -148,16 +154,125 @@ pub(super) async fn search(
     c.page(c.tr("Audit log", "監査ログ"), &body)
 }
 
-/// `GET /audit/verify`: the whole chain checked record by record (as
-/// `GET /api/v1/audit/verify`), in bounded memory.
-pub(super) async fn verify(State(st): State<ApiState>, c: Console) -> Response {
-    let k = st.kanki.clone();
-    let checked = match c.blocking(move || k.verify_audit(&[])).await {
-        Ok(v) => v,
-        Err(failed) => return failed,
+/// The console's chain check: one at a time, run in the background with
+/// its progress, so a log of millions of records shows how far it is
+/// rather than holding a request open.
+#[derive(Default)]
+pub struct Checks(Mutex<Check>);
+
+/// The last check started.
+#[derive(Clone, Default)]
+struct Check {
+    /// Its number (0: none yet).
+    id: u64,
+    /// The record reached, and the head when it started.
+    reached: i64,
+    head: i64,
+    started: Option<Instant>,
+    /// `None` while it runs.
+    result: Option<Result<Result<Verified, Broken>, String>>,
+}
+
+impl Checks {
+    fn now(&self) -> Check {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Starts a check unless one runs; the number of the one that runs.
+    fn start(self: &Arc<Self>, k: Arc<Kanki>) -> u64 {
+        let mut c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if c.id > 0 && c.result.is_none() {
+            return c.id;
+        }
+        let head = k.audit_head().map_or(0, |(seq, _)| seq);
+        *c = Check {
+            id: c.id + 1,
+            reached: 0,
+            head,
+            started: Some(Instant::now()),
+            result: None,
+        };
+        let id = c.id;
+        let checks = self.clone();
+        std::thread::spawn(move || {
+            let mut progress = |seq: i64| {
+                checks.0.lock().unwrap_or_else(|p| p.into_inner()).reached = seq;
+            };
+            let result = k
+                .verify_audit_with(&[], &mut progress)
+                .map_err(|e| e.to_string());
+            let mut c = checks.0.lock().unwrap_or_else(|p| p.into_inner());
+            if c.id == id {
+                c.result = Some(result);
+            }
+        });
+        id
+    }
+}
+
+/// How long a request that starts a check waits for its result before it
+/// shows the progress instead.
+const WAIT_FOR_RESULT: Duration = Duration::from_secs(2);
+
+/// `GET /audit/verify`: starts a check of the whole chain, record by record
+/// (as `GET /api/v1/audit/verify`), in bounded memory, and shows its
+/// result, or its progress until it ends. `?check=N` shows check N.
+pub(super) async fn verify(
+    State(st): State<ApiState>,
+    c: Console,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let asked: Option<u64> = raw
+        .as_deref()
+        .and_then(|q| q.strip_prefix("check="))
+        .and_then(|n| n.parse().ok());
+    let checks = st.audit_checks.clone();
+    let id = match asked {
+        Some(id) => id,
+        None => checks.start(st.kanki.clone()),
     };
-    let body = match checked {
-        Ok(v) => match c.lang {
+    let waited = Instant::now();
+    let mut check = checks.now();
+    while check.id == id
+        && check.result.is_none()
+        && waited.elapsed() < WAIT_FOR_RESULT
+        && asked.is_none()
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        check = checks.now();
+    }
+    let title = c.tr("Audit chain", "監査チェーン");
+    if check.id != id {
+        return c.message(
+            StatusCode::NOT_FOUND,
+            title,
+            &[c.tr(
+                "That check is not the last one; verify again.",
+                "その検証は最新ではありません。もう一度検証してください。",
+            )
+            .to_string()],
+            "/audit/verify",
+        );
+    }
+    let body = match &check.result {
+        None => {
+            let secs = check.started.map_or(0, |s| s.elapsed().as_secs());
+            let body = match c.lang {
+                kanki_html::Lang::En => format!(
+                    "<p id=\"checking\" role=\"status\"><progress id=\"check-progress\" max=\"{head}\" value=\"{reached}\"></progress> Verifying: record {reached} of {head}, {secs} s so far. This page follows it.</p>",
+                    head = check.head,
+                    reached = check.reached,
+                ),
+                kanki_html::Lang::Ja => format!(
+                    "<p id=\"checking\" role=\"status\"><progress id=\"check-progress\" max=\"{head}\" value=\"{reached}\"></progress> 検証中: {head} 件中 {reached} 件目（{secs} 秒経過）。このページは自動で更新されます。</p>",
+                    head = check.head,
+                    reached = check.reached,
+                ),
+            };
+            return c.page_reloading_to(title, &body, 1, &format!("/audit/verify?check={id}"));
+        }
+        Some(Err(e)) => return c.failed(e),
+        Some(Ok(Ok(v))) => match c.lang {
             kanki_html::Lang::En => format!(
                 "<p id=\"intact\" role=\"status\">The chain is intact: {} records verified. Its head (the last record's hash): <code id=\"head\">{}</code></p>",
                 v.records,
@@ -169,7 +284,7 @@ pub(super) async fn verify(State(st): State<ApiState>, c: Console) -> Response {
                 esc(&v.head)
             ),
         },
-        Err(b) => match c.lang {
+        Some(Ok(Err(b))) => match c.lang {
             kanki_html::Lang::En => format!(
                 "<p id=\"broken\" role=\"alert\">The chain is broken at record {}: {}</p>",
                 b.seq,
@@ -183,8 +298,9 @@ pub(super) async fn verify(State(st): State<ApiState>, c: Console) -> Response {
         },
     };
     let body = format!(
-        "{body}<p><a href=\"/audit\">{}</a></p>",
+        "{body}<p><a href=\"/audit/verify\" id=\"verify-again\">{}</a> · <a href=\"/audit\">{}</a></p>",
+        c.tr("Verify again", "もう一度検証する"),
         c.tr("Back to the audit log", "監査ログに戻る")
     );
-    c.page(c.tr("Audit chain", "監査チェーン"), &body)
+    c.page(title, &body)
 }

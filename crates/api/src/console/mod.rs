@@ -20,7 +20,7 @@
 //! it is a top-level page, and its texts through [`tr`].
 
 mod admin;
-mod audit;
+pub mod audit;
 mod cases;
 mod crawl_tree;
 mod dashboard;
@@ -338,7 +338,13 @@ impl Console {
     /// A page that reloads itself every `seconds` (while something it
     /// shows is under way).
     pub fn page_reloading(&self, title: &str, body: &str, seconds: u32) -> Response {
-        self.render(StatusCode::OK, title, body, Some(seconds))
+        self.render(StatusCode::OK, title, body, Some((seconds, "")))
+    }
+
+    /// A page that goes to `to` (on this site) after `seconds`: a check
+    /// under way followed until it ends.
+    pub fn page_reloading_to(&self, title: &str, body: &str, seconds: u32, to: &str) -> Response {
+        self.render(StatusCode::OK, title, body, Some((seconds, local_path(to))))
     }
 
     /// An inline script under this response's nonce.
@@ -346,7 +352,15 @@ impl Console {
         kanki_html::script(&self.nonce, js)
     }
 
-    fn render(&self, status: StatusCode, title: &str, body: &str, reload: Option<u32>) -> Response {
+    /// `reload`: after how many seconds the page loads again, and where
+    /// (empty: itself).
+    fn render(
+        &self,
+        status: StatusCode,
+        title: &str,
+        body: &str,
+        reload: Option<(u32, &str)>,
+    ) -> Response {
         let l = self.lang;
         let mut nav = String::new();
         for item in NAV {
@@ -370,8 +384,15 @@ impl Console {
         let csrf = self.csrf_field();
         let mut head =
             format!("<link rel=\"stylesheet\" href=\"{STYLESHEET}?v={CSS_VERSION:016x}\">");
-        if let Some(s) = reload {
-            head.push_str(&format!("<meta http-equiv=\"refresh\" content=\"{s}\">"));
+        match reload {
+            Some((s, "")) => {
+                head.push_str(&format!("<meta http-equiv=\"refresh\" content=\"{s}\">"));
+            }
+            Some((s, to)) => head.push_str(&format!(
+                "<meta http-equiv=\"refresh\" content=\"{s}; url={}\">",
+                esc(to)
+            )),
+            None => {}
         }
         let body = format!(
             "<a class=\"skip\" href=\"#main\">{skip}</a>\
