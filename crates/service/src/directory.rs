@@ -1942,6 +1942,9 @@ impl Found {
     }
 }
 
+/// How often [`Kanki::verify_audit_with`] reports its progress, in records.
+pub const AUDIT_PROGRESS_EVERY: u64 = 10_000;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2139,6 +2142,3 @@ mod tests {
         );
     }
 }
-
-/// How often [`Kanki::verify_audit_with`] reports its progress, in records.
-pub const AUDIT_PROGRESS_EVERY: u64 = 10_000;
