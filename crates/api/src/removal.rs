@@ -150,7 +150,7 @@ pub(crate) async fn get_case(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ActionBody {
-    /// review, hold, release or close.
+    /// review, hold, release, close or escalate.
     action: String,
     #[serde(default)]
     reason: String,
@@ -167,9 +167,10 @@ pub(crate) async fn case_action(
         "hold" => Action::Hold(b.reason),
         "release" => Action::Release,
         "close" => Action::Close(b.reason),
+        "escalate" => Action::Escalate(b.reason),
         other => {
             return Err(bad_request(format!(
-                "unknown action {other:?}: one of review, hold, release, close"
+                "unknown action {other:?}: one of review, hold, release, close, escalate"
             )));
         }
     };

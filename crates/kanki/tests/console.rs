@@ -1395,3 +1395,55 @@ fn a_case_s_subscriber_is_released_from_the_walled_garden_from_the_queue() {
     assert_eq!(status, 422, "{page}");
     assert!(page.contains("not in the walled garden"), "{page}");
 }
+
+/// A notices officer escalates a case from the queue at once (the removal
+/// loop's rule picks the walled garden for a consenting subscriber), with
+/// a reason in its history; a second escalation is refused.
+#[test]
+fn a_case_is_escalated_from_the_queue_into_the_walled_garden() {
+    let desk = Desk::start(&[("nora", "notices-officer")], false);
+    let case = desk.case()["id"].as_i64().unwrap().to_string();
+    let nora = sign_in(desk.api(), "nora");
+    assert_eq!(nora.post("/language", &[("lang", "en")], true).0, 303);
+    let (status, page) = nora.post(
+        "/cases/actions",
+        &[("case", &case), ("action", "escalate"), ("reason", "")],
+        true,
+    );
+    assert_eq!(status, 422, "an escalation gives its reason: {page}");
+    assert_eq!(desk.case()["state"], "new");
+    let (status, page) = nora.post(
+        "/cases/actions",
+        &[
+            ("case", &case),
+            ("action", "escalate"),
+            ("reason", "the C&C traffic doubled overnight"),
+        ],
+        true,
+    );
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(desk.case()["state"], "escalated");
+    let garden: Value = client()
+        .get(format!("{}/api/v1/garden", desk.api()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(garden[0]["subscriber"], "S1", "{garden}");
+    let (_, page) = nora.get(&format!("/cases/{case}"));
+    assert!(
+        page.contains("nora</") || page.contains("· nora ·"),
+        "the history names the officer: {page}"
+    );
+    assert!(
+        page.contains("the C&amp;C traffic doubled overnight"),
+        "{page}"
+    );
+    let (status, page) = nora.post(
+        "/cases/actions",
+        &[("case", &case), ("action", "escalate"), ("reason", "again")],
+        true,
+    );
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("escalated already"), "{page}");
+}

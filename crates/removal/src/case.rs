@@ -116,6 +116,25 @@ pub fn close(c: &mut Case, reason: &str, now: DateTime<Utc>) -> Result<(), Store
     Ok(())
 }
 
+/// Whether an operator may escalate `c` now: an open case that is not
+/// held and not escalated already.
+pub fn may_escalate(c: &Case) -> Result<(), StoreError> {
+    match c.state {
+        CaseState::Escalated => Err(StoreError::Invalid(format!(
+            "case {} is escalated already",
+            c.id
+        ))),
+        CaseState::Quiet | CaseState::Resolved | CaseState::Closed => Err(StoreError::Invalid(
+            format!("case {} is {}: nothing to escalate", c.id, c.state.as_str()),
+        )),
+        _ if c.held => Err(StoreError::Invalid(format!(
+            "case {} is held: release it first",
+            c.id
+        ))),
+        _ => Ok(()),
+    }
+}
+
 trait MaxWith {
     fn max_with(self, o: Self) -> Self;
 }
@@ -177,6 +196,27 @@ mod tests {
         close(&mut c, "false positive", t0 + day * 19).unwrap();
         assert!(on_acknowledged(&mut c, t0 + day * 20).is_err());
     }
+
+    #[test]
+    fn an_operator_escalates_an_open_case_not_held_once() {
+        let t0 = Utc::now();
+        let mut c = Case::opened(&delta(t0), t0);
+        may_escalate(&c).unwrap();
+        on_notice(&mut c, t0);
+        may_escalate(&c).unwrap();
+        hold(&mut c, "customer called").unwrap();
+        assert!(may_escalate(&c).unwrap_err().to_string().contains("held"));
+        release(&mut c).unwrap();
+        on_escalated(&mut c, t0);
+        assert!(
+            may_escalate(&c)
+                .unwrap_err()
+                .to_string()
+                .contains("already")
+        );
+        close(&mut c, "done", t0).unwrap();
+        assert!(may_escalate(&c).is_err());
+    }
 }
 
 /// What an operator does to a case.
@@ -188,6 +228,10 @@ pub enum Action {
     Hold(String),
     Release,
     Close(String),
+    /// Escalate now, as the removal loop does when notices go
+    /// unacknowledged: the walled garden for a consenting subscriber, else
+    /// a letter, else the call list.
+    Escalate(String),
 }
 
 impl Action {
@@ -197,15 +241,45 @@ impl Action {
             Action::Hold(_) => "hold",
             Action::Release => "release",
             Action::Close(_) => "close",
+            Action::Escalate(_) => "escalate",
         }
     }
 
     fn reason(&self) -> Option<&str> {
         match self {
-            Action::Review(r) | Action::Hold(r) | Action::Close(r) => Some(r),
+            Action::Review(r) | Action::Hold(r) | Action::Close(r) | Action::Escalate(r) => Some(r),
             Action::Release => None,
         }
     }
+}
+
+/// An operator's escalation of case `id`, under the removal loop's rule
+/// for the kind ([`crate::escalation::escalate_by`]).
+fn escalate_now(
+    kanki: &kanki_service::Kanki,
+    id: i64,
+    reason: &str,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<Case, kanki_service::ServiceError> {
+    let r = kanki.store.removal();
+    let c = r.get_case(id)?.ok_or(StoreError::NotFound)?;
+    may_escalate(&c)?;
+    let sub = kanki.store.directory().get_subscriber(&c.subscriber)?;
+    let templates = crate::notice::Templates::load(kanki.config.notices.templates.as_deref())?;
+    let mut sum = crate::notice::SendSummary::default();
+    crate::escalation::escalate_by(
+        kanki,
+        &templates,
+        &c,
+        sub.as_ref(),
+        actor,
+        Some(reason),
+        false,
+        now,
+        &mut sum,
+    )?;
+    Ok(r.get_case(id)?.ok_or(StoreError::NotFound)?)
 }
 
 /// Applies an operator's action, recorded in the case's history. Closing a
@@ -222,6 +296,9 @@ pub fn act(
         return Err(StoreError::Invalid(format!("{} needs a reason", action.name())).into());
     }
     let now = Utc::now();
+    if let Action::Escalate(reason) = action {
+        return escalate_now(kanki, id, reason, actor, now);
+    }
     let change = kanki_store::CaseChange {
         actor,
         action: action.name(),
@@ -235,6 +312,7 @@ pub fn act(
             Action::Hold(r) => hold(c, r),
             Action::Release => release(c),
             Action::Close(r) => close(c, r, now),
+            Action::Escalate(_) => unreachable!("escalated above"),
         },
         now,
     )?;

@@ -36,6 +36,23 @@ pub fn escalate(
     now: DateTime<Utc>,
     sum: &mut SendSummary,
 ) -> Result<(), ServiceError> {
+    escalate_by(kanki, templates, c, sub, ACTOR, None, dry_run, now, sum)
+}
+
+/// [`escalate`] by `actor` (an operator's escalation) with `reason` (none:
+/// the notices left unacknowledged).
+#[allow(clippy::too_many_arguments)] // the notice writer's own arguments, and who and why
+pub fn escalate_by(
+    kanki: &Kanki,
+    templates: &Templates,
+    c: &Case,
+    sub: Option<&Subscriber>,
+    actor: &str,
+    reason: Option<&str>,
+    dry_run: bool,
+    now: DateTime<Utc>,
+    sum: &mut SendSummary,
+) -> Result<(), ServiceError> {
     let r = kanki.store.removal();
     let postal = sub
         .and_then(|s| s.postal_address.clone())
@@ -47,12 +64,17 @@ pub fn escalate(
     } else {
         (EscalationKind::CallList, None)
     };
-    let reason = format!(
-        "{} notice(s) about {} unacknowledged",
-        c.unacknowledged, c.threat
+    let reason = reason.map_or_else(
+        || {
+            format!(
+                "{} notice(s) about {} unacknowledged",
+                c.unacknowledged, c.threat
+            )
+        },
+        str::to_string,
     );
     let change = CaseChange {
-        actor: ACTOR,
+        actor,
         action: "escalate",
         reason: Some(&reason),
     };
