@@ -150,7 +150,7 @@ pub(crate) async fn get_case(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ActionBody {
-    /// review, hold, release, close or escalate.
+    /// review, hold, release, close, escalate or send-now.
     action: String,
     #[serde(default)]
     reason: String,
@@ -168,9 +168,10 @@ pub(crate) async fn case_action(
         "release" => Action::Release,
         "close" => Action::Close(b.reason),
         "escalate" => Action::Escalate(b.reason),
+        "send-now" => Action::SendNow(b.reason),
         other => {
             return Err(bad_request(format!(
-                "unknown action {other:?}: one of review, hold, release, close, escalate"
+                "unknown action {other:?}: one of review, hold, release, close, escalate, send-now"
             )));
         }
     };

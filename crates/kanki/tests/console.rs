@@ -1447,3 +1447,48 @@ fn a_case_is_escalated_from_the_queue_into_the_walled_garden() {
     assert_eq!(status, 422, "{page}");
     assert!(page.contains("escalated already"), "{page}");
 }
+
+/// A notices officer sends a case's notice now from the queue: it reaches
+/// the SMTP server at once, and its history names the officer and the
+/// reason; a held case is refused.
+#[test]
+fn a_notice_is_sent_now_from_the_queue_to_the_smtp_server() {
+    let desk = Desk::start(&[("nora", "notices-officer")], true);
+    let case = desk.case()["id"].as_i64().unwrap().to_string();
+    let nora = sign_in(desk.api(), "nora");
+    assert_eq!(nora.post("/language", &[("lang", "en")], true).0, 303);
+    let smtp = desk.smtp.as_ref().unwrap();
+    assert!(smtp.mails().is_empty());
+    let (status, page) = nora.post(
+        "/cases/actions",
+        &[
+            ("case", &case),
+            ("action", "send-now"),
+            ("reason", "subscriber asked for the notice again"),
+        ],
+        true,
+    );
+    assert_eq!(status, 200, "{page}");
+    eventually(10, "the notice in the mailbox", || smtp.mails().len() == 1);
+    assert_eq!(desk.case()["state"], "notified");
+    let (_, page) = nora.get(&format!("/cases/{case}"));
+    assert!(
+        page.contains("subscriber asked for the notice again"),
+        "{page}"
+    );
+    // Held: no notice goes, now or later, until released.
+    let hold = [
+        ("case", case.as_str()),
+        ("action", "hold"),
+        ("reason", "on the phone"),
+    ];
+    assert_eq!(nora.post("/cases/actions", &hold, true).0, 200);
+    let (status, page) = nora.post(
+        "/cases/actions",
+        &[("case", &case), ("action", "send-now"), ("reason", "again")],
+        true,
+    );
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("held"), "{page}");
+    assert_eq!(smtp.mails().len(), 1);
+}

@@ -135,6 +135,28 @@ pub fn may_escalate(c: &Case) -> Result<(), StoreError> {
     }
 }
 
+/// Whether an operator may send a notice about `c` now, past the
+/// throttles: a case a notice is for (new, notified, acknowledged,
+/// reinfected) that is not held.
+pub fn may_notify_now(c: &Case) -> Result<(), StoreError> {
+    match c.state {
+        CaseState::New | CaseState::Notified | CaseState::Acknowledged | CaseState::Reinfected
+            if !c.held =>
+        {
+            Ok(())
+        }
+        _ if c.held => Err(StoreError::Invalid(format!(
+            "case {} is held: release it first",
+            c.id
+        ))),
+        s => Err(StoreError::Invalid(format!(
+            "case {} is {}: no notice to send",
+            c.id,
+            s.as_str()
+        ))),
+    }
+}
+
 trait MaxWith {
     fn max_with(self, o: Self) -> Self;
 }
@@ -217,6 +239,25 @@ mod tests {
         close(&mut c, "done", t0).unwrap();
         assert!(may_escalate(&c).is_err());
     }
+
+    #[test]
+    fn a_notice_is_sent_now_for_an_open_case_not_held() {
+        let t0 = Utc::now();
+        let mut c = Case::opened(&delta(t0), t0);
+        may_notify_now(&c).unwrap();
+        on_notice(&mut c, t0);
+        may_notify_now(&c).unwrap();
+        hold(&mut c, "customer called").unwrap();
+        assert!(may_notify_now(&c).unwrap_err().to_string().contains("held"));
+        release(&mut c).unwrap();
+        on_escalated(&mut c, t0);
+        assert!(
+            may_notify_now(&c)
+                .unwrap_err()
+                .to_string()
+                .contains("escalated")
+        );
+    }
 }
 
 /// What an operator does to a case.
@@ -232,6 +273,8 @@ pub enum Action {
     /// unacknowledged: the walled garden for a consenting subscriber, else
     /// a letter, else the call list.
     Escalate(String),
+    /// A notice now, past the per-case interval and the daily capacity.
+    SendNow(String),
 }
 
 impl Action {
@@ -242,12 +285,17 @@ impl Action {
             Action::Release => "release",
             Action::Close(_) => "close",
             Action::Escalate(_) => "escalate",
+            Action::SendNow(_) => "send-now",
         }
     }
 
     fn reason(&self) -> Option<&str> {
         match self {
-            Action::Review(r) | Action::Hold(r) | Action::Close(r) | Action::Escalate(r) => Some(r),
+            Action::Review(r)
+            | Action::Hold(r)
+            | Action::Close(r)
+            | Action::Escalate(r)
+            | Action::SendNow(r) => Some(r),
             Action::Release => None,
         }
     }
@@ -296,8 +344,20 @@ pub fn act(
         return Err(StoreError::Invalid(format!("{} needs a reason", action.name())).into());
     }
     let now = Utc::now();
-    if let Action::Escalate(reason) = action {
-        return escalate_now(kanki, id, reason, actor, now);
+    match action {
+        Action::Escalate(reason) => return escalate_now(kanki, id, reason, actor, now),
+        Action::SendNow(reason) => {
+            // Without a usable mail server the notice is queued, and the
+            // notice loop sends it.
+            let mailer = kanki_notify::Mailer::new(&kanki.config.smtp).ok();
+            crate::notice::send_now(kanki, mailer.as_ref(), id, actor, reason, now)?;
+            return Ok(kanki
+                .store
+                .removal()
+                .get_case(id)?
+                .ok_or(StoreError::NotFound)?);
+        }
+        _ => {}
     }
     let change = kanki_store::CaseChange {
         actor,
@@ -312,7 +372,7 @@ pub fn act(
             Action::Hold(r) => hold(c, r),
             Action::Release => release(c),
             Action::Close(r) => close(c, r, now),
-            Action::Escalate(_) => unreachable!("escalated above"),
+            Action::Escalate(_) | Action::SendNow(_) => unreachable!("done above"),
         },
         now,
     )?;

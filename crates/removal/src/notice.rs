@@ -11,7 +11,7 @@ use kanki_notify::{Attempt, Mail, Mailer};
 use kanki_service::{Kanki, ServiceError};
 use kanki_store::{
     Case, CaseChange, CaseFilter, CaseState, Channel, Delivery, NewNotice, Notice, NoticeStatus,
-    StoredEvent,
+    StoredEvent, Subscriber,
 };
 use serde::Serialize;
 
@@ -418,51 +418,127 @@ pub fn send_due(
             sum.no_contact += 1;
             continue;
         };
-        let (channel, recipient) = match (&sub.email, &sub.postal_address) {
-            (Some(e), _) if !e.is_empty() => (Channel::Mail, Some(e.clone())),
-            (_, Some(p)) if !p.is_empty() => (Channel::Letter, Some(p.clone())),
-            _ => {
-                // Nobody to write to: straight to the walled garden (with
-                // consent) or the call list.
-                sum.no_contact += 1;
-                escalation::escalate(kanki, &templates, &c, Some(&sub), dry_run, now, &mut sum)?;
-                continue;
-            }
-        };
         capacity -= 1;
-        let draft = Draft {
-            channel,
-            recipient,
-            language: &sub.language,
-            template: None,
-        };
-        let change = CaseChange {
-            actor: escalation::ACTOR,
-            action: "notice",
-            reason: Some(channel.as_str()),
-        };
-        let written = write_notice(
-            kanki,
-            &templates,
-            &c,
-            draft,
-            &change,
-            &mut |x| case::on_notice(x, now),
-            dry_run,
-            now,
-            &mut sum,
+        let by = (escalation::ACTOR, None);
+        notify(
+            kanki, &templates, &c, &sub, mailer, by, dry_run, now, &mut sum,
         )?;
-        let Some(notice) = written else {
-            continue;
-        };
-        match (channel, mailer) {
-            (Channel::Mail, Some(m)) => deliver(kanki, m, &notice, now, &mut sum)?,
-            (Channel::Mail, None) => sum.retry_later += 1,
-            (Channel::Letter, _) => sum.letters_queued += 1,
-            // Only escalation puts up a garden notice.
-            (Channel::Garden, _) => {}
-        }
     }
+    Ok(sum)
+}
+
+/// Writes a notice about `c` to `sub` (mail, else letter; with neither,
+/// the case escalates: the walled garden with consent, else the call
+/// list) and sends a mail at once. `by`: the actor and, for an operator's
+/// "send now", their reason.
+#[allow(clippy::too_many_arguments)] // the case, its subscriber, how, who, when, and the tally
+fn notify(
+    kanki: &Kanki,
+    templates: &Templates,
+    c: &Case,
+    sub: &Subscriber,
+    mailer: Option<&Mailer>,
+    by: (&str, Option<&str>),
+    dry_run: bool,
+    now: DateTime<Utc>,
+    sum: &mut SendSummary,
+) -> Result<(), ServiceError> {
+    let (channel, recipient) = match (&sub.email, &sub.postal_address) {
+        (Some(e), _) if !e.is_empty() => (Channel::Mail, Some(e.clone())),
+        (_, Some(p)) if !p.is_empty() => (Channel::Letter, Some(p.clone())),
+        _ => {
+            // Nobody to write to: straight to the walled garden (with
+            // consent) or the call list.
+            sum.no_contact += 1;
+            let (actor, reason) = by;
+            return escalation::escalate_by(
+                kanki,
+                templates,
+                c,
+                Some(sub),
+                actor,
+                reason,
+                dry_run,
+                now,
+                sum,
+            );
+        }
+    };
+    let draft = Draft {
+        channel,
+        recipient,
+        language: &sub.language,
+        template: None,
+    };
+    let reason = match by.1 {
+        Some(r) => format!("{}: {r}", channel.as_str()),
+        None => channel.as_str().to_string(),
+    };
+    let change = CaseChange {
+        actor: by.0,
+        action: "notice",
+        reason: Some(&reason),
+    };
+    let written = write_notice(
+        kanki,
+        templates,
+        c,
+        draft,
+        &change,
+        &mut |x| case::on_notice(x, now),
+        dry_run,
+        now,
+        sum,
+    )?;
+    let Some(notice) = written else {
+        return Ok(());
+    };
+    match (channel, mailer) {
+        (Channel::Mail, Some(m)) => deliver(kanki, m, &notice, now, sum)?,
+        (Channel::Mail, None) => sum.retry_later += 1,
+        (Channel::Letter, _) => sum.letters_queued += 1,
+        // Only escalation puts up a garden notice.
+        (Channel::Garden, _) => {}
+    }
+    Ok(())
+}
+
+/// An operator's "send now": a notice about case `id` at once, past the
+/// per-case interval and the daily capacity, to an open case that is not
+/// held (see [`case::may_notify_now`]).
+pub fn send_now(
+    kanki: &Kanki,
+    mailer: Option<&Mailer>,
+    id: i64,
+    actor: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<SendSummary, ServiceError> {
+    if reason.trim().is_empty() {
+        return Err(ServiceError::Invalid("send now needs a reason".into()));
+    }
+    let r = kanki.store.removal();
+    let c = r.get_case(id)?.ok_or(kanki_store::StoreError::NotFound)?;
+    case::may_notify_now(&c)?;
+    let Some(sub) = kanki.store.directory().get_subscriber(&c.subscriber)? else {
+        return Err(ServiceError::Invalid(format!(
+            "case {id}: subscriber {} is not in the directory",
+            c.subscriber
+        )));
+    };
+    let templates = Templates::load(kanki.config.notices.templates.as_deref())?;
+    let mut sum = SendSummary::default();
+    notify(
+        kanki,
+        &templates,
+        &c,
+        &sub,
+        mailer,
+        (actor, Some(reason)),
+        false,
+        now,
+        &mut sum,
+    )?;
     Ok(sum)
 }
 

@@ -201,6 +201,7 @@ const ACTIONS: &[(&str, &str, &str)] = &[
     ("release", "Release the hold", "保留を解除"),
     ("review", "Mark reviewed", "確認済みにする"),
     ("close", "Close", "終了"),
+    ("send-now", "Send a notice now", "今すぐ通知を送る"),
     ("escalate", "Escalate now", "今すぐエスカレーション"),
     (
         "garden-release",
@@ -296,6 +297,7 @@ pub(super) async fn bulk(
         "release" => Some(Bulk::Case(Action::Release)),
         "close" => Some(Bulk::Case(Action::Close(reason))),
         "escalate" => Some(Bulk::Case(Action::Escalate(reason))),
+        "send-now" => Some(Bulk::Case(Action::SendNow(reason))),
         "garden-release" if reason.trim().is_empty() => {
             problems.push(
                 c.tr(
@@ -310,8 +312,8 @@ pub(super) async fn bulk(
         _ => {
             problems.push(
                 c.tr(
-                    "Choose an action: hold, release, review, close, escalate or release from the walled garden.",
-                    "操作（保留・保留解除・確認・終了・エスカレーション・隔離の解除）を選んでください。",
+                    "Choose an action: hold, release, review, close, send now, escalate or release from the walled garden.",
+                    "操作（保留・保留解除・確認・終了・今すぐ通知・エスカレーション・隔離の解除）を選んでください。",
                 )
                 .to_string(),
             );
