@@ -116,9 +116,7 @@ fn count(dir: &FsPath, files: impl Fn(&FsPath) -> bool) -> Count {
 /// Everything the feeds page shows, read now.
 pub(crate) fn inputs_now(st: &ApiState, k: &kanki_service::Kanki) -> Result<InputsState, ApiError> {
     let mut feeds = Vec::new();
-    let redacted = k.config.redacted();
-    let feed_tables = redacted.get("feeds").and_then(|f| f.as_array());
-    for (i, f) in k.config.feeds.iter().enumerate() {
+    for f in &k.config.feeds {
         let last = k.store.last_import_of(&f.name)?;
         let rejects = last
             .as_ref()
@@ -128,12 +126,8 @@ pub(crate) fn inputs_now(st: &ApiState, k: &kanki_service::Kanki) -> Result<Inpu
             .unwrap_or_default();
         let source = match (&f.path, &f.url) {
             (Some(p), _) => p.display().to_string(),
-            _ => feed_tables
-                .and_then(|t| t.get(i))
-                .and_then(|t| t.get("url"))
-                .and_then(|u| u.as_str())
-                .unwrap_or_default()
-                .to_string(),
+            (None, Some(url)) => kanki_config::redact_url(url),
+            (None, None) => String::new(),
         };
         feeds.push(FeedState {
             name: f.name.clone(),

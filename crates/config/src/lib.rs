@@ -24,7 +24,7 @@ mod removal;
 mod rpz;
 mod secrets;
 
-pub use redact::{REDACTED, redact_url_in};
+pub use redact::{REDACTED, redact_url, redact_url_in};
 
 pub use crawler::{
     CrawlScheduleConfig, CrawlerConfig, NoticeConfig, NoticeDelivery, ProfileConfig,

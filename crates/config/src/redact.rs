@@ -43,6 +43,12 @@ fn redact(key: &str, v: &mut toml::Value) {
     }
 }
 
+/// A URL as the configuration shows it: its password and query values
+/// redacted.
+pub fn redact_url(url: &str) -> String {
+    url_without_secrets(url).unwrap_or_else(|| url.to_string())
+}
+
 /// `text` (an error message, a log line) with every appearance of the URL
 /// `url` redacted as the configuration shows it: an HTTP client's error
 /// names the URL it fetched, query and all.

@@ -124,13 +124,13 @@ where
     deflate(&[&start, &body])
 }
 
-/// The raw records of a batch, by index.
-/// The raw records whose index `wanted` says, by index (each read, only
-/// those copied: a segment holds up to 65,536 records, a page shows a few).
-pub(crate) fn decode_raw_of(
+/// Each raw record of a batch whose index `wanted` keeps, given to `f`
+/// with its index (every record is read, only those kept are copied).
+fn each_raw(
     data: &[u8],
     wanted: impl Fn(usize) -> bool,
-) -> Option<std::collections::HashMap<usize, Vec<u8>>> {
+    mut f: impl FnMut(usize, Vec<u8>),
+) -> Option<()> {
     let plain = inflate(data)?;
     let mut r = Reader(&plain);
     if r.byte()? != VERSION {
@@ -138,14 +138,13 @@ pub(crate) fn decode_raw_of(
     }
     let heads: Vec<&[u8]> = (0..r.uint()?).map(|_| r.bytes()).collect::<Option<_>>()?;
     let n = r.uint()? as usize;
-    let mut out = std::collections::HashMap::new();
     for i in 0..n {
         let head = r.uint()?;
         let rest = r.bytes()?;
         if !wanted(i) {
             continue;
         }
-        out.insert(
+        f(
             i,
             match head {
                 0 => rest.to_vec(),
@@ -160,33 +159,26 @@ pub(crate) fn decode_raw_of(
             },
         );
     }
+    Some(())
+}
+
+/// The raw records whose index `wanted` says, by index (a segment holds
+/// up to 65,536 records, a page shows a few).
+pub(crate) fn decode_raw_of(
+    data: &[u8],
+    wanted: impl Fn(usize) -> bool,
+) -> Option<std::collections::HashMap<usize, Vec<u8>>> {
+    let mut out = std::collections::HashMap::new();
+    each_raw(data, wanted, |i, v| {
+        out.insert(i, v);
+    })?;
     Some(out)
 }
 
+/// The raw records of a batch, by index.
 pub(crate) fn decode_raw(data: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let plain = inflate(data)?;
-    let mut r = Reader(&plain);
-    if r.byte()? != VERSION {
-        return None;
-    }
-    let heads: Vec<&[u8]> = (0..r.uint()?).map(|_| r.bytes()).collect::<Option<_>>()?;
-    let n = r.uint()? as usize;
-    let mut out = Vec::with_capacity(n.min(SEGMENT_EVENTS));
-    for _ in 0..n {
-        let head = r.uint()?;
-        let rest = r.bytes()?;
-        out.push(match head {
-            0 => rest.to_vec(),
-            h => {
-                let h = heads.get(h as usize - 1)?;
-                let mut v = Vec::with_capacity(h.len() + 1 + rest.len());
-                v.extend_from_slice(h);
-                v.push(b'\n');
-                v.extend_from_slice(rest);
-                v
-            }
-        });
-    }
+    let mut out = Vec::new();
+    each_raw(data, |_| true, |_, v| out.push(v))?;
     Some(out)
 }
 

@@ -13,7 +13,7 @@ use kanki_store::{Case, CaseLogEntry, CaseState, Notice, Severity, StoreError, S
 
 use super::Console;
 use super::query::{CaseQuery, MAX_PAGE};
-use crate::{ApiState, ViewParams, record_view};
+use crate::ApiState;
 
 fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M").to_string()
@@ -574,18 +574,7 @@ fn load(k: &Kanki, who: &Principal, id: i64) -> Result<Option<Loaded>, StoreErro
     let Some(case) = r.get_case(id)? else {
         return Ok(None);
     };
-    let view = ViewParams {
-        purpose: Some("viewed in the console".into()),
-    };
-    record_view(
-        k,
-        who,
-        "case",
-        &id.to_string(),
-        Some(&case.subscriber),
-        &view,
-    )
-    .map_err(|e| StoreError::Backend(e.1))?;
+    super::record_console_view(k, who, "case", &id.to_string(), Some(&case.subscriber))?;
     let (log, notices, events) = (
         r.case_log(id)?,
         r.case_notices(id)?,

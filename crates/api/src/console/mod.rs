@@ -455,6 +455,22 @@ impl Console {
     }
 }
 
+/// Records that `who` viewed `what` `id` (naming `subscriber`) in the
+/// console, before it is shown, as the API's reads do.
+pub(crate) fn record_console_view(
+    k: &kanki_service::Kanki,
+    who: &Principal,
+    what: &str,
+    id: &str,
+    subscriber: Option<&str>,
+) -> Result<(), kanki_store::StoreError> {
+    let purpose = crate::ViewParams {
+        purpose: Some("viewed in the console".into()),
+    };
+    crate::record_view(k, who, what, id, subscriber, &purpose)
+        .map_err(|e| kanki_store::StoreError::Backend(e.1))
+}
+
 /// The form field carrying the session's CSRF token on a console form.
 pub const CSRF_FIELD: &str = "csrf_token";
 

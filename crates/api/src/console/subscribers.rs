@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::Console;
 use super::query::{SubscriberQuery, SubscribersQuery};
-use crate::{ApiState, ViewParams, record_view};
+use crate::ApiState;
 
 /// The cases shown on a subscriber's page, newest first.
 const CASES_SHOWN: u32 = 20;
@@ -35,19 +35,6 @@ const CHANNELS: &[(&str, &str, &str)] = &[
 
 fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-fn view(
-    k: &Kanki,
-    who: &Principal,
-    what: &str,
-    id: &str,
-    subscriber: Option<&str>,
-) -> Result<(), StoreError> {
-    let purpose = ViewParams {
-        purpose: Some("viewed in the console".into()),
-    };
-    record_view(k, who, what, id, subscriber, &purpose).map_err(|e| StoreError::Backend(e.1))
 }
 
 /// The path of a subscriber's page (the id escaped as a path segment).
@@ -84,7 +71,7 @@ pub(super) async fn list(
     }
     let (k, who, after, size) = (st.kanki.clone(), c.who.clone(), q.after.clone(), q.size);
     let listed = c.blocking(move || {
-        view(
+        super::record_console_view(
             &k,
             &who,
             "subscriber-list",
@@ -172,7 +159,7 @@ fn load(
     let Some(subscriber) = d.get_subscriber(id)? else {
         return Ok(None);
     };
-    view(k, who, "subscriber", id, Some(id))?;
+    super::record_console_view(k, who, "subscriber", id, Some(id))?;
     let bindings = d.subscriber_bindings(id, q.after, q.size)?;
     let garden = k.store.warning().garden_member(id)?;
     let cases = if with_cases {
