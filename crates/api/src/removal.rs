@@ -82,6 +82,7 @@ pub(crate) struct CaseParams {
     state: Option<String>,
     subscriber: Option<String>,
     threat: Option<String>,
+    feed: Option<String>,
     after: Option<i64>,
     limit: Option<u32>,
 }
@@ -104,6 +105,7 @@ pub(crate) async fn list_cases(
             states,
             subscriber: p.subscriber,
             threat: p.threat,
+            feed: p.feed,
             after: p.after,
             limit: Some(limit),
             ..Default::default()

@@ -394,6 +394,18 @@ fn hostile_values_are_inert_and_bad_queries_get_a_clear_message() {
     );
     assert!(!page.contains("<script>"));
 
+    // The queue by feed: the report's feed has the case, another none.
+    let (status, page) = nora.get("/cases?feed=Sinkhole-Events+IPv4");
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("href=\"/cases/{case}\"")), "{page}");
+    let (status, page) = nora.get("/cases?feed=%3Cb%3Eother");
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"no-cases\""), "{page}");
+    assert!(
+        page.contains("<option value=\"&lt;b&gt;other\" selected>"),
+        "the unknown feed kept, escaped: {page}"
+    );
+
     // The raw record keeps the family, escaped text in a <pre>.
     let (_, page) = nora.get(&format!("/cases/{case}"));
     assert!(page.contains("<pre class=\"raw\">"), "{page}");
@@ -471,6 +483,14 @@ fn a_case_reviewed_and_held_in_chromium_in_both_languages() {
     assert!(!s.alert_open());
     assert!(!s.has("a[href^='javascript']"));
     shot("cases-ja.png");
+    // Filtered by the report's feed, from the filter form: the case.
+    s.choose("#filter select[name=feed]", "Sinkhole-Events IPv4");
+    s.click("#apply-filter");
+    s.wait_for(&format!("#cases a[href='/cases/{case}']"));
+    assert!(
+        s.has("#filter select[name=feed] option[value='Sinkhole-Events IPv4'][selected]"),
+        "the chosen feed stays chosen"
+    );
 
     // The case: its event with the attribution and its audit record, the
     // notice as delivered.

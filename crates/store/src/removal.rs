@@ -327,6 +327,8 @@ pub struct CaseFilter {
     pub subscriber: Option<String>,
     pub threat: Option<String>,
     pub severity: Option<Severity>,
+    /// Cases with events of this feed (`feed.name`).
+    pub feed: Option<String>,
     /// Cases opened at or after this.
     pub opened_since: Option<DateTime<Utc>>,
     /// Cases with an id above this.
@@ -559,6 +561,9 @@ pub trait RemovalBackend: Send + Sync {
 
     fn get_case(&self, id: i64) -> Result<Option<Case>>;
     fn list_cases(&self, filter: &CaseFilter) -> Result<Vec<Case>>;
+    /// The names of the feeds cases have events of, in name order, at most
+    /// `limit` (for the queue's filter).
+    fn case_feed_names(&self, limit: u32) -> Result<Vec<String>>;
     fn case_log(&self, id: i64) -> Result<Vec<CaseLogEntry>>;
     /// Reads a case, lets `f` change it (an `Err` from `f` changes
     /// nothing), stores it and logs the change.

@@ -550,3 +550,124 @@ fn committed_events_reach_the_database_file_without_the_writer_checkpointing() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The queue's filter by feed: a case is found under every feed it has
+/// events of, newest or oldest first, and paged; the feeds are listed.
+#[test]
+fn cases_are_found_by_the_feeds_of_their_events() {
+    let (dir, store, ingest) = store_with_an_ingest();
+    let r = store.removal();
+    let target = |s: &str| CaseTarget {
+        subscriber: s.into(),
+        threat: "mirai".into(),
+        class: "infected-system".into(),
+        severity: Severity::High,
+    };
+    let cases: Vec<CaseTarget> = ["S1", "S2", "S3"].into_iter().map(target).collect();
+    // (case, feed) of each event: S1 from the sinkhole, S2 from both, S3
+    // from the honeypot; one event of no case from a third feed.
+    let rows = [
+        (Some(0), "sinkhole"),
+        (Some(1), "sinkhole"),
+        (Some(1), "honeypot"),
+        (Some(2), "honeypot"),
+        (None, "spam"),
+    ];
+    let writes: Vec<EventWrite> = rows
+        .iter()
+        .enumerate()
+        .map(|(n, &(case, feed))| {
+            let mut e = Event::new(
+                "192.0.2.1".parse().unwrap(),
+                Utc::now(),
+                "malicious-code",
+                "infected-system",
+                feed,
+                "p",
+            );
+            e.raw = format!("row {n}").into_bytes();
+            EventWrite {
+                key: e.key(),
+                event: e,
+                attribution: case.map(|c: usize| EventAttribution {
+                    subscriber: cases[c].subscriber.clone(),
+                    confidence: "inside-session".into(),
+                    audit_seq: 1,
+                }),
+                audit: None,
+                unattributed: case.is_none().then(|| "none".into()),
+                case,
+            }
+        })
+        .collect();
+    let mut update = |c: &mut Case, d: &CaseDelta, _| c.events += d.events;
+    assert_eq!(
+        record(r, ingest, &writes, &cases, &mut update).cases_opened,
+        3
+    );
+    let of_feed = |feed: &str, newest_first, limit, before| -> Vec<String> {
+        r.list_cases(&CaseFilter {
+            feed: Some(feed.into()),
+            newest_first,
+            limit,
+            before,
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|c| c.subscriber)
+        .collect()
+    };
+    assert_eq!(of_feed("sinkhole", false, None, None), ["S1", "S2"]);
+    assert_eq!(of_feed("honeypot", true, None, None), ["S3", "S2"]);
+    assert_eq!(of_feed("spam", true, None, None), Vec::<String>::new());
+    let newest = r
+        .list_cases(&CaseFilter {
+            feed: Some("honeypot".into()),
+            newest_first: true,
+            limit: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(newest[0].subscriber, "S3");
+    assert_eq!(
+        of_feed("honeypot", true, Some(1), Some(newest[0].id)),
+        ["S2"],
+        "the next page"
+    );
+    // Other filters still apply on top.
+    let s2 = r
+        .list_cases(&CaseFilter {
+            feed: Some("sinkhole".into()),
+            subscriber: Some("S2".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(s2.len(), 1);
+    assert_eq!(r.case_feed_names(10).unwrap(), ["honeypot", "sinkhole"]);
+    assert_eq!(r.case_feed_names(1).unwrap(), ["honeypot"]);
+    // A replay adds nothing twice.
+    record(r, ingest, &writes, &cases, &mut update);
+    assert_eq!(of_feed("sinkhole", false, None, None), ["S1", "S2"]);
+
+    // A store from before the filter finds its cases' feeds in the stored
+    // events when it opens.
+    let path = dir.path().join("k.sqlite3");
+    drop(store);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch("DROP TABLE case_feeds; DELETE FROM schema_migrations WHERE version = 21;")
+        .unwrap();
+    drop(c);
+    let store = Store::open_sqlite(&path, &SqliteOptions::default()).unwrap();
+    let found: Vec<String> = store
+        .removal()
+        .list_cases(&CaseFilter {
+            feed: Some("honeypot".into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|c| c.subscriber)
+        .collect();
+    assert_eq!(found, ["S2", "S3"]);
+}

@@ -27,7 +27,8 @@ fn when_opt(t: Option<DateTime<Utc>>) -> String {
 fn options<'a>(all: impl Iterator<Item = (&'a str, &'a str)>, selected: &[&str]) -> String {
     all.map(|(value, label)| {
         format!(
-            "<option value=\"{value}\"{}>{}</option>",
+            "<option value=\"{}\"{}>{}</option>",
+            esc(value),
             if selected.contains(&value) {
                 " selected"
             } else {
@@ -60,17 +61,23 @@ pub(super) async fn queue(
     };
     let filter = q.filter(Utc::now());
     let k = st.kanki.clone();
-    let mut cases = match c
-        .blocking(move || k.store.removal().list_cases(&filter))
+    let (mut cases, feeds) = match c
+        .blocking(move || {
+            let removal = k.store.removal();
+            Ok::<_, StoreError>((
+                removal.list_cases(&filter)?,
+                removal.case_feed_names(FEED_CHOICES)?,
+            ))
+        })
         .await
     {
-        Ok(cases) => cases,
+        Ok(found) => found,
         Err(page) => return page,
     };
     let more = cases.len() > q.size as usize;
     cases.truncate(q.size as usize);
     let act = c.may(Permission::ActOnCases);
-    let mut body = filter_form(&c, &q);
+    let mut body = filter_form(&c, &q, &feeds);
     if cases.is_empty() {
         body.push_str(&format!(
             "<p id=\"no-cases\">{}</p>",
@@ -114,7 +121,10 @@ pub(super) async fn queue(
     c.page(c.tr("Cases", "事案"), &body)
 }
 
-fn filter_form(c: &Console, q: &CaseQuery) -> String {
+/// The most feeds the queue's filter offers to choose from.
+const FEED_CHOICES: u32 = 200;
+
+fn filter_form(c: &Console, q: &CaseQuery, feeds: &[String]) -> String {
     let states: Vec<&str> = q.states.iter().map(|s| s.as_str()).collect();
     let severity: Vec<&str> = q.severity.iter().map(|s| s.as_str()).collect();
     let age = q.age.as_deref().unwrap_or("");
@@ -127,11 +137,18 @@ fn filter_form(c: &Console, q: &CaseQuery) -> String {
     if !age.is_empty() && !ages.iter().any(|a| a.0 == age) {
         ages.push((age, age));
     }
+    let feed = q.feed.as_deref().unwrap_or("");
+    let mut feed_choices: Vec<(&str, &str)> = vec![("", c.tr("any", "すべて"))];
+    feed_choices.extend(feeds.iter().map(|f| (f.as_str(), f.as_str())));
+    if !feed.is_empty() && !feeds.iter().any(|f| f == feed) {
+        feed_choices.push((feed, feed));
+    }
     format!(
         "<form id=\"filter\" class=\"filters\" method=\"get\" action=\"/cases\" role=\"search\">\
 <label>{state_l} <select name=\"state\" multiple size=\"4\">{state_o}</select></label>\
 <label>{sev_l} <select name=\"severity\"><option value=\"\">{any}</option>{sev_o}</select></label>\
 <label>{threat_l} <input name=\"threat\" data-search value=\"{threat}\" maxlength=\"{max}\" placeholder=\"/\"></label>\
+<label>{feed_l} <select name=\"feed\">{feed_o}</select></label>\
 <label>{age_l} <select name=\"age\">{age_o}</select></label>\
 <label>{sort_l} <select name=\"sort\">{sort_o}</select></label>\
 <input type=\"hidden\" name=\"size\" value=\"{size}\">\
@@ -150,6 +167,8 @@ fn filter_form(c: &Console, q: &CaseQuery) -> String {
         threat_l = c.tr("Threat", "脅威"),
         threat = esc(q.threat.as_deref().unwrap_or("")),
         max = super::query::MAX_TEXT,
+        feed_l = c.tr("Feed", "フィード"),
+        feed_o = options(feed_choices.into_iter(), &[feed]),
         age_l = c.tr("Opened within", "開始からの期間"),
         age_o = options(ages.into_iter(), &[age]),
         sort_l = c.tr("Order", "並び順"),

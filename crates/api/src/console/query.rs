@@ -186,6 +186,8 @@ pub struct CaseQuery {
     pub states: Vec<CaseState>,
     pub severity: Option<Severity>,
     pub threat: Option<String>,
+    /// Cases with events of this feed (`feed.name`).
+    pub feed: Option<String>,
     /// `24h`, `7d`: cases opened within it.
     pub age: Option<String>,
     pub sort: CaseSort,
@@ -201,7 +203,7 @@ pub const MAX_PAGE: u32 = 200;
 
 impl CaseQuery {
     const KNOWN: &[&str] = &[
-        "state", "severity", "threat", "age", "sort", "after", "size",
+        "state", "severity", "threat", "feed", "age", "sort", "after", "size",
     ];
 
     /// Parses the queue's query string; every problem found, not only the
@@ -233,16 +235,8 @@ impl CaseQuery {
                 )),
             }
         }
-        if let Some(t) = p.one("threat") {
-            if t.chars().count() > MAX_TEXT {
-                problems.push(Problem::new(
-                    format!("threat is longer than {MAX_TEXT} characters."),
-                    format!("threat が {MAX_TEXT} 文字を超えています。"),
-                ));
-            } else {
-                q.threat = Some(t.to_string());
-            }
-        }
+        q.threat = text(&p, "threat", &mut problems);
+        q.feed = text(&p, "feed", &mut problems);
         if let Some(a) = p.one("age") {
             if age(a).is_some() {
                 q.age = Some(a.to_string());
@@ -280,6 +274,7 @@ impl CaseQuery {
         CaseFilter {
             states: self.states.clone(),
             threat: self.threat.clone(),
+            feed: self.feed.clone(),
             severity: self.severity,
             opened_since: self.age.as_deref().and_then(age).map(|d| now - d),
             after: if newest_first { None } else { self.after },
@@ -300,6 +295,7 @@ impl CaseQuery {
                 ("state", Some(states.as_str()).filter(|s| !s.is_empty())),
                 ("severity", self.severity.map(|s| s.as_str())),
                 ("threat", self.threat.as_deref()),
+                ("feed", self.feed.as_deref()),
                 ("age", self.age.as_deref()),
                 ("sort", Some(self.sort.as_str())),
             ],

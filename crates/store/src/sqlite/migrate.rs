@@ -107,6 +107,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "cases_by_subscriber",
         include_str!("../../migrations/sqlite/0020_cases_by_subscriber.sql"),
     ),
+    (
+        21,
+        "case_feeds",
+        include_str!("../../migrations/sqlite/0021_case_feeds.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction
@@ -116,6 +121,7 @@ const STEPS: &[(i64, Step)] = &[
     (10, super::event_keys::keys_into_blocks),
     (11, super::migrate_events::rekey_events),
     (12, super::directory::fill_binding_ranges),
+    (21, super::removal::fill_case_feeds),
 ];
 
 type Step = fn(&Connection) -> Result<()>;

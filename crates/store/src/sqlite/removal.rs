@@ -671,14 +671,48 @@ impl RemovalBackend for SqliteBackend {
                 clauses.push("threat = ?".into());
                 args.push(t.clone().into());
             }
+            // By feed: walk the feed's cases in id order (the primary
+            // key's), whatever share of all cases they are.
+            let from = match &f.feed {
+                Some(feed) => {
+                    clauses.push("case_feeds.feed = ?".into());
+                    args.push(feed.clone().into());
+                    "case_feeds CROSS JOIN cases ON cases.id = case_feeds.case_id"
+                }
+                None => "cases",
+            };
+            let order = if f.feed.is_some() {
+                "case_feeds.case_id"
+            } else {
+                "id"
+            };
             let limit = f.limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
             let mut stmt = c.prepare(&format!(
-                "SELECT {CASE_COLUMNS} FROM cases WHERE {} ORDER BY id{}{limit}",
+                "SELECT {CASE_COLUMNS} FROM {from} WHERE {} ORDER BY {order}{}{limit}",
                 clauses.join(" AND "),
                 if f.newest_first { " DESC" } else { "" }
             ))?;
             Ok(stmt
                 .query_map(rusqlite::params_from_iter(args), case_from_row)?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn case_feed_names(&self, limit: u32) -> Result<Vec<String>> {
+        self.read(|c| {
+            // One index step per name (a skip scan), not a walk of every
+            // case of every feed.
+            let mut stmt = c.prepare_cached(
+                "WITH RECURSIVE names(feed) AS (
+                     SELECT min(feed) FROM case_feeds
+                     UNION ALL
+                     SELECT (SELECT min(feed) FROM case_feeds WHERE feed > names.feed)
+                     FROM names WHERE names.feed IS NOT NULL
+                 )
+                 SELECT feed FROM names WHERE feed IS NOT NULL LIMIT ?1",
+            )?;
+            Ok(stmt
+                .query_map([limit], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?)
         })
     }
@@ -1209,6 +1243,50 @@ fn record_batch(
     Ok(())
 }
 
+/// Records that cases hold events of feeds: `(feed, case)` pairs, each
+/// kept once.
+pub(crate) fn insert_case_feeds(tx: &Connection, pairs: &[(&str, i64)]) -> Result<()> {
+    let mut insert =
+        tx.prepare_cached("INSERT OR IGNORE INTO case_feeds (feed, case_id) VALUES (?1, ?2)")?;
+    for (feed, case) in pairs {
+        insert.execute(params![feed, case])?;
+    }
+    Ok(())
+}
+
+/// Schema 21's second step: `case_feeds` from the stored events (each
+/// segment's fields name its events' feeds and cases).
+pub(crate) fn fill_case_feeds(c: &Connection) -> Result<()> {
+    let total: i64 = c.query_row("SELECT count(*) FROM event_segments", [], |r| r.get(0))?;
+    let mut segments = c.prepare("SELECT id, fields FROM event_segments ORDER BY id")?;
+    let mut rows = segments.query([])?;
+    let mut done = 0i64;
+    while let Some(r) = rows.next()? {
+        let segment: i64 = r.get(0)?;
+        let fields: Vec<u8> = r.get(1)?;
+        done += 1;
+        if done % 10_000 == 0 {
+            tracing::info!(done, total, "finding the feeds of stored cases");
+        }
+        let Some(f) = decode_fields(segment, &fields) else {
+            tracing::warn!(
+                segment,
+                "event segment cannot be read: its cases' feeds are not known"
+            );
+            continue;
+        };
+        let mut pairs: Vec<(&str, i64)> = f
+            .events
+            .iter()
+            .filter_map(|(_, _, e)| Some((e.event.feed_name.as_str(), e.case_id?)))
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        insert_case_feeds(c, &pairs)?;
+    }
+    Ok(())
+}
+
 /// One segment's share of a batch.
 struct Written<'a> {
     events: &'a [EventWrite],
@@ -1363,6 +1441,14 @@ fn record_segment(
     for (reason, n) in unattributed {
         insert.execute(params![segment, reason, n])?;
     }
+    // The feeds each case's new events came from, for the queue's filter.
+    let mut feeds: Vec<(&str, i64)> = written
+        .iter()
+        .filter_map(|e| Some((e.event.feed_name.as_str(), segment_cases.get(e.case?)?.id)))
+        .collect();
+    feeds.sort_unstable();
+    feeds.dedup();
+    insert_case_feeds(tx, &feeds)?;
     tracing::debug!(
         segment,
         keys_ms = t_keys.as_secs_f64() * 1e3,
