@@ -21,6 +21,7 @@ mod warning;
 
 use std::sync::Arc;
 
+use auth::Caller;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -142,6 +143,7 @@ pub fn router(state: ApiState) -> Router {
             post(allowlist_indicator),
         )
         .route("/api/v1/indicators/{id}/status", post(set_status))
+        .route("/api/v1/indicators/{id}/history", get(indicator_history))
         .route("/api/v1/indicators/{id}/evidence", post(add_evidence))
         .route("/api/v1/lookup", get(lookup))
         .route("/api/v1/allowlist", get(list_allow).post(add_allow))
@@ -526,10 +528,13 @@ async fn list_indicators(
 
 async fn add_indicator(
     State(st): State<ApiState>,
+    Caller(caller): Caller,
     Body_(new): Body_<NewIndicator>,
 ) -> Result<(StatusCode, Json<Indicator>), ApiError> {
-    let (ind, created) =
-        blocking(&st, move |k| Ok(k.store.add_indicator(&new, Utc::now())?)).await?;
+    let (ind, created) = blocking(&st, move |k| {
+        Ok(k.store.add_indicator(&new, &caller.actor(), Utc::now())?)
+    })
+    .await?;
     st.list_changed.notify_one();
     let code = if created {
         StatusCode::CREATED
@@ -552,12 +557,32 @@ async fn get_indicator(
     .map(Json)
 }
 
+/// The most entries of an indicator's history an answer holds.
+pub(crate) const HISTORY_MOST: u32 = 200;
+
+/// An indicator's history, newest first: each change with who made it.
+async fn indicator_history(
+    State(st): State<ApiState>,
+    Path(id): Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    blocking(&st, move |k| {
+        if k.store.get_indicator(id)?.is_none() {
+            return Err(StoreError::NotFound.into());
+        }
+        let items = k.store.indicator_history(id, HISTORY_MOST)?;
+        Ok(serde_json::json!({ "items": items }))
+    })
+    .await
+    .map(Json)
+}
+
 async fn delete_indicator(
     State(st): State<ApiState>,
+    Caller(caller): Caller,
     Path(id): Path<i64>,
 ) -> Result<StatusCode, ApiError> {
     let removed = blocking(&st, move |k| {
-        Ok(k.store.delete_indicator(id, Utc::now())?)
+        Ok(k.store.delete_indicator(id, &caller.actor(), Utc::now())?)
     })
     .await?;
     if !removed {
@@ -575,12 +600,14 @@ struct Reason {
 
 async fn mark_false_positive(
     State(st): State<ApiState>,
+    Caller(caller): Caller,
     Path(id): Path<i64>,
     Body_(r): Body_<Reason>,
 ) -> Result<Json<Indicator>, ApiError> {
     let ind = blocking(&st, move |k| {
+        let by = caller.actor();
         Ok(k.store
-            .set_status(id, Status::FalsePositive, &r.reason, Utc::now())?)
+            .set_status(id, Status::FalsePositive, &r.reason, &by, Utc::now())?)
     })
     .await?;
     st.list_changed.notify_one();
@@ -596,11 +623,13 @@ struct StatusChange {
 
 async fn set_status(
     State(st): State<ApiState>,
+    Caller(caller): Caller,
     Path(id): Path<i64>,
     Body_(c): Body_<StatusChange>,
 ) -> Result<Json<Indicator>, ApiError> {
     let ind = blocking(&st, move |k| {
-        Ok(k.store.set_status(id, c.status, &c.reason, Utc::now())?)
+        Ok(k.store
+            .set_status(id, c.status, &c.reason, &caller.actor(), Utc::now())?)
     })
     .await?;
     st.list_changed.notify_one();

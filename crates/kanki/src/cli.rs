@@ -385,6 +385,7 @@ pub fn indicators(config: Config, c: IndicatorsCommand) -> anyhow::Result<ExitCo
                     reference_url,
                     ..Default::default()
                 },
+                "cli",
                 now,
             )?;
             println!(
@@ -412,7 +413,7 @@ pub fn indicators(config: Config, c: IndicatorsCommand) -> anyhow::Result<ExitCo
         } => set_status(&kanki, &id_or_value, Status::Active, &reason)?,
         IndicatorsCommand::Delete { id_or_value } => {
             let i = resolve(&kanki, &id_or_value)?;
-            kanki.store.delete_indicator(i.id, now)?;
+            kanki.store.delete_indicator(i.id, "cli", now)?;
             println!("deleted indicator {} ({})", i.id, i.value);
         }
     }
@@ -426,7 +427,9 @@ fn set_status(
     reason: &str,
 ) -> anyhow::Result<()> {
     let i = resolve(kanki, id_or_value)?;
-    let i = kanki.store.set_status(i.id, status, reason, Utc::now())?;
+    let i = kanki
+        .store
+        .set_status(i.id, status, reason, "cli", Utc::now())?;
     println!("indicator {} ({}) is now {}", i.id, i.value, i.status);
     if let Some(r) = &i.status_reason {
         println!("  {r}");

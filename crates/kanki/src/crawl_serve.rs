@@ -245,6 +245,7 @@ fn delist(kanki: &Kanki, url: &str, crawl_id: i64) -> anyhow::Result<()> {
             i.id,
             Status::Delisted,
             &format!("re-crawl {crawl_id} found the site clean"),
+            "crawler",
             Utc::now(),
         )?;
     }

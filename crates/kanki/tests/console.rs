@@ -1512,3 +1512,109 @@ fn a_notice_is_sent_now_from_the_queue_to_the_smtp_server() {
     assert!(page.contains("held"), "{page}");
     assert_eq!(smtp.mails().len(), 1);
 }
+
+/// A curator adds an indicator by hand with a reason and delists it from
+/// its page; the page's history, and the API's, name the curator for each
+/// change. An analyst reads the page without the forms, and a bad status
+/// gets a clear message.
+#[test]
+fn a_curator_adds_and_delists_an_indicator_and_its_history_names_who() {
+    let desk = Desk::start(&[("cora", "list-curator"), ("ana", "analyst")], false);
+    let cora = sign_in(desk.api(), "cora");
+    let (status, page) = cora.get("/indicators");
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"add-form\""), "{page}");
+
+    // Added by hand: to the indicator's page.
+    let r = cora
+        .http
+        .post(format!("{}/indicators", desk.api()))
+        .header(COOKIE, &cora.cookie)
+        .form(&[
+            ("value", "dropper.example"),
+            ("category", "malware-distribution"),
+            ("reason", "seen in our honeypot"),
+            ("csrf_token", cora.csrf.as_str()),
+        ])
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().unwrap());
+    let at = r.headers()[LOCATION].to_str().unwrap().to_string();
+    assert!(at.starts_with("/indicators/"), "{at}");
+    let id: i64 = at["/indicators/".len()..].parse().unwrap();
+    let (_, page) = cora.get(&at);
+    assert!(page.contains("id=\"status-form\""), "{page}");
+    assert!(page.contains("id=\"history\""), "{page}");
+    assert!(
+        page.contains(
+            "<td>add</td><td class=\"actor\">cora</td><td>operator: seen in our honeypot</td>"
+        ),
+        "{page}"
+    );
+
+    // Delisted with a reason: the page says so, newest change first.
+    let (status, _) = cora.post(
+        &format!("/indicators/{id}/status"),
+        &[("status", "delisted"), ("reason", "the site is clean now")],
+        true,
+    );
+    assert_eq!(status, 303);
+    let (_, page) = cora.get(&at);
+    assert!(page.contains("<dd id=\"status\">delisted"), "{page}");
+    let delisted = page.find("<td>delisted</td><td class=\"actor\">cora</td>");
+    let added = page.find("<td>add</td>");
+    assert!(delisted.is_some() && delisted < added, "{page}");
+
+    // The API gives the same history.
+    let history: Value = cora
+        .http
+        .get(format!("{}/api/v1/indicators/{id}/history", desk.api()))
+        .header(COOKIE, &cora.cookie)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let items = history["items"].as_array().unwrap();
+    assert_eq!(items[0]["change"], "delisted", "{history}");
+    assert_eq!(items[0]["actor"], "cora");
+    assert_eq!(items[0]["detail"], "the site is clean now");
+    assert_eq!(items[1]["change"], "add");
+
+    // Only the statuses an operator sets, and always a reason.
+    for (fields, says) in [
+        (
+            [("status", "expired"), ("reason", "x")],
+            "Choose delisted, false-positive or active.",
+        ),
+        ([("status", "active"), ("reason", " ")], "Give a reason"),
+    ] {
+        let r = cora
+            .http
+            .post(format!("{}/indicators/{id}/status", desk.api()))
+            .header(COOKIE, &cora.cookie)
+            .header("Accept-Language", "en")
+            .form(&[fields[0], fields[1], ("csrf_token", cora.csrf.as_str())])
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let page = r.text().unwrap();
+        assert!(page.contains(says), "{page}");
+    }
+    let (_, page) = cora.get(&at);
+    assert!(page.contains("<dd id=\"status\">delisted"), "unchanged");
+
+    // An analyst reads the page and its history, without the forms; the
+    // routes refuse.
+    let ana = sign_in(desk.api(), "ana");
+    let (status, page) = ana.get(&at);
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"history\""));
+    assert!(!page.contains("id=\"status-form\""), "{page}");
+    assert!(!ana.get("/indicators").1.contains("id=\"add-form\""));
+    let (status, _) = ana.post(
+        &format!("/indicators/{id}/status"),
+        &[("status", "active"), ("reason", "mine")],
+        true,
+    );
+    assert_eq!(status, 403);
+}

@@ -131,7 +131,7 @@ impl Kanki {
             for &ind in &report.indicator_ids {
                 match self
                     .store
-                    .set_status(ind, Status::FalsePositive, &reason, now)
+                    .set_status(ind, Status::FalsePositive, &reason, actor, now)
                 {
                     // Deleted since the report: nothing left to mark.
                     Ok(_) | Err(StoreError::NotFound) => {}

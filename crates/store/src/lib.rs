@@ -75,7 +75,14 @@ pub trait Backend: Send + Sync {
     /// counts and the skipped rows by reason) once it has finished.
     fn last_import_of(&self, source: &str) -> Result<Option<(ImportRecord, Option<String>)>>;
 
-    fn add_indicator(&self, new: &NewIndicator, now: DateTime<Utc>) -> Result<(Indicator, bool)>;
+    /// Adds an indicator, or a source's sighting of a listed one, made by
+    /// `actor`.
+    fn add_indicator(
+        &self,
+        new: &NewIndicator,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Indicator, bool)>;
     fn get_indicator(&self, id: IndicatorId) -> Result<Option<Indicator>>;
     fn find_indicator(&self, value: &str) -> Result<Option<Indicator>>;
     fn list_indicators(&self, query: &ListQuery) -> Result<Page>;
@@ -86,9 +93,13 @@ pub trait Backend: Send + Sync {
         id: IndicatorId,
         status: Status,
         reason: &str,
+        actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Indicator>;
-    fn delete_indicator(&self, id: IndicatorId, now: DateTime<Utc>) -> Result<bool>;
+    fn delete_indicator(&self, id: IndicatorId, actor: &str, now: DateTime<Utc>) -> Result<bool>;
+    /// The indicator's history, newest first, at most `limit`: its changes
+    /// with who made each, and each source's first sighting.
+    fn indicator_history(&self, id: IndicatorId, limit: u32) -> Result<Vec<IndicatorChange>>;
     fn add_evidence(
         &self,
         id: IndicatorId,

@@ -171,6 +171,9 @@ pub struct NewIndicator {
     /// Source name; `operator` when absent.
     #[serde(default)]
     pub source: Option<String>,
+    /// Why it is added, kept in its history.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// Evidence to attach to an indicator.
@@ -261,4 +264,33 @@ pub struct ListCounts {
     pub by_status_category: Vec<(String, String, u64)>,
     /// (source, active indicators it lists)
     pub active_by_source: Vec<(String, u64)>,
+}
+
+/// One entry of an indicator's history: a change to it, or a source that
+/// lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IndicatorChange {
+    pub at: DateTime<Utc>,
+    /// `add`, `update`, a status (`false-positive`, `delisted`, `active`,
+    /// `allowlisted`, `expired`), `expire`, `delete`; `listed` for a
+    /// source's first sighting.
+    pub change: String,
+    /// The source, or the reason given.
+    pub detail: Option<String>,
+    /// Who made it: an operator (`name` or `name token N`), `expiry`,
+    /// `allowlist`, `source NAME`; none for changes from before actors
+    /// were kept.
+    pub actor: Option<String>,
+}
+
+/// Who made a change to the list when no operator did.
+pub mod change_actor {
+    /// An indicator no source saw again within its time to live.
+    pub const EXPIRY: &str = "expiry";
+    /// The allowlist, applied again after it changed.
+    pub const ALLOWLIST: &str = "allowlist";
+    /// The configuration's source rules.
+    pub const CONFIGURATION: &str = "configuration";
+    /// A change through a call that names no operator.
+    pub const OPERATOR: &str = "operator";
 }

@@ -228,7 +228,13 @@ fn operator_marks_stick_and_url_hosts_follow_the_rules() {
         .unwrap()
         .id;
     let fp = store
-        .set_status(id, Status::FalsePositive, "it is our update server", at(2))
+        .set_status(
+            id,
+            Status::FalsePositive,
+            "it is our update server",
+            "alice",
+            at(2),
+        )
         .unwrap();
     assert_eq!(fp.status, Status::FalsePositive);
     assert!(dns_names(&store).is_empty());
@@ -245,11 +251,31 @@ fn operator_marks_stick_and_url_hosts_follow_the_rules() {
     );
     assert!(
         store
-            .set_status(id, Status::FalsePositive, " ", at(3))
+            .set_status(id, Status::FalsePositive, " ", "alice", at(3))
             .is_err(),
         "a reason is required"
     );
-    assert!(store.delete_indicator(id, at(4)).unwrap());
+    // Its history: the operator's judgement, with who made it, above the
+    // source's first sighting.
+    let history = store.indicator_history(id, 10).unwrap();
+    let seen: Vec<(&str, Option<&str>, Option<&str>)> = history
+        .iter()
+        .map(|h| (h.change.as_str(), h.actor.as_deref(), h.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "false-positive",
+                Some("alice"),
+                Some("it is our update server")
+            ),
+            ("listed", Some("source f"), Some("f")),
+        ]
+    );
+    assert_eq!(history[0].at, at(2));
+    assert_eq!(store.indicator_history(id, 1).unwrap().len(), 1);
+    assert!(store.delete_indicator(id, "alice", at(4)).unwrap());
     assert!(store.get_indicator(id).unwrap().is_none());
 }
 
@@ -269,6 +295,7 @@ fn listing_filters_and_pages() {
                 tags: vec!["mirai".into()],
                 ..Default::default()
             },
+            "operator",
             at(1),
         )
         .unwrap();
@@ -438,6 +465,7 @@ fn a_value_added_by_someone_else_during_an_import_is_joined_not_duplicated() {
                         value: "c.example".into(),
                         ..Default::default()
                     },
+                    "operator",
                     at(1),
                 )
                 .unwrap();
@@ -480,12 +508,13 @@ fn selections_cut_the_list_by_category_source_and_tlp() {
                 tlp: Some(Tlp::Red),
                 ..Default::default()
             },
+            "operator",
             at(1),
         )
         .unwrap();
     let dead = store.find_indicator("a2.example").unwrap().unwrap();
     store
-        .set_status(dead.id, Status::FalsePositive, "test", at(1))
+        .set_status(dead.id, Status::FalsePositive, "test", "operator", at(1))
         .unwrap();
 
     let values = |sel: kanki_store::Selection| {

@@ -1,16 +1,19 @@
-//! Indicators: the search, an indicator's page (its sources' rows, its
-//! evidence, the warning page's hits per day) and the false-positive
-//! queue with approve and reject.
+//! Indicators: the search with a manual add, an indicator's page (its
+//! sources' rows, its evidence, the warning page's hits per day, its
+//! history with who made each change, and a status change with a reason)
+//! and the false-positive queue with approve and reject.
 
 use axum::Form;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{Method, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use kanki_html::{esc, safe_href};
 use kanki_indicators::{Category, Indicator, Kind, Status};
 use kanki_operators::Permission;
-use kanki_store::{HitsQuery, ReportOutcome, ReportQuery, ReportStatus};
+use kanki_store::{
+    HitsQuery, IndicatorChange, NewIndicator, ReportOutcome, ReportQuery, ReportStatus,
+};
 use serde::Deserialize;
 
 use super::Console;
@@ -143,11 +146,215 @@ pub(super) async fn search(
             c.tr("Next page", "次のページ")
         ));
     }
+    if c.may_call(&Method::POST, "/indicators") {
+        body.push_str(&add_form(&c));
+    }
     c.page(c.tr("Indicators", "指標"), &body)
 }
 
-/// `GET /indicators/{id}`: one indicator, its feed rows, evidence and
-/// warning-page hits per day.
+/// The longest reason a console form takes.
+const MOST_REASON: usize = 500;
+
+/// The manual add: a value, its category and why.
+fn add_form(c: &Console) -> String {
+    format!(
+        "<section id=\"add\"><h2>{title}</h2><form method=\"post\" action=\"/indicators\" id=\"add-form\">{csrf}\
+<label>{vl} <input name=\"value\" id=\"add-value\" required maxlength=\"2000\"></label>\
+<label>{cl} <select name=\"category\" id=\"add-category\">{cats}</select></label>\
+<label>{rl} <input name=\"reason\" id=\"add-reason\" required maxlength=\"{MOST_REASON}\"></label>\
+<button id=\"add-apply\">{add}</button></form></section>",
+        title = c.tr("Add an indicator", "指標を追加"),
+        csrf = c.csrf_field(),
+        vl = c.tr("Name, URL or address", "名前・URL・アドレス"),
+        cl = c.tr("Category", "種別"),
+        cats = Category::ALL
+            .iter()
+            .map(|x| format!("<option value=\"{0}\">{0}</option>", x.as_str()))
+            .collect::<String>(),
+        rl = c.tr("Reason", "理由"),
+        add = c.tr("Add to the list", "リストに追加"),
+    )
+}
+
+#[derive(Deserialize)]
+pub(super) struct AddForm {
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    category: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /indicators`: as `POST /api/v1/indicators`, with a reason; to
+/// the indicator's page.
+pub(super) async fn add(
+    State(st): State<ApiState>,
+    c: Console,
+    Form(f): Form<AddForm>,
+) -> Response {
+    let title = c.tr("Add an indicator", "指標を追加");
+    let category = f.category.parse::<Category>().ok();
+    let mut problems = Vec::new();
+    if f.value.trim().is_empty() {
+        problems.push(c.tr(
+            "Give a name, URL or address.",
+            "名前・URL・アドレスを入力してください。",
+        ));
+    }
+    if category.is_none() {
+        problems.push(c.tr("Choose a category.", "種別を選んでください。"));
+    }
+    if f.reason.trim().is_empty() || f.reason.chars().count() > MOST_REASON {
+        problems.push(c.tr(
+            "Give a reason of at most 500 characters.",
+            "理由を 500 文字以内で入力してください。",
+        ));
+    }
+    if !problems.is_empty() {
+        let lines: Vec<String> = problems.into_iter().map(String::from).collect();
+        return c.message(StatusCode::BAD_REQUEST, title, &lines, "/indicators");
+    }
+    let new = NewIndicator {
+        value: f.value.trim().to_string(),
+        category,
+        reason: Some(f.reason.trim().to_string()),
+        ..NewIndicator::default()
+    };
+    let (k, who) = (st.kanki.clone(), c.who.actor());
+    match tokio::task::spawn_blocking(move || k.store.add_indicator(&new, &who, Utc::now())).await {
+        Ok(Ok((i, _))) => {
+            st.list_changed.notify_one();
+            Redirect::to(&format!("/indicators/{}", i.id)).into_response()
+        }
+        Ok(Err(e)) => c.message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            title,
+            &[e.to_string()],
+            "/indicators",
+        ),
+        Err(e) => c.failed(&e.to_string()),
+    }
+}
+
+/// The statuses an operator sets by hand.
+const OPERATOR_STATUSES: [Status; 3] = [Status::Delisted, Status::FalsePositive, Status::Active];
+
+#[derive(Deserialize)]
+pub(super) struct StatusForm {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// `POST /indicators/{id}/status`: as `POST /api/v1/indicators/{id}/status`
+/// (delist, false positive, or back to active, with a reason); back to the
+/// indicator's page.
+pub(super) async fn set_status(
+    State(st): State<ApiState>,
+    c: Console,
+    Path(id): Path<i64>,
+    Form(f): Form<StatusForm>,
+) -> Response {
+    let title = c.tr("Change the status", "状態を変更");
+    let back = format!("/indicators/{id}");
+    let Some(status) = f
+        .status
+        .parse::<Status>()
+        .ok()
+        .filter(|s| OPERATOR_STATUSES.contains(s))
+    else {
+        return c.message(
+            StatusCode::BAD_REQUEST,
+            title,
+            &[c.tr(
+                "Choose delisted, false-positive or active.",
+                "delisted、false-positive、active のいずれかを選んでください。",
+            )
+            .to_string()],
+            &back,
+        );
+    };
+    if f.reason.trim().is_empty() || f.reason.chars().count() > MOST_REASON {
+        return c.message(
+            StatusCode::BAD_REQUEST,
+            title,
+            &[c.tr(
+                "Give a reason of at most 500 characters.",
+                "理由を 500 文字以内で入力してください。",
+            )
+            .to_string()],
+            &back,
+        );
+    }
+    let (k, who) = (st.kanki.clone(), c.who.actor());
+    let reason = f.reason.trim().to_string();
+    let done = tokio::task::spawn_blocking(move || {
+        k.store.set_status(id, status, &reason, &who, Utc::now())
+    })
+    .await;
+    match done {
+        Ok(Ok(_)) => {
+            st.list_changed.notify_one();
+            Redirect::to(&back).into_response()
+        }
+        Ok(Err(e)) => c.message(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            title,
+            &[e.to_string()],
+            &back,
+        ),
+        Err(e) => c.failed(&e.to_string()),
+    }
+}
+
+/// The status form of an indicator's page.
+fn status_form(c: &Console, i: &Indicator) -> String {
+    let choices: String = OPERATOR_STATUSES
+        .iter()
+        .filter(|s| **s != i.status)
+        .map(|s| format!("<option value=\"{0}\">{0}</option>", s.as_str()))
+        .collect();
+    format!(
+        "<form method=\"post\" action=\"/indicators/{id}/status\" id=\"status-form\">{csrf}\
+<label>{sl} <select name=\"status\" id=\"status-choice\">{choices}</select></label>\
+<label>{rl} <input name=\"reason\" id=\"status-reason\" required maxlength=\"{MOST_REASON}\"></label>\
+<button id=\"status-apply\">{apply}</button></form>",
+        id = i.id,
+        csrf = c.csrf_field(),
+        sl = c.tr("New status", "新しい状態"),
+        rl = c.tr("Reason", "理由"),
+        apply = c.tr("Change", "変更"),
+    )
+}
+
+/// The history section: each change, newest first, with who made it.
+fn history_section(c: &Console, history: &[IndicatorChange]) -> String {
+    let mut out = format!(
+        "<section id=\"history\"><h2>{}</h2><table><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
+        c.tr("History", "履歴"),
+        c.tr("When (UTC)", "日時 (UTC)"),
+        c.tr("Change", "変更"),
+        c.tr("By", "実施者"),
+        c.tr("Detail", "詳細"),
+    );
+    for h in history {
+        out.push_str(&format!(
+            "<tr class=\"change\"><td>{}</td><td>{}</td><td class=\"actor\">{}</td><td>{}</td></tr>",
+            when(h.at),
+            esc(&h.change),
+            esc(h.actor.as_deref().unwrap_or("—")),
+            esc(h.detail.as_deref().unwrap_or("")),
+        ));
+    }
+    out.push_str("</tbody></table></section>");
+    out
+}
+
+/// The most changes an indicator's page shows (the API gives more).
+const SHOWN_HISTORY: u32 = 50;
+
 /// The newest crawl with a node at `url`: its id, the profile of that
 /// node's tree, and its report.
 fn newest_crawl(
@@ -165,6 +372,8 @@ fn newest_crawl(
     }))
 }
 
+/// `GET /indicators/{id}`: one indicator, its feed rows, evidence,
+/// warning-page hits per day and history.
 pub(super) async fn indicator(
     State(st): State<ApiState>,
     c: Console,
@@ -186,6 +395,10 @@ pub(super) async fn indicator(
     let hits_allowed = c.may(Permission::ViewCounts);
     let found = tokio::task::spawn_blocking(move || {
         let ind = k.store.get_indicator(id)?;
+        let history = match &ind {
+            Some(_) => k.store.indicator_history(id, SHOWN_HISTORY)?,
+            None => Vec::new(),
+        };
         let hits = if hits_allowed && ind.is_some() {
             k.store.warning().hits(&HitsQuery {
                 indicator: Some(id),
@@ -200,12 +413,12 @@ pub(super) async fn indicator(
             Some(i) => newest_crawl(&k, &i.value)?,
             None => None,
         };
-        Ok::<_, kanki_store::StoreError>((ind, hits, crawl))
+        Ok::<_, kanki_store::StoreError>((ind, hits, crawl, history))
     })
     .await;
-    let (ind, hits, crawl) = match found {
-        Ok(Ok((Some(i), hits, crawl))) => (i, hits, crawl),
-        Ok(Ok((None, _, _))) => {
+    let (ind, hits, crawl, history) = match found {
+        Ok(Ok((Some(i), hits, crawl, history))) => (i, hits, crawl, history),
+        Ok(Ok((None, ..))) => {
             return c.message(
                 StatusCode::NOT_FOUND,
                 c.tr("Indicator", "指標"),
@@ -220,6 +433,9 @@ pub(super) async fn indicator(
         Err(e) => return c.failed(&e.to_string()),
     };
     let mut body = summary(&c, &ind);
+    if c.may_call(&Method::POST, "/indicators/{id}/status") {
+        body.push_str(&status_form(&c, &ind));
+    }
     body.push_str(&format!(
         "<section id=\"sources\"><h2>{}</h2><table><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
         c.tr("Feed rows", "フィードの行"),
@@ -279,6 +495,7 @@ pub(super) async fn indicator(
         }
         body.push_str("</tbody></table></section>");
     }
+    body.push_str(&history_section(&c, &history));
     c.page(&format!("{} #{}", c.tr("Indicator", "指標"), ind.id), &body)
 }
 

@@ -12,9 +12,11 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params, params_from_iter};
 
 use super::{SqliteBackend, count_map, from_ts, journal, source_id, ts};
+use crate::change_actor::{ALLOWLIST, CONFIGURATION, EXPIRY, OPERATOR};
 use crate::{
-    Backend, ChunkCounts, HostMark, ImportRecord, ImportRun, ImportSummary, ListCounts, ListQuery,
-    NewEvidence, NewIndicator, Page, Result, Selection, SourceSpec, StoreError, StoredAllowEntry,
+    Backend, ChunkCounts, HostMark, ImportRecord, ImportRun, ImportSummary, IndicatorChange,
+    ListCounts, ListQuery, NewEvidence, NewIndicator, Page, Result, Selection, SourceSpec,
+    StoreError, StoredAllowEntry,
 };
 
 /// What an import run knows about its source, loaded once per run.
@@ -749,7 +751,7 @@ impl Backend for SqliteBackend {
                     params![id, s.list_url_hosts],
                 )?;
                 if changed > 0 {
-                    journal(&tx, now, None, "source-rule", Some(&s.name))?;
+                    journal(&tx, now, None, "source-rule", Some(&s.name), CONFIGURATION)?;
                 }
             }
             tx.commit()?;
@@ -931,7 +933,8 @@ impl Backend for SqliteBackend {
                     "{{\"import\":{},\"source\":{:?},\"added\":{},\"updated\":{}}}",
                     run.id, run.source.name, counts.added, counts.updated
                 );
-                journal(&tx, now, None, "import", Some(&detail))?;
+                let by = format!("source {}", run.source.name);
+                journal(&tx, now, None, "import", Some(&detail), &by)?;
                 if cache.alone_at.is_some() {
                     cache.alone_at = Some(tx.last_insert_rowid());
                 }
@@ -1052,7 +1055,12 @@ impl Backend for SqliteBackend {
         })
     }
 
-    fn add_indicator(&self, new: &NewIndicator, now: DateTime<Utc>) -> Result<(Indicator, bool)> {
+    fn add_indicator(
+        &self,
+        new: &NewIndicator,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Indicator, bool)> {
         let norm = match new.kind {
             Some(k) => normalize_as(k, &new.value),
             None => normalize_any(&new.value),
@@ -1062,6 +1070,11 @@ impl Backend for SqliteBackend {
             return Err(StoreError::Invalid("confidence is 0 to 100".into()));
         }
         let source = new.source.clone().unwrap_or_else(|| "operator".into());
+        // The history's detail: the source, and why when given.
+        let detail = match new.reason.as_deref().map(str::trim) {
+            Some(why) if !why.is_empty() => format!("{source}: {why}"),
+            _ => source.clone(),
+        };
         let spec = SourceSpec {
             name: source.clone(),
             default_category: new.category.unwrap_or(Category::Other),
@@ -1096,7 +1109,7 @@ impl Backend for SqliteBackend {
                 Some(id) => {
                     m.upsert(&tx, id, sid)?;
                     recompute(&tx, id, now_s)?;
-                    journal(&tx, now_s, Some(id), "update", Some(&source))?;
+                    journal(&tx, now_s, Some(id), "update", Some(&detail), actor)?;
                     (id, false)
                 }
                 None => {
@@ -1107,7 +1120,7 @@ impl Backend for SqliteBackend {
                     let id = insert_indicator(&tx, rec.indicator.kind, &rec.indicator.value, host, &m, status, reason.as_deref(), now_s)?
                         .ok_or_else(|| StoreError::Backend("indicator appeared during its own insert".into()))?;
                     m.upsert(&tx, id, sid)?;
-                    journal(&tx, now_s, Some(id), "add", Some(&source))?;
+                    journal(&tx, now_s, Some(id), "add", Some(&detail), actor)?;
                     (id, true)
                 }
             };
@@ -1194,6 +1207,7 @@ impl Backend for SqliteBackend {
         id: IndicatorId,
         status: Status,
         reason: &str,
+        actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Indicator> {
         if !matches!(
@@ -1237,22 +1251,71 @@ impl Backend for SqliteBackend {
                 "UPDATE indicators SET status = ?2, status_reason = ?3, updated_at = ?4 WHERE id = ?1",
                 params![id, status.as_str(), reason, ts(now)],
             )?;
-            journal(&tx, ts(now), Some(id), status.as_str(), Some(&reason))?;
+            journal(&tx, ts(now), Some(id), status.as_str(), Some(&reason), actor)?;
             tx.commit()?;
             Ok(())
         })?;
         self.get_indicator(id)?.ok_or(StoreError::NotFound)
     }
 
-    fn delete_indicator(&self, id: IndicatorId, now: DateTime<Utc>) -> Result<bool> {
+    fn delete_indicator(&self, id: IndicatorId, actor: &str, now: DateTime<Utc>) -> Result<bool> {
         self.write(|c| {
             let tx = c.transaction()?;
             let n = tx.execute("DELETE FROM indicators WHERE id = ?1", [id])?;
             if n > 0 {
-                journal(&tx, ts(now), Some(id), "delete", None)?;
+                journal(&tx, ts(now), Some(id), "delete", None, actor)?;
             }
             tx.commit()?;
             Ok(n > 0)
+        })
+    }
+
+    fn indicator_history(&self, id: IndicatorId, limit: u32) -> Result<Vec<IndicatorChange>> {
+        self.read(|c| {
+            let mut out: Vec<IndicatorChange> = c
+                .prepare_cached(
+                    "SELECT at, op, detail, actor FROM changes
+                     WHERE indicator_id = ?1 ORDER BY seq DESC LIMIT ?2",
+                )?
+                .query_map(params![id, limit], |r| {
+                    Ok(IndicatorChange {
+                        at: from_ts(r.get(0)?),
+                        change: r.get(1)?,
+                        detail: r.get(2)?,
+                        actor: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            // A feed import changes the list in bulk (one journal entry a
+            // chunk): each source's first sighting stands for it.
+            let listed = c
+                .prepare_cached(
+                    "SELECT s.first_seen, src.name FROM indicator_sources s
+                     JOIN sources src ON src.id = s.source_id WHERE s.indicator_id = ?1",
+                )?
+                .query_map([id], |r| {
+                    let source: String = r.get(1)?;
+                    Ok(IndicatorChange {
+                        at: from_ts(r.get(0)?),
+                        change: "listed".into(),
+                        actor: Some(format!("source {source}")),
+                        detail: Some(source),
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            // Not twice: an operator's add already names its source.
+            let listed: Vec<IndicatorChange> = listed
+                .into_iter()
+                .filter(|l| {
+                    !out.iter()
+                        .any(|j| j.at == l.at && matches!(j.change.as_str(), "add" | "update"))
+                })
+                .collect();
+            out.extend(listed);
+            // Newest first; at one time, the journal's order kept.
+            out.sort_by_key(|c| std::cmp::Reverse(c.at));
+            out.truncate(limit as usize);
+            Ok(out)
         })
     }
 
@@ -1308,7 +1371,7 @@ impl Backend for SqliteBackend {
                 params![entry.kind.as_str(), entry.name, entry.origin],
                 |r| r.get(0),
             )?;
-            journal(&tx, ts(now), None, "allowlist-add", Some(&entry.name))?;
+            journal(&tx, ts(now), None, "allowlist-add", Some(&entry.name), &entry.origin)?;
             tx.commit()?;
             Ok(id)
         })?;
@@ -1330,6 +1393,7 @@ impl Backend for SqliteBackend {
                     None,
                     "allowlist-remove",
                     Some(&id.to_string()),
+                    OPERATOR,
                 )?;
             }
             tx.commit()?;
@@ -1373,7 +1437,7 @@ impl Backend for SqliteBackend {
                     ins.execute(params![kind, name, reason, origin, ts(now)])?;
                 }
             }
-            journal(&tx, ts(now), None, "allowlist-replace", Some(origin))?;
+            journal(&tx, ts(now), None, "allowlist-replace", Some(origin), origin)?;
             tx.commit()?;
             Ok(true)
         })?;
@@ -1421,7 +1485,7 @@ impl Backend for SqliteBackend {
             for (id, status, reason) in &changes {
                 tx.prepare_cached("UPDATE indicators SET status = ?2, status_reason = ?3, updated_at = ?4 WHERE id = ?1")?
                     .execute(params![id, status.as_str(), reason, now_s])?;
-                journal(&tx, now_s, Some(*id), status.as_str(), reason.as_deref())?;
+                journal(&tx, now_s, Some(*id), status.as_str(), reason.as_deref(), ALLOWLIST)?;
             }
             tx.commit()?;
             Ok(changes.len() as u64)
@@ -1458,7 +1522,7 @@ impl Backend for SqliteBackend {
                  ON CONFLICT (host) DO UPDATE SET reason = excluded.reason, origin = excluded.origin",
                 params![host, mark.reason, mark.origin, ts(mark.created_at)],
             )?;
-            journal(&tx, ts(mark.created_at), None, "host-mark", Some(&host))?;
+            journal(&tx, ts(mark.created_at), None, "host-mark", Some(&host), &mark.origin)?;
             tx.commit()?;
             Ok(())
         })
@@ -1469,7 +1533,7 @@ impl Backend for SqliteBackend {
             let tx = c.transaction()?;
             let n = tx.execute("DELETE FROM host_marks WHERE host = ?1", [host])?;
             if n > 0 {
-                journal(&tx, ts(now), None, "host-unmark", Some(host))?;
+                journal(&tx, ts(now), None, "host-unmark", Some(host), OPERATOR)?;
             }
             tx.commit()?;
             Ok(n > 0)
@@ -1491,7 +1555,7 @@ impl Backend for SqliteBackend {
                     "UPDATE indicators SET status = 'expired', status_reason = 'no source has seen it within its time to live', updated_at = ?2 WHERE id = ?1",
                 )?
                 .execute(params![id, now_s])?;
-                journal(&tx, now_s, Some(*id), "expire", None)?;
+                journal(&tx, now_s, Some(*id), "expire", None, EXPIRY)?;
             }
             tx.commit()?;
             Ok(ids.len() as u64)

@@ -112,6 +112,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "case_feeds",
         include_str!("../../migrations/sqlite/0021_case_feeds.sql"),
     ),
+    (
+        22,
+        "change_actors",
+        include_str!("../../migrations/sqlite/0022_change_actors.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction

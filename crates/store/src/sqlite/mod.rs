@@ -260,18 +260,20 @@ pub(crate) fn from_ts(s: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(s, 0).single().unwrap_or_default()
 }
 
-/// Appends to the change journal, which is what moves the generation.
+/// Appends to the change journal, which is what moves the generation and
+/// is each indicator's history: `actor` made the change.
 pub(crate) fn journal(
     conn: &Connection,
     at: i64,
     indicator: Option<i64>,
     op: &str,
     detail: Option<&str>,
+    actor: &str,
 ) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO changes (at, indicator_id, op, detail) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO changes (at, indicator_id, op, detail, actor) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
-    .execute(params![at, indicator, op, detail])?;
+    .execute(params![at, indicator, op, detail, actor])?;
     Ok(())
 }
 
