@@ -305,6 +305,92 @@ pub struct Live {
     pub notices_queued: u64,
     pub notices_failed: u64,
     pub sensor: Option<SensorNow>,
+    /// Each ingest and notice stage's rate, in the pipeline's order.
+    pub rates: Vec<StageRate>,
+}
+
+/// How often the stage counters are sampled for their rates.
+pub const RATE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+/// The "now" rate: over at least this much of the latest samples.
+const RATE_NOW: Duration = Duration::from_secs(10);
+/// The longer rate: over the samples of this much time.
+const RATE_WINDOW: Duration = Duration::from_secs(300);
+
+/// One stage's rate, per second, in this process.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StageRate {
+    /// `ingest` or `notices`.
+    pub part: &'static str,
+    pub stage: &'static str,
+    /// Over the last ten seconds or so (none before a sample that old).
+    pub per_second: Option<f64>,
+    /// Over the last five minutes, or since the first sample when the
+    /// server is younger.
+    pub per_second_5m: Option<f64>,
+    /// Since the server started.
+    pub total: u64,
+}
+
+/// The stage counters' recent samples (every [`RATE_SAMPLE_EVERY`], five
+/// minutes of them), from which their rates are read.
+#[derive(Default)]
+pub struct StageRates {
+    samples: Mutex<std::collections::VecDeque<(Instant, Vec<u64>)>>,
+}
+
+impl StageRates {
+    /// Keeps the totals sampled at `at`, and no sample older than the
+    /// window needs.
+    pub fn sample(&self, at: Instant, totals: Vec<u64>) {
+        let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        s.push_back((at, totals));
+        while s.len() > 2
+            && s.get(1)
+                .is_some_and(|(t, _)| at.saturating_duration_since(*t) >= RATE_WINDOW)
+        {
+            s.pop_front();
+        }
+    }
+
+    /// Each stage's rates at `now`, given its totals then (the counters'
+    /// order: [`INGEST_STAGES`](crate::metrics::INGEST_STAGES), then
+    /// [`NOTICE_STAGES`](crate::metrics::NOTICE_STAGES)).
+    pub fn rates(&self, now: Instant, totals: &[u64]) -> Vec<StageRate> {
+        let s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+        // The newest sample at least RATE_NOW old, and the oldest one.
+        let recent = s
+            .iter()
+            .rev()
+            .find(|(t, _)| now.saturating_duration_since(*t) >= RATE_NOW);
+        let oldest = s
+            .front()
+            .filter(|(t, _)| now.saturating_duration_since(*t) >= RATE_NOW);
+        let rate = |from: Option<&(Instant, Vec<u64>)>, i: usize, total: u64| {
+            from.map(|(t, then)| {
+                let secs = now.saturating_duration_since(*t).as_secs_f64();
+                total.saturating_sub(then.get(i).copied().unwrap_or(0)) as f64 / secs
+            })
+        };
+        let stages = crate::metrics::INGEST_STAGES
+            .iter()
+            .map(|s| ("ingest", *s))
+            .chain(
+                crate::metrics::NOTICE_STAGES
+                    .iter()
+                    .map(|s| ("notices", *s)),
+            );
+        stages
+            .zip(totals)
+            .enumerate()
+            .map(|(i, ((part, stage), &total))| StageRate {
+                part,
+                stage,
+                per_second: rate(recent, i, total),
+                per_second_5m: rate(oldest, i, total),
+                total,
+            })
+            .collect()
+    }
 }
 
 /// An RPZ zone as served now, and its secondaries.
@@ -493,6 +579,10 @@ pub fn dashboard(st: &ApiState, k: &Kanki, range: Range) -> Result<Dashboard, Ap
         notices_queued: count("queued"),
         notices_failed: count("failed"),
         sensor: st.inputs.sensor(),
+        rates: st
+            .metrics
+            .stage_rates
+            .rates(Instant::now(), &st.metrics.stage_totals()),
     };
     Ok(Dashboard {
         range,
@@ -610,6 +700,55 @@ pub fn chart_svg(c: &Chart, title: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rates come from the samples: "now" over the newest sample at least
+    /// ten seconds old, the longer one over the oldest kept; none before a
+    /// sample is old enough; samples older than five minutes go.
+    #[test]
+    fn stage_rates_are_read_from_the_samples_and_the_window_slides() {
+        let stages = crate::metrics::INGEST_STAGES.len() + crate::metrics::NOTICE_STAGES.len();
+        let totals = |stored: u64| {
+            let mut t = vec![0; stages];
+            t[5] = stored; // ingest: stored
+            t
+        };
+        let r = StageRates::default();
+        let t0 = Instant::now();
+        let secs = |s: u64| t0 + Duration::from_secs(s);
+        assert!(
+            r.rates(t0, &totals(0))
+                .iter()
+                .all(|x| x.per_second.is_none())
+        );
+        // 0 stored at 0 s, 100 at 5 s, 200 at 10 s, 1,200 at 20 s.
+        r.sample(secs(0), totals(0));
+        r.sample(secs(5), totals(100));
+        r.sample(secs(10), totals(200));
+        let stored = |now: u64, total: u64| {
+            let all = r.rates(secs(now), &totals(total));
+            assert_eq!(all.len(), stages);
+            all.into_iter().find(|x| x.stage == "stored").unwrap()
+        };
+        let now = stored(20, 1200);
+        assert_eq!((now.part, now.total), ("ingest", 1200));
+        assert_eq!(now.per_second, Some(100.0), "(1200 - 200) / 10 s");
+        assert_eq!(now.per_second_5m, Some(60.0), "1200 / 20 s");
+        assert_eq!(stored(9, 150).per_second, None, "no sample 10 s old");
+        assert_eq!(
+            r.rates(secs(20), &totals(1200))
+                .iter()
+                .find(|x| x.stage == "mailed")
+                .unwrap()
+                .per_second,
+            Some(0.0)
+        );
+        // Later, the samples of more than five minutes before go (but the
+        // one that covers the window's start).
+        r.sample(secs(400), totals(2000));
+        assert_eq!(stored(405, 2000).per_second_5m, Some(1800.0 / 395.0));
+        r.sample(secs(710), totals(2000));
+        assert_eq!(stored(715, 2000).per_second_5m, Some(0.0), "since 400 s");
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -13,7 +13,7 @@ mod directory;
 mod feeds;
 pub mod inputs;
 pub mod listen;
-mod metrics;
+pub mod metrics;
 mod removal;
 pub mod signin;
 pub mod tls;

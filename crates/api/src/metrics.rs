@@ -49,6 +49,74 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: String,
+}
+
+/// The ingest stages counted, in the pipeline's order: records read,
+/// rejected as unusable, stored before (a replay), attributed to a
+/// subscriber or not, stored; and the cases they opened and updated.
+pub const INGEST_STAGES: [&str; 8] = [
+    "read",
+    "rejected",
+    "duplicate",
+    "attributed",
+    "unattributed",
+    "stored",
+    "cases-opened",
+    "cases-updated",
+];
+
+/// The notice-sending stages counted: mails handed to the SMTP server,
+/// letters queued, sends failed, bounces, mails to retry later.
+pub const NOTICE_STAGES: [&str; 5] = ["mailed", "letters", "failed", "bounced", "retry-later"];
+
+/// An ingest summary's totals, stage by stage ([`INGEST_STAGES`]).
+fn ingest_totals(s: &kanki_removal::ingest::IngestSummary) -> [u64; INGEST_STAGES.len()] {
+    [
+        s.records,
+        s.skipped.total(),
+        s.duplicates,
+        s.attributed,
+        s.unattributed.total(),
+        s.events,
+        s.cases_opened,
+        s.cases_updated,
+    ]
+}
+
+/// Counts one ingest run's progress per stage: each summary it is given
+/// (the run's totals so far) adds what grew since the one before.
+pub struct IngestMeter {
+    metrics: std::sync::Arc<Metrics>,
+    seen: [u64; INGEST_STAGES.len()],
+}
+
+impl IngestMeter {
+    pub fn new(metrics: std::sync::Arc<Metrics>) -> IngestMeter {
+        IngestMeter {
+            metrics,
+            seen: [0; INGEST_STAGES.len()],
+        }
+    }
+
+    pub fn progress(&mut self, s: &kanki_removal::ingest::IngestSummary) {
+        for (i, total) in ingest_totals(s).into_iter().enumerate() {
+            let grew = total.saturating_sub(self.seen[i]);
+            if grew > 0 {
+                self.metrics
+                    .ingest
+                    .get_or_create(&StageLabels {
+                        stage: INGEST_STAGES[i].into(),
+                    })
+                    .inc_by(grew);
+            }
+            self.seen[i] = self.seen[i].max(total);
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PermissionLabels {
     pub permission: String,
 }
@@ -88,6 +156,12 @@ pub struct Metrics {
     pub directory_events: Family<EventLabels, Counter>,
     /// The removal loop's outcomes, set at each scrape.
     pub removal: kanki_removal::outcomes::OutcomeGauges,
+    /// Events through each ingest stage ([`INGEST_STAGES`]).
+    pub ingest: Family<StageLabels, Counter>,
+    /// Notices through each sending stage ([`NOTICE_STAGES`]).
+    pub notices: Family<StageLabels, Counter>,
+    /// The stage counters' recent samples, for their live rates.
+    pub stage_rates: crate::dashboard::StageRates,
 }
 
 impl Default for Metrics {
@@ -124,8 +198,21 @@ impl Metrics {
             directory_consenting: Gauge::default(),
             directory_changed: Gauge::default(),
             directory_events: Family::default(),
+            ingest: Family::default(),
+            notices: Family::default(),
+            stage_rates: crate::dashboard::StageRates::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "ingest_events",
+            "Report records and sensor events through each ingest stage: read, rejected (unusable), duplicate (stored before), attributed, unattributed, stored; and the cases they opened and updated",
+            m.ingest.clone(),
+        );
+        registry.register(
+            "notices_sent",
+            "Notices through each sending stage: mailed (handed to the SMTP server), letters (queued), failed, bounced, retry-later",
+            m.notices.clone(),
+        );
         registry.register(
             "api_auth_failures",
             "API requests refused as unauthenticated (401), by reason",
@@ -277,6 +364,60 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Counts a notice-sending turn per stage.
+    pub fn count_notices(&self, s: &kanki_removal::notice::SendSummary) {
+        if s.dry_run {
+            return;
+        }
+        let counts = [
+            s.mails_sent,
+            s.letters_queued,
+            s.failed,
+            s.bounced,
+            s.retry_later,
+        ];
+        for (stage, n) in NOTICE_STAGES.iter().zip(counts) {
+            if n > 0 {
+                self.notices
+                    .get_or_create(&StageLabels {
+                        stage: (*stage).into(),
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+
+    /// Counts notices found bounced in the bounce mailbox.
+    pub fn count_bounced(&self, n: u64) {
+        self.notices
+            .get_or_create(&StageLabels {
+                stage: "bounced".into(),
+            })
+            .inc_by(n);
+    }
+
+    /// Every stage counter's total now: ingest's, then notices', in their
+    /// stages' order.
+    pub fn stage_totals(&self) -> Vec<u64> {
+        let of = |family: &Family<StageLabels, Counter>, stage: &str| {
+            family
+                .get_or_create(&StageLabels {
+                    stage: stage.into(),
+                })
+                .get()
+        };
+        INGEST_STAGES
+            .iter()
+            .map(|s| of(&self.ingest, s))
+            .chain(NOTICE_STAGES.iter().map(|s| of(&self.notices, s)))
+            .collect()
+    }
+
+    /// Samples the stage counters for their live rates.
+    pub fn sample_stages(&self, at: std::time::Instant) {
+        self.stage_rates.sample(at, self.stage_totals());
+    }
+
     /// Copies the RADIUS server's counters (monotonic) into `radius`.
     pub fn sync_radius(&self) {
         use std::sync::atomic::Ordering::Relaxed;

@@ -43,14 +43,13 @@ pub(crate) async fn ingest(
         origin: p.name.unwrap_or_else(|| "http".into()),
         actor: caller.actor(),
     };
+    let mut meter = crate::metrics::IngestMeter::new(st.metrics.clone());
     blocking(&st, move |k| {
-        Ok(Json(kanki_removal::ingest::ingest(
-            k,
-            &compiled,
-            &source,
-            Box::new(body),
-            &mut |_| {},
-        )?))
+        let s = kanki_removal::ingest::ingest(k, &compiled, &source, Box::new(body), &mut |s| {
+            meter.progress(s)
+        })?;
+        meter.progress(&s);
+        Ok(Json(s))
     })
     .await
 }

@@ -94,8 +94,9 @@ async fn sensor_events(st: ApiState, mut rx: tokio::sync::mpsc::Receiver<kanki_e
                 ingest,
                 events,
                 &mut sum,
-            )
-            .map(|_| sum)
+            )?;
+            kanki_api::metrics::IngestMeter::new(st2.metrics.clone()).progress(&sum);
+            Ok::<_, kanki_service::ServiceError>(sum)
         })
         .await;
         match done {
@@ -140,6 +141,7 @@ async fn notice_loop(st: ApiState) {
             kanki_removal::notice::send_due(&k, Some(&mailer), false, Utc::now())
         };
         if let Some(s) = background_turn("sending notices", send).await {
+            st.metrics.count_notices(&s);
             tracing::info!(
                 mailed = s.mails_sent,
                 letters = s.letters_queued,
@@ -161,13 +163,16 @@ async fn bounce_loop(st: ApiState, maildir: PathBuf) {
         let dir = maildir.clone();
         let read = move || kanki_removal::bounce::read_maildir(&k, &dir);
         match background_turn("reading the bounce maildir", read).await {
-            Some(p) if p != Default::default() => tracing::info!(
-                bounces = p.bounces,
-                notices_bounced = p.notices_bounced,
-                other_messages = p.other_messages,
-                left = p.left,
-                "bounce maildir read"
-            ),
+            Some(p) if p != Default::default() => {
+                st.metrics.count_bounced(p.notices_bounced);
+                tracing::info!(
+                    bounces = p.bounces,
+                    notices_bounced = p.notices_bounced,
+                    other_messages = p.other_messages,
+                    left = p.left,
+                    "bounce maildir read"
+                )
+            }
             _ => {}
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -275,11 +280,14 @@ fn ingest_file(
         origin: name,
         actor: "removal".into(),
     };
-    kanki_removal::ingest::ingest(
+    let mut meter = kanki_api::metrics::IngestMeter::new(st.metrics.clone());
+    let s = kanki_removal::ingest::ingest(
         &st.kanki,
         &st.directory.compiled(),
         &source,
         Box::new(f),
-        &mut |_| {},
-    )
+        &mut |s| meter.progress(s),
+    )?;
+    meter.progress(&s);
+    Ok(s)
 }

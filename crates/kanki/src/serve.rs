@@ -252,6 +252,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(purger(state.clone()));
     tokio::spawn(operators_refresher(state.clone()));
     tokio::spawn(counter_keeper(state.clone()));
+    tokio::spawn(stage_sampler(state.clone()));
     tokio::spawn(crate::checkpoint::run(kanki.clone()));
     crate::crawl_serve::spawn(kanki.clone(), list_changed.clone())?;
     for feed in kanki.config.feeds.iter().filter(|f| f.enabled) {
@@ -595,6 +596,15 @@ async fn counter_keeper(st: ApiState) {
                 trimmed = std::time::Instant::now();
             }
         }
+    }
+}
+
+/// Samples the ingest and notice stage counters for the dashboard's live
+/// rates (see `kanki_api::dashboard::StageRates`).
+async fn stage_sampler(st: ApiState) {
+    loop {
+        st.metrics.sample_stages(std::time::Instant::now());
+        tokio::time::sleep(kanki_api::dashboard::RATE_SAMPLE_EVERY).await;
     }
 }
 

@@ -1163,6 +1163,31 @@ fn the_dashboard_counts_a_report_its_case_its_notice_and_its_acknowledgement() {
     assert_eq!(total(&d, "cases", &format!("opened: {severity}")), 1, "{d}");
     assert_eq!(total(&d, "notices", "sent: mail"), 0);
     assert_eq!(d["outcomes"]["infected_subscribers"], 1);
+    // The report's row through each ingest stage, counted as it went.
+    let stage = |d: &Value, stage: &str| -> Value {
+        d["live"]["rates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["stage"] == stage)
+            .unwrap_or_else(|| panic!("{stage}: {d}"))
+            .clone()
+    };
+    for (name, n) in [
+        ("read", 1),
+        ("rejected", 0),
+        ("attributed", 1),
+        ("stored", 1),
+        ("cases-opened", 1),
+        ("mailed", 0),
+    ] {
+        assert_eq!(stage(&d, name)["total"], n, "{name}: {d}");
+    }
+    let (_, metrics) = vic.get("/metrics");
+    assert!(
+        metrics.contains("kanki_ingest_events_total{stage=\"stored\"} 1"),
+        "{metrics}"
+    );
     assert!(
         d["list"]["by_status_category"]
             .as_array()
@@ -1261,6 +1286,19 @@ fn the_dashboard_counts_a_report_its_case_its_notice_and_its_acknowledgement() {
     });
     let (_, csv) = vic.get("/dashboard/radius.csv?range=day");
     assert!(csv.contains(",\"radius-requests\",1\n"), "{csv}");
+
+    // The live rates: sampled every 5 s, so by now over at least 10 s.
+    eventually(20, "a rate over ten seconds", || {
+        stage(&dashboard("hour"), "stored")["per_second_5m"].is_f64()
+    });
+    let (_, page) = vic.get("/dashboard");
+    let row = page
+        .split("<tr id=\"rate-ingest-stored\">")
+        .nth(1)
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_else(|| panic!("{page}"));
+    assert!(row.contains("Ingest: events stored"), "{row}");
+    assert!(row.contains("<td class=\"total\">1</td>"), "{row}");
 }
 
 /// The console in Firefox (ESR, headless, through geckodriver): signing

@@ -148,7 +148,7 @@ fn live(c: &Console, d: &Dashboard) -> String {
     format!(
         "<section id=\"live\"><h2>{}</h2><dl>\
 <dt>{}</dt><dd id=\"feeds-running\">{}</dd><dt>{}</dt><dd>{}</dd><dt>{}</dt><dd id=\"notices-queued\">{}</dd>\
-<dt>{}</dt><dd>{}</dd><dt>{}</dt><dd>{}</dd></dl><p><a href=\"/feeds\">{}</a></p></section>",
+<dt>{}</dt><dd>{}</dd><dt>{}</dt><dd>{}</dd></dl>{}<p><a href=\"/feeds\">{}</a></p></section>",
         c.tr("Now", "現在"),
         c.tr(
             "Feed runs under way (rows read)",
@@ -170,8 +170,61 @@ fn live(c: &Console, d: &Dashboard) -> String {
             "センサー: 接続 / 記録 / レート制限"
         ),
         sensor,
+        rates(c, &l.rates),
         c.tr("Feeds and sensors", "フィードとセンサー"),
     )
+}
+
+/// A stage's name on the page.
+fn stage_name(c: &Console, part: &str, stage: &str) -> &'static str {
+    match (part, stage) {
+        ("ingest", "read") => c.tr("Ingest: records read", "取り込み: 読み込んだレコード"),
+        ("ingest", "rejected") => c.tr("Ingest: rejected", "取り込み: 不採用"),
+        ("ingest", "duplicate") => c.tr("Ingest: stored before", "取り込み: 保存済み"),
+        ("ingest", "attributed") => c.tr("Ingest: attributed", "取り込み: 契約者を特定"),
+        ("ingest", "unattributed") => {
+            c.tr("Ingest: not attributed", "取り込み: 契約者を特定できず")
+        }
+        ("ingest", "stored") => c.tr("Ingest: events stored", "取り込み: 保存したイベント"),
+        ("ingest", "cases-opened") => c.tr("Ingest: cases opened", "取り込み: 開始した事案"),
+        ("ingest", "cases-updated") => c.tr("Ingest: cases updated", "取り込み: 更新した事案"),
+        ("notices", "mailed") => c.tr("Notices: mailed", "通知: メール送信"),
+        ("notices", "letters") => c.tr("Notices: letters queued", "通知: 郵送待ち"),
+        ("notices", "failed") => c.tr("Notices: failed", "通知: 失敗"),
+        ("notices", "bounced") => c.tr("Notices: bounced", "通知: 不達"),
+        ("notices", "retry-later") => c.tr("Notices: to retry", "通知: 再送待ち"),
+        _ => "",
+    }
+}
+
+/// Each stage's rate now and over five minutes, and its total since the
+/// server started.
+fn rates(c: &Console, rates: &[crate::dashboard::StageRate]) -> String {
+    let per_second = |r: Option<f64>| r.map_or_else(|| "—".to_string(), |r| format!("{r:.1}"));
+    let mut out = format!(
+        "<table id=\"rates\"><caption>{}</caption><thead><tr><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
+        c.tr(
+            "Live rates per stage (this server)",
+            "段階ごとの処理速度（このサーバー）"
+        ),
+        c.tr("Stage", "段階"),
+        c.tr("Per second, last 10 s", "毎秒（直近 10 秒）"),
+        c.tr("Per second, last 5 min", "毎秒（直近 5 分）"),
+        c.tr("Since the server started", "起動以来"),
+    );
+    for r in rates {
+        out.push_str(&format!(
+            "<tr id=\"rate-{}-{}\"><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td class=\"total\">{}</td></tr>",
+            r.part,
+            r.stage,
+            stage_name(c, r.part, r.stage),
+            per_second(r.per_second),
+            per_second(r.per_second_5m),
+            r.total,
+        ));
+    }
+    out.push_str("</tbody></table>");
+    out
 }
 
 fn figure(c: &Console, chart: &Chart, range: &str) -> String {
