@@ -337,6 +337,11 @@ pub struct CaseFilter {
     pub before: Option<i64>,
     /// Newest (highest id) first; else oldest first.
     pub newest_first: bool,
+    /// The most recently seen first (by last seen, then id, both
+    /// descending) instead of by id.
+    pub by_last_seen: bool,
+    /// With `by_last_seen`: the cases after this (last seen, id) position.
+    pub seen_before: Option<(DateTime<Utc>, i64)>,
     pub limit: Option<u32>,
 }
 

@@ -671,3 +671,82 @@ fn cases_are_found_by_the_feeds_of_their_events() {
         .collect();
     assert_eq!(found, ["S2", "S3"]);
 }
+
+/// The queue by the latest event: the most recently seen case first,
+/// paged by (last seen, id), with the other filters on top.
+#[test]
+fn cases_are_listed_most_recently_seen_first_and_paged() {
+    let (_dir, store, ingest) = store_with_an_ingest();
+    let r = store.removal();
+    let t0 = Utc::now() - Duration::hours(5);
+    let cases: Vec<CaseTarget> = ["S1", "S2", "S3", "S4"]
+        .into_iter()
+        .map(|s| CaseTarget {
+            subscriber: s.into(),
+            threat: "mirai".into(),
+            class: "infected-system".into(),
+            severity: Severity::High,
+        })
+        .collect();
+    // S1 seen 3 h after t0, S2 1 h, S3 2 h, S4 3 h too (a tie, broken by
+    // id); S2 from another feed.
+    let writes: Vec<EventWrite> = [(0, 3, "a"), (1, 1, "b"), (2, 2, "a"), (3, 3, "a")]
+        .into_iter()
+        .map(|(case, hours, feed)| {
+            let mut e = Event::new(
+                "192.0.2.1".parse().unwrap(),
+                t0 + Duration::hours(hours),
+                "malicious-code",
+                "infected-system",
+                feed,
+                "p",
+            );
+            e.raw = format!("row {case}").into_bytes();
+            EventWrite {
+                key: e.key(),
+                event: e,
+                attribution: Some(EventAttribution {
+                    subscriber: cases[case].subscriber.clone(),
+                    confidence: "inside-session".into(),
+                    audit_seq: 1,
+                }),
+                audit: None,
+                unattributed: None,
+                case: Some(case),
+            }
+        })
+        .collect();
+    let mut update = |_: &mut Case, _: &CaseDelta, _| {};
+    record(r, ingest, &writes, &cases, &mut update);
+    let list = |feed: Option<&str>, limit, seen_before| -> Vec<Case> {
+        r.list_cases(&CaseFilter {
+            by_last_seen: true,
+            feed: feed.map(String::from),
+            limit,
+            seen_before,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let names =
+        |cases: &[Case]| -> Vec<String> { cases.iter().map(|c| c.subscriber.clone()).collect() };
+    assert_eq!(names(&list(None, None, None)), ["S4", "S1", "S3", "S2"]);
+    let first = list(None, Some(2), None);
+    assert_eq!(names(&first), ["S4", "S1"]);
+    let last = first.last().unwrap();
+    assert_eq!(
+        names(&list(None, Some(2), Some((last.last_seen, last.id)))),
+        ["S3", "S2"],
+        "the next page, past the tie"
+    );
+    assert_eq!(names(&list(Some("a"), None, None)), ["S4", "S1", "S3"]);
+    let by_state = r
+        .list_cases(&CaseFilter {
+            by_last_seen: true,
+            states: vec![kanki_store::CaseState::New],
+            subscriber: Some("S3".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(names(&by_state), ["S3"]);
+}

@@ -114,7 +114,7 @@ pub(super) async fn queue(
     if more && let Some(last) = cases.last() {
         body.push_str(&format!(
             "<p class=\"pager\"><a id=\"next-page\" rel=\"next\" href=\"/cases?{}\">{}</a></p>",
-            esc(&q.with_after(Some(last.id))),
+            esc(&q.after_case(last)),
             c.tr("Next page", "次のページ")
         ));
     }
@@ -175,7 +175,11 @@ fn filter_form(c: &Console, q: &CaseQuery, feeds: &[String]) -> String {
         sort_o = options(
             [
                 ("newest", c.tr("newest first", "新しい順")),
-                ("oldest", c.tr("oldest first", "古い順"))
+                ("oldest", c.tr("oldest first", "古い順")),
+                (
+                    "seen",
+                    c.tr("most recently seen first", "最終観測の新しい順")
+                )
             ]
             .into_iter(),
             &[q.sort.as_str()]

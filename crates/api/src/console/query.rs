@@ -169,6 +169,8 @@ pub enum CaseSort {
     #[default]
     Newest,
     Oldest,
+    /// The most recently seen first (by the latest event).
+    Seen,
 }
 
 impl CaseSort {
@@ -176,6 +178,7 @@ impl CaseSort {
         match self {
             CaseSort::Newest => "newest",
             CaseSort::Oldest => "oldest",
+            CaseSort::Seen => "seen",
         }
     }
 }
@@ -193,6 +196,9 @@ pub struct CaseQuery {
     pub sort: CaseSort,
     /// The page after the case with this id (in the queue's order).
     pub after: Option<i64>,
+    /// By last seen: the page after this position (`SEEN.ID`: the last
+    /// case's last seen, Unix seconds, and its id).
+    pub seen_after: Option<(i64, i64)>,
     pub size: u32,
 }
 
@@ -257,10 +263,30 @@ impl CaseQuery {
             match s {
                 "newest" => q.sort = CaseSort::Newest,
                 "oldest" => q.sort = CaseSort::Oldest,
-                other => problems.push(one_of("sort", other, ["newest", "oldest"].into_iter())),
+                "seen" => q.sort = CaseSort::Seen,
+                other => problems.push(one_of(
+                    "sort",
+                    other,
+                    ["newest", "oldest", "seen"].into_iter(),
+                )),
             }
         }
-        q.after = number(&p, "after", 1..=i64::MAX, &mut problems);
+        match (q.sort, p.one("after")) {
+            (CaseSort::Seen, Some(a)) => match crate::directory::binding_position(a) {
+                Some(at) => q.seen_after = Some(at),
+                None => problems.push(Problem::new(
+                    format!(
+                        "after must be a case's position such as 1764547200.42 when sorting by last seen, not {:?}.",
+                        shown(a)
+                    ),
+                    format!(
+                        "最終観測順では after は 1764547200.42 のような事案の位置で指定してください（{:?} は使えません）。",
+                        shown(a)
+                    ),
+                )),
+            },
+            _ => q.after = number(&p, "after", 1..=i64::MAX, &mut problems),
+        }
         if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
             q.size = n as u32;
         }
@@ -280,14 +306,33 @@ impl CaseQuery {
             after: if newest_first { None } else { self.after },
             before: if newest_first { self.after } else { None },
             newest_first,
+            by_last_seen: self.sort == CaseSort::Seen,
+            seen_before: self
+                .seen_after
+                .and_then(|(seen, id)| Some((DateTime::from_timestamp(seen, 0)?, id))),
             limit: Some(self.size + 1),
             ..CaseFilter::default()
+        }
+    }
+
+    /// The query string of the page after `last` (the filters and order
+    /// kept), escaped for a URL.
+    pub fn after_case(&self, last: &kanki_store::Case) -> String {
+        match self.sort {
+            CaseSort::Seen => {
+                self.with_cursor(Some(format!("{}.{}", last.last_seen.timestamp(), last.id)))
+            }
+            _ => self.with_after(Some(last.id)),
         }
     }
 
     /// The query string of this query with another `after` (the filters
     /// and order kept), escaped for a URL.
     pub fn with_after(&self, after: Option<i64>) -> String {
+        self.with_cursor(after.map(|a| a.to_string()))
+    }
+
+    fn with_cursor(&self, after: Option<String>) -> String {
         let states: Vec<&str> = self.states.iter().map(|s| s.as_str()).collect();
         let states = states.join(",");
         page_link(
@@ -742,6 +787,31 @@ mod tests {
         let f = q.filter(Utc::now());
         assert_eq!((f.after, f.before, f.limit), (Some(10), None, Some(21)));
         assert_eq!(CaseQuery::parse("").unwrap().size, DEFAULT_PAGE);
+    }
+
+    #[test]
+    fn by_last_seen_the_cursor_is_a_case_s_last_seen_and_id() {
+        let q =
+            CaseQuery::parse("sort=seen&feed=Sinkhole-Events+IPv4&after=1764547200.42").unwrap();
+        assert_eq!(q.sort, CaseSort::Seen);
+        assert_eq!(q.seen_after, Some((1764547200, 42)));
+        assert_eq!(q.after, None);
+        assert_eq!(q.feed.as_deref(), Some("Sinkhole-Events IPv4"));
+        let f = q.filter(Utc::now());
+        assert!(f.by_last_seen);
+        assert_eq!(
+            f.seen_before.map(|(t, id)| (t.timestamp(), id)),
+            Some((1764547200, 42))
+        );
+        assert_eq!((f.after, f.before), (None, None));
+        let again = CaseQuery::parse(&q.with_cursor(Some("1764547200.42".into()))).unwrap();
+        assert_eq!(again, q);
+        let e = CaseQuery::parse("sort=seen&after=42").unwrap_err();
+        assert!(e[0].en.contains("a case's position"), "{e:?}");
+        assert!(
+            CaseQuery::parse("after=1.2").is_err(),
+            "an id sort's cursor is a number"
+        );
     }
 
     #[test]

@@ -117,6 +117,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "change_actors",
         include_str!("../../migrations/sqlite/0022_change_actors.sql"),
     ),
+    (
+        23,
+        "cases_by_last_seen",
+        include_str!("../../migrations/sqlite/0023_cases_by_last_seen.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction

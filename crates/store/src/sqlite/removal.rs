@@ -638,6 +638,10 @@ impl RemovalBackend for SqliteBackend {
 
     fn list_cases(&self, f: &CaseFilter) -> Result<Vec<Case>> {
         self.read(|c| {
+            // By last seen, the walk goes down `cases_last_seen`: a `+`
+            // keeps the state and opening time from choosing their own
+            // index (and a sort of all they match).
+            let walk = if f.by_last_seen { "+" } else { "" };
             let mut clauses = vec!["1".to_string()];
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
             if let Some(after) = f.after {
@@ -648,17 +652,22 @@ impl RemovalBackend for SqliteBackend {
                 clauses.push("id < ?".into());
                 args.push(before.into());
             }
+            if let (true, Some((seen, id))) = (f.by_last_seen, f.seen_before) {
+                clauses.push("(last_seen, id) < (?, ?)".into());
+                args.push(ts(seen).into());
+                args.push(id.into());
+            }
             if let Some(s) = f.severity {
                 clauses.push("severity = ?".into());
                 args.push(s.as_str().to_string().into());
             }
             if let Some(t) = f.opened_since {
-                clauses.push("opened_at >= ?".into());
+                clauses.push(format!("{walk}opened_at >= ?"));
                 args.push(ts(t).into());
             }
             if !f.states.is_empty() {
                 clauses.push(format!(
-                    "state IN ({})",
+                    "{walk}state IN ({})",
                     vec!["?"; f.states.len()].join(", ")
                 ));
                 args.extend(f.states.iter().map(|s| s.as_str().to_string().into()));
@@ -671,26 +680,38 @@ impl RemovalBackend for SqliteBackend {
                 clauses.push("threat = ?".into());
                 args.push(t.clone().into());
             }
-            // By feed: walk the feed's cases in id order (the primary
-            // key's), whatever share of all cases they are.
-            let from = match &f.feed {
-                Some(feed) => {
+            // By feed and id: walk the feed's cases in id order (the
+            // primary key's), whatever share of all cases they are. By
+            // feed and last seen: check each case walked.
+            let (from, order) = match (&f.feed, f.by_last_seen) {
+                (Some(feed), false) => {
                     clauses.push("case_feeds.feed = ?".into());
                     args.push(feed.clone().into());
-                    "case_feeds CROSS JOIN cases ON cases.id = case_feeds.case_id"
+                    (
+                        "case_feeds CROSS JOIN cases ON cases.id = case_feeds.case_id",
+                        "case_feeds.case_id",
+                    )
                 }
-                None => "cases",
+                (Some(feed), true) => {
+                    clauses.push(
+                        "EXISTS (SELECT 1 FROM case_feeds WHERE case_feeds.feed = ? AND case_feeds.case_id = cases.id)"
+                            .into(),
+                    );
+                    args.push(feed.clone().into());
+                    ("cases", "last_seen DESC, id")
+                }
+                (None, true) => ("cases", "last_seen DESC, id"),
+                (None, false) => ("cases", "id"),
             };
-            let order = if f.feed.is_some() {
-                "case_feeds.case_id"
+            let direction = if f.newest_first || f.by_last_seen {
+                " DESC"
             } else {
-                "id"
+                ""
             };
             let limit = f.limit.map_or(String::new(), |n| format!(" LIMIT {n}"));
             let mut stmt = c.prepare(&format!(
-                "SELECT {CASE_COLUMNS} FROM {from} WHERE {} ORDER BY {order}{}{limit}",
+                "SELECT {CASE_COLUMNS} FROM {from} WHERE {} ORDER BY {order}{direction}{limit}",
                 clauses.join(" AND "),
-                if f.newest_first { " DESC" } else { "" }
             ))?;
             Ok(stmt
                 .query_map(rusqlite::params_from_iter(args), case_from_row)?
