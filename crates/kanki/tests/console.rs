@@ -394,6 +394,11 @@ fn hostile_values_are_inert_and_bad_queries_get_a_clear_message() {
     );
     assert!(!page.contains("<script>"));
 
+    // Most recently seen first.
+    let (status, page) = nora.get("/cases?sort=seen");
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("href=\"/cases/{case}\"")), "{page}");
+    assert!(page.contains("<option value=\"seen\" selected>"), "{page}");
     // The queue by feed: the report's feed has the case, another none.
     let (status, page) = nora.get("/cases?feed=Sinkhole-Events+IPv4");
     assert_eq!(status, 200);
@@ -416,6 +421,7 @@ fn hostile_values_are_inert_and_bad_queries_get_a_clear_message() {
         ("sort=sideways", "sort must be one of newest, oldest"),
         ("after=-5", "after must be a whole number"),
         ("age=tomorrow", "age must be hours or days"),
+        ("sort=seen&after=5", "when sorting by last seen"),
         ("state=%3Cscript%3E", "state must be one of new"),
         ("page=2", "Unknown parameter"),
     ] {
@@ -1097,9 +1103,16 @@ fn feeds_runs_reports_and_the_sensor_at_a_glance_and_an_upload_in_chromium() {
     eventually(20, "the uploaded report listed", || {
         s.source().contains("2026-05-02-event4_sinkhole-asn-jp.csv")
     });
+    let lena = sign_in(&api, "lena");
+    let listed: Value =
+        serde_json::from_str(&lena.get("/api/v1/indicators?q=worse.example").1).unwrap();
+    let indicator = format!("/indicators/{}", listed["items"][0]["id"]);
     let shots = |lang: &str| {
         for (path, css, name) in [
             ("/dashboard", "#charts", "dashboard"),
+            ("/indicators", "#add-form", "indicators"),
+            (indicator.as_str(), "#history", "indicator"),
+            ("/false-positives", "main h1", "false-positives"),
             ("/feeds", "#feeds", "feeds"),
             ("/subscribers", "#subscribers", "subscribers"),
             ("/subscribers/S1", "#bindings", "subscriber"),
