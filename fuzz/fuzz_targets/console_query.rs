@@ -1,5 +1,6 @@
 #![no_main]
-//! The console's query strings, the case queue's (`/cases?state=..&size=..`),
+//! The console's query strings, the case queue's (`/cases?state=..&size=..`,
+//! `/cases?sort=seen&after=SEEN.ID`),
 //! the audit search's (`/audit?since=..&mentions=..`), the subscribers'
 //! (`/subscribers?after=..`, `/subscribers/{id}?after=START.ID`) and the
 //! dashboard's (`/dashboard?range=..`): any input gives
@@ -20,15 +21,18 @@ fuzz_target!(|data: &[u8]| {
         Ok(q) => {
             assert!((1..=MAX_PAGE).contains(&q.size));
             assert!(q.after.is_none_or(|a| a > 0));
+            assert!(q.seen_after.is_none_or(|(_, id)| id > 0));
+            assert!(q.after.is_none() || q.seen_after.is_none());
             assert!(
                 q.threat
                     .as_ref()
                     .is_none_or(|t| t.chars().count() <= MAX_TEXT)
             );
-            let link = q.with_after(q.after);
+            let link = q.link();
             assert_eq!(CaseQuery::parse(&link).as_ref(), Ok(&q), "{link}");
             let f = q.filter(chrono::Utc::now());
             assert_eq!(f.limit, Some(q.size + 1));
+            assert_eq!(f.seen_before.is_some(), q.seen_after.is_some());
         }
         Err(problems) => named(&problems),
     }

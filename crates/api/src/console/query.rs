@@ -272,7 +272,9 @@ impl CaseQuery {
             }
         }
         match (q.sort, p.one("after")) {
-            (CaseSort::Seen, Some(a)) => match crate::directory::binding_position(a) {
+            (CaseSort::Seen, Some(a)) => match crate::directory::binding_position(a)
+                .filter(|&(seen, id)| id > 0 && DateTime::from_timestamp(seen, 0).is_some())
+            {
                 Some(at) => q.seen_after = Some(at),
                 None => problems.push(Problem::new(
                     format!(
@@ -320,10 +322,19 @@ impl CaseQuery {
     pub fn after_case(&self, last: &kanki_store::Case) -> String {
         match self.sort {
             CaseSort::Seen => {
-                self.with_cursor(Some(format!("{}.{}", last.last_seen.timestamp(), last.id)))
+                self.with_cursor(Some(seen_cursor(last.last_seen.timestamp(), last.id)))
             }
             _ => self.with_after(Some(last.id)),
         }
+    }
+
+    /// This query's own query string, its cursor included: what reading it
+    /// again gives back.
+    pub fn link(&self) -> String {
+        self.with_cursor(match self.seen_after {
+            Some((seen, id)) => Some(seen_cursor(seen, id)),
+            None => self.after.map(|a| a.to_string()),
+        })
     }
 
     /// The query string of this query with another `after` (the filters
@@ -767,6 +778,11 @@ fn one_of<'a>(name: &str, v: &str, all: impl Iterator<Item = &'a str>) -> Proble
     )
 }
 
+/// The case queue's cursor by last seen: `SEEN.ID` (Unix seconds, case id).
+fn seen_cursor(seen: i64, id: i64) -> String {
+    format!("{seen}.{id}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -804,10 +820,12 @@ mod tests {
             Some((1764547200, 42))
         );
         assert_eq!((f.after, f.before), (None, None));
-        let again = CaseQuery::parse(&q.with_cursor(Some("1764547200.42".into()))).unwrap();
+        let again = CaseQuery::parse(&q.link()).unwrap();
         assert_eq!(again, q);
-        let e = CaseQuery::parse("sort=seen&after=42").unwrap_err();
-        assert!(e[0].en.contains("a case's position"), "{e:?}");
+        for bad in ["42", "1764547200.0", "99999999999999999.1", "x.1"] {
+            let e = CaseQuery::parse(&format!("sort=seen&after={bad}")).unwrap_err();
+            assert!(e[0].en.contains("a case's position"), "{bad}: {e:?}");
+        }
         assert!(
             CaseQuery::parse("after=1.2").is_err(),
             "an id sort's cursor is a number"
