@@ -1,6 +1,7 @@
 #![no_main]
 //! The console's query strings, the case queue's (`/cases?state=..&size=..`,
-//! `/cases?sort=seen&after=SEEN.ID`),
+//! `/cases?sort=seen&after=SEEN.ID`), the indicator search's
+//! (`/indicators?tlp=..&since=..`),
 //! the audit search's (`/audit?since=..&mentions=..`), the subscribers'
 //! (`/subscribers?after=..`, `/subscribers/{id}?after=START.ID`) and the
 //! dashboard's (`/dashboard?range=..`): any input gives
@@ -9,7 +10,8 @@
 //! written back (the pager's next-page link) and read again.
 
 use kanki_api::console::query::{
-    AuditQuery, CaseQuery, DashboardQuery, MAX_PAGE, MAX_TEXT, SubscriberQuery, SubscribersQuery,
+    AuditQuery, CaseQuery, DashboardQuery, IndicatorQuery, MAX_PAGE, MAX_TEXT, SubscriberQuery,
+    SubscribersQuery,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -60,6 +62,23 @@ fuzz_target!(|data: &[u8]| {
             }
             let link = q.with_after(q.after.as_deref());
             assert_eq!(SubscribersQuery::parse(&link).as_ref(), Ok(&q), "{link}");
+        }
+        Err(problems) => named(&problems),
+    }
+    match IndicatorQuery::parse(raw) {
+        Ok(q) => {
+            assert!((1..=MAX_PAGE).contains(&q.size));
+            for t in [&q.q, &q.source] {
+                assert!(t.as_ref().is_none_or(|t| t.chars().count() <= MAX_TEXT));
+            }
+            if let (Some(since), Some(until)) = (q.since, q.until) {
+                assert!(since < until);
+            }
+            let link = q.with_after(q.after);
+            assert_eq!(IndicatorQuery::parse(&link).as_ref(), Ok(&q), "{link}");
+            let list = q.list();
+            assert_eq!(list.limit, Some(q.size));
+            assert_eq!(list.tlp, q.tlp);
         }
         Err(problems) => named(&problems),
     }

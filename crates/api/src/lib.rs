@@ -29,10 +29,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use kanki_exports::ExportFormat;
 use kanki_feeds::Format;
-use kanki_indicators::{AllowEntry, AllowKind, Category, Indicator, Kind, Status};
+use kanki_indicators::{AllowEntry, AllowKind, Category, Indicator, Kind, Status, Tlp};
 use kanki_policy::{PolicyHandle, Verdict};
 use kanki_service::{Kanki, ServiceError};
 use kanki_store::{HostMark, ListQuery, NewEvidence, NewIndicator, StoreError};
@@ -466,6 +466,11 @@ struct ListParams {
     source: Option<String>,
     tag: Option<String>,
     q: Option<String>,
+    tlp: Option<Tlp>,
+    /// First seen at or after (RFC 3339).
+    since: Option<DateTime<Utc>>,
+    /// First seen before (RFC 3339).
+    until: Option<DateTime<Utc>>,
     after: Option<i64>,
     limit: Option<u32>,
 }
@@ -479,6 +484,9 @@ impl From<ListParams> for ListQuery {
             source: p.source,
             tag: p.tag,
             q: p.q,
+            tlp: p.tlp,
+            first_seen_since: p.since,
+            first_seen_until: p.until,
             after: p.after,
             limit: p.limit,
         }
@@ -520,6 +528,11 @@ async fn list_indicators(
     State(st): State<ApiState>,
     Params(p): Params<ListParams>,
 ) -> Result<Json<kanki_store::Page>, ApiError> {
+    if let (Some(since), Some(until)) = (p.since, p.until)
+        && since >= until
+    {
+        return Err(bad_request("since must come before until"));
+    }
     let q: ListQuery = p.into();
     Ok(Json(
         blocking(&st, move |k| Ok(k.store.list_indicators(&q)?)).await?,

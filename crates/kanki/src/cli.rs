@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use kanki_config::{Config, DEFAULT_TOML, LogFormat};
 use kanki_exports::ExportFormat;
@@ -238,6 +238,15 @@ pub enum IndicatorsCommand {
         /// Substring of the value.
         #[arg(long, short)]
         q: Option<String>,
+        /// TLP marking: clear, green, amber, amber+strict, red.
+        #[arg(long)]
+        tlp: Option<Tlp>,
+        /// First seen at or after this moment (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<DateTime<Utc>>,
+        /// First seen before this moment (RFC 3339).
+        #[arg(long)]
+        until: Option<DateTime<Utc>>,
         /// Show indicators with an id above this (the next page).
         #[arg(long)]
         after: Option<i64>,
@@ -310,6 +319,9 @@ pub fn indicators(config: Config, c: IndicatorsCommand) -> anyhow::Result<ExitCo
             source,
             tag,
             q,
+            tlp,
+            since,
+            until,
             after,
             limit,
             json,
@@ -321,6 +333,9 @@ pub fn indicators(config: Config, c: IndicatorsCommand) -> anyhow::Result<ExitCo
                 source,
                 tag,
                 q,
+                tlp,
+                first_seen_since: since,
+                first_seen_until: until,
                 after,
                 limit: Some(limit),
             })?;

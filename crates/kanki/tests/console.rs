@@ -385,6 +385,39 @@ fn hostile_values_are_inert_and_bad_queries_get_a_clear_message() {
         assert!(!page.contains("href=\"javascript:"), "{path}");
         assert!(!page.contains("<img"), "{path}");
     }
+    // By TLP and the date first seen: the hostile indicator was added by
+    // hand today, marked clear.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let (status, page) = curator.get(&format!("/indicators?tlp=clear&since={today}"));
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains(&format!("href=\"/indicators/{id}\"")),
+        "{page}"
+    );
+    assert!(page.contains("<option value=\"clear\" selected>"), "{page}");
+    for other in ["tlp=red".to_string(), format!("until={today}T00:00:00Z")] {
+        let (status, page) = curator.get(&format!("/indicators?{other}"));
+        assert_eq!(status, 200, "{page}");
+        assert!(
+            !page.contains(&format!("href=\"/indicators/{id}\"")),
+            "{other}: {page}"
+        );
+    }
+    // The same through the API, whose times are RFC 3339.
+    let (status, body) = curator.get(&format!(
+        "/api/v1/indicators?tlp=clear&since={today}T00:00:00Z&until=9999-01-01T00:00:00Z"
+    ));
+    assert_eq!(status, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed["items"][0]["id"], id, "{listed}");
+    let (status, body) = curator.get(&format!(
+        "/api/v1/indicators?since={today}T00:00:00Z&until={today}T00:00:00Z"
+    ));
+    assert_eq!(status, 400);
+    assert!(body.contains("since must come before until"), "{body}");
+    let (status, page) = curator.get("/indicators?tlp=purple");
+    assert_eq!(status, 400);
+    assert!(page.contains("tlp は clear, green"), "{page}");
     let (status, page) = curator.get("/indicators?category=%3Cscript%3E");
     assert_eq!(status, 400);
     // Japanese unless the operator or the browser chose English.

@@ -200,6 +200,12 @@ pub struct ListQuery {
     pub tag: Option<String>,
     /// Substring of the value.
     pub q: Option<String>,
+    /// Only indicators with this TLP marking.
+    pub tlp: Option<Tlp>,
+    /// Only indicators first seen at or after this moment.
+    pub first_seen_since: Option<DateTime<Utc>>,
+    /// Only indicators first seen before this moment.
+    pub first_seen_until: Option<DateTime<Utc>>,
     /// Only indicators with an id greater than this (keyset pagination).
     pub after: Option<i64>,
     /// Page size; default 100, at most 1000.

@@ -350,6 +350,137 @@ fn listing_filters_and_pages() {
 }
 
 #[test]
+fn the_list_is_searched_by_tlp_and_first_seen_narrow_or_wide() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let day = |d: u32| Utc.with_ymd_and_hms(2026, 11, d, 0, 0, 0).unwrap();
+    // More than a narrow range holds (5,000), first seen on 1 November,
+    // then a few on the 5th marked amber.
+    let seen_at = |rows: Vec<(u64, String, DateTime<Utc>)>| -> Vec<Row> {
+        rows.into_iter()
+            .map(|(line, value, first)| {
+                let mut r = FeedRecord::new(line, normalize_any(&value).unwrap());
+                r.first_seen = Some(first);
+                Row::Record(r)
+            })
+            .collect()
+    };
+    let old = seen_at(
+        (0..6_000)
+            .map(|i| {
+                (
+                    i,
+                    format!("old{i}.example"),
+                    day(1) + chrono::Duration::seconds(i as i64),
+                )
+            })
+            .collect(),
+    );
+    let bulk = |source: &SourceSpec, rows: Vec<Row>| {
+        Importer::new(&store)
+            .chunk_rows(1_000)
+            .run(
+                source,
+                "plain",
+                "test",
+                rows.into_iter().map(Ok),
+                at(6),
+                &mut |_| {},
+            )
+            .unwrap()
+    };
+    bulk(&spec("old"), old);
+    let mut amber = spec("new");
+    amber.default_tlp = Tlp::Amber;
+    bulk(
+        &amber,
+        seen_at(
+            (0..10)
+                .map(|i| (i, format!("new{i}.example"), day(5)))
+                .collect(),
+        ),
+    );
+    let every = |q: ListQuery| -> Vec<String> {
+        let mut q = ListQuery {
+            limit: Some(1_000),
+            ..q
+        };
+        let mut values = Vec::new();
+        let mut last = 0;
+        loop {
+            let page = store.list_indicators(&q).unwrap();
+            for i in &page.items {
+                assert!(i.id > last, "in id order, each once");
+                last = i.id;
+                values.push(i.value.clone());
+            }
+            match page.next_after {
+                Some(a) => q.after = Some(a),
+                None => return values,
+            }
+        }
+    };
+    // Narrow: read by date.
+    let new = every(ListQuery {
+        first_seen_since: Some(day(5)),
+        ..Default::default()
+    });
+    assert_eq!(new.len(), 10);
+    assert!(new.iter().all(|v| v.starts_with("new")), "{new:?}");
+    // Wide: walked by id, paged, the range kept.
+    let old = every(ListQuery {
+        first_seen_since: Some(day(1)),
+        first_seen_until: Some(day(2)),
+        ..Default::default()
+    });
+    assert_eq!(old.len(), 6_000);
+    assert!(old.iter().all(|v| v.starts_with("old")));
+    let late = every(ListQuery {
+        first_seen_since: Some(day(1) + chrono::Duration::seconds(5_990)),
+        ..Default::default()
+    });
+    assert_eq!(late.len(), 20, "the last ten old and the ten new");
+    let wide = store
+        .list_indicators(&ListQuery {
+            first_seen_until: Some(day(6)),
+            limit: Some(5),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(wide.total, 6_010);
+    assert_eq!(wide.items.len(), 5);
+    assert_eq!(wide.items[0].value, "old0.example");
+    // By TLP, with and without a date.
+    let amber_new = every(ListQuery {
+        tlp: Some(Tlp::Amber),
+        ..Default::default()
+    });
+    assert_eq!(amber_new, new);
+    assert!(
+        every(ListQuery {
+            tlp: Some(Tlp::Amber),
+            first_seen_until: Some(day(2)),
+            ..Default::default()
+        })
+        .is_empty()
+    );
+    assert!(
+        every(ListQuery {
+            tlp: Some(Tlp::Red),
+            ..Default::default()
+        })
+        .is_empty()
+    );
+    assert!(
+        every(ListQuery {
+            first_seen_since: Some(day(7)),
+            ..Default::default()
+        })
+        .is_empty()
+    );
+}
+
+#[test]
 fn a_store_reopens_with_its_data_and_marks_interrupted_imports() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -16,7 +16,7 @@ use kanki_service::Kanki;
 
 use super::Console;
 use super::indicators::select;
-use super::query::AuditQuery;
+use super::query::{AuditQuery, moment_field};
 use crate::ApiState;
 
 /// The most characters of a record's input or result shown in the table
@@ -63,11 +63,6 @@ pub(super) async fn search(
         Ok(r) => r,
         Err(failed) => return failed,
     };
-    let day = |t: Option<chrono::DateTime<chrono::Utc>>| {
-        t.map_or(String::new(), |t| {
-            t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-        })
-    };
     let mut body = format!(
         "<form id=\"filter\" class=\"filters\" method=\"get\" action=\"/audit\" role=\"search\">\
 <label>{actor_l} <input name=\"actor\" value=\"{actor}\" maxlength=\"200\"></label>\
@@ -95,9 +90,9 @@ pub(super) async fn search(
         ),
         mentions = esc(q.mentions.as_deref().unwrap_or("")),
         since_l = c.tr("From (UTC)", "開始（UTC）"),
-        since = esc(&day(q.since)),
+        since = esc(&moment_field(q.since)),
         until_l = c.tr("Until (UTC)", "終了（UTC）"),
-        until = esc(&day(q.until)),
+        until = esc(&moment_field(q.until)),
         apply = c.tr("Search", "検索"),
         newest = esc(&match c.lang {
             kanki_html::Lang::En => format!("Matching records, newest first, {} a page.", q.size),

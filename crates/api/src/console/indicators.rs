@@ -9,7 +9,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, Utc};
 use kanki_html::{esc, safe_href};
-use kanki_indicators::{Category, Indicator, Kind, Status};
+use kanki_indicators::{Category, Indicator, Kind, Status, Tlp};
 use kanki_operators::Permission;
 use kanki_store::{
     HitsQuery, IndicatorChange, NewIndicator, ReportOutcome, ReportQuery, ReportStatus,
@@ -17,7 +17,7 @@ use kanki_store::{
 use serde::Deserialize;
 
 use super::Console;
-use super::query::IndicatorQuery;
+use super::query::{IndicatorQuery, moment_field};
 use crate::ApiState;
 
 fn when(t: DateTime<Utc>) -> String {
@@ -85,7 +85,9 @@ pub(super) async fn search(
     let mut body = format!(
         "<form id=\"filter\" class=\"filters\" method=\"get\" action=\"/indicators\" role=\"search\">\
 <label>{ql} <input name=\"q\" data-search value=\"{qv}\" maxlength=\"200\" placeholder=\"/\"></label>\
-<label>{sl} <input name=\"source\" value=\"{sv}\" maxlength=\"200\"></label>{cat}{status}{kind}\
+<label>{sl} <input name=\"source\" value=\"{sv}\" maxlength=\"200\"></label>{cat}{status}{kind}{tlp}\
+<label>{since_l} <input name=\"since\" value=\"{since}\" placeholder=\"2026-12-01\"></label>\
+<label>{until_l} <input name=\"until\" value=\"{until}\" placeholder=\"2026-12-31\"></label>\
 <button id=\"apply-filter\">{apply}</button></form><p id=\"total\">{total_l}: {total}{more}</p>",
         ql = c.tr("Name or URL contains", "名前・URL に含む"),
         qv = esc(q.q.as_deref().unwrap_or("")),
@@ -112,28 +114,41 @@ pub(super) async fn search(
             Kind::ALL.iter().map(|x| x.as_str()),
             q.kind.map(|x| x.as_str())
         ),
+        tlp = select(
+            "tlp",
+            "TLP",
+            any,
+            Tlp::ALL.iter().map(|x| x.as_str()),
+            q.tlp.map(|x| x.as_str())
+        ),
+        since_l = c.tr("First seen from (UTC)", "初回確認 開始（UTC）"),
+        since = esc(&moment_field(q.since)),
+        until_l = c.tr("to (UTC)", "終了（UTC）"),
+        until = esc(&moment_field(q.until)),
         apply = c.tr("Search", "検索"),
         total_l = c.tr("Matching", "該当"),
         total = page.total,
         more = if page.total_at_least { "+" } else { "" },
     );
     body.push_str(&format!(
-        "<table id=\"indicators\"><thead><tr><th scope=\"col\">#</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">TLP</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
+        "<table id=\"indicators\"><thead><tr><th scope=\"col\">#</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">TLP</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th><th scope=\"col\">{}</th></tr></thead><tbody>",
         c.tr("Value", "値"),
         c.tr("Category", "種別"),
         c.tr("Status", "状態"),
         c.tr("Sources", "情報源"),
+        c.tr("First seen (UTC)", "初回確認 (UTC)"),
         c.tr("Last seen (UTC)", "最終確認 (UTC)"),
     ));
     for i in &page.items {
         let sources: Vec<&str> = i.sources.iter().map(|s| s.source.as_str()).collect();
         body.push_str(&format!(
-            "<tr><td><a href=\"/indicators/{id}\">#{id}</a></td><td class=\"value\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><a href=\"/indicators/{id}\">#{id}</a></td><td class=\"value\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&i.value),
             i.category.as_str(),
             i.status.as_str(),
             i.tlp.as_str(),
             esc(&sources.join(", ")),
+            when(i.first_seen),
             when(i.last_seen),
             id = i.id,
         ));

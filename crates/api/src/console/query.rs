@@ -7,7 +7,7 @@
 use chrono::{DateTime, Duration, Utc};
 use kanki_audit::Ground;
 use kanki_html::Lang;
-use kanki_indicators::{Category, Kind, Status};
+use kanki_indicators::{Category, Kind, Status, Tlp};
 use kanki_store::{AuditFilter, CaseFilter, CaseState, ListQuery, Severity};
 
 /// The longest query string read, in bytes.
@@ -370,12 +370,19 @@ pub struct IndicatorQuery {
     pub category: Option<Category>,
     pub status: Option<Status>,
     pub kind: Option<Kind>,
+    pub tlp: Option<Tlp>,
+    /// First seen from this moment (a date is its midnight, UTC).
+    pub since: Option<DateTime<Utc>>,
+    /// First seen before this moment (a date is the end of that day, UTC).
+    pub until: Option<DateTime<Utc>>,
     pub after: Option<i64>,
     pub size: u32,
 }
 
 impl IndicatorQuery {
-    const KNOWN: &[&str] = &["q", "source", "category", "status", "kind", "after", "size"];
+    const KNOWN: &[&str] = &[
+        "q", "source", "category", "status", "kind", "tlp", "since", "until", "after", "size",
+    ];
 
     pub fn parse(raw: &str) -> Result<IndicatorQuery, Vec<Problem>> {
         let (p, mut problems) = Params::known(raw, Self::KNOWN)?;
@@ -403,6 +410,13 @@ impl IndicatorQuery {
             Kind::ALL.iter().map(|c| c.as_str()),
             &mut problems,
         );
+        q.tlp = vocabulary(
+            &p,
+            "tlp",
+            Tlp::ALL.iter().map(|c| c.as_str()),
+            &mut problems,
+        );
+        (q.since, q.until) = time_range(&p, &mut problems);
         q.after = number(&p, "after", 1..=i64::MAX, &mut problems);
         if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
             q.size = n as u32;
@@ -418,6 +432,9 @@ impl IndicatorQuery {
             status: self.status,
             source: self.source.clone(),
             q: self.q.clone(),
+            tlp: self.tlp,
+            first_seen_since: self.since,
+            first_seen_until: self.until,
             after: self.after,
             limit: Some(self.size),
             ..ListQuery::default()
@@ -426,6 +443,8 @@ impl IndicatorQuery {
 
     /// This query's string with another `after`.
     pub fn with_after(&self, after: Option<i64>) -> String {
+        let since = self.since.map(|t| t.to_rfc3339());
+        let until = self.until.map(|t| t.to_rfc3339());
         page_link(
             &[
                 ("q", self.q.as_deref()),
@@ -433,6 +452,9 @@ impl IndicatorQuery {
                 ("category", self.category.map(|c| c.as_str())),
                 ("status", self.status.map(|c| c.as_str())),
                 ("kind", self.kind.map(|c| c.as_str())),
+                ("tlp", self.tlp.map(|c| c.as_str())),
+                ("since", since.as_deref()),
+                ("until", until.as_deref()),
             ],
             self.size,
             ("after", after),
@@ -478,16 +500,7 @@ impl AuditQuery {
             &mut problems,
         );
         q.mentions = text(&p, "mentions", &mut problems);
-        q.since = moment(&p, "since", false, &mut problems);
-        q.until = moment(&p, "until", true, &mut problems);
-        if let (Some(since), Some(until)) = (q.since, q.until)
-            && since >= until
-        {
-            problems.push(Problem::new(
-                "since must come before until.".to_string(),
-                "since は until より前の日時を指定してください。".to_string(),
-            ));
-        }
+        (q.since, q.until) = time_range(&p, &mut problems);
         q.before = number(&p, "before", 1..=i64::MAX, &mut problems);
         if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
             q.size = n as u32;
@@ -684,6 +697,32 @@ fn moment(
         ),
     ));
     None
+}
+
+/// `since` and `until`, a range that does not end before it starts.
+fn time_range(
+    p: &Params,
+    problems: &mut Vec<Problem>,
+) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    let since = moment(p, "since", false, problems);
+    let until = moment(p, "until", true, problems);
+    if let (Some(since), Some(until)) = (since, until)
+        && since >= until
+    {
+        problems.push(Problem::new(
+            "since must come before until.".to_string(),
+            "since は until より前の日時を指定してください。".to_string(),
+        ));
+    }
+    (since, until)
+}
+
+/// A moment as a form's field shows it again (`2026-12-01T09:30:00Z`),
+/// empty when there is none.
+pub fn moment_field(t: Option<DateTime<Utc>>) -> String {
+    t.map_or(String::new(), |t| {
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    })
 }
 
 /// The query, or every problem found in it.
@@ -938,8 +977,43 @@ mod tests {
                 .unwrap();
         assert_eq!(q.category, Some(Category::Exploit));
         assert_eq!(IndicatorQuery::parse(&q.with_after(None)).unwrap(), q);
-        let e = IndicatorQuery::parse("category=<script>&status=gone&tlp=red").unwrap_err();
+        let e = IndicatorQuery::parse("category=<script>&status=gone&tlp=purple").unwrap_err();
         assert_eq!(e.len(), 3);
-        assert!(e[0].en.contains("Unknown parameter \"tlp\""), "{e:?}");
+        assert!(e[2].en.contains("tlp must be one of clear, green"), "{e:?}");
+        assert!(
+            IndicatorQuery::parse("colour=red").unwrap_err()[0]
+                .en
+                .contains("Unknown parameter \"colour\"")
+        );
+    }
+
+    #[test]
+    fn the_indicator_search_takes_a_tlp_and_a_first_seen_range() {
+        let q =
+            IndicatorQuery::parse("tlp=amber%2Bstrict&since=2026-12-01&until=2026-12-01").unwrap();
+        assert_eq!(q.tlp, Some(Tlp::AmberStrict));
+        let list = q.list();
+        assert_eq!(
+            list.first_seen_since.unwrap().to_rfc3339(),
+            "2026-12-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            list.first_seen_until.unwrap().to_rfc3339(),
+            "2026-12-02T00:00:00+00:00",
+            "a date ends at its end"
+        );
+        assert_eq!(
+            IndicatorQuery::parse(&q.with_after(Some(7))).unwrap().after,
+            Some(7)
+        );
+        assert_eq!(
+            IndicatorQuery::parse(&q.with_after(None)).unwrap(),
+            q,
+            "the pager keeps the filters"
+        );
+        let e = IndicatorQuery::parse("since=2026-12-02&until=2026-12-01").unwrap_err();
+        assert!(e[0].en.contains("since must come before until"), "{e:?}");
+        let e = IndicatorQuery::parse("since=yesterday").unwrap_err();
+        assert!(e[0].en.starts_with("since must be a date"), "{e:?}");
     }
 }

@@ -590,8 +590,9 @@ fn fill_details(conn: &Connection, ind: &mut Indicator) -> Result<()> {
     Ok(())
 }
 
-/// The WHERE clause and parameters of a listing.
-fn list_filter(q: &ListQuery) -> (String, Vec<Value>) {
+/// The WHERE clause and parameters of a listing. `plain_first_seen`: the
+/// planner may use the first-seen index for a first-seen range.
+fn list_filter(q: &ListQuery, plain_first_seen: bool) -> (String, Vec<Value>) {
     let mut clauses = Vec::new();
     let mut args: Vec<Value> = Vec::new();
     if let Some(k) = q.kind {
@@ -621,6 +622,25 @@ fn list_filter(q: &ListQuery) -> (String, Vec<Value>) {
             args.len()
         ));
     }
+    if let Some(t) = q.tlp {
+        args.push(t.as_str().to_string().into());
+        clauses.push(format!("i.tlp = ?{}", args.len()));
+    }
+    // `+` keeps the first-seen index out of a walk in id order (see
+    // `FirstSeenWalk`).
+    let col = if plain_first_seen {
+        "i.first_seen"
+    } else {
+        "+i.first_seen"
+    };
+    if let Some(t) = q.first_seen_since {
+        args.push(t.timestamp().into());
+        clauses.push(format!("{col} >= ?{}", args.len()));
+    }
+    if let Some(t) = q.first_seen_until {
+        args.push(t.timestamp().into());
+        clauses.push(format!("{col} < ?{}", args.len()));
+    }
     if let Some(text) = &q.q {
         let escaped = text
             .replace('\\', "\\\\")
@@ -635,6 +655,54 @@ fn list_filter(q: &ListQuery) -> (String, Vec<Value>) {
         format!("WHERE {}", clauses.join(" AND "))
     };
     (sql, args)
+}
+
+/// How a page of the list with a first-seen range is found, in id order.
+/// SQLite's planner cannot tell a narrow range from a wide one (it keeps no
+/// statistics of ranges), and each needs the other plan.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum FirstSeenWalk {
+    /// No first-seen range.
+    None,
+    /// A narrow range: its few indicators read by the first-seen index and
+    /// sorted by id.
+    ByDate,
+    /// A wide range: the list walked in id order between the range's first
+    /// and last id (its indicators mostly sit together, as the list grows
+    /// with time), the range checked on each row.
+    ById { first: i64, last: i64 },
+}
+
+/// The most indicators a first-seen range may hold to be read by date.
+const NARROW_RANGE_MOST: i64 = 5_000;
+
+impl FirstSeenWalk {
+    fn of(c: &Connection, q: &ListQuery) -> Result<FirstSeenWalk> {
+        if q.first_seen_since.is_none() && q.first_seen_until.is_none() {
+            return Ok(FirstSeenWalk::None);
+        }
+        let since = q.first_seen_since.map_or(i64::MIN, |t| t.timestamp());
+        let until = q.first_seen_until.map_or(i64::MAX, |t| t.timestamp());
+        let held: i64 = c
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM (SELECT 1 FROM indicators INDEXED BY indicators_first_seen
+                 WHERE first_seen >= ?1 AND first_seen < ?2 LIMIT {})",
+                NARROW_RANGE_MOST + 1
+            ))?
+            .query_row([since, until], |r| r.get(0))?;
+        if held <= NARROW_RANGE_MOST {
+            return Ok(FirstSeenWalk::ByDate);
+        }
+        // The index holds each row's id: its range's smallest and largest
+        // are read from the index alone.
+        let (first, last): (i64, i64) = c
+            .prepare_cached(
+                "SELECT min(id), max(id) FROM indicators INDEXED BY indicators_first_seen
+                 WHERE first_seen >= ?1 AND first_seen < ?2",
+            )?
+            .query_row([since, until], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(FirstSeenWalk::ById { first, last })
+    }
 }
 
 fn ensure_source(tx: &Connection, name: &str, list_url_hosts: bool, now: i64) -> Result<i64> {
@@ -1153,7 +1221,7 @@ impl Backend for SqliteBackend {
 
     fn list_indicators(&self, q: &ListQuery) -> Result<Page> {
         let limit = q.limit.unwrap_or(100).clamp(1, 1000) as i64;
-        let (filter, args) = list_filter(q);
+        let (filter, args) = list_filter(q, true);
         self.read(|c| {
             // Counted up to a bound: a count of a million matches is a
             // scan of them all, and a page needs none of it.
@@ -1165,19 +1233,38 @@ impl Backend for SqliteBackend {
                 params_from_iter(args.iter()),
                 |r| r.get(0),
             )?;
-            let mut page_args = args.clone();
-            page_args.push(q.after.unwrap_or(0).into());
+            let walk = FirstSeenWalk::of(c, q)?;
+            let (from, filter, mut page_args) = match walk {
+                FirstSeenWalk::None => ("indicators i", filter, args),
+                FirstSeenWalk::ByDate => (
+                    "indicators i INDEXED BY indicators_first_seen",
+                    filter,
+                    args,
+                ),
+                FirstSeenWalk::ById { .. } => {
+                    let (filter, args) = list_filter(q, false);
+                    ("indicators i", filter, args)
+                }
+            };
+            let (after, last) = match walk {
+                FirstSeenWalk::ById { first, last } => (q.after.unwrap_or(0).max(first - 1), last),
+                _ => (q.after.unwrap_or(0), i64::MAX),
+            };
+            page_args.push(after.into());
             let after_n = page_args.len();
+            page_args.push(last.into());
             page_args.push((limit + 1).into());
             let joiner = if filter.is_empty() { "WHERE" } else { "AND" };
             let sql = format!(
-                "SELECT {cols} FROM indicators i {filter} {joiner} i.id > ?{after_n} ORDER BY i.id LIMIT ?{lim}",
+                "SELECT {cols} FROM {from} {filter} {joiner} i.id > ?{after_n} AND i.id <= ?{last_n}
+                 ORDER BY i.id LIMIT ?{lim}",
                 cols = INDICATOR_COLUMNS
                     .split(", ")
                     .map(|c| format!("i.{c}"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                lim = after_n + 1,
+                last_n = after_n + 1,
+                lim = after_n + 2,
             );
             let mut stmt = c.prepare(&sql)?;
             let mut items: Vec<Indicator> = stmt
@@ -1646,7 +1733,7 @@ impl Backend for SqliteBackend {
     }
 
     fn for_each_indicator(&self, q: &ListQuery, f: &mut dyn FnMut(Indicator)) -> Result<()> {
-        let (filter, args) = list_filter(q);
+        let (filter, args) = list_filter(q, true);
         self.read(|c| {
             let cols = INDICATOR_COLUMNS
                 .split(", ")

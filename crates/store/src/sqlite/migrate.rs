@@ -122,6 +122,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "cases_by_last_seen",
         include_str!("../../migrations/sqlite/0023_cases_by_last_seen.sql"),
     ),
+    (
+        24,
+        "indicators_by_tlp_and_date",
+        include_str!("../../migrations/sqlite/0024_indicators_by_tlp_and_date.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction
