@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     match AuditQuery::parse(raw) {
         Ok(q) => {
             assert!((1..=MAX_PAGE).contains(&q.size));
-            for t in [&q.actor, &q.action, &q.mentions] {
+            for t in [&q.actor, &q.action, &q.mentions, &q.purpose] {
                 assert!(t.as_ref().is_none_or(|t| t.chars().count() <= MAX_TEXT));
             }
             if let (Some(since), Some(until)) = (q.since, q.until) {

@@ -241,6 +241,7 @@ pub(crate) struct AuditParams {
     action: Option<String>,
     ground: Option<Ground>,
     mentions: Option<String>,
+    purpose: Option<String>,
     before: Option<i64>,
     limit: Option<u32>,
 }
@@ -256,6 +257,7 @@ pub(crate) async fn audit(
         action: p.action,
         ground: p.ground,
         mentions: p.mentions,
+        purpose: p.purpose,
         before: p.before,
         limit: Some(p.limit.unwrap_or(100).clamp(1, 10_000)),
     };

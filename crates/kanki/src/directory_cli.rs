@@ -321,6 +321,9 @@ pub enum AuditCommand {
         /// Records whose inputs or result mention this (a subscriber id, an address).
         #[arg(long)]
         mentions: Option<String>,
+        /// Records whose purpose contains this (a case number, "abuse notice").
+        #[arg(long)]
+        purpose: Option<String>,
         /// Only the newest N.
         #[arg(long)]
         limit: Option<u32>,
@@ -403,6 +406,7 @@ pub fn audit(config: Config, c: AuditCommand) -> anyhow::Result<ExitCode> {
             action,
             ground,
             mentions,
+            purpose,
             limit,
             json,
         } => {
@@ -413,6 +417,7 @@ pub fn audit(config: Config, c: AuditCommand) -> anyhow::Result<ExitCode> {
                 action,
                 ground,
                 mentions,
+                purpose,
                 before: None,
                 limit,
             };

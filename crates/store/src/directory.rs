@@ -135,6 +135,9 @@ pub struct AuditFilter {
     /// Records whose input or result mention this text (a subscriber id, an
     /// address).
     pub mentions: Option<String>,
+    /// Records whose purpose contains this text (a case number, "abuse
+    /// notice").
+    pub purpose: Option<String>,
     /// Records before this one (by number): the page after a page whose
     /// oldest record this is.
     pub before: Option<i64>,

@@ -575,6 +575,27 @@ fn the_audit_chain_verifies_survives_a_purge_and_shows_tampering() {
     )
     .unwrap();
     assert_eq!(shown, [4]);
+    // By purpose: the records kept after the purge ("case 2" to "case 4"),
+    // and the purges' own.
+    let by_purpose = |purpose: &str| {
+        let mut shown = Vec::new();
+        d.audit_records(
+            &AuditFilter {
+                purpose: Some(purpose.into()),
+                ..Default::default()
+            },
+            &mut |r| shown.push(r.entry.purpose),
+        )
+        .unwrap();
+        shown
+    };
+    assert_eq!(by_purpose("case"), ["case 2", "case 3", "case 4"]);
+    let purges = by_purpose("retention");
+    assert!(!purges.is_empty() && purges.iter().all(|p| p == "retention"));
+    assert!(
+        by_purpose("Case").is_empty(),
+        "a purpose is matched as written"
+    );
 }
 
 /// Every column of every binding, in id order.

@@ -68,6 +68,7 @@ pub(super) async fn search(
 <label>{actor_l} <input name=\"actor\" value=\"{actor}\" maxlength=\"200\"></label>\
 <label>{action_l} <input name=\"action\" value=\"{action}\" maxlength=\"200\" placeholder=\"who\"></label>{ground}\
 <label>{mentions_l} <input name=\"mentions\" data-search value=\"{mentions}\" maxlength=\"200\" placeholder=\"/\"></label>\
+<label>{purpose_l} <input name=\"purpose\" value=\"{purpose}\" maxlength=\"200\"></label>\
 <label>{since_l} <input name=\"since\" value=\"{since}\" placeholder=\"2026-12-01\"></label>\
 <label>{until_l} <input name=\"until\" value=\"{until}\" placeholder=\"2026-12-31\"></label>\
 <button id=\"apply-filter\">{apply}</button></form>\
@@ -89,6 +90,8 @@ pub(super) async fn search(
             "含む語（契約者、アドレス）"
         ),
         mentions = esc(q.mentions.as_deref().unwrap_or("")),
+        purpose_l = c.tr("Purpose contains", "目的に含む語"),
+        purpose = esc(q.purpose.as_deref().unwrap_or("")),
         since_l = c.tr("From (UTC)", "開始（UTC）"),
         since = esc(&moment_field(q.since)),
         until_l = c.tr("Until (UTC)", "終了（UTC）"),

@@ -471,6 +471,8 @@ pub struct AuditQuery {
     pub action: Option<String>,
     pub ground: Option<Ground>,
     pub mentions: Option<String>,
+    /// A text the records' purpose contains.
+    pub purpose: Option<String>,
     /// From this moment (a date is its midnight, UTC).
     pub since: Option<DateTime<Utc>>,
     /// Before this moment (a date is the end of that day, UTC).
@@ -482,7 +484,7 @@ pub struct AuditQuery {
 
 impl AuditQuery {
     const KNOWN: &[&str] = &[
-        "actor", "action", "ground", "mentions", "since", "until", "before", "size",
+        "actor", "action", "ground", "mentions", "purpose", "since", "until", "before", "size",
     ];
 
     pub fn parse(raw: &str) -> Result<AuditQuery, Vec<Problem>> {
@@ -500,6 +502,7 @@ impl AuditQuery {
             &mut problems,
         );
         q.mentions = text(&p, "mentions", &mut problems);
+        q.purpose = text(&p, "purpose", &mut problems);
         (q.since, q.until) = time_range(&p, &mut problems);
         q.before = number(&p, "before", 1..=i64::MAX, &mut problems);
         if let Some(n) = number(&p, "size", 1..=i64::from(MAX_PAGE), &mut problems) {
@@ -517,6 +520,7 @@ impl AuditQuery {
             action: self.action.clone(),
             ground: self.ground,
             mentions: self.mentions.clone(),
+            purpose: self.purpose.clone(),
             before: self.before,
             limit: Some(self.size),
         }
@@ -532,6 +536,7 @@ impl AuditQuery {
                 ("action", self.action.as_deref()),
                 ("ground", self.ground.map(|g| g.as_str())),
                 ("mentions", self.mentions.as_deref()),
+                ("purpose", self.purpose.as_deref()),
                 ("since", since.as_deref()),
                 ("until", until.as_deref()),
             ],
@@ -892,7 +897,7 @@ mod tests {
     #[test]
     fn an_audit_query_reads_dates_as_whole_days_and_names_each_problem() {
         let q = AuditQuery::parse(
-            "actor=officer&ground=consent&mentions=S1&since=2026-12-01&until=2026-12-02&size=20",
+            "actor=officer&ground=consent&mentions=S1&purpose=case+42&since=2026-12-01&until=2026-12-02&size=20",
         )
         .unwrap();
         assert_eq!(q.ground, Some(Ground::Consent));
@@ -902,6 +907,13 @@ mod tests {
         let f = q.filter();
         assert_eq!((f.actor.as_deref(), f.limit), (Some("officer"), Some(20)));
         assert!(q.api_query().contains("mentions=S1"), "{}", q.api_query());
+        assert_eq!(f.purpose.as_deref(), Some("case 42"));
+        assert!(
+            q.api_query().contains("purpose=case%2042")
+                || q.api_query().contains("purpose=case+42"),
+            "{}",
+            q.api_query()
+        );
         // The next page's link keeps the filters and names the record it
         // starts before; the export takes the same page.
         let next = AuditQuery::parse(&q.with_before(Some(5))).unwrap();

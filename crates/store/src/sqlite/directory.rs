@@ -1402,6 +1402,10 @@ impl DirectoryBackend for SqliteBackend {
                 args.push(m.clone().into());
                 args.push(m.clone().into());
             }
+            if let Some(p) = &q.purpose {
+                clauses.push("instr(purpose, ?) > 0");
+                args.push(p.clone().into());
+            }
             if let Some(seq) = q.before {
                 clauses.push("seq < ?");
                 args.push(seq.into());
