@@ -652,6 +652,16 @@ fn an_auditor_searches_the_log_verifies_the_chain_and_exports_what_it_found() {
     assert!(second.contains("bot seen by the sinkhole"), "{second}");
     let (_, page) = aud.get("/audit?mentions=198.51.100.7&ground=emergency-evacuation");
     assert!(page.contains("bot seen by the sinkhole"), "{page}");
+    // By a text of the purpose, in the page and through the API.
+    let (_, page) = aud.get("/audit?purpose=seen+again");
+    assert!(
+        page.contains("bot seen again") && !page.contains("bot seen by the sinkhole"),
+        "{page}"
+    );
+    let (_, json) = aud.get("/api/v1/audit?purpose=seen%20again");
+    let records: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(records.as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(records[0]["purpose"], "bot seen again");
     let (_, page) = aud.get("/audit?actor=nobody");
     assert!(
         page.contains("id=\"none\"") && !page.contains("bot seen by the sinkhole"),
