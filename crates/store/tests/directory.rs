@@ -596,6 +596,25 @@ fn the_audit_chain_verifies_survives_a_purge_and_shows_tampering() {
         by_purpose("Case").is_empty(),
         "a purpose is matched as written"
     );
+    assert_eq!(by_purpose("e 3"), ["case 3"], "through the trigram index");
+    assert_eq!(by_purpose("4"), ["case 4"], "too short for a trigram: read");
+    assert!(
+        by_purpose("\"case\" OR *").is_empty(),
+        "every character literal"
+    );
+    // Paged from the newest: the page before record 5.
+    let mut older = Vec::new();
+    d.audit_records(
+        &AuditFilter {
+            purpose: Some("case".into()),
+            before: Some(5),
+            limit: Some(1),
+            ..Default::default()
+        },
+        &mut |r| older.push(r.entry.purpose),
+    )
+    .unwrap();
+    assert_eq!(older, ["case 3"]);
 }
 
 /// Every column of every binding, in id order.

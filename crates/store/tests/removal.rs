@@ -644,6 +644,27 @@ fn cases_are_found_by_the_feeds_of_their_events() {
         })
         .unwrap();
     assert_eq!(s2.len(), 1);
+    // With states that hold few cases, read by state and sorted: the same
+    // answer, in the same order.
+    let of_feed_in = |feed: &str, states: Vec<kanki_store::CaseState>, newest_first| {
+        r.list_cases(&CaseFilter {
+            feed: Some(feed.into()),
+            states,
+            newest_first,
+            ..Default::default()
+        })
+        .unwrap()
+        .into_iter()
+        .map(|c| c.subscriber)
+        .collect::<Vec<_>>()
+    };
+    use kanki_store::CaseState::{Closed, New};
+    assert_eq!(of_feed_in("sinkhole", vec![New], false), ["S1", "S2"]);
+    assert_eq!(
+        of_feed_in("honeypot", vec![New, Closed], true),
+        ["S3", "S2"]
+    );
+    assert!(of_feed_in("sinkhole", vec![Closed], false).is_empty());
     assert_eq!(r.case_feed_names(10).unwrap(), ["honeypot", "sinkhole"]);
     assert_eq!(r.case_feed_names(1).unwrap(), ["honeypot"]);
     // A replay adds nothing twice.
@@ -749,4 +770,25 @@ fn cases_are_listed_most_recently_seen_first_and_paged() {
         })
         .unwrap();
     assert_eq!(names(&by_state), ["S3"]);
+    // States that hold few cases are read by state and sorted by last
+    // seen: the same order and pages.
+    let in_state = |feed: Option<&str>, limit, seen_before| {
+        r.list_cases(&CaseFilter {
+            by_last_seen: true,
+            states: vec![kanki_store::CaseState::New],
+            feed: feed.map(String::from),
+            limit,
+            seen_before,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    assert_eq!(names(&in_state(None, None, None)), ["S4", "S1", "S3", "S2"]);
+    let first = in_state(None, Some(2), None);
+    let last = first.last().unwrap();
+    assert_eq!(
+        names(&in_state(None, Some(2), Some((last.last_seen, last.id)))),
+        ["S3", "S2"]
+    );
+    assert_eq!(names(&in_state(Some("a"), None, None)), ["S4", "S1", "S3"]);
 }

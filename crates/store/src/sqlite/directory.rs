@@ -1402,12 +1402,28 @@ impl DirectoryBackend for SqliteBackend {
                 args.push(m.clone().into());
                 args.push(m.clone().into());
             }
-            if let Some(p) = &q.purpose {
-                clauses.push("instr(purpose, ?) > 0");
-                args.push(p.clone().into());
+            // A purpose text of three characters or more is found through
+            // the trigram index (as a phrase: every character literal),
+            // which then leads the walk from the newest record; a shorter
+            // one by reading the records.
+            let by_purpose = q.purpose.as_ref().filter(|p| p.chars().count() >= 3);
+            match (&q.purpose, by_purpose) {
+                (_, Some(p)) => {
+                    clauses.push("audit_purposes MATCH ?");
+                    args.push(format!("\"{}\"", p.replace('"', "\"\"")).into());
+                }
+                (Some(p), None) => {
+                    clauses.push("instr(audit_log.purpose, ?) > 0");
+                    args.push(p.clone().into());
+                }
+                (None, None) => {}
             }
             if let Some(seq) = q.before {
-                clauses.push("seq < ?");
+                clauses.push(if by_purpose.is_some() {
+                    "audit_purposes.rowid < ?"
+                } else {
+                    "seq < ?"
+                });
                 args.push(seq.into());
             }
             let filter = if clauses.is_empty() {
@@ -1415,15 +1431,20 @@ impl DirectoryBackend for SqliteBackend {
             } else {
                 format!("WHERE {}", clauses.join(" AND "))
             };
+            let (from, order) = if by_purpose.is_some() {
+                (
+                    "audit_purposes JOIN audit_log ON audit_log.seq = audit_purposes.rowid",
+                    "audit_purposes.rowid",
+                )
+            } else {
+                ("audit_log", "seq")
+            };
+            let columns = "seq, at, actor, action, ground, audit_log.purpose, input, result, prev_hash, hash";
             let sql = match q.limit {
                 Some(n) => format!(
-                    "SELECT * FROM (SELECT seq, at, actor, action, ground, purpose, input, result, prev_hash, hash
-                     FROM audit_log {filter} ORDER BY seq DESC LIMIT {n}) ORDER BY seq"
+                    "SELECT * FROM (SELECT {columns} FROM {from} {filter} ORDER BY {order} DESC LIMIT {n}) ORDER BY seq"
                 ),
-                None => format!(
-                    "SELECT seq, at, actor, action, ground, purpose, input, result, prev_hash, hash
-                     FROM audit_log {filter} ORDER BY seq"
-                ),
+                None => format!("SELECT {columns} FROM {from} {filter} ORDER BY {order}"),
             };
             // A whole-log read (`audit verify`) visits every page once: in
             // a small page cache of its own, so its memory stays flat

@@ -667,41 +667,60 @@ enum FirstSeenWalk {
     /// A narrow range: its few indicators read by the first-seen index and
     /// sorted by id.
     ByDate,
-    /// A wide range: the list walked in id order between the range's first
-    /// and last id (its indicators mostly sit together, as the list grows
-    /// with time), the range checked on each row.
-    ById { first: i64, last: i64 },
+    /// A wide range: the list walked in id order, the range checked on
+    /// each row; between the range's first and last id when it holds few
+    /// enough for those to be read from the index at once (its indicators
+    /// mostly sit together, as the list grows with time).
+    ById { ids: Option<(i64, i64)> },
 }
 
 /// The most indicators a first-seen range may hold to be read by date.
 const NARROW_RANGE_MOST: i64 = 5_000;
+/// The most a range may hold for its first and last id to be looked up
+/// (a read of its index entries, about 10 ms per 100,000).
+const BOUNDED_RANGE_MOST: i64 = 100_000;
 
 impl FirstSeenWalk {
     fn of(c: &Connection, q: &ListQuery) -> Result<FirstSeenWalk> {
         if q.first_seen_since.is_none() && q.first_seen_until.is_none() {
             return Ok(FirstSeenWalk::None);
         }
-        let since = q.first_seen_since.map_or(i64::MIN, |t| t.timestamp());
-        let until = q.first_seen_until.map_or(i64::MAX, |t| t.timestamp());
+        let range = [
+            q.first_seen_since.map_or(i64::MIN, |t| t.timestamp()),
+            q.first_seen_until.map_or(i64::MAX, |t| t.timestamp()),
+        ];
         let held: i64 = c
             .prepare_cached(&format!(
                 "SELECT count(*) FROM (SELECT 1 FROM indicators INDEXED BY indicators_first_seen
                  WHERE first_seen >= ?1 AND first_seen < ?2 LIMIT {})",
-                NARROW_RANGE_MOST + 1
+                BOUNDED_RANGE_MOST + 1
             ))?
-            .query_row([since, until], |r| r.get(0))?;
+            .query_row(range, |r| r.get(0))?;
         if held <= NARROW_RANGE_MOST {
             return Ok(FirstSeenWalk::ByDate);
         }
-        // The index holds each row's id: its range's smallest and largest
+        if held > BOUNDED_RANGE_MOST {
+            return Ok(FirstSeenWalk::ById { ids: None });
+        }
+        // The index holds each row's id: the range's smallest and largest
         // are read from the index alone.
-        let (first, last): (i64, i64) = c
+        let ids = c
             .prepare_cached(
                 "SELECT min(id), max(id) FROM indicators INDEXED BY indicators_first_seen
                  WHERE first_seen >= ?1 AND first_seen < ?2",
             )?
-            .query_row([since, until], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(FirstSeenWalk::ById { first, last })
+            .query_row(range, |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(FirstSeenWalk::ById { ids: Some(ids) })
+    }
+
+    /// Whether the count of matches goes by the range's index entries (at
+    /// most `BOUNDED_RANGE_MOST` of them), rather than as the planner
+    /// chooses (it prefers any equality, such as a TLP all share).
+    fn counts_by_date(self) -> bool {
+        matches!(
+            self,
+            FirstSeenWalk::ByDate | FirstSeenWalk::ById { ids: Some(_) }
+        )
     }
 }
 
@@ -1223,17 +1242,22 @@ impl Backend for SqliteBackend {
         let limit = q.limit.unwrap_or(100).clamp(1, 1000) as i64;
         let (filter, args) = list_filter(q, true);
         self.read(|c| {
+            let walk = FirstSeenWalk::of(c, q)?;
             // Counted up to a bound: a count of a million matches is a
             // scan of them all, and a page needs none of it.
             let total: i64 = c.query_row(
                 &format!(
-                    "SELECT count(*) FROM (SELECT 1 FROM indicators i {filter} LIMIT {})",
-                    TOTAL_COUNTED_MOST + 1
+                    "SELECT count(*) FROM (SELECT 1 FROM indicators i {hint} {filter} LIMIT {})",
+                    TOTAL_COUNTED_MOST + 1,
+                    hint = if walk.counts_by_date() {
+                        "INDEXED BY indicators_first_seen"
+                    } else {
+                        ""
+                    },
                 ),
                 params_from_iter(args.iter()),
                 |r| r.get(0),
             )?;
-            let walk = FirstSeenWalk::of(c, q)?;
             let (from, filter, mut page_args) = match walk {
                 FirstSeenWalk::None => ("indicators i", filter, args),
                 FirstSeenWalk::ByDate => (
@@ -1247,7 +1271,9 @@ impl Backend for SqliteBackend {
                 }
             };
             let (after, last) = match walk {
-                FirstSeenWalk::ById { first, last } => (q.after.unwrap_or(0).max(first - 1), last),
+                FirstSeenWalk::ById {
+                    ids: Some((first, last)),
+                } => (q.after.unwrap_or(0).max(first - 1), last),
                 _ => (q.after.unwrap_or(0), i64::MAX),
             };
             page_args.push(after.into());

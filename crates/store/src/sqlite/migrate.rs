@@ -127,6 +127,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "indicators_by_tlp_and_date",
         include_str!("../../migrations/sqlite/0024_indicators_by_tlp_and_date.sql"),
     ),
+    (
+        25,
+        "audit_purposes",
+        include_str!("../../migrations/sqlite/0025_audit_purposes.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction

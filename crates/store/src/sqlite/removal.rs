@@ -638,10 +638,15 @@ impl RemovalBackend for SqliteBackend {
 
     fn list_cases(&self, f: &CaseFilter) -> Result<Vec<Case>> {
         self.read(|c| {
+            // States that hold few cases (an acknowledged or reinfected
+            // case among a million new ones) are read by their index and
+            // sorted, rather than found along a walk of all cases by feed
+            // or last seen that may never meet them.
+            let by_state = (f.feed.is_some() || f.by_last_seen) && few_in_states(c, &f.states)?;
             // By last seen, the walk goes down `cases_last_seen`: a `+`
             // keeps the state and opening time from choosing their own
             // index (and a sort of all they match).
-            let walk = if f.by_last_seen { "+" } else { "" };
+            let walk = if f.by_last_seen && !by_state { "+" } else { "" };
             let mut clauses = vec!["1".to_string()];
             let mut args: Vec<rusqlite::types::Value> = Vec::new();
             if let Some(after) = f.after {
@@ -684,6 +689,14 @@ impl RemovalBackend for SqliteBackend {
             // primary key's), whatever share of all cases they are. By
             // feed and last seen: check each case walked.
             let (from, order) = match (&f.feed, f.by_last_seen) {
+                (Some(feed), false) if by_state => {
+                    clauses.push(
+                        "EXISTS (SELECT 1 FROM case_feeds WHERE case_feeds.feed = ? AND case_feeds.case_id = cases.id)"
+                            .into(),
+                    );
+                    args.push(feed.clone().into());
+                    ("cases INDEXED BY cases_state", "id")
+                }
                 (Some(feed), false) => {
                     clauses.push("case_feeds.feed = ?".into());
                     args.push(feed.clone().into());
@@ -698,9 +711,9 @@ impl RemovalBackend for SqliteBackend {
                             .into(),
                     );
                     args.push(feed.clone().into());
-                    ("cases", "last_seen DESC, id")
+                    (by_state_or_all(by_state), "last_seen DESC, id")
                 }
-                (None, true) => ("cases", "last_seen DESC, id"),
+                (None, true) => (by_state_or_all(by_state), "last_seen DESC, id"),
                 (None, false) => ("cases", "id"),
             };
             let direction = if f.newest_first || f.by_last_seen {
@@ -1277,17 +1290,55 @@ pub(crate) fn insert_case_feeds(tx: &Connection, pairs: &[(&str, i64)]) -> Resul
 
 /// Schema 21's second step: `case_feeds` from the stored events (each
 /// segment's fields name its events' feeds and cases).
+/// The most cases the queue's chosen states may hold for the queue by
+/// feed or by last seen to read them by state and sort them.
+const FEW_IN_STATES: i64 = 10_000;
+
+/// Whether `states` (none: every state) hold at most [`FEW_IN_STATES`]
+/// cases, counted on their index up to that bound.
+fn few_in_states(c: &Connection, states: &[CaseState]) -> Result<bool> {
+    if states.is_empty() {
+        return Ok(false);
+    }
+    let held: i64 = c.query_row(
+        &format!(
+            "SELECT count(*) FROM (SELECT 1 FROM cases INDEXED BY cases_state WHERE state IN ({}) LIMIT {})",
+            vec!["?"; states.len()].join(", "),
+            FEW_IN_STATES + 1
+        ),
+        rusqlite::params_from_iter(states.iter().map(|s| s.as_str())),
+        |r| r.get(0),
+    )?;
+    Ok(held <= FEW_IN_STATES)
+}
+
+fn by_state_or_all(by_state: bool) -> &'static str {
+    if by_state {
+        "cases INDEXED BY cases_state"
+    } else {
+        "cases"
+    }
+}
+
 pub(crate) fn fill_case_feeds(c: &Connection) -> Result<()> {
     let total: i64 = c.query_row("SELECT count(*) FROM event_segments", [], |r| r.get(0))?;
     let mut segments = c.prepare("SELECT id, fields FROM event_segments ORDER BY id")?;
     let mut rows = segments.query([])?;
     let mut done = 0i64;
+    // A segment holds up to 65,536 events: on a store of ten million
+    // events this step takes tens of seconds, so progress is told by time.
+    let mut told = std::time::Instant::now();
     while let Some(r) = rows.next()? {
         let segment: i64 = r.get(0)?;
         let fields: Vec<u8> = r.get(1)?;
         done += 1;
-        if done % 10_000 == 0 {
-            tracing::info!(done, total, "finding the feeds of stored cases");
+        if told.elapsed() >= std::time::Duration::from_secs(5) {
+            told = std::time::Instant::now();
+            tracing::info!(
+                segments = done,
+                of = total,
+                "store migration 21: finding the feeds of stored cases"
+            );
         }
         let Some(f) = decode_fields(segment, &fields) else {
             tracing::warn!(
