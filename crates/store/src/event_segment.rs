@@ -312,32 +312,48 @@ enum Strings<'a> {
     Table(Vec<&'a [u8]>),
 }
 
-impl Strings<'_> {
-    fn string(&self, r: &mut Reader<'_>) -> Option<String> {
+impl<'a> Strings<'a> {
+    /// A string's bytes, unread: an event that is not wanted costs no
+    /// allocation.
+    fn slice(&self, r: &mut Reader<'a>) -> Option<&'a [u8]> {
         match self {
-            Strings::InPlace => r.string(),
-            Strings::Table(t) => {
-                Some(String::from_utf8_lossy(t.get(r.uint()? as usize)?).into_owned())
-            }
+            Strings::InPlace => r.bytes(),
+            Strings::Table(t) => t.get(r.uint()? as usize).copied(),
         }
     }
 
-    fn opt_string(&self, r: &mut Reader<'_>) -> Option<Option<String>> {
+    fn opt_slice(&self, r: &mut Reader<'a>) -> Option<Option<&'a [u8]>> {
         match self {
-            Strings::InPlace => r.opt_string(),
+            Strings::InPlace => match r.uint()? {
+                0 => Some(None),
+                n => Some(Some(r.take(n as usize - 1)?)),
+            },
             Strings::Table(t) => match r.uint()? {
                 0 => Some(None),
-                i => Some(Some(
-                    String::from_utf8_lossy(t.get(i as usize - 1)?).into_owned(),
-                )),
+                i => Some(Some(t.get(i as usize - 1)?)),
             },
         }
     }
 }
 
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
 /// Reads a segment's fields, of any version; `segment` makes the events'
 /// ids and case ids.
 pub(crate) fn decode_fields(segment: i64, data: &[u8]) -> Option<Fields> {
+    decode_fields_of(segment, data, |_, _| true)
+}
+
+/// Reads a segment's cases and those of its events that `keep` wants (by
+/// index in the batch and case id). The others are read past, not built:
+/// a case's page wants one event among tens of thousands.
+pub(crate) fn decode_fields_of(
+    segment: i64,
+    data: &[u8],
+    keep: impl Fn(usize, Option<i64>) -> bool,
+) -> Option<Fields> {
     let inflated;
     let (mut r, strings, harmonized) = match data {
         [FIELDS_V2, version @ (2 | 3), rest @ ..] => {
@@ -366,6 +382,7 @@ pub(crate) fn decode_fields(segment: i64, data: &[u8]) -> Option<Fields> {
         .collect::<Option<_>>()?;
     let n = r.uint()? as usize;
     let mut events = Vec::with_capacity(n.min(SEGMENT_EVENTS));
+    let mut extra_read = Vec::new();
     for _ in 0..n {
         let index = r.uint()? as usize;
         let key: EventKey = r.take(16)?.try_into().ok()?;
@@ -373,52 +390,53 @@ pub(crate) fn decode_fields(segment: i64, data: &[u8]) -> Option<Fields> {
         let source_port = r.opt_port()?;
         let destination_ip = r.ip()?;
         let destination_port = r.opt_port()?;
-        let time_source = time(r.int()?);
-        let time_observation = time(r.int()?);
-        let taxonomy = strings.string(&mut r)?;
-        let class = strings.string(&mut r)?;
-        let identifier = strings.opt_string(&mut r)?;
-        let malware = strings.opt_string(&mut r)?;
-        let feed_name = strings.string(&mut r)?;
-        let feed_provider = strings.string(&mut r)?;
-        let transport = strings.opt_string(&mut r)?;
-        let application = strings.opt_string(&mut r)?;
+        let time_source = r.int()?;
+        let time_observation = r.int()?;
+        let taxonomy = strings.slice(&mut r)?;
+        let class = strings.slice(&mut r)?;
+        let identifier = strings.opt_slice(&mut r)?;
+        let malware = strings.opt_slice(&mut r)?;
+        let feed_name = strings.slice(&mut r)?;
+        let feed_provider = strings.slice(&mut r)?;
+        let transport = strings.opt_slice(&mut r)?;
+        let application = strings.opt_slice(&mut r)?;
         let attribution = match r.byte()? {
             0 => None,
-            _ => Some(EventAttribution {
-                subscriber: strings.string(&mut r)?,
-                confidence: strings.string(&mut r)?,
-                audit_seq: r.int()?,
-            }),
+            _ => Some((strings.slice(&mut r)?, strings.slice(&mut r)?, r.int()?)),
         };
-        let unattributed = strings.opt_string(&mut r)?;
+        let unattributed = strings.opt_slice(&mut r)?;
         let case_id = match r.uint()? {
             0 => None,
             c => Some(cases.get(c as usize - 1)?.id),
         };
-        let mut extra = std::collections::BTreeMap::new();
+        extra_read.clear();
         if harmonized {
             for _ in 0..r.uint()? {
-                let name = strings.string(&mut r)?;
-                extra.insert(name, strings.string(&mut r)?);
+                extra_read.push((strings.slice(&mut r)?, strings.slice(&mut r)?));
             }
+        }
+        if !keep(index, case_id) {
+            continue;
         }
         let event = Event {
             source_ip,
             source_port,
             destination_ip,
             destination_port,
-            time_source,
-            time_observation,
-            taxonomy,
-            class,
-            identifier,
-            malware,
-            feed_name,
-            feed_provider,
-            transport,
-            application,
-            extra,
+            time_source: time(time_source),
+            time_observation: time(time_observation),
+            taxonomy: text(taxonomy),
+            class: text(class),
+            identifier: identifier.map(text),
+            malware: malware.map(text),
+            feed_name: text(feed_name),
+            feed_provider: text(feed_provider),
+            transport: transport.map(text),
+            application: application.map(text),
+            extra: extra_read
+                .iter()
+                .map(|&(k, v)| (text(k), text(v)))
+                .collect(),
             raw: Vec::new(),
             raw_head: None,
             remark: None,
@@ -430,8 +448,14 @@ pub(crate) fn decode_fields(segment: i64, data: &[u8]) -> Option<Fields> {
                 id: event_id(segment, index),
                 event,
                 raw: String::new(),
-                attribution,
-                unattributed,
+                attribution: attribution.map(|(subscriber, confidence, audit_seq)| {
+                    EventAttribution {
+                        subscriber: text(subscriber),
+                        confidence: text(confidence),
+                        audit_seq,
+                    }
+                }),
+                unattributed: unattributed.map(text),
                 case_id,
             },
         ));
@@ -541,19 +565,6 @@ impl<'a> Reader<'a> {
     fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.uint()? as usize;
         self.take(n)
-    }
-
-    fn string(&mut self) -> Option<String> {
-        Some(String::from_utf8_lossy(self.bytes()?).into_owned())
-    }
-
-    fn opt_string(&mut self) -> Option<Option<String>> {
-        match self.uint()? {
-            0 => Some(None),
-            n => Some(Some(
-                String::from_utf8_lossy(self.take(n as usize - 1)?).into_owned(),
-            )),
-        }
     }
 
     fn opt_port(&mut self) -> Option<Option<u16>> {
@@ -693,6 +704,21 @@ mod tests {
         );
         assert_eq!(f.events[2].2.unattributed.as_deref(), Some("no binding"));
         assert_eq!(f.events[2].2.case_id, None);
+        // One case's events alone: the same events, the others read past,
+        // the segment's cases whole.
+        let data = encode_fields(&cases, &written);
+        let of_case_9 = decode_fields_of(7, &data, |_, case| case == Some(9)).unwrap();
+        assert_eq!(of_case_9.cases, cases);
+        assert_eq!(of_case_9.events.len(), 1);
+        assert_eq!(of_case_9.events[0].0, 2);
+        assert_eq!(
+            serde_json::to_value(&of_case_9.events[0].2).unwrap(),
+            serde_json::to_value(e).unwrap()
+        );
+        let by_index = decode_fields_of(7, &data, |i, _| i == 3).unwrap();
+        assert_eq!(by_index.events.len(), 1);
+        assert_eq!(by_index.events[0].2.case_id, None);
+        assert!(decode_fields_of(7, &data[..data.len() - 1], |_, _| false).is_none());
     }
 
     /// Fields an earlier version wrote (`hex`) for [`event`] 0 (attributed

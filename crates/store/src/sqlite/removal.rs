@@ -10,8 +10,8 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension, Row, Statement, p
 use super::event_keys::StoredKeys;
 use super::{SqliteBackend, from_ts, ts};
 use crate::event_segment::{
-    Fields, SEGMENT_EVENTS, SegmentCase, SegmentEvent, decode_fields, decode_raw_of, encode_fields,
-    split_event_id,
+    Fields, SEGMENT_EVENTS, SegmentCase, SegmentEvent, decode_fields, decode_fields_of,
+    decode_raw_of, encode_fields, split_event_id,
 };
 use crate::removal::*;
 use crate::{Result, StoreError};
@@ -341,10 +341,12 @@ fn next_segment(c: &Connection) -> Result<i64> {
 /// A segment's events, with their raw records when `raw` is read.
 /// A stored segment's events, with the raw records of those `raw_of`
 /// keeps (by index and event).
+/// A segment's cases and the events `wanted` (by index in the batch and
+/// case id), each with its raw record.
 fn read_segment(
     c: &Connection,
     segment: i64,
-    raw_of: impl Fn(usize, &StoredEvent) -> bool,
+    wanted: impl Fn(usize, Option<i64>) -> bool,
 ) -> Result<Option<Fields>> {
     let row: Option<(Vec<u8>, Vec<u8>)> = c
         .prepare_cached("SELECT fields, raw FROM event_segments WHERE id = ?1")?
@@ -354,15 +356,10 @@ fn read_segment(
         return Ok(None);
     };
     let damaged = || StoreError::Backend(format!("event segment {segment} cannot be read"));
-    let mut f = decode_fields(segment, &fields).ok_or_else(damaged)?;
-    let wanted: std::collections::HashSet<usize> = f
-        .events
-        .iter()
-        .filter(|(i, _, e)| raw_of(*i, e))
-        .map(|(i, _, _)| *i)
-        .collect();
-    if !wanted.is_empty() {
-        let records = decode_raw_of(&raw, |i| wanted.contains(&i)).ok_or_else(damaged)?;
+    let mut f = decode_fields_of(segment, &fields, wanted).ok_or_else(damaged)?;
+    let kept: std::collections::HashSet<usize> = f.events.iter().map(|(i, _, _)| *i).collect();
+    if !kept.is_empty() {
+        let records = decode_raw_of(&raw, |i| kept.contains(&i)).ok_or_else(damaged)?;
         for (i, _, e) in &mut f.events {
             if let Some(r) = records.get(i) {
                 e.raw = String::from_utf8_lossy(r).into_owned();
@@ -613,7 +610,7 @@ impl RemovalBackend for SqliteBackend {
             while let Some(segment) = next
                 && out.len() < limit as usize
             {
-                let Some(f) = read_segment(c, segment, |_, e| e.case_id == Some(case_id))? else {
+                let Some(f) = read_segment(c, segment, |_, case| case == Some(case_id))? else {
                     break; // purged
                 };
                 let of_case = f.events.into_iter().rev().map(|(_, _, e)| e);
