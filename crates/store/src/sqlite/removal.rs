@@ -683,18 +683,16 @@ impl RemovalBackend for SqliteBackend {
                 args.push(t.clone().into());
             }
             // By feed and id: walk the feed's cases in id order (the
-            // primary key's), whatever share of all cases they are. By
-            // feed and last seen: check each case walked.
-            let (from, order) = match (&f.feed, f.by_last_seen) {
-                (Some(feed), false) if by_state => {
-                    clauses.push(
-                        "EXISTS (SELECT 1 FROM case_feeds WHERE case_feeds.feed = ? AND case_feeds.case_id = cases.id)"
-                            .into(),
-                    );
-                    args.push(feed.clone().into());
-                    ("cases INDEXED BY cases_state", "id")
-                }
-                (Some(feed), false) => {
+            // primary key's), whatever share of all cases they are.
+            // Otherwise (by last seen, or by few-case states) the feed is
+            // checked on each case walked.
+            let order_by = if f.by_last_seen {
+                "last_seen DESC, id"
+            } else {
+                "id"
+            };
+            let (from, order) = match &f.feed {
+                Some(feed) if !f.by_last_seen && !by_state => {
                     clauses.push("case_feeds.feed = ?".into());
                     args.push(feed.clone().into());
                     (
@@ -702,16 +700,16 @@ impl RemovalBackend for SqliteBackend {
                         "case_feeds.case_id",
                     )
                 }
-                (Some(feed), true) => {
+                Some(feed) => {
                     clauses.push(
                         "EXISTS (SELECT 1 FROM case_feeds WHERE case_feeds.feed = ? AND case_feeds.case_id = cases.id)"
                             .into(),
                     );
                     args.push(feed.clone().into());
-                    (by_state_or_all(by_state), "last_seen DESC, id")
+                    (by_state_or_all(by_state), order_by)
                 }
-                (None, true) => (by_state_or_all(by_state), "last_seen DESC, id"),
-                (None, false) => ("cases", "id"),
+                // Without a feed or a last-seen order, `by_state` is false.
+                None => (by_state_or_all(by_state), order_by),
             };
             let direction = if f.newest_first || f.by_last_seen {
                 " DESC"
