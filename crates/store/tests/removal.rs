@@ -573,33 +573,7 @@ fn cases_are_found_by_the_feeds_of_their_events() {
         (Some(2), "honeypot"),
         (None, "spam"),
     ];
-    let writes: Vec<EventWrite> = rows
-        .iter()
-        .enumerate()
-        .map(|(n, &(case, feed))| {
-            let mut e = Event::new(
-                "192.0.2.1".parse().unwrap(),
-                Utc::now(),
-                "malicious-code",
-                "infected-system",
-                feed,
-                "p",
-            );
-            e.raw = format!("row {n}").into_bytes();
-            EventWrite {
-                key: e.key(),
-                event: e,
-                attribution: case.map(|c: usize| EventAttribution {
-                    subscriber: cases[c].subscriber.clone(),
-                    confidence: "inside-session".into(),
-                    audit_seq: 1,
-                }),
-                audit: None,
-                unattributed: case.is_none().then(|| "none".into()),
-                case,
-            }
-        })
-        .collect();
+    let writes = feed_events(&cases, &rows, "row");
     let mut update = |c: &mut Case, d: &CaseDelta, _| c.events += d.events;
     assert_eq!(
         record(r, ingest, &writes, &cases, &mut update).cases_opened,
@@ -670,6 +644,16 @@ fn cases_are_found_by_the_feeds_of_their_events() {
     // A replay adds nothing twice.
     record(r, ingest, &writes, &cases, &mut update);
     assert_eq!(of_feed("sinkhole", false, None, None), ["S1", "S2"]);
+    // A held case's new feed in a later batch is written too (the feeds
+    // each held case has are written once, not forgotten).
+    let later = feed_events(
+        &cases,
+        &[(Some(0), "honeypot"), (Some(2), "sinkhole")],
+        "later",
+    );
+    record(r, ingest, &later, &cases, &mut update);
+    assert_eq!(of_feed("sinkhole", false, None, None), ["S1", "S2", "S3"]);
+    assert_eq!(of_feed("honeypot", false, None, None), ["S1", "S2", "S3"]);
 
     // A store from before the filter finds its cases' feeds in the stored
     // events when it opens.
@@ -690,7 +674,90 @@ fn cases_are_found_by_the_feeds_of_their_events() {
         .into_iter()
         .map(|c| c.subscriber)
         .collect();
-    assert_eq!(found, ["S2", "S3"]);
+    assert_eq!(found, ["S1", "S2", "S3"]);
+}
+
+/// Events of `cases` from feeds: `(case, feed)` each, a case index or
+/// none (unattributed); `tag` makes their raw records (and keys) distinct
+/// from other calls'.
+fn feed_events(cases: &[CaseTarget], rows: &[(Option<usize>, &str)], tag: &str) -> Vec<EventWrite> {
+    rows.iter()
+        .enumerate()
+        .map(|(n, &(case, feed))| {
+            let mut e = Event::new(
+                "192.0.2.1".parse().unwrap(),
+                Utc::now(),
+                "malicious-code",
+                "infected-system",
+                feed,
+                "p",
+            );
+            e.raw = format!("{tag} {n}").into_bytes();
+            EventWrite {
+                key: e.key(),
+                event: e,
+                attribution: case.map(|c: usize| EventAttribution {
+                    subscriber: cases[c].subscriber.clone(),
+                    confidence: "inside-session".into(),
+                    audit_seq: 1,
+                }),
+                audit: None,
+                unattributed: case.is_none().then(|| "none".into()),
+                case,
+            }
+        })
+        .collect()
+}
+
+/// The dashboard's count of cases opened, by severity in their 5
+/// minutes: each case once, a replay and an update adding none.
+#[test]
+fn cases_opened_are_counted_once_each_by_severity() {
+    let (_dir, store, ingest) = store_with_an_ingest();
+    let r = store.removal();
+    let target = |s: &str, severity| CaseTarget {
+        subscriber: s.into(),
+        threat: "mirai".into(),
+        class: "infected-system".into(),
+        severity,
+    };
+    let cases = vec![
+        target("S1", Severity::High),
+        target("S2", Severity::High),
+        target("S3", Severity::Low),
+        target("S4", Severity::High),
+    ];
+    let opened = |r: &dyn RemovalBackend| -> Vec<(String, u64)> {
+        let mut counts: Vec<(String, u64)> = r
+            .activity(Utc::now() - Duration::hours(1), 3600)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.series == "cases-opened")
+            .map(|a| (a.label, a.count))
+            .collect();
+        counts.sort();
+        counts
+    };
+    assert!(opened(r).is_empty());
+    let mut update = |c: &mut Case, d: &CaseDelta, _| c.events += d.events;
+    let first = feed_events(
+        &cases,
+        &[
+            (Some(0), "f"),
+            (Some(1), "f"),
+            (Some(1), "f"),
+            (Some(2), "f"),
+        ],
+        "first",
+    );
+    record(r, ingest, &first, &cases, &mut update);
+    let want = |high, low| vec![("high".to_string(), high), ("low".to_string(), low)];
+    assert_eq!(opened(r), want(2, 1));
+    record(r, ingest, &first, &cases, &mut update);
+    assert_eq!(opened(r), want(2, 1), "a replay opens nothing");
+    let second = feed_events(&cases, &[(Some(0), "f"), (Some(3), "f")], "second");
+    record(r, ingest, &second, &cases, &mut update);
+    assert_eq!(opened(r), want(3, 1), "S1 updated, S4 opened");
 }
 
 /// The queue by the latest event: the most recently seen case first,

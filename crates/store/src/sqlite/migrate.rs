@@ -132,6 +132,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_purposes",
         include_str!("../../migrations/sqlite/0025_audit_purposes.sql"),
     ),
+    (
+        26,
+        "case_counts_by_code",
+        include_str!("../../migrations/sqlite/0026_case_counts_by_code.sql"),
+    ),
 ];
 
 /// Migrations with a second step in Rust, run in the same transaction

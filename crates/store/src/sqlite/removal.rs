@@ -105,7 +105,11 @@ fn case_from_row(r: &Row) -> rusqlite::Result<Case> {
 /// segment, that is the newest with the case's events.
 fn store_case(c: &Connection, case: &Case, segment: Option<i64>) -> Result<i64> {
     if case.id == 0 {
-        return insert_case(&mut *c.prepare_cached(INSERT_CASE)?, case, segment);
+        let id = insert_case(&mut *c.prepare_cached(INSERT_CASE)?, case, segment)?;
+        let mut opened = OpenedCounts::default();
+        opened.add(case);
+        opened.write(c)?;
+        return Ok(id);
     }
     let mut update = c.prepare_cached(
         "UPDATE cases SET subscriber = ?1, threat = ?2, class = ?3, severity = ?4, state = ?5, held = ?6, hold_reason = ?7, opened_at = ?8, first_seen = ?9, last_seen = ?10, events = ?11, notices = ?12, unacknowledged = ?13, last_notice_at = ?14, acknowledged_at = ?15, quiet_at = ?16, resolved_at = ?17, escalated_at = ?18, reinfections = ?19, closed_at = ?20, close_reason = ?21, updated_at = ?22, last_segment = coalesce(?23, last_segment)
@@ -158,6 +162,33 @@ fn with_case_values<R>(
         ts(case.updated_at),
         segment,
     ])
+}
+
+/// Cases opened, per 5 minutes and severity, to be added to the
+/// dashboard's `case_counts` by the code that opens them: a trigger on
+/// the insert (as resolutions are counted) made every insert of a case
+/// keep a statement journal, which cost a day's report a third of its
+/// case inserts; an ingest adds its counts once per segment.
+#[derive(Default)]
+struct OpenedCounts(HashMap<(i64, Severity), i64>);
+
+impl OpenedCounts {
+    fn add(&mut self, case: &Case) {
+        // Integer division as SQL's, which counts resolutions.
+        let bucket = ts(case.opened_at) / 300 * 300;
+        *self.0.entry((bucket, case.severity)).or_default() += 1;
+    }
+
+    fn write(&self, c: &Connection) -> Result<()> {
+        let mut upsert = c.prepare_cached(
+            "INSERT INTO case_counts (bucket, severity, opened) VALUES (?1, ?2, ?3)
+             ON CONFLICT (bucket, severity) DO UPDATE SET opened = opened + excluded.opened",
+        )?;
+        for ((bucket, severity), n) in &self.0 {
+            upsert.execute(params![bucket, severity.as_str(), n])?;
+        }
+        Ok(())
+    }
 }
 
 /// A case's columns other than its names and reasons (which
@@ -1093,6 +1124,8 @@ struct OpenCases {
     /// `case_writes` after its commit.
     seen: Option<(i64, u64)>,
     version: i64,
+    /// The names of the first 64 feeds seen, for [`OpenCase::feeds`].
+    feed_names: Vec<Box<str>>,
 }
 
 struct OpenCase {
@@ -1100,6 +1133,10 @@ struct OpenCase {
     last_segment: Option<i64>,
     /// Its event columns are to be written before the commit.
     pending: bool,
+    /// Feeds known to be in its `case_feeds` (those this stream wrote),
+    /// as [`OpenCases::feed_bit`]s: each is written once per stream, not
+    /// once per batch.
+    feeds: u64,
 }
 
 impl OpenCases {
@@ -1157,12 +1194,27 @@ impl OpenCases {
                     case,
                     last_segment,
                     pending: false,
+                    feeds: 0,
                 });
             }
         }
         tracing::debug!(cases = self.held, "open cases read");
         self.complete = true;
         Ok(())
+    }
+
+    /// A feed's bit in [`OpenCase::feeds`]; 0 past the 64th feed (whose
+    /// cases' feeds are written each time).
+    fn feed_bit(&mut self, feed: &str) -> u64 {
+        let at = match self.feed_names.iter().position(|f| &**f == feed) {
+            Some(at) => at,
+            None if self.feed_names.len() < 64 => {
+                self.feed_names.push(feed.into());
+                self.feed_names.len() - 1
+            }
+            None => return 0,
+        };
+        1 << at
     }
 
     fn position(&self, subscriber: &str, threat: &str) -> Option<usize> {
@@ -1197,6 +1249,7 @@ impl OpenCases {
                 case,
                 last_segment,
                 pending: false,
+                feeds: 0,
             })
         }))
     }
@@ -1395,17 +1448,26 @@ fn record_segment(
     // What the new events say of each case, in the order first seen.
     let mut deltas: Vec<(usize, CaseDelta)> = Vec::new();
     let mut delta_of: HashMap<usize, usize> = HashMap::new();
+    // The feeds of each case's new events (most cases have one).
+    let mut delta_feeds: Vec<Vec<&str>> = Vec::new();
     for (w, _) in batch.iter().zip(&new).filter(|(_, n)| **n) {
         let Some(t) = w.case else { continue };
         let Some(target) = targets.get(t) else {
             continue;
         };
         let seen = w.event.time_source;
+        let feed = w.event.feed_name.as_str();
         match delta_of.get(&t) {
-            Some(&d) => deltas[d].1.add(seen),
+            Some(&d) => {
+                deltas[d].1.add(seen);
+                if !delta_feeds[d].contains(&feed) {
+                    delta_feeds[d].push(feed);
+                }
+            }
             None => {
                 delta_of.insert(t, deltas.len());
                 deltas.push((t, CaseDelta::of(target, seen)));
+                delta_feeds.push(vec![feed]);
             }
         }
     }
@@ -1432,11 +1494,24 @@ fn record_segment(
         action: "events",
         ..opened
     };
+    let mut opened_counts = OpenedCounts::default();
+    // The feeds each case's new events came from, for the queue's filter.
+    let mut feeds: Vec<(&str, i64)> = Vec::new();
     for i in order {
         let d = &deltas[i].1;
         let st = &mut *held.statements;
+        let bits: Vec<u64> = delta_feeds[i]
+            .iter()
+            .map(|f| held.cases.feed_bit(f))
+            .collect();
         let (id, previous) = match held.cases.find(&mut st.find_open, d.subscriber, d.threat)? {
             Some(open) => {
+                for (&feed, &bit) in delta_feeds[i].iter().zip(&bits) {
+                    if bit == 0 || open.feeds & bit == 0 {
+                        feeds.push((feed, open.case.id));
+                        open.feeds |= bit;
+                    }
+                }
                 let before = apply(update, &mut open.case, d, now);
                 let previous = open.last_segment.replace(segment);
                 // What only counts and times change is written once, at
@@ -1454,13 +1529,16 @@ fn record_segment(
             None => {
                 let mut case = Case::opened(d, now);
                 case.id = insert_case(&mut st.insert, &case, Some(segment))?;
+                opened_counts.add(&case);
                 log_case_with(&mut st.log, case.id, &opened, case.state, now_ts)?;
                 counts.cases_opened += 1;
                 let id = case.id;
+                feeds.extend(delta_feeds[i].iter().map(|&feed| (feed, id)));
                 held.cases.hold(OpenCase {
                     case,
                     last_segment: Some(segment),
                     pending: false,
+                    feeds: bits.iter().fold(0, |all, bit| all | bit),
                 });
                 (id, None)
             }
@@ -1508,13 +1586,8 @@ fn record_segment(
     for (reason, n) in unattributed {
         insert.execute(params![segment, reason, n])?;
     }
-    // The feeds each case's new events came from, for the queue's filter.
-    let mut feeds: Vec<(&str, i64)> = written
-        .iter()
-        .filter_map(|e| Some((e.event.feed_name.as_str(), segment_cases.get(e.case?)?.id)))
-        .collect();
+    opened_counts.write(tx)?;
     feeds.sort_unstable();
-    feeds.dedup();
     insert_case_feeds(tx, &feeds)?;
     tracing::debug!(
         segment,
