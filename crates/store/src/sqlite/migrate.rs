@@ -134,8 +134,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         26,
-        "case_counts_by_code",
-        include_str!("../../migrations/sqlite/0026_case_counts_by_code.sql"),
+        "case_writes",
+        include_str!("../../migrations/sqlite/0026_case_writes.sql"),
     ),
 ];
 
