@@ -438,7 +438,8 @@ impl RemovalBackend for SqliteBackend {
         self.read(|c| {
             let mut out = Vec::new();
             // (series, SQL giving bucket number, label, count), from the
-            // counts per 5 minutes the triggers keep (0019).
+            // counts per 5 minutes kept as cases and notices change (0019;
+            // the opened cases by the code that opens them since 26).
             let queries: [(&'static str, &str); 5] = [
                 (
                     "cases-opened",
