@@ -47,7 +47,7 @@ fn deliver(to: &str, line: &str) -> std::io::Result<()> {
 
 /// `kanki serve`'s schedule: a checkpoint every `audit.checkpoint_every`
 /// when a key and a destination are configured, the first at start.
-pub async fn run(k: Arc<Kanki>) {
+pub async fn run(k: Arc<Kanki>, mut stop: kanki_jobs::Stop) {
     let a = &k.config.audit;
     if a.checkpoint_key_file.is_none() || a.checkpoint_to.is_none() {
         return;
@@ -62,6 +62,8 @@ pub async fn run(k: Arc<Kanki>) {
             }
             Err(e) => tracing::error!(error = %e, "audit checkpoint panicked"),
         }
-        tokio::time::sleep(every).await;
+        if !stop.sleep(every).await {
+            return;
+        }
     }
 }

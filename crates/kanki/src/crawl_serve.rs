@@ -16,12 +16,19 @@ use kanki_service::Kanki;
 use tokio::sync::Notify;
 
 /// Starts the loops that are configured (none by default).
-pub fn spawn(kanki: Arc<Kanki>, list_changed: Arc<Notify>) -> anyhow::Result<()> {
+pub fn spawn(
+    jobs: &kanki_jobs::Supervisor,
+    kanki: Arc<Kanki>,
+    list_changed: Arc<Notify>,
+) -> anyhow::Result<()> {
     let s = &kanki.config.crawler.schedule;
     let n = &kanki.config.crawler.notices;
     if n.enabled && n.delivery == NoticeDelivery::Smtp {
         let mailer = kanki_notify::Mailer::new(&kanki.config.smtp).map_err(anyhow::Error::msg)?;
-        tokio::spawn(send_loop(kanki.clone(), Arc::new(mailer)));
+        let (k, mailer) = (kanki.clone(), Arc::new(mailer));
+        jobs.spawn("crawl notices", move |stop| {
+            send_loop(k.clone(), mailer.clone(), stop)
+        });
     }
     if s.every.0.is_zero() && s.recheck_every.0.is_zero() {
         return Ok(());
@@ -29,15 +36,26 @@ pub fn spawn(kanki: Arc<Kanki>, list_changed: Arc<Notify>) -> anyhow::Result<()>
     let crawler = kanki.crawler()?;
     let finder = Arc::new(ContactFinder::default());
     if !s.every.0.is_zero() {
-        tokio::spawn(seed_loop(
+        let (k, c, f, l) = (
             kanki.clone(),
             crawler.clone(),
             finder.clone(),
             list_changed.clone(),
-        ));
+        );
+        jobs.spawn("crawl schedule", move |stop| {
+            seed_loop(k.clone(), c.clone(), f.clone(), l.clone(), stop)
+        });
     }
     if !s.recheck_every.0.is_zero() {
-        tokio::spawn(recheck_loop(kanki, crawler, finder, list_changed));
+        jobs.spawn("crawl recheck", move |stop| {
+            recheck_loop(
+                kanki.clone(),
+                crawler.clone(),
+                finder.clone(),
+                list_changed.clone(),
+                stop,
+            )
+        });
     }
     Ok(())
 }
@@ -65,7 +83,11 @@ async fn record(
 }
 
 /// Sends the site notices that are due every `[notices] send_every`.
-async fn send_loop(kanki: Arc<Kanki>, mailer: Arc<kanki_notify::Mailer>) {
+async fn send_loop(
+    kanki: Arc<Kanki>,
+    mailer: Arc<kanki_notify::Mailer>,
+    mut stop: kanki_jobs::Stop,
+) {
     let every = kanki
         .config
         .notices
@@ -82,7 +104,9 @@ async fn send_loop(kanki: Arc<Kanki>, mailer: Arc<kanki_notify::Mailer>) {
             Ok(Err(e)) => tracing::warn!(error = %e, "site notices not sent"),
             Err(e) => tracing::warn!(error = %e, "the site-notice task failed"),
         }
-        tokio::time::sleep(every).await;
+        if !stop.sleep(every).await {
+            return;
+        }
     }
 }
 
@@ -91,6 +115,7 @@ async fn seed_loop(
     crawler: Crawler,
     finder: Arc<ContactFinder>,
     list_changed: Arc<Notify>,
+    mut stop: kanki_jobs::Stop,
 ) {
     let every = kanki.config.crawler.schedule.every.0;
     loop {
@@ -123,7 +148,9 @@ async fn seed_loop(
         if crawled > 0 {
             list_changed.notify_one();
         }
-        tokio::time::sleep(every).await;
+        if !stop.sleep(every).await {
+            return;
+        }
     }
 }
 
@@ -132,6 +159,7 @@ async fn recheck_loop(
     crawler: Crawler,
     finder: Arc<ContactFinder>,
     list_changed: Arc<Notify>,
+    mut stop: kanki_jobs::Stop,
 ) {
     let every = kanki.config.crawler.schedule.recheck_every.0;
     loop {
@@ -149,7 +177,9 @@ async fn recheck_loop(
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the sites to re-check"),
         }
-        tokio::time::sleep(every.max(Duration::from_secs(1))).await;
+        if !stop.sleep(every.max(Duration::from_secs(1))).await {
+            return;
+        }
     }
 }
 

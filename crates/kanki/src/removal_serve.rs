@@ -11,16 +11,19 @@ use chrono::Utc;
 use kanki_api::ApiState;
 use kanki_removal::ingest::Source;
 
-use crate::serve::background_turn;
+use crate::serve::{background_turn, with_state};
 
-pub async fn spawn(st: &ApiState) -> anyhow::Result<()> {
-    tokio::spawn(notice_loop(st.clone()));
-    tokio::spawn(event_purger(st.clone()));
+pub async fn spawn(jobs: &kanki_jobs::Supervisor, st: &ApiState) -> anyhow::Result<()> {
+    jobs.spawn("notices", with_state(st, notice_loop));
+    jobs.spawn("event retention purge", with_state(st, event_purger));
     if let Some(dir) = st.kanki.config.removal.watch_dir.clone() {
         for sub in ["done", "failed"] {
             std::fs::create_dir_all(dir.join(sub))?;
         }
-        tokio::spawn(watch_loop(st.clone(), dir));
+        let st = st.clone();
+        jobs.spawn("watched directory", move |stop| {
+            watch_loop(st.clone(), dir.clone(), stop)
+        });
     }
     if let Some(maildir) = st.kanki.config.notices.bounce_maildir.clone() {
         for sub in ["new", "cur", "tmp"] {
@@ -31,7 +34,10 @@ pub async fn spawn(st: &ApiState) -> anyhow::Result<()> {
                 )
             })?;
         }
-        tokio::spawn(bounce_loop(st.clone(), maildir));
+        let st = st.clone();
+        jobs.spawn("bounce maildir", move |stop| {
+            bounce_loop(st.clone(), maildir.clone(), stop)
+        });
     }
     let sc = &st.kanki.config.sensor;
     if !sc.listen.is_empty() {
@@ -47,8 +53,8 @@ pub async fn spawn(st: &ApiState) -> anyhow::Result<()> {
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
         let counters = std::sync::Arc::new(kanki_sensors::SensorCounters::default());
         st.inputs.set_sensor(counters.clone());
-        tokio::spawn(kanki_sensors::run(listeners, opts, tx, counters));
-        tokio::spawn(sensor_events(st.clone(), rx));
+        jobs.spawn_until_stop("sensor", kanki_sensors::run(listeners, opts, tx, counters));
+        jobs.spawn_until_stop("sensor events", sensor_events(st.clone(), rx));
     }
     Ok(())
 }
@@ -113,7 +119,7 @@ async fn sensor_events(st: ApiState, mut rx: tokio::sync::mpsc::Receiver<kanki_e
 
 /// Raw events past `removal.events_retention` are removed (with the
 /// directory's retention purge schedule).
-async fn event_purger(st: ApiState) {
+async fn event_purger(st: ApiState, mut stop: kanki_jobs::Stop) {
     let every = st.kanki.config.directory.purge_every.0;
     loop {
         let k = st.kanki.clone();
@@ -126,14 +132,18 @@ async fn event_purger(st: ApiState) {
         if let Some(n) = background_turn("event retention purge", purge).await {
             tracing::info!(events = n, "event retention purge done");
         }
-        tokio::time::sleep(every).await;
+        if !stop.sleep(every).await {
+            return;
+        }
     }
 }
 
-async fn notice_loop(st: ApiState) {
+async fn notice_loop(st: ApiState, mut stop: kanki_jobs::Stop) {
     let every = st.kanki.config.notices.send_every.0;
     loop {
-        tokio::time::sleep(every).await;
+        if !stop.sleep(every).await {
+            return;
+        }
         let k = st.kanki.clone();
         let send = move || {
             let mailer = kanki_notify::Mailer::new(&k.config.smtp)
@@ -157,7 +167,7 @@ async fn notice_loop(st: ApiState) {
 }
 
 /// Reads the bounce maildir every 2 s (see `kanki_removal::bounce::read_maildir`).
-async fn bounce_loop(st: ApiState, maildir: PathBuf) {
+async fn bounce_loop(st: ApiState, maildir: PathBuf, mut stop: kanki_jobs::Stop) {
     loop {
         let k = st.kanki.clone();
         let dir = maildir.clone();
@@ -175,7 +185,9 @@ async fn bounce_loop(st: ApiState, maildir: PathBuf) {
             }
             _ => {}
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        if !stop.sleep(Duration::from_secs(2)).await {
+            return;
+        }
     }
 }
 
@@ -212,7 +224,7 @@ fn free_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
 /// (`NAME.error.txt`). A file is moved only after its ingest finished, so
 /// after a crash it is still there and is ingested again: events already
 /// stored are recognized by their keys and nothing is doubled.
-async fn watch_loop(st: ApiState, dir: PathBuf) {
+async fn watch_loop(st: ApiState, dir: PathBuf, mut stop: kanki_jobs::Stop) {
     loop {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map(|rd| {
@@ -251,7 +263,9 @@ async fn watch_loop(st: ApiState, dir: PathBuf) {
                 tracing::error!(file = %path.display(), error = %e, "cannot move an ingested file");
             }
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        if !stop.sleep(Duration::from_secs(2)).await {
+            return;
+        }
     }
 }
 

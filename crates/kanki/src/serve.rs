@@ -229,10 +229,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some((server, opts)) = rpz {
         crate::rpz::spawn(server, opts, kanki.clone(), policy.clone()).await?;
     }
-    tokio::spawn(refresher(state.clone()));
-    tokio::spawn(expirer(state.clone()));
-    tokio::spawn(directory_refresher(state.clone()));
-    tokio::spawn(directory_rebuilder(state.clone()));
+    // The background jobs, each under the supervisor (started again after
+    // a panic, stopped together at shutdown).
+    let jobs = kanki_jobs::Supervisor::new();
+    jobs.spawn("policy refresher", with_state(&state, refresher));
+    jobs.spawn("listing expiry", with_state(&state, expirer));
+    jobs.spawn(
+        "directory refresher",
+        with_state(&state, directory_refresher),
+    );
+    jobs.spawn(
+        "directory rebuilder",
+        with_state(&state, directory_rebuilder),
+    );
     if let Some(listen) = kanki.config.radius.listen {
         let server = radius_server(&kanki.config, listen).await?;
         let _ = metrics.radius_source.set(server.counters());
@@ -240,23 +249,38 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             kanki: kanki.clone(),
             directory: directory.clone(),
         });
-        tokio::spawn(async move {
-            if let Err(e) = server.run(sink, shutdown_signal_quiet()).await {
+        let mut stop = jobs.stop();
+        jobs.spawn_until_stop("RADIUS accounting", async move {
+            if let Err(e) = server.run(sink, async move { stop.stopping().await }).await {
                 tracing::error!(error = %e, "the RADIUS accounting server stopped");
             }
         });
     }
     for f in &kanki.config.directory.follow {
-        tokio::spawn(follow_loop(state.clone(), f.clone()));
+        let (st, f) = (state.clone(), f.clone());
+        jobs.spawn(format!("following {}", f.path.display()), move |stop| {
+            follow_loop(st.clone(), f.clone(), stop)
+        });
     }
-    tokio::spawn(purger(state.clone()));
-    tokio::spawn(operators_refresher(state.clone()));
-    tokio::spawn(counter_keeper(state.clone()));
-    tokio::spawn(stage_sampler(state.clone()));
-    tokio::spawn(crate::checkpoint::run(kanki.clone()));
-    crate::crawl_serve::spawn(kanki.clone(), list_changed.clone())?;
+    jobs.spawn("directory purge", with_state(&state, purger));
+    jobs.spawn(
+        "operators refresher",
+        with_state(&state, operators_refresher),
+    );
+    jobs.spawn("counter keeper", with_state(&state, counter_keeper));
+    jobs.spawn("stage sampler", with_state(&state, stage_sampler));
+    {
+        let k = kanki.clone();
+        jobs.spawn("audit checkpoints", move |stop| {
+            crate::checkpoint::run(k.clone(), stop)
+        });
+    }
+    crate::crawl_serve::spawn(&jobs, kanki.clone(), list_changed.clone())?;
     for feed in kanki.config.feeds.iter().filter(|f| f.enabled) {
-        tokio::spawn(feed_loop(state.clone(), feed.clone()));
+        let (st, feed) = (state.clone(), feed.clone());
+        jobs.spawn(format!("feed {}", feed.name), move |stop| {
+            feed_loop(st.clone(), feed.clone(), stop)
+        });
     }
 
     let listener = tokio::net::TcpListener::bind(listen)
@@ -265,7 +289,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%listen, tls = certificates.is_some(), elapsed_ms = started.elapsed().as_millis() as u64, "kanki serving the API");
     let app = kanki_api::router(state.clone())
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
-    crate::removal_serve::spawn(&state).await?;
+    crate::removal_serve::spawn(&jobs, &state).await?;
     match certificates {
         Some(certs) => {
             use axum::serve::ListenerExt;
@@ -283,6 +307,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .await?
         }
     }
+    // The API has stopped taking requests: the jobs end their turns
+    // under way (a batch stored, a notice sent) and stop.
+    jobs.shutdown(JOBS_GRACE).await;
     if let Some(w) = warning
         && let Err(e) = tokio::task::spawn_blocking(move || w.flush_hits()).await?
     {
@@ -310,6 +337,22 @@ fn initial_snapshot(kanki: &Kanki) -> anyhow::Result<Snapshot> {
     }
 }
 
+/// A background job of the server's state: `job` called with a copy of
+/// it at each start.
+pub(crate) fn with_state<F, Fut>(
+    st: &ApiState,
+    job: F,
+) -> impl FnMut(kanki_jobs::Stop) -> Fut + use<F, Fut>
+where
+    F: Fn(ApiState, kanki_jobs::Stop) -> Fut,
+{
+    let st = st.clone();
+    move |stop| job(st.clone(), stop)
+}
+
+/// How long a shutdown waits for the background jobs' turns under way.
+const JOBS_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -331,12 +374,13 @@ async fn shutdown_signal() {
     }
 }
 
-async fn refresher(st: ApiState) {
+async fn refresher(st: ApiState, mut stop: kanki_jobs::Stop) {
     let every = st.kanki.config.policy.refresh_every.0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = st.list_changed.notified() => {}
+            _ = stop.stopping() => return,
         }
         let current = st.policy.load().generation();
         let k = st.kanki.clone();
@@ -398,10 +442,12 @@ where
     }
 }
 
-async fn expirer(st: ApiState) {
+async fn expirer(st: ApiState, mut stop: kanki_jobs::Stop) {
     let every = st.kanki.config.indicators.expire_every.0;
     loop {
-        tokio::time::sleep(every).await;
+        if !stop.sleep(every).await {
+            return;
+        }
         let k = st.kanki.clone();
         match background_turn("expiry", move || k.store.expire(Utc::now())).await {
             None | Some(0) => {}
@@ -466,7 +512,7 @@ impl kanki_radius::server::AccountingSink for StoreSink {
 
 /// Follows one lease or accounting file (`[[directory.follow]]`) with the
 /// follower `kanki bindings follow` runs too, a look every `every`.
-async fn follow_loop(st: ApiState, f: kanki_config::FollowConfig) {
+async fn follow_loop(st: ApiState, f: kanki_config::FollowConfig, mut stop: kanki_jobs::Stop) {
     use kanki_config::FollowFormat;
     use kanki_directory::BindingOrigin;
     let origin = match f.format {
@@ -481,7 +527,9 @@ async fn follow_loop(st: ApiState, f: kanki_config::FollowConfig) {
     )));
     let what = format!("following {}", f.path.display());
     loop {
-        tokio::time::sleep(f.every.0).await;
+        if !stop.sleep(f.every.0).await {
+            return;
+        }
         let (k, d, t) = (st.kanki.clone(), st.directory.clone(), follower.clone());
         background_turn(&what, move || {
             let mut t = t.lock().unwrap_or_else(|p| p.into_inner());
@@ -491,25 +539,22 @@ async fn follow_loop(st: ApiState, f: kanki_config::FollowConfig) {
     }
 }
 
-/// The shutdown signal for a part that stops with the process (the API's
-/// graceful shutdown logs it).
-async fn shutdown_signal_quiet() {
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 /// Picks up directory changes (consent, subscribers, bindings) made by
 /// any process or by the API: consent and changed bindings every
 /// `refresh_every`; and the walled garden, changed by `kanki garden` in
 /// another process. The index is rebuilt by `directory_rebuilder`, on its
 /// own task, so that changes keep arriving while it runs.
-async fn directory_refresher(st: ApiState) {
+async fn directory_refresher(st: ApiState, mut stop: kanki_jobs::Stop) {
     // A look starts every `refresh_every`, or at once when the one before
     // took longer: a change then waits for at most the look under way and
     // the next, not for a pause after a slow look too.
     let mut tick = tokio::time::interval(st.kanki.config.directory.refresh_every.0);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.stopping() => return,
+        }
         let k = st.kanki.clone();
         let (d, g) = (st.directory.clone(), st.garden.clone());
         let refreshed = move || {
@@ -531,12 +576,14 @@ async fn directory_refresher(st: ApiState) {
 /// Rebuilds the binding index when it is due (`rebuild_every` while
 /// bindings change), folding in the changes laid over it, and trims the
 /// store's change log now and then.
-async fn directory_rebuilder(st: ApiState) {
+async fn directory_rebuilder(st: ApiState, mut stop: kanki_jobs::Stop) {
     let every = st.kanki.config.directory.refresh_every.0;
     let rebuild = st.kanki.config.directory.rebuild_every.0;
     let mut last_trim = Instant::now();
     loop {
-        tokio::time::sleep(every).await;
+        if !stop.sleep(every).await {
+            return;
+        }
         let trim = last_trim.elapsed() >= CHANGE_LOG_KEPT / 10;
         if trim {
             last_trim = Instant::now();
@@ -565,14 +612,16 @@ const CHANGE_LOG_KEPT: Duration = Duration::from_secs(600);
 /// the store every 30 s, and the last 35 days of them (see
 /// `kanki_api::dashboard::CounterSampler`). Counts a write could not store
 /// are written with the next.
-async fn counter_keeper(st: ApiState) {
+async fn counter_keeper(st: ApiState, mut stop: kanki_jobs::Stop) {
     const EVERY: Duration = Duration::from_secs(30);
     const KEEP_DAYS: i64 = 35;
     let mut sampler = kanki_api::dashboard::CounterSampler::default();
     let mut pending: Vec<(i64, &'static str, u64)> = Vec::new();
     let mut trimmed = std::time::Instant::now() - Duration::from_secs(3600);
     loop {
-        tokio::time::sleep(EVERY).await;
+        if !stop.sleep(EVERY).await {
+            return;
+        }
         st.metrics.sync_radius();
         let totals = kanki_api::dashboard::counter_totals(&st.metrics.encode());
         let now = chrono::Utc::now();
@@ -601,19 +650,23 @@ async fn counter_keeper(st: ApiState) {
 
 /// Samples the ingest and notice stage counters for the dashboard's live
 /// rates (see `kanki_api::dashboard::StageRates`).
-async fn stage_sampler(st: ApiState) {
+async fn stage_sampler(st: ApiState, mut stop: kanki_jobs::Stop) {
     loop {
         st.metrics.sample_stages(std::time::Instant::now());
-        tokio::time::sleep(kanki_api::dashboard::RATE_SAMPLE_EVERY).await;
+        if !stop.sleep(kanki_api::dashboard::RATE_SAMPLE_EVERY).await {
+            return;
+        }
     }
 }
 
 /// Reloads operators, tokens and sessions (changed by `kanki operators`
 /// and `kanki tokens` in other processes) and writes last-used times.
-async fn operators_refresher(st: ApiState) {
+async fn operators_refresher(st: ApiState, mut stop: kanki_jobs::Stop) {
     let every = st.kanki.config.operators.refresh_every.0;
     loop {
-        tokio::time::sleep(every).await;
+        if !stop.sleep(every).await {
+            return;
+        }
         let (k, auth) = (st.kanki.clone(), st.auth.clone());
         background_turn("operators reload", move || {
             auth.refresh(k.store.operators(), Utc::now())
@@ -623,7 +676,7 @@ async fn operators_refresher(st: ApiState) {
 }
 
 /// The retention purge of bindings and audit records, itself audited.
-async fn purger(st: ApiState) {
+async fn purger(st: ApiState, mut stop: kanki_jobs::Stop) {
     let every = st.kanki.config.directory.purge_every.0;
     loop {
         let k = st.kanki.clone();
@@ -635,7 +688,9 @@ async fn purger(st: ApiState) {
                 "retention purge done"
             );
         }
-        tokio::time::sleep(every).await;
+        if !stop.sleep(every).await {
+            return;
+        }
     }
 }
 
@@ -646,7 +701,7 @@ struct FetchState {
     last_modified: Option<String>,
 }
 
-async fn feed_loop(st: ApiState, feed: FeedConfig) {
+async fn feed_loop(st: ApiState, feed: FeedConfig, mut stop: kanki_jobs::Stop) {
     // Once per process; a second call only says a provider is already there.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
@@ -677,10 +732,15 @@ async fn feed_loop(st: ApiState, feed: FeedConfig) {
             Some(w) => {
                 tokio::select! {
                     () = tokio::time::sleep(feed.every.0) => {}
+                    () = stop.stopping() => return,
                     () = w.notified() => {}
                 }
             }
-            None => tokio::time::sleep(feed.every.0).await,
+            None => {
+                if !stop.sleep(feed.every.0).await {
+                    return;
+                }
+            }
         }
     }
 }

@@ -246,7 +246,12 @@ fn the_api_lists_adds_judges_and_imports() {
     );
     assert!(m.contains("kanki_policy_rebuilds_total"), "{m}");
 
-    assert!(s.sigterm().success(), "a clean exit on SIGTERM");
+    // SIGTERM: the API stops, then every background job ends (those
+    // asleep at once) well within the grace period.
+    let (status, log) = s.sigterm_with_log();
+    assert!(status.success(), "a clean exit on SIGTERM:\n{log}");
+    assert!(log.contains("background jobs stopped"), "{log}");
+    assert!(!log.contains("still running"), "{log}");
 }
 
 #[test]

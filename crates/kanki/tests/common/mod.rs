@@ -243,7 +243,21 @@ impl Server {
     }
 
     /// SIGTERM, and the exit status.
-    pub fn sigterm(mut self) -> std::process::ExitStatus {
+    pub fn sigterm(self) -> std::process::ExitStatus {
+        self.sigterm_with_log().0
+    }
+
+    /// SIGTERM, the exit status and what the server logged.
+    pub fn sigterm_with_log(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.stop_on_sigterm();
+        let mut log = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut log);
+        }
+        (status, log)
+    }
+
+    fn stop_on_sigterm(&mut self) -> std::process::ExitStatus {
         signal(self.child.id(), "TERM");
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
