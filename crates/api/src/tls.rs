@@ -128,9 +128,10 @@ impl ResolvesServerCert for Certificates {
     }
 }
 
-/// Reloads the certificate when its files change, and on SIGHUP.
-pub fn watch(certs: Arc<Certificates>) {
-    tokio::spawn(async move {
+/// Reloads the certificate when its files change, and on SIGHUP, until
+/// `stop` (a background job of `kanki serve`).
+pub async fn watch(certs: Arc<Certificates>, mut stop: kanki_jobs::Stop) {
+    {
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         loop {
@@ -138,10 +139,13 @@ pub fn watch(certs: Arc<Certificates>) {
             let forced = tokio::select! {
                 _ = tokio::time::sleep(RELOAD_EVERY) => false,
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+                () = stop.stopping() => return,
             };
             #[cfg(not(unix))]
             let forced = {
-                tokio::time::sleep(RELOAD_EVERY).await;
+                if !stop.sleep(RELOAD_EVERY).await {
+                    return;
+                }
                 false
             };
             let c = certs.clone();
@@ -156,7 +160,7 @@ pub fn watch(certs: Arc<Certificates>) {
                 Err(e) => tracing::error!(error = %e, "API certificate reload panicked"),
             }
         }
-    });
+    }
 }
 
 /// A [`Listener`] for `axum::serve` that hands over connections once their

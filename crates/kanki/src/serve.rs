@@ -185,6 +185,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         audit_checks: Arc::default(),
         rpz: rpz.as_ref().map(|(server, _)| server.clone()),
     };
+    // The background jobs, each under the supervisor (started again after
+    // a panic, stopped together at shutdown).
+    let jobs = kanki_jobs::Supervisor::new();
     let mut gardened: Option<kanki_removal::site::GardenedClient> = None;
     let warning = match warning_counters {
         Some(counters) => {
@@ -206,6 +209,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let site =
                 kanki_removal::site::router(kanki.clone(), garden.clone(), Some(client_gardened));
             kanki_warning::spawn(w.clone(), site).await?;
+            let flushed = w.clone();
+            jobs.spawn("warning-page hits", move |stop| {
+                kanki_warning::flush_hits_loop(flushed.clone(), stop)
+            });
             Some(w)
         }
         None => None,
@@ -229,9 +236,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some((server, opts)) = rpz {
         crate::rpz::spawn(server, opts, kanki.clone(), policy.clone()).await?;
     }
-    // The background jobs, each under the supervisor (started again after
-    // a panic, stopped together at shutdown).
-    let jobs = kanki_jobs::Supervisor::new();
     jobs.spawn("policy refresher", with_state(&state, refresher));
     jobs.spawn("listing expiry", with_state(&state, expirer));
     jobs.spawn(
@@ -293,7 +297,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     match certificates {
         Some(certs) => {
             use axum::serve::ListenerExt;
-            kanki_api::tls::watch(certs.clone());
+            let c = certs.clone();
+            jobs.spawn("API certificate watcher", move |stop| {
+                kanki_api::tls::watch(c.clone(), stop)
+            });
             // tap_io: axum gives the peer's address (ConnectInfo) for any
             // listener it wraps so, not for a listener of our own.
             let tls = kanki_api::tls::TlsListener::new(listener, &certs)?.tap_io(|_| {});

@@ -850,8 +850,9 @@ async fn report(
 pub const COUNTERMEASURES: &str = "/countermeasures";
 
 /// Binds the page's listener and the reset listeners (so that a taken port
-/// stops `kanki serve` at start), then runs them (the page with the
-/// countermeasure site `site`) and the hit flusher in the background.
+/// stops `kanki serve` at start), then runs them in the background (the
+/// page with the countermeasure site `site`); [`flush_hits_loop`] writes
+/// its hits.
 pub async fn spawn(w: Arc<Warning>, site: Router) -> std::io::Result<()> {
     let config = w.shared.kanki.config.warning.clone();
     let resets = reset::bind(&config.reset_listen).await?;
@@ -874,21 +875,24 @@ pub async fn spawn(w: Arc<Warning>, site: Router) -> std::io::Result<()> {
             tracing::error!(error = %e, "the warning page stopped");
         }
     });
-    let every = config.hits_flush_every.0;
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(every).await;
-            let w = w.clone();
-            match tokio::task::spawn_blocking(move || w.flush_hits()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "cannot write warning-page hits; kept for the next try")
-                }
-                Err(e) => tracing::error!(error = %e, "warning-page hit flush panicked"),
-            }
-        }
-    });
     Ok(())
+}
+
+/// Writes the page's hits every `warning.hits_flush_every`, until `stop`
+/// (a background job of `kanki serve`, which writes the last hits after
+/// it).
+pub async fn flush_hits_loop(w: Arc<Warning>, mut stop: kanki_jobs::Stop) {
+    let every = w.shared.kanki.config.warning.hits_flush_every.0;
+    while stop.sleep(every).await {
+        let w = w.clone();
+        match tokio::task::spawn_blocking(move || w.flush_hits()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot write warning-page hits; kept for the next try")
+            }
+            Err(e) => tracing::error!(error = %e, "warning-page hit flush panicked"),
+        }
+    }
 }
 
 #[cfg(test)]
