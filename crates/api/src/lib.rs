@@ -414,6 +414,7 @@ async fn healthz(State(st): State<ApiState>) -> Result<Json<serde_json::Value>, 
 
 async fn metrics_text(State(st): State<ApiState>) -> Result<Response, ApiError> {
     st.metrics.sync_radius();
+    st.metrics.sync_jobs();
     let c = st.directory.compiled();
     st.metrics.directory_bindings.set(c.bindings() as i64);
     st.metrics

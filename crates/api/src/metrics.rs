@@ -25,6 +25,12 @@ pub struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    /// The background job's name ("policy refresher", "feed urlhaus", ...).
+    pub job: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RadiusLabels {
     /// received, answered, duplicate, replay, untracked_session, applied,
     /// sink_error, send_error, or
@@ -162,6 +168,11 @@ pub struct Metrics {
     pub notices: Family<StageLabels, Counter>,
     /// The stage counters' recent samples, for their live rates.
     pub stage_rates: crate::dashboard::StageRates,
+    /// Background jobs running, and started again after a panic, by job
+    /// (copied from the supervisor at each scrape).
+    pub jobs: Family<JobLabels, Gauge>,
+    pub job_restarts: Family<JobLabels, Counter>,
+    pub jobs_source: std::sync::OnceLock<std::sync::Arc<kanki_jobs::JobStates>>,
 }
 
 impl Default for Metrics {
@@ -201,8 +212,21 @@ impl Metrics {
             ingest: Family::default(),
             notices: Family::default(),
             stage_rates: crate::dashboard::StageRates::default(),
+            jobs: Family::default(),
+            job_restarts: Family::default(),
+            jobs_source: std::sync::OnceLock::new(),
             registry: Registry::default(),
         };
+        registry.register(
+            "background_jobs",
+            "Background jobs of kanki serve running now, by job (0: the job ended)",
+            m.jobs.clone(),
+        );
+        registry.register(
+            "background_job_restarts",
+            "Background jobs started again after a panic, by job",
+            m.job_restarts.clone(),
+        );
         registry.register(
             "ingest_events",
             "Report records and sensor events through each ingest stage: read, rejected (unusable), duplicate (stored before), attributed, unattributed, stored; and the cases they opened and updated",
@@ -416,6 +440,23 @@ impl Metrics {
     /// Samples the stage counters for their live rates.
     pub fn sample_stages(&self, at: std::time::Instant) {
         self.stage_rates.sample(at, self.stage_totals());
+    }
+
+    /// Copies the background jobs' states into `jobs` and `job_restarts`.
+    pub fn sync_jobs(&self) {
+        let Some(states) = self.jobs_source.get() else {
+            return;
+        };
+        // Every job started, 0 once it ended.
+        for (job, n) in states.running() {
+            self.jobs.get_or_create(&JobLabels { job }).set(n as i64);
+        }
+        for (job, n) in states.restarts() {
+            let counter = self.job_restarts.get_or_create(&JobLabels { job });
+            if n > counter.get() {
+                counter.inc_by(n - counter.get());
+            }
+        }
     }
 
     /// Copies the RADIUS server's counters (monotonic) into `radius`.

@@ -58,8 +58,36 @@ impl Stop {
 pub struct Supervisor {
     stop: watch::Sender<bool>,
     tasks: Mutex<JoinSet<()>>,
-    /// Jobs running now, by name (a name may be given to several).
-    running: Arc<Mutex<BTreeMap<String, usize>>>,
+    states: Arc<JobStates>,
+}
+
+/// What the jobs are doing, for `/metrics`: shared with whoever reads it.
+#[derive(Default)]
+pub struct JobStates {
+    /// Jobs started, by name (a name may be given to several), with how
+    /// many run now.
+    running: Mutex<BTreeMap<String, usize>>,
+    /// Starts after a panic, by name.
+    restarts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl JobStates {
+    /// Every job started, by name, with how many of that name run now
+    /// (0: it ended).
+    pub fn running(&self) -> BTreeMap<String, usize> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// How often each job was started again after a panic.
+    pub fn restarts(&self) -> BTreeMap<String, u64> {
+        self.restarts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 impl Default for Supervisor {
@@ -73,7 +101,7 @@ impl Supervisor {
         Supervisor {
             stop: watch::Sender::new(false),
             tasks: Mutex::new(JoinSet::new()),
-            running: Arc::default(),
+            states: Arc::default(),
         }
     }
 
@@ -92,7 +120,8 @@ impl Supervisor {
     {
         let name = name.into();
         let mut stop = self.stop();
-        let running = Running::enter(&self.running, &name);
+        let running = Running::enter(&self.states, &name);
+        let states = self.states.clone();
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         tasks.spawn(async move {
             let _running = running;
@@ -112,6 +141,12 @@ impl Supervisor {
                         if !stop.sleep(pause).await {
                             return;
                         }
+                        *states
+                            .restarts
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(name.clone())
+                            .or_default() += 1;
                         pause = (pause * 2).min(MOST_PAUSE);
                     }
                     Err(_) => return,
@@ -143,10 +178,14 @@ impl Supervisor {
 
     /// Jobs running now, by name.
     pub fn running(&self) -> BTreeMap<String, usize> {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        let mut running = self.states.running();
+        running.retain(|_, n| *n > 0);
+        running
+    }
+
+    /// What the jobs are doing, to be read while they run.
+    pub fn states(&self) -> Arc<JobStates> {
+        self.states.clone()
     }
 
     /// Raises the stop signal and waits up to `grace` for every job to
@@ -167,16 +206,17 @@ impl Supervisor {
     }
 }
 
-/// A job's place in [`Supervisor::running`], given up when its task ends
-/// however it ends.
+/// A job's count in [`JobStates::running`], taken back when its task
+/// ends however it ends.
 struct Running {
-    of: Arc<Mutex<BTreeMap<String, usize>>>,
+    of: Arc<JobStates>,
     name: String,
 }
 
 impl Running {
-    fn enter(of: &Arc<Mutex<BTreeMap<String, usize>>>, name: &str) -> Running {
-        *of.lock()
+    fn enter(of: &Arc<JobStates>, name: &str) -> Running {
+        *of.running
+            .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(name.to_string())
             .or_default() += 1;
@@ -189,12 +229,9 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let mut of = self.of.lock().unwrap_or_else(|p| p.into_inner());
+        let mut of = self.of.running.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = of.get_mut(&self.name) {
             *n -= 1;
-            if *n == 0 {
-                of.remove(&self.name);
-            }
         }
     }
 }
@@ -286,6 +323,10 @@ mod tests {
         assert_eq!(starts.load(Ordering::SeqCst), 3);
         assert_eq!(once.load(Ordering::SeqCst), 1);
         assert_eq!(jobs.running().keys().collect::<Vec<_>>(), ["flaky"]);
+        assert_eq!(
+            jobs.states().restarts().into_iter().collect::<Vec<_>>(),
+            [("flaky".to_string(), 2)]
+        );
         assert!(jobs.shutdown(Duration::from_secs(5)).await.is_empty());
     }
 }

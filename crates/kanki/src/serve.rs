@@ -188,6 +188,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // The background jobs, each under the supervisor (started again after
     // a panic, stopped together at shutdown).
     let jobs = kanki_jobs::Supervisor::new();
+    let _ = metrics.jobs_source.set(jobs.states());
     let mut gardened: Option<kanki_removal::site::GardenedClient> = None;
     let warning = match warning_counters {
         Some(counters) => {

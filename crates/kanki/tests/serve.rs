@@ -245,6 +245,13 @@ fn the_api_lists_adds_judges_and_imports() {
         "{m}"
     );
     assert!(m.contains("kanki_policy_rebuilds_total"), "{m}");
+    // The background jobs, each running once.
+    for job in ["policy refresher", "notices", "directory refresher"] {
+        assert!(
+            m.contains(&format!("kanki_background_jobs{{job=\"{job}\"}} 1")),
+            "{m}"
+        );
+    }
 
     // SIGTERM: the API stops, then every background job ends (those
     // asleep at once) well within the grace period.
