@@ -20,9 +20,9 @@
 //! so a syslog file is itself a checkpoint file.
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
 use data_encoding::BASE64;
 use ring::rand::SystemRandom;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
@@ -32,6 +32,57 @@ pub const TAG: &str = "kanki-audit-checkpoint";
 
 /// The longest checkpoint line read, in bytes (a line is about 330).
 pub const MAX_LINE: usize = 1024;
+
+/// Why a checkpoint line, its signature or a signing key was refused, in
+/// words for an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("longer than {MAX_LINE} bytes")]
+    TooLong,
+    #[error("no {TAG} in the line")]
+    NoTag,
+    #[error("not a v1 checkpoint")]
+    NotV1,
+    #[error("{0:?} is not key=value")]
+    NotKeyValue(String),
+    #[error("unknown field {0:?}")]
+    UnknownField(String),
+    #[error("{0} given twice")]
+    GivenTwice(String),
+    #[error("no {0}=")]
+    Missing(&'static str),
+    #[error("{name} is not {len} hex digits")]
+    NotHex { name: &'static str, len: usize },
+    #[error("seq is not a number")]
+    SeqNotNumber,
+    #[error("at: {0}")]
+    At(chrono::ParseError),
+    #[error("signed by key {signed}, not by {expected}")]
+    OtherKey { signed: String, expected: String },
+    #[error("key or signature is not hex")]
+    NotHexKeyOrSignature,
+    #[error("the signature does not verify")]
+    BadSignature,
+    #[error("not PEM: {0}")]
+    NotPem(data_encoding::DecodeError),
+    #[error("not an Ed25519 PKCS#8 key: {0}")]
+    NotEd25519Key(ring::error::KeyRejected),
+    #[error("cannot read {}: {source}", path.display())]
+    ReadKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    KeyFile {
+        path: PathBuf,
+        source: Box<CheckpointError>,
+    },
+    #[error("line {line}: {source}")]
+    Line {
+        line: usize,
+        source: Box<CheckpointError>,
+    },
+}
 
 /// A signed head of the chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,49 +109,50 @@ impl Checkpoint {
     }
 
     /// Reads a checkpoint line (see the module doc).
-    pub fn parse(line: &str) -> Result<Checkpoint, String> {
+    pub fn parse(line: &str) -> Result<Checkpoint, CheckpointError> {
         if line.len() > MAX_LINE {
-            return Err(format!("longer than {MAX_LINE} bytes"));
+            return Err(CheckpointError::TooLong);
         }
-        let start = line
-            .find(TAG)
-            .ok_or_else(|| format!("no {TAG} in the line"))?;
+        let start = line.find(TAG).ok_or(CheckpointError::NoTag)?;
         let mut words = line[start + TAG.len()..].split_ascii_whitespace();
         if words.next() != Some("v1") {
-            return Err("not a v1 checkpoint".into());
+            return Err(CheckpointError::NotV1);
         }
         let (mut seq, mut hash, mut at, mut key, mut sig) = (None, None, None, None, None);
         for w in words {
             let (k, v) = w
                 .split_once('=')
-                .ok_or_else(|| format!("{w:?} is not key=value"))?;
+                .ok_or_else(|| CheckpointError::NotKeyValue(w.to_string()))?;
             let slot = match k {
                 "seq" => &mut seq,
                 "hash" => &mut hash,
                 "at" => &mut at,
                 "key" => &mut key,
                 "sig" => &mut sig,
-                _ => return Err(format!("unknown field {k:?}")),
+                _ => return Err(CheckpointError::UnknownField(k.to_string())),
             };
             if slot.replace(v).is_some() {
-                return Err(format!("{k} given twice"));
+                return Err(CheckpointError::GivenTwice(k.to_string()));
             }
         }
-        let hex_of = |v: &str, name: &str, len: usize| {
+        let hex_of = |v: &str, name: &'static str, len: usize| {
             if v.len() == len && v.bytes().all(|b| b.is_ascii_hexdigit()) {
                 Ok(v.to_ascii_lowercase())
             } else {
-                Err(format!("{name} is not {len} hex digits"))
+                Err(CheckpointError::NotHex { name, len })
             }
         };
         Ok(Checkpoint {
             seq: need(seq, "seq")?
                 .parse()
-                .map_err(|_| "seq is not a number".to_string())?,
+                .map_err(|_| CheckpointError::SeqNotNumber)?,
             hash: hex_of(need(hash, "hash")?, "hash", 64)?,
+            // To the microsecond, as written and signed: a line of finer
+            // time reads as the checkpoint it writes back.
             at: DateTime::parse_from_rfc3339(need(at, "at")?)
-                .map_err(|e| format!("at: {e}"))?
-                .with_timezone(&Utc),
+                .map_err(CheckpointError::At)?
+                .with_timezone(&Utc)
+                .trunc_subsecs(6),
             key: hex_of(need(key, "key")?, "key", 64)?,
             sig: hex_of(need(sig, "sig")?, "sig", 128)?,
         })
@@ -108,18 +160,21 @@ impl Checkpoint {
 
     /// Checks the signature, by `key` when given (hex), else by the key the
     /// line names.
-    pub fn verify_signature(&self, key: Option<&str>) -> Result<(), String> {
+    pub fn verify_signature(&self, key: Option<&str>) -> Result<(), CheckpointError> {
         if let Some(k) = key
             && !k.eq_ignore_ascii_case(&self.key)
         {
-            return Err(format!("signed by key {}, not by {k}", self.key));
+            return Err(CheckpointError::OtherKey {
+                signed: self.key.clone(),
+                expected: k.to_string(),
+            });
         }
         let (Ok(pk), Ok(sig)) = (hex::decode(&self.key), hex::decode(&self.sig)) else {
-            return Err("key or signature is not hex".into());
+            return Err(CheckpointError::NotHexKeyOrSignature);
         };
         UnparsedPublicKey::new(&ED25519, pk)
             .verify(&Self::message(self.seq, &self.hash, &self.at_text()), &sig)
-            .map_err(|_| "the signature does not verify".to_string())
+            .map_err(|_| CheckpointError::BadSignature)
     }
 }
 
@@ -137,8 +192,8 @@ impl fmt::Display for Checkpoint {
     }
 }
 
-fn need<'a>(v: Option<&'a str>, name: &str) -> Result<&'a str, String> {
-    v.ok_or_else(|| format!("no {name}="))
+fn need<'a>(v: Option<&'a str>, name: &'static str) -> Result<&'a str, CheckpointError> {
+    v.ok_or(CheckpointError::Missing(name))
 }
 
 /// The signing key, read from a file: PKCS#8, DER or PEM (`kanki audit
@@ -154,7 +209,7 @@ impl fmt::Debug for Signer {
 }
 
 impl Signer {
-    pub fn from_pkcs8(bytes: &[u8]) -> Result<Signer, String> {
+    pub fn from_pkcs8(bytes: &[u8]) -> Result<Signer, CheckpointError> {
         let der = match std::str::from_utf8(bytes) {
             Ok(text) if text.contains("-----BEGIN") => {
                 let b64: String = text
@@ -164,7 +219,7 @@ impl Signer {
                     .collect();
                 BASE64
                     .decode(b64.as_bytes())
-                    .map_err(|e| format!("not PEM: {e}"))?
+                    .map_err(CheckpointError::NotPem)?
             }
             _ => bytes.to_vec(),
         };
@@ -172,13 +227,18 @@ impl Signer {
         // key) as well as v2; the public key is derived either way.
         Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
             .map(|key| Signer { key })
-            .map_err(|e| format!("not an Ed25519 PKCS#8 key: {e}"))
+            .map_err(CheckpointError::NotEd25519Key)
     }
 
-    pub fn from_file(path: &Path) -> Result<Signer, String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        Self::from_pkcs8(&bytes).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn from_file(path: &Path) -> Result<Signer, CheckpointError> {
+        let bytes = std::fs::read(path).map_err(|source| CheckpointError::ReadKey {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_pkcs8(&bytes).map_err(|e| CheckpointError::KeyFile {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })
     }
 
     /// A new key, PKCS#8 (v2) DER, for a key file.
@@ -212,7 +272,7 @@ impl Signer {
 /// The checkpoints of a file's text, each line that holds one; a line
 /// that names itself a checkpoint but does not read or verify is an error
 /// (someone tampered with the shipped file, or it is not ours).
-pub fn read_all(text: &str, key: Option<&str>) -> Result<Vec<Checkpoint>, String> {
+pub fn read_all(text: &str, key: Option<&str>) -> Result<Vec<Checkpoint>, CheckpointError> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if !line.contains(TAG) {
@@ -220,7 +280,10 @@ pub fn read_all(text: &str, key: Option<&str>) -> Result<Vec<Checkpoint>, String
         }
         let c = Checkpoint::parse(line)
             .and_then(|c| c.verify_signature(key).map(|()| c))
-            .map_err(|e| format!("line {}: {e}", i + 1))?;
+            .map_err(|e| CheckpointError::Line {
+                line: i + 1,
+                source: Box::new(e),
+            })?;
         out.push(c);
     }
     Ok(out)
@@ -241,26 +304,42 @@ mod tests {
         assert_eq!(back, c);
         back.verify_signature(Some(&s.public_key())).unwrap();
         let other = Signer::from_pkcs8(&Signer::generate()).unwrap();
-        assert!(back.verify_signature(Some(&other.public_key())).is_err());
+        assert!(matches!(
+            back.verify_signature(Some(&other.public_key())),
+            Err(CheckpointError::OtherKey { .. })
+        ));
         // Any field changed: the signature fails.
         for (from, to) in [("seq=42", "seq=43"), ("hash=abab", "hash=bbab")] {
             let forged = line.replacen(from, to, 1);
             let f = Checkpoint::parse(&forged).unwrap();
-            assert!(f.verify_signature(None).is_err(), "{forged}");
+            assert!(
+                matches!(f.verify_signature(None), Err(CheckpointError::BadSignature)),
+                "{forged}"
+            );
         }
         assert_eq!(
             read_all(&format!("noise\n{line}\n"), None).unwrap().len(),
             1
         );
-        assert!(read_all(&line.replacen("seq=42", "seq=41", 1), None).is_err());
-        for junk in [
-            TAG.to_string(),
-            format!("{TAG} v1 seq=1"),
-            format!("{TAG} v1 seq=x hash=00 at=now key=00 sig=00"),
-            format!("{TAG} v2"),
-            "x".repeat(MAX_LINE + 1),
+        let e = read_all(&line.replacen("seq=42", "seq=41", 1), None).unwrap_err();
+        assert_eq!(e.to_string(), "line 1: the signature does not verify");
+        for (junk, why) in [
+            (TAG.to_string(), "not a v1 checkpoint"),
+            (format!("{TAG} v1 seq=1"), "no hash="),
+            (
+                format!("{TAG} v1 seq=x hash=00 at=now key=00 sig=00"),
+                "seq is not a number",
+            ),
+            (
+                format!("{TAG} v1 seq=1 hash=00"),
+                "hash is not 64 hex digits",
+            ),
+            (format!("{TAG} v2"), "not a v1 checkpoint"),
+            (format!("{TAG} v1 seq=1 seq=2"), "seq given twice"),
+            ("x".repeat(MAX_LINE + 1), "longer than 1024 bytes"),
         ] {
-            assert!(Checkpoint::parse(&junk).is_err(), "{junk}");
+            let e = Checkpoint::parse(&junk).unwrap_err();
+            assert_eq!(e.to_string(), why, "{junk}");
         }
     }
 
@@ -270,6 +349,9 @@ mod tests {
         let pem = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEICAjtwIqCwdBRmENmo4C93U5bmvPIOskMRZTzVZ/g4XW\n-----END PRIVATE KEY-----\n";
         let s = Signer::from_pkcs8(pem.as_bytes()).unwrap();
         assert_eq!(s.public_key().len(), 64);
-        assert!(Signer::from_pkcs8(b"not a key").is_err());
+        assert!(matches!(
+            Signer::from_pkcs8(b"not a key"),
+            Err(CheckpointError::NotEd25519Key(_))
+        ));
     }
 }
