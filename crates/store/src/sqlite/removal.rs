@@ -369,9 +369,6 @@ fn next_segment(c: &Connection) -> Result<i64> {
     )?)
 }
 
-/// A segment's events, with their raw records when `raw` is read.
-/// A stored segment's events, with the raw records of those `raw_of`
-/// keeps (by index and event).
 /// A segment's cases and the events `wanted` (by index in the batch and
 /// case id), each with its raw record.
 fn read_segment(
@@ -1449,8 +1446,9 @@ fn record_segment(
     // What the new events say of each case, in the order first seen.
     let mut deltas: Vec<(usize, CaseDelta)> = Vec::new();
     let mut delta_of: HashMap<usize, usize> = HashMap::new();
-    // The feeds of each case's new events (most cases have one).
-    let mut delta_feeds: Vec<Vec<&str>> = Vec::new();
+    // The feeds of each case's new events (most cases have one), each
+    // with its bit in `OpenCase::feeds`.
+    let mut delta_feeds: Vec<Vec<(&str, u64)>> = Vec::new();
     for (w, _) in batch.iter().zip(&new).filter(|(_, n)| **n) {
         let Some(t) = w.case else { continue };
         let Some(target) = targets.get(t) else {
@@ -1461,14 +1459,14 @@ fn record_segment(
         match delta_of.get(&t) {
             Some(&d) => {
                 deltas[d].1.add(seen);
-                if !delta_feeds[d].contains(&feed) {
-                    delta_feeds[d].push(feed);
+                if !delta_feeds[d].iter().any(|(f, _)| *f == feed) {
+                    delta_feeds[d].push((feed, held.cases.feed_bit(feed)));
                 }
             }
             None => {
                 delta_of.insert(t, deltas.len());
                 deltas.push((t, CaseDelta::of(target, seen)));
-                delta_feeds.push(vec![feed]);
+                delta_feeds.push(vec![(feed, held.cases.feed_bit(feed))]);
             }
         }
     }
@@ -1501,13 +1499,9 @@ fn record_segment(
     for i in order {
         let d = &deltas[i].1;
         let st = &mut *held.statements;
-        let bits: Vec<u64> = delta_feeds[i]
-            .iter()
-            .map(|f| held.cases.feed_bit(f))
-            .collect();
         let (id, previous) = match held.cases.find(&mut st.find_open, d.subscriber, d.threat)? {
             Some(open) => {
-                for (&feed, &bit) in delta_feeds[i].iter().zip(&bits) {
+                for &(feed, bit) in &delta_feeds[i] {
                     if bit == 0 || open.feeds & bit == 0 {
                         feeds.push((feed, open.case.id));
                         open.feeds |= bit;
@@ -1534,12 +1528,12 @@ fn record_segment(
                 log_case_with(&mut st.log, case.id, &opened, case.state, now_ts)?;
                 counts.cases_opened += 1;
                 let id = case.id;
-                feeds.extend(delta_feeds[i].iter().map(|&feed| (feed, id)));
+                feeds.extend(delta_feeds[i].iter().map(|&(feed, _)| (feed, id)));
                 held.cases.hold(OpenCase {
                     case,
                     last_segment: Some(segment),
                     pending: false,
-                    feeds: bits.iter().fold(0, |all, bit| all | bit),
+                    feeds: delta_feeds[i].iter().fold(0, |all, (_, bit)| all | bit),
                 });
                 (id, None)
             }
